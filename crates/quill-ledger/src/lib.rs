@@ -1,0 +1,42 @@
+//! The Quill ledger engine: a journal-first, verifiable, serializable document store.
+//!
+//! The journal is the database. Every committed transaction is one block, hash-chained to the
+//! previous one, appended to files this crate owns and fsynced before the commit is
+//! acknowledged. Tables, indexes, history and the catalog are derived from the journal and can
+//! be rebuilt from it. Hashes, digests and proofs are bit-compatible with Amazon QLDB (see
+//! `quill-verify`).
+//!
+//! Main types:
+//! - [`Ledger`]: one ledger in a directory. `Ledger::create`, `Ledger::open`, digests, blocks,
+//!   revisions and proofs.
+//! - [`Transaction`]: serializable (optimistic concurrency) unit of work; reads a snapshot as of
+//!   its start plus its own writes, and fails at commit with [`LedgerError::OccConflict`] if
+//!   anything it read was changed by a transaction committed after it started.
+//!
+//! ```
+//! use quill_ledger::{Ledger, LedgerOptions};
+//! use ion_rs::Element;
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let ledger = Ledger::create(dir.path(), "vehicles", LedgerOptions::default()).unwrap();
+//! let id = ledger.transact(|tx| {
+//!     tx.create_table("Vehicle", None)?;
+//!     tx.insert("Vehicle", Element::read_one(r#"{VIN: "1N4AL11D75C109151"}"#).unwrap())
+//! }).unwrap();
+//! let doc = ledger.transact(|tx| tx.get("Vehicle", &id)).unwrap().unwrap();
+//! assert_eq!(doc.version, 0);
+//! ```
+
+mod error;
+pub mod limits;
+mod types;
+
+pub use error::{LedgerError, Result};
+pub use limits::Limits;
+pub use types::{
+    BlockAddress, CommitReceipt, Document, IndexInfo, IndexStatus, LedgerDigest, Revision,
+    RevisionMetadata, TableInfo, TableStatus,
+};
+
+mod api_contract;
+pub use api_contract::{DocumentRef, Ledger, LedgerOptions, RecoveryReport, Transaction};

@@ -1,0 +1,1 @@
+//! quill-partiql (in progress)

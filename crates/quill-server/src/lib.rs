@@ -1,0 +1,1 @@
+//! quill-server (in progress)
