@@ -82,6 +82,10 @@ impl Ledger {
     pub fn consistency_proof(&self, old_tip: u64, new_tip: u64) -> Result<Vec<Hash>> { todo!() }
 }
 
+/// A point to roll a transaction back to (see `Transaction::savepoint`).
+#[derive(Debug, Clone, Copy)]
+pub struct Savepoint(pub(crate) usize);
+
 /// A serializable transaction. Dropping it without `commit` aborts it.
 pub struct Transaction {}
 
@@ -93,6 +97,13 @@ impl Transaction {
     /// Records a statement (text and parameters) so the block's `transactionInfo` shows it;
     /// writes that follow are attributed to it.
     pub fn record_statement(&mut self, text: &str, parameters: &[Element]) -> Result<()> { todo!() }
+
+    /// Marks the current state of the transaction's writes, statements and catalog changes.
+    pub fn savepoint(&self) -> Savepoint { todo!() }
+    /// Undoes every write, catalog change and recorded statement made after `savepoint`
+    /// (used to make a failed statement leave the transaction unchanged). Reads stay in the
+    /// read set (harmless: it only makes OCC more conservative).
+    pub fn rollback_to(&mut self, savepoint: Savepoint) { todo!() }
 
     /// CREATE TABLE: returns the new table id.
     pub fn create_table(&mut self, name: &str, tags: Option<Element>) -> Result<String> { todo!() }

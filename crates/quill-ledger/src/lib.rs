@@ -39,4 +39,4 @@ pub use types::{
 };
 
 mod api_contract;
-pub use api_contract::{DocumentRef, Ledger, LedgerOptions, RecoveryReport, Transaction};
+pub use api_contract::{DocumentRef, Ledger, LedgerOptions, RecoveryReport, Savepoint, Transaction};
