@@ -27,16 +27,28 @@
 //! assert_eq!(doc.version, 0);
 //! ```
 
+mod block;
+mod catalog;
+mod clock;
+mod committer;
 mod error;
+mod ids;
+mod journal;
+mod ledger;
 pub mod limits;
+mod occ;
+mod state;
+mod transaction;
+mod tree_store;
 mod types;
 
+pub use catalog::table_to_element;
 pub use error::{LedgerError, Result};
+pub use ids::is_valid_id;
+pub use ledger::{ledger_dir, validate_ledger_name, Ledger, LedgerOptions, RecoveryReport};
 pub use limits::Limits;
+pub use transaction::{DocumentRef, Savepoint, Transaction};
 pub use types::{
     BlockAddress, CommitReceipt, Document, IndexInfo, IndexStatus, LedgerDigest, Revision,
     RevisionMetadata, TableInfo, TableStatus,
 };
-
-mod api_contract;
-pub use api_contract::{DocumentRef, Ledger, LedgerOptions, RecoveryReport, Savepoint, Transaction};

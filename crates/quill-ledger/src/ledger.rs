@@ -1,0 +1,553 @@
+//! `Ledger`: opening, creating and recovering a ledger directory, starting transactions, and
+//! serving digests, blocks, revisions and proofs.
+//!
+//! Directory layout:
+//! ```text
+//! <dir>/ledger.ion   {name, strandId, formatVersion}: written once, atomically, at creation
+//! <dir>/journal/     the journal segments: the source of truth
+//! <dir>/tree/        full nodes of the digest tree (derived; rebuilt from the journal)
+//! <dir>/state.redb   current documents, history, indexes, catalog (derived; caught up on open)
+//! ```
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, SyncSender};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use ion_rs::Element;
+use quill_verify::{Hash, TreeError};
+
+use crate::block::{self, BlockDraft};
+use crate::catalog::{Catalog, CatalogChange};
+use crate::clock;
+use crate::committer::{self, AppliedRevision, CommitRequest, PreparedCommit};
+use crate::error::{LedgerError, Result};
+use crate::ids::IdGenerator;
+use crate::journal::Journal;
+use crate::occ::ConflictLog;
+use crate::state::{Record, State};
+use crate::transaction::Transaction;
+use crate::tree_store::TreeStore;
+use crate::types::{BlockAddress, CommitReceipt, LedgerDigest, Revision};
+use crate::Limits;
+
+/// Version of the directory layout and `ledger.ion`. History: 1 — first format.
+const LEDGER_FORMAT_VERSION: i64 = 1;
+/// Attempts `Ledger::transact` makes before giving up on OCC conflicts.
+const TRANSACT_ATTEMPTS_MAX: usize = 10;
+
+/// Options for opening or creating a ledger.
+#[derive(Debug, Clone, Default)]
+pub struct LedgerOptions {
+    /// Limits enforced on transactions.
+    pub limits: Limits,
+    /// Seed for ids (tests); `None` uses OS randomness.
+    pub id_seed: Option<u64>,
+}
+
+/// What `Ledger::open` found and repaired.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Bytes of an incomplete last frame that were cut off (0 if the tail was clean).
+    pub torn_tail_bytes: u64,
+    /// Blocks replayed from the journal into derived state.
+    pub blocks_replayed: u64,
+    /// Digest-tree leaves rebuilt from the journal.
+    pub tree_leaves_rebuilt: u64,
+}
+
+/// State shared between transactions and the committer, changed only under its mutex.
+pub(crate) struct Shared {
+    /// Blocks applied to derived state and visible to new transactions.
+    pub applied: u64,
+    pub catalog: Arc<Catalog>,
+    /// Hash of block `applied - 1`.
+    pub last_hash: Option<Hash>,
+    /// Time of block `applied - 1`, ms since epoch.
+    pub last_millis: i64,
+    pub log: ConflictLog,
+    /// Why the ledger refuses writes (after an I/O failure), if it does.
+    pub poisoned: Option<String>,
+}
+
+/// The parts of a ledger the committer thread shares.
+pub(crate) struct Core {
+    pub strand_id: String,
+    pub options: LedgerOptions,
+    pub journal: Journal,
+    pub tree: TreeStore,
+    pub state: State,
+    shared: Mutex<Shared>,
+}
+
+impl Core {
+    pub fn shared(&self) -> MutexGuard<'_, Shared> {
+        // A panic while holding the lock leaves plain data behind; keep serving.
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn poison(&self, reason: String) {
+        tracing::error!(%reason, "ledger is read-only until reopened");
+        self.shared().poisoned.get_or_insert(reason);
+    }
+}
+
+impl quill_verify::FullNodes for Core {
+    type Error = LedgerError;
+    fn full_node(&self, level: u32, index: u64) -> Result<Hash> {
+        self.tree.full_node(level, index)
+    }
+}
+
+pub(crate) struct LedgerInner {
+    pub name: String,
+    pub strand_id: String,
+    pub options: LedgerOptions,
+    pub ids: IdGenerator,
+    pub core: Arc<Core>,
+    recovery: RecoveryReport,
+    commits: Mutex<Option<SyncSender<CommitRequest>>>,
+    committer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl LedgerInner {
+    pub fn commit(&self, commit: PreparedCommit) -> Result<CommitReceipt> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        let sender = self.commits.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let sender = sender.ok_or_else(|| LedgerError::ReadOnly("ledger is closing".into()))?;
+        sender.send(CommitRequest { commit, reply }).map_err(|_| LedgerError::ReadOnly("committer stopped".into()))?;
+        answer.recv().map_err(|_| LedgerError::ReadOnly("committer stopped".into()))?
+    }
+
+    pub fn end_transaction(&self, start: u64) {
+        self.core.shared().log.end(start);
+    }
+}
+
+impl Drop for LedgerInner {
+    fn drop(&mut self) {
+        self.commits.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(handle) = self.committer.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// One ledger: a journal plus derived state in one directory. Cheap to clone (shared handle).
+#[derive(Clone)]
+pub struct Ledger {
+    inner: Arc<LedgerInner>,
+}
+
+/// QLDB's ledger name rule.
+pub fn validate_ledger_name(name: &str) -> Result<()> {
+    let ok = (1..=32).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && !name.contains("--")
+        && !name.bytes().all(|b| b.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(LedgerError::InvalidLedgerName(name.to_owned()))
+    }
+}
+
+fn fsync_dir(dir: &Path) -> Result<()> {
+    fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+fn write_ledger_file(dir: &Path, name: &str, strand_id: &str) -> Result<()> {
+    let text = format!("{{name:\"{name}\",strandId:\"{strand_id}\",formatVersion:{LEDGER_FORMAT_VERSION}}}\n");
+    let tmp = dir.join("ledger.ion.tmp");
+    let mut file = fs::File::create(&tmp)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    fs::rename(&tmp, dir.join("ledger.ion"))?;
+    fsync_dir(dir)
+}
+
+fn read_ledger_file(dir: &Path) -> Result<(String, String)> {
+    let path = dir.join("ledger.ion");
+    let bytes = fs::read(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => LedgerError::UnknownLedger(dir.display().to_string()),
+        _ => LedgerError::Io(e),
+    })?;
+    let bad = || LedgerError::Storage(format!("{} is malformed", path.display()));
+    let element = Element::read_one(bytes).map_err(|_| bad())?;
+    let s = element.as_struct().ok_or_else(bad)?;
+    let version = s.get("formatVersion").and_then(Element::as_i64).ok_or_else(bad)?;
+    if version != LEDGER_FORMAT_VERSION {
+        return Err(LedgerError::Storage(format!("unsupported ledger format version {version}")));
+    }
+    let text = |f: &str| s.get(f).and_then(Element::as_text).map(str::to_owned).ok_or_else(bad);
+    Ok((text("name")?, text("strandId")?))
+}
+
+impl Ledger {
+    /// Creates a new ledger named `name` in `dir` (which must not hold a ledger), writing its
+    /// genesis block (sequence number 0, recording the ledger's creation).
+    pub fn create(dir: &Path, name: &str, options: LedgerOptions) -> Result<Ledger> {
+        validate_ledger_name(name)?;
+        if dir.join("ledger.ion").exists() {
+            return Err(LedgerError::LedgerExists(name.to_owned()));
+        }
+        fs::create_dir_all(dir)?;
+        let ids = IdGenerator::new(options.id_seed);
+        let strand_id = ids.next_id();
+        let journal = Journal::create(&dir.join("journal"), &strand_id)?;
+        let tree = TreeStore::open(&dir.join("tree"))?;
+        let state = State::open(&dir.join("state.redb"))?;
+        let transaction_id = ids.next_id();
+        let changes = [CatalogChange::CreateLedger { name: name.to_owned() }];
+        let time_millis = clock::now_millis();
+        let genesis = block::build(&BlockDraft {
+            address: BlockAddress { strand_id: strand_id.clone(), sequence_no: 0 },
+            transaction_id: &transaction_id,
+            time_millis,
+            previous_hash: None,
+            statements: &[],
+            revisions: &[],
+            catalog_changes: &changes,
+        })?;
+        journal.append(&[&genesis.element.encode_as(ion_rs::v1_0::Binary)?])?;
+        journal.sync()?;
+        tree.push_leaves(&[genesis.hash])?;
+        tree.flush()?;
+        let mut writer = state.writer()?;
+        committer::apply_block(&mut writer, &mut Catalog::default(), &options.limits, &changes, &[])?;
+        writer.set_applied(1)?;
+        writer.commit(true)?;
+        // ledger.ion last: a directory without it is an unfinished creation, not a ledger.
+        write_ledger_file(dir, name, &strand_id)?;
+        drop((journal, tree, state));
+        Ledger::open(dir, options)
+    }
+
+    /// Opens an existing ledger, recovering from a crash: a torn journal tail is cut off,
+    /// the digest tree and derived state catch up from the journal. Corruption anywhere else
+    /// fails with [`LedgerError::Corrupted`] naming the block.
+    pub fn open(dir: &Path, options: LedgerOptions) -> Result<Ledger> {
+        let (name, strand_id) = read_ledger_file(dir)?;
+        let (journal, journal_recovery) = Journal::open(&dir.join("journal"), &strand_id)?;
+        let tree = TreeStore::open(&dir.join("tree"))?;
+        let state = State::open(&dir.join("state.redb"))?;
+        let mut recovery = RecoveryReport { torn_tail_bytes: journal_recovery.torn_tail_bytes, ..Default::default() };
+        let blocks = journal.len();
+        if blocks == 0 {
+            return Err(LedgerError::Corrupted {
+                block_address: BlockAddress { strand_id, sequence_no: 0 },
+                detail: "the journal has no genesis block".into(),
+            });
+        }
+        recovery.tree_leaves_rebuilt = catch_up_tree(&journal, &tree, &strand_id, blocks)?;
+        recovery.blocks_replayed = catch_up_state(&journal, &state, &strand_id, blocks, &options.limits)?;
+        let snapshot = state.snapshot()?;
+        let catalog = snapshot.catalog()?;
+        let last = read_block(&journal, &strand_id, blocks - 1)?;
+        let core = Arc::new(Core {
+            strand_id: strand_id.clone(),
+            options: options.clone(),
+            journal,
+            tree,
+            state,
+            shared: Mutex::new(Shared {
+                applied: blocks,
+                catalog: Arc::new(catalog),
+                last_hash: Some(last.hash),
+                last_millis: last.time_millis,
+                log: ConflictLog::new(blocks),
+                poisoned: None,
+            }),
+        });
+        if recovery != RecoveryReport::default() {
+            tracing::warn!(ledger = %name, ?recovery, "recovered ledger after an unclean shutdown");
+        }
+        let (sender, receiver) = mpsc::sync_channel(crate::limits::GROUP_COMMIT_MAX * 4);
+        let committer_core = Arc::clone(&core);
+        let handle = std::thread::Builder::new()
+            .name(format!("quill-commit-{name}"))
+            .spawn(move || committer::run(committer_core, receiver))?;
+        let ids = IdGenerator::new(options.id_seed.map(|s| s.wrapping_add(blocks)));
+        Ok(Ledger {
+            inner: Arc::new(LedgerInner {
+                name,
+                strand_id,
+                options,
+                ids,
+                core,
+                recovery,
+                commits: Mutex::new(Some(sender)),
+                committer: Mutex::new(Some(handle)),
+            }),
+        })
+    }
+
+    /// Ledger name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The strand id (22-char base62).
+    pub fn strand_id(&self) -> &str {
+        &self.inner.strand_id
+    }
+
+    /// What opening found.
+    pub fn recovery_report(&self) -> RecoveryReport {
+        self.inner.recovery.clone()
+    }
+
+    /// The directory-independent limits this ledger enforces.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.options.limits
+    }
+
+    /// Starts a transaction on a snapshot of the current state.
+    pub fn begin(&self) -> Result<Transaction> {
+        let core = &self.inner.core;
+        let (start, snapshot, catalog) = {
+            let mut shared = core.shared();
+            if let Some(reason) = &shared.poisoned {
+                return Err(LedgerError::ReadOnly(reason.clone()));
+            }
+            let snapshot = core.state.snapshot()?;
+            let start = shared.applied;
+            shared.log.begin(start);
+            (start, snapshot, Arc::clone(&shared.catalog))
+        };
+        let id = self.inner.ids.next_id();
+        Ok(Transaction::new(Arc::clone(&self.inner), id, start, snapshot, catalog))
+    }
+
+    /// Runs `body` in a transaction and commits it, retrying the whole body on OCC conflict
+    /// (up to 10 attempts). Any other error aborts and is returned.
+    pub fn transact<T>(&self, mut body: impl FnMut(&mut Transaction) -> Result<T>) -> Result<T> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut tx = self.begin()?;
+            let outcome = body(&mut tx).and_then(|value| tx.commit().map(|_| value));
+            match outcome {
+                Err(e) if e.is_occ_conflict() && attempt < TRANSACT_ATTEMPTS_MAX => continue,
+                other => return other,
+            }
+        }
+    }
+
+    fn applied(&self) -> u64 {
+        self.inner.core.shared().applied
+    }
+
+    fn check_tip(&self, tip: u64) -> Result<u64> {
+        let applied = self.applied();
+        if tip >= applied {
+            return Err(LedgerError::UnknownBlock(format!("sequenceNo {tip} is beyond the tip {}", applied - 1)));
+        }
+        Ok(tip)
+    }
+
+    /// The digest over every block up to the latest committed one.
+    pub fn digest(&self) -> LedgerDigest {
+        let tip = self.applied() - 1;
+        self.digest_at(tip).expect("the latest tip exists and its nodes are stored")
+    }
+
+    /// The digest as of an older tip.
+    pub fn digest_at(&self, tip_sequence_no: u64) -> Result<LedgerDigest> {
+        let tip = self.check_tip(tip_sequence_no)?;
+        let digest = quill_verify::tree_root(tip + 1, &*self.inner.core).map_err(tree_error)?;
+        Ok(LedgerDigest { digest, tip: BlockAddress { strand_id: self.inner.strand_id.clone(), sequence_no: tip } })
+    }
+
+    /// The block at `sequence_no`, as QLDB's Ion block struct.
+    pub fn block(&self, sequence_no: u64) -> Result<Element> {
+        self.check_tip(sequence_no)?;
+        let bytes = self.inner.core.journal.read(sequence_no)?;
+        Ok(Element::read_one(bytes)?)
+    }
+
+    /// Proof of the block's hash against the digest at `tip_sequence_no` (GetBlock proof).
+    pub fn block_proof(&self, sequence_no: u64, tip_sequence_no: u64) -> Result<Vec<Hash>> {
+        let tip = self.check_tip(tip_sequence_no)?;
+        if sequence_no > tip {
+            return Err(LedgerError::InvalidInput(format!("block {sequence_no} is after the digest tip {tip}")));
+        }
+        quill_verify::inclusion_proof(sequence_no, tip + 1, &*self.inner.core).map_err(tree_error)
+    }
+
+    /// The revision of `document_id` committed in block `sequence_no`.
+    pub fn revision(&self, sequence_no: u64, document_id: &str) -> Result<Revision> {
+        let (_, revision, _) = self.find_revision(sequence_no, document_id)?;
+        Ok(revision)
+    }
+
+    fn find_revision(&self, sequence_no: u64, document_id: &str) -> Result<(block::DecodedBlock, Revision, usize)> {
+        self.check_tip(sequence_no)?;
+        let decoded = read_block(&self.inner.core.journal, &self.inner.strand_id, sequence_no)?;
+        let position = decoded
+            .revisions
+            .iter()
+            .position(|(_, r)| r.metadata.id == document_id)
+            .ok_or_else(|| LedgerError::UnknownDocument(format!("{document_id} has no revision in block {sequence_no}")))?;
+        let revision = decoded.revisions[position].1.clone();
+        Ok((decoded, revision, position))
+    }
+
+    /// Proof of that revision's hash against the digest at `tip_sequence_no` (GetRevision
+    /// proof): siblings in the block's revisions tree, then in its entries tree, then the
+    /// previous block hash, then the block's proof.
+    pub fn revision_proof(&self, sequence_no: u64, document_id: &str, tip_sequence_no: u64) -> Result<Vec<Hash>> {
+        let block_proof = self.block_proof(sequence_no, tip_sequence_no)?;
+        let (decoded, _, position) = self.find_revision(sequence_no, document_id)?;
+        let revision_hashes: Vec<Hash> = decoded.revisions.iter().map(|(_, r)| r.hash).collect();
+        let mut proof = quill_verify::merkle_path(&revision_hashes, position);
+        proof.extend(quill_verify::merkle_path(&decoded.entries, 1));
+        if let Some(previous) = decoded.previous_hash {
+            proof.push(previous);
+        }
+        proof.extend(block_proof);
+        Ok(proof)
+    }
+
+    /// Proof that the digest at `new_tip` extends the digest at `old_tip` (a Quill extension;
+    /// see `quill_verify::verify_consistency`).
+    pub fn consistency_proof(&self, old_tip: u64, new_tip: u64) -> Result<Vec<Hash>> {
+        let new_tip = self.check_tip(new_tip)?;
+        if old_tip > new_tip {
+            return Err(LedgerError::InvalidInput(format!("old tip {old_tip} is after new tip {new_tip}")));
+        }
+        quill_verify::consistency_proof(old_tip + 1, new_tip + 1, &*self.inner.core).map_err(tree_error)
+    }
+
+    /// Audits the whole ledger: every frame's checksum, every block's hashes recomputed, the
+    /// hash chain, and the digest tree's leaves. `progress(done, total)` is called as it goes.
+    /// Returns the number of blocks checked, or the first bad block.
+    pub fn verify(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<u64> {
+        let core = &self.inner.core;
+        let total = self.applied();
+        let mut previous: Option<Hash> = None;
+        let mut checked = 0;
+        core.journal.scan(0, &mut |seq, bytes| {
+            if seq >= total {
+                return Ok(false);
+            }
+            let address = BlockAddress { strand_id: self.inner.strand_id.clone(), sequence_no: seq };
+            let corrupt = |detail: String| LedgerError::Corrupted { block_address: address.clone(), detail };
+            let element = Element::read_one(bytes).map_err(|e| corrupt(format!("not Ion: {e}")))?;
+            let hash = quill_verify::verify_block(&element).map_err(|e| corrupt(e.to_string()))?;
+            let decoded = block::decode(&element, &address)?;
+            if decoded.previous_hash != previous {
+                return Err(corrupt("previousBlockHash does not match the previous block".into()));
+            }
+            if core.tree.full_node(0, seq)? != hash {
+                return Err(corrupt("digest tree leaf does not match the block hash".into()));
+            }
+            previous = Some(hash);
+            checked = seq + 1;
+            progress(checked, total);
+            Ok(true)
+        })?;
+        Ok(checked)
+    }
+}
+
+fn tree_error(e: TreeError<LedgerError>) -> LedgerError {
+    match e {
+        TreeError::Node { source, .. } => source,
+        other => LedgerError::InvalidInput(other.to_string()),
+    }
+}
+
+fn read_block(journal: &Journal, strand_id: &str, sequence_no: u64) -> Result<block::DecodedBlock> {
+    let address = BlockAddress { strand_id: strand_id.to_owned(), sequence_no };
+    let bytes = journal.read(sequence_no)?;
+    let element = Element::read_one(bytes)
+        .map_err(|e| LedgerError::Corrupted { block_address: address.clone(), detail: format!("block is not Ion: {e}") })?;
+    block::decode(&element, &address)
+}
+
+/// Brings the digest tree to `blocks` leaves from the journal; returns leaves added.
+fn catch_up_tree(journal: &Journal, tree: &TreeStore, strand_id: &str, blocks: u64) -> Result<u64> {
+    if tree.leaves() > blocks {
+        tree.truncate(blocks)?;
+    }
+    let from = tree.leaves();
+    let mut hashes = Vec::new();
+    for seq in from..blocks {
+        hashes.push(read_block(journal, strand_id, seq)?.hash);
+        if hashes.len() >= 4096 {
+            tree.push_leaves(&hashes)?;
+            hashes.clear();
+        }
+    }
+    tree.push_leaves(&hashes)?;
+    tree.flush()?;
+    Ok(blocks - from)
+}
+
+/// Replays journal blocks that derived state has not applied; returns blocks replayed.
+fn catch_up_state(journal: &Journal, state: &State, strand_id: &str, blocks: u64, limits: &Limits) -> Result<u64> {
+    let snapshot = state.snapshot()?;
+    let applied = snapshot.applied()?;
+    if applied > blocks {
+        return Err(LedgerError::Corrupted {
+            block_address: BlockAddress { strand_id: strand_id.to_owned(), sequence_no: blocks },
+            detail: format!("derived state reflects {applied} blocks but the journal holds only {blocks}: committed blocks are missing"),
+        });
+    }
+    let mut catalog = snapshot.catalog()?;
+    drop(snapshot);
+    if applied == blocks {
+        return Ok(0);
+    }
+    let mut previous = if applied > 0 { Some(read_block(journal, strand_id, applied - 1)?.hash) } else { None };
+    let mut writer = state.writer()?;
+    for seq in applied..blocks {
+        let decoded = read_block(journal, strand_id, seq)?;
+        if decoded.previous_hash != previous {
+            return Err(LedgerError::Corrupted {
+                block_address: BlockAddress { strand_id: strand_id.to_owned(), sequence_no: seq },
+                detail: "previousBlockHash does not match the previous block".into(),
+            });
+        }
+        previous = Some(decoded.hash);
+        let encoded: Vec<Vec<u8>> = decoded
+            .revisions
+            .iter()
+            .map(|(_, r)| r.data.as_ref().map(|d| d.encode_as(ion_rs::v1_0::Binary)).transpose().map(Option::unwrap_or_default))
+            .collect::<std::result::Result<_, _>>()?;
+        let rows: Vec<AppliedRevision<'_>> = decoded
+            .revisions
+            .iter()
+            .zip(&encoded)
+            .map(|((table_id, r), bytes)| AppliedRevision {
+                table_id,
+                document_id: &r.metadata.id,
+                data: r.data.as_ref(),
+                record: Record {
+                    deleted: r.data.is_none(),
+                    version: r.metadata.version,
+                    sequence_no: seq,
+                    time_millis: decoded.time_millis,
+                    hash: r.hash,
+                    tx_id: &decoded.transaction_id,
+                    data: bytes,
+                },
+            })
+            .collect();
+        committer::apply_block(&mut writer, &mut catalog, limits, &decoded.catalog_changes, &rows)?;
+    }
+    writer.set_applied(blocks)?;
+    writer.commit(true)?;
+    Ok(blocks - applied)
+}
+
+/// Where the ledgers of a data directory live: `<data_dir>/ledgers/<name>`.
+pub fn ledger_dir(data_dir: &Path, name: &str) -> PathBuf {
+    data_dir.join("ledgers").join(name)
+}

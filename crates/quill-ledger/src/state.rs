@@ -1,0 +1,374 @@
+//! Derived state in an embedded `redb` database: current documents, history, indexes, the
+//! catalog, and how far the journal has been applied.
+//!
+//! Invariant: the state is a pure function of the journal prefix `0..applied`. It is written
+//! only by the committer, after the journal has fsynced the blocks it reflects, so nothing a
+//! reader sees here can be lost by a crash. Most commits use `Durability::None` (the journal is
+//! the durable copy); a periodic durable commit bounds how much is replayed on open.
+//!
+//! Why redb: pure Rust (no C toolchain, short build), MVCC read transactions that give every
+//! ledger transaction a consistent snapshot for free, and a single writer — which is exactly
+//! the committer thread.
+
+use std::path::Path;
+
+use ion_rs::Element;
+use quill_verify::Hash;
+use redb::{Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+
+use crate::catalog::{Catalog, CatalogChange};
+use crate::clock;
+use crate::error::{LedgerError, Result};
+use crate::types::{BlockAddress, Revision, RevisionMetadata};
+
+/// Small values: `applied` (u64 LE: blocks applied), `catalog` (Ion binary).
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// (table id, document id) → record of the current revision of a live document.
+const DOCS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("docs");
+/// (table id, document id, version) → record of every revision, deletions included.
+const HISTORY: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("history");
+/// (table id, field, key as Ion binary, document id) → (): equality indexes.
+const INDEX: TableDefinition<(&str, &str, &[u8], &str), ()> = TableDefinition::new("index");
+
+/// Sorts after every base62 document id: the upper bound of a prefix range.
+const ID_UPPER_BOUND: &str = "{";
+
+fn storage(e: impl std::fmt::Display) -> LedgerError {
+    LedgerError::Storage(e.to_string())
+}
+
+/// One stored revision. Byte map (little-endian):
+/// ```text
+/// 0      flags (bit 0: deleted)
+/// 1..9   version u64
+/// 9..17  block sequence number u64
+/// 17..25 txTime, ms since epoch, i64
+/// 25..57 revision hash
+/// 57     transaction id length n
+/// 58..   transaction id (n bytes), then the data as Ion binary (empty when deleted)
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record<'a> {
+    pub deleted: bool,
+    pub version: u64,
+    pub sequence_no: u64,
+    pub time_millis: i64,
+    pub hash: Hash,
+    pub tx_id: &'a str,
+    pub data: &'a [u8],
+}
+
+const RECORD_HEADER_BYTES: usize = 58;
+
+impl<'a> Record<'a> {
+    pub fn encode(&self) -> Vec<u8> {
+        assert!(self.tx_id.len() <= u8::MAX as usize, "transaction ids are 22 bytes");
+        let mut out = Vec::with_capacity(RECORD_HEADER_BYTES + self.tx_id.len() + self.data.len());
+        out.push(self.deleted as u8);
+        out.extend_from_slice(&self.version.to_le_bytes());
+        out.extend_from_slice(&self.sequence_no.to_le_bytes());
+        out.extend_from_slice(&self.time_millis.to_le_bytes());
+        out.extend_from_slice(self.hash.as_bytes());
+        out.push(self.tx_id.len() as u8);
+        out.extend_from_slice(self.tx_id.as_bytes());
+        out.extend_from_slice(self.data);
+        out
+    }
+
+    pub fn decode(bytes: &'a [u8]) -> Result<Record<'a>> {
+        let short = || LedgerError::Storage("stored revision record is truncated".into());
+        if bytes.len() < RECORD_HEADER_BYTES {
+            return Err(short());
+        }
+        let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+        let tx_len = bytes[57] as usize;
+        let tx_end = RECORD_HEADER_BYTES + tx_len;
+        if bytes.len() < tx_end {
+            return Err(short());
+        }
+        Ok(Record {
+            deleted: bytes[0] & 1 == 1,
+            version: u64_at(1),
+            sequence_no: u64_at(9),
+            time_millis: u64_at(17) as i64,
+            hash: Hash::from_slice(&bytes[25..57]).expect("32 bytes"),
+            tx_id: std::str::from_utf8(&bytes[RECORD_HEADER_BYTES..tx_end]).map_err(|_| short())?,
+            data: &bytes[tx_end..],
+        })
+    }
+
+    /// The public revision form.
+    pub fn to_revision(&self, strand_id: &str, document_id: &str) -> Result<Revision> {
+        let data = if self.deleted { None } else { Some(Element::read_one(self.data)?) };
+        Ok(Revision {
+            block_address: BlockAddress { strand_id: strand_id.to_owned(), sequence_no: self.sequence_no },
+            hash: self.hash,
+            data,
+            metadata: RevisionMetadata {
+                id: document_id.to_owned(),
+                version: self.version,
+                tx_time: clock::timestamp_from_millis(self.time_millis)?,
+                tx_id: self.tx_id.to_owned(),
+            },
+        })
+    }
+}
+
+/// The key under which `value` is indexed: its Ion binary encoding. Equality is therefore Ion
+/// data-model equality (`1.0` and `1.00` are different keys, as in QLDB's whole-value lookup).
+pub fn index_key(value: &Element) -> Result<Vec<u8>> {
+    Ok(value.encode_as(ion_rs::v1_0::Binary)?)
+}
+
+/// The derived-state database.
+pub struct State {
+    db: Database,
+}
+
+impl State {
+    /// Opens or creates the database file and its tables.
+    pub fn open(path: &Path) -> Result<State> {
+        let db = Database::create(path).map_err(storage)?;
+        let txn = db.begin_write().map_err(storage)?;
+        {
+            txn.open_table(META).map_err(storage)?;
+            txn.open_table(DOCS).map_err(storage)?;
+            txn.open_table(HISTORY).map_err(storage)?;
+            txn.open_table(INDEX).map_err(storage)?;
+        }
+        txn.commit().map_err(storage)?;
+        Ok(State { db })
+    }
+
+    /// A consistent snapshot for reading.
+    pub fn snapshot(&self) -> Result<Snapshot> {
+        Ok(Snapshot { txn: self.db.begin_read().map_err(storage)? })
+    }
+
+    /// Starts the committer's batch write.
+    pub fn writer(&self) -> Result<StateWriter> {
+        Ok(StateWriter { txn: self.db.begin_write().map_err(storage)? })
+    }
+}
+
+/// A read-only snapshot of derived state.
+pub struct Snapshot {
+    txn: ReadTransaction,
+}
+
+impl Snapshot {
+    /// Blocks applied (= next sequence number to apply).
+    pub fn applied(&self) -> Result<u64> {
+        let meta = self.txn.open_table(META).map_err(storage)?;
+        let applied = meta.get("applied").map_err(storage)?;
+        Ok(applied.map(|v| u64::from_le_bytes(v.value().try_into().unwrap_or([0; 8]))).unwrap_or(0))
+    }
+
+    /// The catalog as of this snapshot.
+    pub fn catalog(&self) -> Result<Catalog> {
+        let meta = self.txn.open_table(META).map_err(storage)?;
+        let stored = meta.get("catalog").map_err(storage)?;
+        match stored {
+            Some(bytes) => Catalog::from_element(&Element::read_one(bytes.value())?),
+            None => Ok(Catalog::default()),
+        }
+    }
+
+    /// The stored record of a live document, as owned bytes.
+    pub fn document(&self, table_id: &str, document_id: &str) -> Result<Option<Vec<u8>>> {
+        let docs = self.txn.open_table(DOCS).map_err(storage)?;
+        let found = docs.get((table_id, document_id)).map_err(storage)?;
+        Ok(found.map(|v| v.value().to_vec()))
+    }
+
+    /// Visits every live document of a table in id order; stops when `visit` returns false.
+    pub fn scan(&self, table_id: &str, visit: &mut dyn FnMut(&str, Record<'_>) -> Result<bool>) -> Result<()> {
+        let docs = self.txn.open_table(DOCS).map_err(storage)?;
+        for entry in docs.range((table_id, "")..(table_id, ID_UPPER_BOUND)).map_err(storage)? {
+            let (key, value) = entry.map_err(storage)?;
+            let (_, document_id) = key.value();
+            if !visit(document_id, Record::decode(value.value())?)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ids of documents whose indexed `field` has the key `key`.
+    pub fn index_lookup(&self, table_id: &str, field: &str, key: &[u8]) -> Result<Vec<String>> {
+        let index = self.txn.open_table(INDEX).map_err(storage)?;
+        let mut ids = Vec::new();
+        for entry in index.range((table_id, field, key, "")..(table_id, field, key, ID_UPPER_BOUND)).map_err(storage)? {
+            let (k, _) = entry.map_err(storage)?;
+            ids.push(k.value().3.to_owned());
+        }
+        Ok(ids)
+    }
+
+    /// Visits the history of a table (or of one document) ordered by document id then version.
+    pub fn history(
+        &self,
+        table_id: &str,
+        document_id: Option<&str>,
+        visit: &mut dyn FnMut(&str, Record<'_>) -> Result<bool>,
+    ) -> Result<()> {
+        let history = self.txn.open_table(HISTORY).map_err(storage)?;
+        let range = match document_id {
+            Some(id) => history.range((table_id, id, 0u64)..=(table_id, id, u64::MAX)),
+            None => history.range((table_id, "", 0u64)..(table_id, ID_UPPER_BOUND, 0u64)),
+        }
+        .map_err(storage)?;
+        for entry in range {
+            let (key, value) = entry.map_err(storage)?;
+            let (_, id, _) = key.value();
+            if !visit(id, Record::decode(value.value())?)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What applying one revision changed, for OCC: the index keys it removed or added.
+pub type TouchedKeys = Vec<(String, Vec<u8>)>;
+
+/// The committer's write transaction over derived state.
+pub struct StateWriter {
+    txn: WriteTransaction,
+}
+
+impl StateWriter {
+    /// Applies one revision of `table` (whose indexes are in `catalog`); returns the index keys
+    /// (field, key) it removed or added.
+    pub fn apply_revision(
+        &mut self,
+        catalog: &Catalog,
+        table_id: &str,
+        document_id: &str,
+        data: Option<&Element>,
+        record: &Record<'_>,
+    ) -> Result<TouchedKeys> {
+        let indexes: Vec<String> = catalog.by_id(table_id).map(|t| t.indexes.iter().map(|i| i.field.clone()).collect()).unwrap_or_default();
+        let mut touched = Vec::new();
+        let mut docs = self.txn.open_table(DOCS).map_err(storage)?;
+        let old = docs.get((table_id, document_id)).map_err(storage)?.map(|v| v.value().to_vec());
+        if !indexes.is_empty() {
+            let mut index = self.txn.open_table(INDEX).map_err(storage)?;
+            let old_data = match &old {
+                Some(bytes) => Some(Element::read_one(Record::decode(bytes)?.data)?),
+                None => None,
+            };
+            for field in &indexes {
+                let old_key = old_data.as_ref().and_then(|d| field_key(d, field).transpose()).transpose()?;
+                let new_key = data.and_then(|d| field_key(d, field).transpose()).transpose()?;
+                if old_key == new_key {
+                    continue;
+                }
+                if let Some(key) = old_key {
+                    index.remove((table_id, field.as_str(), key.as_slice(), document_id)).map_err(storage)?;
+                    touched.push((field.clone(), key));
+                }
+                if let Some(key) = new_key {
+                    index.insert((table_id, field.as_str(), key.as_slice(), document_id), ()).map_err(storage)?;
+                    touched.push((field.clone(), key));
+                }
+            }
+        }
+        let encoded = record.encode();
+        if record.deleted {
+            docs.remove((table_id, document_id)).map_err(storage)?;
+        } else {
+            docs.insert((table_id, document_id), encoded.as_slice()).map_err(storage)?;
+        }
+        let mut history = self.txn.open_table(HISTORY).map_err(storage)?;
+        history.insert((table_id, document_id, record.version), encoded.as_slice()).map_err(storage)?;
+        Ok(touched)
+    }
+
+    /// Builds or removes index entries for a catalog change (`catalog` is the state after it).
+    pub fn apply_catalog_change(&mut self, catalog: &Catalog, change: &CatalogChange, before: &Catalog) -> Result<()> {
+        match change {
+            CatalogChange::CreateIndex { table_id, field, .. } => {
+                let docs = self.txn.open_table(DOCS).map_err(storage)?;
+                let mut index = self.txn.open_table(INDEX).map_err(storage)?;
+                for entry in docs.range((table_id.as_str(), "")..(table_id.as_str(), ID_UPPER_BOUND)).map_err(storage)? {
+                    let (key, value) = entry.map_err(storage)?;
+                    let (_, document_id) = key.value();
+                    let data = Element::read_one(Record::decode(value.value())?.data)?;
+                    if let Some(k) = field_key(&data, field)? {
+                        index.insert((table_id.as_str(), field.as_str(), k.as_slice(), document_id), ()).map_err(storage)?;
+                    }
+                }
+            }
+            CatalogChange::DropIndex { table_id, index_id } => {
+                let field = before
+                    .by_id(table_id)
+                    .and_then(|t| t.indexes.iter().find(|i| &i.index_id == index_id))
+                    .map(|i| i.field.clone());
+                if let Some(field) = field {
+                    let mut index = self.txn.open_table(INDEX).map_err(storage)?;
+                    let lower: (&str, &str, &[u8], &str) = (table_id.as_str(), field.as_str(), &[], "");
+                    let doomed: Vec<(Vec<u8>, String)> = index
+                        .range(lower..)
+                        .map_err(storage)?
+                        .map_while(|e| {
+                            let (k, _) = e.ok()?;
+                            let (t, f, key, id) = k.value();
+                            (t == table_id && f == field).then(|| (key.to_vec(), id.to_owned()))
+                        })
+                        .collect();
+                    for (key, id) in doomed {
+                        index.remove((table_id.as_str(), field.as_str(), key.as_slice(), id.as_str())).map_err(storage)?;
+                    }
+                }
+            }
+            _ => {}
+        }
+        let mut meta = self.txn.open_table(META).map_err(storage)?;
+        meta.insert("catalog", index_key(&catalog.to_element())?.as_slice()).map_err(storage)?;
+        Ok(())
+    }
+
+    /// Records that blocks `0..applied` are reflected.
+    pub fn set_applied(&mut self, applied: u64) -> Result<()> {
+        let mut meta = self.txn.open_table(META).map_err(storage)?;
+        meta.insert("applied", applied.to_le_bytes().as_slice()).map_err(storage)?;
+        Ok(())
+    }
+
+    /// Makes the batch visible; `durable` also makes it survive a crash.
+    pub fn commit(mut self, durable: bool) -> Result<()> {
+        let durability = if durable { Durability::Immediate } else { Durability::None };
+        self.txn.set_durability(durability).map_err(storage)?;
+        self.txn.commit().map_err(storage)
+    }
+}
+
+/// The index key of a document's top-level `field`, if present.
+pub fn field_key(data: &Element, field: &str) -> Result<Option<Vec<u8>>> {
+    match data.as_struct().and_then(|s| s.get(field)) {
+        Some(value) => Ok(Some(index_key(value)?)),
+        None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_round_trip() {
+        let r = Record {
+            deleted: false,
+            version: 3,
+            sequence_no: 100,
+            time_millis: 1_568_662_625_344,
+            hash: Hash([7; 32]),
+            tx_id: "FnQeJBAicTX0Ah32ZnVtSX",
+            data: b"\xe0\x01\x00\xea",
+        };
+        let bytes = r.encode();
+        assert_eq!(Record::decode(&bytes).unwrap(), r);
+        assert!(Record::decode(&bytes[..10]).is_err());
+    }
+}

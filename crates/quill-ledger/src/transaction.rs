@@ -1,0 +1,574 @@
+//! Transactions: a snapshot, a buffer of writes, a read set, and the commit hand-off.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ion_rs::{Element, IonType, Timestamp};
+use quill_verify::{ion_hash, Hash};
+
+use crate::block::{RevisionDraft, StatementRecord};
+use crate::catalog::{Catalog, CatalogChange};
+use crate::clock;
+use crate::committer::PreparedCommit;
+use crate::error::{LedgerError, Result};
+use crate::ledger::LedgerInner;
+use crate::occ::ReadSet;
+use crate::state::{field_key, index_key, Record, Snapshot};
+use crate::types::{CommitReceipt, Document, Revision, TableInfo, TableStatus};
+
+/// A committed document's stored bytes, handed to a scan visitor without decoding.
+pub struct DocumentRef<'a> {
+    /// Document id.
+    pub id: &'a str,
+    /// Current version.
+    pub version: u64,
+    /// The user data as one Ion binary value (with version marker).
+    pub ion: &'a [u8],
+}
+
+impl DocumentRef<'_> {
+    /// Decodes the data.
+    pub fn decode(&self) -> Result<Element> {
+        Ok(Element::read_one(self.ion)?)
+    }
+}
+
+/// A point to roll a transaction back to (see [`Transaction::savepoint`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Savepoint {
+    undo: usize,
+    statements: usize,
+    catalog_changes: usize,
+    bytes_written: usize,
+}
+
+/// The transaction's latest version of a document it wrote.
+#[derive(Debug, Clone)]
+struct PendingDocument {
+    table_id: String,
+    table_name: String,
+    /// Version in the snapshot (`None`: inserted by this transaction).
+    base_version: Option<u64>,
+    /// `None` after a delete.
+    data: Option<Element>,
+    /// Ion binary of `data` (empty after a delete).
+    bytes: Vec<u8>,
+    /// `H(data)`.
+    data_hash: Option<Hash>,
+    /// Statements that touched it, in order, without repeats.
+    statements: Vec<usize>,
+}
+
+type DocKey = (String, String);
+
+/// A serializable transaction. Dropping it without [`Transaction::commit`] aborts it.
+///
+/// Reads see the snapshot taken at [`crate::Ledger::begin`] plus this transaction's own
+/// writes. Every read is recorded; at commit the ledger refuses (OCC conflict) if a block
+/// committed after the snapshot changed anything read.
+pub struct Transaction {
+    ledger: Arc<LedgerInner>,
+    id: String,
+    /// Blocks applied in the snapshot: the first block this transaction did not see.
+    start: u64,
+    started_at: Instant,
+    start_millis: i64,
+    snapshot: Snapshot,
+    /// Catalog of the snapshot with this transaction's DDL applied.
+    catalog: Catalog,
+    base_catalog: Arc<Catalog>,
+    catalog_changes: Vec<CatalogChange>,
+    reads: ReadSet,
+    statements: Vec<StatementRecord>,
+    documents: BTreeMap<DocKey, PendingDocument>,
+    /// Previous states of `documents` entries, for savepoints.
+    undo: Vec<(DocKey, Option<PendingDocument>)>,
+    bytes_written: usize,
+    finished: bool,
+}
+
+impl Transaction {
+    pub(crate) fn new(ledger: Arc<LedgerInner>, id: String, start: u64, snapshot: Snapshot, catalog: Arc<Catalog>) -> Transaction {
+        Transaction {
+            ledger,
+            id,
+            start,
+            started_at: Instant::now(),
+            start_millis: clock::now_millis(),
+            snapshot,
+            catalog: (*catalog).clone(),
+            base_catalog: catalog,
+            catalog_changes: Vec::new(),
+            reads: ReadSet::default(),
+            statements: Vec::new(),
+            documents: BTreeMap::new(),
+            undo: Vec::new(),
+            bytes_written: 0,
+            finished: false,
+        }
+    }
+
+    /// The transaction id (22-char base62).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Wall-clock time the transaction started (for UTCNOW()).
+    pub fn start_time(&self) -> Timestamp {
+        clock::timestamp_from_millis(self.start_millis).expect("the current time is within Ion's range")
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.started_at.elapsed() > self.ledger.options.limits.transaction_timeout {
+            return Err(LedgerError::TransactionExpired { transaction_id: self.id.clone() });
+        }
+        Ok(())
+    }
+
+    /// Records a statement (text and parameters) so the block's `transactionInfo` shows it;
+    /// writes that follow are attributed to it.
+    pub fn record_statement(&mut self, text: &str, parameters: &[Element]) -> Result<()> {
+        self.check_open()?;
+        let length = text.chars().count();
+        if length > crate::limits::STATEMENT_LENGTH_MAX_CHARS {
+            return Err(LedgerError::LimitExceeded {
+                limit: "statement_length_max_chars",
+                max: crate::limits::STATEMENT_LENGTH_MAX_CHARS,
+                actual: length,
+            });
+        }
+        self.statements.push(StatementRecord {
+            text: text.to_owned(),
+            start_millis: clock::now_millis(),
+            digest: quill_verify::statement_digest(text, parameters),
+        });
+        Ok(())
+    }
+
+    /// Marks the current state of the transaction's writes, statements and catalog changes.
+    pub fn savepoint(&self) -> Savepoint {
+        Savepoint {
+            undo: self.undo.len(),
+            statements: self.statements.len(),
+            catalog_changes: self.catalog_changes.len(),
+            bytes_written: self.bytes_written,
+        }
+    }
+
+    /// Undoes every write, catalog change and recorded statement made after `savepoint`
+    /// (used to make a failed statement leave the transaction unchanged). Reads stay in the
+    /// read set: that only makes OCC more conservative.
+    pub fn rollback_to(&mut self, savepoint: Savepoint) {
+        while self.undo.len() > savepoint.undo {
+            let (key, previous) = self.undo.pop().expect("length checked");
+            match previous {
+                Some(doc) => self.documents.insert(key, doc),
+                None => self.documents.remove(&key),
+            };
+        }
+        self.statements.truncate(savepoint.statements);
+        self.bytes_written = savepoint.bytes_written;
+        if self.catalog_changes.len() > savepoint.catalog_changes {
+            self.catalog_changes.truncate(savepoint.catalog_changes);
+            let mut catalog = (*self.base_catalog).clone();
+            for change in &self.catalog_changes {
+                catalog.apply(change, &self.ledger.options.limits).expect("changes replay on the catalog they were checked on");
+            }
+            self.catalog = catalog;
+        }
+    }
+
+    // ---- catalog -------------------------------------------------------------------------
+
+    fn change_catalog(&mut self, change: CatalogChange) -> Result<()> {
+        self.check_open()?;
+        self.catalog.apply(&change, &self.ledger.options.limits)?;
+        if let Some(table_id) = change.table_id() {
+            self.reads.catalog_tables.insert(table_id.to_owned());
+        }
+        self.catalog_changes.push(change);
+        Ok(())
+    }
+
+    /// CREATE TABLE: returns the new table id.
+    pub fn create_table(&mut self, name: &str, tags: Option<Element>) -> Result<String> {
+        if let Some(tags) = &tags {
+            if tags.ion_type() != IonType::Struct {
+                return Err(LedgerError::InvalidInput("aws_tags must be an Ion struct".into()));
+            }
+        }
+        let table_id = self.ledger.ids.next_id();
+        self.change_catalog(CatalogChange::CreateTable { table_id: table_id.clone(), name: name.to_owned(), tags })?;
+        Ok(table_id)
+    }
+
+    /// DROP TABLE (marks it INACTIVE; documents and history stay): returns its id.
+    pub fn drop_table(&mut self, name: &str) -> Result<String> {
+        let table_id = self.active_table(name)?.table_id.clone();
+        self.change_catalog(CatalogChange::DropTable { table_id: table_id.clone() })?;
+        Ok(table_id)
+    }
+
+    /// UNDROP TABLE by id: returns the id.
+    pub fn undrop_table(&mut self, table_id: &str) -> Result<String> {
+        self.change_catalog(CatalogChange::UndropTable { table_id: table_id.to_owned() })?;
+        Ok(table_id.to_owned())
+    }
+
+    /// CREATE INDEX on a top-level field, built from the table's documents when the
+    /// transaction commits: returns the table id.
+    pub fn create_index(&mut self, table: &str, field: &str) -> Result<String> {
+        let table_id = self.active_table(table)?.table_id.clone();
+        let index_id = self.ledger.ids.next_id();
+        self.change_catalog(CatalogChange::CreateIndex { table_id: table_id.clone(), index_id, field: field.to_owned() })?;
+        Ok(table_id)
+    }
+
+    /// DROP INDEX by index id: returns the table id.
+    pub fn drop_index(&mut self, table: &str, index_id: &str) -> Result<String> {
+        let table_id = self.active_table(table)?.table_id.clone();
+        self.change_catalog(CatalogChange::DropIndex { table_id: table_id.clone(), index_id: index_id.to_owned() })?;
+        Ok(table_id)
+    }
+
+    /// Every table (active and inactive), as `information_schema.user_tables` shows them.
+    pub fn tables(&mut self) -> Result<Vec<TableInfo>> {
+        self.check_open()?;
+        self.reads.whole_catalog = true;
+        Ok(self.catalog.tables().to_vec())
+    }
+
+    /// The ACTIVE table with this name, or `UnknownTable`.
+    pub fn table(&mut self, name: &str) -> Result<TableInfo> {
+        self.check_open()?;
+        Ok(self.active_table(name)?.clone())
+    }
+
+    /// The table (active or not) with this id, or `UnknownTable`.
+    pub fn table_by_id(&mut self, table_id: &str) -> Result<TableInfo> {
+        self.check_open()?;
+        self.reads.catalog_tables.insert(table_id.to_owned());
+        self.catalog.by_id(table_id).cloned().ok_or_else(|| LedgerError::UnknownTable(table_id.to_owned()))
+    }
+
+    fn active_table(&mut self, name: &str) -> Result<&TableInfo> {
+        let table = self.catalog.active(name).ok_or_else(|| LedgerError::UnknownTable(name.to_owned()))?;
+        self.reads.catalog_tables.insert(table.table_id.clone());
+        Ok(table)
+    }
+
+    // ---- documents -----------------------------------------------------------------------
+
+    fn write(&mut self, table: &TableInfo, document_id: &str, base_version: Option<u64>, data: Option<Element>) -> Result<()> {
+        let limits = &self.ledger.options.limits;
+        let (bytes, data_hash) = match &data {
+            Some(d) => {
+                if d.ion_type() != IonType::Struct || d.is_null() {
+                    return Err(LedgerError::InvalidInput(format!("a document must be an Ion struct, got {}", d.ion_type())));
+                }
+                let bytes = d.encode_as(ion_rs::v1_0::Binary)?;
+                if bytes.len() > limits.document_size_max_bytes {
+                    return Err(LedgerError::LimitExceeded {
+                        limit: "document_size_max_bytes",
+                        max: limits.document_size_max_bytes,
+                        actual: bytes.len(),
+                    });
+                }
+                (bytes, Some(ion_hash(d)))
+            }
+            None => (Vec::new(), None),
+        };
+        let key = (table.table_id.clone(), document_id.to_owned());
+        let previous = self.documents.get(&key).cloned();
+        if previous.is_none() && self.documents.len() + 1 > limits.documents_per_transaction_max {
+            return Err(LedgerError::LimitExceeded {
+                limit: "documents_per_transaction_max",
+                max: limits.documents_per_transaction_max,
+                actual: self.documents.len() + 1,
+            });
+        }
+        let written = self.bytes_written + bytes.len();
+        if written > limits.transaction_size_max_bytes {
+            return Err(LedgerError::LimitExceeded {
+                limit: "transaction_size_max_bytes",
+                max: limits.transaction_size_max_bytes,
+                actual: written,
+            });
+        }
+        self.bytes_written = written;
+        let mut statements = previous.as_ref().map(|p| p.statements.clone()).unwrap_or_default();
+        if let Some(current) = self.statements.len().checked_sub(1) {
+            if statements.last() != Some(&current) {
+                statements.push(current);
+            }
+        }
+        let base_version = previous.as_ref().map(|p| p.base_version).unwrap_or(base_version);
+        let doc = PendingDocument { table_id: table.table_id.clone(), table_name: table.name.clone(), base_version, data, bytes, data_hash, statements };
+        self.undo.push((key.clone(), previous));
+        self.documents.insert(key, doc);
+        Ok(())
+    }
+
+    /// Inserts a document (an Ion struct); returns its new id.
+    pub fn insert(&mut self, table: &str, data: Element) -> Result<String> {
+        self.check_open()?;
+        let table = self.active_table(table)?.clone();
+        let document_id = self.ledger.ids.next_id();
+        self.write(&table, &document_id, None, Some(data))?;
+        Ok(document_id)
+    }
+
+    /// Current state of a document as this transaction sees it: `Some(Some(..))` live,
+    /// `Some(None)` deleted here, `None` not written here.
+    fn pending(&self, table_id: &str, document_id: &str) -> Option<Option<Document>> {
+        let doc = self.documents.get(&(table_id.to_owned(), document_id.to_owned()))?;
+        Some(doc.data.as_ref().map(|data| Document {
+            id: document_id.to_owned(),
+            version: doc.base_version.map_or(0, |v| v + 1),
+            data: data.clone(),
+        }))
+    }
+
+    fn snapshot_document(&self, table_id: &str, document_id: &str) -> Result<Option<Document>> {
+        match self.snapshot.document(table_id, document_id)? {
+            Some(bytes) => {
+                let record = Record::decode(&bytes)?;
+                Ok(Some(Document { id: document_id.to_owned(), version: record.version, data: Element::read_one(record.data)? }))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Current version of a document (own writes included); `None` if absent or deleted.
+    pub fn get(&mut self, table: &str, document_id: &str) -> Result<Option<Document>> {
+        self.check_open()?;
+        let table_id = self.active_table(table)?.table_id.clone();
+        self.reads.documents.insert((table_id.clone(), document_id.to_owned()));
+        if let Some(pending) = self.pending(&table_id, document_id) {
+            return Ok(pending);
+        }
+        self.snapshot_document(&table_id, document_id)
+    }
+
+    /// Replaces a document's data with a new revision.
+    pub fn update(&mut self, table: &str, document_id: &str, data: Element) -> Result<()> {
+        let current = self.get(table, document_id)?.ok_or_else(|| LedgerError::UnknownDocument(document_id.to_owned()))?;
+        let table = self.active_table(table)?.clone();
+        let base = self.base_version(&table.table_id, document_id, current.version);
+        self.write(&table, document_id, base, Some(data))
+    }
+
+    /// Deletes a document (writes a final revision without data).
+    pub fn delete(&mut self, table: &str, document_id: &str) -> Result<()> {
+        let current = self.get(table, document_id)?.ok_or_else(|| LedgerError::UnknownDocument(document_id.to_owned()))?;
+        let table = self.active_table(table)?.clone();
+        let base = self.base_version(&table.table_id, document_id, current.version);
+        self.write(&table, document_id, base, None)
+    }
+
+    /// The snapshot version of a document this transaction sees at `current_version`.
+    fn base_version(&self, table_id: &str, document_id: &str, current_version: u64) -> Option<u64> {
+        match self.documents.get(&(table_id.to_owned(), document_id.to_owned())) {
+            Some(pending) => pending.base_version,
+            None => Some(current_version),
+        }
+    }
+
+    /// Visits every live document of the table (snapshot plus own writes) without decoding
+    /// it; the visitor returns `false` to stop. Reads the whole table for OCC.
+    pub fn scan(&mut self, table: &str, visit: &mut dyn FnMut(DocumentRef<'_>) -> Result<bool>) -> Result<()> {
+        self.check_open()?;
+        let table_id = self.active_table(table)?.table_id.clone();
+        self.reads.tables.insert(table_id.clone());
+        let documents = &self.documents;
+        let mut stopped = false;
+        self.snapshot.scan(&table_id, &mut |id, record| {
+            if documents.contains_key(&(table_id.clone(), id.to_owned())) {
+                return Ok(true);
+            }
+            let keep_going = visit(DocumentRef { id, version: record.version, ion: record.data })?;
+            stopped = !keep_going;
+            Ok(keep_going)
+        })?;
+        if stopped {
+            return Ok(());
+        }
+        for ((t, id), doc) in self.documents.range((table_id.clone(), String::new())..) {
+            if t != &table_id {
+                break;
+            }
+            if doc.data.is_some() {
+                let version = doc.base_version.map_or(0, |v| v + 1);
+                if !visit(DocumentRef { id, version, ion: &doc.bytes })? {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Documents whose top-level `field` equals `key`, through the table's index on that
+    /// field; `Ok(None)` when the table has no such index in the snapshot (the caller then
+    /// scans). Reads only that key for OCC.
+    pub fn index_lookup(&mut self, table: &str, field: &str, key: &Element) -> Result<Option<Vec<Document>>> {
+        self.check_open()?;
+        let table_id = self.active_table(table)?.table_id.clone();
+        let indexed = self.base_catalog.by_id(&table_id).is_some_and(|t| t.indexes.iter().any(|i| i.field == field));
+        if !indexed {
+            return Ok(None);
+        }
+        let key_bytes = index_key(key)?;
+        self.reads.index_keys.insert((table_id.clone(), field.to_owned(), key_bytes.clone()));
+        let mut found = Vec::new();
+        for id in self.snapshot.index_lookup(&table_id, field, &key_bytes)? {
+            if self.documents.contains_key(&(table_id.clone(), id.clone())) {
+                continue;
+            }
+            if let Some(doc) = self.snapshot_document(&table_id, &id)? {
+                found.push(doc);
+            }
+        }
+        for ((t, id), pending) in self.documents.range((table_id.clone(), String::new())..) {
+            if t != &table_id {
+                break;
+            }
+            if let Some(data) = &pending.data {
+                if field_key(data, field)?.as_deref() == Some(key_bytes.as_slice()) {
+                    found.push(Document { id: id.clone(), version: pending.base_version.map_or(0, |v| v + 1), data: data.clone() });
+                }
+            }
+        }
+        Ok(Some(found))
+    }
+
+    /// The committed view `_ql_committed_<table>`: committed revisions of live documents
+    /// (all of them, or the one with `document_id`). Own uncommitted writes are not included.
+    pub fn committed(&mut self, table: &str, document_id: Option<&str>) -> Result<Vec<Revision>> {
+        self.check_open()?;
+        let table_id = self.active_table(table)?.table_id.clone();
+        let strand = self.ledger.strand_id.clone();
+        match document_id {
+            Some(id) => {
+                self.reads.documents.insert((table_id.clone(), id.to_owned()));
+                match self.snapshot.document(&table_id, id)? {
+                    Some(bytes) => Ok(vec![Record::decode(&bytes)?.to_revision(&strand, id)?]),
+                    None => Ok(Vec::new()),
+                }
+            }
+            None => {
+                self.reads.tables.insert(table_id.clone());
+                let mut out = Vec::new();
+                self.snapshot.scan(&table_id, &mut |id, record| {
+                    out.push(record.to_revision(&strand, id)?);
+                    Ok(true)
+                })?;
+                Ok(out)
+            }
+        }
+    }
+
+    /// `history(table_id, start, end)`: every committed revision active at some moment in
+    /// `[start, end]` (inclusive; an open bound when `None`), optionally of one document;
+    /// ordered by document id then version. A revision is active from its commit until the
+    /// next revision of its document.
+    pub fn history(
+        &mut self,
+        table_id: &str,
+        document_id: Option<&str>,
+        start: Option<&Timestamp>,
+        end: Option<&Timestamp>,
+    ) -> Result<Vec<Revision>> {
+        self.check_open()?;
+        let table = self.catalog.by_id(table_id).ok_or_else(|| LedgerError::UnknownTable(table_id.to_owned()))?;
+        let table_id = table.table_id.clone();
+        match document_id {
+            Some(id) => self.reads.documents.insert((table_id.clone(), id.to_owned())),
+            None => self.reads.tables.insert(table_id.clone()),
+        };
+        let start_ms = start.map(clock::millis_from_timestamp).unwrap_or(i64::MIN);
+        let end_ms = end.map(clock::millis_from_timestamp).unwrap_or(i64::MAX);
+        let strand = self.ledger.strand_id.clone();
+        let mut out = Vec::new();
+        // Hold each revision until the next one of the same document tells when it ended.
+        let mut held: Option<(String, Vec<u8>)> = None;
+        let emit = |held: &(String, Vec<u8>), ended_ms: Option<i64>, out: &mut Vec<Revision>| -> Result<()> {
+            let record = Record::decode(&held.1)?;
+            let active = record.time_millis <= end_ms && ended_ms.is_none_or(|e| e > start_ms);
+            if active {
+                out.push(record.to_revision(&strand, &held.0)?);
+            }
+            Ok(())
+        };
+        self.snapshot.history(&table_id, document_id, &mut |id, record| {
+            if let Some(previous) = held.take() {
+                let ended = (previous.0 == id).then_some(record.time_millis);
+                emit(&previous, ended, &mut out)?;
+            }
+            held = Some((id.to_owned(), record.encode()));
+            Ok(true)
+        })?;
+        if let Some(last) = held {
+            emit(&last, None, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    // ---- end -----------------------------------------------------------------------------
+
+    /// Commits: one journal block, fsynced before this returns. A transaction that wrote
+    /// nothing commits without a block.
+    pub fn commit(mut self) -> Result<CommitReceipt> {
+        self.check_open()?;
+        if self.catalog_changes.is_empty() && self.documents.is_empty() {
+            return Ok(CommitReceipt { transaction_id: self.id.clone(), block_address: None });
+        }
+        let mut revisions = Vec::with_capacity(self.documents.len());
+        let mut data_bytes = Vec::with_capacity(self.documents.len());
+        for ((table_id, document_id), doc) in std::mem::take(&mut self.documents) {
+            if doc.base_version.is_none() && doc.data.is_none() {
+                continue; // inserted and deleted here: it never existed outside
+            }
+            revisions.push(RevisionDraft {
+                table_id,
+                table_name: doc.table_name,
+                document_id,
+                version: doc.base_version.map_or(0, |v| v + 1),
+                data: doc.data,
+                data_hash: doc.data_hash,
+                statements: doc.statements,
+            });
+            data_bytes.push(doc.bytes);
+        }
+        let prepared = PreparedCommit {
+            transaction_id: self.id.clone(),
+            start: self.start,
+            started_at: self.started_at,
+            reads: std::mem::take(&mut self.reads),
+            statements: std::mem::take(&mut self.statements),
+            revisions,
+            data_bytes,
+            catalog_changes: std::mem::take(&mut self.catalog_changes),
+        };
+        self.finished = true;
+        let result = self.ledger.commit(prepared);
+        self.ledger.end_transaction(self.start);
+        result
+    }
+
+    /// Aborts (the same as dropping the transaction).
+    pub fn abort(self) {}
+}
+
+impl Drop for Transaction {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.ledger.end_transaction(self.start);
+        }
+    }
+}
+
+/// Whether a revision's table is still usable by a commit (for the committer's check).
+pub(crate) fn table_writable(catalog: &Catalog, table_id: &str) -> bool {
+    catalog.by_id(table_id).is_some_and(|t| t.status == TableStatus::Active)
+}

@@ -1,0 +1,600 @@
+//! AWS Signature Version 4 (`AWS4-HMAC-SHA256`): verifying requests against a table of access
+//! keys, and signing them (for tests and Rust clients).
+//!
+//! The canonical request is rebuilt exactly as botocore and the JavaScript SDK build it:
+//! - the path is taken **as received** (still percent-encoded), dot segments and empty
+//!   segments removed, then percent-encoded again. That is why the control plane's
+//!   `/tags/arn%3Aaws%3A…` path is signed as `/tags/arn%253Aaws%253A…`;
+//! - query parameters are decoded, re-encoded strictly (only `A-Za-z0-9-_.~` kept) and sorted by
+//!   name, then value;
+//! - only the headers named in `SignedHeaders` are included, values trimmed with inner runs of
+//!   spaces collapsed, several values of one header joined with `,`;
+//! - the payload hash is the SHA-256 of the body (or `x-amz-content-sha256` when sent; it must
+//!   then match the body).
+//!
+//! The signing service must be `qldb`; any region is accepted (the client's configuration
+//! decides it). Requests signed more than [`CLOCK_SKEW_MAX`] away from our clock are refused.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+
+use crate::error::{ApiError, ErrorKind, ServerError};
+use crate::limits::{CLOCK_SKEW_MAX, CREDENTIALS_MAX};
+
+/// The only signing algorithm accepted.
+pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
+/// The signing name both QLDB APIs use.
+pub const SERVICE: &str = "qldb";
+
+/// The parts of an HTTP request a signature covers.
+#[derive(Debug, Clone)]
+pub struct SignableRequest<'a> {
+    /// `GET`, `POST`, …
+    pub method: &'a str,
+    /// The path exactly as sent on the request line (percent-encoded).
+    pub raw_path: &'a str,
+    /// The query string as sent, without `?` (empty when absent).
+    pub raw_query: &'a str,
+    /// Headers with lowercase names, in any order; repeated names allowed.
+    pub headers: &'a [(String, String)],
+    /// The body bytes.
+    pub body: &'a [u8],
+}
+
+/// Access key id → secret access key.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    secrets: HashMap<String, String>,
+}
+
+impl Credentials {
+    /// Parses a credentials file: one `ACCESS_KEY_ID SECRET_ACCESS_KEY` pair per line
+    /// (separated by spaces or tabs); blank lines and lines starting with `#` are ignored.
+    pub fn parse(text: &str) -> Result<Credentials, String> {
+        let mut secrets = HashMap::new();
+        for (index, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let [key, secret] = fields[..] else {
+                return Err(format!(
+                    "line {}: expected `ACCESS_KEY_ID SECRET_ACCESS_KEY`",
+                    index + 1
+                ));
+            };
+            if secrets.len() >= CREDENTIALS_MAX {
+                return Err(format!("more than {CREDENTIALS_MAX} credentials"));
+            }
+            if secrets.insert(key.to_string(), secret.to_string()).is_some() {
+                return Err(format!("line {}: access key {key} appears twice", index + 1));
+            }
+        }
+        Ok(Credentials { secrets })
+    }
+
+    /// Reads and parses a credentials file (see [`Credentials::parse`]).
+    pub fn load(path: &Path) -> Result<Credentials, ServerError> {
+        let error = |detail: String| ServerError::Credentials { path: path.to_path_buf(), detail };
+        let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
+        let credentials = Credentials::parse(&text).map_err(error)?;
+        if credentials.secrets.is_empty() {
+            return Err(ServerError::Credentials {
+                path: path.to_path_buf(),
+                detail: "no credentials in file".into(),
+            });
+        }
+        Ok(credentials)
+    }
+
+    /// Adds one pair (tests and embedding).
+    pub fn insert(&mut self, access_key_id: &str, secret_access_key: &str) {
+        self.secrets.insert(access_key_id.to_string(), secret_access_key.to_string());
+    }
+
+    /// Number of access keys.
+    pub fn len(&self) -> usize {
+        self.secrets.len()
+    }
+
+    /// True when no key is known.
+    pub fn is_empty(&self) -> bool {
+        self.secrets.is_empty()
+    }
+}
+
+/// The fields of an `Authorization: AWS4-HMAC-SHA256 …` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Authorization<'a> {
+    access_key_id: &'a str,
+    date: &'a str,
+    region: &'a str,
+    service: &'a str,
+    signed_headers: Vec<&'a str>,
+    signature: &'a str,
+}
+
+fn incomplete(message: &str) -> ApiError {
+    ApiError::new(ErrorKind::InvalidSignature, format!("Malformed Authorization header: {message}"))
+}
+
+fn parse_authorization(value: &str) -> Result<Authorization<'_>, ApiError> {
+    let rest = value
+        .strip_prefix(ALGORITHM)
+        .ok_or_else(|| incomplete("only AWS4-HMAC-SHA256 is supported"))?;
+    let (mut credential, mut signed, mut signature) = (None, None, None);
+    for part in rest.split(',') {
+        let (name, value) = part.trim().split_once('=').ok_or_else(|| incomplete("bad field"))?;
+        match name {
+            "Credential" => credential = Some(value),
+            "SignedHeaders" => signed = Some(value),
+            "Signature" => signature = Some(value),
+            _ => return Err(incomplete("unknown field")),
+        }
+    }
+    let credential = credential.ok_or_else(|| incomplete("missing Credential"))?;
+    let scope: Vec<&str> = credential.split('/').collect();
+    let [access_key_id, date, region, service, "aws4_request"] = scope[..] else {
+        return Err(incomplete("Credential must be KEY/DATE/REGION/SERVICE/aws4_request"));
+    };
+    let signed_headers: Vec<&str> =
+        signed.ok_or_else(|| incomplete("missing SignedHeaders"))?.split(';').collect();
+    let signature = signature.ok_or_else(|| incomplete("missing Signature"))?;
+    Ok(Authorization { access_key_id, date, region, service, signed_headers, signature })
+}
+
+/// Checks the request's signature. `now` is injected so tests are deterministic.
+pub fn verify(
+    request: &SignableRequest<'_>,
+    credentials: &Credentials,
+    now: SystemTime,
+) -> Result<(), ApiError> {
+    let authorization = header(request.headers, "authorization").ok_or_else(|| {
+        ApiError::new(ErrorKind::MissingAuthenticationToken, "Missing Authentication Token")
+    })?;
+    let auth = parse_authorization(authorization)?;
+    let secret = credentials.secrets.get(auth.access_key_id).ok_or_else(|| {
+        ApiError::new(
+            ErrorKind::UnrecognizedClient,
+            "The security token included in the request is invalid.",
+        )
+    })?;
+    if auth.service != SERVICE {
+        return Err(incomplete("the signing service must be qldb"));
+    }
+    if !auth.signed_headers.contains(&"host") {
+        return Err(incomplete("the host header must be signed"));
+    }
+    let amz_date = header(request.headers, "x-amz-date")
+        .ok_or_else(|| incomplete("missing X-Amz-Date header"))?;
+    check_time(amz_date, auth.date, now)?;
+    let payload_hash = payload_hash(request)?;
+    let canonical = canonical_request(request, &auth.signed_headers, &payload_hash);
+    let scope = format!("{}/{}/{}/aws4_request", auth.date, auth.region, auth.service);
+    let expected = signature(secret, amz_date, &scope, auth.date, auth.region, &canonical);
+    if !constant_time_eq(expected.as_bytes(), auth.signature.as_bytes()) {
+        return Err(ApiError::new(
+            ErrorKind::InvalidSignature,
+            "The request signature we calculated does not match the signature you provided.",
+        ));
+    }
+    Ok(())
+}
+
+fn check_time(amz_date: &str, scope_date: &str, now: SystemTime) -> Result<(), ApiError> {
+    let signed_at = parse_amz_date(amz_date).ok_or_else(|| incomplete("bad X-Amz-Date"))?;
+    if !amz_date.starts_with(scope_date) {
+        return Err(incomplete("credential date does not match X-Amz-Date"));
+    }
+    let now_secs = now.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs();
+    if now_secs.abs_diff(signed_at) > CLOCK_SKEW_MAX.as_secs() {
+        return Err(ApiError::new(
+            ErrorKind::InvalidSignature,
+            format!("Signature expired: {amz_date} is more than 15 minutes from the server time"),
+        ));
+    }
+    Ok(())
+}
+
+fn payload_hash(request: &SignableRequest<'_>) -> Result<String, ApiError> {
+    let actual = hex::encode(Sha256::digest(request.body));
+    match header(request.headers, "x-amz-content-sha256") {
+        None => Ok(actual),
+        Some(claimed) if claimed == actual => Ok(actual),
+        // An unsigned payload would let anyone who saw one signature replay it with any body.
+        Some(_) => Err(ApiError::new(
+            ErrorKind::InvalidSignature,
+            "x-amz-content-sha256 does not match the body (unsigned payloads are not accepted)",
+        )),
+    }
+}
+
+/// Signs a request: returns the `Authorization` header value. The request's headers must
+/// already hold `host` and `x-amz-date` (as [`format_amz_date`] writes it).
+pub fn sign(
+    request: &SignableRequest<'_>,
+    access_key_id: &str,
+    secret_access_key: &str,
+    region: &str,
+    service: &str,
+) -> Option<String> {
+    let amz_date = header(request.headers, "x-amz-date")?;
+    let date = amz_date.get(..8)?;
+    let mut signed_headers: Vec<&str> = request.headers.iter().map(|(n, _)| n.as_str()).collect();
+    signed_headers.sort_unstable();
+    signed_headers.dedup();
+    let payload_hash = hex::encode(Sha256::digest(request.body));
+    let canonical = canonical_request(request, &signed_headers, &payload_hash);
+    let scope = format!("{date}/{region}/{service}/aws4_request");
+    let signature = signature(secret_access_key, amz_date, &scope, date, region, &canonical);
+    Some(format!(
+        "{ALGORITHM} Credential={access_key_id}/{scope}, SignedHeaders={}, Signature={signature}",
+        signed_headers.join(";")
+    ))
+}
+
+fn signature(
+    secret: &str,
+    amz_date: &str,
+    scope: &str,
+    date: &str,
+    region: &str,
+    canonical_request: &str,
+) -> String {
+    let service = scope.split('/').nth(2).unwrap_or(SERVICE);
+    let string_to_sign = format!(
+        "{ALGORITHM}\n{amz_date}\n{scope}\n{}",
+        hex::encode(Sha256::digest(canonical_request.as_bytes()))
+    );
+    let key = hmac(format!("AWS4{secret}").as_bytes(), date.as_bytes());
+    let key = hmac(&key, region.as_bytes());
+    let key = hmac(&key, service.as_bytes());
+    let key = hmac(&key, b"aws4_request");
+    hex::encode(hmac(&key, string_to_sign.as_bytes()))
+}
+
+fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
+    // HMAC accepts keys of any length, so `new_from_slice` cannot fail here.
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(data);
+    mac.finalize().into_bytes().to_vec()
+}
+
+fn canonical_request(
+    request: &SignableRequest<'_>,
+    signed_headers: &[&str],
+    payload_hash: &str,
+) -> String {
+    let mut canonical = String::new();
+    canonical.push_str(request.method);
+    canonical.push('\n');
+    canonical.push_str(&canonical_uri(request.raw_path));
+    canonical.push('\n');
+    canonical.push_str(&canonical_query(request.raw_query));
+    canonical.push('\n');
+    for name in signed_headers {
+        canonical.push_str(name);
+        canonical.push(':');
+        canonical.push_str(&header_values(request.headers, name));
+        canonical.push('\n');
+    }
+    canonical.push('\n');
+    canonical.push_str(&signed_headers.join(";"));
+    canonical.push('\n');
+    canonical.push_str(payload_hash);
+    canonical
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+}
+
+fn header_values(headers: &[(String, String)], name: &str) -> String {
+    let values: Vec<String> = headers
+        .iter()
+        .filter(|(n, _)| n == name)
+        .map(|(_, v)| v.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    values.join(",")
+}
+
+/// The canonical URI: dot and empty segments removed, then every byte outside the unreserved
+/// set and `/` percent-encoded (so an already encoded `%3A` becomes `%253A`).
+fn canonical_uri(raw_path: &str) -> String {
+    let segments: Vec<&str> = raw_path.split('/').filter(|s| !s.is_empty() && *s != ".").fold(
+        Vec::new(),
+        |mut kept, segment| {
+            if segment == ".." {
+                kept.pop();
+            } else {
+                kept.push(segment);
+            }
+            kept
+        },
+    );
+    let mut path = String::from("/");
+    path.push_str(&segments.join("/"));
+    if raw_path.ends_with('/') && !segments.is_empty() {
+        path.push('/');
+    }
+    uri_encode(path.as_bytes(), false)
+}
+
+fn canonical_query(raw_query: &str) -> String {
+    let mut pairs: Vec<(String, String)> = raw_query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (
+                uri_encode(&percent_decode(name), true),
+                uri_encode(&percent_decode(value), true),
+            )
+        })
+        .collect();
+    pairs.sort();
+    pairs.iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join("&")
+}
+
+/// AWS's URI encoding: unreserved characters stay, everything else becomes `%XX` (upper case).
+/// `/` stays too unless `encode_slash`.
+fn uri_encode(bytes: &[u8], encode_slash: bool) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &byte in bytes {
+        let keep = byte.is_ascii_alphanumeric()
+            || matches!(byte, b'-' | b'_' | b'.' | b'~')
+            || (byte == b'/' && !encode_slash);
+        if keep {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// Decodes `%XX` escapes (and `+` as itself, as AWS does); malformed escapes stay literal.
+pub fn percent_decode(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let hex_pair = bytes.get(index + 1..index + 3).and_then(|pair| {
+            std::str::from_utf8(pair).ok().and_then(|s| u8::from_str_radix(s, 16).ok())
+        });
+        match (bytes[index], hex_pair) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                index += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                index += 1;
+            }
+        }
+    }
+    out
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Parses `YYYYMMDDTHHMMSSZ` into seconds since the Unix epoch.
+pub fn parse_amz_date(text: &str) -> Option<u64> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 16 || bytes[8] != b'T' || bytes[15] != b'Z' {
+        return None;
+    }
+    let number = |range: std::ops::Range<usize>| -> Option<u64> {
+        let part = text.get(range)?;
+        part.bytes().all(|b| b.is_ascii_digit()).then(|| part.parse().ok())?
+    };
+    let (year, month, day) = (number(0..4)?, number(4..6)?, number(6..8)?);
+    let (hour, minute, second) = (number(9..11)?, number(11..13)?, number(13..15)?);
+    let valid = (1..=12).contains(&month)
+        && (1..=31).contains(&day)
+        && hour < 24
+        && minute < 60
+        && second < 61;
+    if !valid || year < 1970 {
+        return None;
+    }
+    let days = days_from_civil(year as i64, month as i64, day as i64);
+    Some(days as u64 * 86_400 + hour * 3_600 + minute * 60 + second)
+}
+
+/// Formats a time as `YYYYMMDDTHHMMSSZ` (UTC).
+pub fn format_amz_date(time: SystemTime) -> String {
+    let secs = time.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs();
+    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
+    let rest = secs % 86_400;
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
+        rest / 3_600,
+        rest % 3_600 / 60,
+        rest % 60
+    )
+}
+
+// Howard Hinnant's civil-calendar algorithms: exact for the proleptic Gregorian calendar.
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let month_index = (month + 9) % 12;
+    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let days = days + 719_468;
+    let era = days.div_euclid(146_097);
+    let day_of_era = days - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+
+    fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
+    }
+
+    fn signature_of(authorization: &str) -> &str {
+        authorization.rsplit("Signature=").next().unwrap()
+    }
+
+    #[test]
+    fn aws_iam_list_users_example() {
+        // AWS's "Create a signed AWS API request" example (IAM ListUsers).
+        let headers = headers(&[
+            ("content-type", "application/x-www-form-urlencoded; charset=utf-8"),
+            ("host", "iam.amazonaws.com"),
+            ("x-amz-date", "20150830T123600Z"),
+        ]);
+        let request = SignableRequest {
+            method: "GET",
+            raw_path: "/",
+            raw_query: "Action=ListUsers&Version=2010-05-08",
+            headers: &headers,
+            body: b"",
+        };
+        let auth = sign(&request, "AKIDEXAMPLE", SECRET, "us-east-1", "iam").unwrap();
+        assert_eq!(
+            signature_of(&auth),
+            "5d672d79c15b13162d9279b0855cfba6789a8edb4c82c400e06b5924a6f2b5d7"
+        );
+    }
+
+    #[test]
+    fn aws_test_suite_get_vanilla_query_order() {
+        // aws-sig-v4-test-suite `get-vanilla-query-order-key-case`.
+        let headers =
+            headers(&[("host", "example.amazonaws.com"), ("x-amz-date", "20150830T123600Z")]);
+        let request = SignableRequest {
+            method: "GET",
+            raw_path: "/",
+            raw_query: "Param2=value2&Param1=value1",
+            headers: &headers,
+            body: b"",
+        };
+        let auth = sign(&request, "AKIDEXAMPLE", SECRET, "us-east-1", "service").unwrap();
+        assert_eq!(
+            signature_of(&auth),
+            "b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500"
+        );
+        assert!(auth.contains("Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request"));
+        assert!(auth.contains("SignedHeaders=host;x-amz-date,"));
+    }
+
+    #[test]
+    fn tags_path_is_signed_double_encoded() {
+        assert_eq!(
+            canonical_uri("/tags/arn%3Aaws%3Aqldb%3Aus-east-1%3A0%3Aledger%2Fx"),
+            "/tags/arn%253Aaws%253Aqldb%253Aus-east-1%253A0%253Aledger%252Fx"
+        );
+        assert_eq!(canonical_uri("/"), "/");
+        assert_eq!(canonical_uri("/a/./b/../c//d/"), "/a/c/d/");
+    }
+
+    #[test]
+    fn query_is_decoded_reencoded_and_sorted() {
+        assert_eq!(canonical_query("b=2&a=x%20y&a=1&c"), "a=1&a=x%20y&b=2&c=");
+        assert_eq!(canonical_query("tagKeys=a%3Ab"), "tagKeys=a%3Ab");
+    }
+
+    fn signed_post(body: &[u8], now: SystemTime) -> (Vec<(String, String)>, Vec<u8>) {
+        let mut headers = headers(&[
+            ("content-type", "application/x-amz-json-1.0"),
+            ("host", "localhost:8080"),
+            ("x-amz-target", "QLDBSession.SendCommand"),
+        ]);
+        headers.push(("x-amz-date".into(), format_amz_date(now)));
+        let request = SignableRequest {
+            method: "POST",
+            raw_path: "/",
+            raw_query: "",
+            headers: &headers,
+            body,
+        };
+        let auth = sign(&request, "AKID", "secret", "eu-west-1", SERVICE).unwrap();
+        headers.push(("authorization".into(), auth));
+        (headers, body.to_vec())
+    }
+
+    fn check(headers: &[(String, String)], body: &[u8], now: SystemTime) -> Result<(), ApiError> {
+        let mut credentials = Credentials::default();
+        credentials.insert("AKID", "secret");
+        let request =
+            SignableRequest { method: "POST", raw_path: "/", raw_query: "", headers, body };
+        verify(&request, &credentials, now)
+    }
+
+    #[test]
+    fn verify_accepts_good_and_rejects_tampered_requests() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let (headers, body) = signed_post(b"{}", now);
+        assert_eq!(check(&headers, &body, now), Ok(()));
+        let error = check(&headers, b"{ }", now).unwrap_err();
+        assert_eq!(error.kind, ErrorKind::InvalidSignature);
+        let late = now + Duration::from_secs(16 * 60);
+        assert_eq!(check(&headers, &body, late).unwrap_err().kind, ErrorKind::InvalidSignature);
+        let mut unknown = headers.clone();
+        for (name, value) in unknown.iter_mut() {
+            if name == "authorization" {
+                *value = value.replace("AKID/", "OTHER/");
+            }
+        }
+        assert_eq!(check(&unknown, &body, now).unwrap_err().kind, ErrorKind::UnrecognizedClient);
+        let unsigned: Vec<_> =
+            headers.iter().filter(|(n, _)| n != "authorization").cloned().collect();
+        let error = check(&unsigned, &body, now).unwrap_err();
+        assert_eq!(error.kind, ErrorKind::MissingAuthenticationToken);
+    }
+
+    #[test]
+    fn malformed_authorization_headers_are_errors() {
+        for value in ["", "AWS4-HMAC-SHA256", "AWS4-HMAC-SHA256 Credential=a/b", "Basic xyz"] {
+            assert!(parse_authorization(value).is_err(), "{value}");
+        }
+    }
+
+    #[test]
+    fn dates_round_trip() {
+        assert_eq!(parse_amz_date("19700101T000000Z"), Some(0));
+        assert_eq!(parse_amz_date("20150830T123600Z"), Some(1_440_938_160));
+        let time = UNIX_EPOCH + Duration::from_secs(1_440_938_160);
+        assert_eq!(format_amz_date(time), "20150830T123600Z");
+        for bad in ["2015-08-30", "20151330T123600Z", "2015083OT123600Z", "20150830T123600"] {
+            assert_eq!(parse_amz_date(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn credentials_file_format() {
+        let credentials = Credentials::parse("# comment\n\nAKID secret\nK2\tS2\n").unwrap();
+        assert_eq!(credentials.len(), 2);
+        assert!(Credentials::parse("just-one-field\n").unwrap_err().contains("line 1"));
+        assert!(Credentials::parse("a b\na c\n").unwrap_err().contains("twice"));
+    }
+}
