@@ -56,6 +56,9 @@ pub struct RecoveryReport {
     pub blocks_replayed: u64,
     /// Digest-tree leaves rebuilt from the journal.
     pub tree_leaves_rebuilt: u64,
+    /// Derived state reflected blocks the journal no longer holds (its tail was lost or cut)
+    /// and was rebuilt from the journal from scratch.
+    pub state_rebuilt: bool,
 }
 
 /// State shared between transactions and the committer, changed only under its mutex.
@@ -235,7 +238,8 @@ impl Ledger {
         let (name, strand_id) = read_ledger_file(dir)?;
         let (journal, journal_recovery) = Journal::open(&dir.join("journal"), &strand_id)?;
         let tree = TreeStore::open(&dir.join("tree"))?;
-        let state = State::open(&dir.join("state.redb"))?;
+        let state_path = dir.join("state.redb");
+        let mut state = State::open(&state_path)?;
         let mut recovery = RecoveryReport { torn_tail_bytes: journal_recovery.torn_tail_bytes, ..Default::default() };
         let blocks = journal.len();
         if blocks == 0 {
@@ -245,6 +249,15 @@ impl Ledger {
             });
         }
         recovery.tree_leaves_rebuilt = catch_up_tree(&journal, &tree, &strand_id, blocks)?;
+        if state.snapshot()?.applied()? > blocks {
+            // Derived state is ahead of the journal: blocks it reflects were cut from the
+            // journal's tail. The journal is the truth; rebuild everything from it.
+            tracing::error!(ledger = %name, blocks, "derived state is ahead of the journal; rebuilding it from the journal");
+            drop(state);
+            fs::remove_file(&state_path)?;
+            state = State::open(&state_path)?;
+            recovery.state_rebuilt = true;
+        }
         recovery.blocks_replayed = catch_up_state(&journal, &state, &strand_id, blocks, &options.limits)?;
         let snapshot = state.snapshot()?;
         let catalog = snapshot.catalog()?;
@@ -494,12 +507,7 @@ fn catch_up_tree(journal: &Journal, tree: &TreeStore, strand_id: &str, blocks: u
 fn catch_up_state(journal: &Journal, state: &State, strand_id: &str, blocks: u64, limits: &Limits) -> Result<u64> {
     let snapshot = state.snapshot()?;
     let applied = snapshot.applied()?;
-    if applied > blocks {
-        return Err(LedgerError::Corrupted {
-            block_address: BlockAddress { strand_id: strand_id.to_owned(), sequence_no: blocks },
-            detail: format!("derived state reflects {applied} blocks but the journal holds only {blocks}: committed blocks are missing"),
-        });
-    }
+    assert!(applied <= blocks, "the caller rebuilds derived state that is ahead of the journal");
     let mut catalog = snapshot.catalog()?;
     drop(snapshot);
     if applied == blocks {

@@ -1,194 +1,424 @@
-//! Stored full nodes of the digest tree, so digests and proofs cost O(log n) reads.
+//! The digest tree's full nodes on disk, so proofs are served in O(log n) reads.
 //!
-//! Layout: one file per level, `level-NN.bin`, holding 32-byte node hashes back to back
-//! (node `index` at byte offset `32 * index`). Level 0 holds the leaves (block hashes); node
-//! `(level, index)` = `dot(node(level - 1, 2 index), node(level - 1, 2 index + 1))` and is
-//! written as soon as its right child exists. The store is derived data: it is not fsynced
-//! per commit, and on open the ledger truncates or extends it to match the journal.
+//! The ledger digest is a Merkle tree over block hashes: leaf `i` is the hash of block `i`.
+//! Node `(level, index)` covers leaves `[index << level, (index + 1) << level)` and is *full*
+//! once all of them exist; level 0 nodes are the leaves and a parent is
+//! `quill_verify::dot(left, right)`. Every full node is stored, and only full nodes: a proof or
+//! a digest combines at most one full node per level.
 //!
-//! Invariant: `len(level + 1) == len(level) / 2` for every level (each full pair has its
-//! parent). `open` restores it by cutting excess records after a crash.
+//! Layout: one file per level, `level-{level:02}.qtn`, of fixed 32-byte records; record
+//! `index` is at byte `32 * index`. Files are append-only and read with positioned reads.
+//! Memory is O(log n): the right edge (last node of each level) is cached, nothing per block.
+//!
+//! Durability: none of its own. The journal is the source of truth; on open the ledger
+//! compares [`TreeStore::leaves`] with the journal, truncates if the store is ahead and
+//! re-pushes missing leaves. Open itself makes the files consistent: a partial record is
+//! dropped, a level holding more nodes than the level below allows is truncated, and a level
+//! holding fewer is completed from the level below (crash damage is usually a few nodes, and
+//! this keeps every leaf that survived).
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{File, OpenOptions};
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use quill_verify::{dot, Hash};
 
-use crate::error::{LedgerError, Result};
+use crate::{LedgerError, Result};
 
-/// Levels a tree over at most 2^64 leaves can have.
-const LEVELS_MAX: usize = 65;
+/// Levels a tree over at most `u64::MAX` leaves can have full nodes on (0..=63).
+pub(crate) const TREE_LEVELS_MAX: usize = 64;
+/// Most leaves one `push_leaves` takes: bounds the write buffers of one call
+/// (about 64 bytes per leaf).
+pub(crate) const PUSH_LEAVES_MAX: usize = 1 << 20;
 const NODE_BYTES: u64 = 32;
+/// Parents recomputed per read while repairing a level on open.
+const REPAIR_CHUNK_NODES: u64 = 4096;
 
-struct Level {
-    file: File,
-    /// Nodes stored.
-    len: u64,
-}
-
-/// The digest tree's full nodes on disk.
-pub struct TreeStore {
+/// Full nodes of the digest tree. `Send + Sync`; all methods take `&self`.
+#[derive(Debug)]
+pub(crate) struct TreeStore {
     dir: PathBuf,
-    /// Levels from 0 up; appended under the lock, read with positioned reads.
-    levels: Mutex<Vec<Level>>,
+    /// Serialises `push_leaves`, `truncate` and `flush`.
+    writer: Mutex<()>,
+    /// What readers see. Held (read) during a node read so `truncate` cannot shrink a file
+    /// under a reader.
+    state: RwLock<TreeState>,
 }
 
-fn level_path(dir: &Path, level: usize) -> PathBuf {
-    dir.join(format!("level-{level:02}.bin"))
+#[derive(Debug, Clone)]
+struct TreeState {
+    /// Invariant: level `L`'s file holds exactly `leaves >> L` records, for every level that
+    /// has nodes (files beyond the data written by the last push are ignored and overwritten).
+    leaves: u64,
+    /// `files[L]` is level `L`'s file; levels with nodes always have one.
+    files: Vec<Arc<File>>,
+    /// `edge[L]` is the last node of level `L`, if that level has nodes.
+    edge: [Option<Hash>; TREE_LEVELS_MAX],
+}
+
+impl TreeState {
+    fn nodes_at(&self, level: usize) -> u64 {
+        if level >= TREE_LEVELS_MAX {
+            return 0;
+        }
+        self.leaves >> level
+    }
 }
 
 impl TreeStore {
-    /// Opens (or creates) the store in `dir`, repairing a partially written tail.
+    /// Opens the store in `dir`, creating it if absent, and repairs crash damage.
     pub fn open(dir: &Path) -> Result<TreeStore> {
-        fs::create_dir_all(dir)?;
-        let mut levels: Vec<Level> = Vec::new();
-        for level in 0..LEVELS_MAX {
+        std::fs::create_dir_all(dir)?;
+        let mut files: Vec<Arc<File>> = Vec::new();
+        let mut nodes_below = 0;
+        for level in 0..TREE_LEVELS_MAX {
             let path = level_path(dir, level);
-            if level > 0 && !path.exists() {
-                break;
+            if level > 0 && nodes_below / 2 == 0 {
+                remove_stale_level(&path)?;
+                continue;
             }
-            let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
-            let bytes = file.metadata()?.len();
-            let mut len = bytes / NODE_BYTES;
-            if let Some(below) = levels.last() {
-                len = len.min(below.len / 2);
-            }
-            if len * NODE_BYTES != bytes {
-                file.set_len(len * NODE_BYTES)?;
-            }
-            levels.push(Level { file, len });
+            let file = open_level(&path)?;
+            let nodes = if level == 0 {
+                drop_partial_record(&file)?
+            } else {
+                repair_level(&files[level - 1], &file, nodes_below / 2)?
+            };
+            files.push(Arc::new(file));
+            nodes_below = nodes;
         }
-        let store = TreeStore { dir: dir.to_owned(), levels: Mutex::new(levels) };
-        // Parents whose children exist but which were not written before a crash.
-        let leaves = store.leaves();
-        store.truncate(leaves)?;
-        store.rebuild_parents()?;
-        Ok(store)
+        let leaves = files[0].metadata()?.len() / NODE_BYTES;
+        let mut state = TreeState { leaves, files, edge: [None; TREE_LEVELS_MAX] };
+        load_edge(&mut state)?;
+        Ok(TreeStore { dir: dir.to_owned(), writer: Mutex::new(()), state: RwLock::new(state) })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Level>> {
-        self.levels.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Leaves stored.
+    /// Number of leaves (blocks) in the tree.
     pub fn leaves(&self) -> u64 {
-        self.lock().first().map_or(0, |l| l.len)
+        self.read_state().leaves
     }
 
-    fn read_node(level: &Level, index: u64) -> Result<Hash> {
-        let mut buf = [0u8; 32];
-        level.file.read_exact_at(&mut buf, index * NODE_BYTES)?;
-        Ok(Hash(buf))
-    }
-
-    fn append(&self, levels: &mut Vec<Level>, level: usize, hash: &Hash) -> Result<()> {
-        if level == levels.len() {
-            let path = level_path(&self.dir, level);
-            let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path)?;
-            levels.push(Level { file, len: 0 });
-        }
-        let l = &mut levels[level];
-        l.file.write_all_at(hash.as_bytes(), l.len * NODE_BYTES)?;
-        l.len += 1;
-        Ok(())
-    }
-
-    /// Adds parents for every complete pair that lacks one.
-    fn rebuild_parents(&self) -> Result<()> {
-        let mut levels = self.lock();
-        let mut level = 0;
-        while level < levels.len() {
-            loop {
-                let have = levels.get(level + 1).map_or(0, |l| l.len);
-                if have >= levels[level].len / 2 {
-                    break;
-                }
-                let left = Self::read_node(&levels[level], 2 * have)?;
-                let right = Self::read_node(&levels[level], 2 * have + 1)?;
-                self.append(&mut levels, level + 1, &dot(&left, &right))?;
-            }
-            level += 1;
-        }
-        Ok(())
-    }
-
-    /// Appends leaves and every parent they complete.
+    /// Appends `leaves` and every parent they complete. Not durable until [`TreeStore::flush`].
     pub fn push_leaves(&self, leaves: &[Hash]) -> Result<()> {
-        let mut levels = self.lock();
+        if leaves.len() > PUSH_LEAVES_MAX {
+            return Err(LedgerError::LimitExceeded {
+                limit: "PUSH_LEAVES_MAX",
+                max: PUSH_LEAVES_MAX,
+                actual: leaves.len(),
+            });
+        }
+        let _writer = self.lock_writer();
+        let before = self.read_state().clone();
+        let mut after = before.clone();
+        let mut new_nodes: Vec<Vec<u8>> = vec![Vec::new(); TREE_LEVELS_MAX];
         for leaf in leaves {
-            self.append(&mut levels, 0, leaf)?;
-            let mut level = 0;
-            let mut node = *leaf;
-            while levels[level].len % 2 == 0 {
-                let index = levels[level].len - 1;
-                let left = Self::read_node(&levels[level], index - 1)?;
-                node = dot(&left, &node);
-                level += 1;
-                self.append(&mut levels, level, &node)?;
-            }
+            add_leaf(&mut after, &mut new_nodes, *leaf);
         }
+        // Files first, state last: until published, readers never look at the new records,
+        // and a failed write leaves the old state in force (the next push overwrites).
+        for (level, nodes) in new_nodes.iter().enumerate().filter(|(_, nodes)| !nodes.is_empty()) {
+            if level == after.files.len() {
+                after.files.push(Arc::new(open_level(&level_path(&self.dir, level))?));
+            }
+            after.files[level].write_all_at(nodes, before.nodes_at(level) * NODE_BYTES)?;
+        }
+        *self.state.write().unwrap_or_else(PoisonError::into_inner) = after;
         Ok(())
     }
 
-    /// Drops leaves `>= leaves` and every node that depended on them.
+    /// Drops leaves `>= leaves` and every node that depended on them. No-op if the store
+    /// holds no more than `leaves`.
     pub fn truncate(&self, leaves: u64) -> Result<()> {
-        let mut levels = self.lock();
-        let mut keep = leaves;
-        for level in levels.iter_mut() {
-            if level.len > keep {
-                level.len = keep;
-                level.file.set_len(keep * NODE_BYTES)?;
-            }
-            keep /= 2;
+        let _writer = self.lock_writer();
+        let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        if leaves >= state.leaves {
+            return Ok(());
         }
+        state.leaves = leaves;
+        for (level, file) in state.files.iter().enumerate() {
+            file.set_len(state.nodes_at(level) * NODE_BYTES)?;
+        }
+        load_edge(&mut state)?;
         Ok(())
     }
 
-    /// The full node `(level, index)`.
+    /// The full node `(level, index)`; `UnknownBlock` if it is not full yet.
     pub fn full_node(&self, level: u32, index: u64) -> Result<Hash> {
-        let levels = self.lock();
-        match levels.get(level as usize) {
-            Some(l) if index < l.len => Self::read_node(l, index),
-            _ => Err(LedgerError::Storage(format!("digest tree node ({level}, {index}) is not stored"))),
+        let state = self.read_state();
+        let level_index = level as usize;
+        let nodes = state.nodes_at(level_index);
+        if index >= nodes {
+            return Err(LedgerError::UnknownBlock(format!(
+                "digest tree node (level {level}, index {index}) is not full: the tree has {} leaves",
+                state.leaves
+            )));
         }
+        if index + 1 == nodes {
+            if let Some(hash) = state.edge[level_index] {
+                return Ok(hash);
+            }
+        }
+        Ok(read_node(&state.files[level_index], index)?)
     }
 
-    /// Makes the store durable (not required for correctness: it is rebuilt from the journal).
+    /// Makes every pushed node durable (fdatasync of every level file).
     pub fn flush(&self) -> Result<()> {
-        for level in self.lock().iter() {
-            level.file.sync_data()?;
+        let _writer = self.lock_writer();
+        let files = self.read_state().files.clone();
+        for file in files {
+            file.sync_data()?;
         }
         Ok(())
     }
+
+    fn read_state(&self) -> std::sync::RwLockReadGuard<'_, TreeState> {
+        self.state.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_writer(&self) -> std::sync::MutexGuard<'_, ()> {
+        // The guarded data is `()`; a panic while holding it cannot leave it inconsistent.
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl quill_verify::FullNodes for TreeStore {
+    type Error = LedgerError;
+
+    fn full_node(&self, level: u32, index: u64) -> Result<Hash> {
+        TreeStore::full_node(self, level, index)
+    }
+}
+
+/// Adds one leaf to `state`, appending it and each parent it completes to `new_nodes`.
+fn add_leaf(state: &mut TreeState, new_nodes: &mut [Vec<u8>], leaf: Hash) {
+    let leaf_number = state.leaves;
+    let mut node = leaf;
+    // A leaf completes one parent per trailing one bit of its number: at most 63 parents.
+    for level in 0..TREE_LEVELS_MAX {
+        new_nodes[level].extend_from_slice(node.as_bytes());
+        let index = leaf_number >> level;
+        let left = state.edge[level].replace(node);
+        if index % 2 == 0 {
+            break;
+        }
+        let left = left.expect("a node with an odd index has a left sibling on the edge");
+        node = dot(&left, &node);
+    }
+    state.leaves += 1;
+}
+
+fn level_path(dir: &Path, level: usize) -> PathBuf {
+    dir.join(format!("level-{level:02}.qtn"))
+}
+
+fn open_level(path: &Path) -> io::Result<File> {
+    OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)
+}
+
+/// Removes a level file that can hold no full node.
+fn remove_stale_level(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
+        _ => Ok(()),
+    }
+}
+
+/// Drops a trailing partial record; returns the number of whole records.
+fn drop_partial_record(file: &File) -> io::Result<u64> {
+    let bytes = file.metadata()?.len();
+    let nodes = bytes / NODE_BYTES;
+    if bytes % NODE_BYTES != 0 {
+        file.set_len(nodes * NODE_BYTES)?;
+    }
+    Ok(nodes)
+}
+
+/// Makes `parents` hold exactly `expected` nodes: truncates extra ones and recomputes
+/// missing ones from `children`. Returns `expected`.
+fn repair_level(children: &File, parents: &File, expected: u64) -> io::Result<u64> {
+    let present = drop_partial_record(parents)?;
+    if present > expected {
+        parents.set_len(expected * NODE_BYTES)?;
+        return Ok(expected);
+    }
+    if present < expected {
+        tracing::warn!(present, expected, "digest tree level short after a crash: recomputing it");
+    }
+    let mut index = present;
+    // Each pass recomputes at least one node: bounded by `expected - present`.
+    while index < expected {
+        let count = (expected - index).min(REPAIR_CHUNK_NODES);
+        let mut pairs = vec![0u8; (count * 2 * NODE_BYTES) as usize];
+        children.read_exact_at(&mut pairs, index * 2 * NODE_BYTES)?;
+        let mut computed = Vec::with_capacity((count * NODE_BYTES) as usize);
+        for pair in pairs.chunks_exact(2 * NODE_BYTES as usize) {
+            let (left, right) = pair.split_at(NODE_BYTES as usize);
+            computed.extend_from_slice(dot(&to_hash(left), &to_hash(right)).as_bytes());
+        }
+        parents.write_all_at(&computed, index * NODE_BYTES)?;
+        index += count;
+    }
+    Ok(expected)
+}
+
+/// Reloads the right-edge cache from the files.
+fn load_edge(state: &mut TreeState) -> io::Result<()> {
+    for level in 0..TREE_LEVELS_MAX {
+        let nodes = state.nodes_at(level);
+        state.edge[level] = match nodes {
+            0 => None,
+            _ => Some(read_node(&state.files[level], nodes - 1)?),
+        };
+    }
+    Ok(())
+}
+
+fn read_node(file: &File, index: u64) -> io::Result<Hash> {
+    let mut bytes = [0u8; NODE_BYTES as usize];
+    file.read_exact_at(&mut bytes, index * NODE_BYTES)?;
+    Ok(Hash(bytes))
+}
+
+fn to_hash(bytes: &[u8]) -> Hash {
+    Hash::from_slice(bytes).expect("callers pass 32-byte chunks")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn leaf(i: u64) -> Hash {
-        Hash::sha256(&i.to_le_bytes())
+    fn leaf(number: u64) -> Hash {
+        Hash::sha256(&number.to_le_bytes())
+    }
+
+    fn leaves(range: std::ops::Range<u64>) -> Vec<Hash> {
+        range.map(leaf).collect()
+    }
+
+    /// Every full node of a tree over `count` leaves, by level, computed the obvious way.
+    fn naive_levels(count: u64) -> Vec<Vec<Hash>> {
+        let mut levels = vec![leaves(0..count)];
+        while levels.last().unwrap().len() >= 2 {
+            let below = levels.last().unwrap();
+            let above = below.chunks_exact(2).map(|pair| dot(&pair[0], &pair[1])).collect();
+            levels.push(above);
+        }
+        levels
+    }
+
+    fn assert_matches_naive(store: &TreeStore, count: u64) {
+        assert_eq!(store.leaves(), count);
+        let levels = naive_levels(count);
+        for (level, nodes) in levels.iter().enumerate() {
+            for (index, node) in nodes.iter().enumerate() {
+                let stored = store.full_node(level as u32, index as u64).unwrap();
+                assert_eq!(&stored, node, "size {count}, node ({level}, {index})");
+            }
+            let past_end = store.full_node(level as u32, nodes.len() as u64);
+            assert!(matches!(past_end, Err(LedgerError::UnknownBlock(_))));
+        }
+        let above = store.full_node(levels.len() as u32, 0);
+        assert!(matches!(above, Err(LedgerError::UnknownBlock(_))));
     }
 
     #[test]
-    fn nodes_match_recomputation_and_survive_truncate_and_reopen() {
+    fn full_nodes_match_a_naive_tree_for_every_size_up_to_200() {
         let dir = tempfile::tempdir().unwrap();
         let store = TreeStore::open(dir.path()).unwrap();
-        let leaves: Vec<Hash> = (0..37).map(leaf).collect();
-        store.push_leaves(&leaves).unwrap();
-        let root = quill_verify::merkle_root(&leaves[..32]).unwrap();
-        assert_eq!(store.full_node(5, 0).unwrap(), root);
-        assert!(store.full_node(1, 18).is_err(), "leaf 36 has no right sibling yet");
-        store.truncate(20).unwrap();
-        assert_eq!(store.leaves(), 20);
-        assert!(store.full_node(2, 5).is_err());
-        store.push_leaves(&leaves[20..]).unwrap();
+        assert_matches_naive(&store, 0);
+        for count in 1..=200u64 {
+            store.push_leaves(&[leaf(count - 1)]).unwrap();
+            assert_matches_naive(&store, count);
+        }
+    }
+
+    #[test]
+    fn batched_pushes_match_single_pushes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TreeStore::open(dir.path()).unwrap();
+        let mut count = 0;
+        for batch in [3u64, 1, 0, 17, 64, 2, 113] {
+            store.push_leaves(&leaves(count..count + batch)).unwrap();
+            count += batch;
+            assert_matches_naive(&store, count);
+        }
+    }
+
+    #[test]
+    fn truncate_then_push_again_gives_the_same_nodes() {
+        for keep in [0u64, 1, 2, 63, 64, 65, 100, 199, 200, 300] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = TreeStore::open(dir.path()).unwrap();
+            store.push_leaves(&leaves(0..200)).unwrap();
+            store.truncate(keep).unwrap();
+            let kept = keep.min(200);
+            assert_matches_naive(&store, kept);
+            store.push_leaves(&leaves(kept..200)).unwrap();
+            assert_matches_naive(&store, 200);
+            drop(store);
+            assert_matches_naive(&TreeStore::open(dir.path()).unwrap(), 200);
+        }
+    }
+
+    #[test]
+    fn reopen_keeps_the_nodes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TreeStore::open(dir.path()).unwrap();
+        store.push_leaves(&leaves(0..150)).unwrap();
+        store.flush().unwrap();
         drop(store);
         let store = TreeStore::open(dir.path()).unwrap();
-        assert_eq!(store.leaves(), 37);
-        assert_eq!(store.full_node(5, 0).unwrap(), root);
-        assert_eq!(store.full_node(1, 17).unwrap(), dot(&leaves[34], &leaves[35]));
+        assert_matches_naive(&store, 150);
+        store.push_leaves(&leaves(150..177)).unwrap();
+        assert_matches_naive(&store, 177);
+    }
+
+    #[test]
+    fn open_repairs_levels_inconsistent_with_the_level_below() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TreeStore::open(dir.path()).unwrap();
+        store.push_leaves(&leaves(0..100)).unwrap();
+        drop(store);
+        let set_len = |level: usize, bytes: u64| {
+            OpenOptions::new().write(true).open(level_path(dir.path(), level)).unwrap().set_len(bytes).unwrap();
+        };
+        set_len(0, 100 * 32 + 7); // partial leaf record
+        set_len(1, 20 * 32); // 30 parents lost
+        set_len(3, 0); // a whole level lost
+        set_len(5, 10 * 32); // more nodes than level 4 allows (garbage zeros)
+        std::fs::write(level_path(dir.path(), 9), [1u8; 64]).unwrap(); // a level that cannot exist
+        let store = TreeStore::open(dir.path()).unwrap();
+        assert_matches_naive(&store, 100);
+        assert!(!level_path(dir.path(), 9).exists());
+    }
+
+    #[test]
+    fn open_drops_a_torn_leaf_and_its_parents() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TreeStore::open(dir.path()).unwrap();
+        store.push_leaves(&leaves(0..64)).unwrap();
+        drop(store);
+        // Leaf 63 was torn: every level's last node depended on it.
+        OpenOptions::new().write(true).open(level_path(dir.path(), 0)).unwrap().set_len(63 * 32 + 31).unwrap();
+        let store = TreeStore::open(dir.path()).unwrap();
+        assert_matches_naive(&store, 63);
+        store.push_leaves(&[leaf(63)]).unwrap();
+        assert_matches_naive(&store, 64);
+    }
+
+    #[test]
+    fn oversized_push_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TreeStore::open(dir.path()).unwrap();
+        let too_many = vec![leaf(0); PUSH_LEAVES_MAX + 1];
+        assert!(matches!(store.push_leaves(&too_many), Err(LedgerError::LimitExceeded { .. })));
+        assert_eq!(store.leaves(), 0);
+    }
+
+    #[test]
+    fn tree_store_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<TreeStore>();
     }
 }

@@ -317,8 +317,9 @@ impl Lexer<'_> {
         }
     }
 
-    /// `` `…` `` up to the first backtick outside an Ion string, symbol or comment, so Ion text
-    /// like `` `"a`b"` `` works. The parser validates the Ion itself.
+    /// `` `…` `` up to the first backtick outside an Ion string or quoted symbol, so Ion text
+    /// like `` `"a`b"` `` works. Ion comments are not recognised: base64 blobs may contain
+    /// `//`. The parser validates the Ion itself.
     fn ion_literal(&mut self) -> Result<TokenKind, LexError> {
         let start = self.position;
         self.position += 1;
@@ -329,14 +330,6 @@ impl Lexer<'_> {
                     return Ok(TokenKind::Ion);
                 }
                 b'"' | b'\'' => self.skip_ion_quoted(byte),
-                b'/' if self.peek_at(1) == Some(b'/') => {
-                    let rest = &self.bytes[self.position..];
-                    self.position += rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
-                }
-                b'/' if self.peek_at(1) == Some(b'*') => {
-                    let body = &self.source[self.position + 2..];
-                    self.position = body.find("*/").map_or(self.bytes.len(), |end| self.position + 2 + end + 2);
-                }
                 _ => self.position += 1,
             }
         }

@@ -10,8 +10,13 @@
 use ion_rs::{Element, Sequence, Struct};
 
 use crate::error::check_limit;
-use crate::hashes::{block_hash, block_header_hash, redacted_revision_hash, revision_hash, revisions_root, QUILL_ENTRIES};
-use crate::limits::{BLOCK_REVISIONS_MAX, ENTRIES_HASHES_MAX, PROOF_HASHES_MAX, PROOF_TEXT_MAX_CHARS};
+use crate::hashes::{
+    block_hash, block_header_hash, redacted_revision_hash, revision_hash, revisions_root,
+    QUILL_ENTRIES,
+};
+use crate::limits::{
+    BLOCK_REVISIONS_MAX, ENTRIES_HASHES_MAX, PROOF_HASHES_MAX, PROOF_TEXT_MAX_CHARS,
+};
 use crate::{ion_hash, merkle_root, verify_proof, Hash, VerifyError};
 
 /// Checks every hash a block carries against the data it covers; returns the block hash.
@@ -24,7 +29,10 @@ use crate::{ion_hash, merkle_root, verify_proof, Hash, VerifyError};
 pub fn verify_block(block: &Element) -> Result<Hash, VerifyError> {
     let block = as_struct(block, "block")?;
     let revision_hashes = block_revision_hashes(block)?;
-    let entries = hash_list(required(block, "entriesHashList", "block")?, "entriesHashList")?;
+    let entries = hash_list(
+        required(block, "entriesHashList", "block")?,
+        "entriesHashList",
+    )?;
     if !revision_hashes.is_empty() {
         let root = revisions_root(&revision_hashes);
         require_member(&entries, root, "revisions root")?;
@@ -33,21 +41,48 @@ pub fn verify_block(block: &Element) -> Result<Hash, VerifyError> {
     if let Some(info) = transaction_info {
         require_member(&entries, ion_hash(info), "transactionInfo hash")?;
     }
-    let computed_entries = merkle_root(&entries).ok_or_else(|| wrong_type("entriesHashList", "a non-empty list"))?;
-    require_equal(hash_field(block, "entriesHash", "block")?, computed_entries, "entriesHash")?;
+    let computed_entries =
+        merkle_root(&entries).ok_or_else(|| wrong_type("entriesHashList", "a non-empty list"))?;
+    require_equal(
+        hash_field(block, "entriesHash", "block")?,
+        computed_entries,
+        "entriesHash",
+    )?;
     let previous = optional_hash_field(block, "previousBlockHash", "block")?;
     let computed_block = block_hash(&computed_entries, previous.as_ref());
-    require_equal(hash_field(block, "blockHash", "block")?, computed_block, "blockHash")?;
+    require_equal(
+        hash_field(block, "blockHash", "block")?,
+        computed_block,
+        "blockHash",
+    )?;
     if let Some(catalog_changes) = optional(block, "catalogChanges") {
-        verify_quill_layout(block, &entries, &revision_hashes, catalog_changes, previous.is_some())?;
+        verify_quill_layout(
+            block,
+            &entries,
+            &revision_hashes,
+            catalog_changes,
+            previous.is_some(),
+        )?;
     }
     Ok(computed_block)
+}
+
+/// [`verify_block`] for a block known to come from Quill: fails when `catalogChanges` is
+/// absent, so removing that field cannot downgrade the check to QLDB's membership rules.
+pub fn verify_quill_block(block: &Element) -> Result<Hash, VerifyError> {
+    let fields = as_struct(block, "block")?;
+    required(fields, "catalogChanges", "block")?;
+    verify_block(block)
 }
 
 /// Checks a revision as GetRevision returns it: recomputes its hash from `metadata` and `data`
 /// (or `dataHash` when redacted), compares it with its `hash` field when present, and folds
 /// `proof` from it to `digest`.
-pub fn verify_revision(revision: &Element, proof: &[Hash], digest: &Hash) -> Result<(), VerifyError> {
+pub fn verify_revision(
+    revision: &Element,
+    proof: &[Hash],
+    digest: &Hash,
+) -> Result<(), VerifyError> {
     let revision = as_struct(revision, "revision")?;
     let computed = recompute_revision_hash(revision, "revision")?;
     if let Some(stored) = optional_hash_field(revision, "hash", "revision")? {
@@ -62,16 +97,24 @@ pub fn parse_proof(ion_text: &str) -> Result<Vec<Hash>, VerifyError> {
     let syntax = |reason: String| VerifyError::ProofSyntax { reason };
     let value = Element::read_one(ion_text).map_err(|err| syntax(err.to_string()))?;
     if value.ion_type() != ion_rs::IonType::List {
-        return Err(syntax(format!("found {} instead of a list", value.ion_type())));
+        return Err(syntax(format!(
+            "found {} instead of a list",
+            value.ion_type()
+        )));
     }
-    let items = value.as_sequence().ok_or_else(|| syntax("null list".to_owned()))?;
+    let items = value
+        .as_sequence()
+        .ok_or_else(|| syntax("null list".to_owned()))?;
     check_limit("proof", items.len(), PROOF_HASHES_MAX)?;
     items
         .iter()
         .enumerate()
         .map(|(i, item)| {
-            let bytes = item.as_blob().ok_or_else(|| syntax(format!("element {i} is not a blob")))?;
-            Hash::from_slice(bytes).ok_or_else(|| syntax(format!("element {i} has {} bytes, not 32", bytes.len())))
+            let bytes = item
+                .as_blob()
+                .ok_or_else(|| syntax(format!("element {i} is not a blob")))?;
+            Hash::from_slice(bytes)
+                .ok_or_else(|| syntax(format!("element {i} has {} bytes, not 32", bytes.len())))
         })
         .collect()
 }
@@ -126,7 +169,10 @@ fn verify_quill_layout(
     has_previous: bool,
 ) -> Result<(), VerifyError> {
     if entries.len() != QUILL_ENTRIES {
-        let reason = format!("entriesHashList has {} entries, not {QUILL_ENTRIES}", entries.len());
+        let reason = format!(
+            "entriesHashList has {} entries, not {QUILL_ENTRIES}",
+            entries.len()
+        );
         return Err(VerifyError::QuillLayout { reason });
     }
     as_list(catalog_changes, "catalogChanges")?;
@@ -138,7 +184,8 @@ fn verify_quill_layout(
         .as_timestamp()
         .ok_or_else(|| wrong_type("blockTimestamp", "a timestamp"))?;
     if has_previous == (sequence_no == 0) {
-        let reason = "previousBlockHash must be present on every block except sequenceNo 0".to_owned();
+        let reason =
+            "previousBlockHash must be present on every block except sequenceNo 0".to_owned();
         return Err(VerifyError::QuillLayout { reason });
     }
     let transaction_info = required(block, "transactionInfo", "block")?;
@@ -162,7 +209,11 @@ fn verify_quill_layout(
 
 fn require_equal(stored: Hash, computed: Hash, field: &str) -> Result<(), VerifyError> {
     if stored != computed {
-        return Err(VerifyError::HashMismatch { field: field.to_owned(), stored, computed });
+        return Err(VerifyError::HashMismatch {
+            field: field.to_owned(),
+            stored,
+            computed,
+        });
     }
     Ok(())
 }
@@ -175,7 +226,10 @@ fn require_member(entries: &[Hash], hash: Hash, what: &'static str) -> Result<()
 }
 
 fn wrong_type(field: &str, expected: &'static str) -> VerifyError {
-    VerifyError::WrongType { field: field.to_owned(), expected }
+    VerifyError::WrongType {
+        field: field.to_owned(),
+        expected,
+    }
 }
 
 fn join(path: &str, name: &str) -> String {
@@ -188,46 +242,70 @@ fn optional<'a>(parent: &'a Struct, name: &str) -> Option<&'a Element> {
 }
 
 fn required<'a>(parent: &'a Struct, name: &str, path: &str) -> Result<&'a Element, VerifyError> {
-    optional(parent, name).ok_or_else(|| VerifyError::MissingField { field: join(path, name) })
+    optional(parent, name).ok_or_else(|| VerifyError::MissingField {
+        field: join(path, name),
+    })
 }
 
 fn as_struct<'a>(value: &'a Element, path: &str) -> Result<&'a Struct, VerifyError> {
-    value.as_struct().ok_or_else(|| wrong_type(path, "a struct"))
+    value
+        .as_struct()
+        .ok_or_else(|| wrong_type(path, "a struct"))
 }
 
 fn as_list<'a>(value: &'a Element, path: &str) -> Result<&'a Sequence, VerifyError> {
     match value.ion_type() {
-        ion_rs::IonType::List => value.as_sequence().ok_or_else(|| wrong_type(path, "a list")),
+        ion_rs::IonType::List => value
+            .as_sequence()
+            .ok_or_else(|| wrong_type(path, "a list")),
         _ => Err(wrong_type(path, "a list")),
     }
 }
 
 fn as_hash(value: &Element, path: &str) -> Result<Hash, VerifyError> {
     let bytes = value.as_blob().ok_or_else(|| wrong_type(path, "a blob"))?;
-    Hash::from_slice(bytes).ok_or_else(|| VerifyError::BadHashLength { field: path.to_owned(), length: bytes.len() })
+    Hash::from_slice(bytes).ok_or_else(|| VerifyError::BadHashLength {
+        field: path.to_owned(),
+        length: bytes.len(),
+    })
 }
 
 fn hash_field(parent: &Struct, name: &str, path: &str) -> Result<Hash, VerifyError> {
     as_hash(required(parent, name, path)?, &join(path, name))
 }
 
-fn optional_hash_field(parent: &Struct, name: &str, path: &str) -> Result<Option<Hash>, VerifyError> {
-    optional(parent, name).map(|value| as_hash(value, &join(path, name))).transpose()
+fn optional_hash_field(
+    parent: &Struct,
+    name: &str,
+    path: &str,
+) -> Result<Option<Hash>, VerifyError> {
+    optional(parent, name)
+        .map(|value| as_hash(value, &join(path, name)))
+        .transpose()
 }
 
 fn hash_list(value: &Element, path: &str) -> Result<Vec<Hash>, VerifyError> {
     let items = as_list(value, path)?;
     check_limit("entriesHashList", items.len(), ENTRIES_HASHES_MAX)?;
-    items.iter().enumerate().map(|(i, item)| as_hash(item, &format!("{path}[{i}]"))).collect()
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| as_hash(item, &format!("{path}[{i}]")))
+        .collect()
 }
 
 fn string_field<'a>(parent: &'a Struct, name: &str, path: &str) -> Result<&'a str, VerifyError> {
-    required(parent, name, path)?.as_string().ok_or_else(|| wrong_type(&join(path, name), "a string"))
+    required(parent, name, path)?
+        .as_string()
+        .ok_or_else(|| wrong_type(&join(path, name), "a string"))
 }
 
 fn u64_field(parent: &Struct, name: &str, path: &str) -> Result<u64, VerifyError> {
     let value = required(parent, name, path)?;
-    value.as_int().and_then(|int| int.as_u64()).ok_or_else(|| wrong_type(&join(path, name), "a non-negative int"))
+    value
+        .as_int()
+        .and_then(|int| int.as_u64())
+        .ok_or_else(|| wrong_type(&join(path, name), "a non-negative int"))
 }
 
 #[cfg(test)]
@@ -259,27 +337,45 @@ mod tests {
         match revision {
             Rev::Data(id, data) => {
                 let hash = revision_hash(&ion(&metadata(id)), Some(&ion(data)));
-                let text = format!("{{blockAddress:{address}, hash:{{{{{hash}}}}}, data:{data}, metadata:{}}}", metadata(id));
+                let text = format!(
+                    "{{blockAddress:{address}, hash:{{{{{hash}}}}}, data:{data}, metadata:{}}}",
+                    metadata(id)
+                );
                 (text, hash)
             }
             Rev::Deleted(id) => {
                 let hash = revision_hash(&ion(&metadata(id)), None);
-                (format!("{{blockAddress:{address}, hash:{{{{{hash}}}}}, metadata:{}}}", metadata(id)), hash)
+                (
+                    format!(
+                        "{{blockAddress:{address}, hash:{{{{{hash}}}}}, metadata:{}}}",
+                        metadata(id)
+                    ),
+                    hash,
+                )
             }
             Rev::System(hash) => (format!("{{hash:{{{{{hash}}}}}}}"), *hash),
         }
     }
 
     /// A block built with Quill's layout rules, as Ion text.
-    fn quill_block(sequence_no: u64, previous: Option<Hash>, revisions: &[Rev], catalog: &str) -> String {
-        let (texts, hashes): (Vec<String>, Vec<Hash>) =
-            revisions.iter().map(|revision| revision_text(sequence_no, revision)).unzip();
+    fn quill_block(
+        sequence_no: u64,
+        previous: Option<Hash>,
+        revisions: &[Rev],
+        catalog: &str,
+    ) -> String {
+        let (texts, hashes): (Vec<String>, Vec<Hash>) = revisions
+            .iter()
+            .map(|revision| revision_text(sequence_no, revision))
+            .unzip();
         let time = ion(TIME).as_timestamp().unwrap();
         let header = block_header_hash(STRAND, sequence_no, "tx1", &time);
         let list = entries_hash_list(&header, &revisions_root(&hashes), &ion(catalog), &ion(INFO));
         let entries = entries_hash(&list);
         let block_hash = crate::block_hash(&entries, previous.as_ref());
-        let previous = previous.map(|hash| format!("previousBlockHash:{{{{{hash}}}}},")).unwrap_or_default();
+        let previous = previous
+            .map(|hash| format!("previousBlockHash:{{{{{hash}}}}},"))
+            .unwrap_or_default();
         format!(
             "{{blockAddress:{{strandId:\"{STRAND}\", sequenceNo:{sequence_no}}}, transactionId:\"tx1\", \
              blockTimestamp:{TIME}, blockHash:{{{{{block_hash}}}}}, entriesHash:{{{{{entries}}}}}, {previous} \
@@ -295,13 +391,23 @@ mod tests {
             Rev::Deleted("doc2"),
             Rev::System(Hash::sha256(b"system")),
         ];
-        quill_block(5, Some(Hash::sha256(b"block 4")), &revisions, "[{op:\"CREATE TABLE\", table:\"T\"}]")
+        quill_block(
+            5,
+            Some(Hash::sha256(b"block 4")),
+            &revisions,
+            "[{op:\"CREATE TABLE\", table:\"T\"}]",
+        )
     }
 
     /// `value` with field `name` replaced (or added).
     fn replace_field(value: &Element, name: &str, new: Element) -> Element {
         let fields = value.as_struct().unwrap();
-        fields.clone_builder().remove_field(name).with_field(name, new).build().into()
+        fields
+            .clone_builder()
+            .remove_field(name)
+            .with_field(name, new)
+            .build()
+            .into()
     }
 
     fn verify_text(text: &str) -> Result<Hash, VerifyError> {
@@ -319,12 +425,29 @@ mod tests {
     fn quill_blocks_verify() {
         let block = ion(&standard_block());
         let hash = verify_block(&block).unwrap();
-        assert_eq!(Some(hash), block.as_struct().and_then(|b| b.get("blockHash")).and_then(|h| h.as_blob()).and_then(Hash::from_slice));
+        assert_eq!(
+            Some(hash),
+            block
+                .as_struct()
+                .and_then(|b| b.get("blockHash"))
+                .and_then(|h| h.as_blob())
+                .and_then(Hash::from_slice)
+        );
         // A genesis block: no previous block hash, no revisions, no DDL.
         let genesis = quill_block(0, None, &[], "[]");
         let hash = verify_text(&genesis).unwrap();
-        let entries = ion(&genesis).as_struct().unwrap().get("entriesHash").unwrap().as_blob().map(Hash::from_slice);
-        assert_eq!(Some(Some(hash)), entries, "the genesis block hash is its entries hash");
+        let entries = ion(&genesis)
+            .as_struct()
+            .unwrap()
+            .get("entriesHash")
+            .unwrap()
+            .as_blob()
+            .map(Hash::from_slice);
+        assert_eq!(
+            Some(Some(hash)),
+            entries,
+            "the genesis block hash is its entries hash"
+        );
     }
 
     #[test]
@@ -336,68 +459,169 @@ mod tests {
     #[test]
     fn changed_header_fields_break_the_quill_layout() {
         let text = standard_block().replace("transactionId:\"tx1\"", "transactionId:\"tx2\"");
-        assert_eq!(mismatch_field(verify_text(&text)), "entriesHashList[0] (block header hash)");
-        let text = standard_block().replace(&format!("blockTimestamp:{TIME}"), "blockTimestamp:2024-05-06T07:08:09.124Z");
-        assert_eq!(mismatch_field(verify_text(&text)), "entriesHashList[0] (block header hash)");
-        let text = standard_block().replace("sequenceNo:5}, transactionId", "sequenceNo:6}, transactionId");
-        assert_eq!(mismatch_field(verify_text(&text)), "entriesHashList[0] (block header hash)");
+        assert_eq!(
+            mismatch_field(verify_text(&text)),
+            "entriesHashList[0] (block header hash)"
+        );
+        let text = standard_block().replace(
+            &format!("blockTimestamp:{TIME}"),
+            "blockTimestamp:2024-05-06T07:08:09.124Z",
+        );
+        assert_eq!(
+            mismatch_field(verify_text(&text)),
+            "entriesHashList[0] (block header hash)"
+        );
+        let text = standard_block().replace(
+            "sequenceNo:5}, transactionId",
+            "sequenceNo:6}, transactionId",
+        );
+        assert_eq!(
+            mismatch_field(verify_text(&text)),
+            "entriesHashList[0] (block header hash)"
+        );
     }
 
     #[test]
     fn changed_catalog_changes_are_caught() {
         let text = standard_block().replace("table:\"T\"", "table:\"U\"");
-        assert_eq!(mismatch_field(verify_text(&text)), "entriesHashList[2] (catalogChanges hash)");
-        let text = standard_block().replace("catalogChanges:[", "catalogChanges:(").replace("\"T\"}]", "\"T\"})");
-        assert!(matches!(verify_text(&text), Err(VerifyError::WrongType { .. })));
+        assert_eq!(
+            mismatch_field(verify_text(&text)),
+            "entriesHashList[2] (catalogChanges hash)"
+        );
+        let text = standard_block()
+            .replace("catalogChanges:[", "catalogChanges:(")
+            .replace("\"T\"}]", "\"T\"})");
+        assert!(matches!(
+            verify_text(&text),
+            Err(VerifyError::WrongType { .. })
+        ));
     }
 
     #[test]
     fn removed_or_reordered_revisions_are_caught() {
         let block = ion(&standard_block());
-        let revisions = block.as_struct().unwrap().get("revisions").unwrap().as_sequence().unwrap();
+        let revisions = block
+            .as_struct()
+            .unwrap()
+            .get("revisions")
+            .unwrap()
+            .as_sequence()
+            .unwrap();
         let kept: Vec<Element> = revisions.iter().skip(1).cloned().collect();
         let without_first = replace_field(&block, "revisions", ion_rs::List::from(kept).into());
         let err = verify_block(&without_first).unwrap_err();
-        assert!(matches!(err, VerifyError::NotInEntriesHashList { what: "revisions root", .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                VerifyError::NotInEntriesHashList {
+                    what: "revisions root",
+                    ..
+                }
+            ),
+            "{err}"
+        );
         let mut reordered: Vec<Element> = revisions.iter().cloned().collect();
         reordered.swap(0, 2);
         let reordered = replace_field(&block, "revisions", ion_rs::List::from(reordered).into());
-        assert!(matches!(verify_block(&reordered), Err(VerifyError::NotInEntriesHashList { .. })));
+        assert!(matches!(
+            verify_block(&reordered),
+            Err(VerifyError::NotInEntriesHashList { .. })
+        ));
     }
 
     #[test]
     fn previous_block_hash_is_bound() {
         let previous = format!("{{{{{}}}}}", Hash::sha256(b"block 4"));
-        let text = standard_block().replace(&previous, &format!("{{{{{}}}}}", Hash::sha256(b"other")));
+        let text =
+            standard_block().replace(&previous, &format!("{{{{{}}}}}", Hash::sha256(b"other")));
         assert_eq!(mismatch_field(verify_text(&text)), "blockHash");
         // Only block 0 may lack a previous block hash, and block 0 may not have one.
         let text = quill_block(3, None, &[], "[]");
-        assert!(matches!(verify_text(&text), Err(VerifyError::QuillLayout { .. })));
+        assert!(matches!(
+            verify_text(&text),
+            Err(VerifyError::QuillLayout { .. })
+        ));
         let text = quill_block(0, Some(Hash::sha256(b"x")), &[], "[]");
-        assert!(matches!(verify_text(&text), Err(VerifyError::QuillLayout { .. })));
+        assert!(matches!(
+            verify_text(&text),
+            Err(VerifyError::QuillLayout { .. })
+        ));
     }
 
     #[test]
     fn malformed_blocks_get_typed_errors() {
-        assert!(matches!(verify_text("[1]"), Err(VerifyError::WrongType { .. })));
+        assert!(matches!(
+            verify_text("[1]"),
+            Err(VerifyError::WrongType { .. })
+        ));
         let block = ion(&standard_block());
-        let without: Element = block.as_struct().unwrap().clone_builder().remove_field("entriesHashList").build().into();
-        assert_eq!(verify_block(&without), Err(VerifyError::MissingField { field: "block.entriesHashList".to_owned() }));
+        let without: Element = block
+            .as_struct()
+            .unwrap()
+            .clone_builder()
+            .remove_field("entriesHashList")
+            .build()
+            .into();
+        assert_eq!(
+            verify_block(&without),
+            Err(VerifyError::MissingField {
+                field: "block.entriesHashList".to_owned()
+            })
+        );
         let short = replace_field(&block, "blockHash", Element::blob([0u8; 3]));
-        assert_eq!(verify_block(&short), Err(VerifyError::BadHashLength { field: "block.blockHash".to_owned(), length: 3 }));
-        let text = replace_field(&block, "entriesHash", Element::string("l05LOsiKV14SDbuaYnH7uwXzUvqzIwUiRLXGbTyj/nY="));
-        assert_eq!(verify_block(&text), Err(VerifyError::WrongType { field: "block.entriesHash".to_owned(), expected: "a blob" }));
+        assert_eq!(
+            verify_block(&short),
+            Err(VerifyError::BadHashLength {
+                field: "block.blockHash".to_owned(),
+                length: 3
+            })
+        );
+        let text = replace_field(
+            &block,
+            "entriesHash",
+            Element::string("l05LOsiKV14SDbuaYnH7uwXzUvqzIwUiRLXGbTyj/nY="),
+        );
+        assert_eq!(
+            verify_block(&text),
+            Err(VerifyError::WrongType {
+                field: "block.entriesHash".to_owned(),
+                expected: "a blob"
+            })
+        );
         let empty = replace_field(&block, "entriesHashList", ion("[]"));
-        assert!(matches!(verify_block(&empty), Err(VerifyError::NotInEntriesHashList { .. })));
-        let no_revisions: Element = block.as_struct().unwrap().clone_builder().remove_field("revisions").build().into();
-        assert!(matches!(verify_block(&no_revisions), Err(VerifyError::HashMismatch { .. })));
-        let system = ion(&quill_block(5, Some(Hash::sha256(b"p")), &[Rev::System(Hash::sha256(b"s"))], "[]"));
+        assert!(matches!(
+            verify_block(&empty),
+            Err(VerifyError::NotInEntriesHashList { .. })
+        ));
+        let no_revisions: Element = block
+            .as_struct()
+            .unwrap()
+            .clone_builder()
+            .remove_field("revisions")
+            .build()
+            .into();
+        assert!(matches!(
+            verify_block(&no_revisions),
+            Err(VerifyError::HashMismatch { .. })
+        ));
+        let system = ion(&quill_block(
+            5,
+            Some(Hash::sha256(b"p")),
+            &[Rev::System(Hash::sha256(b"s"))],
+            "[]",
+        ));
         let revisions = ion("[{hash:{{AAAA}}}]");
         assert_eq!(
             verify_block(&replace_field(&system, "revisions", revisions)),
-            Err(VerifyError::BadHashLength { field: "revisions[0].hash".to_owned(), length: 3 })
+            Err(VerifyError::BadHashLength {
+                field: "revisions[0].hash".to_owned(),
+                length: 3
+            })
         );
-        let too_many = ion(&proof_to_ion_text(&vec![Hash::sha256(b"e"); ENTRIES_HASHES_MAX + 1]));
+        let too_many = ion(&proof_to_ion_text(&vec![
+            Hash::sha256(b"e");
+            ENTRIES_HASHES_MAX + 1
+        ]));
         assert!(matches!(
             verify_block(&replace_field(&block, "entriesHashList", too_many)),
             Err(VerifyError::LimitExceeded { .. })
@@ -415,10 +639,27 @@ mod tests {
         let changed = replace_field(&block, "entriesHashList", ion(&proof_to_ion_text(&entries)));
         let changed = replace_field(&changed, "entriesHash", Element::blob(entries_root.0));
         let changed = replace_field(&changed, "blockHash", Element::blob(entries_root.0));
-        assert!(matches!(verify_block(&changed), Err(VerifyError::QuillLayout { .. })));
+        assert!(matches!(
+            verify_block(&changed),
+            Err(VerifyError::QuillLayout { .. })
+        ));
         // Without catalogChanges the same block is checked by QLDB's rules only, and passes.
-        let qldb: Element = changed.as_struct().unwrap().clone_builder().remove_field("catalogChanges").build().into();
+        let qldb: Element = changed
+            .as_struct()
+            .unwrap()
+            .clone_builder()
+            .remove_field("catalogChanges")
+            .build()
+            .into();
         assert_eq!(verify_block(&qldb), Ok(entries_root));
+        // A client that knows the block is Quill's refuses that downgrade.
+        assert_eq!(
+            verify_quill_block(&qldb),
+            Err(VerifyError::MissingField {
+                field: "block.catalogChanges".to_owned()
+            })
+        );
+        assert!(verify_quill_block(&block).is_ok());
     }
 
     #[test]
@@ -426,9 +667,31 @@ mod tests {
         let text = standard_block();
         let block = ion(&text);
         let fields = block.as_struct().unwrap();
-        let revision = fields.get("revisions").unwrap().as_sequence().unwrap().get(0).unwrap().clone();
-        let revisions: Vec<Hash> = fields.get("revisions").unwrap().as_sequence().unwrap().iter()
-            .map(|r| Hash::from_slice(r.as_struct().unwrap().get("hash").unwrap().as_blob().unwrap()).unwrap())
+        let revision = fields
+            .get("revisions")
+            .unwrap()
+            .as_sequence()
+            .unwrap()
+            .get(0)
+            .unwrap()
+            .clone();
+        let revisions: Vec<Hash> = fields
+            .get("revisions")
+            .unwrap()
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                Hash::from_slice(
+                    r.as_struct()
+                        .unwrap()
+                        .get("hash")
+                        .unwrap()
+                        .as_blob()
+                        .unwrap(),
+                )
+                .unwrap()
+            })
             .collect();
         let entries = parse_proof(&fields.get("entriesHashList").unwrap().to_string()).unwrap();
         let previous = Hash::sha256(b"block 4");
@@ -442,14 +705,23 @@ mod tests {
         proof.push(Hash::sha256(b"block 6"));
         verify_revision(&revision, &proof, &digest).unwrap();
         let changed = replace_field(&revision, "data", ion("{name:\"a\", n:1.500}"));
-        assert_eq!(mismatch_field(verify_revision(&changed, &proof, &digest).map(|()| block_hash)), "revision.hash");
+        assert_eq!(
+            mismatch_field(verify_revision(&changed, &proof, &digest).map(|()| block_hash)),
+            "revision.hash"
+        );
         let redacted_hash = ion_hash(&ion("{name:\"a\", n:1.50}"));
-        let redacted = ion(&format!("{{hash:{{{{{}}}}}, dataHash:{{{{{redacted_hash}}}}}, metadata:{}}}", revisions[0], metadata("doc1")));
+        let redacted = ion(&format!(
+            "{{hash:{{{{{}}}}}, dataHash:{{{{{redacted_hash}}}}}, metadata:{}}}",
+            revisions[0],
+            metadata("doc1")
+        ));
         verify_revision(&redacted, &proof, &digest).unwrap();
         let system = ion(&format!("{{hash:{{{{{}}}}}}}", revisions[0]));
         assert_eq!(
             verify_revision(&system, &proof, &digest),
-            Err(VerifyError::MissingField { field: "revision.metadata".to_owned() })
+            Err(VerifyError::MissingField {
+                field: "revision.metadata".to_owned()
+            })
         );
     }
 
@@ -461,12 +733,32 @@ mod tests {
         assert_eq!(parse_proof(&text).unwrap(), proof);
         assert_eq!(parse_proof("[]").unwrap(), Vec::<Hash>::new());
         assert_eq!(proof_to_ion_text(&[]), "[]");
-        for bad in ["", "[", "{{AAAA}}", "[{{AAAA}}]", "[\"x\"]", "(1)", "null.list", "[] []", "[{{YQ==}}]"] {
-            assert!(matches!(parse_proof(bad), Err(VerifyError::ProofSyntax { .. })), "{bad:?} -> {:?}", parse_proof(bad));
+        for bad in [
+            "",
+            "[",
+            "{{AAAA}}",
+            "[{{AAAA}}]",
+            "[\"x\"]",
+            "(1)",
+            "null.list",
+            "[] []",
+            "[{{YQ==}}]",
+        ] {
+            assert!(
+                matches!(parse_proof(bad), Err(VerifyError::ProofSyntax { .. })),
+                "{bad:?} -> {:?}",
+                parse_proof(bad)
+            );
         }
         let long = proof_to_ion_text(&vec![Hash::sha256(b"a"); PROOF_HASHES_MAX + 1]);
-        assert!(matches!(parse_proof(&long), Err(VerifyError::LimitExceeded { .. })));
+        assert!(matches!(
+            parse_proof(&long),
+            Err(VerifyError::LimitExceeded { .. })
+        ));
         let huge = " ".repeat(PROOF_TEXT_MAX_CHARS + 1);
-        assert!(matches!(parse_proof(&huge), Err(VerifyError::LimitExceeded { .. })));
+        assert!(matches!(
+            parse_proof(&huge),
+            Err(VerifyError::LimitExceeded { .. })
+        ));
     }
 }

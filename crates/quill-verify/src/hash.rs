@@ -29,7 +29,9 @@ impl Hash {
 
     /// Parses standard base64 of exactly 32 bytes.
     pub fn from_base64(text: &str) -> Option<Hash> {
-        let bytes = base64::engine::general_purpose::STANDARD.decode(text).ok()?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .ok()?;
         Hash::from_slice(&bytes)
     }
 
@@ -77,7 +79,11 @@ fn qldb_cmp(a: &Hash, b: &Hash) -> Ordering {
 ///
 /// Commutative but not associative: folding order matters.
 pub fn dot(a: &Hash, b: &Hash) -> Hash {
-    let (first, second) = if qldb_cmp(a, b) == Ordering::Less { (a, b) } else { (b, a) };
+    let (first, second) = if qldb_cmp(a, b) == Ordering::Less {
+        (a, b)
+    } else {
+        (b, a)
+    };
     let mut hasher = Sha256::new();
     hasher.update(first.0);
     hasher.update(second.0);

@@ -12,7 +12,7 @@
 
 use ion_rs::{Element, List, Timestamp};
 
-use crate::{dot, ion_hash, merkle_root, Hash};
+use crate::{dot, ion_hash, merkle_path, merkle_root, Hash};
 
 /// Number of entries in a Quill block's `entriesHashList`:
 /// `[H(header), revisionsRoot, H(catalogChanges), H(transactionInfo)]`.
@@ -44,7 +44,9 @@ pub fn redacted_revision_hash(metadata: &Element, data_hash: &Hash) -> Hash {
 /// CommitDigest rule, Quill's documented choice since QLDB's is unknown.
 pub fn statement_digest(text: &str, parameters: &[Element]) -> Hash {
     let text_hash = ion_hash(&Element::string(text));
-    parameters.iter().fold(text_hash, |digest, parameter| dot(&digest, &ion_hash(parameter)))
+    parameters.iter().fold(text_hash, |digest, parameter| {
+        dot(&digest, &ion_hash(parameter))
+    })
 }
 
 /// The transaction digest QLDB drivers send with CommitTransaction and expect back.
@@ -59,7 +61,9 @@ pub struct CommitDigest {
 impl CommitDigest {
     /// The digest of a transaction that has sent no statement yet.
     pub fn new(transaction_id: &str) -> CommitDigest {
-        CommitDigest { digest: ion_hash(&Element::string(transaction_id)) }
+        CommitDigest {
+            digest: ion_hash(&Element::string(transaction_id)),
+        }
     }
 
     /// Folds in one ExecuteStatement.
@@ -100,13 +104,19 @@ pub fn block_header_hash(
     transaction_id: &str,
     block_timestamp: &Timestamp,
 ) -> Hash {
-    ion_hash(&block_header(strand_id, sequence_no, transaction_id, block_timestamp))
+    ion_hash(&block_header(
+        strand_id,
+        sequence_no,
+        transaction_id,
+        block_timestamp,
+    ))
 }
 
 /// Entry 1 of a Quill block's `entriesHashList`: `merkle_root(revision hashes)` in the order of
 /// the block's `revisions` list, or `H([])` (the empty Ion list) for a block without revisions.
 pub fn revisions_root(revision_hashes: &[Hash]) -> Hash {
-    merkle_root(revision_hashes).unwrap_or_else(|| ion_hash(&Element::from(List::from(Vec::<Element>::new()))))
+    merkle_root(revision_hashes)
+        .unwrap_or_else(|| ion_hash(&Element::from(List::from(Vec::<Element>::new()))))
 }
 
 /// A Quill block's `entriesHashList`:
@@ -119,7 +129,12 @@ pub fn entries_hash_list(
     catalog_changes: &Element,
     transaction_info: &Element,
 ) -> [Hash; QUILL_ENTRIES] {
-    [*header_hash, *revisions_root, ion_hash(catalog_changes), ion_hash(transaction_info)]
+    [
+        *header_hash,
+        *revisions_root,
+        ion_hash(catalog_changes),
+        ion_hash(transaction_info),
+    ]
 }
 
 /// `entriesHash = merkle_root(entriesHashList)` for a Quill block's four entries.
@@ -127,6 +142,27 @@ pub fn entries_hash(entries_hash_list: &[Hash; QUILL_ENTRIES]) -> Hash {
     let [e0, e1, e2, e3] = entries_hash_list;
     // merkle_root over exactly 4 leaves, written out: the list is never empty.
     dot(&dot(e0, e1), &dot(e2, e3))
+}
+
+/// The in-block part of a GetRevision proof for a Quill block: the revision's path in the
+/// revisions tree, the path of entry 1 in the entries tree, then `previousBlockHash` (absent for
+/// the genesis block). Folding it from the revision's hash gives the block hash; the ledger
+/// appends the block's digest-tree proof ([`crate::inclusion_proof`]).
+///
+/// Empty when `revision_index` is out of range, as [`crate::merkle_path`] is.
+pub fn revision_to_block_path(
+    revision_hashes: &[Hash],
+    revision_index: usize,
+    entries_hash_list: &[Hash; QUILL_ENTRIES],
+    previous_block_hash: Option<&Hash>,
+) -> Vec<Hash> {
+    if revision_index >= revision_hashes.len() {
+        return Vec::new();
+    }
+    let mut path = merkle_path(revision_hashes, revision_index);
+    path.extend(merkle_path(entries_hash_list, 1));
+    path.extend(previous_block_hash);
+    path
 }
 
 /// `blockHash = dot(entriesHash, previousBlockHash)`; for the genesis block (no previous
@@ -165,16 +201,57 @@ mod tests {
             hex("82c4010bfc9cace7f645c0a951243b9b122cb5ba21b60b3f71ea79c513c39342")
         );
         let mut digest = CommitDigest::new(TXID);
-        assert_eq!(digest.value(), hex("d8a36ef7583c867285aeab7cbb80512cef270291b6172c77901e42fc379ab7fe"));
+        assert_eq!(
+            digest.value(),
+            hex("d8a36ef7583c867285aeab7cbb80512cef270291b6172c77901e42fc379ab7fe")
+        );
         let mut create = digest;
         create.add_statement("CREATE TABLE Person", &[]);
-        assert_eq!(create.value(), hex("886d37bfc9053011215283b77314fdb66344561b5aa4b952ebba10f6bc27148d"));
+        assert_eq!(
+            create.value(),
+            hex("886d37bfc9053011215283b77314fdb66344561b5aa4b952ebba10f6bc27148d")
+        );
         let alice = ion(r#"{name:"Alice", age:30}"#);
-        assert_eq!(ion_hash(&alice), hex("5398a62f1c773c34b3cda85d594acd7424d1d83b2a3ad448ab67bce9ee2333ca"));
+        assert_eq!(
+            ion_hash(&alice),
+            hex("5398a62f1c773c34b3cda85d594acd7424d1d83b2a3ad448ab67bce9ee2333ca")
+        );
         digest.add_statement("INSERT INTO Person ?", &[alice]);
-        assert_eq!(digest.value(), hex("fe7fa63794dfbe52e236e2ffec026a2205723af9c8864851ad2f74a92b73c392"));
-        digest.add_statement("SELECT * FROM Person WHERE name = ?", &[Element::string("Alice")]);
-        assert_eq!(digest.value(), hex("ec3c371668857cb710c3b06679aaddce7a6ed39d32bd828fa64bf220799862a7"));
+        assert_eq!(
+            digest.value(),
+            hex("fe7fa63794dfbe52e236e2ffec026a2205723af9c8864851ad2f74a92b73c392")
+        );
+        digest.add_statement(
+            "SELECT * FROM Person WHERE name = ?",
+            &[Element::string("Alice")],
+        );
+        assert_eq!(
+            digest.value(),
+            hex("ec3c371668857cb710c3b06679aaddce7a6ed39d32bd828fa64bf220799862a7")
+        );
+    }
+
+    #[test]
+    fn revision_paths_fold_to_the_block_hash() {
+        let time = ion("2024-05-06T07:08:09.123Z").as_timestamp().unwrap();
+        let header = block_header_hash("strand", 3, "tx", &time);
+        let previous = Hash::sha256(b"block 2");
+        for count in 1..=9u8 {
+            let revisions: Vec<Hash> = (0..count).map(|i| Hash::sha256(&[i])).collect();
+            let list =
+                entries_hash_list(&header, &revisions_root(&revisions), &ion("[]"), &ion("{}"));
+            let entries = entries_hash(&list);
+            for (i, revision) in revisions.iter().enumerate() {
+                let path = revision_to_block_path(&revisions, i, &list, Some(&previous));
+                assert_eq!(
+                    crate::fold(revision, &path),
+                    block_hash(&entries, Some(&previous))
+                );
+                let genesis_path = revision_to_block_path(&revisions, i, &list, None);
+                assert_eq!(crate::fold(revision, &genesis_path), entries);
+            }
+            assert!(revision_to_block_path(&revisions, count as usize, &list, None).is_empty());
+        }
     }
 
     #[test]
@@ -195,10 +272,13 @@ mod tests {
     #[test]
     fn statement_digest_folds_parameters() {
         let text = "SELECT * FROM T WHERE a = ?";
-        assert_eq!(statement_digest(text, &[]), ion_hash(&Element::string(text)));
+        assert_eq!(
+            statement_digest(text, &[]),
+            ion_hash(&Element::string(text))
+        );
         let param = Element::int(5);
         assert_eq!(
-            statement_digest(text, &[param.clone()]),
+            statement_digest(text, std::slice::from_ref(&param)),
             dot(&ion_hash(&Element::string(text)), &ion_hash(&param))
         );
     }
@@ -223,10 +303,19 @@ mod tests {
         assert_ne!(block_header_hash("strand", 8, "tx", &time), ion_hash(&text));
 
         assert_eq!(revisions_root(&[]), ion_hash(&ion("[]")));
-        let revisions = [Hash::sha256(b"r1"), Hash::sha256(b"r2"), Hash::sha256(b"r3")];
+        let revisions = [
+            Hash::sha256(b"r1"),
+            Hash::sha256(b"r2"),
+            Hash::sha256(b"r3"),
+        ];
         assert_eq!(revisions_root(&revisions), merkle_root(&revisions).unwrap());
 
-        let list = entries_hash_list(&ion_hash(&header), &revisions_root(&revisions), &ion("[]"), &ion("{}"));
+        let list = entries_hash_list(
+            &ion_hash(&header),
+            &revisions_root(&revisions),
+            &ion("[]"),
+            &ion("{}"),
+        );
         assert_eq!(list[2], ion_hash(&ion("[]")));
         assert_eq!(list[3], ion_hash(&ion("{}")));
         assert_eq!(Some(entries_hash(&list)), merkle_root(&list));
@@ -234,6 +323,9 @@ mod tests {
         let entries = entries_hash(&list);
         assert_eq!(block_hash(&entries, None), entries);
         let previous = Hash::sha256(b"previous");
-        assert_eq!(block_hash(&entries, Some(&previous)), dot(&entries, &previous));
+        assert_eq!(
+            block_hash(&entries, Some(&previous)),
+            dot(&entries, &previous)
+        );
     }
 }

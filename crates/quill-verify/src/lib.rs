@@ -39,12 +39,17 @@ pub mod limits;
 mod merkle;
 mod tree;
 
-pub use block::{parse_proof, proof_to_ion_text, verify_block, verify_revision};
+pub use block::{
+    parse_proof, proof_to_ion_text, verify_block, verify_quill_block, verify_revision,
+};
 pub use error::VerifyError;
 pub use hash::{dot, ion_hash, Hash};
 pub use hashes::{
-    block_hash, block_header, block_header_hash, entries_hash, entries_hash_list, redacted_revision_hash,
-    revision_hash, revisions_root, statement_digest, CommitDigest, QUILL_ENTRIES,
+    block_hash, block_header, block_header_hash, entries_hash, entries_hash_list,
+    redacted_revision_hash, revision_hash, revision_to_block_path, revisions_root,
+    statement_digest, CommitDigest, QUILL_ENTRIES,
 };
 pub use merkle::{fold, merkle_path, merkle_root, verify_proof};
-pub use tree::{consistency_proof, inclusion_proof, tree_root, verify_consistency, FullNodes, TreeError};
+pub use tree::{
+    consistency_proof, inclusion_proof, tree_root, verify_consistency, FullNodes, TreeError,
+};

@@ -22,8 +22,9 @@ pub fn merkle_root(leaves: &[Hash]) -> Option<Hash> {
 /// The sibling hashes from leaf `index` up to the root, bottom to top: the proof that
 /// `fold(&leaves[index], &path) == merkle_root(leaves)`.
 ///
-/// A promoted lone node contributes no element. Returns an empty path when `index` is out of
-/// range, which no fold can turn into the root of two or more leaves.
+/// A promoted lone node contributes no element. An out-of-range `index` yields an empty path;
+/// callers check the index first, because an empty path is also the valid path of a one-leaf
+/// list.
 pub fn merkle_path(leaves: &[Hash], index: usize) -> Vec<Hash> {
     let mut path = Vec::new();
     if index >= leaves.len() {
@@ -53,7 +54,10 @@ pub fn verify_proof(start: &Hash, proof: &[Hash], digest: &Hash) -> Result<(), V
     check_limit("proof", proof.len(), PROOF_HASHES_MAX)?;
     let computed = fold(start, proof);
     if computed != *digest {
-        return Err(VerifyError::ProofMismatch { computed, digest: *digest });
+        return Err(VerifyError::ProofMismatch {
+            computed,
+            digest: *digest,
+        });
     }
     Ok(())
 }
@@ -149,6 +153,9 @@ mod tests {
     fn overlong_proof_is_refused() {
         let proof = vec![leaf(0); PROOF_HASHES_MAX + 1];
         let err = verify_proof(&leaf(1), &proof, &leaf(2)).unwrap_err();
-        assert!(matches!(err, VerifyError::LimitExceeded { what: "proof", .. }));
+        assert!(matches!(
+            err,
+            VerifyError::LimitExceeded { what: "proof", .. }
+        ));
     }
 }

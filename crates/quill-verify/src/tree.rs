@@ -146,6 +146,10 @@ pub fn consistency_proof<N: FullNodes>(
             whole_old_tree = false;
         }
     }
+    debug_assert_eq!(
+        high, old_size,
+        "the descent reaches the old tree within 64 levels"
+    );
     top_down.reverse();
     Ok(top_down)
 }
@@ -162,7 +166,11 @@ pub fn verify_consistency(
     proof: &[Hash],
 ) -> Result<(), VerifyError> {
     check_limit("consistency proof", proof.len(), PROOF_HASHES_MAX)?;
-    let fail = |reason| VerifyError::Consistency { old_size, new_size, reason };
+    let fail = |reason| VerifyError::Consistency {
+        old_size,
+        new_size,
+        reason,
+    };
     if old_size == 0 || old_size > new_size {
         return Err(fail("sizes must satisfy 1 <= old size <= new size"));
     }
@@ -175,8 +183,8 @@ pub fn verify_consistency(
         }
         return Ok(());
     }
-    let (old_computed, new_computed) =
-        consistency_roots(old_size, old_root, new_size, proof).ok_or_else(|| fail("wrong proof length"))?;
+    let (old_computed, new_computed) = consistency_roots(old_size, old_root, new_size, proof)
+        .ok_or_else(|| fail("wrong proof length"))?;
     if old_computed != *old_root {
         return Err(fail("proof does not rebuild the old root"));
     }
@@ -188,9 +196,18 @@ pub fn verify_consistency(
 
 /// Rebuilds the old and new roots from a consistency proof (RFC 9162 §2.1.4.2 steps 2–7),
 /// for `1 <= old_size < new_size`; `None` when the proof's length does not fit the sizes.
-fn consistency_roots(old_size: u64, old_root: &Hash, new_size: u64, proof: &[Hash]) -> Option<(Hash, Hash)> {
+fn consistency_roots(
+    old_size: u64,
+    old_root: &Hash,
+    new_size: u64,
+    proof: &[Hash],
+) -> Option<(Hash, Hash)> {
     // When the old tree is a full subtree, its root is the proof's implicit first element.
-    let prefix: &[Hash] = if old_size.is_power_of_two() { std::slice::from_ref(old_root) } else { &[] };
+    let prefix: &[Hash] = if old_size.is_power_of_two() {
+        std::slice::from_ref(old_root)
+    } else {
+        &[]
+    };
     let mut path = prefix.iter().chain(proof);
     let first = path.next()?;
     let (mut old_node, mut new_node) = (old_size - 1, new_size - 1);
@@ -246,7 +263,13 @@ fn range_root<N: FullNodes>(start: u64, end: u64, nodes: &N) -> Result<Hash, Tre
 }
 
 fn read<N: FullNodes>(nodes: &N, level: u32, index: u64) -> Result<Hash, TreeError<N::Error>> {
-    nodes.full_node(level, index).map_err(|source| TreeError::Node { level, index, source })
+    nodes
+        .full_node(level, index)
+        .map_err(|source| TreeError::Node {
+            level,
+            index,
+            source,
+        })
 }
 
 /// RFC 9162's `k`: the largest power of two strictly below `n`, for `n >= 2`.
@@ -277,10 +300,16 @@ mod tests {
         fn new(leaves: &[Hash]) -> MemoryNodes {
             let mut levels = vec![leaves.to_vec()];
             while let Some(below) = levels.last().filter(|level| level.len() > 1) {
-                let above = below.chunks_exact(2).map(|pair| dot(&pair[0], &pair[1])).collect();
+                let above = below
+                    .chunks_exact(2)
+                    .map(|pair| dot(&pair[0], &pair[1]))
+                    .collect();
                 levels.push(above);
             }
-            MemoryNodes { levels, reads: Cell::new(0) }
+            MemoryNodes {
+                levels,
+                reads: Cell::new(0),
+            }
         }
     }
 
@@ -295,7 +324,9 @@ mod tests {
     }
 
     fn leaves(n: u64, salt: u8) -> Vec<Hash> {
-        (0..n).map(|i| Hash::sha256(&[&i.to_le_bytes()[..], &[salt]].concat())).collect()
+        (0..n)
+            .map(|i| Hash::sha256(&[&i.to_le_bytes()[..], &[salt]].concat()))
+            .collect()
     }
 
     fn flip_bit(hash: &Hash, bit: usize) -> Hash {
@@ -313,11 +344,17 @@ mod tests {
         let nodes = MemoryNodes::new(&leaves(3, 0));
         assert_eq!(tree_root(0, &nodes), Err(TreeError::EmptyTree));
         assert_eq!(inclusion_proof(0, 0, &nodes), Err(TreeError::EmptyTree));
-        assert_eq!(inclusion_proof(3, 3, &nodes), Err(TreeError::LeafOutOfRange { leaf: 3, size: 3 }));
+        assert_eq!(
+            inclusion_proof(3, 3, &nodes),
+            Err(TreeError::LeafOutOfRange { leaf: 3, size: 3 })
+        );
         assert_eq!(consistency_proof(0, 3, &nodes), Err(TreeError::EmptyTree));
         assert_eq!(
             consistency_proof(3, 2, &nodes),
-            Err(TreeError::SizesOutOfOrder { old_size: 3, new_size: 2 })
+            Err(TreeError::SizesOutOfOrder {
+                old_size: 3,
+                new_size: 2
+            })
         );
     }
 
@@ -326,7 +363,14 @@ mod tests {
         let nodes = MemoryNodes::new(&leaves(3, 0));
         // The store only knows 3 leaves: a 4-leaf root needs the missing node (2, 0).
         let err = tree_root(4, &nodes).unwrap_err();
-        assert_eq!(err, TreeError::Node { level: 2, index: 0, source: MissingNode });
+        assert_eq!(
+            err,
+            TreeError::Node {
+                level: 2,
+                index: 0,
+                source: MissingNode
+            }
+        );
     }
 
     #[test]
@@ -348,7 +392,9 @@ mod tests {
             type Error = std::convert::Infallible;
             fn full_node(&self, level: u32, index: u64) -> Result<Hash, Self::Error> {
                 self.0.set(self.0.get() + 1);
-                Ok(Hash::sha256(&[&level.to_le_bytes()[..], &index.to_le_bytes()].concat()))
+                Ok(Hash::sha256(
+                    &[&level.to_le_bytes()[..], &index.to_le_bytes()].concat(),
+                ))
             }
         }
         let nodes = Virtual(Cell::new(0));
@@ -492,7 +538,10 @@ mod tests {
     /// The proof without its last element, with an extra element, and each adjacent swap of
     /// two different elements.
     fn variants(proof: &[Hash]) -> Vec<Vec<Hash>> {
-        let mut out = vec![proof[..proof.len() - 1].to_vec(), [proof, &[Hash::sha256(b"x")]].concat()];
+        let mut out = vec![
+            proof[..proof.len() - 1].to_vec(),
+            [proof, &[Hash::sha256(b"x")]].concat(),
+        ];
         for i in 1..proof.len() {
             if proof[i - 1] != proof[i] {
                 let mut swapped = proof.to_vec();

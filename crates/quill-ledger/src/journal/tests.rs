@@ -279,7 +279,13 @@ fn missing_or_foreign_segments_are_corruption() {
     append_range(&journal, 0..30);
     journal.sync().unwrap();
     drop(journal);
-    assert_eq!(corrupted_block(Journal::open(dir.path(), "AnotherStrandId")), 0);
+    match Journal::open(dir.path(), "AnotherStrandId") {
+        Err(LedgerError::Corrupted { block_address, detail }) => {
+            assert_eq!(block_address.sequence_no, 0);
+            assert!(detail.contains(STRAND), "{detail}");
+        }
+        other => panic!("expected Corrupted, got {other:?}"),
+    }
     let firsts = segment_firsts(dir.path());
     std::fs::remove_file(data_path(dir.path(), firsts[1])).unwrap();
     assert_eq!(corrupted_block(Journal::open(dir.path(), STRAND)), firsts[1]);

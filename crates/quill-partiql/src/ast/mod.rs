@@ -14,7 +14,7 @@
 //! - Nodes documented as **Quill extension** are not in QLDB's grammar (GROUP BY, HAVING,
 //!   ORDER BY, LIMIT, OFFSET, EXPLAIN, CROSS JOIN). The planner decides whether to accept them.
 
-mod display;
+pub(crate) mod display;
 mod visit;
 
 use ion_rs::Element;

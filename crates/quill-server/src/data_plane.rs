@@ -1,0 +1,300 @@
+//! The QLDB Session API's JSON: decoding a `SendCommand` body into a [`Command`] (with every
+//! input check that needs no session state) and rendering an [`Outcome`] the way the drivers
+//! read it (results as `IonBinary`, `FirstPage.Values` always present, timing and IO usage on
+//! every result).
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use crate::error::{ApiError, ErrorKind};
+use crate::ion_codec::{decode_parameter, to_base64, ValueHolder};
+use crate::limits::{PARAMETERS_PER_STATEMENT_MAX, STATEMENT_LENGTH_MAX_CHARS};
+use crate::session::{millis, Command, Outcome};
+
+/// The only `X-Amz-Target` of the data plane.
+pub const TARGET: &str = "QLDBSession.SendCommand";
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SendCommandRequest {
+    session_token: Option<String>,
+    start_session: Option<StartSessionRequest>,
+    start_transaction: Option<Value>,
+    end_session: Option<Value>,
+    commit_transaction: Option<CommitTransactionRequest>,
+    abort_transaction: Option<Value>,
+    execute_statement: Option<ExecuteStatementRequest>,
+    fetch_page: Option<FetchPageRequest>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct StartSessionRequest {
+    ledger_name: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CommitTransactionRequest {
+    transaction_id: String,
+    commit_digest: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ExecuteStatementRequest {
+    transaction_id: String,
+    statement: String,
+    #[serde(default)]
+    parameters: Vec<ValueHolder>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct FetchPageRequest {
+    transaction_id: String,
+    next_page_token: String,
+}
+
+/// A decoded request: the session token (absent for StartSession) and the command.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// `SessionToken`.
+    pub session_token: Option<String>,
+    /// The one command member.
+    pub command: Command,
+}
+
+/// True for a token drivers could have received from us: 4–1024 characters of
+/// `[A-Za-z0-9+/=-]` (the model's pattern).
+fn is_token_shaped(token: &str) -> bool {
+    (4..=1024).contains(&token.len())
+        && token.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=-".contains(&b))
+}
+
+/// Decodes and checks a `SendCommand` body.
+pub fn parse_request(body: &[u8]) -> Result<Request, ApiError> {
+    let request: SendCommandRequest = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(ErrorKind::Serialization, format!("Request body is not valid JSON: {e}"))
+    })?;
+    if let Some(token) = &request.session_token {
+        if !is_token_shaped(token) {
+            return Err(ApiError::new(ErrorKind::InvalidSession, "Session token is not valid"));
+        }
+    }
+    let present = [
+        request.start_session.is_some(),
+        request.start_transaction.is_some(),
+        request.end_session.is_some(),
+        request.commit_transaction.is_some(),
+        request.abort_transaction.is_some(),
+        request.execute_statement.is_some(),
+        request.fetch_page.is_some(),
+    ];
+    if present.iter().filter(|&&p| p).count() != 1 {
+        return Err(ApiError::bad_request("SendCommand needs exactly one command member"));
+    }
+    let command = command_of(request.clone_commands())?;
+    if request.session_token.is_none() && !matches!(command, Command::StartSession { .. }) {
+        return Err(ApiError::bad_request("SessionToken is required for this command"));
+    }
+    Ok(Request { session_token: request.session_token, command })
+}
+
+/// The command members, moved out of the request.
+struct Commands {
+    start_session: Option<StartSessionRequest>,
+    start_transaction: bool,
+    end_session: bool,
+    commit_transaction: Option<CommitTransactionRequest>,
+    abort_transaction: bool,
+    execute_statement: Option<ExecuteStatementRequest>,
+    fetch_page: Option<FetchPageRequest>,
+}
+
+impl SendCommandRequest {
+    fn clone_commands(&self) -> Commands {
+        Commands {
+            start_session: self
+                .start_session
+                .as_ref()
+                .map(|s| StartSessionRequest { ledger_name: s.ledger_name.clone() }),
+            start_transaction: self.start_transaction.is_some(),
+            end_session: self.end_session.is_some(),
+            commit_transaction: self.commit_transaction.as_ref().map(|c| {
+                CommitTransactionRequest {
+                    transaction_id: c.transaction_id.clone(),
+                    commit_digest: c.commit_digest.clone(),
+                }
+            }),
+            abort_transaction: self.abort_transaction.is_some(),
+            execute_statement: self.execute_statement.as_ref().map(|e| ExecuteStatementRequest {
+                transaction_id: e.transaction_id.clone(),
+                statement: e.statement.clone(),
+                parameters: e.parameters.clone(),
+            }),
+            fetch_page: self.fetch_page.as_ref().map(|f| FetchPageRequest {
+                transaction_id: f.transaction_id.clone(),
+                next_page_token: f.next_page_token.clone(),
+            }),
+        }
+    }
+}
+
+fn command_of(commands: Commands) -> Result<Command, ApiError> {
+    if let Some(start) = commands.start_session {
+        return Ok(Command::StartSession { ledger_name: start.ledger_name });
+    }
+    if let Some(execute) = commands.execute_statement {
+        return execute_command(execute);
+    }
+    if let Some(fetch) = commands.fetch_page {
+        return Ok(Command::FetchPage {
+            transaction_id: fetch.transaction_id,
+            next_page_token: fetch.next_page_token,
+        });
+    }
+    if let Some(commit) = commands.commit_transaction {
+        let commit_digest = base64::engine::general_purpose::STANDARD
+            .decode(&commit.commit_digest)
+            .map_err(|e| ApiError::bad_request(format!("CommitDigest is not base64: {e}")))?;
+        return Ok(Command::CommitTransaction { transaction_id: commit.transaction_id, commit_digest });
+    }
+    if commands.start_transaction {
+        return Ok(Command::StartTransaction);
+    }
+    if commands.abort_transaction {
+        return Ok(Command::AbortTransaction);
+    }
+    if commands.end_session {
+        return Ok(Command::EndSession);
+    }
+    Err(ApiError::bad_request("SendCommand needs exactly one command member"))
+}
+
+fn execute_command(execute: ExecuteStatementRequest) -> Result<Command, ApiError> {
+    let length = execute.statement.chars().count();
+    if length == 0 || length > STATEMENT_LENGTH_MAX_CHARS {
+        return Err(ApiError::bad_request(format!(
+            "Statement length must be 1 to {STATEMENT_LENGTH_MAX_CHARS} characters, got {length}"
+        )));
+    }
+    if execute.parameters.len() > PARAMETERS_PER_STATEMENT_MAX {
+        return Err(ApiError::bad_request(format!(
+            "At most {PARAMETERS_PER_STATEMENT_MAX} parameters per statement, got {}",
+            execute.parameters.len()
+        )));
+    }
+    let parameters = execute
+        .parameters
+        .iter()
+        .enumerate()
+        .map(|(index, holder)| decode_parameter(index, holder))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Command::ExecuteStatement {
+        transaction_id: execute.transaction_id,
+        statement: execute.statement,
+        parameters,
+    })
+}
+
+/// The result member's name for a command.
+pub fn command_name(command: &Command) -> &'static str {
+    match command {
+        Command::StartSession { .. } => "StartSession",
+        Command::StartTransaction => "StartTransaction",
+        Command::ExecuteStatement { .. } => "ExecuteStatement",
+        Command::FetchPage { .. } => "FetchPage",
+        Command::CommitTransaction { .. } => "CommitTransaction",
+        Command::AbortTransaction => "AbortTransaction",
+        Command::EndSession => "EndSession",
+    }
+}
+
+/// Renders a result as `{"<CommandName>": {...}}`.
+pub fn render(name: &str, outcome: &Outcome, elapsed: Duration) -> Value {
+    let mut result = Map::new();
+    result.insert("TimingInformation".into(), json!({"ProcessingTimeMilliseconds": millis(elapsed)}));
+    match outcome {
+        Outcome::SessionStarted { session_token } => {
+            result.insert("SessionToken".into(), json!(session_token));
+        }
+        Outcome::TransactionStarted { transaction_id } => {
+            result.insert("TransactionId".into(), json!(transaction_id));
+        }
+        Outcome::Page { values, next_page_token, read_ios } => {
+            let values: Vec<Value> =
+                values.iter().map(|v| json!({"IonBinary": to_base64(v)})).collect();
+            let mut page = Map::new();
+            page.insert("Values".into(), Value::Array(values));
+            if let Some(token) = next_page_token {
+                page.insert("NextPageToken".into(), json!(token));
+            }
+            let member = if name == "FetchPage" { "Page" } else { "FirstPage" };
+            result.insert(member.into(), Value::Object(page));
+            result.insert("ConsumedIOs".into(), json!({"ReadIOs": read_ios, "WriteIOs": 0}));
+        }
+        Outcome::Committed { transaction_id, commit_digest } => {
+            result.insert("TransactionId".into(), json!(transaction_id));
+            result.insert("CommitDigest".into(), json!(commit_digest.to_base64()));
+            result.insert("ConsumedIOs".into(), json!({"ReadIOs": 0, "WriteIOs": 0}));
+        }
+        Outcome::Done => {}
+    }
+    json!({ name: Value::Object(result) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_session_needs_no_token() {
+        let request = parse_request(br#"{"StartSession":{"LedgerName":"books"}}"#).unwrap();
+        assert!(request.session_token.is_none());
+        assert!(matches!(request.command, Command::StartSession { ledger_name } if ledger_name == "books"));
+    }
+
+    #[test]
+    fn malformed_requests_are_typed_errors() {
+        let bad_json = parse_request(b"{not json").unwrap_err();
+        assert_eq!(bad_json.kind, ErrorKind::Serialization);
+        let two = br#"{"SessionToken":"abcd","StartTransaction":{},"EndSession":{}}"#;
+        assert_eq!(parse_request(two).unwrap_err().kind, ErrorKind::BadRequest);
+        let none = br#"{"SessionToken":"abcd"}"#;
+        assert_eq!(parse_request(none).unwrap_err().kind, ErrorKind::BadRequest);
+        let garbage_token = br#"{"SessionToken":"not a token!","StartTransaction":{}}"#;
+        assert_eq!(parse_request(garbage_token).unwrap_err().kind, ErrorKind::InvalidSession);
+        let no_token = br#"{"StartTransaction":{}}"#;
+        assert_eq!(parse_request(no_token).unwrap_err().kind, ErrorKind::BadRequest);
+    }
+
+    #[test]
+    fn statements_are_length_checked_and_parameters_decoded() {
+        let long = "x".repeat(STATEMENT_LENGTH_MAX_CHARS + 1);
+        let body = json!({"SessionToken": "abcd", "ExecuteStatement":
+            {"TransactionId": "t", "Statement": long}});
+        let error = parse_request(body.to_string().as_bytes()).unwrap_err();
+        assert!(error.message.contains("100000"), "{}", error.message);
+        let body = json!({"SessionToken": "abcd", "ExecuteStatement": {"TransactionId": "t",
+            "Statement": "SELECT ?", "Parameters": [{"IonText": "1"}, {"IonText": "{"}]}});
+        let error = parse_request(body.to_string().as_bytes()).unwrap_err();
+        assert!(error.message.contains("Parameter 1"), "{}", error.message);
+    }
+
+    #[test]
+    fn first_page_always_has_values() {
+        let outcome = Outcome::Page { values: vec![], next_page_token: None, read_ios: 0 };
+        let rendered = render("ExecuteStatement", &outcome, Duration::from_millis(3));
+        assert_eq!(rendered["ExecuteStatement"]["FirstPage"]["Values"], json!([]));
+        assert!(rendered["ExecuteStatement"]["FirstPage"].get("NextPageToken").is_none());
+        assert_eq!(rendered["ExecuteStatement"]["TimingInformation"]["ProcessingTimeMilliseconds"], 3);
+        let page = Outcome::Page { values: vec![vec![1]], next_page_token: Some("tok".into()), read_ios: 1 };
+        let rendered = render("FetchPage", &page, Duration::ZERO);
+        assert_eq!(rendered["FetchPage"]["Page"]["Values"][0]["IonBinary"], "AQ==");
+        assert_eq!(rendered["FetchPage"]["Page"]["NextPageToken"], "tok");
+    }
+}

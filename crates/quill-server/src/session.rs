@@ -1,0 +1,545 @@
+//! QLDB sessions and their transactions: the state machine drivers depend on.
+//!
+//! - A session belongs to one ledger and holds at most one open transaction.
+//! - A statement error leaves the transaction open; the driver decides to abort.
+//! - An OCC conflict at commit ends the transaction, not the session.
+//! - A transaction older than the timeout answers `InvalidSessionException`
+//!   "Transaction {id} has expired" (drivers match that text) and is aborted.
+//! - A session older than its lifetime answers `InvalidSessionException` "Session … has
+//!   expired"; drivers then open a new session and retry.
+//!
+//! Concurrency: the session map is behind one mutex held only to look a session up, insert or
+//! remove one. Each session has its own mutex, held for the whole command, so statements of
+//! different sessions never wait for each other here. Commands run on blocking threads (the
+//! engine fsyncs), never on the async executor.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use ion_rs::Element;
+use quill_ledger::{Ledger, LedgerError, Transaction};
+use quill_partiql::PartiqlError;
+use quill_verify::{CommitDigest, Hash};
+use rand::RngCore as _;
+
+use crate::error::{ApiError, ErrorKind, Plane};
+use crate::ion_codec::encode_binary;
+use crate::limits::{ServerLimits, CURSORS_PER_TRANSACTION_MAX};
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+
+/// A command of `SendCommand`, already validated and decoded.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// Opens a session on a ledger.
+    StartSession {
+        /// The ledger.
+        ledger_name: String,
+    },
+    /// Opens a transaction.
+    StartTransaction,
+    /// Runs one PartiQL statement.
+    ExecuteStatement {
+        /// Must be the open transaction.
+        transaction_id: String,
+        /// Statement text.
+        statement: String,
+        /// Decoded parameters.
+        parameters: Vec<Element>,
+    },
+    /// Reads the next page of a result.
+    FetchPage {
+        /// Must be the open transaction.
+        transaction_id: String,
+        /// From the previous page.
+        next_page_token: String,
+    },
+    /// Commits after checking the client's digest.
+    CommitTransaction {
+        /// Must be the open transaction.
+        transaction_id: String,
+        /// The client's CommitDigest bytes.
+        commit_digest: Vec<u8>,
+    },
+    /// Aborts the open transaction, if any.
+    AbortTransaction,
+    /// Ends the session (aborting its transaction).
+    EndSession,
+}
+
+/// What a command produced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// StartSession.
+    SessionStarted {
+        /// The new token.
+        session_token: String,
+    },
+    /// StartTransaction.
+    TransactionStarted {
+        /// The engine's transaction id.
+        transaction_id: String,
+    },
+    /// ExecuteStatement (the first page) or FetchPage.
+    Page {
+        /// Each value as a complete Ion binary stream.
+        values: Vec<Vec<u8>>,
+        /// Present when more values remain.
+        next_page_token: Option<String>,
+        /// Values read to produce this page.
+        read_ios: u64,
+    },
+    /// CommitTransaction.
+    Committed {
+        /// The transaction id.
+        transaction_id: String,
+        /// The server's digest (equal to the client's).
+        commit_digest: Hash,
+    },
+    /// AbortTransaction or EndSession.
+    Done,
+}
+
+/// A transaction opened by StartTransaction.
+struct OpenTransaction {
+    transaction: Transaction,
+    id: String,
+    started: Instant,
+    digest: CommitDigest,
+    /// Results still being paged, by page token. Valid only while the transaction is open.
+    cursors: HashMap<String, VecDeque<Vec<u8>>>,
+}
+
+struct Session {
+    id: String,
+    ledger: Ledger,
+    ledger_name: String,
+    created: Instant,
+    transaction: Option<OpenTransaction>,
+    /// The id of a transaction the sweeper aborted for age, so the next command on it still
+    /// hears "Transaction {id} has expired" rather than "No open transaction".
+    expired_transaction_id: Option<String>,
+    /// Set when the session was removed from the map while a command waited for it.
+    ended: bool,
+}
+
+#[derive(Default)]
+struct SessionMap {
+    by_token: HashMap<String, Arc<Mutex<Session>>>,
+    per_ledger: HashMap<String, usize>,
+}
+
+/// Every open session.
+pub struct Sessions {
+    map: Mutex<SessionMap>,
+    limits: ServerLimits,
+    metrics: Arc<Metrics>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The guarded state is updated by single assignments; a panicking holder cannot leave
+    // it half-changed, so a poisoned lock is still usable.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A random token of `bytes` random bytes in standard base64 (the charset drivers accept).
+fn random_token(bytes: usize) -> String {
+    let mut buffer = vec![0u8; bytes];
+    rand::thread_rng().fill_bytes(&mut buffer);
+    base64::engine::general_purpose::STANDARD.encode(buffer)
+}
+
+fn invalid_session(message: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorKind::InvalidSession, message)
+}
+
+fn transaction_expired(id: &str) -> ApiError {
+    invalid_session(format!("Transaction {id} has expired"))
+}
+
+impl Sessions {
+    /// An empty session table.
+    pub fn new(limits: ServerLimits, metrics: Arc<Metrics>) -> Sessions {
+        Sessions { map: Mutex::new(SessionMap::default()), limits, metrics }
+    }
+
+    /// Open sessions.
+    pub fn len(&self) -> usize {
+        lock(&self.map).by_token.len()
+    }
+
+    /// True when no session is open.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Runs one command. Blocking: call from a blocking thread.
+    pub fn run(
+        &self,
+        registry: &Registry,
+        session_token: Option<&str>,
+        command: Command,
+    ) -> Result<Outcome, ApiError> {
+        if let Command::StartSession { ledger_name } = &command {
+            return self.start_session(registry, ledger_name);
+        }
+        let token = session_token
+            .ok_or_else(|| ApiError::bad_request("SessionToken is required for this command"))?;
+        let session = lock(&self.map)
+            .by_token
+            .get(token)
+            .cloned()
+            .ok_or_else(|| invalid_session("Session token is not valid or the session has ended"))?;
+        let mut session = lock(&session);
+        if session.ended {
+            return Err(invalid_session("The session has ended"));
+        }
+        if session.created.elapsed() > self.limits.session_lifetime {
+            let id = session.id.clone();
+            drop(session);
+            self.remove(token);
+            return Err(invalid_session(format!("Session {id} has expired")));
+        }
+        match command {
+            Command::StartSession { .. } => Err(ApiError::internal("StartSession handled above")),
+            Command::StartTransaction => self.start_transaction(&mut session),
+            Command::ExecuteStatement { transaction_id, statement, parameters } => {
+                self.execute(&mut session, &transaction_id, &statement, &parameters)
+            }
+            Command::FetchPage { transaction_id, next_page_token } => {
+                self.fetch_page(&mut session, &transaction_id, &next_page_token)
+            }
+            Command::CommitTransaction { transaction_id, commit_digest } => {
+                self.commit(&mut session, &transaction_id, &commit_digest)
+            }
+            Command::AbortTransaction => {
+                session.transaction = None;
+                Ok(Outcome::Done)
+            }
+            Command::EndSession => {
+                drop(session);
+                self.remove(token);
+                Ok(Outcome::Done)
+            }
+        }
+    }
+
+    fn start_session(&self, registry: &Registry, ledger_name: &str) -> Result<Outcome, ApiError> {
+        let (ledger, _) = registry
+            .get(ledger_name)
+            .map_err(|_| ApiError::bad_request(format!("Ledger {ledger_name} does not exist")))?;
+        let session_token = random_token(48);
+        let session = Session {
+            id: random_token(12),
+            ledger,
+            ledger_name: ledger_name.to_string(),
+            created: Instant::now(),
+            transaction: None,
+            expired_transaction_id: None,
+            ended: false,
+        };
+        let mut map = lock(&self.map);
+        let count = map.per_ledger.entry(ledger_name.to_string()).or_insert(0);
+        if *count >= self.limits.sessions_per_ledger_max {
+            return Err(ApiError::new(
+                ErrorKind::LimitExceeded,
+                format!(
+                    "Ledger {ledger_name} has {} active sessions, the maximum",
+                    self.limits.sessions_per_ledger_max
+                ),
+            ));
+        }
+        *count += 1;
+        map.by_token.insert(session_token.clone(), Arc::new(Mutex::new(session)));
+        Ok(Outcome::SessionStarted { session_token })
+    }
+
+    /// Removes a session and aborts its transaction.
+    fn remove(&self, token: &str) {
+        let removed = {
+            let mut map = lock(&self.map);
+            let removed = map.by_token.remove(token);
+            if let Some(session) = &removed {
+                let ledger_name = lock(session).ledger_name.clone();
+                if let Some(count) = map.per_ledger.get_mut(&ledger_name) {
+                    *count = count.saturating_sub(1);
+                }
+            }
+            removed
+        };
+        if let Some(session) = removed {
+            let mut session = lock(&session);
+            session.transaction = None;
+            session.ended = true;
+        }
+    }
+
+    /// Ends every session (all ledgers when `ledger_name` is `None`), aborting transactions.
+    pub fn end_all(&self, ledger_name: Option<&str>) {
+        let sessions: Vec<(String, Arc<Mutex<Session>>)> =
+            lock(&self.map).by_token.iter().map(|(t, s)| (t.clone(), s.clone())).collect();
+        for (token, session) in sessions {
+            // Waits for a running command of that session to finish first.
+            let matches = ledger_name.is_none_or(|name| lock(&session).ledger_name == name);
+            if matches {
+                self.remove(&token);
+            }
+        }
+    }
+
+    /// Ends expired sessions and aborts expired transactions of idle sessions.
+    pub fn sweep(&self) {
+        let sessions: Vec<(String, Arc<Mutex<Session>>)> =
+            lock(&self.map).by_token.iter().map(|(t, s)| (t.clone(), s.clone())).collect();
+        for (token, session) in sessions {
+            // A busy session is checked by its own command instead.
+            let Ok(mut session) = session.try_lock() else { continue };
+            if session.created.elapsed() > self.limits.session_lifetime {
+                drop(session);
+                self.remove(&token);
+                continue;
+            }
+            let expired = session
+                .transaction
+                .as_ref()
+                .is_some_and(|tx| tx.started.elapsed() > self.limits.transaction_timeout);
+            if expired {
+                let aborted = session.transaction.take();
+                session.expired_transaction_id = aborted.map(|tx| tx.id);
+            }
+        }
+    }
+
+    fn start_transaction(&self, session: &mut Session) -> Result<Outcome, ApiError> {
+        if let Some(open) = &session.transaction {
+            if open.started.elapsed() <= self.limits.transaction_timeout {
+                return Err(ApiError::bad_request(format!(
+                    "Transaction {} is already open on this session",
+                    open.id
+                )));
+            }
+            session.transaction = None;
+        }
+        session.expired_transaction_id = None;
+        let transaction =
+            session.ledger.begin().map_err(|e| ApiError::from_ledger(&e, Plane::Data))?;
+        let id = transaction.id().to_string();
+        session.transaction = Some(OpenTransaction {
+            digest: CommitDigest::new(&id),
+            transaction,
+            id: id.clone(),
+            started: Instant::now(),
+            cursors: HashMap::new(),
+        });
+        Ok(Outcome::TransactionStarted { transaction_id: id })
+    }
+
+    /// The open transaction with this id, or the error drivers expect.
+    fn open_transaction<'a>(
+        &self,
+        session: &'a mut Session,
+        transaction_id: &str,
+    ) -> Result<&'a mut OpenTransaction, ApiError> {
+        let timeout = self.limits.transaction_timeout;
+        match &session.transaction {
+            None if session.expired_transaction_id.as_deref() == Some(transaction_id) => {
+                return Err(transaction_expired(transaction_id));
+            }
+            None => return Err(ApiError::bad_request("No open transaction")),
+            Some(open) if open.id != transaction_id => {
+                return Err(ApiError::bad_request(format!(
+                    "Transaction {transaction_id} is not the open transaction of this session"
+                )));
+            }
+            Some(open) if open.started.elapsed() > timeout => {
+                session.transaction = None;
+                return Err(transaction_expired(transaction_id));
+            }
+            Some(_) => {}
+        }
+        session.transaction.as_mut().ok_or_else(|| ApiError::bad_request("No open transaction"))
+    }
+
+    fn execute(
+        &self,
+        session: &mut Session,
+        transaction_id: &str,
+        statement: &str,
+        parameters: &[Element],
+    ) -> Result<Outcome, ApiError> {
+        let open = self.open_transaction(session, transaction_id)?;
+        if open.cursors.len() >= CURSORS_PER_TRANSACTION_MAX {
+            return Err(ApiError::new(
+                ErrorKind::LimitExceeded,
+                format!(
+                    "More than {CURSORS_PER_TRANSACTION_MAX} unread results in one transaction"
+                ),
+            ));
+        }
+        // The client folded this statement in before sending it, whatever its outcome.
+        open.digest.add_statement(statement, parameters);
+        let result = quill_partiql::execute(&mut open.transaction, statement, parameters);
+        self.metrics.statement(result.is_ok());
+        match result {
+            Ok(values) => self.first_page(open, &values),
+            Err(error) => {
+                let ends_transaction = matches!(
+                    &error,
+                    PartiqlError::Ledger(LedgerError::TransactionExpired { .. })
+                );
+                let api_error = statement_error(&error);
+                if ends_transaction {
+                    session.transaction = None;
+                }
+                Err(api_error)
+            }
+        }
+    }
+
+    fn first_page(
+        &self,
+        open: &mut OpenTransaction,
+        values: &[Element],
+    ) -> Result<Outcome, ApiError> {
+        let mut encoded = VecDeque::with_capacity(values.len());
+        for value in values {
+            encoded.push_back(encode_binary(value)?);
+        }
+        let page = take_page(&mut encoded, &self.limits);
+        let read_ios = values.len() as u64;
+        let next_page_token = (!encoded.is_empty()).then(|| {
+            let token = random_token(24);
+            open.cursors.insert(token.clone(), encoded);
+            token
+        });
+        Ok(Outcome::Page { values: page, next_page_token, read_ios })
+    }
+
+    fn fetch_page(
+        &self,
+        session: &mut Session,
+        transaction_id: &str,
+        token: &str,
+    ) -> Result<Outcome, ApiError> {
+        let open = self.open_transaction(session, transaction_id)?;
+        let mut remaining = open.cursors.remove(token).ok_or_else(|| {
+            ApiError::bad_request("NextPageToken is not valid for the open transaction")
+        })?;
+        let page = take_page(&mut remaining, &self.limits);
+        let read_ios = page.len() as u64;
+        let next_page_token = (!remaining.is_empty()).then(|| {
+            let next = random_token(24);
+            open.cursors.insert(next.clone(), remaining);
+            next
+        });
+        Ok(Outcome::Page { values: page, next_page_token, read_ios })
+    }
+
+    fn commit(
+        &self,
+        session: &mut Session,
+        transaction_id: &str,
+        client_digest: &[u8],
+    ) -> Result<Outcome, ApiError> {
+        let open = self.open_transaction(session, transaction_id)?;
+        let digest = open.digest.value();
+        if digest.as_bytes().as_slice() != client_digest {
+            // The statement stream differs from what the client sent (a replayed, lost or
+            // reordered request): committing would store something the client did not mean.
+            session.transaction = None;
+            return Err(ApiError::bad_request(format!(
+                "CommitDigest does not match the statements this server received for transaction \
+                 {transaction_id}; the transaction was aborted"
+            )));
+        }
+        let open = session.transaction.take().ok_or_else(|| ApiError::internal("no tx"))?;
+        let started = Instant::now();
+        match open.transaction.commit() {
+            Ok(_receipt) => {
+                self.metrics.commit(started.elapsed());
+                Ok(Outcome::Committed { transaction_id: open.id, commit_digest: digest })
+            }
+            Err(error) => {
+                if error.is_occ_conflict() {
+                    self.metrics.occ_conflict();
+                }
+                Err(ApiError::from_ledger(&error, Plane::Data))
+            }
+        }
+    }
+}
+
+/// Maps a failed statement to the exception drivers expect. Only engine errors can be OCC,
+/// expiry or limits; everything else is the statement's fault.
+fn statement_error(error: &PartiqlError) -> ApiError {
+    match error {
+        PartiqlError::Ledger(ledger_error) => ApiError::from_ledger(ledger_error, Plane::Data),
+        other => ApiError::bad_request(other.to_string()),
+    }
+}
+
+/// Takes the next page: at most `page_values_max` values and about `page_bytes_max` bytes, but
+/// always at least one value so a single large value still makes progress.
+fn take_page(remaining: &mut VecDeque<Vec<u8>>, limits: &ServerLimits) -> Vec<Vec<u8>> {
+    let mut page = Vec::new();
+    let mut bytes = 0;
+    while page.len() < limits.page_values_max {
+        let Some(next) = remaining.front() else { break };
+        if !page.is_empty() && bytes + next.len() > limits.page_bytes_max {
+            break;
+        }
+        bytes += next.len();
+        page.extend(remaining.pop_front());
+    }
+    page
+}
+
+/// Elapsed time in whole milliseconds, as `TimingInformation` carries it.
+pub fn millis(elapsed: Duration) -> u64 {
+    u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(values: usize, bytes: usize) -> ServerLimits {
+        ServerLimits { page_values_max: values, page_bytes_max: bytes, ..ServerLimits::default() }
+    }
+
+    #[test]
+    fn pages_are_bounded_by_count_and_bytes() {
+        let mut queue: VecDeque<Vec<u8>> = (0..10).map(|i| vec![i; 10]).collect();
+        assert_eq!(take_page(&mut queue, &limits(3, 1000)).len(), 3);
+        assert_eq!(take_page(&mut queue, &limits(100, 25)).len(), 2);
+        let mut big: VecDeque<Vec<u8>> = VecDeque::from(vec![vec![0; 100], vec![0; 1]]);
+        assert_eq!(take_page(&mut big, &limits(100, 10)).len(), 1, "one large value still goes");
+        assert_eq!(take_page(&mut big, &limits(100, 10)).len(), 1);
+        assert!(take_page(&mut big, &limits(100, 10)).is_empty());
+    }
+
+    #[test]
+    fn tokens_use_the_charset_drivers_accept() {
+        for _ in 0..100 {
+            let token = random_token(48);
+            assert!((4..=1024).contains(&token.len()));
+            assert!(token.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=-".contains(&b)));
+        }
+    }
+
+    #[test]
+    fn unknown_tokens_are_invalid_sessions() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::open(dir.path(), Default::default()).unwrap();
+        let sessions = Sessions::new(ServerLimits::default(), Arc::default());
+        let error = sessions.run(&registry, Some("garbage"), Command::StartTransaction).unwrap_err();
+        assert_eq!(error.kind, ErrorKind::InvalidSession);
+        let error = sessions
+            .run(&registry, None, Command::StartSession { ledger_name: "nope".into() })
+            .unwrap_err();
+        assert_eq!(error.kind, ErrorKind::BadRequest);
+        assert!(sessions.is_empty());
+    }
+}
