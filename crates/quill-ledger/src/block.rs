@@ -144,16 +144,15 @@ pub fn build(draft: &BlockDraft<'_>) -> Result<BuiltBlock> {
     }
     let transaction_info = transaction_info(draft)?;
     let catalog_changes = list(draft.catalog_changes.iter().map(CatalogChange::to_element));
-    let entries = [
-        quill_verify::block_header_hash(&draft.address.strand_id, draft.address.sequence_no, draft.transaction_id, &timestamp),
-        match quill_verify::merkle_root(&revision_hashes) {
-            Some(root) => root,
-            None => ion_hash(&list([])),
-        },
-        ion_hash(&catalog_changes),
-        ion_hash(&transaction_info),
-    ];
-    let entries_hash = quill_verify::merkle_root(&entries).expect("four entries have a root");
+    let header_hash =
+        quill_verify::block_header_hash(&draft.address.strand_id, draft.address.sequence_no, draft.transaction_id, &timestamp);
+    let entries = quill_verify::entries_hash_list(
+        &header_hash,
+        &quill_verify::revisions_root(&revision_hashes),
+        &catalog_changes,
+        &transaction_info,
+    );
+    let entries_hash = quill_verify::entries_hash(&entries);
     let hash = quill_verify::block_hash(&entries_hash, draft.previous_hash.as_ref());
     let mut b = Element::struct_builder()
         .with_field("blockAddress", address)
@@ -177,7 +176,6 @@ pub fn build(draft: &BlockDraft<'_>) -> Result<BuiltBlock> {
 /// A block read back from the journal, in the form derived state needs.
 #[derive(Debug, Clone)]
 pub struct DecodedBlock {
-    pub sequence_no: u64,
     pub transaction_id: String,
     pub time_millis: i64,
     pub hash: Hash,
@@ -244,7 +242,6 @@ pub fn decode(element: &Element, address: &BlockAddress) -> Result<DecodedBlock>
         None => Vec::new(),
     };
     Ok(DecodedBlock {
-        sequence_no: address.sequence_no,
         transaction_id,
         time_millis: clock::millis_from_timestamp(&timestamp),
         hash: hash_field(s, "blockHash", address)?,

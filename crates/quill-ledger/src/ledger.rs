@@ -418,11 +418,12 @@ impl Ledger {
         let block_proof = self.block_proof(sequence_no, tip_sequence_no)?;
         let (decoded, _, position) = self.find_revision(sequence_no, document_id)?;
         let revision_hashes: Vec<Hash> = decoded.revisions.iter().map(|(_, r)| r.hash).collect();
-        let mut proof = quill_verify::merkle_path(&revision_hashes, position);
-        proof.extend(quill_verify::merkle_path(&decoded.entries, 1));
-        if let Some(previous) = decoded.previous_hash {
-            proof.push(previous);
-        }
+        let address = BlockAddress { strand_id: self.inner.strand_id.clone(), sequence_no };
+        let entries: &[Hash; quill_verify::QUILL_ENTRIES] = decoded.entries.as_slice().try_into().map_err(|_| LedgerError::Corrupted {
+            block_address: address,
+            detail: format!("entriesHashList has {} entries, not {}", decoded.entries.len(), quill_verify::QUILL_ENTRIES),
+        })?;
+        let mut proof = quill_verify::revision_to_block_path(&revision_hashes, position, entries, decoded.previous_hash.as_ref());
         proof.extend(block_proof);
         Ok(proof)
     }
@@ -443,6 +444,8 @@ impl Ledger {
     pub fn verify(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<u64> {
         let core = &self.inner.core;
         let total = self.applied();
+        // Frames first: checksums, sequence numbers and offset indexes of every segment.
+        core.journal.verify_all(&mut |_, _| {})?;
         let mut previous: Option<Hash> = None;
         let mut checked = 0;
         core.journal.scan(0, &mut |seq, bytes| {

@@ -120,7 +120,8 @@ impl ConflictLog {
         self.entries.iter().skip(skip).find_map(|w| w.conflict_with(reads))
     }
 
-    /// Entries currently kept (for tests and metrics).
+    /// Entries currently kept.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.entries.len()
     }

@@ -46,7 +46,6 @@ pub struct Savepoint {
 /// The transaction's latest version of a document it wrote.
 #[derive(Debug, Clone)]
 struct PendingDocument {
-    table_id: String,
     table_name: String,
     /// Version in the snapshot (`None`: inserted by this transaction).
     base_version: Option<u64>,
@@ -304,7 +303,7 @@ impl Transaction {
             }
         }
         let base_version = previous.as_ref().map(|p| p.base_version).unwrap_or(base_version);
-        let doc = PendingDocument { table_id: table.table_id.clone(), table_name: table.name.clone(), base_version, data, bytes, data_hash, statements };
+        let doc = PendingDocument { table_name: table.name.clone(), base_version, data, bytes, data_hash, statements };
         self.undo.push((key.clone(), previous));
         self.documents.insert(key, doc);
         Ok(())

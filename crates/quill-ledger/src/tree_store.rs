@@ -89,9 +89,17 @@ impl TreeStore {
             nodes_below = nodes;
         }
         let leaves = files[0].metadata()?.len() / NODE_BYTES;
-        let mut state = TreeState { leaves, files, edge: [None; TREE_LEVELS_MAX] };
+        let mut state = TreeState {
+            leaves,
+            files,
+            edge: [None; TREE_LEVELS_MAX],
+        };
         load_edge(&mut state)?;
-        Ok(TreeStore { dir: dir.to_owned(), writer: Mutex::new(()), state: RwLock::new(state) })
+        Ok(TreeStore {
+            dir: dir.to_owned(),
+            writer: Mutex::new(()),
+            state: RwLock::new(state),
+        })
     }
 
     /// Number of leaves (blocks) in the tree.
@@ -117,9 +125,15 @@ impl TreeStore {
         }
         // Files first, state last: until published, readers never look at the new records,
         // and a failed write leaves the old state in force (the next push overwrites).
-        for (level, nodes) in new_nodes.iter().enumerate().filter(|(_, nodes)| !nodes.is_empty()) {
+        for (level, nodes) in new_nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, nodes)| !nodes.is_empty())
+        {
             if level == after.files.len() {
-                after.files.push(Arc::new(open_level(&level_path(&self.dir, level))?));
+                after
+                    .files
+                    .push(Arc::new(open_level(&level_path(&self.dir, level))?));
             }
             after.files[level].write_all_at(nodes, before.nodes_at(level) * NODE_BYTES)?;
         }
@@ -195,11 +209,11 @@ fn add_leaf(state: &mut TreeState, new_nodes: &mut [Vec<u8>], leaf: Hash) {
     let leaf_number = state.leaves;
     let mut node = leaf;
     // A leaf completes one parent per trailing one bit of its number: at most 63 parents.
-    for level in 0..TREE_LEVELS_MAX {
-        new_nodes[level].extend_from_slice(node.as_bytes());
+    for (level, nodes) in new_nodes.iter_mut().enumerate().take(TREE_LEVELS_MAX) {
+        nodes.extend_from_slice(node.as_bytes());
         let index = leaf_number >> level;
         let left = state.edge[level].replace(node);
-        if index % 2 == 0 {
+        if index & 1 == 0 {
             break;
         }
         let left = left.expect("a node with an odd index has a left sibling on the edge");
@@ -213,7 +227,12 @@ fn level_path(dir: &Path, level: usize) -> PathBuf {
 }
 
 fn open_level(path: &Path) -> io::Result<File> {
-    OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
 }
 
 /// Removes a level file that can hold no full node.
@@ -243,7 +262,11 @@ fn repair_level(children: &File, parents: &File, expected: u64) -> io::Result<u6
         return Ok(expected);
     }
     if present < expected {
-        tracing::warn!(present, expected, "digest tree level short after a crash: recomputing it");
+        tracing::warn!(
+            present,
+            expected,
+            "digest tree level short after a crash: recomputing it"
+        );
     }
     let mut index = present;
     // Each pass recomputes at least one node: bounded by `expected - present`.
@@ -301,7 +324,10 @@ mod tests {
         let mut levels = vec![leaves(0..count)];
         while levels.last().unwrap().len() >= 2 {
             let below = levels.last().unwrap();
-            let above = below.chunks_exact(2).map(|pair| dot(&pair[0], &pair[1])).collect();
+            let above = below
+                .chunks_exact(2)
+                .map(|pair| dot(&pair[0], &pair[1]))
+                .collect();
             levels.push(above);
         }
         levels
@@ -381,7 +407,12 @@ mod tests {
         store.push_leaves(&leaves(0..100)).unwrap();
         drop(store);
         let set_len = |level: usize, bytes: u64| {
-            OpenOptions::new().write(true).open(level_path(dir.path(), level)).unwrap().set_len(bytes).unwrap();
+            OpenOptions::new()
+                .write(true)
+                .open(level_path(dir.path(), level))
+                .unwrap()
+                .set_len(bytes)
+                .unwrap();
         };
         set_len(0, 100 * 32 + 7); // partial leaf record
         set_len(1, 20 * 32); // 30 parents lost
@@ -400,7 +431,12 @@ mod tests {
         store.push_leaves(&leaves(0..64)).unwrap();
         drop(store);
         // Leaf 63 was torn: every level's last node depended on it.
-        OpenOptions::new().write(true).open(level_path(dir.path(), 0)).unwrap().set_len(63 * 32 + 31).unwrap();
+        OpenOptions::new()
+            .write(true)
+            .open(level_path(dir.path(), 0))
+            .unwrap()
+            .set_len(63 * 32 + 31)
+            .unwrap();
         let store = TreeStore::open(dir.path()).unwrap();
         assert_matches_naive(&store, 63);
         store.push_leaves(&[leaf(63)]).unwrap();
@@ -412,7 +448,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = TreeStore::open(dir.path()).unwrap();
         let too_many = vec![leaf(0); PUSH_LEAVES_MAX + 1];
-        assert!(matches!(store.push_leaves(&too_many), Err(LedgerError::LimitExceeded { .. })));
+        assert!(matches!(
+            store.push_leaves(&too_many),
+            Err(LedgerError::LimitExceeded { .. })
+        ));
         assert_eq!(store.leaves(), 0);
     }
 

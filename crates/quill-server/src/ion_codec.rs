@@ -136,7 +136,7 @@ fn binary_depth_within(bytes: &[u8], max: usize) -> bool {
 
 /// True when no container in the Ion text nests deeper than `max`. Strings, quoted symbols,
 /// comments and blobs/clobs are skipped; anything else of `[({` opens a level.
-fn text_depth_within(text: &[u8], max: usize) -> bool {
+pub(crate) fn text_depth_within(text: &[u8], max: usize) -> bool {
     let mut depth: usize = 0;
     let mut pos = 0;
     while pos < text.len() {

@@ -1,4 +1,5 @@
 //! quill-server (in progress)
+pub mod control;
 pub mod data_plane;
 pub mod error;
 pub mod ion_codec;

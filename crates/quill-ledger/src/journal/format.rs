@@ -84,7 +84,10 @@ pub(crate) enum Defect {
     ShortHeader { available_bytes: u64 },
     /// The frame header claims more payload than the file holds.
     #[error("payload of {payload_bytes} bytes announced, only {available_bytes} left in the file")]
-    ShortPayload { payload_bytes: u32, available_bytes: u64 },
+    ShortPayload {
+        payload_bytes: u32,
+        available_bytes: u64,
+    },
     /// The first four bytes are not the frame magic.
     #[error("bad frame magic {found:#010x}")]
     BadMagic { found: u32 },
@@ -99,7 +102,10 @@ pub(crate) enum Defect {
     WrongSequence { expected: u64, found: u64 },
     /// The frame's extent (from the offset index) disagrees with its header.
     #[error("frame spans {extent_bytes} bytes in the index, its header says {header_bytes}")]
-    WrongExtent { extent_bytes: u64, header_bytes: u64 },
+    WrongExtent {
+        extent_bytes: u64,
+        header_bytes: u64,
+    },
     /// A segment header that does not parse.
     #[error("bad segment header: {0}")]
     BadSegmentHeader(&'static str),
@@ -122,7 +128,10 @@ pub(crate) fn strand_id_fits(strand_id: &str) -> bool {
 
 /// Encodes a segment header. The caller checked `strand_id_fits`.
 pub(crate) fn encode_segment_header(header: &SegmentHeader) -> [u8; SEGMENT_HEADER_BYTES] {
-    assert!(strand_id_fits(&header.strand_id), "strand id was validated on create");
+    assert!(
+        strand_id_fits(&header.strand_id),
+        "strand id was validated on create"
+    );
     let mut bytes = [0u8; SEGMENT_HEADER_BYTES];
     let strand = header.strand_id.as_bytes();
     bytes[HEADER_MAGIC_OFFSET..HEADER_VERSION_OFFSET].copy_from_slice(&SEGMENT_MAGIC);
@@ -138,7 +147,9 @@ pub(crate) fn encode_segment_header(header: &SegmentHeader) -> [u8; SEGMENT_HEAD
 }
 
 /// Decodes and checks a segment header.
-pub(crate) fn decode_segment_header(bytes: &[u8; SEGMENT_HEADER_BYTES]) -> Result<SegmentHeader, Defect> {
+pub(crate) fn decode_segment_header(
+    bytes: &[u8; SEGMENT_HEADER_BYTES],
+) -> Result<SegmentHeader, Defect> {
     if bytes[HEADER_MAGIC_OFFSET..HEADER_VERSION_OFFSET] != SEGMENT_MAGIC {
         return Err(Defect::BadSegmentHeader("bad magic"));
     }
@@ -158,7 +169,10 @@ pub(crate) fn decode_segment_header(bytes: &[u8; SEGMENT_HEADER_BYTES]) -> Resul
     let strand_id = std::str::from_utf8(strand)
         .map_err(|_| Defect::BadSegmentHeader("strand id is not UTF-8"))?
         .to_owned();
-    Ok(SegmentHeader { first_sequence_no: read_u64(bytes, HEADER_FIRST_SEQ_OFFSET), strand_id })
+    Ok(SegmentHeader {
+        first_sequence_no: read_u64(bytes, HEADER_FIRST_SEQ_OFFSET),
+        strand_id,
+    })
 }
 
 /// Bytes a frame with this payload takes on disk.
@@ -169,7 +183,10 @@ pub(crate) fn frame_bytes(payload_bytes: usize) -> u64 {
 /// Appends one frame to `out`. The caller checked the payload against
 /// `FRAME_PAYLOAD_MAX_BYTES`.
 pub(crate) fn encode_frame(out: &mut Vec<u8>, sequence_no: u64, payload: &[u8]) {
-    assert!(payload.len() <= FRAME_PAYLOAD_MAX_BYTES, "payload size was validated");
+    assert!(
+        payload.len() <= FRAME_PAYLOAD_MAX_BYTES,
+        "payload size was validated"
+    );
     let start = out.len();
     out.extend_from_slice(&FRAME_MAGIC.to_le_bytes());
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
@@ -212,14 +229,23 @@ pub(crate) fn check_frame(frame: &[u8], expected_sequence_no: u64) -> Result<Fra
     let extent_bytes = frame.len() as u64;
     let header_extent = frame_bytes(header.payload_bytes as usize);
     if extent_bytes != header_extent {
-        return Err(Defect::WrongExtent { extent_bytes, header_bytes: header_extent });
+        return Err(Defect::WrongExtent {
+            extent_bytes,
+            header_bytes: header_extent,
+        });
     }
     let computed = frame_crc(&frame[..FRAME_CRC_OFFSET], &frame[FRAME_HEADER_BYTES..]);
     if computed != header.crc {
-        return Err(Defect::CrcMismatch { stored: header.crc, computed });
+        return Err(Defect::CrcMismatch {
+            stored: header.crc,
+            computed,
+        });
     }
     if header.sequence_no != expected_sequence_no {
-        return Err(Defect::WrongSequence { expected: expected_sequence_no, found: header.sequence_no });
+        return Err(Defect::WrongSequence {
+            expected: expected_sequence_no,
+            found: header.sequence_no,
+        });
     }
     Ok(header)
 }
@@ -229,7 +255,9 @@ pub(crate) fn frame_header_bytes(frame: &[u8]) -> Result<&[u8; FRAME_HEADER_BYTE
     frame
         .get(..FRAME_HEADER_BYTES)
         .and_then(|bytes| bytes.try_into().ok())
-        .ok_or(Defect::ShortHeader { available_bytes: frame.len() as u64 })
+        .ok_or(Defect::ShortHeader {
+            available_bytes: frame.len() as u64,
+        })
 }
 
 /// CRC32 of the header fields before the CRC, then the payload.
@@ -242,7 +270,10 @@ pub(crate) fn frame_crc(header_before_crc: &[u8], payload: &[u8]) -> u32 {
 
 /// Decodes index entries (whole entries only; a trailing partial entry is ignored).
 pub(crate) fn decode_index(bytes: &[u8]) -> Vec<u64> {
-    bytes.chunks_exact(INDEX_ENTRY_BYTES).map(|entry| read_u64(entry, 0)).collect()
+    bytes
+        .chunks_exact(INDEX_ENTRY_BYTES)
+        .map(|entry| read_u64(entry, 0))
+        .collect()
 }
 
 /// Encodes index entries.
@@ -270,7 +301,10 @@ mod tests {
     use super::*;
 
     fn header() -> SegmentHeader {
-        SegmentHeader { first_sequence_no: 77, strand_id: "LxCf3qFhZDa3XTqbyhhH5P".to_owned() }
+        SegmentHeader {
+            first_sequence_no: 77,
+            strand_id: "LxCf3qFhZDa3XTqbyhhH5P".to_owned(),
+        }
     }
 
     #[test]
@@ -320,7 +354,13 @@ mod tests {
         let mut frame = Vec::new();
         encode_frame(&mut frame, 9, b"payload bytes");
         assert!(check_frame(&frame, 9).is_ok());
-        assert_eq!(check_frame(&frame, 10), Err(Defect::WrongSequence { expected: 10, found: 9 }));
+        assert_eq!(
+            check_frame(&frame, 10),
+            Err(Defect::WrongSequence {
+                expected: 10,
+                found: 9
+            })
+        );
         for bit in 0..frame.len() * 8 {
             let mut damaged = frame.clone();
             damaged[bit / 8] ^= 1 << (bit % 8);
@@ -335,7 +375,12 @@ mod tests {
         let too_large = (FRAME_PAYLOAD_MAX_BYTES as u32) + 1;
         frame[4..8].copy_from_slice(&too_large.to_le_bytes());
         let header: &[u8; FRAME_HEADER_BYTES] = frame[..FRAME_HEADER_BYTES].try_into().unwrap();
-        assert_eq!(decode_frame_header(header), Err(Defect::PayloadTooLarge { payload_bytes: too_large }));
+        assert_eq!(
+            decode_frame_header(header),
+            Err(Defect::PayloadTooLarge {
+                payload_bytes: too_large
+            })
+        );
     }
 
     #[test]

@@ -35,10 +35,13 @@ mod segment;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError, RwLock};
 
-use format::{check_frame, encode_frame, frame_bytes, strand_id_fits, FRAME_HEADER_BYTES, INDEX_ENTRY_BYTES, SEGMENT_HEADER_BYTES};
+use format::{
+    check_frame, encode_frame, frame_bytes, strand_id_fits, FRAME_HEADER_BYTES, INDEX_ENTRY_BYTES,
+    SEGMENT_HEADER_BYTES,
+};
 use segment::{
-    create_segment, open_sealed, parse_data_name, read_index_entries, recover_last, verify_header, CursorStep,
-    FrameCursor, Place, SegmentView, SEGMENT_BLOCKS_LIMIT, SEGMENT_BYTES_LIMIT,
+    create_segment, open_sealed, parse_data_name, read_index_entries, recover_last, verify_header,
+    CursorStep, FrameCursor, Place, SegmentView, SEGMENT_BLOCKS_LIMIT, SEGMENT_BYTES_LIMIT,
 };
 
 use crate::limits::{FRAME_PAYLOAD_MAX_BYTES, GROUP_COMMIT_MAX};
@@ -66,7 +69,10 @@ pub(crate) struct JournalOptions {
 
 impl Default for JournalOptions {
     fn default() -> Self {
-        JournalOptions { segment_bytes_max: 64 << 20, segment_blocks_max: 1 << 20 }
+        JournalOptions {
+            segment_bytes_max: 64 << 20,
+            segment_blocks_max: 1 << 20,
+        }
     }
 }
 
@@ -132,7 +138,11 @@ impl PendingWrite {
     fn push(&mut self, segment: &SegmentView, payload: &[u8]) {
         let offset = segment.data_bytes + self.data.len() as u64;
         self.index.extend_from_slice(&offset.to_le_bytes());
-        encode_frame(&mut self.data, segment.end_sequence_no() + self.blocks, payload);
+        encode_frame(
+            &mut self.data,
+            segment.end_sequence_no() + self.blocks,
+            payload,
+        );
         self.blocks += 1;
     }
 }
@@ -163,7 +173,11 @@ impl Journal {
 
     /// [`Journal::open`] with explicit segment sizes (they apply to segments created from
     /// now on; existing segments are read whatever their size).
-    pub fn open_with(dir: &Path, strand_id: &str, options: JournalOptions) -> Result<(Journal, JournalRecovery)> {
+    pub fn open_with(
+        dir: &Path,
+        strand_id: &str,
+        options: JournalOptions,
+    ) -> Result<(Journal, JournalRecovery)> {
         check_strand_id(strand_id)?;
         options.validate()?;
         let place = Place { dir, strand_id };
@@ -186,10 +200,18 @@ impl Journal {
             blocks: last.view.end_sequence_no(),
         };
         segments.push(last.view);
-        Ok((Journal::from_segments(dir, strand_id, options, segments), recovery))
+        Ok((
+            Journal::from_segments(dir, strand_id, options, segments),
+            recovery,
+        ))
     }
 
-    fn from_segments(dir: &Path, strand_id: &str, options: JournalOptions, segments: Vec<SegmentView>) -> Journal {
+    fn from_segments(
+        dir: &Path,
+        strand_id: &str,
+        options: JournalOptions,
+        segments: Vec<SegmentView>,
+    ) -> Journal {
         assert!(!segments.is_empty(), "a journal always has a segment");
         Journal {
             dir: dir.to_owned(),
@@ -226,7 +248,9 @@ impl Journal {
     pub fn sync(&self) -> Result<()> {
         let mut writer = self.lock_writer()?;
         writer.check_writable()?;
-        let result = self.injected_fault().and_then(|()| self.last_segment().files.data.sync_data());
+        let result = self
+            .injected_fault()
+            .and_then(|()| self.last_segment().files.data.sync_data());
         result.map_err(|error| {
             let error = LedgerError::Io(error);
             writer.poison("sync", &error);
@@ -253,7 +277,10 @@ impl Journal {
         let mut frame = vec![0u8; (end - start) as usize];
         std::os::unix::fs::FileExt::read_exact_at(&segment.files.data, &mut frame, start)?;
         if let Err(defect) = check_frame(&frame, sequence_no) {
-            let detail = format!("segment {}, byte {start}: {defect}", segment.first_sequence_no);
+            let detail = format!(
+                "segment {}, byte {start}: {defect}",
+                segment.first_sequence_no
+            );
             return Err(place.corrupted(sequence_no, detail));
         }
         frame.drain(..FRAME_HEADER_BYTES);
@@ -262,18 +289,26 @@ impl Journal {
 
     /// Visits blocks `from_seq..len()` in order (as of the call), checking each; stops early
     /// when `visit` returns `false`. `UnknownBlock` if `from_seq > len()`.
-    pub fn scan(&self, from_seq: u64, visit: &mut dyn FnMut(u64, &[u8]) -> Result<bool>) -> Result<()> {
+    pub fn scan(
+        &self,
+        from_seq: u64,
+        visit: &mut dyn FnMut(u64, &[u8]) -> Result<bool>,
+    ) -> Result<()> {
         let segments = self.snapshot();
         let len = segments.last().map_or(0, SegmentView::end_sequence_no);
         if from_seq > len {
             return Err(unknown_block(from_seq, len));
         }
         let mut sequence_no = from_seq;
-        for segment in segments.iter().filter(|segment| segment.end_sequence_no() > from_seq) {
+        for segment in segments
+            .iter()
+            .filter(|segment| segment.end_sequence_no() > from_seq)
+        {
             let start = self.scan_start(segment, sequence_no)?;
             let mut cursor = FrameCursor::new(&segment.files.data, start, segment.data_bytes);
             while sequence_no < segment.end_sequence_no() {
-                let payload = self.expect_frame(cursor.next_frame(sequence_no)?, segment, sequence_no)?;
+                let payload =
+                    self.expect_frame(cursor.next_frame(sequence_no)?, segment, sequence_no)?;
                 if !visit(sequence_no, payload)? {
                     return Ok(());
                 }
@@ -292,13 +327,20 @@ impl Journal {
         for segment in &segments {
             verify_header(place, &segment.files.data, segment.first_sequence_no)?;
             let offsets = read_index_entries(&segment.files.index, 0, segment.blocks)?;
-            let mut cursor = FrameCursor::new(&segment.files.data, SEGMENT_HEADER_BYTES as u64, segment.data_bytes);
+            let mut cursor = FrameCursor::new(
+                &segment.files.data,
+                SEGMENT_HEADER_BYTES as u64,
+                segment.data_bytes,
+            );
             for (position, &indexed_offset) in (0u64..).zip(&offsets) {
                 let sequence_no = segment.first_sequence_no + position;
                 let step = cursor.next_frame(sequence_no)?;
                 if let CursorStep::Frame(frame) = &step {
                     if frame.offset != indexed_offset {
-                        let detail = format!("offset index says byte {indexed_offset}, frame is at byte {}", frame.offset);
+                        let detail = format!(
+                            "offset index says byte {indexed_offset}, frame is at byte {}",
+                            frame.offset
+                        );
                         return Err(place.corrupted(sequence_no, detail));
                     }
                 }
@@ -307,8 +349,14 @@ impl Journal {
                     progress(sequence_no, total);
                 }
             }
-            if !matches!(cursor.next_frame(segment.end_sequence_no())?, CursorStep::End) {
-                let detail = format!("segment {} holds bytes after its last indexed frame", segment.first_sequence_no);
+            if !matches!(
+                cursor.next_frame(segment.end_sequence_no())?,
+                CursorStep::End
+            ) {
+                let detail = format!(
+                    "segment {} holds bytes after its last indexed frame",
+                    segment.first_sequence_no
+                );
                 return Err(place.corrupted(segment.end_sequence_no(), detail));
             }
             progress(segment.end_sequence_no(), total);
@@ -330,7 +378,12 @@ impl Journal {
         Ok(active.end_sequence_no())
     }
 
-    fn needs_new_segment(&self, active: &SegmentView, pending: &PendingWrite, payload_bytes: usize) -> bool {
+    fn needs_new_segment(
+        &self,
+        active: &SegmentView,
+        pending: &PendingWrite,
+        payload_bytes: usize,
+    ) -> bool {
         let blocks = active.blocks + pending.blocks;
         let bytes = active.data_bytes + pending.data.len() as u64;
         blocks > 0
@@ -352,9 +405,17 @@ impl Journal {
         active.data_bytes += pending.data.len() as u64;
         active.blocks += pending.blocks;
         *pending = PendingWrite::default();
-        let mut published = self.published.write().unwrap_or_else(PoisonError::into_inner);
-        let last = published.last_mut().expect("a journal always has a segment");
-        assert_eq!(last.first_sequence_no, active.first_sequence_no, "only the last segment grows");
+        let mut published = self
+            .published
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let last = published
+            .last_mut()
+            .expect("a journal always has a segment");
+        assert_eq!(
+            last.first_sequence_no, active.first_sequence_no,
+            "only the last segment grows"
+        );
         *last = active.clone();
         Ok(())
     }
@@ -365,7 +426,10 @@ impl Journal {
         full.files.data.sync_data()?;
         full.files.index.sync_data()?;
         let next = create_segment(self.place(), full.end_sequence_no())?;
-        let mut published = self.published.write().unwrap_or_else(PoisonError::into_inner);
+        let mut published = self
+            .published
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         published.push(next.clone());
         Ok(next)
     }
@@ -379,49 +443,79 @@ impl Journal {
     }
 
     /// The payload of a cursor step that must be the frame of `sequence_no`.
-    fn expect_frame<'b>(&self, step: CursorStep<'b>, segment: &SegmentView, sequence_no: u64) -> Result<&'b [u8]> {
+    fn expect_frame<'b>(
+        &self,
+        step: CursorStep<'b>,
+        segment: &SegmentView,
+        sequence_no: u64,
+    ) -> Result<&'b [u8]> {
         let detail = match step {
             CursorStep::Frame(frame) => return Ok(frame.payload),
-            CursorStep::End => format!("segment {} ends before this block", segment.first_sequence_no),
+            CursorStep::End => format!(
+                "segment {} ends before this block",
+                segment.first_sequence_no
+            ),
             CursorStep::Defect { offset, defect } => {
-                format!("segment {}, byte {offset}: {defect}", segment.first_sequence_no)
+                format!(
+                    "segment {}, byte {offset}: {defect}",
+                    segment.first_sequence_no
+                )
             }
         };
         Err(self.place().corrupted(sequence_no, detail))
     }
 
     fn segment_for(&self, sequence_no: u64) -> Result<SegmentView> {
-        let published = self.published.read().unwrap_or_else(PoisonError::into_inner);
+        let published = self
+            .published
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
         let len = published.last().map_or(0, SegmentView::end_sequence_no);
         if sequence_no >= len {
             return Err(unknown_block(sequence_no, len));
         }
-        let position = published.partition_point(|segment| segment.end_sequence_no() <= sequence_no);
+        let position =
+            published.partition_point(|segment| segment.end_sequence_no() <= sequence_no);
         Ok(published[position].clone())
     }
 
     fn last_segment(&self) -> SegmentView {
-        let published = self.published.read().unwrap_or_else(PoisonError::into_inner);
-        published.last().expect("a journal always has a segment").clone()
+        let published = self
+            .published
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        published
+            .last()
+            .expect("a journal always has a segment")
+            .clone()
     }
 
     fn snapshot(&self) -> Vec<SegmentView> {
-        self.published.read().unwrap_or_else(PoisonError::into_inner).clone()
+        self.published
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn place(&self) -> Place<'_> {
-        Place { dir: &self.dir, strand_id: &self.strand_id }
+        Place {
+            dir: &self.dir,
+            strand_id: &self.strand_id,
+        }
     }
 
     fn lock_writer(&self) -> Result<std::sync::MutexGuard<'_, WriterState>> {
-        self.writer
-            .lock()
-            .map_err(|_| LedgerError::ReadOnly("a journal writer panicked; reopen the ledger".to_owned()))
+        self.writer.lock().map_err(|_| {
+            LedgerError::ReadOnly("a journal writer panicked; reopen the ledger".to_owned())
+        })
     }
 
     #[cfg(test)]
     fn injected_fault(&self) -> std::io::Result<()> {
-        if self.fail_next_io.swap(false, std::sync::atomic::Ordering::SeqCst) {
+        if self
+            .fail_next_io
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
             return Err(std::io::Error::other("injected I/O failure"));
         }
         Ok(())
@@ -466,7 +560,10 @@ fn check_batch(payloads: &[&[u8]]) -> Result<()> {
             actual: payloads.len(),
         });
     }
-    match payloads.iter().find(|payload| payload.len() > FRAME_PAYLOAD_MAX_BYTES) {
+    match payloads
+        .iter()
+        .find(|payload| payload.len() > FRAME_PAYLOAD_MAX_BYTES)
+    {
         Some(payload) => Err(LedgerError::LimitExceeded {
             limit: "FRAME_PAYLOAD_MAX_BYTES",
             max: FRAME_PAYLOAD_MAX_BYTES,
@@ -480,12 +577,16 @@ fn check_continuity(place: Place<'_>, expected_first: u64, first: u64) -> Result
     if first == expected_first {
         return Ok(());
     }
-    let detail = format!("no segment holds block {expected_first}; the next segment starts at block {first}");
+    let detail = format!(
+        "no segment holds block {expected_first}; the next segment starts at block {first}"
+    );
     Err(place.corrupted(expected_first, detail))
 }
 
 fn unknown_block(sequence_no: u64, len: u64) -> LedgerError {
-    LedgerError::UnknownBlock(format!("sequence number {sequence_no}; the journal holds {len} blocks"))
+    LedgerError::UnknownBlock(format!(
+        "sequence number {sequence_no}; the journal holds {len} blocks"
+    ))
 }
 
 /// First sequence numbers of the segment files in `dir`, ascending.

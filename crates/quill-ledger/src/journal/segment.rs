@@ -34,7 +34,8 @@ pub(crate) const SEGMENT_BYTES_LIMIT: u64 = 1 << 30;
 /// keep per-reader memory modest.
 const CURSOR_CHUNK_BYTES: usize = 1 << 20;
 
-const _: () = assert!(FRAME_PAYLOAD_MAX_BYTES as u64 + (FRAME_HEADER_BYTES as u64) < SEGMENT_BYTES_LIMIT);
+const _: () =
+    assert!(FRAME_PAYLOAD_MAX_BYTES as u64 + (FRAME_HEADER_BYTES as u64) < SEGMENT_BYTES_LIMIT);
 
 const DATA_EXTENSION: &str = "qjs";
 const INDEX_EXTENSION: &str = "qji";
@@ -43,17 +44,24 @@ const NAME_DIGITS: usize = 20;
 
 /// Path of a segment's data file.
 pub(crate) fn data_path(dir: &Path, first_sequence_no: u64) -> PathBuf {
-    dir.join(format!("{NAME_PREFIX}{first_sequence_no:020}.{DATA_EXTENSION}"))
+    dir.join(format!(
+        "{NAME_PREFIX}{first_sequence_no:020}.{DATA_EXTENSION}"
+    ))
 }
 
 /// Path of a segment's offset index.
 pub(crate) fn index_path(dir: &Path, first_sequence_no: u64) -> PathBuf {
-    dir.join(format!("{NAME_PREFIX}{first_sequence_no:020}.{INDEX_EXTENSION}"))
+    dir.join(format!(
+        "{NAME_PREFIX}{first_sequence_no:020}.{INDEX_EXTENSION}"
+    ))
 }
 
 /// The first sequence number named by a segment data file name, if it is one.
 pub(crate) fn parse_data_name(name: &str) -> Option<u64> {
-    let digits = name.strip_prefix(NAME_PREFIX)?.strip_suffix(DATA_EXTENSION)?.strip_suffix('.')?;
+    let digits = name
+        .strip_prefix(NAME_PREFIX)?
+        .strip_suffix(DATA_EXTENSION)?
+        .strip_suffix('.')?;
     if digits.len() != NAME_DIGITS || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
         return None;
     }
@@ -76,7 +84,10 @@ impl Place<'_> {
     /// `LedgerError::Corrupted` naming block `sequence_no`.
     pub(crate) fn corrupted(&self, sequence_no: u64, detail: String) -> LedgerError {
         LedgerError::Corrupted {
-            block_address: BlockAddress { strand_id: self.strand_id.to_owned(), sequence_no },
+            block_address: BlockAddress {
+                strand_id: self.strand_id.to_owned(),
+                sequence_no,
+            },
             detail,
         }
     }
@@ -115,11 +126,19 @@ impl SegmentView {
         let position = sequence_no - self.first_sequence_no;
         let is_last = position + 1 == self.blocks;
         let mut entries = [0u8; 2 * INDEX_ENTRY_BYTES];
-        let wanted = if is_last { INDEX_ENTRY_BYTES } else { 2 * INDEX_ENTRY_BYTES };
+        let wanted = if is_last {
+            INDEX_ENTRY_BYTES
+        } else {
+            2 * INDEX_ENTRY_BYTES
+        };
         let at = position * INDEX_ENTRY_BYTES as u64;
         self.files.index.read_exact_at(&mut entries[..wanted], at)?;
         let start = read_u64(&entries, 0);
-        let end = if is_last { self.data_bytes } else { read_u64(&entries, INDEX_ENTRY_BYTES) };
+        let end = if is_last {
+            self.data_bytes
+        } else {
+            read_u64(&entries, INDEX_ENTRY_BYTES)
+        };
         Ok((start, end))
     }
 }
@@ -153,7 +172,13 @@ pub(crate) struct FrameCursor<'f> {
 impl<'f> FrameCursor<'f> {
     /// A cursor over the frames in `[start, end)` of `file`.
     pub(crate) fn new(file: &'f File, start: u64, end: u64) -> FrameCursor<'f> {
-        FrameCursor { file, next_offset: start, end_offset: end, buffer: Vec::new(), buffer_offset: start }
+        FrameCursor {
+            file,
+            next_offset: start,
+            end_offset: end,
+            buffer: Vec::new(),
+            buffer_offset: start,
+        }
     }
 
     /// The next frame, which must carry `expected_sequence_no`.
@@ -164,7 +189,10 @@ impl<'f> FrameCursor<'f> {
         }
         let available_bytes = self.end_offset - offset;
         if available_bytes < FRAME_HEADER_BYTES as u64 {
-            return Ok(CursorStep::Defect { offset, defect: Defect::ShortHeader { available_bytes } });
+            return Ok(CursorStep::Defect {
+                offset,
+                defect: Defect::ShortHeader { available_bytes },
+            });
         }
         let start = self.fill(FRAME_HEADER_BYTES)?;
         let header_bytes = frame_header_bytes(&self.buffer[start..]).map_err(io::Error::other)?;
@@ -203,7 +231,8 @@ impl<'f> FrameCursor<'f> {
         let remaining = self.end_offset - self.next_offset;
         let target = (wanted.max(CURSOR_CHUNK_BYTES) as u64).min(remaining) as usize;
         self.buffer.resize(target, 0);
-        self.file.read_exact_at(&mut self.buffer[kept..], self.buffer_offset + kept as u64)?;
+        self.file
+            .read_exact_at(&mut self.buffer[kept..], self.buffer_offset + kept as u64)?;
         Ok(0)
     }
 }
@@ -255,7 +284,10 @@ fn is_valid_frame_at(file: &File, offset: u64, end: u64) -> io::Result<bool> {
 /// Creates a new, empty segment: header written and fsynced, directory fsynced, so a crash
 /// leaves either no file or a file with a durable header.
 pub(crate) fn create_segment(place: Place<'_>, first_sequence_no: u64) -> Result<SegmentView> {
-    let header = SegmentHeader { first_sequence_no, strand_id: place.strand_id.to_owned() };
+    let header = SegmentHeader {
+        first_sequence_no,
+        strand_id: place.strand_id.to_owned(),
+    };
     let data = OpenOptions::new()
         .read(true)
         .write(true)
@@ -281,7 +313,9 @@ pub(crate) fn create_segment(place: Place<'_>, first_sequence_no: u64) -> Result
 /// Reads and decodes the header; `Err(defect)` inside for a short or bad header.
 fn read_header(data: &File, data_bytes: u64) -> io::Result<Result<SegmentHeader, Defect>> {
     if data_bytes < SEGMENT_HEADER_BYTES as u64 {
-        return Ok(Err(Defect::BadSegmentHeader("file shorter than a segment header")));
+        return Ok(Err(Defect::BadSegmentHeader(
+            "file shorter than a segment header",
+        )));
     }
     let mut bytes = [0u8; SEGMENT_HEADER_BYTES];
     data.read_exact_at(&mut bytes, 0)?;
@@ -297,7 +331,11 @@ pub(crate) fn verify_header(place: Place<'_>, data: &File, first_sequence_no: u6
 }
 
 /// Checks that a decoded header belongs here.
-fn check_header_identity(place: Place<'_>, header: &SegmentHeader, first_sequence_no: u64) -> Result<()> {
+fn check_header_identity(
+    place: Place<'_>,
+    header: &SegmentHeader,
+    first_sequence_no: u64,
+) -> Result<()> {
     if header.first_sequence_no != first_sequence_no {
         let detail = format!(
             "segment file for block {first_sequence_no} says its first block is {}",
@@ -313,7 +351,10 @@ fn check_header_identity(place: Place<'_>, header: &SegmentHeader, first_sequenc
 }
 
 fn open_files(place: Place<'_>, first_sequence_no: u64) -> io::Result<SegmentFiles> {
-    let data = OpenOptions::new().read(true).write(true).open(data_path(place.dir, first_sequence_no))?;
+    let data = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(data_path(place.dir, first_sequence_no))?;
     let index = OpenOptions::new()
         .read(true)
         .write(true)
@@ -336,11 +377,20 @@ pub(crate) fn open_sealed(place: Place<'_>, first_sequence_no: u64) -> Result<Se
         Some(blocks) => blocks,
         None => rebuild_sealed_index(place, &files, first_sequence_no, data_bytes)?,
     };
-    Ok(SegmentView { first_sequence_no, blocks, data_bytes, files: Arc::new(files) })
+    Ok(SegmentView {
+        first_sequence_no,
+        blocks,
+        data_bytes,
+        files: Arc::new(files),
+    })
 }
 
 /// The number of frames if the index agrees with the data file at both ends.
-fn trusted_index_blocks(files: &SegmentFiles, first_sequence_no: u64, data_bytes: u64) -> io::Result<Option<u64>> {
+fn trusted_index_blocks(
+    files: &SegmentFiles,
+    first_sequence_no: u64,
+    data_bytes: u64,
+) -> io::Result<Option<u64>> {
     let index_bytes = files.index.metadata()?.len();
     let entry_bytes = INDEX_ENTRY_BYTES as u64;
     if index_bytes % entry_bytes != 0 || index_bytes / entry_bytes > SEGMENT_BLOCKS_LIMIT {
@@ -355,7 +405,9 @@ fn trusted_index_blocks(files: &SegmentFiles, first_sequence_no: u64, data_bytes
     if u64::from_le_bytes(entry) != SEGMENT_HEADER_BYTES as u64 {
         return Ok(None);
     }
-    files.index.read_exact_at(&mut entry, (blocks - 1) * entry_bytes)?;
+    files
+        .index
+        .read_exact_at(&mut entry, (blocks - 1) * entry_bytes)?;
     let last_offset = u64::from_le_bytes(entry);
     let frame_max_bytes = frame_bytes(FRAME_PAYLOAD_MAX_BYTES);
     if last_offset < SEGMENT_HEADER_BYTES as u64
@@ -366,11 +418,21 @@ fn trusted_index_blocks(files: &SegmentFiles, first_sequence_no: u64, data_bytes
     }
     let mut frame = vec![0u8; (data_bytes - last_offset) as usize];
     files.data.read_exact_at(&mut frame, last_offset)?;
-    Ok(check_frame(&frame, first_sequence_no + blocks - 1).is_ok().then_some(blocks))
+    Ok(check_frame(&frame, first_sequence_no + blocks - 1)
+        .is_ok()
+        .then_some(blocks))
 }
 
-fn rebuild_sealed_index(place: Place<'_>, files: &SegmentFiles, first_sequence_no: u64, data_bytes: u64) -> Result<u64> {
-    tracing::warn!(first_sequence_no, "journal segment index inconsistent: rebuilding it from the frames");
+fn rebuild_sealed_index(
+    place: Place<'_>,
+    files: &SegmentFiles,
+    first_sequence_no: u64,
+    data_bytes: u64,
+) -> Result<u64> {
+    tracing::warn!(
+        first_sequence_no,
+        "journal segment index inconsistent: rebuilding it from the frames"
+    );
     let mut offsets = Vec::new();
     let mut cursor = FrameCursor::new(&files.data, SEGMENT_HEADER_BYTES as u64, data_bytes);
     loop {
@@ -384,7 +446,9 @@ fn rebuild_sealed_index(place: Place<'_>, files: &SegmentFiles, first_sequence_n
             }
         }
         if offsets.len() as u64 > SEGMENT_BLOCKS_LIMIT {
-            let detail = format!("segment holds more than SEGMENT_BLOCKS_LIMIT ({SEGMENT_BLOCKS_LIMIT}) frames");
+            let detail = format!(
+                "segment holds more than SEGMENT_BLOCKS_LIMIT ({SEGMENT_BLOCKS_LIMIT}) frames"
+            );
             return Err(place.corrupted(sequence_no, detail));
         }
     }
@@ -415,7 +479,9 @@ pub(crate) fn recover_last(place: Place<'_>, first_sequence_no: u64) -> Result<R
     let files = open_files(place, first_sequence_no)?;
     let file_bytes = files.data.metadata()?.len();
     if file_bytes > SEGMENT_BYTES_LIMIT {
-        let detail = format!("segment is {file_bytes} bytes, over SEGMENT_BYTES_LIMIT ({SEGMENT_BYTES_LIMIT})");
+        let detail = format!(
+            "segment is {file_bytes} bytes, over SEGMENT_BYTES_LIMIT ({SEGMENT_BYTES_LIMIT})"
+        );
         return Err(place.corrupted(first_sequence_no, detail));
     }
     let mut torn_tail_bytes = recover_header(place, &files.data, first_sequence_no, file_bytes)?;
@@ -441,23 +507,35 @@ pub(crate) fn recover_last(place: Place<'_>, first_sequence_no: u64) -> Result<R
         data_bytes: valid_bytes,
         files: Arc::new(files),
     };
-    Ok(RecoveredSegment { view, torn_tail_bytes })
+    Ok(RecoveredSegment {
+        view,
+        torn_tail_bytes,
+    })
 }
 
 /// Checks the last segment's header. A bad header with no valid frame anywhere after it is
 /// a crash during segment creation: the header is rewritten and the whole old file counts
 /// as cut. Returns the bytes cut.
-fn recover_header(place: Place<'_>, data: &File, first_sequence_no: u64, file_bytes: u64) -> Result<u64> {
+fn recover_header(
+    place: Place<'_>,
+    data: &File,
+    first_sequence_no: u64,
+    file_bytes: u64,
+) -> Result<u64> {
     let defect = match read_header(data, file_bytes)? {
         Ok(header) => return check_header_identity(place, &header, first_sequence_no).map(|()| 0),
         Err(defect) => defect,
     };
     if let Some(frame_offset) = find_valid_frame(data, 0, file_bytes)? {
-        let detail = format!("segment header: {defect}, yet a valid frame follows at byte {frame_offset}");
+        let detail =
+            format!("segment header: {defect}, yet a valid frame follows at byte {frame_offset}");
         return Err(place.corrupted(first_sequence_no, detail));
     }
     tracing::warn!(first_sequence_no, file_bytes, %defect, "journal segment header torn: rewriting it");
-    let header = SegmentHeader { first_sequence_no, strand_id: place.strand_id.to_owned() };
+    let header = SegmentHeader {
+        first_sequence_no,
+        strand_id: place.strand_id.to_owned(),
+    };
     data.set_len(0)?;
     data.write_all_at(&encode_segment_header(&header), 0)?;
     data.sync_data()?;
@@ -467,7 +545,12 @@ fn recover_header(place: Place<'_>, data: &File, first_sequence_no: u64, file_by
 /// Scans the last segment's frames up to `file_bytes`; returns their offsets and the end of
 /// the last valid one. A bad frame followed by a valid one is `Corrupted`; a bad frame with
 /// nothing valid after it is a torn tail (the caller cuts it).
-fn scan_last(place: Place<'_>, data: &File, first_sequence_no: u64, file_bytes: u64) -> Result<(Vec<u64>, u64)> {
+fn scan_last(
+    place: Place<'_>,
+    data: &File,
+    first_sequence_no: u64,
+    file_bytes: u64,
+) -> Result<(Vec<u64>, u64)> {
     let mut offsets = Vec::new();
     let mut cursor = FrameCursor::new(data, SEGMENT_HEADER_BYTES as u64, file_bytes);
     // Every frame is at least FRAME_HEADER_BYTES, so the loop ends within the file; the
@@ -488,7 +571,8 @@ fn scan_last(place: Place<'_>, data: &File, first_sequence_no: u64, file_bytes: 
             }
         }
     }
-    let detail = format!("segment holds more than SEGMENT_BLOCKS_LIMIT ({SEGMENT_BLOCKS_LIMIT}) frames");
+    let detail =
+        format!("segment holds more than SEGMENT_BLOCKS_LIMIT ({SEGMENT_BLOCKS_LIMIT}) frames");
     Err(place.corrupted(first_sequence_no + offsets.len() as u64, detail))
 }
 

@@ -13,12 +13,17 @@ use super::*;
 const STRAND: &str = "LxCf3qFhZDa3XTqbyhhH5P";
 
 fn small_segments() -> JournalOptions {
-    JournalOptions { segment_bytes_max: 400, segment_blocks_max: 8 }
+    JournalOptions {
+        segment_bytes_max: 400,
+        segment_blocks_max: 8,
+    }
 }
 
 /// A payload whose content and length depend on the sequence number (some are empty).
 fn payload(sequence_no: u64) -> Vec<u8> {
-    format!("block {sequence_no};").repeat((sequence_no % 5) as usize).into_bytes()
+    format!("block {sequence_no};")
+        .repeat((sequence_no % 5) as usize)
+        .into_bytes()
 }
 
 fn append_range(journal: &Journal, range: std::ops::Range<u64>) -> u64 {
@@ -30,9 +35,16 @@ fn append_range(journal: &Journal, range: std::ops::Range<u64>) -> u64 {
 fn assert_blocks(journal: &Journal, blocks: u64) {
     assert_eq!(journal.len(), blocks);
     for sequence_no in 0..blocks {
-        assert_eq!(journal.read(sequence_no).unwrap(), payload(sequence_no), "block {sequence_no}");
+        assert_eq!(
+            journal.read(sequence_no).unwrap(),
+            payload(sequence_no),
+            "block {sequence_no}"
+        );
     }
-    assert!(matches!(journal.read(blocks), Err(LedgerError::UnknownBlock(_))));
+    assert!(matches!(
+        journal.read(blocks),
+        Err(LedgerError::UnknownBlock(_))
+    ));
 }
 
 fn segment_firsts(dir: &Path) -> Vec<u64> {
@@ -46,7 +58,11 @@ fn frame_offset(dir: &Path, first: u64, position: u64) -> u64 {
 }
 
 fn flip_byte(path: &Path, offset: u64) {
-    let file = OpenOptions::new().read(true).write(true).open(path).unwrap();
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
     let mut byte = [0u8; 1];
     file.read_exact_at(&mut byte, offset).unwrap();
     byte[0] ^= 0x40;
@@ -86,13 +102,22 @@ fn round_trip_across_segments_and_reopen() {
     }
     assert_blocks(&journal, 100);
     let firsts = segment_firsts(dir.path());
-    assert!(firsts.len() >= 13, "8 blocks per segment at most: {firsts:?}");
+    assert!(
+        firsts.len() >= 13,
+        "8 blocks per segment at most: {firsts:?}"
+    );
     for pair in firsts.windows(2) {
         assert!(pair[1] - pair[0] <= 8);
     }
     drop(journal);
     let (journal, recovery) = Journal::open_with(dir.path(), STRAND, small_segments()).unwrap();
-    assert_eq!(recovery, JournalRecovery { torn_tail_bytes: 0, blocks: 100 });
+    assert_eq!(
+        recovery,
+        JournalRecovery {
+            torn_tail_bytes: 0,
+            blocks: 100
+        }
+    );
     assert_blocks(&journal, 100);
     assert_eq!(append_range(&journal, 100..130), 130);
     journal.sync().unwrap();
@@ -103,14 +128,19 @@ fn round_trip_across_segments_and_reopen() {
 #[test]
 fn segments_respect_the_byte_limit() {
     let dir = tempfile::tempdir().unwrap();
-    let options = JournalOptions { segment_bytes_max: 300, segment_blocks_max: 1000 };
+    let options = JournalOptions {
+        segment_bytes_max: 300,
+        segment_blocks_max: 1000,
+    };
     let journal = Journal::create_with(dir.path(), STRAND, options).unwrap();
     append_range(&journal, 0..60);
     journal.sync().unwrap();
     let firsts = segment_firsts(dir.path());
     assert!(firsts.len() > 3);
     for first in firsts {
-        let bytes = std::fs::metadata(data_path(dir.path(), first)).unwrap().len();
+        let bytes = std::fs::metadata(data_path(dir.path(), first))
+            .unwrap()
+            .len();
         assert!(bytes <= 300, "segment {first} is {bytes} bytes");
     }
     // One frame larger than the segment limit still fits in a segment of its own.
@@ -143,7 +173,10 @@ fn scan_visits_in_order_from_any_point_and_stops_on_false() {
         })
         .unwrap();
     assert_eq!(visited, 4);
-    assert!(matches!(journal.scan(51, &mut |_, _| Ok(true)), Err(LedgerError::UnknownBlock(_))));
+    assert!(matches!(
+        journal.scan(51, &mut |_, _| Ok(true)),
+        Err(LedgerError::UnknownBlock(_))
+    ));
 }
 
 #[test]
@@ -151,12 +184,27 @@ fn torn_tail_at_every_byte_of_the_last_frame_is_cut() {
     let (template, path) = one_segment_journal(5);
     let last_start = frame_offset(template.path(), 0, 4);
     let file_bytes = std::fs::metadata(&path).unwrap().len();
-    assert_eq!(file_bytes - last_start, (FRAME_HEADER_BYTES + payload(4).len()) as u64);
+    assert_eq!(
+        file_bytes - last_start,
+        (FRAME_HEADER_BYTES + payload(4).len()) as u64
+    );
     for cut in last_start..file_bytes {
         let (dir, path) = one_segment_journal(5);
-        OpenOptions::new().write(true).open(&path).unwrap().set_len(cut).unwrap();
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(cut)
+            .unwrap();
         let (journal, recovery) = Journal::open(dir.path(), STRAND).unwrap();
-        assert_eq!(recovery, JournalRecovery { torn_tail_bytes: cut - last_start, blocks: 4 }, "cut at {cut}");
+        assert_eq!(
+            recovery,
+            JournalRecovery {
+                torn_tail_bytes: cut - last_start,
+                blocks: 4
+            },
+            "cut at {cut}"
+        );
         assert_blocks(&journal, 4);
         assert_eq!(std::fs::metadata(&path).unwrap().len(), last_start);
         assert_eq!(append_range(&journal, 4..6), 6);
@@ -175,18 +223,38 @@ fn bad_checksum_on_the_final_frame_is_a_torn_tail() {
     let file_bytes = std::fs::metadata(&path).unwrap().len();
     flip_byte(&path, file_bytes - 1);
     let (journal, recovery) = Journal::open(dir.path(), STRAND).unwrap();
-    assert_eq!(recovery, JournalRecovery { torn_tail_bytes: file_bytes - last_start, blocks: 4 });
+    assert_eq!(
+        recovery,
+        JournalRecovery {
+            torn_tail_bytes: file_bytes - last_start,
+            blocks: 4
+        }
+    );
     assert_blocks(&journal, 4);
 }
 
 #[test]
 fn zero_filled_or_garbage_tail_is_cut() {
-    for tail in [vec![0u8; 4096], b"QJFR garbage that is not a frame".to_vec()] {
+    for tail in [
+        vec![0u8; 4096],
+        b"QJFR garbage that is not a frame".to_vec(),
+    ] {
         let (dir, path) = one_segment_journal(5);
         let file_bytes = std::fs::metadata(&path).unwrap().len();
-        OpenOptions::new().write(true).open(&path).unwrap().write_all_at(&tail, file_bytes).unwrap();
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .write_all_at(&tail, file_bytes)
+            .unwrap();
         let (journal, recovery) = Journal::open(dir.path(), STRAND).unwrap();
-        assert_eq!(recovery, JournalRecovery { torn_tail_bytes: tail.len() as u64, blocks: 5 });
+        assert_eq!(
+            recovery,
+            JournalRecovery {
+                torn_tail_bytes: tail.len() as u64,
+                blocks: 5
+            }
+        );
         assert_blocks(&journal, 5);
     }
 }
@@ -211,7 +279,10 @@ fn flipped_byte_in_an_earlier_segment_is_corruption() {
     let firsts = segment_firsts(dir.path());
     let (second, third) = (firsts[1], firsts[2]);
     let victim = second + 1;
-    flip_byte(&data_path(dir.path(), second), frame_offset(dir.path(), second, 1) + 9);
+    flip_byte(
+        &data_path(dir.path(), second),
+        frame_offset(dir.path(), second, 1) + 9,
+    );
 
     // Open trusts a consistent sealed segment (O(1) check); the damage is caught on read
     // and by verify_all.
@@ -219,7 +290,10 @@ fn flipped_byte_in_an_earlier_segment_is_corruption() {
     assert_eq!(corrupted_block(journal.read(victim)), victim);
     assert_eq!(journal.read(victim - 1).unwrap(), payload(victim - 1));
     assert_eq!(corrupted_block(journal.verify_all(&mut |_, _| {})), victim);
-    assert_eq!(corrupted_block(journal.scan(0, &mut |_, _| Ok(true))), victim);
+    assert_eq!(
+        corrupted_block(journal.scan(0, &mut |_, _| Ok(true))),
+        victim
+    );
     drop(journal);
 
     // Without its index the segment is rescanned on open, and open refuses it.
@@ -235,7 +309,10 @@ fn flipped_byte_in_an_earlier_segment_is_corruption() {
     let last_of_second = third - 1;
     let offset = frame_offset(dir.path(), second, last_of_second - second);
     flip_byte(&data_path(dir.path(), second), offset + 9);
-    assert_eq!(corrupted_block(Journal::open(dir.path(), STRAND)), last_of_second);
+    assert_eq!(
+        corrupted_block(Journal::open(dir.path(), STRAND)),
+        last_of_second
+    );
 }
 
 #[test]
@@ -255,7 +332,11 @@ fn damaged_index_is_caught_on_read_and_rebuilt_on_open() {
     journal.sync().unwrap();
     let firsts = segment_firsts(dir.path());
     // Point entry 1 of the first segment at entry 2's frame.
-    let index = OpenOptions::new().read(true).write(true).open(index_path(dir.path(), 0)).unwrap();
+    let index = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(index_path(dir.path(), 0))
+        .unwrap();
     let wrong = frame_offset(dir.path(), 0, 2);
     index.write_all_at(&wrong.to_le_bytes(), 8).unwrap();
     assert_eq!(corrupted_block(journal.read(1)), 1);
@@ -267,7 +348,13 @@ fn damaged_index_is_caught_on_read_and_rebuilt_on_open() {
     // Last segment: index missing entirely.
     std::fs::remove_file(index_path(dir.path(), *firsts.last().unwrap())).unwrap();
     let (journal, recovery) = Journal::open_with(dir.path(), STRAND, small_segments()).unwrap();
-    assert_eq!(recovery, JournalRecovery { torn_tail_bytes: 0, blocks: 30 });
+    assert_eq!(
+        recovery,
+        JournalRecovery {
+            torn_tail_bytes: 0,
+            blocks: 30
+        }
+    );
     assert_blocks(&journal, 30);
     journal.verify_all(&mut |_, _| {}).unwrap();
 }
@@ -280,7 +367,10 @@ fn missing_or_foreign_segments_are_corruption() {
     journal.sync().unwrap();
     drop(journal);
     match Journal::open(dir.path(), "AnotherStrandId") {
-        Err(LedgerError::Corrupted { block_address, detail }) => {
+        Err(LedgerError::Corrupted {
+            block_address,
+            detail,
+        }) => {
             assert_eq!(block_address.sequence_no, 0);
             assert!(detail.contains(STRAND), "{detail}");
         }
@@ -288,7 +378,10 @@ fn missing_or_foreign_segments_are_corruption() {
     }
     let firsts = segment_firsts(dir.path());
     std::fs::remove_file(data_path(dir.path(), firsts[1])).unwrap();
-    assert_eq!(corrupted_block(Journal::open(dir.path(), STRAND)), firsts[1]);
+    assert_eq!(
+        corrupted_block(Journal::open(dir.path(), STRAND)),
+        firsts[1]
+    );
 }
 
 #[test]
@@ -301,7 +394,13 @@ fn torn_header_of_a_new_last_segment_is_rewritten() {
     // A crash right after the successor's file was created, before its header landed.
     std::fs::write(data_path(dir.path(), 8), [0u8; 50]).unwrap();
     let (journal, recovery) = Journal::open_with(dir.path(), STRAND, small_segments()).unwrap();
-    assert_eq!(recovery, JournalRecovery { torn_tail_bytes: 50, blocks: 8 });
+    assert_eq!(
+        recovery,
+        JournalRecovery {
+            torn_tail_bytes: 50,
+            blocks: 8
+        }
+    );
     assert_eq!(append_range(&journal, 8..20), 20);
     journal.sync().unwrap();
     assert_blocks(&journal, 20);
@@ -310,15 +409,33 @@ fn torn_header_of_a_new_last_segment_is_rewritten() {
 #[test]
 fn create_and_open_check_their_directory() {
     let dir = tempfile::tempdir().unwrap();
-    assert!(matches!(Journal::open(dir.path(), STRAND), Err(LedgerError::UnknownLedger(_))));
+    assert!(matches!(
+        Journal::open(dir.path(), STRAND),
+        Err(LedgerError::UnknownLedger(_))
+    ));
     let journal = Journal::create(&dir.path().join("nested"), STRAND).unwrap();
     drop(journal);
-    assert!(matches!(Journal::create(&dir.path().join("nested"), STRAND), Err(LedgerError::LedgerExists(_))));
-    assert!(matches!(Journal::create(dir.path(), ""), Err(LedgerError::InvalidInput(_))));
+    assert!(matches!(
+        Journal::create(&dir.path().join("nested"), STRAND),
+        Err(LedgerError::LedgerExists(_))
+    ));
+    assert!(matches!(
+        Journal::create(dir.path(), ""),
+        Err(LedgerError::InvalidInput(_))
+    ));
     let long = "x".repeat(65);
-    assert!(matches!(Journal::create(dir.path(), &long), Err(LedgerError::InvalidInput(_))));
-    let bad_options = JournalOptions { segment_bytes_max: 0, segment_blocks_max: 1 };
-    assert!(matches!(Journal::create_with(dir.path(), STRAND, bad_options), Err(LedgerError::InvalidInput(_))));
+    assert!(matches!(
+        Journal::create(dir.path(), &long),
+        Err(LedgerError::InvalidInput(_))
+    ));
+    let bad_options = JournalOptions {
+        segment_bytes_max: 0,
+        segment_blocks_max: 1,
+    };
+    assert!(matches!(
+        Journal::create_with(dir.path(), STRAND, bad_options),
+        Err(LedgerError::InvalidInput(_))
+    ));
 }
 
 #[test]
@@ -327,7 +444,13 @@ fn oversized_payload_is_refused_without_poisoning() {
     let journal = Journal::create(dir.path(), STRAND).unwrap();
     let huge = vec![0u8; FRAME_PAYLOAD_MAX_BYTES + 1];
     let result = journal.append(&[b"fine", &huge]);
-    assert!(matches!(result, Err(LedgerError::LimitExceeded { limit: "FRAME_PAYLOAD_MAX_BYTES", .. })));
+    assert!(matches!(
+        result,
+        Err(LedgerError::LimitExceeded {
+            limit: "FRAME_PAYLOAD_MAX_BYTES",
+            ..
+        })
+    ));
     assert_eq!(journal.len(), 0);
     assert_eq!(journal.append(&[b"fine"]).unwrap(), 1);
     assert_eq!(journal.append(&[]).unwrap(), 1);
@@ -339,8 +462,14 @@ fn failed_write_poisons_the_journal() {
     let journal = Journal::create(dir.path(), STRAND).unwrap();
     append_range(&journal, 0..3);
     journal.fail_next_io.store(true, Ordering::SeqCst);
-    assert!(matches!(journal.append(&[b"lost"]), Err(LedgerError::Io(_))));
-    assert!(matches!(journal.append(&[b"again"]), Err(LedgerError::ReadOnly(_))));
+    assert!(matches!(
+        journal.append(&[b"lost"]),
+        Err(LedgerError::Io(_))
+    ));
+    assert!(matches!(
+        journal.append(&[b"again"]),
+        Err(LedgerError::ReadOnly(_))
+    ));
     assert!(matches!(journal.sync(), Err(LedgerError::ReadOnly(_))));
     assert_blocks(&journal, 3);
 }
@@ -353,7 +482,10 @@ fn failed_sync_poisons_the_journal_and_is_never_retried() {
     journal.fail_next_io.store(true, Ordering::SeqCst);
     assert!(matches!(journal.sync(), Err(LedgerError::Io(_))));
     assert!(matches!(journal.sync(), Err(LedgerError::ReadOnly(_))));
-    assert!(matches!(journal.append(&[b"x"]), Err(LedgerError::ReadOnly(_))));
+    assert!(matches!(
+        journal.append(&[b"x"]),
+        Err(LedgerError::ReadOnly(_))
+    ));
     drop(journal);
     let (journal, _) = Journal::open(dir.path(), STRAND).unwrap();
     assert_eq!(append_range(&journal, 3..4), 4);
@@ -366,7 +498,10 @@ fn failed_roll_over_poisons_the_journal() {
     append_range(&journal, 0..8);
     journal.fail_next_io.store(true, Ordering::SeqCst);
     assert!(journal.append(&[b"needs a new segment"]).is_err());
-    assert!(matches!(journal.append(&[b"x"]), Err(LedgerError::ReadOnly(_))));
+    assert!(matches!(
+        journal.append(&[b"x"]),
+        Err(LedgerError::ReadOnly(_))
+    ));
     assert_blocks(&journal, 8);
 }
 
@@ -376,7 +511,9 @@ fn verify_all_reports_progress_to_the_total() {
     let journal = Journal::create_with(dir.path(), STRAND, small_segments()).unwrap();
     append_range(&journal, 0..50);
     let mut last = (0, 0);
-    journal.verify_all(&mut |done, total| last = (done, total)).unwrap();
+    journal
+        .verify_all(&mut |done, total| last = (done, total))
+        .unwrap();
     assert_eq!(last, (50, 50));
 }
 
@@ -414,4 +551,42 @@ fn readers_run_concurrently_with_the_writer() {
 fn journal_is_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Journal>();
+}
+
+/// Reopen after a crash must take at most a few seconds with a million blocks: open checks
+/// sealed segments in O(1) and scans only the last one. Slow to set up (≈300 MB written), so
+/// run on demand: `cargo test -p quill-ledger --lib million -- --ignored`.
+#[test]
+#[ignore]
+fn open_of_a_million_block_journal_is_fast() {
+    const BLOCKS: u64 = 1_000_000;
+    const BATCH: u64 = 256;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::create(dir.path(), STRAND).unwrap();
+    let block = vec![0xA5u8; 300];
+    let batch: Vec<&[u8]> = (0..BATCH).map(|_| block.as_slice()).collect();
+    while journal.len() < BLOCKS {
+        journal.append(&batch).unwrap();
+    }
+    journal.sync().unwrap();
+    let blocks = journal.len();
+    drop(journal);
+    let started = std::time::Instant::now();
+    let (journal, recovery) = Journal::open(dir.path(), STRAND).unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(
+        recovery,
+        JournalRecovery {
+            torn_tail_bytes: 0,
+            blocks
+        }
+    );
+    assert!(
+        elapsed < std::time::Duration::from_secs(5),
+        "open took {elapsed:?}"
+    );
+    for sequence_no in [0, 1, blocks / 3, blocks / 2, blocks - 1] {
+        assert_eq!(journal.read(sequence_no).unwrap(), block);
+    }
+    eprintln!("open of {blocks} blocks took {elapsed:?}");
 }

@@ -15,6 +15,7 @@
 //! assert_eq!(statement.to_string(), "SELECT * FROM Vehicle AS v WHERE v.VIN = ?");
 //! ```
 
+mod call;
 mod error;
 mod expr;
 pub mod limits;

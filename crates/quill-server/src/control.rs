@@ -1,0 +1,562 @@
+//! The QLDB control plane (REST-JSON): ledgers, digests, blocks, revisions and tags.
+//!
+//! Every handler blocks (control files are fsynced, proofs read the journal): the HTTP layer
+//! runs [`handle`] on a blocking thread. Errors use the control plane's names
+//! (`InvalidParameterException`, `ResourceNotFoundException`, …).
+
+use std::collections::BTreeMap;
+
+use ion_rs::Element;
+use quill_ledger::{BlockAddress, Ledger, Revision};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::error::{ApiError, ErrorKind, Plane};
+use crate::ion_codec::text_depth_within;
+use crate::limits::{
+    LIST_RESULTS_MAX, TAGS_PER_RESOURCE_MAX, TAG_KEY_MAX_CHARS, TAG_VALUE_MAX_CHARS,
+};
+use crate::registry::{ControlRecord, NewLedger, Registry, AWS_OWNED_KMS_KEY};
+use crate::session::Sessions;
+use crate::sigv4::percent_decode;
+
+/// Longest Ion text accepted for a block address (a real one is about 60 characters).
+const ADDRESS_TEXT_MAX_CHARS: usize = 1_024;
+/// Nesting accepted in an address (a real one has one level).
+const ADDRESS_DEPTH_MAX: usize = 4;
+
+/// What the control plane needs from the server.
+pub struct Context<'a> {
+    /// The ledgers.
+    pub registry: &'a Registry,
+    /// Sessions, ended when their ledger is deleted.
+    pub sessions: &'a Sessions,
+    /// Region for ARNs.
+    pub region: &'a str,
+    /// Account id for ARNs.
+    pub account_id: &'a str,
+}
+
+/// One control-plane request.
+pub struct ControlRequest<'a> {
+    /// HTTP method.
+    pub method: &'a str,
+    /// Raw (percent-encoded) path.
+    pub path: &'a str,
+    /// Raw query string.
+    pub query: &'a str,
+    /// Body bytes.
+    pub body: &'a [u8],
+}
+
+/// True when the path belongs to the control plane.
+pub fn is_control_path(path: &str) -> bool {
+    ["/ledgers", "/tags/", "/journal-s3-exports"]
+        .iter()
+        .any(|prefix| path == *prefix || path.starts_with(&format!("{}/", prefix.trim_end_matches('/'))))
+}
+
+fn decode_segment(segment: &str) -> Result<String, ApiError> {
+    String::from_utf8(percent_decode(segment))
+        .map_err(|_| ApiError::invalid_parameter("Path is not valid UTF-8"))
+}
+
+/// Routes and runs a control-plane request; returns the status and JSON body.
+pub fn handle(context: &Context<'_>, request: &ControlRequest<'_>) -> Result<(u16, Value), ApiError> {
+    let segments: Vec<&str> = request.path.trim_matches('/').split('/').collect();
+    let body = request.body;
+    match (request.method, segments.as_slice()) {
+        ("POST", ["ledgers"]) => create_ledger(context, body),
+        ("GET", ["ledgers"]) => list_ledgers(context, request.query),
+        (method, ["ledgers", name, rest @ ..]) => {
+            let name = decode_segment(name)?;
+            ledger_operation(context, method, &name, rest, body)
+        }
+        (method, ["tags", arn]) => {
+            let arn = decode_segment(arn)?;
+            tags_operation(context, method, &arn, request.query, body)
+        }
+        (_, ["journal-s3-exports", ..]) => Err(not_supported()),
+        _ => Err(ApiError::new(
+            ErrorKind::UnknownOperation,
+            format!("No control-plane operation for {} {}", request.method, request.path),
+        )),
+    }
+}
+
+fn not_supported() -> ApiError {
+    ApiError::new(ErrorKind::NotImplemented, "journal exports/streams are not supported yet")
+}
+
+fn ledger_operation(
+    context: &Context<'_>,
+    method: &str,
+    name: &str,
+    rest: &[&str],
+    body: &[u8],
+) -> Result<(u16, Value), ApiError> {
+    match (method, rest) {
+        ("GET", []) => describe_ledger(context, name),
+        ("PATCH", []) => update_ledger(context, name, body),
+        ("DELETE", []) => delete_ledger(context, name),
+        ("PATCH", ["permissions-mode"]) => update_permissions_mode(context, name, body),
+        ("POST", ["digest"]) => get_digest(context, name),
+        ("POST", ["block"]) => get_block(context, name, body),
+        ("POST", ["revision"]) => get_revision(context, name, body),
+        (_, ["journal-s3-exports", ..]) | (_, ["journal-kinesis-streams", ..]) => {
+            Err(not_supported())
+        }
+        _ => Err(ApiError::new(ErrorKind::UnknownOperation, "No such ledger operation")),
+    }
+}
+
+fn parse_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
+    let body = if body.is_empty() { b"{}".as_slice() } else { body };
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(ErrorKind::Serialization, format!("Invalid request body: {e}")))
+}
+
+fn arn(context: &Context<'_>, name: &str) -> String {
+    format!("arn:aws:qldb:{}:{}:ledger/{name}", context.region, context.account_id)
+}
+
+fn encryption_description(context: &Context<'_>, control: &ControlRecord) -> Value {
+    let key_arn = if control.kms_key == AWS_OWNED_KMS_KEY {
+        AWS_OWNED_KMS_KEY.to_string()
+    } else if control.kms_key.starts_with("arn:") {
+        control.kms_key.clone()
+    } else {
+        format!("arn:aws:kms:{}:{}:key/{}", context.region, context.account_id, control.kms_key)
+    };
+    json!({"KmsKeyArn": key_arn, "EncryptionStatus": "ENABLED"})
+}
+
+fn describe(context: &Context<'_>, control: &ControlRecord) -> Value {
+    json!({
+        "Name": control.name,
+        "Arn": arn(context, &control.name),
+        "State": control.state,
+        "CreationDateTime": control.creation_date_time,
+        "PermissionsMode": control.permissions_mode,
+        "DeletionProtection": control.deletion_protection,
+        "EncryptionDescription": encryption_description(context, control),
+    })
+}
+
+fn check_permissions_mode(mode: &str) -> Result<(), ApiError> {
+    match mode {
+        "ALLOW_ALL" | "STANDARD" => Ok(()),
+        other => Err(ApiError::invalid_parameter(format!(
+            "PermissionsMode must be ALLOW_ALL or STANDARD, got {other:?}"
+        ))),
+    }
+}
+
+fn check_tags(tags: &BTreeMap<String, String>) -> Result<(), ApiError> {
+    if tags.len() > TAGS_PER_RESOURCE_MAX {
+        return Err(ApiError::invalid_parameter(format!(
+            "At most {TAGS_PER_RESOURCE_MAX} tags per resource"
+        )));
+    }
+    for (key, value) in tags {
+        let key_length = key.chars().count();
+        if key_length == 0 || key_length > TAG_KEY_MAX_CHARS {
+            return Err(ApiError::invalid_parameter("Tag keys must be 1-128 characters"));
+        }
+        if value.chars().count() > TAG_VALUE_MAX_CHARS {
+            return Err(ApiError::invalid_parameter("Tag values must be 0-256 characters"));
+        }
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CreateLedgerRequest {
+    name: String,
+    permissions_mode: String,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+    deletion_protection: Option<bool>,
+    kms_key: Option<String>,
+}
+
+fn create_ledger(context: &Context<'_>, body: &[u8]) -> Result<(u16, Value), ApiError> {
+    let request: CreateLedgerRequest = parse_body(body)?;
+    check_permissions_mode(&request.permissions_mode)?;
+    check_tags(&request.tags)?;
+    let control = context.registry.create(NewLedger {
+        name: request.name,
+        permissions_mode: request.permissions_mode,
+        // QLDB turns deletion protection on unless told otherwise.
+        deletion_protection: request.deletion_protection.unwrap_or(true),
+        kms_key: request.kms_key.unwrap_or_else(|| AWS_OWNED_KMS_KEY.to_string()),
+        tags: request.tags,
+    })?;
+    tracing::info!(ledger = %control.name, "created ledger");
+    let mut reply = describe(context, &control);
+    reply["KmsKeyArn"] = reply["EncryptionDescription"]["KmsKeyArn"].clone();
+    if let Some(object) = reply.as_object_mut() {
+        object.remove("EncryptionDescription");
+    }
+    Ok((200, reply))
+}
+
+fn describe_ledger(context: &Context<'_>, name: &str) -> Result<(u16, Value), ApiError> {
+    let (_, control) = context.registry.get(name)?;
+    Ok((200, describe(context, &control)))
+}
+
+fn query_pairs(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let decode = |s: &str| String::from_utf8_lossy(&percent_decode(&s.replace('+', " "))).into_owned();
+            (decode(name), decode(value))
+        })
+        .collect()
+}
+
+fn list_ledgers(context: &Context<'_>, query: &str) -> Result<(u16, Value), ApiError> {
+    let pairs = query_pairs(query);
+    let max_results = match pairs.iter().find(|(n, _)| n == "max_results") {
+        None => LIST_RESULTS_MAX,
+        Some((_, value)) => value
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=LIST_RESULTS_MAX).contains(n))
+            .ok_or_else(|| ApiError::invalid_parameter("max_results must be 1-100"))?,
+    };
+    let after = match pairs.iter().find(|(n, _)| n == "next_token") {
+        None => None,
+        Some((_, token)) => Some(decode_next_token(token)?),
+    };
+    let ledgers: Vec<ControlRecord> = context
+        .registry
+        .list()
+        .into_iter()
+        .filter(|c| after.as_ref().is_none_or(|after| &c.name > after))
+        .collect();
+    let page: Vec<Value> = ledgers
+        .iter()
+        .take(max_results)
+        .map(|c| json!({"Name": c.name, "State": c.state, "CreationDateTime": c.creation_date_time}))
+        .collect();
+    let mut reply = json!({ "Ledgers": page });
+    if ledgers.len() > max_results {
+        reply["NextToken"] = json!(encode_next_token(&ledgers[max_results - 1].name));
+    }
+    Ok((200, reply))
+}
+
+/// ListLedgers' NextToken: the last name returned, hex-encoded so it meets the 4-character
+/// minimum and the token charset.
+fn encode_next_token(last_name: &str) -> String {
+    format!("next{}", hex::encode(last_name))
+}
+
+fn decode_next_token(token: &str) -> Result<String, ApiError> {
+    token
+        .strip_prefix("next")
+        .and_then(|h| hex::decode(h).ok())
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or_else(|| ApiError::invalid_parameter("next_token is not valid"))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct UpdateLedgerRequest {
+    deletion_protection: Option<bool>,
+    kms_key: Option<String>,
+}
+
+fn update_ledger(context: &Context<'_>, name: &str, body: &[u8]) -> Result<(u16, Value), ApiError> {
+    let request: UpdateLedgerRequest = parse_body(body)?;
+    let control = context.registry.update(name, |control| {
+        if let Some(protection) = request.deletion_protection {
+            control.deletion_protection = protection;
+        }
+        if let Some(key) = request.kms_key {
+            control.kms_key = key;
+        }
+        Ok(())
+    })?;
+    let mut reply = describe(context, &control);
+    if let Some(object) = reply.as_object_mut() {
+        object.remove("PermissionsMode");
+    }
+    Ok((200, reply))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct PermissionsModeRequest {
+    permissions_mode: String,
+}
+
+fn update_permissions_mode(
+    context: &Context<'_>,
+    name: &str,
+    body: &[u8],
+) -> Result<(u16, Value), ApiError> {
+    let request: PermissionsModeRequest = parse_body(body)?;
+    check_permissions_mode(&request.permissions_mode)?;
+    let control = context.registry.update(name, |control| {
+        control.permissions_mode = request.permissions_mode;
+        Ok(())
+    })?;
+    Ok((200, json!({"Name": name, "Arn": arn(context, name), "PermissionsMode": control.permissions_mode})))
+}
+
+fn delete_ledger(context: &Context<'_>, name: &str) -> Result<(u16, Value), ApiError> {
+    context.registry.delete(name)?;
+    context.sessions.end_all(Some(name));
+    tracing::info!(ledger = %name, "deleted ledger");
+    Ok((200, json!({})))
+}
+
+fn ion_text_address(address: &BlockAddress) -> String {
+    format!("{{strandId:\"{}\",sequenceNo:{}}}", address.strand_id, address.sequence_no)
+}
+
+fn get_digest(context: &Context<'_>, name: &str) -> Result<(u16, Value), ApiError> {
+    let (ledger, _) = context.registry.get(name)?;
+    let digest = ledger.digest();
+    Ok((
+        200,
+        json!({
+            "Digest": digest.digest.to_base64(),
+            "DigestTipAddress": {"IonText": ion_text_address(&digest.tip)},
+        }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct IonTextHolder {
+    #[serde(rename = "IonText")]
+    ion_text: String,
+}
+
+/// Parses `{strandId:"…",sequenceNo:N}` and checks it names this ledger's strand.
+fn parse_address(ledger: &Ledger, holder: &IonTextHolder, parameter: &str) -> Result<u64, ApiError> {
+    let invalid = |why: &str| ApiError::invalid_parameter(format!("{parameter} {why}"));
+    let text = &holder.ion_text;
+    if text.len() > ADDRESS_TEXT_MAX_CHARS || !text_depth_within(text.as_bytes(), ADDRESS_DEPTH_MAX) {
+        return Err(invalid("is too large"));
+    }
+    let value = Element::read_one(text.as_bytes()).map_err(|_| invalid("is not one Ion value"))?;
+    let fields = value.as_struct().ok_or_else(|| invalid("must be an Ion struct"))?;
+    let strand = fields.get("strandId").and_then(|s| s.as_string());
+    if strand != Some(ledger.strand_id()) {
+        return Err(invalid("does not name this ledger's strand"));
+    }
+    fields
+        .get("sequenceNo")
+        .and_then(|n| n.as_i64())
+        .and_then(|n| u64::try_from(n).ok())
+        .ok_or_else(|| invalid("needs a non-negative integer sequenceNo"))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct GetBlockRequest {
+    block_address: IonTextHolder,
+    digest_tip_address: Option<IonTextHolder>,
+}
+
+fn ledger_error(error: quill_ledger::LedgerError) -> ApiError {
+    ApiError::from_ledger(&error, Plane::Control)
+}
+
+fn tip_at_or_after(
+    ledger: &Ledger,
+    tip: Option<&IonTextHolder>,
+    sequence_no: u64,
+) -> Result<Option<u64>, ApiError> {
+    let Some(tip) = tip else { return Ok(None) };
+    let tip = parse_address(ledger, tip, "DigestTipAddress")?;
+    if tip < sequence_no {
+        return Err(ApiError::invalid_parameter(
+            "DigestTipAddress must not be before BlockAddress",
+        ));
+    }
+    Ok(Some(tip))
+}
+
+fn get_block(context: &Context<'_>, name: &str, body: &[u8]) -> Result<(u16, Value), ApiError> {
+    let request: GetBlockRequest = parse_body(body)?;
+    let (ledger, _) = context.registry.get(name)?;
+    let sequence_no = parse_address(&ledger, &request.block_address, "BlockAddress")?;
+    let tip = tip_at_or_after(&ledger, request.digest_tip_address.as_ref(), sequence_no)?;
+    let block = ledger.block(sequence_no).map_err(ledger_error)?;
+    let mut reply = json!({"Block": {"IonText": block.to_string()}});
+    if let Some(tip) = tip {
+        let proof = ledger.block_proof(sequence_no, tip).map_err(ledger_error)?;
+        reply["Proof"] = json!({"IonText": quill_verify::proof_to_ion_text(&proof)});
+    }
+    Ok((200, reply))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct GetRevisionRequest {
+    block_address: IonTextHolder,
+    document_id: String,
+    digest_tip_address: Option<IonTextHolder>,
+}
+
+/// A revision as QLDB's GetRevision shows it.
+fn revision_element(revision: &Revision) -> Element {
+    let address = &revision.block_address;
+    let metadata = &revision.metadata;
+    let mut builder = Element::struct_builder()
+        .with_field(
+            "blockAddress",
+            Element::struct_builder()
+                .with_field("strandId", Element::string(address.strand_id.as_str()))
+                .with_field("sequenceNo", Element::int(address.sequence_no as i64))
+                .build(),
+        )
+        .with_field("hash", Element::blob(revision.hash.as_bytes()));
+    if let Some(data) = &revision.data {
+        builder = builder.with_field("data", data.clone());
+    }
+    builder
+        .with_field(
+            "metadata",
+            Element::struct_builder()
+                .with_field("id", Element::string(metadata.id.as_str()))
+                .with_field("version", Element::int(metadata.version as i64))
+                .with_field("txTime", Element::timestamp(metadata.tx_time.clone()))
+                .with_field("txId", Element::string(metadata.tx_id.as_str()))
+                .build(),
+        )
+        .build()
+        .into()
+}
+
+fn get_revision(context: &Context<'_>, name: &str, body: &[u8]) -> Result<(u16, Value), ApiError> {
+    let request: GetRevisionRequest = parse_body(body)?;
+    let (ledger, _) = context.registry.get(name)?;
+    let sequence_no = parse_address(&ledger, &request.block_address, "BlockAddress")?;
+    let tip = tip_at_or_after(&ledger, request.digest_tip_address.as_ref(), sequence_no)?;
+    let document_id = request.document_id.as_str();
+    let revision = ledger.revision(sequence_no, document_id).map_err(ledger_error)?;
+    let mut reply = json!({"Revision": {"IonText": revision_element(&revision).to_string()}});
+    if let Some(tip) = tip {
+        let proof = ledger.revision_proof(sequence_no, document_id, tip).map_err(ledger_error)?;
+        reply["Proof"] = json!({"IonText": quill_verify::proof_to_ion_text(&proof)});
+    }
+    Ok((200, reply))
+}
+
+/// The ledger name an ARN of this server names.
+fn ledger_of_arn(context: &Context<'_>, arn: &str) -> Result<String, ApiError> {
+    let prefix = format!("arn:aws:qldb:{}:{}:ledger/", context.region, context.account_id);
+    arn.strip_prefix(&prefix)
+        .map(str::to_string)
+        .ok_or_else(|| ApiError::invalid_parameter(format!("{arn} is not a ledger ARN of this server")))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TagResourceRequest {
+    tags: BTreeMap<String, String>,
+}
+
+fn tags_operation(
+    context: &Context<'_>,
+    method: &str,
+    arn: &str,
+    query: &str,
+    body: &[u8],
+) -> Result<(u16, Value), ApiError> {
+    let name = ledger_of_arn(context, arn)?;
+    match method {
+        "GET" => {
+            let (_, control) = context.registry.get(&name)?;
+            Ok((200, json!({"Tags": control.tags})))
+        }
+        "POST" => {
+            let request: TagResourceRequest = parse_body(body)?;
+            context.registry.update(&name, |control| {
+                let mut tags = control.tags.clone();
+                tags.extend(request.tags);
+                check_tags(&tags)?;
+                control.tags = tags;
+                Ok(())
+            })?;
+            Ok((200, json!({})))
+        }
+        "DELETE" => {
+            let keys: Vec<String> = query_pairs(query)
+                .into_iter()
+                .filter(|(n, _)| n == "tagKeys")
+                .map(|(_, v)| v)
+                .collect();
+            context.registry.update(&name, |control| {
+                for key in &keys {
+                    control.tags.remove(key);
+                }
+                Ok(())
+            })?;
+            Ok((200, json!({})))
+        }
+        _ => Err(ApiError::new(ErrorKind::UnknownOperation, "No such tag operation")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::ServerLimits;
+    use std::sync::Arc;
+
+    fn run(registry: &Registry, method: &str, path: &str, body: &str) -> Result<(u16, Value), ApiError> {
+        let sessions = Sessions::new(ServerLimits::default(), Arc::default());
+        let context =
+            Context { registry, sessions: &sessions, region: "us-east-1", account_id: "000000000000" };
+        let (path, query) = path.split_once('?').unwrap_or((path, ""));
+        handle(&context, &ControlRequest { method, path, query, body: body.as_bytes() })
+    }
+
+    #[test]
+    fn routes_reject_unknown_operations_and_exports() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::open(dir.path(), Default::default()).unwrap();
+        let error = run(&registry, "PUT", "/ledgers/x/nothing", "").unwrap_err();
+        assert_eq!(error.kind, ErrorKind::UnknownOperation);
+        let error = run(&registry, "POST", "/ledgers/x/journal-s3-exports", "{}").unwrap_err();
+        assert_eq!(error.kind.status(), 501);
+        let error = run(&registry, "GET", "/ledgers/missing", "").unwrap_err();
+        assert_eq!(error.kind, ErrorKind::ResourceNotFound);
+        let error = run(&registry, "POST", "/ledgers", r#"{"Name":"--","PermissionsMode":"STANDARD"}"#);
+        assert_eq!(error.unwrap_err().kind, ErrorKind::InvalidParameter);
+        let error = run(&registry, "POST", "/ledgers", r#"{"Name":"a","PermissionsMode":"NONE"}"#);
+        assert_eq!(error.unwrap_err().kind, ErrorKind::InvalidParameter);
+        let error = run(&registry, "GET", "/tags/arn%3Aaws%3As3%3A%3A%3Ab", "").unwrap_err();
+        assert_eq!(error.kind, ErrorKind::InvalidParameter);
+        let (status, body) = run(&registry, "GET", "/ledgers?max_results=5", "").unwrap();
+        assert_eq!((status, body), (200, json!({"Ledgers": []})));
+        assert!(run(&registry, "GET", "/ledgers?max_results=0", "").is_err());
+        assert!(run(&registry, "GET", "/ledgers?next_token=zzzz", "").is_err());
+    }
+
+    #[test]
+    fn next_tokens_round_trip() {
+        let token = encode_next_token("my-ledger");
+        assert!(token.len() >= 4);
+        assert_eq!(decode_next_token(&token).unwrap(), "my-ledger");
+    }
+
+    #[test]
+    fn control_paths() {
+        assert!(is_control_path("/ledgers"));
+        assert!(is_control_path("/ledgers/x/digest"));
+        assert!(is_control_path("/tags/arn"));
+        assert!(!is_control_path("/"));
+        assert!(!is_control_path("/ledgersx"));
+    }
+}
