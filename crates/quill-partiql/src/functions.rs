@@ -381,12 +381,9 @@ fn date_add(args: &[Datum]) -> Result<Datum> {
     let quantity = int_arg("DATE_ADD", args, 1)?;
     let timestamp = timestamp_arg("DATE_ADD", args, 2)?;
     let mut civil = Civil::of(&timestamp);
-    if civil.precision < part.precision() {
-        civil.precision = part.precision();
-        if civil.precision >= TimestampPrecision::HourAndMinute && civil.offset_minutes.is_none() {
-            civil.offset_minutes = Some(0);
-        }
-    }
+    // A date-only timestamp gaining a time keeps its unknown offset (`-00:00`), as QLDB shows:
+    // DATE_ADD(hour, 1, `2017T`) is `2017-01-01T01:00-00:00`.
+    civil.precision = civil.precision.max(part.precision());
     let out_of_range = || PartiqlError::type_error("DATE_ADD: result out of range");
     match part {
         DatePart::Year | DatePart::Month => {
@@ -601,7 +598,8 @@ fn parse_with_pattern(text: &str, tokens: &[PatternToken]) -> Option<Civil> {
             PatternToken::Literal(literal) => rest = rest.strip_prefix(literal.as_str())?,
             PatternToken::Field(letter, width) => {
                 // A numeric field followed directly by another field reads exactly `width` digits.
-                let adjacent = matches!(tokens.get(index + 1), Some(PatternToken::Field(..)));
+                let adjacent = matches!(tokens.get(index + 1), Some(PatternToken::Field(next, width))
+                    if "yMdHhmsS".contains(*next) && !(*next == 'M' && *width >= 3));
                 rest = parse_field(rest, &mut civil, &mut pm, *letter, *width, adjacent)?;
             }
         }
@@ -764,10 +762,15 @@ fn cast_int(element: &Element) -> Option<Element> {
         Value::Float(f) if f.is_finite() && f.abs() < 1.7e38 => Element::int(f.trunc() as i128),
         Value::String(_) | Value::Symbol(_) => {
             let parsed = Element::read_one(element.as_text()?.trim()).ok()?;
-            return if parsed.ion_type() == IonType::String { None } else { cast_int(&parsed) };
+            return if is_numeric_literal(&parsed) { cast_int(&parsed) } else { None };
         }
         _ => return None,
     })
+}
+
+/// Text parsed for a numeric cast must be a number (re-casting text would never end).
+fn is_numeric_literal(parsed: &Element) -> bool {
+    matches!(parsed.ion_type(), IonType::Int | IonType::Decimal | IonType::Float) && !parsed.is_null()
 }
 
 fn decimal_truncated(decimal: &Decimal) -> Option<i128> {
@@ -791,7 +794,7 @@ fn cast_decimal(element: &Element) -> Option<Element> {
         Value::Float(f) => Element::decimal(Decimal::try_from(*f).ok()?),
         Value::String(_) | Value::Symbol(_) => {
             let parsed = Element::read_one(element.as_text()?.trim()).ok()?;
-            return if parsed.ion_type() == IonType::String { None } else { cast_decimal(&parsed) };
+            return if is_numeric_literal(&parsed) { cast_decimal(&parsed) } else { None };
         }
         _ => return None,
     })

@@ -174,7 +174,11 @@ impl fmt::Display for Keyword {
 /// Splits `source` into tokens, ending with [`TokenKind::Eof`]. Fails on the first malformed
 /// token or when there are more than `token_count_max` tokens.
 pub fn tokenize(source: &str, token_count_max: usize) -> Result<Vec<Token>, LexError> {
-    let mut lexer = Lexer { source, bytes: source.as_bytes(), position: 0 };
+    let mut lexer = Lexer {
+        source,
+        bytes: source.as_bytes(),
+        position: 0,
+    };
     // Most statements have about one token per five bytes; this avoids regrowth for them.
     let mut tokens = Vec::with_capacity(source.len() / 5 + 2);
     loop {
@@ -205,7 +209,10 @@ impl Lexer<'_> {
     }
 
     fn error(&self, message: impl Into<String>, offset: usize) -> LexError {
-        LexError { message: message.into(), offset }
+        LexError {
+            message: message.into(),
+            offset,
+        }
     }
 
     fn next_token(&mut self) -> Result<Token, LexError> {
@@ -218,7 +225,11 @@ impl Lexer<'_> {
             b'a'..=b'z' | b'A'..=b'Z' | b'_' | b'$' => self.word(),
             b'0'..=b'9' => self.number()?,
             b'\'' => self.quoted(b'\'', TokenKind::String, "unterminated string literal")?,
-            b'"' => self.quoted(b'"', TokenKind::QuotedIdent, "unterminated quoted identifier")?,
+            b'"' => self.quoted(
+                b'"',
+                TokenKind::QuotedIdent,
+                "unterminated quoted identifier",
+            )?,
             b'`' => self.ion_literal()?,
             _ => self.operator()?,
         };
@@ -227,7 +238,11 @@ impl Lexer<'_> {
 
     fn token(&self, kind: TokenKind, start: usize) -> Token {
         // The statement length limit keeps offsets far below u32::MAX.
-        Token { kind, start: start as u32, end: self.position as u32 }
+        Token {
+            kind,
+            start: start as u32,
+            end: self.position as u32,
+        }
     }
 
     /// Skips whitespace and comments; every iteration consumes at least one byte.
@@ -269,7 +284,10 @@ impl Lexer<'_> {
 
     fn skip_digits(&mut self) -> usize {
         let rest = &self.bytes[self.position..];
-        let count = rest.iter().position(|b| !b.is_ascii_digit()).unwrap_or(rest.len());
+        let count = rest
+            .iter()
+            .position(|b| !b.is_ascii_digit())
+            .unwrap_or(rest.len());
         self.position += count;
         count
     }
@@ -289,9 +307,14 @@ impl Lexer<'_> {
                 self.skip_digits();
             }
         }
-        if self.peek_at(0).is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        if self
+            .peek_at(0)
+            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
             self.position += 1;
-            let text = self.source[start..].split(|c: char| !c.is_ascii_alphanumeric()).next();
+            let text = self.source[start..]
+                .split(|c: char| !c.is_ascii_alphanumeric())
+                .next();
             return Err(self.error(
                 format!("invalid number literal '{}'", text.unwrap_or_default()),
                 start,
@@ -301,7 +324,12 @@ impl Lexer<'_> {
     }
 
     /// A token between `quote`s where a doubled quote stands for one.
-    fn quoted(&mut self, quote: u8, kind: TokenKind, unterminated: &str) -> Result<TokenKind, LexError> {
+    fn quoted(
+        &mut self,
+        quote: u8,
+        kind: TokenKind,
+        unterminated: &str,
+    ) -> Result<TokenKind, LexError> {
         let start = self.position;
         self.position += 1;
         loop {
@@ -398,7 +426,11 @@ mod tests {
     use super::*;
 
     fn kinds(source: &str) -> Vec<TokenKind> {
-        tokenize(source, 1000).unwrap().into_iter().map(|t| t.kind).collect()
+        tokenize(source, 1000)
+            .unwrap()
+            .into_iter()
+            .map(|t| t.kind)
+            .collect()
     }
 
     #[test]
@@ -455,13 +487,28 @@ mod tests {
     #[test]
     fn malformed_tokens_report_offsets() {
         let error = tokenize("a = 'oops", 100).unwrap_err();
-        assert_eq!(error, LexError { message: "unterminated string literal".into(), offset: 4 });
+        assert_eq!(
+            error,
+            LexError {
+                message: "unterminated string literal".into(),
+                offset: 4
+            }
+        );
         let error = tokenize("x # y", 100).unwrap_err();
         assert_eq!(error.message, "unexpected character '#'");
         assert_eq!(error.offset, 2);
-        assert_eq!(tokenize("12ab", 100).unwrap_err().message, "invalid number literal '12ab'");
-        assert_eq!(tokenize("/* x", 100).unwrap_err().message, "unterminated block comment");
-        assert_eq!(tokenize("`{a:1}", 100).unwrap_err().message, "unterminated Ion literal");
+        assert_eq!(
+            tokenize("12ab", 100).unwrap_err().message,
+            "invalid number literal '12ab'"
+        );
+        assert_eq!(
+            tokenize("/* x", 100).unwrap_err().message,
+            "unterminated block comment"
+        );
+        assert_eq!(
+            tokenize("`{a:1}", 100).unwrap_err().message,
+            "unterminated Ion literal"
+        );
     }
 
     #[test]

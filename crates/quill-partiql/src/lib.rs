@@ -1,8 +1,91 @@
 //! QLDB's PartiQL dialect over the Quill ledger: lexer, parser, AST, planner and evaluator.
 //!
-//! Data flows one way: text → [`lexer`] → [`parser`] → [`ast`] → planner → evaluator →
-//! `quill_ledger::Transaction`.
+//! Data flows one way: text → [`lexer`] → [`parser`] → [`ast`] → [`plan`] → evaluator →
+//! `quill_ledger::Transaction`. The entry points are [`execute`] (run one statement inside a
+//! transaction, returning one Ion value per result row) and [`explain`] (describe how it would
+//! run: which sources are scanned and which are served by an index or id lookup).
+//!
+//! Semantics follow QLDB: case-sensitive names, PartiQL NULL/MISSING rules ([`value`]), the
+//! user, committed (`_ql_committed_t`) and history (`history(t, start, end)`) views,
+//! `information_schema.user_tables`, and QLDB's built-in functions ([`functions`]). A failed
+//! statement is rolled back to a savepoint, leaving the transaction open and unchanged.
+//!
+//! **Quill extensions** (not in QLDB's grammar): `ORDER BY` (PartiQL's total order across
+//! types), `GROUP BY` with aggregates and `HAVING`, `LIMIT`/`OFFSET`, `CROSS JOIN`, `CASE`,
+//! and `EXPLAIN <statement>`, which returns one row `{plan: "…"}` naming each source's access
+//! path (`FullScan t AS a`, `IndexLookup t.VIN …`, `IdLookup t …`, `Unnest …`).
+//!
+//! ```no_run
+//! # fn demo(tx: &mut quill_ledger::Transaction) -> Result<(), quill_partiql::PartiqlError> {
+//! use ion_rs::Element;
+//! let rows = quill_partiql::execute(tx, "SELECT * FROM Vehicle AS v WHERE v.VIN = ?",
+//!     &[Element::string("1N4AL11D75C109151")])?;
+//! println!("{} rows", rows.len());
+//! # Ok(()) }
+//! ```
 
 pub mod ast;
+pub mod error;
+mod eval;
+pub mod functions;
 pub mod lexer;
 pub mod parser;
+pub mod plan;
+pub mod value;
+
+use ion_rs::Element;
+use quill_ledger::Transaction;
+
+pub use error::{ParseError, PartiqlError, Result};
+pub use eval::limits;
+
+/// Runs one statement in `tx` with positional `parameters` and returns its result rows.
+///
+/// The statement is recorded in the transaction (QLDB lists every statement, SELECTs
+/// included, in the block's `transactionInfo`). On any error the transaction is rolled back
+/// to where it was before the call, so it stays open and unchanged.
+pub fn execute(tx: &mut Transaction, statement: &str, parameters: &[Element]) -> Result<Vec<Element>> {
+    let parsed = parse_checked(statement, parameters)?;
+    let savepoint = tx.savepoint();
+    let result = tx
+        .record_statement(statement, parameters)
+        .map_err(PartiqlError::from)
+        .and_then(|()| eval::execute_statement(tx, &parsed, parameters));
+    if result.is_err() {
+        tx.rollback_to(savepoint);
+    }
+    result
+}
+
+/// Describes how `statement` would run (`EXPLAIN` without executing or recording it).
+pub fn explain(tx: &mut Transaction, statement: &str) -> Result<String> {
+    check_length(statement)?;
+    let parsed = parser::parse(statement)?;
+    eval::explain_with(tx, &parsed)
+}
+
+fn check_length(statement: &str) -> Result<()> {
+    let length = statement.chars().count();
+    if length > limits::STATEMENT_LENGTH_MAX_CHARS {
+        return Err(PartiqlError::Limit {
+            limit: "STATEMENT_LENGTH_MAX_CHARS",
+            max: limits::STATEMENT_LENGTH_MAX_CHARS,
+            actual: length,
+        });
+    }
+    Ok(())
+}
+
+/// Parses and checks the length and the parameter count.
+fn parse_checked(statement: &str, parameters: &[Element]) -> Result<ast::Statement> {
+    check_length(statement)?;
+    if parameters.len() > limits::PARAMETERS_MAX {
+        return Err(PartiqlError::Limit { limit: "PARAMETERS_MAX", max: limits::PARAMETERS_MAX, actual: parameters.len() });
+    }
+    let parsed = parser::parse(statement)?;
+    let expected = parsed.parameter_count();
+    if expected != parameters.len() {
+        return Err(PartiqlError::ParameterCount { expected, actual: parameters.len() });
+    }
+    Ok(parsed)
+}

@@ -12,9 +12,9 @@ use ion_rs::{Decimal, Element, Int, IonType, Value};
 
 use crate::error::{PartiqlError, Result};
 
-/// Digits produced after the point when a decimal division does not terminate. Matches
-/// decimal128's 34-digit precision, which is what QLDB's Java implementation rounds to.
-const DIVISION_EXTRA_DIGITS_MAX: u32 = 34;
+/// Significant digits of a decimal division that does not terminate: decimal128's 34, which
+/// is the precision QLDB's Java implementation divides with.
+const DIVISION_DIGITS_MAX: u32 = 34;
 
 /// A PartiQL datum: an Ion value, or MISSING (an absent field or an out-of-range index).
 #[derive(Debug, Clone, PartialEq)]
@@ -288,7 +288,12 @@ fn decimal_op(op: ArithmeticOp, a: (i128, i64), b: (i128, i64)) -> Result<Number
     Ok(Number::Decimal { coefficient, exponent })
 }
 
-/// Long division producing exact digits until the remainder is zero or the digit budget ends.
+fn digit_count(value: i128) -> u32 {
+    value.unsigned_abs().checked_ilog10().map_or(1, |log| log + 1)
+}
+
+/// Long division producing exact digits until the remainder is zero or the quotient has
+/// `DIVISION_DIGITS_MAX` significant digits; the last digit is rounded half away from zero.
 fn divide_decimal(ca: i128, ea: i64, cb: i128, eb: i64) -> Result<(i128, i64)> {
     if cb == 0 {
         return Err(division_by_zero());
@@ -296,8 +301,9 @@ fn divide_decimal(ca: i128, ea: i64, cb: i128, eb: i64) -> Result<(i128, i64)> {
     let mut exponent = ea.checked_sub(eb).ok_or_else(|| overflow("decimal /"))?;
     let mut quotient = ca.checked_div(cb).ok_or_else(|| overflow("decimal /"))?;
     let mut remainder = ca % cb;
-    for _ in 0..DIVISION_EXTRA_DIGITS_MAX {
-        if remainder == 0 {
+    // Each round adds one digit; the budget bounds the loop even when digits stay zero.
+    for _ in 0..DIVISION_DIGITS_MAX * 2 {
+        if remainder == 0 || (quotient != 0 && digit_count(quotient) >= DIVISION_DIGITS_MAX) {
             break;
         }
         let (Some(shifted), Some(next)) = (remainder.checked_mul(10), quotient.checked_mul(10)) else {
@@ -308,15 +314,19 @@ fn divide_decimal(ca: i128, ea: i64, cb: i128, eb: i64) -> Result<(i128, i64)> {
         remainder = shifted % cb;
         exponent -= 1;
     }
+    if let Some(shifted) = remainder.checked_mul(10) {
+        let next_digit = (shifted / cb).abs();
+        if next_digit >= 5 {
+            let away = if (ca < 0) != (cb < 0) { -1 } else { 1 };
+            quotient = quotient.checked_add(away).ok_or_else(|| overflow("decimal /"))?;
+        }
+    }
     Ok((quotient, exponent))
 }
 
 /// Unary minus.
 pub fn negate(value: &Datum) -> Result<Datum> {
-    arithmetic(ArithmeticOp::Subtract, &Datum::int(0), value).map(|d| match (&d, value.as_element()) {
-        // 0 - 0.0 would lose the operand's type; keep decimals/floats as they were.
-        _ => d,
-    })
+    arithmetic(ArithmeticOp::Subtract, &Datum::int(0), value)
 }
 
 /// An exact number as sign, significant digits and the exponent of the last digit. Lets ints

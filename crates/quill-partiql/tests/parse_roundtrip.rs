@@ -12,7 +12,10 @@ fn verified(text: &str) -> (Statement, String) {
     let statement = parse(text).unwrap_or_else(|e| panic!("{text}\n{e}"));
     let printed = statement.to_string();
     let reparsed = parse(&printed).unwrap_or_else(|e| panic!("{printed}\n{e}"));
-    assert_eq!(reparsed, statement, "tree changed after printing: {printed}");
+    assert_eq!(
+        reparsed, statement,
+        "tree changed after printing: {printed}"
+    );
     assert_eq!(reparsed.to_string(), printed, "printing is not stable");
     (statement, printed)
 }
@@ -38,7 +41,9 @@ fn path(root: &str, fields: &[&str]) -> Expr {
 #[test]
 fn tutorial_select_by_vin() {
     let statement = canonical("SELECT * FROM Vehicle AS v WHERE v.VIN = '1N4AL11D75C109151'");
-    let Statement::Select(query) = statement else { panic!() };
+    let Statement::Select(query) = statement else {
+        panic!()
+    };
     assert_eq!(query.projection, Projection::Star);
     assert_eq!(
         query.from,
@@ -66,8 +71,17 @@ fn tutorial_inner_join() {
          WHERE r.Owners.PrimaryOwner.PersonId = ?",
     );
     assert_eq!(statement.parameter_count(), 1);
-    let Statement::Select(query) = statement else { panic!() };
-    assert!(matches!(&query.from[0], FromSource::Join { kind: JoinKind::Inner, on: Some(_), .. }));
+    let Statement::Select(query) = statement else {
+        panic!()
+    };
+    assert!(matches!(
+        &query.from[0],
+        FromSource::Join {
+            kind: JoinKind::Inner,
+            on: Some(_),
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -81,8 +95,12 @@ fn tutorial_from_insert_secondary_owner() {
         "FROM VehicleRegistration AS r WHERE r.VIN = '1N4AL11D75C109151' \
          INSERT INTO r.Owners.SecondaryOwners VALUE {'PersonId': 'CMVdR77XP8zAglmmFDGTvt'}"
     );
-    let Statement::FromDml { ops, .. } = statement else { panic!() };
-    let DmlOp::InsertInto { target, at, .. } = &ops[0] else { panic!() };
+    let Statement::FromDml { ops, .. } = statement else {
+        panic!()
+    };
+    let DmlOp::InsertInto { target, at, .. } = &ops[0] else {
+        panic!()
+    };
     assert_eq!(*target, path("r", &["Owners", "SecondaryOwners"]));
     assert_eq!(*at, None);
 }
@@ -98,8 +116,16 @@ fn tutorial_history_query() {
         "SELECT * FROM history(VehicleRegistration, `2019-06-05T00:00:00+00:00`) AS h \
          WHERE h.metadata.id = ?"
     );
-    let Statement::Select(query) = statement else { panic!() };
-    let FromSource::Scan { expr: Expr::Call(call), .. } = &query.from[0] else { panic!() };
+    let Statement::Select(query) = statement else {
+        panic!()
+    };
+    let FromSource::Scan {
+        expr: Expr::Call(call),
+        ..
+    } = &query.from[0]
+    else {
+        panic!()
+    };
     assert_eq!(call.name, "history");
     assert_eq!(call.args[0], Expr::Var(ident("VehicleRegistration")));
     assert!(call.args[1].clone().into_lit().as_timestamp().is_some());
@@ -120,10 +146,11 @@ impl IntoLit for Expr {
 
 #[test]
 fn tutorial_remove_secondary_owner() {
-    let statement = canonical(
-        "FROM Vehicle AS v, v.Owners.SecondaryOwners AS o WHERE o.PersonId = ? REMOVE o",
-    );
-    let Statement::FromDml { from, ops, .. } = statement else { panic!() };
+    let statement =
+        canonical("FROM Vehicle AS v, v.Owners.SecondaryOwners AS o WHERE o.PersonId = ? REMOVE o");
+    let Statement::FromDml { from, ops, .. } = statement else {
+        panic!()
+    };
     assert_eq!(from.len(), 2);
     assert_eq!(ops, vec![DmlOp::Remove(Expr::Var(ident("o")))]);
 }
@@ -131,10 +158,16 @@ fn tutorial_remove_secondary_owner() {
 #[test]
 fn tutorial_update_by_document_id() {
     let statement = canonical("UPDATE Person AS p BY pid SET p.LastName = 'Smith' WHERE pid = ?");
-    let Statement::Update { target, .. } = statement else { panic!() };
+    let Statement::Update { target, .. } = statement else {
+        panic!()
+    };
     assert_eq!(
         target,
-        DmlTarget { table: ident("Person"), as_alias: Some(ident("p")), by_alias: Some(ident("pid")) }
+        DmlTarget {
+            table: ident("Person"),
+            as_alias: Some(ident("p")),
+            by_alias: Some(ident("pid"))
+        }
     );
 }
 
@@ -155,18 +188,44 @@ fn ddl_statements() {
     );
     let (statement, _) =
         verified("create table Person with (AWS_TAGS = `{'environment': 'development'}`)");
-    let Statement::CreateTable { tags: Some(Expr::Lit(tags)), .. } = statement else { panic!() };
+    let Statement::CreateTable {
+        tags: Some(Expr::Lit(tags)),
+        ..
+    } = statement
+    else {
+        panic!()
+    };
     assert!(tags.as_struct().is_some());
 }
 
 #[test]
 fn insert_forms() {
-    let value = canonical("INSERT INTO Person VALUE {'FirstName': 'Raul', 'DOB': `1963-08-19`}");
-    assert!(matches!(value, Statement::Insert { source: InsertSource::Value(Expr::Struct(_)), .. }));
-    let bag = canonical("INSERT INTO Vehicle <<{'VIN': '1N4AL11D75C109151'}, {'VIN': 'KM8SRDHF6EU074761'}>>");
-    assert!(matches!(bag, Statement::Insert { source: InsertSource::Expr(Expr::Bag(_)), .. }));
+    let value = canonical("INSERT INTO Person VALUE {'FirstName': 'Raul', 'DOB': `1963-08-19T`}");
+    assert!(matches!(
+        value,
+        Statement::Insert {
+            source: InsertSource::Value(Expr::Struct(_)),
+            ..
+        }
+    ));
+    let bag = canonical(
+        "INSERT INTO Vehicle <<{'VIN': '1N4AL11D75C109151'}, {'VIN': 'KM8SRDHF6EU074761'}>>",
+    );
+    assert!(matches!(
+        bag,
+        Statement::Insert {
+            source: InsertSource::Expr(Expr::Bag(_)),
+            ..
+        }
+    ));
     let param = canonical("INSERT INTO DriversLicense ?");
-    assert!(matches!(param, Statement::Insert { source: InsertSource::Expr(Expr::Param(0)), .. }));
+    assert!(matches!(
+        param,
+        Statement::Insert {
+            source: InsertSource::Expr(Expr::Param(0)),
+            ..
+        }
+    ));
     canonical("INSERT INTO Person {'GovId': 'LEWISR261LL'}");
     canonical("INSERT INTO Person [?, ?]");
 }
@@ -193,7 +252,8 @@ fn select_sources() {
     canonical("SELECT x.a FROM (SELECT v.Make AS a FROM Vehicle AS v) AS x");
     canonical("SELECT * FROM history('8F0TPCmdNQ6JTRpiLj2TmW') AS h");
     canonical("SELECT a.VIN FROM Vehicle AS a CROSS JOIN Person AS b");
-    let (_, printed) = verified("select v.VIN from Vehicle v join VehicleRegistration r on v.VIN = r.VIN");
+    let (_, printed) =
+        verified("select v.VIN from Vehicle v join VehicleRegistration r on v.VIN = r.VIN");
     assert_eq!(
         printed,
         "SELECT v.VIN FROM Vehicle AS v INNER JOIN VehicleRegistration AS r ON v.VIN = r.VIN"
@@ -216,23 +276,41 @@ fn statements_with_other_forms() {
 fn expressions_round_trip() {
     let cases = [
         ("a.b[0]['f'][?][*].*", "a.b[0]['f'][?][*].*"),
-        ("{'a': 1, \"b\": 2.50, c: 1e3}", "{'a': 1, 'b': 2.50, 'c': 1000e0}"),
+        (
+            "{'a': 1, \"b\": 2.50, c: 1e3}",
+            "{'a': 1, 'b': 2.50, 'c': 1e3}",
+        ),
         ("[1, <<2, 3>>, {}, [], <<>>]", "[1, <<2, 3>>, {}, [], <<>>]"),
         ("CAST(x AS boolean)", "CAST(x AS BOOL)"),
         ("CASE x WHEN 1 THEN 'a' END", "CASE x WHEN 1 THEN 'a' END"),
         ("x NOT BETWEEN 1 AND 2 + 3", "x NOT BETWEEN 1 AND 2 + 3"),
-        ("x IN [1, 2] AND y NOT IN ? AND z IN (SELECT VALUE a FROM t)", "x IN [1, 2] AND y NOT IN ? AND z IN (SELECT VALUE a FROM t)"),
+        (
+            "x IN [1, 2] AND y NOT IN ? AND z IN (SELECT VALUE a FROM t)",
+            "x IN [1, 2] AND y NOT IN ? AND z IN (SELECT VALUE a FROM t)",
+        ),
         ("x IN ()", "x IN ()"),
         ("NOT (a OR b)", "NOT (a OR b)"),
-        ("-(a + b) * - -3", "-(a + b) * -(-3)"),
-        ("x IS NOT NULL OR y IS MISSING", "x IS NOT NULL OR y IS MISSING"),
-        ("a || 'it''s' LIKE 'x%' ESCAPE '\\'", "a || 'it''s' LIKE 'x%' ESCAPE '\\'"),
+        (
+            "-(a + b) * - -3 + -(4) - - - x",
+            "-(a + b) * - -3 + -(4) - - -x",
+        ),
+        (
+            "x IS NOT NULL OR y IS MISSING",
+            "x IS NOT NULL OR y IS MISSING",
+        ),
+        (
+            "a || 'it''s' LIKE 'x%' ESCAPE '\\'",
+            "a || 'it''s' LIKE 'x%' ESCAPE '\\'",
+        ),
         ("(a = b) = c", "a = b = c"),
         ("a = (b = c)", "a = (b = c)"),
         ("`{{aGVsbG8=}}`", "`{{aGVsbG8=}}`"),
         ("`sym::\"text\"`", "`sym::\"text\"`"),
         ("(-5).a", "(-5).a"),
-        ("TRUE AND FALSE AND NULL AND MISSING", "TRUE AND FALSE AND NULL AND MISSING"),
+        (
+            "TRUE AND FALSE AND NULL AND MISSING",
+            "TRUE AND FALSE AND NULL AND MISSING",
+        ),
     ];
     for (text, expected) in cases {
         let expr = parse_expression(text).unwrap_or_else(|e| panic!("{text}: {e}"));
@@ -246,7 +324,10 @@ fn decimal_keeps_exact_precision() {
     let expr = parse_expression("90.25").unwrap();
     let Expr::Lit(element) = &expr else { panic!() };
     let decimal = element.as_decimal().unwrap();
-    assert_eq!((decimal.exponent(), decimal.coefficient()), (-2, 9025.into()));
+    assert_eq!(
+        (decimal.exponent(), decimal.coefficient()),
+        (-2, 9025.into())
+    );
 }
 
 #[test]
@@ -259,7 +340,11 @@ fn corpus_statements_round_trip() {
             let text = fs::read_to_string(&path).unwrap();
             let (statement, _) = verified(&text);
             let expected = text.matches('?').count();
-            assert!(statement.parameter_count() <= expected, "{}", path.display());
+            assert!(
+                statement.parameter_count() <= expected,
+                "{}",
+                path.display()
+            );
             count += 1;
         }
     }

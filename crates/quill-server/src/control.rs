@@ -53,7 +53,9 @@ pub struct ControlRequest<'a> {
 pub fn is_control_path(path: &str) -> bool {
     ["/ledgers", "/tags/", "/journal-s3-exports"]
         .iter()
-        .any(|prefix| path == *prefix || path.starts_with(&format!("{}/", prefix.trim_end_matches('/'))))
+        .any(|prefix| {
+            path == *prefix || path.starts_with(&format!("{}/", prefix.trim_end_matches('/')))
+        })
 }
 
 fn decode_segment(segment: &str) -> Result<String, ApiError> {
@@ -62,7 +64,10 @@ fn decode_segment(segment: &str) -> Result<String, ApiError> {
 }
 
 /// Routes and runs a control-plane request; returns the status and JSON body.
-pub fn handle(context: &Context<'_>, request: &ControlRequest<'_>) -> Result<(u16, Value), ApiError> {
+pub fn handle(
+    context: &Context<'_>,
+    request: &ControlRequest<'_>,
+) -> Result<(u16, Value), ApiError> {
     let segments: Vec<&str> = request.path.trim_matches('/').split('/').collect();
     let body = request.body;
     match (request.method, segments.as_slice()) {
@@ -79,13 +84,19 @@ pub fn handle(context: &Context<'_>, request: &ControlRequest<'_>) -> Result<(u1
         (_, ["journal-s3-exports", ..]) => Err(not_supported()),
         _ => Err(ApiError::new(
             ErrorKind::UnknownOperation,
-            format!("No control-plane operation for {} {}", request.method, request.path),
+            format!(
+                "No control-plane operation for {} {}",
+                request.method, request.path
+            ),
         )),
     }
 }
 
 fn not_supported() -> ApiError {
-    ApiError::new(ErrorKind::NotImplemented, "journal exports/streams are not supported yet")
+    ApiError::new(
+        ErrorKind::NotImplemented,
+        "journal exports/streams are not supported yet",
+    )
 }
 
 fn ledger_operation(
@@ -106,18 +117,32 @@ fn ledger_operation(
         (_, ["journal-s3-exports", ..]) | (_, ["journal-kinesis-streams", ..]) => {
             Err(not_supported())
         }
-        _ => Err(ApiError::new(ErrorKind::UnknownOperation, "No such ledger operation")),
+        _ => Err(ApiError::new(
+            ErrorKind::UnknownOperation,
+            "No such ledger operation",
+        )),
     }
 }
 
 fn parse_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
-    let body = if body.is_empty() { b"{}".as_slice() } else { body };
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::new(ErrorKind::Serialization, format!("Invalid request body: {e}")))
+    let body = if body.is_empty() {
+        b"{}".as_slice()
+    } else {
+        body
+    };
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            ErrorKind::Serialization,
+            format!("Invalid request body: {e}"),
+        )
+    })
 }
 
 fn arn(context: &Context<'_>, name: &str) -> String {
-    format!("arn:aws:qldb:{}:{}:ledger/{name}", context.region, context.account_id)
+    format!(
+        "arn:aws:qldb:{}:{}:ledger/{name}",
+        context.region, context.account_id
+    )
 }
 
 fn encryption_description(context: &Context<'_>, control: &ControlRecord) -> Value {
@@ -126,7 +151,10 @@ fn encryption_description(context: &Context<'_>, control: &ControlRecord) -> Val
     } else if control.kms_key.starts_with("arn:") {
         control.kms_key.clone()
     } else {
-        format!("arn:aws:kms:{}:{}:key/{}", context.region, context.account_id, control.kms_key)
+        format!(
+            "arn:aws:kms:{}:{}:key/{}",
+            context.region, context.account_id, control.kms_key
+        )
     };
     json!({"KmsKeyArn": key_arn, "EncryptionStatus": "ENABLED"})
 }
@@ -161,10 +189,14 @@ fn check_tags(tags: &BTreeMap<String, String>) -> Result<(), ApiError> {
     for (key, value) in tags {
         let key_length = key.chars().count();
         if key_length == 0 || key_length > TAG_KEY_MAX_CHARS {
-            return Err(ApiError::invalid_parameter("Tag keys must be 1-128 characters"));
+            return Err(ApiError::invalid_parameter(
+                "Tag keys must be 1-128 characters",
+            ));
         }
         if value.chars().count() > TAG_VALUE_MAX_CHARS {
-            return Err(ApiError::invalid_parameter("Tag values must be 0-256 characters"));
+            return Err(ApiError::invalid_parameter(
+                "Tag values must be 0-256 characters",
+            ));
         }
     }
     Ok(())
@@ -190,7 +222,9 @@ fn create_ledger(context: &Context<'_>, body: &[u8]) -> Result<(u16, Value), Api
         permissions_mode: request.permissions_mode,
         // QLDB turns deletion protection on unless told otherwise.
         deletion_protection: request.deletion_protection.unwrap_or(true),
-        kms_key: request.kms_key.unwrap_or_else(|| AWS_OWNED_KMS_KEY.to_string()),
+        kms_key: request
+            .kms_key
+            .unwrap_or_else(|| AWS_OWNED_KMS_KEY.to_string()),
         tags: request.tags,
     })?;
     tracing::info!(ledger = %control.name, "created ledger");
@@ -213,7 +247,9 @@ fn query_pairs(query: &str) -> Vec<(String, String)> {
         .filter(|p| !p.is_empty())
         .map(|pair| {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let decode = |s: &str| String::from_utf8_lossy(&percent_decode(&s.replace('+', " "))).into_owned();
+            let decode = |s: &str| {
+                String::from_utf8_lossy(&percent_decode(&s.replace('+', " "))).into_owned()
+            };
             (decode(name), decode(value))
         })
         .collect()
@@ -242,7 +278,9 @@ fn list_ledgers(context: &Context<'_>, query: &str) -> Result<(u16, Value), ApiE
     let page: Vec<Value> = ledgers
         .iter()
         .take(max_results)
-        .map(|c| json!({"Name": c.name, "State": c.state, "CreationDateTime": c.creation_date_time}))
+        .map(
+            |c| json!({"Name": c.name, "State": c.state, "CreationDateTime": c.creation_date_time}),
+        )
         .collect();
     let mut reply = json!({ "Ledgers": page });
     if ledgers.len() > max_results {
@@ -307,7 +345,10 @@ fn update_permissions_mode(
         control.permissions_mode = request.permissions_mode;
         Ok(())
     })?;
-    Ok((200, json!({"Name": name, "Arn": arn(context, name), "PermissionsMode": control.permissions_mode})))
+    Ok((
+        200,
+        json!({"Name": name, "Arn": arn(context, name), "PermissionsMode": control.permissions_mode}),
+    ))
 }
 
 fn delete_ledger(context: &Context<'_>, name: &str) -> Result<(u16, Value), ApiError> {
@@ -318,7 +359,10 @@ fn delete_ledger(context: &Context<'_>, name: &str) -> Result<(u16, Value), ApiE
 }
 
 fn ion_text_address(address: &BlockAddress) -> String {
-    format!("{{strandId:\"{}\",sequenceNo:{}}}", address.strand_id, address.sequence_no)
+    format!(
+        "{{strandId:\"{}\",sequenceNo:{}}}",
+        address.strand_id, address.sequence_no
+    )
 }
 
 fn get_digest(context: &Context<'_>, name: &str) -> Result<(u16, Value), ApiError> {
@@ -340,14 +384,21 @@ struct IonTextHolder {
 }
 
 /// Parses `{strandId:"…",sequenceNo:N}` and checks it names this ledger's strand.
-fn parse_address(ledger: &Ledger, holder: &IonTextHolder, parameter: &str) -> Result<u64, ApiError> {
+fn parse_address(
+    ledger: &Ledger,
+    holder: &IonTextHolder,
+    parameter: &str,
+) -> Result<u64, ApiError> {
     let invalid = |why: &str| ApiError::invalid_parameter(format!("{parameter} {why}"));
     let text = &holder.ion_text;
-    if text.len() > ADDRESS_TEXT_MAX_CHARS || !text_depth_within(text.as_bytes(), ADDRESS_DEPTH_MAX) {
+    if text.len() > ADDRESS_TEXT_MAX_CHARS || !text_depth_within(text.as_bytes(), ADDRESS_DEPTH_MAX)
+    {
         return Err(invalid("is too large"));
     }
     let value = Element::read_one(text.as_bytes()).map_err(|_| invalid("is not one Ion value"))?;
-    let fields = value.as_struct().ok_or_else(|| invalid("must be an Ion struct"))?;
+    let fields = value
+        .as_struct()
+        .ok_or_else(|| invalid("must be an Ion struct"))?;
     let strand = fields.get("strandId").and_then(|s| s.as_string());
     if strand != Some(ledger.strand_id()) {
         return Err(invalid("does not name this ledger's strand"));
@@ -443,10 +494,14 @@ fn get_revision(context: &Context<'_>, name: &str, body: &[u8]) -> Result<(u16, 
     let sequence_no = parse_address(&ledger, &request.block_address, "BlockAddress")?;
     let tip = tip_at_or_after(&ledger, request.digest_tip_address.as_ref(), sequence_no)?;
     let document_id = request.document_id.as_str();
-    let revision = ledger.revision(sequence_no, document_id).map_err(ledger_error)?;
+    let revision = ledger
+        .revision(sequence_no, document_id)
+        .map_err(ledger_error)?;
     let mut reply = json!({"Revision": {"IonText": revision_element(&revision).to_string()}});
     if let Some(tip) = tip {
-        let proof = ledger.revision_proof(sequence_no, document_id, tip).map_err(ledger_error)?;
+        let proof = ledger
+            .revision_proof(sequence_no, document_id, tip)
+            .map_err(ledger_error)?;
         reply["Proof"] = json!({"IonText": quill_verify::proof_to_ion_text(&proof)});
     }
     Ok((200, reply))
@@ -454,10 +509,15 @@ fn get_revision(context: &Context<'_>, name: &str, body: &[u8]) -> Result<(u16, 
 
 /// The ledger name an ARN of this server names.
 fn ledger_of_arn(context: &Context<'_>, arn: &str) -> Result<String, ApiError> {
-    let prefix = format!("arn:aws:qldb:{}:{}:ledger/", context.region, context.account_id);
+    let prefix = format!(
+        "arn:aws:qldb:{}:{}:ledger/",
+        context.region, context.account_id
+    );
     arn.strip_prefix(&prefix)
         .map(str::to_string)
-        .ok_or_else(|| ApiError::invalid_parameter(format!("{arn} is not a ledger ARN of this server")))
+        .ok_or_else(|| {
+            ApiError::invalid_parameter(format!("{arn} is not a ledger ARN of this server"))
+        })
 }
 
 #[derive(Deserialize)]
@@ -504,7 +564,10 @@ fn tags_operation(
             })?;
             Ok((200, json!({})))
         }
-        _ => Err(ApiError::new(ErrorKind::UnknownOperation, "No such tag operation")),
+        _ => Err(ApiError::new(
+            ErrorKind::UnknownOperation,
+            "No such tag operation",
+        )),
     }
 }
 
@@ -514,12 +577,29 @@ mod tests {
     use crate::limits::ServerLimits;
     use std::sync::Arc;
 
-    fn run(registry: &Registry, method: &str, path: &str, body: &str) -> Result<(u16, Value), ApiError> {
+    fn run(
+        registry: &Registry,
+        method: &str,
+        path: &str,
+        body: &str,
+    ) -> Result<(u16, Value), ApiError> {
         let sessions = Sessions::new(ServerLimits::default(), Arc::default());
-        let context =
-            Context { registry, sessions: &sessions, region: "us-east-1", account_id: "000000000000" };
+        let context = Context {
+            registry,
+            sessions: &sessions,
+            region: "us-east-1",
+            account_id: "000000000000",
+        };
         let (path, query) = path.split_once('?').unwrap_or((path, ""));
-        handle(&context, &ControlRequest { method, path, query, body: body.as_bytes() })
+        handle(
+            &context,
+            &ControlRequest {
+                method,
+                path,
+                query,
+                body: body.as_bytes(),
+            },
+        )
     }
 
     #[test]
@@ -532,9 +612,19 @@ mod tests {
         assert_eq!(error.kind.status(), 501);
         let error = run(&registry, "GET", "/ledgers/missing", "").unwrap_err();
         assert_eq!(error.kind, ErrorKind::ResourceNotFound);
-        let error = run(&registry, "POST", "/ledgers", r#"{"Name":"--","PermissionsMode":"STANDARD"}"#);
+        let error = run(
+            &registry,
+            "POST",
+            "/ledgers",
+            r#"{"Name":"--","PermissionsMode":"STANDARD"}"#,
+        );
         assert_eq!(error.unwrap_err().kind, ErrorKind::InvalidParameter);
-        let error = run(&registry, "POST", "/ledgers", r#"{"Name":"a","PermissionsMode":"NONE"}"#);
+        let error = run(
+            &registry,
+            "POST",
+            "/ledgers",
+            r#"{"Name":"a","PermissionsMode":"NONE"}"#,
+        );
         assert_eq!(error.unwrap_err().kind, ErrorKind::InvalidParameter);
         let error = run(&registry, "GET", "/tags/arn%3Aaws%3As3%3A%3A%3Ab", "").unwrap_err();
         assert_eq!(error.kind, ErrorKind::InvalidParameter);

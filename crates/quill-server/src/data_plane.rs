@@ -72,17 +72,25 @@ pub struct Request {
 /// `[A-Za-z0-9+/=-]` (the model's pattern).
 fn is_token_shaped(token: &str) -> bool {
     (4..=1024).contains(&token.len())
-        && token.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=-".contains(&b))
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+/=-".contains(&b))
 }
 
 /// Decodes and checks a `SendCommand` body.
 pub fn parse_request(body: &[u8]) -> Result<Request, ApiError> {
     let request: SendCommandRequest = serde_json::from_slice(body).map_err(|e| {
-        ApiError::new(ErrorKind::Serialization, format!("Request body is not valid JSON: {e}"))
+        ApiError::new(
+            ErrorKind::Serialization,
+            format!("Request body is not valid JSON: {e}"),
+        )
     })?;
     if let Some(token) = &request.session_token {
         if !is_token_shaped(token) {
-            return Err(ApiError::new(ErrorKind::InvalidSession, "Session token is not valid"));
+            return Err(ApiError::new(
+                ErrorKind::InvalidSession,
+                "Session token is not valid",
+            ));
         }
     }
     let present = [
@@ -95,58 +103,29 @@ pub fn parse_request(body: &[u8]) -> Result<Request, ApiError> {
         request.fetch_page.is_some(),
     ];
     if present.iter().filter(|&&p| p).count() != 1 {
-        return Err(ApiError::bad_request("SendCommand needs exactly one command member"));
+        return Err(ApiError::bad_request(
+            "SendCommand needs exactly one command member",
+        ));
     }
-    let command = command_of(request.clone_commands())?;
-    if request.session_token.is_none() && !matches!(command, Command::StartSession { .. }) {
-        return Err(ApiError::bad_request("SessionToken is required for this command"));
+    let session_token = request.session_token.clone();
+    let command = command_of(request)?;
+    if session_token.is_none() && !matches!(command, Command::StartSession { .. }) {
+        return Err(ApiError::bad_request(
+            "SessionToken is required for this command",
+        ));
     }
-    Ok(Request { session_token: request.session_token, command })
+    Ok(Request {
+        session_token,
+        command,
+    })
 }
 
-/// The command members, moved out of the request.
-struct Commands {
-    start_session: Option<StartSessionRequest>,
-    start_transaction: bool,
-    end_session: bool,
-    commit_transaction: Option<CommitTransactionRequest>,
-    abort_transaction: bool,
-    execute_statement: Option<ExecuteStatementRequest>,
-    fetch_page: Option<FetchPageRequest>,
-}
-
-impl SendCommandRequest {
-    fn clone_commands(&self) -> Commands {
-        Commands {
-            start_session: self
-                .start_session
-                .as_ref()
-                .map(|s| StartSessionRequest { ledger_name: s.ledger_name.clone() }),
-            start_transaction: self.start_transaction.is_some(),
-            end_session: self.end_session.is_some(),
-            commit_transaction: self.commit_transaction.as_ref().map(|c| {
-                CommitTransactionRequest {
-                    transaction_id: c.transaction_id.clone(),
-                    commit_digest: c.commit_digest.clone(),
-                }
-            }),
-            abort_transaction: self.abort_transaction.is_some(),
-            execute_statement: self.execute_statement.as_ref().map(|e| ExecuteStatementRequest {
-                transaction_id: e.transaction_id.clone(),
-                statement: e.statement.clone(),
-                parameters: e.parameters.clone(),
-            }),
-            fetch_page: self.fetch_page.as_ref().map(|f| FetchPageRequest {
-                transaction_id: f.transaction_id.clone(),
-                next_page_token: f.next_page_token.clone(),
-            }),
-        }
-    }
-}
-
-fn command_of(commands: Commands) -> Result<Command, ApiError> {
+/// The one command member as a [`Command`] (the caller checked there is exactly one).
+fn command_of(commands: SendCommandRequest) -> Result<Command, ApiError> {
     if let Some(start) = commands.start_session {
-        return Ok(Command::StartSession { ledger_name: start.ledger_name });
+        return Ok(Command::StartSession {
+            ledger_name: start.ledger_name,
+        });
     }
     if let Some(execute) = commands.execute_statement {
         return execute_command(execute);
@@ -161,18 +140,23 @@ fn command_of(commands: Commands) -> Result<Command, ApiError> {
         let commit_digest = base64::engine::general_purpose::STANDARD
             .decode(&commit.commit_digest)
             .map_err(|e| ApiError::bad_request(format!("CommitDigest is not base64: {e}")))?;
-        return Ok(Command::CommitTransaction { transaction_id: commit.transaction_id, commit_digest });
+        return Ok(Command::CommitTransaction {
+            transaction_id: commit.transaction_id,
+            commit_digest,
+        });
     }
-    if commands.start_transaction {
+    if commands.start_transaction.is_some() {
         return Ok(Command::StartTransaction);
     }
-    if commands.abort_transaction {
+    if commands.abort_transaction.is_some() {
         return Ok(Command::AbortTransaction);
     }
-    if commands.end_session {
+    if commands.end_session.is_some() {
         return Ok(Command::EndSession);
     }
-    Err(ApiError::bad_request("SendCommand needs exactly one command member"))
+    Err(ApiError::bad_request(
+        "SendCommand needs exactly one command member",
+    ))
 }
 
 fn execute_command(execute: ExecuteStatementRequest) -> Result<Command, ApiError> {
@@ -217,7 +201,10 @@ pub fn command_name(command: &Command) -> &'static str {
 /// Renders a result as `{"<CommandName>": {...}}`.
 pub fn render(name: &str, outcome: &Outcome, elapsed: Duration) -> Value {
     let mut result = Map::new();
-    result.insert("TimingInformation".into(), json!({"ProcessingTimeMilliseconds": millis(elapsed)}));
+    result.insert(
+        "TimingInformation".into(),
+        json!({"ProcessingTimeMilliseconds": millis(elapsed)}),
+    );
     match outcome {
         Outcome::SessionStarted { session_token } => {
             result.insert("SessionToken".into(), json!(session_token));
@@ -225,19 +212,35 @@ pub fn render(name: &str, outcome: &Outcome, elapsed: Duration) -> Value {
         Outcome::TransactionStarted { transaction_id } => {
             result.insert("TransactionId".into(), json!(transaction_id));
         }
-        Outcome::Page { values, next_page_token, read_ios } => {
-            let values: Vec<Value> =
-                values.iter().map(|v| json!({"IonBinary": to_base64(v)})).collect();
+        Outcome::Page {
+            values,
+            next_page_token,
+            read_ios,
+        } => {
+            let values: Vec<Value> = values
+                .iter()
+                .map(|v| json!({"IonBinary": to_base64(v)}))
+                .collect();
             let mut page = Map::new();
             page.insert("Values".into(), Value::Array(values));
             if let Some(token) = next_page_token {
                 page.insert("NextPageToken".into(), json!(token));
             }
-            let member = if name == "FetchPage" { "Page" } else { "FirstPage" };
+            let member = if name == "FetchPage" {
+                "Page"
+            } else {
+                "FirstPage"
+            };
             result.insert(member.into(), Value::Object(page));
-            result.insert("ConsumedIOs".into(), json!({"ReadIOs": read_ios, "WriteIOs": 0}));
+            result.insert(
+                "ConsumedIOs".into(),
+                json!({"ReadIOs": read_ios, "WriteIOs": 0}),
+            );
         }
-        Outcome::Committed { transaction_id, commit_digest } => {
+        Outcome::Committed {
+            transaction_id,
+            commit_digest,
+        } => {
             result.insert("TransactionId".into(), json!(transaction_id));
             result.insert("CommitDigest".into(), json!(commit_digest.to_base64()));
             result.insert("ConsumedIOs".into(), json!({"ReadIOs": 0, "WriteIOs": 0}));
@@ -255,7 +258,9 @@ mod tests {
     fn start_session_needs_no_token() {
         let request = parse_request(br#"{"StartSession":{"LedgerName":"books"}}"#).unwrap();
         assert!(request.session_token.is_none());
-        assert!(matches!(request.command, Command::StartSession { ledger_name } if ledger_name == "books"));
+        assert!(
+            matches!(request.command, Command::StartSession { ledger_name } if ledger_name == "books")
+        );
     }
 
     #[test]
@@ -267,9 +272,15 @@ mod tests {
         let none = br#"{"SessionToken":"abcd"}"#;
         assert_eq!(parse_request(none).unwrap_err().kind, ErrorKind::BadRequest);
         let garbage_token = br#"{"SessionToken":"not a token!","StartTransaction":{}}"#;
-        assert_eq!(parse_request(garbage_token).unwrap_err().kind, ErrorKind::InvalidSession);
+        assert_eq!(
+            parse_request(garbage_token).unwrap_err().kind,
+            ErrorKind::InvalidSession
+        );
         let no_token = br#"{"StartTransaction":{}}"#;
-        assert_eq!(parse_request(no_token).unwrap_err().kind, ErrorKind::BadRequest);
+        assert_eq!(
+            parse_request(no_token).unwrap_err().kind,
+            ErrorKind::BadRequest
+        );
     }
 
     #[test]
@@ -287,14 +298,33 @@ mod tests {
 
     #[test]
     fn first_page_always_has_values() {
-        let outcome = Outcome::Page { values: vec![], next_page_token: None, read_ios: 0 };
+        let outcome = Outcome::Page {
+            values: vec![],
+            next_page_token: None,
+            read_ios: 0,
+        };
         let rendered = render("ExecuteStatement", &outcome, Duration::from_millis(3));
-        assert_eq!(rendered["ExecuteStatement"]["FirstPage"]["Values"], json!([]));
-        assert!(rendered["ExecuteStatement"]["FirstPage"].get("NextPageToken").is_none());
-        assert_eq!(rendered["ExecuteStatement"]["TimingInformation"]["ProcessingTimeMilliseconds"], 3);
-        let page = Outcome::Page { values: vec![vec![1]], next_page_token: Some("tok".into()), read_ios: 1 };
+        assert_eq!(
+            rendered["ExecuteStatement"]["FirstPage"]["Values"],
+            json!([])
+        );
+        assert!(rendered["ExecuteStatement"]["FirstPage"]
+            .get("NextPageToken")
+            .is_none());
+        assert_eq!(
+            rendered["ExecuteStatement"]["TimingInformation"]["ProcessingTimeMilliseconds"],
+            3
+        );
+        let page = Outcome::Page {
+            values: vec![vec![1]],
+            next_page_token: Some("tok".into()),
+            read_ios: 1,
+        };
         let rendered = render("FetchPage", &page, Duration::ZERO);
-        assert_eq!(rendered["FetchPage"]["Page"]["Values"][0]["IonBinary"], "AQ==");
+        assert_eq!(
+            rendered["FetchPage"]["Page"]["Values"][0]["IonBinary"],
+            "AQ=="
+        );
         assert_eq!(rendered["FetchPage"]["Page"]["NextPageToken"], "tok");
     }
 }

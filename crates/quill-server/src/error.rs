@@ -164,7 +164,10 @@ pub struct ApiError {
 impl ApiError {
     /// An error of `kind` with `message`.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> ApiError {
-        ApiError { kind, message: message.into() }
+        ApiError {
+            kind,
+            message: message.into(),
+        }
     }
 
     /// `BadRequestException`.
@@ -225,9 +228,17 @@ mod tests {
 
     #[test]
     fn occ_and_expiry_map_to_the_names_drivers_match() {
-        let occ = LedgerError::OccConflict { transaction_id: "t".into(), detail: "d".into() };
-        assert_eq!(ApiError::from_ledger(&occ, Plane::Data).kind, ErrorKind::OccConflict);
-        let expired = LedgerError::TransactionExpired { transaction_id: "abc".into() };
+        let occ = LedgerError::OccConflict {
+            transaction_id: "t".into(),
+            detail: "d".into(),
+        };
+        assert_eq!(
+            ApiError::from_ledger(&occ, Plane::Data).kind,
+            ErrorKind::OccConflict
+        );
+        let expired = LedgerError::TransactionExpired {
+            transaction_id: "abc".into(),
+        };
         let error = ApiError::from_ledger(&expired, Plane::Data);
         assert_eq!(error.kind, ErrorKind::InvalidSession);
         assert_eq!(error.message, "Transaction abc has expired");

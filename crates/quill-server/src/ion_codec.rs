@@ -26,30 +26,43 @@ pub struct ValueHolder {
 
 /// Decodes parameter number `index` (from 0) into one Ion value.
 pub fn decode_parameter(index: usize, holder: &ValueHolder) -> Result<Element, ApiError> {
-    let fail = |why: String| ApiError::bad_request(format!("Parameter {index} is not valid: {why}"));
+    let fail =
+        |why: String| ApiError::bad_request(format!("Parameter {index} is not valid: {why}"));
     let element = match (&holder.ion_binary, &holder.ion_text) {
         (Some(binary), None) => {
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(binary)
                 .map_err(|e| fail(format!("IonBinary is not base64 ({e})")))?;
             if bytes.len() > PARAMETER_BINARY_MAX_BYTES {
-                return Err(fail(format!("larger than {PARAMETER_BINARY_MAX_BYTES} bytes")));
+                return Err(fail(format!(
+                    "larger than {PARAMETER_BINARY_MAX_BYTES} bytes"
+                )));
             }
             if !binary_depth_within(&bytes, PARAMETER_DEPTH_MAX) {
-                return Err(fail(format!("nested deeper than {PARAMETER_DEPTH_MAX} levels")));
+                return Err(fail(format!(
+                    "nested deeper than {PARAMETER_DEPTH_MAX} levels"
+                )));
             }
             Element::read_one(&bytes)
         }
         (None, Some(text)) => {
             if text.len() > PARAMETER_TEXT_MAX_BYTES {
-                return Err(fail(format!("larger than {PARAMETER_TEXT_MAX_BYTES} bytes")));
+                return Err(fail(format!(
+                    "larger than {PARAMETER_TEXT_MAX_BYTES} bytes"
+                )));
             }
             if !text_depth_within(text.as_bytes(), PARAMETER_DEPTH_MAX) {
-                return Err(fail(format!("nested deeper than {PARAMETER_DEPTH_MAX} levels")));
+                return Err(fail(format!(
+                    "nested deeper than {PARAMETER_DEPTH_MAX} levels"
+                )));
             }
             Element::read_one(text.as_bytes())
         }
-        _ => return Err(fail("a ValueHolder needs exactly one of IonBinary or IonText".into())),
+        _ => {
+            return Err(fail(
+                "a ValueHolder needs exactly one of IonBinary or IonText".into(),
+            ))
+        }
     };
     element.map_err(|e| fail(format!("not one Ion value ({e})")))
 }
@@ -74,7 +87,9 @@ fn read_var_uint(bytes: &[u8], pos: &mut usize) -> Option<usize> {
     for _ in 0..9 {
         let byte = *bytes.get(*pos)?;
         *pos += 1;
-        value = value.checked_mul(128)?.checked_add(usize::from(byte & 0x7f))?;
+        value = value
+            .checked_mul(128)?
+            .checked_add(usize::from(byte & 0x7f))?;
         if byte & 0x80 != 0 {
             return Some(value);
         }
@@ -105,7 +120,9 @@ fn binary_depth_within(bytes: &[u8], max: usize) -> bool {
         if in_struct && !after_annotation && read_var_uint(bytes, &mut pos).is_none() {
             return true;
         }
-        let Some(&descriptor) = bytes.get(pos) else { return true };
+        let Some(&descriptor) = bytes.get(pos) else {
+            return true;
+        };
         pos += 1;
         let (kind, low) = (descriptor >> 4, descriptor & 0x0f);
         let length = match (kind, low) {
@@ -119,7 +136,9 @@ fn binary_depth_within(bytes: &[u8], max: usize) -> bool {
         after_annotation = false;
         if kind == 14 {
             // Annotation wrapper: skip the annotation symbols, then read the wrapped value.
-            let Some(annotations_length) = read_var_uint(bytes, &mut pos) else { return true };
+            let Some(annotations_length) = read_var_uint(bytes, &mut pos) else {
+                return true;
+            };
             pos = pos.saturating_add(annotations_length);
             after_annotation = true;
         } else if (11..=13).contains(&kind) && low != 15 {
@@ -179,7 +198,9 @@ fn skip_quoted(rest: &[u8], quote: u8) -> usize {
 
 /// Bytes up to and including the first `end` (all of `rest` if there is none).
 fn skip_until(rest: &[u8], end: &[u8]) -> usize {
-    rest.windows(end.len()).position(|w| w == end).map_or(rest.len(), |at| at + end.len())
+    rest.windows(end.len())
+        .position(|w| w == end)
+        .map_or(rest.len(), |at| at + end.len())
 }
 
 /// Bytes of a blob or clob body up to and including its closing `}}`, skipping clob strings.
@@ -201,11 +222,17 @@ mod tests {
     use super::*;
 
     fn text(ion: &str) -> ValueHolder {
-        ValueHolder { ion_text: Some(ion.into()), ion_binary: None }
+        ValueHolder {
+            ion_text: Some(ion.into()),
+            ion_binary: None,
+        }
     }
 
     fn binary(bytes: &[u8]) -> ValueHolder {
-        ValueHolder { ion_binary: Some(to_base64(bytes)), ion_text: None }
+        ValueHolder {
+            ion_binary: Some(to_base64(bytes)),
+            ion_text: None,
+        }
     }
 
     #[test]
@@ -213,12 +240,8 @@ mod tests {
         let value = Element::read_one(r#"{name: "Alice", age: 30, tags: [a::1, (x y)]}"#).unwrap();
         let bytes = encode_binary(&value).unwrap();
         assert_eq!(decode_parameter(0, &binary(&bytes)).unwrap(), value);
-        let text = format!("{value}");
-        assert_eq!(decode_parameter(0, &text_holder(&text)).unwrap(), value);
-    }
-
-    fn text_holder(ion: &str) -> ValueHolder {
-        text(ion)
+        let text_form = format!("{value}");
+        assert_eq!(decode_parameter(0, &text(&text_form)).unwrap(), value);
     }
 
     #[test]
@@ -227,7 +250,10 @@ mod tests {
         assert!(error.message.contains("Parameter 3"), "{}", error.message);
         let error = decode_parameter(1, &binary(b"\xE0\x01\x00\xEA\xFF")).unwrap_err();
         assert!(error.message.contains("Parameter 1"));
-        let not_base64 = ValueHolder { ion_binary: Some("!!".into()), ion_text: None };
+        let not_base64 = ValueHolder {
+            ion_binary: Some("!!".into()),
+            ion_text: None,
+        };
         assert!(decode_parameter(0, &not_base64).is_err());
         assert!(decode_parameter(0, &ValueHolder::default()).is_err());
         assert!(decode_parameter(0, &text("1 2")).is_err());
@@ -239,9 +265,16 @@ mod tests {
         let error = decode_parameter(0, &text(&deep)).unwrap_err();
         assert!(error.message.contains("nested deeper"));
         // Brackets inside strings, symbols, comments and blobs do not count.
-        let shallow = format!("{{a: \"{0}\", '{0}': 1, b: {{{{aGVsbG8=}}}}}} /* {0} */", "[".repeat(500));
+        let shallow = format!(
+            "{{a: \"{0}\", '{0}': 1, b: {{{{aGVsbG8=}}}}}} /* {0} */",
+            "[".repeat(500)
+        );
         assert!(decode_parameter(0, &text(&shallow)).is_ok());
-        let ok = format!("{}{}", "[".repeat(PARAMETER_DEPTH_MAX), "]".repeat(PARAMETER_DEPTH_MAX));
+        let ok = format!(
+            "{}{}",
+            "[".repeat(PARAMETER_DEPTH_MAX),
+            "]".repeat(PARAMETER_DEPTH_MAX)
+        );
         assert!(decode_parameter(0, &text(&ok)).is_ok());
     }
 
@@ -250,7 +283,10 @@ mod tests {
         let mut nested = Element::int(1);
         for level in 0..=PARAMETER_DEPTH_MAX {
             nested = if level % 2 == 0 {
-                Element::struct_builder().with_field("a", nested).build().into()
+                Element::struct_builder()
+                    .with_field("a", nested)
+                    .build()
+                    .into()
             } else {
                 Element::sequence_builder().push(nested).build_list().into()
             };

@@ -1,4 +1,36 @@
-//! quill-server (in progress)
+//! The QLDB wire protocol and control plane over HTTP, so unchanged QLDB drivers (pyqldb, the
+//! Node.js driver, boto3's `qldb` client, the `qldb` shell) work against Quill by changing only
+//! their endpoint URL.
+//!
+//! One listener serves both APIs:
+//! - **Data plane** ([`data_plane`], [`session`]): `POST /` with
+//!   `X-Amz-Target: QLDBSession.SendCommand` (AWS JSON 1.0): sessions, transactions, statements
+//!   (run by `quill-partiql`), paged results, CommitDigest checks.
+//! - **Control plane** ([`control`], [`registry`]): `/ledgers…` and `/tags/…` (REST-JSON):
+//!   create/describe/list/update/delete ledgers, digests, blocks, revisions with proofs, tags.
+//! - **Operations**: `GET /health` (JSON with the ledger count) and `GET /metrics` (Prometheus).
+//!
+//! Ledgers live in `<data_dir>/ledgers/<name>/`, each with a `control.json` sidecar.
+//!
+//! **Authentication.** [`AuthMode::Credentials`] checks AWS SigV4 signatures (service `qldb`,
+//! any region, 15 minutes of clock skew) against a credentials file with one
+//! `ACCESS_KEY_ID SECRET_ACCESS_KEY` pair per line (whitespace-separated; blank lines and lines
+//! starting with `#` ignored):
+//!
+//! ```text
+//! # quill credentials
+//! AKIAQUILLEXAMPLE wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY
+//! ```
+//!
+//! [`AuthMode::None`] accepts every request and logs a warning at start.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), quill_server::ServerError> {
+//! let config = quill_server::ServerConfig::new("/var/lib/quill".into(), "127.0.0.1:8080".parse().unwrap());
+//! quill_server::serve(config, async { let _ = tokio::signal::ctrl_c().await; }).await
+//! # }
+//! ```
+
 pub mod control;
 pub mod data_plane;
 pub mod error;
@@ -6,5 +38,77 @@ pub mod ion_codec;
 pub mod limits;
 pub mod metrics;
 pub mod registry;
+mod server;
 pub mod session;
 pub mod sigv4;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+pub use error::{ApiError, ErrorKind, ServerError};
+pub use limits::ServerLimits;
+pub use server::bind;
+
+/// How requests are authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthMode {
+    /// Accept every request (development only; warned about at start).
+    None,
+    /// Verify SigV4 signatures against this credentials file (format in the crate docs).
+    Credentials(PathBuf),
+}
+
+/// TLS certificate chain and private key, both PEM files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// Certificate chain, leaf first.
+    pub cert_chain: PathBuf,
+    /// The leaf's private key (PKCS#8, PKCS#1 or SEC1).
+    pub private_key: PathBuf,
+}
+
+/// Everything `quill serve` configures.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Holds `ledgers/<name>/`.
+    pub data_dir: PathBuf,
+    /// Address to listen on (port 0 picks a free port; see [`bind`]).
+    pub listen: SocketAddr,
+    /// Authentication.
+    pub auth: AuthMode,
+    /// TLS, when set.
+    pub tls: Option<TlsConfig>,
+    /// Region shown in ARNs.
+    pub region: String,
+    /// Account id shown in ARNs.
+    pub account_id: String,
+    /// Timeouts and quotas (defaults are QLDB's).
+    pub limits: ServerLimits,
+}
+
+impl ServerConfig {
+    /// A configuration with QLDB's defaults: no authentication, no TLS, region `us-east-1`,
+    /// account `000000000000`.
+    pub fn new(data_dir: PathBuf, listen: SocketAddr) -> ServerConfig {
+        ServerConfig {
+            data_dir,
+            listen,
+            auth: AuthMode::None,
+            tls: None,
+            region: "us-east-1".into(),
+            account_id: "000000000000".into(),
+            limits: ServerLimits::default(),
+        }
+    }
+}
+
+/// Serves until `shutdown` completes, then stops accepting, finishes in-flight requests and
+/// aborts open transactions.
+pub async fn serve(
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let (_address, server) = bind(config, shutdown).await?;
+    server.await
+}

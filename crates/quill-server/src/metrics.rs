@@ -58,32 +58,63 @@ impl Metrics {
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         let mut out = String::new();
         let mut counter = |name: &str, help: &str, kind: &str, value: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
         };
-        counter("quill_requests_total", "HTTP requests served.", "counter", load(&self.requests));
-        counter("quill_commits_total", "Transactions committed.", "counter", load(&self.commits));
+        counter(
+            "quill_requests_total",
+            "HTTP requests served.",
+            "counter",
+            load(&self.requests),
+        );
+        counter(
+            "quill_commits_total",
+            "Transactions committed.",
+            "counter",
+            load(&self.commits),
+        );
         counter(
             "quill_occ_conflicts_total",
             "Commits refused by optimistic concurrency control.",
             "counter",
             load(&self.occ_conflicts),
         );
-        counter("quill_statements_total", "Statements executed.", "counter", load(&self.statements));
+        counter(
+            "quill_statements_total",
+            "Statements executed.",
+            "counter",
+            load(&self.statements),
+        );
         counter(
             "quill_statement_errors_total",
             "Statements that failed.",
             "counter",
             load(&self.statement_errors),
         );
-        counter("quill_active_sessions", "Open sessions.", "gauge", active_sessions as u64);
-        counter("quill_ledgers", "Ledgers held by this server.", "gauge", ledgers as u64);
+        counter(
+            "quill_active_sessions",
+            "Open sessions.",
+            "gauge",
+            active_sessions as u64,
+        );
+        counter(
+            "quill_ledgers",
+            "Ledgers held by this server.",
+            "gauge",
+            ledgers as u64,
+        );
         self.render_histogram(&mut out);
         out
     }
 
     fn render_histogram(&self, out: &mut String) {
         let name = "quill_commit_latency_seconds";
-        let _ = writeln!(out, "# HELP {name} Commit latency, including the journal fsync.");
+        let _ = writeln!(
+            out,
+            "# HELP {name} Commit latency, including the journal fsync."
+        );
         let _ = writeln!(out, "# TYPE {name} histogram");
         let mut cumulative = 0;
         for (bound, bucket) in COMMIT_BUCKETS_MS.iter().zip(&self.commit_buckets) {

@@ -66,7 +66,10 @@ pub struct NewLedger {
 enum Entry {
     /// The name is reserved while the ledger's files are being written.
     Creating,
-    Ready { control: ControlRecord, ledger: Ledger },
+    Ready {
+        control: ControlRecord,
+        ledger: Ledger,
+    },
 }
 
 /// The ledgers on disk and their open engine handles.
@@ -96,7 +99,10 @@ pub fn validate_ledger_name(name: &str) -> Result<(), ApiError> {
 }
 
 fn not_found(name: &str) -> ApiError {
-    ApiError::new(ErrorKind::ResourceNotFound, format!("Ledger {name} does not exist"))
+    ApiError::new(
+        ErrorKind::ResourceNotFound,
+        format!("Ledger {name} does not exist"),
+    )
 }
 
 fn io_failure(what: &str, error: std::io::Error) -> ApiError {
@@ -108,12 +114,19 @@ impl Registry {
     /// Opens every ledger under `<data_dir>/ledgers/`, creating that directory if needed.
     pub fn open(data_dir: &Path, options: LedgerOptions) -> Result<Registry, ServerError> {
         let root = data_dir.join("ledgers");
-        let dir_error = |source| ServerError::DataDir { path: root.clone(), source };
+        let dir_error = |source| ServerError::DataDir {
+            path: root.clone(),
+            source,
+        };
         fs::create_dir_all(&root).map_err(dir_error)?;
         let mut entries = BTreeMap::new();
         for item in fs::read_dir(&root).map_err(dir_error)? {
             let path = item.map_err(dir_error)?.path();
-            let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
+            let Some(name) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .map(str::to_string)
+            else {
                 continue;
             };
             if name.starts_with('.') {
@@ -129,18 +142,27 @@ impl Registry {
                 continue;
             }
             let control = read_control(&control_path)?;
-            let ledger = Ledger::open(&path, options.clone())
-                .map_err(|source| ServerError::OpenLedger { name: name.clone(), source })?;
+            let ledger =
+                Ledger::open(&path, options.clone()).map_err(|source| ServerError::OpenLedger {
+                    name: name.clone(),
+                    source,
+                })?;
             tracing::info!(ledger = %name, "opened ledger");
             entries.insert(name, Entry::Ready { control, ledger });
         }
-        Ok(Registry { root, options, entries: Mutex::new(entries) })
+        Ok(Registry {
+            root,
+            options,
+            entries: Mutex::new(entries),
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Entry>> {
         // A panic while holding this lock can only come from a bug in this module; the map
         // itself stays consistent (every update is a single insert or remove).
-        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Number of ledgers (ready or being created).
@@ -195,7 +217,13 @@ impl Registry {
         let mut entries = self.lock();
         match result {
             Ok((control, ledger)) => {
-                entries.insert(new.name.clone(), Entry::Ready { control: control.clone(), ledger });
+                entries.insert(
+                    new.name.clone(),
+                    Entry::Ready {
+                        control: control.clone(),
+                        ledger,
+                    },
+                );
                 Ok(control)
             }
             Err(error) => {
@@ -215,7 +243,9 @@ impl Registry {
             let _ = fs::remove_dir_all(&dir);
             ApiError::from_ledger(&error, Plane::Control)
         })?;
-        let creation = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let creation = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         let control = ControlRecord {
             name: new.name.clone(),
             state: "ACTIVE".into(),
@@ -269,7 +299,10 @@ impl Registry {
             }
             entries.remove(name);
         }
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
         let doomed = self.root.join(format!(".deleted-{name}-{nanos}"));
         fs::rename(self.root.join(name), &doomed)
             .map_err(|e| io_failure("cannot move the deleted ledger aside", e))?;
@@ -283,7 +316,10 @@ impl Registry {
 }
 
 fn read_control(path: &Path) -> Result<ControlRecord, ServerError> {
-    let error = |detail: String| ServerError::ControlFile { path: path.to_path_buf(), detail };
+    let error = |detail: String| ServerError::ControlFile {
+        path: path.to_path_buf(),
+        detail,
+    };
     let text = fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
     serde_json::from_str(&text).map_err(|e| error(e.to_string()))
 }
@@ -313,7 +349,17 @@ mod tests {
         for good in ["a", "vehicle-registration", "L1", &"x".repeat(32)] {
             assert!(validate_ledger_name(good).is_ok(), "{good}");
         }
-        for bad in ["", "-a", "a-", "a--b", "123", "a_b", "a.b", "ä", &"x".repeat(33)] {
+        for bad in [
+            "",
+            "-a",
+            "a-",
+            "a--b",
+            "123",
+            "a_b",
+            "a.b",
+            "ä",
+            &"x".repeat(33),
+        ] {
             assert!(validate_ledger_name(bad).is_err(), "{bad}");
         }
     }
@@ -331,7 +377,10 @@ mod tests {
             tags: BTreeMap::from([("team".to_string(), "ledger".to_string())]),
         };
         write_control(dir.path(), &control).unwrap();
-        assert_eq!(read_control(&dir.path().join(CONTROL_FILE)).unwrap(), control);
+        assert_eq!(
+            read_control(&dir.path().join(CONTROL_FILE)).unwrap(),
+            control
+        );
         assert!(!dir.path().join("control.json.tmp").exists());
     }
 
@@ -344,6 +393,9 @@ mod tests {
         assert!(registry.is_empty());
         assert!(!dir.path().join("ledgers/.deleted-x-1").exists());
         assert!(registry.get("unfinished").is_err());
-        assert_eq!(registry.delete("unfinished").unwrap_err().kind, ErrorKind::ResourceNotFound);
+        assert_eq!(
+            registry.delete("unfinished").unwrap_err().kind,
+            ErrorKind::ResourceNotFound
+        );
     }
 }

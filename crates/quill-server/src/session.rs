@@ -141,7 +141,9 @@ pub struct Sessions {
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // The guarded state is updated by single assignments; a panicking holder cannot leave
     // it half-changed, so a poisoned lock is still usable.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A random token of `bytes` random bytes in standard base64 (the charset drivers accept).
@@ -162,7 +164,11 @@ fn transaction_expired(id: &str) -> ApiError {
 impl Sessions {
     /// An empty session table.
     pub fn new(limits: ServerLimits, metrics: Arc<Metrics>) -> Sessions {
-        Sessions { map: Mutex::new(SessionMap::default()), limits, metrics }
+        Sessions {
+            map: Mutex::new(SessionMap::default()),
+            limits,
+            metrics,
+        }
     }
 
     /// Open sessions.
@@ -191,7 +197,9 @@ impl Sessions {
             .by_token
             .get(token)
             .cloned()
-            .ok_or_else(|| invalid_session("Session token is not valid or the session has ended"))?;
+            .ok_or_else(|| {
+                invalid_session("Session token is not valid or the session has ended")
+            })?;
         let mut session = lock(&session);
         if session.ended {
             return Err(invalid_session("The session has ended"));
@@ -205,15 +213,19 @@ impl Sessions {
         match command {
             Command::StartSession { .. } => Err(ApiError::internal("StartSession handled above")),
             Command::StartTransaction => self.start_transaction(&mut session),
-            Command::ExecuteStatement { transaction_id, statement, parameters } => {
-                self.execute(&mut session, &transaction_id, &statement, &parameters)
-            }
-            Command::FetchPage { transaction_id, next_page_token } => {
-                self.fetch_page(&mut session, &transaction_id, &next_page_token)
-            }
-            Command::CommitTransaction { transaction_id, commit_digest } => {
-                self.commit(&mut session, &transaction_id, &commit_digest)
-            }
+            Command::ExecuteStatement {
+                transaction_id,
+                statement,
+                parameters,
+            } => self.execute(&mut session, &transaction_id, &statement, &parameters),
+            Command::FetchPage {
+                transaction_id,
+                next_page_token,
+            } => self.fetch_page(&mut session, &transaction_id, &next_page_token),
+            Command::CommitTransaction {
+                transaction_id,
+                commit_digest,
+            } => self.commit(&mut session, &transaction_id, &commit_digest),
             Command::AbortTransaction => {
                 session.transaction = None;
                 Ok(Outcome::Done)
@@ -252,7 +264,8 @@ impl Sessions {
             ));
         }
         *count += 1;
-        map.by_token.insert(session_token.clone(), Arc::new(Mutex::new(session)));
+        map.by_token
+            .insert(session_token.clone(), Arc::new(Mutex::new(session)));
         Ok(Outcome::SessionStarted { session_token })
     }
 
@@ -278,8 +291,11 @@ impl Sessions {
 
     /// Ends every session (all ledgers when `ledger_name` is `None`), aborting transactions.
     pub fn end_all(&self, ledger_name: Option<&str>) {
-        let sessions: Vec<(String, Arc<Mutex<Session>>)> =
-            lock(&self.map).by_token.iter().map(|(t, s)| (t.clone(), s.clone())).collect();
+        let sessions: Vec<(String, Arc<Mutex<Session>>)> = lock(&self.map)
+            .by_token
+            .iter()
+            .map(|(t, s)| (t.clone(), s.clone()))
+            .collect();
         for (token, session) in sessions {
             // Waits for a running command of that session to finish first.
             let matches = ledger_name.is_none_or(|name| lock(&session).ledger_name == name);
@@ -291,11 +307,16 @@ impl Sessions {
 
     /// Ends expired sessions and aborts expired transactions of idle sessions.
     pub fn sweep(&self) {
-        let sessions: Vec<(String, Arc<Mutex<Session>>)> =
-            lock(&self.map).by_token.iter().map(|(t, s)| (t.clone(), s.clone())).collect();
+        let sessions: Vec<(String, Arc<Mutex<Session>>)> = lock(&self.map)
+            .by_token
+            .iter()
+            .map(|(t, s)| (t.clone(), s.clone()))
+            .collect();
         for (token, session) in sessions {
             // A busy session is checked by its own command instead.
-            let Ok(mut session) = session.try_lock() else { continue };
+            let Ok(mut session) = session.try_lock() else {
+                continue;
+            };
             if session.created.elapsed() > self.limits.session_lifetime {
                 drop(session);
                 self.remove(&token);
@@ -323,8 +344,10 @@ impl Sessions {
             session.transaction = None;
         }
         session.expired_transaction_id = None;
-        let transaction =
-            session.ledger.begin().map_err(|e| ApiError::from_ledger(&e, Plane::Data))?;
+        let transaction = session
+            .ledger
+            .begin()
+            .map_err(|e| ApiError::from_ledger(&e, Plane::Data))?;
         let id = transaction.id().to_string();
         session.transaction = Some(OpenTransaction {
             digest: CommitDigest::new(&id),
@@ -359,7 +382,10 @@ impl Sessions {
             }
             Some(_) => {}
         }
-        session.transaction.as_mut().ok_or_else(|| ApiError::bad_request("No open transaction"))
+        session
+            .transaction
+            .as_mut()
+            .ok_or_else(|| ApiError::bad_request("No open transaction"))
     }
 
     fn execute(
@@ -414,7 +440,11 @@ impl Sessions {
             open.cursors.insert(token.clone(), encoded);
             token
         });
-        Ok(Outcome::Page { values: page, next_page_token, read_ios })
+        Ok(Outcome::Page {
+            values: page,
+            next_page_token,
+            read_ios,
+        })
     }
 
     fn fetch_page(
@@ -434,7 +464,11 @@ impl Sessions {
             open.cursors.insert(next.clone(), remaining);
             next
         });
-        Ok(Outcome::Page { values: page, next_page_token, read_ios })
+        Ok(Outcome::Page {
+            values: page,
+            next_page_token,
+            read_ios,
+        })
     }
 
     fn commit(
@@ -454,12 +488,18 @@ impl Sessions {
                  {transaction_id}; the transaction was aborted"
             )));
         }
-        let open = session.transaction.take().ok_or_else(|| ApiError::internal("no tx"))?;
+        let open = session
+            .transaction
+            .take()
+            .ok_or_else(|| ApiError::internal("no tx"))?;
         let started = Instant::now();
         match open.transaction.commit() {
             Ok(_receipt) => {
                 self.metrics.commit(started.elapsed());
-                Ok(Outcome::Committed { transaction_id: open.id, commit_digest: digest })
+                Ok(Outcome::Committed {
+                    transaction_id: open.id,
+                    commit_digest: digest,
+                })
             }
             Err(error) => {
                 if error.is_occ_conflict() {
@@ -506,7 +546,11 @@ mod tests {
     use super::*;
 
     fn limits(values: usize, bytes: usize) -> ServerLimits {
-        ServerLimits { page_values_max: values, page_bytes_max: bytes, ..ServerLimits::default() }
+        ServerLimits {
+            page_values_max: values,
+            page_bytes_max: bytes,
+            ..ServerLimits::default()
+        }
     }
 
     #[test]
@@ -515,7 +559,11 @@ mod tests {
         assert_eq!(take_page(&mut queue, &limits(3, 1000)).len(), 3);
         assert_eq!(take_page(&mut queue, &limits(100, 25)).len(), 2);
         let mut big: VecDeque<Vec<u8>> = VecDeque::from(vec![vec![0; 100], vec![0; 1]]);
-        assert_eq!(take_page(&mut big, &limits(100, 10)).len(), 1, "one large value still goes");
+        assert_eq!(
+            take_page(&mut big, &limits(100, 10)).len(),
+            1,
+            "one large value still goes"
+        );
         assert_eq!(take_page(&mut big, &limits(100, 10)).len(), 1);
         assert!(take_page(&mut big, &limits(100, 10)).is_empty());
     }
@@ -525,7 +573,9 @@ mod tests {
         for _ in 0..100 {
             let token = random_token(48);
             assert!((4..=1024).contains(&token.len()));
-            assert!(token.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=-".contains(&b)));
+            assert!(token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+/=-".contains(&b)));
         }
     }
 
@@ -534,10 +584,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let registry = Registry::open(dir.path(), Default::default()).unwrap();
         let sessions = Sessions::new(ServerLimits::default(), Arc::default());
-        let error = sessions.run(&registry, Some("garbage"), Command::StartTransaction).unwrap_err();
+        let error = sessions
+            .run(&registry, Some("garbage"), Command::StartTransaction)
+            .unwrap_err();
         assert_eq!(error.kind, ErrorKind::InvalidSession);
         let error = sessions
-            .run(&registry, None, Command::StartSession { ledger_name: "nope".into() })
+            .run(
+                &registry,
+                None,
+                Command::StartSession {
+                    ledger_name: "nope".into(),
+                },
+            )
             .unwrap_err();
         assert_eq!(error.kind, ErrorKind::BadRequest);
         assert!(sessions.is_empty());

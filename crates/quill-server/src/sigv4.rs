@@ -71,8 +71,14 @@ impl Credentials {
             if secrets.len() >= CREDENTIALS_MAX {
                 return Err(format!("more than {CREDENTIALS_MAX} credentials"));
             }
-            if secrets.insert(key.to_string(), secret.to_string()).is_some() {
-                return Err(format!("line {}: access key {key} appears twice", index + 1));
+            if secrets
+                .insert(key.to_string(), secret.to_string())
+                .is_some()
+            {
+                return Err(format!(
+                    "line {}: access key {key} appears twice",
+                    index + 1
+                ));
             }
         }
         Ok(Credentials { secrets })
@@ -80,7 +86,10 @@ impl Credentials {
 
     /// Reads and parses a credentials file (see [`Credentials::parse`]).
     pub fn load(path: &Path) -> Result<Credentials, ServerError> {
-        let error = |detail: String| ServerError::Credentials { path: path.to_path_buf(), detail };
+        let error = |detail: String| ServerError::Credentials {
+            path: path.to_path_buf(),
+            detail,
+        };
         let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
         let credentials = Credentials::parse(&text).map_err(error)?;
         if credentials.secrets.is_empty() {
@@ -94,7 +103,8 @@ impl Credentials {
 
     /// Adds one pair (tests and embedding).
     pub fn insert(&mut self, access_key_id: &str, secret_access_key: &str) {
-        self.secrets.insert(access_key_id.to_string(), secret_access_key.to_string());
+        self.secrets
+            .insert(access_key_id.to_string(), secret_access_key.to_string());
     }
 
     /// Number of access keys.
@@ -120,7 +130,10 @@ struct Authorization<'a> {
 }
 
 fn incomplete(message: &str) -> ApiError {
-    ApiError::new(ErrorKind::InvalidSignature, format!("Malformed Authorization header: {message}"))
+    ApiError::new(
+        ErrorKind::InvalidSignature,
+        format!("Malformed Authorization header: {message}"),
+    )
 }
 
 fn parse_authorization(value: &str) -> Result<Authorization<'_>, ApiError> {
@@ -129,7 +142,10 @@ fn parse_authorization(value: &str) -> Result<Authorization<'_>, ApiError> {
         .ok_or_else(|| incomplete("only AWS4-HMAC-SHA256 is supported"))?;
     let (mut credential, mut signed, mut signature) = (None, None, None);
     for part in rest.split(',') {
-        let (name, value) = part.trim().split_once('=').ok_or_else(|| incomplete("bad field"))?;
+        let (name, value) = part
+            .trim()
+            .split_once('=')
+            .ok_or_else(|| incomplete("bad field"))?;
         match name {
             "Credential" => credential = Some(value),
             "SignedHeaders" => signed = Some(value),
@@ -140,12 +156,23 @@ fn parse_authorization(value: &str) -> Result<Authorization<'_>, ApiError> {
     let credential = credential.ok_or_else(|| incomplete("missing Credential"))?;
     let scope: Vec<&str> = credential.split('/').collect();
     let [access_key_id, date, region, service, "aws4_request"] = scope[..] else {
-        return Err(incomplete("Credential must be KEY/DATE/REGION/SERVICE/aws4_request"));
+        return Err(incomplete(
+            "Credential must be KEY/DATE/REGION/SERVICE/aws4_request",
+        ));
     };
-    let signed_headers: Vec<&str> =
-        signed.ok_or_else(|| incomplete("missing SignedHeaders"))?.split(';').collect();
+    let signed_headers: Vec<&str> = signed
+        .ok_or_else(|| incomplete("missing SignedHeaders"))?
+        .split(';')
+        .collect();
     let signature = signature.ok_or_else(|| incomplete("missing Signature"))?;
-    Ok(Authorization { access_key_id, date, region, service, signed_headers, signature })
+    Ok(Authorization {
+        access_key_id,
+        date,
+        region,
+        service,
+        signed_headers,
+        signature,
+    })
 }
 
 /// Checks the request's signature. `now` is injected so tests are deterministic.
@@ -155,7 +182,10 @@ pub fn verify(
     now: SystemTime,
 ) -> Result<(), ApiError> {
     let authorization = header(request.headers, "authorization").ok_or_else(|| {
-        ApiError::new(ErrorKind::MissingAuthenticationToken, "Missing Authentication Token")
+        ApiError::new(
+            ErrorKind::MissingAuthenticationToken,
+            "Missing Authentication Token",
+        )
     })?;
     let auth = parse_authorization(authorization)?;
     let secret = credentials.secrets.get(auth.access_key_id).ok_or_else(|| {
@@ -175,7 +205,10 @@ pub fn verify(
     check_time(amz_date, auth.date, now)?;
     let payload_hash = payload_hash(request)?;
     let canonical = canonical_request(request, &auth.signed_headers, &payload_hash);
-    let scope = format!("{}/{}/{}/aws4_request", auth.date, auth.region, auth.service);
+    let scope = format!(
+        "{}/{}/{}/aws4_request",
+        auth.date, auth.region, auth.service
+    );
     let expected = signature(secret, amz_date, &scope, auth.date, auth.region, &canonical);
     if !constant_time_eq(expected.as_bytes(), auth.signature.as_bytes()) {
         return Err(ApiError::new(
@@ -191,7 +224,10 @@ fn check_time(amz_date: &str, scope_date: &str, now: SystemTime) -> Result<(), A
     if !amz_date.starts_with(scope_date) {
         return Err(incomplete("credential date does not match X-Amz-Date"));
     }
-    let now_secs = now.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs();
+    let now_secs = now
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs();
     if now_secs.abs_diff(signed_at) > CLOCK_SKEW_MAX.as_secs() {
         return Err(ApiError::new(
             ErrorKind::InvalidSignature,
@@ -231,7 +267,14 @@ pub fn sign(
     let payload_hash = hex::encode(Sha256::digest(request.body));
     let canonical = canonical_request(request, &signed_headers, &payload_hash);
     let scope = format!("{date}/{region}/{service}/aws4_request");
-    let signature = signature(secret_access_key, amz_date, &scope, date, region, &canonical);
+    let signature = signature(
+        secret_access_key,
+        amz_date,
+        &scope,
+        date,
+        region,
+        &canonical,
+    );
     Some(format!(
         "{ALGORITHM} Credential={access_key_id}/{scope}, SignedHeaders={}, Signature={signature}",
         signed_headers.join(";")
@@ -291,7 +334,10 @@ fn canonical_request(
 }
 
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
 }
 
 fn header_values(headers: &[(String, String)], name: &str) -> String {
@@ -306,17 +352,17 @@ fn header_values(headers: &[(String, String)], name: &str) -> String {
 /// The canonical URI: dot and empty segments removed, then every byte outside the unreserved
 /// set and `/` percent-encoded (so an already encoded `%3A` becomes `%253A`).
 fn canonical_uri(raw_path: &str) -> String {
-    let segments: Vec<&str> = raw_path.split('/').filter(|s| !s.is_empty() && *s != ".").fold(
-        Vec::new(),
-        |mut kept, segment| {
+    let segments: Vec<&str> = raw_path
+        .split('/')
+        .filter(|s| !s.is_empty() && *s != ".")
+        .fold(Vec::new(), |mut kept, segment| {
             if segment == ".." {
                 kept.pop();
             } else {
                 kept.push(segment);
             }
             kept
-        },
-    );
+        });
     let mut path = String::from("/");
     path.push_str(&segments.join("/"));
     if raw_path.ends_with('/') && !segments.is_empty() {
@@ -338,7 +384,11 @@ fn canonical_query(raw_query: &str) -> String {
         })
         .collect();
     pairs.sort();
-    pairs.iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join("&")
+    pairs
+        .iter()
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// AWS's URI encoding: unreserved characters stay, everything else becomes `%XX` (upper case).
@@ -365,7 +415,9 @@ pub fn percent_decode(text: &str) -> Vec<u8> {
     let mut index = 0;
     while index < bytes.len() {
         let hex_pair = bytes.get(index + 1..index + 3).and_then(|pair| {
-            std::str::from_utf8(pair).ok().and_then(|s| u8::from_str_radix(s, 16).ok())
+            std::str::from_utf8(pair)
+                .ok()
+                .and_then(|s| u8::from_str_radix(s, 16).ok())
         });
         match (bytes[index], hex_pair) {
             (b'%', Some(byte)) => {
@@ -396,7 +448,9 @@ pub fn parse_amz_date(text: &str) -> Option<u64> {
     }
     let number = |range: std::ops::Range<usize>| -> Option<u64> {
         let part = text.get(range)?;
-        part.bytes().all(|b| b.is_ascii_digit()).then(|| part.parse().ok())?
+        part.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| part.parse().ok())?
     };
     let (year, month, day) = (number(0..4)?, number(4..6)?, number(6..8)?);
     let (hour, minute, second) = (number(9..11)?, number(11..13)?, number(13..15)?);
@@ -414,7 +468,10 @@ pub fn parse_amz_date(text: &str) -> Option<u64> {
 
 /// Formats a time as `YYYYMMDDTHHMMSSZ` (UTC).
 pub fn format_amz_date(time: SystemTime) -> String {
-    let secs = time.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs();
+    let secs = time
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs();
     let (year, month, day) = civil_from_days((secs / 86_400) as i64);
     let rest = secs % 86_400;
     format!(
@@ -445,7 +502,11 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_index = (5 * day_of_year + 2) / 153;
     let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     (year, month, day)
 }
@@ -457,7 +518,10 @@ mod tests {
     const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
 
     fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
     }
 
     fn signature_of(authorization: &str) -> &str {
@@ -468,7 +532,10 @@ mod tests {
     fn aws_iam_list_users_example() {
         // AWS's "Create a signed AWS API request" example (IAM ListUsers).
         let headers = headers(&[
-            ("content-type", "application/x-www-form-urlencoded; charset=utf-8"),
+            (
+                "content-type",
+                "application/x-www-form-urlencoded; charset=utf-8",
+            ),
             ("host", "iam.amazonaws.com"),
             ("x-amz-date", "20150830T123600Z"),
         ]);
@@ -489,8 +556,10 @@ mod tests {
     #[test]
     fn aws_test_suite_get_vanilla_query_order() {
         // aws-sig-v4-test-suite `get-vanilla-query-order-key-case`.
-        let headers =
-            headers(&[("host", "example.amazonaws.com"), ("x-amz-date", "20150830T123600Z")]);
+        let headers = headers(&[
+            ("host", "example.amazonaws.com"),
+            ("x-amz-date", "20150830T123600Z"),
+        ]);
         let request = SignableRequest {
             method: "GET",
             raw_path: "/",
@@ -545,8 +614,13 @@ mod tests {
     fn check(headers: &[(String, String)], body: &[u8], now: SystemTime) -> Result<(), ApiError> {
         let mut credentials = Credentials::default();
         credentials.insert("AKID", "secret");
-        let request =
-            SignableRequest { method: "POST", raw_path: "/", raw_query: "", headers, body };
+        let request = SignableRequest {
+            method: "POST",
+            raw_path: "/",
+            raw_query: "",
+            headers,
+            body,
+        };
         verify(&request, &credentials, now)
     }
 
@@ -558,23 +632,37 @@ mod tests {
         let error = check(&headers, b"{ }", now).unwrap_err();
         assert_eq!(error.kind, ErrorKind::InvalidSignature);
         let late = now + Duration::from_secs(16 * 60);
-        assert_eq!(check(&headers, &body, late).unwrap_err().kind, ErrorKind::InvalidSignature);
+        assert_eq!(
+            check(&headers, &body, late).unwrap_err().kind,
+            ErrorKind::InvalidSignature
+        );
         let mut unknown = headers.clone();
         for (name, value) in unknown.iter_mut() {
             if name == "authorization" {
                 *value = value.replace("AKID/", "OTHER/");
             }
         }
-        assert_eq!(check(&unknown, &body, now).unwrap_err().kind, ErrorKind::UnrecognizedClient);
-        let unsigned: Vec<_> =
-            headers.iter().filter(|(n, _)| n != "authorization").cloned().collect();
+        assert_eq!(
+            check(&unknown, &body, now).unwrap_err().kind,
+            ErrorKind::UnrecognizedClient
+        );
+        let unsigned: Vec<_> = headers
+            .iter()
+            .filter(|(n, _)| n != "authorization")
+            .cloned()
+            .collect();
         let error = check(&unsigned, &body, now).unwrap_err();
         assert_eq!(error.kind, ErrorKind::MissingAuthenticationToken);
     }
 
     #[test]
     fn malformed_authorization_headers_are_errors() {
-        for value in ["", "AWS4-HMAC-SHA256", "AWS4-HMAC-SHA256 Credential=a/b", "Basic xyz"] {
+        for value in [
+            "",
+            "AWS4-HMAC-SHA256",
+            "AWS4-HMAC-SHA256 Credential=a/b",
+            "Basic xyz",
+        ] {
             assert!(parse_authorization(value).is_err(), "{value}");
         }
     }
@@ -585,7 +673,12 @@ mod tests {
         assert_eq!(parse_amz_date("20150830T123600Z"), Some(1_440_938_160));
         let time = UNIX_EPOCH + Duration::from_secs(1_440_938_160);
         assert_eq!(format_amz_date(time), "20150830T123600Z");
-        for bad in ["2015-08-30", "20151330T123600Z", "2015083OT123600Z", "20150830T123600"] {
+        for bad in [
+            "2015-08-30",
+            "20151330T123600Z",
+            "2015083OT123600Z",
+            "20150830T123600",
+        ] {
             assert_eq!(parse_amz_date(bad), None, "{bad}");
         }
     }
@@ -594,7 +687,11 @@ mod tests {
     fn credentials_file_format() {
         let credentials = Credentials::parse("# comment\n\nAKID secret\nK2\tS2\n").unwrap();
         assert_eq!(credentials.len(), 2);
-        assert!(Credentials::parse("just-one-field\n").unwrap_err().contains("line 1"));
-        assert!(Credentials::parse("a b\na c\n").unwrap_err().contains("twice"));
+        assert!(Credentials::parse("just-one-field\n")
+            .unwrap_err()
+            .contains("line 1"));
+        assert!(Credentials::parse("a b\na c\n")
+            .unwrap_err()
+            .contains("twice"));
     }
 }

@@ -159,6 +159,10 @@ impl Journal {
         check_strand_id(strand_id)?;
         options.validate()?;
         std::fs::create_dir_all(dir)?;
+        // The directory may have just been created: make its entry durable too.
+        if let Some(parent) = dir.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+            segment::sync_dir(parent)?;
+        }
         if !list_segments(dir)?.is_empty() {
             return Err(LedgerError::LedgerExists(dir.display().to_string()));
         }
@@ -345,8 +349,9 @@ impl Journal {
                     }
                 }
                 self.expect_frame(step, segment, sequence_no)?;
-                if sequence_no % VERIFY_PROGRESS_EVERY_BLOCKS == 0 {
-                    progress(sequence_no, total);
+                let checked = sequence_no + 1;
+                if checked % VERIFY_PROGRESS_EVERY_BLOCKS == 0 {
+                    progress(checked, total);
                 }
             }
             if !matches!(

@@ -57,7 +57,9 @@ impl Expr {
     fn precedence(&self) -> u8 {
         match self {
             Expr::Binary { op, .. } => op.precedence(),
-            Expr::Unary { op: UnaryOp::Not, .. } => prec::NOT,
+            Expr::Unary {
+                op: UnaryOp::Not, ..
+            } => prec::NOT,
             Expr::Unary { .. } => prec::UNARY,
             Expr::Between { .. } | Expr::In { .. } | Expr::Like { .. } | Expr::Is { .. } => {
                 prec::COMPARE
@@ -222,7 +224,11 @@ impl Display for Statement {
                 InsertSource::Value(value) => write!(f, "INSERT INTO {table} VALUE {value}"),
                 InsertSource::Expr(value) => write!(f, "INSERT INTO {table} {value}"),
             },
-            Statement::Update { target, ops, filter } => {
+            Statement::Update {
+                target,
+                ops,
+                filter,
+            } => {
                 write!(f, "UPDATE {target}")?;
                 fmt_ops(ops, f)?;
                 fmt_where(filter, f)
@@ -363,13 +369,23 @@ impl Expr {
 impl Display for FromSource {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         match self {
-            FromSource::Scan { expr, as_alias, at_alias, by_alias } => {
+            FromSource::Scan {
+                expr,
+                as_alias,
+                at_alias,
+                by_alias,
+            } => {
                 expr.fmt_at(prec::ATOM, f)?;
                 fmt_alias("AS", as_alias, f)?;
                 fmt_alias("AT", at_alias, f)?;
                 fmt_alias("BY", by_alias, f)
             }
-            FromSource::Join { kind, left, right, on } => {
+            FromSource::Join {
+                kind,
+                left,
+                right,
+                on,
+            } => {
                 let keyword = match kind {
                     JoinKind::Inner => "INNER JOIN",
                     JoinKind::Cross => "CROSS JOIN",
@@ -445,27 +461,45 @@ impl Display for Expr {
             }
             Expr::Cast { expr, ty } => write!(f, "CAST({expr} AS {})", ty.as_str()),
             Expr::Extract { part, from } => write!(f, "EXTRACT({} FROM {from})", part.as_str()),
-            Expr::DateAdd { part, quantity, timestamp } => {
+            Expr::DateAdd {
+                part,
+                quantity,
+                timestamp,
+            } => {
                 write!(f, "DATE_ADD({}, {quantity}, {timestamp})", part.as_str())
             }
             Expr::DateDiff { part, from, to } => {
                 write!(f, "DATE_DIFF({}, {from}, {to})", part.as_str())
             }
             Expr::Trim { spec, chars, from } => fmt_trim(*spec, chars.as_deref(), from, f),
-            Expr::Substring { expr, start, length } => {
-                fmt_substring(expr, start, length.as_deref(), f)
-            }
-            Expr::Case { operand, branches, otherwise } => {
-                fmt_case(operand.as_deref(), branches, otherwise.as_deref(), f)
-            }
-            Expr::Between { expr, negated, low, high } => {
-                fmt_between(expr, *negated, low, high, f)
-            }
+            Expr::Substring {
+                expr,
+                start,
+                length,
+            } => fmt_substring(expr, start, length.as_deref(), f),
+            Expr::Case {
+                operand,
+                branches,
+                otherwise,
+            } => fmt_case(operand.as_deref(), branches, otherwise.as_deref(), f),
+            Expr::Between {
+                expr,
+                negated,
+                low,
+                high,
+            } => fmt_between(expr, *negated, low, high, f),
             Expr::In { expr, negated, rhs } => fmt_in(expr, *negated, rhs, f),
-            Expr::Like { expr, negated, pattern, escape } => {
-                fmt_like(expr, *negated, pattern, escape.as_deref(), f)
-            }
-            Expr::Is { expr, negated, test } => {
+            Expr::Like {
+                expr,
+                negated,
+                pattern,
+                escape,
+            } => fmt_like(expr, *negated, pattern, escape.as_deref(), f),
+            Expr::Is {
+                expr,
+                negated,
+                test,
+            } => {
                 expr.fmt_at(prec::COMPARE, f)?;
                 let test = match test {
                     IsTest::Null => "NULL",
@@ -549,18 +583,33 @@ fn fmt_unary(op: UnaryOp, operand: &Expr, f: &mut Formatter<'_>) -> fmt::Result 
             operand.fmt_at(prec::NOT, f)
         }
         UnaryOp::Neg | UnaryOp::Plus => {
-            f.write_char(if op == UnaryOp::Neg { '-' } else { '+' })?;
-            // `--` starts a comment, and `-5` would be folded into a negative literal by the
-            // parser, so a sign or a number after the operator gets parentheses.
-            let starts_with_sign = matches!(operand, Expr::Unary { op: UnaryOp::Neg | UnaryOp::Plus, .. })
-                || matches!(operand, Expr::Lit(e) if literal_form(e) == LiteralForm::Number);
-            if starts_with_sign {
-                write!(f, "({operand})")
-            } else {
-                operand.fmt_at(prec::UNARY, f)
+            let is_number =
+                matches!(operand, Expr::Lit(e) if literal_form(e) == LiteralForm::Number);
+            if op == UnaryOp::Neg && is_number && !is_negative_number_expr(operand) {
+                // `-5` would be folded into a negative literal by the parser.
+                return write!(f, "-({operand})");
             }
+            f.write_char(if op == UnaryOp::Neg { '-' } else { '+' })?;
+            // `--` starts a comment; a space keeps two minus signs apart without adding the
+            // nesting levels parentheses would cost when the text is parsed again.
+            let operand_text_starts_with_minus = is_negative_number_expr(operand)
+                || matches!(
+                    operand,
+                    Expr::Unary {
+                        op: UnaryOp::Neg,
+                        ..
+                    }
+                );
+            if op == UnaryOp::Neg && operand_text_starts_with_minus {
+                f.write_char(' ')?;
+            }
+            operand.fmt_at(prec::UNARY, f)
         }
     }
+}
+
+fn is_negative_number_expr(expr: &Expr) -> bool {
+    matches!(expr, Expr::Lit(e) if literal_form(e) == LiteralForm::Number && is_negative_number(e))
 }
 
 fn fmt_trim(
@@ -614,7 +663,12 @@ impl Display for PathStep {
 
 impl Display for StructField {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.name, self.value)
+        // A bare word before `:` reads back as a string name, so a variable name needs
+        // parentheses to stay a variable.
+        match &self.name {
+            Expr::Var(_) => write!(f, "({}): {}", self.name, self.value),
+            name => write!(f, "{name}: {}", self.value),
+        }
     }
 }
 
@@ -674,15 +728,37 @@ mod tests {
             right: Box::new(var("c")),
         };
         assert_eq!(mul.to_string(), "(a + b) * c");
-        let sub = Expr::Binary { op: BinaryOp::Sub, left: Box::new(var("x")), right: Box::new(add) };
+        let sub = Expr::Binary {
+            op: BinaryOp::Sub,
+            left: Box::new(var("x")),
+            right: Box::new(add),
+        };
         assert_eq!(sub.to_string(), "x - (a + b)");
     }
 
     #[test]
     fn unary_minus_never_prints_a_comment() {
-        let inner = Expr::Unary { op: UnaryOp::Neg, expr: Box::new(var("x")) };
-        let outer = Expr::Unary { op: UnaryOp::Neg, expr: Box::new(inner) };
-        assert_eq!(outer.to_string(), "-(-x)");
+        let inner = Expr::Unary {
+            op: UnaryOp::Neg,
+            expr: Box::new(var("x")),
+        };
+        let outer = Expr::Unary {
+            op: UnaryOp::Neg,
+            expr: Box::new(inner),
+        };
+        assert_eq!(outer.to_string(), "- -x");
+        let literal = Expr::Lit(Element::int(5));
+        let negated = Expr::Unary {
+            op: UnaryOp::Neg,
+            expr: Box::new(literal),
+        };
+        assert_eq!(negated.to_string(), "-(5)");
+        let negative = Expr::Lit(Element::int(-5));
+        let negated = Expr::Unary {
+            op: UnaryOp::Neg,
+            expr: Box::new(negative),
+        };
+        assert_eq!(negated.to_string(), "- -5");
     }
 
     #[test]

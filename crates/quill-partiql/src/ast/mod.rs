@@ -614,12 +614,18 @@ pub enum IsTest {
 impl Ident {
     /// An unquoted identifier with this exact spelling.
     pub fn new(name: impl Into<String>) -> Self {
-        Ident { name: name.into(), quoted: false }
+        Ident {
+            name: name.into(),
+            quoted: false,
+        }
     }
 
     /// A `"quoted"` identifier with this exact spelling.
     pub fn quoted(name: impl Into<String>) -> Self {
-        Ident { name: name.into(), quoted: true }
+        Ident {
+            name: name.into(),
+            quoted: true,
+        }
     }
 }
 

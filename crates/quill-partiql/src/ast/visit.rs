@@ -73,7 +73,9 @@ impl Query {
                 SelectItem::Expr { expr, .. } | SelectItem::AllFields(expr) => expr.walk(visit),
             }),
         }
-        self.from.iter().for_each(|source| source.for_each_expr(visit));
+        self.from
+            .iter()
+            .for_each(|source| source.for_each_expr(visit));
         self.filter.iter().for_each(|e| e.walk(visit));
         self.group_by.iter().for_each(|key| key.expr.walk(visit));
         self.having.iter().for_each(|e| e.walk(visit));
@@ -87,7 +89,9 @@ impl FromSource {
     fn for_each_expr(&self, visit: &mut dyn FnMut(&Expr)) {
         match self {
             FromSource::Scan { expr, .. } => expr.walk(visit),
-            FromSource::Join { left, right, on, .. } => {
+            FromSource::Join {
+                left, right, on, ..
+            } => {
                 left.for_each_expr(visit);
                 right.for_each_expr(visit);
                 on.iter().for_each(|e| e.walk(visit));
@@ -127,13 +131,23 @@ impl Expr {
         match self {
             Expr::Cast { expr, .. } | Expr::Unary { expr, .. } => each(&[Some(expr)]),
             Expr::Extract { from, .. } => each(&[Some(from)]),
-            Expr::DateAdd { quantity, timestamp, .. } => each(&[Some(quantity), Some(timestamp)]),
+            Expr::DateAdd {
+                quantity,
+                timestamp,
+                ..
+            } => each(&[Some(quantity), Some(timestamp)]),
             Expr::DateDiff { from, to, .. } => each(&[Some(from), Some(to)]),
             Expr::Trim { chars, from, .. } => each(&[chars.as_deref(), Some(from)]),
-            Expr::Substring { expr, start, length } => {
-                each(&[Some(expr), Some(start), length.as_deref()])
-            }
-            Expr::Case { operand, branches, otherwise } => {
+            Expr::Substring {
+                expr,
+                start,
+                length,
+            } => each(&[Some(expr), Some(start), length.as_deref()]),
+            Expr::Case {
+                operand,
+                branches,
+                otherwise,
+            } => {
                 each(&[operand.as_deref()]);
                 for branch in branches {
                     each(&[Some(&branch.when), Some(&branch.then)]);
@@ -141,7 +155,9 @@ impl Expr {
                 each(&[otherwise.as_deref()]);
             }
             Expr::Binary { left, right, .. } => each(&[Some(left), Some(right)]),
-            Expr::Between { expr, low, high, .. } => each(&[Some(expr), Some(low), Some(high)]),
+            Expr::Between {
+                expr, low, high, ..
+            } => each(&[Some(expr), Some(low), Some(high)]),
             Expr::In { expr, rhs, .. } => {
                 each(&[Some(expr)]);
                 match rhs {
@@ -149,9 +165,12 @@ impl Expr {
                     InRhs::Expr(e) => each(&[Some(e)]),
                 }
             }
-            Expr::Like { expr, pattern, escape, .. } => {
-                each(&[Some(expr), Some(pattern), escape.as_deref()])
-            }
+            Expr::Like {
+                expr,
+                pattern,
+                escape,
+                ..
+            } => each(&[Some(expr), Some(pattern), escape.as_deref()]),
             Expr::Is { expr, .. } => each(&[Some(expr)]),
             // The leaf and collection variants are handled by `walk` itself.
             Expr::Lit(_)

@@ -164,7 +164,13 @@ fn fetch_table(
                     continue;
                 }
                 match ctx.tx()?.index_lookup(table, field, &key)? {
-                    Some(found) => documents.extend(found.into_iter().filter(|d| !documents_contains(&documents, &d.id))),
+                    Some(found) => {
+                        for document in found {
+                            if !documents_contains(&documents, &document.id) {
+                                documents.push(document);
+                            }
+                        }
+                    }
                     // The index disappeared since planning (dropped in this transaction): scan.
                     None => return scan_table(ctx, stage, table, row, outer, out),
                 }

@@ -39,7 +39,11 @@ impl Parser<'_> {
         } else {
             self.comma_list(|parser| parser.call_argument())?
         };
-        Ok(Expr::Call(Call { name, distinct, args }))
+        Ok(Expr::Call(Call {
+            name,
+            distinct,
+            args,
+        }))
     }
 
     /// An argument; a bare `SELECT` is a subquery (`EXISTS(SELECT …)`).
@@ -87,9 +91,17 @@ impl Parser<'_> {
         self.expect(TokenKind::Comma, "','", &context)?;
         let second = Box::new(self.expr()?);
         Ok(if is_add {
-            Expr::DateAdd { part, quantity: first, timestamp: second }
+            Expr::DateAdd {
+                part,
+                quantity: first,
+                timestamp: second,
+            }
         } else {
-            Expr::DateDiff { part, from: first, to: second }
+            Expr::DateDiff {
+                part,
+                from: first,
+                to: second,
+            }
         })
     }
 
@@ -103,7 +115,11 @@ impl Parser<'_> {
         };
         if spec.is_some() {
             self.advance();
-            let chars = if self.at_keyword(Keyword::From) { None } else { Some(Box::new(self.expr()?)) };
+            let chars = if self.at_keyword(Keyword::From) {
+                None
+            } else {
+                Some(Box::new(self.expr()?))
+            };
             self.expect_keyword(Keyword::From, "in TRIM")?;
             let from = Box::new(self.expr()?);
             return Ok(Expr::Trim { spec, chars, from });
@@ -111,9 +127,17 @@ impl Parser<'_> {
         let first = Box::new(self.expr()?);
         if self.eat_keyword(Keyword::From) {
             let from = Box::new(self.expr()?);
-            return Ok(Expr::Trim { spec, chars: Some(first), from });
+            return Ok(Expr::Trim {
+                spec,
+                chars: Some(first),
+                from,
+            });
         }
-        Ok(Expr::Trim { spec, chars: None, from: first })
+        Ok(Expr::Trim {
+            spec,
+            chars: None,
+            from: first,
+        })
     }
 
     /// `SUBSTRING(s, start [, length])` or `SUBSTRING(s FROM start [FOR length])`.
@@ -121,15 +145,27 @@ impl Parser<'_> {
         let expr = Box::new(self.expr()?);
         let (start, length) = if self.eat_keyword(Keyword::From) {
             let start = Box::new(self.expr()?);
-            let length = if self.eat_keyword(Keyword::For) { Some(Box::new(self.expr()?)) } else { None };
+            let length = if self.eat_keyword(Keyword::For) {
+                Some(Box::new(self.expr()?))
+            } else {
+                None
+            };
             (start, length)
         } else {
             self.expect(TokenKind::Comma, "',' or FROM", "in SUBSTRING")?;
             let start = Box::new(self.expr()?);
-            let length = if self.eat(TokenKind::Comma) { Some(Box::new(self.expr()?)) } else { None };
+            let length = if self.eat(TokenKind::Comma) {
+                Some(Box::new(self.expr()?))
+            } else {
+                None
+            };
             (start, length)
         };
-        Ok(Expr::Substring { expr, start, length })
+        Ok(Expr::Substring {
+            expr,
+            start,
+            length,
+        })
     }
 }
 

@@ -45,7 +45,11 @@ impl Parser<'_> {
                 if let Some(op) = binary_op(kind).filter(|op| op.precedence() >= min) {
                     parser.advance();
                     let right = parser.expr_at(op.precedence() + 1)?;
-                    left = Expr::Binary { op, left: Box::new(left), right: Box::new(right) };
+                    left = Expr::Binary {
+                        op,
+                        left: Box::new(left),
+                        right: Box::new(right),
+                    };
                 } else if prec::COMPARE >= min && parser.at_predicate() {
                     left = parser.predicate(left)?;
                 } else {
@@ -77,7 +81,10 @@ impl Parser<'_> {
         };
         self.advance();
         let operand = self.expr_at(level)?;
-        Ok(Expr::Unary { op, expr: Box::new(operand) })
+        Ok(Expr::Unary {
+            op,
+            expr: Box::new(operand),
+        })
     }
 
     fn number(&mut self, negative: bool) -> PResult<Expr> {
@@ -108,11 +115,17 @@ impl Parser<'_> {
             return Ok(expr);
         }
         Ok(match expr {
-            Expr::Path { root, steps: mut first } => {
+            Expr::Path {
+                root,
+                steps: mut first,
+            } => {
                 first.append(&mut steps);
                 Expr::Path { root, steps: first }
             }
-            root => Expr::Path { root: Box::new(root), steps },
+            root => Expr::Path {
+                root: Box::new(root),
+                steps,
+            },
         })
     }
 
@@ -247,7 +260,11 @@ impl Parser<'_> {
 
     fn case(&mut self) -> PResult<Expr> {
         self.advance();
-        let operand = if self.at_keyword(Keyword::When) { None } else { Some(Box::new(self.expr()?)) };
+        let operand = if self.at_keyword(Keyword::When) {
+            None
+        } else {
+            Some(Box::new(self.expr()?))
+        };
         let mut branches = Vec::new();
         while self.eat_keyword(Keyword::When) {
             let when = self.expr()?;
@@ -258,9 +275,17 @@ impl Parser<'_> {
         if branches.is_empty() {
             return Err(self.unexpected("WHEN", "in CASE"));
         }
-        let otherwise = if self.eat_keyword(Keyword::Else) { Some(Box::new(self.expr()?)) } else { None };
+        let otherwise = if self.eat_keyword(Keyword::Else) {
+            Some(Box::new(self.expr()?))
+        } else {
+            None
+        };
         self.expect_keyword(Keyword::End, "to close CASE")?;
-        Ok(Expr::Case { operand, branches, otherwise })
+        Ok(Expr::Case {
+            operand,
+            branches,
+            otherwise,
+        })
     }
 
     fn cast(&mut self) -> PResult<Expr> {
@@ -270,7 +295,10 @@ impl Parser<'_> {
         self.expect_keyword(Keyword::As, "in CAST")?;
         let ty = self.cast_type()?;
         self.expect(TokenKind::RParen, "')'", "to close CAST")?;
-        Ok(Expr::Cast { expr: Box::new(expr), ty })
+        Ok(Expr::Cast {
+            expr: Box::new(expr),
+            ty,
+        })
     }
 
     fn cast_type(&mut self) -> PResult<CastType> {
@@ -329,7 +357,12 @@ impl Parser<'_> {
                 let low = Box::new(self.expr_at(prec::CONCAT)?);
                 self.expect_keyword(Keyword::And, "in BETWEEN")?;
                 let high = Box::new(self.expr_at(prec::CONCAT)?);
-                Ok(Expr::Between { expr, negated, low, high })
+                Ok(Expr::Between {
+                    expr,
+                    negated,
+                    low,
+                    high,
+                })
             }
             TokenKind::Keyword(Keyword::In) => {
                 let rhs = self.in_rhs()?;
@@ -342,7 +375,12 @@ impl Parser<'_> {
                 } else {
                     None
                 };
-                Ok(Expr::Like { expr, negated, pattern, escape })
+                Ok(Expr::Like {
+                    expr,
+                    negated,
+                    pattern,
+                    escape,
+                })
             }
             _ => {
                 let negated = self.eat_keyword(Keyword::Not);
@@ -353,13 +391,21 @@ impl Parser<'_> {
                 } else {
                     return Err(self.unexpected("NULL or MISSING", "after IS"));
                 };
-                Ok(Expr::Is { expr, negated, test })
+                Ok(Expr::Is {
+                    expr,
+                    negated,
+                    test,
+                })
             }
         }
     }
 
     /// `(e, …)` is a candidate list; anything else (including `(SELECT …)`) an expression.
     fn in_rhs(&mut self) -> PResult<InRhs> {
+        // `IN NOT x` has no printable form (`IN (NOT x)` is a one-item list), so refuse it.
+        if self.at_keyword(Keyword::Not) {
+            return Err(self.unexpected("'(', '?' or a collection", "after IN"));
+        }
         let parenthesised_list = self.peek_kind() == TokenKind::LParen
             && self.peek_kind_at(1) != TokenKind::Keyword(Keyword::Select);
         if parenthesised_list {
@@ -384,31 +430,70 @@ mod tests {
     fn precedence_follows_the_standard_order() {
         let expr = parse_expression("a OR b AND NOT c = d || e + f * -g").unwrap();
         assert_eq!(expr.to_string(), "a OR b AND NOT c = d || e + f * -g");
-        let Expr::Binary { op: BinaryOp::Or, right, .. } = expr else { panic!("{expr:?}") };
-        let Expr::Binary { op: BinaryOp::And, right, .. } = *right else { panic!() };
-        assert!(matches!(*right, Expr::Unary { op: UnaryOp::Not, .. }));
+        let Expr::Binary {
+            op: BinaryOp::Or,
+            right,
+            ..
+        } = expr
+        else {
+            panic!("{expr:?}")
+        };
+        let Expr::Binary {
+            op: BinaryOp::And,
+            right,
+            ..
+        } = *right
+        else {
+            panic!()
+        };
+        assert!(matches!(
+            *right,
+            Expr::Unary {
+                op: UnaryOp::Not,
+                ..
+            }
+        ));
     }
 
     #[test]
     fn binary_operators_are_left_associative() {
         let expr = parse_expression("a - b - c").unwrap();
-        let inner = Expr::Binary { op: BinaryOp::Sub, left: var("a"), right: var("b") };
-        assert_eq!(expr, Expr::Binary { op: BinaryOp::Sub, left: Box::new(inner), right: var("c") });
+        let inner = Expr::Binary {
+            op: BinaryOp::Sub,
+            left: var("a"),
+            right: var("b"),
+        };
+        assert_eq!(
+            expr,
+            Expr::Binary {
+                op: BinaryOp::Sub,
+                left: Box::new(inner),
+                right: var("c")
+            }
+        );
     }
 
     #[test]
     fn minus_before_a_number_is_folded() {
-        assert_eq!(parse_expression("-5").unwrap(), Expr::Lit(ion_rs::Element::int(-5)));
+        assert_eq!(
+            parse_expression("-5").unwrap(),
+            Expr::Lit(ion_rs::Element::int(-5))
+        );
         assert_eq!(parse_expression("a-5").unwrap().to_string(), "a - 5");
     }
 
     #[test]
     fn paths_merge_steps() {
         let expr = parse_expression("(r.Owners).SecondaryOwners[0].\"Name\"[*].*").unwrap();
-        let Expr::Path { root, steps } = &expr else { panic!("{expr:?}") };
+        let Expr::Path { root, steps } = &expr else {
+            panic!("{expr:?}")
+        };
         assert_eq!(**root, Expr::Var(Ident::new("r")));
         assert_eq!(steps.len(), 6);
-        assert_eq!(expr.to_string(), "r.Owners.SecondaryOwners[0].\"Name\"[*].*");
+        assert_eq!(
+            expr.to_string(),
+            "r.Owners.SecondaryOwners[0].\"Name\"[*].*"
+        );
     }
 
     #[test]

@@ -15,11 +15,17 @@ pub const TOKEN_COUNT_MAX: usize = 60_000;
 /// statements nest a few levels at most.
 pub const PARSE_DEPTH_MAX: u32 = 128;
 
+/// Deepest nesting of lists, structs and s-expressions inside one backtick Ion literal. ion-rs
+/// reads, prints, compares and drops values recursively and overflows a 2 MiB debug-build
+/// stack at about 200 levels, so deeper literals are refused before they reach it.
+pub const ION_LITERAL_DEPTH_MAX: usize = 100;
+
 /// Longest excerpt of a token quoted in an error message, in characters; keeps messages about
 /// huge literals short.
 pub const ERROR_EXCERPT_MAX_CHARS: usize = 40;
 
 const _: () = assert!(TOKEN_COUNT_MAX >= STATEMENT_LENGTH_MAX_CHARS / 2);
+const _: () = assert!(ION_LITERAL_DEPTH_MAX >= 16 && ION_LITERAL_DEPTH_MAX <= 150);
 const _: () = assert!(PARSE_DEPTH_MAX >= 16 && PARSE_DEPTH_MAX <= 1_000);
 // Token spans are u32 byte offsets; a char is at most 4 bytes.
 const _: () = assert!(STATEMENT_LENGTH_MAX_CHARS * 4 < u32::MAX as usize);

@@ -67,7 +67,13 @@ impl<'a> Parser<'a> {
         check_length(source)?;
         let tokens = tokenize(source, limits::TOKEN_COUNT_MAX)
             .map_err(|e| ParseError::at_offset(source, e.offset, e.message))?;
-        Ok(Parser { source, tokens, index: 0, depth: 0, next_parameter: 0 })
+        Ok(Parser {
+            source,
+            tokens,
+            index: 0,
+            depth: 0,
+            next_parameter: 0,
+        })
     }
 
     /// Requires end of input after an optional `;`, and locates any error.
@@ -136,13 +142,19 @@ impl<'a> Parser<'a> {
         let token = self.peek();
         let separator = if context.is_empty() { "" } else { " " };
         Failure {
-            message: format!("expected {what}{separator}{context}, found {}", self.describe(token)),
+            message: format!(
+                "expected {what}{separator}{context}, found {}",
+                self.describe(token)
+            ),
             offset: token.start as usize,
         }
     }
 
     fn fail_at(&self, token: Token, message: impl Into<String>) -> Failure {
-        Failure { message: message.into(), offset: token.start as usize }
+        Failure {
+            message: message.into(),
+            offset: token.start as usize,
+        }
     }
 
     /// A token as quoted in messages: `'text'` (shortened) or `end of input`.
@@ -152,7 +164,10 @@ impl<'a> Parser<'a> {
         }
         let text = token.text(self.source);
         let mut chars = text.chars();
-        let excerpt: String = chars.by_ref().take(limits::ERROR_EXCERPT_MAX_CHARS).collect();
+        let excerpt: String = chars
+            .by_ref()
+            .take(limits::ERROR_EXCERPT_MAX_CHARS)
+            .collect();
         let ellipsis = if chars.next().is_some() { "…" } else { "" };
         format!("'{excerpt}{ellipsis}'")
     }
@@ -163,7 +178,10 @@ impl<'a> Parser<'a> {
             let token = self.peek();
             return Err(self.fail_at(
                 token,
-                format!("statement nests deeper than {} levels", limits::PARSE_DEPTH_MAX),
+                format!(
+                    "statement nests deeper than {} levels",
+                    limits::PARSE_DEPTH_MAX
+                ),
             ));
         }
         self.depth += 1;
@@ -234,7 +252,10 @@ fn check_length(source: &str) -> Result<(), ParseError> {
     let max = limits::STATEMENT_LENGTH_MAX_CHARS;
     // Bytes ≥ chars, so only long texts need the character count.
     if source.len() > max && source.chars().count() > max {
-        let offset = source.char_indices().nth(max).map_or(source.len(), |(at, _)| at);
+        let offset = source
+            .char_indices()
+            .nth(max)
+            .map_or(source.len(), |(at, _)| at);
         return Err(ParseError::at_offset(
             source,
             offset,

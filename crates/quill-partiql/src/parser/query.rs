@@ -12,7 +12,7 @@ impl Parser<'_> {
             parser.expect_keyword(Keyword::Select, "")?;
             let projection = parser.projection()?;
             parser.expect_keyword(Keyword::From, "after the SELECT list")?;
-            let from = parser.from_sources()?;
+            let from = parser.source_list()?;
             let filter = parser.where_clause()?;
             let mut query = Query {
                 projection,
@@ -76,7 +76,11 @@ impl Parser<'_> {
             });
             self.advance();
         }
-        Ok(OrderKey { expr, direction, nulls })
+        Ok(OrderKey {
+            expr,
+            direction,
+            nulls,
+        })
     }
 
     pub(crate) fn where_clause(&mut self) -> PResult<Option<Expr>> {
@@ -107,7 +111,11 @@ impl Parser<'_> {
         if let Expr::Path { root, mut steps } = expr {
             if steps.last() == Some(&PathStep::AllFields) {
                 steps.pop();
-                let prefix = if steps.is_empty() { *root } else { Expr::Path { root, steps } };
+                let prefix = if steps.is_empty() {
+                    *root
+                } else {
+                    Expr::Path { root, steps }
+                };
                 return Ok(SelectItem::AllFields(prefix));
             }
             let expr = Expr::Path { root, steps };
@@ -119,7 +127,7 @@ impl Parser<'_> {
     }
 
     /// `source [, source]…` where each source may be a chain of joins.
-    pub(crate) fn from_sources(&mut self) -> PResult<Vec<FromSource>> {
+    pub(crate) fn source_list(&mut self) -> PResult<Vec<FromSource>> {
         self.comma_list(|parser| parser.joined_source())
     }
 
@@ -154,7 +162,12 @@ impl Parser<'_> {
                 }
                 JoinKind::Cross => None,
             };
-            source = FromSource::Join { kind, left: Box::new(source), right: Box::new(right), on };
+            source = FromSource::Join {
+                kind,
+                left: Box::new(source),
+                right: Box::new(right),
+                on,
+            };
         }
     }
 
@@ -164,7 +177,12 @@ impl Parser<'_> {
         let as_alias = self.optional_as_alias()?;
         let at_alias = self.keyword_alias(Keyword::At)?;
         let by_alias = self.keyword_alias(Keyword::By)?;
-        Ok(FromSource::Scan { expr, as_alias, at_alias, by_alias })
+        Ok(FromSource::Scan {
+            expr,
+            as_alias,
+            at_alias,
+            by_alias,
+        })
     }
 }
 
@@ -183,9 +201,19 @@ mod tests {
     #[test]
     fn aliases_may_omit_as() {
         let q = query("SELECT v.VIN vin FROM Vehicle v AT i BY id");
-        let Projection::Items(items) = &q.projection else { panic!() };
+        let Projection::Items(items) = &q.projection else {
+            panic!()
+        };
         assert!(matches!(&items[0], SelectItem::Expr { alias: Some(a), .. } if a.name == "vin"));
-        let FromSource::Scan { as_alias, at_alias, by_alias, .. } = &q.from[0] else { panic!() };
+        let FromSource::Scan {
+            as_alias,
+            at_alias,
+            by_alias,
+            ..
+        } = &q.from[0]
+        else {
+            panic!()
+        };
         assert_eq!(as_alias.as_ref().unwrap().name, "v");
         assert_eq!(at_alias.as_ref().unwrap().name, "i");
         assert_eq!(by_alias.as_ref().unwrap().name, "id");
@@ -194,17 +222,42 @@ mod tests {
     #[test]
     fn select_star_of_alias_is_all_fields() {
         let q = query("SELECT v.*, r.Owners.* FROM Vehicle AS v, VehicleRegistration AS r");
-        let Projection::Items(items) = &q.projection else { panic!() };
+        let Projection::Items(items) = &q.projection else {
+            panic!()
+        };
         assert_eq!(items[0], SelectItem::AllFields(Expr::Var(Ident::new("v"))));
-        assert!(matches!(&items[1], SelectItem::AllFields(Expr::Path { .. })));
+        assert!(matches!(
+            &items[1],
+            SelectItem::AllFields(Expr::Path { .. })
+        ));
     }
 
     #[test]
     fn joins_are_left_associative() {
         let q = query("SELECT * FROM a JOIN b ON x INNER JOIN c ON y CROSS JOIN d");
-        let FromSource::Join { kind: JoinKind::Cross, left, .. } = &q.from[0] else { panic!() };
-        let FromSource::Join { kind: JoinKind::Inner, left, .. } = &**left else { panic!() };
-        assert!(matches!(&**left, FromSource::Join { kind: JoinKind::Inner, .. }));
+        let FromSource::Join {
+            kind: JoinKind::Cross,
+            left,
+            ..
+        } = &q.from[0]
+        else {
+            panic!()
+        };
+        let FromSource::Join {
+            kind: JoinKind::Inner,
+            left,
+            ..
+        } = &**left
+        else {
+            panic!()
+        };
+        assert!(matches!(
+            &**left,
+            FromSource::Join {
+                kind: JoinKind::Inner,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -216,6 +269,9 @@ mod tests {
         assert_eq!(q.group_by.len(), 1);
         assert_eq!(q.order_by[0].direction, Some(SortDirection::Desc));
         assert_eq!(q.order_by[0].nulls, Some(NullsOrder::Last));
-        assert_eq!(q.to_string(), text.split_whitespace().collect::<Vec<_>>().join(" "));
+        assert_eq!(
+            q.to_string(),
+            text.split_whitespace().collect::<Vec<_>>().join(" ")
+        );
     }
 }

@@ -12,7 +12,7 @@ impl Parser<'_> {
         };
         match keyword {
             Keyword::Select => Ok(Statement::Select(Box::new(self.query()?))),
-            Keyword::From => self.from_dml(),
+            Keyword::From => self.dml_from_statement(),
             Keyword::Insert => self.insert(),
             Keyword::Update => self.update(),
             Keyword::Delete => self.delete(),
@@ -41,13 +41,21 @@ impl Parser<'_> {
         self.advance();
         if self.eat_keyword(Keyword::Table) {
             let table = self.ident("a table name", "after CREATE TABLE")?;
-            let tags = if self.eat_keyword(Keyword::With) { Some(self.table_tags()?) } else { None };
+            let tags = if self.eat_keyword(Keyword::With) {
+                Some(self.table_tags()?)
+            } else {
+                None
+            };
             return Ok(Statement::CreateTable { table, tags });
         }
         if self.eat_keyword(Keyword::Index) {
             self.expect_keyword(Keyword::On, "after CREATE INDEX")?;
             let table = self.ident("a table name", "after CREATE INDEX ON")?;
-            self.expect(TokenKind::LParen, "'('", "after the table name in CREATE INDEX")?;
+            self.expect(
+                TokenKind::LParen,
+                "'('",
+                "after the table name in CREATE INDEX",
+            )?;
             let field = self.ident("a field name", "in CREATE INDEX")?;
             self.expect(TokenKind::RParen, "')'", "after the indexed field")?;
             return Ok(Statement::CreateIndex { table, field });
@@ -126,7 +134,11 @@ impl Parser<'_> {
         let target = self.dml_target("after UPDATE")?;
         let ops = self.dml_ops("after UPDATE target")?;
         let filter = self.where_clause()?;
-        Ok(Statement::Update { target, ops, filter })
+        Ok(Statement::Update {
+            target,
+            ops,
+            filter,
+        })
     }
 
     fn delete(&mut self) -> PResult<Statement> {
@@ -137,9 +149,9 @@ impl Parser<'_> {
         Ok(Statement::Delete { target, filter })
     }
 
-    fn from_dml(&mut self) -> PResult<Statement> {
+    fn dml_from_statement(&mut self) -> PResult<Statement> {
         self.advance();
-        let from = self.from_sources()?;
+        let from = self.source_list()?;
         let filter = self.where_clause()?;
         let ops = self.dml_ops("after the FROM clause")?;
         Ok(Statement::FromDml { from, filter, ops })
@@ -150,7 +162,11 @@ impl Parser<'_> {
         let table = self.ident("a table name", context)?;
         let as_alias = self.optional_as_alias()?;
         let by_alias = self.keyword_alias(Keyword::By)?;
-        Ok(DmlTarget { table, as_alias, by_alias })
+        Ok(DmlTarget {
+            table,
+            as_alias,
+            by_alias,
+        })
     }
 
     /// One or more `SET …`, `REMOVE p`, `INSERT INTO p VALUE e [AT k]`.
@@ -168,7 +184,9 @@ impl Parser<'_> {
                     DmlOp::Remove(self.path_expr()?)
                 }
                 TokenKind::Keyword(Keyword::Insert) => self.insert_op()?,
-                _ if ops.is_empty() => return Err(self.unexpected("SET, REMOVE or INSERT", context)),
+                _ if ops.is_empty() => {
+                    return Err(self.unexpected("SET, REMOVE or INSERT", context))
+                }
                 _ => return Ok(ops),
             };
             ops.push(op);
@@ -189,7 +207,11 @@ impl Parser<'_> {
         let target = self.path_expr()?;
         self.expect_keyword(Keyword::Value, "after the INSERT INTO path")?;
         let value = self.expr()?;
-        let at = if self.eat_keyword(Keyword::At) { Some(self.expr()?) } else { None };
+        let at = if self.eat_keyword(Keyword::At) {
+            Some(self.expr()?)
+        } else {
+            None
+        };
         Ok(DmlOp::InsertInto { target, value, at })
     }
 
@@ -198,7 +220,11 @@ impl Parser<'_> {
         self.advance();
         let procedure = self.ident("a procedure name", "after EXEC")?;
         let at_end = matches!(self.peek_kind(), TokenKind::Eof | TokenKind::Semicolon);
-        let args = if at_end { Vec::new() } else { self.comma_list(|parser| parser.expr())? };
+        let args = if at_end {
+            Vec::new()
+        } else {
+            self.comma_list(|parser| parser.expr())?
+        };
         Ok(Statement::Exec { procedure, args })
     }
 }
@@ -212,7 +238,10 @@ mod tests {
     fn trailing_semicolon_is_allowed_once() {
         assert!(parse("DROP TABLE Vehicle;").is_ok());
         let error = parse("DROP TABLE Vehicle;;").unwrap_err();
-        assert_eq!(error.to_string(), "expected end of statement, found ';' at line 1, column 20");
+        assert_eq!(
+            error.to_string(),
+            "expected end of statement, found ';' at line 1, column 20"
+        );
     }
 
     #[test]
@@ -222,7 +251,14 @@ mod tests {
              INSERT INTO p.Tags VALUE 'x' AT 0 WHERE pid = ?",
         )
         .unwrap();
-        let Statement::Update { target, ops, filter } = statement else { panic!() };
+        let Statement::Update {
+            target,
+            ops,
+            filter,
+        } = statement
+        else {
+            panic!()
+        };
         assert_eq!(target.by_alias, Some(Ident::new("pid")));
         assert_eq!(ops.len(), 3);
         assert!(matches!(&ops[0], DmlOp::Set(assignments) if assignments.len() == 2));
@@ -232,7 +268,9 @@ mod tests {
     #[test]
     fn exec_keeps_procedure_spelling() {
         let statement = parse("EXEC redact_revision ?, 'tid', 'did'").unwrap();
-        let Statement::Exec { procedure, args } = &statement else { panic!() };
+        let Statement::Exec { procedure, args } = &statement else {
+            panic!()
+        };
         assert_eq!(procedure.name, "redact_revision");
         assert_eq!(args.len(), 3);
         assert_eq!(statement.parameter_count(), 1);

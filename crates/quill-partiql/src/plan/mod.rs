@@ -123,7 +123,8 @@ pub fn plan_sources(
         stages.push(stage_for(scan, index, &known));
     }
     let scope = Scope::new(&stages, outer_names);
-    for conjunct in conjuncts {
+    let implied = implied_equalities(&conjuncts, &scope);
+    for conjunct in conjuncts.into_iter().chain(implied) {
         let stage = scope.stage_of(&conjunct);
         stages[stage].filters.push(conjunct);
     }
@@ -300,6 +301,42 @@ impl<'a> Scope<'a> {
         let implicit_here = deps.implicit && (self.stage_count == 1 || stage + 1 == self.stage_count);
         !deps.subquery && !implicit_here && deps.stages.iter().all(|s| *s < stage)
     }
+}
+
+/// Cap on equalities derived by transitivity (quadratic in the conjuncts otherwise).
+const IMPLIED_EQUALITIES_MAX: usize = 64;
+
+/// `a = b AND b = k` (k constant) implies `a = k`: adding it lets a join's outer side use its
+/// index too (`… JOIN r ON v.VIN = r.VIN WHERE r.VIN = ?` looks `v` up by VIN). The derived
+/// conjuncts are implied by the originals, so filtering with them changes nothing.
+fn implied_equalities(conjuncts: &[Expr], scope: &Scope<'_>) -> Vec<Expr> {
+    let is_constant = |e: &Expr| {
+        let deps = scope.deps(e);
+        deps.stages.is_empty() && !deps.implicit && !deps.subquery
+    };
+    let equalities: Vec<(&Expr, &Expr)> = conjuncts
+        .iter()
+        .filter_map(|c| match c {
+            Expr::Binary { op: BinaryOp::Eq, left, right } => Some((left.as_ref(), right.as_ref())),
+            _ => None,
+        })
+        .collect();
+    let mut implied = Vec::new();
+    for (left, right) in &equalities {
+        let (variable, constant) = match (is_constant(left), is_constant(right)) {
+            (false, true) => (*left, *right),
+            (true, false) => (*right, *left),
+            _ => continue,
+        };
+        for (a, b) in &equalities {
+            let other = if *a == variable { *b } else if *b == variable { *a } else { continue };
+            if other == variable || is_constant(other) || implied.len() >= IMPLIED_EQUALITIES_MAX {
+                continue;
+            }
+            implied.push(Expr::Binary { op: BinaryOp::Eq, left: Box::new(other.clone()), right: Box::new(constant.clone()) });
+        }
+    }
+    implied
 }
 
 /// A key-bearing conjunct shape found on a stage.
@@ -482,3 +519,6 @@ pub fn require_table(source: &Source) -> Result<&str> {
         _ => Err(PartiqlError::Semantic("the first FROM source of a DML statement must be a table".to_string())),
     }
 }
+
+#[cfg(test)]
+mod tests;

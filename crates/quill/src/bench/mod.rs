@@ -1,7 +1,19 @@
-//! `quill bench`: in-process ledger benchmarks, a QLDB wire-protocol load
-//! generator and the workload driver used by `scripts/pg_compare.sh`.
-//! Figures are printed, never asserted: the machine is shared and noisy, so
-//! every run measures the raw fsync baseline first and prints ratios to it.
+//! `quill bench`: in-process ledger benchmarks, a QLDB wire-protocol load generator and the
+//! workload driver used by `scripts/pg_compare.sh`.
+//!
+//! Figures are printed, never asserted: the machine is shared and noisy, so every run first
+//! measures the raw fsync latency of the disk it writes to and prints ratios against it.
+//! - `ledger`: commit latency/throughput, lookups, scans, proofs, crash recovery, memory.
+//! - `wire`: QLDB `SendCommand` transactions over HTTP/1.1 against a server.
+//! - `workload`: one line `tx_per_sec=…` for a fixed insert or update workload.
+
+mod ledger;
+mod load;
+mod recovery;
+mod stats;
+mod summary;
+mod wire;
+mod workload;
 
 /// Arguments of `quill bench`.
 #[derive(clap::Args, Debug)]
@@ -15,12 +27,26 @@ pub struct BenchArgs {
 #[derive(clap::Subcommand, Debug)]
 pub enum BenchCommand {
     /// In-process ledger benchmarks (commit, lookup, scan, proofs, recovery, RSS).
-    Ledger,
+    Ledger(ledger::LedgerArgs),
+    /// QLDB wire-protocol load generator (in-process server unless --endpoint is given).
+    Wire(wire::WireArgs),
+    /// Fixed insert/update workload printing one machine-readable line (for pg_compare.sh).
+    Workload(workload::WorkloadArgs),
 }
 
 /// Runs the selected benchmark and prints its figures.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.command {
-        BenchCommand::Ledger => Ok(()),
+        BenchCommand::Ledger(args) => ledger::run(args),
+        BenchCommand::Wire(args) => wire::run(args),
+        BenchCommand::Workload(args) => workload::run(args),
     }
+}
+
+/// One line describing the conditions of this run: cores, load average and build profile.
+fn machine_line() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let load = std::fs::read_to_string("/proc/loadavg").ok().map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
+    let profile = if cfg!(debug_assertions) { "debug build (figures not representative)" } else { "release build" };
+    format!("{cores} cores, load average {}, {profile}", load.as_deref().unwrap_or("unknown"))
 }

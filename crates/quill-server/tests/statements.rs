@@ -1,0 +1,202 @@
+//! Statements end to end through quill-partiql: paging, OCC conflicts, results as Ion binary.
+
+mod support;
+
+use base64::Engine as _;
+use ion_rs::Element;
+use quill_verify::CommitDigest;
+use serde_json::{json, Value};
+use support::*;
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+struct Tx {
+    token: String,
+    id: String,
+    digest: CommitDigest,
+}
+
+async fn begin(address: std::net::SocketAddr, token: &str) -> Tx {
+    let id = start_transaction(address, token).await;
+    Tx {
+        token: token.to_string(),
+        digest: CommitDigest::new(&id),
+        id,
+    }
+}
+
+async fn execute(
+    address: std::net::SocketAddr,
+    tx: &mut Tx,
+    statement: &str,
+    parameters: &[&str],
+) -> Reply {
+    let elements: Vec<Element> = parameters
+        .iter()
+        .map(|p| Element::read_one(*p).unwrap())
+        .collect();
+    let holders: Vec<Value> = elements
+        .iter()
+        .map(|e| json!({"IonText": e.to_string()}))
+        .collect();
+    tx.digest.add_statement(statement, &elements);
+    send(
+        address,
+        &json!({"SessionToken": tx.token, "ExecuteStatement":
+        {"TransactionId": tx.id, "Statement": statement, "Parameters": holders}}),
+    )
+    .await
+}
+
+async fn commit(address: std::net::SocketAddr, tx: &Tx) -> Reply {
+    send(
+        address,
+        &json!({"SessionToken": tx.token, "CommitTransaction":
+        {"TransactionId": tx.id, "CommitDigest": b64(tx.digest.value().as_bytes())}}),
+    )
+    .await
+}
+
+fn decode_values(page: &Value) -> Vec<Element> {
+    page["Values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(v["IonBinary"].as_str().unwrap())
+                .unwrap();
+            assert!(
+                bytes.starts_with(&[0xE0, 0x01, 0x00, 0xEA]),
+                "complete Ion binary stream"
+            );
+            Element::read_one(bytes).unwrap()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn results_are_paged_and_tokens_die_with_the_transaction() {
+    let server = start(|config| config.limits.page_values_max = 3).await;
+    let address = server.address;
+    assert_eq!(create_ledger(address, "books").await.status, 200);
+    let token = start_session(address, "books").await;
+    let mut tx = begin(address, &token).await;
+    let reply = execute(address, &mut tx, "CREATE TABLE Book", &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.message());
+    for n in 0..7 {
+        let reply = execute(
+            address,
+            &mut tx,
+            "INSERT INTO Book ?",
+            &[&format!("{{n: {n}}}")],
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{}", reply.message());
+    }
+    assert_eq!(commit(address, &tx).await.status, 200);
+
+    let mut tx = begin(address, &token).await;
+    let reply = execute(address, &mut tx, "SELECT * FROM Book", &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.message());
+    let first = &reply.json()["ExecuteStatement"]["FirstPage"];
+    let mut values = decode_values(first);
+    assert_eq!(values.len(), 3);
+    let mut next = first["NextPageToken"].as_str().map(str::to_string);
+    let mut pages = 1;
+    while let Some(page_token) = next {
+        let reply = send(
+            address,
+            &json!({"SessionToken": token, "FetchPage":
+            {"TransactionId": tx.id, "NextPageToken": page_token}}),
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{}", reply.message());
+        let page = &reply.json()["FetchPage"]["Page"];
+        values.extend(decode_values(page));
+        next = page["NextPageToken"].as_str().map(str::to_string);
+        pages += 1;
+        assert!(pages <= 3);
+    }
+    assert_eq!(values.len(), 7);
+
+    // A statement error leaves the transaction open; the digest still counts it.
+    let reply = execute(address, &mut tx, "SELECT * FROM NoSuchTable", &[]).await;
+    assert_eq!(reply.error(), "BadRequestException");
+    let reply = execute(address, &mut tx, "SELECT * FROM Book", &[]).await;
+    let leftover = reply.json()["ExecuteStatement"]["FirstPage"]["NextPageToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(commit(address, &tx).await.status, 200);
+    let reply = send(
+        address,
+        &json!({"SessionToken": token, "FetchPage":
+        {"TransactionId": tx.id, "NextPageToken": leftover}}),
+    )
+    .await;
+    assert_eq!(
+        reply.error(),
+        "BadRequestException",
+        "FetchPage after commit"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn occ_conflict_ends_the_transaction_not_the_session() {
+    let server = start(|_| {}).await;
+    let address = server.address;
+    assert_eq!(create_ledger(address, "cars").await.status, 200);
+    let first = start_session(address, "cars").await;
+    let second = start_session(address, "cars").await;
+    let mut setup = begin(address, &first).await;
+    assert_eq!(
+        execute(address, &mut setup, "CREATE TABLE Car", &[])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(commit(address, &setup).await.status, 200);
+
+    let mut loser = begin(address, &first).await;
+    assert_eq!(
+        execute(address, &mut loser, "SELECT * FROM Car", &[])
+            .await
+            .status,
+        200
+    );
+    let mut winner = begin(address, &second).await;
+    assert_eq!(
+        execute(address, &mut winner, "INSERT INTO Car ?", &["{vin: \"1\"}"])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(commit(address, &winner).await.status, 200);
+    assert_eq!(
+        execute(address, &mut loser, "INSERT INTO Car ?", &["{vin: \"2\"}"])
+            .await
+            .status,
+        200
+    );
+    let reply = commit(address, &loser).await;
+    assert_eq!(reply.error(), "OccConflictException");
+
+    // Drivers retry on the same session without an abort.
+    let mut retry = begin(address, &first).await;
+    assert_eq!(
+        execute(address, &mut retry, "INSERT INTO Car ?", &["{vin: \"2\"}"])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(commit(address, &retry).await.status, 200);
+
+    let metrics = String::from_utf8(http(address, "GET", "/metrics", &[], b"").await.body).unwrap();
+    assert!(metrics.contains("quill_occ_conflicts_total 1"), "{metrics}");
+    assert!(metrics.contains("quill_commits_total 3"), "{metrics}");
+    server.shutdown().await;
+}

@@ -1,0 +1,377 @@
+//! Command-line arguments: clap's raw view of them, and `check` methods that turn each into the
+//! typed configuration the commands take (so commands never see an unchecked flag).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use quill_ledger::BlockAddress;
+use quill_server::{AuthMode, ServerConfig, ServerLimits, TlsConfig};
+
+use crate::bench::BenchArgs;
+
+/// Longest transaction timeout accepted: the server ends sessions after 15 minutes anyway.
+const TRANSACTION_TIMEOUT_MAX: Duration = Duration::from_secs(15 * 60);
+
+/// Quill: a self-hosted, verifiable ledger database compatible with Amazon QLDB drivers.
+#[derive(Parser, Debug)]
+#[command(name = "quill", version, about)]
+pub struct Cli {
+    /// Log filter (error, warn, info, debug, trace, or a tracing directive); RUST_LOG wins.
+    #[arg(long, global = true)]
+    pub log_level: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the QLDB-compatible server (data plane and control plane on one port).
+    Serve(ServeArgs),
+    /// Interactive PartiQL shell (embedded on a data directory, or against a server).
+    Shell(ShellArgs),
+    /// Audit a whole ledger: checksums, block hashes, the hash chain and the digest tree.
+    Verify(LedgerTargetArgs),
+    /// Create, list, describe or delete ledgers in a data directory.
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
+    /// Print the ledger's current digest and its tip address.
+    Digest(LedgerTargetArgs),
+    /// Print a document revision with its proof, and verify the proof locally.
+    Revision(RevisionArgs),
+    /// Benchmarks.
+    Bench(BenchArgs),
+}
+
+impl Command {
+    /// The server logs what it does; one-shot commands only warn.
+    pub fn default_log_level(&self) -> &'static str {
+        match self {
+            Command::Serve(_) => "info",
+            _ => "warn",
+        }
+    }
+}
+
+/// How `quill serve` authenticates requests.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthArg {
+    /// Accept every request, signed or not (local development only).
+    None,
+    /// Verify SigV4 signatures against `--credentials`.
+    Credentials,
+}
+
+/// `quill serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Directory holding the ledgers (`<data-dir>/ledgers/<name>/`).
+    #[arg(long, default_value = "./quill-data")]
+    pub data_dir: PathBuf,
+    /// Address to listen on; port 0 picks a free port (the bound address is printed).
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    pub listen: SocketAddr,
+    /// Authentication; defaults to `credentials` when --credentials is given, else `none`.
+    #[arg(long, value_enum)]
+    pub auth: Option<AuthArg>,
+    /// Credentials file: one `ACCESS_KEY_ID SECRET_ACCESS_KEY` pair per line.
+    #[arg(long)]
+    pub credentials: Option<PathBuf>,
+    /// TLS certificate chain (PEM); requires --tls-key.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM); requires --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Region shown in ARNs (clients may sign with any region).
+    #[arg(long, default_value = "us-east-1")]
+    pub region: String,
+    /// Account id shown in ARNs.
+    #[arg(long, default_value = "000000000000")]
+    pub account_id: String,
+    /// Transaction timeout, e.g. `30s` (QLDB's), `500ms` or `2` (seconds).
+    #[arg(long, default_value = "30s")]
+    pub transaction_timeout: String,
+}
+
+impl ServeArgs {
+    /// Checks the flags into the server's configuration.
+    pub fn check(self) -> anyhow::Result<ServerConfig> {
+        let auth = match (self.auth, self.credentials) {
+            (Some(AuthArg::None), Some(_)) => bail!("--credentials needs --auth credentials (or no --auth)"),
+            (Some(AuthArg::None), None) | (None, None) => AuthMode::None,
+            (Some(AuthArg::Credentials), None) => bail!("--auth credentials needs --credentials FILE"),
+            (_, Some(path)) => AuthMode::Credentials(path),
+        };
+        let tls = match (self.tls_cert, self.tls_key) {
+            (Some(cert_chain), Some(private_key)) => Some(TlsConfig { cert_chain, private_key }),
+            (None, None) => None,
+            _ => bail!("--tls-cert and --tls-key go together"),
+        };
+        if self.region.is_empty() {
+            bail!("--region must not be empty");
+        }
+        let transaction_timeout = parse_duration(&self.transaction_timeout)
+            .with_context(|| format!("--transaction-timeout {:?}", self.transaction_timeout))?;
+        let mut config = ServerConfig::new(self.data_dir, self.listen);
+        config.auth = auth;
+        config.tls = tls;
+        config.region = self.region;
+        config.account_id = self.account_id;
+        config.limits = ServerLimits { transaction_timeout, ..ServerLimits::default() };
+        Ok(config)
+    }
+}
+
+/// Parses `30s`, `500ms` or a bare number of seconds; zero and over 15 minutes are refused.
+pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
+    let text = text.trim();
+    let (digits, unit_ms) = if let Some(ms) = text.strip_suffix("ms") {
+        (ms, 1)
+    } else if let Some(s) = text.strip_suffix('s') {
+        (s, 1000)
+    } else {
+        (text, 1000)
+    };
+    let value: u64 = digits.trim().parse().context("expected a number with an optional `s` or `ms` unit")?;
+    let duration = Duration::from_millis(value.checked_mul(unit_ms).context("duration is too large")?);
+    if duration.is_zero() || duration > TRANSACTION_TIMEOUT_MAX {
+        bail!("must be between 1ms and {} s", TRANSACTION_TIMEOUT_MAX.as_secs());
+    }
+    Ok(duration)
+}
+
+/// A ledger in a data directory (embedded commands).
+#[derive(Args, Debug, Clone)]
+pub struct LedgerTargetArgs {
+    /// Directory holding the ledgers.
+    #[arg(long, default_value = "./quill-data")]
+    pub data_dir: PathBuf,
+    /// Ledger name.
+    #[arg(long)]
+    pub ledger: String,
+}
+
+/// A checked ledger location.
+#[derive(Debug, Clone)]
+pub struct LedgerTarget {
+    /// Directory holding the ledgers.
+    pub data_dir: PathBuf,
+    /// A valid ledger name.
+    pub ledger: String,
+}
+
+impl LedgerTarget {
+    /// `<data_dir>/ledgers/<ledger>`.
+    pub fn dir(&self) -> PathBuf {
+        quill_ledger::ledger_dir(&self.data_dir, &self.ledger)
+    }
+}
+
+impl LedgerTargetArgs {
+    /// Checks the ledger name.
+    pub fn check(self) -> anyhow::Result<LedgerTarget> {
+        quill_ledger::validate_ledger_name(&self.ledger)?;
+        Ok(LedgerTarget { data_dir: self.data_dir, ledger: self.ledger })
+    }
+}
+
+/// `quill ledger …`.
+#[derive(Subcommand, Debug)]
+pub enum LedgerCommand {
+    /// Create a ledger (with deletion protection on, as QLDB does, unless told otherwise).
+    Create {
+        /// Ledger name.
+        name: String,
+        /// Directory holding the ledgers.
+        #[arg(long, default_value = "./quill-data")]
+        data_dir: PathBuf,
+        /// Create it without deletion protection.
+        #[arg(long)]
+        no_deletion_protection: bool,
+    },
+    /// List the ledgers.
+    List {
+        /// Directory holding the ledgers.
+        #[arg(long, default_value = "./quill-data")]
+        data_dir: PathBuf,
+    },
+    /// Show a ledger's attributes, digest tip and tables.
+    Describe {
+        /// Ledger name.
+        name: String,
+        /// Directory holding the ledgers.
+        #[arg(long, default_value = "./quill-data")]
+        data_dir: PathBuf,
+    },
+    /// Delete a ledger; refused while deletion protection is on, unless --force.
+    Delete {
+        /// Ledger name.
+        name: String,
+        /// Directory holding the ledgers.
+        #[arg(long, default_value = "./quill-data")]
+        data_dir: PathBuf,
+        /// Turn deletion protection off first.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// `quill shell`.
+#[derive(Args, Debug)]
+pub struct ShellArgs {
+    /// Embedded mode: the data directory to open (must not be served at the same time).
+    #[arg(long, conflicts_with = "endpoint")]
+    pub data_dir: Option<PathBuf>,
+    /// Endpoint mode: a running server, e.g. http://127.0.0.1:8000.
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// Ledger name.
+    #[arg(long)]
+    pub ledger: String,
+    /// Region to sign requests for (endpoint mode, when AWS credentials are set).
+    #[arg(long, default_value = "us-east-1")]
+    pub region: String,
+    /// Run these statements (separated by `;`) and exit, instead of reading input.
+    #[arg(short = 'e', long = "execute")]
+    pub execute: Option<String>,
+}
+
+/// Where the shell's statements run.
+#[derive(Debug, Clone)]
+pub enum ShellTarget {
+    /// In this process, on the ledger's files.
+    Embedded(LedgerTarget),
+    /// On a server, through the QLDB session protocol.
+    Endpoint {
+        /// `http://host:port`.
+        url: String,
+        /// A valid ledger name.
+        ledger: String,
+        /// SigV4 region.
+        region: String,
+    },
+}
+
+/// A checked shell configuration.
+#[derive(Debug, Clone)]
+pub struct ShellConfig {
+    /// Where statements run.
+    pub target: ShellTarget,
+    /// `-e` statements, if given.
+    pub execute: Option<String>,
+}
+
+impl ShellArgs {
+    /// Checks the mode and the ledger name.
+    pub fn check(self) -> anyhow::Result<ShellConfig> {
+        quill_ledger::validate_ledger_name(&self.ledger)?;
+        let target = match self.endpoint {
+            Some(url) => ShellTarget::Endpoint { url, ledger: self.ledger, region: self.region },
+            None => ShellTarget::Embedded(LedgerTarget {
+                data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("./quill-data")),
+                ledger: self.ledger,
+            }),
+        };
+        Ok(ShellConfig { target, execute: self.execute })
+    }
+}
+
+/// `quill revision`.
+#[derive(Args, Debug)]
+pub struct RevisionArgs {
+    #[command(flatten)]
+    pub target: LedgerTargetArgs,
+    /// Block address as Ion text: `{strandId:"…",sequenceNo:N}`.
+    #[arg(long)]
+    pub block: String,
+    /// Document id.
+    #[arg(long)]
+    pub document_id: String,
+}
+
+/// A checked `quill revision` request.
+#[derive(Debug, Clone)]
+pub struct RevisionRequest {
+    /// The ledger.
+    pub target: LedgerTarget,
+    /// The block holding the revision.
+    pub block: BlockAddress,
+    /// The document.
+    pub document_id: String,
+}
+
+impl RevisionArgs {
+    /// Parses the block address and checks the document id.
+    pub fn check(self) -> anyhow::Result<RevisionRequest> {
+        let block = parse_block_address(&self.block)?;
+        if !quill_ledger::is_valid_id(&self.document_id) {
+            bail!("--document-id {:?} is not a 22-character document id", self.document_id);
+        }
+        Ok(RevisionRequest { target: self.target.check()?, block, document_id: self.document_id })
+    }
+}
+
+/// Parses QLDB's block address Ion text, `{strandId:"…",sequenceNo:N}`.
+pub fn parse_block_address(text: &str) -> anyhow::Result<BlockAddress> {
+    let element = ion_rs::Element::read_one(text).context("--block is not one Ion value")?;
+    let fields = element.as_struct().context("--block must be an Ion struct")?;
+    let strand_id = fields.get("strandId").and_then(|v| v.as_text()).context("--block needs a strandId string")?;
+    let sequence_no = fields.get("sequenceNo").and_then(|v| v.as_i64()).context("--block needs an int sequenceNo")?;
+    let sequence_no = u64::try_from(sequence_no).context("--block sequenceNo must not be negative")?;
+    Ok(BlockAddress { strand_id: strand_id.to_owned(), sequence_no })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_units_and_bounds() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        for bad in ["0", "", "x", "-1s", "901s", "18446744073709551615s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn block_addresses_parse_from_ion_text() {
+        let address = parse_block_address(r#"{strandId:"KmA3ZZca7vAIiJAK9S5Iwl",sequenceNo:14}"#).unwrap();
+        assert_eq!(address.strand_id, "KmA3ZZca7vAIiJAK9S5Iwl");
+        assert_eq!(address.sequence_no, 14);
+        for bad in ["", "14", "{strandId:1,sequenceNo:1}", r#"{strandId:"a",sequenceNo:-1}"#, "{sequenceNo:1}"] {
+            assert!(parse_block_address(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn serve_args(extra: &[&str]) -> anyhow::Result<ServerConfig> {
+        let mut argv = vec!["quill", "serve"];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv)?.command {
+            Command::Serve(raw) => raw.check(),
+            other => panic!("parsed {other:?}"),
+        }
+    }
+
+    #[test]
+    fn serve_defaults_to_local_without_auth() {
+        let config = serve_args(&[]).unwrap();
+        assert_eq!(config.auth, AuthMode::None);
+        assert_eq!(config.listen, "127.0.0.1:8000".parse().unwrap());
+        assert_eq!(config.limits.transaction_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn serve_auth_flags_must_agree() {
+        let config = serve_args(&["--credentials", "c.txt"]).unwrap();
+        assert_eq!(config.auth, AuthMode::Credentials("c.txt".into()));
+        assert!(serve_args(&["--auth", "credentials"]).is_err());
+        assert!(serve_args(&["--auth", "none", "--credentials", "c.txt"]).is_err());
+        assert!(serve_args(&["--tls-cert", "c.pem"]).is_err());
+    }
+}

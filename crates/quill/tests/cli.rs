@@ -1,0 +1,167 @@
+//! Runs the real `quill` binary in a fresh temporary directory per test.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use std::io::Write as _;
+
+struct Workspace {
+    dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    fn new() -> Workspace {
+        Workspace { dir: tempfile::tempdir().expect("temp dir") }
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn quill(&self, args: &[&str]) -> Output {
+        self.quill_with_stdin(args, "")
+    }
+
+    fn quill_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_quill"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("HOME", self.dir.path())
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("quill starts");
+        child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+        child.wait_with_output().expect("quill runs")
+    }
+
+    /// Runs quill with `--data-dir` appended and expects success; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let data_dir = self.data_dir();
+        let mut all = args.to_vec();
+        all.extend(["--data-dir", data_dir.to_str().expect("utf-8 path")]);
+        let output = self.quill(&all);
+        assert!(output.status.success(), "quill {all:?} failed:\n{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).expect("utf-8 output")
+    }
+
+    fn shell(&self, ledger: &str, script: &str) -> String {
+        self.ok(&["shell", "--ledger", ledger, "-e", script])
+    }
+}
+
+fn parse_ion(text: &str) -> Vec<ion_rs::Element> {
+    ion_rs::Element::read_all(text.as_bytes()).unwrap_or_else(|e| panic!("not Ion: {e}\n{text}"))
+}
+
+#[test]
+fn ledgers_are_created_listed_and_protected_from_deletion() {
+    let work = Workspace::new();
+    work.ok(&["ledger", "create", "books"]);
+    work.ok(&["ledger", "create", "cars", "--no-deletion-protection"]);
+    let listed = parse_ion(&work.ok(&["ledger", "list"]));
+    let names: Vec<&str> = listed.iter().map(|l| l.as_struct().unwrap().get("name").unwrap().as_text().unwrap()).collect();
+    assert_eq!(names, ["books", "cars"]);
+    let data_dir = work.data_dir();
+    let refused = work.quill(&["ledger", "delete", "books", "--data-dir", data_dir.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("deletion protection"));
+    work.ok(&["ledger", "delete", "cars"]);
+    work.ok(&["ledger", "delete", "books", "--force"]);
+    assert_eq!(work.ok(&["ledger", "list"]).trim(), "");
+}
+
+#[test]
+fn the_shell_creates_inserts_and_selects() {
+    let work = Workspace::new();
+    work.ok(&["ledger", "create", "shop"]);
+    work.shell("shop", "CREATE TABLE Item; CREATE INDEX ON Item (sku);");
+    work.shell("shop", "INSERT INTO Item {'sku': 'a-1', 'price': 3}; INSERT INTO Item << {'sku': 'b;2', 'price': 5} >>;");
+    let rows = parse_ion(&work.shell("shop", "SELECT VALUE price FROM Item WHERE sku = 'b;2'"));
+    assert_eq!(rows, vec![ion_rs::Element::int(5)]);
+    let tables = parse_ion(&work.shell("shop", ".tables"));
+    assert_eq!(tables, vec![ion_rs::Element::string("Item")]);
+    // An explicit transaction that is aborted leaves nothing behind; statements come from stdin.
+    let data_dir = work.data_dir();
+    let piped = work.quill_with_stdin(
+        &["shell", "--ledger", "shop", "--data-dir", data_dir.to_str().unwrap()],
+        "begin\nINSERT INTO Item {'sku': 'c'};\nabort\nSELECT COUNT(*) AS n FROM Item;\n",
+    );
+    assert!(piped.status.success(), "{}", String::from_utf8_lossy(&piped.stderr));
+    let count = parse_ion(&String::from_utf8(piped.stdout).unwrap());
+    assert_eq!(count, parse_ion("{n: 2}"));
+    let failed = work.quill(&["shell", "--ledger", "shop", "--data-dir", data_dir.to_str().unwrap(), "-e", "SELECT * FROM Missing"]);
+    assert!(!failed.status.success());
+}
+
+#[test]
+fn verify_passes_then_reports_the_first_bad_block_after_a_flipped_byte() {
+    let work = Workspace::new();
+    work.ok(&["ledger", "create", "audit"]);
+    work.shell("audit", "CREATE TABLE T; INSERT INTO T {'a': 1}; INSERT INTO T {'a': 2};");
+    let report = work.ok(&["verify", "--ledger", "audit"]);
+    assert!(report.contains("verified 4 blocks"), "{report}");
+
+    let journal = quill_ledger::ledger_dir(&work.data_dir(), "audit").join("journal");
+    flip_byte_in_block(&journal, 1);
+    let data_dir = work.data_dir();
+    let output = work.quill(&["verify", "--ledger", "audit", "--data-dir", data_dir.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("sequenceNo: 1"), "{stderr}");
+}
+
+/// Flips one byte inside block `sequence_no`'s frame, found through the segment's offset index
+/// (8 little-endian bytes per block).
+fn flip_byte_in_block(journal: &Path, sequence_no: usize) {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(journal).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    let index = files.iter().find(|p| p.extension().is_some_and(|e| e == "qji")).expect("index file");
+    let data = files.iter().find(|p| p.extension().is_some_and(|e| e == "qjs")).expect("data file");
+    let index_bytes = std::fs::read(index).unwrap();
+    let entry = &index_bytes[sequence_no * 8..sequence_no * 8 + 8];
+    let offset = u64::from_le_bytes(entry.try_into().unwrap()) as usize;
+    let mut bytes = std::fs::read(data).unwrap();
+    bytes[offset + 40] ^= 0x5a;
+    std::fs::write(data, bytes).unwrap();
+}
+
+#[test]
+fn digest_and_revision_are_printed_and_verified() {
+    let work = Workspace::new();
+    work.ok(&["ledger", "create", "proofs"]);
+    let inserted = parse_ion(&work.shell("proofs", "CREATE TABLE V; INSERT INTO V {'VIN': 'X1'};"));
+    let document_id = inserted[1].as_struct().unwrap().get("documentId").unwrap().as_text().unwrap().to_owned();
+    work.shell("proofs", "INSERT INTO V {'VIN': 'X2'};");
+
+    let digest = parse_ion(&work.ok(&["digest", "--ledger", "proofs"]));
+    let digest = digest[0].as_struct().unwrap();
+    assert_eq!(digest.get("digest").unwrap().as_blob().unwrap().len(), 32);
+    let tip = digest.get("digestTipAddress").unwrap().as_struct().unwrap();
+    assert_eq!(tip.get("sequenceNo").unwrap().as_i64(), Some(3));
+    let strand = tip.get("strandId").unwrap().as_text().unwrap();
+
+    let block = format!("{{strandId:\"{strand}\",sequenceNo:2}}");
+    let output = work.ok(&["revision", "--ledger", "proofs", "--block", &block, "--document-id", &document_id]);
+    assert!(output.trim_end().ends_with("verified"), "{output}");
+    assert!(output.contains("X1"), "{output}");
+
+    let data_dir = work.data_dir();
+    let wrong_block = format!("{{strandId:\"{strand}\",sequenceNo:3}}");
+    let missing = work.quill(&[
+        "revision", "--ledger", "proofs", "--data-dir", data_dir.to_str().unwrap(), "--block", &wrong_block, "--document-id", &document_id,
+    ]);
+    assert!(!missing.status.success());
+}
+
+#[test]
+fn bad_arguments_fail_with_a_message() {
+    let work = Workspace::new();
+    let output = work.quill(&["serve", "--auth", "credentials"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--credentials"));
+    let output = work.quill(&["verify", "--ledger", "--bad--", "--data-dir", "x"]);
+    assert!(!output.status.success());
+}

@@ -1,0 +1,152 @@
+"""Fixtures for the pyqldb integration suite: each server fixture starts the REAL `quill serve`
+binary on a free loopback port with its own temporary data directory, and stops it (SIGTERM,
+then SIGKILL after a grace period) when the tests that use it are done.
+
+The binary is `$QUILL_BIN`, else `<repo>/target/debug/quill` (`scripts/test.sh` builds it).
+"""
+
+import itertools
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+# botocore >= 1.40.61 no longer ships the qldb models; the saved ones sit beside the repository.
+os.environ.setdefault("AWS_DATA_PATH", str(REPO.parent / "shared" / "aws-models"))
+os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+
+import boto3  # noqa: E402  (after AWS_DATA_PATH is set)
+from botocore.config import Config  # noqa: E402
+from pyqldb.driver.qldb_driver import QldbDriver  # noqa: E402
+
+REGION = "us-east-1"
+DUMMY_KEY = "AKIDQUILLDUMMY"
+DUMMY_SECRET = "dummy-secret"
+TEST_KEY = "AKIDQUILLTEST"
+TEST_SECRET = "quill-test-secret-key"
+START_TIMEOUT_S = 60
+STOP_TIMEOUT_S = 20
+
+
+def quill_binary():
+    path = Path(os.environ.get("QUILL_BIN", REPO / "target" / "debug" / "quill"))
+    if not path.exists():
+        pytest.fail(f"{path} does not exist: run `cargo build -p quill` (scripts/test.sh does)")
+    return path
+
+
+class QuillServer:
+    """One `quill serve` process."""
+
+    def __init__(self, data_dir, extra_args=(), key=DUMMY_KEY, secret=DUMMY_SECRET):
+        self.data_dir = Path(data_dir)
+        self.key = key
+        self.secret = secret
+        self.log_path = self.data_dir.parent / (self.data_dir.name + ".log")
+        self._log = open(self.log_path, "wb")
+        args = [str(quill_binary()), "serve", "--data-dir", str(self.data_dir),
+                "--listen", "127.0.0.1:0", *extra_args]
+        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self._log,
+                                         stdin=subprocess.DEVNULL)
+        self.url = self._read_url()
+
+    def _read_url(self):
+        found = {}
+
+        def read():
+            line = self.process.stdout.readline().decode()
+            found["line"] = line
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        reader.join(START_TIMEOUT_S)
+        line = found.get("line", "")
+        prefix = "quill: listening on "
+        if not line.startswith(prefix):
+            self.stop()
+            pytest.fail(f"quill serve did not start: {line!r}\n{self.log_path.read_text()}")
+        return line[len(prefix):].strip()
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return self.process.returncode
+
+    def client(self, service, key=None, secret=None):
+        """A boto3 client (`qldb` or `qldb-session`) for this server."""
+        return boto3.client(
+            service, endpoint_url=self.url, region_name=REGION,
+            aws_access_key_id=key or self.key, aws_secret_access_key=secret or self.secret,
+            config=Config(retries={"max_attempts": 1}))
+
+    def driver(self, ledger, key=None, secret=None, **options):
+        return QldbDriver(ledger, endpoint_url=self.url, region_name=REGION,
+                          aws_access_key_id=key or self.key,
+                          aws_secret_access_key=secret or self.secret, **options)
+
+    def create_ledger(self, name, deletion_protection=False):
+        """CreateLedger, then DescribeLedger until ACTIVE."""
+        qldb = self.client("qldb")
+        qldb.create_ledger(Name=name, PermissionsMode="STANDARD",
+                           DeletionProtection=deletion_protection)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if qldb.describe_ledger(Name=name)["State"] == "ACTIVE":
+                return
+            time.sleep(0.1)
+        pytest.fail(f"ledger {name} never became ACTIVE")
+
+
+def start_server(tmp_path_factory, name, extra_args=(), **kwargs):
+    data_dir = tmp_path_factory.mktemp(name) / "data"
+    return QuillServer(data_dir, extra_args, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    """A server with QLDB's defaults and no authentication (any signature accepted)."""
+    quill = start_server(tmp_path_factory, "default")
+    yield quill
+    assert quill.stop() == 0, quill.log_path.read_text()
+
+
+@pytest.fixture(scope="session")
+def short_timeout_server(tmp_path_factory):
+    """A server whose transactions expire after one second."""
+    quill = start_server(tmp_path_factory, "short", ["--transaction-timeout", "1s"])
+    yield quill
+    assert quill.stop() == 0, quill.log_path.read_text()
+
+
+@pytest.fixture(scope="session")
+def auth_server(tmp_path_factory):
+    """A server that checks SigV4 signatures against a credentials file."""
+    directory = tmp_path_factory.mktemp("auth")
+    credentials = directory / "credentials"
+    credentials.write_text(f"# test credentials\n{TEST_KEY} {TEST_SECRET}\n")
+    quill = QuillServer(directory / "data", ["--auth", "credentials", "--credentials", str(credentials)],
+                        key=TEST_KEY, secret=TEST_SECRET)
+    yield quill
+    assert quill.stop() == 0, quill.log_path.read_text()
+
+
+_ledger_numbers = itertools.count(1)
+
+
+@pytest.fixture
+def ledger(server):
+    """A fresh ledger on the default server."""
+    name = f"ledger-{next(_ledger_numbers)}"
+    server.create_ledger(name)
+    return name
