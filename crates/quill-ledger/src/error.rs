@@ -59,6 +59,9 @@ pub enum LedgerError {
     /// A ledger already exists in the directory.
     #[error("Ledger already exists: {0}")]
     LedgerExists(String),
+    /// Another handle (in this or another process) has the ledger open.
+    #[error("Ledger {0} is in use by another process or handle")]
+    InUse(String),
     /// No ledger in the directory.
     #[error("No such ledger: {0}")]
     UnknownLedger(String),

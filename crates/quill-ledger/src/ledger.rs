@@ -4,6 +4,7 @@
 //! Directory layout:
 //! ```text
 //! <dir>/ledger.ion   {name, strandId, formatVersion}: written once, atomically, at creation
+//! <dir>/LOCK         flock'ed while the ledger is open, so one process writes the journal
 //! <dir>/journal/     the journal segments: the source of truth
 //! <dir>/tree/        full nodes of the digest tree (derived; rebuilt from the journal)
 //! <dir>/state.redb   current documents, history, indexes, catalog (derived; caught up on open)
@@ -111,6 +112,8 @@ pub(crate) struct LedgerInner {
     pub ids: IdGenerator,
     pub core: Arc<Core>,
     recovery: RecoveryReport,
+    /// Held (flock) for as long as the ledger is open: two writers on one journal would fork it.
+    _lock: fs::File,
     commits: Mutex<Option<SyncSender<CommitRequest>>>,
     committer: Mutex<Option<JoinHandle<()>>>,
 }
@@ -236,6 +239,12 @@ impl Ledger {
     /// fails with [`LedgerError::Corrupted`] naming the block.
     pub fn open(dir: &Path, options: LedgerOptions) -> Result<Ledger> {
         let (name, strand_id) = read_ledger_file(dir)?;
+        let lock = fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.join("LOCK"))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(LedgerError::InUse(name)),
+            Err(fs::TryLockError::Error(e)) => return Err(LedgerError::Io(e)),
+        }
         let (journal, journal_recovery) = Journal::open(&dir.join("journal"), &strand_id)?;
         let tree = TreeStore::open(&dir.join("tree"))?;
         let state_path = dir.join("state.redb");
@@ -294,6 +303,7 @@ impl Ledger {
                 ids,
                 core,
                 recovery,
+                _lock: lock,
                 commits: Mutex::new(Some(sender)),
                 committer: Mutex::new(Some(handle)),
             }),

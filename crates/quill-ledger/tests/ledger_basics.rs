@@ -186,3 +186,11 @@ fn every_ion_type_round_trips_through_commit() {
     let read = reopened.transact(|tx| tx.get("T", &id)).unwrap().unwrap();
     assert!(ion_rs::IonData::eq(&read.data, &data));
 }
+
+#[test]
+fn a_ledger_cannot_be_opened_twice() {
+    let (dir, ledger) = new_ledger();
+    assert!(matches!(Ledger::open(dir.path(), LedgerOptions::default()), Err(LedgerError::InUse(_))));
+    drop(ledger);
+    Ledger::open(dir.path(), LedgerOptions::default()).unwrap();
+}

@@ -69,6 +69,36 @@ fn time(ledger: &Ledger, statement: &str, parameter: impl Fn(usize) -> Element, 
     durations
 }
 
+/// The ledger's own scan cost (no-op visitor) and the cost of finding one field lazily:
+/// the floor under the evaluator's filtered scan.
+fn baseline(ledger: &Ledger) {
+    let mut tx = ledger.begin().expect("begin");
+    let started = Instant::now();
+    let mut count = 0usize;
+    tx.scan("VehicleRegistration", &mut |_| {
+        count += 1;
+        Ok(true)
+    })
+    .expect("scan");
+    let elapsed = started.elapsed();
+    println!("ledger scan, no-op visitor   {:>10.0} documents/s", count as f64 / elapsed.as_secs_f64());
+    let started = Instant::now();
+    let mut found = 0usize;
+    tx.scan("VehicleRegistration", &mut |document| {
+        let mut reader = ion_rs::Reader::new(ion_rs::v1_0::Binary, document.ion)?;
+        let value = reader.next()?.expect("one value");
+        if let ion_rs::ValueRef::Struct(fields) = value.read()? {
+            if fields.find("Plate")?.is_some() {
+                found += 1;
+            }
+        }
+        Ok(true)
+    })
+    .expect("scan");
+    let elapsed = started.elapsed();
+    println!("ledger scan + lazy field find {:>10.0} documents/s ({found} found)", count as f64 / elapsed.as_secs_f64());
+}
+
 fn p50(durations: &[Duration]) -> Duration {
     durations[durations.len() / 2]
 }
@@ -86,6 +116,7 @@ fn main() {
     }
     drop(tx);
 
+    baseline(&ledger);
     let spread = |run: usize| (run * 7_919) % DOCUMENTS;
     let indexed = time(
         &ledger,

@@ -15,11 +15,16 @@ use quill_partiql::parser::parse;
 /// Cases per property; `PROPTEST_CASES=100000` runs a longer campaign.
 const CASES: u32 = 1_000;
 
-fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES")
+fn config() -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
         .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(CASES)
+        .and_then(|v| v.parse().ok());
+    ProptestConfig {
+        cases: cases.unwrap_or(CASES),
+        // Failures print the minimal input; no regression files are written into the tree.
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
 }
 
 fn corpus() -> &'static [String] {
@@ -168,7 +173,7 @@ fn apply(text: &str, mutations: &[Mutation]) -> String {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+    #![proptest_config(config())]
 
     #[test]
     fn random_strings_never_panic(text in "\\PC{0,120}") {
@@ -272,6 +277,24 @@ fn expression_text() -> impl Strategy<Value = String> {
     })
 }
 
+/// Ways to wrap an expression one level deeper (`{}` is the wrapped text).
+const WRAPPERS: [&str; 14] = [
+    "({})",
+    "[{}]",
+    "- {}",
+    "+{}",
+    "NOT {}",
+    "{} + 1",
+    "1 * {}",
+    "f({})",
+    "{'a': {}}",
+    "({}).x",
+    "<<{}>>",
+    "CASE WHEN {} THEN 1 END",
+    "(SELECT VALUE {} FROM t)",
+    "{} IS NULL",
+];
+
 fn statement_text() -> impl Strategy<Value = String> {
     let e = expression_text;
     prop_oneof![
@@ -293,11 +316,23 @@ fn statement_text() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+    #![proptest_config(config())]
 
     #[test]
     fn generated_statements_round_trip(text in statement_text()) {
         check(&text);
+    }
+
+    #[test]
+    fn deep_nesting_round_trips_or_fails_cleanly(
+        wrappers in proptest::collection::vec(0usize..WRAPPERS.len(), 0..140),
+    ) {
+        // Near the depth budget, the printed form must not nest deeper than the input did.
+        let mut text = "?".to_string();
+        for wrapper in wrappers {
+            text = WRAPPERS[wrapper].replace("{}", &text);
+        }
+        check(&format!("SELECT * FROM t WHERE {text}"));
     }
 }
 

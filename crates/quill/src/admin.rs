@@ -25,9 +25,12 @@ pub fn open_ledger(target: &LedgerTarget) -> anyhow::Result<Ledger> {
         bail!("no ledger {} in {}", target.ledger, target.data_dir.display());
     }
     Ledger::open(&dir, LedgerOptions::default()).map_err(|error| match error {
-        LedgerError::Corrupted { block_address, detail } => {
-            CorruptionFound(format!("ledger {} is corrupted at block {}: {detail}", target.ledger, address_text(&block_address))).into()
-        }
+        LedgerError::Corrupted { block_address, detail } => CorruptionFound(format!(
+            "ledger {} is corrupted at block {}: {detail}",
+            target.ledger,
+            address_text(&block_address)
+        ))
+        .into(),
         other => anyhow::Error::new(other).context(format!("cannot open ledger {}", target.ledger)),
     })
 }
@@ -65,7 +68,11 @@ pub fn verify(target: &LedgerTarget) -> anyhow::Result<()> {
 /// `quill ledger create|list|describe|delete`.
 pub fn ledger(command: LedgerCommand) -> anyhow::Result<()> {
     match command {
-        LedgerCommand::Create { name, data_dir, no_deletion_protection } => {
+        LedgerCommand::Create {
+            name,
+            data_dir,
+            no_deletion_protection,
+        } => {
             let registry = open_registry(&data_dir)?;
             let control = registry.create(NewLedger {
                 name,
@@ -100,7 +107,8 @@ pub fn ledger(command: LedgerCommand) -> anyhow::Result<()> {
 }
 
 fn open_registry(data_dir: &Path) -> anyhow::Result<Registry> {
-    Registry::open(data_dir, LedgerOptions::default()).with_context(|| format!("cannot open data directory {}", data_dir.display()))
+    Registry::open(data_dir, LedgerOptions::default())
+        .with_context(|| format!("cannot open data directory {}", data_dir.display()))
 }
 
 fn describe(data_dir: &Path, name: &str) -> anyhow::Result<()> {
@@ -135,7 +143,11 @@ pub fn digest(target: &LedgerTarget) -> anyhow::Result<()> {
 pub fn revision(request: &RevisionRequest) -> anyhow::Result<()> {
     let ledger = open_ledger(&request.target)?;
     if request.block.strand_id != ledger.strand_id() {
-        bail!("block strandId {} is not this ledger's strand {}", request.block.strand_id, ledger.strand_id());
+        bail!(
+            "block strandId {} is not this ledger's strand {}",
+            request.block.strand_id,
+            ledger.strand_id()
+        );
     }
     let digest = ledger.digest();
     let sequence_no = request.block.sequence_no;
@@ -213,7 +225,10 @@ mod tests {
 
     #[test]
     fn block_addresses_print_as_qldb_ion_text() {
-        let address = BlockAddress { strand_id: "KmA3ZZca7vAIiJAK9S5Iwl".into(), sequence_no: 7 };
+        let address = BlockAddress {
+            strand_id: "KmA3ZZca7vAIiJAK9S5Iwl".into(),
+            sequence_no: 7,
+        };
         let text = address_text(&address);
         assert_eq!(crate::args::parse_block_address(&text).unwrap(), address);
     }

@@ -107,7 +107,10 @@ impl ServeArgs {
             (_, Some(path)) => AuthMode::Credentials(path),
         };
         let tls = match (self.tls_cert, self.tls_key) {
-            (Some(cert_chain), Some(private_key)) => Some(TlsConfig { cert_chain, private_key }),
+            (Some(cert_chain), Some(private_key)) => Some(TlsConfig {
+                cert_chain,
+                private_key,
+            }),
             (None, None) => None,
             _ => bail!("--tls-cert and --tls-key go together"),
         };
@@ -121,7 +124,10 @@ impl ServeArgs {
         config.tls = tls;
         config.region = self.region;
         config.account_id = self.account_id;
-        config.limits = ServerLimits { transaction_timeout, ..ServerLimits::default() };
+        config.limits = ServerLimits {
+            transaction_timeout,
+            ..ServerLimits::default()
+        };
         Ok(config)
     }
 }
@@ -136,7 +142,10 @@ pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
     } else {
         (text, 1000)
     };
-    let value: u64 = digits.trim().parse().context("expected a number with an optional `s` or `ms` unit")?;
+    let value: u64 = digits
+        .trim()
+        .parse()
+        .context("expected a number with an optional `s` or `ms` unit")?;
     let duration = Duration::from_millis(value.checked_mul(unit_ms).context("duration is too large")?);
     if duration.is_zero() || duration > TRANSACTION_TIMEOUT_MAX {
         bail!("must be between 1ms and {} s", TRANSACTION_TIMEOUT_MAX.as_secs());
@@ -175,7 +184,10 @@ impl LedgerTargetArgs {
     /// Checks the ledger name.
     pub fn check(self) -> anyhow::Result<LedgerTarget> {
         quill_ledger::validate_ledger_name(&self.ledger)?;
-        Ok(LedgerTarget { data_dir: self.data_dir, ledger: self.ledger })
+        Ok(LedgerTarget {
+            data_dir: self.data_dir,
+            ledger: self.ledger,
+        })
     }
 }
 
@@ -270,13 +282,20 @@ impl ShellArgs {
     pub fn check(self) -> anyhow::Result<ShellConfig> {
         quill_ledger::validate_ledger_name(&self.ledger)?;
         let target = match self.endpoint {
-            Some(url) => ShellTarget::Endpoint { url, ledger: self.ledger, region: self.region },
+            Some(url) => ShellTarget::Endpoint {
+                url,
+                ledger: self.ledger,
+                region: self.region,
+            },
             None => ShellTarget::Embedded(LedgerTarget {
                 data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("./quill-data")),
                 ledger: self.ledger,
             }),
         };
-        Ok(ShellConfig { target, execute: self.execute })
+        Ok(ShellConfig {
+            target,
+            execute: self.execute,
+        })
     }
 }
 
@@ -311,7 +330,11 @@ impl RevisionArgs {
         if !quill_ledger::is_valid_id(&self.document_id) {
             bail!("--document-id {:?} is not a 22-character document id", self.document_id);
         }
-        Ok(RevisionRequest { target: self.target.check()?, block, document_id: self.document_id })
+        Ok(RevisionRequest {
+            target: self.target.check()?,
+            block,
+            document_id: self.document_id,
+        })
     }
 }
 
@@ -319,10 +342,19 @@ impl RevisionArgs {
 pub fn parse_block_address(text: &str) -> anyhow::Result<BlockAddress> {
     let element = ion_rs::Element::read_one(text).context("--block is not one Ion value")?;
     let fields = element.as_struct().context("--block must be an Ion struct")?;
-    let strand_id = fields.get("strandId").and_then(|v| v.as_text()).context("--block needs a strandId string")?;
-    let sequence_no = fields.get("sequenceNo").and_then(|v| v.as_i64()).context("--block needs an int sequenceNo")?;
+    let strand_id = fields
+        .get("strandId")
+        .and_then(|v| v.as_text())
+        .context("--block needs a strandId string")?;
+    let sequence_no = fields
+        .get("sequenceNo")
+        .and_then(|v| v.as_i64())
+        .context("--block needs an int sequenceNo")?;
     let sequence_no = u64::try_from(sequence_no).context("--block sequenceNo must not be negative")?;
-    Ok(BlockAddress { strand_id: strand_id.to_owned(), sequence_no })
+    Ok(BlockAddress {
+        strand_id: strand_id.to_owned(),
+        sequence_no,
+    })
 }
 
 #[cfg(test)]
@@ -344,7 +376,13 @@ mod tests {
         let address = parse_block_address(r#"{strandId:"KmA3ZZca7vAIiJAK9S5Iwl",sequenceNo:14}"#).unwrap();
         assert_eq!(address.strand_id, "KmA3ZZca7vAIiJAK9S5Iwl");
         assert_eq!(address.sequence_no, 14);
-        for bad in ["", "14", "{strandId:1,sequenceNo:1}", r#"{strandId:"a",sequenceNo:-1}"#, "{sequenceNo:1}"] {
+        for bad in [
+            "",
+            "14",
+            "{strandId:1,sequenceNo:1}",
+            r#"{strandId:"a",sequenceNo:-1}"#,
+            "{sequenceNo:1}",
+        ] {
             assert!(parse_block_address(bad).is_err(), "{bad}");
         }
     }

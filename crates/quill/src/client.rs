@@ -63,7 +63,11 @@ impl SigningKey {
         let access_key_id = std::env::var("AWS_ACCESS_KEY_ID").ok().filter(|v| !v.is_empty())?;
         let secret_access_key = std::env::var("AWS_SECRET_ACCESS_KEY").ok().filter(|v| !v.is_empty())?;
         let session_token = std::env::var("AWS_SESSION_TOKEN").ok().filter(|v| !v.is_empty());
-        Some(SigningKey { access_key_id, secret_access_key, session_token })
+        Some(SigningKey {
+            access_key_id,
+            secret_access_key,
+            session_token,
+        })
     }
 }
 
@@ -85,7 +89,9 @@ pub struct RemoteTransaction {
 
 /// Splits `http://host:port[/]` into `host:port`.
 fn parse_endpoint(url: &str) -> Result<String> {
-    let rest = url.strip_prefix("http://").ok_or_else(|| ClientError::BadEndpoint(url.to_owned()))?;
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| ClientError::BadEndpoint(url.to_owned()))?;
     let authority = rest.trim_end_matches('/');
     if authority.is_empty() || authority.contains('/') || !authority.contains(':') {
         return Err(ClientError::BadEndpoint(url.to_owned()));
@@ -121,7 +127,10 @@ impl SessionClient {
         transaction.digest.add_statement(statement, &[]);
         let reply = self.command(json!({ "ExecuteStatement": {
             "TransactionId": transaction.id, "Statement": statement, "Parameters": [] } }))?;
-        let mut page = reply.pointer("/ExecuteStatement/FirstPage").cloned().unwrap_or(Value::Null);
+        let mut page = reply
+            .pointer("/ExecuteStatement/FirstPage")
+            .cloned()
+            .unwrap_or(Value::Null);
         let mut values = Vec::new();
         for _ in 0..PAGES_MAX {
             decode_page(&page, &mut values)?;
@@ -143,7 +152,9 @@ impl SessionClient {
             "TransactionId": transaction.id, "CommitDigest": digest_base64 } }))?;
         let echoed = text_at(&reply, &["CommitTransaction", "CommitDigest"])?;
         if echoed != digest_base64 {
-            return Err(ClientError::Protocol("the server's CommitDigest differs from ours".into()));
+            return Err(ClientError::Protocol(
+                "the server's CommitDigest differs from ours".into(),
+            ));
         }
         Ok(())
     }
@@ -172,17 +183,31 @@ impl SessionClient {
         let mut headers = vec![
             ("content-type".to_owned(), "application/x-amz-json-1.0".to_owned()),
             ("host".to_owned(), self.authority.clone()),
-            ("x-amz-date".to_owned(), quill_server::sigv4::format_amz_date(SystemTime::now())),
+            (
+                "x-amz-date".to_owned(),
+                quill_server::sigv4::format_amz_date(SystemTime::now()),
+            ),
             ("x-amz-target".to_owned(), "QLDBSession.SendCommand".to_owned()),
         ];
         if let Some(key) = &self.signing {
             if let Some(token) = &key.session_token {
                 headers.push(("x-amz-security-token".to_owned(), token.clone()));
             }
-            let request = quill_server::sigv4::SignableRequest { method: "POST", raw_path: "/", raw_query: "", headers: &headers, body: &body };
-            let authorization =
-                quill_server::sigv4::sign(&request, &key.access_key_id, &key.secret_access_key, &self.region, quill_server::sigv4::SERVICE)
-                    .ok_or_else(|| ClientError::Protocol("cannot sign the request".into()))?;
+            let request = quill_server::sigv4::SignableRequest {
+                method: "POST",
+                raw_path: "/",
+                raw_query: "",
+                headers: &headers,
+                body: &body,
+            };
+            let authorization = quill_server::sigv4::sign(
+                &request,
+                &key.access_key_id,
+                &key.secret_access_key,
+                &self.region,
+                quill_server::sigv4::SERVICE,
+            )
+            .ok_or_else(|| ClientError::Protocol("cannot sign the request".into()))?;
             headers.push(("authorization".to_owned(), authorization));
         }
         let (status, reply) = http_post(&self.authority, &headers, &body)?;
@@ -198,26 +223,44 @@ impl SessionClient {
 fn server_error(status: u16, body: &Value) -> ClientError {
     let kind = body.get("__type").and_then(Value::as_str).unwrap_or("UnknownError");
     let kind = kind.rsplit('#').next().unwrap_or(kind).to_owned();
-    let message = ["Message", "message"].iter().find_map(|key| body.get(*key).and_then(Value::as_str)).unwrap_or("").to_owned();
+    let message = ["Message", "message"]
+        .iter()
+        .find_map(|key| body.get(*key).and_then(Value::as_str))
+        .unwrap_or("")
+        .to_owned();
     ClientError::Server { status, kind, message }
 }
 
 fn text_at(reply: &Value, path: &[&str]) -> Result<String> {
     let mut value = reply;
     for key in path {
-        value = value.get(*key).ok_or_else(|| ClientError::Protocol(format!("reply has no {}", path.join("."))))?;
+        value = value
+            .get(*key)
+            .ok_or_else(|| ClientError::Protocol(format!("reply has no {}", path.join("."))))?;
     }
-    value.as_str().map(str::to_owned).ok_or_else(|| ClientError::Protocol(format!("{} is not a string", path.join("."))))
+    value
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| ClientError::Protocol(format!("{} is not a string", path.join("."))))
 }
 
 fn decode_page(page: &Value, values: &mut Vec<Element>) -> Result<()> {
-    let holders = page.get("Values").and_then(Value::as_array).ok_or_else(|| ClientError::Protocol("page has no Values".into()))?;
+    let holders = page
+        .get("Values")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ClientError::Protocol("page has no Values".into()))?;
     for holder in holders {
-        let encoded = holder.get("IonBinary").and_then(Value::as_str).ok_or_else(|| ClientError::Protocol("value has no IonBinary".into()))?;
+        let encoded = holder
+            .get("IonBinary")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ClientError::Protocol("value has no IonBinary".into()))?;
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(encoded)
             .map_err(|e| ClientError::Protocol(format!("IonBinary is not base64: {e}")))?;
-        values.push(Element::read_one(bytes).map_err(|e| ClientError::Protocol(format!("IonBinary is not one Ion value: {e}")))?);
+        values.push(
+            Element::read_one(bytes)
+                .map_err(|e| ClientError::Protocol(format!("IonBinary is not one Ion value: {e}")))?,
+        );
     }
     Ok(())
 }
@@ -258,10 +301,16 @@ fn read_response(mut reader: impl std::io::BufRead) -> Result<(u16, Vec<u8>)> {
         if line.is_empty() {
             break;
         }
-        let Some((name, value)) = line.split_once(':') else { continue };
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
         let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
         if name == "content-length" {
-            content_length = Some(value.parse::<usize>().map_err(|_| ClientError::Protocol("bad content-length".into()))?);
+            content_length = Some(
+                value
+                    .parse::<usize>()
+                    .map_err(|_| ClientError::Protocol("bad content-length".into()))?,
+            );
         } else if name == "transfer-encoding" && value.eq_ignore_ascii_case("chunked") {
             chunked = true;
         }
@@ -270,7 +319,9 @@ fn read_response(mut reader: impl std::io::BufRead) -> Result<(u16, Vec<u8>)> {
         read_chunked(&mut reader)?
     } else if let Some(length) = content_length {
         if length > RESPONSE_MAX_BYTES {
-            return Err(ClientError::Protocol(format!("response of {length} bytes is too large")));
+            return Err(ClientError::Protocol(format!(
+                "response of {length} bytes is too large"
+            )));
         }
         let mut body = vec![0; length];
         reader.read_exact(&mut body)?;
@@ -292,7 +343,8 @@ fn read_chunked(reader: &mut impl std::io::BufRead) -> Result<Vec<u8>> {
         let mut size_line = String::new();
         reader.read_line(&mut size_line)?;
         let size_text = size_line.trim().split(';').next().unwrap_or("");
-        let size = usize::from_str_radix(size_text, 16).map_err(|_| ClientError::Protocol(format!("bad chunk size {size_text:?}")))?;
+        let size = usize::from_str_radix(size_text, 16)
+            .map_err(|_| ClientError::Protocol(format!("bad chunk size {size_text:?}")))?;
         if body.len() + size > RESPONSE_MAX_BYTES {
             return Err(ClientError::Protocol("response is too large".into()));
         }
@@ -324,7 +376,8 @@ mod tests {
     fn responses_parse_with_length_or_chunks() {
         let fixed = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}".as_slice();
         assert_eq!(read_response(fixed).unwrap(), (200, b"{}".to_vec()));
-        let chunked = b"HTTP/1.1 400 Bad\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"a\r\n4\r\n\":1}\r\n0\r\n\r\n".as_slice();
+        let chunked =
+            b"HTTP/1.1 400 Bad\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"a\r\n4\r\n\":1}\r\n0\r\n\r\n".as_slice();
         assert_eq!(read_response(chunked).unwrap(), (400, b"{\"a\":1}".to_vec()));
         assert!(read_response(b"garbage\r\n\r\n".as_slice()).is_err());
     }
@@ -333,7 +386,9 @@ mod tests {
     fn errors_take_their_name_from_type() {
         let body = json!({"__type": "com.amazonaws#OccConflictException", "Message": "conflict"});
         match server_error(400, &body) {
-            ClientError::Server { kind, message, .. } => assert_eq!((kind.as_str(), message.as_str()), ("OccConflictException", "conflict")),
+            ClientError::Server { kind, message, .. } => {
+                assert_eq!((kind.as_str(), message.as_str()), ("OccConflictException", "conflict"))
+            }
             other => panic!("{other:?}"),
         }
     }

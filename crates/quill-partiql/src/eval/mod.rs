@@ -11,6 +11,7 @@
 
 pub(crate) mod dml;
 pub(crate) mod expr;
+mod ion_scan;
 pub mod limits;
 pub(crate) mod query;
 pub(crate) mod sources;

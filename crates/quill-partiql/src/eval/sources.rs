@@ -246,7 +246,10 @@ fn visit_document(
     out: &mut Vec<Row>,
 ) -> Result<()> {
     if let Some(fields) = &stage.lazy_fields {
-        let partial = partial_struct(document.ion, fields)?;
+        let partial = match super::ion_scan::top_level_fields(document.ion, fields) {
+            Some(partial) => partial,
+            None => partial_struct(document.ion, fields)?,
+        };
         let mut candidate = row.clone();
         candidate.extend(document_bindings(stage, table, document.id, partial));
         if !passes(ctx, stage, &candidate, outer)? {

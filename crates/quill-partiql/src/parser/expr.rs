@@ -38,11 +38,15 @@ impl Parser<'_> {
     /// An expression whose operators all bind at least as tightly as `min`.
     pub(crate) fn expr_at(&mut self, min: u8) -> PResult<Expr> {
         self.nested(|parser| {
-            let mut left = parser.prefix()?;
-            // Each iteration consumes at least one token, so the loop ends.
+            let (mut left, mut left_level) = parser.prefix(min)?;
+            // Each iteration consumes at least one token, so the loop ends. An operator may
+            // only take `left` as its left operand if `left` binds at least as tightly
+            // (`a IS NULL + 1` is refused, `(a IS NULL) + 1` is fine): then printing never
+            // needs parentheses the input did not have.
             loop {
+                let fits = |level: u8| level >= min && left_level >= level;
                 let kind = parser.peek_kind();
-                if let Some(op) = binary_op(kind).filter(|op| op.precedence() >= min) {
+                if let Some(op) = binary_op(kind).filter(|op| fits(op.precedence())) {
                     parser.advance();
                     let right = parser.expr_at(op.precedence() + 1)?;
                     left = Expr::Binary {
@@ -50,8 +54,10 @@ impl Parser<'_> {
                         left: Box::new(left),
                         right: Box::new(right),
                     };
-                } else if prec::COMPARE >= min && parser.at_predicate() {
+                    left_level = op.precedence();
+                } else if fits(prec::COMPARE) && parser.at_predicate() {
                     left = parser.predicate(left)?;
+                    left_level = prec::COMPARE;
                 } else {
                     return Ok(left);
                 }
@@ -67,24 +73,34 @@ impl Parser<'_> {
         })
     }
 
-    fn prefix(&mut self) -> PResult<Expr> {
+    /// A prefix operator with its operand, or a path expression. `min` is the caller's level:
+    /// as in PartiQL's grammar, `NOT` cannot start an operand of a tighter operator
+    /// (`a = NOT b`), which also keeps printed text from needing extra parentheses.
+    fn prefix(&mut self, min: u8) -> PResult<(Expr, u8)> {
         let (op, level) = match self.peek_kind() {
+            TokenKind::Keyword(Keyword::Not) if min > prec::NOT => {
+                let token = self.peek();
+                return Err(self.fail_at(token, "NOT needs parentheses in this position"));
+            }
             TokenKind::Keyword(Keyword::Not) => (UnaryOp::Not, prec::NOT),
             TokenKind::Plus => (UnaryOp::Plus, prec::UNARY),
             TokenKind::Minus if self.peek_kind_at(1) == TokenKind::Number => {
                 self.advance();
                 let literal = self.number(true)?;
-                return self.postfix(literal);
+                return Ok((self.postfix(literal)?, prec::UNARY));
             }
             TokenKind::Minus => (UnaryOp::Neg, prec::UNARY),
-            _ => return self.path_expr(),
+            _ => return Ok((self.path_expr()?, prec::ATOM)),
         };
         self.advance();
         let operand = self.expr_at(level)?;
-        Ok(Expr::Unary {
-            op,
-            expr: Box::new(operand),
-        })
+        Ok((
+            Expr::Unary {
+                op,
+                expr: Box::new(operand),
+            },
+            level,
+        ))
     }
 
     fn number(&mut self, negative: bool) -> PResult<Expr> {
@@ -402,10 +418,6 @@ impl Parser<'_> {
 
     /// `(e, …)` is a candidate list; anything else (including `(SELECT …)`) an expression.
     fn in_rhs(&mut self) -> PResult<InRhs> {
-        // `IN NOT x` has no printable form (`IN (NOT x)` is a one-item list), so refuse it.
-        if self.at_keyword(Keyword::Not) {
-            return Err(self.unexpected("'(', '?' or a collection", "after IN"));
-        }
         let parenthesised_list = self.peek_kind() == TokenKind::LParen
             && self.peek_kind_at(1) != TokenKind::Keyword(Keyword::Select);
         if parenthesised_list {
@@ -453,6 +465,21 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn not_cannot_start_a_tighter_operand() {
+        let error = parse_expression("a = NOT b").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "NOT needs parentheses in this position at line 1, column 5"
+        );
+        assert!(parse_expression("a IN NOT b").is_err());
+        assert!(parse_expression("a = (NOT b)").is_ok());
+        assert!(parse_expression("NOT NOT a = b").is_ok());
+        assert!(parse_expression("a IS NULL + 1").is_err());
+        assert!(parse_expression("(a IS NULL) + 1").is_ok());
+        assert!(parse_expression("a IS NULL = b IN (1) AND c").is_ok());
     }
 
     #[test]

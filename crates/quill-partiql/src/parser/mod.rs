@@ -265,13 +265,16 @@ fn check_length(source: &str) -> Result<(), ParseError> {
     Ok(())
 }
 
-/// Strips the surrounding `quote`s and undoubles embedded ones.
+/// Strips the surrounding `quote`s (`'` or `"`) and undoubles embedded ones.
 pub(crate) fn unquote(text: &str, quote: char) -> String {
     let inner = &text[1..text.len() - 1];
-    let doubled = [quote, quote];
-    let doubled: String = doubled.iter().collect();
-    if inner.contains(&doubled) {
-        inner.replace(&doubled, &quote.to_string())
+    let (doubled, single) = if quote == '"' {
+        ("\"\"", "\"")
+    } else {
+        ("''", "'")
+    };
+    if inner.contains(doubled) {
+        inner.replace(doubled, single)
     } else {
         inner.to_string()
     }

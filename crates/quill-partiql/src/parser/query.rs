@@ -108,22 +108,21 @@ impl Parser<'_> {
             return Err(self.unexpected("an expression", "in the SELECT list"));
         }
         let expr = self.expr()?;
-        if let Expr::Path { root, mut steps } = expr {
-            if steps.last() == Some(&PathStep::AllFields) {
+        match expr {
+            Expr::Path { root, mut steps } if steps.last() == Some(&PathStep::AllFields) => {
                 steps.pop();
                 let prefix = if steps.is_empty() {
                     *root
                 } else {
                     Expr::Path { root, steps }
                 };
-                return Ok(SelectItem::AllFields(prefix));
+                Ok(SelectItem::AllFields(prefix))
             }
-            let expr = Expr::Path { root, steps };
-            let alias = self.optional_as_alias()?;
-            return Ok(SelectItem::Expr { expr, alias });
+            expr => {
+                let alias = self.optional_as_alias()?;
+                Ok(SelectItem::Expr { expr, alias })
+            }
         }
-        let alias = self.optional_as_alias()?;
-        Ok(SelectItem::Expr { expr, alias })
     }
 
     /// `source [, source]…` where each source may be a chain of joins.

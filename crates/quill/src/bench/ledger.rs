@@ -21,7 +21,7 @@ const PROOF_TARGETS_MAX: u64 = 4_000;
 /// Writers used to build large ledgers: enough to fill group commits of 256.
 const BUILD_WRITERS: usize = 64;
 /// Writers used to load documents in 40-document transactions.
-const LOAD_WRITERS: usize = 8;
+const LOAD_WRITERS: usize = 32;
 /// Memory samples in the RSS series.
 const RSS_SAMPLES: u64 = 10;
 
