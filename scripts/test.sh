@@ -15,8 +15,13 @@ else
     python="${PYTHON:-python3}"
 fi
 
-echo "== cargo test --workspace --all-targets"
-cargo test --workspace --all-targets
+# Benchmarks print figures and are run on demand (`cargo bench`, `quill bench`); here they are
+# only compiled, so they cannot rot.
+echo "== cargo test --workspace (lib, bins, tests)"
+cargo test --workspace --lib --bins --tests
+
+echo "== cargo build --workspace --benches (compile only)"
+cargo build --workspace --benches
 
 echo "== cargo test --workspace --doc"
 cargo test --workspace --doc
