@@ -129,7 +129,7 @@ for kind in insert update; do
     line=$(quill_line "$kind")
     echo "quill: $line" >&2
     TPS[quill.$kind]=$(sed -n 's/.*tx_per_sec=\([0-9.]*\).*/\1/p' <<<"$line")
-    FSYNC_US=$(sed -n 's/.*fsync_p50_us=\([0-9]*\).*/\1/p' <<<"$line")
+    FSYNC_US+="${FSYNC_US:+, }$kind run $(sed -n 's/.*fsync_p50_us=\([0-9]*\).*/\1/p' <<<"$line") µs"
     [[ -n "${TPS[quill.$kind]}" ]] || die "no tx_per_sec from quill for $kind"
 done
 
@@ -139,7 +139,7 @@ verdict() { awk -v r="$1" -v g="$2" 'BEGIN { print (r + 0 >= g) ? "yes" : "NO" }
 echo
 echo "pg_compare: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "$PG_VERSION (fsync=on, synchronous_commit=on); Quill $("$QUILL" --version 2>/dev/null || echo '(version unknown)')"
-echo "$CLIENTS clients, $RUN_SECONDS s per run, $PRELOAD preloaded documents; raw fsync p50 ${FSYNC_US} µs (Quill's baseline)"
+echo "$CLIENTS clients, $RUN_SECONDS s per run, $PRELOAD preloaded documents; raw fsync p50 (measured by Quill before each of its runs): $FSYNC_US"
 echo
 echo "| workload | PG audit tx/s | PG hash-chained tx/s | Quill tx/s | Quill / audit (goal ≥ 2) | Quill / chained (goal ≥ 10) |"
 echo "|---|---|---|---|---|---|"

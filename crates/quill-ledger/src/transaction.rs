@@ -381,9 +381,12 @@ impl Transaction {
         let table_id = self.active_table(table)?.table_id.clone();
         self.reads.tables.insert(table_id.clone());
         let documents = &self.documents;
+        // Own writes to this table shadow snapshot documents; most scans have none, so skip
+        // the per-document lookup (and its key allocation) then.
+        let shadowed = documents.range((table_id.clone(), String::new())..).next().is_some_and(|((t, _), _)| t == &table_id);
         let mut stopped = false;
         self.snapshot.scan(&table_id, &mut |id, record| {
-            if documents.contains_key(&(table_id.clone(), id.to_owned())) {
+            if shadowed && documents.contains_key(&(table_id.clone(), id.to_owned())) {
                 return Ok(true);
             }
             let keep_going = visit(DocumentRef { id, version: record.version, ion: record.data })?;
@@ -485,8 +488,13 @@ impl Transaction {
             Some(id) => self.reads.documents.insert((table_id.clone(), id.to_owned())),
             None => self.reads.tables.insert(table_id.clone()),
         };
+        let now_ms = clock::now_millis();
         let start_ms = start.map(clock::millis_from_timestamp).unwrap_or(i64::MIN);
-        let end_ms = end.map(clock::millis_from_timestamp).unwrap_or(i64::MAX);
+        let end_ms = end.map(clock::millis_from_timestamp).unwrap_or(now_ms);
+        // QLDB's rule: start <= end <= now.
+        if start_ms > end_ms || end_ms > now_ms {
+            return Err(LedgerError::InvalidInput("history() needs start <= end <= now".into()));
+        }
         let strand = self.ledger.strand_id.clone();
         let mut out = Vec::new();
         // Hold each revision until the next one of the same document tells when it ended.

@@ -23,7 +23,9 @@ pub enum PartiqlError {
     #[error("Semantic error: {0}")]
     Semantic(String),
     /// The number of `?` placeholders differs from the number of parameters sent.
-    #[error("Parameter count mismatch: the statement has {expected} parameter(s), {actual} were sent")]
+    #[error(
+        "Parameter count mismatch: the statement has {expected} parameter(s), {actual} were sent"
+    )]
     ParameterCount {
         /// Placeholders in the statement.
         expected: usize,

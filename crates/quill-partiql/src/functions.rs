@@ -53,7 +53,11 @@ impl DatePart {
             "second" => DatePart::Second,
             "timezone_hour" => DatePart::TimezoneHour,
             "timezone_minute" => DatePart::TimezoneMinute,
-            _ => return Err(PartiqlError::type_error(format!("unknown date part {name}"))),
+            _ => {
+                return Err(PartiqlError::type_error(format!(
+                    "unknown date part {name}"
+                )))
+            }
         })
     }
 
@@ -70,15 +74,34 @@ impl DatePart {
 
 /// The scalar function names this module evaluates (upper case).
 pub const SCALAR_FUNCTIONS: &[&str] = &[
-    "SIZE", "COALESCE", "NULLIF", "EXISTS", "DATE_ADD", "DATE_DIFF", "EXTRACT", "TO_STRING", "TO_TIMESTAMP",
-    "UTCNOW", "TXID", "CHAR_LENGTH", "CHARACTER_LENGTH", "LOWER", "UPPER", "SUBSTRING", "TRIM",
+    "SIZE",
+    "COALESCE",
+    "NULLIF",
+    "EXISTS",
+    "DATE_ADD",
+    "DATE_DIFF",
+    "EXTRACT",
+    "TO_STRING",
+    "TO_TIMESTAMP",
+    "UTCNOW",
+    "TXID",
+    "CHAR_LENGTH",
+    "CHARACTER_LENGTH",
+    "LOWER",
+    "UPPER",
+    "SUBSTRING",
+    "TRIM",
 ];
 
 /// Calls scalar function `name` (upper case) on evaluated arguments. DATE_ADD / DATE_DIFF /
 /// EXTRACT take their date part as a string first argument.
 pub fn call(name: &str, args: &[Datum], context: &FunctionContext) -> Result<Datum> {
     match name {
-        "COALESCE" => Ok(args.iter().find(|a| !a.is_absent()).cloned().unwrap_or_else(Datum::null)),
+        "COALESCE" => Ok(args
+            .iter()
+            .find(|a| !a.is_absent())
+            .cloned()
+            .unwrap_or_else(Datum::null)),
         "NULLIF" => nullif(args),
         "EXISTS" => exists(args),
         "UTCNOW" => {
@@ -128,7 +151,11 @@ fn known_function(name: &str) -> Result<()> {
 
 fn arity(name: &str, args: &[Datum], min: usize, max: usize) -> Result<()> {
     if args.len() < min || args.len() > max {
-        let expected = if min == max { format!("{min}") } else { format!("{min} to {max}") };
+        let expected = if min == max {
+            format!("{min}")
+        } else {
+            format!("{min} to {max}")
+        };
         return Err(PartiqlError::type_error(format!(
             "{name} takes {expected} argument(s), got {}",
             args.len()
@@ -146,7 +173,9 @@ fn arg_error(name: &str, index: usize, expected: &str, got: &Datum) -> PartiqlEr
 }
 
 fn text_arg<'a>(name: &str, args: &'a [Datum], index: usize) -> Result<&'a str> {
-    args[index].as_text().ok_or_else(|| arg_error(name, index, "a string", &args[index]))
+    args[index]
+        .as_text()
+        .ok_or_else(|| arg_error(name, index, "a string", &args[index]))
 }
 
 fn int_arg(name: &str, args: &[Datum], index: usize) -> Result<i64> {
@@ -171,7 +200,11 @@ fn text_map(name: &str, args: &[Datum], map: fn(&str) -> String) -> Result<Datum
 fn nullif(args: &[Datum]) -> Result<Datum> {
     arity("NULLIF", args, 2, 2)?;
     let equal = crate::value::compare(crate::value::CompareOp::Equal, &args[0], &args[1]);
-    Ok(if equal.is_true() { Datum::null() } else { args[0].clone() })
+    Ok(if equal.is_true() {
+        Datum::null()
+    } else {
+        args[0].clone()
+    })
 }
 
 fn exists(args: &[Datum]) -> Result<Datum> {
@@ -204,7 +237,9 @@ fn substring(args: &[Datum]) -> Result<Datum> {
         Some(_) => {
             let length = int_arg("SUBSTRING", args, 2)?;
             if length < 0 {
-                return Err(PartiqlError::type_error("SUBSTRING: argument 3 (length) must not be negative"));
+                return Err(PartiqlError::type_error(
+                    "SUBSTRING: argument 3 (length) must not be negative",
+                ));
             }
             Some(start.saturating_add(length))
         }
@@ -228,15 +263,26 @@ fn substring(args: &[Datum]) -> Result<Datum> {
 fn trim(args: &[Datum]) -> Result<Datum> {
     arity("TRIM", args, 1, 3)?;
     let text = text_arg("TRIM", args, args.len() - 1)?;
-    let mode = if args.len() >= 2 { text_arg("TRIM", args, 0)?.to_ascii_uppercase() } else { "BOTH".to_string() };
-    let characters: Vec<char> =
-        if args.len() == 3 { text_arg("TRIM", args, 1)?.chars().collect() } else { vec![' '] };
+    let mode = if args.len() >= 2 {
+        text_arg("TRIM", args, 0)?.to_ascii_uppercase()
+    } else {
+        "BOTH".to_string()
+    };
+    let characters: Vec<char> = if args.len() == 3 {
+        text_arg("TRIM", args, 1)?.chars().collect()
+    } else {
+        vec![' ']
+    };
     let is_trimmed = |c: char| characters.contains(&c);
     let result = match mode.as_str() {
         "LEADING" => text.trim_start_matches(is_trimmed),
         "TRAILING" => text.trim_end_matches(is_trimmed),
         "BOTH" => text.trim_matches(is_trimmed),
-        other => return Err(PartiqlError::type_error(format!("TRIM: unknown mode {other}"))),
+        other => {
+            return Err(PartiqlError::type_error(format!(
+                "TRIM: unknown mode {other}"
+            )))
+        }
     };
     Ok(Datum::string(result))
 }
@@ -262,24 +308,42 @@ impl Civil {
         let has_time = precision >= TimestampPrecision::HourAndMinute;
         Civil {
             year: i64::from(timestamp.year()),
-            month: if precision >= TimestampPrecision::Month { timestamp.month() } else { 1 },
-            day: if precision >= TimestampPrecision::Day { timestamp.day() } else { 1 },
+            month: if precision >= TimestampPrecision::Month {
+                timestamp.month()
+            } else {
+                1
+            },
+            day: if precision >= TimestampPrecision::Day {
+                timestamp.day()
+            } else {
+                1
+            },
             hour: if has_time { timestamp.hour() } else { 0 },
             minute: if has_time { timestamp.minute() } else { 0 },
-            second: if precision == TimestampPrecision::Second { timestamp.second() } else { 0 },
+            second: if precision == TimestampPrecision::Second {
+                timestamp.second()
+            } else {
+                0
+            },
             nanoseconds: timestamp.nanoseconds(),
-            fraction_digits: timestamp.fractional_seconds_scale().unwrap_or(0).clamp(0, 9) as u32,
+            fraction_digits: timestamp
+                .fractional_seconds_scale()
+                .unwrap_or(0)
+                .clamp(0, 9) as u32,
             offset_minutes: timestamp.offset(),
             precision,
         }
     }
 
     fn build(&self) -> Result<Timestamp> {
-        let invalid = |e: ion_rs::IonError| PartiqlError::type_error(format!("timestamp out of range: {e}"));
+        let invalid =
+            |e: ion_rs::IonError| PartiqlError::type_error(format!("timestamp out of range: {e}"));
         let year = u32::try_from(self.year)
             .ok()
             .filter(|y| (1..=9999).contains(y))
-            .ok_or_else(|| PartiqlError::type_error(format!("timestamp year {} out of range", self.year)))?;
+            .ok_or_else(|| {
+                PartiqlError::type_error(format!("timestamp year {} out of range", self.year))
+            })?;
         let builder = Timestamp::with_year(year);
         let timestamp = match self.precision {
             TimestampPrecision::Year => builder.build(),
@@ -291,8 +355,11 @@ impl Civil {
     }
 
     fn build_with_time(&self, year: u32) -> Result<Timestamp> {
-        let invalid = |e: ion_rs::IonError| PartiqlError::type_error(format!("timestamp out of range: {e}"));
-        let day = Timestamp::with_year(year).with_month(self.month).with_day(self.day);
+        let invalid =
+            |e: ion_rs::IonError| PartiqlError::type_error(format!("timestamp out of range: {e}"));
+        let day = Timestamp::with_year(year)
+            .with_month(self.month)
+            .with_day(self.day);
         let offset = self.offset_minutes;
         let result = if self.precision == TimestampPrecision::HourAndMinute {
             let minute = day.with_hour_and_minute(self.hour, self.minute);
@@ -321,7 +388,10 @@ impl Civil {
     /// Seconds since 1970-01-01T00:00 of the local fields (offset not applied).
     fn local_seconds(&self) -> i64 {
         let days = days_from_civil(self.year, self.month, self.day);
-        days * 86_400 + i64::from(self.hour) * 3_600 + i64::from(self.minute) * 60 + i64::from(self.second)
+        days * 86_400
+            + i64::from(self.hour) * 3_600
+            + i64::from(self.minute) * 60
+            + i64::from(self.second)
     }
 
     fn utc_seconds(&self) -> i64 {
@@ -347,7 +417,8 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     let era = year.div_euclid(400);
     let year_of_era = year - era * 400;
     let month = i64::from(month);
-    let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let day_of_year =
+        (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
     let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
     era * 146_097 + day_of_era - 719_468
 }
@@ -356,7 +427,8 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let day_of_era = z - era * 146_097;
-    let year_of_era = (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let mp = (5 * day_of_year + 2) / 153;
     let day = (day_of_year - (153 * mp + 2) / 5 + 1) as u32;
@@ -366,7 +438,11 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 }
 
 fn days_in_month(year: i64, month: u32) -> u32 {
-    let next = if month == 12 { days_from_civil(year + 1, 1, 1) } else { days_from_civil(year, month + 1, 1) };
+    let next = if month == 12 {
+        days_from_civil(year + 1, 1, 1)
+    } else {
+        days_from_civil(year, month + 1, 1)
+    };
     (next - days_from_civil(year, month, 1)) as u32
 }
 
@@ -387,14 +463,26 @@ fn date_add(args: &[Datum]) -> Result<Datum> {
     let out_of_range = || PartiqlError::type_error("DATE_ADD: result out of range");
     match part {
         DatePart::Year | DatePart::Month => {
-            let months = if part == DatePart::Year { quantity.checked_mul(12).ok_or_else(out_of_range)? } else { quantity };
-            let total = (civil.year * 12 + i64::from(civil.month) - 1).checked_add(months).ok_or_else(out_of_range)?;
+            let months = if part == DatePart::Year {
+                quantity.checked_mul(12).ok_or_else(out_of_range)?
+            } else {
+                quantity
+            };
+            let total = (civil.year * 12 + i64::from(civil.month) - 1)
+                .checked_add(months)
+                .ok_or_else(out_of_range)?;
             civil.year = total.div_euclid(12);
             civil.month = (total.rem_euclid(12) + 1) as u32;
+            // Check before the calendar arithmetic below, which assumes a real year.
+            if !(1..=9999).contains(&civil.year) {
+                return Err(out_of_range());
+            }
             civil.day = civil.day.min(days_in_month(civil.year, civil.month));
         }
         DatePart::TimezoneHour | DatePart::TimezoneMinute => {
-            return Err(PartiqlError::type_error("DATE_ADD: date part must be year, month, day, hour, minute or second"));
+            return Err(PartiqlError::type_error(
+                "DATE_ADD: date part must be year, month, day, hour, minute or second",
+            ));
         }
         _ => {
             let unit = match part {
@@ -404,7 +492,10 @@ fn date_add(args: &[Datum]) -> Result<Datum> {
                 _ => 1,
             };
             let delta = quantity.checked_mul(unit).ok_or_else(out_of_range)?;
-            let seconds = civil.local_seconds().checked_add(delta).ok_or_else(out_of_range)?;
+            let seconds = civil
+                .local_seconds()
+                .checked_add(delta)
+                .ok_or_else(out_of_range)?;
             civil.set_local_seconds(seconds);
         }
     }
@@ -419,7 +510,8 @@ fn date_diff(args: &[Datum]) -> Result<Datum> {
     let to = Civil::of(&timestamp_arg("DATE_DIFF", args, 2)?);
     let difference = match part {
         DatePart::Year | DatePart::Month => {
-            let months = (to.year * 12 + i64::from(to.month)) - (from.year * 12 + i64::from(from.month));
+            let months =
+                (to.year * 12 + i64::from(to.month)) - (from.year * 12 + i64::from(from.month));
             // A month counts only once the day and time in it have been reached.
             let rest = |c: &Civil| (c.day, c.utc_seconds().rem_euclid(86_400));
             let months = match months {
@@ -427,7 +519,11 @@ fn date_diff(args: &[Datum]) -> Result<Datum> {
                 m if m < 0 && rest(&to) > rest(&from) => m + 1,
                 m => m,
             };
-            if part == DatePart::Year { months / 12 } else { months }
+            if part == DatePart::Year {
+                months / 12
+            } else {
+                months
+            }
         }
         _ => {
             let seconds = to.utc_seconds() - from.utc_seconds();
@@ -460,7 +556,10 @@ fn extract(args: &[Datum]) -> Result<Datum> {
             let scale = 10i128.pow(civil.fraction_digits);
             let fraction = i128::from(civil.nanoseconds) / 10i128.pow(9 - civil.fraction_digits);
             let coefficient = i128::from(civil.second) * scale + fraction;
-            return Ok(Datum::Ion(Element::decimal(Decimal::new(coefficient, -i64::from(civil.fraction_digits)))));
+            return Ok(Datum::Ion(Element::decimal(Decimal::new(
+                coefficient,
+                -i64::from(civil.fraction_digits),
+            ))));
         }
         DatePart::Second => i64::from(civil.second),
         DatePart::TimezoneHour => i64::from(offset / 60),
@@ -470,7 +569,17 @@ fn extract(args: &[Datum]) -> Result<Datum> {
 }
 
 const MONTH_NAMES: [&str; 12] = [
-    "January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
     "December",
 ];
 
@@ -489,17 +598,28 @@ fn pattern_tokens(pattern: &str) -> Result<Vec<PatternToken>> {
     while i < chars.len() {
         let c = chars[i];
         if c == '\'' {
-            let close = chars[i + 1..].iter().position(|&q| q == '\'').map(|p| p + i + 1);
+            let close = chars[i + 1..]
+                .iter()
+                .position(|&q| q == '\'')
+                .map(|p| p + i + 1);
             let Some(close) = close else {
-                return Err(PartiqlError::type_error("date pattern has an unterminated quote"));
+                return Err(PartiqlError::type_error(
+                    "date pattern has an unterminated quote",
+                ));
             };
-            let text: String = if close == i + 1 { "'".to_string() } else { chars[i + 1..close].iter().collect() };
+            let text: String = if close == i + 1 {
+                "'".to_string()
+            } else {
+                chars[i + 1..close].iter().collect()
+            };
             tokens.push(PatternToken::Literal(text));
             i = close + 1;
         } else if c.is_ascii_alphabetic() {
             let run = chars[i..].iter().take_while(|&&d| d == c).count();
             if !"yMdHhmsSaXxZn".contains(c) {
-                return Err(PartiqlError::type_error(format!("date pattern letter '{c}' is not supported")));
+                return Err(PartiqlError::type_error(format!(
+                    "date pattern letter '{c}' is not supported"
+                )));
             }
             tokens.push(PatternToken::Field(c, run));
             i += run;
@@ -539,7 +659,11 @@ fn format_field(out: &mut String, civil: &Civil, letter: char, width: usize) {
         'h' => padded(i64::from((civil.hour + 11) % 12 + 1)),
         'm' => padded(i64::from(civil.minute)),
         's' => padded(i64::from(civil.second)),
-        'S' => format!("{:09}", civil.nanoseconds).chars().chain(std::iter::repeat('0')).take(width).collect(),
+        'S' => format!("{:09}", civil.nanoseconds)
+            .chars()
+            .chain(std::iter::repeat('0'))
+            .take(width)
+            .collect(),
         'n' => civil.nanoseconds.to_string(),
         'a' => if civil.hour < 12 { "AM" } else { "PM" }.to_string(),
         _ => format_offset(civil.offset_minutes.unwrap_or(0), letter, width),
@@ -567,14 +691,17 @@ fn to_timestamp(args: &[Datum]) -> Result<Datum> {
     arity("TO_TIMESTAMP", args, 1, 2)?;
     let text = text_arg("TO_TIMESTAMP", args, 0)?;
     if args.len() == 1 {
-        let parsed = Element::read_one(text.trim()).ok().filter(|e| e.ion_type() == IonType::Timestamp && !e.is_null());
-        return parsed
-            .map(Datum::Ion)
-            .ok_or_else(|| PartiqlError::type_error(format!("TO_TIMESTAMP: {text:?} is not an Ion timestamp")));
+        let parsed = Element::read_one(text.trim())
+            .ok()
+            .filter(|e| e.ion_type() == IonType::Timestamp && !e.is_null());
+        return parsed.map(Datum::Ion).ok_or_else(|| {
+            PartiqlError::type_error(format!("TO_TIMESTAMP: {text:?} is not an Ion timestamp"))
+        });
     }
     let tokens = pattern_tokens(text_arg("TO_TIMESTAMP", args, 1)?)?;
-    let civil = parse_with_pattern(text, &tokens)
-        .ok_or_else(|| PartiqlError::type_error(format!("TO_TIMESTAMP: {text:?} does not match the pattern")))?;
+    let civil = parse_with_pattern(text, &tokens).ok_or_else(|| {
+        PartiqlError::type_error(format!("TO_TIMESTAMP: {text:?} does not match the pattern"))
+    })?;
     Ok(Datum::Ion(Element::timestamp(civil.build()?)))
 }
 
@@ -623,7 +750,11 @@ fn parse_with_pattern(text: &str, tokens: &[PatternToken]) -> Option<Civil> {
 }
 
 fn take_number(text: &str, max_digits: usize) -> Option<(i64, usize, &str)> {
-    let digits = text.chars().take(max_digits).take_while(char::is_ascii_digit).count();
+    let digits = text
+        .chars()
+        .take(max_digits)
+        .take_while(char::is_ascii_digit)
+        .count();
     if digits == 0 {
         return None;
     }
@@ -668,10 +799,21 @@ fn parse_field<'t>(
             match letter {
                 'y' if width == 2 && digits == 2 => civil.year = 2000 + value,
                 'y' => civil.year = value,
-                'M' => (civil.month, civil.precision) = (value as u32, civil.precision.max(TimestampPrecision::Month)),
-                'd' => (civil.day, civil.precision) = (value as u32, civil.precision.max(TimestampPrecision::Day)),
+                'M' => {
+                    (civil.month, civil.precision) =
+                        (value as u32, civil.precision.max(TimestampPrecision::Month))
+                }
+                'd' => {
+                    (civil.day, civil.precision) =
+                        (value as u32, civil.precision.max(TimestampPrecision::Day))
+                }
                 'H' | 'h' => civil.hour = value as u32,
-                'm' => (civil.minute, civil.precision) = (value as u32, TimestampPrecision::HourAndMinute.max(civil.precision)),
+                'm' => {
+                    (civil.minute, civil.precision) = (
+                        value as u32,
+                        TimestampPrecision::HourAndMinute.max(civil.precision),
+                    )
+                }
                 's' => (civil.second, civil.precision) = (value as u32, TimestampPrecision::Second),
                 _ => {
                     let digits = digits.min(9) as u32;
@@ -710,16 +852,27 @@ fn parse_offset<'t>(text: &'t str, civil: &mut Civil) -> Option<&'t str> {
 /// `CAST(value AS type)` for QLDB's target types.
 pub fn cast(value: &Datum, target: &str) -> Result<Datum> {
     let target = target.to_ascii_uppercase();
+    // PartiQL: CAST of MISSING is MISSING, whatever the target.
     if value.is_missing() {
-        return Ok(if target == "MISSING" { Datum::Missing } else { Datum::Missing });
+        return Ok(Datum::Missing);
     }
-    let element = value.as_element().cloned().unwrap_or_else(|| Element::null(IonType::Null));
+    let element = value
+        .as_element()
+        .cloned()
+        .unwrap_or_else(|| Element::null(IonType::Null));
     if element.is_null() {
         return Ok(Datum::null());
     }
-    let fail = || PartiqlError::type_error(format!("CAST: cannot cast {} to {target}", value.type_name()));
+    let fail = || {
+        PartiqlError::type_error(format!(
+            "CAST: cannot cast {} to {target}",
+            value.type_name()
+        ))
+    };
     let result = match target.as_str() {
-        "STRING" | "VARCHAR" | "CHAR" | "TEXT" => Element::string(cast_text(&element).ok_or_else(fail)?),
+        "STRING" | "VARCHAR" | "CHAR" | "TEXT" => {
+            Element::string(cast_text(&element).ok_or_else(fail)?)
+        }
         "SYMBOL" => Element::symbol(cast_text(&element).ok_or_else(fail)?),
         "INT" | "INTEGER" | "BIGINT" | "SMALLINT" => cast_int(&element).ok_or_else(fail)?,
         "DECIMAL" | "NUMERIC" => cast_decimal(&element).ok_or_else(fail)?,
@@ -734,10 +887,18 @@ pub fn cast(value: &Datum, target: &str) -> Result<Datum> {
                 "BLOB" => IonType::Blob,
                 _ => IonType::Clob,
             };
-            if element.ion_type() == wanted { element } else { return Err(fail()) }
+            if element.ion_type() == wanted {
+                element
+            } else {
+                return Err(fail());
+            }
         }
         "NULL" => Element::null(IonType::Null),
-        _ => return Err(PartiqlError::type_error(format!("CAST: unknown type {target}"))),
+        _ => {
+            return Err(PartiqlError::type_error(format!(
+                "CAST: unknown type {target}"
+            )))
+        }
     };
     Ok(Datum::Ion(result))
 }
@@ -762,7 +923,11 @@ fn cast_int(element: &Element) -> Option<Element> {
         Value::Float(f) if f.is_finite() && f.abs() < 1.7e38 => Element::int(f.trunc() as i128),
         Value::String(_) | Value::Symbol(_) => {
             let parsed = Element::read_one(element.as_text()?.trim()).ok()?;
-            return if is_numeric_literal(&parsed) { cast_int(&parsed) } else { None };
+            return if is_numeric_literal(&parsed) {
+                cast_int(&parsed)
+            } else {
+                None
+            };
         }
         _ => return None,
     })
@@ -770,7 +935,10 @@ fn cast_int(element: &Element) -> Option<Element> {
 
 /// Text parsed for a numeric cast must be a number (re-casting text would never end).
 fn is_numeric_literal(parsed: &Element) -> bool {
-    matches!(parsed.ion_type(), IonType::Int | IonType::Decimal | IonType::Float) && !parsed.is_null()
+    matches!(
+        parsed.ion_type(),
+        IonType::Int | IonType::Decimal | IonType::Float
+    ) && !parsed.is_null()
 }
 
 fn decimal_truncated(decimal: &Decimal) -> Option<i128> {
@@ -794,7 +962,11 @@ fn cast_decimal(element: &Element) -> Option<Element> {
         Value::Float(f) => Element::decimal(Decimal::try_from(*f).ok()?),
         Value::String(_) | Value::Symbol(_) => {
             let parsed = Element::read_one(element.as_text()?.trim()).ok()?;
-            return if is_numeric_literal(&parsed) { cast_decimal(&parsed) } else { None };
+            return if is_numeric_literal(&parsed) {
+                cast_decimal(&parsed)
+            } else {
+                None
+            };
         }
         _ => return None,
     })
@@ -806,7 +978,9 @@ fn cast_float(element: &Element) -> Option<Element> {
         Value::Int(i) => Element::float(i.to_string().parse().ok()?),
         Value::Decimal(d) => Element::float(d.to_string().replace(['d', 'D'], "e").parse().ok()?),
         Value::Bool(b) => Element::float(f64::from(u8::from(*b))),
-        Value::String(_) | Value::Symbol(_) => Element::float(element.as_text()?.trim().parse().ok()?),
+        Value::String(_) | Value::Symbol(_) => {
+            Element::float(element.as_text()?.trim().parse().ok()?)
+        }
         _ => return None,
     })
 }
@@ -817,11 +991,13 @@ fn cast_bool(element: &Element) -> Option<Element> {
         Value::Int(i) => Element::boolean(!i.is_zero()),
         Value::Decimal(d) => Element::boolean(!d.is_zero()),
         Value::Float(f) => Element::boolean(*f != 0.0),
-        Value::String(_) | Value::Symbol(_) => match element.as_text()?.trim().to_ascii_lowercase().as_str() {
-            "true" => Element::boolean(true),
-            "false" => Element::boolean(false),
-            _ => return None,
-        },
+        Value::String(_) | Value::Symbol(_) => {
+            match element.as_text()?.trim().to_ascii_lowercase().as_str() {
+                "true" => Element::boolean(true),
+                "false" => Element::boolean(false),
+                _ => return None,
+            }
+        }
         _ => return None,
     })
 }
@@ -847,7 +1023,10 @@ mod tests {
 
     fn context() -> FunctionContext {
         FunctionContext {
-            now: Element::read_one("2024-05-06T07:08:09.123Z").unwrap().as_timestamp().unwrap(),
+            now: Element::read_one("2024-05-06T07:08:09.123Z")
+                .unwrap()
+                .as_timestamp()
+                .unwrap(),
             transaction_id: "tx".to_string(),
         }
     }
@@ -862,24 +1041,125 @@ mod tests {
 
     #[test]
     fn date_add_keeps_precision() {
-        assert_eq!(ion_text(&run("DATE_ADD", &[Datum::string("month"), ion("1"), ion("2010T")])), "2010-02T");
-        assert_eq!(ion_text(&run("DATE_ADD", &[Datum::string("year"), ion("5"), ion("2010T")])), "2015T");
-        assert_eq!(ion_text(&run("DATE_ADD", &[Datum::string("day"), ion("-1"), ion("2017-01-10T")])), "2017-01-09T");
-        assert_eq!(ion_text(&run("DATE_ADD", &[Datum::string("day"), ion("1"), ion("2017-02-28T")])), "2017-03-01T");
-        assert_eq!(ion_text(&run("DATE_ADD", &[Datum::string("month"), ion("1"), ion("2017-01-31T")])), "2017-02-28T");
-        let hour = run("DATE_ADD", &[Datum::string("hour"), ion("1"), ion("2017-01-02T03:04Z")]);
-        assert!(crate::value::values_equal(hour.as_element().unwrap(), &Element::read_one("2017-01-02T04:04Z").unwrap()));
-        let second = run("DATE_ADD", &[Datum::string("second"), ion("1"), ion("2017-01-02T03:04:05.006Z")]);
-        assert!(crate::value::values_equal(second.as_element().unwrap(), &Element::read_one("2017-01-02T03:04:06.006Z").unwrap()));
+        assert_eq!(
+            ion_text(&run(
+                "DATE_ADD",
+                &[Datum::string("month"), ion("1"), ion("2010T")]
+            )),
+            "2010-02T"
+        );
+        assert_eq!(
+            ion_text(&run(
+                "DATE_ADD",
+                &[Datum::string("year"), ion("5"), ion("2010T")]
+            )),
+            "2015T"
+        );
+        assert_eq!(
+            ion_text(&run(
+                "DATE_ADD",
+                &[Datum::string("day"), ion("-1"), ion("2017-01-10T")]
+            )),
+            "2017-01-09T"
+        );
+        assert_eq!(
+            ion_text(&run(
+                "DATE_ADD",
+                &[Datum::string("day"), ion("1"), ion("2017-02-28T")]
+            )),
+            "2017-03-01T"
+        );
+        assert_eq!(
+            ion_text(&run(
+                "DATE_ADD",
+                &[Datum::string("month"), ion("1"), ion("2017-01-31T")]
+            )),
+            "2017-02-28T"
+        );
+        let hour = run(
+            "DATE_ADD",
+            &[Datum::string("hour"), ion("1"), ion("2017-01-02T03:04Z")],
+        );
+        assert!(crate::value::values_equal(
+            hour.as_element().unwrap(),
+            &Element::read_one("2017-01-02T04:04Z").unwrap()
+        ));
+        let second = run(
+            "DATE_ADD",
+            &[
+                Datum::string("second"),
+                ion("1"),
+                ion("2017-01-02T03:04:05.006Z"),
+            ],
+        );
+        assert!(crate::value::values_equal(
+            second.as_element().unwrap(),
+            &Element::read_one("2017-01-02T03:04:06.006Z").unwrap()
+        ));
+    }
+
+    #[test]
+    fn date_add_out_of_range_is_an_error() {
+        for (part, quantity) in [
+            ("year", "9223372036854775807"),
+            ("month", "-9223372036854775807"),
+            ("day", "9223372036854775807"),
+        ] {
+            let result = call(
+                "DATE_ADD",
+                &[Datum::string(part), ion(quantity), ion("2010T")],
+                &context(),
+            );
+            assert!(matches!(result, Err(PartiqlError::Type(_))), "{part}");
+        }
+        let result = call(
+            "DATE_ADD",
+            &[Datum::string("year"), ion("8000"), ion("2010T")],
+            &context(),
+        );
+        assert!(matches!(result, Err(PartiqlError::Type(_))));
     }
 
     #[test]
     fn date_diff_counts_whole_units() {
-        assert_eq!(run("DATE_DIFF", &[Datum::string("year"), ion("2010-01-01T"), ion("2011-01-01T")]), Datum::int(1));
-        assert_eq!(run("DATE_DIFF", &[Datum::string("month"), ion("2010T"), ion("2010-05T")]), Datum::int(4));
-        assert_eq!(run("DATE_DIFF", &[Datum::string("month"), ion("2010-01-31T"), ion("2010-02-28T")]), Datum::int(0));
         assert_eq!(
-            run("DATE_DIFF", &[Datum::string("hour"), ion("2010-01-01T00:00Z"), ion("2010-01-01T05:00+01:00")]),
+            run(
+                "DATE_DIFF",
+                &[
+                    Datum::string("year"),
+                    ion("2010-01-01T"),
+                    ion("2011-01-01T")
+                ]
+            ),
+            Datum::int(1)
+        );
+        assert_eq!(
+            run(
+                "DATE_DIFF",
+                &[Datum::string("month"), ion("2010T"), ion("2010-05T")]
+            ),
+            Datum::int(4)
+        );
+        assert_eq!(
+            run(
+                "DATE_DIFF",
+                &[
+                    Datum::string("month"),
+                    ion("2010-01-31T"),
+                    ion("2010-02-28T")
+                ]
+            ),
+            Datum::int(0)
+        );
+        assert_eq!(
+            run(
+                "DATE_DIFF",
+                &[
+                    Datum::string("hour"),
+                    ion("2010-01-01T00:00Z"),
+                    ion("2010-01-01T05:00+01:00")
+                ]
+            ),
             Datum::int(4)
         );
     }
@@ -887,9 +1167,24 @@ mod tests {
     #[test]
     fn extract_parts() {
         let ts = ion("2017-01-10T05:30:55Z");
-        assert_eq!(run("EXTRACT", &[Datum::string("year"), ts.clone()]), Datum::int(2017));
-        assert_eq!(run("EXTRACT", &[Datum::string("minute"), ts.clone()]), Datum::int(30));
-        assert_eq!(run("EXTRACT", &[Datum::string("timezone_hour"), ion("2017-01-10T05:30-08:00")]), Datum::int(-8));
+        assert_eq!(
+            run("EXTRACT", &[Datum::string("year"), ts.clone()]),
+            Datum::int(2017)
+        );
+        assert_eq!(
+            run("EXTRACT", &[Datum::string("minute"), ts.clone()]),
+            Datum::int(30)
+        );
+        assert_eq!(
+            run(
+                "EXTRACT",
+                &[
+                    Datum::string("timezone_hour"),
+                    ion("2017-01-10T05:30-08:00")
+                ]
+            ),
+            Datum::int(-8)
+        );
     }
 
     #[test]
@@ -900,9 +1195,21 @@ mod tests {
         assert_eq!(format("MMM d, yyyy"), Datum::string("Jul 20, 1969"));
         assert_eq!(format("M-d-yy"), Datum::string("7-20-69"));
         assert_eq!(format("MM-d-y"), Datum::string("07-20-1969"));
-        assert_eq!(format("MMM d, yyyy h:m a"), Datum::string("Jul 20, 1969 8:18 PM"));
-        assert_eq!(format("y-MM-dd'T'H:m:ssX"), Datum::string("1969-07-20T20:18:00Z"));
-        let eight = run("TO_STRING", &[ion("1969-07-20T20:18+08:00"), Datum::string("y-MM-dd'T'H:m:ssXXXX")]);
+        assert_eq!(
+            format("MMM d, yyyy h:m a"),
+            Datum::string("Jul 20, 1969 8:18 PM")
+        );
+        assert_eq!(
+            format("y-MM-dd'T'H:m:ssX"),
+            Datum::string("1969-07-20T20:18:00Z")
+        );
+        let eight = run(
+            "TO_STRING",
+            &[
+                ion("1969-07-20T20:18+08:00"),
+                Datum::string("y-MM-dd'T'H:m:ssXXXX"),
+            ],
+        );
         assert_eq!(eight, Datum::string("1969-07-20T20:18:00+0800"));
     }
 
@@ -910,12 +1217,27 @@ mod tests {
     fn to_timestamp_parses() {
         let parsed = run("TO_TIMESTAMP", &[Datum::string("2007T")]);
         assert_eq!(ion_text(&parsed), "2007T");
-        let parsed = run("TO_TIMESTAMP", &[Datum::string("July 20, 1969"), Datum::string("MMMM d, y")]);
+        let parsed = run(
+            "TO_TIMESTAMP",
+            &[Datum::string("July 20, 1969"), Datum::string("MMMM d, y")],
+        );
         assert_eq!(ion_text(&parsed), "1969-07-20T");
-        let parsed = run("TO_TIMESTAMP", &[Datum::string("Jul 20, 1969"), Datum::string("MMM d, yyyy")]);
+        let parsed = run(
+            "TO_TIMESTAMP",
+            &[Datum::string("Jul 20, 1969"), Datum::string("MMM d, yyyy")],
+        );
         assert_eq!(ion_text(&parsed), "1969-07-20T");
-        let parsed = run("TO_TIMESTAMP", &[Datum::string("1969-07-20T20:18Z"), Datum::string("y-MM-dd'T'H:mX")]);
-        assert!(crate::value::values_equal(parsed.as_element().unwrap(), ion("1969-07-20T20:18Z").as_element().unwrap()));
+        let parsed = run(
+            "TO_TIMESTAMP",
+            &[
+                Datum::string("1969-07-20T20:18Z"),
+                Datum::string("y-MM-dd'T'H:mX"),
+            ],
+        );
+        assert!(crate::value::values_equal(
+            parsed.as_element().unwrap(),
+            ion("1969-07-20T20:18Z").as_element().unwrap()
+        ));
         assert!(call("TO_TIMESTAMP", &[Datum::string("nope")], &context()).is_err());
     }
 
@@ -924,26 +1246,59 @@ mod tests {
         assert_eq!(run("UPPER", &[Datum::string("abc")]), Datum::string("ABC"));
         assert_eq!(run("LOWER", &[ion("AbC")]), Datum::string("abc"));
         assert_eq!(run("CHAR_LENGTH", &[Datum::string("héllo")]), Datum::int(5));
-        assert_eq!(run("SUBSTRING", &[Datum::string("123456789"), ion("0"), ion("2")]), Datum::string("1"));
-        assert_eq!(run("SUBSTRING", &[Datum::string("abcdefg"), ion("4")]), Datum::string("defg"));
-        assert_eq!(run("SUBSTRING", &[Datum::string("abcdefg"), ion("2"), ion("3")]), Datum::string("bcd"));
+        assert_eq!(
+            run(
+                "SUBSTRING",
+                &[Datum::string("123456789"), ion("0"), ion("2")]
+            ),
+            Datum::string("1")
+        );
+        assert_eq!(
+            run("SUBSTRING", &[Datum::string("abcdefg"), ion("4")]),
+            Datum::string("defg")
+        );
+        assert_eq!(
+            run("SUBSTRING", &[Datum::string("abcdefg"), ion("2"), ion("3")]),
+            Datum::string("bcd")
+        );
         assert_eq!(run("TRIM", &[Datum::string("  a  ")]), Datum::string("a"));
-        assert_eq!(run("TRIM", &[Datum::string("LEADING"), Datum::string("1"), Datum::string("11a1")]), Datum::string("a1"));
+        assert_eq!(
+            run(
+                "TRIM",
+                &[
+                    Datum::string("LEADING"),
+                    Datum::string("1"),
+                    Datum::string("11a1")
+                ]
+            ),
+            Datum::string("a1")
+        );
         assert!(run("UPPER", &[Datum::Missing]).is_absent());
-        let error = call("UPPER", &[ion("1")], &context()).unwrap_err().to_string();
-        assert!(error.contains("UPPER") && error.contains("argument 1"), "{error}");
+        let error = call("UPPER", &[ion("1")], &context())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("UPPER") && error.contains("argument 1"),
+            "{error}"
+        );
     }
 
     #[test]
     fn conditional_functions() {
-        assert_eq!(run("COALESCE", &[Datum::null(), Datum::Missing, ion("1")]), ion("1"));
+        assert_eq!(
+            run("COALESCE", &[Datum::null(), Datum::Missing, ion("1")]),
+            ion("1")
+        );
         assert!(run("NULLIF", &[ion("1"), ion("1.0")]).is_absent());
         assert_eq!(run("NULLIF", &[ion("1"), ion("2")]), ion("1"));
         assert_eq!(run("EXISTS", &[ion("[1]")]), Datum::bool(true));
         assert_eq!(run("EXISTS", &[ion("[]")]), Datum::bool(false));
         assert_eq!(run("SIZE", &[ion("{a:1, b:2}")]), Datum::int(2));
         assert_eq!(run("TXID", &[]), Datum::string("tx"));
-        assert_eq!(ion_text(&run("UTCNOW", &[])), ion_text(&ion("2024-05-06T07:08:09.123Z")));
+        assert_eq!(
+            ion_text(&run("UTCNOW", &[])),
+            ion_text(&ion("2024-05-06T07:08:09.123Z"))
+        );
     }
 
     #[test]

@@ -44,7 +44,11 @@ pub use eval::limits;
 /// The statement is recorded in the transaction (QLDB lists every statement, SELECTs
 /// included, in the block's `transactionInfo`). On any error the transaction is rolled back
 /// to where it was before the call, so it stays open and unchanged.
-pub fn execute(tx: &mut Transaction, statement: &str, parameters: &[Element]) -> Result<Vec<Element>> {
+pub fn execute(
+    tx: &mut Transaction,
+    statement: &str,
+    parameters: &[Element],
+) -> Result<Vec<Element>> {
     let parsed = parse_checked(statement, parameters)?;
     let savepoint = tx.savepoint();
     let result = tx
@@ -80,12 +84,19 @@ fn check_length(statement: &str) -> Result<()> {
 fn parse_checked(statement: &str, parameters: &[Element]) -> Result<ast::Statement> {
     check_length(statement)?;
     if parameters.len() > limits::PARAMETERS_MAX {
-        return Err(PartiqlError::Limit { limit: "PARAMETERS_MAX", max: limits::PARAMETERS_MAX, actual: parameters.len() });
+        return Err(PartiqlError::Limit {
+            limit: "PARAMETERS_MAX",
+            max: limits::PARAMETERS_MAX,
+            actual: parameters.len(),
+        });
     }
     let parsed = parser::parse(statement)?;
     let expected = parsed.parameter_count();
     if expected != parameters.len() {
-        return Err(PartiqlError::ParameterCount { expected, actual: parameters.len() });
+        return Err(PartiqlError::ParameterCount {
+            expected,
+            actual: parameters.len(),
+        });
     }
     Ok(parsed)
 }

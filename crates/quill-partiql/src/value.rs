@@ -74,7 +74,8 @@ impl Datum {
 
     /// Text of a string or symbol.
     pub fn as_text(&self) -> Option<&str> {
-        self.as_element().and_then(|e| if e.is_null() { None } else { e.as_text() })
+        self.as_element()
+            .and_then(|e| if e.is_null() { None } else { e.as_text() })
     }
 
     /// The Ion value, with MISSING rendered as `null` (where a value must exist, e.g. a list).
@@ -114,7 +115,8 @@ fn overflow(what: &str) -> PartiqlError {
 }
 
 fn int_to_i128(int: &Int) -> Result<i128> {
-    int.as_i128().ok_or_else(|| overflow("integer wider than 128 bits"))
+    int.as_i128()
+        .ok_or_else(|| overflow("integer wider than 128 bits"))
 }
 
 fn decimal_parts(decimal: &Decimal) -> Result<(i128, i64)> {
@@ -134,7 +136,10 @@ fn number_of(element: &Element) -> Result<Option<Number>> {
         Value::Int(int) => Some(Number::Int(int_to_i128(int)?)),
         Value::Decimal(decimal) => {
             let (coefficient, exponent) = decimal_parts(decimal)?;
-            Some(Number::Decimal { coefficient, exponent })
+            Some(Number::Decimal {
+                coefficient,
+                exponent,
+            })
         }
         Value::Float(float) => Some(Number::Float(*float)),
         _ => None,
@@ -144,7 +149,10 @@ fn number_of(element: &Element) -> Result<Option<Number>> {
 fn number_element(number: Number) -> Element {
     match number {
         Number::Int(value) => Element::int(value),
-        Number::Decimal { coefficient, exponent } => Element::decimal(Decimal::new(coefficient, exponent)),
+        Number::Decimal {
+            coefficient,
+            exponent,
+        } => Element::decimal(Decimal::new(coefficient, exponent)),
         Number::Float(value) => Element::float(value),
     }
 }
@@ -155,15 +163,22 @@ fn pow10(exponent: u64) -> Option<i128> {
 
 /// Scales `coefficient × 10^exponent` to the smaller exponent `target`.
 fn rescale(coefficient: i128, exponent: i64, target: i64) -> Result<i128> {
-    let shift = exponent.checked_sub(target).ok_or_else(|| overflow("decimal exponent"))?;
+    let shift = exponent
+        .checked_sub(target)
+        .ok_or_else(|| overflow("decimal exponent"))?;
     let factor = pow10(shift.unsigned_abs()).ok_or_else(|| overflow("decimal scale"))?;
-    coefficient.checked_mul(factor).ok_or_else(|| overflow("decimal scale"))
+    coefficient
+        .checked_mul(factor)
+        .ok_or_else(|| overflow("decimal scale"))
 }
 
 fn as_decimal(number: Number) -> (i128, i64) {
     match number {
         Number::Int(value) => (value, 0),
-        Number::Decimal { coefficient, exponent } => (coefficient, exponent),
+        Number::Decimal {
+            coefficient,
+            exponent,
+        } => (coefficient, exponent),
         Number::Float(_) => (0, 0),
     }
 }
@@ -171,9 +186,12 @@ fn as_decimal(number: Number) -> (i128, i64) {
 fn as_float(number: Number) -> f64 {
     match number {
         Number::Int(value) => value as f64,
-        Number::Decimal { coefficient, exponent } => {
-            format!("{coefficient}e{exponent}").parse().unwrap_or(f64::NAN)
-        }
+        Number::Decimal {
+            coefficient,
+            exponent,
+        } => format!("{coefficient}e{exponent}")
+            .parse()
+            .unwrap_or(f64::NAN),
         Number::Float(value) => value,
     }
 }
@@ -285,11 +303,17 @@ fn decimal_op(op: ArithmeticOp, a: (i128, i64), b: (i128, i64)) -> Result<Number
         ),
         ArithmeticOp::Divide => divide_decimal(ca, ea, cb, eb)?,
     };
-    Ok(Number::Decimal { coefficient, exponent })
+    Ok(Number::Decimal {
+        coefficient,
+        exponent,
+    })
 }
 
 fn digit_count(value: i128) -> u32 {
-    value.unsigned_abs().checked_ilog10().map_or(1, |log| log + 1)
+    value
+        .unsigned_abs()
+        .checked_ilog10()
+        .map_or(1, |log| log + 1)
 }
 
 /// Long division producing exact digits until the remainder is zero or the quotient has
@@ -306,10 +330,13 @@ fn divide_decimal(ca: i128, ea: i64, cb: i128, eb: i64) -> Result<(i128, i64)> {
         if remainder == 0 || (quotient != 0 && digit_count(quotient) >= DIVISION_DIGITS_MAX) {
             break;
         }
-        let (Some(shifted), Some(next)) = (remainder.checked_mul(10), quotient.checked_mul(10)) else {
+        let (Some(shifted), Some(next)) = (remainder.checked_mul(10), quotient.checked_mul(10))
+        else {
             break;
         };
-        let Some(next) = next.checked_add(shifted / cb) else { break };
+        let Some(next) = next.checked_add(shifted / cb) else {
+            break;
+        };
         quotient = next;
         remainder = shifted % cb;
         exponent -= 1;
@@ -318,7 +345,9 @@ fn divide_decimal(ca: i128, ea: i64, cb: i128, eb: i64) -> Result<(i128, i64)> {
         let next_digit = (shifted / cb).abs();
         if next_digit >= 5 {
             let away = if (ca < 0) != (cb < 0) { -1 } else { 1 };
-            quotient = quotient.checked_add(away).ok_or_else(|| overflow("decimal /"))?;
+            quotient = quotient
+                .checked_add(away)
+                .ok_or_else(|| overflow("decimal /"))?;
         }
     }
     Ok((quotient, exponent))
@@ -345,12 +374,20 @@ impl ExactNumber {
         let trimmed = trimmed_start.trim_end_matches('0');
         let dropped = (trimmed_start.len() - trimmed.len()) as i64;
         let negative = negative && !trimmed.is_empty();
-        ExactNumber { negative, digits: trimmed.to_string(), exponent: exponent.saturating_add(dropped) }
+        ExactNumber {
+            negative,
+            digits: trimmed.to_string(),
+            exponent: exponent.saturating_add(dropped),
+        }
     }
 
     fn of(element: &Element) -> Option<ExactNumber> {
         match element.value() {
-            Value::Int(int) => Some(ExactNumber::new(int.is_negative(), int.unsigned_abs().to_string(), 0)),
+            Value::Int(int) => Some(ExactNumber::new(
+                int.is_negative(),
+                int.unsigned_abs().to_string(),
+                0,
+            )),
             Value::Decimal(decimal) => {
                 let coefficient = decimal.coefficient();
                 Some(ExactNumber::new(
@@ -392,7 +429,10 @@ impl ExactNumber {
 }
 
 fn is_number(element: &Element) -> bool {
-    matches!(element.ion_type(), IonType::Int | IonType::Decimal | IonType::Float) && !element.is_null()
+    matches!(
+        element.ion_type(),
+        IonType::Int | IonType::Decimal | IonType::Float
+    ) && !element.is_null()
 }
 
 /// Numeric comparison across int, decimal and float; `None` when a NaN is involved.
@@ -402,7 +442,11 @@ fn compare_numbers(a: &Element, b: &Element) -> Option<Ordering> {
     }
     let to_float = |e: &Element| match e.value() {
         Value::Float(f) => *f,
-        _ => number_of(e).ok().flatten().map(as_float).unwrap_or(f64::NAN),
+        _ => number_of(e)
+            .ok()
+            .flatten()
+            .map(as_float)
+            .unwrap_or(f64::NAN),
     };
     to_float(a).partial_cmp(&to_float(b))
 }
@@ -416,10 +460,14 @@ pub fn values_equal(a: &Element, b: &Element) -> bool {
     }
     match (a.value(), b.value()) {
         _ if is_number(a) && is_number(b) => compare_numbers(a, b) == Some(Ordering::Equal),
-        (Value::String(_) | Value::Symbol(_), Value::String(_) | Value::Symbol(_)) => a.as_text() == b.as_text(),
+        (Value::String(_) | Value::Symbol(_), Value::String(_) | Value::Symbol(_)) => {
+            a.as_text() == b.as_text()
+        }
         (Value::Bool(x), Value::Bool(y)) => x == y,
         (Value::Timestamp(x), Value::Timestamp(y)) => x == y,
-        (Value::Blob(x), Value::Blob(y)) | (Value::Clob(x), Value::Clob(y)) => x.as_ref() == y.as_ref(),
+        (Value::Blob(x), Value::Blob(y)) | (Value::Clob(x), Value::Clob(y)) => {
+            x.as_ref() == y.as_ref()
+        }
         (Value::List(x), Value::List(y)) | (Value::SExp(x), Value::SExp(y)) => {
             x.len() == y.len() && x.iter().zip(y.iter()).all(|(p, q)| values_equal(p, q))
         }
@@ -434,9 +482,12 @@ fn structs_equal(x: &ion_rs::Struct, y: &ion_rs::Struct) -> bool {
     }
     let mut used = vec![false; y.len()];
     x.fields().all(|(name, value)| {
-        let found = y.fields().enumerate().position(|(i, (other_name, other_value))| {
-            !used[i] && name.text() == other_name.text() && values_equal(value, other_value)
-        });
+        let found = y
+            .fields()
+            .enumerate()
+            .position(|(i, (other_name, other_value))| {
+                !used[i] && name.text() == other_name.text() && values_equal(value, other_value)
+            });
         match found {
             Some(i) => {
                 used[i] = true;
@@ -499,7 +550,9 @@ fn ordered_cmp(a: &Element, b: &Element) -> Option<Ordering> {
         }
         (Value::Timestamp(x), Value::Timestamp(y)) => Some(x.cmp(y)),
         (Value::Bool(x), Value::Bool(y)) => Some(x.cmp(y)),
-        (Value::Blob(x) | Value::Clob(x), Value::Blob(y) | Value::Clob(y)) => Some(x.as_ref().cmp(y.as_ref())),
+        (Value::Blob(x) | Value::Clob(x), Value::Blob(y) | Value::Clob(y)) => {
+            Some(x.as_ref().cmp(y.as_ref()))
+        }
         _ => None,
     }
 }
@@ -530,7 +583,9 @@ pub fn total_cmp(a: &Datum, b: &Datum) -> Ordering {
     if rank != Ordering::Equal || type_rank(a) == 0 {
         return rank;
     }
-    let (Datum::Ion(x), Datum::Ion(y)) = (a, b) else { return Ordering::Equal };
+    let (Datum::Ion(x), Datum::Ion(y)) = (a, b) else {
+        return Ordering::Equal;
+    };
     if let Some(ordering) = ordered_cmp(x, y) {
         return ordering;
     }
@@ -540,7 +595,9 @@ pub fn total_cmp(a: &Datum, b: &Datum) -> Ordering {
         return nan(y).cmp(&nan(x));
     }
     match (x.value(), y.value()) {
-        (Value::List(p), Value::List(q)) | (Value::SExp(p), Value::SExp(q)) => cmp_sequences(p.iter(), q.iter()),
+        (Value::List(p), Value::List(q)) | (Value::SExp(p), Value::SExp(q)) => {
+            cmp_sequences(p.iter(), q.iter())
+        }
         (Value::Struct(p), Value::Struct(q)) => cmp_structs(p, q),
         _ => Ordering::Equal,
     }
@@ -567,14 +624,21 @@ fn cmp_sequences<'a>(
 
 fn cmp_structs(p: &ion_rs::Struct, q: &ion_rs::Struct) -> Ordering {
     let sorted = |s: &ion_rs::Struct| {
-        let mut fields: Vec<(String, Element)> =
-            s.fields().map(|(name, value)| (name.text().unwrap_or("").to_string(), value.clone())).collect();
-        fields.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| total_cmp(&Datum::Ion(a.1.clone()), &Datum::Ion(b.1.clone()))));
+        let mut fields: Vec<(String, Element)> = s
+            .fields()
+            .map(|(name, value)| (name.text().unwrap_or("").to_string(), value.clone()))
+            .collect();
+        fields.sort_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then_with(|| total_cmp(&Datum::Ion(a.1.clone()), &Datum::Ion(b.1.clone())))
+        });
         fields
     };
     let (a, b) = (sorted(p), sorted(q));
     for (x, y) in a.iter().zip(b.iter()) {
-        let ordering = x.0.cmp(&y.0).then_with(|| total_cmp(&Datum::Ion(x.1.clone()), &Datum::Ion(y.1.clone())));
+        let ordering =
+            x.0.cmp(&y.0)
+                .then_with(|| total_cmp(&Datum::Ion(x.1.clone()), &Datum::Ion(y.1.clone())));
         if ordering != Ordering::Equal {
             return ordering;
         }
@@ -624,7 +688,10 @@ fn logic_operand(op: &str, value: &Datum) -> Result<Option<bool>> {
     }
     match value.as_element().and_then(Element::as_bool) {
         Some(b) => Ok(Some(b)),
-        None => Err(PartiqlError::type_error(format!("{op} expects bool operands, got {}", value.type_name()))),
+        None => Err(PartiqlError::type_error(format!(
+            "{op} expects bool operands, got {}",
+            value.type_name()
+        ))),
     }
 }
 
@@ -667,7 +734,11 @@ fn like_tokens(pattern: &str, escape: Option<char>) -> Result<Vec<LikeToken>> {
         tokens.push(match c {
             _ if Some(c) == escape => match chars.next() {
                 Some(escaped) => LikeToken::Literal(escaped),
-                None => return Err(PartiqlError::type_error("LIKE pattern ends with its escape character")),
+                None => {
+                    return Err(PartiqlError::type_error(
+                        "LIKE pattern ends with its escape character",
+                    ))
+                }
             },
             '%' => LikeToken::AnyRun,
             '_' => LikeToken::AnyOne,
@@ -705,7 +776,9 @@ fn like_match(text: &[char], pattern: &[LikeToken]) -> bool {
             },
         }
     }
-    pattern[p.min(pattern.len())..].iter().all(|token| *token == LikeToken::AnyRun)
+    pattern[p.min(pattern.len())..]
+        .iter()
+        .all(|token| *token == LikeToken::AnyRun)
 }
 
 #[cfg(test)]
@@ -735,9 +808,15 @@ mod tests {
 
     #[test]
     fn absent_operands_are_not_true() {
-        assert_eq!(compare(CompareOp::Equal, &Datum::Missing, &ion("1")), Datum::Missing);
+        assert_eq!(
+            compare(CompareOp::Equal, &Datum::Missing, &ion("1")),
+            Datum::Missing
+        );
         assert!(compare(CompareOp::Equal, &ion("null"), &ion("null")).is_absent());
-        assert_eq!(compare(CompareOp::Less, &ion("1"), &ion("\"a\"")), Datum::Missing);
+        assert_eq!(
+            compare(CompareOp::Less, &ion("1"), &ion("\"a\"")),
+            Datum::Missing
+        );
     }
 
     #[test]
@@ -746,7 +825,10 @@ mod tests {
             ion("{a: 1, b: [1, 2.0]}").as_element().unwrap(),
             ion("{b: [1.0, 2], a: 1}").as_element().unwrap()
         ));
-        assert!(!values_equal(ion("{a: 1}").as_element().unwrap(), ion("{a: 1, a: 1}").as_element().unwrap()));
+        assert!(!values_equal(
+            ion("{a: 1}").as_element().unwrap(),
+            ion("{a: 1, a: 1}").as_element().unwrap()
+        ));
     }
 
     #[test]
@@ -764,23 +846,43 @@ mod tests {
     #[test]
     fn integer_overflow_is_an_error_not_a_panic() {
         let max = ion("170141183460469231731687303715884105727");
-        assert!(matches!(arithmetic(ArithmeticOp::Add, &max, &ion("1")), Err(PartiqlError::Type(_))));
-        assert!(matches!(arithmetic(ArithmeticOp::Divide, &ion("1"), &ion("0")), Err(PartiqlError::Type(_))));
-        assert_eq!(arithmetic(ArithmeticOp::Divide, &ion("7"), &ion("2")).unwrap(), ion("3"));
+        assert!(matches!(
+            arithmetic(ArithmeticOp::Add, &max, &ion("1")),
+            Err(PartiqlError::Type(_))
+        ));
+        assert!(matches!(
+            arithmetic(ArithmeticOp::Divide, &ion("1"), &ion("0")),
+            Err(PartiqlError::Type(_))
+        ));
+        assert_eq!(
+            arithmetic(ArithmeticOp::Divide, &ion("7"), &ion("2")).unwrap(),
+            ion("3")
+        );
     }
 
     #[test]
     fn arithmetic_propagates_absent_values() {
-        assert_eq!(arithmetic(ArithmeticOp::Add, &Datum::Missing, &ion("1")).unwrap(), Datum::Missing);
-        assert!(arithmetic(ArithmeticOp::Add, &ion("null.int"), &ion("1")).unwrap().is_absent());
+        assert_eq!(
+            arithmetic(ArithmeticOp::Add, &Datum::Missing, &ion("1")).unwrap(),
+            Datum::Missing
+        );
+        assert!(arithmetic(ArithmeticOp::Add, &ion("null.int"), &ion("1"))
+            .unwrap()
+            .is_absent());
         assert!(arithmetic(ArithmeticOp::Add, &ion("\"a\""), &ion("1")).is_err());
     }
 
     #[test]
     fn three_valued_logic() {
-        assert_eq!(and(&ion("false"), &Datum::null()).unwrap(), Datum::bool(false));
+        assert_eq!(
+            and(&ion("false"), &Datum::null()).unwrap(),
+            Datum::bool(false)
+        );
         assert!(and(&ion("true"), &Datum::null()).unwrap().is_absent());
-        assert_eq!(or(&ion("true"), &Datum::Missing).unwrap(), Datum::bool(true));
+        assert_eq!(
+            or(&ion("true"), &Datum::Missing).unwrap(),
+            Datum::bool(true)
+        );
         assert!(not(&Datum::null()).unwrap().is_absent());
     }
 
@@ -797,11 +899,27 @@ mod tests {
 
     #[test]
     fn total_order_ranks_types() {
-        let mut values = vec![ion("\"b\""), ion("2"), Datum::Missing, ion("true"), ion("1.5"), ion("2000T"), ion("{a:1}")];
+        let mut values = vec![
+            ion("\"b\""),
+            ion("2"),
+            Datum::Missing,
+            ion("true"),
+            ion("1.5"),
+            ion("2000T"),
+            ion("{a:1}"),
+        ];
         values.sort_by(total_cmp);
         assert_eq!(
             values,
-            vec![Datum::Missing, ion("true"), ion("1.5"), ion("2"), ion("2000T"), ion("\"b\""), ion("{a:1}")]
+            vec![
+                Datum::Missing,
+                ion("true"),
+                ion("1.5"),
+                ion("2"),
+                ion("2000T"),
+                ion("\"b\""),
+                ion("{a:1}")
+            ]
         );
     }
 
@@ -809,5 +927,38 @@ mod tests {
     fn concat_text() {
         assert_eq!(concat(&ion("\"a\""), &ion("b")).unwrap(), ion("\"ab\""));
         assert!(concat(&ion("1"), &ion("\"b\"")).is_err());
+    }
+
+    proptest::proptest! {
+        /// An int equals the same value written as a decimal with any number of zero digits.
+        #[test]
+        fn int_equals_its_decimal_forms(value in proptest::prelude::any::<i64>(), zeros in 0usize..30) {
+            let decimal = format!("{value}.{}", "0".repeat(zeros));
+            proptest::prop_assert!(compare(CompareOp::Equal, &ion(&value.to_string()), &ion(&decimal)).is_true());
+            proptest::prop_assert_eq!(total_cmp(&ion(&value.to_string()), &ion(&decimal)), Ordering::Equal);
+        }
+
+        /// The exact comparison agrees with i128 ordering.
+        #[test]
+        fn exact_order_matches_integers(a in proptest::prelude::any::<i128>(), b in proptest::prelude::any::<i128>()) {
+            let ordering = total_cmp(&ion(&a.to_string()), &ion(&format!("{b}.0")));
+            proptest::prop_assert_eq!(ordering, a.cmp(&b));
+        }
+
+        /// Arithmetic on any ints and decimals returns a value or a typed error, never panics.
+        #[test]
+        fn arithmetic_never_panics(
+            a in proptest::prelude::any::<i128>(),
+            b in proptest::prelude::any::<i128>(),
+            exponent in -40i64..40,
+            op in 0usize..5,
+        ) {
+            let ops = [ArithmeticOp::Add, ArithmeticOp::Subtract, ArithmeticOp::Multiply, ArithmeticOp::Divide, ArithmeticOp::Modulo];
+            let left = Datum::Ion(Element::int(a));
+            let right = Datum::Ion(Element::decimal(Decimal::new(b, exponent)));
+            let _ = arithmetic(ops[op], &left, &right);
+            let _ = arithmetic(ops[op], &right, &left);
+            let _ = arithmetic(ops[op], &left, &Datum::Ion(Element::int(b)));
+        }
     }
 }

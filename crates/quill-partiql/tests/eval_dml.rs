@@ -27,13 +27,39 @@ fn ddl_returns_table_ids() {
     let created = db.q("CREATE TABLE Vehicle");
     let table_id = text_field(&created[0], "tableId");
     assert_eq!(table_id.len(), 22);
-    assert_eq!(db.q("CREATE INDEX ON Vehicle (VIN)"), vec![created[0].clone()]);
+    assert_eq!(
+        db.q("CREATE INDEX ON Vehicle (VIN)"),
+        vec![created[0].clone()]
+    );
     let tables = db.q("SELECT * FROM information_schema.user_tables AS t WHERE t.name = 'Vehicle'");
-    let index_id = text_field(&tables[0].as_struct().unwrap().get("indexes").unwrap().as_sequence().unwrap().get(0).unwrap().clone(), "indexId");
-    assert_eq!(db.q(&format!("DROP INDEX \"{index_id}\" ON Vehicle WITH (purge = true)")), vec![created[0].clone()]);
+    let index_id = text_field(
+        &tables[0]
+            .as_struct()
+            .unwrap()
+            .get("indexes")
+            .unwrap()
+            .as_sequence()
+            .unwrap()
+            .get(0)
+            .unwrap()
+            .clone(),
+        "indexId",
+    );
+    assert_eq!(
+        db.q(&format!(
+            "DROP INDEX \"{index_id}\" ON Vehicle WITH (purge = true)"
+        )),
+        vec![created[0].clone()]
+    );
     assert_eq!(db.q("DROP TABLE Vehicle"), vec![created[0].clone()]);
-    assert!(matches!(db.run("SELECT * FROM Vehicle", &[]), Err(PartiqlError::UnknownTable(_))));
-    assert_eq!(db.q(&format!("UNDROP TABLE \"{table_id}\"")), vec![created[0].clone()]);
+    assert!(matches!(
+        db.run("SELECT * FROM Vehicle", &[]),
+        Err(PartiqlError::UnknownTable(_))
+    ));
+    assert_eq!(
+        db.q(&format!("UNDROP TABLE \"{table_id}\"")),
+        vec![created[0].clone()]
+    );
     assert!(db.q("SELECT * FROM Vehicle").is_empty());
 }
 
@@ -41,7 +67,10 @@ fn ddl_returns_table_ids() {
 fn create_table_with_tags() {
     let db = Db::new();
     db.q("CREATE TABLE Tagged WITH (aws_tags = `{'IsTest': 'true'}`)");
-    assert_eq!(db.q("SELECT VALUE t.status FROM information_schema.user_tables AS t"), ion_all("\"ACTIVE\""));
+    assert_eq!(
+        db.q("SELECT VALUE t.status FROM information_schema.user_tables AS t"),
+        ion_all("\"ACTIVE\"")
+    );
 }
 
 #[test]
@@ -52,15 +81,24 @@ fn insert_forms_return_document_ids() {
     assert_eq!(db.q("INSERT INTO T << {'a': 2}, {'a': 3} >>").len(), 2);
     assert_eq!(db.q("INSERT INTO T {'a': 4}").len(), 1);
     assert_eq!(db.qp("INSERT INTO T ?", &[ion("{a: 5}")]).len(), 1);
-    assert_eq!(db.qp("INSERT INTO T ?", &[ion("[{a: 6}, {a: 7}]")]).len(), 2);
+    assert_eq!(
+        db.qp("INSERT INTO T ?", &[ion("[{a: 6}, {a: 7}]")]).len(),
+        2
+    );
     assert_eq!(db.qp("INSERT INTO T VALUE ?", &[ion("{a: 8}")]).len(), 1);
     let ids = db.q("INSERT INTO T << {'a': 9} >>");
     assert_eq!(text_field(&ids[0], "documentId").len(), 22);
     let mut values = db.q("SELECT VALUE t.a FROM T AS t ORDER BY t.a");
     values.dedup();
     assert_eq!(values, ion_all("1 2 3 4 5 6 7 8 9"));
-    assert!(matches!(db.run("INSERT INTO T VALUE 5", &[]), Err(PartiqlError::Type(_))));
-    assert!(matches!(db.run("INSERT INTO T << {'a': 1}, 2 >>", &[]), Err(PartiqlError::Type(_))));
+    assert!(matches!(
+        db.run("INSERT INTO T VALUE 5", &[]),
+        Err(PartiqlError::Type(_))
+    ));
+    assert!(matches!(
+        db.run("INSERT INTO T << {'a': 1}, 2 >>", &[]),
+        Err(PartiqlError::Type(_))
+    ));
 }
 
 #[test]
@@ -83,8 +121,10 @@ fn update_remove_and_insert_into() {
     db.q("UPDATE VehicleRegistration AS r INSERT INTO r.Owners.SecondaryOwners VALUE {'PersonId': 'p5'}");
     db.q("UPDATE VehicleRegistration AS r INSERT INTO r.Owners VALUE 'x' AT 'Note'");
     let doc = registration(&db);
-    let expected = ion(r#"{VIN: "1N4AL11D75C109151", Owners: {PrimaryOwner: {PersonId: "p1"},
-        SecondaryOwners: [{PersonId: "p4"}, {PersonId: "p3"}, {PersonId: "p5"}], Note: "x"}}"#);
+    let expected = ion(
+        r#"{VIN: "1N4AL11D75C109151", Owners: {PrimaryOwner: {PersonId: "p1"},
+        SecondaryOwners: [{PersonId: "p4"}, {PersonId: "p3"}, {PersonId: "p5"}], Note: "x"}}"#,
+    );
     assert_eq!(doc, expected);
 }
 
@@ -92,9 +132,15 @@ fn update_remove_and_insert_into() {
 fn update_with_by_id() {
     let db = single_doc_db();
     let id = db.q("SELECT VALUE id FROM VehicleRegistration AS r BY id")[0].clone();
-    let rows = db.qp("UPDATE VehicleRegistration AS r BY rid SET r.City = 'Tacoma' WHERE rid = ?", &[id.clone()]);
+    let rows = db.qp(
+        "UPDATE VehicleRegistration AS r BY rid SET r.City = 'Tacoma' WHERE rid = ?",
+        std::slice::from_ref(&id),
+    );
     assert_eq!(text_field(&rows[0], "documentId"), id.as_text().unwrap());
-    assert_eq!(db.q("SELECT VALUE r.City FROM VehicleRegistration AS r"), ion_all("\"Tacoma\""));
+    assert_eq!(
+        db.q("SELECT VALUE r.City FROM VehicleRegistration AS r"),
+        ion_all("\"Tacoma\"")
+    );
 }
 
 #[test]
@@ -117,8 +163,40 @@ fn from_dml_set_and_insert() {
     let doc = registration(&db);
     assert_eq!(
         doc.as_struct().unwrap().get("Owners").unwrap(),
-        &ion(r#"{PrimaryOwner: {PersonId: "p0"}, SecondaryOwners: [{PersonId: "p2"}, {PersonId: "p3"}, {PersonId: "p9"}]}"#)
+        &ion(
+            r#"{PrimaryOwner: {PersonId: "p0"}, SecondaryOwners: [{PersonId: "p2"}, {PersonId: "p3"}, {PersonId: "p9"}]}"#
+        )
     );
+}
+
+#[test]
+fn from_dml_insert_into_the_document_adds_a_field() {
+    let db = single_doc_db();
+    db.q("FROM VehicleRegistration AS r WHERE r.VIN = '1N4AL11D75C109151' INSERT INTO r VALUE 'x' AT 'tag'");
+    assert_eq!(
+        db.q("SELECT VALUE r.tag FROM VehicleRegistration AS r"),
+        ion_all("\"x\"")
+    );
+    let error = db
+        .run("UPDATE VehicleRegistration AS r SET r = {'a': 1}", &[])
+        .unwrap_err();
+    assert!(matches!(error, PartiqlError::Semantic(_)), "{error}");
+}
+
+#[test]
+fn from_dml_edits_only_the_target_table() {
+    let db = Db::new();
+    db.q("CREATE TABLE A");
+    db.q("CREATE TABLE B");
+    db.q("INSERT INTO A VALUE {'k': 1, 'x': 0}");
+    db.q("INSERT INTO B VALUE {'k': 1, 'y': 5}");
+    db.q("FROM A AS a, B AS b WHERE a.k = b.k SET a.x = b.y");
+    assert_eq!(db.q("SELECT VALUE a.x FROM A AS a"), ion_all("5"));
+    let error = db
+        .run("FROM A AS a, B AS b WHERE a.k = b.k SET b.y = 1", &[])
+        .unwrap_err();
+    assert!(matches!(error, PartiqlError::Semantic(_)), "{error}");
+    assert_eq!(db.q("SELECT VALUE b.y FROM B AS b"), ion_all("5"));
 }
 
 #[test]
@@ -154,22 +232,48 @@ fn parameter_count_mismatch_is_an_error() {
     let db = Db::new();
     db.q("CREATE TABLE T");
     let error = db.run("SELECT * FROM T WHERE a = ?", &[]).unwrap_err();
-    assert!(matches!(error, PartiqlError::ParameterCount { expected: 1, actual: 0 }), "{error}");
+    assert!(
+        matches!(
+            error,
+            PartiqlError::ParameterCount {
+                expected: 1,
+                actual: 0
+            }
+        ),
+        "{error}"
+    );
     let error = db.run("SELECT * FROM T", &[ion("1")]).unwrap_err();
-    assert!(matches!(error, PartiqlError::ParameterCount { expected: 0, actual: 1 }), "{error}");
+    assert!(
+        matches!(
+            error,
+            PartiqlError::ParameterCount {
+                expected: 0,
+                actual: 1
+            }
+        ),
+        "{error}"
+    );
 }
 
 #[test]
 fn statement_length_is_limited() {
     let db = Db::new();
     let long = format!("SELECT * FROM T WHERE a = '{}'", "x".repeat(100_000));
-    assert!(matches!(db.run(&long, &[]), Err(PartiqlError::Limit { .. })));
+    assert!(matches!(
+        db.run(&long, &[]),
+        Err(PartiqlError::Limit { .. })
+    ));
 }
 
 #[test]
 fn redact_revision_is_unsupported() {
     let db = Db::new();
-    let error = db.run("EXEC REDACT_REVISION `{strandId:\"x\", sequenceNo:1}`, 'tid', 'did'", &[]).unwrap_err();
+    let error = db
+        .run(
+            "EXEC REDACT_REVISION `{strandId:\"x\", sequenceNo:1}`, 'tid', 'did'",
+            &[],
+        )
+        .unwrap_err();
     assert!(matches!(error, PartiqlError::Unsupported(_)));
     assert_eq!(error.to_string(), "REDACT_REVISION is not supported yet");
 }
@@ -181,13 +285,23 @@ fn indexed_update_does_not_read_the_whole_table() {
     db.q("CREATE INDEX ON V (VIN)");
     db.q("INSERT INTO V << {'VIN': 'A', 'n': 0}, {'VIN': 'B', 'n': 0} >>");
     let mut first = db.ledger.begin().unwrap();
-    execute(&mut first, "UPDATE V AS v SET v.n = 1 WHERE v.VIN = ?", &[ion("\"A\"")]).unwrap();
+    execute(
+        &mut first,
+        "UPDATE V AS v SET v.n = 1 WHERE v.VIN = ?",
+        &[ion("\"A\"")],
+    )
+    .unwrap();
     // A concurrent change to another document commits first.
     db.q("UPDATE V AS v SET v.n = 2 WHERE v.VIN = 'B'");
-    first.commit().expect("an index lookup reads only its key, so no OCC conflict");
+    first
+        .commit()
+        .expect("an index lookup reads only its key, so no OCC conflict");
     let mut second = db.ledger.begin().unwrap();
     execute(&mut second, "UPDATE V AS v SET v.n = 3 WHERE v.n = 1", &[]).unwrap();
     db.q("UPDATE V AS v SET v.n = 4 WHERE v.VIN = 'B'");
     let error = second.commit().unwrap_err();
-    assert!(error.is_occ_conflict(), "a scan reads the whole table: {error}");
+    assert!(
+        error.is_occ_conflict(),
+        "a scan reads the whole table: {error}"
+    );
 }

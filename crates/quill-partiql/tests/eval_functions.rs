@@ -26,7 +26,8 @@ fn text(db: &Db, expr: &str) -> String {
 }
 
 fn error(db: &Db, expr: &str) -> PartiqlError {
-    db.run(&format!("SELECT VALUE {expr} FROM One AS o"), &[]).unwrap_err()
+    db.run(&format!("SELECT VALUE {expr} FROM One AS o"), &[])
+        .unwrap_err()
 }
 
 #[test]
@@ -36,22 +37,49 @@ fn date_add() {
     assert_eq!(text(&db, "DATE_ADD(month, 1, `2010T`)"), "2010-02T");
     assert_eq!(text(&db, "DATE_ADD(month, 13, `2010T`)"), "2011-02T");
     assert_eq!(text(&db, "DATE_ADD(day, -1, `2017-01-10T`)"), "2017-01-09T");
-    assert_eq!(text(&db, "DATE_ADD(hour, 1, `2017T`)"), "2017-01-01T01:00-00:00");
-    assert_eq!(value(&db, "DATE_ADD(minute, 1, `2017-01-02T03:04Z`)"), ion("2017-01-02T03:05Z"));
-    assert_eq!(value(&db, "DATE_ADD(second, 1, `2017-01-02T03:04:05.006Z`)"), ion("2017-01-02T03:04:06.006Z"));
+    assert_eq!(
+        text(&db, "DATE_ADD(hour, 1, `2017T`)"),
+        "2017-01-01T01:00-00:00"
+    );
+    assert_eq!(
+        value(&db, "DATE_ADD(minute, 1, `2017-01-02T03:04Z`)"),
+        ion("2017-01-02T03:05Z")
+    );
+    assert_eq!(
+        value(&db, "DATE_ADD(second, 1, `2017-01-02T03:04:05.006Z`)"),
+        ion("2017-01-02T03:04:06.006Z")
+    );
     let message = error(&db, "DATE_ADD(day, 'x', `2017T`)").to_string();
-    assert!(message.contains("DATE_ADD") && message.contains("argument 2"), "{message}");
+    assert!(
+        message.contains("DATE_ADD") && message.contains("argument 2"),
+        "{message}"
+    );
 }
 
 #[test]
 fn date_diff() {
     let db = db();
-    assert_eq!(value(&db, "DATE_DIFF(year, `2010-01-01T`, `2011-01-01T`)"), ion("1"));
-    assert_eq!(value(&db, "DATE_DIFF(year, `2010-12T`, `2011-01T`)"), ion("0"));
-    assert_eq!(value(&db, "DATE_DIFF(month, `2010T`, `2010-05T`)"), ion("4"));
+    assert_eq!(
+        value(&db, "DATE_DIFF(year, `2010-01-01T`, `2011-01-01T`)"),
+        ion("1")
+    );
+    assert_eq!(
+        value(&db, "DATE_DIFF(year, `2010-12T`, `2011-01T`)"),
+        ion("0")
+    );
+    assert_eq!(
+        value(&db, "DATE_DIFF(month, `2010T`, `2010-05T`)"),
+        ion("4")
+    );
     assert_eq!(value(&db, "DATE_DIFF(month, `2010T`, `2011T`)"), ion("12"));
     assert_eq!(value(&db, "DATE_DIFF(month, `2011T`, `2010T`)"), ion("-12"));
-    assert_eq!(value(&db, "DATE_DIFF(day, `2010-01-01T23:00Z`, `2010-01-02T01:00Z`)"), ion("0"));
+    assert_eq!(
+        value(
+            &db,
+            "DATE_DIFF(day, `2010-01-01T23:00Z`, `2010-01-02T01:00Z`)"
+        ),
+        ion("0")
+    );
 }
 
 #[test]
@@ -59,38 +87,91 @@ fn extract() {
     let db = db();
     assert_eq!(value(&db, "EXTRACT(YEAR FROM `2010-01-01T`)"), ion("2010"));
     assert_eq!(value(&db, "EXTRACT(MONTH FROM `2010T`)"), ion("1"));
-    assert_eq!(value(&db, "EXTRACT(HOUR FROM `2017-01-02T03:04:05+07:08`)"), ion("3"));
-    assert_eq!(value(&db, "EXTRACT(MINUTE FROM `2017-01-02T03:04:05+07:08`)"), ion("4"));
-    assert_eq!(value(&db, "EXTRACT(SECOND FROM `2017-01-02T03:04:05.006Z`)"), ion("5.006"));
+    assert_eq!(
+        value(&db, "EXTRACT(HOUR FROM `2017-01-02T03:04:05+07:08`)"),
+        ion("3")
+    );
+    assert_eq!(
+        value(&db, "EXTRACT(MINUTE FROM `2017-01-02T03:04:05+07:08`)"),
+        ion("4")
+    );
+    assert_eq!(
+        value(&db, "EXTRACT(SECOND FROM `2017-01-02T03:04:05.006Z`)"),
+        ion("5.006")
+    );
 }
 
 #[test]
 fn to_string_and_to_timestamp() {
     let db = db();
-    assert_eq!(value(&db, "TO_STRING(`1969-07-20T20:18Z`, 'MMMM d, y')"), ion("\"July 20, 1969\""));
-    assert_eq!(value(&db, "TO_STRING(`1969-07-20T20:18Z`, 'MMM d, yyyy')"), ion("\"Jul 20, 1969\""));
-    assert_eq!(value(&db, "TO_STRING(`1969-07-20T20:18Z`, 'M-d-yy')"), ion("\"7-20-69\""));
-    assert_eq!(value(&db, "TO_STRING(`1969-07-20T20:18Z`, 'MMM d, yyyy h:m a')"), ion("\"Jul 20, 1969 8:18 PM\""));
-    assert_eq!(value(&db, "TO_STRING(`1969-07-20T20:18Z`, 'y-MM-dd''T''H:m:ssX')"), ion("\"1969-07-20T20:18:00Z\""));
+    assert_eq!(
+        value(&db, "TO_STRING(`1969-07-20T20:18Z`, 'MMMM d, y')"),
+        ion("\"July 20, 1969\"")
+    );
+    assert_eq!(
+        value(&db, "TO_STRING(`1969-07-20T20:18Z`, 'MMM d, yyyy')"),
+        ion("\"Jul 20, 1969\"")
+    );
+    assert_eq!(
+        value(&db, "TO_STRING(`1969-07-20T20:18Z`, 'M-d-yy')"),
+        ion("\"7-20-69\"")
+    );
+    assert_eq!(
+        value(&db, "TO_STRING(`1969-07-20T20:18Z`, 'MMM d, yyyy h:m a')"),
+        ion("\"Jul 20, 1969 8:18 PM\"")
+    );
+    assert_eq!(
+        value(&db, "TO_STRING(`1969-07-20T20:18Z`, 'y-MM-dd''T''H:m:ssX')"),
+        ion("\"1969-07-20T20:18:00Z\"")
+    );
     assert_eq!(text(&db, "TO_TIMESTAMP('2007T')"), "2007T");
-    assert_eq!(value(&db, "TO_TIMESTAMP('2007-02-23T12:14:33.079-08:00')"), ion("2007-02-23T12:14:33.079-08:00"));
+    assert_eq!(
+        value(&db, "TO_TIMESTAMP('2007-02-23T12:14:33.079-08:00')"),
+        ion("2007-02-23T12:14:33.079-08:00")
+    );
     assert_eq!(text(&db, "TO_TIMESTAMP('2016', 'y')"), "2016T");
-    assert_eq!(text(&db, "TO_TIMESTAMP('June 1 2016', 'MMMM d yyyy')"), "2016-06-01T");
-    assert_eq!(text(&db, "TO_TIMESTAMP('Jun 1, 2016', 'MMM d, yyyy')"), "2016-06-01T");
-    assert!(matches!(error(&db, "TO_TIMESTAMP('nope')"), PartiqlError::Type(_)));
+    assert_eq!(
+        text(&db, "TO_TIMESTAMP('June 1 2016', 'MMMM d yyyy')"),
+        "2016-06-01T"
+    );
+    assert_eq!(
+        text(&db, "TO_TIMESTAMP('Jun 1, 2016', 'MMM d, yyyy')"),
+        "2016-06-01T"
+    );
+    assert!(matches!(
+        error(&db, "TO_TIMESTAMP('nope')"),
+        PartiqlError::Type(_)
+    ));
 }
 
 #[test]
 fn utcnow_and_txid_come_from_the_transaction() {
     let db = db();
     let mut tx = db.ledger.begin().unwrap();
-    let rows = quill_partiql::execute(&mut tx, "SELECT UTCNOW() AS now, TXID() AS id FROM One", &[]).unwrap();
+    let rows = quill_partiql::execute(
+        &mut tx,
+        "SELECT UTCNOW() AS now, TXID() AS id FROM One",
+        &[],
+    )
+    .unwrap();
     let fields = rows[0].as_struct().unwrap();
-    assert_eq!(fields.get("now").unwrap().as_timestamp().unwrap(), tx.start_time());
+    assert_eq!(
+        fields.get("now").unwrap().as_timestamp().unwrap(),
+        tx.start_time()
+    );
     assert_eq!(fields.get("id").unwrap().as_text().unwrap(), tx.id());
-    quill_partiql::execute(&mut tx, "INSERT INTO One VALUE {'created': UTCNOW(), 'by': TXID()}", &[]).unwrap();
+    quill_partiql::execute(
+        &mut tx,
+        "INSERT INTO One VALUE {'created': UTCNOW(), 'by': TXID()}",
+        &[],
+    )
+    .unwrap();
     tx.commit().unwrap();
-    assert_eq!(db.q("SELECT * FROM One AS o WHERE o.created IS NOT MISSING").len(), 1);
+    assert_eq!(
+        db.q("SELECT * FROM One AS o WHERE o.created IS NOT MISSING")
+            .len(),
+        1
+    );
 }
 
 #[test]
@@ -101,20 +182,47 @@ fn string_functions() {
     assert_eq!(value(&db, "CHAR_LENGTH(o.name)"), ion("6"));
     assert_eq!(value(&db, "LOWER('AbCdEfG!@#$')"), ion("\"abcdefg!@#$\""));
     assert_eq!(value(&db, "UPPER('AbCdEfG!@#$')"), ion("\"ABCDEFG!@#$\""));
-    assert_eq!(value(&db, "SUBSTRING('123456789', 0)"), ion("\"123456789\""));
+    assert_eq!(
+        value(&db, "SUBSTRING('123456789', 0)"),
+        ion("\"123456789\"")
+    );
     assert_eq!(value(&db, "SUBSTRING('123456789', 2)"), ion("\"23456789\""));
-    assert_eq!(value(&db, "SUBSTRING('123456789', -4)"), ion("\"123456789\""));
-    assert_eq!(value(&db, "SUBSTRING('123456789', 0, 999)"), ion("\"123456789\""));
+    assert_eq!(
+        value(&db, "SUBSTRING('123456789', -4)"),
+        ion("\"123456789\"")
+    );
+    assert_eq!(
+        value(&db, "SUBSTRING('123456789', 0, 999)"),
+        ion("\"123456789\"")
+    );
     assert_eq!(value(&db, "SUBSTRING('123456789', 0, 2)"), ion("\"1\""));
     assert_eq!(value(&db, "SUBSTRING('1', -4, 0)"), ion("\"\""));
-    assert_eq!(value(&db, "TRIM('       foobar         ')"), ion("\"foobar\""));
-    assert_eq!(value(&db, "TRIM(LEADING FROM '       foobar         ')"), ion("\"foobar         \""));
-    assert_eq!(value(&db, "TRIM(TRAILING FROM '       foobar         ')"), ion("\"       foobar\""));
-    assert_eq!(value(&db, "TRIM(BOTH '1' FROM '11foobar11')"), ion("\"foobar\""));
-    assert_eq!(value(&db, "TRIM(BOTH 'xyz' FROM 'yxzfoobarxyzxyzzyz')"), ion("\"foobar\""));
+    assert_eq!(
+        value(&db, "TRIM('       foobar         ')"),
+        ion("\"foobar\"")
+    );
+    assert_eq!(
+        value(&db, "TRIM(LEADING FROM '       foobar         ')"),
+        ion("\"foobar         \"")
+    );
+    assert_eq!(
+        value(&db, "TRIM(TRAILING FROM '       foobar         ')"),
+        ion("\"       foobar\"")
+    );
+    assert_eq!(
+        value(&db, "TRIM(BOTH '1' FROM '11foobar11')"),
+        ion("\"foobar\"")
+    );
+    assert_eq!(
+        value(&db, "TRIM(BOTH 'xyz' FROM 'yxzfoobarxyzxyzzyz')"),
+        ion("\"foobar\"")
+    );
     assert_eq!(value(&db, "UPPER(o.missing_field)"), ion("null"));
     let message = error(&db, "UPPER(1)").to_string();
-    assert!(message.contains("UPPER") && message.contains("argument 1"), "{message}");
+    assert!(
+        message.contains("UPPER") && message.contains("argument 1"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -126,7 +234,13 @@ fn conditional_functions_and_size() {
     assert_eq!(value(&db, "NULLIF(1, 2)"), ion("1"));
     assert_eq!(value(&db, "EXISTS(o.list)"), ion("true"));
     assert_eq!(value(&db, "EXISTS(o.empty)"), ion("false"));
-    assert_eq!(value(&db, "EXISTS(SELECT * FROM One AS x WHERE x.name = 'Ducati')"), ion("true"));
+    assert_eq!(
+        value(
+            &db,
+            "EXISTS(SELECT * FROM One AS x WHERE x.name = 'Ducati')"
+        ),
+        ion("true")
+    );
     assert_eq!(value(&db, "SIZE(o.list)"), ion("3"));
     assert_eq!(value(&db, "SIZE(`{a: 1}`)"), ion("1"));
     assert!(matches!(error(&db, "SIZE(1)"), PartiqlError::Type(_)));
@@ -142,7 +256,10 @@ fn cast() {
     assert_eq!(value(&db, "CAST('2017T' AS TIMESTAMP)"), ion("2017T"));
     assert_eq!(value(&db, "CAST('true' AS BOOL)"), ion("true"));
     assert_eq!(value(&db, "CAST(NULL AS INT)"), ion("null"));
-    assert!(matches!(error(&db, "CAST('x' AS INT)"), PartiqlError::Type(_)));
+    assert!(matches!(
+        error(&db, "CAST('x' AS INT)"),
+        PartiqlError::Type(_)
+    ));
 }
 
 #[test]
@@ -153,6 +270,9 @@ fn arithmetic_is_exact_and_overflow_checked() {
     assert_eq!(value(&db, "7 / 2"), ion("3"));
     assert_eq!(value(&db, "7.0 / 2"), ion("3.5"));
     assert_eq!(value(&db, "'a' || 'b'"), ion("\"ab\""));
-    assert!(matches!(error(&db, "170141183460469231731687303715884105727 + 1"), PartiqlError::Type(_)));
+    assert!(matches!(
+        error(&db, "170141183460469231731687303715884105727 + 1"),
+        PartiqlError::Type(_)
+    ));
     assert!(matches!(error(&db, "1 / 0"), PartiqlError::Type(_)));
 }

@@ -20,16 +20,28 @@ fn select_star_returns_documents() {
 #[test]
 fn select_star_with_where_on_indexed_field() {
     let db = dmv();
-    let rows = db.qp("SELECT * FROM Vehicle AS v WHERE v.VIN = ?", &[ion("\"1N4AL11D75C109151\"")]);
-    assert_same_rows(&rows, &[ion(r#"{VIN: "1N4AL11D75C109151", Type: "Sedan", Year: 2011, Make: "Audi", Model: "A5", Color: "Silver"}"#)]);
+    let rows = db.qp(
+        "SELECT * FROM Vehicle AS v WHERE v.VIN = ?",
+        &[ion("\"1N4AL11D75C109151\"")],
+    );
+    assert_same_rows(
+        &rows,
+        &[ion(
+            r#"{VIN: "1N4AL11D75C109151", Type: "Sedan", Year: 2011, Make: "Audi", Model: "A5", Color: "Silver"}"#,
+        )],
+    );
 }
 
 #[test]
 fn unqualified_names_resolve_against_the_single_source() {
     let db = dmv();
-    let rows = db.qp("SELECT VIN FROM Vehicle WHERE Make = ?", &[ion("\"Tesla\"")]);
+    let rows = db.qp(
+        "SELECT VIN FROM Vehicle WHERE Make = ?",
+        &[ion("\"Tesla\"")],
+    );
     assert_same_rows(&rows, &[ion(r#"{VIN: "KM8SRDHF6EU074761"}"#)]);
-    let rows = db.q("SELECT Owners.PrimaryOwner FROM VehicleRegistration AS r WHERE r.City = 'Kent'");
+    let rows =
+        db.q("SELECT Owners.PrimaryOwner FROM VehicleRegistration AS r WHERE r.City = 'Kent'");
     assert_eq!(rows.len(), 1);
     assert!(rows[0].as_struct().unwrap().get("PrimaryOwner").is_some());
 }
@@ -38,7 +50,10 @@ fn unqualified_names_resolve_against_the_single_source() {
 fn projection_names_and_aliases() {
     let db = dmv();
     let rows = db.q("SELECT r.VIN, r.City AS c, r.PendingPenaltyTicketAmount * 2, r.Nope FROM VehicleRegistration AS r WHERE r.VIN = '1HVBBAANXWH544237'");
-    assert_same_rows(&rows, &[ion(r#"{VIN: "1HVBBAANXWH544237", c: "Tacoma", _3: 84.40}"#)]);
+    assert_same_rows(
+        &rows,
+        &[ion(r#"{VIN: "1HVBBAANXWH544237", c: "Tacoma", _3: 84.40}"#)],
+    );
 }
 
 #[test]
@@ -59,7 +74,10 @@ fn joins_with_on_and_with_where() {
     let rows = db.q(
         "SELECT p.FirstName, d.LicenseType FROM Person AS p, DriversLicense AS d BY d_id WHERE p.GovId = 'LOGANB486CG' AND d.LicenseNumber = p.GovId",
     );
-    assert_same_rows(&rows, &[ion(r#"{FirstName: "Brent", LicenseType: "Probationary"}"#)]);
+    assert_same_rows(
+        &rows,
+        &[ion(r#"{FirstName: "Brent", LicenseType: "Probationary"}"#)],
+    );
 }
 
 #[test]
@@ -74,10 +92,14 @@ fn join_through_document_id() {
 #[test]
 fn by_binds_the_document_id() {
     let db = dmv();
-    let ids = db.q("SELECT r_id FROM VehicleRegistration AS r BY r_id WHERE r.VIN = '1N4AL11D75C109151'");
+    let ids =
+        db.q("SELECT r_id FROM VehicleRegistration AS r BY r_id WHERE r.VIN = '1N4AL11D75C109151'");
     assert_eq!(ids.len(), 1);
     let id = ids[0].as_struct().unwrap().get("r_id").unwrap().clone();
-    let rows = db.qp("SELECT r.City FROM VehicleRegistration AS r BY r_id WHERE r_id = ?", &[id]);
+    let rows = db.qp(
+        "SELECT r.City FROM VehicleRegistration AS r BY r_id WHERE r_id = ?",
+        &[id],
+    );
     assert_same_rows(&rows, &[ion(r#"{City: "Seattle"}"#)]);
 }
 
@@ -87,7 +109,10 @@ fn unnesting_with_at() {
     db.q("CREATE TABLE T");
     db.q("INSERT INTO T VALUE {name: 'a', tags: ['x', 'y', 'z']}");
     let rows = db.q("SELECT t.name, g AS tag, i FROM T AS t, t.tags AS g AT i WHERE i > 0");
-    assert_same_rows(&rows, &ion_all(r#"{name: "a", tag: "y", i: 1} {name: "a", tag: "z", i: 2}"#));
+    assert_same_rows(
+        &rows,
+        &ion_all(r#"{name: "a", tag: "y", i: 1} {name: "a", tag: "z", i: 2}"#),
+    );
 }
 
 #[test]
@@ -108,7 +133,9 @@ fn subqueries() {
     let db = dmv();
     let rows = db.q("SELECT VALUE v.Make FROM Vehicle AS v WHERE v.VIN IN (SELECT VALUE r.VIN FROM VehicleRegistration AS r WHERE r.City = 'Kent')");
     assert_same_rows(&rows, &[ion("\"Tesla\"")]);
-    let rows = db.q("SELECT VALUE s.VIN FROM (SELECT v.VIN, v.Year FROM Vehicle AS v) AS s WHERE s.Year > 2015");
+    let rows = db.q(
+        "SELECT VALUE s.VIN FROM (SELECT v.VIN, v.Year FROM Vehicle AS v) AS s WHERE s.Year > 2015",
+    );
     assert_same_rows(&rows, &[ion("\"1C4RJFAG0FC625797\"")]);
 }
 
@@ -136,13 +163,24 @@ fn operators_and_null_missing_rules() {
 fn aggregates_over_the_whole_result() {
     let db = dmv();
     assert_same_rows(&db.q("SELECT COUNT(*) FROM Vehicle"), &[ion("{_1: 5}")]);
-    assert_same_rows(&db.q("SELECT COUNT(*) AS n FROM Vehicle AS v WHERE v.Year = 2011"), &[ion("{n: 2}")]);
+    assert_same_rows(
+        &db.q("SELECT COUNT(*) AS n FROM Vehicle AS v WHERE v.Year = 2011"),
+        &[ion("{n: 2}")],
+    );
     let rows = db.q("SELECT SUM(r.PendingPenaltyTicketAmount) AS total, MAX(r.City) AS c, MIN(r.PendingPenaltyTicketAmount) AS low FROM VehicleRegistration AS r");
     assert_same_rows(&rows, &[ion("{total: 735.95, c: \"Tacoma\", low: 30.45}")]);
     let rows = db.q("SELECT AVG(v.Year) AS a FROM Vehicle AS v WHERE v.Year < 2012");
     let average = rows[0].as_struct().unwrap().get("a").unwrap().clone();
-    assert_eq!(average.as_decimal().unwrap(), ion("2010.333333333333333333333333333333").as_decimal().unwrap());
-    assert_same_rows(&db.q("SELECT COUNT(*) AS n FROM Vehicle AS v WHERE v.Year = 1900"), &[ion("{n: 0}")]);
+    assert_eq!(
+        average.as_decimal().unwrap(),
+        ion("2010.333333333333333333333333333333")
+            .as_decimal()
+            .unwrap()
+    );
+    assert_same_rows(
+        &db.q("SELECT COUNT(*) AS n FROM Vehicle AS v WHERE v.Year = 1900"),
+        &[ion("{n: 0}")],
+    );
 }
 
 #[test]
@@ -154,8 +192,13 @@ fn extensions_order_group_limit() {
     assert_eq!(rows, ion_all(r#""Ducati" "Ford""#));
     let rows = db.q("SELECT v.Type AS t, COUNT(*) AS n FROM Vehicle AS v GROUP BY v.Type AS t HAVING COUNT(*) > 1");
     assert_same_rows(&rows, &[ion(r#"{t: "Sedan", n: 3}"#)]);
-    let rows = db.q("SELECT v.Type, COUNT(*) AS n FROM Vehicle AS v GROUP BY v.Type ORDER BY n DESC, v.Type");
-    assert_eq!(rows, ion_all(r#"{Type: "Sedan", n: 3} {Type: "Motorcycle", n: 1} {Type: "Semi", n: 1}"#));
+    let rows = db.q(
+        "SELECT v.Type, COUNT(*) AS n FROM Vehicle AS v GROUP BY v.Type ORDER BY n DESC, v.Type",
+    );
+    assert_eq!(
+        rows,
+        ion_all(r#"{Type: "Sedan", n: 3} {Type: "Motorcycle", n: 1} {Type: "Semi", n: 1}"#)
+    );
 }
 
 #[test]

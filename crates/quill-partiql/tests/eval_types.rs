@@ -74,14 +74,34 @@ fn every_ion_type_round_trips_through_insert_update_and_select() {
     db.q("CREATE TABLE T");
     for text in VALUES {
         let value = ion(text);
-        let id = db.qp("INSERT INTO T VALUE {'k': ?, 'v': ?}", &[Element::string(*text), value.clone()]);
+        let id = db.qp(
+            "INSERT INTO T VALUE {'k': ?, 'v': ?}",
+            &[Element::string(*text), value.clone()],
+        );
         assert_eq!(id.len(), 1);
-        let read = db.qp("SELECT VALUE t.v FROM T AS t WHERE t.k = ?", &[Element::string(*text)]);
+        let read = db.qp(
+            "SELECT VALUE t.v FROM T AS t WHERE t.k = ?",
+            &[Element::string(*text)],
+        );
         assert_eq!(read.len(), 1, "{text}");
-        assert!(strictly_equal(&read[0], &value), "insert/select changed {text} into {}", read[0]);
-        db.qp("UPDATE T AS t SET t.v = ?, t.w = ? WHERE t.k = ?", &[value.clone(), value.clone(), Element::string(*text)]);
-        let read = db.qp("SELECT VALUE t.w FROM T AS t WHERE t.k = ?", &[Element::string(*text)]);
-        assert!(strictly_equal(&read[0], &value), "update changed {text} into {}", read[0]);
+        assert!(
+            strictly_equal(&read[0], &value),
+            "insert/select changed {text} into {}",
+            read[0]
+        );
+        db.qp(
+            "UPDATE T AS t SET t.v = ?, t.w = ? WHERE t.k = ?",
+            &[value.clone(), value.clone(), Element::string(*text)],
+        );
+        let read = db.qp(
+            "SELECT VALUE t.w FROM T AS t WHERE t.k = ?",
+            &[Element::string(*text)],
+        );
+        assert!(
+            strictly_equal(&read[0], &value),
+            "update changed {text} into {}",
+            read[0]
+        );
     }
 }
 
@@ -90,7 +110,7 @@ fn whole_documents_round_trip_through_insert_parameters() {
     let db = Db::new();
     db.q("CREATE TABLE T");
     let document = ion("doc::{i: 1, d: 1.50, t: 2017-02-03T04:05:06.789-08:00, s: sym, b: {{aGk=}}, l: [(x y)], n: null.int}");
-    db.qp("INSERT INTO T ?", &[document.clone()]);
+    db.qp("INSERT INTO T ?", std::slice::from_ref(&document));
     let rows = db.q("SELECT * FROM T");
     assert!(strictly_equal(&rows[0], &document), "{}", rows[0]);
 }

@@ -23,43 +23,72 @@ pub(crate) fn execute(ctx: &mut Ctx<'_>, statement: &Statement) -> Result<Vec<El
     match statement {
         Statement::CreateTable { table, tags } => {
             let tags = match tags {
-                Some(expr) => eval(ctx, &Env::new(&[], None), expr)?.as_element().filter(|e| !e.is_null()).cloned(),
+                Some(expr) => eval(ctx, &Env::new(&[], None), expr)?
+                    .as_element()
+                    .filter(|e| !e.is_null())
+                    .cloned(),
                 None => None,
             };
             let id = ctx.tx()?.create_table(&table.name, tags)?;
             Ok(vec![id_row("tableId", &id)])
         }
-        Statement::DropTable { table } => Ok(vec![id_row("tableId", &ctx.tx()?.drop_table(&table.name)?)]),
-        Statement::UndropTable { table_id } => Ok(vec![id_row("tableId", &ctx.tx()?.undrop_table(&table_id.name)?)]),
-        Statement::CreateIndex { table, field } => {
-            Ok(vec![id_row("tableId", &ctx.tx()?.create_index(&table.name, &field.name)?)])
+        Statement::DropTable { table } => {
+            Ok(vec![id_row("tableId", &ctx.tx()?.drop_table(&table.name)?)])
         }
-        Statement::DropIndex { index_id, table } => {
-            Ok(vec![id_row("tableId", &ctx.tx()?.drop_index(&table.name, &index_id.name)?)])
-        }
+        Statement::UndropTable { table_id } => Ok(vec![id_row(
+            "tableId",
+            &ctx.tx()?.undrop_table(&table_id.name)?,
+        )]),
+        Statement::CreateIndex { table, field } => Ok(vec![id_row(
+            "tableId",
+            &ctx.tx()?.create_index(&table.name, &field.name)?,
+        )]),
+        Statement::DropIndex { index_id, table } => Ok(vec![id_row(
+            "tableId",
+            &ctx.tx()?.drop_index(&table.name, &index_id.name)?,
+        )]),
         Statement::Insert { table, source } => insert(ctx, &table.name, source),
-        Statement::Update { target, ops, filter } => modify(ctx, &[target_source(target)], filter.as_ref(), ops),
+        Statement::Update {
+            target,
+            ops,
+            filter,
+        } => modify(ctx, &[target_source(target)], filter.as_ref(), ops),
         Statement::Delete { target, filter } => {
             let ops = [DmlOp::Remove(Expr::Var(Ident::new(target_alias(target))))];
             modify(ctx, &[target_source(target)], filter.as_ref(), &ops)
         }
         Statement::FromDml { from, filter, ops } => modify(ctx, from, filter.as_ref(), ops),
-        Statement::Exec { procedure, .. } if procedure.name.eq_ignore_ascii_case("REDACT_REVISION") => {
-            Err(PartiqlError::Unsupported("REDACT_REVISION is not supported yet".to_string()))
+        Statement::Exec { procedure, .. }
+            if procedure.name.eq_ignore_ascii_case("REDACT_REVISION") =>
+        {
+            Err(PartiqlError::Unsupported(
+                "REDACT_REVISION is not supported yet".to_string(),
+            ))
         }
-        Statement::Exec { procedure, .. } => Err(PartiqlError::Unsupported(format!("unknown stored procedure {}", procedure.name))),
-        Statement::Select(_) | Statement::Explain(_) => {
-            Err(PartiqlError::Semantic("internal: query routed to the DML evaluator".to_string()))
-        }
+        Statement::Exec { procedure, .. } => Err(PartiqlError::Unsupported(format!(
+            "unknown stored procedure {}",
+            procedure.name
+        ))),
+        Statement::Select(_) | Statement::Explain(_) => Err(PartiqlError::Semantic(
+            "internal: query routed to the DML evaluator".to_string(),
+        )),
     }
 }
 
 /// EXPLAIN for non-SELECT statements.
 pub(crate) fn explain(ctx: &mut Ctx<'_>, statement: &Statement) -> Result<String> {
     let (verb, plan) = match statement {
-        Statement::Update { target, filter, .. } => ("Update", plan_modify(ctx, &[target_source(target)], filter.as_ref())?),
-        Statement::Delete { target, filter } => ("Delete", plan_modify(ctx, &[target_source(target)], filter.as_ref())?),
-        Statement::FromDml { from, filter, .. } => ("Modify", plan_modify(ctx, from, filter.as_ref())?),
+        Statement::Update { target, filter, .. } => (
+            "Update",
+            plan_modify(ctx, &[target_source(target)], filter.as_ref())?,
+        ),
+        Statement::Delete { target, filter } => (
+            "Delete",
+            plan_modify(ctx, &[target_source(target)], filter.as_ref())?,
+        ),
+        Statement::FromDml { from, filter, .. } => {
+            ("Modify", plan_modify(ctx, from, filter.as_ref())?)
+        }
         Statement::Insert { table, .. } => return Ok(format!("Insert {}", table.name)),
         other => return Ok(format!("Execute {}", statement_kind(other))),
     };
@@ -79,11 +108,19 @@ fn statement_kind(statement: &Statement) -> &'static str {
 }
 
 fn id_row(name: &str, id: &str) -> Element {
-    Struct::builder().with_field(name, Element::string(id)).build().into()
+    Struct::builder()
+        .with_field(name, Element::string(id))
+        .build()
+        .into()
 }
 
 fn target_alias(target: &DmlTarget) -> String {
-    target.as_alias.as_ref().unwrap_or(&target.table).name.clone()
+    target
+        .as_alias
+        .as_ref()
+        .unwrap_or(&target.table)
+        .name
+        .clone()
 }
 
 fn target_source(target: &DmlTarget) -> FromSource {
@@ -103,15 +140,23 @@ fn insert(ctx: &mut Ctx<'_>, table: &str, source: &InsertSource) -> Result<Vec<E
     };
     let value = eval(ctx, &Env::new(&[], None), expr)?;
     let Datum::Ion(value) = value else {
-        return Err(PartiqlError::type_error("INSERT: the inserted value is MISSING"));
+        return Err(PartiqlError::type_error(
+            "INSERT: the inserted value is MISSING",
+        ));
     };
     let documents: Vec<Element> = match value.value() {
         Value::List(items) | Value::SExp(items) if !single => items.iter().cloned().collect(),
         _ => vec![value],
     };
     // Check every document before writing any, so a bad element fails the statement cleanly.
-    if let Some(bad) = documents.iter().find(|d| d.ion_type() != IonType::Struct || d.is_null()) {
-        return Err(PartiqlError::type_error(format!("INSERT: documents must be structs, got {}", bad.ion_type())));
+    if let Some(bad) = documents
+        .iter()
+        .find(|d| d.ion_type() != IonType::Struct || d.is_null())
+    {
+        return Err(PartiqlError::type_error(format!(
+            "INSERT: documents must be structs, got {}",
+            bad.ion_type()
+        )));
     }
     let mut rows = Vec::with_capacity(documents.len());
     for document in documents {
@@ -121,12 +166,18 @@ fn insert(ctx: &mut Ctx<'_>, table: &str, source: &InsertSource) -> Result<Vec<E
     Ok(rows)
 }
 
-fn plan_modify(ctx: &mut Ctx<'_>, from: &[FromSource], filter: Option<&Expr>) -> Result<SourcePlan> {
+fn plan_modify(
+    ctx: &mut Ctx<'_>,
+    from: &[FromSource],
+    filter: Option<&Expr>,
+) -> Result<SourcePlan> {
     let mut catalog = LedgerCatalog(ctx.tx()?);
     let plan = plan::plan_sources(from, filter, &[], &mut catalog)?;
     match plan.stages.first().map(|s| &s.source) {
         Some(Source::Table(_)) => Ok(plan),
-        _ => Err(PartiqlError::Semantic("the first source of UPDATE, DELETE or FROM must be a table".to_string())),
+        _ => Err(PartiqlError::Semantic(
+            "the first source of UPDATE, DELETE or FROM must be a table".to_string(),
+        )),
     }
 }
 
@@ -138,23 +189,48 @@ struct DocumentEdit {
     removals: Vec<Vec<PathKey>>,
 }
 
-fn modify(ctx: &mut Ctx<'_>, from: &[FromSource], filter: Option<&Expr>, ops: &[DmlOp]) -> Result<Vec<Element>> {
+fn modify(
+    ctx: &mut Ctx<'_>,
+    from: &[FromSource],
+    filter: Option<&Expr>,
+    ops: &[DmlOp],
+) -> Result<Vec<Element>> {
     let plan = plan_modify(ctx, from, filter)?;
     let table = match &plan.stages[0].source {
         Source::Table(name) => name.clone(),
-        _ => return Err(PartiqlError::Semantic("DML target must be a table".to_string())),
+        _ => {
+            return Err(PartiqlError::Semantic(
+                "DML target must be a table".to_string(),
+            ))
+        }
     };
     let alias = plan.stages[0].alias.clone();
     let rows = sources::run_stages(ctx, &plan, None)?;
     let mut edits: Vec<DocumentEdit> = Vec::new();
     for row in &rows {
-        let Some(document) = row.iter().find(|b| b.role == Role::Source && *b.name == *alias) else { continue };
-        let Some(origin) = &document.origin else { continue };
+        let Some(document) = row
+            .iter()
+            .find(|b| b.role == Role::Source && *b.name == *alias)
+        else {
+            continue;
+        };
+        let Some(origin) = &document.origin else {
+            continue;
+        };
         let index = match edits.iter().position(|e| e.id == origin.document_id) {
             Some(index) => index,
             None => {
-                let data = document.value.as_element().cloned().unwrap_or_else(|| Element::null(IonType::Struct));
-                edits.push(DocumentEdit { id: origin.document_id.clone(), data, deleted: false, removals: Vec::new() });
+                let data = document
+                    .value
+                    .as_element()
+                    .cloned()
+                    .unwrap_or_else(|| Element::null(IonType::Struct));
+                edits.push(DocumentEdit {
+                    id: origin.document_id.clone(),
+                    data,
+                    deleted: false,
+                    removals: Vec::new(),
+                });
                 edits.len() - 1
             }
         };
@@ -170,7 +246,8 @@ fn modify(ctx: &mut Ctx<'_>, from: &[FromSource], filter: Option<&Expr>, ops: &[
             edit.removals.sort_by(|a, b| compare_paths(b, a));
             edit.removals.dedup();
             for path in &edit.removals {
-                edit.data = apply_edit(Some(&edit.data), path, &Edit::Remove)?.unwrap_or_else(|| Element::null(IonType::Struct));
+                edit.data = apply_edit(Some(&edit.data), path, &Edit::Remove)?
+                    .unwrap_or_else(|| Element::null(IonType::Struct));
             }
             ctx.tx()?.update(&table, &edit.id, edit.data)?;
         }
@@ -195,12 +272,19 @@ fn compare_paths(a: &[PathKey], b: &[PathKey]) -> std::cmp::Ordering {
     a.len().cmp(&b.len())
 }
 
-fn apply_op(ctx: &mut Ctx<'_>, row: &Row, alias: &str, op: &DmlOp, edit: &mut DocumentEdit) -> Result<()> {
+fn apply_op(
+    ctx: &mut Ctx<'_>,
+    row: &Row,
+    alias: &str,
+    op: &DmlOp,
+    edit: &mut DocumentEdit,
+) -> Result<()> {
+    let document_id = edit.id.clone();
     let env = Env::new(row, None);
     match op {
         DmlOp::Set(assignments) => {
             for assignment in assignments {
-                let path = target_path(ctx, &env, row, alias, &assignment.target)?;
+                let path = target_path(ctx, &env, row, (alias, &document_id), &assignment.target)?;
                 let new = match eval(ctx, &env, &assignment.value)? {
                     Datum::Ion(value) => Edit::Set(value),
                     // Assigning MISSING removes the field, as PartiQL defines.
@@ -210,7 +294,7 @@ fn apply_op(ctx: &mut Ctx<'_>, row: &Row, alias: &str, op: &DmlOp, edit: &mut Do
             }
         }
         DmlOp::Remove(target) => {
-            let path = target_path(ctx, &env, row, alias, target)?;
+            let path = target_path(ctx, &env, row, (alias, &document_id), target)?;
             if path.is_empty() {
                 edit.deleted = true;
             } else {
@@ -218,7 +302,7 @@ fn apply_op(ctx: &mut Ctx<'_>, row: &Row, alias: &str, op: &DmlOp, edit: &mut Do
             }
         }
         DmlOp::InsertInto { target, value, at } => {
-            let path = target_path(ctx, &env, row, alias, target)?;
+            let path = target_path(ctx, &env, row, (alias, &document_id), target)?;
             let value = eval(ctx, &env, value)?.into_element_or_null();
             let at = match at {
                 Some(expr) => Some(eval(ctx, &env, expr)?),
@@ -231,8 +315,12 @@ fn apply_op(ctx: &mut Ctx<'_>, row: &Row, alias: &str, op: &DmlOp, edit: &mut Do
 }
 
 fn set_document(edit: &mut DocumentEdit, path: &[PathKey], change: &Edit) -> Result<()> {
-    if path.is_empty() {
-        return Err(PartiqlError::Semantic("SET and INSERT INTO need a path inside the document".to_string()));
+    // INSERT INTO the document itself adds a top-level field (`… INSERT INTO c VALUE v AT 'k'`);
+    // SET needs a path inside it.
+    if path.is_empty() && !matches!(change, Edit::Insert { .. }) {
+        return Err(PartiqlError::Semantic(
+            "SET needs a path inside the document".to_string(),
+        ));
     }
     let updated = apply_edit(Some(&edit.data), path, change)?;
     edit.data = updated.unwrap_or_else(|| Element::null(IonType::Struct));
@@ -240,18 +328,40 @@ fn set_document(edit: &mut DocumentEdit, path: &[PathKey], change: &Edit) -> Res
 }
 
 /// The location a DML target names, relative to the document root.
-fn target_path(ctx: &mut Ctx<'_>, env: &Env<'_>, row: &Row, alias: &str, target: &Expr) -> Result<Vec<PathKey>> {
+/// `document` is the target table's alias and the id of the document being edited: a path
+/// through another source (another table in FROM-DML) cannot be edited.
+fn target_path(
+    ctx: &mut Ctx<'_>,
+    env: &Env<'_>,
+    row: &Row,
+    document: (&str, &str),
+    target: &Expr,
+) -> Result<Vec<PathKey>> {
+    let (alias, document_id) = document;
     let (root, steps): (&Expr, &[PathStep]) = match target {
         Expr::Path { root, steps } => (root, steps),
         other => (other, &[]),
     };
     let Expr::Var(ident) = root else {
-        return Err(PartiqlError::Semantic(format!("invalid DML target {target}")));
+        return Err(PartiqlError::Semantic(format!(
+            "invalid DML target {target}"
+        )));
     };
     let mut path = match row.iter().rev().find(|b| *b.name == *ident.name) {
         Some(binding) => match &binding.origin {
-            Some(origin) => origin.path.clone(),
-            None => return Err(PartiqlError::Semantic(format!("{} does not name a location in a document", ident.name))),
+            Some(origin) if *origin.document_id == *document_id => origin.path.clone(),
+            Some(_) => {
+                return Err(PartiqlError::Semantic(format!(
+                    "{} is not part of the document being modified (DML edits only its first FROM source)",
+                    ident.name
+                )))
+            }
+            None => {
+                return Err(PartiqlError::Semantic(format!(
+                    "{} does not name a location in a document",
+                    ident.name
+                )))
+            }
         },
         // An unqualified name is a top-level field of the target document.
         None if ident.name != alias => vec![PathKey::Field(ident.name.clone())],
@@ -265,16 +375,27 @@ fn target_path(ctx: &mut Ctx<'_>, env: &Env<'_>, row: &Row, alias: &str, target:
                 match (key.as_text(), key.as_element().and_then(Element::as_usize)) {
                     (Some(name), _) => PathKey::Field(name.to_string()),
                     (None, Some(i)) => PathKey::Index(i),
-                    _ => return Err(PartiqlError::type_error(format!("path index must be a string or a non-negative int, got {}", key.type_name()))),
+                    _ => {
+                        return Err(PartiqlError::type_error(format!(
+                            "path index must be a string or a non-negative int, got {}",
+                            key.type_name()
+                        )))
+                    }
                 }
             }
             PathStep::AllElements | PathStep::AllFields => {
-                return Err(PartiqlError::Semantic("wildcards are not allowed in DML targets".to_string()))
+                return Err(PartiqlError::Semantic(
+                    "wildcards are not allowed in DML targets".to_string(),
+                ))
             }
         });
     }
     if path.len() > DML_PATH_STEPS_MAX {
-        return Err(PartiqlError::Limit { limit: "DML_PATH_STEPS_MAX", max: DML_PATH_STEPS_MAX, actual: path.len() });
+        return Err(PartiqlError::Limit {
+            limit: "DML_PATH_STEPS_MAX",
+            max: DML_PATH_STEPS_MAX,
+            actual: path.len(),
+        });
     }
     let _ = ctx;
     Ok(path)
@@ -289,7 +410,11 @@ enum Edit {
 
 /// Applies `change` at `path` below `current`; returns the new value at this position
 /// (`None` = removed). Recursion depth is the path length (≤ `DML_PATH_STEPS_MAX`).
-fn apply_edit(current: Option<&Element>, path: &[PathKey], change: &Edit) -> Result<Option<Element>> {
+fn apply_edit(
+    current: Option<&Element>,
+    path: &[PathKey],
+    change: &Edit,
+) -> Result<Option<Element>> {
     let Some((key, rest)) = path.split_first() else {
         return match change {
             Edit::Set(value) => Ok(Some(value.clone())),
@@ -305,18 +430,29 @@ fn apply_edit(current: Option<&Element>, path: &[PathKey], change: &Edit) -> Res
 
 fn keep_annotations(original: Option<&Element>, rebuilt: Element) -> Element {
     match original {
-        Some(original) if !original.annotations().is_empty() => rebuilt.with_annotations(original.annotations().clone()),
+        Some(original) if !original.annotations().is_empty() => {
+            rebuilt.with_annotations(original.annotations().clone())
+        }
         _ => rebuilt,
     }
 }
 
-fn edit_field(current: Option<&Element>, name: &str, rest: &[PathKey], change: &Edit) -> Result<Option<Element>> {
-    let existing = current.filter(|e| !e.is_null()).and_then(Element::as_struct);
+fn edit_field(
+    current: Option<&Element>,
+    name: &str,
+    rest: &[PathKey],
+    change: &Edit,
+) -> Result<Option<Element>> {
+    let existing = current
+        .filter(|e| !e.is_null())
+        .and_then(Element::as_struct);
     if existing.is_none() && matches!(change, Edit::Remove) {
         return Ok(current.cloned());
     }
     if existing.is_none() && matches!(change, Edit::Insert { .. }) && rest.is_empty() {
-        return Err(PartiqlError::type_error(format!("INSERT INTO: {name} does not exist")));
+        return Err(PartiqlError::type_error(format!(
+            "INSERT INTO: {name} does not exist"
+        )));
     }
     // SET creates missing structs along the path.
     let empty = Struct::builder().build();
@@ -344,20 +480,35 @@ fn edit_field(current: Option<&Element>, name: &str, rest: &[PathKey], change: &
     Ok(Some(keep_annotations(current, builder.build().into())))
 }
 
-fn edit_index(current: Option<&Element>, index: usize, rest: &[PathKey], change: &Edit) -> Result<Option<Element>> {
+fn edit_index(
+    current: Option<&Element>,
+    index: usize,
+    rest: &[PathKey],
+    change: &Edit,
+) -> Result<Option<Element>> {
     let (items, is_sexp) = match current.map(Element::value) {
         Some(Value::List(s)) => (s, false),
         Some(Value::SExp(s)) => (s, true),
         _ if matches!(change, Edit::Remove) => return Ok(current.cloned()),
-        _ => return Err(PartiqlError::type_error(format!("path position [{index}] applied to a non-list"))),
+        _ => {
+            return Err(PartiqlError::type_error(format!(
+                "path position [{index}] applied to a non-list"
+            )))
+        }
     };
     let child = items.get(index);
-    let appending = child.is_none() && index == items.len() && rest.is_empty() && matches!(change, Edit::Set(_));
+    let appending = child.is_none()
+        && index == items.len()
+        && rest.is_empty()
+        && matches!(change, Edit::Set(_));
     if child.is_none() && !appending {
         if matches!(change, Edit::Remove) {
             return Ok(current.cloned());
         }
-        return Err(PartiqlError::type_error(format!("list position {index} is out of bounds (length {})", items.len())));
+        return Err(PartiqlError::type_error(format!(
+            "list position {index} is out of bounds (length {})",
+            items.len()
+        )));
     }
     let new_child = apply_edit(child, rest, change)?;
     let mut elements: Vec<Element> = items.iter().cloned().collect();
@@ -369,7 +520,10 @@ fn edit_index(current: Option<&Element>, index: usize, rest: &[PathKey], change:
         }
         (None, false) => {}
     }
-    Ok(Some(keep_annotations(current, sequence_element(elements, is_sexp))))
+    Ok(Some(keep_annotations(
+        current,
+        sequence_element(elements, is_sexp),
+    )))
 }
 
 fn sequence_element(elements: Vec<Element>, is_sexp: bool) -> Element {
@@ -384,7 +538,9 @@ fn sequence_element(elements: Vec<Element>, is_sexp: bool) -> Element {
 /// a new field named `k` (which must not exist yet).
 fn insert_into(target: Option<&Element>, value: &Element, at: Option<&Datum>) -> Result<Element> {
     let Some(target) = target.filter(|t| !t.is_null()) else {
-        return Err(PartiqlError::type_error("INSERT INTO: the target does not exist"));
+        return Err(PartiqlError::type_error(
+            "INSERT INTO: the target does not exist",
+        ));
     };
     match target.value() {
         Value::List(items) | Value::SExp(items) => {
@@ -395,23 +551,41 @@ fn insert_into(target: Option<&Element>, value: &Element, at: Option<&Datum>) ->
                     .as_element()
                     .and_then(Element::as_usize)
                     .filter(|k| *k <= elements.len())
-                    .ok_or_else(|| PartiqlError::type_error(format!("INSERT INTO: AT position must be 0..={}", elements.len())))?,
+                    .ok_or_else(|| {
+                        PartiqlError::type_error(format!(
+                            "INSERT INTO: AT position must be 0..={}",
+                            elements.len()
+                        ))
+                    })?,
             };
             elements.insert(position, value.clone());
             let is_sexp = target.ion_type() == IonType::SExp;
-            Ok(keep_annotations(Some(target), sequence_element(elements, is_sexp)))
+            Ok(keep_annotations(
+                Some(target),
+                sequence_element(elements, is_sexp),
+            ))
         }
         Value::Struct(fields) => {
             let Some(key) = at.and_then(Datum::as_text) else {
-                return Err(PartiqlError::type_error("INSERT INTO a struct needs AT 'fieldName'"));
+                return Err(PartiqlError::type_error(
+                    "INSERT INTO a struct needs AT 'fieldName'",
+                ));
             };
             if fields.get(key).is_some() {
-                return Err(PartiqlError::type_error(format!("INSERT INTO: field {key} already exists")));
+                return Err(PartiqlError::type_error(format!(
+                    "INSERT INTO: field {key} already exists"
+                )));
             }
-            let rebuilt = fields.clone_builder().with_field(key, value.clone()).build();
+            let rebuilt = fields
+                .clone_builder()
+                .with_field(key, value.clone())
+                .build();
             Ok(keep_annotations(Some(target), rebuilt.into()))
         }
-        _ => Err(PartiqlError::type_error(format!("INSERT INTO: the target must be a list or struct, got {}", target.ion_type()))),
+        _ => Err(PartiqlError::type_error(format!(
+            "INSERT INTO: the target must be a list or struct, got {}",
+            target.ion_type()
+        ))),
     }
 }
 
@@ -430,25 +604,39 @@ mod tests {
     #[test]
     fn set_creates_missing_structs() {
         let doc = ion("{a: 1}");
-        let result = apply_edit(Some(&doc), &[field("b"), field("c")], &Edit::Set(ion("2"))).unwrap().unwrap();
+        let result = apply_edit(Some(&doc), &[field("b"), field("c")], &Edit::Set(ion("2")))
+            .unwrap()
+            .unwrap();
         assert_eq!(result, ion("{a: 1, b: {c: 2}}"));
     }
 
     #[test]
     fn set_replaces_in_place() {
         let doc = ion("{a: 1, b: 2, c: 3}");
-        let result = apply_edit(Some(&doc), &[field("b")], &Edit::Set(ion("9"))).unwrap().unwrap();
+        let result = apply_edit(Some(&doc), &[field("b")], &Edit::Set(ion("9")))
+            .unwrap()
+            .unwrap();
         assert_eq!(result.to_string(), ion("{a: 1, b: 9, c: 3}").to_string());
     }
 
     #[test]
     fn remove_list_element_and_field() {
         let doc = ion("{l: [1, 2, 3], x: 1}");
-        let result = apply_edit(Some(&doc), &[field("l"), PathKey::Index(1)], &Edit::Remove).unwrap().unwrap();
+        let result = apply_edit(Some(&doc), &[field("l"), PathKey::Index(1)], &Edit::Remove)
+            .unwrap()
+            .unwrap();
         assert_eq!(result, ion("{l: [1, 3], x: 1}"));
-        let result = apply_edit(Some(&result), &[field("x")], &Edit::Remove).unwrap().unwrap();
+        let result = apply_edit(Some(&result), &[field("x")], &Edit::Remove)
+            .unwrap()
+            .unwrap();
         assert_eq!(result, ion("{l: [1, 3]}"));
-        let unchanged = apply_edit(Some(&result), &[field("nope"), field("deeper")], &Edit::Remove).unwrap().unwrap();
+        let unchanged = apply_edit(
+            Some(&result),
+            &[field("nope"), field("deeper")],
+            &Edit::Remove,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(unchanged, result);
     }
 
@@ -456,20 +644,65 @@ mod tests {
     fn insert_into_list_and_struct() {
         let doc = ion("{l: [1, 3], s: {}}");
         let at = Some(Datum::int(1));
-        let result = apply_edit(Some(&doc), &[field("l")], &Edit::Insert { value: ion("2"), at }).unwrap().unwrap();
+        let result = apply_edit(
+            Some(&doc),
+            &[field("l")],
+            &Edit::Insert {
+                value: ion("2"),
+                at,
+            },
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(result, ion("{l: [1, 2, 3], s: {}}"));
         let key = Some(Datum::string("k"));
-        let result = apply_edit(Some(&result), &[field("s")], &Edit::Insert { value: ion("v"), at: key.clone() }).unwrap().unwrap();
+        let result = apply_edit(
+            Some(&result),
+            &[field("s")],
+            &Edit::Insert {
+                value: ion("v"),
+                at: key.clone(),
+            },
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(result, ion("{l: [1, 2, 3], s: {k: v}}"));
-        assert!(apply_edit(Some(&result), &[field("s")], &Edit::Insert { value: ion("v"), at: key }).is_err());
-        assert!(apply_edit(Some(&result), &[field("l")], &Edit::Insert { value: ion("v"), at: Some(Datum::int(9)) }).is_err());
+        assert!(apply_edit(
+            Some(&result),
+            &[field("s")],
+            &Edit::Insert {
+                value: ion("v"),
+                at: key
+            }
+        )
+        .is_err());
+        assert!(apply_edit(
+            Some(&result),
+            &[field("l")],
+            &Edit::Insert {
+                value: ion("v"),
+                at: Some(Datum::int(9))
+            }
+        )
+        .is_err());
     }
 
     #[test]
     fn out_of_bounds_set_is_an_error() {
         let doc = ion("{l: [1]}");
-        assert!(apply_edit(Some(&doc), &[field("l"), PathKey::Index(5)], &Edit::Set(ion("2"))).is_err());
-        let appended = apply_edit(Some(&doc), &[field("l"), PathKey::Index(1)], &Edit::Set(ion("2"))).unwrap().unwrap();
+        assert!(apply_edit(
+            Some(&doc),
+            &[field("l"), PathKey::Index(5)],
+            &Edit::Set(ion("2"))
+        )
+        .is_err());
+        let appended = apply_edit(
+            Some(&doc),
+            &[field("l"), PathKey::Index(1)],
+            &Edit::Set(ion("2")),
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(appended, ion("{l: [1, 2]}"));
     }
 }

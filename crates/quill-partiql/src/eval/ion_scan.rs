@@ -16,8 +16,17 @@ use ion_rs::{Element, IonType, Struct};
 /// Ion 1.0 binary version marker.
 const VERSION_MARKER: [u8; 4] = [0xE0, 0x01, 0x00, 0xEA];
 /// Ion 1.0's system symbol table, SIDs 1–9.
-const SYSTEM_SYMBOLS: [&str; 9] =
-    ["$ion", "$ion_1_0", "$ion_symbol_table", "name", "version", "imports", "symbols", "max_id", "$ion_shared_symbol_table"];
+const SYSTEM_SYMBOLS: [&str; 9] = [
+    "$ion",
+    "$ion_1_0",
+    "$ion_symbol_table",
+    "name",
+    "version",
+    "imports",
+    "symbols",
+    "max_id",
+    "$ion_shared_symbol_table",
+];
 const SID_SYMBOL_TABLE: usize = 3;
 const SID_IMPORTS: usize = 6;
 const SID_SYMBOLS: usize = 7;
@@ -54,7 +63,9 @@ fn var_uint(bytes: &[u8], position: &mut usize) -> Option<usize> {
     for _ in 0..VAR_UINT_BYTES_MAX {
         let byte = *bytes.get(*position)?;
         *position += 1;
-        value = value.checked_mul(128)?.checked_add(usize::from(byte & 0x7F))?;
+        value = value
+            .checked_mul(128)?
+            .checked_add(usize::from(byte & 0x7F))?;
         if byte & 0x80 != 0 {
             return Some(value);
         }
@@ -77,7 +88,12 @@ fn read_value<'a>(bytes: &'a [u8], position: &mut usize) -> Option<Encoded<'a>> 
     let end = body_start.checked_add(length)?;
     let body = bytes.get(body_start..end)?;
     *position = end;
-    Some(Encoded { kind, length_code, body, whole: bytes.get(start..end)? })
+    Some(Encoded {
+        kind,
+        length_code,
+        body,
+        whole: bytes.get(start..end)?,
+    })
 }
 
 fn is_pad(value: &Encoded<'_>) -> bool {
@@ -102,7 +118,9 @@ fn read_symbol_table<'a>(table: &Encoded<'a>, local: &mut Vec<Option<&'a str>>) 
         let sid = var_uint(table.body, &mut position)?;
         let value = read_value(table.body, &mut position)?;
         match sid {
-            SID_IMPORTS if value.kind == TYPE_SYMBOL => append = symbol_id(&value)? == SID_SYMBOL_TABLE,
+            SID_IMPORTS if value.kind == TYPE_SYMBOL => {
+                append = symbol_id(&value)? == SID_SYMBOL_TABLE
+            }
             SID_IMPORTS if value.kind == TYPE_NULL_OR_PAD => {}
             SID_IMPORTS => return None,
             SID_SYMBOLS if value.kind == TYPE_LIST => {
@@ -129,7 +147,10 @@ fn unsigned(body: &[u8]) -> Option<u128> {
     if body.len() > 16 {
         return None;
     }
-    Some(body.iter().fold(0u128, |value, byte| (value << 8) | u128::from(*byte)))
+    Some(
+        body.iter()
+            .fold(0u128, |value, byte| (value << 8) | u128::from(*byte)),
+    )
 }
 
 fn symbol_id(value: &Encoded<'_>) -> Option<usize> {
@@ -156,8 +177,12 @@ fn decode(value: &Encoded<'_>, local: &[Option<&str>]) -> Option<Element> {
         }
         TYPE_FLOAT => match value.body.len() {
             0 => Some(Element::float(0.0)),
-            4 => Some(Element::float(f64::from(f32::from_be_bytes(value.body.try_into().ok()?)))),
-            8 => Some(Element::float(f64::from_be_bytes(value.body.try_into().ok()?))),
+            4 => Some(Element::float(f64::from(f32::from_be_bytes(
+                value.body.try_into().ok()?,
+            )))),
+            8 => Some(Element::float(f64::from_be_bytes(
+                value.body.try_into().ok()?,
+            ))),
             _ => None,
         },
         TYPE_SYMBOL => Some(Element::symbol(symbol_text(symbol_id(value)?, local)?)),
@@ -194,6 +219,40 @@ fn null_of(kind: u8) -> Option<IonType> {
 /// The named top-level fields of the stored document as a struct (every occurrence, in
 /// order), or `None` when this reader cannot tell and the caller must use ion-rs.
 pub(crate) fn top_level_fields(bytes: &[u8], wanted: &[String]) -> Option<Element> {
+    let (document, local) = document_struct(bytes)?;
+    struct_fields(&document, wanted, &local)
+}
+
+/// Whether the first top-level field `name` equals `key` under PartiQL `=` (false when the
+/// field is absent or either side is null); `None` when this reader cannot tell. Strings and
+/// symbols are compared in place, without allocating.
+pub(crate) fn first_field_equals(bytes: &[u8], name: &str, key: &Element) -> Option<bool> {
+    let (document, local) = document_struct(bytes)?;
+    let mut position = 0;
+    while position < document.body.len() {
+        let sid = var_uint(document.body, &mut position)?;
+        let field = read_value(document.body, &mut position)?;
+        if is_pad(&field) || symbol_text(sid, &local)? != name {
+            continue;
+        }
+        if key.is_null() || (field.length_code == LENGTH_NULL && field.kind != TYPE_BOOL) {
+            return Some(false);
+        }
+        let key_text = key.as_text();
+        return match field.kind {
+            TYPE_STRING if key_text.is_some() => Some(key_text?.as_bytes() == field.body),
+            TYPE_SYMBOL if key_text.is_some() => {
+                Some(symbol_text(symbol_id(&field)?, &local)? == key_text?)
+            }
+            _ => Some(crate::value::values_equal(&decode(&field, &local)?, key)),
+        };
+    }
+    Some(false)
+}
+
+/// Skips the version markers, symbol tables and pads before the document and returns its
+/// struct with the symbols in scope.
+fn document_struct(bytes: &[u8]) -> Option<(Encoded<'_>, Vec<Option<&str>>)> {
     let mut local: Vec<Option<&str>> = Vec::new();
     let mut position = 0;
     for _ in 0..TOP_LEVEL_ITEMS_MAX {
@@ -214,7 +273,7 @@ pub(crate) fn top_level_fields(bytes: &[u8], wanted: &[String]) -> Option<Elemen
         if value.kind != TYPE_STRUCT || value.length_code == LENGTH_NULL {
             return None;
         }
-        return struct_fields(&value, wanted, &local);
+        return Some((value, local));
     }
     None
 }
@@ -234,7 +293,11 @@ fn unwrap_symbol_table<'a>(wrapper: &Encoded<'a>) -> Option<Encoded<'a>> {
     (wrapped.kind == TYPE_STRUCT).then_some(wrapped)
 }
 
-fn struct_fields(value: &Encoded<'_>, wanted: &[String], local: &[Option<&str>]) -> Option<Element> {
+fn struct_fields(
+    value: &Encoded<'_>,
+    wanted: &[String],
+    local: &[Option<&str>],
+) -> Option<Element> {
     let mut builder = Struct::builder();
     let mut position = 0;
     while position < value.body.len() {
@@ -266,22 +329,73 @@ mod tests {
 
     #[test]
     fn extracts_scalar_fields() {
-        let bytes = binary(r#"{VIN: "A1", Year: 2011, Neg: -5, Big: 123456789012345678901234567890, F: 1.5e0,
-            D: 90.25, T: 2017-08-21T, S: sym, B: true, N: null, NI: null.int, Owners: {x: 1}, Blob: {{aGk=}}}"#);
-        let all = wanted(&["VIN", "Year", "Neg", "Big", "F", "D", "T", "S", "B", "N", "NI", "Blob"]);
+        let bytes = binary(
+            r#"{VIN: "A1", Year: 2011, Neg: -5, Big: 123456789012345678901234567890, F: 1.5e0,
+            D: 90.25, T: 2017-08-21T, S: sym, B: true, N: null, NI: null.int, Owners: {x: 1}, Blob: {{aGk=}}}"#,
+        );
+        let all = wanted(&[
+            "VIN", "Year", "Neg", "Big", "F", "D", "T", "S", "B", "N", "NI", "Blob",
+        ]);
         let fields = top_level_fields(&bytes, &all).unwrap();
         let expected = Element::read_one(
             r#"{VIN: "A1", Year: 2011, Neg: -5, Big: 123456789012345678901234567890, F: 1.5e0, D: 90.25,
                 T: 2017-08-21T, S: sym, B: true, N: null, NI: null.int, Blob: {{aGk=}}}"#,
         )
         .unwrap();
-        assert_eq!(ion_rs::IonData::from(&fields), ion_rs::IonData::from(&expected));
+        assert_eq!(
+            ion_rs::IonData::from(&fields),
+            ion_rs::IonData::from(&expected)
+        );
+    }
+
+    #[test]
+    fn first_field_equality() {
+        let bytes = binary(r#"{VIN: "A1", S: sym, Year: 2011, N: null, VIN: "B2"}"#);
+        assert_eq!(
+            first_field_equals(&bytes, "VIN", &Element::string("A1")),
+            Some(true)
+        );
+        assert_eq!(
+            first_field_equals(&bytes, "VIN", &Element::string("B2")),
+            Some(false)
+        );
+        assert_eq!(
+            first_field_equals(&bytes, "VIN", &Element::symbol("A1")),
+            Some(true)
+        );
+        assert_eq!(
+            first_field_equals(&bytes, "S", &Element::string("sym")),
+            Some(true)
+        );
+        assert_eq!(
+            first_field_equals(&bytes, "Year", &Element::read_one("2011.0").unwrap()),
+            Some(true)
+        );
+        assert_eq!(
+            first_field_equals(&bytes, "Year", &Element::string("2011")),
+            Some(false)
+        );
+        assert_eq!(
+            first_field_equals(&bytes, "N", &Element::null(IonType::Null)),
+            Some(false)
+        );
+        assert_eq!(
+            first_field_equals(&bytes, "Nope", &Element::string("x")),
+            Some(false)
+        );
+        assert_eq!(
+            first_field_equals(&binary("{o: {a: 1}}"), "o", &Element::string("x")),
+            None
+        );
     }
 
     #[test]
     fn absent_fields_are_left_out() {
         let bytes = binary(r#"{a: 1}"#);
-        assert_eq!(top_level_fields(&bytes, &wanted(&["b"])).unwrap(), Element::read_one("{}").unwrap());
+        assert_eq!(
+            top_level_fields(&bytes, &wanted(&["b"])).unwrap(),
+            Element::read_one("{}").unwrap()
+        );
     }
 
     #[test]
@@ -302,6 +416,54 @@ mod tests {
             let mut damaged = bytes.clone();
             damaged[flip] ^= 0xFF;
             let _ = top_level_fields(&damaged, &wanted(&["VIN", "Year"]));
+        }
+    }
+
+    fn value_text() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![
+            any::<i64>().prop_map(|i| i.to_string()),
+            any::<u128>().prop_map(|i| i.to_string()),
+            "[a-z ]{0,12}".prop_map(|s| format!("\"{s}\"")),
+            "[a-z]{1,6}".prop_map(|s| format!("'{s}'")),
+            (any::<i32>(), 0u32..6).prop_map(|(c, e)| format!("{c}d-{e}")),
+            any::<f64>().prop_map(|f| if f.is_finite() {
+                format!("{f:e}")
+            } else {
+                "nan".to_string()
+            }),
+            any::<bool>().prop_map(|b| b.to_string()),
+            Just("null".to_string()),
+            Just("null.string".to_string()),
+            Just("2017-08-21T".to_string()),
+            Just("{{aGk=}}".to_string()),
+            Just("{z: [1, two]}".to_string()),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whenever the fast reader answers, it agrees with ion-rs's reader.
+        #[test]
+        fn agrees_with_the_full_reader(
+            fields in proptest::collection::vec(("(a|b|VIN|Year)", value_text()), 0..8),
+            wanted_names in proptest::collection::vec("(a|b|VIN|Year)", 1..3),
+            key_text in value_text(),
+        ) {
+            let body: Vec<String> = fields.iter().map(|(n, v)| format!("{n}: {v}")).collect();
+            let bytes = binary(&format!("{{{}}}", body.join(", ")));
+            let wanted: Vec<String> = wanted_names;
+            let key = binary(&key_text);
+            let key = Element::read_one(key).unwrap();
+            if let Some(equal) = first_field_equals(&bytes, &wanted[0], &key) {
+                let slow = crate::eval::sources::partial_struct(&bytes, &wanted[..1]).unwrap();
+                let expected = slow.as_struct().and_then(|s| s.get(wanted[0].as_str()))
+                    .is_some_and(|v| !key.is_null() && crate::value::values_equal(v, &key));
+                proptest::prop_assert_eq!(equal, expected);
+            }
+            if let Some(fast) = top_level_fields(&bytes, &wanted) {
+                let slow = crate::eval::sources::partial_struct(&bytes, &wanted).unwrap();
+                proptest::prop_assert_eq!(ion_rs::IonData::from(&fast), ion_rs::IonData::from(&slow));
+            }
         }
     }
 }

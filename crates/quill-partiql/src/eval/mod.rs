@@ -41,24 +41,36 @@ pub(crate) struct Ctx<'t> {
 
 impl<'t> Ctx<'t> {
     pub(crate) fn new(tx: &'t mut Transaction, params: &'t [Element]) -> Ctx<'t> {
-        let functions = FunctionContext { now: tx.start_time(), transaction_id: tx.id().to_string() };
-        Ctx { tx: Some(tx), params, functions, depth: 0 }
+        let functions = FunctionContext {
+            now: tx.start_time(),
+            transaction_id: tx.id().to_string(),
+        };
+        Ctx {
+            tx: Some(tx),
+            params,
+            functions,
+            depth: 0,
+        }
     }
 
     /// The transaction.
     pub(crate) fn tx(&mut self) -> Result<&mut Transaction> {
-        self.tx
-            .as_deref_mut()
-            .ok_or_else(|| PartiqlError::Semantic("internal: transaction used inside a scan visitor".to_string()))
+        self.tx.as_deref_mut().ok_or_else(|| {
+            PartiqlError::Semantic("internal: transaction used inside a scan visitor".to_string())
+        })
     }
 
     /// Lends the transaction out and gives a context without it, for use inside a scan.
     pub(crate) fn split(&mut self) -> Result<(&mut Transaction, Ctx<'_>)> {
-        let tx = self
-            .tx
-            .as_deref_mut()
-            .ok_or_else(|| PartiqlError::Semantic("internal: nested scan without a transaction".to_string()))?;
-        let inner = Ctx { tx: None, params: self.params, functions: self.functions.clone(), depth: self.depth };
+        let tx = self.tx.as_deref_mut().ok_or_else(|| {
+            PartiqlError::Semantic("internal: nested scan without a transaction".to_string())
+        })?;
+        let inner = Ctx {
+            tx: None,
+            params: self.params,
+            functions: self.functions.clone(),
+            depth: self.depth,
+        };
         Ok((tx, inner))
     }
 }
@@ -120,7 +132,12 @@ pub(crate) struct Env<'a> {
 
 impl<'a> Env<'a> {
     pub(crate) fn new(row: &'a [Binding], outer: Option<&'a Env<'a>>) -> Env<'a> {
-        Env { row, outer, group: None, output: None }
+        Env {
+            row,
+            outer,
+            group: None,
+            output: None,
+        }
     }
 
     fn alias(&self, name: &str) -> Option<&'a Datum> {
@@ -133,10 +150,23 @@ impl<'a> Env<'a> {
     /// A field of the implicit source: with one source its field, with several the first
     /// source whose struct has the field.
     fn implicit_field(&self, name: &str) -> Option<Element> {
-        let found = self.row.iter().filter(|b| b.role == Role::Source).find_map(|b| {
-            b.value.as_element().and_then(Element::as_struct).and_then(|s| s.get(name)).cloned()
-        });
-        found.or_else(|| self.output.and_then(Element::as_struct).and_then(|s| s.get(name)).cloned())
+        let found = self
+            .row
+            .iter()
+            .filter(|b| b.role == Role::Source)
+            .find_map(|b| {
+                b.value
+                    .as_element()
+                    .and_then(Element::as_struct)
+                    .and_then(|s| s.get(name))
+                    .cloned()
+            });
+        found.or_else(|| {
+            self.output
+                .and_then(Element::as_struct)
+                .and_then(|s| s.get(name))
+                .cloned()
+        })
     }
 
     /// Resolves an unqualified name.
@@ -165,12 +195,19 @@ impl<'a> Env<'a> {
 }
 
 /// Runs one parsed statement; the caller has recorded it and owns rollback.
-pub(crate) fn execute_statement(tx: &mut Transaction, statement: &Statement, params: &[Element]) -> Result<Vec<Element>> {
+pub(crate) fn execute_statement(
+    tx: &mut Transaction,
+    statement: &Statement,
+    params: &[Element],
+) -> Result<Vec<Element>> {
     let mut ctx = Ctx::new(tx, params);
     match statement {
         Statement::Select(query) => {
             let rows = query::run_query(&mut ctx, query, None)?;
-            Ok(rows.into_iter().filter_map(|d| d.as_element().cloned()).collect())
+            Ok(rows
+                .into_iter()
+                .filter_map(|d| d.as_element().cloned())
+                .collect())
         }
         Statement::Explain(inner) => {
             let text = explain_statement(&mut ctx, inner)?;
@@ -181,7 +218,10 @@ pub(crate) fn execute_statement(tx: &mut Transaction, statement: &Statement, par
 }
 
 fn plan_row(text: String) -> Element {
-    ion_rs::Struct::builder().with_field("plan", Element::string(text)).build().into()
+    ion_rs::Struct::builder()
+        .with_field("plan", Element::string(text))
+        .build()
+        .into()
 }
 
 /// Describes how a statement would run, without running it.

@@ -15,9 +15,17 @@ use crate::plan::{self, default_name, SourcePlan};
 use crate::value::{self, Datum};
 
 /// Runs a query (top level or subquery) and returns its rows; MISSING rows are dropped.
-pub(crate) fn run_query(ctx: &mut Ctx<'_>, query: &Query, outer: Option<&Env<'_>>) -> Result<Vec<Datum>> {
+pub(crate) fn run_query(
+    ctx: &mut Ctx<'_>,
+    query: &Query,
+    outer: Option<&Env<'_>>,
+) -> Result<Vec<Datum>> {
     if ctx.depth >= SUBQUERY_DEPTH_MAX {
-        return Err(PartiqlError::Limit { limit: "SUBQUERY_DEPTH_MAX", max: SUBQUERY_DEPTH_MAX, actual: ctx.depth + 1 });
+        return Err(PartiqlError::Limit {
+            limit: "SUBQUERY_DEPTH_MAX",
+            max: SUBQUERY_DEPTH_MAX,
+            actual: ctx.depth + 1,
+        });
     }
     ctx.depth += 1;
     let result = run_query_at_depth(ctx, query, outer);
@@ -25,7 +33,11 @@ pub(crate) fn run_query(ctx: &mut Ctx<'_>, query: &Query, outer: Option<&Env<'_>
     result
 }
 
-fn run_query_at_depth(ctx: &mut Ctx<'_>, query: &Query, outer: Option<&Env<'_>>) -> Result<Vec<Datum>> {
+fn run_query_at_depth(
+    ctx: &mut Ctx<'_>,
+    query: &Query,
+    outer: Option<&Env<'_>>,
+) -> Result<Vec<Datum>> {
     let outer_names = outer.map(|env| env.names()).unwrap_or_default();
     let plan = plan_query(ctx, query, &outer_names)?;
     let rows = sources::run_stages(ctx, &plan, outer)?;
@@ -51,15 +63,28 @@ fn run_query_at_depth(ctx: &mut Ctx<'_>, query: &Query, outer: Option<&Env<'_>>)
         .take(limit)
         .collect();
     if rows.len() > RESULT_ROWS_MAX {
-        return Err(PartiqlError::Limit { limit: "RESULT_ROWS_MAX", max: RESULT_ROWS_MAX, actual: rows.len() });
+        return Err(PartiqlError::Limit {
+            limit: "RESULT_ROWS_MAX",
+            max: RESULT_ROWS_MAX,
+            actual: rows.len(),
+        });
     }
     Ok(rows)
 }
 
 /// Plans a query's sources against the ledger's catalog.
-pub(crate) fn plan_query(ctx: &mut Ctx<'_>, query: &Query, outer_names: &[String]) -> Result<SourcePlan> {
+pub(crate) fn plan_query(
+    ctx: &mut Ctx<'_>,
+    query: &Query,
+    outer_names: &[String],
+) -> Result<SourcePlan> {
     let mut catalog = LedgerCatalog(ctx.tx()?);
-    plan::plan_sources(&query.from, query.filter.as_ref(), outer_names, &mut catalog)
+    plan::plan_sources(
+        &query.from,
+        query.filter.as_ref(),
+        outer_names,
+        &mut catalog,
+    )
 }
 
 /// EXPLAIN for a query.
@@ -83,7 +108,9 @@ fn is_grouped(query: &Query) -> bool {
             SelectItem::Expr { expr, .. } | SelectItem::AllFields(expr) => has_aggregate(expr),
         }),
     };
-    !query.group_by.is_empty() || projection_aggregates || query.having.as_ref().is_some_and(has_aggregate)
+    !query.group_by.is_empty()
+        || projection_aggregates
+        || query.having.as_ref().is_some_and(has_aggregate)
 }
 
 /// A projected row with its sort keys.
@@ -97,7 +124,10 @@ fn output_for(ctx: &mut Ctx<'_>, query: &Query, env: &Env<'_>) -> Result<Output>
     let mut keys = Vec::with_capacity(query.order_by.len());
     if !query.order_by.is_empty() {
         let output = value.as_element().cloned();
-        let sort_env = Env { output: output.as_ref(), ..*env };
+        let sort_env = Env {
+            output: output.as_ref(),
+            ..*env
+        };
         for key in &query.order_by {
             keys.push(eval(ctx, &sort_env, &key.expr)?);
         }
@@ -108,7 +138,12 @@ fn output_for(ctx: &mut Ctx<'_>, query: &Query, env: &Env<'_>) -> Result<Output>
 /// Groups rows by the GROUP BY keys (one group of everything when there are none, even with
 /// no rows, so `SELECT COUNT(*)` of an empty table is 0), filters groups by HAVING and
 /// projects each group.
-fn grouped_outputs(ctx: &mut Ctx<'_>, query: &Query, rows: Vec<Row>, outer: Option<&Env<'_>>) -> Result<Vec<Output>> {
+fn grouped_outputs(
+    ctx: &mut Ctx<'_>,
+    query: &Query,
+    rows: Vec<Row>,
+    outer: Option<&Env<'_>>,
+) -> Result<Vec<Output>> {
     let mut keyed: Vec<(Vec<Datum>, Row)> = Vec::with_capacity(rows.len());
     for row in rows {
         let env = Env::new(&row, outer);
@@ -122,7 +157,9 @@ fn grouped_outputs(ctx: &mut Ctx<'_>, query: &Query, rows: Vec<Row>, outer: Opti
     let mut groups: Vec<(Vec<Datum>, Vec<Row>)> = Vec::new();
     for (keys, row) in keyed {
         match groups.last_mut() {
-            Some((last, members)) if compare_keys(last, &keys) == Ordering::Equal => members.push(row),
+            Some((last, members)) if compare_keys(last, &keys) == Ordering::Equal => {
+                members.push(row)
+            }
             _ => groups.push((keys, vec![row])),
         }
     }
@@ -133,11 +170,26 @@ fn grouped_outputs(ctx: &mut Ctx<'_>, query: &Query, rows: Vec<Row>, outer: Opti
     for (keys, members) in groups {
         let mut representative: Row = members.first().cloned().unwrap_or_default();
         for (key, value) in query.group_by.iter().zip(keys) {
-            if let Some(name) = key.alias.as_ref().map(|a| a.name.clone()).or_else(|| default_name(&key.expr)) {
-                representative.push(Binding { name: Rc::from(name.as_str()), value, role: Role::Ordinal, origin: None });
+            if let Some(name) = key
+                .alias
+                .as_ref()
+                .map(|a| a.name.clone())
+                .or_else(|| default_name(&key.expr))
+            {
+                representative.push(Binding {
+                    name: Rc::from(name.as_str()),
+                    value,
+                    role: Role::Ordinal,
+                    origin: None,
+                });
             }
         }
-        let env = Env { row: &representative, outer, group: Some(&members), output: None };
+        let env = Env {
+            row: &representative,
+            outer,
+            group: Some(&members),
+            output: None,
+        };
         if let Some(having) = &query.having {
             if !eval(ctx, &env, having)?.is_true() {
                 continue;
@@ -149,7 +201,11 @@ fn grouped_outputs(ctx: &mut Ctx<'_>, query: &Query, rows: Vec<Row>, outer: Opti
 }
 
 fn compare_keys(a: &[Datum], b: &[Datum]) -> Ordering {
-    a.iter().zip(b).map(|(x, y)| value::total_cmp(x, y)).find(|o| o.is_ne()).unwrap_or(Ordering::Equal)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| value::total_cmp(x, y))
+        .find(|o| o.is_ne())
+        .unwrap_or(Ordering::Equal)
 }
 
 fn sort_outputs(outputs: &mut [Output], order_by: &[OrderKey]) {
@@ -174,11 +230,27 @@ fn compare_sort_key(a: &Datum, b: &Datum, key: &OrderKey) -> Ordering {
     };
     match (a.is_absent(), b.is_absent()) {
         (true, true) => Ordering::Equal,
-        (true, false) => if nulls_first { Ordering::Less } else { Ordering::Greater },
-        (false, true) => if nulls_first { Ordering::Greater } else { Ordering::Less },
+        (true, false) => {
+            if nulls_first {
+                Ordering::Less
+            } else {
+                Ordering::Greater
+            }
+        }
+        (false, true) => {
+            if nulls_first {
+                Ordering::Greater
+            } else {
+                Ordering::Less
+            }
+        }
         (false, false) => {
             let ordering = value::total_cmp(a, b);
-            if descending { ordering.reverse() } else { ordering }
+            if descending {
+                ordering.reverse()
+            } else {
+                ordering
+            }
         }
     }
 }
@@ -192,7 +264,12 @@ fn paging(ctx: &mut Ctx<'_>, query: &Query) -> Result<(usize, usize)> {
             .and_then(Element::as_i64)
             .and_then(|n| usize::try_from(n).ok())
             .map(Some)
-            .ok_or_else(|| PartiqlError::type_error(format!("{what} must be a non-negative int, got {}", value.type_name())))
+            .ok_or_else(|| {
+                PartiqlError::type_error(format!(
+                    "{what} must be a non-negative int, got {}",
+                    value.type_name()
+                ))
+            })
     };
     let offset = count(ctx, query.offset.as_ref(), "OFFSET")?.unwrap_or(0);
     let limit = count(ctx, query.limit.as_ref(), "LIMIT")?.unwrap_or(usize::MAX);
@@ -219,8 +296,12 @@ fn project(ctx: &mut Ctx<'_>, env: &Env<'_>, projection: &Projection) -> Result<
                             Datum::Missing => builder,
                         }
                     }
-                    SelectItem::AllFields(expr) => match eval(ctx, env, expr)?.as_element().and_then(Element::as_struct) {
-                        Some(fields) => builder.with_fields(fields.fields().map(|(n, v)| (n.clone(), v.clone()))),
+                    SelectItem::AllFields(expr) => match eval(ctx, env, expr)?
+                        .as_element()
+                        .and_then(Element::as_struct)
+                    {
+                        Some(fields) => builder
+                            .with_fields(fields.fields().map(|(n, v)| (n.clone(), v.clone()))),
                         None => builder,
                     },
                 };
@@ -235,18 +316,23 @@ fn project(ctx: &mut Ctx<'_>, env: &Env<'_>, projection: &Projection) -> Result<
 fn star(row: &[Binding]) -> Element {
     let sources: Vec<&Binding> = row.iter().filter(|b| b.role == Role::Source).collect();
     if let [single] = sources.as_slice() {
-        if let Some(element) = single.value.as_element().filter(|e| e.as_struct().is_some()) {
+        if let Some(element) = single
+            .value
+            .as_element()
+            .filter(|e| e.as_struct().is_some())
+        {
             return element.clone();
         }
     }
     let mut builder = Struct::builder();
     for binding in sources {
-        match binding.value.as_element() {
-            Some(element) => match element.as_struct() {
-                Some(fields) => builder = builder.with_fields(fields.fields().map(|(n, v)| (n.clone(), v.clone()))),
-                None => builder = builder.with_field(binding.name.to_string(), element.clone()),
-            },
-            None => {}
+        if let Some(element) = binding.value.as_element() {
+            builder = match element.as_struct() {
+                Some(fields) => {
+                    builder.with_fields(fields.fields().map(|(n, v)| (n.clone(), v.clone())))
+                }
+                None => builder.with_field(binding.name.to_string(), element.clone()),
+            };
         }
     }
     builder.build().into()

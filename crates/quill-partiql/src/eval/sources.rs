@@ -18,7 +18,11 @@ use crate::plan::{Access, Source, SourcePlan, Stage};
 use crate::value::Datum;
 
 /// Produces every row of the plan's stages that passes their filters.
-pub(crate) fn run_stages(ctx: &mut Ctx<'_>, plan: &SourcePlan, outer: Option<&Env<'_>>) -> Result<Vec<Row>> {
+pub(crate) fn run_stages(
+    ctx: &mut Ctx<'_>,
+    plan: &SourcePlan,
+    outer: Option<&Env<'_>>,
+) -> Result<Vec<Row>> {
     let mut rows: Vec<Row> = vec![Vec::new()];
     for stage in &plan.stages {
         let mut next = Vec::new();
@@ -30,7 +34,13 @@ pub(crate) fn run_stages(ctx: &mut Ctx<'_>, plan: &SourcePlan, outer: Option<&En
     Ok(rows)
 }
 
-fn fetch_stage(ctx: &mut Ctx<'_>, stage: &Stage, row: &Row, outer: Option<&Env<'_>>, out: &mut Vec<Row>) -> Result<()> {
+fn fetch_stage(
+    ctx: &mut Ctx<'_>,
+    stage: &Stage,
+    row: &Row,
+    outer: Option<&Env<'_>>,
+    out: &mut Vec<Row>,
+) -> Result<()> {
     match &stage.source {
         Source::Table(table) => fetch_table(ctx, stage, table, row, outer, out),
         Source::Committed(table) => {
@@ -48,13 +58,18 @@ fn fetch_stage(ctx: &mut Ctx<'_>, stage: &Stage, row: &Row, outer: Option<&Env<'
             push_revisions(ctx, stage, row, outer, &revisions, out)
         }
         Source::History { target, start, end } => {
-            let revisions = fetch_history(ctx, stage, row, outer, target, start.as_ref(), end.as_ref())?;
+            let revisions =
+                fetch_history(ctx, stage, row, outer, target, start.as_ref(), end.as_ref())?;
             push_revisions(ctx, stage, row, outer, &revisions, out)
         }
         Source::Catalog => {
             let tables = ctx.tx()?.tables()?;
             for table in &tables {
-                let bindings = vec![source_binding(stage, Datum::Ion(catalog_element(table)), None)];
+                let bindings = vec![source_binding(
+                    stage,
+                    Datum::Ion(catalog_element(table)),
+                    None,
+                )];
                 push_if_passes(ctx, stage, row, bindings, outer, out)?;
             }
             Ok(())
@@ -64,14 +79,32 @@ fn fetch_stage(ctx: &mut Ctx<'_>, stage: &Stage, row: &Row, outer: Option<&Env<'
 }
 
 fn source_binding(stage: &Stage, value: Datum, origin: Option<Rc<Origin>>) -> Binding {
-    Binding { name: Rc::from(stage.alias.as_str()), value, role: Role::Source, origin }
+    Binding {
+        name: Rc::from(stage.alias.as_str()),
+        value,
+        role: Role::Source,
+        origin,
+    }
 }
 
 fn document_bindings(stage: &Stage, table: &str, id: &str, data: Element) -> Vec<Binding> {
-    let origin = Origin { table: Rc::from(table), document_id: Rc::from(id), path: Vec::new() };
-    let mut bindings = vec![source_binding(stage, Datum::Ion(data), Some(Rc::new(origin)))];
+    let origin = Origin {
+        table: Rc::from(table),
+        document_id: Rc::from(id),
+        path: Vec::new(),
+    };
+    let mut bindings = vec![source_binding(
+        stage,
+        Datum::Ion(data),
+        Some(Rc::new(origin)),
+    )];
     if let Some(by) = &stage.by_alias {
-        bindings.push(Binding { name: Rc::from(by.as_str()), value: Datum::string(id), role: Role::DocumentId, origin: None });
+        bindings.push(Binding {
+            name: Rc::from(by.as_str()),
+            value: Datum::string(id),
+            role: Role::DocumentId,
+            origin: None,
+        });
     }
     bindings
 }
@@ -115,7 +148,12 @@ fn passes(ctx: &mut Ctx<'_>, stage: &Stage, row: &Row, outer: Option<&Env<'_>>) 
     Ok(true)
 }
 
-fn eval_keys(ctx: &mut Ctx<'_>, keys: &[Expr], row: &Row, outer: Option<&Env<'_>>) -> Result<Vec<Datum>> {
+fn eval_keys(
+    ctx: &mut Ctx<'_>,
+    keys: &[Expr],
+    row: &Row,
+    outer: Option<&Env<'_>>,
+) -> Result<Vec<Datum>> {
     let env = Env::new(row, outer);
     let mut values = Vec::with_capacity(keys.len());
     for key in keys {
@@ -126,8 +164,15 @@ fn eval_keys(ctx: &mut Ctx<'_>, keys: &[Expr], row: &Row, outer: Option<&Env<'_>
 
 /// The ids an id-lookup stage asks for (`None` when the stage scans). Non-text keys can never
 /// equal an id, so they are dropped.
-fn lookup_ids(ctx: &mut Ctx<'_>, stage: &Stage, row: &Row, outer: Option<&Env<'_>>) -> Result<Option<Vec<String>>> {
-    let Access::IdLookup { keys } = &stage.access else { return Ok(None) };
+fn lookup_ids(
+    ctx: &mut Ctx<'_>,
+    stage: &Stage,
+    row: &Row,
+    outer: Option<&Env<'_>>,
+) -> Result<Option<Vec<String>>> {
+    let Access::IdLookup { keys } = &stage.access else {
+        return Ok(None);
+    };
     let mut ids: Vec<String> = Vec::new();
     for key in eval_keys(ctx, keys, row, outer)? {
         if let Some(text) = key.as_text() {
@@ -207,15 +252,28 @@ fn scan_table(
     out: &mut Vec<Row>,
 ) -> Result<()> {
     let needs_tx = stage.filters.iter().any(contains_subquery);
+    let scan = LazyScan::prepare(ctx, stage, row, outer)?;
     let mut deferred: Vec<(String, Element)> = Vec::new();
     let mut failure: Option<PartiqlError> = None;
     {
         let (tx, mut inner) = ctx.split()?;
         tx.scan(table, &mut |document: DocumentRef<'_>| {
             let step = if needs_tx {
-                document.decode().map(|data| deferred.push((document.id.to_string(), data))).map_err(PartiqlError::from)
+                document
+                    .decode()
+                    .map(|data| deferred.push((document.id.to_string(), data)))
+                    .map_err(PartiqlError::from)
             } else {
-                visit_document(&mut inner, stage, table, row, outer, &document, out)
+                visit_document(
+                    &mut inner,
+                    stage,
+                    table,
+                    row,
+                    outer,
+                    &document,
+                    scan.as_ref(),
+                    out,
+                )
             };
             match step {
                 Ok(()) => Ok(true),
@@ -236,6 +294,103 @@ fn scan_table(
     Ok(())
 }
 
+/// What a lazily filtered scan computes once instead of per document.
+struct LazyScan<'s> {
+    /// The top-level fields the filters read.
+    fields: &'s [String],
+    /// `field = key` conjuncts with the key already evaluated: tested on the extracted field
+    /// without building an environment.
+    equalities: Vec<(String, Element)>,
+    /// True when `equalities` are all the stage's filters.
+    equalities_cover_filters: bool,
+    alias: Rc<str>,
+    by_alias: Option<Rc<str>>,
+}
+
+impl<'s> LazyScan<'s> {
+    fn prepare(
+        ctx: &mut Ctx<'_>,
+        stage: &'s Stage,
+        row: &Row,
+        outer: Option<&Env<'_>>,
+    ) -> Result<Option<LazyScan<'s>>> {
+        let Some(fields) = &stage.lazy_fields else {
+            return Ok(None);
+        };
+        let env = Env::new(row, outer);
+        let mut equalities = Vec::new();
+        for filter in &stage.filters {
+            if let Some((field, key)) = constant_equality(filter, stage, fields) {
+                match eval(ctx, &env, key)? {
+                    Datum::Ion(key) => equalities.push((field, key)),
+                    // `x = MISSING` is never true: nothing can pass.
+                    Datum::Missing => equalities.push((field, Element::null(IonType::Null))),
+                }
+            }
+        }
+        Ok(Some(LazyScan {
+            fields,
+            equalities_cover_filters: equalities.len() == stage.filters.len(),
+            equalities,
+            alias: Rc::from(stage.alias.as_str()),
+            by_alias: stage.by_alias.as_deref().map(Rc::from),
+        }))
+    }
+
+    /// The equalities tested on the stored bytes: `Some(false)` rejects, `Some(true)` means
+    /// all hold, `None` means the fast reader could not tell.
+    fn equalities_in_place(&self, bytes: &[u8]) -> Option<bool> {
+        for (field, key) in &self.equalities {
+            if !super::ion_scan::first_field_equals(bytes, field, key)? {
+                return Some(false);
+            }
+        }
+        Some(true)
+    }
+
+    /// False when an equality already rules the document out.
+    fn equalities_hold(&self, partial: &Element) -> bool {
+        let fields = partial.as_struct();
+        self.equalities.iter().all(|(field, key)| {
+            match fields.and_then(|s| s.get(field.as_str())) {
+                Some(value) => !key.is_null() && crate::value::values_equal(value, key),
+                None => false,
+            }
+        })
+    }
+}
+
+/// `alias.field = k` / `field = k` / `k = …` with `k` a literal or parameter.
+fn constant_equality<'e>(
+    filter: &'e Expr,
+    stage: &Stage,
+    fields: &[String],
+) -> Option<(String, &'e Expr)> {
+    let Expr::Binary {
+        op: crate::ast::BinaryOp::Eq,
+        left,
+        right,
+    } = filter
+    else {
+        return None;
+    };
+    let is_constant = |e: &Expr| matches!(e, Expr::Lit(_) | Expr::Param(_));
+    let field_of = |e: &Expr| match e {
+        Expr::Path { root, steps } => match (root.as_ref(), steps.as_slice()) {
+            (Expr::Var(i), [PathStep::Field(f)]) if i.name == stage.alias => Some(f.name.clone()),
+            _ => None,
+        },
+        Expr::Var(i) if fields.contains(&i.name) && i.name != stage.alias => Some(i.name.clone()),
+        _ => None,
+    };
+    match (field_of(left), field_of(right)) {
+        (Some(field), _) if is_constant(right) => Some((field, right)),
+        (_, Some(field)) if is_constant(left) => Some((field, left)),
+        _ => None,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn visit_document(
     ctx: &mut Ctx<'_>,
     stage: &Stage,
@@ -243,25 +398,63 @@ fn visit_document(
     row: &Row,
     outer: Option<&Env<'_>>,
     document: &DocumentRef<'_>,
+    scan: Option<&LazyScan<'_>>,
     out: &mut Vec<Row>,
 ) -> Result<()> {
-    if let Some(fields) = &stage.lazy_fields {
-        let partial = match super::ion_scan::top_level_fields(document.ion, fields) {
-            Some(partial) => partial,
-            None => partial_struct(document.ion, fields)?,
-        };
+    let Some(scan) = scan else {
+        let bindings = document_bindings(stage, table, document.id, document.decode()?);
+        return push_if_passes(ctx, stage, row, bindings, outer, out);
+    };
+    match scan.equalities_in_place(document.ion) {
+        Some(false) => return Ok(()),
+        Some(true) if scan.equalities_cover_filters => {
+            let mut accepted = row.clone();
+            accepted.extend(document_bindings(
+                stage,
+                table,
+                document.id,
+                document.decode()?,
+            ));
+            return push_row(out, accepted);
+        }
+        _ => {}
+    }
+    let partial = match super::ion_scan::top_level_fields(document.ion, scan.fields) {
+        Some(partial) => partial,
+        None => partial_struct(document.ion, scan.fields)?,
+    };
+    if !scan.equalities_hold(&partial) {
+        return Ok(());
+    }
+    if !scan.equalities_cover_filters {
         let mut candidate = row.clone();
-        candidate.extend(document_bindings(stage, table, document.id, partial));
+        candidate.push(Binding {
+            name: scan.alias.clone(),
+            value: Datum::Ion(partial),
+            role: Role::Source,
+            origin: None,
+        });
+        if let Some(by) = &scan.by_alias {
+            candidate.push(Binding {
+                name: by.clone(),
+                value: Datum::string(document.id),
+                role: Role::DocumentId,
+                origin: None,
+            });
+        }
         if !passes(ctx, stage, &candidate, outer)? {
             return Ok(());
         }
-        // The filters saw every field they read, so the whole document passes too.
-        candidate.truncate(row.len());
-        candidate.extend(document_bindings(stage, table, document.id, document.decode()?));
-        return push_row(out, candidate);
     }
-    let bindings = document_bindings(stage, table, document.id, document.decode()?);
-    push_if_passes(ctx, stage, row, bindings, outer, out)
+    // The filters saw every field they read, so the whole document passes too.
+    let mut accepted = row.clone();
+    accepted.extend(document_bindings(
+        stage,
+        table,
+        document.id,
+        document.decode()?,
+    ));
+    push_row(out, accepted)
 }
 
 /// A struct holding only the named top-level fields of the stored document (all occurrences,
@@ -295,7 +488,11 @@ fn push_revisions(
     out: &mut Vec<Row>,
 ) -> Result<()> {
     for revision in revisions {
-        let bindings = vec![source_binding(stage, Datum::Ion(revision_element(revision)), None)];
+        let bindings = vec![source_binding(
+            stage,
+            Datum::Ion(revision_element(revision)),
+            None,
+        )];
         push_if_passes(ctx, stage, row, bindings, outer, out)?;
     }
     Ok(())
@@ -316,7 +513,10 @@ fn fetch_history(
             let env = Env::new(row, outer);
             let id = eval(ctx, &env, other)?;
             let Some(id) = id.as_text() else {
-                return Err(PartiqlError::type_error(format!("history: argument 1 must be a table name or id, got {}", id.type_name())));
+                return Err(PartiqlError::type_error(format!(
+                    "history: argument 1 must be a table name or id, got {}",
+                    id.type_name()
+                )));
             };
             ctx.tx()?.table_by_id(id)?.table_id
         }
@@ -327,15 +527,28 @@ fn fetch_history(
         Some(ids) => {
             let mut all = Vec::new();
             for id in ids {
-                all.extend(ctx.tx()?.history(&table_id, Some(&id), start.as_ref(), end.as_ref())?);
+                all.extend(ctx.tx()?.history(
+                    &table_id,
+                    Some(&id),
+                    start.as_ref(),
+                    end.as_ref(),
+                )?);
             }
             Ok(all)
         }
-        None => Ok(ctx.tx()?.history(&table_id, None, start.as_ref(), end.as_ref())?),
+        None => Ok(ctx
+            .tx()?
+            .history(&table_id, None, start.as_ref(), end.as_ref())?),
     }
 }
 
-fn history_time(ctx: &mut Ctx<'_>, row: &Row, outer: Option<&Env<'_>>, expr: Option<&Expr>, position: usize) -> Result<Option<Timestamp>> {
+fn history_time(
+    ctx: &mut Ctx<'_>,
+    row: &Row,
+    outer: Option<&Env<'_>>,
+    expr: Option<&Expr>,
+    position: usize,
+) -> Result<Option<Timestamp>> {
     let Some(expr) = expr else { return Ok(None) };
     let value = eval(ctx, &Env::new(row, outer), expr)?;
     if value.is_absent() {
@@ -353,13 +566,22 @@ fn history_time(ctx: &mut Ctx<'_>, row: &Row, outer: Option<&Env<'_>>, expr: Opt
 /// A revision as the committed view and history show it.
 pub(crate) fn revision_element(revision: &Revision) -> Element {
     let address = Struct::builder()
-        .with_field("strandId", Element::string(revision.block_address.strand_id.as_str()))
-        .with_field("sequenceNo", Element::int(revision.block_address.sequence_no as i64))
+        .with_field(
+            "strandId",
+            Element::string(revision.block_address.strand_id.as_str()),
+        )
+        .with_field(
+            "sequenceNo",
+            Element::int(revision.block_address.sequence_no as i64),
+        )
         .build();
     let metadata = Struct::builder()
         .with_field("id", Element::string(revision.metadata.id.as_str()))
         .with_field("version", Element::int(revision.metadata.version as i64))
-        .with_field("txTime", Element::timestamp(revision.metadata.tx_time.clone()))
+        .with_field(
+            "txTime",
+            Element::timestamp(revision.metadata.tx_time.clone()),
+        )
         .with_field("txId", Element::string(revision.metadata.tx_id.as_str()))
         .build();
     let mut builder = Struct::builder()
@@ -368,7 +590,10 @@ pub(crate) fn revision_element(revision: &Revision) -> Element {
     if let Some(data) = &revision.data {
         builder = builder.with_field("data", data.clone());
     }
-    builder.with_field("metadata", Element::from(metadata)).build().into()
+    builder
+        .with_field("metadata", Element::from(metadata))
+        .build()
+        .into()
 }
 
 /// A table as `information_schema.user_tables` shows it.
@@ -409,13 +634,20 @@ fn fetch_value(
     out: &mut Vec<Row>,
 ) -> Result<()> {
     let value = eval(ctx, &Env::new(row, outer), expr)?;
-    let Datum::Ion(element) = value else { return Ok(()) };
+    let Datum::Ion(element) = value else {
+        return Ok(());
+    };
     if element.is_null() {
         return Ok(());
     }
     let base = origin_of(expr, row);
     let items: Vec<(Option<usize>, Element)> = match element.value() {
-        Value::List(s) | Value::SExp(s) => s.iter().cloned().enumerate().map(|(i, e)| (Some(i), e)).collect(),
+        Value::List(s) | Value::SExp(s) => s
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, e)| (Some(i), e))
+            .collect(),
         _ => vec![(None, element.clone())],
     };
     for (position, item) in items {
@@ -428,7 +660,12 @@ fn fetch_value(
         });
         let mut bindings = vec![source_binding(stage, Datum::Ion(item), origin)];
         if let (Some(at), Some(i)) = (&stage.at_alias, position) {
-            bindings.push(Binding { name: Rc::from(at.as_str()), value: Datum::int(i as i64), role: Role::Ordinal, origin: None });
+            bindings.push(Binding {
+                name: Rc::from(at.as_str()),
+                value: Datum::int(i as i64),
+                role: Role::Ordinal,
+                origin: None,
+            });
         }
         push_if_passes(ctx, stage, row, bindings, outer, out)?;
     }
@@ -447,11 +684,13 @@ fn origin_of(expr: &Expr, row: &Row) -> Option<Origin> {
     for step in steps {
         origin.path.push(match step {
             PathStep::Field(field) => PathKey::Field(field.name.clone()),
-            PathStep::Index(Expr::Lit(literal)) => match (literal.as_string(), literal.as_usize()) {
-                (Some(name), _) => PathKey::Field(name.to_string()),
-                (None, Some(i)) => PathKey::Index(i),
-                _ => return None,
-            },
+            PathStep::Index(Expr::Lit(literal)) => {
+                match (literal.as_string(), literal.as_usize()) {
+                    (Some(name), _) => PathKey::Field(name.to_string()),
+                    (None, Some(i)) => PathKey::Index(i),
+                    _ => return None,
+                }
+            }
             _ => return None,
         });
     }

@@ -114,12 +114,21 @@ pub fn plan_sources(
     for source in sources {
         flatten_source(source, &mut flat, &mut conjuncts)?;
     }
+    if flat.is_empty() {
+        return Err(PartiqlError::Semantic(
+            "FROM needs at least one source".to_string(),
+        ));
+    }
     if let Some(filter) = filter {
         split_conjuncts(filter, &mut conjuncts);
     }
     let mut stages = Vec::with_capacity(flat.len());
     for (index, scan) in flat.iter().enumerate() {
-        let known: Vec<&str> = stages.iter().flat_map(stage_names).chain(outer_names.iter().map(String::as_str)).collect();
+        let known: Vec<&str> = stages
+            .iter()
+            .flat_map(stage_names)
+            .chain(outer_names.iter().map(String::as_str))
+            .collect();
         stages.push(stage_for(scan, index, &known));
     }
     let scope = Scope::new(&stages, outer_names);
@@ -142,15 +151,26 @@ struct FlatScan<'a> {
     by_alias: Option<&'a str>,
 }
 
-fn flatten_source<'a>(source: &'a FromSource, flat: &mut Vec<FlatScan<'a>>, conjuncts: &mut Vec<Expr>) -> Result<()> {
+fn flatten_source<'a>(
+    source: &'a FromSource,
+    flat: &mut Vec<FlatScan<'a>>,
+    conjuncts: &mut Vec<Expr>,
+) -> Result<()> {
     match source {
-        FromSource::Scan { expr, as_alias, at_alias, by_alias } => flat.push(FlatScan {
+        FromSource::Scan {
+            expr,
+            as_alias,
+            at_alias,
+            by_alias,
+        } => flat.push(FlatScan {
             expr,
             as_alias: as_alias.as_ref().map(|i| i.name.as_str()),
             at_alias: at_alias.as_ref().map(|i| i.name.as_str()),
             by_alias: by_alias.as_ref().map(|i| i.name.as_str()),
         }),
-        FromSource::Join { left, right, on, .. } => {
+        FromSource::Join {
+            left, right, on, ..
+        } => {
             // Inner and cross joins are a filtered cross product: the ON joins the WHERE.
             flatten_source(left, flat, conjuncts)?;
             flatten_source(right, flat, conjuncts)?;
@@ -168,7 +188,11 @@ pub fn split_conjuncts(expr: &Expr, out: &mut Vec<Expr>) {
     // An explicit stack (not recursion) so a long AND chain cannot exhaust the stack.
     while let Some(next) = pending.pop() {
         match next {
-            Expr::Binary { op: BinaryOp::And, left, right } => {
+            Expr::Binary {
+                op: BinaryOp::And,
+                left,
+                right,
+            } => {
                 pending.push(right);
                 pending.push(left);
             }
@@ -178,7 +202,9 @@ pub fn split_conjuncts(expr: &Expr, out: &mut Vec<Expr>) {
 }
 
 fn stage_names(stage: &Stage) -> impl Iterator<Item = &str> {
-    std::iter::once(stage.alias.as_str()).chain(stage.at_alias.as_deref()).chain(stage.by_alias.as_deref())
+    std::iter::once(stage.alias.as_str())
+        .chain(stage.at_alias.as_deref())
+        .chain(stage.by_alias.as_deref())
 }
 
 fn stage_for(scan: &FlatScan<'_>, index: usize, known: &[&str]) -> Stage {
@@ -189,7 +215,9 @@ fn stage_for(scan: &FlatScan<'_>, index: usize, known: &[&str]) -> Stage {
         (None, Source::Committed(name)) => format!("{COMMITTED_PREFIX}{name}"),
         (None, Source::Catalog) => "user_tables".to_string(),
         (None, Source::History { .. }) => "history".to_string(),
-        (None, Source::Value(expr)) => default_name(expr).unwrap_or_else(|| format!("_{}", index + 1)),
+        (None, Source::Value(expr)) => {
+            default_name(expr).unwrap_or_else(|| format!("_{}", index + 1))
+        }
     };
     Stage {
         source,
@@ -218,16 +246,20 @@ pub fn default_name(expr: &Expr) -> Option<String> {
 
 fn classify(expr: &Expr, known: &[&str]) -> Source {
     match expr {
-        Expr::Var(ident) if !known.contains(&ident.name.as_str()) => match ident.name.strip_prefix(COMMITTED_PREFIX) {
-            Some(table) => Source::Committed(table.to_string()),
-            None => Source::Table(ident.name.clone()),
-        },
+        Expr::Var(ident) if !known.contains(&ident.name.as_str()) => {
+            match ident.name.strip_prefix(COMMITTED_PREFIX) {
+                Some(table) => Source::Committed(table.to_string()),
+                None => Source::Table(ident.name.clone()),
+            }
+        }
         Expr::Path { root, steps } if is_catalog_path(root, steps, known) => Source::Catalog,
-        Expr::Call(call) if call.name.eq_ignore_ascii_case("history") && !call.args.is_empty() => Source::History {
-            target: call.args[0].clone(),
-            start: call.args.get(1).cloned(),
-            end: call.args.get(2).cloned(),
-        },
+        Expr::Call(call) if call.name.eq_ignore_ascii_case("history") && !call.args.is_empty() => {
+            Source::History {
+                target: call.args[0].clone(),
+                start: call.args.get(1).cloned(),
+                end: call.args.get(2).cloned(),
+            }
+        }
         other => Source::Value(other.clone()),
     }
 }
@@ -261,11 +293,19 @@ impl<'a> Scope<'a> {
             .enumerate()
             .flat_map(|(i, stage)| stage_names(stage).map(move |name| (name.to_string(), i)))
             .collect();
-        Scope { names, outer, stage_count: stages.len() }
+        Scope {
+            names,
+            outer,
+            stage_count: stages.len(),
+        }
     }
 
     fn stage_of_name(&self, name: &str) -> Option<usize> {
-        self.names.iter().rev().find(|(n, _)| n == name).map(|(_, i)| *i)
+        self.names
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, i)| *i)
     }
 
     fn deps(&self, expr: &Expr) -> Deps {
@@ -298,7 +338,8 @@ impl<'a> Scope<'a> {
     /// True when `expr` can be evaluated before stage `stage` binds its row.
     fn independent_of(&self, expr: &Expr, stage: usize) -> bool {
         let deps = self.deps(expr);
-        let implicit_here = deps.implicit && (self.stage_count == 1 || stage + 1 == self.stage_count);
+        let implicit_here =
+            deps.implicit && (self.stage_count == 1 || stage + 1 == self.stage_count);
         !deps.subquery && !implicit_here && deps.stages.iter().all(|s| *s < stage)
     }
 }
@@ -317,7 +358,11 @@ fn implied_equalities(conjuncts: &[Expr], scope: &Scope<'_>) -> Vec<Expr> {
     let equalities: Vec<(&Expr, &Expr)> = conjuncts
         .iter()
         .filter_map(|c| match c {
-            Expr::Binary { op: BinaryOp::Eq, left, right } => Some((left.as_ref(), right.as_ref())),
+            Expr::Binary {
+                op: BinaryOp::Eq,
+                left,
+                right,
+            } => Some((left.as_ref(), right.as_ref())),
             _ => None,
         })
         .collect();
@@ -329,11 +374,21 @@ fn implied_equalities(conjuncts: &[Expr], scope: &Scope<'_>) -> Vec<Expr> {
             _ => continue,
         };
         for (a, b) in &equalities {
-            let other = if *a == variable { *b } else if *b == variable { *a } else { continue };
+            let other = if *a == variable {
+                *b
+            } else if *b == variable {
+                *a
+            } else {
+                continue;
+            };
             if other == variable || is_constant(other) || implied.len() >= IMPLIED_EQUALITIES_MAX {
                 continue;
             }
-            implied.push(Expr::Binary { op: BinaryOp::Eq, left: Box::new(other.clone()), right: Box::new(constant.clone()) });
+            implied.push(Expr::Binary {
+                op: BinaryOp::Eq,
+                left: Box::new(other.clone()),
+                right: Box::new(constant.clone()),
+            });
         }
     }
     implied
@@ -345,7 +400,12 @@ enum Lookup {
     Id(Vec<Expr>),
 }
 
-fn choose_access(stages: &mut [Stage], index: usize, scope: &Scope<'_>, catalog: &mut dyn Catalog) -> Result<()> {
+fn choose_access(
+    stages: &mut [Stage],
+    index: usize,
+    scope: &Scope<'_>,
+    catalog: &mut dyn Catalog,
+) -> Result<()> {
     let indexed = match &stages[index].source {
         Source::Table(name) => catalog.indexed_fields(name)?,
         Source::Committed(name) => {
@@ -357,14 +417,19 @@ fn choose_access(stages: &mut [Stage], index: usize, scope: &Scope<'_>, catalog:
     };
     let stage = &stages[index];
     let single = scope.stage_count == 1;
-    let lookups: Vec<Lookup> =
-        stage.filters.iter().filter_map(|f| lookup_shape(f, stage, index, single, scope)).collect();
+    let lookups: Vec<Lookup> = stage
+        .filters
+        .iter()
+        .filter_map(|f| lookup_shape(f, stage, index, single, scope))
+        .collect();
     let id = lookups.iter().find_map(|l| match l {
         Lookup::Id(keys) => Some(keys.clone()),
         Lookup::Field(..) => None,
     });
     let field = lookups.iter().find_map(|l| match l {
-        Lookup::Field(field, keys) if indexed.contains(field) && matches!(stage.source, Source::Table(_)) => {
+        Lookup::Field(field, keys)
+            if indexed.contains(field) && matches!(stage.source, Source::Table(_)) =>
+        {
             Some((field.clone(), keys.clone()))
         }
         _ => None,
@@ -385,14 +450,30 @@ fn choose_access(stages: &mut [Stage], index: usize, scope: &Scope<'_>, catalog:
 }
 
 /// `key = v`, `v = key` or `key IN (v, …)` where `key` is a field (or the id) of `stage`.
-fn lookup_shape(conjunct: &Expr, stage: &Stage, index: usize, single: bool, scope: &Scope<'_>) -> Option<Lookup> {
+fn lookup_shape(
+    conjunct: &Expr,
+    stage: &Stage,
+    index: usize,
+    single: bool,
+    scope: &Scope<'_>,
+) -> Option<Lookup> {
     let (candidates, keys): (Vec<(&Expr, &Expr)>, Option<&Vec<Expr>>) = match conjunct {
-        Expr::Binary { op: BinaryOp::Eq, left, right } => (vec![(left, right), (right, left)], None),
-        Expr::In { expr, negated: false, rhs: InRhs::List(items) } => (vec![(expr, expr)], Some(items)),
+        Expr::Binary {
+            op: BinaryOp::Eq,
+            left,
+            right,
+        } => (vec![(left, right), (right, left)], None),
+        Expr::In {
+            expr,
+            negated: false,
+            rhs: InRhs::List(items),
+        } => (vec![(expr, expr)], Some(items)),
         _ => return None,
     };
     for (key_side, value_side) in candidates {
-        let Some(key) = key_of(key_side, stage, single, scope) else { continue };
+        let Some(key) = key_of(key_side, stage, single, scope) else {
+            continue;
+        };
         let values: Vec<Expr> = match keys {
             Some(items) => items.clone(),
             None => vec![value_side.clone()],
@@ -416,17 +497,31 @@ enum KeyRef {
 fn key_of(expr: &Expr, stage: &Stage, single: bool, scope: &Scope<'_>) -> Option<KeyRef> {
     let is_alias = |e: &Expr| matches!(e, Expr::Var(i) if i.name == stage.alias);
     match (&stage.source, expr) {
-        (Source::Table(_), Expr::Var(i)) if stage.by_alias.as_deref() == Some(i.name.as_str()) => Some(KeyRef::Id),
-        (Source::Table(_), Expr::Path { root, steps }) if is_alias(root) => match steps.as_slice() {
-            [PathStep::Field(f)] => Some(KeyRef::Field(f.name.clone())),
-            _ => None,
-        },
-        (Source::Table(_), Expr::Var(i)) if single && scope.stage_of_name(&i.name).is_none() && !scope.outer.contains(&i.name) => {
+        (Source::Table(_), Expr::Var(i)) if stage.by_alias.as_deref() == Some(i.name.as_str()) => {
+            Some(KeyRef::Id)
+        }
+        (Source::Table(_), Expr::Path { root, steps }) if is_alias(root) => {
+            match steps.as_slice() {
+                [PathStep::Field(f)] => Some(KeyRef::Field(f.name.clone())),
+                _ => None,
+            }
+        }
+        (Source::Table(_), Expr::Var(i))
+            if single
+                && scope.stage_of_name(&i.name).is_none()
+                && !scope.outer.contains(&i.name) =>
+        {
             Some(KeyRef::Field(i.name.clone()))
         }
-        (Source::Committed(_) | Source::History { .. }, Expr::Path { root, steps }) if is_alias(root) => {
+        (Source::Committed(_) | Source::History { .. }, Expr::Path { root, steps })
+            if is_alias(root) =>
+        {
             match steps.as_slice() {
-                [PathStep::Field(m), PathStep::Field(id)] if m.name == "metadata" && id.name == "id" => Some(KeyRef::Id),
+                [PathStep::Field(m), PathStep::Field(id)]
+                    if m.name == "metadata" && id.name == "id" =>
+                {
+                    Some(KeyRef::Id)
+                }
                 _ => None,
             }
         }
@@ -448,7 +543,9 @@ fn lazy_fields(stage: &Stage, single: bool, scope: &Scope<'_>) -> Option<Vec<Str
         filter.walk(&mut |e| match e {
             Expr::Subquery(_) => whole = true,
             Expr::Var(i) if i.name == stage.alias => mentions += 1,
-            Expr::Var(i) if scope.stage_of_name(&i.name).is_none() && !scope.outer.contains(&i.name) => {
+            Expr::Var(i)
+                if scope.stage_of_name(&i.name).is_none() && !scope.outer.contains(&i.name) =>
+            {
                 if single {
                     fields.insert(i.name.clone());
                 } else {
@@ -456,7 +553,9 @@ fn lazy_fields(stage: &Stage, single: bool, scope: &Scope<'_>) -> Option<Vec<Str
                 }
             }
             Expr::Path { root, steps } => {
-                if let (Expr::Var(i), Some(name)) = (root.as_ref(), steps.first().and_then(step_field)) {
+                if let (Expr::Var(i), Some(name)) =
+                    (root.as_ref(), steps.first().and_then(step_field))
+                {
                     if i.name == stage.alias {
                         covered += 1;
                         fields.insert(name);
@@ -488,6 +587,9 @@ pub fn describe(plan: &SourcePlan) -> String {
             out.push('\n');
         }
         let _ = write!(out, "{}", describe_stage(stage));
+        if let Some(fields) = &stage.lazy_fields {
+            let _ = write!(out, " decode({})", fields.join(", "));
+        }
         if !stage.filters.is_empty() {
             let filters: Vec<String> = stage.filters.iter().map(ToString::to_string).collect();
             let _ = write!(out, " filter({})", filters.join(" AND "));
@@ -506,8 +608,14 @@ fn describe_stage(stage: &Stage) -> String {
     };
     match &stage.access {
         Access::Scan => format!("FullScan {what} AS {}", stage.alias),
-        Access::IndexLookup { field, keys } => format!("IndexLookup {what}.{field} keys({}) AS {}", keys.len(), stage.alias),
-        Access::IdLookup { keys } => format!("IdLookup {what} keys({}) AS {}", keys.len(), stage.alias),
+        Access::IndexLookup { field, keys } => format!(
+            "IndexLookup {what}.{field} keys({}) AS {}",
+            keys.len(),
+            stage.alias
+        ),
+        Access::IdLookup { keys } => {
+            format!("IdLookup {what} keys({}) AS {}", keys.len(), stage.alias)
+        }
     }
 }
 
@@ -516,7 +624,9 @@ fn describe_stage(stage: &Stage) -> String {
 pub fn require_table(source: &Source) -> Result<&str> {
     match source {
         Source::Table(name) => Ok(name),
-        _ => Err(PartiqlError::Semantic("the first FROM source of a DML statement must be a table".to_string())),
+        _ => Err(PartiqlError::Semantic(
+            "the first FROM source of a DML statement must be a table".to_string(),
+        )),
     }
 }
 

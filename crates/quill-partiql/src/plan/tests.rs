@@ -46,9 +46,22 @@ fn access_kinds(plan: &SourcePlan) -> Vec<String> {
 
 #[test]
 fn indexed_equality_uses_the_index() {
-    assert_eq!(access_kinds(&plan("SELECT * FROM VehicleRegistration AS r WHERE r.VIN = ?")), ["index VIN 1"]);
-    assert_eq!(access_kinds(&plan("SELECT * FROM VehicleRegistration WHERE VIN = 'x'")), ["index VIN 1"]);
-    assert_eq!(access_kinds(&plan("SELECT * FROM VehicleRegistration AS r WHERE ? = r.VIN AND r.City = 'x'")), ["index VIN 1"]);
+    assert_eq!(
+        access_kinds(&plan(
+            "SELECT * FROM VehicleRegistration AS r WHERE r.VIN = ?"
+        )),
+        ["index VIN 1"]
+    );
+    assert_eq!(
+        access_kinds(&plan("SELECT * FROM VehicleRegistration WHERE VIN = 'x'")),
+        ["index VIN 1"]
+    );
+    assert_eq!(
+        access_kinds(&plan(
+            "SELECT * FROM VehicleRegistration AS r WHERE ? = r.VIN AND r.City = 'x'"
+        )),
+        ["index VIN 1"]
+    );
 }
 
 #[test]
@@ -74,10 +87,30 @@ fn other_predicates_scan() {
 
 #[test]
 fn by_id_and_metadata_id_use_id_lookups() {
-    assert_eq!(access_kinds(&plan("SELECT r_id FROM VehicleRegistration AS r BY r_id WHERE r_id = ?")), ["id 1"]);
-    assert_eq!(access_kinds(&plan("SELECT * FROM _ql_committed_VehicleRegistration AS c WHERE c.metadata.id = ?")), ["id 1"]);
-    assert_eq!(access_kinds(&plan("SELECT * FROM history(Vehicle) AS h WHERE h.metadata.id = 'x'")), ["id 1"]);
-    assert_eq!(access_kinds(&plan("SELECT * FROM history(Vehicle) AS h WHERE h.data.VIN = 'x'")), ["scan"]);
+    assert_eq!(
+        access_kinds(&plan(
+            "SELECT r_id FROM VehicleRegistration AS r BY r_id WHERE r_id = ?"
+        )),
+        ["id 1"]
+    );
+    assert_eq!(
+        access_kinds(&plan(
+            "SELECT * FROM _ql_committed_VehicleRegistration AS c WHERE c.metadata.id = ?"
+        )),
+        ["id 1"]
+    );
+    assert_eq!(
+        access_kinds(&plan(
+            "SELECT * FROM history(Vehicle) AS h WHERE h.metadata.id = 'x'"
+        )),
+        ["id 1"]
+    );
+    assert_eq!(
+        access_kinds(&plan(
+            "SELECT * FROM history(Vehicle) AS h WHERE h.data.VIN = 'x'"
+        )),
+        ["scan"]
+    );
 }
 
 #[test]
@@ -93,7 +126,9 @@ fn joins_look_up_the_inner_side_by_the_outer_key() {
 
 #[test]
 fn unnesting_is_planned_as_a_value_source() {
-    let p = plan("SELECT o FROM VehicleRegistration AS r, r.Owners.SecondaryOwners AS o WHERE r.VIN = ?");
+    let p = plan(
+        "SELECT o FROM VehicleRegistration AS r, r.Owners.SecondaryOwners AS o WHERE r.VIN = ?",
+    );
     assert!(matches!(p.stages[1].source, Source::Value(_)));
     assert_eq!(p.stages[1].alias, "o");
     assert_eq!(access_kinds(&p)[0], "index VIN 1");
@@ -101,10 +136,17 @@ fn unnesting_is_planned_as_a_value_source() {
 
 #[test]
 fn lazy_fields_cover_only_top_level_field_filters() {
-    let p = plan("SELECT * FROM DriversLicense AS d WHERE d.LicenseType = 'A' AND d.Owner.Name = 'x'");
-    assert_eq!(p.stages[0].lazy_fields, Some(vec!["LicenseType".to_string(), "Owner".to_string()]));
+    let p =
+        plan("SELECT * FROM DriversLicense AS d WHERE d.LicenseType = 'A' AND d.Owner.Name = 'x'");
+    assert_eq!(
+        p.stages[0].lazy_fields,
+        Some(vec!["LicenseType".to_string(), "Owner".to_string()])
+    );
     let p = plan("SELECT * FROM DriversLicense WHERE LicenseType = 'A'");
-    assert_eq!(p.stages[0].lazy_fields, Some(vec!["LicenseType".to_string()]));
+    assert_eq!(
+        p.stages[0].lazy_fields,
+        Some(vec!["LicenseType".to_string()])
+    );
     let p = plan("SELECT * FROM DriversLicense AS d WHERE SIZE(d) = 3");
     assert_eq!(p.stages[0].lazy_fields, None);
 }
@@ -120,8 +162,15 @@ fn catalog_and_unknown_tables() {
 
 #[test]
 fn explain_text_names_scan_or_index() {
-    let text = describe(&plan("SELECT * FROM VehicleRegistration AS r WHERE r.VIN = ?"));
-    assert!(text.starts_with("IndexLookup VehicleRegistration.VIN"), "{text}");
-    let text = describe(&plan("SELECT * FROM VehicleRegistration AS r WHERE r.City = ?"));
+    let text = describe(&plan(
+        "SELECT * FROM VehicleRegistration AS r WHERE r.VIN = ?",
+    ));
+    assert!(
+        text.starts_with("IndexLookup VehicleRegistration.VIN"),
+        "{text}"
+    );
+    let text = describe(&plan(
+        "SELECT * FROM VehicleRegistration AS r WHERE r.City = ?",
+    ));
     assert!(text.starts_with("FullScan VehicleRegistration"), "{text}");
 }

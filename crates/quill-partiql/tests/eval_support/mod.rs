@@ -24,7 +24,10 @@ pub fn ion(text: &str) -> Element {
 
 /// Parses a stream of Ion values.
 pub fn ion_all(text: &str) -> Vec<Element> {
-    Element::read_all(text).unwrap_or_else(|e| panic!("bad Ion {text:?}: {e}")).into_iter().collect()
+    Element::read_all(text)
+        .unwrap_or_else(|e| panic!("bad Ion {text:?}: {e}"))
+        .into_iter()
+        .collect()
 }
 
 /// The text of field `name` of a struct row.
@@ -44,27 +47,46 @@ pub fn assert_same_rows(actual: &[Element], expected: &[Element]) {
             Some(i) => {
                 remaining.remove(i);
             }
-            None => panic!("unexpected row {row}\nactual: {}\nexpected: {}", show(actual), show(expected)),
+            None => panic!(
+                "unexpected row {row}\nactual: {}\nexpected: {}",
+                show(actual),
+                show(expected)
+            ),
         }
     }
-    assert!(remaining.is_empty(), "missing rows\nactual: {}\nexpected: {}", show(actual), show(expected));
+    assert!(
+        remaining.is_empty(),
+        "missing rows\nactual: {}\nexpected: {}",
+        show(actual),
+        show(expected)
+    );
 }
 
 fn show(rows: &[Element]) -> String {
-    rows.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(", ")
+    rows.iter()
+        .map(|r| r.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl Db {
     /// An empty ledger.
     pub fn new() -> Db {
         let dir = tempfile::tempdir().unwrap();
-        let options = LedgerOptions { id_seed: Some(7), ..LedgerOptions::default() };
+        let options = LedgerOptions {
+            id_seed: Some(7),
+            ..LedgerOptions::default()
+        };
         let ledger = Ledger::create(dir.path(), "test-ledger", options).unwrap();
         Db { _dir: dir, ledger }
     }
 
     /// Runs one statement in its own transaction and commits it when it succeeds.
-    pub fn run(&self, statement: &str, parameters: &[Element]) -> Result<Vec<Element>, PartiqlError> {
+    pub fn run(
+        &self,
+        statement: &str,
+        parameters: &[Element],
+    ) -> Result<Vec<Element>, PartiqlError> {
         let mut tx = self.ledger.begin().unwrap();
         let rows = execute(&mut tx, statement, parameters)?;
         tx.commit().map_err(PartiqlError::from)?;
@@ -73,12 +95,14 @@ impl Db {
 
     /// Runs a statement that must succeed.
     pub fn q(&self, statement: &str) -> Vec<Element> {
-        self.run(statement, &[]).unwrap_or_else(|e| panic!("{statement}: {e}"))
+        self.run(statement, &[])
+            .unwrap_or_else(|e| panic!("{statement}: {e}"))
     }
 
     /// Runs a statement with parameters that must succeed.
     pub fn qp(&self, statement: &str, parameters: &[Element]) -> Vec<Element> {
-        self.run(statement, parameters).unwrap_or_else(|e| panic!("{statement}: {e}"))
+        self.run(statement, parameters)
+            .unwrap_or_else(|e| panic!("{statement}: {e}"))
     }
 
     /// Runs `body` in one transaction and commits.
@@ -106,18 +130,27 @@ impl Db {
             self.q(&format!("CREATE INDEX ON {table} ({field})"));
         }
         let people = ion_all(&data("Person"));
-        let ids = self.qp("INSERT INTO Person ?", &[Element::from(ion_rs::List::from(people.clone()))]);
+        let ids = self.qp(
+            "INSERT INTO Person ?",
+            &[Element::from(ion_rs::List::from(people.clone()))],
+        );
         let mut by_gov_id = HashMap::new();
         for (person, id) in people.iter().zip(&ids) {
             by_gov_id.insert(text_field(person, "GovId"), text_field(id, "documentId"));
         }
-        self.qp("INSERT INTO Vehicle ?", &[Element::from(ion_rs::List::from(ion_all(&data("Vehicle"))))]);
+        self.qp(
+            "INSERT INTO Vehicle ?",
+            &[Element::from(ion_rs::List::from(ion_all(&data("Vehicle"))))],
+        );
         for table in ["VehicleRegistration", "DriversLicense"] {
             let mut text = data(table);
             for (gov_id, id) in &by_gov_id {
                 text = text.replace(&format!("owner::\"{gov_id}\""), &format!("\"{id}\""));
             }
-            self.qp(&format!("INSERT INTO {table} ?"), &[Element::from(ion_rs::List::from(ion_all(&text)))]);
+            self.qp(
+                &format!("INSERT INTO {table} ?"),
+                &[Element::from(ion_rs::List::from(ion_all(&text)))],
+            );
         }
         by_gov_id
     }
@@ -125,6 +158,8 @@ impl Db {
 
 /// The sample data file for `table`.
 pub fn data(table: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(format!("{table}.ion"));
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(format!("{table}.ion"));
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }

@@ -11,7 +11,7 @@ use quill_verify::Hash;
 
 use super::load::{self, LoadPlan, Stop, TABLE};
 use super::recovery;
-use super::stats::{self, fmt_duration, ratio, rate, Latencies, ScratchDir};
+use super::stats::{self, fmt_duration, rate, ratio, Latencies, ScratchDir};
 use super::summary::Summary;
 
 /// Timed samples per proof / lookup measurement: enough for p99, bounded.
@@ -88,21 +88,45 @@ pub fn run(args: LedgerArgs) -> anyhow::Result<()> {
     let base = args.dir.as_deref();
     let wants = |s: Section| args.only.is_empty() || args.only.contains(&s);
     let mut summary = Summary::new();
-    println!("quill bench ledger{} — {}", if args.quick { " --quick" } else { "" }, super::machine_line());
+    println!(
+        "quill bench ledger{} — {}",
+        if args.quick { " --quick" } else { "" },
+        super::machine_line()
+    );
     let scratch = ScratchDir::new(base, "fsync")?;
     let mut fsync = stats::fsync_baseline(scratch.path(), args.fsync_samples as usize)?;
     let (fsync_p50, fsync_p99) = fsync.p50_p99();
-    println!("\n[1] raw fsync (write 200 B + fdatasync, {} samples): p50 {}  p99 {}", fsync.len(), fmt_duration(fsync_p50), fmt_duration(fsync_p99));
+    println!(
+        "\n[1] raw fsync (write 200 B + fdatasync, {} samples): p50 {}  p99 {}",
+        fsync.len(),
+        fmt_duration(fsync_p50),
+        fmt_duration(fsync_p99)
+    );
     summary.row("fsync p50 (baseline)", fmt_duration(fsync_p50), "-", None);
     if wants(Section::Commit) {
-        let seconds = args.commit_seconds.unwrap_or(if args.quick { 2 } else { 5 });
-        commit_section(base, &args.writers, Duration::from_secs(seconds), fsync_p50, &mut summary)?;
+        let seconds = args
+            .commit_seconds
+            .unwrap_or(if args.quick { 2 } else { 5 });
+        commit_section(
+            base,
+            &args.writers,
+            Duration::from_secs(seconds),
+            fsync_p50,
+            &mut summary,
+        )?;
     }
     if wants(Section::Lookup) {
-        lookup_section(base, args.lookup_documents, if args.quick { 1 } else { 3 }, &mut summary)?;
+        lookup_section(
+            base,
+            args.lookup_documents,
+            if args.quick { 1 } else { 3 },
+            &mut summary,
+        )?;
     }
     if wants(Section::Proofs) {
-        let blocks = args.proof_blocks.unwrap_or(if args.quick { 100_000 } else { 1_000_000 });
+        let blocks = args
+            .proof_blocks
+            .unwrap_or(if args.quick { 100_000 } else { 1_000_000 });
         proof_section(base, blocks, &mut summary)?;
     }
     if wants(Section::Recovery) {
@@ -110,7 +134,9 @@ pub fn run(args: LedgerArgs) -> anyhow::Result<()> {
         recovery::run(base, revisions, &mut summary)?;
     }
     if wants(Section::Rss) {
-        let revisions = args.rss_revisions.unwrap_or(if args.quick { 1_000_000 } else { 10_000_000 });
+        let revisions =
+            args.rss_revisions
+                .unwrap_or(if args.quick { 1_000_000 } else { 10_000_000 });
         rss_section(base, revisions, &mut summary)?;
     }
     summary.print();
@@ -124,11 +150,23 @@ fn new_ledger(dir: &Path, with_index: bool) -> anyhow::Result<Ledger> {
 }
 
 /// One durable single-document insert per transaction, at each writer count.
-fn commit_section(base: Option<&Path>, writers: &[usize], duration: Duration, fsync_p50: Duration, summary: &mut Summary) -> anyhow::Result<()> {
+fn commit_section(
+    base: Option<&Path>,
+    writers: &[usize],
+    duration: Duration,
+    fsync_p50: Duration,
+    summary: &mut Summary,
+) -> anyhow::Result<()> {
     let scratch = ScratchDir::new(base, "commit")?;
     let ledger = new_ledger(scratch.path(), false)?;
-    println!("\n[2] durable single-document commits, {} s per writer count", duration.as_secs());
-    println!("{:>8} {:>12} {:>12} {:>12} {:>14}", "writers", "tx/s", "p50", "p99", "p50 / fsync");
+    println!(
+        "\n[2] durable single-document commits, {} s per writer count",
+        duration.as_secs()
+    );
+    println!(
+        "{:>8} {:>12} {:>12} {:>12} {:>14}",
+        "writers", "tx/s", "p50", "p99", "p50 / fsync"
+    );
     for &count in writers.iter().take(16) {
         let outcome = load::run_writers(count, Stop::After(duration), |n| {
             ledger.transact(|tx| tx.insert(TABLE, load::vehicle(n)))?;
@@ -139,12 +177,26 @@ fn commit_section(base: Option<&Path>, writers: &[usize], duration: Duration, fs
         let mut latencies = outcome.latencies;
         let (p50, p99) = latencies.p50_p99();
         let over_fsync = ratio(p50, fsync_p50);
-        println!("{count:>8} {tps:>12.0} {:>12} {:>12} {over_fsync:>13.2}×", fmt_duration(p50), fmt_duration(p99));
+        println!(
+            "{count:>8} {tps:>12.0} {:>12} {:>12} {over_fsync:>13.2}×",
+            fmt_duration(p50),
+            fmt_duration(p99)
+        );
         if count == 1 {
-            summary.row("1-writer commit p50 / fsync p50", format!("{over_fsync:.2}× ({})", fmt_duration(p50)), "≤ 1.2×", Some(over_fsync <= 1.2));
+            summary.row(
+                "1-writer commit p50 / fsync p50",
+                format!("{over_fsync:.2}× ({})", fmt_duration(p50)),
+                "≤ 1.2×",
+                Some(over_fsync <= 1.2),
+            );
         }
         if count == 32 {
-            summary.row("32-writer durable commits", format!("{tps:.0} tx/s"), "≥ 25,000 tx/s", Some(tps >= 25_000.0));
+            summary.row(
+                "32-writer durable commits",
+                format!("{tps:.0} tx/s"),
+                "≥ 25,000 tx/s",
+                Some(tps >= 25_000.0),
+            );
         }
     }
     Ok(())
@@ -170,12 +222,25 @@ impl XorShift {
 }
 
 /// Indexed point lookups and full-table scans over `documents` documents.
-fn lookup_section(base: Option<&Path>, documents: u64, scan_passes: u32, summary: &mut Summary) -> anyhow::Result<()> {
+fn lookup_section(
+    base: Option<&Path>,
+    documents: u64,
+    scan_passes: u32,
+    summary: &mut Summary,
+) -> anyhow::Result<()> {
     let scratch = ScratchDir::new(base, "lookup")?;
     let ledger = new_ledger(scratch.path(), true)?;
-    let plan = LoadPlan { first_document: 0, documents, writers: LOAD_WRITERS, keep_ids: false };
+    let plan = LoadPlan {
+        first_document: 0,
+        documents,
+        writers: LOAD_WRITERS,
+        keep_ids: false,
+    };
     let (loaded, _) = load::load(&ledger, plan)?;
-    println!("\n[3] lookups and scans on {documents} documents with an index on VIN (loaded in {})", fmt_duration(loaded.elapsed));
+    println!(
+        "\n[3] lookups and scans on {documents} documents with an index on VIN (loaded in {})",
+        fmt_duration(loaded.elapsed)
+    );
     let mut random = XorShift::new(0x9e37_79b9_7f4a_7c15);
     let mut lookup_only = Latencies::new();
     let mut with_begin = Latencies::new();
@@ -187,20 +252,51 @@ fn lookup_section(base: Option<&Path>, documents: u64, scan_passes: u32, summary
         let found = tx.index_lookup(TABLE, "VIN", &key)?;
         lookup_only.record(looked_up.elapsed());
         with_begin.record(began.elapsed());
-        anyhow::ensure!(found.map_or(0, |docs| docs.len()) == 1, "index lookup of {key} did not find exactly one document");
+        anyhow::ensure!(
+            found.map_or(0, |docs| docs.len()) == 1,
+            "index lookup of {key} did not find exactly one document"
+        );
     }
     let (p50, p99) = lookup_only.p50_p99();
     let (tx_p50, tx_p99) = with_begin.p50_p99();
-    println!("  index_lookup in an open transaction: p50 {}  p99 {}", fmt_duration(p50), fmt_duration(p99));
-    println!("  begin + index_lookup:                p50 {}  p99 {}", fmt_duration(tx_p50), fmt_duration(tx_p99));
-    summary.row("indexed point lookup p50", fmt_duration(p50), "≤ 20 µs", Some(p50 <= Duration::from_micros(20)));
-    summary.row("begin + indexed lookup p50", fmt_duration(tx_p50), "-", None);
+    println!(
+        "  index_lookup in an open transaction: p50 {}  p99 {}",
+        fmt_duration(p50),
+        fmt_duration(p99)
+    );
+    println!(
+        "  begin + index_lookup:                p50 {}  p99 {}",
+        fmt_duration(tx_p50),
+        fmt_duration(tx_p99)
+    );
+    summary.row(
+        "indexed point lookup p50",
+        fmt_duration(p50),
+        "≤ 20 µs",
+        Some(p50 <= Duration::from_micros(20)),
+    );
+    summary.row(
+        "begin + indexed lookup p50",
+        fmt_duration(tx_p50),
+        "-",
+        None,
+    );
     let pattern_rate = scan_rate(&ledger, documents, scan_passes, ScanCheck::BytePattern)?;
     let decode_rate = scan_rate(&ledger, documents, scan_passes, ScanCheck::DecodeField)?;
     println!("  full scan, byte-pattern filter: {pattern_rate:.0} documents/s");
     println!("  full scan, decode + field filter: {decode_rate:.0} documents/s");
-    summary.row("full scan (byte filter)", format!("{pattern_rate:.0} docs/s"), "-", None);
-    summary.row("full scan (decode filter)", format!("{decode_rate:.0} docs/s"), "-", None);
+    summary.row(
+        "full scan (byte filter)",
+        format!("{pattern_rate:.0} docs/s"),
+        "-",
+        None,
+    );
+    summary.row(
+        "full scan (decode filter)",
+        format!("{decode_rate:.0} docs/s"),
+        "-",
+        None,
+    );
     Ok(())
 }
 
@@ -213,7 +309,12 @@ enum ScanCheck {
 }
 
 /// Best documents/s over `passes` full scans counting red vehicles.
-fn scan_rate(ledger: &Ledger, documents: u64, passes: u32, check: ScanCheck) -> anyhow::Result<f64> {
+fn scan_rate(
+    ledger: &Ledger,
+    documents: u64,
+    passes: u32,
+    check: ScanCheck,
+) -> anyhow::Result<f64> {
     // Ion binary short string "Red": type 8 (string), length 3, then the UTF-8 bytes.
     const RED: &[u8] = &[0x83, b'R', b'e', b'd'];
     let mut best: f64 = 0.0;
@@ -227,15 +328,25 @@ fn scan_rate(ledger: &Ledger, documents: u64, passes: u32, check: ScanCheck) -> 
                 ScanCheck::BytePattern => doc.ion.windows(RED.len()).any(|w| w == RED),
                 ScanCheck::DecodeField => {
                     let data = doc.decode()?;
-                    data.as_struct().and_then(|s| s.get("Color")).and_then(Element::as_text) == Some("Red")
+                    data.as_struct()
+                        .and_then(|s| s.get("Color"))
+                        .and_then(Element::as_text)
+                        == Some("Red")
                 }
             };
             matched += u64::from(hit);
             Ok(true)
         })?;
         let elapsed = began.elapsed();
-        anyhow::ensure!(visited == documents, "scan visited {visited} documents, expected {documents}");
-        anyhow::ensure!(matched == documents.div_ceil(4), "scan matched {matched} red vehicles, expected {}", documents.div_ceil(4));
+        anyhow::ensure!(
+            visited == documents,
+            "scan visited {visited} documents, expected {documents}"
+        );
+        anyhow::ensure!(
+            matched == documents.div_ceil(4),
+            "scan matched {matched} red vehicles, expected {}",
+            documents.div_ceil(4)
+        );
         best = best.max(rate(visited, elapsed));
     }
     Ok(best)
@@ -259,8 +370,17 @@ fn proof_section(base: Option<&Path>, blocks: u64, summary: &mut Summary) -> any
         let id = tx.insert(TABLE, load::vehicle(n))?;
         let receipt = tx.commit()?;
         if n % keep_every == 0 {
-            let sequence_no = receipt.block_address.map(|a| a.sequence_no).ok_or_else(|| anyhow::anyhow!("an insert committed without a block"))?;
-            targets.lock().unwrap_or_else(|p| p.into_inner()).push(ProofTarget { sequence_no, document_id: id });
+            let sequence_no = receipt
+                .block_address
+                .map(|a| a.sequence_no)
+                .ok_or_else(|| anyhow::anyhow!("an insert committed without a block"))?;
+            targets
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(ProofTarget {
+                    sequence_no,
+                    document_id: id,
+                });
         }
         Ok(())
     })
@@ -274,7 +394,12 @@ fn proof_section(base: Option<&Path>, blocks: u64, summary: &mut Summary) -> any
         rate(built.completed, built.elapsed),
         human_bytes(stats::dir_size_bytes(scratch.path())),
     );
-    summary.row("proof ledger build", format!("{} blocks in {}", tip + 1, fmt_duration(built.elapsed)), "-", None);
+    summary.row(
+        "proof ledger build",
+        format!("{} blocks in {}", tip + 1, fmt_duration(built.elapsed)),
+        "-",
+        None,
+    );
     let targets = targets.into_inner().unwrap_or_else(|p| p.into_inner());
     anyhow::ensure!(!targets.is_empty(), "no proof targets were recorded");
     let mut t = ProofTimes::default();
@@ -301,17 +426,34 @@ impl ProofTimes {
     fn print(&mut self, summary: &mut Summary) {
         let line = |name: &str, l: &mut Latencies| {
             let (p50, p99) = l.p50_p99();
-            println!("  {name:<42} p50 {:>10}  p99 {:>10}", fmt_duration(p50), fmt_duration(p99));
+            println!(
+                "  {name:<42} p50 {:>10}  p99 {:>10}",
+                fmt_duration(p50),
+                fmt_duration(p99)
+            );
             p50
         };
         line("digest()", &mut self.digest);
         line("block_proof", &mut self.block_proof);
         line("revision_proof", &mut self.revision_proof);
-        let generate = line("digest + block_proof + revision_proof", &mut self.generate_all);
+        let generate = line(
+            "digest + block_proof + revision_proof",
+            &mut self.generate_all,
+        );
         line("verify block proof", &mut self.verify_block);
         let verify = line("verify revision proof", &mut self.verify_revision);
-        summary.row("digest + both proofs p50", fmt_duration(generate), "≤ 50 µs", Some(generate <= Duration::from_micros(50)));
-        summary.row("revision proof verify p50", fmt_duration(verify), "≤ 20 µs", Some(verify <= Duration::from_micros(20)));
+        summary.row(
+            "digest + both proofs p50",
+            fmt_duration(generate),
+            "≤ 50 µs",
+            Some(generate <= Duration::from_micros(50)),
+        );
+        summary.row(
+            "revision proof verify p50",
+            fmt_duration(verify),
+            "≤ 20 µs",
+            Some(verify <= Duration::from_micros(20)),
+        );
     }
 }
 
@@ -329,7 +471,9 @@ fn time_one_proof(ledger: &Ledger, target: &ProofTarget, t: &mut ProofTimes) -> 
     t.generate_all.record(began.elapsed());
     // The hashes a client would hold: taken outside the timed region.
     let block_hash = block_hash(ledger, target.sequence_no)?;
-    let revision_hash = ledger.revision(target.sequence_no, &target.document_id)?.hash;
+    let revision_hash = ledger
+        .revision(target.sequence_no, &target.document_id)?
+        .hash;
     let step = Instant::now();
     quill_verify::verify_proof(&block_hash, &block_proof, &digest.digest)?;
     t.verify_block.record(step.elapsed());
@@ -358,8 +502,18 @@ fn rss_section(base: Option<&Path>, revisions: u64, summary: &mut Summary) -> an
     let step = revisions.div_ceil(RSS_SAMPLES);
     println!("\n[6] memory while loading {revisions} revisions (40 per transaction, {LOAD_WRITERS} writers)");
     let (rss0, _) = stats::memory_kib().unwrap_or_default();
-    println!("{:>12} {:>10} {:>10} {:>12} {:>12}", "revisions", "VmRSS MiB", "VmHWM MiB", "on disk", "revisions/s");
-    println!("{:>12} {:>10.0} {:>10} {:>12} {:>12}", 0, rss0 as f64 / 1024.0, "-", "-", "-");
+    println!(
+        "{:>12} {:>10} {:>10} {:>12} {:>12}",
+        "revisions", "VmRSS MiB", "VmHWM MiB", "on disk", "revisions/s"
+    );
+    println!(
+        "{:>12} {:>10.0} {:>10} {:>12} {:>12}",
+        0,
+        rss0 as f64 / 1024.0,
+        "-",
+        "-",
+        "-"
+    );
     let (mut first_rss, mut last_rss, mut peak) = (0u64, 0u64, 0u64);
     let began = Instant::now();
     for i in 0..RSS_SAMPLES {
@@ -368,7 +522,12 @@ fn rss_section(base: Option<&Path>, revisions: u64, summary: &mut Summary) -> an
         if documents == 0 {
             break;
         }
-        let plan = LoadPlan { first_document, documents, writers: LOAD_WRITERS, keep_ids: false };
+        let plan = LoadPlan {
+            first_document,
+            documents,
+            writers: LOAD_WRITERS,
+            keep_ids: false,
+        };
         let (outcome, _) = load::load(&ledger, plan)?;
         let (rss, hwm) = stats::memory_kib().unwrap_or_default();
         if i == 0 {
@@ -378,13 +537,22 @@ fn rss_section(base: Option<&Path>, revisions: u64, summary: &mut Summary) -> an
         let done = first_document + documents;
         let disk = human_bytes(stats::dir_size_bytes(scratch.path()));
         let speed = rate(documents, outcome.elapsed);
-        println!("{done:>12} {:>10.0} {:>10.0} {disk:>12} {speed:>12.0}", rss as f64 / 1024.0, hwm as f64 / 1024.0);
+        println!(
+            "{done:>12} {:>10.0} {:>10.0} {disk:>12} {speed:>12.0}",
+            rss as f64 / 1024.0,
+            hwm as f64 / 1024.0
+        );
     }
     println!("  loaded in {}", fmt_duration(began.elapsed()));
     let growth = last_rss as f64 / first_rss.max(1) as f64;
     summary.row(
         "VmRSS first → last sample",
-        format!("{:.0} → {:.0} MiB (peak {:.0})", first_rss as f64 / 1024.0, last_rss as f64 / 1024.0, peak as f64 / 1024.0),
+        format!(
+            "{:.0} → {:.0} MiB (peak {:.0})",
+            first_rss as f64 / 1024.0,
+            last_rss as f64 / 1024.0,
+            peak as f64 / 1024.0
+        ),
         "flat",
         Some(growth <= 1.25),
     );
@@ -420,7 +588,16 @@ mod tests {
     fn scans_count_matching_documents_both_ways() {
         let scratch = ScratchDir::new(None, "scan-test").unwrap();
         let ledger = new_ledger(scratch.path(), true).unwrap();
-        load::load(&ledger, LoadPlan { first_document: 0, documents: 10, writers: 2, keep_ids: false }).unwrap();
+        load::load(
+            &ledger,
+            LoadPlan {
+                first_document: 0,
+                documents: 10,
+                writers: 2,
+                keep_ids: false,
+            },
+        )
+        .unwrap();
         assert!(scan_rate(&ledger, 10, 1, ScanCheck::BytePattern).unwrap() > 0.0);
         assert!(scan_rate(&ledger, 10, 1, ScanCheck::DecodeField).unwrap() > 0.0);
         // A wrong expected count is reported, not ignored.
@@ -435,9 +612,20 @@ mod tests {
         let id = tx.insert(TABLE, load::vehicle(1)).unwrap();
         let sequence_no = tx.commit().unwrap().block_address.unwrap().sequence_no;
         let mut t = ProofTimes::default();
-        time_one_proof(&ledger, &ProofTarget { sequence_no, document_id: id }, &mut t).unwrap();
+        time_one_proof(
+            &ledger,
+            &ProofTarget {
+                sequence_no,
+                document_id: id,
+            },
+            &mut t,
+        )
+        .unwrap();
         assert_eq!(t.verify_revision.len(), 1);
-        let wrong = ProofTarget { sequence_no, document_id: "no-such-document-id-00".into() };
+        let wrong = ProofTarget {
+            sequence_no,
+            document_id: "no-such-document-id-00".into(),
+        };
         assert!(time_one_proof(&ledger, &wrong, &mut t).is_err());
     }
 

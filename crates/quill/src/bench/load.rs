@@ -89,7 +89,10 @@ where
                         }
                     }
                 }
-                merged.lock().unwrap_or_else(|p| p.into_inner()).merge(latencies);
+                merged
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .merge(latencies);
             });
         }
     });
@@ -106,7 +109,11 @@ impl RunOutcome {
     /// Fails with the first error if the run stopped because of errors.
     pub fn check(self, what: &str) -> anyhow::Result<RunOutcome> {
         if self.errors >= ERRORS_MAX {
-            anyhow::bail!("{what}: {} iterations failed; first error: {}", self.errors, self.first_error.unwrap_or_default());
+            anyhow::bail!(
+                "{what}: {} iterations failed; first error: {}",
+                self.errors,
+                self.first_error.unwrap_or_default()
+            );
         }
         Ok(self)
     }
@@ -125,7 +132,10 @@ pub fn vehicle(n: u64) -> Element {
         .with_field("VIN", Element::string(vin(n)))
         .with_field("Make", Element::string("Quill"))
         .with_field("Year", Element::int(2000 + (n % 25) as i64))
-        .with_field("Color", Element::string(COLORS[(n % COLORS.len() as u64) as usize]))
+        .with_field(
+            "Color",
+            Element::string(COLORS[(n % COLORS.len() as u64) as usize]),
+        )
         .with_field("Mileage", Element::int((n * 7919 % 200_000) as i64))
         .build()
         .into()
@@ -145,7 +155,11 @@ pub fn create_table(ledger: &Ledger, with_index: bool) -> anyhow::Result<()> {
 
 /// Inserts documents `first .. first + count` in one transaction; returns their ids.
 pub fn insert_batch(ledger: &Ledger, first: u64, count: usize) -> Result<Vec<String>, LedgerError> {
-    ledger.transact(|tx| (0..count as u64).map(|i| tx.insert(TABLE, vehicle(first + i))).collect())
+    ledger.transact(|tx| {
+        (0..count as u64)
+            .map(|i| tx.insert(TABLE, vehicle(first + i)))
+            .collect()
+    })
 }
 
 /// Which documents a [`load`] writes and from how many threads.
@@ -171,14 +185,19 @@ pub fn load(ledger: &Ledger, plan: LoadPlan) -> anyhow::Result<(RunOutcome, Vec<
         let count = (plan.documents - offset).min(DOCUMENTS_PER_BATCH as u64) as usize;
         let batch_ids = insert_batch(ledger, plan.first_document + offset, count)?;
         if plan.keep_ids {
-            ids.lock().unwrap_or_else(|p| p.into_inner()).push((batch, batch_ids));
+            ids.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((batch, batch_ids));
         }
         Ok(())
     })
     .check("loading documents")?;
     let mut by_batch = ids.into_inner().unwrap_or_else(|p| p.into_inner());
     by_batch.sort_unstable_by_key(|(batch, _)| *batch);
-    Ok((outcome, by_batch.into_iter().flat_map(|(_, ids)| ids).collect()))
+    Ok((
+        outcome,
+        by_batch.into_iter().flat_map(|(_, ids)| ids).collect(),
+    ))
 }
 
 #[cfg(test)]
@@ -203,7 +222,9 @@ mod tests {
 
     #[test]
     fn a_failing_workload_stops_and_reports_its_error() {
-        let outcome = run_writers(2, Stop::After(Duration::from_secs(30)), |_| anyhow::bail!("disk on fire"));
+        let outcome = run_writers(2, Stop::After(Duration::from_secs(30)), |_| {
+            anyhow::bail!("disk on fire")
+        });
         assert!(outcome.errors >= ERRORS_MAX);
         let error = outcome.check("test").unwrap_err().to_string();
         assert!(error.contains("disk on fire"), "{error}");
@@ -212,9 +233,15 @@ mod tests {
     #[test]
     fn load_writes_every_document_once_and_returns_ids_in_order() {
         let dir = ScratchDir::new(None, "load-test").unwrap();
-        let ledger = Ledger::create(&dir.path().join("l"), "bench", LedgerOptions::default()).unwrap();
+        let ledger =
+            Ledger::create(&dir.path().join("l"), "bench", LedgerOptions::default()).unwrap();
         create_table(&ledger, true).unwrap();
-        let plan = LoadPlan { first_document: 0, documents: 95, writers: 3, keep_ids: true };
+        let plan = LoadPlan {
+            first_document: 0,
+            documents: 95,
+            writers: 3,
+            keep_ids: true,
+        };
         let (outcome, ids) = load(&ledger, plan).unwrap();
         assert_eq!(outcome.completed, 3);
         assert_eq!(ids.len(), 95);

@@ -46,7 +46,16 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
 /// One line describing the conditions of this run: cores, load average and build profile.
 fn machine_line() -> String {
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
-    let load = std::fs::read_to_string("/proc/loadavg").ok().map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
-    let profile = if cfg!(debug_assertions) { "debug build (figures not representative)" } else { "release build" };
-    format!("{cores} cores, load average {}, {profile}", load.as_deref().unwrap_or("unknown"))
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
+    let profile = if cfg!(debug_assertions) {
+        "debug build (figures not representative)"
+    } else {
+        "release build"
+    };
+    format!(
+        "{cores} cores, load average {}, {profile}",
+        load.as_deref().unwrap_or("unknown")
+    )
 }

@@ -32,12 +32,21 @@ pub fn run(base: Option<&Path>, revisions: u64, summary: &mut Summary) -> anyhow
     let exe = std::env::current_exe()?;
     let began = Instant::now();
     let mut child = Command::new(exe)
-        .args(["bench", "ledger", "--recovery-revisions", &revisions.to_string(), "--child-writer"])
+        .args([
+            "bench",
+            "ledger",
+            "--recovery-revisions",
+            &revisions.to_string(),
+            "--child-writer",
+        ])
         .arg(&dir)
         .stdout(Stdio::piped())
         .stdin(Stdio::null())
         .spawn()?;
-    let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("child writer has no stdout"))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("child writer has no stdout"))?;
     let mut acknowledged = 0u64;
     for line in BufReader::new(stdout).lines() {
         let line = line?;
@@ -52,7 +61,10 @@ pub fn run(base: Option<&Path>, revisions: u64, summary: &mut Summary) -> anyhow
     child.kill()?;
     let status = child.wait()?;
     let build = began.elapsed();
-    anyhow::ensure!(acknowledged >= revisions, "the child writer stopped at {acknowledged} revisions ({status})");
+    anyhow::ensure!(
+        acknowledged >= revisions,
+        "the child writer stopped at {acknowledged} revisions ({status})"
+    );
     let opened = Instant::now();
     let ledger = Ledger::open(&dir, LedgerOptions::default())?;
     let reopen = opened.elapsed();
@@ -68,12 +80,27 @@ pub fn run(base: Option<&Path>, revisions: u64, summary: &mut Summary) -> anyhow
     drop(Ledger::open(&dir, LedgerOptions::default())?);
     let clean_reopen = clean.elapsed();
     println!("\n[5] reopen after SIGKILL during commits");
-    println!("  child acknowledged {acknowledged} revisions in {} ({status}); {} on disk", fmt_duration(build), super::ledger::human_bytes(stats::dir_size_bytes(&dir)));
-    println!("  Ledger::open after the crash: {}  ({blocks} blocks, {recovered} documents)", fmt_duration(reopen));
+    println!(
+        "  child acknowledged {acknowledged} revisions in {} ({status}); {} on disk",
+        fmt_duration(build),
+        super::ledger::human_bytes(stats::dir_size_bytes(&dir))
+    );
+    println!(
+        "  Ledger::open after the crash: {}  ({blocks} blocks, {recovered} documents)",
+        fmt_duration(reopen)
+    );
     println!("  recovery report: {report:?}");
     println!("  clean reopen afterwards: {}", fmt_duration(clean_reopen));
-    anyhow::ensure!(recovered >= acknowledged, "lost acknowledged commits: {recovered} documents < {acknowledged} acknowledged");
-    summary.row("reopen after crash", format!("{} ({recovered} revisions)", fmt_duration(reopen)), "≤ 5 s", Some(reopen <= Duration::from_secs(5)));
+    anyhow::ensure!(
+        recovered >= acknowledged,
+        "lost acknowledged commits: {recovered} documents < {acknowledged} acknowledged"
+    );
+    summary.row(
+        "reopen after crash",
+        format!("{} ({recovered} revisions)", fmt_duration(reopen)),
+        "≤ 5 s",
+        Some(reopen <= Duration::from_secs(5)),
+    );
     Ok(())
 }
 
@@ -91,13 +118,20 @@ pub fn child_writer(dir: &Path, target: u64) -> anyhow::Result<()> {
             while !done.load(Ordering::Relaxed) {
                 std::thread::sleep(REPORT_INTERVAL);
                 // A closed pipe means the parent is gone: stop reporting, keep bounded.
-                if writeln!(out, "revisions={}", acknowledged.load(Ordering::Relaxed)).and_then(|_| out.flush()).is_err() {
+                if writeln!(out, "revisions={}", acknowledged.load(Ordering::Relaxed))
+                    .and_then(|_| out.flush())
+                    .is_err()
+                {
                     break;
                 }
             }
         });
         let outcome = load::run_writers(CHILD_WRITERS, Stop::Iterations(batches), |batch| {
-            load::insert_batch(&ledger, batch * DOCUMENTS_PER_BATCH as u64, DOCUMENTS_PER_BATCH)?;
+            load::insert_batch(
+                &ledger,
+                batch * DOCUMENTS_PER_BATCH as u64,
+                DOCUMENTS_PER_BATCH,
+            )?;
             acknowledged.fetch_add(DOCUMENTS_PER_BATCH as u64, Ordering::Relaxed);
             Ok(())
         });

@@ -26,14 +26,16 @@ impl Latencies {
     /// Records one sample; samples past [`LATENCY_SAMPLES_MAX`] are dropped.
     pub fn record(&mut self, elapsed: Duration) {
         if self.samples_ns.len() < LATENCY_SAMPLES_MAX {
-            self.samples_ns.push(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX));
+            self.samples_ns
+                .push(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX));
         }
     }
 
     /// Adds another set's samples (one per worker thread), within the same bound.
     pub fn merge(&mut self, other: Latencies) {
         let room = LATENCY_SAMPLES_MAX.saturating_sub(self.samples_ns.len());
-        self.samples_ns.extend(other.samples_ns.into_iter().take(room));
+        self.samples_ns
+            .extend(other.samples_ns.into_iter().take(room));
     }
 
     /// Number of samples held.
@@ -122,7 +124,9 @@ pub struct ScratchDir {
 impl ScratchDir {
     /// Creates `<base>/quill-bench-<pid>-<label>`, where base is `--dir` or the OS temp dir.
     pub fn new(base: Option<&Path>, label: &str) -> anyhow::Result<ScratchDir> {
-        let base = base.map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir);
+        let base = base
+            .map(Path::to_path_buf)
+            .unwrap_or_else(std::env::temp_dir);
         let path = base.join(format!("quill-bench-{}-{label}", std::process::id()));
         if path.exists() {
             std::fs::remove_dir_all(&path)?;
@@ -151,7 +155,12 @@ pub fn memory_kib() -> Option<(u64, u64)> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let field = |name: &str| -> Option<u64> {
         let line = status.lines().find(|l| l.starts_with(name))?;
-        line[name.len()..].trim().trim_end_matches("kB").trim().parse().ok()
+        line[name.len()..]
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()
     };
     Some((field("VmRSS:")?, field("VmHWM:")?))
 }
@@ -162,7 +171,9 @@ pub fn dir_size_bytes(dir: &Path) -> u64 {
         if depth > 8 {
             return 0;
         }
-        let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return 0;
+        };
         entries
             .flatten()
             .map(|e| match e.metadata() {
@@ -207,7 +218,10 @@ mod tests {
         assert_eq!(fmt_duration(Duration::from_nanos(950)), "950 ns");
         assert_eq!(fmt_duration(Duration::from_micros(250)), "250.0 µs");
         assert_eq!(fmt_duration(Duration::from_millis(42)), "42.00 ms");
-        assert_eq!(ratio(Duration::from_millis(3), Duration::from_millis(2)), 1.5);
+        assert_eq!(
+            ratio(Duration::from_millis(3), Duration::from_millis(2)),
+            1.5
+        );
         assert_eq!(rate(10, Duration::ZERO), 0.0);
         assert_eq!(rate(10, Duration::from_secs(2)), 5.0);
     }

@@ -26,9 +26,20 @@ impl Summary {
     }
 
     /// Adds a row; `met` is `None` for figures without a goal.
-    pub fn row(&mut self, metric: &str, measured: impl Into<String>, goal: &str, met: Option<bool>) {
+    pub fn row(
+        &mut self,
+        metric: &str,
+        measured: impl Into<String>,
+        goal: &str,
+        met: Option<bool>,
+    ) {
         if self.rows.len() < ROWS_MAX {
-            self.rows.push(Row { metric: metric.to_owned(), measured: measured.into(), goal: goal.to_owned(), met });
+            self.rows.push(Row {
+                metric: metric.to_owned(),
+                measured: measured.into(),
+                goal: goal.to_owned(),
+                met,
+            });
         }
     }
 
@@ -41,7 +52,10 @@ impl Summary {
                 Some(false) => "NO",
                 None => "-",
             };
-            out.push_str(&format!("| {} | {} | {} | {} |\n", r.metric, r.measured, r.goal, met));
+            out.push_str(&format!(
+                "| {} | {} | {} | {} |\n",
+                r.metric, r.measured, r.goal, met
+            ));
         }
         out
     }

@@ -57,37 +57,73 @@ pub fn run(args: WireArgs) -> anyhow::Result<()> {
     let mut fsync = stats::fsync_baseline(scratch.path(), 200)?;
     let (fsync_p50, fsync_p99) = fsync.p50_p99();
     println!("quill bench wire — {}", super::machine_line());
-    println!("raw fsync (write 200 B + fdatasync, 200 samples): p50 {}  p99 {}", fmt_duration(fsync_p50), fmt_duration(fsync_p99));
+    println!(
+        "raw fsync (write 200 B + fdatasync, 200 samples): p50 {}  p99 {}",
+        fmt_duration(fsync_p50),
+        fmt_duration(fsync_p99)
+    );
     // The server gets its own runtime so client and server tasks do not queue behind each other.
-    let server_runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("bench-server").build()?;
-    let (address, stop_server) = match &args.endpoint {
+    let server_runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("bench-server")
+        .build()?;
+    let (address, server) = match &args.endpoint {
         Some(endpoint) => (parse_endpoint(endpoint)?, None),
         None => {
-            let (address, stop) = server_runtime.block_on(start_server(scratch.path().join("data")))?;
-            (address, Some(stop))
+            let (address, server) =
+                server_runtime.block_on(start_server(scratch.path().join("data")))?;
+            (address, Some(server))
         }
     };
-    let client_runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("bench-client").build()?;
+    let client_runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("bench-client")
+        .build()?;
     let outcome = client_runtime.block_on(load_steps(address, &args, fsync_p50));
-    if let Some(stop) = stop_server {
-        let _ = stop.send(());
+    if let Some(server) = server {
+        server_runtime.block_on(server.stop())?;
     }
-    server_runtime.shutdown_timeout(Duration::from_secs(10));
     outcome?.print();
     Ok(())
+}
+
+/// The in-process server: a stop signal and the task serving until it fires.
+struct RunningServer {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), quill_server::ServerError>>,
+}
+
+impl RunningServer {
+    /// Signals shutdown and waits (bounded) for in-flight work to finish and ledgers to close.
+    async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        let finished = tokio::time::timeout(REQUEST_TIMEOUT, self.task)
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!("the in-process server did not stop within {REQUEST_TIMEOUT:?}")
+            })?;
+        finished??;
+        Ok(())
+    }
 }
 
 /// `http://host:port` (or `host:port`) to a socket address.
 fn parse_endpoint(endpoint: &str) -> anyhow::Result<SocketAddr> {
     let rest = endpoint.strip_prefix("http://").unwrap_or(endpoint);
-    anyhow::ensure!(!rest.starts_with("https://"), "TLS endpoints are not supported by the load generator");
+    anyhow::ensure!(
+        !rest.starts_with("https://"),
+        "TLS endpoints are not supported by the load generator"
+    );
     let host_port = rest.trim_end_matches('/');
     use std::net::ToSocketAddrs;
-    host_port.to_socket_addrs()?.next().ok_or_else(|| anyhow::anyhow!("{endpoint} resolves to no address"))
+    host_port
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("{endpoint} resolves to no address"))
 }
 
 /// Starts `quill_server` on a loopback port without authentication.
-async fn start_server(data_dir: PathBuf) -> anyhow::Result<(SocketAddr, tokio::sync::oneshot::Sender<()>)> {
+async fn start_server(data_dir: PathBuf) -> anyhow::Result<(SocketAddr, RunningServer)> {
     std::fs::create_dir_all(&data_dir)?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let config = quill_server::ServerConfig::new(data_dir, "127.0.0.1:0".parse()?);
@@ -95,30 +131,59 @@ async fn start_server(data_dir: PathBuf) -> anyhow::Result<(SocketAddr, tokio::s
         let _ = stopped.await;
     })
     .await?;
-    tokio::spawn(async move {
-        if let Err(e) = server.await {
-            eprintln!("in-process server failed: {e}");
-        }
-    });
-    Ok((address, stop))
+    Ok((
+        address,
+        RunningServer {
+            stop,
+            task: tokio::spawn(server),
+        },
+    ))
 }
 
-async fn load_steps(address: SocketAddr, args: &WireArgs, fsync_p50: Duration) -> anyhow::Result<Summary> {
+async fn load_steps(
+    address: SocketAddr,
+    args: &WireArgs,
+    fsync_p50: Duration,
+) -> anyhow::Result<Summary> {
     prepare_ledger(address, &args.ledger).await?;
     let mut summary = Summary::new();
     summary.row("fsync p50 (baseline)", fmt_duration(fsync_p50), "-", None);
-    println!("\n{:>9} {:>10} {:>12} {:>12} {:>10}", "sessions", "tx/s", "p50", "p99", "occ");
+    println!(
+        "\n{:>9} {:>10} {:>12} {:>12} {:>10}",
+        "sessions", "tx/s", "p50", "p99", "occ"
+    );
     for &sessions in args.sessions.iter().take(16) {
-        let step = run_step(address, &args.ledger, sessions.clamp(1, SESSIONS_MAX), Duration::from_secs(args.seconds)).await?;
+        let step = run_step(
+            address,
+            &args.ledger,
+            sessions.clamp(1, SESSIONS_MAX),
+            Duration::from_secs(args.seconds),
+        )
+        .await?;
         let tps = rate(step.transactions, step.elapsed);
         let mut latencies = step.latencies;
         let (p50, p99) = latencies.p50_p99();
-        println!("{sessions:>9} {tps:>10.0} {:>12} {:>12} {:>10}", fmt_duration(p50), fmt_duration(p99), step.conflicts);
+        println!(
+            "{sessions:>9} {tps:>10.0} {:>12} {:>12} {:>10}",
+            fmt_duration(p50),
+            fmt_duration(p99),
+            step.conflicts
+        );
         if sessions == 1 {
-            summary.row("wire 1-session p50", fmt_duration(p50), "≤ 2 ms", Some(p50 <= Duration::from_millis(2)));
+            summary.row(
+                "wire 1-session p50",
+                fmt_duration(p50),
+                "≤ 2 ms",
+                Some(p50 <= Duration::from_millis(2)),
+            );
         }
         if sessions == 32 {
-            summary.row("wire 32-session durable tx/s", format!("{tps:.0}"), "≥ 5,000", Some(tps >= 5_000.0));
+            summary.row(
+                "wire 32-session durable tx/s",
+                format!("{tps:.0}"),
+                "≥ 5,000",
+                Some(tps >= 5_000.0),
+            );
         }
     }
     Ok(summary)
@@ -128,8 +193,18 @@ async fn load_steps(address: SocketAddr, args: &WireArgs, fsync_p50: Duration) -
 async fn prepare_ledger(address: SocketAddr, ledger: &str) -> anyhow::Result<()> {
     let mut http = Http::connect(address).await?;
     let body = json!({"Name": ledger, "PermissionsMode": "ALLOW_ALL", "DeletionProtection": false});
-    let (status, reply) = http.request("POST", "/ledgers", &[("Content-Type", "application/json")], &body).await?;
-    anyhow::ensure!(status == 200 || status == 409, "CreateLedger failed with HTTP {status}: {reply}");
+    let (status, reply) = http
+        .request(
+            "POST",
+            "/ledgers",
+            &[("Content-Type", "application/json")],
+            &body,
+        )
+        .await?;
+    anyhow::ensure!(
+        status == 200 || status == 409,
+        "CreateLedger failed with HTTP {status}: {reply}"
+    );
     let mut session = Session::start(http, ledger).await?;
     let id = session.start_transaction().await?;
     let mut digest = quill_verify::CommitDigest::new(&id);
@@ -151,7 +226,12 @@ struct StepOutcome {
     latencies: Latencies,
 }
 
-async fn run_step(address: SocketAddr, ledger: &str, sessions: usize, duration: Duration) -> anyhow::Result<StepOutcome> {
+async fn run_step(
+    address: SocketAddr,
+    ledger: &str,
+    sessions: usize,
+    duration: Duration,
+) -> anyhow::Result<StepOutcome> {
     let start_line = Arc::new(tokio::sync::Barrier::new(sessions));
     let mut tasks = Vec::with_capacity(sessions);
     for worker in 0..sessions {
@@ -163,19 +243,31 @@ async fn run_step(address: SocketAddr, ledger: &str, sessions: usize, duration: 
         }));
     }
     let began = Instant::now();
-    let mut outcome = StepOutcome { transactions: 0, conflicts: 0, elapsed: Duration::ZERO, latencies: Latencies::new() };
+    let mut outcome = StepOutcome {
+        transactions: 0,
+        conflicts: 0,
+        elapsed: Duration::ZERO,
+        latencies: Latencies::new(),
+    };
     for task in tasks {
         let (transactions, conflicts, latencies) = task.await??;
         outcome.transactions += transactions;
         outcome.conflicts += conflicts;
         outcome.latencies.merge(latencies);
     }
-    outcome.elapsed = began.elapsed().min(duration + REQUEST_TIMEOUT).max(duration);
+    outcome.elapsed = began
+        .elapsed()
+        .min(duration + REQUEST_TIMEOUT)
+        .max(duration);
     Ok(outcome)
 }
 
 /// One session's transactions until `duration` has passed: (committed, OCC conflicts, latencies).
-async fn session_loop(mut session: Session, worker: u64, duration: Duration) -> anyhow::Result<(u64, u64, Latencies)> {
+async fn session_loop(
+    mut session: Session,
+    worker: u64,
+    duration: Duration,
+) -> anyhow::Result<(u64, u64, Latencies)> {
     let began = Instant::now();
     let (mut committed, mut conflicts, mut latencies) = (0u64, 0u64, Latencies::new());
     let mut n = worker << 40;
@@ -190,7 +282,12 @@ async fn session_loop(mut session: Session, worker: u64, duration: Duration) -> 
             attempt += 1;
             match insert_transaction(&mut session, &document, &parameter).await {
                 Ok(()) => break,
-                Err(e) if e.to_string().contains("OccConflictException") && attempt <= OCC_RETRIES_MAX => conflicts += 1,
+                Err(e)
+                    if e.to_string().contains("OccConflictException")
+                        && attempt <= OCC_RETRIES_MAX =>
+                {
+                    conflicts += 1
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -201,7 +298,11 @@ async fn session_loop(mut session: Session, worker: u64, duration: Duration) -> 
     Ok((committed, conflicts, latencies))
 }
 
-async fn insert_transaction(session: &mut Session, document: &ion_rs::Element, parameter: &str) -> anyhow::Result<()> {
+async fn insert_transaction(
+    session: &mut Session,
+    document: &ion_rs::Element,
+    parameter: &str,
+) -> anyhow::Result<()> {
     let id = session.start_transaction().await?;
     let mut digest = quill_verify::CommitDigest::new(&id);
     digest.add_statement(INSERT, std::slice::from_ref(document));
@@ -218,50 +319,95 @@ struct Session {
 impl Session {
     async fn start(mut http: Http, ledger: &str) -> anyhow::Result<Session> {
         let reply = send(&mut http, &json!({"StartSession": {"LedgerName": ledger}})).await?;
-        let token = reply["StartSession"]["SessionToken"].as_str().ok_or_else(|| anyhow::anyhow!("StartSession reply has no SessionToken: {reply}"))?;
-        Ok(Session { token: token.to_owned(), http })
+        let token = reply["StartSession"]["SessionToken"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("StartSession reply has no SessionToken: {reply}"))?;
+        Ok(Session {
+            token: token.to_owned(),
+            http,
+        })
     }
 
     async fn start_transaction(&mut self) -> anyhow::Result<String> {
-        let reply = send(&mut self.http, &json!({"SessionToken": self.token, "StartTransaction": {}})).await?;
-        let id = reply["StartTransaction"]["TransactionId"].as_str().ok_or_else(|| anyhow::anyhow!("StartTransaction reply has no TransactionId: {reply}"))?;
+        let reply = send(
+            &mut self.http,
+            &json!({"SessionToken": self.token, "StartTransaction": {}}),
+        )
+        .await?;
+        let id = reply["StartTransaction"]["TransactionId"]
+            .as_str()
+            .ok_or_else(|| {
+                anyhow::anyhow!("StartTransaction reply has no TransactionId: {reply}")
+            })?;
         Ok(id.to_owned())
     }
 
-    async fn execute(&mut self, transaction_id: &str, statement: &str, parameters: &[&str]) -> anyhow::Result<()> {
+    async fn execute(
+        &mut self,
+        transaction_id: &str,
+        statement: &str,
+        parameters: &[&str],
+    ) -> anyhow::Result<()> {
         let parameters: Vec<Value> = parameters.iter().map(|p| json!({"IonBinary": p})).collect();
         let request = json!({"SessionToken": self.token, "ExecuteStatement": {"TransactionId": transaction_id, "Statement": statement, "Parameters": parameters}});
         let reply = send(&mut self.http, &request).await?;
-        anyhow::ensure!(reply["ExecuteStatement"]["FirstPage"].is_object(), "ExecuteStatement reply has no FirstPage: {reply}");
+        anyhow::ensure!(
+            reply["ExecuteStatement"]["FirstPage"].is_object(),
+            "ExecuteStatement reply has no FirstPage: {reply}"
+        );
         Ok(())
     }
 
-    async fn commit(&mut self, transaction_id: &str, digest: &quill_verify::CommitDigest) -> anyhow::Result<()> {
+    async fn commit(
+        &mut self,
+        transaction_id: &str,
+        digest: &quill_verify::CommitDigest,
+    ) -> anyhow::Result<()> {
         let ours = base64::engine::general_purpose::STANDARD.encode(digest.value().as_bytes());
         let request = json!({"SessionToken": self.token, "CommitTransaction": {"TransactionId": transaction_id, "CommitDigest": ours}});
         let reply = send(&mut self.http, &request).await?;
-        let theirs = reply["CommitTransaction"]["CommitDigest"].as_str().unwrap_or_default();
-        anyhow::ensure!(theirs == ours, "CommitTransaction returned digest {theirs:?}, expected {ours:?}");
+        let theirs = reply["CommitTransaction"]["CommitDigest"]
+            .as_str()
+            .unwrap_or_default();
+        anyhow::ensure!(
+            theirs == ours,
+            "CommitTransaction returned digest {theirs:?}, expected {ours:?}"
+        );
         Ok(())
     }
 
     async fn abort(&mut self) -> anyhow::Result<()> {
-        send(&mut self.http, &json!({"SessionToken": self.token, "AbortTransaction": {}})).await.map(drop)
+        send(
+            &mut self.http,
+            &json!({"SessionToken": self.token, "AbortTransaction": {}}),
+        )
+        .await
+        .map(drop)
     }
 
     /// EndSession; errors are ignored, as the drivers do.
     async fn end(mut self) {
-        let _ = send(&mut self.http, &json!({"SessionToken": self.token, "EndSession": {}})).await;
+        let _ = send(
+            &mut self.http,
+            &json!({"SessionToken": self.token, "EndSession": {}}),
+        )
+        .await;
     }
 }
 
 /// One SendCommand; a non-200 reply becomes an error naming its `__type`.
 async fn send(http: &mut Http, request: &Value) -> anyhow::Result<Value> {
-    let headers = [("Content-Type", "application/x-amz-json-1.0"), ("X-Amz-Target", "QLDBSession.SendCommand")];
+    let headers = [
+        ("Content-Type", "application/x-amz-json-1.0"),
+        ("X-Amz-Target", "QLDBSession.SendCommand"),
+    ];
     let (status, reply) = http.request("POST", "/", &headers, request).await?;
     if status != 200 {
         let kind = reply["__type"].as_str().unwrap_or("unknown");
-        let message = reply["Message"].as_str().or_else(|| reply["message"].as_str()).unwrap_or_default();
+        let message = reply["Message"]
+            .as_str()
+            .or_else(|| reply["message"].as_str())
+            .unwrap_or_default();
         anyhow::bail!("HTTP {status} {kind}: {message}");
     }
     Ok(reply)
@@ -278,12 +424,26 @@ impl Http {
     async fn connect(address: SocketAddr) -> anyhow::Result<Http> {
         let stream = TcpStream::connect(address).await?;
         stream.set_nodelay(true)?;
-        Ok(Http { stream, host: address.to_string(), buffer: Vec::with_capacity(4096) })
+        Ok(Http {
+            stream,
+            host: address.to_string(),
+            buffer: Vec::with_capacity(4096),
+        })
     }
 
-    async fn request(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &Value) -> anyhow::Result<(u16, Value)> {
+    async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &Value,
+    ) -> anyhow::Result<(u16, Value)> {
         let body = serde_json::to_vec(body)?;
-        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n", self.host, body.len());
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n",
+            self.host,
+            body.len()
+        );
         for (name, value) in headers {
             head.push_str(&format!("{name}: {value}\r\n"));
         }
@@ -292,8 +452,14 @@ impl Http {
         message.extend_from_slice(&body);
         let (status, reply) = tokio::time::timeout(REQUEST_TIMEOUT, self.exchange(&message))
             .await
-            .map_err(|_| anyhow::anyhow!("{method} {path}: no reply within {REQUEST_TIMEOUT:?}"))??;
-        let value = if reply.is_empty() { Value::Null } else { serde_json::from_slice(&reply)? };
+            .map_err(|_| {
+                anyhow::anyhow!("{method} {path}: no reply within {REQUEST_TIMEOUT:?}")
+            })??;
+        let value = if reply.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&reply)?
+        };
         Ok((status, value))
     }
 
@@ -303,11 +469,17 @@ impl Http {
             if let Some(end) = find(&self.buffer, b"\r\n\r\n") {
                 break end + 4;
             }
-            anyhow::ensure!(self.buffer.len() <= HEADER_BYTES_MAX, "response headers exceed {HEADER_BYTES_MAX} bytes");
+            anyhow::ensure!(
+                self.buffer.len() <= HEADER_BYTES_MAX,
+                "response headers exceed {HEADER_BYTES_MAX} bytes"
+            );
             self.read_more().await?;
         };
         let (status, length) = parse_head(&self.buffer[..header_end])?;
-        anyhow::ensure!(length <= BODY_BYTES_MAX, "response body of {length} bytes exceeds {BODY_BYTES_MAX}");
+        anyhow::ensure!(
+            length <= BODY_BYTES_MAX,
+            "response body of {length} bytes exceeds {BODY_BYTES_MAX}"
+        );
         while self.buffer.len() < header_end + length {
             self.read_more().await?;
         }
@@ -364,10 +536,14 @@ fn parse_head(head: &[u8]) -> anyhow::Result<(u16, usize)> {
         .ok_or_else(|| anyhow::anyhow!("bad status line {status_line:?}"))?;
     let mut length = None;
     for line in lines {
-        let Some((name, value)) = line.split_once(':') else { continue };
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
         if name.eq_ignore_ascii_case("content-length") {
             length = Some(value.trim().parse()?);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") && value.trim().eq_ignore_ascii_case("chunked") {
+        } else if name.eq_ignore_ascii_case("transfer-encoding")
+            && value.trim().eq_ignore_ascii_case("chunked")
+        {
             anyhow::bail!("chunked responses are not supported by the load generator");
         }
     }
@@ -382,21 +558,36 @@ mod tests {
     fn parses_status_and_length() {
         let head = b"HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.0\r\nContent-Length: 42\r\n\r\n";
         assert_eq!(parse_head(head).unwrap(), (200, 42));
-        assert_eq!(parse_head(b"HTTP/1.1 400 Bad Request\r\n\r\n").unwrap(), (400, 0));
+        assert_eq!(
+            parse_head(b"HTTP/1.1 400 Bad Request\r\n\r\n").unwrap(),
+            (400, 0)
+        );
         assert!(parse_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n").is_err());
         assert!(parse_head(b"garbage\r\n\r\n").is_err());
     }
 
     #[test]
     fn parses_endpoints() {
-        assert_eq!(parse_endpoint("http://127.0.0.1:8080/").unwrap(), "127.0.0.1:8080".parse().unwrap());
-        assert_eq!(parse_endpoint("127.0.0.1:9").unwrap(), "127.0.0.1:9".parse().unwrap());
+        assert_eq!(
+            parse_endpoint("http://127.0.0.1:8080/").unwrap(),
+            "127.0.0.1:8080".parse().unwrap()
+        );
+        assert_eq!(
+            parse_endpoint("127.0.0.1:9").unwrap(),
+            "127.0.0.1:9".parse().unwrap()
+        );
         assert!(parse_endpoint("https://example.com:443").is_err());
     }
 
     #[test]
     fn wire_bench_runs_against_the_in_process_server() {
-        let args = WireArgs { endpoint: None, ledger: "bench".into(), sessions: vec![1, 2], seconds: 1, dir: None };
+        let args = WireArgs {
+            endpoint: None,
+            ledger: "bench".into(),
+            sessions: vec![1, 2],
+            seconds: 1,
+            dir: None,
+        };
         run(args).unwrap();
     }
 }

@@ -44,30 +44,63 @@ pub struct WorkloadArgs {
 pub fn run(args: WorkloadArgs) -> anyhow::Result<()> {
     let scratch = ScratchDir::new(args.dir.as_deref(), "workload")?;
     let mut fsync = stats::fsync_baseline(scratch.path(), 200)?;
-    let ledger = Ledger::create(&scratch.path().join("ledger"), "bench", LedgerOptions::default())?;
+    let ledger = Ledger::create(
+        &scratch.path().join("ledger"),
+        "bench",
+        LedgerOptions::default(),
+    )?;
     load::create_table(&ledger, false)?;
     let ids = match args.kind {
         Kind::Insert => Vec::new(),
-        Kind::Update => load::load(&ledger, LoadPlan { first_document: 0, documents: args.preload, writers: 8, keep_ids: true })?.1,
-    };
-    eprintln!("workload {:?}: {} writers, {} s, {}", args.kind, args.writers, args.seconds, super::machine_line());
-    let outcome = load::run_writers(args.writers as usize, Stop::After(Duration::from_secs(args.seconds)), |n| {
-        match args.kind {
-            Kind::Insert => ledger.transact(|tx| tx.insert(TABLE, load::vehicle(n)).map(drop))?,
-            Kind::Update => {
-                // Seeded per iteration so writers spread over the documents without sharing state.
-                let id = &ids[XorShift::new(n.wrapping_mul(0x9e37_79b9_7f4a_7c15)).below(ids.len() as u64) as usize];
-                ledger.transact(|tx| tx.update(TABLE, id, load::vehicle(n)))?
-            }
+        Kind::Update => {
+            load::load(
+                &ledger,
+                LoadPlan {
+                    first_document: 0,
+                    documents: args.preload,
+                    writers: 8,
+                    keep_ids: true,
+                },
+            )?
+            .1
         }
-        Ok(())
-    })
+    };
+    eprintln!(
+        "workload {:?}: {} writers, {} s, {}",
+        args.kind,
+        args.writers,
+        args.seconds,
+        super::machine_line()
+    );
+    let outcome = load::run_writers(
+        args.writers as usize,
+        Stop::After(Duration::from_secs(args.seconds)),
+        |n| {
+            match args.kind {
+                Kind::Insert => {
+                    ledger.transact(|tx| tx.insert(TABLE, load::vehicle(n)).map(drop))?
+                }
+                Kind::Update => {
+                    // Seeded per iteration so writers spread over the documents without sharing state.
+                    let id = &ids[XorShift::new(n.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+                        .below(ids.len() as u64) as usize];
+                    ledger.transact(|tx| tx.update(TABLE, id, load::vehicle(n)))?
+                }
+            }
+            Ok(())
+        },
+    )
     .check("workload")?;
     let tps = rate(outcome.completed, outcome.elapsed);
     let mut latencies = outcome.latencies;
     let (p50, p99) = latencies.p50_p99();
     let fsync_p50 = fsync.percentile(50.0);
-    eprintln!("  {tps:.0} tx/s, p50 {}, p99 {}, fsync p50 {}", fmt_duration(p50), fmt_duration(p99), fmt_duration(fsync_p50));
+    eprintln!(
+        "  {tps:.0} tx/s, p50 {}, p99 {}, fsync p50 {}",
+        fmt_duration(p50),
+        fmt_duration(p99),
+        fmt_duration(fsync_p50)
+    );
     println!(
         "tx_per_sec={tps:.1} p50_us={} p99_us={} fsync_p50_us={} writers={} kind={:?} transactions={}",
         p50.as_micros(),
