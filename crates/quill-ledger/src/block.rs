@@ -83,7 +83,10 @@ fn metadata_element(metadata: &RevisionMetadata) -> Element {
 }
 
 fn list(elements: impl IntoIterator<Item = Element>) -> Element {
-    Element::sequence_builder().push_all(elements).build_list().into()
+    Element::sequence_builder()
+        .push_all(elements)
+        .build_list()
+        .into()
 }
 
 fn transaction_info(draft: &BlockDraft<'_>) -> Result<Element> {
@@ -92,7 +95,10 @@ fn transaction_info(draft: &BlockDraft<'_>) -> Result<Element> {
         statements.push(Element::from(
             Element::struct_builder()
                 .with_field("statement", Element::string(s.text.as_str()))
-                .with_field("startTime", Element::timestamp(clock::timestamp_from_millis(s.start_millis)?))
+                .with_field(
+                    "startTime",
+                    Element::timestamp(clock::timestamp_from_millis(s.start_millis)?),
+                )
                 .with_field("statementDigest", Element::blob(s.digest.as_bytes()))
                 .build(),
         ));
@@ -102,7 +108,10 @@ fn transaction_info(draft: &BlockDraft<'_>) -> Result<Element> {
         let doc: Element = Element::struct_builder()
             .with_field("tableName", Element::string(r.table_name.as_str()))
             .with_field("tableId", Element::string(r.table_id.as_str()))
-            .with_field("statements", list(r.statements.iter().map(|i| Element::int(*i as i64))))
+            .with_field(
+                "statements",
+                list(r.statements.iter().map(|i| Element::int(*i as i64))),
+            )
             .build()
             .into();
         documents = documents.with_field(r.document_id.as_str(), doc);
@@ -144,8 +153,12 @@ pub fn build(draft: &BlockDraft<'_>) -> Result<BuiltBlock> {
     }
     let transaction_info = transaction_info(draft)?;
     let catalog_changes = list(draft.catalog_changes.iter().map(CatalogChange::to_element));
-    let header_hash =
-        quill_verify::block_header_hash(&draft.address.strand_id, draft.address.sequence_no, draft.transaction_id, &timestamp);
+    let header_hash = quill_verify::block_header_hash(
+        &draft.address.strand_id,
+        draft.address.sequence_no,
+        draft.transaction_id,
+        &timestamp,
+    );
     let entries = quill_verify::entries_hash_list(
         &header_hash,
         &quill_verify::revisions_root(&revision_hashes),
@@ -164,13 +177,20 @@ pub fn build(draft: &BlockDraft<'_>) -> Result<BuiltBlock> {
         b = b.with_field("previousBlockHash", Element::blob(previous.as_bytes()));
     }
     let element = b
-        .with_field("entriesHashList", list(entries.iter().map(|e| Element::blob(e.as_bytes()))))
+        .with_field(
+            "entriesHashList",
+            list(entries.iter().map(|e| Element::blob(e.as_bytes()))),
+        )
         .with_field("transactionInfo", transaction_info)
         .with_field("revisions", list(revisions))
         .with_field("catalogChanges", catalog_changes)
         .build()
         .into();
-    Ok(BuiltBlock { element, hash, revision_hashes })
+    Ok(BuiltBlock {
+        element,
+        hash,
+        revision_hashes,
+    })
 }
 
 /// A block read back from the journal, in the form derived state needs.
@@ -187,11 +207,15 @@ pub struct DecodedBlock {
 }
 
 fn corrupt(address: &BlockAddress, detail: impl Into<String>) -> LedgerError {
-    LedgerError::Corrupted { block_address: address.clone(), detail: detail.into() }
+    LedgerError::Corrupted {
+        block_address: address.clone(),
+        detail: detail.into(),
+    }
 }
 
 fn field<'a>(s: &'a ion_rs::Struct, name: &str, address: &BlockAddress) -> Result<&'a Element> {
-    s.get(name).ok_or_else(|| corrupt(address, format!("block lacks {name}")))
+    s.get(name)
+        .ok_or_else(|| corrupt(address, format!("block lacks {name}")))
 }
 
 fn hash_field(s: &ion_rs::Struct, name: &str, address: &BlockAddress) -> Result<Hash> {
@@ -203,14 +227,23 @@ fn hash_field(s: &ion_rs::Struct, name: &str, address: &BlockAddress) -> Result<
 
 /// Parses a block struct of this ledger (`address` is where the journal says it is).
 pub fn decode(element: &Element, address: &BlockAddress) -> Result<DecodedBlock> {
-    let s = element.as_struct().ok_or_else(|| corrupt(address, "block is not a struct"))?;
-    let stored = field(s, "blockAddress", address)?.as_struct().ok_or_else(|| corrupt(address, "bad blockAddress"))?;
+    let s = element
+        .as_struct()
+        .ok_or_else(|| corrupt(address, "block is not a struct"))?;
+    let stored = field(s, "blockAddress", address)?
+        .as_struct()
+        .ok_or_else(|| corrupt(address, "bad blockAddress"))?;
     let seq = stored.get("sequenceNo").and_then(Element::as_i64);
     if seq != Some(address.sequence_no as i64) {
         return Err(corrupt(address, format!("block claims sequenceNo {seq:?}")));
     }
-    let transaction_id = field(s, "transactionId", address)?.as_text().ok_or_else(|| corrupt(address, "bad transactionId"))?.to_owned();
-    let timestamp = field(s, "blockTimestamp", address)?.as_timestamp().ok_or_else(|| corrupt(address, "bad blockTimestamp"))?;
+    let transaction_id = field(s, "transactionId", address)?
+        .as_text()
+        .ok_or_else(|| corrupt(address, "bad transactionId"))?
+        .to_owned();
+    let timestamp = field(s, "blockTimestamp", address)?
+        .as_timestamp()
+        .ok_or_else(|| corrupt(address, "bad blockTimestamp"))?;
     let previous_hash = match s.get("previousBlockHash") {
         Some(_) => Some(hash_field(s, "previousBlockHash", address)?),
         None => None,
@@ -219,7 +252,11 @@ pub fn decode(element: &Element, address: &BlockAddress) -> Result<DecodedBlock>
         .as_sequence()
         .ok_or_else(|| corrupt(address, "bad entriesHashList"))?
         .elements()
-        .map(|e| e.as_blob().and_then(Hash::from_slice).ok_or_else(|| corrupt(address, "bad entriesHashList entry")))
+        .map(|e| {
+            e.as_blob()
+                .and_then(Hash::from_slice)
+                .ok_or_else(|| corrupt(address, "bad entriesHashList entry"))
+        })
         .collect::<Result<Vec<_>>>()?;
     let documents = field(s, "transactionInfo", address)?
         .as_struct()
@@ -227,18 +264,33 @@ pub fn decode(element: &Element, address: &BlockAddress) -> Result<DecodedBlock>
         .and_then(Element::as_struct)
         .ok_or_else(|| corrupt(address, "bad transactionInfo"))?;
     let mut revisions = Vec::new();
-    for r in field(s, "revisions", address)?.as_sequence().ok_or_else(|| corrupt(address, "bad revisions"))?.elements() {
+    for r in field(s, "revisions", address)?
+        .as_sequence()
+        .ok_or_else(|| corrupt(address, "bad revisions"))?
+        .elements()
+    {
         let revision = revision_from_element(r).map_err(|e| corrupt(address, e.to_string()))?;
         let table_id = documents
             .get(revision.metadata.id.as_str())
             .and_then(Element::as_struct)
             .and_then(|d| d.get("tableId"))
             .and_then(Element::as_text)
-            .ok_or_else(|| corrupt(address, format!("document {} missing from transactionInfo", revision.metadata.id)))?;
+            .ok_or_else(|| {
+                corrupt(
+                    address,
+                    format!(
+                        "document {} missing from transactionInfo",
+                        revision.metadata.id
+                    ),
+                )
+            })?;
         revisions.push((table_id.to_owned(), revision));
     }
     let catalog_changes = match s.get("catalogChanges").and_then(Element::as_sequence) {
-        Some(changes) => changes.elements().map(CatalogChange::from_element).collect::<Result<Vec<_>>>()?,
+        Some(changes) => changes
+            .elements()
+            .map(CatalogChange::from_element)
+            .collect::<Result<Vec<_>>>()?,
         None => Vec::new(),
     };
     Ok(DecodedBlock {
@@ -256,20 +308,58 @@ pub fn decode(element: &Element, address: &BlockAddress) -> Result<DecodedBlock>
 pub fn revision_from_element(element: &Element) -> Result<Revision> {
     let bad = |what: &str| LedgerError::Storage(format!("malformed revision: {what}"));
     let s = element.as_struct().ok_or_else(|| bad("not a struct"))?;
-    let address = s.get("blockAddress").and_then(Element::as_struct).ok_or_else(|| bad("blockAddress"))?;
+    let address = s
+        .get("blockAddress")
+        .and_then(Element::as_struct)
+        .ok_or_else(|| bad("blockAddress"))?;
     let block_address = BlockAddress {
-        strand_id: address.get("strandId").and_then(Element::as_text).ok_or_else(|| bad("strandId"))?.to_owned(),
-        sequence_no: address.get("sequenceNo").and_then(Element::as_i64).filter(|n| *n >= 0).ok_or_else(|| bad("sequenceNo"))? as u64,
+        strand_id: address
+            .get("strandId")
+            .and_then(Element::as_text)
+            .ok_or_else(|| bad("strandId"))?
+            .to_owned(),
+        sequence_no: address
+            .get("sequenceNo")
+            .and_then(Element::as_i64)
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| bad("sequenceNo"))? as u64,
     };
-    let hash = s.get("hash").and_then(Element::as_blob).and_then(Hash::from_slice).ok_or_else(|| bad("hash"))?;
-    let m = s.get("metadata").and_then(Element::as_struct).ok_or_else(|| bad("metadata"))?;
+    let hash = s
+        .get("hash")
+        .and_then(Element::as_blob)
+        .and_then(Hash::from_slice)
+        .ok_or_else(|| bad("hash"))?;
+    let m = s
+        .get("metadata")
+        .and_then(Element::as_struct)
+        .ok_or_else(|| bad("metadata"))?;
     let metadata = RevisionMetadata {
-        id: m.get("id").and_then(Element::as_text).ok_or_else(|| bad("metadata.id"))?.to_owned(),
-        version: m.get("version").and_then(Element::as_i64).filter(|n| *n >= 0).ok_or_else(|| bad("metadata.version"))? as u64,
-        tx_time: m.get("txTime").and_then(Element::as_timestamp).ok_or_else(|| bad("metadata.txTime"))?,
-        tx_id: m.get("txId").and_then(Element::as_text).ok_or_else(|| bad("metadata.txId"))?.to_owned(),
+        id: m
+            .get("id")
+            .and_then(Element::as_text)
+            .ok_or_else(|| bad("metadata.id"))?
+            .to_owned(),
+        version: m
+            .get("version")
+            .and_then(Element::as_i64)
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| bad("metadata.version"))? as u64,
+        tx_time: m
+            .get("txTime")
+            .and_then(Element::as_timestamp)
+            .ok_or_else(|| bad("metadata.txTime"))?,
+        tx_id: m
+            .get("txId")
+            .and_then(Element::as_text)
+            .ok_or_else(|| bad("metadata.txId"))?
+            .to_owned(),
     };
-    Ok(Revision { block_address, hash, data: s.get("data").cloned(), metadata })
+    Ok(Revision {
+        block_address,
+        hash,
+        data: s.get("data").cloned(),
+        metadata,
+    })
 }
 
 impl Revision {
@@ -282,7 +372,9 @@ impl Revision {
         if let Some(data) = &self.data {
             b = b.with_field("data", data.clone());
         }
-        b.with_field("metadata", metadata_element(&self.metadata)).build().into()
+        b.with_field("metadata", metadata_element(&self.metadata))
+            .build()
+            .into()
     }
 }
 
@@ -294,22 +386,38 @@ impl BlockAddress {
 
     /// Ion text as the control plane carries it: `{strandId:"…",sequenceNo:N}`.
     pub fn to_ion_text(&self) -> String {
-        format!("{{strandId:\"{}\",sequenceNo:{}}}", self.strand_id, self.sequence_no)
+        format!(
+            "{{strandId:\"{}\",sequenceNo:{}}}",
+            self.strand_id, self.sequence_no
+        )
     }
 
     /// Parses Ion text or an Ion struct holding `strandId` and `sequenceNo`.
     pub fn from_ion_text(text: &str) -> Result<BlockAddress> {
-        let element = Element::read_one(text.as_bytes()).map_err(|e| LedgerError::InvalidInput(format!("block address is not Ion: {e}")))?;
+        let element = Element::read_one(text.as_bytes())
+            .map_err(|e| LedgerError::InvalidInput(format!("block address is not Ion: {e}")))?;
         BlockAddress::from_element(&element)
     }
 
     /// Parses an Ion struct holding `strandId` and `sequenceNo`.
     pub fn from_element(element: &Element) -> Result<BlockAddress> {
-        let invalid = || LedgerError::InvalidInput("block address must be {strandId: string, sequenceNo: int >= 0}".into());
+        let invalid = || {
+            LedgerError::InvalidInput(
+                "block address must be {strandId: string, sequenceNo: int >= 0}".into(),
+            )
+        };
         let s = element.as_struct().ok_or_else(invalid)?;
         Ok(BlockAddress {
-            strand_id: s.get("strandId").and_then(Element::as_text).ok_or_else(invalid)?.to_owned(),
-            sequence_no: s.get("sequenceNo").and_then(Element::as_i64).filter(|n| *n >= 0).ok_or_else(invalid)? as u64,
+            strand_id: s
+                .get("strandId")
+                .and_then(Element::as_text)
+                .ok_or_else(invalid)?
+                .to_owned(),
+            sequence_no: s
+                .get("sequenceNo")
+                .and_then(Element::as_i64)
+                .filter(|n| *n >= 0)
+                .ok_or_else(invalid)? as u64,
         })
     }
 }
@@ -320,4 +428,3 @@ impl RevisionMetadata {
         metadata_element(self)
     }
 }
-

@@ -14,13 +14,21 @@ pub enum CatalogChange {
     /// The genesis block's record of the ledger itself.
     CreateLedger { name: String },
     /// CREATE TABLE.
-    CreateTable { table_id: String, name: String, tags: Option<Element> },
+    CreateTable {
+        table_id: String,
+        name: String,
+        tags: Option<Element>,
+    },
     /// DROP TABLE.
     DropTable { table_id: String },
     /// UNDROP TABLE.
     UndropTable { table_id: String },
     /// CREATE INDEX.
-    CreateIndex { table_id: String, index_id: String, field: String },
+    CreateIndex {
+        table_id: String,
+        index_id: String,
+        field: String,
+    },
     /// DROP INDEX.
     DropIndex { table_id: String, index_id: String },
 }
@@ -42,10 +50,14 @@ impl CatalogChange {
     pub fn to_element(&self) -> Element {
         let b = Element::struct_builder();
         let b = match self {
-            CatalogChange::CreateLedger { name } => {
-                b.with_field("op", Element::string("CREATE_LEDGER")).with_field("ledgerName", Element::string(name.as_str()))
-            }
-            CatalogChange::CreateTable { table_id, name, tags } => {
+            CatalogChange::CreateLedger { name } => b
+                .with_field("op", Element::string("CREATE_LEDGER"))
+                .with_field("ledgerName", Element::string(name.as_str())),
+            CatalogChange::CreateTable {
+                table_id,
+                name,
+                tags,
+            } => {
                 let b = b
                     .with_field("op", Element::string("CREATE_TABLE"))
                     .with_field("tableId", Element::string(table_id.as_str()))
@@ -55,13 +67,17 @@ impl CatalogChange {
                     None => b,
                 }
             }
-            CatalogChange::DropTable { table_id } => {
-                b.with_field("op", Element::string("DROP_TABLE")).with_field("tableId", Element::string(table_id.as_str()))
-            }
-            CatalogChange::UndropTable { table_id } => {
-                b.with_field("op", Element::string("UNDROP_TABLE")).with_field("tableId", Element::string(table_id.as_str()))
-            }
-            CatalogChange::CreateIndex { table_id, index_id, field } => b
+            CatalogChange::DropTable { table_id } => b
+                .with_field("op", Element::string("DROP_TABLE"))
+                .with_field("tableId", Element::string(table_id.as_str())),
+            CatalogChange::UndropTable { table_id } => b
+                .with_field("op", Element::string("UNDROP_TABLE"))
+                .with_field("tableId", Element::string(table_id.as_str())),
+            CatalogChange::CreateIndex {
+                table_id,
+                index_id,
+                field,
+            } => b
                 .with_field("op", Element::string("CREATE_INDEX"))
                 .with_field("tableId", Element::string(table_id.as_str()))
                 .with_field("indexId", Element::string(index_id.as_str()))
@@ -76,29 +92,47 @@ impl CatalogChange {
 
     /// Parses a change written by [`CatalogChange::to_element`].
     pub fn from_element(element: &Element) -> Result<CatalogChange> {
-        let s = element.as_struct().ok_or_else(|| bad("catalog change is not a struct"))?;
+        let s = element
+            .as_struct()
+            .ok_or_else(|| bad("catalog change is not a struct"))?;
         let text = |name: &str| -> Result<String> {
-            s.get(name).and_then(Element::as_text).map(str::to_owned).ok_or_else(|| bad(&format!("catalog change lacks {name}")))
+            s.get(name)
+                .and_then(Element::as_text)
+                .map(str::to_owned)
+                .ok_or_else(|| bad(&format!("catalog change lacks {name}")))
         };
         let op = text("op")?;
         Ok(match op.as_str() {
-            "CREATE_LEDGER" => CatalogChange::CreateLedger { name: text("ledgerName")? },
+            "CREATE_LEDGER" => CatalogChange::CreateLedger {
+                name: text("ledgerName")?,
+            },
             "CREATE_TABLE" => CatalogChange::CreateTable {
                 table_id: text("tableId")?,
                 name: text("tableName")?,
                 tags: s.get("tags").cloned(),
             },
-            "DROP_TABLE" => CatalogChange::DropTable { table_id: text("tableId")? },
-            "UNDROP_TABLE" => CatalogChange::UndropTable { table_id: text("tableId")? },
+            "DROP_TABLE" => CatalogChange::DropTable {
+                table_id: text("tableId")?,
+            },
+            "UNDROP_TABLE" => CatalogChange::UndropTable {
+                table_id: text("tableId")?,
+            },
             "CREATE_INDEX" => {
                 let expr = text("expr")?;
                 let field = expr
                     .strip_prefix('[')
                     .and_then(|e| e.strip_suffix(']'))
                     .ok_or_else(|| bad("index expr is not [field]"))?;
-                CatalogChange::CreateIndex { table_id: text("tableId")?, index_id: text("indexId")?, field: field.to_owned() }
+                CatalogChange::CreateIndex {
+                    table_id: text("tableId")?,
+                    index_id: text("indexId")?,
+                    field: field.to_owned(),
+                }
             }
-            "DROP_INDEX" => CatalogChange::DropIndex { table_id: text("tableId")?, index_id: text("indexId")? },
+            "DROP_INDEX" => CatalogChange::DropIndex {
+                table_id: text("tableId")?,
+                index_id: text("indexId")?,
+            },
             other => return Err(bad(&format!("unknown catalog change {other}"))),
         })
     }
@@ -123,7 +157,9 @@ impl Catalog {
 
     /// The active table named `name`.
     pub fn active(&self, name: &str) -> Option<&TableInfo> {
-        self.tables.iter().find(|t| t.name == name && t.status == TableStatus::Active)
+        self.tables
+            .iter()
+            .find(|t| t.name == name && t.status == TableStatus::Active)
     }
 
     /// The table with id `table_id`, active or not.
@@ -132,19 +168,30 @@ impl Catalog {
     }
 
     fn by_id_mut(&mut self, table_id: &str) -> Result<&mut TableInfo> {
-        self.tables.iter_mut().find(|t| t.table_id == table_id).ok_or_else(|| LedgerError::UnknownTable(table_id.to_owned()))
+        self.tables
+            .iter_mut()
+            .find(|t| t.table_id == table_id)
+            .ok_or_else(|| LedgerError::UnknownTable(table_id.to_owned()))
     }
 
     /// Checks `change` against the catalog and the limits, then applies it.
     pub fn apply(&mut self, change: &CatalogChange, limits: &Limits) -> Result<()> {
         match change {
             CatalogChange::CreateLedger { .. } => Ok(()),
-            CatalogChange::CreateTable { table_id, name, tags } => {
+            CatalogChange::CreateTable {
+                table_id,
+                name,
+                tags,
+            } => {
                 validate_table_name(name)?;
                 if self.active(name).is_some() {
                     return Err(LedgerError::TableExists(name.clone()));
                 }
-                let active = self.tables.iter().filter(|t| t.status == TableStatus::Active).count();
+                let active = self
+                    .tables
+                    .iter()
+                    .filter(|t| t.status == TableStatus::Active)
+                    .count();
                 check_limit("active_tables_max", limits.active_tables_max, active + 1)?;
                 check_limit("tables_max", limits.tables_max, self.tables.len() + 1)?;
                 self.tables.push(TableInfo {
@@ -165,27 +212,48 @@ impl Catalog {
                 Ok(())
             }
             CatalogChange::UndropTable { table_id } => {
-                let name = self.by_id(table_id).ok_or_else(|| LedgerError::UnknownTable(table_id.clone()))?.name.clone();
+                let name = self
+                    .by_id(table_id)
+                    .ok_or_else(|| LedgerError::UnknownTable(table_id.clone()))?
+                    .name
+                    .clone();
                 if self.by_id(table_id).map(|t| t.status) == Some(TableStatus::Active) {
-                    return Err(LedgerError::InvalidInput(format!("table {table_id} is not dropped")));
+                    return Err(LedgerError::InvalidInput(format!(
+                        "table {table_id} is not dropped"
+                    )));
                 }
                 if self.active(&name).is_some() {
                     return Err(LedgerError::TableExists(name));
                 }
-                let active = self.tables.iter().filter(|t| t.status == TableStatus::Active).count();
+                let active = self
+                    .tables
+                    .iter()
+                    .filter(|t| t.status == TableStatus::Active)
+                    .count();
                 check_limit("active_tables_max", limits.active_tables_max, active + 1)?;
                 self.by_id_mut(table_id)?.status = TableStatus::Active;
                 Ok(())
             }
-            CatalogChange::CreateIndex { table_id, index_id, field } => {
+            CatalogChange::CreateIndex {
+                table_id,
+                index_id,
+                field,
+            } => {
                 validate_index_field(field)?;
                 let max = limits.indexes_per_table_max;
                 let table = self.by_id_mut(table_id)?;
                 if table.indexes.iter().any(|i| &i.field == field) {
-                    return Err(LedgerError::IndexExists { table: table.name.clone(), field: field.clone() });
+                    return Err(LedgerError::IndexExists {
+                        table: table.name.clone(),
+                        field: field.clone(),
+                    });
                 }
                 check_limit("indexes_per_table_max", max, table.indexes.len() + 1)?;
-                table.indexes.push(IndexInfo { index_id: index_id.clone(), field: field.clone(), status: IndexStatus::Online });
+                table.indexes.push(IndexInfo {
+                    index_id: index_id.clone(),
+                    field: field.clone(),
+                    status: IndexStatus::Online,
+                });
                 Ok(())
             }
             CatalogChange::DropIndex { table_id, index_id } => {
@@ -203,13 +271,21 @@ impl Catalog {
     /// Ion form, for the derived-state store.
     pub fn to_element(&self) -> Element {
         let tables = self.tables.iter().map(table_to_element);
-        Element::sequence_builder().push_all(tables).build_list().into()
+        Element::sequence_builder()
+            .push_all(tables)
+            .build_list()
+            .into()
     }
 
     /// Parses [`Catalog::to_element`]'s output.
     pub fn from_element(element: &Element) -> Result<Catalog> {
-        let list = element.as_sequence().ok_or_else(|| bad("catalog is not a list"))?;
-        let tables = list.elements().map(table_from_element).collect::<Result<Vec<_>>>()?;
+        let list = element
+            .as_sequence()
+            .ok_or_else(|| bad("catalog is not a list"))?;
+        let tables = list
+            .elements()
+            .map(table_from_element)
+            .collect::<Result<Vec<_>>>()?;
         Ok(Catalog { tables })
     }
 }
@@ -232,7 +308,10 @@ pub fn table_to_element(table: &TableInfo) -> Element {
     let mut b = Element::struct_builder()
         .with_field("tableId", Element::string(table.table_id.as_str()))
         .with_field("name", Element::string(table.name.as_str()))
-        .with_field("indexes", Element::from(Element::sequence_builder().push_all(indexes).build_list()))
+        .with_field(
+            "indexes",
+            Element::from(Element::sequence_builder().push_all(indexes).build_list()),
+        )
         .with_field("status", Element::string(status));
     if let Some(tags) = &table.tags {
         b = b.with_field("tags", tags.clone());
@@ -241,9 +320,13 @@ pub fn table_to_element(table: &TableInfo) -> Element {
 }
 
 fn table_from_element(element: &Element) -> Result<TableInfo> {
-    let s: &Struct = element.as_struct().ok_or_else(|| bad("table is not a struct"))?;
+    let s: &Struct = element
+        .as_struct()
+        .ok_or_else(|| bad("table is not a struct"))?;
     let text = |e: Option<&Element>, what: &str| -> Result<String> {
-        e.and_then(Element::as_text).map(str::to_owned).ok_or_else(|| bad(what))
+        e.and_then(Element::as_text)
+            .map(str::to_owned)
+            .ok_or_else(|| bad(what))
     };
     let status = match text(s.get("status"), "table status")?.as_str() {
         "ACTIVE" => TableStatus::Active,
@@ -252,10 +335,19 @@ fn table_from_element(element: &Element) -> Result<TableInfo> {
     let mut indexes = Vec::new();
     if let Some(list) = s.get("indexes").and_then(Element::as_sequence) {
         for index in list.elements() {
-            let i = index.as_struct().ok_or_else(|| bad("index is not a struct"))?;
+            let i = index
+                .as_struct()
+                .ok_or_else(|| bad("index is not a struct"))?;
             let expr = text(i.get("expr"), "index expr")?;
-            let field = expr.trim_start_matches('[').trim_end_matches(']').to_owned();
-            indexes.push(IndexInfo { index_id: text(i.get("indexId"), "index id")?, field, status: IndexStatus::Online });
+            let field = expr
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned();
+            indexes.push(IndexInfo {
+                index_id: text(i.get("indexId"), "index id")?,
+                field,
+                status: IndexStatus::Online,
+            });
         }
     }
     Ok(TableInfo {
@@ -277,7 +369,9 @@ fn check_limit(limit: &'static str, max: usize, actual: usize) -> Result<()> {
 /// QLDB's table name rule: 1–128 characters of `[A-Za-z_][A-Za-z0-9_]*`, prefix `_ql_` reserved.
 pub fn validate_table_name(name: &str) -> Result<()> {
     let mut chars = name.chars();
-    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
     let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !first_ok || !rest_ok || name.len() > limits::TABLE_NAME_MAX_CHARS {
         return Err(LedgerError::InvalidInput(format!(
@@ -286,7 +380,9 @@ pub fn validate_table_name(name: &str) -> Result<()> {
         )));
     }
     if name.starts_with("_ql_") {
-        return Err(LedgerError::InvalidInput(format!("invalid table name {name:?}: the prefix _ql_ is reserved")));
+        return Err(LedgerError::InvalidInput(format!(
+            "invalid table name {name:?}: the prefix _ql_ is reserved"
+        )));
     }
     Ok(())
 }
@@ -306,7 +402,11 @@ mod tests {
     use super::*;
 
     fn create(name: &str, id: &str) -> CatalogChange {
-        CatalogChange::CreateTable { table_id: id.into(), name: name.into(), tags: None }
+        CatalogChange::CreateTable {
+            table_id: id.into(),
+            name: name.into(),
+            tags: None,
+        }
     }
 
     #[test]
@@ -314,25 +414,65 @@ mod tests {
         let limits = Limits::default();
         let mut c = Catalog::default();
         c.apply(&create("Vehicle", "T1"), &limits).unwrap();
-        assert!(matches!(c.apply(&create("Vehicle", "T2"), &limits), Err(LedgerError::TableExists(_))));
-        c.apply(&CatalogChange::CreateIndex { table_id: "T1".into(), index_id: "I1".into(), field: "VIN".into() }, &limits).unwrap();
-        c.apply(&CatalogChange::DropTable { table_id: "T1".into() }, &limits).unwrap();
+        assert!(matches!(
+            c.apply(&create("Vehicle", "T2"), &limits),
+            Err(LedgerError::TableExists(_))
+        ));
+        c.apply(
+            &CatalogChange::CreateIndex {
+                table_id: "T1".into(),
+                index_id: "I1".into(),
+                field: "VIN".into(),
+            },
+            &limits,
+        )
+        .unwrap();
+        c.apply(
+            &CatalogChange::DropTable {
+                table_id: "T1".into(),
+            },
+            &limits,
+        )
+        .unwrap();
         assert!(c.active("Vehicle").is_none());
         c.apply(&create("Vehicle", "T2"), &limits).unwrap();
-        assert!(matches!(c.apply(&CatalogChange::UndropTable { table_id: "T1".into() }, &limits), Err(LedgerError::TableExists(_))));
+        assert!(matches!(
+            c.apply(
+                &CatalogChange::UndropTable {
+                    table_id: "T1".into()
+                },
+                &limits
+            ),
+            Err(LedgerError::TableExists(_))
+        ));
         let back = Catalog::from_element(&c.to_element()).unwrap();
         assert_eq!(back, c);
-        for change in [create("A", "X"), CatalogChange::DropIndex { table_id: "T1".into(), index_id: "I1".into() }] {
-            assert_eq!(CatalogChange::from_element(&change.to_element()).unwrap(), change);
+        for change in [
+            create("A", "X"),
+            CatalogChange::DropIndex {
+                table_id: "T1".into(),
+                index_id: "I1".into(),
+            },
+        ] {
+            assert_eq!(
+                CatalogChange::from_element(&change.to_element()).unwrap(),
+                change
+            );
         }
     }
 
     #[test]
     fn limits_and_names() {
-        let limits = Limits { active_tables_max: 1, ..Limits::default() };
+        let limits = Limits {
+            active_tables_max: 1,
+            ..Limits::default()
+        };
         let mut c = Catalog::default();
         c.apply(&create("A", "1"), &limits).unwrap();
-        assert!(matches!(c.apply(&create("B", "2"), &limits), Err(LedgerError::LimitExceeded { .. })));
+        assert!(matches!(
+            c.apply(&create("B", "2"), &limits),
+            Err(LedgerError::LimitExceeded { .. })
+        ));
         for bad_name in ["", "1abc", "a-b", "_ql_x"] {
             assert!(validate_table_name(bad_name).is_err(), "{bad_name}");
         }

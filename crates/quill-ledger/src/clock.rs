@@ -22,10 +22,16 @@ pub fn timestamp_from_millis(millis: i64) -> Result<Timestamp> {
     let secs_of_day = seconds.rem_euclid(86_400) as u32;
     let (year, month, day) = civil_from_days(days);
     if !(1..=9999).contains(&year) {
-        return Err(LedgerError::InvalidInput(format!("time out of Ion's range: {millis} ms")));
+        return Err(LedgerError::InvalidInput(format!(
+            "time out of Ion's range: {millis} ms"
+        )));
     }
     Timestamp::with_ymd(year as u32, month, day)
-        .with_hms(secs_of_day / 3600, (secs_of_day / 60) % 60, secs_of_day % 60)
+        .with_hms(
+            secs_of_day / 3600,
+            (secs_of_day / 60) % 60,
+            secs_of_day % 60,
+        )
         .with_milliseconds(ms)
         .with_offset(0)
         .build()
@@ -36,7 +42,8 @@ pub fn timestamp_from_millis(millis: i64) -> Result<Timestamp> {
 /// start of the period; an unknown offset is taken as UTC).
 pub fn millis_from_timestamp(ts: &Timestamp) -> i64 {
     let days = days_from_civil(ts.year() as i64, ts.month().max(1), ts.day().max(1));
-    let secs = days * 86_400 + ts.hour() as i64 * 3600 + ts.minute() as i64 * 60 + ts.second() as i64;
+    let secs =
+        days * 86_400 + ts.hour() as i64 * 3600 + ts.minute() as i64 * 60 + ts.second() as i64;
     let offset_minutes = ts.offset().unwrap_or(0) as i64;
     (secs - offset_minutes * 60) * 1000 + ts.milliseconds() as i64
 }

@@ -72,8 +72,11 @@ pub fn apply_block(
         }
     }
     for r in revisions {
-        let touched = writer.apply_revision(catalog, r.table_id, r.document_id, r.data, &r.record)?;
-        writes.documents.push((r.table_id.to_owned(), r.document_id.to_owned()));
+        let touched =
+            writer.apply_revision(catalog, r.table_id, r.document_id, r.data, &r.record)?;
+        writes
+            .documents
+            .push((r.table_id.to_owned(), r.document_id.to_owned()));
         for (field, key) in touched {
             writes.index_keys.push((r.table_id.to_owned(), field, key));
         }
@@ -114,11 +117,18 @@ fn commit_batch(core: &Core, batch: Vec<CommitRequest>, durable_state: bool) -> 
             let reason = reason.clone();
             drop(shared);
             for request in batch {
-                let _ = request.reply.send(Err(LedgerError::ReadOnly(reason.clone())));
+                let _ = request
+                    .reply
+                    .send(Err(LedgerError::ReadOnly(reason.clone())));
             }
             return false;
         }
-        ((*shared.catalog).clone(), shared.applied, shared.last_hash, shared.last_millis)
+        (
+            (*shared.catalog).clone(),
+            shared.applied,
+            shared.last_hash,
+            shared.last_millis,
+        )
     };
     let mut writer = match core.state.writer() {
         Ok(w) => w,
@@ -138,7 +148,10 @@ fn commit_batch(core: &Core, batch: Vec<CommitRequest>, durable_state: bool) -> 
         }
         // The wall clock may step back; block times never do.
         last_millis = last_millis.max(clock::now_millis());
-        let address = BlockAddress { strand_id: core.strand_id.clone(), sequence_no: next };
+        let address = BlockAddress {
+            strand_id: core.strand_id.clone(),
+            sequence_no: next,
+        };
         let built = block::build(&BlockDraft {
             address: address.clone(),
             transaction_id: &commit.transaction_id,
@@ -170,7 +183,13 @@ fn commit_batch(core: &Core, batch: Vec<CommitRequest>, durable_state: bool) -> 
                     },
                 })
                 .collect();
-            let writes = apply_block(&mut writer, &mut catalog, &core.options.limits, &commit.catalog_changes, &rows)?;
+            let writes = apply_block(
+                &mut writer,
+                &mut catalog,
+                &core.options.limits,
+                &commit.catalog_changes,
+                &rows,
+            )?;
             Ok((built.hash, payload, writes))
         });
         match applied {
@@ -179,13 +198,24 @@ fn commit_batch(core: &Core, batch: Vec<CommitRequest>, durable_state: bool) -> 
                 leaves.push(hash);
                 previous_hash = Some(hash);
                 next += 1;
-                let receipt = CommitReceipt { transaction_id: commit.transaction_id, block_address: Some(address) };
-                accepted.push(Accepted { reply, receipt, writes });
+                let receipt = CommitReceipt {
+                    transaction_id: commit.transaction_id,
+                    block_address: Some(address),
+                };
+                accepted.push(Accepted {
+                    reply,
+                    receipt,
+                    writes,
+                });
             }
             Err(e) => {
                 // Derived state is half-written for this batch: fail the batch, keep the journal as is.
                 let _ = reply.send(Err(e));
-                fail_all(core, accepted.into_iter().map(|a| a.reply), &LedgerError::Storage("batch aborted".into()));
+                fail_all(
+                    core,
+                    accepted.into_iter().map(|a| a.reply),
+                    &LedgerError::Storage("batch aborted".into()),
+                );
                 return false;
             }
         }
@@ -199,7 +229,10 @@ fn commit_batch(core: &Core, batch: Vec<CommitRequest>, durable_state: bool) -> 
     }
     // Durability point: the batch's blocks reach the disk before anyone can see them.
     let frames: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
-    let journaled = core.journal.append(&frames).and_then(|_| core.journal.sync());
+    let journaled = core
+        .journal
+        .append(&frames)
+        .and_then(|_| core.journal.sync());
     if let Err(e) = journaled {
         core.poison(format!("journal write failed: {e}"));
         fail_all(core, accepted.into_iter().map(|a| a.reply), &e);
@@ -217,7 +250,9 @@ fn commit_batch(core: &Core, batch: Vec<CommitRequest>, durable_state: bool) -> 
         }
         let first = shared.applied;
         for (offset, a) in accepted.iter_mut().enumerate() {
-            shared.log.push(first + offset as u64, std::mem::take(&mut a.writes));
+            shared
+                .log
+                .push(first + offset as u64, std::mem::take(&mut a.writes));
         }
         shared.applied = next;
         shared.catalog = Arc::new(catalog);
@@ -232,30 +267,54 @@ fn commit_batch(core: &Core, batch: Vec<CommitRequest>, durable_state: bool) -> 
 
 /// OCC, expiry and table checks of one commit against everything committed before it
 /// (the log) and earlier commits of the same batch.
-fn check_commit(core: &Core, commit: &PreparedCommit, catalog: &Catalog, batch: &[Accepted]) -> Result<()> {
+fn check_commit(
+    core: &Core,
+    commit: &PreparedCommit,
+    catalog: &Catalog,
+    batch: &[Accepted],
+) -> Result<()> {
     if commit.started_at.elapsed() > core.options.limits.transaction_timeout {
-        return Err(LedgerError::TransactionExpired { transaction_id: commit.transaction_id.clone() });
+        return Err(LedgerError::TransactionExpired {
+            transaction_id: commit.transaction_id.clone(),
+        });
     }
-    let conflict = |detail: String| LedgerError::OccConflict { transaction_id: commit.transaction_id.clone(), detail };
+    let conflict = |detail: String| LedgerError::OccConflict {
+        transaction_id: commit.transaction_id.clone(),
+        detail,
+    };
     if let Some(detail) = core.shared().log.check(commit.start, &commit.reads) {
         return Err(conflict(detail));
     }
-    if let Some(detail) = batch.iter().find_map(|a| a.writes.conflict_with(&commit.reads)) {
+    if let Some(detail) = batch
+        .iter()
+        .find_map(|a| a.writes.conflict_with(&commit.reads))
+    {
         return Err(conflict(detail));
     }
     for r in &commit.revisions {
-        if !table_writable(catalog, &r.table_id) && !commit.catalog_changes.iter().any(|c| c.table_id() == Some(&r.table_id)) {
+        if !table_writable(catalog, &r.table_id)
+            && !commit
+                .catalog_changes
+                .iter()
+                .any(|c| c.table_id() == Some(&r.table_id))
+        {
             return Err(conflict(format!("table {} was dropped", r.table_name)));
         }
     }
     let mut trial = catalog.clone();
     for change in &commit.catalog_changes {
-        trial.apply(change, &core.options.limits).map_err(|e| conflict(e.to_string()))?;
+        trial
+            .apply(change, &core.options.limits)
+            .map_err(|e| conflict(e.to_string()))?;
     }
     Ok(())
 }
 
-fn fail_all(core: &Core, replies: impl Iterator<Item = SyncSender<Result<CommitReceipt>>>, error: &LedgerError) {
+fn fail_all(
+    core: &Core,
+    replies: impl Iterator<Item = SyncSender<Result<CommitReceipt>>>,
+    error: &LedgerError,
+) {
     let _ = core;
     for reply in replies {
         let _ = reply.send(Err(LedgerError::Storage(error.to_string())));

@@ -21,7 +21,9 @@ impl IdGenerator {
             Some(seed) => StdRng::seed_from_u64(seed),
             None => StdRng::from_entropy(),
         };
-        IdGenerator { rng: Mutex::new(rng) }
+        IdGenerator {
+            rng: Mutex::new(rng),
+        }
     }
 
     /// A fresh id.
@@ -53,6 +55,10 @@ mod tests {
         let b = ids.next_id();
         assert!(is_valid_id(&a) && is_valid_id(&b));
         assert_ne!(a, b);
-        assert_eq!(IdGenerator::new(Some(7)).next_id(), a, "seeded generators replay");
+        assert_eq!(
+            IdGenerator::new(Some(7)).next_id(),
+            a,
+            "seeded generators replay"
+        );
     }
 }

@@ -121,10 +121,18 @@ pub(crate) struct LedgerInner {
 impl LedgerInner {
     pub fn commit(&self, commit: PreparedCommit) -> Result<CommitReceipt> {
         let (reply, answer) = mpsc::sync_channel(1);
-        let sender = self.commits.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let sender = self
+            .commits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let sender = sender.ok_or_else(|| LedgerError::ReadOnly("ledger is closing".into()))?;
-        sender.send(CommitRequest { commit, reply }).map_err(|_| LedgerError::ReadOnly("committer stopped".into()))?;
-        answer.recv().map_err(|_| LedgerError::ReadOnly("committer stopped".into()))?
+        sender
+            .send(CommitRequest { commit, reply })
+            .map_err(|_| LedgerError::ReadOnly("committer stopped".into()))?;
+        answer
+            .recv()
+            .map_err(|_| LedgerError::ReadOnly("committer stopped".into()))?
     }
 
     pub fn end_transaction(&self, start: u64) {
@@ -134,8 +142,16 @@ impl LedgerInner {
 
 impl Drop for LedgerInner {
     fn drop(&mut self) {
-        self.commits.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(handle) = self.committer.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        self.commits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(handle) = self
+            .committer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
             let _ = handle.join();
         }
     }
@@ -168,7 +184,9 @@ fn fsync_dir(dir: &Path) -> Result<()> {
 }
 
 fn write_ledger_file(dir: &Path, name: &str, strand_id: &str) -> Result<()> {
-    let text = format!("{{name:\"{name}\",strandId:\"{strand_id}\",formatVersion:{LEDGER_FORMAT_VERSION}}}\n");
+    let text = format!(
+        "{{name:\"{name}\",strandId:\"{strand_id}\",formatVersion:{LEDGER_FORMAT_VERSION}}}\n"
+    );
     let tmp = dir.join("ledger.ion.tmp");
     let mut file = fs::File::create(&tmp)?;
     file.write_all(text.as_bytes())?;
@@ -186,11 +204,21 @@ fn read_ledger_file(dir: &Path) -> Result<(String, String)> {
     let bad = || LedgerError::Storage(format!("{} is malformed", path.display()));
     let element = Element::read_one(bytes).map_err(|_| bad())?;
     let s = element.as_struct().ok_or_else(bad)?;
-    let version = s.get("formatVersion").and_then(Element::as_i64).ok_or_else(bad)?;
+    let version = s
+        .get("formatVersion")
+        .and_then(Element::as_i64)
+        .ok_or_else(bad)?;
     if version != LEDGER_FORMAT_VERSION {
-        return Err(LedgerError::Storage(format!("unsupported ledger format version {version}")));
+        return Err(LedgerError::Storage(format!(
+            "unsupported ledger format version {version}"
+        )));
     }
-    let text = |f: &str| s.get(f).and_then(Element::as_text).map(str::to_owned).ok_or_else(bad);
+    let text = |f: &str| {
+        s.get(f)
+            .and_then(Element::as_text)
+            .map(str::to_owned)
+            .ok_or_else(bad)
+    };
     Ok((text("name")?, text("strandId")?))
 }
 
@@ -209,10 +237,15 @@ impl Ledger {
         let tree = TreeStore::open(&dir.join("tree"))?;
         let state = State::open(&dir.join("state.redb"))?;
         let transaction_id = ids.next_id();
-        let changes = [CatalogChange::CreateLedger { name: name.to_owned() }];
+        let changes = [CatalogChange::CreateLedger {
+            name: name.to_owned(),
+        }];
         let time_millis = clock::now_millis();
         let genesis = block::build(&BlockDraft {
-            address: BlockAddress { strand_id: strand_id.clone(), sequence_no: 0 },
+            address: BlockAddress {
+                strand_id: strand_id.clone(),
+                sequence_no: 0,
+            },
             transaction_id: &transaction_id,
             time_millis,
             previous_hash: None,
@@ -225,7 +258,13 @@ impl Ledger {
         tree.push_leaves(&[genesis.hash])?;
         tree.flush()?;
         let mut writer = state.writer()?;
-        committer::apply_block(&mut writer, &mut Catalog::default(), &options.limits, &changes, &[])?;
+        committer::apply_block(
+            &mut writer,
+            &mut Catalog::default(),
+            &options.limits,
+            &changes,
+            &[],
+        )?;
         writer.set_applied(1)?;
         writer.commit(true)?;
         // ledger.ion last: a directory without it is an unfinished creation, not a ledger.
@@ -239,7 +278,11 @@ impl Ledger {
     /// fails with [`LedgerError::Corrupted`] naming the block.
     pub fn open(dir: &Path, options: LedgerOptions) -> Result<Ledger> {
         let (name, strand_id) = read_ledger_file(dir)?;
-        let lock = fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.join("LOCK"))?;
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("LOCK"))?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => return Err(LedgerError::InUse(name)),
@@ -249,11 +292,17 @@ impl Ledger {
         let tree = TreeStore::open(&dir.join("tree"))?;
         let state_path = dir.join("state.redb");
         let mut state = State::open(&state_path)?;
-        let mut recovery = RecoveryReport { torn_tail_bytes: journal_recovery.torn_tail_bytes, ..Default::default() };
+        let mut recovery = RecoveryReport {
+            torn_tail_bytes: journal_recovery.torn_tail_bytes,
+            ..Default::default()
+        };
         let blocks = journal.len();
         if blocks == 0 {
             return Err(LedgerError::Corrupted {
-                block_address: BlockAddress { strand_id, sequence_no: 0 },
+                block_address: BlockAddress {
+                    strand_id,
+                    sequence_no: 0,
+                },
                 detail: "the journal has no genesis block".into(),
             });
         }
@@ -267,7 +316,8 @@ impl Ledger {
             state = State::open(&state_path)?;
             recovery.state_rebuilt = true;
         }
-        recovery.blocks_replayed = catch_up_state(&journal, &state, &strand_id, blocks, &options.limits)?;
+        recovery.blocks_replayed =
+            catch_up_state(&journal, &state, &strand_id, blocks, &options.limits)?;
         let snapshot = state.snapshot()?;
         let catalog = snapshot.catalog()?;
         let last = read_block(&journal, &strand_id, blocks - 1)?;
@@ -344,7 +394,13 @@ impl Ledger {
             (start, snapshot, Arc::clone(&shared.catalog))
         };
         let id = self.inner.ids.next_id();
-        Ok(Transaction::new(Arc::clone(&self.inner), id, start, snapshot, catalog))
+        Ok(Transaction::new(
+            Arc::clone(&self.inner),
+            id,
+            start,
+            snapshot,
+            catalog,
+        ))
     }
 
     /// Runs `body` in a transaction and commits it, retrying the whole body on OCC conflict
@@ -369,7 +425,10 @@ impl Ledger {
     fn check_tip(&self, tip: u64) -> Result<u64> {
         let applied = self.applied();
         if tip >= applied {
-            return Err(LedgerError::UnknownBlock(format!("sequenceNo {tip} is beyond the tip {}", applied - 1)));
+            return Err(LedgerError::UnknownBlock(format!(
+                "sequenceNo {tip} is beyond the tip {}",
+                applied - 1
+            )));
         }
         Ok(tip)
     }
@@ -377,14 +436,21 @@ impl Ledger {
     /// The digest over every block up to the latest committed one.
     pub fn digest(&self) -> LedgerDigest {
         let tip = self.applied() - 1;
-        self.digest_at(tip).expect("the latest tip exists and its nodes are stored")
+        self.digest_at(tip)
+            .expect("the latest tip exists and its nodes are stored")
     }
 
     /// The digest as of an older tip.
     pub fn digest_at(&self, tip_sequence_no: u64) -> Result<LedgerDigest> {
         let tip = self.check_tip(tip_sequence_no)?;
         let digest = quill_verify::tree_root(tip + 1, &*self.inner.core).map_err(tree_error)?;
-        Ok(LedgerDigest { digest, tip: BlockAddress { strand_id: self.inner.strand_id.clone(), sequence_no: tip } })
+        Ok(LedgerDigest {
+            digest,
+            tip: BlockAddress {
+                strand_id: self.inner.strand_id.clone(),
+                sequence_no: tip,
+            },
+        })
     }
 
     /// The block at `sequence_no`, as QLDB's Ion block struct.
@@ -398,7 +464,9 @@ impl Ledger {
     pub fn block_proof(&self, sequence_no: u64, tip_sequence_no: u64) -> Result<Vec<Hash>> {
         let tip = self.check_tip(tip_sequence_no)?;
         if sequence_no > tip {
-            return Err(LedgerError::InvalidInput(format!("block {sequence_no} is after the digest tip {tip}")));
+            return Err(LedgerError::InvalidInput(format!(
+                "block {sequence_no} is after the digest tip {tip}"
+            )));
         }
         quill_verify::inclusion_proof(sequence_no, tip + 1, &*self.inner.core).map_err(tree_error)
     }
@@ -409,14 +477,22 @@ impl Ledger {
         Ok(revision)
     }
 
-    fn find_revision(&self, sequence_no: u64, document_id: &str) -> Result<(block::DecodedBlock, Revision, usize)> {
+    fn find_revision(
+        &self,
+        sequence_no: u64,
+        document_id: &str,
+    ) -> Result<(block::DecodedBlock, Revision, usize)> {
         self.check_tip(sequence_no)?;
         let decoded = read_block(&self.inner.core.journal, &self.inner.strand_id, sequence_no)?;
         let position = decoded
             .revisions
             .iter()
             .position(|(_, r)| r.metadata.id == document_id)
-            .ok_or_else(|| LedgerError::UnknownDocument(format!("{document_id} has no revision in block {sequence_no}")))?;
+            .ok_or_else(|| {
+                LedgerError::UnknownDocument(format!(
+                    "{document_id} has no revision in block {sequence_no}"
+                ))
+            })?;
         let revision = decoded.revisions[position].1.clone();
         Ok((decoded, revision, position))
     }
@@ -424,16 +500,38 @@ impl Ledger {
     /// Proof of that revision's hash against the digest at `tip_sequence_no` (GetRevision
     /// proof): siblings in the block's revisions tree, then in its entries tree, then the
     /// previous block hash, then the block's proof.
-    pub fn revision_proof(&self, sequence_no: u64, document_id: &str, tip_sequence_no: u64) -> Result<Vec<Hash>> {
+    pub fn revision_proof(
+        &self,
+        sequence_no: u64,
+        document_id: &str,
+        tip_sequence_no: u64,
+    ) -> Result<Vec<Hash>> {
         let block_proof = self.block_proof(sequence_no, tip_sequence_no)?;
         let (decoded, _, position) = self.find_revision(sequence_no, document_id)?;
         let revision_hashes: Vec<Hash> = decoded.revisions.iter().map(|(_, r)| r.hash).collect();
-        let address = BlockAddress { strand_id: self.inner.strand_id.clone(), sequence_no };
-        let entries: &[Hash; quill_verify::QUILL_ENTRIES] = decoded.entries.as_slice().try_into().map_err(|_| LedgerError::Corrupted {
-            block_address: address,
-            detail: format!("entriesHashList has {} entries, not {}", decoded.entries.len(), quill_verify::QUILL_ENTRIES),
-        })?;
-        let mut proof = quill_verify::revision_to_block_path(&revision_hashes, position, entries, decoded.previous_hash.as_ref());
+        let address = BlockAddress {
+            strand_id: self.inner.strand_id.clone(),
+            sequence_no,
+        };
+        let entries: &[Hash; quill_verify::QUILL_ENTRIES] =
+            decoded
+                .entries
+                .as_slice()
+                .try_into()
+                .map_err(|_| LedgerError::Corrupted {
+                    block_address: address,
+                    detail: format!(
+                        "entriesHashList has {} entries, not {}",
+                        decoded.entries.len(),
+                        quill_verify::QUILL_ENTRIES
+                    ),
+                })?;
+        let mut proof = quill_verify::revision_to_block_path(
+            &revision_hashes,
+            position,
+            entries,
+            decoded.previous_hash.as_ref(),
+        );
         proof.extend(block_proof);
         Ok(proof)
     }
@@ -443,9 +541,12 @@ impl Ledger {
     pub fn consistency_proof(&self, old_tip: u64, new_tip: u64) -> Result<Vec<Hash>> {
         let new_tip = self.check_tip(new_tip)?;
         if old_tip > new_tip {
-            return Err(LedgerError::InvalidInput(format!("old tip {old_tip} is after new tip {new_tip}")));
+            return Err(LedgerError::InvalidInput(format!(
+                "old tip {old_tip} is after new tip {new_tip}"
+            )));
         }
-        quill_verify::consistency_proof(old_tip + 1, new_tip + 1, &*self.inner.core).map_err(tree_error)
+        quill_verify::consistency_proof(old_tip + 1, new_tip + 1, &*self.inner.core)
+            .map_err(tree_error)
     }
 
     /// Audits the whole ledger: every frame's checksum, every block's hashes recomputed, the
@@ -462,16 +563,26 @@ impl Ledger {
             if seq >= total {
                 return Ok(false);
             }
-            let address = BlockAddress { strand_id: self.inner.strand_id.clone(), sequence_no: seq };
-            let corrupt = |detail: String| LedgerError::Corrupted { block_address: address.clone(), detail };
+            let address = BlockAddress {
+                strand_id: self.inner.strand_id.clone(),
+                sequence_no: seq,
+            };
+            let corrupt = |detail: String| LedgerError::Corrupted {
+                block_address: address.clone(),
+                detail,
+            };
             let element = Element::read_one(bytes).map_err(|e| corrupt(format!("not Ion: {e}")))?;
             let hash = quill_verify::verify_block(&element).map_err(|e| corrupt(e.to_string()))?;
             let decoded = block::decode(&element, &address)?;
             if decoded.previous_hash != previous {
-                return Err(corrupt("previousBlockHash does not match the previous block".into()));
+                return Err(corrupt(
+                    "previousBlockHash does not match the previous block".into(),
+                ));
             }
             if core.tree.full_node(0, seq)? != hash {
-                return Err(corrupt("digest tree leaf does not match the block hash".into()));
+                return Err(corrupt(
+                    "digest tree leaf does not match the block hash".into(),
+                ));
             }
             previous = Some(hash);
             checked = seq + 1;
@@ -490,10 +601,15 @@ fn tree_error(e: TreeError<LedgerError>) -> LedgerError {
 }
 
 fn read_block(journal: &Journal, strand_id: &str, sequence_no: u64) -> Result<block::DecodedBlock> {
-    let address = BlockAddress { strand_id: strand_id.to_owned(), sequence_no };
+    let address = BlockAddress {
+        strand_id: strand_id.to_owned(),
+        sequence_no,
+    };
     let bytes = journal.read(sequence_no)?;
-    let element = Element::read_one(bytes)
-        .map_err(|e| LedgerError::Corrupted { block_address: address.clone(), detail: format!("block is not Ion: {e}") })?;
+    let element = Element::read_one(bytes).map_err(|e| LedgerError::Corrupted {
+        block_address: address.clone(),
+        detail: format!("block is not Ion: {e}"),
+    })?;
     block::decode(&element, &address)
 }
 
@@ -517,22 +633,38 @@ fn catch_up_tree(journal: &Journal, tree: &TreeStore, strand_id: &str, blocks: u
 }
 
 /// Replays journal blocks that derived state has not applied; returns blocks replayed.
-fn catch_up_state(journal: &Journal, state: &State, strand_id: &str, blocks: u64, limits: &Limits) -> Result<u64> {
+fn catch_up_state(
+    journal: &Journal,
+    state: &State,
+    strand_id: &str,
+    blocks: u64,
+    limits: &Limits,
+) -> Result<u64> {
     let snapshot = state.snapshot()?;
     let applied = snapshot.applied()?;
-    assert!(applied <= blocks, "the caller rebuilds derived state that is ahead of the journal");
+    assert!(
+        applied <= blocks,
+        "the caller rebuilds derived state that is ahead of the journal"
+    );
     let mut catalog = snapshot.catalog()?;
     drop(snapshot);
     if applied == blocks {
         return Ok(0);
     }
-    let mut previous = if applied > 0 { Some(read_block(journal, strand_id, applied - 1)?.hash) } else { None };
+    let mut previous = if applied > 0 {
+        Some(read_block(journal, strand_id, applied - 1)?.hash)
+    } else {
+        None
+    };
     let mut writer = state.writer()?;
     for seq in applied..blocks {
         let decoded = read_block(journal, strand_id, seq)?;
         if decoded.previous_hash != previous {
             return Err(LedgerError::Corrupted {
-                block_address: BlockAddress { strand_id: strand_id.to_owned(), sequence_no: seq },
+                block_address: BlockAddress {
+                    strand_id: strand_id.to_owned(),
+                    sequence_no: seq,
+                },
                 detail: "previousBlockHash does not match the previous block".into(),
             });
         }
@@ -540,7 +672,13 @@ fn catch_up_state(journal: &Journal, state: &State, strand_id: &str, blocks: u64
         let encoded: Vec<Vec<u8>> = decoded
             .revisions
             .iter()
-            .map(|(_, r)| r.data.as_ref().map(|d| d.encode_as(ion_rs::v1_0::Binary)).transpose().map(Option::unwrap_or_default))
+            .map(|(_, r)| {
+                r.data
+                    .as_ref()
+                    .map(|d| d.encode_as(ion_rs::v1_0::Binary))
+                    .transpose()
+                    .map(Option::unwrap_or_default)
+            })
             .collect::<std::result::Result<_, _>>()?;
         let rows: Vec<AppliedRevision<'_>> = decoded
             .revisions
@@ -561,7 +699,13 @@ fn catch_up_state(journal: &Journal, state: &State, strand_id: &str, blocks: u64
                 },
             })
             .collect();
-        committer::apply_block(&mut writer, &mut catalog, limits, &decoded.catalog_changes, &rows)?;
+        committer::apply_block(
+            &mut writer,
+            &mut catalog,
+            limits,
+            &decoded.catalog_changes,
+            &rows,
+        )?;
     }
     writer.set_applied(blocks)?;
     writer.commit(true)?;

@@ -40,7 +40,9 @@ impl WriteSet {
     pub fn conflict_with(&self, reads: &ReadSet) -> Option<String> {
         for (table, doc) in &self.documents {
             if reads.tables.contains(table) {
-                return Some(format!("table {table} was scanned and document {doc} changed"));
+                return Some(format!(
+                    "table {table} was scanned and document {doc} changed"
+                ));
             }
             if reads.documents.contains(&(table.clone(), doc.clone())) {
                 return Some(format!("document {doc} changed"));
@@ -52,7 +54,10 @@ impl WriteSet {
             }
         }
         for table in &self.catalog_tables {
-            if reads.whole_catalog || reads.catalog_tables.contains(table) || reads.tables.contains(table) {
+            if reads.whole_catalog
+                || reads.catalog_tables.contains(table)
+                || reads.tables.contains(table)
+            {
                 return Some(format!("table {table} was altered"));
             }
         }
@@ -75,7 +80,11 @@ pub struct ConflictLog {
 impl ConflictLog {
     /// A log whose next block is `next`.
     pub fn new(next: u64) -> ConflictLog {
-        ConflictLog { first: next, entries: VecDeque::new(), running: BTreeMap::new() }
+        ConflictLog {
+            first: next,
+            entries: VecDeque::new(),
+            running: BTreeMap::new(),
+        }
     }
 
     /// Registers a transaction that starts reading at block count `start`.
@@ -95,7 +104,12 @@ impl ConflictLog {
     }
 
     fn prune(&mut self) {
-        let keep_from = self.running.keys().next().copied().unwrap_or(self.first + self.entries.len() as u64);
+        let keep_from = self
+            .running
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(self.first + self.entries.len() as u64);
         while self.first < keep_from && !self.entries.is_empty() {
             self.entries.pop_front();
             self.first += 1;
@@ -109,7 +123,11 @@ impl ConflictLog {
             self.first = sequence_no + 1;
             return;
         }
-        assert_eq!(sequence_no, self.first + self.entries.len() as u64, "blocks are logged in order");
+        assert_eq!(
+            sequence_no,
+            self.first + self.entries.len() as u64,
+            "blocks are logged in order"
+        );
         self.entries.push_back(writes);
     }
 
@@ -117,7 +135,10 @@ impl ConflictLog {
     pub fn check(&self, start: u64, reads: &ReadSet) -> Option<String> {
         // A transaction registered at `start` keeps every entry ≥ start alive.
         let skip = start.saturating_sub(self.first) as usize;
-        self.entries.iter().skip(skip).find_map(|w| w.conflict_with(reads))
+        self.entries
+            .iter()
+            .skip(skip)
+            .find_map(|w| w.conflict_with(reads))
     }
 
     /// Entries currently kept.
@@ -132,7 +153,10 @@ mod tests {
     use super::*;
 
     fn doc_write(table: &str, doc: &str) -> WriteSet {
-        WriteSet { documents: vec![(table.into(), doc.into())], ..Default::default() }
+        WriteSet {
+            documents: vec![(table.into(), doc.into())],
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -145,10 +169,16 @@ mod tests {
         assert!(log.check(5, &reads).is_none());
         reads.documents.insert(("T".into(), "a".into()));
         assert!(log.check(5, &reads).is_some());
-        assert!(log.check(6, &reads).is_none(), "a transaction that started after block 5 saw it");
+        assert!(
+            log.check(6, &reads).is_none(),
+            "a transaction that started after block 5 saw it"
+        );
         let mut scan = ReadSet::default();
         scan.tables.insert("T".into());
-        assert!(log.check(5, &scan).is_some(), "phantom: a scan conflicts with any write to the table");
+        assert!(
+            log.check(5, &scan).is_some(),
+            "phantom: a scan conflicts with any write to the table"
+        );
         log.end(5);
         assert_eq!(log.len(), 0, "pruned when nobody runs");
     }

@@ -14,7 +14,10 @@ use std::path::Path;
 
 use ion_rs::Element;
 use quill_verify::Hash;
-use redb::{Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
+    WriteTransaction,
+};
 
 use crate::catalog::{Catalog, CatalogChange};
 use crate::clock;
@@ -62,7 +65,10 @@ const RECORD_HEADER_BYTES: usize = 58;
 
 impl<'a> Record<'a> {
     pub fn encode(&self) -> Vec<u8> {
-        assert!(self.tx_id.len() <= u8::MAX as usize, "transaction ids are 22 bytes");
+        assert!(
+            self.tx_id.len() <= u8::MAX as usize,
+            "transaction ids are 22 bytes"
+        );
         let mut out = Vec::with_capacity(RECORD_HEADER_BYTES + self.tx_id.len() + self.data.len());
         out.push(self.deleted as u8);
         out.extend_from_slice(&self.version.to_le_bytes());
@@ -99,9 +105,16 @@ impl<'a> Record<'a> {
 
     /// The public revision form.
     pub fn to_revision(&self, strand_id: &str, document_id: &str) -> Result<Revision> {
-        let data = if self.deleted { None } else { Some(Element::read_one(self.data)?) };
+        let data = if self.deleted {
+            None
+        } else {
+            Some(Element::read_one(self.data)?)
+        };
         Ok(Revision {
-            block_address: BlockAddress { strand_id: strand_id.to_owned(), sequence_no: self.sequence_no },
+            block_address: BlockAddress {
+                strand_id: strand_id.to_owned(),
+                sequence_no: self.sequence_no,
+            },
             hash: self.hash,
             data,
             metadata: RevisionMetadata {
@@ -142,12 +155,16 @@ impl State {
 
     /// A consistent snapshot for reading.
     pub fn snapshot(&self) -> Result<Snapshot> {
-        Ok(Snapshot { txn: self.db.begin_read().map_err(storage)? })
+        Ok(Snapshot {
+            txn: self.db.begin_read().map_err(storage)?,
+        })
     }
 
     /// Starts the committer's batch write.
     pub fn writer(&self) -> Result<StateWriter> {
-        Ok(StateWriter { txn: self.db.begin_write().map_err(storage)? })
+        Ok(StateWriter {
+            txn: self.db.begin_write().map_err(storage)?,
+        })
     }
 }
 
@@ -161,7 +178,9 @@ impl Snapshot {
     pub fn applied(&self) -> Result<u64> {
         let meta = self.txn.open_table(META).map_err(storage)?;
         let applied = meta.get("applied").map_err(storage)?;
-        Ok(applied.map(|v| u64::from_le_bytes(v.value().try_into().unwrap_or([0; 8]))).unwrap_or(0))
+        Ok(applied
+            .map(|v| u64::from_le_bytes(v.value().try_into().unwrap_or([0; 8])))
+            .unwrap_or(0))
     }
 
     /// The catalog as of this snapshot.
@@ -182,9 +201,16 @@ impl Snapshot {
     }
 
     /// Visits every live document of a table in id order; stops when `visit` returns false.
-    pub fn scan(&self, table_id: &str, visit: &mut dyn FnMut(&str, Record<'_>) -> Result<bool>) -> Result<()> {
+    pub fn scan(
+        &self,
+        table_id: &str,
+        visit: &mut dyn FnMut(&str, Record<'_>) -> Result<bool>,
+    ) -> Result<()> {
         let docs = self.txn.open_table(DOCS).map_err(storage)?;
-        for entry in docs.range((table_id, "")..(table_id, ID_UPPER_BOUND)).map_err(storage)? {
+        for entry in docs
+            .range((table_id, "")..(table_id, ID_UPPER_BOUND))
+            .map_err(storage)?
+        {
             let (key, value) = entry.map_err(storage)?;
             let (_, document_id) = key.value();
             if !visit(document_id, Record::decode(value.value())?)? {
@@ -198,7 +224,10 @@ impl Snapshot {
     pub fn index_lookup(&self, table_id: &str, field: &str, key: &[u8]) -> Result<Vec<String>> {
         let index = self.txn.open_table(INDEX).map_err(storage)?;
         let mut ids = Vec::new();
-        for entry in index.range((table_id, field, key, "")..(table_id, field, key, ID_UPPER_BOUND)).map_err(storage)? {
+        for entry in index
+            .range((table_id, field, key, "")..(table_id, field, key, ID_UPPER_BOUND))
+            .map_err(storage)?
+        {
             let (k, _) = entry.map_err(storage)?;
             ids.push(k.value().3.to_owned());
         }
@@ -248,10 +277,16 @@ impl StateWriter {
         data: Option<&Element>,
         record: &Record<'_>,
     ) -> Result<TouchedKeys> {
-        let indexes: Vec<String> = catalog.by_id(table_id).map(|t| t.indexes.iter().map(|i| i.field.clone()).collect()).unwrap_or_default();
+        let indexes: Vec<String> = catalog
+            .by_id(table_id)
+            .map(|t| t.indexes.iter().map(|i| i.field.clone()).collect())
+            .unwrap_or_default();
         let mut touched = Vec::new();
         let mut docs = self.txn.open_table(DOCS).map_err(storage)?;
-        let old = docs.get((table_id, document_id)).map_err(storage)?.map(|v| v.value().to_vec());
+        let old = docs
+            .get((table_id, document_id))
+            .map_err(storage)?
+            .map(|v| v.value().to_vec());
         if !indexes.is_empty() {
             let mut index = self.txn.open_table(INDEX).map_err(storage)?;
             let old_data = match &old {
@@ -259,17 +294,26 @@ impl StateWriter {
                 None => None,
             };
             for field in &indexes {
-                let old_key = old_data.as_ref().and_then(|d| field_key(d, field).transpose()).transpose()?;
-                let new_key = data.and_then(|d| field_key(d, field).transpose()).transpose()?;
+                let old_key = old_data
+                    .as_ref()
+                    .and_then(|d| field_key(d, field).transpose())
+                    .transpose()?;
+                let new_key = data
+                    .and_then(|d| field_key(d, field).transpose())
+                    .transpose()?;
                 if old_key == new_key {
                     continue;
                 }
                 if let Some(key) = old_key {
-                    index.remove((table_id, field.as_str(), key.as_slice(), document_id)).map_err(storage)?;
+                    index
+                        .remove((table_id, field.as_str(), key.as_slice(), document_id))
+                        .map_err(storage)?;
                     touched.push((field.clone(), key));
                 }
                 if let Some(key) = new_key {
-                    index.insert((table_id, field.as_str(), key.as_slice(), document_id), ()).map_err(storage)?;
+                    index
+                        .insert((table_id, field.as_str(), key.as_slice(), document_id), ())
+                        .map_err(storage)?;
                     touched.push((field.clone(), key));
                 }
             }
@@ -278,25 +322,43 @@ impl StateWriter {
         if record.deleted {
             docs.remove((table_id, document_id)).map_err(storage)?;
         } else {
-            docs.insert((table_id, document_id), encoded.as_slice()).map_err(storage)?;
+            docs.insert((table_id, document_id), encoded.as_slice())
+                .map_err(storage)?;
         }
         let mut history = self.txn.open_table(HISTORY).map_err(storage)?;
-        history.insert((table_id, document_id, record.version), encoded.as_slice()).map_err(storage)?;
+        history
+            .insert((table_id, document_id, record.version), encoded.as_slice())
+            .map_err(storage)?;
         Ok(touched)
     }
 
     /// Builds or removes index entries for a catalog change (`catalog` is the state after it).
-    pub fn apply_catalog_change(&mut self, catalog: &Catalog, change: &CatalogChange, before: &Catalog) -> Result<()> {
+    pub fn apply_catalog_change(
+        &mut self,
+        catalog: &Catalog,
+        change: &CatalogChange,
+        before: &Catalog,
+    ) -> Result<()> {
         match change {
-            CatalogChange::CreateIndex { table_id, field, .. } => {
+            CatalogChange::CreateIndex {
+                table_id, field, ..
+            } => {
                 let docs = self.txn.open_table(DOCS).map_err(storage)?;
                 let mut index = self.txn.open_table(INDEX).map_err(storage)?;
-                for entry in docs.range((table_id.as_str(), "")..(table_id.as_str(), ID_UPPER_BOUND)).map_err(storage)? {
+                for entry in docs
+                    .range((table_id.as_str(), "")..(table_id.as_str(), ID_UPPER_BOUND))
+                    .map_err(storage)?
+                {
                     let (key, value) = entry.map_err(storage)?;
                     let (_, document_id) = key.value();
                     let data = Element::read_one(Record::decode(value.value())?.data)?;
                     if let Some(k) = field_key(&data, field)? {
-                        index.insert((table_id.as_str(), field.as_str(), k.as_slice(), document_id), ()).map_err(storage)?;
+                        index
+                            .insert(
+                                (table_id.as_str(), field.as_str(), k.as_slice(), document_id),
+                                (),
+                            )
+                            .map_err(storage)?;
                     }
                 }
             }
@@ -307,7 +369,8 @@ impl StateWriter {
                     .map(|i| i.field.clone());
                 if let Some(field) = field {
                     let mut index = self.txn.open_table(INDEX).map_err(storage)?;
-                    let lower: (&str, &str, &[u8], &str) = (table_id.as_str(), field.as_str(), &[], "");
+                    let lower: (&str, &str, &[u8], &str) =
+                        (table_id.as_str(), field.as_str(), &[], "");
                     let doomed: Vec<(Vec<u8>, String)> = index
                         .range(lower..)
                         .map_err(storage)?
@@ -318,27 +381,40 @@ impl StateWriter {
                         })
                         .collect();
                     for (key, id) in doomed {
-                        index.remove((table_id.as_str(), field.as_str(), key.as_slice(), id.as_str())).map_err(storage)?;
+                        index
+                            .remove((
+                                table_id.as_str(),
+                                field.as_str(),
+                                key.as_slice(),
+                                id.as_str(),
+                            ))
+                            .map_err(storage)?;
                     }
                 }
             }
             _ => {}
         }
         let mut meta = self.txn.open_table(META).map_err(storage)?;
-        meta.insert("catalog", index_key(&catalog.to_element())?.as_slice()).map_err(storage)?;
+        meta.insert("catalog", index_key(&catalog.to_element())?.as_slice())
+            .map_err(storage)?;
         Ok(())
     }
 
     /// Records that blocks `0..applied` are reflected.
     pub fn set_applied(&mut self, applied: u64) -> Result<()> {
         let mut meta = self.txn.open_table(META).map_err(storage)?;
-        meta.insert("applied", applied.to_le_bytes().as_slice()).map_err(storage)?;
+        meta.insert("applied", applied.to_le_bytes().as_slice())
+            .map_err(storage)?;
         Ok(())
     }
 
     /// Makes the batch visible; `durable` also makes it survive a crash.
     pub fn commit(mut self, durable: bool) -> Result<()> {
-        let durability = if durable { Durability::Immediate } else { Durability::None };
+        let durability = if durable {
+            Durability::Immediate
+        } else {
+            Durability::None
+        };
         self.txn.set_durability(durability).map_err(storage)?;
         self.txn.commit().map_err(storage)
     }

@@ -88,7 +88,13 @@ pub struct Transaction {
 }
 
 impl Transaction {
-    pub(crate) fn new(ledger: Arc<LedgerInner>, id: String, start: u64, snapshot: Snapshot, catalog: Arc<Catalog>) -> Transaction {
+    pub(crate) fn new(
+        ledger: Arc<LedgerInner>,
+        id: String,
+        start: u64,
+        snapshot: Snapshot,
+        catalog: Arc<Catalog>,
+    ) -> Transaction {
         Transaction {
             ledger,
             id,
@@ -115,12 +121,15 @@ impl Transaction {
 
     /// Wall-clock time the transaction started (for UTCNOW()).
     pub fn start_time(&self) -> Timestamp {
-        clock::timestamp_from_millis(self.start_millis).expect("the current time is within Ion's range")
+        clock::timestamp_from_millis(self.start_millis)
+            .expect("the current time is within Ion's range")
     }
 
     fn check_open(&self) -> Result<()> {
         if self.started_at.elapsed() > self.ledger.options.limits.transaction_timeout {
-            return Err(LedgerError::TransactionExpired { transaction_id: self.id.clone() });
+            return Err(LedgerError::TransactionExpired {
+                transaction_id: self.id.clone(),
+            });
         }
         Ok(())
     }
@@ -172,7 +181,9 @@ impl Transaction {
             self.catalog_changes.truncate(savepoint.catalog_changes);
             let mut catalog = (*self.base_catalog).clone();
             for change in &self.catalog_changes {
-                catalog.apply(change, &self.ledger.options.limits).expect("changes replay on the catalog they were checked on");
+                catalog
+                    .apply(change, &self.ledger.options.limits)
+                    .expect("changes replay on the catalog they were checked on");
             }
             self.catalog = catalog;
         }
@@ -194,24 +205,34 @@ impl Transaction {
     pub fn create_table(&mut self, name: &str, tags: Option<Element>) -> Result<String> {
         if let Some(tags) = &tags {
             if tags.ion_type() != IonType::Struct {
-                return Err(LedgerError::InvalidInput("aws_tags must be an Ion struct".into()));
+                return Err(LedgerError::InvalidInput(
+                    "aws_tags must be an Ion struct".into(),
+                ));
             }
         }
         let table_id = self.ledger.ids.next_id();
-        self.change_catalog(CatalogChange::CreateTable { table_id: table_id.clone(), name: name.to_owned(), tags })?;
+        self.change_catalog(CatalogChange::CreateTable {
+            table_id: table_id.clone(),
+            name: name.to_owned(),
+            tags,
+        })?;
         Ok(table_id)
     }
 
     /// DROP TABLE (marks it INACTIVE; documents and history stay): returns its id.
     pub fn drop_table(&mut self, name: &str) -> Result<String> {
         let table_id = self.active_table(name)?.table_id.clone();
-        self.change_catalog(CatalogChange::DropTable { table_id: table_id.clone() })?;
+        self.change_catalog(CatalogChange::DropTable {
+            table_id: table_id.clone(),
+        })?;
         Ok(table_id)
     }
 
     /// UNDROP TABLE by id: returns the id.
     pub fn undrop_table(&mut self, table_id: &str) -> Result<String> {
-        self.change_catalog(CatalogChange::UndropTable { table_id: table_id.to_owned() })?;
+        self.change_catalog(CatalogChange::UndropTable {
+            table_id: table_id.to_owned(),
+        })?;
         Ok(table_id.to_owned())
     }
 
@@ -220,14 +241,21 @@ impl Transaction {
     pub fn create_index(&mut self, table: &str, field: &str) -> Result<String> {
         let table_id = self.active_table(table)?.table_id.clone();
         let index_id = self.ledger.ids.next_id();
-        self.change_catalog(CatalogChange::CreateIndex { table_id: table_id.clone(), index_id, field: field.to_owned() })?;
+        self.change_catalog(CatalogChange::CreateIndex {
+            table_id: table_id.clone(),
+            index_id,
+            field: field.to_owned(),
+        })?;
         Ok(table_id)
     }
 
     /// DROP INDEX by index id: returns the table id.
     pub fn drop_index(&mut self, table: &str, index_id: &str) -> Result<String> {
         let table_id = self.active_table(table)?.table_id.clone();
-        self.change_catalog(CatalogChange::DropIndex { table_id: table_id.clone(), index_id: index_id.to_owned() })?;
+        self.change_catalog(CatalogChange::DropIndex {
+            table_id: table_id.clone(),
+            index_id: index_id.to_owned(),
+        })?;
         Ok(table_id)
     }
 
@@ -248,23 +276,38 @@ impl Transaction {
     pub fn table_by_id(&mut self, table_id: &str) -> Result<TableInfo> {
         self.check_open()?;
         self.reads.catalog_tables.insert(table_id.to_owned());
-        self.catalog.by_id(table_id).cloned().ok_or_else(|| LedgerError::UnknownTable(table_id.to_owned()))
+        self.catalog
+            .by_id(table_id)
+            .cloned()
+            .ok_or_else(|| LedgerError::UnknownTable(table_id.to_owned()))
     }
 
     fn active_table(&mut self, name: &str) -> Result<&TableInfo> {
-        let table = self.catalog.active(name).ok_or_else(|| LedgerError::UnknownTable(name.to_owned()))?;
+        let table = self
+            .catalog
+            .active(name)
+            .ok_or_else(|| LedgerError::UnknownTable(name.to_owned()))?;
         self.reads.catalog_tables.insert(table.table_id.clone());
         Ok(table)
     }
 
     // ---- documents -----------------------------------------------------------------------
 
-    fn write(&mut self, table: &TableInfo, document_id: &str, base_version: Option<u64>, data: Option<Element>) -> Result<()> {
+    fn write(
+        &mut self,
+        table: &TableInfo,
+        document_id: &str,
+        base_version: Option<u64>,
+        data: Option<Element>,
+    ) -> Result<()> {
         let limits = &self.ledger.options.limits;
         let (bytes, data_hash) = match &data {
             Some(d) => {
                 if d.ion_type() != IonType::Struct || d.is_null() {
-                    return Err(LedgerError::InvalidInput(format!("a document must be an Ion struct, got {}", d.ion_type())));
+                    return Err(LedgerError::InvalidInput(format!(
+                        "a document must be an Ion struct, got {}",
+                        d.ion_type()
+                    )));
                 }
                 let bytes = d.encode_as(ion_rs::v1_0::Binary)?;
                 if bytes.len() > limits.document_size_max_bytes {
@@ -296,14 +339,27 @@ impl Transaction {
             });
         }
         self.bytes_written = written;
-        let mut statements = previous.as_ref().map(|p| p.statements.clone()).unwrap_or_default();
+        let mut statements = previous
+            .as_ref()
+            .map(|p| p.statements.clone())
+            .unwrap_or_default();
         if let Some(current) = self.statements.len().checked_sub(1) {
             if statements.last() != Some(&current) {
                 statements.push(current);
             }
         }
-        let base_version = previous.as_ref().map(|p| p.base_version).unwrap_or(base_version);
-        let doc = PendingDocument { table_name: table.name.clone(), base_version, data, bytes, data_hash, statements };
+        let base_version = previous
+            .as_ref()
+            .map(|p| p.base_version)
+            .unwrap_or(base_version);
+        let doc = PendingDocument {
+            table_name: table.name.clone(),
+            base_version,
+            data,
+            bytes,
+            data_hash,
+            statements,
+        };
         self.undo.push((key.clone(), previous));
         self.documents.insert(key, doc);
         Ok(())
@@ -321,7 +377,9 @@ impl Transaction {
     /// Current state of a document as this transaction sees it: `Some(Some(..))` live,
     /// `Some(None)` deleted here, `None` not written here.
     fn pending(&self, table_id: &str, document_id: &str) -> Option<Option<Document>> {
-        let doc = self.documents.get(&(table_id.to_owned(), document_id.to_owned()))?;
+        let doc = self
+            .documents
+            .get(&(table_id.to_owned(), document_id.to_owned()))?;
         Some(doc.data.as_ref().map(|data| Document {
             id: document_id.to_owned(),
             version: doc.base_version.map_or(0, |v| v + 1),
@@ -333,7 +391,11 @@ impl Transaction {
         match self.snapshot.document(table_id, document_id)? {
             Some(bytes) => {
                 let record = Record::decode(&bytes)?;
-                Ok(Some(Document { id: document_id.to_owned(), version: record.version, data: Element::read_one(record.data)? }))
+                Ok(Some(Document {
+                    id: document_id.to_owned(),
+                    version: record.version,
+                    data: Element::read_one(record.data)?,
+                }))
             }
             None => Ok(None),
         }
@@ -343,7 +405,9 @@ impl Transaction {
     pub fn get(&mut self, table: &str, document_id: &str) -> Result<Option<Document>> {
         self.check_open()?;
         let table_id = self.active_table(table)?.table_id.clone();
-        self.reads.documents.insert((table_id.clone(), document_id.to_owned()));
+        self.reads
+            .documents
+            .insert((table_id.clone(), document_id.to_owned()));
         if let Some(pending) = self.pending(&table_id, document_id) {
             return Ok(pending);
         }
@@ -352,7 +416,9 @@ impl Transaction {
 
     /// Replaces a document's data with a new revision.
     pub fn update(&mut self, table: &str, document_id: &str, data: Element) -> Result<()> {
-        let current = self.get(table, document_id)?.ok_or_else(|| LedgerError::UnknownDocument(document_id.to_owned()))?;
+        let current = self
+            .get(table, document_id)?
+            .ok_or_else(|| LedgerError::UnknownDocument(document_id.to_owned()))?;
         let table = self.active_table(table)?.clone();
         let base = self.base_version(&table.table_id, document_id, current.version);
         self.write(&table, document_id, base, Some(data))
@@ -360,7 +426,9 @@ impl Transaction {
 
     /// Deletes a document (writes a final revision without data).
     pub fn delete(&mut self, table: &str, document_id: &str) -> Result<()> {
-        let current = self.get(table, document_id)?.ok_or_else(|| LedgerError::UnknownDocument(document_id.to_owned()))?;
+        let current = self
+            .get(table, document_id)?
+            .ok_or_else(|| LedgerError::UnknownDocument(document_id.to_owned()))?;
         let table = self.active_table(table)?.clone();
         let base = self.base_version(&table.table_id, document_id, current.version);
         self.write(&table, document_id, base, None)
@@ -368,7 +436,10 @@ impl Transaction {
 
     /// The snapshot version of a document this transaction sees at `current_version`.
     fn base_version(&self, table_id: &str, document_id: &str, current_version: u64) -> Option<u64> {
-        match self.documents.get(&(table_id.to_owned(), document_id.to_owned())) {
+        match self
+            .documents
+            .get(&(table_id.to_owned(), document_id.to_owned()))
+        {
             Some(pending) => pending.base_version,
             None => Some(current_version),
         }
@@ -376,20 +447,31 @@ impl Transaction {
 
     /// Visits every live document of the table (snapshot plus own writes) without decoding
     /// it; the visitor returns `false` to stop. Reads the whole table for OCC.
-    pub fn scan(&mut self, table: &str, visit: &mut dyn FnMut(DocumentRef<'_>) -> Result<bool>) -> Result<()> {
+    pub fn scan(
+        &mut self,
+        table: &str,
+        visit: &mut dyn FnMut(DocumentRef<'_>) -> Result<bool>,
+    ) -> Result<()> {
         self.check_open()?;
         let table_id = self.active_table(table)?.table_id.clone();
         self.reads.tables.insert(table_id.clone());
         let documents = &self.documents;
         // Own writes to this table shadow snapshot documents; most scans have none, so skip
         // the per-document lookup (and its key allocation) then.
-        let shadowed = documents.range((table_id.clone(), String::new())..).next().is_some_and(|((t, _), _)| t == &table_id);
+        let shadowed = documents
+            .range((table_id.clone(), String::new())..)
+            .next()
+            .is_some_and(|((t, _), _)| t == &table_id);
         let mut stopped = false;
         self.snapshot.scan(&table_id, &mut |id, record| {
             if shadowed && documents.contains_key(&(table_id.clone(), id.to_owned())) {
                 return Ok(true);
             }
-            let keep_going = visit(DocumentRef { id, version: record.version, ion: record.data })?;
+            let keep_going = visit(DocumentRef {
+                id,
+                version: record.version,
+                ion: record.data,
+            })?;
             stopped = !keep_going;
             Ok(keep_going)
         })?;
@@ -402,7 +484,11 @@ impl Transaction {
             }
             if doc.data.is_some() {
                 let version = doc.base_version.map_or(0, |v| v + 1);
-                if !visit(DocumentRef { id, version, ion: &doc.bytes })? {
+                if !visit(DocumentRef {
+                    id,
+                    version,
+                    ion: &doc.bytes,
+                })? {
                     break;
                 }
             }
@@ -413,15 +499,25 @@ impl Transaction {
     /// Documents whose top-level `field` equals `key`, through the table's index on that
     /// field; `Ok(None)` when the table has no such index in the snapshot (the caller then
     /// scans). Reads only that key for OCC.
-    pub fn index_lookup(&mut self, table: &str, field: &str, key: &Element) -> Result<Option<Vec<Document>>> {
+    pub fn index_lookup(
+        &mut self,
+        table: &str,
+        field: &str,
+        key: &Element,
+    ) -> Result<Option<Vec<Document>>> {
         self.check_open()?;
         let table_id = self.active_table(table)?.table_id.clone();
-        let indexed = self.base_catalog.by_id(&table_id).is_some_and(|t| t.indexes.iter().any(|i| i.field == field));
+        let indexed = self
+            .base_catalog
+            .by_id(&table_id)
+            .is_some_and(|t| t.indexes.iter().any(|i| i.field == field));
         if !indexed {
             return Ok(None);
         }
         let key_bytes = index_key(key)?;
-        self.reads.index_keys.insert((table_id.clone(), field.to_owned(), key_bytes.clone()));
+        self.reads
+            .index_keys
+            .insert((table_id.clone(), field.to_owned(), key_bytes.clone()));
         let mut found = Vec::new();
         for id in self.snapshot.index_lookup(&table_id, field, &key_bytes)? {
             if self.documents.contains_key(&(table_id.clone(), id.clone())) {
@@ -437,7 +533,11 @@ impl Transaction {
             }
             if let Some(data) = &pending.data {
                 if field_key(data, field)?.as_deref() == Some(key_bytes.as_slice()) {
-                    found.push(Document { id: id.clone(), version: pending.base_version.map_or(0, |v| v + 1), data: data.clone() });
+                    found.push(Document {
+                        id: id.clone(),
+                        version: pending.base_version.map_or(0, |v| v + 1),
+                        data: data.clone(),
+                    });
                 }
             }
         }
@@ -452,7 +552,9 @@ impl Transaction {
         let strand = self.ledger.strand_id.clone();
         match document_id {
             Some(id) => {
-                self.reads.documents.insert((table_id.clone(), id.to_owned()));
+                self.reads
+                    .documents
+                    .insert((table_id.clone(), id.to_owned()));
                 match self.snapshot.document(&table_id, id)? {
                     Some(bytes) => Ok(vec![Record::decode(&bytes)?.to_revision(&strand, id)?]),
                     None => Ok(Vec::new()),
@@ -482,24 +584,38 @@ impl Transaction {
         end: Option<&Timestamp>,
     ) -> Result<Vec<Revision>> {
         self.check_open()?;
-        let table = self.catalog.by_id(table_id).ok_or_else(|| LedgerError::UnknownTable(table_id.to_owned()))?;
+        let table = self
+            .catalog
+            .by_id(table_id)
+            .ok_or_else(|| LedgerError::UnknownTable(table_id.to_owned()))?;
         let table_id = table.table_id.clone();
         match document_id {
-            Some(id) => self.reads.documents.insert((table_id.clone(), id.to_owned())),
+            Some(id) => self
+                .reads
+                .documents
+                .insert((table_id.clone(), id.to_owned())),
             None => self.reads.tables.insert(table_id.clone()),
         };
         let now_ms = clock::now_millis();
         let start_ms = start.map(clock::millis_from_timestamp).unwrap_or(i64::MIN);
-        let end_ms = end.map(clock::millis_from_timestamp).unwrap_or(now_ms);
-        // QLDB's rule: start <= end <= now.
-        if start_ms > end_ms || end_ms > now_ms {
-            return Err(LedgerError::InvalidInput("history() needs start <= end <= now".into()));
+        // Nothing is active after now: a later end is now.
+        let end_ms = end
+            .map(clock::millis_from_timestamp)
+            .unwrap_or(now_ms)
+            .min(now_ms);
+        if start_ms > end_ms {
+            return Err(LedgerError::InvalidInput(
+                "history() needs start <= end and start <= now".into(),
+            ));
         }
         let strand = self.ledger.strand_id.clone();
         let mut out = Vec::new();
         // Hold each revision until the next one of the same document tells when it ended.
         let mut held: Option<(String, Vec<u8>)> = None;
-        let emit = |held: &(String, Vec<u8>), ended_ms: Option<i64>, out: &mut Vec<Revision>| -> Result<()> {
+        let emit = |held: &(String, Vec<u8>),
+                    ended_ms: Option<i64>,
+                    out: &mut Vec<Revision>|
+         -> Result<()> {
             let record = Record::decode(&held.1)?;
             let active = record.time_millis <= end_ms && ended_ms.is_none_or(|e| e > start_ms);
             if active {
@@ -507,14 +623,15 @@ impl Transaction {
             }
             Ok(())
         };
-        self.snapshot.history(&table_id, document_id, &mut |id, record| {
-            if let Some(previous) = held.take() {
-                let ended = (previous.0 == id).then_some(record.time_millis);
-                emit(&previous, ended, &mut out)?;
-            }
-            held = Some((id.to_owned(), record.encode()));
-            Ok(true)
-        })?;
+        self.snapshot
+            .history(&table_id, document_id, &mut |id, record| {
+                if let Some(previous) = held.take() {
+                    let ended = (previous.0 == id).then_some(record.time_millis);
+                    emit(&previous, ended, &mut out)?;
+                }
+                held = Some((id.to_owned(), record.encode()));
+                Ok(true)
+            })?;
         if let Some(last) = held {
             emit(&last, None, &mut out)?;
         }
@@ -528,7 +645,10 @@ impl Transaction {
     pub fn commit(mut self) -> Result<CommitReceipt> {
         self.check_open()?;
         if self.catalog_changes.is_empty() && self.documents.is_empty() {
-            return Ok(CommitReceipt { transaction_id: self.id.clone(), block_address: None });
+            return Ok(CommitReceipt {
+                transaction_id: self.id.clone(),
+                block_address: None,
+            });
         }
         let mut revisions = Vec::with_capacity(self.documents.len());
         let mut data_bytes = Vec::with_capacity(self.documents.len());
@@ -577,5 +697,7 @@ impl Drop for Transaction {
 
 /// Whether a revision's table is still usable by a commit (for the committer's check).
 pub(crate) fn table_writable(catalog: &Catalog, table_id: &str) -> bool {
-    catalog.by_id(table_id).is_some_and(|t| t.status == TableStatus::Active)
+    catalog
+        .by_id(table_id)
+        .is_some_and(|t| t.status == TableStatus::Active)
 }

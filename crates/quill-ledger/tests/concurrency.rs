@@ -10,7 +10,12 @@ fn ion(text: &str) -> Element {
 }
 
 fn balance(doc: &Element) -> i64 {
-    doc.as_struct().unwrap().get("balance").unwrap().as_i64().unwrap()
+    doc.as_struct()
+        .unwrap()
+        .get("balance")
+        .unwrap()
+        .as_i64()
+        .unwrap()
 }
 
 #[test]
@@ -21,7 +26,9 @@ fn bank_transfers_keep_the_total_constant() {
     let ids: Vec<String> = ledger
         .transact(|tx| {
             tx.create_table("Account", None)?;
-            (0..ACCOUNTS).map(|_| tx.insert("Account", ion("{balance: 100}"))).collect()
+            (0..ACCOUNTS)
+                .map(|_| tx.insert("Account", ion("{balance: 100}")))
+                .collect()
         })
         .unwrap();
     let ids = Arc::new(ids);
@@ -42,7 +49,10 @@ fn bank_transfers_keep_the_total_constant() {
                         tx.update("Account", to, ion(&format!("{{balance: {}}}", b + 7)))
                     });
                     // `transact` retries conflicts 10 times; under this contention it may give up.
-                    assert!(moved.is_ok() || moved.as_ref().unwrap_err().is_occ_conflict(), "{moved:?}");
+                    assert!(
+                        moved.is_ok() || moved.as_ref().unwrap_err().is_occ_conflict(),
+                        "{moved:?}"
+                    );
                 }
             })
         })
@@ -79,7 +89,8 @@ fn concurrent_increments_lose_no_update() {
                 while done < 25 {
                     let mut tx = ledger.begin().unwrap();
                     let n = balance(&tx.get("C", &id).unwrap().unwrap().data);
-                    tx.update("C", &id, ion(&format!("{{balance: {}}}", n + 1))).unwrap();
+                    tx.update("C", &id, ion(&format!("{{balance: {}}}", n + 1)))
+                        .unwrap();
                     match tx.commit() {
                         Ok(_) => done += 1,
                         Err(e) => assert!(e.is_occ_conflict(), "{e}"),
@@ -98,12 +109,13 @@ fn concurrent_increments_lose_no_update() {
 fn a_scan_conflicts_with_a_concurrent_insert_phantom() {
     let dir = tempfile::tempdir().unwrap();
     let ledger = Ledger::create(dir.path(), "phantom", LedgerOptions::default()).unwrap();
-    ledger.transact(|tx| {
-        tx.create_table("Shift", None)?;
-        tx.create_table("Log", None)?;
-        tx.insert("Shift", ion("{doctor: \"a\", on_call: true}"))
-    })
-    .unwrap();
+    ledger
+        .transact(|tx| {
+            tx.create_table("Shift", None)?;
+            tx.create_table("Log", None)?;
+            tx.insert("Shift", ion("{doctor: \"a\", on_call: true}"))
+        })
+        .unwrap();
     // tx1 checks that at least one doctor is on call (a scan), then writes elsewhere.
     let mut tx1 = ledger.begin().unwrap();
     let mut on_call = 0;
@@ -114,7 +126,9 @@ fn a_scan_conflicts_with_a_concurrent_insert_phantom() {
     .unwrap();
     tx1.insert("Log", ion("{checked: 1}")).unwrap();
     // tx2 inserts a row that tx1's scan would have seen, and commits first.
-    ledger.transact(|tx| tx.insert("Shift", ion("{doctor: \"b\", on_call: true}"))).unwrap();
+    ledger
+        .transact(|tx| tx.insert("Shift", ion("{doctor: \"b\", on_call: true}")))
+        .unwrap();
     assert!(matches!(tx1.commit(), Err(LedgerError::OccConflict { .. })));
 }
 
@@ -122,23 +136,42 @@ fn a_scan_conflicts_with_a_concurrent_insert_phantom() {
 fn an_index_lookup_reads_only_its_key() {
     let dir = tempfile::tempdir().unwrap();
     let ledger = Ledger::create(dir.path(), "idx", LedgerOptions::default()).unwrap();
-    ledger.transact(|tx| {
-        tx.create_table("V", None)?;
-        tx.create_index("V", "VIN")?;
-        tx.insert("V", ion("{VIN: \"A\"}"))
-    })
-    .unwrap();
+    ledger
+        .transact(|tx| {
+            tx.create_table("V", None)?;
+            tx.create_index("V", "VIN")?;
+            tx.insert("V", ion("{VIN: \"A\"}"))
+        })
+        .unwrap();
     let mut reader = ledger.begin().unwrap();
-    assert_eq!(reader.index_lookup("V", "VIN", &ion("\"A\"")).unwrap().unwrap().len(), 1);
+    assert_eq!(
+        reader
+            .index_lookup("V", "VIN", &ion("\"A\""))
+            .unwrap()
+            .unwrap()
+            .len(),
+        1
+    );
     reader.insert("V", ion("{VIN: \"C\"}")).unwrap();
     // Another key: no conflict.
-    ledger.transact(|tx| tx.insert("V", ion("{VIN: \"B\"}"))).unwrap();
+    ledger
+        .transact(|tx| tx.insert("V", ion("{VIN: \"B\"}")))
+        .unwrap();
     reader.commit().unwrap();
     // The same key (a phantom for the lookup): conflict.
     let mut reader = ledger.begin().unwrap();
-    assert_eq!(reader.index_lookup("V", "VIN", &ion("\"A\"")).unwrap().unwrap().len(), 1);
+    assert_eq!(
+        reader
+            .index_lookup("V", "VIN", &ion("\"A\""))
+            .unwrap()
+            .unwrap()
+            .len(),
+        1
+    );
     reader.insert("V", ion("{VIN: \"D\"}")).unwrap();
-    ledger.transact(|tx| tx.insert("V", ion("{VIN: \"A\"}"))).unwrap();
+    ledger
+        .transact(|tx| tx.insert("V", ion("{VIN: \"A\"}")))
+        .unwrap();
     assert!(reader.commit().unwrap_err().is_occ_conflict());
 }
 
@@ -146,13 +179,17 @@ fn an_index_lookup_reads_only_its_key() {
 fn concurrent_committers_share_fsyncs_and_all_land() {
     let dir = tempfile::tempdir().unwrap();
     let ledger = Ledger::create(dir.path(), "group", LedgerOptions::default()).unwrap();
-    ledger.transact(|tx| tx.create_table("T", None).map(|_| ())).unwrap();
+    ledger
+        .transact(|tx| tx.create_table("T", None).map(|_| ()))
+        .unwrap();
     let threads: Vec<_> = (0..8)
         .map(|t| {
             let ledger = ledger.clone();
             std::thread::spawn(move || {
                 for i in 0..20 {
-                    ledger.transact(|tx| tx.insert("T", ion(&format!("{{t: {t}, i: {i}}}")))).unwrap();
+                    ledger
+                        .transact(|tx| tx.insert("T", ion(&format!("{{t: {t}, i: {i}}}"))))
+                        .unwrap();
                 }
             })
         })

@@ -26,14 +26,18 @@ fn ion(text: &str) -> Element {
 /// The child role: commit forever until killed.
 #[test]
 fn crash_child_writer() {
-    let Ok(dir) = std::env::var(CHILD_ENV) else { return };
+    let Ok(dir) = std::env::var(CHILD_ENV) else {
+        return;
+    };
     let ledger = Ledger::open(Path::new(&dir), LedgerOptions::default()).unwrap();
     let threads: Vec<_> = (0..WRITER_THREADS)
         .map(|t| {
             let ledger = ledger.clone();
             std::thread::spawn(move || {
                 for i in 0.. {
-                    let id = ledger.transact(|tx| tx.insert("T", ion(&format!("{{t: {t}, i: {i}}}")))).unwrap();
+                    let id = ledger
+                        .transact(|tx| tx.insert("T", ion(&format!("{{t: {t}, i: {i}}}"))))
+                        .unwrap();
                     // One write per line, so the parent never sees half an id.
                     println!("ACK {id}");
                 }
@@ -51,7 +55,9 @@ fn acknowledged_commits_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     {
         let ledger = Ledger::create(dir.path(), "crash", LedgerOptions::default()).unwrap();
-        ledger.transact(|tx| tx.create_table("T", None).map(|_| ())).unwrap();
+        ledger
+            .transact(|tx| tx.create_table("T", None).map(|_| ()))
+            .unwrap();
     }
     let exe = std::env::current_exe().unwrap();
     let mut acknowledged: Vec<String> = Vec::new();
@@ -63,7 +69,12 @@ fn acknowledged_commits_survive_sigkill() {
         seed ^= seed << 17;
         let delay = Duration::from_millis(20 + seed % 200);
         let mut child = Command::new(&exe)
-            .args(["--exact", "crash_child_writer", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "crash_child_writer",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_ENV, dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -80,10 +91,13 @@ fn acknowledged_commits_survive_sigkill() {
         });
         let started = Instant::now();
         // Wait for the child to commit something (it reopens, possibly recovering), then let it run.
-        let first = received.recv_timeout(Duration::from_secs(30)).expect("child commits");
+        let first = received
+            .recv_timeout(Duration::from_secs(30))
+            .expect("child commits");
         acknowledged.push(first);
         let deadline = Instant::now() + delay;
-        while let Ok(id) = received.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        while let Ok(id) = received.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
             acknowledged.push(id);
             if Instant::now() >= deadline {
                 break;
@@ -106,12 +120,23 @@ fn acknowledged_commits_survive_sigkill() {
                 Ok(missing)
             })
             .unwrap();
-        assert!(missing.is_empty(), "round {round}: acknowledged but lost: {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "round {round}: acknowledged but lost: {missing:?}"
+        );
         let blocks = ledger.verify(&mut |_, _| {}).unwrap();
         assert!(blocks as usize >= acknowledged.len() + 2, "round {round}");
-        eprintln!("round {round}: {} acknowledged in total, killed after {:?}, {:?}", acknowledged.len(), started.elapsed(), ledger.recovery_report());
+        eprintln!(
+            "round {round}: {} acknowledged in total, killed after {:?}, {:?}",
+            acknowledged.len(),
+            started.elapsed(),
+            ledger.recovery_report()
+        );
     }
-    assert!(acknowledged.len() > ROUNDS, "the child committed in every round");
+    assert!(
+        acknowledged.len() > ROUNDS,
+        "the child committed in every round"
+    );
 }
 
 fn journal_data_file(dir: &Path) -> std::path::PathBuf {
@@ -127,9 +152,18 @@ fn journal_data_file(dir: &Path) -> std::path::PathBuf {
 
 fn ledger_with_blocks(dir: &Path, inserts: usize) -> quill_ledger::LedgerDigest {
     let ledger = Ledger::create(dir, "corrupt", LedgerOptions::default()).unwrap();
-    ledger.transact(|tx| tx.create_table("T", None).map(|_| ())).unwrap();
+    ledger
+        .transact(|tx| tx.create_table("T", None).map(|_| ()))
+        .unwrap();
     for i in 0..inserts {
-        ledger.transact(|tx| tx.insert("T", ion(&format!("{{i: {i}, pad: \"{}\"}}", "p".repeat(200))))).unwrap();
+        ledger
+            .transact(|tx| {
+                tx.insert(
+                    "T",
+                    ion(&format!("{{i: {i}, pad: \"{}\"}}", "p".repeat(200))),
+                )
+            })
+            .unwrap();
     }
     ledger.digest()
 }
@@ -144,9 +178,15 @@ fn a_flipped_byte_in_the_middle_is_reported_with_its_block_address() {
     bytes[middle] ^= 0x40;
     std::fs::write(&file, bytes).unwrap();
     match Ledger::open(dir.path(), LedgerOptions::default()) {
-        Err(LedgerError::Corrupted { block_address, detail }) => {
+        Err(LedgerError::Corrupted {
+            block_address,
+            detail,
+        }) => {
             assert_eq!(block_address.strand_id, digest.tip.strand_id);
-            assert!((1..=20).contains(&block_address.sequence_no), "{block_address:?}: {detail}");
+            assert!(
+                (1..=20).contains(&block_address.sequence_no),
+                "{block_address:?}: {detail}"
+            );
         }
         Err(other) => panic!("expected Corrupted, got {other}"),
         Ok(_) => panic!("a corrupted journal must not open silently"),
@@ -159,14 +199,27 @@ fn a_truncated_tail_recovers_to_the_last_complete_block() {
     let digest = ledger_with_blocks(dir.path(), 10);
     let file = journal_data_file(dir.path());
     let len = std::fs::metadata(&file).unwrap().len();
-    std::fs::OpenOptions::new().write(true).open(&file).unwrap().set_len(len - 7).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_len(len - 7)
+        .unwrap();
     let ledger = Ledger::open(dir.path(), LedgerOptions::default()).unwrap();
     let report = ledger.recovery_report();
     assert!(report.torn_tail_bytes > 0, "{report:?}");
-    assert!(report.state_rebuilt, "derived state reflected the cut block: {report:?}");
+    assert!(
+        report.state_rebuilt,
+        "derived state reflected the cut block: {report:?}"
+    );
     assert_eq!(ledger.digest().tip.sequence_no, digest.tip.sequence_no - 1);
-    assert_eq!(ledger.verify(&mut |_, _| {}).unwrap(), digest.tip.sequence_no);
+    assert_eq!(
+        ledger.verify(&mut |_, _| {}).unwrap(),
+        digest.tip.sequence_no
+    );
     // The ledger keeps working after recovery.
-    ledger.transact(|tx| tx.insert("T", ion("{after: 1}"))).unwrap();
+    ledger
+        .transact(|tx| tx.insert("T", ion("{after: 1}")))
+        .unwrap();
     assert_eq!(ledger.digest().tip.sequence_no, digest.tip.sequence_no);
 }

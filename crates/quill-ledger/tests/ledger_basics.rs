@@ -19,32 +19,71 @@ fn insert_update_delete_and_history() {
     let id = ledger
         .transact(|tx| {
             tx.create_table("Vehicle", None)?;
-            tx.record_statement("INSERT INTO Vehicle ?", &[ion("{VIN: \"1N4AL11D75C109151\", Year: 2011}")])?;
+            tx.record_statement(
+                "INSERT INTO Vehicle ?",
+                &[ion("{VIN: \"1N4AL11D75C109151\", Year: 2011}")],
+            )?;
             tx.insert("Vehicle", ion("{VIN: \"1N4AL11D75C109151\", Year: 2011}"))
         })
         .unwrap();
-    ledger.transact(|tx| tx.update("Vehicle", &id, ion("{VIN: \"1N4AL11D75C109151\", Year: 2012}"))).unwrap();
-    let doc = ledger.transact(|tx| tx.get("Vehicle", &id)).unwrap().unwrap();
+    ledger
+        .transact(|tx| {
+            tx.update(
+                "Vehicle",
+                &id,
+                ion("{VIN: \"1N4AL11D75C109151\", Year: 2012}"),
+            )
+        })
+        .unwrap();
+    let doc = ledger
+        .transact(|tx| tx.get("Vehicle", &id))
+        .unwrap()
+        .unwrap();
     assert_eq!(doc.version, 1);
     assert_eq!(doc.data, ion("{VIN: \"1N4AL11D75C109151\", Year: 2012}"));
     ledger.transact(|tx| tx.delete("Vehicle", &id)).unwrap();
-    assert!(ledger.transact(|tx| tx.get("Vehicle", &id)).unwrap().is_none());
+    assert!(ledger
+        .transact(|tx| tx.get("Vehicle", &id))
+        .unwrap()
+        .is_none());
     let table_id = ledger.transact(|tx| tx.table("Vehicle")).unwrap().table_id;
-    let history = ledger.transact(|tx| tx.history(&table_id, None, None, None)).unwrap();
-    assert_eq!(history.iter().map(|r| r.metadata.version).collect::<Vec<_>>(), vec![0, 1, 2]);
-    assert!(history[2].data.is_none(), "a delete writes a final revision without data");
+    let history = ledger
+        .transact(|tx| tx.history(&table_id, None, None, None))
+        .unwrap();
+    assert_eq!(
+        history
+            .iter()
+            .map(|r| r.metadata.version)
+            .collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
+    assert!(
+        history[2].data.is_none(),
+        "a delete writes a final revision without data"
+    );
     for revision in &history {
-        let proof = ledger.revision_proof(revision.block_address.sequence_no, &id, ledger.digest().tip.sequence_no).unwrap();
-        quill_verify::verify_revision(&revision.to_element(), &proof, &ledger.digest().digest).unwrap();
+        let proof = ledger
+            .revision_proof(
+                revision.block_address.sequence_no,
+                &id,
+                ledger.digest().tip.sequence_no,
+            )
+            .unwrap();
+        quill_verify::verify_revision(&revision.to_element(), &proof, &ledger.digest().digest)
+            .unwrap();
     }
 }
 
 #[test]
 fn blocks_verify_and_proofs_fold_to_every_digest() {
     let (_dir, ledger) = new_ledger();
-    ledger.transact(|tx| tx.create_table("T", None).map(|_| ())).unwrap();
+    ledger
+        .transact(|tx| tx.create_table("T", None).map(|_| ()))
+        .unwrap();
     for i in 0..20 {
-        ledger.transact(|tx| tx.insert("T", ion(&format!("{{n: {i}}}")))).unwrap();
+        ledger
+            .transact(|tx| tx.insert("T", ion(&format!("{{n: {i}}}"))))
+            .unwrap();
     }
     let digest = ledger.digest();
     assert_eq!(digest.tip.sequence_no, 21);
@@ -53,12 +92,20 @@ fn blocks_verify_and_proofs_fold_to_every_digest() {
         let hash = quill_verify::verify_block(&block).unwrap();
         for tip in seq..=21 {
             let proof = ledger.block_proof(seq, tip).unwrap();
-            quill_verify::verify_proof(&hash, &proof, &ledger.digest_at(tip).unwrap().digest).unwrap();
+            quill_verify::verify_proof(&hash, &proof, &ledger.digest_at(tip).unwrap().digest)
+                .unwrap();
         }
     }
     for old in [0, 1, 5, 12, 21] {
         let proof = ledger.consistency_proof(old, 21).unwrap();
-        quill_verify::verify_consistency(old + 1, &ledger.digest_at(old).unwrap().digest, 22, &digest.digest, &proof).unwrap();
+        quill_verify::verify_consistency(
+            old + 1,
+            &ledger.digest_at(old).unwrap().digest,
+            22,
+            &digest.digest,
+            &proof,
+        )
+        .unwrap();
     }
     assert_eq!(ledger.verify(&mut |_, _| {}).unwrap(), 22);
 }
@@ -68,15 +115,19 @@ fn reopen_rebuilds_nothing_and_keeps_everything() {
     let dir = tempfile::tempdir().unwrap();
     let id = {
         let ledger = Ledger::create(dir.path(), "l1", LedgerOptions::default()).unwrap();
-        ledger.transact(|tx| {
-            tx.create_table("T", None)?;
-            tx.create_index("T", "k")?;
-            tx.insert("T", ion("{k: 1}"))
-        })
-        .unwrap()
+        ledger
+            .transact(|tx| {
+                tx.create_table("T", None)?;
+                tx.create_index("T", "k")?;
+                tx.insert("T", ion("{k: 1}"))
+            })
+            .unwrap()
     };
     let ledger = Ledger::open(dir.path(), LedgerOptions::default()).unwrap();
-    let found = ledger.transact(|tx| tx.index_lookup("T", "k", &ion("1"))).unwrap().unwrap();
+    let found = ledger
+        .transact(|tx| tx.index_lookup("T", "k", &ion("1")))
+        .unwrap()
+        .unwrap();
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].id, id);
     assert_eq!(ledger.recovery_report().torn_tail_bytes, 0);
@@ -87,9 +138,13 @@ fn derived_state_is_rebuilt_from_the_journal() {
     let dir = tempfile::tempdir().unwrap();
     let digest = {
         let ledger = Ledger::create(dir.path(), "l1", LedgerOptions::default()).unwrap();
-        ledger.transact(|tx| tx.create_table("T", None).map(|_| ())).unwrap();
+        ledger
+            .transact(|tx| tx.create_table("T", None).map(|_| ()))
+            .unwrap();
         for i in 0..10 {
-            ledger.transact(|tx| tx.insert("T", ion(&format!("{{k: {i}}}")))).unwrap();
+            ledger
+                .transact(|tx| tx.insert("T", ion(&format!("{{k: {i}}}"))))
+                .unwrap();
         }
         ledger.digest()
     };
@@ -99,22 +154,43 @@ fn derived_state_is_rebuilt_from_the_journal() {
     assert_eq!(ledger.recovery_report().blocks_replayed, 12);
     assert_eq!(ledger.digest(), digest);
     let mut count = 0;
-    ledger.transact(|tx| tx.scan("T", &mut |_| { count += 1; Ok(true) })).unwrap();
+    ledger
+        .transact(|tx| {
+            tx.scan("T", &mut |_| {
+                count += 1;
+                Ok(true)
+            })
+        })
+        .unwrap();
     assert_eq!(count, 10);
 }
 
 #[test]
 fn ddl_catalog_and_errors() {
     let (_dir, ledger) = new_ledger();
-    let table_id = ledger.transact(|tx| tx.create_table("Person", None)).unwrap();
-    assert!(matches!(ledger.transact(|tx| tx.create_table("Person", None)), Err(LedgerError::TableExists(_))));
-    assert!(matches!(ledger.transact(|tx| tx.insert("Nope", ion("{}"))), Err(LedgerError::UnknownTable(_))));
-    assert!(matches!(ledger.transact(|tx| tx.insert("Person", ion("[1]"))), Err(LedgerError::InvalidInput(_))));
+    let table_id = ledger
+        .transact(|tx| tx.create_table("Person", None))
+        .unwrap();
+    assert!(matches!(
+        ledger.transact(|tx| tx.create_table("Person", None)),
+        Err(LedgerError::TableExists(_))
+    ));
+    assert!(matches!(
+        ledger.transact(|tx| tx.insert("Nope", ion("{}"))),
+        Err(LedgerError::UnknownTable(_))
+    ));
+    assert!(matches!(
+        ledger.transact(|tx| tx.insert("Person", ion("[1]"))),
+        Err(LedgerError::InvalidInput(_))
+    ));
     ledger.transact(|tx| tx.drop_table("Person")).unwrap();
     let tables = ledger.transact(|tx| tx.tables()).unwrap();
     assert_eq!(tables[0].status, TableStatus::Inactive);
     ledger.transact(|tx| tx.undrop_table(&table_id)).unwrap();
-    assert_eq!(ledger.transact(|tx| tx.table("Person")).unwrap().table_id, table_id);
+    assert_eq!(
+        ledger.transact(|tx| tx.table("Person")).unwrap().table_id,
+        table_id
+    );
 }
 
 #[test]
@@ -124,22 +200,38 @@ fn limits_are_enforced_with_typed_errors() {
     options.limits.documents_per_transaction_max = 3;
     options.limits.document_size_max_bytes = 64;
     let ledger = Ledger::create(dir.path(), "limits", options).unwrap();
-    ledger.transact(|tx| tx.create_table("T", None).map(|_| ())).unwrap();
+    ledger
+        .transact(|tx| tx.create_table("T", None).map(|_| ()))
+        .unwrap();
     let too_many = ledger.transact(|tx| {
         for i in 0..4 {
             tx.insert("T", ion(&format!("{{n: {i}}}")))?;
         }
         Ok(())
     });
-    assert!(matches!(too_many, Err(LedgerError::LimitExceeded { limit: "documents_per_transaction_max", .. })));
+    assert!(matches!(
+        too_many,
+        Err(LedgerError::LimitExceeded {
+            limit: "documents_per_transaction_max",
+            ..
+        })
+    ));
     let big = format!("{{s: \"{}\"}}", "x".repeat(100));
-    assert!(matches!(ledger.transact(|tx| tx.insert("T", ion(&big))), Err(LedgerError::LimitExceeded { limit: "document_size_max_bytes", .. })));
+    assert!(matches!(
+        ledger.transact(|tx| tx.insert("T", ion(&big))),
+        Err(LedgerError::LimitExceeded {
+            limit: "document_size_max_bytes",
+            ..
+        })
+    ));
 }
 
 #[test]
 fn savepoint_rollback_leaves_the_transaction_unchanged() {
     let (_dir, ledger) = new_ledger();
-    ledger.transact(|tx| tx.create_table("T", None).map(|_| ())).unwrap();
+    ledger
+        .transact(|tx| tx.create_table("T", None).map(|_| ()))
+        .unwrap();
     let mut tx = ledger.begin().unwrap();
     let kept = tx.insert("T", ion("{a: 1}")).unwrap();
     let savepoint = tx.savepoint();
@@ -162,13 +254,18 @@ fn expired_transactions_cannot_commit() {
     let mut tx = ledger.begin().unwrap();
     tx.create_table("T", None).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(80));
-    assert!(matches!(tx.commit(), Err(LedgerError::TransactionExpired { .. })));
+    assert!(matches!(
+        tx.commit(),
+        Err(LedgerError::TransactionExpired { .. })
+    ));
 }
 
 #[test]
 fn every_ion_type_round_trips_through_commit() {
     let (_dir, ledger) = new_ledger();
-    ledger.transact(|tx| tx.create_table("T", None).map(|_| ())).unwrap();
+    ledger
+        .transact(|tx| tx.create_table("T", None).map(|_| ()))
+        .unwrap();
     let text = r#"{
         n: null, nb: null.bool, ni: null.int, ns: null.struct, b: true, i: -42,
         big: 123456789012345678901234567890, f: 1.5e0, d: 90.250, d2: 1.0d-3,
@@ -179,7 +276,10 @@ fn every_ion_type_round_trips_through_commit() {
     let data = ion(text);
     let id = ledger.transact(|tx| tx.insert("T", data.clone())).unwrap();
     let read = ledger.transact(|tx| tx.get("T", &id)).unwrap().unwrap();
-    assert!(ion_rs::IonData::eq(&read.data, &data), "Ion data model equality, precision included");
+    assert!(
+        ion_rs::IonData::eq(&read.data, &data),
+        "Ion data model equality, precision included"
+    );
     let dir2 = _dir.path().to_owned();
     drop(ledger);
     let reopened = Ledger::open(&dir2, LedgerOptions::default()).unwrap();
@@ -190,7 +290,29 @@ fn every_ion_type_round_trips_through_commit() {
 #[test]
 fn a_ledger_cannot_be_opened_twice() {
     let (dir, ledger) = new_ledger();
-    assert!(matches!(Ledger::open(dir.path(), LedgerOptions::default()), Err(LedgerError::InUse(_))));
+    assert!(matches!(
+        Ledger::open(dir.path(), LedgerOptions::default()),
+        Err(LedgerError::InUse(_))
+    ));
     drop(ledger);
     Ledger::open(dir.path(), LedgerOptions::default()).unwrap();
+}
+
+#[test]
+fn history_bounds_are_checked() {
+    let (_dir, ledger) = new_ledger();
+    let table_id = ledger.transact(|tx| tx.create_table("T", None)).unwrap();
+    ledger.transact(|tx| tx.insert("T", ion("{a: 1}"))).unwrap();
+    let ts = |text: &str| ion(text).as_timestamp().unwrap();
+    let all = ledger
+        .transact(|tx| tx.history(&table_id, None, Some(&ts("2000T")), Some(&ts("2100T"))))
+        .unwrap();
+    assert_eq!(all.len(), 1, "an end after now means now");
+    let none = ledger
+        .transact(|tx| tx.history(&table_id, None, Some(&ts("2000T")), Some(&ts("2001T"))))
+        .unwrap();
+    assert!(none.is_empty(), "nothing was active in 2000");
+    let reversed =
+        ledger.transact(|tx| tx.history(&table_id, None, Some(&ts("2001T")), Some(&ts("2000T"))));
+    assert!(matches!(reversed, Err(LedgerError::InvalidInput(_))));
 }
