@@ -30,6 +30,10 @@ pub const GROUP_COMMIT_MAX: usize = 256;
 /// block's hashes and metadata. Anything larger on disk is corruption, not data.
 pub const FRAME_PAYLOAD_MAX_BYTES: usize = TRANSACTION_SIZE_MAX_BYTES * 2;
 
+/// Page cache of the derived-state database. Bounds the engine's memory: without it redb's
+/// default cache (1 GiB) makes resident memory grow with history until that size.
+pub const STATE_CACHE_BYTES: usize = 128 * 1024 * 1024;
+
 const _: () = assert!(DOCUMENT_SIZE_MAX_BYTES <= TRANSACTION_SIZE_MAX_BYTES);
 const _: () = assert!(TRANSACTION_SIZE_MAX_BYTES < FRAME_PAYLOAD_MAX_BYTES);
 const _: () = assert!(ACTIVE_TABLES_MAX <= TABLES_MAX);

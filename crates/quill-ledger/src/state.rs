@@ -141,7 +141,10 @@ pub struct State {
 impl State {
     /// Opens or creates the database file and its tables.
     pub fn open(path: &Path) -> Result<State> {
-        let db = Database::create(path).map_err(storage)?;
+        let db = Database::builder()
+            .set_cache_size(crate::limits::STATE_CACHE_BYTES)
+            .create(path)
+            .map_err(storage)?;
         let txn = db.begin_write().map_err(storage)?;
         {
             txn.open_table(META).map_err(storage)?;
