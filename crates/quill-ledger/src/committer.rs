@@ -1,12 +1,15 @@
-//! The commit path: one thread takes queued commits in batches (group commit), checks each
-//! for OCC conflicts, hashes it into a block, appends the batch to the journal, fsyncs once,
-//! applies it to derived state, and only then acknowledges.
+//! The commit path: queued commits are taken in batches (group commit), checked for OCC
+//! conflicts, hashed into blocks, applied to derived state and appended to the journal; one
+//! fsync makes the batch durable, and only then is it published and acknowledged.
 //!
 //! What is durable at acknowledgement: every block of the batch is in the journal and the
 //! journal has been fsynced (`Journal::sync`). Derived state may lag on disk; it is rebuilt
-//! from the journal on open.
+//! from the journal on open. What is visible to a new transaction: only published batches,
+//! which are durable (transactions read the snapshot the syncer publishes, not the latest
+//! state-store commit).
 
-use std::sync::mpsc::{Receiver, SyncSender};
+use std::collections::VecDeque;
+use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,7 +23,7 @@ use crate::error::{LedgerError, Result};
 use crate::ledger::Core;
 use crate::limits::{Limits, GROUP_COMMIT_MAX};
 use crate::occ::{ReadSet, WriteSet};
-use crate::state::{Record, StateWriter};
+use crate::state::{Record, Snapshot, StateWriter};
 use crate::transaction::table_writable;
 use crate::types::{BlockAddress, CommitReceipt};
 
@@ -84,9 +87,64 @@ pub fn apply_block(
     Ok(writes)
 }
 
-/// The committer thread's loop: runs until every sender is gone.
+/// What the sequencer knows about the chain it has built, which may be ahead of what is
+/// published (blocks waiting for their fsync).
+struct Sequencer {
+    catalog: Catalog,
+    next: u64,
+    previous_hash: Option<Hash>,
+    last_millis: i64,
+    /// Write sets of blocks handed to the syncer, oldest first; dropped once published
+    /// (then they are in the shared conflict log).
+    in_flight: VecDeque<(u64, Arc<WriteSet>)>,
+    last_checkpoint: Instant,
+}
+
+/// A batch whose blocks are appended to the journal, waiting for the fsync.
+struct SyncJob {
+    /// Blocks `end - accepted.len() .. end`.
+    end: u64,
+    last_hash: Hash,
+    last_millis: i64,
+    catalog: Arc<Catalog>,
+    leaves: Vec<Hash>,
+    accepted: Vec<Accepted>,
+    /// Derived state with the batch applied, sent once its (non-durable) commit is done.
+    snapshot: Receiver<Result<Snapshot>>,
+}
+
+/// The committer: runs until every sender is gone. Two threads form a pipeline:
+/// - the sequencer (this thread) checks each commit for conflicts, hashes it into the next
+///   block, applies it to derived state, appends the batch to the journal and hands it on;
+/// - the syncer fsyncs the journal, then publishes the batch (new transactions see it) and
+///   acknowledges it.
+///
+/// So the fsync of one batch overlaps the work on the next, and nothing is visible to any
+/// transaction, nor acknowledged, before it is durable.
 pub fn run(core: Arc<Core>, requests: Receiver<CommitRequest>) {
-    let mut last_checkpoint = Instant::now();
+    let (jobs, pending) = mpsc::sync_channel::<SyncJob>(SYNC_QUEUE_MAX);
+    let syncer_core = Arc::clone(&core);
+    let syncer = std::thread::Builder::new()
+        .name("quill-sync".into())
+        .spawn(move || sync_loop(&syncer_core, pending));
+    let syncer = match syncer {
+        Ok(handle) => handle,
+        Err(e) => {
+            core.poison(format!("cannot start the syncer thread: {e}"));
+            return;
+        }
+    };
+    let mut sequencer = {
+        let shared = core.shared();
+        Sequencer {
+            catalog: (*shared.catalog).clone(),
+            next: shared.applied,
+            previous_hash: shared.last_hash,
+            last_millis: shared.last_millis,
+            in_flight: VecDeque::new(),
+            last_checkpoint: Instant::now(),
+        }
+    };
     while let Ok(first) = requests.recv() {
         let mut batch = vec![first];
         while batch.len() < GROUP_COMMIT_MAX {
@@ -95,54 +153,64 @@ pub fn run(core: Arc<Core>, requests: Receiver<CommitRequest>) {
                 Err(_) => break,
             }
         }
-        let checkpoint = last_checkpoint.elapsed() >= STATE_CHECKPOINT_INTERVAL;
-        if commit_batch(&core, batch, checkpoint) && checkpoint {
-            last_checkpoint = Instant::now();
-        }
+        sequence_batch(&core, &mut sequencer, batch, &jobs);
     }
+    drop(jobs);
+    let _ = syncer.join();
 }
+
+/// Batches that may wait for the fsync at once: bounds memory; two keep the disk busy.
+const SYNC_QUEUE_MAX: usize = 2;
 
 /// A commit accepted into the batch, waiting for the fsync.
 struct Accepted {
     reply: SyncSender<Result<CommitReceipt>>,
     receipt: CommitReceipt,
-    writes: WriteSet,
+    writes: Arc<WriteSet>,
 }
 
-/// Commits one batch; returns whether derived state was written.
-fn commit_batch(core: &Core, batch: Vec<CommitRequest>, durable_state: bool) -> bool {
-    let (mut catalog, mut next, mut previous_hash, mut last_millis) = {
-        let shared = core.shared();
-        if let Some(reason) = &shared.poisoned {
-            let reason = reason.clone();
-            drop(shared);
-            for request in batch {
-                let _ = request
-                    .reply
-                    .send(Err(LedgerError::ReadOnly(reason.clone())));
-            }
-            return false;
-        }
-        (
-            (*shared.catalog).clone(),
-            shared.applied,
-            shared.last_hash,
-            shared.last_millis,
-        )
-    };
+/// Sequences one batch and hands it to the syncer.
+fn sequence_batch(
+    core: &Core,
+    sequencer: &mut Sequencer,
+    batch: Vec<CommitRequest>,
+    jobs: &SyncSender<SyncJob>,
+) {
+    if let Some(reason) = core.shared().poisoned.clone() {
+        fail_all(
+            batch.into_iter().map(|r| r.reply),
+            &LedgerError::ReadOnly(reason),
+        );
+        return;
+    }
+    let published = core.shared().applied;
+    while sequencer
+        .in_flight
+        .front()
+        .is_some_and(|(seq, _)| *seq < published)
+    {
+        sequencer.in_flight.pop_front();
+    }
     let mut writer = match core.state.writer() {
         Ok(w) => w,
         Err(e) => {
-            fail_all(core, batch.into_iter().map(|r| r.reply), &e);
-            return false;
+            fail_all(batch.into_iter().map(|r| r.reply), &e);
+            return;
         }
     };
+    // Work on copies: a failure part-way leaves the sequencer as it was.
+    let mut catalog = sequencer.catalog.clone();
+    let (mut next, mut previous_hash, mut last_millis) = (
+        sequencer.next,
+        sequencer.previous_hash,
+        sequencer.last_millis,
+    );
     let mut accepted: Vec<Accepted> = Vec::with_capacity(batch.len());
     let mut payloads: Vec<Vec<u8>> = Vec::with_capacity(batch.len());
     let mut leaves: Vec<Hash> = Vec::with_capacity(batch.len());
     for request in batch {
         let CommitRequest { commit, reply } = request;
-        if let Err(e) = check_commit(core, &commit, &catalog, &accepted) {
+        if let Err(e) = check_commit(core, &commit, &catalog, &sequencer.in_flight, &accepted) {
             let _ = reply.send(Err(e));
             continue;
         }
@@ -152,47 +220,15 @@ fn commit_batch(core: &Core, batch: Vec<CommitRequest>, durable_state: bool) -> 
             strand_id: core.strand_id.clone(),
             sequence_no: next,
         };
-        let built = block::build(&BlockDraft {
-            address: address.clone(),
-            transaction_id: &commit.transaction_id,
-            time_millis: last_millis,
+        match build_and_apply(
+            core,
+            &mut writer,
+            &mut catalog,
+            &commit,
+            &address,
+            last_millis,
             previous_hash,
-            statements: &commit.statements,
-            revisions: &commit.revisions,
-            catalog_changes: &commit.catalog_changes,
-        });
-        let applied = built.and_then(|built| {
-            let payload = built.element.encode_as(ion_rs::v1_0::Binary)?;
-            let rows: Vec<AppliedRevision<'_>> = commit
-                .revisions
-                .iter()
-                .zip(&commit.data_bytes)
-                .zip(&built.revision_hashes)
-                .map(|((r, bytes), hash)| AppliedRevision {
-                    table_id: &r.table_id,
-                    document_id: &r.document_id,
-                    data: r.data.as_ref(),
-                    record: Record {
-                        deleted: r.data.is_none(),
-                        version: r.version,
-                        sequence_no: next,
-                        time_millis: last_millis,
-                        hash: *hash,
-                        tx_id: &commit.transaction_id,
-                        data: bytes,
-                    },
-                })
-                .collect();
-            let writes = apply_block(
-                &mut writer,
-                &mut catalog,
-                &core.options.limits,
-                &commit.catalog_changes,
-                &rows,
-            )?;
-            Ok((built.hash, payload, writes))
-        });
-        match applied {
+        ) {
             Ok((hash, payload, writes)) => {
                 payloads.push(payload);
                 leaves.push(hash);
@@ -205,72 +241,179 @@ fn commit_batch(core: &Core, batch: Vec<CommitRequest>, durable_state: bool) -> 
                 accepted.push(Accepted {
                     reply,
                     receipt,
-                    writes,
+                    writes: Arc::new(writes),
                 });
             }
             Err(e) => {
-                // Derived state is half-written for this batch: fail the batch, keep the journal as is.
+                // Derived state is half-written for this batch: fail the batch, write nothing.
                 let _ = reply.send(Err(e));
                 fail_all(
-                    core,
                     accepted.into_iter().map(|a| a.reply),
                     &LedgerError::Storage("batch aborted".into()),
                 );
-                return false;
+                return;
             }
         }
     }
-    if accepted.is_empty() {
-        return false;
-    }
+    let Some(last_hash) = previous_hash.filter(|_| !accepted.is_empty()) else {
+        return;
+    };
     if let Err(e) = writer.set_applied(next) {
-        fail_all(core, accepted.into_iter().map(|a| a.reply), &e);
-        return false;
+        fail_all(accepted.into_iter().map(|a| a.reply), &e);
+        return;
     }
-    // Durability point: the batch's blocks reach the disk before anyone can see them.
     let frames: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
-    let journaled = core
-        .journal
-        .append(&frames)
-        .and_then(|_| core.journal.sync());
-    if let Err(e) = journaled {
+    if let Err(e) = core.journal.append(&frames) {
         core.poison(format!("journal write failed: {e}"));
-        fail_all(core, accepted.into_iter().map(|a| a.reply), &e);
-        return false;
+        fail_all(accepted.into_iter().map(|a| a.reply), &e);
+        return;
     }
-    if let Err(e) = core.tree.push_leaves(&leaves) {
-        // The blocks are durable; the tree is rebuilt from the journal on open.
-        core.poison(format!("digest tree write failed: {e}"));
+    let first = next - accepted.len() as u64;
+    for (offset, a) in accepted.iter().enumerate() {
+        sequencer
+            .in_flight
+            .push_back((first + offset as u64, Arc::clone(&a.writes)));
     }
-    {
-        let mut shared = core.shared();
-        if let Err(e) = writer.commit(durable_state) {
-            // The blocks are durable; derived state is rebuilt from the journal on open.
-            shared.poisoned = Some(format!("derived state commit failed: {e}"));
-        }
-        let first = shared.applied;
-        for (offset, a) in accepted.iter_mut().enumerate() {
-            shared
-                .log
-                .push(first + offset as u64, std::mem::take(&mut a.writes));
-        }
-        shared.applied = next;
-        shared.catalog = Arc::new(catalog);
-        shared.last_hash = previous_hash;
-        shared.last_millis = last_millis;
+    let catalog_published = Arc::new(catalog.clone());
+    (
+        sequencer.catalog,
+        sequencer.next,
+        sequencer.previous_hash,
+        sequencer.last_millis,
+    ) = (catalog, next, previous_hash, last_millis);
+    let (snapshot_sender, snapshot) = mpsc::sync_channel(1);
+    let job = SyncJob {
+        end: next,
+        last_hash,
+        last_millis,
+        catalog: catalog_published,
+        leaves,
+        accepted,
+        snapshot,
+    };
+    if jobs.send(job).is_err() {
+        core.poison("the syncer thread stopped".into());
+        return;
     }
-    for a in accepted {
-        let _ = a.reply.send(Ok(a.receipt));
+    // While the syncer waits for the disk: make the batch readable (not yet visible).
+    // A durable state checkpoint must not get ahead of the journal, so it syncs first.
+    let checkpoint = sequencer.last_checkpoint.elapsed() >= STATE_CHECKPOINT_INTERVAL
+        && core.journal.sync().is_ok();
+    if checkpoint {
+        sequencer.last_checkpoint = Instant::now();
     }
-    true
+    let _ = snapshot_sender.send(
+        writer
+            .commit(checkpoint)
+            .and_then(|_| core.state.snapshot()),
+    );
 }
 
-/// OCC, expiry and table checks of one commit against everything committed before it
-/// (the log) and earlier commits of the same batch.
+/// Hashes one commit into block `address` and applies it to derived state.
+fn build_and_apply(
+    core: &Core,
+    writer: &mut StateWriter,
+    catalog: &mut Catalog,
+    commit: &PreparedCommit,
+    address: &BlockAddress,
+    time_millis: i64,
+    previous_hash: Option<Hash>,
+) -> Result<(Hash, Vec<u8>, WriteSet)> {
+    let built = block::build(&BlockDraft {
+        address: address.clone(),
+        transaction_id: &commit.transaction_id,
+        time_millis,
+        previous_hash,
+        statements: &commit.statements,
+        revisions: &commit.revisions,
+        catalog_changes: &commit.catalog_changes,
+    })?;
+    let payload = built.element.encode_as(ion_rs::v1_0::Binary)?;
+    let rows: Vec<AppliedRevision<'_>> = commit
+        .revisions
+        .iter()
+        .zip(&commit.data_bytes)
+        .zip(&built.revision_hashes)
+        .map(|((r, bytes), hash)| AppliedRevision {
+            table_id: &r.table_id,
+            document_id: &r.document_id,
+            data: r.data.as_ref(),
+            record: Record {
+                deleted: r.data.is_none(),
+                version: r.version,
+                sequence_no: address.sequence_no,
+                time_millis,
+                hash: *hash,
+                tx_id: &commit.transaction_id,
+                data: bytes,
+            },
+        })
+        .collect();
+    let writes = apply_block(
+        writer,
+        catalog,
+        &core.options.limits,
+        &commit.catalog_changes,
+        &rows,
+    )?;
+    Ok((built.hash, payload, writes))
+}
+
+/// The syncer thread: fsync, publish, acknowledge, one batch after the other.
+fn sync_loop(core: &Core, jobs: Receiver<SyncJob>) {
+    while let Ok(job) = jobs.recv() {
+        let synced = match core.shared().poisoned.clone() {
+            Some(reason) => Err(LedgerError::ReadOnly(reason)),
+            None => core.journal.sync(),
+        };
+        if let Err(e) = synced {
+            core.poison(format!("journal sync failed: {e}"));
+            fail_all(job.accepted.into_iter().map(|a| a.reply), &e);
+            continue;
+        }
+        // Durable from here on: every outcome below acknowledges the batch.
+        if let Err(e) = core.tree.push_leaves(&job.leaves) {
+            core.poison(format!("digest tree write failed: {e}"));
+        }
+        let snapshot = job
+            .snapshot
+            .recv()
+            .unwrap_or_else(|_| Err(LedgerError::Storage("sequencer stopped".into())));
+        {
+            let mut shared = core.shared();
+            match snapshot {
+                Ok(snapshot) => shared.snapshot = Arc::new(snapshot),
+                // The journal has the batch; derived state is rebuilt from it on open.
+                Err(e) => {
+                    shared
+                        .poisoned
+                        .get_or_insert(format!("derived state commit failed: {e}"));
+                }
+            }
+            let first = job.end - job.accepted.len() as u64;
+            for (offset, a) in job.accepted.iter().enumerate() {
+                shared
+                    .log
+                    .push(first + offset as u64, Arc::clone(&a.writes));
+            }
+            shared.applied = job.end;
+            shared.catalog = job.catalog;
+            shared.last_hash = Some(job.last_hash);
+            shared.last_millis = job.last_millis;
+        }
+        for a in job.accepted {
+            let _ = a.reply.send(Ok(a.receipt));
+        }
+    }
+}
+
+/// OCC, expiry and table checks of one commit against everything committed before it: the
+/// published conflict log, batches waiting for their fsync, and earlier commits of this batch.
 fn check_commit(
     core: &Core,
     commit: &PreparedCommit,
     catalog: &Catalog,
+    in_flight: &VecDeque<(u64, Arc<WriteSet>)>,
     batch: &[Accepted],
 ) -> Result<()> {
     if commit.started_at.elapsed() > core.options.limits.transaction_timeout {
@@ -282,12 +425,24 @@ fn check_commit(
         transaction_id: commit.transaction_id.clone(),
         detail,
     };
-    if let Some(detail) = core.shared().log.check(commit.start, &commit.reads) {
+    let (logged, published) = {
+        let shared = core.shared();
+        (
+            shared.log.check(commit.start, &commit.reads),
+            shared.applied,
+        )
+    };
+    if let Some(detail) = logged {
         return Err(conflict(detail));
     }
-    if let Some(detail) = batch
+    // Blocks at or after `published` are not in the log yet.
+    let unpublished = in_flight
         .iter()
-        .find_map(|a| a.writes.conflict_with(&commit.reads))
+        .filter(|(seq, _)| *seq >= published.max(commit.start))
+        .map(|(_, w)| w);
+    if let Some(detail) = unpublished
+        .chain(batch.iter().map(|a| &a.writes))
+        .find_map(|w| w.conflict_with(&commit.reads))
     {
         return Err(conflict(detail));
     }
@@ -310,12 +465,7 @@ fn check_commit(
     Ok(())
 }
 
-fn fail_all(
-    core: &Core,
-    replies: impl Iterator<Item = SyncSender<Result<CommitReceipt>>>,
-    error: &LedgerError,
-) {
-    let _ = core;
+fn fail_all(replies: impl Iterator<Item = SyncSender<Result<CommitReceipt>>>, error: &LedgerError) {
     for reply in replies {
         let _ = reply.send(Err(LedgerError::Storage(error.to_string())));
     }

@@ -28,7 +28,7 @@ use crate::error::{LedgerError, Result};
 use crate::ids::IdGenerator;
 use crate::journal::Journal;
 use crate::occ::ConflictLog;
-use crate::state::{Record, State};
+use crate::state::{Record, Snapshot, State};
 use crate::transaction::Transaction;
 use crate::tree_store::TreeStore;
 use crate::types::{BlockAddress, CommitReceipt, LedgerDigest, Revision};
@@ -72,6 +72,9 @@ pub(crate) struct Shared {
     /// Time of block `applied - 1`, ms since epoch.
     pub last_millis: i64,
     pub log: ConflictLog,
+    /// Derived state as of block `applied`: what new transactions read. Shared by every
+    /// transaction that begins before the next publish.
+    pub snapshot: Arc<Snapshot>,
     /// Why the ledger refuses writes (after an I/O failure), if it does.
     pub poisoned: Option<String>,
 }
@@ -320,6 +323,7 @@ impl Ledger {
             catch_up_state(&journal, &state, &strand_id, blocks, &options.limits)?;
         let snapshot = state.snapshot()?;
         let catalog = snapshot.catalog()?;
+        let snapshot = Arc::new(snapshot);
         let last = read_block(&journal, &strand_id, blocks - 1)?;
         let core = Arc::new(Core {
             strand_id: strand_id.clone(),
@@ -333,6 +337,7 @@ impl Ledger {
                 last_hash: Some(last.hash),
                 last_millis: last.time_millis,
                 log: ConflictLog::new(blocks),
+                snapshot,
                 poisoned: None,
             }),
         });
@@ -388,7 +393,7 @@ impl Ledger {
             if let Some(reason) = &shared.poisoned {
                 return Err(LedgerError::ReadOnly(reason.clone()));
             }
-            let snapshot = core.state.snapshot()?;
+            let snapshot = Arc::clone(&shared.snapshot);
             let start = shared.applied;
             shared.log.begin(start);
             (start, snapshot, Arc::clone(&shared.catalog))

@@ -7,6 +7,7 @@
 //! table it scanned (this catches phantoms), or the catalog entry of a table it used.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::Arc;
 
 /// What a transaction read.
 #[derive(Debug, Default, Clone)]
@@ -72,7 +73,7 @@ pub struct ConflictLog {
     first: u64,
     /// Consecutive blocks from `first`. Bounded: pruned below the oldest running transaction's
     /// start, and every transaction expires after the transaction timeout.
-    entries: VecDeque<WriteSet>,
+    entries: VecDeque<Arc<WriteSet>>,
     /// Start positions of running transactions (multiset: start → count).
     running: BTreeMap<u64, usize>,
 }
@@ -117,7 +118,7 @@ impl ConflictLog {
     }
 
     /// Records the writes of block `sequence_no` (blocks arrive in order).
-    pub fn push(&mut self, sequence_no: u64, writes: WriteSet) {
+    pub fn push(&mut self, sequence_no: u64, writes: Arc<WriteSet>) {
         if self.entries.is_empty() && self.running.is_empty() {
             // Nobody can conflict with it: keep nothing.
             self.first = sequence_no + 1;
@@ -163,7 +164,7 @@ mod tests {
     fn conflicts_only_with_later_writes_to_what_was_read() {
         let mut log = ConflictLog::new(5);
         log.begin(5);
-        log.push(5, doc_write("T", "a"));
+        log.push(5, Arc::new(doc_write("T", "a")));
         let mut reads = ReadSet::default();
         reads.documents.insert(("T".into(), "b".into()));
         assert!(log.check(5, &reads).is_none());

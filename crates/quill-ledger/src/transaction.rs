@@ -73,7 +73,7 @@ pub struct Transaction {
     start: u64,
     started_at: Instant,
     start_millis: i64,
-    snapshot: Snapshot,
+    snapshot: Arc<Snapshot>,
     /// Catalog of the snapshot with this transaction's DDL applied.
     catalog: Catalog,
     base_catalog: Arc<Catalog>,
@@ -92,7 +92,7 @@ impl Transaction {
         ledger: Arc<LedgerInner>,
         id: String,
         start: u64,
-        snapshot: Snapshot,
+        snapshot: Arc<Snapshot>,
         catalog: Arc<Catalog>,
     ) -> Transaction {
         Transaction {
