@@ -43,15 +43,65 @@ pub struct RevisionDraft {
     pub statements: Vec<usize>,
 }
 
+impl RevisionDraft {
+    fn metadata(&self, tx_time: &ion_rs::Timestamp, transaction_id: &str) -> RevisionMetadata {
+        RevisionMetadata {
+            id: self.document_id.clone(),
+            version: self.version,
+            tx_time: tx_time.clone(),
+            tx_id: transaction_id.to_owned(),
+        }
+    }
+}
+
+/// The parts of a block that do not depend on its place in the chain (sequence number, time,
+/// previous hash). The committing thread computes them, so the serial commit path does not.
+#[derive(Debug, Clone)]
+pub struct BlockBody {
+    /// The commit time the committing thread proposed; the committer keeps it unless that
+    /// would make block times go backwards.
+    pub time_millis: i64,
+    /// `H(metadata)` of each revision at `time_millis`, parallel to the revisions.
+    pub metadata_hashes: Vec<Hash>,
+    pub transaction_info: Element,
+    pub transaction_info_hash: Hash,
+    pub catalog_changes: Element,
+    pub catalog_changes_hash: Hash,
+}
+
+/// Builds and hashes a block body, proposing `time_millis` as the commit time.
+pub fn body(
+    transaction_id: &str,
+    time_millis: i64,
+    statements: &[StatementRecord],
+    revisions: &[RevisionDraft],
+    catalog_changes: &[CatalogChange],
+) -> Result<BlockBody> {
+    let tx_time = clock::timestamp_from_millis(time_millis)?;
+    let metadata_hashes = revisions
+        .iter()
+        .map(|r| ion_hash(&metadata_element(&r.metadata(&tx_time, transaction_id))))
+        .collect();
+    let transaction_info = transaction_info(statements, revisions)?;
+    let catalog_changes = list(catalog_changes.iter().map(CatalogChange::to_element));
+    Ok(BlockBody {
+        time_millis,
+        metadata_hashes,
+        transaction_info_hash: ion_hash(&transaction_info),
+        transaction_info,
+        catalog_changes_hash: ion_hash(&catalog_changes),
+        catalog_changes,
+    })
+}
+
 /// Everything the committer knows about a block before hashing it.
 pub struct BlockDraft<'a> {
     pub address: BlockAddress,
     pub transaction_id: &'a str,
     pub time_millis: i64,
     pub previous_hash: Option<Hash>,
-    pub statements: &'a [StatementRecord],
     pub revisions: &'a [RevisionDraft],
-    pub catalog_changes: &'a [CatalogChange],
+    pub body: &'a BlockBody,
 }
 
 /// A hashed block.
@@ -89,10 +139,13 @@ fn list(elements: impl IntoIterator<Item = Element>) -> Element {
         .into()
 }
 
-fn transaction_info(draft: &BlockDraft<'_>) -> Result<Element> {
-    let mut statements = Vec::with_capacity(draft.statements.len());
-    for s in draft.statements {
-        statements.push(Element::from(
+fn transaction_info(
+    statements: &[StatementRecord],
+    revisions: &[RevisionDraft],
+) -> Result<Element> {
+    let mut statement_elements = Vec::with_capacity(statements.len());
+    for s in statements {
+        statement_elements.push(Element::from(
             Element::struct_builder()
                 .with_field("statement", Element::string(s.text.as_str()))
                 .with_field(
@@ -104,7 +157,7 @@ fn transaction_info(draft: &BlockDraft<'_>) -> Result<Element> {
         ));
     }
     let mut documents = Element::struct_builder();
-    for r in draft.revisions {
+    for r in revisions {
         let doc: Element = Element::struct_builder()
             .with_field("tableName", Element::string(r.table_name.as_str()))
             .with_field("tableId", Element::string(r.table_id.as_str()))
@@ -117,7 +170,7 @@ fn transaction_info(draft: &BlockDraft<'_>) -> Result<Element> {
         documents = documents.with_field(r.document_id.as_str(), doc);
     }
     Ok(Element::struct_builder()
-        .with_field("statements", list(statements))
+        .with_field("statements", list(statement_elements))
         .with_field("documents", Element::from(documents.build()))
         .build()
         .into())
@@ -129,15 +182,13 @@ pub fn build(draft: &BlockDraft<'_>) -> Result<BuiltBlock> {
     let address = address_element(&draft.address);
     let mut revisions = Vec::with_capacity(draft.revisions.len());
     let mut revision_hashes = Vec::with_capacity(draft.revisions.len());
-    for r in draft.revisions {
-        let metadata = RevisionMetadata {
-            id: r.document_id.clone(),
-            version: r.version,
-            tx_time: timestamp.clone(),
-            tx_id: draft.transaction_id.to_owned(),
+    let proposed_time = draft.time_millis == draft.body.time_millis;
+    for (i, r) in draft.revisions.iter().enumerate() {
+        let metadata = metadata_element(&r.metadata(&timestamp, draft.transaction_id));
+        let metadata_hash = match draft.body.metadata_hashes.get(i) {
+            Some(hash) if proposed_time => *hash,
+            _ => ion_hash(&metadata),
         };
-        let metadata = metadata_element(&metadata);
-        let metadata_hash = ion_hash(&metadata);
         let hash = match &r.data_hash {
             Some(data_hash) => quill_verify::dot(&metadata_hash, data_hash),
             None => metadata_hash,
@@ -151,19 +202,17 @@ pub fn build(draft: &BlockDraft<'_>) -> Result<BuiltBlock> {
         revisions.push(Element::from(b.with_field("metadata", metadata).build()));
         revision_hashes.push(hash);
     }
-    let transaction_info = transaction_info(draft)?;
-    let catalog_changes = list(draft.catalog_changes.iter().map(CatalogChange::to_element));
     let header_hash = quill_verify::block_header_hash(
         &draft.address.strand_id,
         draft.address.sequence_no,
         draft.transaction_id,
         &timestamp,
     );
-    let entries = quill_verify::entries_hash_list(
+    let entries = quill_verify::entries_hash_list_of(
         &header_hash,
         &quill_verify::revisions_root(&revision_hashes),
-        &catalog_changes,
-        &transaction_info,
+        &draft.body.catalog_changes_hash,
+        &draft.body.transaction_info_hash,
     );
     let entries_hash = quill_verify::entries_hash(&entries);
     let hash = quill_verify::block_hash(&entries_hash, draft.previous_hash.as_ref());
@@ -181,9 +230,9 @@ pub fn build(draft: &BlockDraft<'_>) -> Result<BuiltBlock> {
             "entriesHashList",
             list(entries.iter().map(|e| Element::blob(e.as_bytes()))),
         )
-        .with_field("transactionInfo", transaction_info)
+        .with_field("transactionInfo", draft.body.transaction_info.clone())
         .with_field("revisions", list(revisions))
-        .with_field("catalogChanges", catalog_changes)
+        .with_field("catalogChanges", draft.body.catalog_changes.clone())
         .build()
         .into();
     Ok(BuiltBlock {

@@ -16,9 +16,8 @@ use std::time::Instant;
 use ion_rs::Element;
 use quill_verify::Hash;
 
-use crate::block::{self, BlockDraft, RevisionDraft, StatementRecord};
+use crate::block::{self, BlockBody, BlockDraft, RevisionDraft};
 use crate::catalog::{Catalog, CatalogChange};
-use crate::clock;
 use crate::error::{LedgerError, Result};
 use crate::ledger::Core;
 use crate::limits::{Limits, GROUP_COMMIT_MAX};
@@ -36,11 +35,12 @@ pub struct PreparedCommit {
     pub start: u64,
     pub started_at: Instant,
     pub reads: ReadSet,
-    pub statements: Vec<StatementRecord>,
     pub revisions: Vec<RevisionDraft>,
     /// Ion binary of each revision's data (empty for deletes), parallel to `revisions`.
     pub data_bytes: Vec<Vec<u8>>,
     pub catalog_changes: Vec<CatalogChange>,
+    /// `transactionInfo` and `catalogChanges`, hashed by the committing thread.
+    pub body: BlockBody,
 }
 
 /// A commit waiting for the committer.
@@ -215,7 +215,7 @@ fn sequence_batch(
             continue;
         }
         // The wall clock may step back; block times never do.
-        last_millis = last_millis.max(clock::now_millis());
+        last_millis = last_millis.max(commit.body.time_millis);
         let address = BlockAddress {
             strand_id: core.strand_id.clone(),
             sequence_no: next,
@@ -324,9 +324,8 @@ fn build_and_apply(
         transaction_id: &commit.transaction_id,
         time_millis,
         previous_hash,
-        statements: &commit.statements,
         revisions: &commit.revisions,
-        catalog_changes: &commit.catalog_changes,
+        body: &commit.body,
     })?;
     let payload = built.element.encode_as(ion_rs::v1_0::Binary)?;
     let rows: Vec<AppliedRevision<'_>> = commit

@@ -252,9 +252,8 @@ impl Ledger {
             transaction_id: &transaction_id,
             time_millis,
             previous_hash: None,
-            statements: &[],
             revisions: &[],
-            catalog_changes: &changes,
+            body: &block::body(&transaction_id, time_millis, &[], &[], &changes)?,
         })?;
         journal.append(&[&genesis.element.encode_as(ion_rs::v1_0::Binary)?])?;
         journal.sync()?;

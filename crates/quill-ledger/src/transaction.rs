@@ -7,7 +7,7 @@ use std::time::Instant;
 use ion_rs::{Element, IonType, Timestamp};
 use quill_verify::{ion_hash, Hash};
 
-use crate::block::{RevisionDraft, StatementRecord};
+use crate::block::{self, RevisionDraft, StatementRecord};
 use crate::catalog::{Catalog, CatalogChange};
 use crate::clock;
 use crate::committer::PreparedCommit;
@@ -667,15 +667,23 @@ impl Transaction {
             });
             data_bytes.push(doc.bytes);
         }
+        // Hashed here, in the committing thread: the committer's serial path stays short.
+        let body = block::body(
+            &self.id,
+            clock::now_millis(),
+            &self.statements,
+            &revisions,
+            &self.catalog_changes,
+        )?;
         let prepared = PreparedCommit {
             transaction_id: self.id.clone(),
             start: self.start,
             started_at: self.started_at,
             reads: std::mem::take(&mut self.reads),
-            statements: std::mem::take(&mut self.statements),
             revisions,
             data_bytes,
             catalog_changes: std::mem::take(&mut self.catalog_changes),
+            body,
         };
         self.finished = true;
         let result = self.ledger.commit(prepared);

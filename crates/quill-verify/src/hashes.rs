@@ -129,11 +129,27 @@ pub fn entries_hash_list(
     catalog_changes: &Element,
     transaction_info: &Element,
 ) -> [Hash; QUILL_ENTRIES] {
+    entries_hash_list_of(
+        header_hash,
+        revisions_root,
+        &ion_hash(catalog_changes),
+        &ion_hash(transaction_info),
+    )
+}
+
+/// [`entries_hash_list`] from the hashes of `catalogChanges` and `transactionInfo`, for a
+/// ledger that computed them earlier (off its serial commit path).
+pub fn entries_hash_list_of(
+    header_hash: &Hash,
+    revisions_root: &Hash,
+    catalog_changes_hash: &Hash,
+    transaction_info_hash: &Hash,
+) -> [Hash; QUILL_ENTRIES] {
     [
         *header_hash,
         *revisions_root,
-        ion_hash(catalog_changes),
-        ion_hash(transaction_info),
+        *catalog_changes_hash,
+        *transaction_info_hash,
     ]
 }
 

@@ -46,8 +46,8 @@ pub use error::VerifyError;
 pub use hash::{dot, ion_hash, Hash};
 pub use hashes::{
     block_hash, block_header, block_header_hash, entries_hash, entries_hash_list,
-    redacted_revision_hash, revision_hash, revision_to_block_path, revisions_root,
-    statement_digest, CommitDigest, QUILL_ENTRIES,
+    entries_hash_list_of, redacted_revision_hash, revision_hash, revision_to_block_path,
+    revisions_root, statement_digest, CommitDigest, QUILL_ENTRIES,
 };
 pub use merkle::{fold, merkle_path, merkle_root, verify_proof};
 pub use tree::{
