@@ -1,4 +1,5 @@
-//! Journal blocks: building QLDB-shaped block structs and reading them back.
+//! Journal blocks: hashing them, storing them compactly in journal frames, and rebuilding the
+//! QLDB-shaped block structs from the frames.
 //!
 //! A block is one committed transaction:
 //! `{blockAddress, transactionId, blockTimestamp, blockHash, entriesHash, previousBlockHash,
@@ -63,9 +64,11 @@ pub struct BlockBody {
     pub time_millis: i64,
     /// `H(metadata)` of each revision at `time_millis`, parallel to the revisions.
     pub metadata_hashes: Vec<Hash>,
-    pub transaction_info: Element,
+    /// `transactionInfo`, as Ion binary.
+    pub transaction_info_ion: Vec<u8>,
     pub transaction_info_hash: Hash,
-    pub catalog_changes: Element,
+    /// `catalogChanges`, as Ion binary.
+    pub catalog_changes_ion: Vec<u8>,
     pub catalog_changes_hash: Hash,
 }
 
@@ -88,9 +91,9 @@ pub fn body(
         time_millis,
         metadata_hashes,
         transaction_info_hash: ion_hash(&transaction_info),
-        transaction_info,
+        transaction_info_ion: transaction_info.encode_as(ion_rs::v1_0::Binary)?,
         catalog_changes_hash: ion_hash(&catalog_changes),
-        catalog_changes,
+        catalog_changes_ion: catalog_changes.encode_as(ion_rs::v1_0::Binary)?,
     })
 }
 
@@ -104,10 +107,10 @@ pub struct BlockDraft<'a> {
     pub body: &'a BlockBody,
 }
 
-/// A hashed block.
+/// A hashed block, encoded for the journal.
 pub struct BuiltBlock {
-    /// The block struct, as GetBlock returns it.
-    pub element: Element,
+    /// The journal frame payload (see [`encode_payload`]'s byte map).
+    pub payload: Vec<u8>,
     /// Its hash (the digest tree's leaf).
     pub hash: Hash,
     /// Revision hashes, parallel to the draft's revisions.
@@ -176,31 +179,28 @@ fn transaction_info(
         .into())
 }
 
-/// Hashes a draft into a block.
-pub fn build(draft: &BlockDraft<'_>) -> Result<BuiltBlock> {
+/// Hashes a draft into a block and encodes it. `data_ion` holds each revision's data as Ion
+/// binary (empty for a delete), parallel to `draft.revisions`.
+pub fn build(draft: &BlockDraft<'_>, data_ion: &[Vec<u8>]) -> Result<BuiltBlock> {
+    assert_eq!(
+        draft.revisions.len(),
+        data_ion.len(),
+        "one data encoding per revision"
+    );
     let timestamp = clock::timestamp_from_millis(draft.time_millis)?;
-    let address = address_element(&draft.address);
-    let mut revisions = Vec::with_capacity(draft.revisions.len());
-    let mut revision_hashes = Vec::with_capacity(draft.revisions.len());
     let proposed_time = draft.time_millis == draft.body.time_millis;
+    let mut revision_hashes = Vec::with_capacity(draft.revisions.len());
     for (i, r) in draft.revisions.iter().enumerate() {
-        let metadata = metadata_element(&r.metadata(&timestamp, draft.transaction_id));
         let metadata_hash = match draft.body.metadata_hashes.get(i) {
             Some(hash) if proposed_time => *hash,
-            _ => ion_hash(&metadata),
+            _ => ion_hash(&metadata_element(
+                &r.metadata(&timestamp, draft.transaction_id),
+            )),
         };
-        let hash = match &r.data_hash {
+        revision_hashes.push(match &r.data_hash {
             Some(data_hash) => quill_verify::dot(&metadata_hash, data_hash),
             None => metadata_hash,
-        };
-        let mut b = Element::struct_builder()
-            .with_field("blockAddress", address.clone())
-            .with_field("hash", Element::blob(hash.as_bytes()));
-        if let Some(data) = &r.data {
-            b = b.with_field("data", data.clone());
-        }
-        revisions.push(Element::from(b.with_field("metadata", metadata).build()));
-        revision_hashes.push(hash);
+        });
     }
     let header_hash = quill_verify::block_header_hash(
         &draft.address.strand_id,
@@ -216,42 +216,200 @@ pub fn build(draft: &BlockDraft<'_>) -> Result<BuiltBlock> {
     );
     let entries_hash = quill_verify::entries_hash(&entries);
     let hash = quill_verify::block_hash(&entries_hash, draft.previous_hash.as_ref());
-    let mut b = Element::struct_builder()
-        .with_field("blockAddress", address)
-        .with_field("transactionId", Element::string(draft.transaction_id))
-        .with_field("blockTimestamp", Element::timestamp(timestamp))
-        .with_field("blockHash", Element::blob(hash.as_bytes()))
-        .with_field("entriesHash", Element::blob(entries_hash.as_bytes()));
-    if let Some(previous) = &draft.previous_hash {
-        b = b.with_field("previousBlockHash", Element::blob(previous.as_bytes()));
-    }
-    let element = b
-        .with_field(
-            "entriesHashList",
-            list(entries.iter().map(|e| Element::blob(e.as_bytes()))),
-        )
-        .with_field("transactionInfo", draft.body.transaction_info.clone())
-        .with_field("revisions", list(revisions))
-        .with_field("catalogChanges", draft.body.catalog_changes.clone())
-        .build()
-        .into();
+    let revisions: Vec<PayloadRevision<'_>> = draft
+        .revisions
+        .iter()
+        .zip(&revision_hashes)
+        .zip(data_ion)
+        .map(|((r, hash), data)| PayloadRevision {
+            hash: *hash,
+            version: r.version,
+            document_id: &r.document_id,
+            data: r.data.as_ref().map(|_| data.as_slice()),
+        })
+        .collect();
+    let payload = encode_payload(
+        &PayloadHeader {
+            sequence_no: draft.address.sequence_no,
+            time_millis: draft.time_millis,
+            previous_hash: draft.previous_hash,
+            hash,
+            entries_hash,
+            entries,
+            transaction_id: draft.transaction_id,
+        },
+        &revisions,
+        &draft.body.transaction_info_ion,
+        &draft.body.catalog_changes_ion,
+    );
     Ok(BuiltBlock {
-        element,
+        payload,
         hash,
         revision_hashes,
     })
 }
 
-/// A block read back from the journal, in the form derived state needs.
+// ---- journal payload -------------------------------------------------------------------------
+//
+// A block is stored in the journal in this compact form, from which the QLDB-shaped Ion block
+// is rebuilt exactly (`DecodedBlock::to_element`). The committer writes it without encoding
+// any Ion itself: documents, `transactionInfo` and `catalogChanges` arrive encoded from the
+// committing threads. Byte map (little-endian):
+//
+// ```text
+// 0         u8   PAYLOAD_FORMAT
+// 1..9      u64  sequence number
+// 9..17     i64  block time, ms since the epoch (UTC)
+// 17        u8   flags: bit 0 = has a previous block hash
+// 18..50    [32] previous block hash (zeros when absent: the genesis block)
+// 50..82    [32] block hash
+// 82..114   [32] entries hash
+// 114..242  [32] × 4 entriesHashList
+// 242       u8   transaction id length t, then t bytes (UTF-8)
+// then      u32  revision count r, then r × revision:
+//                [32] hash, u64 version, u8 document id length d + d bytes,
+//                u32 data length (u32::MAX: deleted, no data) + data (one Ion binary value)
+// then      u32  length + transactionInfo (Ion binary)
+// then      u32  length + catalogChanges (Ion binary)
+// ```
+//
+// Format history: 1 — first format.
+
+/// Version byte of the payload layout.
+const PAYLOAD_FORMAT: u8 = 1;
+const DELETED: u32 = u32::MAX;
+
+struct PayloadHeader<'a> {
+    sequence_no: u64,
+    time_millis: i64,
+    previous_hash: Option<Hash>,
+    hash: Hash,
+    entries_hash: Hash,
+    entries: [Hash; quill_verify::QUILL_ENTRIES],
+    transaction_id: &'a str,
+}
+
+struct PayloadRevision<'a> {
+    hash: Hash,
+    version: u64,
+    document_id: &'a str,
+    data: Option<&'a [u8]>,
+}
+
+fn encode_payload(
+    header: &PayloadHeader<'_>,
+    revisions: &[PayloadRevision<'_>],
+    transaction_info: &[u8],
+    catalog_changes: &[u8],
+) -> Vec<u8> {
+    let data_bytes: usize = revisions
+        .iter()
+        .map(|r| r.data.map_or(0, <[u8]>::len) + 64)
+        .sum();
+    let mut out =
+        Vec::with_capacity(300 + data_bytes + transaction_info.len() + catalog_changes.len());
+    out.push(PAYLOAD_FORMAT);
+    out.extend_from_slice(&header.sequence_no.to_le_bytes());
+    out.extend_from_slice(&header.time_millis.to_le_bytes());
+    out.push(header.previous_hash.is_some() as u8);
+    out.extend_from_slice(header.previous_hash.unwrap_or(Hash([0; 32])).as_bytes());
+    out.extend_from_slice(header.hash.as_bytes());
+    out.extend_from_slice(header.entries_hash.as_bytes());
+    for entry in &header.entries {
+        out.extend_from_slice(entry.as_bytes());
+    }
+    // Ids are 22 bytes: the u8 lengths below cannot overflow.
+    out.push(header.transaction_id.len() as u8);
+    out.extend_from_slice(header.transaction_id.as_bytes());
+    out.extend_from_slice(&(revisions.len() as u32).to_le_bytes());
+    for r in revisions {
+        out.extend_from_slice(r.hash.as_bytes());
+        out.extend_from_slice(&r.version.to_le_bytes());
+        out.push(r.document_id.len() as u8);
+        out.extend_from_slice(r.document_id.as_bytes());
+        match r.data {
+            Some(data) => {
+                out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+                out.extend_from_slice(data);
+            }
+            None => out.extend_from_slice(&DELETED.to_le_bytes()),
+        }
+    }
+    for section in [transaction_info, catalog_changes] {
+        out.extend_from_slice(&(section.len() as u32).to_le_bytes());
+        out.extend_from_slice(section);
+    }
+    out
+}
+
+/// Bounds-checked reading of a payload; every failure is corruption of that block.
+struct PayloadReader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    address: &'a BlockAddress,
+}
+
+impl<'a> PayloadReader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|end| *end <= self.bytes.len());
+        let end = end.ok_or_else(|| {
+            corrupt(
+                self.address,
+                format!("block payload truncated at byte {}", self.at),
+            )
+        })?;
+        let slice = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(slice)
+    }
+    fn u8(&mut self) -> Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Result<u32> {
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
+    }
+    fn u64(&mut self) -> Result<u64> {
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
+    }
+    fn hash(&mut self) -> Result<Hash> {
+        Ok(Hash::from_slice(self.take(32)?).expect("32 bytes"))
+    }
+    fn text(&mut self, len: usize) -> Result<&'a str> {
+        let address = self.address;
+        std::str::from_utf8(self.take(len)?)
+            .map_err(|_| corrupt(address, "block payload holds invalid UTF-8"))
+    }
+    fn ion(&mut self, len: usize, what: &str) -> Result<(&'a [u8], Element)> {
+        let bytes = self.take(len)?;
+        let element = Element::read_one(bytes)
+            .map_err(|e| corrupt(self.address, format!("{what} is not Ion: {e}")))?;
+        Ok((bytes, element))
+    }
+}
+
+/// A block read back from the journal.
 #[derive(Debug, Clone)]
 pub struct DecodedBlock {
+    pub address: BlockAddress,
     pub transaction_id: String,
     pub time_millis: i64,
     pub hash: Hash,
+    pub entries_hash: Hash,
     pub entries: Vec<Hash>,
     pub previous_hash: Option<Hash>,
     /// (table id, revision).
     pub revisions: Vec<(String, Revision)>,
+    /// Each revision's data as stored (Ion binary; empty for a delete), parallel to `revisions`.
+    pub data_ion: Vec<Vec<u8>>,
+    pub transaction_info: Element,
+    pub catalog_changes_element: Element,
     pub catalog_changes: Vec<CatalogChange>,
 }
 
@@ -262,153 +420,159 @@ fn corrupt(address: &BlockAddress, detail: impl Into<String>) -> LedgerError {
     }
 }
 
-fn field<'a>(s: &'a ion_rs::Struct, name: &str, address: &BlockAddress) -> Result<&'a Element> {
-    s.get(name)
-        .ok_or_else(|| corrupt(address, format!("block lacks {name}")))
-}
-
-fn hash_field(s: &ion_rs::Struct, name: &str, address: &BlockAddress) -> Result<Hash> {
-    field(s, name, address)?
-        .as_blob()
-        .and_then(Hash::from_slice)
-        .ok_or_else(|| corrupt(address, format!("{name} is not a 32-byte blob")))
-}
-
-/// Parses a block struct of this ledger (`address` is where the journal says it is).
-pub fn decode(element: &Element, address: &BlockAddress) -> Result<DecodedBlock> {
-    let s = element
-        .as_struct()
-        .ok_or_else(|| corrupt(address, "block is not a struct"))?;
-    let stored = field(s, "blockAddress", address)?
-        .as_struct()
-        .ok_or_else(|| corrupt(address, "bad blockAddress"))?;
-    let seq = stored.get("sequenceNo").and_then(Element::as_i64);
-    if seq != Some(address.sequence_no as i64) {
-        return Err(corrupt(address, format!("block claims sequenceNo {seq:?}")));
-    }
-    let transaction_id = field(s, "transactionId", address)?
-        .as_text()
-        .ok_or_else(|| corrupt(address, "bad transactionId"))?
-        .to_owned();
-    let timestamp = field(s, "blockTimestamp", address)?
-        .as_timestamp()
-        .ok_or_else(|| corrupt(address, "bad blockTimestamp"))?;
-    let previous_hash = match s.get("previousBlockHash") {
-        Some(_) => Some(hash_field(s, "previousBlockHash", address)?),
-        None => None,
+/// Parses a journal payload written by [`build`] for the block at `address`.
+pub fn decode_payload(bytes: &[u8], address: &BlockAddress) -> Result<DecodedBlock> {
+    let mut r = PayloadReader {
+        bytes,
+        at: 0,
+        address,
     };
-    let entries = field(s, "entriesHashList", address)?
-        .as_sequence()
-        .ok_or_else(|| corrupt(address, "bad entriesHashList"))?
-        .elements()
-        .map(|e| {
-            e.as_blob()
-                .and_then(Hash::from_slice)
-                .ok_or_else(|| corrupt(address, "bad entriesHashList entry"))
-        })
+    let format = r.u8()?;
+    if format != PAYLOAD_FORMAT {
+        return Err(corrupt(
+            address,
+            format!("unknown block payload format {format}"),
+        ));
+    }
+    let sequence_no = r.u64()?;
+    if sequence_no != address.sequence_no {
+        return Err(corrupt(
+            address,
+            format!("block claims sequenceNo {sequence_no}"),
+        ));
+    }
+    let time_millis = r.u64()? as i64;
+    let has_previous = r.u8()? & 1 == 1;
+    let previous = r.hash()?;
+    let hash = r.hash()?;
+    let entries_hash = r.hash()?;
+    let entries = (0..quill_verify::QUILL_ENTRIES)
+        .map(|_| r.hash())
         .collect::<Result<Vec<_>>>()?;
-    let documents = field(s, "transactionInfo", address)?
+    let id_len = r.u8()? as usize;
+    let transaction_id = r.text(id_len)?.to_owned();
+    let tx_time = clock::timestamp_from_millis(time_millis)?;
+    let count = r.u32()? as usize;
+    // Each revision takes at least 45 bytes: a count beyond that is corruption, not an allocation.
+    if count > bytes.len() / 45 {
+        return Err(corrupt(address, format!("block claims {count} revisions")));
+    }
+    let mut stored = Vec::with_capacity(count);
+    for _ in 0..count {
+        let hash = r.hash()?;
+        let version = r.u64()?;
+        let id_len = r.u8()? as usize;
+        let id = r.text(id_len)?.to_owned();
+        let data = match r.u32()? {
+            DELETED => None,
+            len => Some(r.ion(len as usize, "document data")?),
+        };
+        stored.push((hash, version, id, data));
+    }
+    let len = r.u32()? as usize;
+    let (_, transaction_info) = r.ion(len, "transactionInfo")?;
+    let len = r.u32()? as usize;
+    let (_, catalog_changes_element) = r.ion(len, "catalogChanges")?;
+    if r.at != bytes.len() {
+        return Err(corrupt(address, "trailing bytes after the block payload"));
+    }
+    let documents = transaction_info
         .as_struct()
         .and_then(|t| t.get("documents"))
         .and_then(Element::as_struct)
-        .ok_or_else(|| corrupt(address, "bad transactionInfo"))?;
-    let mut revisions = Vec::new();
-    for r in field(s, "revisions", address)?
-        .as_sequence()
-        .ok_or_else(|| corrupt(address, "bad revisions"))?
-        .elements()
-    {
-        let revision = revision_from_element(r).map_err(|e| corrupt(address, e.to_string()))?;
+        .ok_or_else(|| corrupt(address, "transactionInfo lacks documents"))?;
+    let mut revisions = Vec::with_capacity(count);
+    let mut data_ion = Vec::with_capacity(count);
+    for (hash, version, id, data) in stored {
         let table_id = documents
-            .get(revision.metadata.id.as_str())
+            .get(id.as_str())
             .and_then(Element::as_struct)
             .and_then(|d| d.get("tableId"))
             .and_then(Element::as_text)
             .ok_or_else(|| {
                 corrupt(
                     address,
-                    format!(
-                        "document {} missing from transactionInfo",
-                        revision.metadata.id
-                    ),
+                    format!("document {id} missing from transactionInfo"),
                 )
-            })?;
-        revisions.push((table_id.to_owned(), revision));
+            })?
+            .to_owned();
+        let (bytes, data) = match data {
+            Some((bytes, element)) => (bytes.to_vec(), Some(element)),
+            None => (Vec::new(), None),
+        };
+        let metadata = RevisionMetadata {
+            id,
+            version,
+            tx_time: tx_time.clone(),
+            tx_id: transaction_id.clone(),
+        };
+        revisions.push((
+            table_id,
+            Revision {
+                block_address: address.clone(),
+                hash,
+                data,
+                metadata,
+            },
+        ));
+        data_ion.push(bytes);
     }
-    let catalog_changes = match s.get("catalogChanges").and_then(Element::as_sequence) {
-        Some(changes) => changes
-            .elements()
-            .map(CatalogChange::from_element)
-            .collect::<Result<Vec<_>>>()?,
-        None => Vec::new(),
-    };
+    let catalog_changes = catalog_changes_element
+        .as_sequence()
+        .ok_or_else(|| corrupt(address, "catalogChanges is not a list"))?
+        .elements()
+        .map(CatalogChange::from_element)
+        .collect::<Result<Vec<_>>>()
+        .map_err(|e| corrupt(address, e.to_string()))?;
     Ok(DecodedBlock {
+        address: address.clone(),
         transaction_id,
-        time_millis: clock::millis_from_timestamp(&timestamp),
-        hash: hash_field(s, "blockHash", address)?,
+        time_millis,
+        hash,
+        entries_hash,
         entries,
-        previous_hash,
+        previous_hash: has_previous.then_some(previous),
         revisions,
+        data_ion,
+        transaction_info,
+        catalog_changes_element,
         catalog_changes,
     })
 }
 
-/// Parses a revision struct `{blockAddress, hash, data?, metadata}`.
-pub fn revision_from_element(element: &Element) -> Result<Revision> {
-    let bad = |what: &str| LedgerError::Storage(format!("malformed revision: {what}"));
-    let s = element.as_struct().ok_or_else(|| bad("not a struct"))?;
-    let address = s
-        .get("blockAddress")
-        .and_then(Element::as_struct)
-        .ok_or_else(|| bad("blockAddress"))?;
-    let block_address = BlockAddress {
-        strand_id: address
-            .get("strandId")
-            .and_then(Element::as_text)
-            .ok_or_else(|| bad("strandId"))?
-            .to_owned(),
-        sequence_no: address
-            .get("sequenceNo")
-            .and_then(Element::as_i64)
-            .filter(|n| *n >= 0)
-            .ok_or_else(|| bad("sequenceNo"))? as u64,
-    };
-    let hash = s
-        .get("hash")
-        .and_then(Element::as_blob)
-        .and_then(Hash::from_slice)
-        .ok_or_else(|| bad("hash"))?;
-    let m = s
-        .get("metadata")
-        .and_then(Element::as_struct)
-        .ok_or_else(|| bad("metadata"))?;
-    let metadata = RevisionMetadata {
-        id: m
-            .get("id")
-            .and_then(Element::as_text)
-            .ok_or_else(|| bad("metadata.id"))?
-            .to_owned(),
-        version: m
-            .get("version")
-            .and_then(Element::as_i64)
-            .filter(|n| *n >= 0)
-            .ok_or_else(|| bad("metadata.version"))? as u64,
-        tx_time: m
-            .get("txTime")
-            .and_then(Element::as_timestamp)
-            .ok_or_else(|| bad("metadata.txTime"))?,
-        tx_id: m
-            .get("txId")
-            .and_then(Element::as_text)
-            .ok_or_else(|| bad("metadata.txId"))?
-            .to_owned(),
-    };
-    Ok(Revision {
-        block_address,
-        hash,
-        data: s.get("data").cloned(),
-        metadata,
-    })
+impl DecodedBlock {
+    /// The block as QLDB shows it (GetBlock): `{blockAddress, transactionId, blockTimestamp,
+    /// blockHash, entriesHash, previousBlockHash, entriesHashList, transactionInfo, revisions,
+    /// catalogChanges}`.
+    pub fn to_element(&self) -> Result<Element> {
+        let timestamp = clock::timestamp_from_millis(self.time_millis)?;
+        let mut b = Element::struct_builder()
+            .with_field("blockAddress", address_element(&self.address))
+            .with_field(
+                "transactionId",
+                Element::string(self.transaction_id.as_str()),
+            )
+            .with_field("blockTimestamp", Element::timestamp(timestamp))
+            .with_field("blockHash", Element::blob(self.hash.as_bytes()))
+            .with_field("entriesHash", Element::blob(self.entries_hash.as_bytes()));
+        if let Some(previous) = &self.previous_hash {
+            b = b.with_field("previousBlockHash", Element::blob(previous.as_bytes()));
+        }
+        Ok(b.with_field(
+            "entriesHashList",
+            list(self.entries.iter().map(|e| Element::blob(e.as_bytes()))),
+        ))
+        .map(|b| {
+            b.with_field("transactionInfo", self.transaction_info.clone())
+                .with_field(
+                    "revisions",
+                    list(self.revisions.iter().map(|(_, r)| r.to_element())),
+                )
+                .with_field("catalogChanges", self.catalog_changes_element.clone())
+                .build()
+                .into()
+        })
+    }
 }
 
 impl Revision {
@@ -475,5 +639,92 @@ impl RevisionMetadata {
     /// `{id, version, txTime, txId}`.
     pub fn to_element(&self) -> Element {
         metadata_element(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> (BuiltBlock, BlockAddress) {
+        let data = Element::read_one(&b"{VIN: \"1N4AL11D75C109151\", price: 90.25}"[..]).unwrap();
+        let revisions = vec![
+            RevisionDraft {
+                table_id: "T".repeat(22),
+                table_name: "Vehicle".into(),
+                document_id: "D".repeat(22),
+                version: 3,
+                data_hash: Some(ion_hash(&data)),
+                data: Some(data.clone()),
+                statements: vec![0],
+            },
+            RevisionDraft {
+                table_id: "T".repeat(22),
+                table_name: "Vehicle".into(),
+                document_id: "E".repeat(22),
+                version: 1,
+                data: None,
+                data_hash: None,
+                statements: vec![0],
+            },
+        ];
+        let statements = [StatementRecord {
+            text: "UPDATE Vehicle SET price = 90.25".into(),
+            start_millis: 1_568_662_625_300,
+            digest: Hash([1; 32]),
+        }];
+        let tx = "X".repeat(22);
+        let body = body(&tx, 1_568_662_625_344, &statements, &revisions, &[]).unwrap();
+        let address = BlockAddress {
+            strand_id: "S".repeat(22),
+            sequence_no: 7,
+        };
+        let data_ion = vec![data.encode_as(ion_rs::v1_0::Binary).unwrap(), Vec::new()];
+        let draft = BlockDraft {
+            address: address.clone(),
+            transaction_id: &tx,
+            time_millis: 1_568_662_625_344,
+            previous_hash: Some(Hash([9; 32])),
+            revisions: &revisions,
+            body: &body,
+        };
+        (build(&draft, &data_ion).unwrap(), address)
+    }
+
+    #[test]
+    fn payload_round_trips_to_a_block_that_verifies() {
+        let (built, address) = sample();
+        let decoded = decode_payload(&built.payload, &address).unwrap();
+        assert_eq!(decoded.hash, built.hash);
+        assert_eq!(decoded.revisions.len(), 2);
+        assert!(decoded.revisions[1].1.data.is_none());
+        let element = decoded.to_element().unwrap();
+        assert_eq!(
+            quill_verify::verify_quill_block(&element).unwrap(),
+            built.hash
+        );
+        for (i, (_, revision)) in decoded.revisions.iter().enumerate() {
+            assert_eq!(revision.hash, built.revision_hashes[i]);
+        }
+    }
+
+    #[test]
+    fn damaged_payloads_are_corruption_not_panics() {
+        let (built, address) = sample();
+        for cut in [0, 1, 17, 100, 242, built.payload.len() - 1] {
+            let err = decode_payload(&built.payload[..cut], &address).unwrap_err();
+            assert!(
+                matches!(err, LedgerError::Corrupted { .. }),
+                "cut at {cut}: {err}"
+            );
+        }
+        let mut longer = built.payload.clone();
+        longer.push(0);
+        assert!(decode_payload(&longer, &address).is_err());
+        let elsewhere = BlockAddress {
+            sequence_no: 8,
+            ..address
+        };
+        assert!(decode_payload(&built.payload, &elsewhere).is_err());
     }
 }

@@ -319,15 +319,18 @@ fn build_and_apply(
     time_millis: i64,
     previous_hash: Option<Hash>,
 ) -> Result<(Hash, Vec<u8>, WriteSet)> {
-    let built = block::build(&BlockDraft {
-        address: address.clone(),
-        transaction_id: &commit.transaction_id,
-        time_millis,
-        previous_hash,
-        revisions: &commit.revisions,
-        body: &commit.body,
-    })?;
-    let payload = built.element.encode_as(ion_rs::v1_0::Binary)?;
+    let built = block::build(
+        &BlockDraft {
+            address: address.clone(),
+            transaction_id: &commit.transaction_id,
+            time_millis,
+            previous_hash,
+            revisions: &commit.revisions,
+            body: &commit.body,
+        },
+        &commit.data_bytes,
+    )?;
+    let payload = built.payload;
     let rows: Vec<AppliedRevision<'_>> = commit
         .revisions
         .iter()
