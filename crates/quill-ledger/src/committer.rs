@@ -176,14 +176,24 @@ fn sequence_batch(
     batch: Vec<CommitRequest>,
     jobs: &SyncSender<SyncJob>,
 ) {
-    if let Some(reason) = core.shared().poisoned.clone() {
-        fail_all(
-            batch.into_iter().map(|r| r.reply),
-            &LedgerError::ReadOnly(reason),
-        );
-        return;
-    }
-    let published = core.shared().applied;
+    // One look at the shared state per batch: the published conflict log is checked for every
+    // commit under a single lock (committing threads take that lock too).
+    let (logged, published) = {
+        let shared = core.shared();
+        if let Some(reason) = shared.poisoned.clone() {
+            drop(shared);
+            fail_all(
+                batch.into_iter().map(|r| r.reply),
+                &LedgerError::ReadOnly(reason),
+            );
+            return;
+        }
+        let logged: Vec<Option<String>> = batch
+            .iter()
+            .map(|r| shared.log.check(r.commit.start, &r.commit.reads))
+            .collect();
+        (logged, shared.applied)
+    };
     while sequencer
         .in_flight
         .front()
@@ -208,9 +218,15 @@ fn sequence_batch(
     let mut accepted: Vec<Accepted> = Vec::with_capacity(batch.len());
     let mut payloads: Vec<Vec<u8>> = Vec::with_capacity(batch.len());
     let mut leaves: Vec<Hash> = Vec::with_capacity(batch.len());
-    for request in batch {
+    for (request, logged) in batch.into_iter().zip(logged) {
         let CommitRequest { commit, reply } = request;
-        if let Err(e) = check_commit(core, &commit, &catalog, &sequencer.in_flight, &accepted) {
+        let earlier = Earlier {
+            logged,
+            published,
+            in_flight: &sequencer.in_flight,
+            batch: &accepted,
+        };
+        if let Err(e) = check_commit(core, &commit, &catalog, earlier) {
             let _ = reply.send(Err(e));
             continue;
         }
@@ -382,7 +398,7 @@ fn sync_loop(core: &Core, jobs: Receiver<SyncJob>) {
             .recv()
             .unwrap_or_else(|_| Err(LedgerError::Storage("sequencer stopped".into())));
         {
-            let mut shared = core.shared();
+            let mut shared = core.shared_mut();
             match snapshot {
                 Ok(snapshot) => shared.snapshot = Arc::new(snapshot),
                 // The journal has the batch; derived state is rebuilt from it on open.
@@ -411,12 +427,23 @@ fn sync_loop(core: &Core, jobs: Receiver<SyncJob>) {
 
 /// OCC, expiry and table checks of one commit against everything committed before it: the
 /// published conflict log, batches waiting for their fsync, and earlier commits of this batch.
+/// What a commit is checked against: blocks committed after it started.
+struct Earlier<'a> {
+    /// The published conflict log's verdict (checked under the batch's lock).
+    logged: Option<String>,
+    /// Blocks published when the log was checked.
+    published: u64,
+    /// Blocks waiting for their fsync.
+    in_flight: &'a VecDeque<(u64, Arc<WriteSet>)>,
+    /// Earlier commits of this batch.
+    batch: &'a [Accepted],
+}
+
 fn check_commit(
     core: &Core,
     commit: &PreparedCommit,
     catalog: &Catalog,
-    in_flight: &VecDeque<(u64, Arc<WriteSet>)>,
-    batch: &[Accepted],
+    earlier: Earlier<'_>,
 ) -> Result<()> {
     if commit.started_at.elapsed() > core.options.limits.transaction_timeout {
         return Err(LedgerError::TransactionExpired {
@@ -427,13 +454,12 @@ fn check_commit(
         transaction_id: commit.transaction_id.clone(),
         detail,
     };
-    let (logged, published) = {
-        let shared = core.shared();
-        (
-            shared.log.check(commit.start, &commit.reads),
-            shared.applied,
-        )
-    };
+    let Earlier {
+        logged,
+        published,
+        in_flight,
+        batch,
+    } = earlier;
     if let Some(detail) = logged {
         return Err(conflict(detail));
     }

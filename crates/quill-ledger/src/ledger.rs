@@ -14,7 +14,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, SyncSender};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::JoinHandle;
 
 use ion_rs::Element;
@@ -86,18 +86,24 @@ pub(crate) struct Core {
     pub journal: Journal,
     pub tree: TreeStore,
     pub state: State,
-    shared: Mutex<Shared>,
+    shared: RwLock<Shared>,
 }
 
 impl Core {
-    pub fn shared(&self) -> MutexGuard<'_, Shared> {
+    /// Reads the shared state (committing threads, readers).
+    pub fn shared(&self) -> RwLockReadGuard<'_, Shared> {
         // A panic while holding the lock leaves plain data behind; keep serving.
-        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+        self.shared.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Changes the shared state (the syncer publishing, poisoning).
+    pub fn shared_mut(&self) -> RwLockWriteGuard<'_, Shared> {
+        self.shared.write().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn poison(&self, reason: String) {
         tracing::error!(%reason, "ledger is read-only until reopened");
-        self.shared().poisoned.get_or_insert(reason);
+        self.shared_mut().poisoned.get_or_insert(reason);
     }
 }
 
@@ -333,7 +339,7 @@ impl Ledger {
             journal,
             tree,
             state,
-            shared: Mutex::new(Shared {
+            shared: RwLock::new(Shared {
                 applied: blocks,
                 catalog: Arc::new(catalog),
                 last_hash: Some(last.hash),
@@ -391,7 +397,7 @@ impl Ledger {
     pub fn begin(&self) -> Result<Transaction> {
         let core = &self.inner.core;
         let (start, snapshot, catalog) = {
-            let mut shared = core.shared();
+            let shared = core.shared();
             if let Some(reason) = &shared.poisoned {
                 return Err(LedgerError::ReadOnly(reason.clone()));
             }

@@ -7,7 +7,7 @@
 //! table it scanned (this catches phantoms), or the catalog entry of a table it used.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// What a transaction read.
 #[derive(Debug, Default, Clone)]
@@ -67,6 +67,9 @@ impl WriteSet {
 }
 
 /// Write sets of recent blocks, pruned once no running transaction can conflict with them.
+///
+/// The set of running transactions has its own lock, so beginning and ending a transaction
+/// only reads the rest of the shared state (see `ledger::Shared`).
 #[derive(Debug, Default)]
 pub struct ConflictLog {
     /// Sequence number of `entries[0]`.
@@ -75,7 +78,7 @@ pub struct ConflictLog {
     /// start, and every transaction expires after the transaction timeout.
     entries: VecDeque<Arc<WriteSet>>,
     /// Start positions of running transactions (multiset: start → count).
-    running: BTreeMap<u64, usize>,
+    running: Mutex<BTreeMap<u64, usize>>,
 }
 
 impl ConflictLog {
@@ -84,52 +87,54 @@ impl ConflictLog {
         ConflictLog {
             first: next,
             entries: VecDeque::new(),
-            running: BTreeMap::new(),
+            running: Mutex::new(BTreeMap::new()),
         }
     }
 
-    /// Registers a transaction that starts reading at block count `start`.
-    pub fn begin(&mut self, start: u64) {
-        *self.running.entry(start).or_default() += 1;
+    fn running(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, usize>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Unregisters it (commit, abort or drop) and prunes.
-    pub fn end(&mut self, start: u64) {
-        if let Some(count) = self.running.get_mut(&start) {
+    /// Registers a transaction that starts reading at block count `start`. The caller holds
+    /// the shared state (at least for reading), so no block ≥ `start` can be pruned meanwhile.
+    pub fn begin(&self, start: u64) {
+        *self.running().entry(start).or_default() += 1;
+    }
+
+    /// Unregisters it (commit, abort or drop). Its entries are pruned by the next `push`.
+    pub fn end(&self, start: u64) {
+        let mut running = self.running();
+        if let Some(count) = running.get_mut(&start) {
             *count -= 1;
             if *count == 0 {
-                self.running.remove(&start);
+                running.remove(&start);
             }
         }
-        self.prune();
     }
 
-    fn prune(&mut self) {
-        let keep_from = self
-            .running
-            .keys()
-            .next()
-            .copied()
-            .unwrap_or(self.first + self.entries.len() as u64);
+    /// Records the writes of block `sequence_no` (blocks arrive in order), dropping entries
+    /// no running transaction can conflict with.
+    pub fn push(&mut self, sequence_no: u64, writes: Arc<WriteSet>) {
+        let oldest = self.running().keys().next().copied();
+        let keep_from = oldest.unwrap_or(sequence_no + 1);
         while self.first < keep_from && !self.entries.is_empty() {
             self.entries.pop_front();
             self.first += 1;
         }
-    }
-
-    /// Records the writes of block `sequence_no` (blocks arrive in order).
-    pub fn push(&mut self, sequence_no: u64, writes: Arc<WriteSet>) {
-        if self.entries.is_empty() && self.running.is_empty() {
-            // Nobody can conflict with it: keep nothing.
-            self.first = sequence_no + 1;
-            return;
+        if self.entries.is_empty() {
+            self.first = sequence_no;
         }
         assert_eq!(
             sequence_no,
             self.first + self.entries.len() as u64,
             "blocks are logged in order"
         );
-        self.entries.push_back(writes);
+        if oldest.is_some() {
+            self.entries.push_back(writes);
+        } else {
+            // Nobody can conflict with it: keep nothing.
+            self.first = sequence_no + 1;
+        }
     }
 
     /// The reason a transaction that started at `start` with `reads` conflicts, if it does.
@@ -181,6 +186,7 @@ mod tests {
             "phantom: a scan conflicts with any write to the table"
         );
         log.end(5);
+        log.push(6, Arc::new(WriteSet::default()));
         assert_eq!(log.len(), 0, "pruned when nobody runs");
     }
 }
