@@ -153,6 +153,9 @@ pub fn run(core: Arc<Core>, requests: Receiver<CommitRequest>) {
                 Err(_) => break,
             }
         }
+        // Concurrent commits may be serialised in any order: take them in the order of their
+        // proposed times, so block times rise without re-hashing revision metadata.
+        batch.sort_by_key(|r| r.commit.body.time_millis);
         sequence_batch(&core, &mut sequencer, batch, &jobs);
     }
     drop(jobs);
