@@ -250,21 +250,17 @@ impl Journal {
     /// Makes every appended block durable (fdatasync of the last segment; earlier segments
     /// were synced when sealed). One fdatasync per call.
     pub fn sync(&self) -> Result<()> {
-        // The segment is chosen under the writer lock; the fdatasync runs outside it, so the
-        // next batch can be appended while this one reaches the disk. Everything appended
-        // before this call is in that segment or in an earlier one, sealed (synced) when it
-        // filled up.
-        let files = {
-            let writer = self.lock_writer()?;
-            writer.check_writable()?;
-            self.last_segment().files
-        };
-        let result = self.injected_fault().and_then(|()| files.data.sync_data());
+        // The writer lock is held across the fdatasync on purpose: letting the next batch be
+        // appended during it was measured ~10 % slower at 32 writers (writes to pages under
+        // writeback wait for it), and it keeps "poisoned after a failed sync" simple.
+        let mut writer = self.lock_writer()?;
+        writer.check_writable()?;
+        let result = self
+            .injected_fault()
+            .and_then(|()| self.last_segment().files.data.sync_data());
         result.map_err(|error| {
             let error = LedgerError::Io(error);
-            if let Ok(mut writer) = self.lock_writer() {
-                writer.poison("sync", &error);
-            }
+            writer.poison("sync", &error);
             error
         })
     }
