@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use ion_rs::Element;
-use quill_ledger::{BlockAddress, Ledger, Revision};
+use quill_ledger::{BlockAddress, Ledger};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -458,36 +458,6 @@ struct GetRevisionRequest {
     digest_tip_address: Option<IonTextHolder>,
 }
 
-/// A revision as QLDB's GetRevision shows it.
-fn revision_element(revision: &Revision) -> Element {
-    let address = &revision.block_address;
-    let metadata = &revision.metadata;
-    let mut builder = Element::struct_builder()
-        .with_field(
-            "blockAddress",
-            Element::struct_builder()
-                .with_field("strandId", Element::string(address.strand_id.as_str()))
-                .with_field("sequenceNo", Element::int(address.sequence_no as i64))
-                .build(),
-        )
-        .with_field("hash", Element::blob(revision.hash.as_bytes()));
-    if let Some(data) = &revision.data {
-        builder = builder.with_field("data", data.clone());
-    }
-    builder
-        .with_field(
-            "metadata",
-            Element::struct_builder()
-                .with_field("id", Element::string(metadata.id.as_str()))
-                .with_field("version", Element::int(metadata.version as i64))
-                .with_field("txTime", Element::timestamp(metadata.tx_time.clone()))
-                .with_field("txId", Element::string(metadata.tx_id.as_str()))
-                .build(),
-        )
-        .build()
-        .into()
-}
-
 fn get_revision(context: &Context<'_>, name: &str, body: &[u8]) -> Result<(u16, Value), ApiError> {
     let request: GetRevisionRequest = parse_body(body)?;
     let (ledger, _) = context.registry.get(name)?;
@@ -497,7 +467,7 @@ fn get_revision(context: &Context<'_>, name: &str, body: &[u8]) -> Result<(u16, 
     let revision = ledger
         .revision(sequence_no, document_id)
         .map_err(ledger_error)?;
-    let mut reply = json!({"Revision": {"IonText": revision_element(&revision).to_string()}});
+    let mut reply = json!({"Revision": {"IonText": revision.to_element().to_string()}});
     if let Some(tip) = tip {
         let proof = ledger
             .revision_proof(sequence_no, document_id, tip)

@@ -11,7 +11,7 @@ use std::path::Path;
 use anyhow::{bail, Context as _};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ion_rs::Element;
-use quill_ledger::{BlockAddress, Ledger, LedgerDigest, LedgerError, LedgerOptions, Revision};
+use quill_ledger::{BlockAddress, Ledger, LedgerDigest, LedgerError, LedgerOptions};
 use quill_server::registry::{ControlRecord, NewLedger, Registry, AWS_OWNED_KMS_KEY};
 
 use crate::args::{LedgerCommand, LedgerTarget, RevisionRequest};
@@ -22,10 +22,17 @@ use crate::CorruptionFound;
 pub fn open_ledger(target: &LedgerTarget) -> anyhow::Result<Ledger> {
     let dir = target.dir();
     if !dir.join("ledger.ion").exists() {
-        bail!("no ledger {} in {}", target.ledger, target.data_dir.display());
+        bail!(
+            "no ledger {} in {}",
+            target.ledger,
+            target.data_dir.display()
+        );
     }
     Ledger::open(&dir, LedgerOptions::default()).map_err(|error| match error {
-        LedgerError::Corrupted { block_address, detail } => CorruptionFound(format!(
+        LedgerError::Corrupted {
+            block_address,
+            detail,
+        } => CorruptionFound(format!(
             "ledger {} is corrupted at block {}: {detail}",
             target.ledger,
             address_text(&block_address)
@@ -55,7 +62,10 @@ pub fn verify(target: &LedgerTarget) -> anyhow::Result<()> {
             println!("{}", pretty(&digest_element(&digest)));
             Ok(())
         }
-        Err(LedgerError::Corrupted { block_address, detail }) => Err(CorruptionFound(format!(
+        Err(LedgerError::Corrupted {
+            block_address,
+            detail,
+        }) => Err(CorruptionFound(format!(
             "ledger {} is corrupted: first bad block {}: {detail}",
             ledger.name(),
             address_text(&block_address)
@@ -91,7 +101,11 @@ pub fn ledger(command: LedgerCommand) -> anyhow::Result<()> {
             Ok(())
         }
         LedgerCommand::Describe { name, data_dir } => describe(&data_dir, &name),
-        LedgerCommand::Delete { name, data_dir, force } => {
+        LedgerCommand::Delete {
+            name,
+            data_dir,
+            force,
+        } => {
             let registry = open_registry(&data_dir)?;
             if force {
                 registry.update(&name, |control| {
@@ -153,34 +167,29 @@ pub fn revision(request: &RevisionRequest) -> anyhow::Result<()> {
     let sequence_no = request.block.sequence_no;
     let revision = ledger.revision(sequence_no, &request.document_id)?;
     let proof = ledger.revision_proof(sequence_no, &request.document_id, digest.tip.sequence_no)?;
-    let revision = revision_element(&revision);
+    let revision = revision.to_element();
     let proof_text = quill_verify::proof_to_ion_text(&proof);
     println!("{}", pretty(&revision));
     println!("proof: {proof_text}");
     println!("{}", pretty(&digest_element(&digest)));
-    quill_verify::verify_revision(&revision, &proof, &digest.digest)
-        .map_err(|error| CorruptionFound(format!("the revision does not verify against the digest: {error}")))?;
+    quill_verify::verify_revision(&revision, &proof, &digest.digest).map_err(|error| {
+        CorruptionFound(format!(
+            "the revision does not verify against the digest: {error}"
+        ))
+    })?;
     println!("verified");
     Ok(())
 }
 
 /// `{strandId:"…",sequenceNo:N}` as QLDB writes block addresses.
 pub fn address_text(address: &BlockAddress) -> String {
-    compact(&address_element(address))
-}
-
-fn address_element(address: &BlockAddress) -> Element {
-    Element::struct_builder()
-        .with_field("strandId", Element::string(address.strand_id.as_str()))
-        .with_field("sequenceNo", Element::int(address.sequence_no as i64))
-        .build()
-        .into()
+    compact(&address.to_element())
 }
 
 fn digest_element(digest: &LedgerDigest) -> Element {
     Element::struct_builder()
         .with_field("digest", Element::blob(digest.digest.as_bytes()))
-        .with_field("digestTipAddress", address_element(&digest.tip))
+        .with_field("digestTipAddress", digest.tip.to_element())
         .build()
         .into()
 }
@@ -189,31 +198,17 @@ fn control_element(control: &ControlRecord) -> Element {
     Element::struct_builder()
         .with_field("name", Element::string(control.name.as_str()))
         .with_field("state", Element::string(control.state.as_str()))
-        .with_field("creationDateTime", Element::float(control.creation_date_time))
-        .with_field("permissionsMode", Element::string(control.permissions_mode.as_str()))
-        .with_field("deletionProtection", Element::boolean(control.deletion_protection))
-        .build()
-        .into()
-}
-
-/// A revision as QLDB's GetRevision shows it: `{blockAddress, hash, data?, metadata}`.
-fn revision_element(revision: &Revision) -> Element {
-    let metadata = &revision.metadata;
-    let mut builder = Element::struct_builder()
-        .with_field("blockAddress", address_element(&revision.block_address))
-        .with_field("hash", Element::blob(revision.hash.as_bytes()));
-    if let Some(data) = &revision.data {
-        builder = builder.with_field("data", data.clone());
-    }
-    builder
         .with_field(
-            "metadata",
-            Element::struct_builder()
-                .with_field("id", Element::string(metadata.id.as_str()))
-                .with_field("version", Element::int(metadata.version as i64))
-                .with_field("txTime", Element::timestamp(metadata.tx_time.clone()))
-                .with_field("txId", Element::string(metadata.tx_id.as_str()))
-                .build(),
+            "creationDateTime",
+            Element::float(control.creation_date_time),
+        )
+        .with_field(
+            "permissionsMode",
+            Element::string(control.permissions_mode.as_str()),
+        )
+        .with_field(
+            "deletionProtection",
+            Element::boolean(control.deletion_protection),
         )
         .build()
         .into()
@@ -245,8 +240,10 @@ mod tests {
             .unwrap();
         let digest = ledger.digest();
         let sequence_no = digest.tip.sequence_no;
-        let proof = ledger.revision_proof(sequence_no, &id, sequence_no).unwrap();
-        let revision = revision_element(&ledger.revision(sequence_no, &id).unwrap());
+        let proof = ledger
+            .revision_proof(sequence_no, &id, sequence_no)
+            .unwrap();
+        let revision = ledger.revision(sequence_no, &id).unwrap().to_element();
         assert!(quill_verify::verify_revision(&revision, &proof, &digest.digest).is_ok());
         let text = compact(&revision).replace("a: 1", "a: 2");
         let tampered = Element::read_one(text.as_bytes()).unwrap();

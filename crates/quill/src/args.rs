@@ -101,9 +101,13 @@ impl ServeArgs {
     /// Checks the flags into the server's configuration.
     pub fn check(self) -> anyhow::Result<ServerConfig> {
         let auth = match (self.auth, self.credentials) {
-            (Some(AuthArg::None), Some(_)) => bail!("--credentials needs --auth credentials (or no --auth)"),
+            (Some(AuthArg::None), Some(_)) => {
+                bail!("--credentials needs --auth credentials (or no --auth)")
+            }
             (Some(AuthArg::None), None) | (None, None) => AuthMode::None,
-            (Some(AuthArg::Credentials), None) => bail!("--auth credentials needs --credentials FILE"),
+            (Some(AuthArg::Credentials), None) => {
+                bail!("--auth credentials needs --credentials FILE")
+            }
             (_, Some(path)) => AuthMode::Credentials(path),
         };
         let tls = match (self.tls_cert, self.tls_key) {
@@ -146,9 +150,16 @@ pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
         .trim()
         .parse()
         .context("expected a number with an optional `s` or `ms` unit")?;
-    let duration = Duration::from_millis(value.checked_mul(unit_ms).context("duration is too large")?);
+    let duration = Duration::from_millis(
+        value
+            .checked_mul(unit_ms)
+            .context("duration is too large")?,
+    );
     if duration.is_zero() || duration > TRANSACTION_TIMEOUT_MAX {
-        bail!("must be between 1ms and {} s", TRANSACTION_TIMEOUT_MAX.as_secs());
+        bail!(
+            "must be between 1ms and {} s",
+            TRANSACTION_TIMEOUT_MAX.as_secs()
+        );
     }
     Ok(duration)
 }
@@ -288,7 +299,9 @@ impl ShellArgs {
                 region: self.region,
             },
             None => ShellTarget::Embedded(LedgerTarget {
-                data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("./quill-data")),
+                data_dir: self
+                    .data_dir
+                    .unwrap_or_else(|| PathBuf::from("./quill-data")),
                 ledger: self.ledger,
             }),
         };
@@ -328,7 +341,10 @@ impl RevisionArgs {
     pub fn check(self) -> anyhow::Result<RevisionRequest> {
         let block = parse_block_address(&self.block)?;
         if !quill_ledger::is_valid_id(&self.document_id) {
-            bail!("--document-id {:?} is not a 22-character document id", self.document_id);
+            bail!(
+                "--document-id {:?} is not a 22-character document id",
+                self.document_id
+            );
         }
         Ok(RevisionRequest {
             target: self.target.check()?,
@@ -341,7 +357,9 @@ impl RevisionArgs {
 /// Parses QLDB's block address Ion text, `{strandId:"…",sequenceNo:N}`.
 pub fn parse_block_address(text: &str) -> anyhow::Result<BlockAddress> {
     let element = ion_rs::Element::read_one(text).context("--block is not one Ion value")?;
-    let fields = element.as_struct().context("--block must be an Ion struct")?;
+    let fields = element
+        .as_struct()
+        .context("--block must be an Ion struct")?;
     let strand_id = fields
         .get("strandId")
         .and_then(|v| v.as_text())
@@ -350,7 +368,8 @@ pub fn parse_block_address(text: &str) -> anyhow::Result<BlockAddress> {
         .get("sequenceNo")
         .and_then(|v| v.as_i64())
         .context("--block needs an int sequenceNo")?;
-    let sequence_no = u64::try_from(sequence_no).context("--block sequenceNo must not be negative")?;
+    let sequence_no =
+        u64::try_from(sequence_no).context("--block sequenceNo must not be negative")?;
     Ok(BlockAddress {
         strand_id: strand_id.to_owned(),
         sequence_no,
@@ -373,7 +392,8 @@ mod tests {
 
     #[test]
     fn block_addresses_parse_from_ion_text() {
-        let address = parse_block_address(r#"{strandId:"KmA3ZZca7vAIiJAK9S5Iwl",sequenceNo:14}"#).unwrap();
+        let address =
+            parse_block_address(r#"{strandId:"KmA3ZZca7vAIiJAK9S5Iwl",sequenceNo:14}"#).unwrap();
         assert_eq!(address.strand_id, "KmA3ZZca7vAIiJAK9S5Iwl");
         assert_eq!(address.sequence_no, 14);
         for bad in [

@@ -60,9 +60,15 @@ struct SigningKey {
 
 impl SigningKey {
     fn from_env() -> Option<SigningKey> {
-        let access_key_id = std::env::var("AWS_ACCESS_KEY_ID").ok().filter(|v| !v.is_empty())?;
-        let secret_access_key = std::env::var("AWS_SECRET_ACCESS_KEY").ok().filter(|v| !v.is_empty())?;
-        let session_token = std::env::var("AWS_SESSION_TOKEN").ok().filter(|v| !v.is_empty());
+        let access_key_id = std::env::var("AWS_ACCESS_KEY_ID")
+            .ok()
+            .filter(|v| !v.is_empty())?;
+        let secret_access_key = std::env::var("AWS_SECRET_ACCESS_KEY")
+            .ok()
+            .filter(|v| !v.is_empty())?;
+        let session_token = std::env::var("AWS_SESSION_TOKEN")
+            .ok()
+            .filter(|v| !v.is_empty());
         Some(SigningKey {
             access_key_id,
             secret_access_key,
@@ -122,7 +128,11 @@ impl SessionClient {
     }
 
     /// Runs one statement and fetches every page of its result.
-    pub fn execute(&mut self, transaction: &mut RemoteTransaction, statement: &str) -> Result<Vec<Element>> {
+    pub fn execute(
+        &mut self,
+        transaction: &mut RemoteTransaction,
+        statement: &str,
+    ) -> Result<Vec<Element>> {
         // Folded before sending, as the drivers do: the server folds every statement it accepts.
         transaction.digest.add_statement(statement, &[]);
         let reply = self.command(json!({ "ExecuteStatement": {
@@ -139,9 +149,14 @@ impl SessionClient {
             };
             let reply = self.command(json!({ "FetchPage": {
                 "TransactionId": transaction.id, "NextPageToken": token } }))?;
-            page = reply.pointer("/FetchPage/Page").cloned().unwrap_or(Value::Null);
+            page = reply
+                .pointer("/FetchPage/Page")
+                .cloned()
+                .unwrap_or(Value::Null);
         }
-        Err(ClientError::Protocol(format!("more than {PAGES_MAX} result pages")))
+        Err(ClientError::Protocol(format!(
+            "more than {PAGES_MAX} result pages"
+        )))
     }
 
     /// Commits with the CommitDigest of the statements sent, and checks the server's echo.
@@ -173,7 +188,10 @@ impl SessionClient {
 
     fn command(&mut self, mut body: Value) -> Result<Value> {
         if let Some(object) = body.as_object_mut() {
-            object.insert("SessionToken".into(), Value::String(self.session_token.clone()));
+            object.insert(
+                "SessionToken".into(),
+                Value::String(self.session_token.clone()),
+            );
         }
         self.send(body)
     }
@@ -181,13 +199,19 @@ impl SessionClient {
     fn send(&self, body: Value) -> Result<Value> {
         let body = serde_json::to_vec(&body).map_err(|e| ClientError::Protocol(e.to_string()))?;
         let mut headers = vec![
-            ("content-type".to_owned(), "application/x-amz-json-1.0".to_owned()),
+            (
+                "content-type".to_owned(),
+                "application/x-amz-json-1.0".to_owned(),
+            ),
             ("host".to_owned(), self.authority.clone()),
             (
                 "x-amz-date".to_owned(),
                 quill_server::sigv4::format_amz_date(SystemTime::now()),
             ),
-            ("x-amz-target".to_owned(), "QLDBSession.SendCommand".to_owned()),
+            (
+                "x-amz-target".to_owned(),
+                "QLDBSession.SendCommand".to_owned(),
+            ),
         ];
         if let Some(key) = &self.signing {
             if let Some(token) = &key.session_token {
@@ -211,8 +235,9 @@ impl SessionClient {
             headers.push(("authorization".to_owned(), authorization));
         }
         let (status, reply) = http_post(&self.authority, &headers, &body)?;
-        let json: Value = serde_json::from_slice(&reply)
-            .map_err(|e| ClientError::Protocol(format!("HTTP {status} with a body that is not JSON: {e}")))?;
+        let json: Value = serde_json::from_slice(&reply).map_err(|e| {
+            ClientError::Protocol(format!("HTTP {status} with a body that is not JSON: {e}"))
+        })?;
         if status != 200 {
             return Err(server_error(status, &json));
         }
@@ -221,14 +246,21 @@ impl SessionClient {
 }
 
 fn server_error(status: u16, body: &Value) -> ClientError {
-    let kind = body.get("__type").and_then(Value::as_str).unwrap_or("UnknownError");
+    let kind = body
+        .get("__type")
+        .and_then(Value::as_str)
+        .unwrap_or("UnknownError");
     let kind = kind.rsplit('#').next().unwrap_or(kind).to_owned();
     let message = ["Message", "message"]
         .iter()
         .find_map(|key| body.get(*key).and_then(Value::as_str))
         .unwrap_or("")
         .to_owned();
-    ClientError::Server { status, kind, message }
+    ClientError::Server {
+        status,
+        kind,
+        message,
+    }
 }
 
 fn text_at(reply: &Value, path: &[&str]) -> Result<String> {
@@ -258,8 +290,9 @@ fn decode_page(page: &Value, values: &mut Vec<Element>) -> Result<()> {
             .decode(encoded)
             .map_err(|e| ClientError::Protocol(format!("IonBinary is not base64: {e}")))?;
         values.push(
-            Element::read_one(bytes)
-                .map_err(|e| ClientError::Protocol(format!("IonBinary is not one Ion value: {e}")))?,
+            Element::read_one(bytes).map_err(|e| {
+                ClientError::Protocol(format!("IonBinary is not one Ion value: {e}"))
+            })?,
         );
     }
     Ok(())
@@ -274,7 +307,10 @@ fn http_post(authority: &str, headers: &[(String, String)], body: &[u8]) -> Resu
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
-    request.push_str(&format!("content-length: {}\r\nconnection: close\r\n\r\n", body.len()));
+    request.push_str(&format!(
+        "content-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    ));
     let mut writer = &stream;
     writer.write_all(request.as_bytes())?;
     writer.write_all(body)?;
@@ -295,7 +331,9 @@ fn read_response(mut reader: impl std::io::BufRead) -> Result<(u16, Vec<u8>)> {
         let mut line = String::new();
         header_bytes += reader.read_line(&mut line)?;
         if header_bytes > RESPONSE_HEADERS_MAX_BYTES {
-            return Err(ClientError::Protocol("response headers are too large".into()));
+            return Err(ClientError::Protocol(
+                "response headers are too large".into(),
+            ));
         }
         let line = line.trim_end();
         if line.is_empty() {
@@ -328,7 +366,9 @@ fn read_response(mut reader: impl std::io::BufRead) -> Result<(u16, Vec<u8>)> {
         body
     } else {
         let mut body = Vec::new();
-        reader.take(RESPONSE_MAX_BYTES as u64 + 1).read_to_end(&mut body)?;
+        reader
+            .take(RESPONSE_MAX_BYTES as u64 + 1)
+            .read_to_end(&mut body)?;
         body
     };
     if body.len() > RESPONSE_MAX_BYTES {
@@ -365,8 +405,14 @@ mod tests {
 
     #[test]
     fn endpoints_must_be_plain_http_with_a_port() {
-        assert_eq!(parse_endpoint("http://127.0.0.1:8000").unwrap(), "127.0.0.1:8000");
-        assert_eq!(parse_endpoint("http://localhost:8000/").unwrap(), "localhost:8000");
+        assert_eq!(
+            parse_endpoint("http://127.0.0.1:8000").unwrap(),
+            "127.0.0.1:8000"
+        );
+        assert_eq!(
+            parse_endpoint("http://localhost:8000/").unwrap(),
+            "localhost:8000"
+        );
         for bad in ["https://h:1", "h:1", "http://", "http://h", "http://h:1/x"] {
             assert!(parse_endpoint(bad).is_err(), "{bad}");
         }
@@ -378,7 +424,10 @@ mod tests {
         assert_eq!(read_response(fixed).unwrap(), (200, b"{}".to_vec()));
         let chunked =
             b"HTTP/1.1 400 Bad\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"a\r\n4\r\n\":1}\r\n0\r\n\r\n".as_slice();
-        assert_eq!(read_response(chunked).unwrap(), (400, b"{\"a\":1}".to_vec()));
+        assert_eq!(
+            read_response(chunked).unwrap(),
+            (400, b"{\"a\":1}".to_vec())
+        );
         assert!(read_response(b"garbage\r\n\r\n".as_slice()).is_err());
     }
 
@@ -387,7 +436,10 @@ mod tests {
         let body = json!({"__type": "com.amazonaws#OccConflictException", "Message": "conflict"});
         match server_error(400, &body) {
             ClientError::Server { kind, message, .. } => {
-                assert_eq!((kind.as_str(), message.as_str()), ("OccConflictException", "conflict"))
+                assert_eq!(
+                    (kind.as_str(), message.as_str()),
+                    ("OccConflictException", "conflict")
+                )
             }
             other => panic!("{other:?}"),
         }

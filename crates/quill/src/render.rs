@@ -22,12 +22,16 @@ mod tests {
 
     #[test]
     fn pretty_output_reads_back_as_the_same_value() {
-        let value =
-            Element::read_one(r#"{name: "Alice", tags: [1, 2e0, 3.5], when: 2024-01-02T03:04:05Z, b: {{aGk=}}}"#)
-                .unwrap();
+        let value = Element::read_one(
+            r#"{name: "Alice", tags: [1, 2e0, 3.5], when: 2024-01-02T03:04:05Z, b: {{aGk=}}}"#,
+        )
+        .unwrap();
         let text = pretty(&value);
         assert!(text.contains('\n'), "{text}");
         assert_eq!(Element::read_one(text.as_bytes()).unwrap(), value);
-        assert_eq!(Element::read_one(compact(&value).as_bytes()).unwrap(), value);
+        assert_eq!(
+            Element::read_one(compact(&value).as_bytes()).unwrap(),
+            value
+        );
     }
 }

@@ -16,7 +16,11 @@ pub fn run(config: ServerConfig) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let scheme = if config.tls.is_some() { "https" } else { "http" };
+        let scheme = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let data_dir = config.data_dir.clone();
         let (address, server) = quill_server::bind(config, shutdown_signal()).await?;
         tracing::info!(%address, data_dir = %data_dir.display(), "quill is serving");

@@ -25,7 +25,8 @@ const SCRIPT_MAX_BYTES: usize = 64 * 1024 * 1024;
 /// Lines kept in the history file.
 const HISTORY_LINES_MAX: usize = 1000;
 /// What drivers run to list tables.
-const LIST_TABLES: &str = "SELECT VALUE name FROM information_schema.user_tables WHERE status = 'ACTIVE'";
+const LIST_TABLES: &str =
+    "SELECT VALUE name FROM information_schema.user_tables WHERE status = 'ACTIVE'";
 
 const HELP: &str = "\
 Statements end with `;` and may span several lines. Each one commits on its own unless a
@@ -148,7 +149,11 @@ pub fn run(config: ShellConfig) -> anyhow::Result<()> {
             ledger: crate::admin::open_ledger(target)?,
             open: None,
         }),
-        ShellTarget::Endpoint { url, ledger, region } => {
+        ShellTarget::Endpoint {
+            url,
+            ledger,
+            region,
+        } => {
             let client = SessionClient::connect(url, ledger, region)
                 .with_context(|| format!("cannot start a session on {ledger} at {url}"))?;
             Box::new(Remote { client, open: None })
@@ -191,7 +196,9 @@ fn run_script(backend: &mut dyn Backend, script: &str) -> anyhow::Result<()> {
 fn interactive(backend: &mut dyn Backend) -> anyhow::Result<()> {
     use rustyline::config::Configurer as _;
     let mut editor = rustyline::DefaultEditor::new().context("cannot start the line editor")?;
-    editor.set_max_history_size(HISTORY_LINES_MAX).context("history size")?;
+    editor
+        .set_max_history_size(HISTORY_LINES_MAX)
+        .context("history size")?;
     let history = history_path();
     if let Some(path) = &history {
         // A missing history file is normal on first use.
@@ -274,7 +281,11 @@ enum ShellCommand {
 }
 
 fn parse_command(item: &str) -> Option<ShellCommand> {
-    let word = item.trim().trim_end_matches(';').trim().to_ascii_lowercase();
+    let word = item
+        .trim()
+        .trim_end_matches(';')
+        .trim()
+        .to_ascii_lowercase();
     Some(match word.as_str() {
         "begin" | "start transaction" => ShellCommand::Begin,
         "commit" => ShellCommand::Commit,
@@ -309,8 +320,16 @@ fn run_statement(backend: &mut dyn Backend, statement: &str) -> anyhow::Result<(
     for value in &values {
         println!("{}", pretty(value));
     }
-    let noun = if values.len() == 1 { "document" } else { "documents" };
-    eprintln!("-- {} {noun} in {:.3} ms", values.len(), elapsed.as_secs_f64() * 1000.0);
+    let noun = if values.len() == 1 {
+        "document"
+    } else {
+        "documents"
+    };
+    eprintln!(
+        "-- {} {noun} in {:.3} ms",
+        values.len(),
+        elapsed.as_secs_f64() * 1000.0
+    );
     Ok(())
 }
 
@@ -469,7 +488,8 @@ mod tests {
     #[test]
     fn the_embedded_backend_autocommits_and_honours_abort() {
         let dir = tempfile::tempdir().unwrap();
-        let ledger = Ledger::create(dir.path(), "shell", quill_ledger::LedgerOptions::default()).unwrap();
+        let ledger =
+            Ledger::create(dir.path(), "shell", quill_ledger::LedgerOptions::default()).unwrap();
         let mut backend = Embedded { ledger, open: None };
         run_script(&mut backend, "CREATE TABLE T;\nINSERT INTO T {'a': 1};").unwrap();
         run_script(&mut backend, "begin\nINSERT INTO T {'a': 2};\nabort\n").unwrap();

@@ -77,11 +77,24 @@ fn ledgers_are_created_listed_and_protected_from_deletion() {
     let listed = parse_ion(&work.ok(&["ledger", "list"]));
     let names: Vec<&str> = listed
         .iter()
-        .map(|l| l.as_struct().unwrap().get("name").unwrap().as_text().unwrap())
+        .map(|l| {
+            l.as_struct()
+                .unwrap()
+                .get("name")
+                .unwrap()
+                .as_text()
+                .unwrap()
+        })
         .collect();
     assert_eq!(names, ["books", "cars"]);
     let data_dir = work.data_dir();
-    let refused = work.quill(&["ledger", "delete", "books", "--data-dir", data_dir.to_str().unwrap()]);
+    let refused = work.quill(&[
+        "ledger",
+        "delete",
+        "books",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+    ]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("deletion protection"));
     work.ok(&["ledger", "delete", "cars"]);
@@ -105,10 +118,20 @@ fn the_shell_creates_inserts_and_selects() {
     // An explicit transaction that is aborted leaves nothing behind; statements come from stdin.
     let data_dir = work.data_dir();
     let piped = work.quill_with_stdin(
-        &["shell", "--ledger", "shop", "--data-dir", data_dir.to_str().unwrap()],
+        &[
+            "shell",
+            "--ledger",
+            "shop",
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+        ],
         "begin\nINSERT INTO Item {'sku': 'c'};\nabort\nSELECT COUNT(*) AS n FROM Item;\n",
     );
-    assert!(piped.status.success(), "{}", String::from_utf8_lossy(&piped.stderr));
+    assert!(
+        piped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&piped.stderr)
+    );
     let count = parse_ion(&String::from_utf8(piped.stdout).unwrap());
     assert_eq!(count.len(), 2, "the insert's id, then the count");
     assert_eq!(count.last(), parse_ion("{n: 2}").first());
@@ -138,7 +161,13 @@ fn verify_passes_then_reports_the_first_bad_block_after_a_flipped_byte() {
     let journal = quill_ledger::ledger_dir(&work.data_dir(), "audit").join("journal");
     flip_byte_in_block(&journal, 1);
     let data_dir = work.data_dir();
-    let output = work.quill(&["verify", "--ledger", "audit", "--data-dir", data_dir.to_str().unwrap()]);
+    let output = work.quill(&[
+        "verify",
+        "--ledger",
+        "audit",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+    ]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("sequenceNo: 1"), "{stderr}");
@@ -147,7 +176,10 @@ fn verify_passes_then_reports_the_first_bad_block_after_a_flipped_byte() {
 /// Flips one byte inside block `sequence_no`'s frame, found through the segment's offset index
 /// (8 little-endian bytes per block).
 fn flip_byte_in_block(journal: &Path, sequence_no: usize) {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(journal).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(journal)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     let index = files
         .iter()
