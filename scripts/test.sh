@@ -34,3 +34,9 @@ export QUILL_BIN="$repo/target/debug/quill"
 export AWS_DATA_PATH="${AWS_DATA_PATH:-$(cd "$repo/.." && pwd)/shared/aws-models}"
 # pytest exits 5 when it collected no test: that is a failure here, as any non-zero code is.
 "$python" -m pytest tests/python -q -p no:cacheprovider
+
+echo "== node --test tests/node (the QLDB Node.js driver, unchanged)"
+if [[ ! -d "$repo/tests/node/node_modules" ]]; then
+    (cd "$repo/tests/node" && npm ci --no-audit --no-fund)
+fi
+(cd "$repo/tests/node" && QUILL_BIN="$QUILL_BIN" node --test)
