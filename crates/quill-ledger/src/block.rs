@@ -181,7 +181,11 @@ fn transaction_info(
 
 /// Hashes a draft into a block and encodes it. `data_ion` holds each revision's data as Ion
 /// binary (empty for a delete), parallel to `draft.revisions`.
-pub fn build(draft: &BlockDraft<'_>, data_ion: &[Vec<u8>]) -> Result<BuiltBlock> {
+pub fn build(
+    draft: &BlockDraft<'_>,
+    data_ion: &[Vec<u8>],
+    header: &mut quill_verify::BlockHeaderHasher,
+) -> Result<BuiltBlock> {
     assert_eq!(
         draft.revisions.len(),
         data_ion.len(),
@@ -202,12 +206,7 @@ pub fn build(draft: &BlockDraft<'_>, data_ion: &[Vec<u8>]) -> Result<BuiltBlock>
             None => metadata_hash,
         });
     }
-    let header_hash = quill_verify::block_header_hash(
-        &draft.address.strand_id,
-        draft.address.sequence_no,
-        draft.transaction_id,
-        &timestamp,
-    );
+    let header_hash = header.hash(draft.address.sequence_no, draft.transaction_id, &timestamp);
     let entries = quill_verify::entries_hash_list_of(
         &header_hash,
         &quill_verify::revisions_root(&revision_hashes),
@@ -688,7 +687,8 @@ mod tests {
             revisions: &revisions,
             body: &body,
         };
-        (build(&draft, &data_ion).unwrap(), address)
+        let mut header = quill_verify::BlockHeaderHasher::new(&address.strand_id);
+        (build(&draft, &data_ion, &mut header).unwrap(), address)
     }
 
     #[test]

@@ -98,6 +98,9 @@ struct Sequencer {
     /// (then they are in the shared conflict log).
     in_flight: VecDeque<(u64, Arc<WriteSet>)>,
     last_checkpoint: Instant,
+    /// Hashes block headers without building Ion values (the same bytes as `quill_verify`'s
+    /// Ion-value path, checked by its tests).
+    header_hasher: quill_verify::BlockHeaderHasher,
 }
 
 /// A batch whose blocks are appended to the journal, waiting for the fsync.
@@ -143,6 +146,7 @@ pub fn run(core: Arc<Core>, requests: Receiver<CommitRequest>) {
             last_millis: shared.last_millis,
             in_flight: VecDeque::new(),
             last_checkpoint: Instant::now(),
+            header_hasher: quill_verify::BlockHeaderHasher::new(&core.strand_id),
         }
     };
     while let Ok(first) = requests.recv() {
@@ -247,6 +251,7 @@ fn sequence_batch(
             &address,
             last_millis,
             previous_hash,
+            &mut sequencer.header_hasher,
         ) {
             Ok((hash, payload, writes)) => {
                 payloads.push(payload);
@@ -337,6 +342,7 @@ fn build_and_apply(
     address: &BlockAddress,
     time_millis: i64,
     previous_hash: Option<Hash>,
+    header_hasher: &mut quill_verify::BlockHeaderHasher,
 ) -> Result<(Hash, Vec<u8>, WriteSet)> {
     let built = block::build(
         &BlockDraft {
@@ -348,6 +354,7 @@ fn build_and_apply(
             body: &commit.body,
         },
         &commit.data_bytes,
+        header_hasher,
     )?;
     let payload = built.payload;
     let rows: Vec<AppliedRevision<'_>> = commit

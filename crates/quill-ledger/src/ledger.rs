@@ -263,6 +263,7 @@ impl Ledger {
                 body: &block::body(&transaction_id, time_millis, &[], &[], &changes)?,
             },
             &[],
+            &mut quill_verify::BlockHeaderHasher::new(&strand_id),
         )?;
         journal.append(&[&genesis.payload])?;
         journal.sync()?;

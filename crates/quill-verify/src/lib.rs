@@ -35,6 +35,7 @@ mod block;
 mod error;
 mod hash;
 mod hashes;
+mod header;
 pub mod limits;
 mod merkle;
 mod tree;
@@ -49,6 +50,7 @@ pub use hashes::{
     entries_hash_list_of, redacted_revision_hash, revision_hash, revision_to_block_path,
     revisions_root, statement_digest, CommitDigest, QUILL_ENTRIES,
 };
+pub use header::BlockHeaderHasher;
 pub use merkle::{fold, merkle_path, merkle_root, verify_proof};
 pub use tree::{
     consistency_proof, inclusion_proof, tree_root, verify_consistency, FullNodes, TreeError,
