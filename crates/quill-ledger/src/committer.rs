@@ -248,9 +248,11 @@ fn sequence_batch(
             &mut writer,
             &mut catalog,
             &commit,
-            &address,
-            last_millis,
-            previous_hash,
+            Position {
+                address: &address,
+                time_millis: last_millis,
+                previous_hash,
+            },
             &mut sequencer.header_hasher,
         ) {
             Ok((hash, payload, writes)) => {
@@ -333,17 +335,27 @@ fn sequence_batch(
     );
 }
 
+/// Where a block goes in the chain.
+struct Position<'a> {
+    address: &'a BlockAddress,
+    time_millis: i64,
+    previous_hash: Option<Hash>,
+}
+
 /// Hashes one commit into block `address` and applies it to derived state.
 fn build_and_apply(
     core: &Core,
     writer: &mut StateWriter,
     catalog: &mut Catalog,
     commit: &PreparedCommit,
-    address: &BlockAddress,
-    time_millis: i64,
-    previous_hash: Option<Hash>,
+    position: Position<'_>,
     header_hasher: &mut quill_verify::BlockHeaderHasher,
 ) -> Result<(Hash, Vec<u8>, WriteSet)> {
+    let Position {
+        address,
+        time_millis,
+        previous_hash,
+    } = position;
     let built = block::build(
         &BlockDraft {
             address: address.clone(),

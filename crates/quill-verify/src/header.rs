@@ -120,7 +120,7 @@ impl BlockHeaderHasher {
             timestamp_field,
         ];
         // Ion Hash sorts field hashes as unsigned bytes from byte 0.
-        fields.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        fields.sort_unstable_by_key(|field| field.0);
         let mut bytes = Vec::with_capacity(2 + 4 * 40 + 1);
         bytes.push(BEGIN);
         bytes.push(TQ_STRUCT);
