@@ -102,7 +102,21 @@ pub fn run(args: LedgerArgs) -> anyhow::Result<()> {
         fmt_duration(fsync_p50),
         fmt_duration(fsync_p99)
     );
+    let mut overwrite =
+        stats::fsync_overwrite_baseline(scratch.path(), args.fsync_samples as usize)?;
+    let (overwrite_p50, overwrite_p99) = overwrite.p50_p99();
+    println!(
+        "    same disk, overwriting pre-written blocks (pwrite 200 B + fdatasync): p50 {}  p99 {}",
+        fmt_duration(overwrite_p50),
+        fmt_duration(overwrite_p99)
+    );
     summary.row("fsync p50 (baseline)", fmt_duration(fsync_p50), "-", None);
+    summary.row(
+        "fsync p50, overwriting pre-written blocks",
+        fmt_duration(overwrite_p50),
+        "-",
+        None,
+    );
     if wants(Section::Commit) {
         let seconds = args
             .commit_seconds

@@ -115,6 +115,34 @@ pub fn fsync_baseline(dir: &Path, samples: usize) -> anyhow::Result<Latencies> {
     Ok(latencies)
 }
 
+/// The same disk's latency when the 200 bytes overwrite already-written blocks of a
+/// pre-filled file (`pwrite` + `fdatasync`): no block allocation or size change to make
+/// durable. Printed beside the append baseline because it bounds what a journal with
+/// pre-written segments could reach.
+pub fn fsync_overwrite_baseline(dir: &Path, samples: usize) -> anyhow::Result<Latencies> {
+    use std::os::unix::fs::FileExt;
+    let path = dir.join("fsync-overwrite.dat");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)?;
+    file.write_all_at(&vec![0u8; samples * FSYNC_WRITE_BYTES + 4096], 0)?;
+    file.sync_all()?;
+    let payload = [0x5au8; FSYNC_WRITE_BYTES];
+    let mut latencies = Latencies::new();
+    for i in 0..samples {
+        let start = Instant::now();
+        file.write_all_at(&payload, (i * FSYNC_WRITE_BYTES) as u64)?;
+        file.sync_data()?;
+        latencies.record(start.elapsed());
+    }
+    drop(file);
+    std::fs::remove_file(&path)?;
+    Ok(latencies)
+}
+
 /// A scratch directory removed on drop, so an interrupted benchmark step does not leave
 /// gigabytes behind (unless `QUILL_BENCH_KEEP` is set, for inspection).
 pub struct ScratchDir {
