@@ -110,6 +110,10 @@ pub(crate) struct SegmentView {
     pub blocks: u64,
     /// End of the last published frame.
     pub data_bytes: u64,
+    /// Length of the data file. Bytes in `[data_bytes, file_bytes)` are zeros written in
+    /// advance (only in the last segment): appending there overwrites written blocks, so a
+    /// commit's fdatasync has no block allocation or file-size change to make durable.
+    pub file_bytes: u64,
     pub files: Arc<SegmentFiles>,
 }
 
@@ -306,6 +310,7 @@ pub(crate) fn create_segment(place: Place<'_>, first_sequence_no: u64) -> Result
         first_sequence_no,
         blocks: 0,
         data_bytes: SEGMENT_HEADER_BYTES as u64,
+        file_bytes: SEGMENT_HEADER_BYTES as u64,
         files: Arc::new(SegmentFiles { data, index }),
     })
 }
@@ -381,6 +386,7 @@ pub(crate) fn open_sealed(place: Place<'_>, first_sequence_no: u64) -> Result<Se
         first_sequence_no,
         blocks,
         data_bytes,
+        file_bytes: data_bytes,
         files: Arc::new(files),
     })
 }
@@ -489,22 +495,27 @@ pub(crate) fn recover_last(place: Place<'_>, first_sequence_no: u64) -> Result<R
     let scanned_bytes = files.data.metadata()?.len();
     let (offsets, valid_bytes) = scan_last(place, &files.data, first_sequence_no, scanned_bytes)?;
     if valid_bytes < scanned_bytes {
+        // Zeros written in advance hold no frame: dropping them loses nothing, so only
+        // non-zero bytes count as a torn tail.
         let cut_bytes = scanned_bytes - valid_bytes;
-        tracing::warn!(
-            first_sequence_no,
-            valid_bytes,
-            cut_bytes,
-            "journal has a torn tail (incomplete last write): cutting it off"
-        );
+        if !is_all_zero(&files.data, valid_bytes, scanned_bytes)? {
+            tracing::warn!(
+                first_sequence_no,
+                valid_bytes,
+                cut_bytes,
+                "journal has a torn tail (incomplete last write): cutting it off"
+            );
+            torn_tail_bytes += cut_bytes;
+        }
         files.data.set_len(valid_bytes)?;
         files.data.sync_data()?;
-        torn_tail_bytes += cut_bytes;
     }
     sync_index_with(&files.index, &offsets)?;
     let view = SegmentView {
         first_sequence_no,
         blocks: offsets.len() as u64,
         data_bytes: valid_bytes,
+        file_bytes: valid_bytes,
         files: Arc::new(files),
     };
     Ok(RecoveredSegment {
@@ -574,6 +585,21 @@ fn scan_last(
     let detail =
         format!("segment holds more than SEGMENT_BLOCKS_LIMIT ({SEGMENT_BLOCKS_LIMIT}) frames");
     Err(place.corrupted(first_sequence_no + offsets.len() as u64, detail))
+}
+
+/// True when every byte of `[from, to)` is zero (read in bounded chunks).
+fn is_all_zero(file: &File, from: u64, to: u64) -> io::Result<bool> {
+    let mut chunk = vec![0u8; CURSOR_CHUNK_BYTES];
+    let mut at = from;
+    while at < to {
+        let len = ((to - at) as usize).min(CURSOR_CHUNK_BYTES);
+        file.read_exact_at(&mut chunk[..len], at)?;
+        if chunk[..len].iter().any(|b| *b != 0) {
+            return Ok(false);
+        }
+        at += len as u64;
+    }
+    Ok(true)
 }
 
 /// Rewrites the index unless it already holds exactly `offsets`.
