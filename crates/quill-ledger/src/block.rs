@@ -42,6 +42,9 @@ pub struct RevisionDraft {
     pub data_hash: Option<Hash>,
     /// Indexes into the transaction's statements that touched this document.
     pub statements: Vec<usize>,
+    /// The data this revision replaces (`None` for a new document), as the transaction read
+    /// it; OCC guarantees it is still current at commit.
+    pub previous: Option<Element>,
 }
 
 impl RevisionDraft {
@@ -656,6 +659,7 @@ mod tests {
                 data_hash: Some(ion_hash(&data)),
                 data: Some(data.clone()),
                 statements: vec![0],
+                previous: None,
             },
             RevisionDraft {
                 table_id: "T".repeat(22),
@@ -665,6 +669,7 @@ mod tests {
                 data: None,
                 data_hash: None,
                 statements: vec![0],
+                previous: None,
             },
         ];
         let statements = [StatementRecord {

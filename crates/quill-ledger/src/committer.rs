@@ -54,6 +54,9 @@ pub struct AppliedRevision<'a> {
     pub table_id: &'a str,
     pub document_id: &'a str,
     pub data: Option<&'a Element>,
+    /// The data it replaces when known (`Some(None)`: a new document); `None` when unknown
+    /// (replay), and then it is read from derived state.
+    pub previous: Option<Option<&'a Element>>,
     pub record: Record<'a>,
 }
 
@@ -75,8 +78,7 @@ pub fn apply_block(
         }
     }
     for r in revisions {
-        let touched =
-            writer.apply_revision(catalog, r.table_id, r.document_id, r.data, &r.record)?;
+        let touched = writer.apply_revision(catalog, r)?;
         writes
             .documents
             .push((r.table_id.to_owned(), r.document_id.to_owned()));
@@ -378,6 +380,7 @@ fn build_and_apply(
             table_id: &r.table_id,
             document_id: &r.document_id,
             data: r.data.as_ref(),
+            previous: Some(r.previous.as_ref()),
             record: Record {
                 deleted: r.data.is_none(),
                 version: r.version,

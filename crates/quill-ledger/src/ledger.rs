@@ -687,6 +687,7 @@ fn catch_up_state(
                 table_id,
                 document_id: &r.metadata.id,
                 data: r.data.as_ref(),
+                previous: None,
                 record: Record {
                     deleted: r.data.is_none(),
                     version: r.metadata.version,

@@ -21,6 +21,7 @@ use redb::{
 
 use crate::catalog::{Catalog, CatalogChange};
 use crate::clock;
+use crate::committer::AppliedRevision;
 use crate::error::{LedgerError, Result};
 use crate::types::{BlockAddress, Revision, RevisionMetadata};
 
@@ -275,26 +276,26 @@ impl StateWriter {
     pub fn apply_revision(
         &mut self,
         catalog: &Catalog,
-        table_id: &str,
-        document_id: &str,
-        data: Option<&Element>,
-        record: &Record<'_>,
+        revision: &AppliedRevision<'_>,
     ) -> Result<TouchedKeys> {
+        let (table_id, document_id, data) =
+            (revision.table_id, revision.document_id, revision.data);
+        let record = &revision.record;
         let indexes: Vec<String> = catalog
             .by_id(table_id)
             .map(|t| t.indexes.iter().map(|i| i.field.clone()).collect())
             .unwrap_or_default();
         let mut touched = Vec::new();
         let mut docs = self.txn.open_table(DOCS).map_err(storage)?;
-        let old = docs
-            .get((table_id, document_id))
-            .map_err(storage)?
-            .map(|v| v.value().to_vec());
         if !indexes.is_empty() {
             let mut index = self.txn.open_table(INDEX).map_err(storage)?;
-            let old_data = match &old {
-                Some(bytes) => Some(Element::read_one(Record::decode(bytes)?.data)?),
-                None => None,
+            // The replaced data: known from the transaction, or read back (replay).
+            let old_data = match revision.previous {
+                Some(previous) => previous.cloned(),
+                None => match docs.get((table_id, document_id)).map_err(storage)? {
+                    Some(bytes) => Some(Element::read_one(Record::decode(bytes.value())?.data)?),
+                    None => None,
+                },
             };
             for field in &indexes {
                 let old_key = old_data

@@ -47,8 +47,9 @@ pub struct Savepoint {
 #[derive(Debug, Clone)]
 struct PendingDocument {
     table_name: String,
-    /// Version in the snapshot (`None`: inserted by this transaction).
-    base_version: Option<u64>,
+    /// Version and data in the snapshot (`None`: inserted by this transaction). The committer
+    /// uses the data to update indexes without reading the document again.
+    base: Option<(u64, Element)>,
     /// `None` after a delete.
     data: Option<Element>,
     /// Ion binary of `data` (empty after a delete).
@@ -57,6 +58,13 @@ struct PendingDocument {
     data_hash: Option<Hash>,
     /// Statements that touched it, in order, without repeats.
     statements: Vec<usize>,
+}
+
+impl PendingDocument {
+    /// The version this write will have.
+    fn version(&self) -> u64 {
+        self.base.as_ref().map_or(0, |(v, _)| v + 1)
+    }
 }
 
 type DocKey = (String, String);
@@ -297,7 +305,7 @@ impl Transaction {
         &mut self,
         table: &TableInfo,
         document_id: &str,
-        base_version: Option<u64>,
+        base: Option<(u64, Element)>,
         data: Option<Element>,
     ) -> Result<()> {
         let limits = &self.ledger.options.limits;
@@ -348,13 +356,13 @@ impl Transaction {
                 statements.push(current);
             }
         }
-        let base_version = previous
-            .as_ref()
-            .map(|p| p.base_version)
-            .unwrap_or(base_version);
+        let base = match &previous {
+            Some(p) => p.base.clone(),
+            None => base,
+        };
         let doc = PendingDocument {
             table_name: table.name.clone(),
-            base_version,
+            base,
             data,
             bytes,
             data_hash,
@@ -382,7 +390,7 @@ impl Transaction {
             .get(&(table_id.to_owned(), document_id.to_owned()))?;
         Some(doc.data.as_ref().map(|data| Document {
             id: document_id.to_owned(),
-            version: doc.base_version.map_or(0, |v| v + 1),
+            version: doc.version(),
             data: data.clone(),
         }))
     }
@@ -420,7 +428,7 @@ impl Transaction {
             .get(table, document_id)?
             .ok_or_else(|| LedgerError::UnknownDocument(document_id.to_owned()))?;
         let table = self.active_table(table)?.clone();
-        let base = self.base_version(&table.table_id, document_id, current.version);
+        let base = self.base(&table.table_id, current);
         self.write(&table, document_id, base, Some(data))
     }
 
@@ -430,18 +438,19 @@ impl Transaction {
             .get(table, document_id)?
             .ok_or_else(|| LedgerError::UnknownDocument(document_id.to_owned()))?;
         let table = self.active_table(table)?.clone();
-        let base = self.base_version(&table.table_id, document_id, current.version);
+        let base = self.base(&table.table_id, current);
         self.write(&table, document_id, base, None)
     }
 
-    /// The snapshot version of a document this transaction sees at `current_version`.
-    fn base_version(&self, table_id: &str, document_id: &str, current_version: u64) -> Option<u64> {
+    /// The snapshot version and data of a document this transaction currently sees as
+    /// `current` (its own earlier write keeps the snapshot's base).
+    fn base(&self, table_id: &str, current: Document) -> Option<(u64, Element)> {
         match self
             .documents
-            .get(&(table_id.to_owned(), document_id.to_owned()))
+            .get(&(table_id.to_owned(), current.id.clone()))
         {
-            Some(pending) => pending.base_version,
-            None => Some(current_version),
+            Some(pending) => pending.base.clone(),
+            None => Some((current.version, current.data)),
         }
     }
 
@@ -483,7 +492,7 @@ impl Transaction {
                 break;
             }
             if doc.data.is_some() {
-                let version = doc.base_version.map_or(0, |v| v + 1);
+                let version = doc.version();
                 if !visit(DocumentRef {
                     id,
                     version,
@@ -535,7 +544,7 @@ impl Transaction {
                 if field_key(data, field)?.as_deref() == Some(key_bytes.as_slice()) {
                     found.push(Document {
                         id: id.clone(),
-                        version: pending.base_version.map_or(0, |v| v + 1),
+                        version: pending.version(),
                         data: data.clone(),
                     });
                 }
@@ -653,17 +662,19 @@ impl Transaction {
         let mut revisions = Vec::with_capacity(self.documents.len());
         let mut data_bytes = Vec::with_capacity(self.documents.len());
         for ((table_id, document_id), doc) in std::mem::take(&mut self.documents) {
-            if doc.base_version.is_none() && doc.data.is_none() {
+            if doc.base.is_none() && doc.data.is_none() {
                 continue; // inserted and deleted here: it never existed outside
             }
+            let version = doc.version();
             revisions.push(RevisionDraft {
                 table_id,
                 table_name: doc.table_name,
                 document_id,
-                version: doc.base_version.map_or(0, |v| v + 1),
+                version,
                 data: doc.data,
                 data_hash: doc.data_hash,
                 statements: doc.statements,
+                previous: doc.base.map(|(_, data)| data),
             });
             data_bytes.push(doc.bytes);
         }
