@@ -30,6 +30,11 @@ pub const GROUP_COMMIT_MAX: usize = 256;
 /// block's hashes and metadata. Anything larger on disk is corruption, not data.
 pub const FRAME_PAYLOAD_MAX_BYTES: usize = TRANSACTION_SIZE_MAX_BYTES * 2;
 
+/// Deepest nesting of containers in a document. ion-rs encodes, hashes, compares and drops
+/// values recursively; past a few hundred levels that overflows a thread's stack, so deeper
+/// documents are refused with an error instead (QLDB users store records, not deep trees).
+pub const DOCUMENT_DEPTH_MAX: usize = 100;
+
 /// Page cache of the derived-state database. Bounds the engine's memory: without it redb's
 /// default cache (1 GiB) makes resident memory grow with history until that size.
 pub const STATE_CACHE_BYTES: usize = 128 * 1024 * 1024;

@@ -317,6 +317,7 @@ impl Transaction {
                         d.ion_type()
                     )));
                 }
+                check_depth(d)?;
                 let bytes = d.encode_as(ion_rs::v1_0::Binary)?;
                 if bytes.len() > limits.document_size_max_bytes {
                     return Err(LedgerError::LimitExceeded {
@@ -712,6 +713,28 @@ impl Drop for Transaction {
             self.ledger.end_transaction(self.start);
         }
     }
+}
+
+/// Refuses documents nested deeper than [`crate::limits::DOCUMENT_DEPTH_MAX`], without
+/// recursing itself (an explicit stack, bounded by the limit and the document's size).
+fn check_depth(document: &Element) -> Result<()> {
+    let max = crate::limits::DOCUMENT_DEPTH_MAX;
+    let mut stack: Vec<(&Element, usize)> = vec![(document, 1)];
+    while let Some((value, depth)) = stack.pop() {
+        if depth > max {
+            return Err(LedgerError::LimitExceeded {
+                limit: "document_depth_max",
+                max,
+                actual: depth,
+            });
+        }
+        if let Some(s) = value.as_struct() {
+            stack.extend(s.fields().map(|(_, v)| (v, depth + 1)));
+        } else if let Some(seq) = value.as_sequence() {
+            stack.extend(seq.elements().map(|v| (v, depth + 1)));
+        }
+    }
+    Ok(())
 }
 
 /// Whether a revision's table is still usable by a commit (for the committer's check).

@@ -365,3 +365,27 @@ fn indexes_follow_updates_and_deletes_live_and_after_replay() {
     assert_eq!(lookup(&ledger, "C"), vec![a]);
     assert!(ledger.transact(|tx| tx.get("V", &b)).unwrap().is_none());
 }
+
+#[test]
+fn deeply_nested_documents_are_refused_not_a_stack_overflow() {
+    let (_dir, ledger) = new_ledger();
+    ledger
+        .transact(|tx| tx.create_table("T", None).map(|_| ()))
+        .unwrap();
+    let nested = |depth: usize| format!("{}1{}", "{a:[".repeat(depth / 2), "]}".repeat(depth / 2));
+    assert!(ledger
+        .transact(|tx| tx.insert("T", ion(&nested(60))))
+        .is_ok());
+    let deep = ion(&nested(110));
+    let refused = ledger.transact(|tx| tx.insert("T", deep.clone()));
+    assert!(
+        matches!(
+            refused,
+            Err(LedgerError::LimitExceeded {
+                limit: "document_depth_max",
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+}
