@@ -433,17 +433,11 @@ impl Sessions {
         for value in values {
             encoded.push_back(encode_binary(value)?);
         }
-        let page = take_page(&mut encoded, &self.limits);
-        let read_ios = values.len() as u64;
-        let next_page_token = (!encoded.is_empty()).then(|| {
-            let token = random_token(24);
-            open.cursors.insert(token.clone(), encoded);
-            token
-        });
+        let (page, next_page_token) = self.page_from(open, encoded);
         Ok(Outcome::Page {
             values: page,
             next_page_token,
-            read_ios,
+            read_ios: values.len() as u64,
         })
     }
 
@@ -454,21 +448,31 @@ impl Sessions {
         token: &str,
     ) -> Result<Outcome, ApiError> {
         let open = self.open_transaction(session, transaction_id)?;
-        let mut remaining = open.cursors.remove(token).ok_or_else(|| {
+        let remaining = open.cursors.remove(token).ok_or_else(|| {
             ApiError::bad_request("NextPageToken is not valid for the open transaction")
         })?;
-        let page = take_page(&mut remaining, &self.limits);
-        let read_ios = page.len() as u64;
-        let next_page_token = (!remaining.is_empty()).then(|| {
-            let next = random_token(24);
-            open.cursors.insert(next.clone(), remaining);
-            next
-        });
+        let (page, next_page_token) = self.page_from(open, remaining);
         Ok(Outcome::Page {
+            read_ios: page.len() as u64,
             values: page,
             next_page_token,
-            read_ios,
         })
+    }
+
+    /// One page taken from `remaining`; the rest stays in the transaction under a fresh
+    /// token (FirstPage and FetchPage page alike).
+    fn page_from(
+        &self,
+        open: &mut OpenTransaction,
+        mut remaining: VecDeque<Vec<u8>>,
+    ) -> (Vec<Vec<u8>>, Option<String>) {
+        let page = take_page(&mut remaining, &self.limits);
+        let next_page_token = (!remaining.is_empty()).then(|| {
+            let token = random_token(24);
+            open.cursors.insert(token.clone(), remaining);
+            token
+        });
+        (page, next_page_token)
     }
 
     fn commit(
