@@ -509,6 +509,10 @@ fn check_commit(
             return Err(conflict(format!("table {} was dropped", r.table_name)));
         }
     }
+    if commit.catalog_changes.is_empty() {
+        return Ok(());
+    }
+    // DDL is checked on a copy: `build_and_apply` applies it for real.
     let mut trial = catalog.clone();
     for change in &commit.catalog_changes {
         trial
