@@ -7,10 +7,15 @@
 //! from the journal on open. What is visible to a new transaction: only published batches,
 //! which are durable (transactions read the snapshot the syncer publishes, not the latest
 //! state-store commit).
+//!
+//! When the pipeline is idle (nothing queued, no batch waiting for its fsync), a committing
+//! thread runs its own commit through the same steps without handing it to the two threads
+//! ([`commit_alone`]): a lone writer then pays for one fsync, not for three thread wake-ups.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::Instant;
 
 use ion_rs::Element;
@@ -89,6 +94,60 @@ pub fn apply_block(
     Ok(writes)
 }
 
+/// The committer's state shared by its threads and by committing threads that take the fast
+/// path.
+pub(crate) struct Pipeline {
+    /// Held while a batch is being sequenced (by the sequencer thread, or by a committing thread
+    /// committing alone).
+    sequencer: Mutex<Sequencer>,
+    /// Requests sent to the sequencer thread and not yet taken by it.
+    queued: AtomicUsize,
+    /// Batches handed to the syncer and not yet published. Incremented only under the
+    /// `sequencer` lock, so zero under that lock means every sequenced block is published.
+    syncing: AtomicUsize,
+}
+
+impl Pipeline {
+    /// A pipeline continuing the chain after block `next - 1`.
+    pub fn new(
+        strand_id: &str,
+        catalog: Catalog,
+        next: u64,
+        previous_hash: Option<Hash>,
+        last_millis: i64,
+    ) -> Pipeline {
+        Pipeline {
+            sequencer: Mutex::new(Sequencer {
+                catalog,
+                next,
+                previous_hash,
+                last_millis,
+                in_flight: VecDeque::new(),
+                last_checkpoint: Instant::now(),
+                header_hasher: quill_verify::BlockHeaderHasher::new(strand_id),
+            }),
+            queued: AtomicUsize::new(0),
+            syncing: AtomicUsize::new(0),
+        }
+    }
+
+    fn sequencer(&self) -> MutexGuard<'_, Sequencer> {
+        // The sequencer's fields change together after a batch is appended; a panic before
+        // that leaves them as they were.
+        self.sequencer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts a request about to be sent to the sequencer thread.
+    pub fn enqueue(&self) {
+        self.queued.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Takes back a request whose send failed.
+    pub fn dequeue(&self) {
+        self.queued.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// What the sequencer knows about the chain it has built, which may be ahead of what is
 /// published (blocks waiting for their fsync).
 struct Sequencer {
@@ -105,8 +164,8 @@ struct Sequencer {
     header_hasher: quill_verify::BlockHeaderHasher,
 }
 
-/// A batch whose blocks are appended to the journal, waiting for the fsync.
-struct SyncJob {
+/// A batch whose blocks are appended to the journal: what publishing it changes.
+struct Batch {
     /// Blocks `end - accepted.len() .. end`.
     end: u64,
     last_hash: Hash,
@@ -114,6 +173,18 @@ struct SyncJob {
     catalog: Arc<Catalog>,
     leaves: Vec<Hash>,
     accepted: Vec<Accepted>,
+}
+
+/// A sequenced batch: in the journal (not yet synced) and written to derived state (not yet
+/// committed).
+struct Sequenced {
+    writer: StateWriter,
+    published: Batch,
+}
+
+/// A batch handed to the syncer thread.
+struct SyncJob {
+    job: Batch,
     /// Derived state with the batch applied, sent once its (non-durable) commit is done.
     snapshot: Receiver<Result<Snapshot>>,
 }
@@ -139,18 +210,7 @@ pub fn run(core: Arc<Core>, requests: Receiver<CommitRequest>) {
             return;
         }
     };
-    let mut sequencer = {
-        let shared = core.shared();
-        Sequencer {
-            catalog: (*shared.catalog).clone(),
-            next: shared.applied,
-            previous_hash: shared.last_hash,
-            last_millis: shared.last_millis,
-            in_flight: VecDeque::new(),
-            last_checkpoint: Instant::now(),
-            header_hasher: quill_verify::BlockHeaderHasher::new(&core.strand_id),
-        }
-    };
+    let pipeline = &core.pipeline;
     while let Ok(first) = requests.recv() {
         let mut batch = vec![first];
         while batch.len() < GROUP_COMMIT_MAX {
@@ -159,13 +219,90 @@ pub fn run(core: Arc<Core>, requests: Receiver<CommitRequest>) {
                 Err(_) => break,
             }
         }
+        pipeline.queued.fetch_sub(batch.len(), Ordering::SeqCst);
         // Concurrent commits may be serialised in any order: take them in the order of their
         // proposed times, so block times rise without re-hashing revision metadata.
         batch.sort_by_key(|r| r.commit.body.time_millis);
-        sequence_batch(&core, &mut sequencer, batch, &jobs);
+        let mut sequencer = pipeline.sequencer();
+        let Some(sequenced) = sequence_batch(&core, &mut sequencer, batch) else {
+            continue;
+        };
+        let Sequenced {
+            writer,
+            published: job,
+        } = sequenced;
+        let (snapshot_sender, snapshot) = mpsc::sync_channel(1);
+        pipeline.syncing.fetch_add(1, Ordering::SeqCst);
+        if jobs.send(SyncJob { job, snapshot }).is_err() {
+            pipeline.syncing.fetch_sub(1, Ordering::SeqCst);
+            core.poison("the syncer thread stopped".into());
+            continue;
+        }
+        // While the syncer waits for the disk: make the batch readable (not yet visible).
+        // A durable state checkpoint must not get ahead of the journal, so it syncs first.
+        let checkpoint = sequencer.last_checkpoint.elapsed() >= STATE_CHECKPOINT_INTERVAL
+            && core.journal.sync().is_ok();
+        if checkpoint {
+            sequencer.last_checkpoint = Instant::now();
+        }
+        drop(sequencer);
+        let _ = snapshot_sender.send(
+            writer
+                .commit(checkpoint)
+                .and_then(|_| core.state.snapshot()),
+        );
     }
     drop(jobs);
     let _ = syncer.join();
+}
+
+/// Commits `commit` in the calling thread when the pipeline is idle: sequences it, fsyncs the
+/// journal, publishes and returns, with no thread hand-off. Gives the commit back when the
+/// pipeline is busy (then group commit through the threads is the faster way).
+pub fn commit_alone(
+    core: &Core,
+    commit: PreparedCommit,
+) -> std::result::Result<Result<CommitReceipt>, PreparedCommit> {
+    let pipeline = &core.pipeline;
+    if pipeline.queued.load(Ordering::SeqCst) != 0 || pipeline.syncing.load(Ordering::SeqCst) != 0
+    {
+        return Err(commit);
+    }
+    let mut sequencer = match pipeline.sequencer.try_lock() {
+        Ok(guard) => guard,
+        Err(TryLockError::Poisoned(e)) => e.into_inner(),
+        Err(TryLockError::WouldBlock) => return Err(commit),
+    };
+    // Batches are handed to the syncer only under this lock: none is waiting for its fsync now,
+    // so everything sequenced before is published and this block can be published next.
+    if pipeline.syncing.load(Ordering::SeqCst) != 0 {
+        return Err(commit);
+    }
+    let (reply, answer) = mpsc::sync_channel(1);
+    if let Some(Sequenced {
+        writer,
+        published: job,
+    }) = sequence_batch(core, &mut sequencer, vec![CommitRequest { commit, reply }])
+    {
+        // Journal first: the state commit may then be a durable checkpoint.
+        match sync_journal(core) {
+            Ok(()) => {
+                let checkpoint = sequencer.last_checkpoint.elapsed() >= STATE_CHECKPOINT_INTERVAL;
+                if checkpoint {
+                    sequencer.last_checkpoint = Instant::now();
+                }
+                let snapshot = writer
+                    .commit(checkpoint)
+                    .and_then(|_| core.state.snapshot());
+                publish(core, job, snapshot);
+            }
+            Err(e) => fail_all(job.accepted.into_iter().map(|a| a.reply), &e),
+        }
+    }
+    drop(sequencer);
+    Ok(answer
+        .recv()
+        .unwrap_or_else(|_| Err(LedgerError::Storage("commit dropped".into()))))
 }
 
 /// Batches that may wait for the fsync at once: bounds memory; two keep the disk busy.
@@ -178,13 +315,14 @@ struct Accepted {
     writes: Arc<WriteSet>,
 }
 
-/// Sequences one batch and hands it to the syncer.
+/// Sequences one batch: checks each commit, hashes it into the next block, applies it to
+/// derived state (uncommitted) and appends the batch to the journal (not synced). Failed
+/// commits are answered here; `None` when no commit was accepted.
 fn sequence_batch(
     core: &Core,
     sequencer: &mut Sequencer,
     batch: Vec<CommitRequest>,
-    jobs: &SyncSender<SyncJob>,
-) {
+) -> Option<Sequenced> {
     // One look at the shared state per batch: the published conflict log is checked for every
     // commit under a single lock (committing threads take that lock too).
     let (logged, published) = {
@@ -195,7 +333,7 @@ fn sequence_batch(
                 batch.into_iter().map(|r| r.reply),
                 &LedgerError::ReadOnly(reason),
             );
-            return;
+            return None;
         }
         let logged: Vec<Option<String>> = batch
             .iter()
@@ -214,7 +352,7 @@ fn sequence_batch(
         Ok(w) => w,
         Err(e) => {
             fail_all(batch.into_iter().map(|r| r.reply), &e);
-            return;
+            return None;
         }
     };
     // Work on copies: a failure part-way leaves the sequencer as it was.
@@ -279,22 +417,20 @@ fn sequence_batch(
                     accepted.into_iter().map(|a| a.reply),
                     &LedgerError::Storage("batch aborted".into()),
                 );
-                return;
+                return None;
             }
         }
     }
-    let Some(last_hash) = previous_hash.filter(|_| !accepted.is_empty()) else {
-        return;
-    };
+    let last_hash = previous_hash.filter(|_| !accepted.is_empty())?;
     if let Err(e) = writer.set_applied(next) {
         fail_all(accepted.into_iter().map(|a| a.reply), &e);
-        return;
+        return None;
     }
     let frames: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
     if let Err(e) = core.journal.append(&frames) {
         core.poison(format!("journal write failed: {e}"));
         fail_all(accepted.into_iter().map(|a| a.reply), &e);
-        return;
+        return None;
     }
     let first = next - accepted.len() as u64;
     for (offset, a) in accepted.iter().enumerate() {
@@ -309,32 +445,17 @@ fn sequence_batch(
         sequencer.previous_hash,
         sequencer.last_millis,
     ) = (catalog, next, previous_hash, last_millis);
-    let (snapshot_sender, snapshot) = mpsc::sync_channel(1);
-    let job = SyncJob {
-        end: next,
-        last_hash,
-        last_millis,
-        catalog: catalog_published,
-        leaves,
-        accepted,
-        snapshot,
-    };
-    if jobs.send(job).is_err() {
-        core.poison("the syncer thread stopped".into());
-        return;
-    }
-    // While the syncer waits for the disk: make the batch readable (not yet visible).
-    // A durable state checkpoint must not get ahead of the journal, so it syncs first.
-    let checkpoint = sequencer.last_checkpoint.elapsed() >= STATE_CHECKPOINT_INTERVAL
-        && core.journal.sync().is_ok();
-    if checkpoint {
-        sequencer.last_checkpoint = Instant::now();
-    }
-    let _ = snapshot_sender.send(
-        writer
-            .commit(checkpoint)
-            .and_then(|_| core.state.snapshot()),
-    );
+    Some(Sequenced {
+        writer,
+        published: Batch {
+            end: next,
+            last_hash,
+            last_millis,
+            catalog: catalog_published,
+            leaves,
+            accepted,
+        },
+    })
 }
 
 /// Where a block goes in the chain.
@@ -404,49 +525,63 @@ fn build_and_apply(
 
 /// The syncer thread: fsync, publish, acknowledge, one batch after the other.
 fn sync_loop(core: &Core, jobs: Receiver<SyncJob>) {
-    while let Ok(job) = jobs.recv() {
-        let synced = match core.shared().poisoned.clone() {
-            Some(reason) => Err(LedgerError::ReadOnly(reason)),
-            None => core.journal.sync(),
-        };
-        if let Err(e) = synced {
-            core.poison(format!("journal sync failed: {e}"));
-            fail_all(job.accepted.into_iter().map(|a| a.reply), &e);
-            continue;
-        }
-        // Durable from here on: every outcome below acknowledges the batch.
-        if let Err(e) = core.tree.push_leaves(&job.leaves) {
-            core.poison(format!("digest tree write failed: {e}"));
-        }
-        let snapshot = job
-            .snapshot
+    while let Ok(SyncJob { job, snapshot }) = jobs.recv() {
+        let synced = sync_journal(core);
+        let snapshot = snapshot
             .recv()
             .unwrap_or_else(|_| Err(LedgerError::Storage("sequencer stopped".into())));
-        {
-            let mut shared = core.shared_mut();
-            match snapshot {
-                Ok(snapshot) => shared.snapshot = Arc::new(snapshot),
-                // The journal has the batch; derived state is rebuilt from it on open.
-                Err(e) => {
-                    shared
-                        .poisoned
-                        .get_or_insert(format!("derived state commit failed: {e}"));
-                }
-            }
-            let first = job.end - job.accepted.len() as u64;
-            for (offset, a) in job.accepted.iter().enumerate() {
+        match synced {
+            Ok(()) => publish(core, job, snapshot),
+            Err(e) => fail_all(job.accepted.into_iter().map(|a| a.reply), &e),
+        }
+        core.pipeline.syncing.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Makes every appended block durable, or poisons the ledger.
+fn sync_journal(core: &Core) -> Result<()> {
+    let synced = match core.shared().poisoned.clone() {
+        Some(reason) => Err(LedgerError::ReadOnly(reason)),
+        None => core.journal.sync(),
+    };
+    if let Err(e) = &synced {
+        core.poison(format!("journal sync failed: {e}"));
+    }
+    synced
+}
+
+/// Publishes a durable batch (new transactions see it) and acknowledges it. Batches are
+/// published in sequence order: by the syncer in the order they were handed to it, or by a
+/// lone committer when no batch is waiting.
+fn publish(core: &Core, job: Batch, snapshot: Result<Snapshot>) {
+    // Durable from here on: every outcome below acknowledges the batch.
+    if let Err(e) = core.tree.push_leaves(&job.leaves) {
+        core.poison(format!("digest tree write failed: {e}"));
+    }
+    {
+        let mut shared = core.shared_mut();
+        match snapshot {
+            Ok(snapshot) => shared.snapshot = Arc::new(snapshot),
+            // The journal has the batch; derived state is rebuilt from it on open.
+            Err(e) => {
                 shared
-                    .log
-                    .push(first + offset as u64, Arc::clone(&a.writes));
+                    .poisoned
+                    .get_or_insert(format!("derived state commit failed: {e}"));
             }
-            shared.applied = job.end;
-            shared.catalog = job.catalog;
-            shared.last_hash = Some(job.last_hash);
-            shared.last_millis = job.last_millis;
         }
-        for a in job.accepted {
-            let _ = a.reply.send(Ok(a.receipt));
+        let first = job.end - job.accepted.len() as u64;
+        for (offset, a) in job.accepted.iter().enumerate() {
+            shared
+                .log
+                .push(first + offset as u64, Arc::clone(&a.writes));
         }
+        shared.applied = job.end;
+        shared.catalog = job.catalog;
+        shared.last_hash = Some(job.last_hash);
+        shared.last_millis = job.last_millis;
+    }
+    for a in job.accepted {
+        let _ = a.reply.send(Ok(a.receipt));
     }
 }
 

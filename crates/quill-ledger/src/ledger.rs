@@ -86,6 +86,7 @@ pub(crate) struct Core {
     pub journal: Journal,
     pub tree: TreeStore,
     pub state: State,
+    pub pipeline: committer::Pipeline,
     shared: RwLock<Shared>,
 }
 
@@ -129,16 +130,23 @@ pub(crate) struct LedgerInner {
 
 impl LedgerInner {
     pub fn commit(&self, commit: PreparedCommit) -> Result<CommitReceipt> {
-        let (reply, answer) = mpsc::sync_channel(1);
         let sender = self
             .commits
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let sender = sender.ok_or_else(|| LedgerError::ReadOnly("ledger is closing".into()))?;
-        sender
-            .send(CommitRequest { commit, reply })
-            .map_err(|_| LedgerError::ReadOnly("committer stopped".into()))?;
+        let commit = match committer::commit_alone(&self.core, commit) {
+            Ok(outcome) => return outcome,
+            Err(commit) => commit,
+        };
+        let (reply, answer) = mpsc::sync_channel(1);
+        let pipeline = &self.core.pipeline;
+        pipeline.enqueue();
+        if sender.send(CommitRequest { commit, reply }).is_err() {
+            pipeline.dequeue();
+            return Err(LedgerError::ReadOnly("committer stopped".into()));
+        }
         answer
             .recv()
             .map_err(|_| LedgerError::ReadOnly("committer stopped".into()))?
@@ -340,6 +348,13 @@ impl Ledger {
             journal,
             tree,
             state,
+            pipeline: committer::Pipeline::new(
+                &strand_id,
+                catalog.clone(),
+                blocks,
+                Some(last.hash),
+                last.time_millis,
+            ),
             shared: RwLock::new(Shared {
                 applied: blocks,
                 catalog: Arc::new(catalog),
