@@ -256,53 +256,58 @@ pub fn run(core: Arc<Core>, requests: Receiver<CommitRequest>) {
     let _ = syncer.join();
 }
 
-/// Commits `commit` in the calling thread when the pipeline is idle: sequences it, fsyncs the
-/// journal, publishes and returns, with no thread hand-off. Gives the commit back when the
-/// pipeline is busy (then group commit through the threads is the faster way).
-pub fn commit_alone(
-    core: &Core,
-    commit: PreparedCommit,
-) -> std::result::Result<Result<CommitReceipt>, PreparedCommit> {
+/// The sequencer, taken by a committing thread while the pipeline is idle.
+pub struct Alone<'a>(MutexGuard<'a, Sequencer>);
+
+/// Takes the sequencer when the pipeline is idle (nothing queued, no batch waiting for its
+/// fsync); `None` when it is busy, and then group commit through the threads is the faster way.
+pub fn alone(core: &Core) -> Option<Alone<'_>> {
     let pipeline = &core.pipeline;
-    if pipeline.queued.load(Ordering::SeqCst) != 0 || pipeline.syncing.load(Ordering::SeqCst) != 0
-    {
-        return Err(commit);
+    if pipeline.queued.load(Ordering::SeqCst) != 0 || pipeline.syncing.load(Ordering::SeqCst) != 0 {
+        return None;
     }
-    let mut sequencer = match pipeline.sequencer.try_lock() {
+    let sequencer = match pipeline.sequencer.try_lock() {
         Ok(guard) => guard,
         Err(TryLockError::Poisoned(e)) => e.into_inner(),
-        Err(TryLockError::WouldBlock) => return Err(commit),
+        Err(TryLockError::WouldBlock) => return None,
     };
     // Batches are handed to the syncer only under this lock: none is waiting for its fsync now,
     // so everything sequenced before is published and this block can be published next.
-    if pipeline.syncing.load(Ordering::SeqCst) != 0 {
-        return Err(commit);
-    }
-    let (reply, answer) = mpsc::sync_channel(1);
-    if let Some(Sequenced {
-        writer,
-        published: job,
-    }) = sequence_batch(core, &mut sequencer, vec![CommitRequest { commit, reply }])
-    {
-        // Journal first: the state commit may then be a durable checkpoint.
-        match sync_journal(core) {
-            Ok(()) => {
-                let checkpoint = sequencer.last_checkpoint.elapsed() >= STATE_CHECKPOINT_INTERVAL;
-                if checkpoint {
-                    sequencer.last_checkpoint = Instant::now();
+    (pipeline.syncing.load(Ordering::SeqCst) == 0).then_some(Alone(sequencer))
+}
+
+impl Alone<'_> {
+    /// Commits in the calling thread: sequences, fsyncs the journal, publishes and returns,
+    /// with no thread hand-off.
+    pub fn commit(self, core: &Core, commit: PreparedCommit) -> Result<CommitReceipt> {
+        let mut sequencer = self.0;
+        let (reply, answer) = mpsc::sync_channel(1);
+        if let Some(Sequenced {
+            writer,
+            published: job,
+        }) = sequence_batch(core, &mut sequencer, vec![CommitRequest { commit, reply }])
+        {
+            // Journal first: the state commit may then be a durable checkpoint.
+            match sync_journal(core) {
+                Ok(()) => {
+                    let checkpoint =
+                        sequencer.last_checkpoint.elapsed() >= STATE_CHECKPOINT_INTERVAL;
+                    if checkpoint {
+                        sequencer.last_checkpoint = Instant::now();
+                    }
+                    let snapshot = writer
+                        .commit(checkpoint)
+                        .and_then(|_| core.state.snapshot());
+                    publish(core, job, snapshot);
                 }
-                let snapshot = writer
-                    .commit(checkpoint)
-                    .and_then(|_| core.state.snapshot());
-                publish(core, job, snapshot);
+                Err(e) => fail_all(job.accepted.into_iter().map(|a| a.reply), &e),
             }
-            Err(e) => fail_all(job.accepted.into_iter().map(|a| a.reply), &e),
         }
+        drop(sequencer);
+        answer
+            .recv()
+            .unwrap_or_else(|_| Err(LedgerError::Storage("commit dropped".into())))
     }
-    drop(sequencer);
-    Ok(answer
-        .recv()
-        .unwrap_or_else(|_| Err(LedgerError::Storage("commit dropped".into()))))
 }
 
 /// Batches that may wait for the fsync at once: bounds memory; two keep the disk busy.

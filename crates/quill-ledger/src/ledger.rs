@@ -136,10 +136,9 @@ impl LedgerInner {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let sender = sender.ok_or_else(|| LedgerError::ReadOnly("ledger is closing".into()))?;
-        let commit = match committer::commit_alone(&self.core, commit) {
-            Ok(outcome) => return outcome,
-            Err(commit) => commit,
-        };
+        if let Some(alone) = committer::alone(&self.core) {
+            return alone.commit(&self.core, commit);
+        }
         let (reply, answer) = mpsc::sync_channel(1);
         let pipeline = &self.core.pipeline;
         pipeline.enqueue();
