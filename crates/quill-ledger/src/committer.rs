@@ -25,9 +25,9 @@ use crate::block::{self, BlockBody, BlockDraft, RevisionDraft};
 use crate::catalog::{Catalog, CatalogChange};
 use crate::error::{LedgerError, Result};
 use crate::ledger::Core;
-use crate::limits::{Limits, GROUP_COMMIT_MAX};
+use crate::limits::{Limits, GROUP_COMMIT_MAX, LAYERS_MAX, LAYER_REVISIONS_MAX};
 use crate::occ::{ReadSet, WriteSet};
-use crate::state::{Record, Snapshot, StateWriter};
+use crate::state::{Layer, Record, Snapshot, StateSink, StateWriter};
 use crate::transaction::table_writable;
 use crate::types::{BlockAddress, CommitReceipt};
 
@@ -67,7 +67,7 @@ pub struct AppliedRevision<'a> {
 
 /// Applies one block's catalog changes, then its revisions; returns what it wrote for OCC.
 pub fn apply_block(
-    writer: &mut StateWriter,
+    writer: &mut dyn StateSink,
     catalog: &mut Catalog,
     limits: &Limits,
     changes: &[CatalogChange],
@@ -111,15 +111,18 @@ impl Pipeline {
     /// A pipeline continuing the chain after block `next - 1`.
     pub fn new(
         strand_id: &str,
+        base: Snapshot,
         catalog: Catalog,
-        next: u64,
         previous_hash: Option<Hash>,
         last_millis: i64,
     ) -> Pipeline {
         Pipeline {
             sequencer: Mutex::new(Sequencer {
                 catalog,
-                next,
+                next: base.applied(),
+                base,
+                layers: Vec::new(),
+                layered_revisions: 0,
                 previous_hash,
                 last_millis,
                 in_flight: VecDeque::new(),
@@ -159,6 +162,12 @@ struct Sequencer {
     /// (then they are in the shared conflict log).
     in_flight: VecDeque<(u64, Arc<WriteSet>)>,
     last_checkpoint: Instant,
+    /// Derived state as of the last redb commit.
+    base: Snapshot,
+    /// Batches sequenced since then (oldest first), not in redb yet.
+    layers: Vec<Arc<Layer>>,
+    /// Revisions in `layers`.
+    layered_revisions: usize,
     /// Hashes block headers without building Ion values (the same bytes as `quill_verify`'s
     /// Ion-value path, checked by its tests).
     header_hasher: quill_verify::BlockHeaderHasher,
@@ -175,11 +184,43 @@ struct Batch {
     accepted: Vec<Accepted>,
 }
 
-/// A sequenced batch: in the journal (not yet synced) and written to derived state (not yet
-/// committed).
+/// A sequenced batch: in the journal (not yet synced) and applied to derived state.
 struct Sequenced {
-    writer: StateWriter,
+    state: StateUpdate,
     published: Batch,
+}
+
+/// How a sequenced batch reached derived state.
+enum StateUpdate {
+    /// In a layer: readable at once.
+    Layered(Snapshot),
+    /// Written to redb (with the layers before it), waiting for its commit; `checkpoint` when
+    /// that commit should be durable.
+    Direct {
+        writer: StateWriter,
+        checkpoint: bool,
+    },
+}
+
+impl StateUpdate {
+    /// Derived state with the batch applied. A direct batch commits to redb, and its snapshot
+    /// becomes the base of later layers; a durable checkpoint syncs the journal first (unless
+    /// `journal_synced`), so redb never gets ahead of the journal on disk.
+    fn finish(self, core: &Core, sequencer: &mut Sequencer, journal_synced: bool) -> Result<Snapshot> {
+        match self {
+            StateUpdate::Layered(snapshot) => Ok(snapshot),
+            StateUpdate::Direct { writer, checkpoint } => {
+                let durable = checkpoint && (journal_synced || core.journal.sync().is_ok());
+                writer.commit(durable)?;
+                if durable {
+                    sequencer.last_checkpoint = Instant::now();
+                }
+                let base = core.state.snapshot()?;
+                sequencer.base = base.clone();
+                Ok(base)
+            }
+        }
+    }
 }
 
 /// A batch handed to the syncer thread.
@@ -228,7 +269,7 @@ pub fn run(core: Arc<Core>, requests: Receiver<CommitRequest>) {
             continue;
         };
         let Sequenced {
-            writer,
+            state,
             published: job,
         } = sequenced;
         let (snapshot_sender, snapshot) = mpsc::sync_channel(1);
@@ -239,21 +280,27 @@ pub fn run(core: Arc<Core>, requests: Receiver<CommitRequest>) {
             continue;
         }
         // While the syncer waits for the disk: make the batch readable (not yet visible).
-        // A durable state checkpoint must not get ahead of the journal, so it syncs first.
-        let checkpoint = sequencer.last_checkpoint.elapsed() >= STATE_CHECKPOINT_INTERVAL
-            && core.journal.sync().is_ok();
-        if checkpoint {
-            sequencer.last_checkpoint = Instant::now();
-        }
-        drop(sequencer);
-        let _ = snapshot_sender.send(
-            writer
-                .commit(checkpoint)
-                .and_then(|_| core.state.snapshot()),
-        );
+        let _ = snapshot_sender.send(state.finish(&core, &mut sequencer, false));
     }
     drop(jobs);
     let _ = syncer.join();
+    // Closing: write the layers to redb, so a clean reopen replays nothing.
+    let mut sequencer = pipeline.sequencer();
+    if !sequencer.layers.is_empty() && core.shared().poisoned.is_none() {
+        let next = sequencer.next;
+        let written = core.state.writer().and_then(|mut writer| {
+            writer.write_layers(&sequencer.layers)?;
+            writer.set_applied(next)?;
+            StateUpdate::Direct {
+                writer,
+                checkpoint: true,
+            }
+            .finish(&core, &mut sequencer, false)
+        });
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "derived state not saved at close; it is replayed from the journal on open");
+        }
+    }
 }
 
 /// The sequencer, taken by a committing thread while the pipeline is idle.
@@ -283,21 +330,14 @@ impl Alone<'_> {
         let mut sequencer = self.0;
         let (reply, answer) = mpsc::sync_channel(1);
         if let Some(Sequenced {
-            writer,
+            state,
             published: job,
         }) = sequence_batch(core, &mut sequencer, vec![CommitRequest { commit, reply }])
         {
-            // Journal first: the state commit may then be a durable checkpoint.
+            // Journal first: a direct state commit may then be a durable checkpoint.
             match sync_journal(core) {
                 Ok(()) => {
-                    let checkpoint =
-                        sequencer.last_checkpoint.elapsed() >= STATE_CHECKPOINT_INTERVAL;
-                    if checkpoint {
-                        sequencer.last_checkpoint = Instant::now();
-                    }
-                    let snapshot = writer
-                        .commit(checkpoint)
-                        .and_then(|_| core.state.snapshot());
+                    let snapshot = state.finish(core, &mut sequencer, true);
                     publish(core, job, snapshot);
                 }
                 Err(e) => fail_all(job.accepted.into_iter().map(|a| a.reply), &e),
@@ -353,12 +393,28 @@ fn sequence_batch(
     {
         sequencer.in_flight.pop_front();
     }
-    let mut writer = match core.state.writer() {
-        Ok(w) => w,
-        Err(e) => {
-            fail_all(batch.into_iter().map(|r| r.reply), &e);
-            return None;
+    // Most batches become a layer. Every so often one is written to redb with the layers before
+    // it: that bounds the layers a read looks through and the memory they hold. DDL goes to
+    // redb directly (building an index reads the whole table), as does a due checkpoint.
+    let checkpoint = sequencer.last_checkpoint.elapsed() >= STATE_CHECKPOINT_INTERVAL;
+    let direct = checkpoint
+        || sequencer.layers.len() >= LAYERS_MAX
+        || sequencer.layered_revisions >= LAYER_REVISIONS_MAX
+        || batch.iter().any(|r| !r.commit.catalog_changes.is_empty());
+    let mut sink = if direct {
+        let writer = core
+            .state
+            .writer()
+            .and_then(|mut w| w.write_layers(&sequencer.layers).map(|()| w));
+        match writer {
+            Ok(writer) => Sink::Direct(writer),
+            Err(e) => {
+                fail_all(batch.into_iter().map(|r| r.reply), &e);
+                return None;
+            }
         }
+    } else {
+        Sink::Layered(Layer::default())
     };
     // Work on copies: a failure part-way leaves the sequencer as it was.
     let mut catalog = sequencer.catalog.clone();
@@ -390,7 +446,7 @@ fn sequence_batch(
         };
         match build_and_apply(
             core,
-            &mut writer,
+            sink.as_dyn(),
             &mut catalog,
             &commit,
             Position {
@@ -427,9 +483,11 @@ fn sequence_batch(
         }
     }
     let last_hash = previous_hash.filter(|_| !accepted.is_empty())?;
-    if let Err(e) = writer.set_applied(next) {
-        fail_all(accepted.into_iter().map(|a| a.reply), &e);
-        return None;
+    if let Sink::Direct(writer) = &mut sink {
+        if let Err(e) = writer.set_applied(next) {
+            fail_all(accepted.into_iter().map(|a| a.reply), &e);
+            return None;
+        }
     }
     let frames: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
     if let Err(e) = core.journal.append(&frames) {
@@ -450,8 +508,20 @@ fn sequence_batch(
         sequencer.previous_hash,
         sequencer.last_millis,
     ) = (catalog, next, previous_hash, last_millis);
+    let state = match sink {
+        Sink::Direct(writer) => {
+            sequencer.layers.clear();
+            sequencer.layered_revisions = 0;
+            StateUpdate::Direct { writer, checkpoint }
+        }
+        Sink::Layered(layer) => {
+            sequencer.layered_revisions += layer.revisions();
+            sequencer.layers.push(Arc::new(layer));
+            StateUpdate::Layered(sequencer.base.with_layers(sequencer.layers.clone(), next))
+        }
+    };
     Some(Sequenced {
-        writer,
+        state,
         published: Batch {
             end: next,
             last_hash,
@@ -461,6 +531,21 @@ fn sequence_batch(
             accepted,
         },
     })
+}
+
+/// Where a batch is applied.
+enum Sink {
+    Direct(StateWriter),
+    Layered(Layer),
+}
+
+impl Sink {
+    fn as_dyn(&mut self) -> &mut dyn StateSink {
+        match self {
+            Sink::Direct(writer) => writer,
+            Sink::Layered(layer) => layer,
+        }
+    }
 }
 
 /// Where a block goes in the chain.
@@ -473,7 +558,7 @@ struct Position<'a> {
 /// Hashes one commit into block `address` and applies it to derived state.
 fn build_and_apply(
     core: &Core,
-    writer: &mut StateWriter,
+    writer: &mut dyn StateSink,
     catalog: &mut Catalog,
     commit: &PreparedCommit,
     position: Position<'_>,

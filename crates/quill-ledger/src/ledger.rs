@@ -326,7 +326,7 @@ impl Ledger {
             });
         }
         recovery.tree_leaves_rebuilt = catch_up_tree(&journal, &tree, &strand_id, blocks)?;
-        if state.snapshot()?.applied()? > blocks {
+        if state.snapshot()?.applied() > blocks {
             // Derived state is ahead of the journal: blocks it reflects were cut from the
             // journal's tail. The journal is the truth; rebuild everything from it.
             tracing::error!(ledger = %name, blocks, "derived state is ahead of the journal; rebuilding it from the journal");
@@ -349,8 +349,8 @@ impl Ledger {
             state,
             pipeline: committer::Pipeline::new(
                 &strand_id,
+                (*snapshot).clone(),
                 catalog.clone(),
-                blocks,
                 Some(last.hash),
                 last.time_millis,
             ),
@@ -665,7 +665,7 @@ fn catch_up_state(
     limits: &Limits,
 ) -> Result<u64> {
     let snapshot = state.snapshot()?;
-    let applied = snapshot.applied()?;
+    let applied = snapshot.applied();
     assert!(
         applied <= blocks,
         "the caller rebuilds derived state that is ahead of the journal"

@@ -26,6 +26,12 @@ pub const INDEX_FIELD_MAX_CHARS: usize = 128;
 /// Commits taken into one group commit (one fsync). Bounds the latency a batch can add and
 /// the memory a batch can hold.
 pub const GROUP_COMMIT_MAX: usize = 256;
+/// Batches kept as in-memory layers over derived state before one is written to redb with
+/// them. Bounds the layers every read looks through (a point read checks each).
+pub const LAYERS_MAX: usize = 64;
+/// Revisions kept in layers before they are written to redb. Bounds their memory (a revision
+/// is at most a document, so this is at most 2,048 × 128 KiB = 256 MiB, typically ~1 MiB).
+pub const LAYER_REVISIONS_MAX: usize = 2_048;
 /// One journal frame can hold at most this much: the transaction limit plus room for the
 /// block's hashes and metadata. Anything larger on disk is corruption, not data.
 pub const FRAME_PAYLOAD_MAX_BYTES: usize = TRANSACTION_SIZE_MAX_BYTES * 2;

@@ -6,11 +6,22 @@
 //! reader sees here can be lost by a crash. Most commits use `Durability::None` (the journal is
 //! the durable copy); a periodic durable commit bounds how much is replayed on open.
 //!
+//! Commits do not each write redb: most batches become an in-memory [`Layer`] on top of the
+//! last redb commit, and every [`LAYERS_MAX`](crate::limits::LAYERS_MAX)-th batch (or one with
+//! DDL, or a due checkpoint) writes the layers and itself to redb in one transaction. A
+//! [`Snapshot`] is a redb read transaction plus the layers committed after it; newer layers
+//! win. A redb write transaction per batch cost more than the rest of the commit path for
+//! updates (copy-on-write of random pages, and redb's per-commit bookkeeping of pages freed
+//! since the last durable commit).
+//!
 //! Why redb: pure Rust (no C toolchain, short build), MVCC read transactions that give every
 //! ledger transaction a consistent snapshot for free, and a single writer — which is exactly
 //! the committer thread.
 
+mod layer;
+
 use std::path::Path;
+use std::sync::Arc;
 
 use ion_rs::Element;
 use quill_verify::Hash;
@@ -24,6 +35,12 @@ use crate::clock;
 use crate::committer::AppliedRevision;
 use crate::error::{LedgerError, Result};
 use crate::types::{BlockAddress, Revision, RevisionMetadata};
+
+pub use layer::Layer;
+
+type DocsTable<'t> = redb::Table<'t, (&'static str, &'static str), &'static [u8]>;
+type HistoryTable<'t> = redb::Table<'t, (&'static str, &'static str, u64), &'static [u8]>;
+type IndexTable<'t> = redb::Table<'t, (&'static str, &'static str, &'static [u8], &'static str), ()>;
 
 /// Small values: `applied` (u64 LE: blocks applied), `catalog` (Ion binary).
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -159,8 +176,18 @@ impl State {
 
     /// A consistent snapshot for reading.
     pub fn snapshot(&self) -> Result<Snapshot> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let applied = {
+            let meta = txn.open_table(META).map_err(storage)?;
+            let applied = meta.get("applied").map_err(storage)?;
+            applied
+                .map(|v| u64::from_le_bytes(v.value().try_into().unwrap_or([0; 8])))
+                .unwrap_or(0)
+        };
         Ok(Snapshot {
-            txn: self.db.begin_read().map_err(storage)?,
+            txn: Arc::new(txn),
+            layers: Vec::new(),
+            applied,
         })
     }
 
@@ -172,22 +199,31 @@ impl State {
     }
 }
 
-/// A read-only snapshot of derived state.
+/// A read-only snapshot of derived state: a redb read transaction plus the layers committed
+/// after it (oldest first). Cheap to clone.
+#[derive(Clone)]
 pub struct Snapshot {
-    txn: ReadTransaction,
+    txn: Arc<ReadTransaction>,
+    layers: Vec<Arc<Layer>>,
+    applied: u64,
 }
 
 impl Snapshot {
-    /// Blocks applied (= next sequence number to apply).
-    pub fn applied(&self) -> Result<u64> {
-        let meta = self.txn.open_table(META).map_err(storage)?;
-        let applied = meta.get("applied").map_err(storage)?;
-        Ok(applied
-            .map(|v| u64::from_le_bytes(v.value().try_into().unwrap_or([0; 8])))
-            .unwrap_or(0))
+    /// This snapshot with `layers` on top, reflecting blocks `0..applied`.
+    pub fn with_layers(&self, layers: Vec<Arc<Layer>>, applied: u64) -> Snapshot {
+        Snapshot {
+            txn: Arc::clone(&self.txn),
+            layers,
+            applied,
+        }
     }
 
-    /// The catalog as of this snapshot.
+    /// Blocks applied (= next sequence number to apply).
+    pub fn applied(&self) -> u64 {
+        self.applied
+    }
+
+    /// The catalog as of this snapshot (layers never hold catalog changes).
     pub fn catalog(&self) -> Result<Catalog> {
         let meta = self.txn.open_table(META).map_err(storage)?;
         let stored = meta.get("catalog").map_err(storage)?;
@@ -199,6 +235,14 @@ impl Snapshot {
 
     /// The stored record of a live document, as owned bytes.
     pub fn document(&self, table_id: &str, document_id: &str) -> Result<Option<Vec<u8>>> {
+        if let Some(found) = self
+            .layers
+            .iter()
+            .rev()
+            .find_map(|l| l.document(table_id, document_id))
+        {
+            return Ok(found.map(<[u8]>::to_vec));
+        }
         let docs = self.txn.open_table(DOCS).map_err(storage)?;
         let found = docs.get((table_id, document_id)).map_err(storage)?;
         Ok(found.map(|v| v.value().to_vec()))
@@ -210,6 +254,12 @@ impl Snapshot {
         table_id: &str,
         visit: &mut dyn FnMut(&str, Record<'_>) -> Result<bool>,
     ) -> Result<()> {
+        // Newer layers overwrite older ones; `None` marks a deletion.
+        let mut overlay = std::collections::BTreeMap::new();
+        for layer in &self.layers {
+            layer.documents_of(table_id, &mut overlay);
+        }
+        let mut overlay = overlay.into_iter().peekable();
         let docs = self.txn.open_table(DOCS).map_err(storage)?;
         for entry in docs
             .range((table_id, "")..(table_id, ID_UPPER_BOUND))
@@ -217,25 +267,45 @@ impl Snapshot {
         {
             let (key, value) = entry.map_err(storage)?;
             let (_, document_id) = key.value();
-            if !visit(document_id, Record::decode(value.value())?)? {
-                break;
+            // Overlay documents up to this id come first; one with this id replaces it.
+            let mut replaced = false;
+            while let Some((id, record)) = overlay.next_if(|(id, _)| *id <= document_id) {
+                replaced = id == document_id;
+                if let Some(bytes) = record {
+                    if !visit(id, Record::decode(bytes)?)? {
+                        return Ok(());
+                    }
+                }
+            }
+            if !replaced && !visit(document_id, Record::decode(value.value())?)? {
+                return Ok(());
+            }
+        }
+        for (id, record) in overlay {
+            if let Some(bytes) = record {
+                if !visit(id, Record::decode(bytes)?)? {
+                    break;
+                }
             }
         }
         Ok(())
     }
 
-    /// Ids of documents whose indexed `field` has the key `key`.
+    /// Ids of documents whose indexed `field` has the key `key`, in id order.
     pub fn index_lookup(&self, table_id: &str, field: &str, key: &[u8]) -> Result<Vec<String>> {
         let index = self.txn.open_table(INDEX).map_err(storage)?;
-        let mut ids = Vec::new();
+        let mut ids = std::collections::BTreeSet::new();
         for entry in index
             .range((table_id, field, key, "")..(table_id, field, key, ID_UPPER_BOUND))
             .map_err(storage)?
         {
             let (k, _) = entry.map_err(storage)?;
-            ids.push(k.value().3.to_owned());
+            ids.insert(k.value().3.to_owned());
         }
-        Ok(ids)
+        for layer in &self.layers {
+            layer.apply_index_entries(table_id, field, key, &mut ids);
+        }
+        Ok(ids.into_iter().collect())
     }
 
     /// Visits the history of a table (or of one document) ordered by document id then version.
@@ -245,6 +315,12 @@ impl Snapshot {
         document_id: Option<&str>,
         visit: &mut dyn FnMut(&str, Record<'_>) -> Result<bool>,
     ) -> Result<()> {
+        // Revisions are written once: a layer's never repeat the base's or another layer's.
+        let mut overlay = std::collections::BTreeMap::new();
+        for layer in &self.layers {
+            layer.history_of(table_id, document_id, &mut overlay);
+        }
+        let mut overlay = overlay.into_iter().peekable();
         let history = self.txn.open_table(HISTORY).map_err(storage)?;
         let range = match document_id {
             Some(id) => history.range((table_id, id, 0u64)..=(table_id, id, u64::MAX)),
@@ -253,8 +329,18 @@ impl Snapshot {
         .map_err(storage)?;
         for entry in range {
             let (key, value) = entry.map_err(storage)?;
-            let (_, id, _) = key.value();
+            let (_, id, version) = key.value();
+            while let Some(((layer_id, _), bytes)) = overlay.next_if(|(k, _)| *k < (id, version)) {
+                if !visit(layer_id, Record::decode(bytes)?)? {
+                    return Ok(());
+                }
+            }
             if !visit(id, Record::decode(value.value())?)? {
+                return Ok(());
+            }
+        }
+        for ((id, _), bytes) in overlay {
+            if !visit(id, Record::decode(bytes)?)? {
                 break;
             }
         }
@@ -265,65 +351,156 @@ impl Snapshot {
 /// What applying one revision changed, for OCC: the index keys it removed or added.
 pub type TouchedKeys = Vec<(String, Vec<u8>)>;
 
+/// One indexed field whose key a revision changes.
+pub struct IndexChange {
+    pub field: String,
+    pub removed: Option<Vec<u8>>,
+    pub added: Option<Vec<u8>>,
+}
+
+/// The index entries a revision of `table_id` changes, from the data it replaces (`old`) to
+/// its data (`new`, `None` for a deletion).
+pub fn index_changes(
+    catalog: &Catalog,
+    table_id: &str,
+    old: Option<&Element>,
+    new: Option<&Element>,
+) -> Result<Vec<IndexChange>> {
+    let Some(table) = catalog.by_id(table_id) else {
+        return Ok(Vec::new());
+    };
+    let mut changes = Vec::new();
+    for index in &table.indexes {
+        let field = &index.field;
+        let removed = old.map(|d| field_key(d, field)).transpose()?.flatten();
+        let added = new.map(|d| field_key(d, field)).transpose()?.flatten();
+        if removed != added {
+            changes.push(IndexChange {
+                field: field.clone(),
+                removed,
+                added,
+            });
+        }
+    }
+    Ok(changes)
+}
+
+/// The keys of `changes`, for OCC.
+pub fn touched_keys(changes: Vec<IndexChange>) -> TouchedKeys {
+    let mut touched = Vec::new();
+    for change in changes {
+        for key in [change.removed, change.added].into_iter().flatten() {
+            touched.push((change.field.clone(), key));
+        }
+    }
+    touched
+}
+
 /// The committer's write transaction over derived state.
 pub struct StateWriter {
     txn: WriteTransaction,
 }
 
-impl StateWriter {
+/// Where the committer applies blocks: redb directly ([`StateWriter`]), or a [`Layer`].
+pub trait StateSink {
     /// Applies one revision of `table` (whose indexes are in `catalog`); returns the index keys
     /// (field, key) it removed or added.
+    fn apply_revision(
+        &mut self,
+        catalog: &Catalog,
+        revision: &AppliedRevision<'_>,
+    ) -> Result<TouchedKeys>;
+
+    /// Builds or removes index entries for a catalog change (`catalog` is the state after it).
+    fn apply_catalog_change(
+        &mut self,
+        catalog: &Catalog,
+        change: &CatalogChange,
+        before: &Catalog,
+    ) -> Result<()>;
+}
+
+impl StateSink for Layer {
+    fn apply_revision(
+        &mut self,
+        catalog: &Catalog,
+        revision: &AppliedRevision<'_>,
+    ) -> Result<TouchedKeys> {
+        Layer::apply_revision(self, catalog, revision)
+    }
+
+    fn apply_catalog_change(&mut self, _: &Catalog, _: &CatalogChange, _: &Catalog) -> Result<()> {
+        Err(LedgerError::Storage(
+            "catalog changes are written to redb, never to a layer".into(),
+        ))
+    }
+}
+
+impl StateSink for StateWriter {
+    fn apply_revision(
+        &mut self,
+        catalog: &Catalog,
+        revision: &AppliedRevision<'_>,
+    ) -> Result<TouchedKeys> {
+        StateWriter::apply_revision(self, catalog, revision)
+    }
+
+    fn apply_catalog_change(
+        &mut self,
+        catalog: &Catalog,
+        change: &CatalogChange,
+        before: &Catalog,
+    ) -> Result<()> {
+        StateWriter::apply_catalog_change(self, catalog, change, before)
+    }
+}
+
+impl StateWriter {
+    /// See [`StateSink::apply_revision`].
     pub fn apply_revision(
         &mut self,
         catalog: &Catalog,
         revision: &AppliedRevision<'_>,
     ) -> Result<TouchedKeys> {
-        let (table_id, document_id, data) =
-            (revision.table_id, revision.document_id, revision.data);
-        let record = &revision.record;
-        let indexes: Vec<String> = catalog
+        let (table_id, document_id) = (revision.table_id, revision.document_id);
+        let has_indexes = catalog
             .by_id(table_id)
-            .map(|t| t.indexes.iter().map(|i| i.field.clone()).collect())
-            .unwrap_or_default();
-        let mut touched = Vec::new();
+            .is_some_and(|t| !t.indexes.is_empty());
         let mut docs = self.txn.open_table(DOCS).map_err(storage)?;
-        if !indexes.is_empty() {
-            let mut index = self.txn.open_table(INDEX).map_err(storage)?;
+        let mut changes = Vec::new();
+        if has_indexes {
             // The replaced data: known from the transaction, or read back (replay).
+            let read_back;
             let old_data = match revision.previous {
-                Some(previous) => previous.cloned(),
-                None => match docs.get((table_id, document_id)).map_err(storage)? {
-                    Some(bytes) => Some(Element::read_one(Record::decode(bytes.value())?.data)?),
-                    None => None,
-                },
+                Some(previous) => previous,
+                None => {
+                    read_back = match docs.get((table_id, document_id)).map_err(storage)? {
+                        Some(bytes) => {
+                            Some(Element::read_one(Record::decode(bytes.value())?.data)?)
+                        }
+                        None => None,
+                    };
+                    read_back.as_ref()
+                }
             };
-            for field in &indexes {
-                let old_key = old_data
-                    .as_ref()
-                    .and_then(|d| field_key(d, field).transpose())
-                    .transpose()?;
-                let new_key = data
-                    .and_then(|d| field_key(d, field).transpose())
-                    .transpose()?;
-                if old_key == new_key {
-                    continue;
-                }
-                if let Some(key) = old_key {
+            changes = index_changes(catalog, table_id, old_data, revision.data)?;
+            let mut index = self.txn.open_table(INDEX).map_err(storage)?;
+            for change in &changes {
+                let field = change.field.as_str();
+                if let Some(key) = &change.removed {
                     index
-                        .remove((table_id, field.as_str(), key.as_slice(), document_id))
+                        .remove((table_id, field, key.as_slice(), document_id))
                         .map_err(storage)?;
-                    touched.push((field.clone(), key));
                 }
-                if let Some(key) = new_key {
+                if let Some(key) = &change.added {
                     index
-                        .insert((table_id, field.as_str(), key.as_slice(), document_id), ())
+                        .insert((table_id, field, key.as_slice(), document_id), ())
                         .map_err(storage)?;
-                    touched.push((field.clone(), key));
                 }
             }
         }
-        let encoded = record.encode();
-        if record.deleted {
+        let encoded = revision.record.encode();
+        if revision.record.deleted {
             docs.remove((table_id, document_id)).map_err(storage)?;
         } else {
             docs.insert((table_id, document_id), encoded.as_slice())
@@ -331,12 +508,29 @@ impl StateWriter {
         }
         let mut history = self.txn.open_table(HISTORY).map_err(storage)?;
         history
-            .insert((table_id, document_id, record.version), encoded.as_slice())
+            .insert(
+                (table_id, document_id, revision.record.version),
+                encoded.as_slice(),
+            )
             .map_err(storage)?;
-        Ok(touched)
+        Ok(touched_keys(changes))
     }
 
-    /// Builds or removes index entries for a catalog change (`catalog` is the state after it).
+    /// Writes the changes of layers (oldest first) to redb.
+    pub fn write_layers(&mut self, layers: &[Arc<Layer>]) -> Result<()> {
+        if layers.is_empty() {
+            return Ok(());
+        }
+        let mut docs = self.txn.open_table(DOCS).map_err(storage)?;
+        let mut history = self.txn.open_table(HISTORY).map_err(storage)?;
+        let mut index = self.txn.open_table(INDEX).map_err(storage)?;
+        for layer in layers {
+            layer.write_to(&mut docs, &mut history, &mut index)?;
+        }
+        Ok(())
+    }
+
+    /// See [`StateSink::apply_catalog_change`].
     pub fn apply_catalog_change(
         &mut self,
         catalog: &Catalog,
