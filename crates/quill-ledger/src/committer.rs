@@ -123,6 +123,8 @@ impl Pipeline {
                 base,
                 layers: Vec::new(),
                 layered_revisions: 0,
+                flushing: None,
+                flusher: None,
                 previous_hash,
                 last_millis,
                 in_flight: VecDeque::new(),
@@ -168,9 +170,115 @@ struct Sequencer {
     layers: Vec<Arc<Layer>>,
     /// Revisions in `layers`.
     layered_revisions: usize,
+    /// The flush writing the first layers to redb, if one is running.
+    flushing: Option<Flushing>,
+    /// Where flushes are sent (the flusher thread); `None` before it runs, and then layers
+    /// are written by the sequencer itself.
+    flusher: Option<SyncSender<FlushJob>>,
     /// Hashes block headers without building Ion values (the same bytes as `quill_verify`'s
     /// Ion-value path, checked by its tests).
     header_hasher: quill_verify::BlockHeaderHasher,
+}
+
+/// A flush in progress: the first `layers` layers are being written to redb.
+struct Flushing {
+    layers: usize,
+    done: Receiver<Result<Snapshot>>,
+}
+
+/// Layers for the flusher thread to write to redb in one transaction.
+struct FlushJob {
+    layers: Vec<Arc<Layer>>,
+    /// Blocks the layers bring derived state up to.
+    applied: u64,
+    /// Whether the commit is a durable checkpoint (the journal is synced first).
+    durable: bool,
+    done: SyncSender<Result<Snapshot>>,
+}
+
+/// The flusher thread: writes layers to redb off the commit path, one job after the other.
+fn flush_loop(core: &Core, jobs: Receiver<FlushJob>) {
+    while let Ok(job) = jobs.recv() {
+        let written = core.state.writer().and_then(|mut writer| {
+            writer.write_layers(&job.layers)?;
+            writer.set_applied(job.applied)?;
+            // A durable state checkpoint must not get ahead of the journal on disk.
+            let durable = job.durable && core.journal.sync().is_ok();
+            writer.commit(durable)?;
+            core.state.snapshot()
+        });
+        let _ = job.done.send(written);
+    }
+}
+
+impl Sequencer {
+    /// Takes the result of a running flush: when it is done (or, with `wait`, once it is),
+    /// its snapshot becomes the base and its layers are dropped.
+    fn collect_flush(&mut self, core: &Core, wait: bool) {
+        let Some(flushing) = &self.flushing else {
+            return;
+        };
+        let result = if wait {
+            flushing
+                .done
+                .recv()
+                .unwrap_or_else(|_| Err(LedgerError::Storage("the flusher stopped".into())))
+        } else {
+            match flushing.done.try_recv() {
+                Ok(result) => result,
+                Err(mpsc::TryRecvError::Empty) => return,
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    Err(LedgerError::Storage("the flusher stopped".into()))
+                }
+            }
+        };
+        let flushed = flushing.layers;
+        self.flushing = None;
+        match result {
+            Ok(base) => {
+                self.base = base;
+                self.layers.drain(..flushed);
+                self.layered_revisions = self.layers.iter().map(|l| l.revisions()).sum();
+            }
+            // The layers stay: reads remain right, and nothing more is written.
+            Err(e) => core.poison(format!("derived state write failed: {e}")),
+        }
+    }
+
+    /// Whether the layers should be written to redb: enough of them, or a checkpoint is due.
+    fn flush_due(&self) -> bool {
+        self.layers.len() >= LAYERS_MAX
+            || self.layered_revisions >= LAYER_REVISIONS_MAX
+            || self.last_checkpoint.elapsed() >= STATE_CHECKPOINT_INTERVAL
+    }
+
+    /// Hands every layer to the flusher, unless a flush is running.
+    fn start_flush(&mut self) {
+        let Some(flusher) = &self.flusher else {
+            return;
+        };
+        if self.flushing.is_some() || self.layers.is_empty() {
+            return;
+        }
+        let durable = self.last_checkpoint.elapsed() >= STATE_CHECKPOINT_INTERVAL;
+        let (done, result) = mpsc::sync_channel(1);
+        let job = FlushJob {
+            layers: self.layers.clone(),
+            applied: self.next,
+            durable,
+            done,
+        };
+        // Capacity 1 and one flush at a time: this never blocks.
+        if flusher.send(job).is_ok() {
+            if durable {
+                self.last_checkpoint = Instant::now();
+            }
+            self.flushing = Some(Flushing {
+                layers: self.layers.len(),
+                done: result,
+            });
+        }
+    }
 }
 
 /// A batch whose blocks are appended to the journal: what publishing it changes.
@@ -206,7 +314,12 @@ impl StateUpdate {
     /// Derived state with the batch applied. A direct batch commits to redb, and its snapshot
     /// becomes the base of later layers; a durable checkpoint syncs the journal first (unless
     /// `journal_synced`), so redb never gets ahead of the journal on disk.
-    fn finish(self, core: &Core, sequencer: &mut Sequencer, journal_synced: bool) -> Result<Snapshot> {
+    fn finish(
+        self,
+        core: &Core,
+        sequencer: &mut Sequencer,
+        journal_synced: bool,
+    ) -> Result<Snapshot> {
         match self {
             StateUpdate::Layered(snapshot) => Ok(snapshot),
             StateUpdate::Direct { writer, checkpoint } => {
@@ -252,6 +365,16 @@ pub fn run(core: Arc<Core>, requests: Receiver<CommitRequest>) {
         }
     };
     let pipeline = &core.pipeline;
+    let (flush_jobs, flush_pending) = mpsc::sync_channel::<FlushJob>(1);
+    let flusher_core = Arc::clone(&core);
+    let flusher = std::thread::Builder::new()
+        .name("quill-flush".into())
+        .spawn(move || flush_loop(&flusher_core, flush_pending));
+    match &flusher {
+        Ok(_) => pipeline.sequencer().flusher = Some(flush_jobs),
+        // Without it the sequencer writes layers to redb itself.
+        Err(e) => tracing::warn!(error = %e, "cannot start the flusher thread"),
+    }
     while let Ok(first) = requests.recv() {
         let mut batch = vec![first];
         while batch.len() < GROUP_COMMIT_MAX {
@@ -284,8 +407,14 @@ pub fn run(core: Arc<Core>, requests: Receiver<CommitRequest>) {
     }
     drop(jobs);
     let _ = syncer.join();
-    // Closing: write the layers to redb, so a clean reopen replays nothing.
+    // Closing: write the layers to redb, so a clean reopen replays nothing. Dropping the
+    // sender ends the flusher once its job is done.
     let mut sequencer = pipeline.sequencer();
+    sequencer.collect_flush(&core, true);
+    sequencer.flusher = None;
+    if let Ok(flusher) = flusher {
+        let _ = flusher.join();
+    }
     if !sequencer.layers.is_empty() && core.shared().poisoned.is_none() {
         let next = sequencer.next;
         let written = core.state.writer().and_then(|mut writer| {
@@ -393,14 +522,22 @@ fn sequence_batch(
     {
         sequencer.in_flight.pop_front();
     }
-    // Most batches become a layer. Every so often one is written to redb with the layers before
-    // it: that bounds the layers a read looks through and the memory they hold. DDL goes to
-    // redb directly (building an index reads the whole table), as does a due checkpoint.
+    // Most batches become a layer; the flusher thread writes layers to redb in the background.
+    // A batch with DDL goes to redb directly (building an index reads the whole table), after
+    // the running flush; so do batches that find layers due and no flusher.
+    sequencer.collect_flush(core, false);
+    if sequencer.layers.len() >= 2 * LAYERS_MAX
+        || sequencer.layered_revisions >= 2 * LAYER_REVISIONS_MAX
+    {
+        // The flusher is behind: wait, so reads never look through unbounded layers.
+        sequencer.collect_flush(core, true);
+    }
+    let ddl = batch.iter().any(|r| !r.commit.catalog_changes.is_empty());
+    if ddl {
+        sequencer.collect_flush(core, true);
+    }
     let checkpoint = sequencer.last_checkpoint.elapsed() >= STATE_CHECKPOINT_INTERVAL;
-    let direct = checkpoint
-        || sequencer.layers.len() >= LAYERS_MAX
-        || sequencer.layered_revisions >= LAYER_REVISIONS_MAX
-        || batch.iter().any(|r| !r.commit.catalog_changes.is_empty());
+    let direct = ddl || (sequencer.flusher.is_none() && sequencer.flush_due());
     let mut sink = if direct {
         let writer = core
             .state
@@ -517,7 +654,11 @@ fn sequence_batch(
         Sink::Layered(layer) => {
             sequencer.layered_revisions += layer.revisions();
             sequencer.layers.push(Arc::new(layer));
-            StateUpdate::Layered(sequencer.base.with_layers(sequencer.layers.clone(), next))
+            let snapshot = sequencer.base.with_layers(sequencer.layers.clone(), next);
+            if sequencer.flush_due() {
+                sequencer.start_flush();
+            }
+            StateUpdate::Layered(snapshot)
         }
     };
     Some(Sequenced {

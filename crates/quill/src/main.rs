@@ -23,6 +23,12 @@ use clap::Parser;
 
 use crate::args::{Cli, Command};
 
+/// mimalloc instead of glibc's malloc: the commit path allocates from many threads at once,
+/// and glibc's arenas spent about a fifth of the update benchmark's CPU (see
+/// docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit code for a failed command (bad input, I/O, server error).
 const EXIT_FAILURE: u8 = 1;
 /// Exit code when an audit found corruption: distinct so scripts can tell "broken" from "failed".

@@ -180,7 +180,12 @@ impl Layer {
             for (field, keys) in fields {
                 for (key, ids) in keys {
                     for (id, present) in ids {
-                        let entry = (table_id.as_str(), field.as_str(), key.as_slice(), id.as_str());
+                        let entry = (
+                            table_id.as_str(),
+                            field.as_str(),
+                            key.as_slice(),
+                            id.as_str(),
+                        );
                         if *present {
                             index.insert(entry, ()).map_err(storage)?;
                         } else {
@@ -222,11 +227,16 @@ mod tests {
     fn everything(snapshot: &Snapshot, ids: &[String]) -> Vec<String> {
         let mut out = Vec::new();
         let mut show = |what: &str, id: &str, r: Record<'_>| {
-            out.push(format!("{what} {id} v{} d{} {:?}", r.version, r.deleted, r.data));
+            out.push(format!(
+                "{what} {id} v{} d{} {:?}",
+                r.version, r.deleted, r.data
+            ));
             Ok(true)
         };
         for table in TABLES {
-            snapshot.scan(table, &mut |id, r| show("scan", id, r)).unwrap();
+            snapshot
+                .scan(table, &mut |id, r| show("scan", id, r))
+                .unwrap();
             snapshot
                 .history(table, None, &mut |id, r| show("history", id, r))
                 .unwrap();
@@ -247,7 +257,10 @@ mod tests {
                 })
                 .unwrap();
             for id in ids {
-                out.push(format!("doc {id} {:?}", snapshot.document(table, id).unwrap()));
+                out.push(format!(
+                    "doc {id} {:?}",
+                    snapshot.document(table, id).unwrap()
+                ));
             }
         }
         for k in 0..4i64 {

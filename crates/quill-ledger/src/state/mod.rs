@@ -40,7 +40,8 @@ pub use layer::Layer;
 
 type DocsTable<'t> = redb::Table<'t, (&'static str, &'static str), &'static [u8]>;
 type HistoryTable<'t> = redb::Table<'t, (&'static str, &'static str, u64), &'static [u8]>;
-type IndexTable<'t> = redb::Table<'t, (&'static str, &'static str, &'static [u8], &'static str), ()>;
+type IndexTable<'t> =
+    redb::Table<'t, (&'static str, &'static str, &'static [u8], &'static str), ()>;
 
 /// Small values: `applied` (u64 LE: blocks applied), `catalog` (Ion binary).
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
