@@ -305,7 +305,7 @@ enum StateUpdate {
     /// Written to redb (with the layers before it), waiting for its commit; `checkpoint` when
     /// that commit should be durable.
     Direct {
-        writer: StateWriter,
+        writer: Box<StateWriter>,
         checkpoint: bool,
     },
 }
@@ -421,7 +421,7 @@ pub fn run(core: Arc<Core>, requests: Receiver<CommitRequest>) {
             writer.write_layers(&sequencer.layers)?;
             writer.set_applied(next)?;
             StateUpdate::Direct {
-                writer,
+                writer: Box::new(writer),
                 checkpoint: true,
             }
             .finish(&core, &mut sequencer, false)
@@ -544,7 +544,7 @@ fn sequence_batch(
             .writer()
             .and_then(|mut w| w.write_layers(&sequencer.layers).map(|()| w));
         match writer {
-            Ok(writer) => Sink::Direct(writer),
+            Ok(writer) => Sink::Direct(Box::new(writer)),
             Err(e) => {
                 fail_all(batch.into_iter().map(|r| r.reply), &e);
                 return None;
@@ -676,14 +676,14 @@ fn sequence_batch(
 
 /// Where a batch is applied.
 enum Sink {
-    Direct(StateWriter),
+    Direct(Box<StateWriter>),
     Layered(Layer),
 }
 
 impl Sink {
     fn as_dyn(&mut self) -> &mut dyn StateSink {
         match self {
-            Sink::Direct(writer) => writer,
+            Sink::Direct(writer) => &mut **writer,
             Sink::Layered(layer) => layer,
         }
     }

@@ -116,15 +116,18 @@ impl Layer {
         let Some(table) = self.history.get(table_id) else {
             return;
         };
-        let documents: Box<dyn Iterator<Item = (&String, &BTreeMap<u64, Arc<[u8]>>)>> =
-            match document_id {
-                Some(id) => Box::new(table.get_key_value(id).into_iter()),
-                None => Box::new(table.iter()),
-            };
-        for (id, versions) in documents {
+        let mut add = |id: &'a String, versions: &'a BTreeMap<u64, Arc<[u8]>>| {
             for (version, record) in versions {
                 overlay.insert((id.as_str(), *version), record);
             }
+        };
+        match document_id {
+            Some(id) => {
+                if let Some((id, versions)) = table.get_key_value(id) {
+                    add(id, versions);
+                }
+            }
+            None => table.iter().for_each(|(id, versions)| add(id, versions)),
         }
     }
 
