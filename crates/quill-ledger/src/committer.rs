@@ -375,7 +375,15 @@ pub fn run(core: Arc<Core>, requests: Receiver<CommitRequest>) {
         // Without it the sequencer writes layers to redb itself.
         Err(e) => tracing::warn!(error = %e, "cannot start the flusher thread"),
     }
-    while let Ok(first) = requests.recv() {
+    loop {
+        let first = match requests.recv_timeout(IDLE_FLUSH_AFTER) {
+            Ok(first) => first,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                flush_while_idle(&core);
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
         let mut batch = vec![first];
         while batch.len() < GROUP_COMMIT_MAX {
             match requests.try_recv() {
@@ -428,6 +436,34 @@ pub fn run(core: Arc<Core>, requests: Receiver<CommitRequest>) {
         });
         if let Err(e) = written {
             tracing::warn!(error = %e, "derived state not saved at close; it is replayed from the journal on open");
+        }
+    }
+}
+
+/// How long without commits before the layers are written to redb anyway: reads of an idle
+/// ledger then look through no layers.
+const IDLE_FLUSH_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// On an idle ledger: collects a finished flush, starts one for the remaining layers, and
+/// republishes the snapshot without the flushed layers (the same data, read through fewer
+/// layers).
+fn flush_while_idle(core: &Core) {
+    let mut sequencer = core.pipeline.sequencer();
+    let layers_before = sequencer.layers.len();
+    sequencer.collect_flush(core, false);
+    if sequencer.flushing.is_none() {
+        sequencer.start_flush();
+    }
+    if sequencer.layers.len() == layers_before {
+        return;
+    }
+    // Under the sequencer lock with no batch waiting for its fsync, every sequenced block is
+    // published: the republished snapshot holds exactly the published state.
+    if core.pipeline.syncing.load(Ordering::SeqCst) == 0 {
+        let mut shared = core.shared_mut();
+        if shared.applied == sequencer.next {
+            let layers = sequencer.layers.clone();
+            shared.snapshot = Arc::new(sequencer.base.with_layers(layers, sequencer.next));
         }
     }
 }

@@ -4,7 +4,8 @@
 //! a batch with DDL is written to redb directly), and a [`Snapshot`](super::Snapshot) stacks
 //! layers on the redb commit they follow, so no layer repeats anything its base holds.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::hash::{BuildHasherDefault, Hash as _, Hasher};
 use std::sync::Arc;
 
 use crate::catalog::Catalog;
@@ -22,9 +23,44 @@ type Revisions = BTreeMap<String, BTreeMap<u64, Arc<[u8]>>>;
 /// field → key → document id → present (`false`: the entry was removed).
 type IndexEntries = BTreeMap<String, BTreeMap<Vec<u8>, BTreeMap<String, bool>>>;
 
+/// A document's fingerprint: a hash of (table id, document id).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fingerprint(u64);
+
+impl Fingerprint {
+    pub fn of(table_id: &str, document_id: &str) -> Fingerprint {
+        let mut hasher = std::hash::DefaultHasher::new();
+        table_id.hash(&mut hasher);
+        document_id.hash(&mut hasher);
+        Fingerprint(hasher.finish())
+    }
+}
+
+/// Hashes a [`Fingerprint`] as itself: it is a hash already.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used (by `Fingerprint`); fold anything else in anyway.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 /// The derived-state changes of one batch, by table id.
 #[derive(Default)]
 pub struct Layer {
+    /// Fingerprints of the documents in `documents`: a point read passes over a layer that
+    /// lacks its document with one probe (reads look through up to 2 × `LAYERS_MAX` layers).
+    fingerprints: HashSet<Fingerprint, BuildHasherDefault<Prehashed>>,
     documents: BTreeMap<String, Documents>,
     history: BTreeMap<String, Revisions>,
     index: BTreeMap<String, IndexEntries>,
@@ -74,6 +110,8 @@ impl Layer {
         }
         let record: Arc<[u8]> = revision.record.encode().into();
         let current = (!revision.record.deleted).then(|| Arc::clone(&record));
+        self.fingerprints
+            .insert(Fingerprint::of(table_id, document_id));
         self.documents
             .entry(table_id.to_owned())
             .or_default()
@@ -90,7 +128,15 @@ impl Layer {
 
     /// This layer's version of a document: `Some(None)` when it deletes it, `None` when it
     /// does not touch it.
-    pub fn document(&self, table_id: &str, document_id: &str) -> Option<Option<&[u8]>> {
+    pub fn document(
+        &self,
+        fingerprint: Fingerprint,
+        table_id: &str,
+        document_id: &str,
+    ) -> Option<Option<&[u8]>> {
+        if !self.fingerprints.contains(&fingerprint) {
+            return None;
+        }
         let record = self.documents.get(table_id)?.get(document_id)?;
         Some(record.as_deref())
     }

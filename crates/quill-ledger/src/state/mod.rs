@@ -236,11 +236,12 @@ impl Snapshot {
 
     /// The stored record of a live document, as owned bytes.
     pub fn document(&self, table_id: &str, document_id: &str) -> Result<Option<Vec<u8>>> {
+        let fingerprint = layer::Fingerprint::of(table_id, document_id);
         if let Some(found) = self
             .layers
             .iter()
             .rev()
-            .find_map(|l| l.document(table_id, document_id))
+            .find_map(|l| l.document(fingerprint, table_id, document_id))
         {
             return Ok(found.map(<[u8]>::to_vec));
         }
