@@ -234,6 +234,11 @@ impl Sequencer {
         };
         let flushed = flushing.layers;
         self.flushing = None;
+        // Only a flush changes the layers' prefix, and only one runs at a time.
+        assert!(
+            flushed <= self.layers.len(),
+            "a flush wrote layers the sequencer no longer has"
+        );
         match result {
             Ok(base) => {
                 self.base = base;
