@@ -8,12 +8,13 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::hash::{BuildHasherDefault, Hash as _, Hasher};
 use std::sync::Arc;
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, CatalogChange};
 use crate::committer::AppliedRevision;
 use crate::error::{LedgerError, Result};
 
 use super::{
-    index_changes, storage, touched_keys, DocsTable, HistoryTable, IndexTable, TouchedKeys,
+    index_changes, storage, touched_keys, DocsTable, HistoryTable, IndexTable, StateSink,
+    TouchedKeys,
 };
 
 /// document id → record bytes of the current revision (`None`: deleted).
@@ -71,59 +72,6 @@ impl Layer {
     /// Revisions in this layer.
     pub fn revisions(&self) -> usize {
         self.revisions
-    }
-
-    /// Applies one revision, as [`StateWriter::apply_revision`](super::StateWriter) does, and
-    /// returns the index keys it changed. The committer always knows the data a revision
-    /// replaces, so nothing is read.
-    pub fn apply_revision(
-        &mut self,
-        catalog: &Catalog,
-        revision: &AppliedRevision<'_>,
-    ) -> Result<TouchedKeys> {
-        let (table_id, document_id) = (revision.table_id, revision.document_id);
-        let previous = revision.previous.ok_or_else(|| {
-            LedgerError::Storage("a layered revision needs the data it replaces".into())
-        })?;
-        let changes = index_changes(catalog, table_id, previous, revision.data)?;
-        for change in &changes {
-            let entries = self
-                .index
-                .entry(table_id.to_owned())
-                .or_default()
-                .entry(change.field.clone())
-                .or_default();
-            // Removal first: a key both removed and added by one revision cannot happen (the
-            // change lists only differing keys), and a later revision's entry wins.
-            if let Some(key) = &change.removed {
-                entries
-                    .entry(key.clone())
-                    .or_default()
-                    .insert(document_id.to_owned(), false);
-            }
-            if let Some(key) = &change.added {
-                entries
-                    .entry(key.clone())
-                    .or_default()
-                    .insert(document_id.to_owned(), true);
-            }
-        }
-        let record: Arc<[u8]> = revision.record.encode().into();
-        let current = (!revision.record.deleted).then(|| Arc::clone(&record));
-        self.fingerprints
-            .insert(Fingerprint::of(table_id, document_id));
-        self.documents
-            .entry(table_id.to_owned())
-            .or_default()
-            .insert(document_id.to_owned(), current);
-        self.history
-            .entry(table_id.to_owned())
-            .or_default()
-            .entry(document_id.to_owned())
-            .or_default()
-            .insert(revision.record.version, record);
-        self.revisions += 1;
-        Ok(touched_keys(changes))
     }
 
     /// This layer's version of a document: `Some(None)` when it deletes it, `None` when it
@@ -248,6 +196,66 @@ impl Layer {
     }
 }
 
+impl StateSink for Layer {
+    /// As the state writer does. The committer always knows the data a revision replaces, so
+    /// nothing is read.
+    fn apply_revision(
+        &mut self,
+        catalog: &Catalog,
+        revision: &AppliedRevision<'_>,
+    ) -> Result<TouchedKeys> {
+        let (table_id, document_id) = (revision.table_id, revision.document_id);
+        let previous = revision.previous.ok_or_else(|| {
+            LedgerError::Storage("a layered revision needs the data it replaces".into())
+        })?;
+        let changes = index_changes(catalog, table_id, previous, revision.data)?;
+        for change in &changes {
+            let entries = self
+                .index
+                .entry(table_id.to_owned())
+                .or_default()
+                .entry(change.field.clone())
+                .or_default();
+            // Removal first: a key both removed and added by one revision cannot happen (the
+            // change lists only differing keys), and a later revision's entry wins.
+            if let Some(key) = &change.removed {
+                entries
+                    .entry(key.clone())
+                    .or_default()
+                    .insert(document_id.to_owned(), false);
+            }
+            if let Some(key) = &change.added {
+                entries
+                    .entry(key.clone())
+                    .or_default()
+                    .insert(document_id.to_owned(), true);
+            }
+        }
+        let record: Arc<[u8]> = revision.record.encode().into();
+        let current = (!revision.record.deleted).then(|| Arc::clone(&record));
+        self.fingerprints
+            .insert(Fingerprint::of(table_id, document_id));
+        self.documents
+            .entry(table_id.to_owned())
+            .or_default()
+            .insert(document_id.to_owned(), current);
+        self.history
+            .entry(table_id.to_owned())
+            .or_default()
+            .entry(document_id.to_owned())
+            .or_default()
+            .insert(revision.record.version, record);
+        self.revisions += 1;
+        Ok(touched_keys(changes))
+    }
+
+    fn apply_catalog_change(&mut self, _: &Catalog, _: &CatalogChange, _: &Catalog) -> Result<()> {
+        Err(LedgerError::Storage(
+            "catalog changes are written to redb, never to a layer".into(),
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -256,7 +264,6 @@ mod tests {
     use quill_verify::Hash;
 
     use super::*;
-    use crate::catalog::CatalogChange;
     use crate::limits::Limits;
     use crate::state::{Record, Snapshot, State, StateWriter};
 

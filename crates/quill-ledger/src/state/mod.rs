@@ -426,44 +426,8 @@ pub trait StateSink {
     ) -> Result<()>;
 }
 
-impl StateSink for Layer {
-    fn apply_revision(
-        &mut self,
-        catalog: &Catalog,
-        revision: &AppliedRevision<'_>,
-    ) -> Result<TouchedKeys> {
-        Layer::apply_revision(self, catalog, revision)
-    }
-
-    fn apply_catalog_change(&mut self, _: &Catalog, _: &CatalogChange, _: &Catalog) -> Result<()> {
-        Err(LedgerError::Storage(
-            "catalog changes are written to redb, never to a layer".into(),
-        ))
-    }
-}
-
 impl StateSink for StateWriter {
     fn apply_revision(
-        &mut self,
-        catalog: &Catalog,
-        revision: &AppliedRevision<'_>,
-    ) -> Result<TouchedKeys> {
-        StateWriter::apply_revision(self, catalog, revision)
-    }
-
-    fn apply_catalog_change(
-        &mut self,
-        catalog: &Catalog,
-        change: &CatalogChange,
-        before: &Catalog,
-    ) -> Result<()> {
-        StateWriter::apply_catalog_change(self, catalog, change, before)
-    }
-}
-
-impl StateWriter {
-    /// See [`StateSink::apply_revision`].
-    pub fn apply_revision(
         &mut self,
         catalog: &Catalog,
         revision: &AppliedRevision<'_>,
@@ -522,22 +486,7 @@ impl StateWriter {
         Ok(touched_keys(changes))
     }
 
-    /// Writes the changes of layers (oldest first) to redb.
-    pub fn write_layers(&mut self, layers: &[Arc<Layer>]) -> Result<()> {
-        if layers.is_empty() {
-            return Ok(());
-        }
-        let mut docs = self.txn.open_table(DOCS).map_err(storage)?;
-        let mut history = self.txn.open_table(HISTORY).map_err(storage)?;
-        let mut index = self.txn.open_table(INDEX).map_err(storage)?;
-        for layer in layers {
-            layer.write_to(&mut docs, &mut history, &mut index)?;
-        }
-        Ok(())
-    }
-
-    /// See [`StateSink::apply_catalog_change`].
-    pub fn apply_catalog_change(
+    fn apply_catalog_change(
         &mut self,
         catalog: &Catalog,
         change: &CatalogChange,
@@ -601,6 +550,22 @@ impl StateWriter {
         let mut meta = self.txn.open_table(META).map_err(storage)?;
         meta.insert("catalog", index_key(&catalog.to_element())?.as_slice())
             .map_err(storage)?;
+        Ok(())
+    }
+}
+
+impl StateWriter {
+    /// Writes the changes of layers (oldest first) to redb.
+    pub fn write_layers(&mut self, layers: &[Arc<Layer>]) -> Result<()> {
+        if layers.is_empty() {
+            return Ok(());
+        }
+        let mut docs = self.txn.open_table(DOCS).map_err(storage)?;
+        let mut history = self.txn.open_table(HISTORY).map_err(storage)?;
+        let mut index = self.txn.open_table(INDEX).map_err(storage)?;
+        for layer in layers {
+            layer.write_to(&mut docs, &mut history, &mut index)?;
+        }
         Ok(())
     }
 
