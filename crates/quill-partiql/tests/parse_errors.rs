@@ -244,3 +244,30 @@ fn ion_literal_depth_is_limited() {
     let text = format!("INSERT INTO t VALUE `{}`", "[".repeat(40_000));
     assert!(error(&text).starts_with("Ion literal nests deeper than 100 levels"));
 }
+
+/// DML changes a location in the document; an expression that is not a path is refused with
+/// its position (the fuzzer found `REMOVE (a = b)` parsed, then printed as `REMOVE a = b`,
+/// which does not parse).
+#[test]
+fn dml_targets_must_be_paths() {
+    assert_eq!(
+        error("UPDATE Person AS p REMOVE (aws_tags = `{environment: production}`)"),
+        "REMOVE needs a path into the document, such as p.Address at line 1, column 27"
+    );
+    assert_eq!(
+        error("UPDATE Person AS p SET (p.a || 'x') = 1"),
+        "SET needs a path into the document, such as p.Address at line 1, column 24"
+    );
+    assert_eq!(
+        error("FROM Person AS p INSERT INTO 'x' VALUE 1"),
+        "INSERT INTO needs a path into the document, such as p.Address at line 1, column 30"
+    );
+    for valid in [
+        "UPDATE Person AS p REMOVE (p.Address)",
+        "UPDATE Person AS p SET p.Tags[0].name = 1",
+        "FROM Person AS p INSERT INTO p VALUE 1 AT 'k'",
+        "UPDATE Person REMOVE Address",
+    ] {
+        assert!(parse(valid).is_ok(), "{valid}");
+    }
+}

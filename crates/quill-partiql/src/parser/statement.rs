@@ -181,7 +181,7 @@ impl Parser<'_> {
                 }
                 TokenKind::Keyword(Keyword::Remove) => {
                     self.advance();
-                    DmlOp::Remove(self.path_expr()?)
+                    DmlOp::Remove(self.dml_path("REMOVE")?)
                 }
                 TokenKind::Keyword(Keyword::Insert) => self.insert_op()?,
                 _ if ops.is_empty() => {
@@ -193,8 +193,27 @@ impl Parser<'_> {
         }
     }
 
-    fn assignment(&mut self) -> PResult<Assignment> {
+    /// The location a DML operation changes: a name, or a path from one (`p.Address`,
+    /// `p.Tags[0]`). Anything else (`(a = b)`) is refused here, not at evaluation.
+    fn dml_path(&mut self, operation: &str) -> PResult<Expr> {
+        let start = self.peek();
         let target = self.path_expr()?;
+        let root = match &target {
+            Expr::Path { root, .. } => root.as_ref(),
+            other => other,
+        };
+        if matches!(root, Expr::Var(_)) {
+            Ok(target)
+        } else {
+            Err(self.fail_at(
+                start,
+                format!("{operation} needs a path into the document, such as p.Address"),
+            ))
+        }
+    }
+
+    fn assignment(&mut self) -> PResult<Assignment> {
+        let target = self.dml_path("SET")?;
         self.expect(TokenKind::Eq, "'='", "after the SET path")?;
         let value = self.expr()?;
         Ok(Assignment { target, value })
@@ -204,7 +223,7 @@ impl Parser<'_> {
     fn insert_op(&mut self) -> PResult<DmlOp> {
         self.advance();
         self.expect_keyword(Keyword::Into, "after INSERT")?;
-        let target = self.path_expr()?;
+        let target = self.dml_path("INSERT INTO")?;
         self.expect_keyword(Keyword::Value, "after the INSERT INTO path")?;
         let value = self.expr()?;
         let at = if self.eat_keyword(Keyword::At) {
