@@ -6,11 +6,12 @@
 //! journal has been fsynced (`Journal::sync`). Derived state may lag on disk; it is rebuilt
 //! from the journal on open. What is visible to a new transaction: only published batches,
 //! which are durable (transactions read the snapshot the syncer publishes, not the latest
-//! state-store commit).
+//! state-store commit). Each batch's derived state is an in-memory layer; a third thread, the
+//! flusher, writes layers to redb in the background (see `state`).
 //!
 //! When the pipeline is idle (nothing queued, no batch waiting for its fsync), a committing
 //! thread runs its own commit through the same steps without handing it to the two threads
-//! ([`commit_alone`]): a lone writer then pays for one fsync, not for three thread wake-ups.
+//! ([`alone`]): a lone writer then pays for one fsync, not for three thread wake-ups.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -8,7 +8,7 @@
 //! ([`Journal::read`], [`Journal::scan`]); they never block each other and hold a lock only
 //! to copy a segment's bounds.
 //!
-//! Layout: see [`format`] for the byte map. The journal is split into segment files (a new one
+//! Layout: see [`format`](mod@format) for the byte map. The journal is split into segment files (a new one
 //! once `segment_bytes_max` or `segment_blocks_max` is reached) so no file grows without bound;
 //! each has an offset index (8 bytes per block) so a read by sequence number needs no RAM per
 //! block: one read of the index, one read of the frame.
