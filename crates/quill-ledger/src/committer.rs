@@ -258,15 +258,16 @@ impl Sequencer {
             || self.last_checkpoint.elapsed() >= STATE_CHECKPOINT_INTERVAL
     }
 
-    /// Hands every layer to the flusher, unless a flush is running.
-    fn start_flush(&mut self) {
+    /// Hands every layer to the flusher, unless a flush is running; the flush is a durable
+    /// checkpoint when one is due or `durable` asks for it.
+    fn start_flush(&mut self, durable: bool) {
         let Some(flusher) = &self.flusher else {
             return;
         };
         if self.flushing.is_some() || self.layers.is_empty() {
             return;
         }
-        let durable = self.last_checkpoint.elapsed() >= STATE_CHECKPOINT_INTERVAL;
+        let durable = durable || self.last_checkpoint.elapsed() >= STATE_CHECKPOINT_INTERVAL;
         let (done, result) = mpsc::sync_channel(1);
         let job = FlushJob {
             layers: self.layers.clone(),
@@ -450,15 +451,16 @@ pub fn run(core: Arc<Core>, requests: Receiver<CommitRequest>) {
 /// ledger then look through no layers.
 const IDLE_FLUSH_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
 
-/// On an idle ledger: collects a finished flush, starts one for the remaining layers, and
-/// republishes the snapshot without the flushed layers (the same data, read through fewer
-/// layers).
+/// On an idle ledger: collects a finished flush, starts a durable one for the remaining
+/// layers, and republishes the snapshot without the flushed layers (the same data, read
+/// through fewer layers).
 fn flush_while_idle(core: &Core) {
     let mut sequencer = core.pipeline.sequencer();
     let layers_before = sequencer.layers.len();
     sequencer.collect_flush(core, false);
     if sequencer.flushing.is_none() {
-        sequencer.start_flush();
+        // Durable: an idle ledger's redb then holds everything, and a crash replays nothing.
+        sequencer.start_flush(true);
     }
     if sequencer.layers.len() == layers_before {
         return;
@@ -698,7 +700,7 @@ fn sequence_batch(
             sequencer.layers.push(Arc::new(layer));
             let snapshot = sequencer.base.with_layers(sequencer.layers.clone(), next);
             if sequencer.flush_due() {
-                sequencer.start_flush();
+                sequencer.start_flush(false);
             }
             StateUpdate::Layered(snapshot)
         }

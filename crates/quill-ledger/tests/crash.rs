@@ -16,6 +16,7 @@ use ion_rs::Element;
 use quill_ledger::{Ledger, LedgerError, LedgerOptions};
 
 const CHILD_ENV: &str = "QUILL_CRASH_CHILD";
+const IDLE_CHILD_ENV: &str = "QUILL_IDLE_CHILD";
 const ROUNDS: usize = 20;
 const WRITER_THREADS: usize = 4;
 
@@ -47,9 +48,77 @@ fn crash_child_writer() {
     threads.into_iter().for_each(|t| t.join().unwrap());
 }
 
+/// The idle child: commits a few hundred transactions, then idles until killed.
+#[test]
+fn idle_child_writer() {
+    let Ok(dir) = std::env::var(IDLE_CHILD_ENV) else {
+        return;
+    };
+    let ledger = Ledger::open(Path::new(&dir), LedgerOptions::default()).unwrap();
+    for i in 0..300 {
+        ledger
+            .transact(|tx| tx.insert("T", ion(&format!("{{i: {i}}}"))))
+            .unwrap();
+    }
+    println!("IDLE");
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+/// An idle ledger writes its derived state to redb durably: killed while idle, it reopens
+/// without replaying any block.
+#[test]
+fn an_idle_ledger_killed_replays_nothing() {
+    if std::env::var(CHILD_ENV).is_ok() || std::env::var(IDLE_CHILD_ENV).is_ok() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let ledger = Ledger::create(dir.path(), "idle", LedgerOptions::default()).unwrap();
+        ledger
+            .transact(|tx| tx.create_table("T", None).map(|_| ()))
+            .unwrap();
+    }
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "idle_child_writer",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(IDLE_CHILD_ENV, dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    // libtest may print "test idle_child_writer ... " on the same line first.
+    let idle = stdout
+        .lines()
+        .map_while(Result::ok)
+        .any(|line| line.ends_with("IDLE"));
+    assert!(idle, "the child committed and went idle");
+    // Idle flushes start 50 ms after the last commit; give them ample time on a slow disk.
+    std::thread::sleep(Duration::from_millis(1500));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let ledger = Ledger::open(dir.path(), LedgerOptions::default()).unwrap();
+    assert_eq!(ledger.recovery_report().blocks_replayed, 0);
+    let count = ledger
+        .transact(|tx| {
+            let mut n = 0;
+            tx.scan("T", &mut |_| {
+                n += 1;
+                Ok(true)
+            })?;
+            Ok(n)
+        })
+        .unwrap();
+    assert_eq!(count, 300);
+}
+
 #[test]
 fn acknowledged_commits_survive_sigkill() {
-    if std::env::var(CHILD_ENV).is_ok() {
+    if std::env::var(CHILD_ENV).is_ok() || std::env::var(IDLE_CHILD_ENV).is_ok() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
