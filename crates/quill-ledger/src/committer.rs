@@ -11,7 +11,7 @@
 //!
 //! When the pipeline is idle (nothing queued, no batch waiting for its fsync), a committing
 //! thread runs its own commit through the same steps without handing it to the two threads
-//! ([`alone`]): a lone writer then pays for one fsync, not for three thread wake-ups.
+//! ([`commit`]): a lone writer then pays for one fsync, not for three thread wake-ups.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -142,16 +142,6 @@ impl Pipeline {
         // that leaves them as they were.
         self.sequencer.lock().unwrap_or_else(|e| e.into_inner())
     }
-
-    /// Counts a request about to be sent to the sequencer thread.
-    pub fn enqueue(&self) {
-        self.queued.fetch_add(1, Ordering::SeqCst);
-    }
-
-    /// Takes back a request whose send failed.
-    pub fn dequeue(&self) {
-        self.queued.fetch_sub(1, Ordering::SeqCst);
-    }
 }
 
 /// What the sequencer knows about the chain it has built, which may be ahead of what is
@@ -200,16 +190,26 @@ struct FlushJob {
 /// The flusher thread: writes layers to redb off the commit path, one job after the other.
 fn flush_loop(core: &Core, jobs: Receiver<FlushJob>) {
     while let Ok(job) = jobs.recv() {
-        let written = core.state.writer().and_then(|mut writer| {
-            writer.write_layers(&job.layers)?;
-            writer.set_applied(job.applied)?;
-            // A durable state checkpoint must not get ahead of the journal on disk.
-            let durable = job.durable && core.journal.sync().is_ok();
-            writer.commit(durable)?;
-            core.state.snapshot()
-        });
+        let written = write_layers_to_redb(core, &job.layers, job.applied, job.durable);
         let _ = job.done.send(written);
     }
+}
+
+/// Writes `layers` to redb in one transaction that brings derived state up to block
+/// `applied`, and returns the new redb snapshot.
+fn write_layers_to_redb(
+    core: &Core,
+    layers: &[Arc<Layer>],
+    applied: u64,
+    durable: bool,
+) -> Result<Snapshot> {
+    let mut writer = core.state.writer()?;
+    writer.write_layers(layers)?;
+    writer.set_applied(applied)?;
+    // A durable state checkpoint must not get ahead of the journal on disk.
+    let durable = durable && core.journal.sync().is_ok();
+    writer.commit(durable)?;
+    core.state.snapshot()
 }
 
 impl Sequencer {
@@ -431,16 +431,7 @@ pub fn run(core: Arc<Core>, requests: Receiver<CommitRequest>) {
         let _ = flusher.join();
     }
     if !sequencer.layers.is_empty() && core.shared().poisoned.is_none() {
-        let next = sequencer.next;
-        let written = core.state.writer().and_then(|mut writer| {
-            writer.write_layers(&sequencer.layers)?;
-            writer.set_applied(next)?;
-            StateUpdate::Direct {
-                writer: Box::new(writer),
-                checkpoint: true,
-            }
-            .finish(&core, &mut sequencer, false)
-        });
+        let written = write_layers_to_redb(&core, &sequencer.layers, sequencer.next, true);
         if let Err(e) = written {
             tracing::warn!(error = %e, "derived state not saved at close; it is replayed from the journal on open");
         }
@@ -476,12 +467,33 @@ fn flush_while_idle(core: &Core) {
     }
 }
 
+/// Commits `commit`: in the calling thread when the pipeline is idle, otherwise through the
+/// sequencer thread (`requests`), batched with whatever else is committing.
+pub fn commit(
+    core: &Core,
+    requests: &SyncSender<CommitRequest>,
+    commit: PreparedCommit,
+) -> Result<CommitReceipt> {
+    if let Some(alone) = alone(core) {
+        return alone.commit(core, commit);
+    }
+    let stopped = || LedgerError::ReadOnly("committer stopped".into());
+    let (reply, answer) = mpsc::sync_channel(1);
+    let queued = &core.pipeline.queued;
+    queued.fetch_add(1, Ordering::SeqCst);
+    if requests.send(CommitRequest { commit, reply }).is_err() {
+        queued.fetch_sub(1, Ordering::SeqCst);
+        return Err(stopped());
+    }
+    answer.recv().map_err(|_| stopped())?
+}
+
 /// The sequencer, taken by a committing thread while the pipeline is idle.
-pub struct Alone<'a>(MutexGuard<'a, Sequencer>);
+struct Alone<'a>(MutexGuard<'a, Sequencer>);
 
 /// Takes the sequencer when the pipeline is idle (nothing queued, no batch waiting for its
 /// fsync); `None` when it is busy, and then group commit through the threads is the faster way.
-pub fn alone(core: &Core) -> Option<Alone<'_>> {
+fn alone(core: &Core) -> Option<Alone<'_>> {
     let pipeline = &core.pipeline;
     if pipeline.queued.load(Ordering::SeqCst) != 0 || pipeline.syncing.load(Ordering::SeqCst) != 0 {
         return None;
@@ -499,7 +511,7 @@ pub fn alone(core: &Core) -> Option<Alone<'_>> {
 impl Alone<'_> {
     /// Commits in the calling thread: sequences, fsyncs the journal, publishes and returns,
     /// with no thread hand-off.
-    pub fn commit(self, core: &Core, commit: PreparedCommit) -> Result<CommitReceipt> {
+    fn commit(self, core: &Core, commit: PreparedCommit) -> Result<CommitReceipt> {
         let mut sequencer = self.0;
         let (reply, answer) = mpsc::sync_channel(1);
         if let Some(Sequenced {

@@ -136,19 +136,7 @@ impl LedgerInner {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let sender = sender.ok_or_else(|| LedgerError::ReadOnly("ledger is closing".into()))?;
-        if let Some(alone) = committer::alone(&self.core) {
-            return alone.commit(&self.core, commit);
-        }
-        let (reply, answer) = mpsc::sync_channel(1);
-        let pipeline = &self.core.pipeline;
-        pipeline.enqueue();
-        if sender.send(CommitRequest { commit, reply }).is_err() {
-            pipeline.dequeue();
-            return Err(LedgerError::ReadOnly("committer stopped".into()));
-        }
-        answer
-            .recv()
-            .map_err(|_| LedgerError::ReadOnly("committer stopped".into()))?
+        committer::commit(&self.core, &sender, commit)
     }
 
     pub fn end_transaction(&self, start: u64) {
