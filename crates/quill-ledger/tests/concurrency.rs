@@ -1,5 +1,7 @@
 //! Serializability under concurrency: invariants hold, lost updates and phantoms are impossible.
 
+mod common;
+
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::Arc;
 
@@ -259,45 +261,14 @@ fn indexes_stay_exact_under_concurrent_writes_flushes_and_ddl() {
     writers.into_iter().for_each(|w| w.join().unwrap());
 
     let check = |ledger: &Ledger| {
-        let mut docs = Vec::new();
-        let mut versions = std::collections::HashMap::new();
-        ledger
-            .transact(|tx| {
-                docs.clear();
-                tx.scan("T", &mut |d| {
-                    docs.push((d.id.to_owned(), Element::read_one(d.ion).unwrap()));
-                    versions.insert(d.id.to_owned(), d.version);
-                    Ok(true)
-                })
-            })
-            .unwrap();
-        assert_eq!(docs.len(), 16);
+        let scanned = common::scan_checking_indexes(ledger, "T", &["a", "b"], 0..4);
+        assert_eq!(scanned.len(), 16);
         for (n, id) in ids.iter().enumerate() {
             assert_eq!(
-                versions[id],
+                scanned[id].0,
                 updates[n].load(AtomicOrdering::SeqCst),
                 "every acknowledged update is visible"
             );
-        }
-        for field in ["a", "b"] {
-            for value in 0..4 {
-                let key = Element::int(value);
-                let mut found: Vec<String> = ledger
-                    .transact(|tx| tx.index_lookup("T", field, &key))
-                    .unwrap()
-                    .expect("indexed")
-                    .into_iter()
-                    .map(|d| d.id)
-                    .collect();
-                found.sort();
-                let mut expected: Vec<String> = docs
-                    .iter()
-                    .filter(|(_, d)| d.as_struct().unwrap().get(field) == Some(&key))
-                    .map(|(id, _)| id.clone())
-                    .collect();
-                expected.sort();
-                assert_eq!(found, expected, "{field} = {value}");
-            }
         }
     };
     check(&ledger);

@@ -1,5 +1,7 @@
 //! End-to-end behaviour of the ledger engine through its public API.
 
+mod common;
+
 use ion_rs::Element;
 use quill_ledger::{Ledger, LedgerError, LedgerOptions, TableStatus};
 
@@ -399,37 +401,12 @@ struct Model {
 }
 
 fn check_against(ledger: &Ledger, model: &Model, indexed: &[&str]) {
-    let mut scanned = std::collections::BTreeMap::new();
-    ledger
-        .transact(|tx| {
-            scanned.clear();
-            tx.scan("Car", &mut |doc| {
-                scanned.insert(doc.id.to_owned(), Element::read_one(doc.ion).unwrap());
-                Ok(true)
-            })
-        })
-        .unwrap();
-    assert_eq!(scanned, model.live);
-    for field in indexed {
-        for value in 0..3 {
-            let key = Element::int(value);
-            let mut found: Vec<String> = ledger
-                .transact(|tx| tx.index_lookup("Car", field, &key))
-                .unwrap()
-                .expect("the field is indexed")
-                .into_iter()
-                .map(|d| d.id)
-                .collect();
-            found.sort();
-            let expected: Vec<String> = model
-                .live
-                .iter()
-                .filter(|(_, d)| d.as_struct().unwrap().get(field) == Some(&key))
-                .map(|(id, _)| id.clone())
-                .collect();
-            assert_eq!(found, expected, "{field} = {value}");
-        }
-    }
+    let scanned = common::scan_checking_indexes(ledger, "Car", indexed, 0..3);
+    let live: std::collections::BTreeMap<String, Element> = scanned
+        .into_iter()
+        .map(|(id, (_, data))| (id, data))
+        .collect();
+    assert_eq!(live, model.live);
     for id in &model.ids {
         let got = ledger.transact(|tx| tx.get("Car", id)).unwrap();
         assert_eq!(got.map(|d| d.data).as_ref(), model.live.get(id), "{id}");
