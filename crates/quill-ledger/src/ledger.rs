@@ -396,6 +396,12 @@ impl Ledger {
         &self.inner.options.limits
     }
 
+    /// Why the ledger refuses writes until it is reopened (an I/O failure of its journal or
+    /// state), if it does. Reads of what was published before keep working.
+    pub fn fault(&self) -> Option<String> {
+        self.inner.core.shared().poisoned.clone()
+    }
+
     /// Starts a transaction on a snapshot of the current state.
     pub fn begin(&self) -> Result<Transaction> {
         let core = &self.inner.core;

@@ -237,7 +237,7 @@ fn create_ledger(context: &Context<'_>, body: &[u8]) -> Result<(u16, Value), Api
 }
 
 fn describe_ledger(context: &Context<'_>, name: &str) -> Result<(u16, Value), ApiError> {
-    let (_, control) = context.registry.get(name)?;
+    let control = context.registry.describe(name)?;
     Ok((200, describe(context, &control)))
 }
 

@@ -54,7 +54,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of every counter.
-    pub fn render(&self, active_sessions: usize, ledgers: usize) -> String {
+    pub fn render(&self, active_sessions: usize, ledgers: usize, failed_ledgers: usize) -> String {
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         let mut out = String::new();
         let mut counter = |name: &str, help: &str, kind: &str, value: u64| {
@@ -105,6 +105,12 @@ impl Metrics {
             "gauge",
             ledgers as u64,
         );
+        counter(
+            "quill_ledgers_failed",
+            "Ledgers that cannot serve (failed to open, or read-only after an I/O failure).",
+            "gauge",
+            failed_ledgers as u64,
+        );
         self.render_histogram(&mut out);
         out
     }
@@ -140,7 +146,7 @@ mod tests {
         metrics.commit(Duration::from_millis(30));
         metrics.commit(Duration::from_secs(60));
         metrics.occ_conflict();
-        let text = metrics.render(3, 1);
+        let text = metrics.render(3, 1, 0);
         assert!(text.contains("quill_commit_latency_seconds_bucket{le=\"0.001\"} 1\n"));
         assert!(text.contains("quill_commit_latency_seconds_bucket{le=\"0.05\"} 2\n"));
         assert!(text.contains("quill_commit_latency_seconds_bucket{le=\"5\"} 2\n"));

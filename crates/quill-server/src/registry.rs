@@ -8,14 +8,21 @@
 //! skipped at startup. Deleting renames the directory to a hidden name first (atomic), then
 //! removes it, so a crash never leaves a half-deleted ledger visible.
 //!
+//! One ledger's failure is that ledger's problem: a ledger that cannot be opened (corruption,
+//! an I/O error, an unreadable `control.json`) is kept as a failed entry — logged, shown as
+//! `FAILED` by ListLedgers/DescribeLedger and in `/health` — and every other ledger is served.
+//! A ledger whose journal failed while running (poisoned, read-only until reopened) is shown
+//! the same way.
+//!
 //! Every method here blocks (fsync): call them from `spawn_blocking`. The map's lock is held only
-//! for lookups and control-file updates, never across a ledger transaction.
+//! for lookups and single inserts or removals: never across a ledger transaction, an fsync, or a
+//! ledger's shutdown (a removed handle is dropped after the lock is released).
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use quill_ledger::{Ledger, LedgerOptions};
@@ -26,6 +33,9 @@ use crate::limits::LEDGERS_MAX;
 
 /// The sidecar file's name inside a ledger directory.
 pub const CONTROL_FILE: &str = "control.json";
+/// The state ListLedgers and DescribeLedger show for a ledger that cannot serve (a Quill
+/// extension of QLDB's CREATING/ACTIVE/DELETING/DELETED: the reason is in `/health` and the log).
+pub const FAILED_STATE: &str = "FAILED";
 /// QLDB's default (and "no key given") encryption key.
 pub const AWS_OWNED_KMS_KEY: &str = "AWS_OWNED_KMS_KEY";
 
@@ -69,7 +79,61 @@ enum Entry {
     Ready {
         control: ControlRecord,
         ledger: Ledger,
+        /// Serialises this ledger's `control.json` rewrites, so the map's lock is not held
+        /// across their fsyncs.
+        control_writes: Arc<Mutex<()>>,
     },
+    /// Found on disk but could not be opened; kept so it is reported, and can be deleted.
+    Failed {
+        control: ControlRecord,
+        reason: String,
+    },
+}
+
+impl Entry {
+    fn ready(control: ControlRecord, ledger: Ledger) -> Entry {
+        Entry::Ready {
+            control,
+            ledger,
+            control_writes: Arc::default(),
+        }
+    }
+
+    /// The attributes as the control plane shows them: a ledger that cannot serve is `FAILED`.
+    fn shown(&self) -> Option<ControlRecord> {
+        let (control, failed) = match self {
+            Entry::Creating => return None,
+            Entry::Ready {
+                control, ledger, ..
+            } => (control, ledger.fault().is_some()),
+            Entry::Failed { control, .. } => (control, true),
+        };
+        let mut control = control.clone();
+        if failed {
+            control.state = FAILED_STATE.to_string();
+        }
+        Some(control)
+    }
+
+    /// Why the ledger cannot serve, if it cannot.
+    fn fault(&self) -> Option<String> {
+        match self {
+            Entry::Creating => None,
+            Entry::Ready { ledger, .. } => ledger
+                .fault()
+                .map(|reason| format!("read-only until reopened: {reason}")),
+            Entry::Failed { reason, .. } => Some(reason.clone()),
+        }
+    }
+}
+
+/// A ledger that cannot serve, as `/health` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LedgerFault {
+    /// Ledger name.
+    pub name: String,
+    /// What went wrong.
+    pub reason: String,
 }
 
 /// The ledgers on disk and their open engine handles.
@@ -105,13 +169,22 @@ fn not_found(name: &str) -> ApiError {
     )
 }
 
+fn unavailable(name: &str, reason: &str) -> ApiError {
+    ApiError::new(
+        ErrorKind::ResourcePreconditionNotMet,
+        format!("Ledger {name} is unavailable: {reason}"),
+    )
+}
+
 fn io_failure(what: &str, error: std::io::Error) -> ApiError {
     tracing::error!(%error, "{what}");
     ApiError::internal(format!("{what}: {error}"))
 }
 
 impl Registry {
-    /// Opens every ledger under `<data_dir>/ledgers/`, creating that directory if needed.
+    /// Opens every ledger under `<data_dir>/ledgers/`, creating that directory if needed. A
+    /// ledger that fails to open is logged and kept as a failed entry; only a failure of the
+    /// data directory itself is an error.
     pub fn open(data_dir: &Path, options: LedgerOptions) -> Result<Registry, ServerError> {
         let root = data_dir.join("ledgers");
         let dir_error = |source| ServerError::DataDir {
@@ -141,14 +214,14 @@ impl Registry {
                 tracing::warn!(?path, "skipping a ledger directory without control.json");
                 continue;
             }
-            let control = read_control(&control_path)?;
-            let ledger =
-                Ledger::open(&path, options.clone()).map_err(|source| ServerError::OpenLedger {
-                    name: name.clone(),
-                    source,
-                })?;
-            tracing::info!(ledger = %name, "opened ledger");
-            entries.insert(name, Entry::Ready { control, ledger });
+            let entry = open_entry(&name, &path, &options);
+            match &entry {
+                Entry::Failed { reason, .. } => {
+                    tracing::error!(ledger = %name, %reason, "cannot open ledger; serving the others");
+                }
+                _ => tracing::info!(ledger = %name, "opened ledger"),
+            }
+            entries.insert(name, entry);
         }
         Ok(Registry {
             root,
@@ -175,21 +248,41 @@ impl Registry {
         self.len() == 0
     }
 
-    /// The engine handle and attributes of a ledger.
+    /// The engine handle and attributes of a ledger that opened. A ledger that failed to open
+    /// is `ResourcePreconditionNotMet` with the reason; one whose journal failed while running
+    /// is returned (its reads still work, its commits fail with the reason).
     pub fn get(&self, name: &str) -> Result<(Ledger, ControlRecord), ApiError> {
         match self.lock().get(name) {
-            Some(Entry::Ready { control, ledger }) => Ok((ledger.clone(), control.clone())),
+            Some(Entry::Ready {
+                control, ledger, ..
+            }) => Ok((ledger.clone(), control.clone())),
+            Some(Entry::Failed { reason, .. }) => Err(unavailable(name, reason)),
             _ => Err(not_found(name)),
         }
     }
 
-    /// Attributes of every ready ledger, ordered by name.
-    pub fn list(&self) -> Vec<ControlRecord> {
+    /// A ledger's attributes as the control plane shows them, failed ledgers included.
+    pub fn describe(&self, name: &str) -> Result<ControlRecord, ApiError> {
         self.lock()
-            .values()
-            .filter_map(|entry| match entry {
-                Entry::Ready { control, .. } => Some(control.clone()),
-                Entry::Creating => None,
+            .get(name)
+            .and_then(Entry::shown)
+            .ok_or_else(|| not_found(name))
+    }
+
+    /// Attributes of every ledger (failed ones shown as `FAILED`), ordered by name.
+    pub fn list(&self) -> Vec<ControlRecord> {
+        self.lock().values().filter_map(Entry::shown).collect()
+    }
+
+    /// The ledgers that cannot serve, and why, ordered by name.
+    pub fn faults(&self) -> Vec<LedgerFault> {
+        self.lock()
+            .iter()
+            .filter_map(|(name, entry)| {
+                entry.fault().map(|reason| LedgerFault {
+                    name: name.clone(),
+                    reason,
+                })
             })
             .collect()
     }
@@ -217,13 +310,7 @@ impl Registry {
         let mut entries = self.lock();
         match result {
             Ok((control, ledger)) => {
-                entries.insert(
-                    new.name.clone(),
-                    Entry::Ready {
-                        control: control.clone(),
-                        ledger,
-                    },
-                );
+                entries.insert(new.name.clone(), Entry::ready(control.clone(), ledger));
                 Ok(control)
             }
             Err(error) => {
@@ -268,24 +355,36 @@ impl Registry {
         name: &str,
         change: impl FnOnce(&mut ControlRecord) -> Result<(), ApiError>,
     ) -> Result<ControlRecord, ApiError> {
-        let mut entries = self.lock();
-        let Some(Entry::Ready { control, .. }) = entries.get_mut(name) else {
-            return Err(not_found(name));
+        let writes = match self.lock().get(name) {
+            Some(Entry::Ready { control_writes, .. }) => Arc::clone(control_writes),
+            Some(Entry::Failed { reason, .. }) => return Err(unavailable(name, reason)),
+            _ => return Err(not_found(name)),
         };
-        let mut updated = control.clone();
+        // Rewrites of one ledger's file are serialised by its own lock; the map's lock is
+        // taken only to read and to store the record, never across the fsync.
+        let _writing = writes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut updated = match self.lock().get(name) {
+            Some(Entry::Ready { control, .. }) => control.clone(),
+            _ => return Err(not_found(name)),
+        };
         change(&mut updated)?;
         write_control(&self.root.join(name), &updated)
             .map_err(|e| io_failure("cannot write control.json", e))?;
-        *control = updated.clone();
+        if let Some(Entry::Ready { control, .. }) = self.lock().get_mut(name) {
+            *control = updated.clone();
+        }
         Ok(updated)
     }
 
-    /// Deletes a ledger unless deletion protection is on. The caller ends its sessions.
+    /// Deletes a ledger (a failed one too) unless deletion protection is on. The caller ends
+    /// its sessions.
     pub fn delete(&self, name: &str) -> Result<(), ApiError> {
-        {
+        let removed = {
             let mut entries = self.lock();
             match entries.get(name) {
-                Some(Entry::Ready { control, .. }) if control.deletion_protection => {
+                Some(Entry::Ready { control, .. } | Entry::Failed { control, .. })
+                    if control.deletion_protection =>
+                {
                     return Err(ApiError::new(
                         ErrorKind::ResourcePreconditionNotMet,
                         format!(
@@ -294,11 +393,13 @@ impl Registry {
                         ),
                     ));
                 }
-                Some(Entry::Ready { .. }) => {}
+                Some(Entry::Ready { .. } | Entry::Failed { .. }) => {}
                 _ => return Err(not_found(name)),
             }
-            entries.remove(name);
-        }
+            entries.remove(name)
+        };
+        // The last handle's drop shuts the ledger down (flushes its state): not under the lock.
+        drop(removed);
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
@@ -312,6 +413,44 @@ impl Registry {
             tracing::warn!(?doomed, %error, "cannot remove a deleted ledger's files yet");
         }
         Ok(())
+    }
+}
+
+/// Opens one ledger directory found at startup; any failure becomes a failed entry.
+fn open_entry(name: &str, path: &Path, options: &LedgerOptions) -> Entry {
+    let control = match read_control(&path.join(CONTROL_FILE)) {
+        Ok(control) => control,
+        Err(error) => {
+            return Entry::Failed {
+                control: unknown_control(name),
+                reason: error.to_string(),
+            }
+        }
+    };
+    match Ledger::open(path, options.clone()) {
+        Ok(ledger) => Entry::ready(control, ledger),
+        Err(source) => Entry::Failed {
+            control,
+            reason: ServerError::OpenLedger {
+                name: name.to_string(),
+                source,
+            }
+            .to_string(),
+        },
+    }
+}
+
+/// What is shown for a ledger whose `control.json` cannot be read. Deletion protection stays
+/// on: an operator removes such a ledger by hand after looking at it.
+fn unknown_control(name: &str) -> ControlRecord {
+    ControlRecord {
+        name: name.to_string(),
+        state: FAILED_STATE.to_string(),
+        creation_date_time: 0.0,
+        permissions_mode: "STANDARD".to_string(),
+        deletion_protection: true,
+        kms_key: AWS_OWNED_KMS_KEY.to_string(),
+        tags: BTreeMap::new(),
     }
 }
 
@@ -382,6 +521,68 @@ mod tests {
             control
         );
         assert!(!dir.path().join("control.json.tmp").exists());
+    }
+
+    #[test]
+    fn a_ledger_that_fails_to_open_is_reported_and_the_others_are_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::open(dir.path(), LedgerOptions::default()).unwrap();
+        for name in ["broken", "healthy", "unreadable"] {
+            registry
+                .create(NewLedger {
+                    name: name.into(),
+                    permissions_mode: "ALLOW_ALL".into(),
+                    deletion_protection: false,
+                    kms_key: AWS_OWNED_KMS_KEY.into(),
+                    tags: BTreeMap::new(),
+                })
+                .unwrap();
+        }
+        drop(registry);
+        let ledgers = dir.path().join("ledgers");
+        fs::write(ledgers.join("broken/ledger.ion"), b"not a ledger file").unwrap();
+        fs::write(ledgers.join("unreadable").join(CONTROL_FILE), b"{").unwrap();
+
+        let registry = Registry::open(dir.path(), LedgerOptions::default()).unwrap();
+        assert!(registry.get("healthy").is_ok());
+        let Err(refused) = registry.get("broken") else {
+            panic!("a ledger that failed to open was served");
+        };
+        assert_eq!(refused.kind, ErrorKind::ResourcePreconditionNotMet);
+        assert!(
+            refused.message.contains("unavailable"),
+            "{}",
+            refused.message
+        );
+        let states: Vec<(String, String)> = registry
+            .list()
+            .into_iter()
+            .map(|c| (c.name, c.state))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                ("broken".to_string(), FAILED_STATE.to_string()),
+                ("healthy".to_string(), "ACTIVE".to_string()),
+                ("unreadable".to_string(), FAILED_STATE.to_string()),
+            ]
+        );
+        let faults = registry.faults();
+        assert_eq!(faults.len(), 2);
+        assert!(faults[1].reason.contains("control file"), "{faults:?}");
+        assert_eq!(registry.describe("broken").unwrap().state, FAILED_STATE);
+        assert_eq!(
+            registry.update("broken", |_| Ok(())).unwrap_err().kind,
+            ErrorKind::ResourcePreconditionNotMet
+        );
+        // A failed ledger keeps its deletion protection: unknown for the unreadable one.
+        registry.delete("broken").unwrap();
+        assert_eq!(
+            registry.delete("unreadable").unwrap_err().kind,
+            ErrorKind::ResourcePreconditionNotMet
+        );
+        assert_eq!(registry.faults().len(), 1);
+        assert!(!ledgers.join("broken").exists());
     }
 
     #[test]

@@ -359,8 +359,17 @@ async fn handle(State(state): State<Arc<AppState>>, request: Request<Body>) -> R
 
 fn operations_reply(state: &AppState, path: &str, request_id: &str) -> Response<Body> {
     let ledgers = state.registry.len();
+    let failed = state.registry.faults();
     if path == "/health" {
-        let body = json!({"status": "ok", "ledgers": ledgers, "sessions": state.sessions.len()});
+        // The server is up and serves its other ledgers: "degraded", still 200, so a load
+        // balancer keeps routing to it; the failed ledgers are named.
+        let status = if failed.is_empty() { "ok" } else { "degraded" };
+        let body = json!({
+            "status": status,
+            "ledgers": ledgers,
+            "sessions": state.sessions.len(),
+            "failed_ledgers": failed,
+        });
         return reply(
             200,
             "application/json",
@@ -368,7 +377,9 @@ fn operations_reply(state: &AppState, path: &str, request_id: &str) -> Response<
             request_id,
         );
     }
-    let text = state.metrics.render(state.sessions.len(), ledgers);
+    let text = state
+        .metrics
+        .render(state.sessions.len(), ledgers, failed.len());
     reply(
         200,
         "text/plain; version=0.0.4",

@@ -115,7 +115,6 @@ struct OpenTransaction {
 struct Session {
     id: String,
     ledger: Ledger,
-    ledger_name: String,
     created: Instant,
     transaction: Option<OpenTransaction>,
     /// The id of a transaction the sweeper aborted for age, so the next command on it still
@@ -125,10 +124,19 @@ struct Session {
     ended: bool,
 }
 
+/// A session in the map, with its ledger's name outside the session's own lock: the map's lock
+/// is then never held while waiting for a session (whose command may be running a statement
+/// or an fsync).
+#[derive(Clone)]
+struct Entry {
+    ledger_name: Arc<str>,
+    session: Arc<Mutex<Session>>,
+}
+
 #[derive(Default)]
 struct SessionMap {
-    by_token: HashMap<String, Arc<Mutex<Session>>>,
-    per_ledger: HashMap<String, usize>,
+    by_token: HashMap<String, Entry>,
+    per_ledger: HashMap<Arc<str>, usize>,
 }
 
 /// Every open session.
@@ -196,7 +204,7 @@ impl Sessions {
         let session = lock(&self.map)
             .by_token
             .get(token)
-            .cloned()
+            .map(|entry| Arc::clone(&entry.session))
             .ok_or_else(|| {
                 invalid_session("Session token is not valid or the session has ended")
             })?;
@@ -241,19 +249,24 @@ impl Sessions {
     fn start_session(&self, registry: &Registry, ledger_name: &str) -> Result<Outcome, ApiError> {
         let (ledger, _) = registry
             .get(ledger_name)
-            .map_err(|_| ApiError::bad_request(format!("Ledger {ledger_name} does not exist")))?;
+            .map_err(|error| match error.kind {
+                ErrorKind::ResourceNotFound => {
+                    ApiError::bad_request(format!("Ledger {ledger_name} does not exist"))
+                }
+                _ => ApiError::bad_request(error.message),
+            })?;
         let session_token = random_token(48);
         let session = Session {
             id: random_token(12),
             ledger,
-            ledger_name: ledger_name.to_string(),
             created: Instant::now(),
             transaction: None,
             expired_transaction_id: None,
             ended: false,
         };
+        let ledger_name: Arc<str> = Arc::from(ledger_name);
         let mut map = lock(&self.map);
-        let count = map.per_ledger.entry(ledger_name.to_string()).or_insert(0);
+        let count = map.per_ledger.entry(Arc::clone(&ledger_name)).or_insert(0);
         if *count >= self.limits.sessions_per_ledger_max {
             return Err(ApiError::new(
                 ErrorKind::LimitExceeded,
@@ -264,8 +277,13 @@ impl Sessions {
             ));
         }
         *count += 1;
-        map.by_token
-            .insert(session_token.clone(), Arc::new(Mutex::new(session)));
+        map.by_token.insert(
+            session_token.clone(),
+            Entry {
+                ledger_name,
+                session: Arc::new(Mutex::new(session)),
+            },
+        );
         Ok(Outcome::SessionStarted { session_token })
     }
 
@@ -274,16 +292,16 @@ impl Sessions {
         let removed = {
             let mut map = lock(&self.map);
             let removed = map.by_token.remove(token);
-            if let Some(session) = &removed {
-                let ledger_name = lock(session).ledger_name.clone();
-                if let Some(count) = map.per_ledger.get_mut(&ledger_name) {
+            if let Some(entry) = &removed {
+                if let Some(count) = map.per_ledger.get_mut(&entry.ledger_name) {
                     *count = count.saturating_sub(1);
                 }
             }
             removed
         };
-        if let Some(session) = removed {
-            let mut session = lock(&session);
+        // Waits for a running command of that session, outside the map's lock.
+        if let Some(entry) = removed {
+            let mut session = lock(&entry.session);
             session.transaction = None;
             session.ended = true;
         }
@@ -291,17 +309,14 @@ impl Sessions {
 
     /// Ends every session (all ledgers when `ledger_name` is `None`), aborting transactions.
     pub fn end_all(&self, ledger_name: Option<&str>) {
-        let sessions: Vec<(String, Arc<Mutex<Session>>)> = lock(&self.map)
+        let tokens: Vec<String> = lock(&self.map)
             .by_token
             .iter()
-            .map(|(t, s)| (t.clone(), s.clone()))
+            .filter(|(_, entry)| ledger_name.is_none_or(|name| &*entry.ledger_name == name))
+            .map(|(token, _)| token.clone())
             .collect();
-        for (token, session) in sessions {
-            // Waits for a running command of that session to finish first.
-            let matches = ledger_name.is_none_or(|name| lock(&session).ledger_name == name);
-            if matches {
-                self.remove(&token);
-            }
+        for token in tokens {
+            self.remove(&token);
         }
     }
 
@@ -310,7 +325,7 @@ impl Sessions {
         let sessions: Vec<(String, Arc<Mutex<Session>>)> = lock(&self.map)
             .by_token
             .iter()
-            .map(|(t, s)| (t.clone(), s.clone()))
+            .map(|(token, entry)| (token.clone(), Arc::clone(&entry.session)))
             .collect();
         for (token, session) in sessions {
             // A busy session is checked by its own command instead.
