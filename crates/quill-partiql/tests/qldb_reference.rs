@@ -56,6 +56,40 @@ fn check_all(db: &Db, examples: &[(&str, &str)]) {
     }
 }
 
+/// "Unless otherwise stated, all of these functions propagate null and missing argument
+/// values": NULL if any argument is NULL or MISSING.
+#[test]
+fn ql_functions_unknown_type_propagation() {
+    let db = Db::new();
+    check_all(
+        &db,
+        &[
+            ("CHAR_LENGTH(null)", "null"),
+            ("CHAR_LENGTH(missing)", "null"),
+        ],
+    );
+    for call in [
+        "CHARACTER_LENGTH({})",
+        "LOWER({})",
+        "UPPER({})",
+        "SUBSTRING({}, 1)",
+        "SUBSTRING('abc', {})",
+        "TRIM({})",
+        "TRIM(BOTH {} FROM 'abc')",
+        "SIZE({})",
+        "DATE_ADD(day, {}, `2010T`)",
+        "DATE_ADD(day, 1, {})",
+        "DATE_DIFF(day, {}, `2010T`)",
+        "TO_STRING({}, 'y')",
+        "TO_TIMESTAMP({})",
+        "TO_TIMESTAMP('2016', {})",
+    ] {
+        for unknown in ["null", "missing"] {
+            check(&db, &call.replace("{}", unknown), "null");
+        }
+    }
+}
+
 #[test]
 fn ql_functions_extract() {
     let db = Db::new();
