@@ -231,3 +231,56 @@ def test_deletion_protection_blocks_delete_until_disabled(server):
         qldb.describe_ledger(Name="protected")
     assert error.value.response["Error"]["Code"] == "ResourceNotFoundException"
 
+
+
+def test_update_with_two_assignments_answers_the_document_id_twice(server, ledger):
+    # The DMV sample's RenewDriversLicense statement; its integration test asserts two equal
+    # {documentId} rows.
+    with server.driver(ledger) as driver:
+        run(driver, ("CREATE TABLE DriversLicense",),
+            ("INSERT INTO DriversLicense ?", {"LicenseNumber": "LEWISR261LL", "PersonId": "p1"}))
+        [renewed] = run(driver, (
+            "UPDATE DriversLicense AS d SET d.ValidFromDate = ?, d.ValidToDate = ? WHERE d.LicenseNumber = ?",
+            loads("2019-04-19T"), loads("2023-04-19T"), "LEWISR261LL"))
+        assert len(renewed) == 2
+        assert ion_equals(renewed[0], renewed[1])
+        assert list(renewed[0].keys()) == ["documentId"]
+
+
+def test_function_timestamps_are_utc(server, ledger):
+    with server.driver(ledger) as driver:
+        run(driver, ("CREATE TABLE Clock",), ("INSERT INTO Clock VALUE {'n': 1}",))
+        [[row]] = run(driver, ("SELECT UTCNOW() AS now, DATE_ADD(hour, 1, `2017T`) AS later, "
+                               "TO_TIMESTAMP('1969-07-20T20:18Z', 'y-MM-dd''T''H:mX') AS landing FROM Clock",))
+        for name in ["now", "later", "landing"]:
+            # amazon.ion gives a timestamp with a known offset a tzinfo; -00:00 has none.
+            assert row[name].tzinfo is not None and row[name].utcoffset().total_seconds() == 0, name
+
+
+def test_table_arns_are_taggable_and_tags_survive_restart(tmp_path):
+    from conftest import QuillServer
+    data_dir = tmp_path / "data"
+    first = QuillServer(data_dir)
+    try:
+        first.create_ledger("tagged")
+        with first.driver("tagged") as driver:
+            [[created]] = run(driver, ("CREATE TABLE Vehicle WITH (aws_tags = `{'environment': 'production'}`)",))
+        qldb = first.client("qldb")
+        ledger_arn = qldb.describe_ledger(Name="tagged")["Arn"]
+        table_arn = f"{ledger_arn}/table/{created['tableId']}"
+        assert qldb.list_tags_for_resource(ResourceArn=table_arn)["Tags"] == {"environment": "production"}
+        qldb.tag_resource(ResourceArn=table_arn, Tags={"team": "dmv"})
+        qldb.untag_resource(ResourceArn=table_arn, TagKeys=["environment"])
+        assert qldb.list_tags_for_resource(ResourceArn=table_arn)["Tags"] == {"team": "dmv"}
+        assert qldb.list_tags_for_resource(ResourceArn=ledger_arn)["Tags"] == {}
+        with pytest.raises(ClientError) as error:
+            qldb.list_tags_for_resource(ResourceArn=f"{ledger_arn}/table/NoSuchTable")
+        assert error.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    finally:
+        assert first.stop() == 0, first.log_path.read_text()
+    second = QuillServer(data_dir)
+    try:
+        qldb = second.client("qldb")
+        assert qldb.list_tags_for_resource(ResourceArn=table_arn)["Tags"] == {"team": "dmv"}
+    finally:
+        assert second.stop() == 0, second.log_path.read_text()

@@ -212,9 +212,13 @@ impl Transaction {
     /// CREATE TABLE: returns the new table id.
     pub fn create_table(&mut self, name: &str, tags: Option<Element>) -> Result<String> {
         if let Some(tags) = &tags {
-            if tags.ion_type() != IonType::Struct {
+            // Tags are key/value string pairs (`{'key': 'value'}`), as TagResource records them.
+            let all_text = tags
+                .as_struct()
+                .is_some_and(|fields| fields.iter().all(|(_, value)| value.as_text().is_some()));
+            if !all_text {
                 return Err(LedgerError::InvalidInput(
-                    "aws_tags must be an Ion struct".into(),
+                    "aws_tags must be an Ion struct of string values".into(),
                 ));
             }
         }
@@ -606,16 +610,19 @@ impl Transaction {
                 .insert((table_id.clone(), id.to_owned())),
             None => self.reads.tables.insert(table_id.clone()),
         };
+        // QLDB's rules ("Querying revision history"): start <= end, end <= now (UTC), and a
+        // missing end is now. Breaking either is an error, not an empty or clamped range.
         let now_ms = clock::now_millis();
         let start_ms = start.map(clock::millis_from_timestamp).unwrap_or(i64::MIN);
-        // Nothing is active after now: a later end is now.
-        let end_ms = end
-            .map(clock::millis_from_timestamp)
-            .unwrap_or(now_ms)
-            .min(now_ms);
+        let end_ms = end.map(clock::millis_from_timestamp).unwrap_or(now_ms);
+        if end_ms > now_ms {
+            return Err(LedgerError::InvalidInput(
+                "history(): the end time must not be later than the current time".into(),
+            ));
+        }
         if start_ms > end_ms {
             return Err(LedgerError::InvalidInput(
-                "history() needs start <= end and start <= now".into(),
+                "history(): the start time must not be later than the end time (or now)".into(),
             ));
         }
         let strand = self.ledger.strand_id.clone();

@@ -307,9 +307,24 @@ fn history_bounds_are_checked() {
     ledger.transact(|tx| tx.insert("T", ion("{a: 1}"))).unwrap();
     let ts = |text: &str| ion(text).as_timestamp().unwrap();
     let all = ledger
-        .transact(|tx| tx.history(&table_id, None, Some(&ts("2000T")), Some(&ts("2100T"))))
+        .transact(|tx| {
+            let now = tx.start_time();
+            tx.history(&table_id, None, Some(&ts("2000T")), Some(&now))
+        })
         .unwrap();
-    assert_eq!(all.len(), 1, "an end after now means now");
+    assert_eq!(all.len(), 1, "an end of now includes every revision");
+    let future =
+        ledger.transact(|tx| tx.history(&table_id, None, Some(&ts("2000T")), Some(&ts("2100T"))));
+    assert!(
+        matches!(future, Err(LedgerError::InvalidInput(_))),
+        "an end later than now is an error, as QLDB documents"
+    );
+    let start_after_now =
+        ledger.transact(|tx| tx.history(&table_id, None, Some(&ts("2100T")), None));
+    assert!(
+        matches!(start_after_now, Err(LedgerError::InvalidInput(_))),
+        "a start later than the default end (now) is an error"
+    );
     let none = ledger
         .transact(|tx| tx.history(&table_id, None, Some(&ts("2000T")), Some(&ts("2001T"))))
         .unwrap();

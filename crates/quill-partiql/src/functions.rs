@@ -97,11 +97,14 @@ pub const SCALAR_FUNCTIONS: &[&str] = &[
 /// EXTRACT take their date part as a string first argument.
 pub fn call(name: &str, args: &[Datum], context: &FunctionContext) -> Result<Datum> {
     match name {
-        "COALESCE" => Ok(args
-            .iter()
-            .find(|a| !a.is_absent())
-            .cloned()
-            .unwrap_or_else(Datum::null)),
+        "COALESCE" => {
+            arity(name, args, 1, usize::MAX)?;
+            Ok(args
+                .iter()
+                .find(|a| !a.is_absent())
+                .cloned()
+                .unwrap_or_else(Datum::null))
+        }
         "NULLIF" => nullif(args),
         "EXISTS" => exists(args),
         "UTCNOW" => {
@@ -153,6 +156,8 @@ fn arity(name: &str, args: &[Datum], min: usize, max: usize) -> Result<()> {
     if args.len() < min || args.len() > max {
         let expected = if min == max {
             format!("{min}")
+        } else if max == usize::MAX {
+            format!("at least {min}")
         } else {
             format!("{min} to {max}")
         };
@@ -197,23 +202,27 @@ fn text_map(name: &str, args: &[Datum], map: fn(&str) -> String) -> Result<Datum
     Ok(Datum::string(map(text_arg(name, args, 0)?)))
 }
 
+/// NULLIF does not propagate unknowns: a NULL or MISSING first argument gives NULL (QLDB's
+/// `NULLIF(missing, null)` is `null`), and an unknown second argument never equals.
 fn nullif(args: &[Datum]) -> Result<Datum> {
     arity("NULLIF", args, 2, 2)?;
     let equal = crate::value::compare(crate::value::CompareOp::Equal, &args[0], &args[1]);
-    Ok(if equal.is_true() {
+    Ok(if args[0].is_absent() || equal.is_true() {
         Datum::null()
     } else {
         args[0].clone()
     })
 }
 
+/// EXISTS is true only for a non-empty list, sexp or struct; any other value (NULL included) is
+/// false, but MISSING is an error, as QLDB documents (`EXISTS(missing) -- error`).
 fn exists(args: &[Datum]) -> Result<Datum> {
     arity("EXISTS", args, 1, 1)?;
     let non_empty = match args[0].as_element().map(Element::value) {
         Some(Value::List(s) | Value::SExp(s)) => !s.is_empty(),
         Some(Value::Struct(s)) => !s.is_empty(),
-        Some(Value::Null(_)) | None => false,
-        Some(_) => return Err(arg_error("EXISTS", 0, "a collection", &args[0])),
+        Some(_) => false,
+        None => return Err(arg_error("EXISTS", 0, "a value", &args[0])),
     };
     Ok(Datum::bool(non_empty))
 }
@@ -457,8 +466,13 @@ fn date_add(args: &[Datum]) -> Result<Datum> {
     let quantity = int_arg("DATE_ADD", args, 1)?;
     let timestamp = timestamp_arg("DATE_ADD", args, 2)?;
     let mut civil = Civil::of(&timestamp);
-    // A date-only timestamp gaining a time keeps its unknown offset (`-00:00`), as QLDB shows:
-    // DATE_ADD(hour, 1, `2017T`) is `2017-01-01T01:00-00:00`.
+    // A date-only timestamp gaining a time is in UTC, as QLDB shows:
+    // DATE_ADD(hour, 1, `2017T`) is `2017-01-01T01:00Z`.
+    if civil.precision < TimestampPrecision::HourAndMinute
+        && part.precision() >= TimestampPrecision::HourAndMinute
+    {
+        civil.offset_minutes = Some(0);
+    }
     civil.precision = civil.precision.max(part.precision());
     let out_of_range = || PartiqlError::type_error("DATE_ADD: result out of range");
     match part {
@@ -849,20 +863,20 @@ fn parse_offset<'t>(text: &'t str, civil: &mut Civil) -> Option<&'t str> {
     Some(rest)
 }
 
-/// `CAST(value AS type)` for QLDB's target types.
+/// `CAST(value AS type)` for QLDB's target types ("CAST function in Amazon QLDB").
+///
+/// Unknowns propagate: NULL stays NULL and MISSING stays MISSING, except that the target type
+/// `NULL` or `MISSING` turns either unknown into that unknown. A known value cannot be cast to
+/// `NULL` or `MISSING`.
 pub fn cast(value: &Datum, target: &str) -> Result<Datum> {
     let target = target.to_ascii_uppercase();
-    // PartiQL: CAST of MISSING is MISSING, whatever the target.
-    if value.is_missing() {
-        return Ok(Datum::Missing);
-    }
-    let element = value
-        .as_element()
-        .cloned()
-        .unwrap_or_else(|| Element::null(IonType::Null));
-    if element.is_null() {
-        return Ok(Datum::null());
-    }
+    let element = match (value, target.as_str()) {
+        (Datum::Missing, "NULL") => return Ok(Datum::null()),
+        (Datum::Missing, _) => return Ok(Datum::Missing),
+        (Datum::Ion(e), "MISSING") if e.is_null() => return Ok(Datum::Missing),
+        (Datum::Ion(e), _) if e.is_null() => return Ok(Datum::null()),
+        (Datum::Ion(e), _) => e,
+    };
     let fail = || {
         PartiqlError::type_error(format!(
             "CAST: cannot cast {} to {target}",
@@ -871,14 +885,14 @@ pub fn cast(value: &Datum, target: &str) -> Result<Datum> {
     };
     let result = match target.as_str() {
         "STRING" | "VARCHAR" | "CHAR" | "TEXT" => {
-            Element::string(cast_text(&element).ok_or_else(fail)?)
+            Element::string(cast_text(element).ok_or_else(fail)?)
         }
-        "SYMBOL" => Element::symbol(cast_text(&element).ok_or_else(fail)?),
-        "INT" | "INTEGER" | "BIGINT" | "SMALLINT" => cast_int(&element).ok_or_else(fail)?,
-        "DECIMAL" | "NUMERIC" => cast_decimal(&element).ok_or_else(fail)?,
-        "FLOAT" | "REAL" | "DOUBLE PRECISION" => cast_float(&element).ok_or_else(fail)?,
-        "BOOL" | "BOOLEAN" => cast_bool(&element).ok_or_else(fail)?,
-        "TIMESTAMP" => cast_timestamp(&element).ok_or_else(fail)?,
+        "SYMBOL" => Element::symbol(cast_text(element).ok_or_else(fail)?),
+        "INT" | "INTEGER" | "BIGINT" | "SMALLINT" => cast_int(element).ok_or_else(fail)?,
+        "DECIMAL" | "NUMERIC" => cast_decimal(element).ok_or_else(fail)?,
+        "FLOAT" | "REAL" | "DOUBLE PRECISION" => cast_float(element).ok_or_else(fail)?,
+        "BOOL" | "BOOLEAN" => cast_bool(element).ok_or_else(fail)?,
+        "TIMESTAMP" => cast_timestamp(element).ok_or_else(fail)?,
         "LIST" | "SEXP" | "STRUCT" | "BLOB" | "CLOB" => {
             let wanted = match target.as_str() {
                 "LIST" => IonType::List,
@@ -888,12 +902,12 @@ pub fn cast(value: &Datum, target: &str) -> Result<Datum> {
                 _ => IonType::Clob,
             };
             if element.ion_type() == wanted {
-                element
+                element.clone()
             } else {
                 return Err(fail());
             }
         }
-        "NULL" => Element::null(IonType::Null),
+        "NULL" | "MISSING" => return Err(fail()),
         _ => {
             return Err(PartiqlError::type_error(format!(
                 "CAST: unknown type {target}"
@@ -908,11 +922,57 @@ fn cast_text(element: &Element) -> Option<String> {
         Value::String(_) | Value::Symbol(_) => element.as_text()?.to_string(),
         Value::Bool(b) => b.to_string(),
         Value::Int(i) => i.to_string(),
-        Value::Decimal(d) => d.to_string(),
-        Value::Float(f) => f.to_string(),
-        Value::Timestamp(t) => t.to_string(),
+        Value::Decimal(d) => decimal_text(d),
+        // `{:?}` keeps a fraction on whole numbers: CAST(`1e0` AS string) is "1.0".
+        Value::Float(f) => format!("{f:?}"),
+        Value::Timestamp(t) => timestamp_text(t),
         _ => return None,
     })
+}
+
+/// A decimal in SQL notation: `1d0` is `1`, `1.00` stays `1.00`, a positive exponent is kept as
+/// `E+n` (`1d3` is `1E+3`) and a long run of leading zeros becomes `E-n`.
+fn decimal_text(decimal: &Decimal) -> String {
+    let coefficient = decimal.coefficient();
+    let sign = if coefficient.is_negative() { "-" } else { "" };
+    let digits = coefficient.magnitude().to_string();
+    let exponent = decimal.exponent();
+    let scale = exponent.unsigned_abs() as usize;
+    if exponent == 0 {
+        format!("{sign}{digits}")
+    } else if exponent > 0 {
+        format!("{sign}{digits}E+{exponent}")
+    } else if scale < digits.len() {
+        let (whole, fraction) = digits.split_at(digits.len() - scale);
+        format!("{sign}{whole}.{fraction}")
+    } else if scale - digits.len() <= LEADING_ZEROS_MAX {
+        format!("{sign}0.{}{digits}", "0".repeat(scale - digits.len()))
+    } else {
+        format!("{sign}{digits}E{exponent}")
+    }
+}
+
+/// How many zeros after the decimal point [`decimal_text`] writes out before switching to an
+/// exponent (the text of `1d-1000000` must not be a megabyte of zeros).
+const LEADING_ZEROS_MAX: usize = 6;
+
+/// Ion timestamp text with UTC written `Z`, as QLDB prints it (ion-rs writes `+00:00`).
+fn timestamp_text(timestamp: &Timestamp) -> String {
+    let text = timestamp.to_string();
+    match (timestamp.offset(), text.strip_suffix("+00:00")) {
+        (Some(0), Some(local)) => format!("{local}Z"),
+        _ => text,
+    }
+}
+
+/// Text cast to a number must be an Ion number (re-casting text would never end).
+fn parse_number(element: &Element) -> Option<Element> {
+    let parsed = Element::read_one(element.as_text()?.trim()).ok()?;
+    let numeric = matches!(
+        parsed.ion_type(),
+        IonType::Int | IonType::Decimal | IonType::Float
+    );
+    (numeric && !parsed.is_null()).then_some(parsed)
 }
 
 fn cast_int(element: &Element) -> Option<Element> {
@@ -921,37 +981,23 @@ fn cast_int(element: &Element) -> Option<Element> {
         Value::Bool(b) => Element::int(i64::from(*b)),
         Value::Decimal(d) => Element::int(decimal_truncated(d)?),
         Value::Float(f) if f.is_finite() && f.abs() < 1.7e38 => Element::int(f.trunc() as i128),
-        Value::String(_) | Value::Symbol(_) => {
-            let parsed = Element::read_one(element.as_text()?.trim()).ok()?;
-            return if is_numeric_literal(&parsed) {
-                cast_int(&parsed)
-            } else {
-                None
-            };
-        }
+        Value::String(_) | Value::Symbol(_) => return cast_int(&parse_number(element)?),
         _ => return None,
     })
 }
 
-/// Text parsed for a numeric cast must be a number (re-casting text would never end).
-fn is_numeric_literal(parsed: &Element) -> bool {
-    matches!(
-        parsed.ion_type(),
-        IonType::Int | IonType::Decimal | IonType::Float
-    ) && !parsed.is_null()
-}
-
+/// The integer part of a decimal, exponent applied (`1d3` is 1000, `1.75` is 1); `None` when
+/// it does not fit an i128.
 fn decimal_truncated(decimal: &Decimal) -> Option<i128> {
     let truncated = decimal.trunc();
-    let text = truncated.to_string();
-    let digits = text.trim_end_matches('.');
-    let digits = digits.split(['d', 'D']).next()?;
-    let mut value: i128 = digits.parse().ok()?;
-    let exponent = truncated.exponent();
-    if exponent > 0 && !text.contains(['d', 'D']) {
-        value = value.checked_mul(10i128.checked_pow(u32::try_from(exponent).ok()?)?)?;
+    if truncated.is_zero() {
+        return Some(0);
     }
-    Some(value)
+    let coefficient = ion_rs::Int::try_from(truncated.coefficient())
+        .ok()?
+        .as_i128()?;
+    let exponent = u32::try_from(truncated.exponent()).ok()?;
+    coefficient.checked_mul(10i128.checked_pow(exponent)?)
 }
 
 fn cast_decimal(element: &Element) -> Option<Element> {
@@ -960,14 +1006,7 @@ fn cast_decimal(element: &Element) -> Option<Element> {
         Value::Int(i) => Element::decimal(Decimal::from(i.clone())),
         Value::Bool(b) => Element::decimal(Decimal::from(i64::from(*b))),
         Value::Float(f) => Element::decimal(Decimal::try_from(*f).ok()?),
-        Value::String(_) | Value::Symbol(_) => {
-            let parsed = Element::read_one(element.as_text()?.trim()).ok()?;
-            return if is_numeric_literal(&parsed) {
-                cast_decimal(&parsed)
-            } else {
-                None
-            };
-        }
+        Value::String(_) | Value::Symbol(_) => return cast_decimal(&parse_number(element)?),
         _ => return None,
     })
 }
@@ -976,15 +1015,15 @@ fn cast_float(element: &Element) -> Option<Element> {
     Some(match element.value() {
         Value::Float(_) => element.clone(),
         Value::Int(i) => Element::float(i.to_string().parse().ok()?),
-        Value::Decimal(d) => Element::float(d.to_string().replace(['d', 'D'], "e").parse().ok()?),
+        Value::Decimal(d) => Element::float(decimal_text(d).parse().ok()?),
         Value::Bool(b) => Element::float(f64::from(u8::from(*b))),
-        Value::String(_) | Value::Symbol(_) => {
-            Element::float(element.as_text()?.trim().parse().ok()?)
-        }
+        Value::String(_) | Value::Symbol(_) => return cast_float(&parse_number(element)?),
         _ => return None,
     })
 }
 
+/// Text is true only when it spells `true` (any case); any other text is false, as QLDB
+/// documents (`CAST('a' AS boolean)` is false).
 fn cast_bool(element: &Element) -> Option<Element> {
     Some(match element.value() {
         Value::Bool(_) => element.clone(),
@@ -992,11 +1031,7 @@ fn cast_bool(element: &Element) -> Option<Element> {
         Value::Decimal(d) => Element::boolean(!d.is_zero()),
         Value::Float(f) => Element::boolean(*f != 0.0),
         Value::String(_) | Value::Symbol(_) => {
-            match element.as_text()?.trim().to_ascii_lowercase().as_str() {
-                "true" => Element::boolean(true),
-                "false" => Element::boolean(false),
-                _ => return None,
-            }
+            Element::boolean(element.as_text()?.eq_ignore_ascii_case("true"))
         }
         _ => return None,
     })
@@ -1310,6 +1345,21 @@ mod tests {
         assert_eq!(cast(&ion("1"), "DECIMAL").unwrap(), ion("1."));
         assert!(cast(&ion("\"x\""), "INT").is_err());
         assert!(cast(&ion("null"), "INT").unwrap().is_absent());
+        assert_eq!(cast(&ion("-1.75"), "INT").unwrap(), ion("-1"));
+        assert_eq!(cast(&ion("-0.5"), "INT").unwrap(), ion("0"));
+        // An exponent too large for an integer is an error, not a wrapped value.
+        assert!(cast(&ion("1d60"), "INT").is_err());
+    }
+
+    #[test]
+    fn decimal_text_is_plain_or_scientific() {
+        let text = |d: &str| decimal_text(&Element::read_one(d).unwrap().as_decimal().unwrap());
+        assert_eq!(text("1d0"), "1");
+        assert_eq!(text("1.00"), "1.00");
+        assert_eq!(text("-12.5"), "-12.5");
+        assert_eq!(text("0.05"), "0.05");
+        assert_eq!(text("1d3"), "1E+3");
+        assert_eq!(text("1d-1000000"), "1E-1000000");
     }
 
     #[test]

@@ -54,6 +54,8 @@ pub enum TokenKind {
     Number,
     /// `?`.
     Param,
+    /// `@`, which marks a name as a variable (an alias), never a table: `@r.Owners`.
+    At,
     /// `+`.
     Plus,
     /// `-`.
@@ -411,6 +413,7 @@ impl Lexer<'_> {
             (b':', _) => (TokenKind::Colon, 1),
             (b';', _) => (TokenKind::Semicolon, 1),
             (b'?', _) => (TokenKind::Param, 1),
+            (b'@', _) => (TokenKind::At, 1),
             _ => {
                 let character = self.source[start..].chars().next().unwrap_or('\u{fffd}');
                 return Err(self.error(format!("unexpected character '{character}'"), start));

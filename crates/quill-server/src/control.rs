@@ -477,17 +477,70 @@ fn get_revision(context: &Context<'_>, name: &str, body: &[u8]) -> Result<(u16, 
     Ok((200, reply))
 }
 
-/// The ledger name an ARN of this server names.
-fn ledger_of_arn(context: &Context<'_>, arn: &str) -> Result<String, ApiError> {
+/// A taggable resource: a ledger, or one of its tables.
+#[derive(Debug, PartialEq)]
+enum TagTarget {
+    /// `arn:aws:qldb:<region>:<account>:ledger/<name>`.
+    Ledger(String),
+    /// `arn:aws:qldb:<region>:<account>:ledger/<name>/table/<tableId>`.
+    Table { ledger: String, table_id: String },
+}
+
+/// The resource an ARN of this server names.
+fn tag_target(context: &Context<'_>, arn: &str) -> Result<TagTarget, ApiError> {
     let prefix = format!(
         "arn:aws:qldb:{}:{}:ledger/",
         context.region, context.account_id
     );
-    arn.strip_prefix(&prefix)
-        .map(str::to_string)
-        .ok_or_else(|| {
-            ApiError::invalid_parameter(format!("{arn} is not a ledger ARN of this server"))
-        })
+    let invalid = || {
+        ApiError::invalid_parameter(format!("{arn} is not a ledger or table ARN of this server"))
+    };
+    let rest = arn.strip_prefix(&prefix).ok_or_else(invalid)?;
+    match rest.split_once('/') {
+        None => Ok(TagTarget::Ledger(rest.to_string())),
+        Some((ledger, path)) => match path.strip_prefix("table/") {
+            Some(table_id) if !table_id.is_empty() && !table_id.contains('/') => {
+                Ok(TagTarget::Table {
+                    ledger: ledger.to_string(),
+                    table_id: table_id.to_string(),
+                })
+            }
+            _ => Err(invalid()),
+        },
+    }
+}
+
+/// A table's current tags: those TagResource/UntagResource left in `control.json`, else the
+/// `aws_tags` of its CREATE TABLE. Unknown ledgers and tables are ResourceNotFound.
+fn table_tags(
+    context: &Context<'_>,
+    ledger_name: &str,
+    table_id: &str,
+) -> Result<BTreeMap<String, String>, ApiError> {
+    let (ledger, control) = context.registry.get(ledger_name)?;
+    let mut tx = ledger.begin().map_err(ledger_error)?;
+    let table = tx.table_by_id(table_id);
+    tx.abort();
+    let table = match table {
+        Ok(table) => table,
+        Err(quill_ledger::LedgerError::UnknownTable(_)) => {
+            return Err(ApiError::new(
+                ErrorKind::ResourceNotFound,
+                format!("Table {table_id} does not exist in ledger {ledger_name}"),
+            ))
+        }
+        Err(error) => return Err(ledger_error(error)),
+    };
+    if let Some(tags) = control.table_tags.get(&table.table_id) {
+        return Ok(tags.clone());
+    }
+    let Some(created) = table.tags.as_ref().and_then(Element::as_struct) else {
+        return Ok(BTreeMap::new());
+    };
+    Ok(created
+        .iter()
+        .filter_map(|(key, value)| Some((key.text()?.to_string(), value.as_text()?.to_string())))
+        .collect())
 }
 
 #[derive(Deserialize)]
@@ -496,6 +549,35 @@ struct TagResourceRequest {
     tags: BTreeMap<String, String>,
 }
 
+/// What TagResource or UntagResource does to a resource's tags.
+enum TagChange {
+    /// Adds or replaces these tags.
+    Add(BTreeMap<String, String>),
+    /// Removes these keys (absent keys are ignored).
+    Remove(Vec<String>),
+}
+
+impl TagChange {
+    fn apply(&self, tags: &mut BTreeMap<String, String>) -> Result<(), ApiError> {
+        match self {
+            TagChange::Add(added) => {
+                let mut updated = tags.clone();
+                updated.extend(added.clone());
+                check_tags(&updated)?;
+                *tags = updated;
+            }
+            TagChange::Remove(keys) => {
+                for key in keys {
+                    tags.remove(key);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// ListTagsForResource (GET), TagResource (POST) and UntagResource (DELETE) on a ledger or
+/// table ARN. Changes are persisted in the ledger's `control.json` before the reply.
 fn tags_operation(
     context: &Context<'_>,
     method: &str,
@@ -503,42 +585,47 @@ fn tags_operation(
     query: &str,
     body: &[u8],
 ) -> Result<(u16, Value), ApiError> {
-    let name = ledger_of_arn(context, arn)?;
-    match method {
+    let target = tag_target(context, arn)?;
+    let (name, table) = match &target {
+        TagTarget::Ledger(name) => (name.as_str(), None),
+        TagTarget::Table { ledger, table_id } => (
+            ledger.as_str(),
+            Some((table_id.as_str(), table_tags(context, ledger, table_id)?)),
+        ),
+    };
+    let change = match method {
         "GET" => {
-            let (_, control) = context.registry.get(&name)?;
-            Ok((200, json!({"Tags": control.tags})))
+            let tags = match table {
+                Some((_, tags)) => tags,
+                None => context.registry.get(name)?.1.tags,
+            };
+            return Ok((200, json!({ "Tags": tags })));
         }
-        "POST" => {
-            let request: TagResourceRequest = parse_body(body)?;
-            context.registry.update(&name, |control| {
-                let mut tags = control.tags.clone();
-                tags.extend(request.tags);
-                check_tags(&tags)?;
-                control.tags = tags;
-                Ok(())
-            })?;
-            Ok((200, json!({})))
-        }
-        "DELETE" => {
-            let keys: Vec<String> = query_pairs(query)
+        "POST" => TagChange::Add(parse_body::<TagResourceRequest>(body)?.tags),
+        "DELETE" => TagChange::Remove(
+            query_pairs(query)
                 .into_iter()
                 .filter(|(n, _)| n == "tagKeys")
                 .map(|(_, v)| v)
-                .collect();
-            context.registry.update(&name, |control| {
-                for key in &keys {
-                    control.tags.remove(key);
-                }
-                Ok(())
-            })?;
-            Ok((200, json!({})))
+                .collect(),
+        ),
+        _ => {
+            return Err(ApiError::new(
+                ErrorKind::UnknownOperation,
+                "No such tag operation",
+            ))
         }
-        _ => Err(ApiError::new(
-            ErrorKind::UnknownOperation,
-            "No such tag operation",
-        )),
-    }
+    };
+    context.registry.update(name, |control| match &table {
+        None => change.apply(&mut control.tags),
+        Some((table_id, current)) => change.apply(
+            control
+                .table_tags
+                .entry((*table_id).to_string())
+                .or_insert_with(|| current.clone()),
+        ),
+    })?;
+    Ok((200, json!({})))
 }
 
 #[cfg(test)]
@@ -602,6 +689,44 @@ mod tests {
         assert_eq!((status, body), (200, json!({"Ledgers": []})));
         assert!(run(&registry, "GET", "/ledgers?max_results=0", "").is_err());
         assert!(run(&registry, "GET", "/ledgers?next_token=zzzz", "").is_err());
+    }
+
+    #[test]
+    fn tag_targets_are_ledgers_or_tables_of_this_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::open(dir.path(), Default::default()).unwrap();
+        let sessions = Sessions::new(ServerLimits::default(), Arc::default());
+        let context = Context {
+            registry: &registry,
+            sessions: &sessions,
+            region: "us-east-1",
+            account_id: "000000000000",
+        };
+        let prefix = "arn:aws:qldb:us-east-1:000000000000:ledger/";
+        assert_eq!(
+            tag_target(&context, &format!("{prefix}books")).unwrap(),
+            TagTarget::Ledger("books".into())
+        );
+        assert_eq!(
+            tag_target(
+                &context,
+                &format!("{prefix}books/table/5PLf9SXwndd63lPaSIa0O6")
+            )
+            .unwrap(),
+            TagTarget::Table {
+                ledger: "books".into(),
+                table_id: "5PLf9SXwndd63lPaSIa0O6".into()
+            }
+        );
+        for bad in [
+            format!("{prefix}books/table/"),
+            format!("{prefix}books/table/a/b"),
+            format!("{prefix}books/stream/x"),
+            "arn:aws:qldb:eu-west-1:000000000000:ledger/books".to_string(),
+        ] {
+            let error = tag_target(&context, &bad).unwrap_err();
+            assert_eq!(error.kind, ErrorKind::InvalidParameter, "{bad}");
+        }
     }
 
     #[test]

@@ -56,6 +56,12 @@ pub struct ControlRecord {
     pub kms_key: String,
     /// Resource tags.
     pub tags: BTreeMap<String, String>,
+    /// Tags of the ledger's tables by table id, once TagResource or UntagResource changed them
+    /// (until then a table's tags are the `aws_tags` of its CREATE TABLE, kept in the journal).
+    /// QLDB keeps table tags outside the journal too; absent in files written before tables
+    /// could be tagged.
+    #[serde(default)]
+    pub table_tags: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// What CreateLedger asks for (already validated by the caller).
@@ -341,6 +347,7 @@ impl Registry {
             deletion_protection: new.deletion_protection,
             kms_key: new.kms_key.clone(),
             tags: new.tags.clone(),
+            table_tags: BTreeMap::new(),
         };
         if let Err(error) = write_control(&dir, &control) {
             let _ = fs::remove_dir_all(&dir);
@@ -451,6 +458,7 @@ fn unknown_control(name: &str) -> ControlRecord {
         deletion_protection: true,
         kms_key: AWS_OWNED_KMS_KEY.to_string(),
         tags: BTreeMap::new(),
+        table_tags: BTreeMap::new(),
     }
 }
 
@@ -514,6 +522,10 @@ mod tests {
             deletion_protection: true,
             kms_key: AWS_OWNED_KMS_KEY.into(),
             tags: BTreeMap::from([("team".to_string(), "ledger".to_string())]),
+            table_tags: BTreeMap::from([(
+                "5PLf9SXwndd63lPaSIa0O6".to_string(),
+                BTreeMap::from([("env".to_string(), "prod".to_string())]),
+            )]),
         };
         write_control(dir.path(), &control).unwrap();
         assert_eq!(
@@ -583,6 +595,22 @@ mod tests {
         );
         assert_eq!(registry.faults().len(), 1);
         assert!(!ledgers.join("broken").exists());
+    }
+
+    #[test]
+    fn control_files_without_table_tags_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(CONTROL_FILE);
+        fs::write(
+            &path,
+            r#"{"name":"old","state":"ACTIVE","creation_date_time":1.0,
+                "permissions_mode":"ALLOW_ALL","deletion_protection":false,
+                "kms_key":"AWS_OWNED_KMS_KEY","tags":{}}"#,
+        )
+        .unwrap();
+        let control = read_control(&path).unwrap();
+        assert_eq!(control.name, "old");
+        assert!(control.table_tags.is_empty());
     }
 
     #[test]

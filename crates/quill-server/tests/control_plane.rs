@@ -163,6 +163,7 @@ fn prepare_ledger(dir: &std::path::Path) -> (String, u64) {
         deletion_protection: true,
         kms_key: "AWS_OWNED_KMS_KEY".into(),
         tags: BTreeMap::new(),
+        table_tags: BTreeMap::new(),
     };
     std::fs::write(
         ledger_dir.join(CONTROL_FILE),
@@ -224,5 +225,74 @@ async fn digest_block_and_revision_proofs_verify() {
     )
     .await;
     assert_eq!(reply.error(), "InvalidParameterException");
+    server.shutdown().await;
+}
+
+/// The ARN path of `ledger/books` plus `suffix`, percent-encoded as SDKs send it.
+fn tags_path(suffix: &str) -> String {
+    let arn = format!("arn:aws:qldb:us-east-1:000000000000:ledger/books{suffix}");
+    format!("/tags/{}", arn.replace(':', "%3A").replace('/', "%2F"))
+}
+
+#[tokio::test]
+async fn table_tags_come_from_create_table_and_tag_resource_and_survive_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    prepare_ledger(dir.path());
+    let table_id = {
+        let ledger =
+            Ledger::open(&dir.path().join("ledgers/books"), LedgerOptions::default()).unwrap();
+        let tags = Element::read_one("{environment: \"production\"}").unwrap();
+        ledger
+            .transact(|tx| tx.create_table("Vehicle", Some(tags.clone())))
+            .unwrap()
+    };
+    let mut server = start_in(dir, |_| {}).await;
+    let address = server.address;
+    let table = tags_path(&format!("/table/{table_id}"));
+    let tags = |reply: Reply| reply.json()["Tags"].clone();
+
+    // ListTagsForResource shows the tags given to CREATE TABLE ... WITH (aws_tags = …).
+    let reply = control(address, "GET", &table, Value::Null).await;
+    assert_eq!(reply.status, 200, "{}", reply.message());
+    assert_eq!(tags(reply), json!({"environment": "production"}));
+
+    let reply = control(address, "POST", &table, json!({"Tags": {"team": "dmv"}})).await;
+    assert_eq!(reply.status, 200, "{}", reply.message());
+    let reply = control(
+        address,
+        "DELETE",
+        &format!("{table}?tagKeys=environment"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.message());
+    let reply = control(address, "GET", &table, Value::Null).await;
+    assert_eq!(tags(reply), json!({"team": "dmv"}));
+    // The ledger's own tags are separate.
+    let reply = control(address, "GET", &tags_path(""), Value::Null).await;
+    assert_eq!(tags(reply), json!({}));
+
+    for (path, status, error) in [
+        (tags_path("/table/NoSuchTable0000000000"), 404, "ResourceNotFoundException"),
+        (
+            format!("/tags/arn%3Aaws%3Aqldb%3Aus-east-1%3A000000000000%3Aledger%2Fnope%2Ftable%2F{table_id}"),
+            404,
+            "ResourceNotFoundException",
+        ),
+        (tags_path(&format!("/index/{table_id}")), 400, "InvalidParameterException"),
+        (tags_path("/table/"), 400, "InvalidParameterException"),
+    ] {
+        for method in ["GET", "POST"] {
+            let reply = control(address, method, &path, json!({"Tags": {"a": "b"}})).await;
+            assert_eq!((reply.status, reply.error().as_str()), (status, error), "{method} {path}");
+        }
+    }
+
+    // TagResource on a table is persisted (control.json), like the ledger's tags.
+    let dir = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());
+    server.shutdown().await;
+    let server = start_in(dir, |_| {}).await;
+    let reply = control(server.address, "GET", &table, Value::Null).await;
+    assert_eq!(tags(reply), json!({"team": "dmv"}));
     server.shutdown().await;
 }

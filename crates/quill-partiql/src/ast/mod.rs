@@ -502,6 +502,8 @@ pub enum InRhs {
 pub enum CastType {
     /// `NULL`.
     Null,
+    /// `MISSING`.
+    Missing,
     /// `BOOL` / `BOOLEAN`.
     Bool,
     /// `INT` / `INTEGER`.
@@ -545,6 +547,10 @@ pub enum DatePart {
     Minute,
     /// `second`.
     Second,
+    /// `timezone_hour` (EXTRACT only).
+    TimezoneHour,
+    /// `timezone_minute` (EXTRACT only).
+    TimezoneMinute,
 }
 
 /// Which ends `TRIM` works on.
@@ -634,6 +640,7 @@ impl CastType {
     pub fn as_str(self) -> &'static str {
         match self {
             CastType::Null => "NULL",
+            CastType::Missing => "MISSING",
             CastType::Bool => "BOOL",
             CastType::Int => "INT",
             CastType::Float => "FLOAT",
@@ -661,6 +668,8 @@ impl DatePart {
             DatePart::Hour => "hour",
             DatePart::Minute => "minute",
             DatePart::Second => "second",
+            DatePart::TimezoneHour => "timezone_hour",
+            DatePart::TimezoneMinute => "timezone_minute",
         }
     }
 }

@@ -207,6 +207,10 @@ fn modify(
     let alias = plan.stages[0].alias.clone();
     let rows = sources::run_stages(ctx, &plan, None)?;
     let mut edits: Vec<DocumentEdit> = Vec::new();
+    // QLDB answers one `{documentId}` per operation applied, not per document: an UPDATE
+    // with two SET assignments to one document returns that document's id twice (the DMV
+    // sample's RenewDriversLicense test relies on it).
+    let mut affected: Vec<Rc<str>> = Vec::new();
     for row in &rows {
         let Some(document) = row
             .iter()
@@ -236,9 +240,13 @@ fn modify(
         };
         for op in ops {
             apply_op(ctx, row, &alias, op, &mut edits[index])?;
+            let applied = match op {
+                DmlOp::Set(assignments) => assignments.len(),
+                DmlOp::Remove(_) | DmlOp::InsertInto { .. } => 1,
+            };
+            affected.extend(std::iter::repeat_n(origin.document_id.clone(), applied));
         }
     }
-    let mut results = Vec::with_capacity(edits.len());
     for mut edit in edits {
         if edit.deleted {
             ctx.tx()?.delete(&table, &edit.id)?;
@@ -251,9 +259,8 @@ fn modify(
             }
             ctx.tx()?.update(&table, &edit.id, edit.data)?;
         }
-        results.push(id_row("documentId", &edit.id));
     }
-    Ok(results)
+    Ok(affected.iter().map(|id| id_row("documentId", id)).collect())
 }
 
 /// Orders paths so that, sorted descending, later list positions come first.

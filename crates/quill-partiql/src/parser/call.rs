@@ -54,20 +54,33 @@ impl Parser<'_> {
         self.expr()
     }
 
-    fn date_part(&mut self, function: &str) -> PResult<DatePart> {
-        const PARTS: [(&str, DatePart); 6] = [
+    /// A bare date part; EXTRACT also takes the offset's parts (DATE_ADD and DATE_DIFF don't).
+    fn date_part(&mut self, function: &str, with_timezone: bool) -> PResult<DatePart> {
+        const PARTS: [(&str, DatePart); 8] = [
             ("year", DatePart::Year),
             ("month", DatePart::Month),
             ("day", DatePart::Day),
             ("hour", DatePart::Hour),
             ("minute", DatePart::Minute),
             ("second", DatePart::Second),
+            ("timezone_hour", DatePart::TimezoneHour),
+            ("timezone_minute", DatePart::TimezoneMinute),
         ];
-        match PARTS.iter().find(|(name, _)| self.at_word(name)) {
+        let parts = if with_timezone {
+            &PARTS[..]
+        } else {
+            &PARTS[..6]
+        };
+        match parts.iter().find(|(name, _)| self.at_word(name)) {
             Some(&(_, part)) => {
                 self.advance();
                 Ok(part)
             }
+            None if with_timezone => Err(self.unexpected(
+                "a date part (year, month, day, hour, minute, second, timezone_hour or \
+                 timezone_minute)",
+                &format!("in {function}"),
+            )),
             None => Err(self.unexpected(
                 "a date part (year, month, day, hour, minute or second)",
                 &format!("in {function}"),
@@ -76,7 +89,7 @@ impl Parser<'_> {
     }
 
     fn extract(&mut self) -> PResult<Expr> {
-        let part = self.date_part("EXTRACT")?;
+        let part = self.date_part("EXTRACT", true)?;
         self.expect_keyword(Keyword::From, "in EXTRACT")?;
         let from = Box::new(self.expr()?);
         Ok(Expr::Extract { part, from })
@@ -84,7 +97,7 @@ impl Parser<'_> {
 
     fn date_arithmetic(&mut self, is_add: bool) -> PResult<Expr> {
         let function = if is_add { "DATE_ADD" } else { "DATE_DIFF" };
-        let part = self.date_part(function)?;
+        let part = self.date_part(function, false)?;
         let context = format!("in {function}");
         self.expect(TokenKind::Comma, "','", &context)?;
         let first = Box::new(self.expr()?);

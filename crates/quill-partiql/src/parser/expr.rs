@@ -200,6 +200,13 @@ impl Parser<'_> {
                 let ident = self.ident("an identifier", "")?;
                 return Ok(Expr::Var(ident));
             }
+            // `@name` names a variable; aliases already take precedence over table names, so
+            // it reads as the plain name (`FROM t AS r, @r.Owners.SecondaryOwners AS o`).
+            TokenKind::At => {
+                self.advance();
+                let ident = self.ident("a variable name", "after '@'")?;
+                return Ok(Expr::Var(ident));
+            }
             _ => return self.compound_primary(),
         };
         self.advance();
@@ -337,6 +344,9 @@ impl Parser<'_> {
         ];
         if self.eat_keyword(Keyword::Null) {
             return Ok(CastType::Null);
+        }
+        if self.eat_keyword(Keyword::Missing) {
+            return Ok(CastType::Missing);
         }
         let found = NAMES.iter().find(|(name, _)| self.at_word(name));
         match found {
