@@ -20,7 +20,8 @@ fail() {
 }
 
 echo "fresh clone check: $head in $clone"
-git clone --quiet --no-checkout "$repo" "$clone"
+# init.defaultBranch only quiets the hint git prints when the source HEAD is detached.
+git -c init.defaultBranch=main clone --quiet --no-checkout "$repo" "$clone"
 git -C "$clone" checkout --quiet --detach "$head"
 
 # The caller's environment must not lend the clone anything: no skipped setup, no outside models.
