@@ -1,14 +1,24 @@
 #!/usr/bin/env bash
 # Runs every test: the Rust workspace (unit, integration and doc tests, debug build), then the
-# pyqldb integration suite against the real `quill` binary. Any failure fails the script.
+# pyqldb and Node.js driver suites against the real `quill` binary. Any failure fails the script.
 #
-# Needs a Python with the packages of tests/python/requirements.txt: `.venv/` at the repository
-# root is used when it exists (`.ci/run` creates it), else `$PYTHON` or `python3`.
+# First installs what the tests need (scripts/setup.sh: .venv/, tests/node/node_modules, missing
+# Debian packages; quick when all is there; QUILL_SKIP_SETUP=1 skips it). Under CI=true it also
+# checks that a fresh clone of the committed HEAD sets itself up (scripts/fresh_clone_check.sh).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 
+echo "== scripts/setup.sh"
+scripts/setup.sh
+
+if [[ "${CI:-}" == true ]]; then
+    echo "== scripts/fresh_clone_check.sh"
+    scripts/fresh_clone_check.sh
+fi
+
+# With QUILL_SKIP_SETUP=1 and no .venv, the caller's Python must have the packages.
 if [[ -x "$repo/.venv/bin/python" ]]; then
     python="$repo/.venv/bin/python"
 else
@@ -31,12 +41,9 @@ cargo build -p quill
 
 echo "== pytest tests/python"
 export QUILL_BIN="$repo/target/debug/quill"
-export AWS_DATA_PATH="${AWS_DATA_PATH:-$(cd "$repo/.." && pwd)/shared/aws-models}"
+# conftest.py puts the QLDB service models of testdata/aws-models on AWS_DATA_PATH.
 # pytest exits 5 when it collected no test: that is a failure here, as any non-zero code is.
 "$python" -m pytest tests/python -q -p no:cacheprovider
 
 echo "== node --test tests/node (the QLDB Node.js driver, unchanged)"
-if [[ ! -d "$repo/tests/node/node_modules" ]]; then
-    (cd "$repo/tests/node" && npm ci --no-audit --no-fund)
-fi
 (cd "$repo/tests/node" && QUILL_BIN="$QUILL_BIN" node --test)

@@ -16,8 +16,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-# botocore >= 1.40.61 no longer ships the qldb models; the saved ones sit beside the repository.
-os.environ.setdefault("AWS_DATA_PATH", str(REPO.parent / "shared" / "aws-models"))
+# botocore >= 1.40.61 no longer ships the qldb models; the repository keeps them. They go first
+# on AWS_DATA_PATH (a path list), so a caller's own AWS_DATA_PATH cannot hide them.
+AWS_MODELS = REPO / "testdata" / "aws-models"
+os.environ["AWS_DATA_PATH"] = os.pathsep.join(
+    [str(AWS_MODELS), *filter(None, os.environ.get("AWS_DATA_PATH", "").split(os.pathsep))])
 os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
 
 import boto3  # noqa: E402  (after AWS_DATA_PATH is set)

@@ -1,5 +1,6 @@
-//! Golden vectors: real QLDB values (Set A, the AWS CLI examples) and the synthetic and Ion
-//! hash vectors of `../shared/reference/qldb-verification.md` (§1, §11.5, §11.6).
+//! Golden vectors: real QLDB values (Set A, the AWS CLI examples, kept in
+//! `testdata/vectors/` at the repository root) and synthetic and Ion hash vectors (the §
+//! numbers below are those of the project's QLDB verification notes, `qldb-verification.md`).
 
 use ion_rs::{Element, Struct};
 use quill_verify::{
@@ -10,12 +11,12 @@ use quill_verify::{
 
 const VECTORS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/vectors/qldb-cli-examples.ion"
+    "/../../testdata/vectors/qldb-cli-examples.ion"
 );
 
 fn set_a() -> Struct {
     let text =
-        std::fs::read_to_string(VECTORS).expect("the shared vectors sit beside the repository");
+        std::fs::read_to_string(VECTORS).expect("testdata/vectors is part of the repository");
     let values = Element::read_all(text).expect("the vector file is valid Ion");
     let set = values
         .iter()
