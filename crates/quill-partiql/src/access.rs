@@ -138,10 +138,9 @@ impl Collector<'_> {
                 }
             }
             Statement::DropTable { table: name } => self.push(Action::DropTable, table(name)),
-            Statement::UndropTable { table_id } => self.push(
-                Action::UndropTable,
-                Target::TableId(table_id.name.clone()),
-            ),
+            Statement::UndropTable { table_id } => {
+                self.push(Action::UndropTable, Target::TableId(table_id.name.clone()))
+            }
             Statement::CreateIndex { table: name, .. } => {
                 self.push(Action::CreateIndex, table(name));
             }
@@ -497,7 +496,10 @@ mod tests {
                 "INSERT INTO Car VALUE {'a': (SELECT VALUE COUNT(*) FROM Other AS o)}",
                 &[]
             ),
-            [(Action::Insert, name("Car")), (Action::Select, name("Other"))]
+            [
+                (Action::Insert, name("Car")),
+                (Action::Select, name("Other"))
+            ]
         );
         assert_eq!(
             accesses("UPDATE Car AS c SET c.a = 1 WHERE c.b = 2", &[]),

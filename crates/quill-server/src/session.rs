@@ -28,7 +28,13 @@ use crate::error::{ApiError, ErrorKind, Plane};
 use crate::ion_codec::encode_binary;
 use crate::limits::{ServerLimits, CURSORS_PER_TRANSACTION_MAX};
 use crate::metrics::Metrics;
+use crate::permissions::Caller;
 use crate::registry::Registry;
+
+/// The IAM action every `SendCommand` needs on its ledger.
+const SEND_COMMAND: &str = "qldb:SendCommand";
+/// The permissions mode whose ledgers check each statement.
+const STANDARD_MODE: &str = "STANDARD";
 
 /// A command of `SendCommand`, already validated and decoded.
 #[derive(Debug, Clone)]
@@ -181,14 +187,19 @@ impl Sessions {
         self.len() == 0
     }
 
-    /// Runs one command. Blocking: call from a blocking thread.
+    /// Runs one command for `caller`. Blocking: call from a blocking thread.
+    ///
+    /// Every command needs `qldb:SendCommand` on the session's ledger; in a STANDARD-mode
+    /// ledger each statement also needs its PartiQL actions ([`crate::permissions`]).
     pub fn run(
         &self,
         registry: &Registry,
+        caller: &Caller,
         session_token: Option<&str>,
         command: Command,
     ) -> Result<Outcome, ApiError> {
         if let Command::StartSession { ledger_name } = &command {
+            caller.authorize(SEND_COMMAND, &format!("ledger/{ledger_name}"))?;
             return self.start_session(registry, ledger_name);
         }
         let token = session_token
@@ -204,6 +215,7 @@ impl Sessions {
         if session.ended {
             return Err(invalid_session("The session has ended"));
         }
+        caller.authorize(SEND_COMMAND, &format!("ledger/{}", session.ledger_name))?;
         if session.created.elapsed() > self.limits.session_lifetime {
             let id = session.id.clone();
             drop(session);
@@ -217,7 +229,14 @@ impl Sessions {
                 transaction_id,
                 statement,
                 parameters,
-            } => self.execute(&mut session, &transaction_id, &statement, &parameters),
+            } => self.execute(
+                registry,
+                caller,
+                &mut session,
+                &transaction_id,
+                &statement,
+                &parameters,
+            ),
             Command::FetchPage {
                 transaction_id,
                 next_page_token,
@@ -390,11 +409,18 @@ impl Sessions {
 
     fn execute(
         &self,
+        registry: &Registry,
+        caller: &Caller,
         session: &mut Session,
         transaction_id: &str,
         statement: &str,
         parameters: &[Element],
     ) -> Result<Outcome, ApiError> {
+        let enforced = !caller.is_administrator()
+            && registry
+                .get(&session.ledger_name)
+                .is_ok_and(|(_, control)| control.permissions_mode == STANDARD_MODE);
+        let ledger_name = session.ledger_name.clone();
         let open = self.open_transaction(session, transaction_id)?;
         if open.cursors.len() >= CURSORS_PER_TRANSACTION_MAX {
             return Err(ApiError::new(
@@ -406,6 +432,14 @@ impl Sessions {
         }
         // The client folded this statement in before sending it, whatever its outcome.
         open.digest.add_statement(statement, parameters);
+        if enforced {
+            caller.authorize_statement(
+                &ledger_name,
+                &mut open.transaction,
+                statement,
+                parameters,
+            )?;
+        }
         let result = quill_partiql::execute(&mut open.transaction, statement, parameters);
         self.metrics.statement(result.is_ok());
         match result {
@@ -589,12 +623,18 @@ mod tests {
         let registry = Registry::open(dir.path(), Default::default()).unwrap();
         let sessions = Sessions::new(ServerLimits::default(), Arc::default());
         let error = sessions
-            .run(&registry, Some("garbage"), Command::StartTransaction)
+            .run(
+                &registry,
+                &Caller::administrator(),
+                Some("garbage"),
+                Command::StartTransaction,
+            )
             .unwrap_err();
         assert_eq!(error.kind, ErrorKind::InvalidSession);
         let error = sessions
             .run(
                 &registry,
+                &Caller::administrator(),
                 None,
                 Command::StartSession {
                     ledger_name: "nope".into(),
