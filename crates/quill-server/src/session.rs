@@ -94,7 +94,8 @@ pub enum Outcome {
         values: Vec<Vec<u8>>,
         /// Present when more values remain.
         next_page_token: Option<String>,
-        /// Values read to produce this page.
+        /// Stored documents, revisions and index entries the statement read (on its first
+        /// page; later pages are cut from the finished result and read nothing).
         read_ios: u64,
     },
     /// CommitTransaction.
@@ -103,6 +104,8 @@ pub enum Outcome {
         transaction_id: String,
         /// The server's digest (equal to the client's).
         commit_digest: Hash,
+        /// Document revisions written, plus one entry per index of each one's table.
+        write_ios: u64,
     },
     /// AbortTransaction or EndSession.
     Done,
@@ -440,10 +443,14 @@ impl Sessions {
                 parameters,
             )?;
         }
+        let reads_before = open.transaction.read_ios();
         let result = quill_partiql::execute(&mut open.transaction, statement, parameters);
         self.metrics.statement(result.is_ok());
         match result {
-            Ok(values) => self.first_page(open, &values),
+            Ok(values) => {
+                let read_ios = open.transaction.read_ios() - reads_before;
+                self.first_page(open, &values, read_ios)
+            }
             Err(error) => {
                 let ends_transaction = matches!(
                     &error,
@@ -462,6 +469,7 @@ impl Sessions {
         &self,
         open: &mut OpenTransaction,
         values: &[Element],
+        read_ios: u64,
     ) -> Result<Outcome, ApiError> {
         let mut encoded = VecDeque::with_capacity(values.len());
         for value in values {
@@ -471,7 +479,7 @@ impl Sessions {
         Ok(Outcome::Page {
             values: page,
             next_page_token,
-            read_ios: values.len() as u64,
+            read_ios,
         })
     }
 
@@ -487,7 +495,7 @@ impl Sessions {
         })?;
         let (page, next_page_token) = self.page_from(open, remaining);
         Ok(Outcome::Page {
-            read_ios: page.len() as u64,
+            read_ios: 0,
             values: page,
             next_page_token,
         })
@@ -531,12 +539,14 @@ impl Sessions {
             .take()
             .ok_or_else(|| ApiError::internal("no tx"))?;
         let started = Instant::now();
+        let write_ios = open.transaction.write_ios();
         match open.transaction.commit() {
             Ok(_receipt) => {
                 self.metrics.commit(started.elapsed());
                 Ok(Outcome::Committed {
                     transaction_id: open.id,
                     commit_digest: digest,
+                    write_ios,
                 })
             }
             Err(error) => {
