@@ -33,7 +33,10 @@ fn reads_and_writes_are_counted() {
     })
     .unwrap();
     assert_eq!((visited, tx.read_ios()), (3, 3));
-    let found = tx.index_lookup("Car", "VIN", &ion("\"b\"")).unwrap().unwrap();
+    let found = tx
+        .index_lookup("Car", "VIN", &ion("\"b\""))
+        .unwrap()
+        .unwrap();
     assert_eq!(found.len(), 1);
     assert_eq!(tx.read_ios(), 3 + 2, "one probe and one document");
     tx.get("Car", &ids[0]).unwrap().unwrap();

@@ -24,7 +24,7 @@ use std::collections::HashSet;
 
 use ion_rs::Element;
 
-use crate::ast::{DmlOp, Expr, FromSource, InsertSource, Query, Statement};
+use crate::ast::{DmlOp, DmlTarget, Expr, FromSource, InsertSource, Query, Statement};
 use crate::plan::{self, Source, Stage};
 
 /// A PartiQL action of QLDB's STANDARD permissions mode.
@@ -160,29 +160,11 @@ impl Collector<'_> {
                 filter,
             } => {
                 self.push(Action::Update, table(&target.table));
-                let names: Vec<String> = [
-                    Some(&target.table),
-                    target.as_alias.as_ref(),
-                    target.by_alias.as_ref(),
-                ]
-                .into_iter()
-                .flatten()
-                .map(|i| i.name.clone())
-                .collect();
-                self.dml_expressions(ops, filter.as_ref(), &names);
+                self.dml_expressions(ops, filter.as_ref(), &target_names(target));
             }
             Statement::Delete { target, filter } => {
                 self.push(Action::Delete, table(&target.table));
-                let names: Vec<String> = [
-                    Some(&target.table),
-                    target.as_alias.as_ref(),
-                    target.by_alias.as_ref(),
-                ]
-                .into_iter()
-                .flatten()
-                .map(|i| i.name.clone())
-                .collect();
-                self.dml_expressions(&[], filter.as_ref(), &names);
+                self.dml_expressions(&[], filter.as_ref(), &target_names(target));
             }
             Statement::FromDml { from, filter, ops } => self.from_dml(from, filter.as_ref(), ops),
             Statement::Exec { procedure, args } => {
@@ -332,6 +314,16 @@ impl Collector<'_> {
             None => Target::Dynamic,
         }
     }
+}
+
+/// The names an UPDATE or DELETE binds: its alias (the table's name when it has none, which
+/// then hides the table from its subqueries) and its `BY` name.
+fn target_names(target: &DmlTarget) -> Vec<String> {
+    let alias = target.as_alias.as_ref().unwrap_or(&target.table);
+    std::iter::once(alias)
+        .chain(target.by_alias.as_ref())
+        .map(|ident| ident.name.clone())
+        .collect()
 }
 
 /// Notes the address of every expression inside `expr` when it is a subquery: `walk` and
@@ -507,6 +499,18 @@ mod tests {
         );
         assert_eq!(
             accesses("DELETE FROM Car AS c WHERE c.b = 2", &[]),
+            [(Action::Delete, name("Car"))]
+        );
+        // With an alias, the table's own name in a subquery is the table again.
+        assert_eq!(
+            accesses(
+                "UPDATE Car AS c SET c.a = 1 WHERE EXISTS (SELECT * FROM Car AS d)",
+                &[]
+            ),
+            [(Action::Update, name("Car")), (Action::Select, name("Car"))]
+        );
+        assert_eq!(
+            accesses("DELETE FROM Car WHERE EXISTS (SELECT * FROM Car AS d)", &[]),
             [(Action::Delete, name("Car"))]
         );
         assert_eq!(

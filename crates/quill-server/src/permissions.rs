@@ -336,6 +336,22 @@ impl Caller {
         self.authorize_arn(action, &resource)
     }
 
+    /// Checks a control-plane request (routes that are no operation are left to the handler,
+    /// which rejects them).
+    pub fn authorize_control(&self, method: &str, path: &str, body: &[u8]) -> Result<(), ApiError> {
+        if self.is_administrator() {
+            return Ok(());
+        }
+        match control_operation(method, path, body) {
+            None => Ok(()),
+            Some((action, ControlResource::Any)) => self.authorize(action, "*"),
+            Some((action, ControlResource::Relative(resource))) => {
+                self.authorize(action, &resource)
+            }
+            Some((action, ControlResource::Arn(arn))) => self.authorize_arn(action, &arn),
+        }
+    }
+
     /// Checks an action on a full ARN (tags name their resource by ARN).
     pub fn authorize_arn(&self, action: &str, arn: &str) -> Result<(), ApiError> {
         let Some(restriction) = &self.restriction else {
@@ -477,23 +493,6 @@ pub enum ControlResource {
     Relative(String),
     /// A full ARN from the request.
     Arn(String),
-}
-
-impl Caller {
-    /// Checks a control-plane request.
-    pub fn authorize_control(&self, method: &str, path: &str, body: &[u8]) -> Result<(), ApiError> {
-        if self.is_administrator() {
-            return Ok(());
-        }
-        match control_operation(method, path, body) {
-            None => Ok(()),
-            Some((action, ControlResource::Any)) => self.authorize(action, "*"),
-            Some((action, ControlResource::Relative(resource))) => {
-                self.authorize(action, &resource)
-            }
-            Some((action, ControlResource::Arn(arn))) => self.authorize_arn(action, &arn),
-        }
-    }
 }
 
 #[cfg(test)]
