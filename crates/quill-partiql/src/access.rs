@@ -166,7 +166,9 @@ impl Collector<'_> {
                 self.push(Action::Delete, table(&target.table));
                 self.dml_expressions(&[], filter.as_ref(), &target_names(target));
             }
-            Statement::FromDml { from, filter, ops } => self.from_dml(from, filter.as_ref(), ops),
+            Statement::FromDml { from, filter, ops } => {
+                self.modifying_from(from, filter.as_ref(), ops)
+            }
             Statement::Exec { procedure, args } => {
                 if procedure.name.eq_ignore_ascii_case("REDACT_REVISION") {
                     let target = match args.get(1) {
@@ -184,7 +186,7 @@ impl Collector<'_> {
 
     /// FROM-DML edits documents of its first source: `REMOVE alias` deletes whole documents
     /// (so it needs `Delete`, not only `Update`); later sources are read.
-    fn from_dml(&mut self, from: &[FromSource], filter: Option<&Expr>, ops: &[DmlOp]) {
+    fn modifying_from(&mut self, from: &[FromSource], filter: Option<&Expr>, ops: &[DmlOp]) {
         let Ok((stages, join_conditions)) = plan::classify_sources(from, &[]) else {
             return;
         };
