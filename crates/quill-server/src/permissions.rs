@@ -619,6 +619,67 @@ mod tests {
     }
 
     #[test]
+    fn statements_are_checked_against_table_ids_and_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = quill_ledger::Ledger::create(dir.path(), "shop", Default::default()).unwrap();
+        let (item, secret) = ledger
+            .transact(|tx| {
+                Ok((
+                    tx.create_table("Item", None)?,
+                    tx.create_table("Secret", None)?,
+                ))
+            })
+            .unwrap();
+        let policy = format!(
+            r#"{{"AccessKeys": {{"clerk": {{"Statement": [
+                {{"Effect": "Allow", "Action": ["qldb:PartiQLSelect", "qldb:PartiQLInsert"],
+                  "Resource": "arn:aws:qldb:us-east-1:000000000000:ledger/shop/table/{item}"}},
+                {{"Effect": "Allow", "Action": "qldb:PartiQLHistoryFunction",
+                  "Resource": "arn:aws:qldb:*:*:ledger/shop/table-name/Secret"}}
+            ]}}}}}}"#
+        );
+        let clerk = Permissions::parse(&policy, "us-east-1", "000000000000")
+            .unwrap()
+            .caller("clerk");
+        let mut tx = ledger.begin().unwrap();
+        let mut check = |statement: &str, parameters: &[Element]| {
+            clerk.authorize_statement("shop", &mut tx, statement, parameters)
+        };
+        assert!(check("SELECT * FROM Item", &[]).is_ok());
+        assert!(check(
+            "INSERT INTO Item ?",
+            &[Element::null(ion_rs::IonType::Struct)]
+        )
+        .is_ok());
+        assert!(check("SELECT * FROM history(Secret)", &[]).is_ok());
+        assert!(check(
+            "SELECT * FROM history(?)",
+            &[Element::string(secret.as_str())]
+        )
+        .is_ok());
+        assert!(check("SELECT * FROM history(Item)", &[]).is_err());
+        assert!(check("DELETE FROM Item", &[]).is_err());
+        let denied = check("SELECT * FROM Secret", &[]).unwrap_err();
+        assert_eq!(
+            (denied.kind, denied.message.as_str()),
+            (ErrorKind::AccessDenied, STATEMENT_DENIED)
+        );
+        assert!(
+            check("SELECT * FROM Nowhere", &[]).is_err(),
+            "unknown tables are denied too"
+        );
+        assert!(check("SELECT * FROM history('a' || 'b')", &[]).is_err());
+        assert!(
+            check("SELECT * FROM", &[]).is_ok(),
+            "syntax errors are left to the parser"
+        );
+        let mut admin_tx = ledger.begin().unwrap();
+        assert!(Caller::administrator()
+            .authorize_statement("shop", &mut admin_tx, "SELECT * FROM Nowhere", &[])
+            .is_ok());
+    }
+
+    #[test]
     fn bad_policies_name_the_place() {
         let parse = |text: &str| Permissions::parse(text, "r", "a").unwrap_err();
         assert!(parse("{").contains("line 1"), "{}", parse("{"));
