@@ -419,10 +419,11 @@ impl Sessions {
         statement: &str,
         parameters: &[Element],
     ) -> Result<Outcome, ApiError> {
-        let enforced = !caller.is_administrator()
-            && registry
-                .get(&session.ledger_name)
-                .is_ok_and(|(_, control)| control.permissions_mode == STANDARD_MODE);
+        // Fails closed: a ledger whose mode cannot be read is treated as STANDARD.
+        let allow_all = registry
+            .get(&session.ledger_name)
+            .is_ok_and(|(_, control)| control.permissions_mode != STANDARD_MODE);
+        let enforced = !caller.is_administrator() && !allow_all;
         let ledger_name = session.ledger_name.clone();
         let open = self.open_transaction(session, transaction_id)?;
         if open.cursors.len() >= CURSORS_PER_TRANSACTION_MAX {
