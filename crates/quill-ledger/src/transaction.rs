@@ -92,6 +92,8 @@ pub struct Transaction {
     /// Previous states of `documents` entries, for savepoints.
     undo: Vec<(DocKey, Option<PendingDocument>)>,
     bytes_written: usize,
+    /// Stored documents, revisions and index entries read so far (QLDB's `ReadIOs`).
+    read_ios: u64,
     finished: bool,
 }
 
@@ -118,6 +120,7 @@ impl Transaction {
             documents: BTreeMap::new(),
             undo: Vec::new(),
             bytes_written: 0,
+            read_ios: 0,
             finished: false,
         }
     }
@@ -125,6 +128,25 @@ impl Transaction {
     /// The transaction id (22-char base62).
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// Stored documents, revisions and index entries this transaction has read: one per
+    /// document a scan visits or a lookup fetches, one per index probe, one per revision the
+    /// committed view or history reads. Reads of failed statements count too (they happened).
+    pub fn read_ios(&self) -> u64 {
+        self.read_ios
+    }
+
+    /// What committing now would write: one per document revision, plus one index entry per
+    /// index of its table.
+    pub fn write_ios(&self) -> u64 {
+        self.documents
+            .keys()
+            .map(|(table_id, _)| {
+                let indexes = self.catalog.by_id(table_id).map_or(0, |t| t.indexes.len());
+                1 + indexes as u64
+            })
+            .sum()
     }
 
     /// Wall-clock time the transaction started (for UTCNOW()).
@@ -421,6 +443,7 @@ impl Transaction {
         self.reads
             .documents
             .insert((table_id.clone(), document_id.to_owned()));
+        self.read_ios += 1;
         if let Some(pending) = self.pending(&table_id, document_id) {
             return Ok(pending);
         }
@@ -481,6 +504,7 @@ impl Transaction {
             if shadowed && documents.contains_key(&(table_id.clone(), id.to_owned())) {
                 return Ok(true);
             }
+            self.read_ios += 1;
             let keep_going = visit(DocumentRef {
                 id,
                 version: record.version,
@@ -497,6 +521,7 @@ impl Transaction {
                 break;
             }
             if doc.data.is_some() {
+                self.read_ios += 1;
                 let version = doc.version();
                 if !visit(DocumentRef {
                     id,
@@ -555,6 +580,8 @@ impl Transaction {
                 }
             }
         }
+        // The probe, then each document it led to.
+        self.read_ios += 1 + found.len() as u64;
         Ok(Some(found))
     }
 
@@ -569,6 +596,7 @@ impl Transaction {
                 self.reads
                     .documents
                     .insert((table_id.clone(), id.to_owned()));
+                self.read_ios += 1;
                 match self.snapshot.document(&table_id, id)? {
                     Some(bytes) => Ok(vec![Record::decode(&bytes)?.to_revision(&strand, id)?]),
                     None => Ok(Vec::new()),
@@ -581,6 +609,7 @@ impl Transaction {
                     out.push(record.to_revision(&strand, id)?);
                     Ok(true)
                 })?;
+                self.read_ios += out.len() as u64;
                 Ok(out)
             }
         }
@@ -642,6 +671,7 @@ impl Transaction {
         };
         self.snapshot
             .history(&table_id, document_id, &mut |id, record| {
+                self.read_ios += 1;
                 if let Some(previous) = held.take() {
                     let ended = (previous.0 == id).then_some(record.time_millis);
                     emit(&previous, ended, &mut out)?;

@@ -24,6 +24,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod access;
 pub mod ast;
 pub mod error;
 mod eval;

@@ -145,20 +145,10 @@ fn arn(context: &Context<'_>, name: &str) -> String {
     )
 }
 
-fn encryption_description(context: &Context<'_>, control: &ControlRecord) -> Value {
-    let key_arn = if control.kms_key == AWS_OWNED_KMS_KEY {
-        AWS_OWNED_KMS_KEY.to_string()
-    } else if control.kms_key.starts_with("arn:") {
-        control.kms_key.clone()
-    } else {
-        format!(
-            "arn:aws:kms:{}:{}:key/{}",
-            context.region, context.account_id, control.kms_key
-        )
-    };
-    json!({"KmsKeyArn": key_arn, "EncryptionStatus": "ENABLED"})
-}
-
+/// A ledger as DescribeLedger shows it. Quill does not encrypt ledgers at rest, so the reply
+/// has no `EncryptionDescription` (and CreateLedger no `KmsKeyArn`): both are optional in
+/// QLDB's model, and any value would claim a protection that is not there. The `KmsKey` a
+/// client sends is recorded in `control.json`, unused.
 fn describe(context: &Context<'_>, control: &ControlRecord) -> Value {
     json!({
         "Name": control.name,
@@ -167,7 +157,6 @@ fn describe(context: &Context<'_>, control: &ControlRecord) -> Value {
         "CreationDateTime": control.creation_date_time,
         "PermissionsMode": control.permissions_mode,
         "DeletionProtection": control.deletion_protection,
-        "EncryptionDescription": encryption_description(context, control),
     })
 }
 
@@ -228,12 +217,7 @@ fn create_ledger(context: &Context<'_>, body: &[u8]) -> Result<(u16, Value), Api
         tags: request.tags,
     })?;
     tracing::info!(ledger = %control.name, "created ledger");
-    let mut reply = describe(context, &control);
-    reply["KmsKeyArn"] = reply["EncryptionDescription"]["KmsKeyArn"].clone();
-    if let Some(object) = reply.as_object_mut() {
-        object.remove("EncryptionDescription");
-    }
-    Ok((200, reply))
+    Ok((200, describe(context, &control)))
 }
 
 fn describe_ledger(context: &Context<'_>, name: &str) -> Result<(u16, Value), ApiError> {
@@ -726,6 +710,21 @@ mod tests {
         ] {
             let error = tag_target(&context, &bad).unwrap_err();
             assert_eq!(error.kind, ErrorKind::InvalidParameter, "{bad}");
+        }
+    }
+
+    #[test]
+    fn ledgers_claim_no_encryption_at_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::open(dir.path(), Default::default()).unwrap();
+        let body = r#"{"Name":"plain","PermissionsMode":"STANDARD","KmsKey":"my-key"}"#;
+        let (_, created) = run(&registry, "POST", "/ledgers", body).unwrap();
+        let (_, described) = run(&registry, "GET", "/ledgers/plain", "").unwrap();
+        let (_, updated) = run(&registry, "PATCH", "/ledgers/plain", r#"{"KmsKey":"k2"}"#).unwrap();
+        for reply in [&created, &described, &updated] {
+            assert_eq!(reply["Name"], "plain");
+            assert!(reply.get("EncryptionDescription").is_none(), "{reply}");
+            assert!(reply.get("KmsKeyArn").is_none(), "{reply}");
         }
     }
 

@@ -240,10 +240,14 @@ pub fn render(name: &str, outcome: &Outcome, elapsed: Duration) -> Value {
         Outcome::Committed {
             transaction_id,
             commit_digest,
+            write_ios,
         } => {
             result.insert("TransactionId".into(), json!(transaction_id));
             result.insert("CommitDigest".into(), json!(commit_digest.to_base64()));
-            result.insert("ConsumedIOs".into(), json!({"ReadIOs": 0, "WriteIOs": 0}));
+            result.insert(
+                "ConsumedIOs".into(),
+                json!({"ReadIOs": 0, "WriteIOs": write_ios}),
+            );
         }
         Outcome::Done => {}
     }

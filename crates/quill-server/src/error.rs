@@ -52,6 +52,17 @@ pub enum ServerError {
         /// What is wrong (with the line number).
         detail: String,
     },
+    /// The policy file (`--policy`) is unreadable or malformed.
+    #[error("policy file {path}: {detail}")]
+    Policy {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong (with the line, or the statement and field).
+        detail: String,
+    },
+    /// The configuration contradicts itself.
+    #[error("configuration: {0}")]
+    Config(String),
     /// The TLS certificate or key could not be loaded.
     #[error("TLS configuration: {0}")]
     Tls(String),
@@ -97,6 +108,8 @@ pub enum ErrorKind {
     UnrecognizedClient,
     /// Bad or stale signature.
     InvalidSignature,
+    /// The caller's policy does not allow the action (or the statement).
+    AccessDenied,
     /// The request carries no signature at all.
     MissingAuthenticationToken,
     /// Unknown `X-Amz-Target` or route.
@@ -127,6 +140,7 @@ impl ErrorKind {
             ErrorKind::ResourcePreconditionNotMet => "ResourcePreconditionNotMetException",
             ErrorKind::UnrecognizedClient => "UnrecognizedClientException",
             ErrorKind::InvalidSignature => "InvalidSignatureException",
+            ErrorKind::AccessDenied => "AccessDeniedException",
             ErrorKind::MissingAuthenticationToken => "MissingAuthenticationTokenException",
             ErrorKind::UnknownOperation => "UnknownOperationException",
             ErrorKind::Serialization => "SerializationException",
@@ -142,7 +156,7 @@ impl ErrorKind {
             ErrorKind::ResourceNotFound => 404,
             ErrorKind::ResourceAlreadyExists | ErrorKind::ResourceInUse => 409,
             ErrorKind::ResourcePreconditionNotMet => 412,
-            ErrorKind::MissingAuthenticationToken => 403,
+            ErrorKind::MissingAuthenticationToken | ErrorKind::AccessDenied => 403,
             ErrorKind::RequestEntityTooLarge => 413,
             ErrorKind::InternalFailure => 500,
             ErrorKind::NotImplemented => 501,

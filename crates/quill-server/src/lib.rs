@@ -24,6 +24,11 @@
 //!
 //! [`AuthMode::None`] accepts every request and logs a warning at start.
 //!
+//! **Permissions.** With a policy file ([`ServerConfig::policy`]), the access keys it lists
+//! are restricted to what it allows, STANDARD-mode ledgers check every statement, and the
+//! other keys stay administrators ([`permissions`]). A policy needs verified identities, so
+//! it cannot be combined with [`AuthMode::None`].
+//!
 //! ```no_run
 //! # async fn example() -> Result<(), quill_server::ServerError> {
 //! let config = quill_server::ServerConfig::new("/var/lib/quill".into(), "127.0.0.1:8080".parse().unwrap());
@@ -37,6 +42,7 @@ pub mod error;
 pub mod ion_codec;
 pub mod limits;
 pub mod metrics;
+pub mod permissions;
 pub mod registry;
 mod server;
 pub mod session;
@@ -85,6 +91,9 @@ pub struct ServerConfig {
     pub account_id: String,
     /// Timeouts and quotas (defaults are QLDB's).
     pub limits: ServerLimits,
+    /// The permissions policy file (needs [`AuthMode::Credentials`]); without one every
+    /// caller is an administrator. Format in [`permissions`].
+    pub policy: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -99,6 +108,7 @@ impl ServerConfig {
             region: "us-east-1".into(),
             account_id: "000000000000".into(),
             limits: ServerLimits::default(),
+            policy: None,
         }
     }
 }

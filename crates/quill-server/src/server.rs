@@ -32,6 +32,7 @@ use crate::limits::{
     CONNECTIONS_MAX, REQUEST_BODY_MAX_BYTES, SESSION_SWEEP_INTERVAL, SHUTDOWN_GRACE,
 };
 use crate::metrics::Metrics;
+use crate::permissions::{Caller, Permissions};
 use crate::registry::Registry;
 use crate::session::Sessions;
 use crate::sigv4::{self, Credentials, SignableRequest};
@@ -45,6 +46,8 @@ struct AppState {
     sessions: Arc<Sessions>,
     metrics: Arc<Metrics>,
     credentials: Option<Credentials>,
+    /// `None` when no policy is configured: every caller is an administrator.
+    permissions: Option<Permissions>,
     region: String,
     account_id: String,
 }
@@ -71,6 +74,17 @@ pub async fn bind(
         }
         AuthMode::Credentials(path) => Some(Credentials::load(path)?),
     };
+    let permissions = match (&config.policy, &credentials) {
+        (None, _) => None,
+        (Some(_), None) => {
+            return Err(ServerError::Config(
+                "a permissions policy needs authentication (--auth credentials): without \
+                 verified access keys every caller is an administrator"
+                    .into(),
+            ))
+        }
+        (Some(path), Some(_)) => Some(Permissions::load(path, &config.region, &config.account_id)?),
+    };
     let tls = config.tls.as_ref().map(load_tls).transpose()?;
     let options = LedgerOptions {
         limits: quill_ledger::Limits {
@@ -89,6 +103,7 @@ pub async fn bind(
         sessions: Arc::new(Sessions::new(config.limits.clone(), metrics.clone())),
         metrics,
         credentials,
+        permissions,
         region: config.region.clone(),
         account_id: config.account_id.clone(),
     });
@@ -333,12 +348,15 @@ async fn handle(State(state): State<Arc<AppState>>, request: Request<Body>) -> R
         }
     };
     let query = parts.uri.query().unwrap_or("").to_string();
-    if let Err(error) = authenticate(&state, &parts.method, &path, &query, &parts.headers, &body) {
-        return error_reply(&error, plane, &request_id);
-    }
+    let caller = match authenticate(&state, &parts.method, &path, &query, &parts.headers, &body) {
+        Ok(caller) => caller,
+        Err(error) => return error_reply(&error, plane, &request_id),
+    };
     let result = match plane {
-        Plane::Control => control_plane(&state, parts.method.as_str(), &path, &query, body).await,
-        Plane::Data => data_plane(&state, &parts.method, &path, &parts.headers, body).await,
+        Plane::Control => {
+            control_plane(&state, caller, parts.method.as_str(), &path, &query, body).await
+        }
+        Plane::Data => data_plane(&state, caller, &parts.method, &path, &parts.headers, body).await,
     };
     match result {
         Ok((status, value)) => {
@@ -388,6 +406,7 @@ fn operations_reply(state: &AppState, path: &str, request_id: &str) -> Response<
     )
 }
 
+/// Checks the signature; returns who signed, as far as permissions go.
 fn authenticate(
     state: &AppState,
     method: &Method,
@@ -395,9 +414,9 @@ fn authenticate(
     query: &str,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<(), ApiError> {
+) -> Result<Caller, ApiError> {
     let Some(credentials) = &state.credentials else {
-        return Ok(());
+        return Ok(Caller::administrator());
     };
     let headers: Vec<(String, String)> = headers
         .iter()
@@ -415,16 +434,22 @@ fn authenticate(
         headers: &headers,
         body,
     };
-    sigv4::verify(&request, credentials, SystemTime::now())
+    let access_key_id = sigv4::verify(&request, credentials, SystemTime::now())?;
+    Ok(match &state.permissions {
+        Some(permissions) => permissions.caller(&access_key_id),
+        None => Caller::administrator(),
+    })
 }
 
 async fn control_plane(
     state: &Arc<AppState>,
+    caller: Caller,
     method: &str,
     path: &str,
     query: &str,
     body: Bytes,
 ) -> Result<(u16, Value), ApiError> {
+    caller.authorize_control(method, path, &body)?;
     let (state, method, path, query) = (
         state.clone(),
         method.to_string(),
@@ -456,6 +481,7 @@ async fn control_plane(
 
 async fn data_plane(
     state: &Arc<AppState>,
+    caller: Caller,
     method: &Method,
     path: &str,
     headers: &HeaderMap,
@@ -479,6 +505,7 @@ async fn data_plane(
     let outcome = tokio::task::spawn_blocking(move || {
         state.sessions.run(
             &state.registry,
+            &caller,
             request.session_token.as_deref(),
             request.command,
         )

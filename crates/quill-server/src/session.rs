@@ -28,7 +28,13 @@ use crate::error::{ApiError, ErrorKind, Plane};
 use crate::ion_codec::encode_binary;
 use crate::limits::{ServerLimits, CURSORS_PER_TRANSACTION_MAX};
 use crate::metrics::Metrics;
+use crate::permissions::Caller;
 use crate::registry::Registry;
+
+/// The IAM action every `SendCommand` needs on its ledger.
+const SEND_COMMAND: &str = "qldb:SendCommand";
+/// The permissions mode whose ledgers check each statement.
+const STANDARD_MODE: &str = "STANDARD";
 
 /// A command of `SendCommand`, already validated and decoded.
 #[derive(Debug, Clone)]
@@ -88,7 +94,8 @@ pub enum Outcome {
         values: Vec<Vec<u8>>,
         /// Present when more values remain.
         next_page_token: Option<String>,
-        /// Values read to produce this page.
+        /// Stored documents, revisions and index entries the statement read (on its first
+        /// page; later pages are cut from the finished result and read nothing).
         read_ios: u64,
     },
     /// CommitTransaction.
@@ -97,6 +104,8 @@ pub enum Outcome {
         transaction_id: String,
         /// The server's digest (equal to the client's).
         commit_digest: Hash,
+        /// Document revisions written, plus one entry per index of each one's table.
+        write_ios: u64,
     },
     /// AbortTransaction or EndSession.
     Done,
@@ -115,6 +124,7 @@ struct OpenTransaction {
 struct Session {
     id: String,
     ledger: Ledger,
+    ledger_name: Arc<str>,
     created: Instant,
     transaction: Option<OpenTransaction>,
     /// The id of a transaction the sweeper aborted for age, so the next command on it still
@@ -189,14 +199,19 @@ impl Sessions {
         self.len() == 0
     }
 
-    /// Runs one command. Blocking: call from a blocking thread.
+    /// Runs one command for `caller`. Blocking: call from a blocking thread.
+    ///
+    /// Every command needs `qldb:SendCommand` on the session's ledger; in a STANDARD-mode
+    /// ledger each statement also needs its PartiQL actions ([`crate::permissions`]).
     pub fn run(
         &self,
         registry: &Registry,
+        caller: &Caller,
         session_token: Option<&str>,
         command: Command,
     ) -> Result<Outcome, ApiError> {
         if let Command::StartSession { ledger_name } = &command {
+            caller.authorize(SEND_COMMAND, &format!("ledger/{ledger_name}"))?;
             return self.start_session(registry, ledger_name);
         }
         let token = session_token
@@ -212,6 +227,7 @@ impl Sessions {
         if session.ended {
             return Err(invalid_session("The session has ended"));
         }
+        caller.authorize(SEND_COMMAND, &format!("ledger/{}", session.ledger_name))?;
         if session.created.elapsed() > self.limits.session_lifetime {
             let id = session.id.clone();
             drop(session);
@@ -225,7 +241,14 @@ impl Sessions {
                 transaction_id,
                 statement,
                 parameters,
-            } => self.execute(&mut session, &transaction_id, &statement, &parameters),
+            } => self.execute(
+                registry,
+                caller,
+                &mut session,
+                &transaction_id,
+                &statement,
+                &parameters,
+            ),
             Command::FetchPage {
                 transaction_id,
                 next_page_token,
@@ -256,15 +279,16 @@ impl Sessions {
                 _ => ApiError::bad_request(error.message),
             })?;
         let session_token = random_token(48);
+        let ledger_name: Arc<str> = Arc::from(ledger_name);
         let session = Session {
             id: random_token(12),
             ledger,
+            ledger_name: Arc::clone(&ledger_name),
             created: Instant::now(),
             transaction: None,
             expired_transaction_id: None,
             ended: false,
         };
-        let ledger_name: Arc<str> = Arc::from(ledger_name);
         let mut map = lock(&self.map);
         let count = map.per_ledger.entry(Arc::clone(&ledger_name)).or_insert(0);
         if *count >= self.limits.sessions_per_ledger_max {
@@ -405,11 +429,19 @@ impl Sessions {
 
     fn execute(
         &self,
+        registry: &Registry,
+        caller: &Caller,
         session: &mut Session,
         transaction_id: &str,
         statement: &str,
         parameters: &[Element],
     ) -> Result<Outcome, ApiError> {
+        // Fails closed: a ledger whose mode cannot be read is treated as STANDARD.
+        let allow_all = registry
+            .get(&session.ledger_name)
+            .is_ok_and(|(_, control)| control.permissions_mode != STANDARD_MODE);
+        let enforced = !caller.is_administrator() && !allow_all;
+        let ledger_name = session.ledger_name.clone();
         let open = self.open_transaction(session, transaction_id)?;
         if open.cursors.len() >= CURSORS_PER_TRANSACTION_MAX {
             return Err(ApiError::new(
@@ -421,10 +453,22 @@ impl Sessions {
         }
         // The client folded this statement in before sending it, whatever its outcome.
         open.digest.add_statement(statement, parameters);
+        if enforced {
+            caller.authorize_statement(
+                &ledger_name,
+                &mut open.transaction,
+                statement,
+                parameters,
+            )?;
+        }
+        let reads_before = open.transaction.read_ios();
         let result = quill_partiql::execute(&mut open.transaction, statement, parameters);
         self.metrics.statement(result.is_ok());
         match result {
-            Ok(values) => self.first_page(open, &values),
+            Ok(values) => {
+                let read_ios = open.transaction.read_ios() - reads_before;
+                self.first_page(open, &values, read_ios)
+            }
             Err(error) => {
                 let ends_transaction = matches!(
                     &error,
@@ -443,6 +487,7 @@ impl Sessions {
         &self,
         open: &mut OpenTransaction,
         values: &[Element],
+        read_ios: u64,
     ) -> Result<Outcome, ApiError> {
         let mut encoded = VecDeque::with_capacity(values.len());
         for value in values {
@@ -452,7 +497,7 @@ impl Sessions {
         Ok(Outcome::Page {
             values: page,
             next_page_token,
-            read_ios: values.len() as u64,
+            read_ios,
         })
     }
 
@@ -468,7 +513,7 @@ impl Sessions {
         })?;
         let (page, next_page_token) = self.page_from(open, remaining);
         Ok(Outcome::Page {
-            read_ios: page.len() as u64,
+            read_ios: 0,
             values: page,
             next_page_token,
         })
@@ -512,12 +557,14 @@ impl Sessions {
             .take()
             .ok_or_else(|| ApiError::internal("no tx"))?;
         let started = Instant::now();
+        let write_ios = open.transaction.write_ios();
         match open.transaction.commit() {
             Ok(_receipt) => {
                 self.metrics.commit(started.elapsed());
                 Ok(Outcome::Committed {
                     transaction_id: open.id,
                     commit_digest: digest,
+                    write_ios,
                 })
             }
             Err(error) => {
@@ -604,12 +651,18 @@ mod tests {
         let registry = Registry::open(dir.path(), Default::default()).unwrap();
         let sessions = Sessions::new(ServerLimits::default(), Arc::default());
         let error = sessions
-            .run(&registry, Some("garbage"), Command::StartTransaction)
+            .run(
+                &registry,
+                &Caller::administrator(),
+                Some("garbage"),
+                Command::StartTransaction,
+            )
             .unwrap_err();
         assert_eq!(error.kind, ErrorKind::InvalidSession);
         let error = sessions
             .run(
                 &registry,
+                &Caller::administrator(),
                 None,
                 Command::StartSession {
                     ledger_name: "nope".into(),

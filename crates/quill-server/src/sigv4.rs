@@ -175,12 +175,13 @@ fn parse_authorization(value: &str) -> Result<Authorization<'_>, ApiError> {
     })
 }
 
-/// Checks the request's signature. `now` is injected so tests are deterministic.
+/// Checks the request's signature and returns the access key id that signed it. `now` is
+/// injected so tests are deterministic.
 pub fn verify(
     request: &SignableRequest<'_>,
     credentials: &Credentials,
     now: SystemTime,
-) -> Result<(), ApiError> {
+) -> Result<String, ApiError> {
     let authorization = header(request.headers, "authorization").ok_or_else(|| {
         ApiError::new(
             ErrorKind::MissingAuthenticationToken,
@@ -216,7 +217,7 @@ pub fn verify(
             "The request signature we calculated does not match the signature you provided.",
         ));
     }
-    Ok(())
+    Ok(auth.access_key_id.to_string())
 }
 
 fn check_time(amz_date: &str, scope_date: &str, now: SystemTime) -> Result<(), ApiError> {
@@ -611,7 +612,11 @@ mod tests {
         (headers, body.to_vec())
     }
 
-    fn check(headers: &[(String, String)], body: &[u8], now: SystemTime) -> Result<(), ApiError> {
+    fn check(
+        headers: &[(String, String)],
+        body: &[u8],
+        now: SystemTime,
+    ) -> Result<String, ApiError> {
         let mut credentials = Credentials::default();
         credentials.insert("AKID", "secret");
         let request = SignableRequest {
@@ -628,7 +633,7 @@ mod tests {
     fn verify_accepts_good_and_rejects_tampered_requests() {
         let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let (headers, body) = signed_post(b"{}", now);
-        assert_eq!(check(&headers, &body, now), Ok(()));
+        assert_eq!(check(&headers, &body, now), Ok("AKID".to_string()));
         let error = check(&headers, b"{ }", now).unwrap_err();
         assert_eq!(error.kind, ErrorKind::InvalidSignature);
         let late = now + Duration::from_secs(16 * 60);

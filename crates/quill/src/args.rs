@@ -80,6 +80,10 @@ pub struct ServeArgs {
     /// Credentials file: one `ACCESS_KEY_ID SECRET_ACCESS_KEY` pair per line.
     #[arg(long)]
     pub credentials: Option<PathBuf>,
+    /// Permissions policy (JSON, IAM-like statements per access key; needs --auth
+    /// credentials). Keys it lists are restricted; STANDARD ledgers check each statement.
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
     /// TLS certificate chain (PEM); requires --tls-key.
     #[arg(long, requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -126,6 +130,7 @@ impl ServeArgs {
         let mut config = ServerConfig::new(self.data_dir, self.listen);
         config.auth = auth;
         config.tls = tls;
+        config.policy = self.policy;
         config.region = self.region;
         config.account_id = self.account_id;
         config.limits = ServerLimits {

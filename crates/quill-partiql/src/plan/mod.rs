@@ -109,27 +109,9 @@ pub fn plan_sources(
     outer_names: &[String],
     catalog: &mut dyn Catalog,
 ) -> Result<SourcePlan> {
-    let mut flat = Vec::new();
-    let mut conjuncts = Vec::new();
-    for source in sources {
-        flatten_source(source, &mut flat, &mut conjuncts)?;
-    }
-    if flat.is_empty() {
-        return Err(PartiqlError::Semantic(
-            "FROM needs at least one source".to_string(),
-        ));
-    }
+    let (mut stages, mut conjuncts) = classify_sources(sources, outer_names)?;
     if let Some(filter) = filter {
         split_conjuncts(filter, &mut conjuncts);
-    }
-    let mut stages = Vec::with_capacity(flat.len());
-    for (index, scan) in flat.iter().enumerate() {
-        let known: Vec<&str> = stages
-            .iter()
-            .flat_map(stage_names)
-            .chain(outer_names.iter().map(String::as_str))
-            .collect();
-        stages.push(stage_for(scan, index, &known));
     }
     let scope = Scope::new(&stages, outer_names);
     let implied = implied_equalities(&conjuncts, &scope);
@@ -141,6 +123,43 @@ pub fn plan_sources(
         choose_access(&mut stages, index, &scope, catalog)?;
     }
     Ok(SourcePlan { stages })
+}
+
+/// The stages of FROM sources in nested-loop order, each with its source classified (a name
+/// not bound by an earlier source or an enclosing query is a table) and every access a scan,
+/// plus the conditions of their joins. Shared by the planner and [`crate::access`], so the
+/// tables a permission check sees are exactly the ones the evaluator reads.
+pub(crate) fn classify_sources(
+    sources: &[FromSource],
+    outer_names: &[String],
+) -> Result<(Vec<Stage>, Vec<Expr>)> {
+    let mut flat = Vec::new();
+    let mut join_conditions = Vec::new();
+    for source in sources {
+        flatten_source(source, &mut flat, &mut join_conditions)?;
+    }
+    if flat.is_empty() {
+        return Err(PartiqlError::Semantic(
+            "FROM needs at least one source".to_string(),
+        ));
+    }
+    let mut stages: Vec<Stage> = Vec::with_capacity(flat.len());
+    for (index, scan) in flat.iter().enumerate() {
+        let known: Vec<&str> = stages
+            .iter()
+            .flat_map(stage_names)
+            .chain(outer_names.iter().map(String::as_str))
+            .collect();
+        stages.push(stage_for(scan, index, &known));
+    }
+    Ok((stages, join_conditions))
+}
+
+/// Every name a stage binds: its alias, `AT` and `BY` names.
+pub(crate) fn stage_names(stage: &Stage) -> impl Iterator<Item = &str> {
+    std::iter::once(stage.alias.as_str())
+        .chain(stage.at_alias.as_deref())
+        .chain(stage.by_alias.as_deref())
 }
 
 /// One `FROM` element after joins are flattened.
@@ -199,12 +218,6 @@ pub fn split_conjuncts(expr: &Expr, out: &mut Vec<Expr>) {
             other => out.push(other.clone()),
         }
     }
-}
-
-fn stage_names(stage: &Stage) -> impl Iterator<Item = &str> {
-    std::iter::once(stage.alias.as_str())
-        .chain(stage.at_alias.as_deref())
-        .chain(stage.by_alias.as_deref())
 }
 
 fn stage_for(scan: &FlatScan<'_>, index: usize, known: &[&str]) -> Stage {
