@@ -9,6 +9,7 @@
 use std::cmp::Ordering;
 
 use ion_rs::{Decimal, Element, Int, IonType, Value};
+use quill_ledger::equality::ExactNumber;
 
 use crate::error::{PartiqlError, Result};
 
@@ -358,76 +359,6 @@ pub fn negate(value: &Datum) -> Result<Datum> {
     arithmetic(ArithmeticOp::Subtract, &Datum::int(0), value)
 }
 
-/// An exact number as sign, significant digits and the exponent of the last digit. Lets ints
-/// and decimals of any size compare exactly.
-#[derive(Debug, PartialEq, Eq)]
-struct ExactNumber {
-    negative: bool,
-    /// No leading or trailing zeros; empty for zero.
-    digits: String,
-    exponent: i64,
-}
-
-impl ExactNumber {
-    fn new(negative: bool, magnitude: String, exponent: i64) -> ExactNumber {
-        let trimmed_start = magnitude.trim_start_matches('0');
-        let trimmed = trimmed_start.trim_end_matches('0');
-        let dropped = (trimmed_start.len() - trimmed.len()) as i64;
-        let negative = negative && !trimmed.is_empty();
-        ExactNumber {
-            negative,
-            digits: trimmed.to_string(),
-            exponent: exponent.saturating_add(dropped),
-        }
-    }
-
-    fn of(element: &Element) -> Option<ExactNumber> {
-        match element.value() {
-            Value::Int(int) => Some(ExactNumber::new(
-                int.is_negative(),
-                int.unsigned_abs().to_string(),
-                0,
-            )),
-            Value::Decimal(decimal) => {
-                let coefficient = decimal.coefficient();
-                Some(ExactNumber::new(
-                    coefficient.is_negative(),
-                    coefficient.magnitude().to_string(),
-                    decimal.exponent(),
-                ))
-            }
-            _ => None,
-        }
-    }
-
-    fn cmp_magnitude(&self, other: &ExactNumber) -> Ordering {
-        match (self.digits.is_empty(), other.digits.is_empty()) {
-            (true, true) => return Ordering::Equal,
-            (true, false) => return Ordering::Less,
-            (false, true) => return Ordering::Greater,
-            _ => {}
-        }
-        // Exponent of the most significant digit decides first.
-        let top_self = self.exponent.saturating_add(self.digits.len() as i64);
-        let top_other = other.exponent.saturating_add(other.digits.len() as i64);
-        top_self.cmp(&top_other).then_with(|| {
-            let width = self.digits.len().max(other.digits.len());
-            let a = format!("{:0<width$}", self.digits);
-            let b = format!("{:0<width$}", other.digits);
-            a.cmp(&b)
-        })
-    }
-
-    fn cmp(&self, other: &ExactNumber) -> Ordering {
-        match (self.negative, other.negative) {
-            (false, true) => Ordering::Greater,
-            (true, false) => Ordering::Less,
-            (false, false) => self.cmp_magnitude(other),
-            (true, true) => other.cmp_magnitude(self),
-        }
-    }
-}
-
 fn is_number(element: &Element) -> bool {
     matches!(
         element.ion_type(),
@@ -435,25 +366,26 @@ fn is_number(element: &Element) -> bool {
     ) && !element.is_null()
 }
 
-/// Numeric comparison across int, decimal and float; `None` when a NaN is involved.
+/// Numeric comparison across int, decimal and float by exact value (a float is the binary
+/// number it holds, so `0.1e0 > 0.1` and an int beyond 2^53 never equals a float it rounds to:
+/// equality stays transitive, which index keys rely on); `None` when a NaN is involved.
 fn compare_numbers(a: &Element, b: &Element) -> Option<Ordering> {
-    if let (Some(x), Some(y)) = (ExactNumber::of(a), ExactNumber::of(b)) {
-        return Some(x.cmp(&y));
+    if let (Value::Float(x), Value::Float(y)) = (a.value(), b.value()) {
+        return x.partial_cmp(y);
     }
-    let to_float = |e: &Element| match e.value() {
-        Value::Float(f) => *f,
-        _ => number_of(e)
-            .ok()
-            .flatten()
-            .map(as_float)
-            .unwrap_or(f64::NAN),
-    };
-    to_float(a).partial_cmp(&to_float(b))
+    match (ExactNumber::of(a), ExactNumber::of(b)) {
+        (Some(x), Some(y)) => Some(x.cmp(&y)),
+        // One side is an infinity or a NaN (only floats are not exact), the other exact.
+        (Some(_), None) => b.as_float()?.partial_cmp(&0.0).map(Ordering::reverse),
+        (None, Some(_)) => a.as_float()?.partial_cmp(&0.0),
+        (None, None) => None,
+    }
 }
 
 /// Deep equality of two present values, as PartiQL `=` sees them once neither is absent:
 /// numbers compare by value across types, strings equal symbols with the same text,
 /// timestamps compare instants, structs compare field multisets. Annotations are ignored.
+/// Index keys ([`quill_ledger::equality::equality_key`]) encode exactly this relation.
 pub fn values_equal(a: &Element, b: &Element) -> bool {
     if a.is_null() || b.is_null() {
         return a.is_null() && b.is_null();
