@@ -8,7 +8,7 @@
 //! value. The rules:
 //! - numbers compare by exact value across int, decimal and float: `100 = 100.00 = 1d2 = 100e0`,
 //!   `0 = -0e0 = -0d1`; a float equals a decimal only when the decimal is exactly the float's
-//!   binary value (`0.1e0 ≠ 0.1`); `+inf` equals only `+inf`; NaN equals nothing;
+//!   binary value (`0.1e0 ≠ 0.1`); `+inf` equals only `+inf`, NaN only NaN;
 //! - a string equals a symbol with the same text;
 //! - timestamps compare instants: precision and offset aside (`2022T = 2022-01-01T00:00Z`), an
 //!   unknown offset counting as UTC;
@@ -16,7 +16,13 @@
 //! - a null operand makes `=` null, never true, so a null value has no key; inside a container
 //!   any null equals any other (`[null] = [null.int]`);
 //! - lists and sexps compare element by element (a list never equals a sexp), structs as
-//!   multisets of (name, value) fields; blobs and clobs by bytes (a blob never equals a clob).
+//!   multisets of (name, value) fields; blobs and clobs by bytes (a blob equals a clob with the
+//!   same bytes).
+//!
+//! These are the rules of PartiQL's reference implementation (partiql-lang-kotlin, whose `=` is
+//! the equality of its total order, so NaN = NaN there too) with one deliberate difference: it
+//! compares an int with a float as two floats, which makes `=` intransitive (`2^53 + 1` would
+//! equal `2^53e0`, which equals `2^53`); here every finite number compares exactly.
 
 use std::cmp::Ordering;
 
@@ -25,42 +31,46 @@ use ion_rs::{Element, Timestamp, Value};
 const TAG_NULL: u8 = 0;
 const TAG_BOOL: u8 = 1;
 const TAG_NUMBER: u8 = 2;
-const TAG_INFINITY: u8 = 3;
+const TAG_SPECIAL_FLOAT: u8 = 3;
 const TAG_TIMESTAMP: u8 = 4;
 const TAG_TEXT: u8 = 5;
 const TAG_SYMBOL_WITHOUT_TEXT: u8 = 6;
-const TAG_BLOB: u8 = 7;
-const TAG_CLOB: u8 = 8;
-const TAG_LIST: u8 = 9;
-const TAG_SEXP: u8 = 10;
-const TAG_STRUCT: u8 = 11;
+const TAG_LOB: u8 = 7;
+const TAG_LIST: u8 = 8;
+const TAG_SEXP: u8 = 9;
+const TAG_STRUCT: u8 = 10;
 
-/// The key of `value` under PartiQL `=`; `None` when `=` can never be true for it (a null, or
-/// a value holding a NaN anywhere).
+/// The key of `value` under PartiQL `=`; `None` for a null, which `=` never finds.
 pub fn equality_key(value: &Element) -> Option<Vec<u8>> {
     if value.is_null() {
         return None;
     }
     let mut key = Vec::new();
-    write_key(value, &mut key)?;
+    write_key(value, &mut key);
     Some(key)
 }
 
-/// Appends the self-delimiting key of a value (nulls included) to `out`; `None` on a NaN.
-fn write_key(value: &Element, out: &mut Vec<u8>) -> Option<()> {
+/// Appends the self-delimiting key of a value (nulls included) to `out`.
+fn write_key(value: &Element, out: &mut Vec<u8>) {
     if value.is_null() {
         out.push(TAG_NULL);
-        return Some(());
+        return;
     }
     match value.value() {
         Value::Null(_) => out.push(TAG_NULL),
         Value::Bool(b) => out.extend([TAG_BOOL, u8::from(*b)]),
-        Value::Int(_) | Value::Decimal(_) => write_number(&ExactNumber::of(value)?, out),
-        Value::Float(f) if f.is_nan() => return None,
-        Value::Float(f) if f.is_infinite() => {
-            out.extend([TAG_INFINITY, u8::from(*f > 0.0)]);
-        }
-        Value::Float(_) => write_number(&ExactNumber::of(value)?, out),
+        Value::Int(_) | Value::Decimal(_) | Value::Float(_) => match ExactNumber::of(value) {
+            Some(number) => write_number(&number, out),
+            // 0: NaN, 1: -inf, 2: +inf.
+            None => {
+                let special = match value.as_float() {
+                    Some(f) if f == f64::NEG_INFINITY => 1,
+                    Some(f) if f == f64::INFINITY => 2,
+                    _ => 0,
+                };
+                out.extend([TAG_SPECIAL_FLOAT, special]);
+            }
+        },
         Value::Timestamp(t) => write_timestamp(t, out),
         Value::String(_) | Value::Symbol(_) => match value.as_text() {
             Some(text) => {
@@ -69,12 +79,8 @@ fn write_key(value: &Element, out: &mut Vec<u8>) -> Option<()> {
             }
             None => out.push(TAG_SYMBOL_WITHOUT_TEXT),
         },
-        Value::Blob(bytes) => {
-            out.push(TAG_BLOB);
-            write_bytes(bytes.as_ref(), out);
-        }
-        Value::Clob(bytes) => {
-            out.push(TAG_CLOB);
+        Value::Blob(bytes) | Value::Clob(bytes) => {
+            out.push(TAG_LOB);
             write_bytes(bytes.as_ref(), out);
         }
         Value::List(items) | Value::SExp(items) => {
@@ -86,7 +92,7 @@ fn write_key(value: &Element, out: &mut Vec<u8>) -> Option<()> {
             out.push(tag);
             write_length(items.len(), out);
             for item in items.iter() {
-                write_key(item, out)?;
+                write_key(item, out);
             }
         }
         Value::Struct(fields) => {
@@ -101,7 +107,7 @@ fn write_key(value: &Element, out: &mut Vec<u8>) -> Option<()> {
                     }
                     None => entry.push(0),
                 }
-                write_key(field, &mut entry)?;
+                write_key(field, &mut entry);
                 entries.push(entry);
             }
             entries.sort_unstable();
@@ -112,7 +118,6 @@ fn write_key(value: &Element, out: &mut Vec<u8>) -> Option<()> {
             }
         }
     }
-    Some(())
 }
 
 fn write_length(length: usize, out: &mut Vec<u8>) {
@@ -394,8 +399,10 @@ mod tests {
         assert_different("9007199254740993", "9007199254740992e0");
         assert_same(&["+inf", "a::+inf"]);
         assert_different("+inf", "-inf");
-        assert_eq!(key("nan"), None);
-        assert_eq!(key("[1, nan]"), None);
+        assert_same(&["nan", "a::nan"]);
+        assert_same(&["[1, nan]", "[1.0, nan]"]);
+        assert_different("nan", "+inf");
+        assert_different("-inf", "+inf");
     }
 
     #[test]
@@ -419,7 +426,8 @@ mod tests {
         assert_different("\"abc\"", "\"abd\"");
         assert_different("\"1\"", "1");
         assert_different("{{\"abc\"}}", "\"abc\"");
-        assert_different("{{YWJj}}", "{{\"abc\"}}");
+        assert_same(&["{{YWJj}}", "{{\"abc\"}}"]);
+        assert_different("{{YWJj}}", "{{\"abd\"}}");
     }
 
     #[test]

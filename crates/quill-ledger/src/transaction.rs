@@ -526,7 +526,7 @@ impl Transaction {
             return Ok(None);
         }
         let Some(key_bytes) = equality_key(key) else {
-            // `=` is never true for a null or a NaN: nothing matches, now or later.
+            // `=` is never true for a null: nothing matches, now or later.
             return Ok(Some(Vec::new()));
         };
         self.reads
