@@ -6,7 +6,6 @@
 //! Case counts are small so the suite runs in seconds in debug builds (see [`CASES`]).
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use ion_rs::{Element, IonData};
 use proptest::prelude::*;
@@ -234,8 +233,7 @@ impl Harness {
 
     fn reopen(&mut self) {
         drop(self.ledger.take());
-        let dir: &Path = self.dir.path();
-        self.ledger = Some(Ledger::open(dir, options()).unwrap());
+        self.ledger = Some(Ledger::open(self.dir.path(), options()).unwrap());
     }
 
     fn document(&mut self, field: &Field) -> Element {
