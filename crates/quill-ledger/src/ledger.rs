@@ -314,10 +314,20 @@ impl Ledger {
             });
         }
         recovery.tree_leaves_rebuilt = catch_up_tree(&journal, &tree, &strand_id, blocks)?;
-        if state.snapshot()?.applied() > blocks {
+        let rebuild = if state.snapshot()?.applied() > blocks {
             // Derived state is ahead of the journal: blocks it reflects were cut from the
             // journal's tail. The journal is the truth; rebuild everything from it.
             tracing::error!(ledger = %name, blocks, "derived state is ahead of the journal; rebuilding it from the journal");
+            true
+        } else if !state.has_current_format()? {
+            // Written by an older version with other encodings (e.g. of index keys): mixing
+            // them would make lookups miss documents.
+            tracing::info!(ledger = %name, "derived state has an older format; rebuilding it from the journal");
+            true
+        } else {
+            false
+        };
+        if rebuild {
             drop(state);
             fs::remove_file(&state_path)?;
             state = State::open(&state_path)?;

@@ -31,6 +31,7 @@ mod block;
 mod catalog;
 mod clock;
 mod committer;
+pub mod equality;
 mod error;
 mod ids;
 mod journal;

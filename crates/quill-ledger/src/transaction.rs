@@ -11,10 +11,11 @@ use crate::block::{self, RevisionDraft, StatementRecord};
 use crate::catalog::{Catalog, CatalogChange};
 use crate::clock;
 use crate::committer::PreparedCommit;
+use crate::equality::equality_key;
 use crate::error::{LedgerError, Result};
 use crate::ledger::LedgerInner;
 use crate::occ::ReadSet;
-use crate::state::{field_key, index_key, Record, Snapshot};
+use crate::state::{field_key, Record, Snapshot};
 use crate::types::{CommitReceipt, Document, Revision, TableInfo, TableStatus};
 
 /// A committed document's stored bytes, handed to a scan visitor without decoding.
@@ -553,7 +554,10 @@ impl Transaction {
         if !indexed {
             return Ok(None);
         }
-        let key_bytes = index_key(key)?;
+        let Some(key_bytes) = equality_key(key) else {
+            // `=` is never true for a null: nothing matches, now or later.
+            return Ok(Some(Vec::new()));
+        };
         self.reads
             .index_keys
             .insert((table_id.clone(), field.to_owned(), key_bytes.clone()));
@@ -571,7 +575,7 @@ impl Transaction {
                 break;
             }
             if let Some(data) = &pending.data {
-                if field_key(data, field)?.as_deref() == Some(key_bytes.as_slice()) {
+                if field_key(data, field).as_deref() == Some(key_bytes.as_slice()) {
                     found.push(Document {
                         id: id.clone(),
                         version: pending.version(),

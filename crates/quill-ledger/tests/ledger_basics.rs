@@ -135,6 +135,48 @@ fn reopen_rebuilds_nothing_and_keeps_everything() {
     assert_eq!(ledger.recovery_report().torn_tail_bytes, 0);
 }
 
+/// Derived state written before index keys were PartiQL equality keys (no `format` marker in
+/// it) is rebuilt from the journal on open, never read with the old keys.
+#[test]
+fn derived_state_of_an_older_format_is_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let ledger = Ledger::create(dir.path(), "l1", LedgerOptions::default()).unwrap();
+        ledger
+            .transact(|tx| {
+                tx.create_table("T", None)?;
+                tx.create_index("T", "k")?;
+                tx.insert("T", ion("{k: 100.00}"))
+            })
+            .unwrap();
+    }
+    let reopened = Ledger::open(dir.path(), LedgerOptions::default()).unwrap();
+    assert!(!reopened.recovery_report().state_rebuilt);
+    drop(reopened);
+    {
+        // What an older version left: no format marker, index entries under other keys.
+        let db = redb::Database::open(dir.path().join("state.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut meta = txn
+                .open_table(redb::TableDefinition::<&str, &[u8]>::new("meta"))
+                .unwrap();
+            meta.remove("format").unwrap();
+        }
+        let index = redb::TableDefinition::<(&str, &str, &[u8], &str), ()>::new("index");
+        txn.delete_table(index).unwrap();
+        txn.open_table(index).unwrap();
+        txn.commit().unwrap();
+    }
+    let ledger = Ledger::open(dir.path(), LedgerOptions::default()).unwrap();
+    assert!(ledger.recovery_report().state_rebuilt);
+    let found = ledger
+        .transact(|tx| tx.index_lookup("T", "k", &ion("1d2")))
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.len(), 1);
+}
+
 #[test]
 fn derived_state_is_rebuilt_from_the_journal() {
     let dir = tempfile::tempdir().unwrap();

@@ -9,6 +9,7 @@
 use std::cmp::Ordering;
 
 use ion_rs::{Decimal, Element, Int, IonType, Value};
+use quill_ledger::equality::ExactNumber;
 
 use crate::error::{PartiqlError, Result};
 
@@ -358,76 +359,6 @@ pub fn negate(value: &Datum) -> Result<Datum> {
     arithmetic(ArithmeticOp::Subtract, &Datum::int(0), value)
 }
 
-/// An exact number as sign, significant digits and the exponent of the last digit. Lets ints
-/// and decimals of any size compare exactly.
-#[derive(Debug, PartialEq, Eq)]
-struct ExactNumber {
-    negative: bool,
-    /// No leading or trailing zeros; empty for zero.
-    digits: String,
-    exponent: i64,
-}
-
-impl ExactNumber {
-    fn new(negative: bool, magnitude: String, exponent: i64) -> ExactNumber {
-        let trimmed_start = magnitude.trim_start_matches('0');
-        let trimmed = trimmed_start.trim_end_matches('0');
-        let dropped = (trimmed_start.len() - trimmed.len()) as i64;
-        let negative = negative && !trimmed.is_empty();
-        ExactNumber {
-            negative,
-            digits: trimmed.to_string(),
-            exponent: exponent.saturating_add(dropped),
-        }
-    }
-
-    fn of(element: &Element) -> Option<ExactNumber> {
-        match element.value() {
-            Value::Int(int) => Some(ExactNumber::new(
-                int.is_negative(),
-                int.unsigned_abs().to_string(),
-                0,
-            )),
-            Value::Decimal(decimal) => {
-                let coefficient = decimal.coefficient();
-                Some(ExactNumber::new(
-                    coefficient.is_negative(),
-                    coefficient.magnitude().to_string(),
-                    decimal.exponent(),
-                ))
-            }
-            _ => None,
-        }
-    }
-
-    fn cmp_magnitude(&self, other: &ExactNumber) -> Ordering {
-        match (self.digits.is_empty(), other.digits.is_empty()) {
-            (true, true) => return Ordering::Equal,
-            (true, false) => return Ordering::Less,
-            (false, true) => return Ordering::Greater,
-            _ => {}
-        }
-        // Exponent of the most significant digit decides first.
-        let top_self = self.exponent.saturating_add(self.digits.len() as i64);
-        let top_other = other.exponent.saturating_add(other.digits.len() as i64);
-        top_self.cmp(&top_other).then_with(|| {
-            let width = self.digits.len().max(other.digits.len());
-            let a = format!("{:0<width$}", self.digits);
-            let b = format!("{:0<width$}", other.digits);
-            a.cmp(&b)
-        })
-    }
-
-    fn cmp(&self, other: &ExactNumber) -> Ordering {
-        match (self.negative, other.negative) {
-            (false, true) => Ordering::Greater,
-            (true, false) => Ordering::Less,
-            (false, false) => self.cmp_magnitude(other),
-            (true, true) => other.cmp_magnitude(self),
-        }
-    }
-}
-
 fn is_number(element: &Element) -> bool {
     matches!(
         element.ion_type(),
@@ -435,37 +366,47 @@ fn is_number(element: &Element) -> bool {
     ) && !element.is_null()
 }
 
-/// Numeric comparison across int, decimal and float; `None` when a NaN is involved.
-fn compare_numbers(a: &Element, b: &Element) -> Option<Ordering> {
-    if let (Some(x), Some(y)) = (ExactNumber::of(a), ExactNumber::of(b)) {
-        return Some(x.cmp(&y));
-    }
-    let to_float = |e: &Element| match e.value() {
-        Value::Float(f) => *f,
-        _ => number_of(e)
-            .ok()
-            .flatten()
-            .map(as_float)
-            .unwrap_or(f64::NAN),
+/// Numeric order across int, decimal and float, as PartiQL's reference implementation
+/// orders numbers: NaN first (and equal to itself), then `-inf`, the finite numbers, `+inf`.
+/// Finite numbers compare by exact value (a float is the binary number it holds, so
+/// `0.1e0 > 0.1`, and an int beyond 2^53 never equals a float it rounds to): unlike the
+/// reference implementation, which compares an int with a float as floats, equality stays
+/// transitive, which index keys rely on.
+fn compare_numbers(a: &Element, b: &Element) -> Ordering {
+    let class = |e: &Element| match e.as_float() {
+        Some(f) if f.is_nan() => 0,
+        Some(f) if f == f64::NEG_INFINITY => 1,
+        Some(f) if f == f64::INFINITY => 3,
+        _ => 2,
     };
-    to_float(a).partial_cmp(&to_float(b))
+    class(a).cmp(&class(b)).then_with(|| {
+        if let (Some(x), Some(y)) = (a.as_float(), b.as_float()) {
+            return x.partial_cmp(&y).unwrap_or(Ordering::Equal);
+        }
+        match (ExactNumber::of(a), ExactNumber::of(b)) {
+            (Some(x), Some(y)) => x.cmp(&y),
+            // Unreachable for two finite numbers of the same class.
+            _ => Ordering::Equal,
+        }
+    })
 }
 
 /// Deep equality of two present values, as PartiQL `=` sees them once neither is absent:
 /// numbers compare by value across types, strings equal symbols with the same text,
-/// timestamps compare instants, structs compare field multisets. Annotations are ignored.
+/// timestamps compare instants, blobs and clobs compare bytes, structs compare field
+/// multisets. Annotations are ignored. Index keys ([`quill_ledger::equality::equality_key`]) encode exactly this relation.
 pub fn values_equal(a: &Element, b: &Element) -> bool {
     if a.is_null() || b.is_null() {
         return a.is_null() && b.is_null();
     }
     match (a.value(), b.value()) {
-        _ if is_number(a) && is_number(b) => compare_numbers(a, b) == Some(Ordering::Equal),
+        _ if is_number(a) && is_number(b) => compare_numbers(a, b) == Ordering::Equal,
         (Value::String(_) | Value::Symbol(_), Value::String(_) | Value::Symbol(_)) => {
             a.as_text() == b.as_text()
         }
         (Value::Bool(x), Value::Bool(y)) => x == y,
         (Value::Timestamp(x), Value::Timestamp(y)) => x == y,
-        (Value::Blob(x), Value::Blob(y)) | (Value::Clob(x), Value::Clob(y)) => {
+        (Value::Blob(x) | Value::Clob(x), Value::Blob(y) | Value::Clob(y)) => {
             x.as_ref() == y.as_ref()
         }
         (Value::List(x), Value::List(y)) | (Value::SExp(x), Value::SExp(y)) => {
@@ -542,7 +483,7 @@ pub fn compare(op: CompareOp, left: &Datum, right: &Datum) -> Datum {
 /// Order between two comparable scalars (numbers, text, timestamps, bools, lobs).
 fn ordered_cmp(a: &Element, b: &Element) -> Option<Ordering> {
     if is_number(a) && is_number(b) {
-        return compare_numbers(a, b);
+        return Some(compare_numbers(a, b));
     }
     match (a.value(), b.value()) {
         (Value::String(_) | Value::Symbol(_), Value::String(_) | Value::Symbol(_)) => {
@@ -588,11 +529,6 @@ pub fn total_cmp(a: &Datum, b: &Datum) -> Ordering {
     };
     if let Some(ordering) = ordered_cmp(x, y) {
         return ordering;
-    }
-    if is_number(x) {
-        // NaN sorts before every other number.
-        let nan = |e: &Element| e.as_float().is_some_and(f64::is_nan);
-        return nan(y).cmp(&nan(x));
     }
     match (x.value(), y.value()) {
         (Value::List(p), Value::List(q)) | (Value::SExp(p), Value::SExp(q)) => {
@@ -820,6 +756,25 @@ mod tests {
     }
 
     #[test]
+    fn equality_follows_the_reference_implementation_but_exactly() {
+        let equal = |a: &str, b: &str| compare(CompareOp::Equal, &ion(a), &ion(b)).is_true();
+        assert!(equal("nan", "nan"));
+        assert!(!equal("nan", "+inf"));
+        assert!(equal("{{\"abc\"}}", "{{YWJj}}"));
+        assert!(equal("-0e0", "0d-2"));
+        assert!(equal("1", "1e0"));
+        // Exact, where the reference implementation rounds: 2^53 + 1 is not a float.
+        assert!(!equal("9007199254740993", "9007199254740992e0"));
+        assert!(equal("9007199254740992", "9007199254740992e0"));
+        assert!(!equal("0.1", "0.1e0"));
+        let less = |a: &str, b: &str| compare(CompareOp::Less, &ion(a), &ion(b)).is_true();
+        assert!(less("0.1", "0.1e0"));
+        assert!(less("1d400", "+inf"));
+        assert!(less("-inf", "-1d400"));
+        assert!(less("nan", "-inf"));
+    }
+
+    #[test]
     fn structs_compare_as_field_multisets() {
         assert!(values_equal(
             ion("{a: 1, b: [1, 2.0]}").as_element().unwrap(),
@@ -929,6 +884,57 @@ mod tests {
         assert!(concat(&ion("1"), &ion("\"b\"")).is_err());
     }
 
+    /// Ion text of values that are often `=` to each other across types, forms and nesting.
+    fn equality_sample() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let scalar = prop_oneof![
+            (-3i64..3, 0usize..3).prop_map(|(i, zeros)| format!("{i}.{}", "0".repeat(zeros))),
+            (-3i64..3).prop_map(|i| i.to_string()),
+            (-3i64..3).prop_map(|i| format!("{i}e0")),
+            (-3i64..3).prop_map(|i| format!("{}d-1", i * 10)),
+            any::<f64>().prop_map(|f| format!("{f:e}")),
+            (0u64..3).prop_map(|i| format!("{}", (1u64 << 53) + i)),
+            (0u64..3).prop_map(|i| format!("{}e0", (1u64 << 53) + i * 2)),
+            prop::sample::select(vec![
+                "nan",
+                "+inf",
+                "-inf",
+                "0.1",
+                "0.1e0",
+                "-0e0",
+                "\"a\"",
+                "a",
+                "x::'a'",
+                "\"b\"",
+                "true",
+                "false",
+                "null",
+                "null.int",
+                "2022T",
+                "2022-01-01T00:00Z",
+                "2022-01-01T01:00+01:00",
+                "{{YQ==}}",
+                "{{\"a\"}}",
+                "$0",
+            ])
+            .prop_map(str::to_string),
+        ];
+        scalar.prop_recursive(2, 8, 3, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..3)
+                    .prop_map(|v| format!("[{}]", v.join(", "))),
+                prop::collection::vec(inner.clone(), 0..3)
+                    .prop_map(|v| format!("({})", v.join(" "))),
+                prop::collection::vec((prop::sample::select(vec!["a", "b"]), inner), 0..3)
+                    .prop_map(|fields| {
+                        let fields: Vec<String> =
+                            fields.iter().map(|(n, v)| format!("{n}: {v}")).collect();
+                        format!("{{{}}}", fields.join(", "))
+                    }),
+            ]
+        })
+    }
+
     proptest::proptest! {
         /// An int equals the same value written as a decimal with any number of zero digits.
         #[test]
@@ -943,6 +949,21 @@ mod tests {
         fn exact_order_matches_integers(a in proptest::prelude::any::<i128>(), b in proptest::prelude::any::<i128>()) {
             let ordering = total_cmp(&ion(&a.to_string()), &ion(&format!("{b}.0")));
             proptest::prop_assert_eq!(ordering, a.cmp(&b));
+        }
+
+        /// `=` holds exactly when the ledger's equality keys (what indexes file values under)
+        /// are equal.
+        #[test]
+        fn equality_matches_index_keys(a in equality_sample(), b in equality_sample()) {
+            let (x, y) = (ion(&a), ion(&b));
+            let keys_equal = match (&x, &y) {
+                (Datum::Ion(x), Datum::Ion(y)) => {
+                    let key = quill_ledger::equality::equality_key;
+                    key(x).is_some() && key(x) == key(y)
+                }
+                _ => false,
+            };
+            proptest::prop_assert_eq!(compare(CompareOp::Equal, &x, &y).is_true(), keys_equal, "{} = {}", a, b);
         }
 
         /// Arithmetic on any ints and decimals returns a value or a typed error, never panics.

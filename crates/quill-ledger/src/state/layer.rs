@@ -208,7 +208,7 @@ impl StateSink for Layer {
         let previous = revision.previous.ok_or_else(|| {
             LedgerError::Storage("a layered revision needs the data it replaces".into())
         })?;
-        let changes = index_changes(catalog, table_id, previous, revision.data)?;
+        let changes = index_changes(catalog, table_id, previous, revision.data);
         for change in &changes {
             let entries = self
                 .index
@@ -320,7 +320,7 @@ mod tests {
             }
         }
         for k in 0..4i64 {
-            let key = crate::state::index_key(&Element::int(k)).unwrap();
+            let key = crate::equality::equality_key(&Element::int(k)).unwrap();
             out.push(format!(
                 "index {k} {:?}",
                 snapshot.index_lookup(TABLES[0], "k", &key).unwrap()

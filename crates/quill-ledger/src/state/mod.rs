@@ -37,6 +37,7 @@ use redb::{
 use crate::catalog::{Catalog, CatalogChange};
 use crate::clock;
 use crate::committer::AppliedRevision;
+use crate::equality::equality_key;
 use crate::error::{LedgerError, Result};
 use crate::types::{BlockAddress, Revision, RevisionMetadata};
 
@@ -47,14 +48,19 @@ type HistoryTable<'t> = redb::Table<'t, (&'static str, &'static str, u64), &'sta
 type IndexTable<'t> =
     redb::Table<'t, (&'static str, &'static str, &'static [u8], &'static str), ()>;
 
-/// Small values: `applied` (u64 LE: blocks applied), `catalog` (Ion binary).
+/// Small values: `format` (u64 LE: [`FORMAT`]), `applied` (u64 LE: blocks applied), `catalog`
+/// (Ion binary).
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// (table id, document id) → record of the current revision of a live document.
 const DOCS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("docs");
 /// (table id, document id, version) → record of every revision, deletions included.
 const HISTORY: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("history");
-/// (table id, field, key as Ion binary, document id) → (): equality indexes.
+/// (table id, field, [`equality_key`] of the value, document id) → (): equality indexes.
 const INDEX: TableDefinition<(&str, &str, &[u8], &str), ()> = TableDefinition::new("index");
+
+/// The layout of derived state, stored under `format`; a state of another format is rebuilt from
+/// the journal rather than read. 2: index keys are [`equality_key`]s (1, unmarked: Ion binary).
+const FORMAT: u64 = 2;
 
 /// Sorts after every base62 document id: the upper bound of a prefix range.
 const ID_UPPER_BOUND: &str = "{";
@@ -150,12 +156,6 @@ impl<'a> Record<'a> {
     }
 }
 
-/// The key under which `value` is indexed: its Ion binary encoding. Equality is therefore Ion
-/// data-model equality (`1.0` and `1.00` are different keys, as in QLDB's whole-value lookup).
-pub fn index_key(value: &Element) -> Result<Vec<u8>> {
-    Ok(value.encode_as(ion_rs::v1_0::Binary)?)
-}
-
 /// The derived-state database.
 pub struct State {
     db: Database,
@@ -170,13 +170,27 @@ impl State {
             .map_err(storage)?;
         let txn = db.begin_write().map_err(storage)?;
         {
-            txn.open_table(META).map_err(storage)?;
+            let mut meta = txn.open_table(META).map_err(storage)?;
+            // A new database (nothing applied yet) is of the current format.
+            if meta.get("applied").map_err(storage)?.is_none() {
+                meta.insert("format", FORMAT.to_le_bytes().as_slice())
+                    .map_err(storage)?;
+            }
             txn.open_table(DOCS).map_err(storage)?;
             txn.open_table(HISTORY).map_err(storage)?;
             txn.open_table(INDEX).map_err(storage)?;
         }
         txn.commit().map_err(storage)?;
         Ok(State { db })
+    }
+
+    /// Whether the database is of the current [`FORMAT`]: when it is not, it must be rebuilt
+    /// from the journal.
+    pub fn has_current_format(&self) -> Result<bool> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let meta = txn.open_table(META).map_err(storage)?;
+        let format = meta.get("format").map_err(storage)?;
+        Ok(format.is_some_and(|v| v.value() == FORMAT.to_le_bytes()))
     }
 
     /// A consistent snapshot for reading.
@@ -371,15 +385,15 @@ pub fn index_changes(
     table_id: &str,
     old: Option<&Element>,
     new: Option<&Element>,
-) -> Result<Vec<IndexChange>> {
+) -> Vec<IndexChange> {
     let Some(table) = catalog.by_id(table_id) else {
-        return Ok(Vec::new());
+        return Vec::new();
     };
     let mut changes = Vec::new();
     for index in &table.indexes {
         let field = &index.field;
-        let removed = old.map(|d| field_key(d, field)).transpose()?.flatten();
-        let added = new.map(|d| field_key(d, field)).transpose()?.flatten();
+        let removed = old.and_then(|d| field_key(d, field));
+        let added = new.and_then(|d| field_key(d, field));
         if removed != added {
             changes.push(IndexChange {
                 field: field.clone(),
@@ -388,7 +402,7 @@ pub fn index_changes(
             });
         }
     }
-    Ok(changes)
+    changes
 }
 
 /// The keys of `changes`, for OCC.
@@ -453,7 +467,7 @@ impl StateSink for StateWriter {
                     read_back.as_ref()
                 }
             };
-            changes = index_changes(catalog, table_id, old_data, revision.data)?;
+            changes = index_changes(catalog, table_id, old_data, revision.data);
             let mut index = self.txn.open_table(INDEX).map_err(storage)?;
             for change in &changes {
                 let field = change.field.as_str();
@@ -505,7 +519,7 @@ impl StateSink for StateWriter {
                     let (key, value) = entry.map_err(storage)?;
                     let (_, document_id) = key.value();
                     let data = Element::read_one(Record::decode(value.value())?.data)?;
-                    if let Some(k) = field_key(&data, field)? {
+                    if let Some(k) = field_key(&data, field) {
                         index
                             .insert(
                                 (table_id.as_str(), field.as_str(), k.as_slice(), document_id),
@@ -548,7 +562,8 @@ impl StateSink for StateWriter {
             _ => {}
         }
         let mut meta = self.txn.open_table(META).map_err(storage)?;
-        meta.insert("catalog", index_key(&catalog.to_element())?.as_slice())
+        let catalog = catalog.to_element().encode_as(ion_rs::v1_0::Binary)?;
+        meta.insert("catalog", catalog.as_slice())
             .map_err(storage)?;
         Ok(())
     }
@@ -589,12 +604,11 @@ impl StateWriter {
     }
 }
 
-/// The index key of a document's top-level `field`, if present.
-pub fn field_key(data: &Element, field: &str) -> Result<Option<Vec<u8>>> {
-    match data.as_struct().and_then(|s| s.get(field)) {
-        Some(value) => Ok(Some(index_key(value)?)),
-        None => Ok(None),
-    }
+/// The index key of a document's top-level `field`: `None` when the field is absent or its
+/// value can equal nothing (see [`equality_key`]). A repeated field is indexed by its first
+/// occurrence, the one a path `t.field` reads.
+pub fn field_key(data: &Element, field: &str) -> Option<Vec<u8>> {
+    equality_key(data.as_struct()?.get(field)?)
 }
 
 #[cfg(test)]
