@@ -78,11 +78,12 @@ def test_a_read_only_transaction_whose_reads_are_unchanged_commits(server, ledge
 
 
 def test_concurrent_transfers_and_write_skew_bait_keep_every_invariant(server, ledger):
-    """Clients on their own drivers move money between accounts and withdraw from X or Y into
-    Sink, each only while the pair's X + Y stays non-negative (two withdrawals from one pair
-    that each read both and write one are the write skew), and audit read-only. The total never changes, no audit
+    """Clients on their own drivers move money between accounts and withdraw from X into SX or
+    from Y into SY, each only while the pair's X + Y stays non-negative (two withdrawals from
+    one pair read both sides and write disjoint documents: the write skew), and audit
+    read-only. The total never changes, no audit
     sees a broken invariant, and X + Y never goes negative."""
-    accounts = {"X0": 30, "Y0": 30, "X1": 30, "Y1": 30, "Sink": 0}
+    accounts = {"X0": 30, "Y0": 30, "X1": 30, "Y1": 30, "SX": 0, "SY": 0}
     total = sum(accounts.values())
     setup_accounts(server, ledger, accounts)
     keys = sorted(accounts)
@@ -106,7 +107,7 @@ def test_concurrent_transfers_and_write_skew_bait_keep_every_invariant(server, l
         amount = rng.randint(1, 15)
         have, other = balance(txn, source), balance(txn, target)
         # Money leaves a pair only while the pair keeps a non-negative sum.
-        available = have if source == "Sink" else have + balance(txn, partner(source))
+        available = have if source.startswith("S") else have + balance(txn, partner(source))
         if available >= amount:
             set_balance(txn, source, have - amount)
             set_balance(txn, target, other + amount)
@@ -117,8 +118,10 @@ def test_concurrent_transfers_and_write_skew_bait_keep_every_invariant(server, l
         amount = rng.randint(1, 40)
         if x + y >= amount:
             key, value = rng.choice([("X" + pair, x), ("Y" + pair, y)])
+            # A sink per side: two withdrawals from one pair write disjoint documents.
+            sink = "S" + key[0]
             set_balance(txn, key, value - amount)
-            set_balance(txn, "Sink", balance(txn, "Sink") + amount)
+            set_balance(txn, sink, balance(txn, sink) + amount)
 
     def audit(txn, _rng):
         rows = {row["id"]: row["bal"] for row in txn.execute_statement("SELECT id, bal FROM Acct")}
