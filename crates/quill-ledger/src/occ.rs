@@ -6,7 +6,7 @@
 //! something it read: a document it read by id, an index key it looked up, any document of a
 //! table it scanned (this catches phantoms), or the catalog entry of a table it used.
 //!
-//! Documents are read sets by id, not by version: every revision a block writes is in its
+//! A document read is recorded by id, not by version: every revision a block writes is in its
 //! write set, and the log keeps every block at or after the start of each running
 //! transaction, so "a later block wrote document d" is exactly "d's version changed since the
 //! snapshot". Transactions that wrote nothing are checked the same way, against published
