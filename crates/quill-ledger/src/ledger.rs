@@ -27,7 +27,7 @@ use crate::committer::{self, AppliedRevision, CommitRequest, PreparedCommit};
 use crate::error::{LedgerError, Result};
 use crate::ids::IdGenerator;
 use crate::journal::Journal;
-use crate::occ::ConflictLog;
+use crate::occ::{ConflictLog, ReadSet};
 use crate::state::{Record, Snapshot, State};
 use crate::transaction::Transaction;
 use crate::tree_store::TreeStore;
@@ -46,6 +46,11 @@ pub struct LedgerOptions {
     pub limits: Limits,
     /// Seed for ids (tests); `None` uses OS randomness.
     pub id_seed: Option<u64>,
+    /// Tests only: reintroduces two serializability holes this engine once had (an index
+    /// lookup guarded only its key, not the documents it returned; a transaction that wrote
+    /// nothing committed without validation), so tests can show their checker catches them.
+    #[doc(hidden)]
+    pub occ_read_holes: bool,
 }
 
 /// What `Ledger::open` found and repaired.
@@ -137,6 +142,28 @@ impl LedgerInner {
             .clone();
         let sender = sender.ok_or_else(|| LedgerError::ReadOnly("ledger is closing".into()))?;
         committer::commit(&self.core, &sender, commit)
+    }
+
+    /// Validates a transaction that wrote nothing: it conflicts if a published block at or
+    /// after `start` changed what it read. It then serialises after every published block
+    /// (its reads are unchanged up to there) and before every unpublished one, which no
+    /// client has seen acknowledged; so it needs neither the sequencer nor a block.
+    pub fn validate_read_only(
+        &self,
+        transaction_id: &str,
+        start: u64,
+        reads: &ReadSet,
+    ) -> Result<()> {
+        if reads.is_empty() {
+            return Ok(());
+        }
+        match self.core.shared().log.check(start, reads) {
+            None => Ok(()),
+            Some(detail) => Err(LedgerError::OccConflict {
+                transaction_id: transaction_id.to_owned(),
+                detail,
+            }),
+        }
     }
 
     pub fn end_transaction(&self, start: u64) {

@@ -5,6 +5,12 @@
 //! applied). At commit it conflicts if any block with sequence number ≥ `start` wrote
 //! something it read: a document it read by id, an index key it looked up, any document of a
 //! table it scanned (this catches phantoms), or the catalog entry of a table it used.
+//!
+//! A document read is recorded by id, not by version: every revision a block writes is in its
+//! write set, and the log keeps every block at or after the start of each running
+//! transaction, so "a later block wrote document d" is exactly "d's version changed since the
+//! snapshot". Transactions that wrote nothing are checked the same way, against published
+//! blocks only (see `LedgerInner::validate_read_only`).
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -22,6 +28,17 @@ pub struct ReadSet {
     pub catalog_tables: HashSet<String>,
     /// The transaction listed the whole catalog (or made DDL that depends on all of it).
     pub whole_catalog: bool,
+}
+
+impl ReadSet {
+    /// Whether nothing was read (then nothing can conflict).
+    pub fn is_empty(&self) -> bool {
+        self.documents.is_empty()
+            && self.index_keys.is_empty()
+            && self.tables.is_empty()
+            && self.catalog_tables.is_empty()
+            && !self.whole_catalog
+    }
 }
 
 /// What one committed block wrote, kept while a transaction that started before it may

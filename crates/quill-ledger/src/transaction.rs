@@ -538,7 +538,8 @@ impl Transaction {
 
     /// Documents whose top-level `field` equals `key`, through the table's index on that
     /// field; `Ok(None)` when the table has no such index in the snapshot (the caller then
-    /// scans). Reads only that key for OCC.
+    /// scans). Reads the key for OCC (a document gaining or losing it is a phantom) and every
+    /// document returned (a change to one is a changed read).
     pub fn index_lookup(
         &mut self,
         table: &str,
@@ -567,6 +568,9 @@ impl Transaction {
                 continue;
             }
             if let Some(doc) = self.snapshot_document(&table_id, &id)? {
+                if !self.ledger.options.occ_read_holes {
+                    self.reads.documents.insert((table_id.clone(), id));
+                }
                 found.push(doc);
             }
         }
@@ -692,10 +696,16 @@ impl Transaction {
     // ---- end -----------------------------------------------------------------------------
 
     /// Commits: one journal block, fsynced before this returns. A transaction that wrote
-    /// nothing commits without a block.
+    /// nothing commits without a block, but is validated like a writer: it fails with an OCC
+    /// conflict if a block committed after it started changed something it read (as QLDB
+    /// does).
     pub fn commit(mut self) -> Result<CommitReceipt> {
         self.check_open()?;
         if self.catalog_changes.is_empty() && self.documents.is_empty() {
+            if !self.ledger.options.occ_read_holes {
+                self.ledger
+                    .validate_read_only(&self.id, self.start, &self.reads)?;
+            }
             return Ok(CommitReceipt {
                 transaction_id: self.id.clone(),
                 block_address: None,

@@ -136,7 +136,7 @@ fn a_scan_conflicts_with_a_concurrent_insert_phantom() {
 }
 
 #[test]
-fn an_index_lookup_reads_only_its_key() {
+fn an_index_lookup_reads_its_key_not_the_whole_table() {
     let dir = tempfile::tempdir().unwrap();
     let ledger = Ledger::create(dir.path(), "idx", LedgerOptions::default()).unwrap();
     ledger

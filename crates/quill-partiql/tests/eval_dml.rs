@@ -297,7 +297,7 @@ fn indexed_update_does_not_read_the_whole_table() {
     db.q("UPDATE V AS v SET v.n = 2 WHERE v.VIN = 'B'");
     first
         .commit()
-        .expect("an index lookup reads only its key, so no OCC conflict");
+        .expect("an index lookup reads its key and what it found, not B: no OCC conflict");
     let mut second = db.ledger.begin().unwrap();
     execute(&mut second, "UPDATE V AS v SET v.n = 3 WHERE v.n = 1", &[]).unwrap();
     db.q("UPDATE V AS v SET v.n = 4 WHERE v.VIN = 'B'");

@@ -2,7 +2,8 @@
 //! order) and decides, for each stage, how its rows are fetched.
 //!
 //! Why it matters: the ledger's OCC read set follows from the calls made. A scan reads the
-//! whole table (any concurrent write conflicts); an index or id lookup reads only its keys.
+//! whole table (any concurrent write conflicts); an index or id lookup reads only its keys
+//! and the documents it finds.
 //! So the planner uses a lookup exactly for QLDB's documented shapes ("Optimizing query
 //! performance"): an equality conjunct of the WHERE (or a join's ON) between an indexed
 //! top-level field — or the document id (`BY` alias, `metadata.id` in the committed/history

@@ -1,10 +1,11 @@
 //! `quill bench workload`: the Quill side of `scripts/pg_compare.sh`. A fixed number of
-//! writers run single-document insert or update transactions for a fixed time; the result
-//! is one machine-readable line on stdout, everything else goes to stderr.
+//! writers run single-document insert or update transactions (or indexed reads) for a fixed
+//! time; the result is one machine-readable line on stdout, everything else goes to stderr.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ion_rs::Element;
 use quill_ledger::{Ledger, LedgerOptions};
 
 use super::ledger::XorShift;
@@ -18,6 +19,11 @@ pub enum Kind {
     Insert,
     /// Replace one random existing document (read it, write a new revision).
     Update,
+    /// Find one random existing document through the index on `VIN`, write a new revision.
+    IndexedUpdate,
+    /// Find one random existing document through the index on `VIN`, commit without writing
+    /// (a validated read-only transaction).
+    IndexedRead,
 }
 
 /// Arguments of `quill bench workload`.
@@ -29,7 +35,7 @@ pub struct WorkloadArgs {
     /// Seconds to run.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3_600))]
     pub seconds: u64,
-    /// Insert or update transactions.
+    /// The transaction each writer repeats.
     #[arg(long, value_enum, default_value_t = Kind::Insert)]
     pub kind: Kind,
     /// Documents loaded before an update run (updates pick one at random).
@@ -49,10 +55,11 @@ pub fn run(args: WorkloadArgs) -> anyhow::Result<()> {
         "bench",
         LedgerOptions::default(),
     )?;
-    load::create_table(&ledger, false)?;
+    let indexed = matches!(args.kind, Kind::IndexedUpdate | Kind::IndexedRead);
+    load::create_table(&ledger, indexed)?;
     let ids = match args.kind {
         Kind::Insert => Vec::new(),
-        Kind::Update => {
+        Kind::Update | Kind::IndexedUpdate | Kind::IndexedRead => {
             load::load(
                 &ledger,
                 LoadPlan {
@@ -85,6 +92,21 @@ pub fn run(args: WorkloadArgs) -> anyhow::Result<()> {
                     let id = &ids[XorShift::new(n.wrapping_mul(0x9e37_79b9_7f4a_7c15))
                         .below(ids.len() as u64) as usize];
                     ledger.transact(|tx| tx.update(TABLE, id, load::vehicle(n)))?
+                }
+                Kind::IndexedUpdate | Kind::IndexedRead => {
+                    let k =
+                        XorShift::new(n.wrapping_mul(0x9e37_79b9_7f4a_7c15)).below(args.preload);
+                    let key = Element::string(load::vin(k));
+                    ledger.transact(|tx| {
+                        let found = tx.index_lookup(TABLE, "VIN", &key)?.unwrap_or_default();
+                        if args.kind == Kind::IndexedUpdate {
+                            for doc in found {
+                                // The same data: the indexed key stays, the document changes.
+                                tx.update(TABLE, &doc.id, load::vehicle(k))?;
+                            }
+                        }
+                        Ok(())
+                    })?
                 }
             }
             Ok(())
