@@ -48,7 +48,7 @@ use std::path::PathBuf;
 
 pub use error::{ApiError, ErrorKind, ServerError};
 pub use limits::ServerLimits;
-pub use server::bind;
+pub use server::{bind, is_loopback};
 
 /// How requests are authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
