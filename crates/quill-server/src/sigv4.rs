@@ -260,7 +260,11 @@ impl HeaderCheck<'_> {
     }
 
     /// Verifies the signature over `request` (its `body` is not read) with this payload hash.
-    pub fn verify(&self, request: &SignableRequest<'_>, payload_hash: &str) -> Result<(), ApiError> {
+    pub fn verify(
+        &self,
+        request: &SignableRequest<'_>,
+        payload_hash: &str,
+    ) -> Result<(), ApiError> {
         let auth = &self.auth;
         let canonical = canonical_request(request, &auth.signed_headers, payload_hash);
         let scope = format!(

@@ -479,13 +479,26 @@ mod tests {
 
     #[test]
     fn unsigned_requests_are_accepted_by_default_only_on_loopback() {
-        for loopback in ["127.0.0.1:0", "127.1.2.3:8000", "[::1]:0", "[::ffff:127.0.0.1]:0"] {
+        for loopback in [
+            "127.0.0.1:0",
+            "127.1.2.3:8000",
+            "[::1]:0",
+            "[::ffff:127.0.0.1]:0",
+        ] {
             let config = serve_args(&["--listen", loopback]).unwrap();
             assert_eq!(config.auth, AuthMode::None, "{loopback}");
         }
-        for exposed in ["0.0.0.0:8000", "[::]:0", "192.168.1.10:8000", "[2001:db8::1]:0"] {
+        for exposed in [
+            "0.0.0.0:8000",
+            "[::]:0",
+            "192.168.1.10:8000",
+            "[2001:db8::1]:0",
+        ] {
             let error = serve_args(&["--listen", exposed]).unwrap_err().to_string();
-            assert!(error.contains("--auth credentials --credentials FILE"), "{error}");
+            assert!(
+                error.contains("--auth credentials --credentials FILE"),
+                "{error}"
+            );
             assert!(error.contains("--auth none"), "{error}");
             let config = serve_args(&["--listen", exposed, "--auth", "none"]).unwrap();
             assert_eq!(config.auth, AuthMode::None, "{exposed}");

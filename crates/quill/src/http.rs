@@ -92,7 +92,10 @@ impl Endpoint {
         }
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         // `Uri::host` keeps an IPv6 address's brackets; connecting and TLS want it bare.
-        let bare_host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let bare_host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
         let tls = if https {
             let name = ServerName::try_from(bare_host.clone()).map_err(|_| bad())?;
             Some((tls_connector(ca_cert)?, name))
@@ -262,7 +265,11 @@ impl Connection {
     ) -> Result<(u16, Bytes), HttpError> {
         let mut all: Vec<(String, String)> = Vec::with_capacity(headers.len() + 5);
         all.push(("host".into(), self.authority.clone()));
-        all.extend(headers.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())));
+        all.extend(
+            headers
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned())),
+        );
         if let Some(signer) = signer {
             signer.sign(&method, path, &mut all, &body)?;
         }
@@ -297,11 +304,23 @@ mod tests {
         let bare = Endpoint::parse("localhost:9", None).unwrap();
         assert_eq!(bare.authority, "localhost:9");
         let tls = Endpoint::parse("https://ledger.example.com", None).unwrap();
-        assert_eq!((tls.authority.as_str(), tls.port), ("ledger.example.com:443", 443));
+        assert_eq!(
+            (tls.authority.as_str(), tls.port),
+            ("ledger.example.com:443", 443)
+        );
         assert!(tls.tls.is_some());
         let v6 = Endpoint::parse("https://[::1]:8443", None).unwrap();
-        assert_eq!((v6.host.as_str(), v6.authority.as_str()), ("::1", "[::1]:8443"));
-        for bad in ["ftp://h:1", "http://", "http://h:1/x", "h", "http://h:1?x=1"] {
+        assert_eq!(
+            (v6.host.as_str(), v6.authority.as_str()),
+            ("::1", "[::1]:8443")
+        );
+        for bad in [
+            "ftp://h:1",
+            "http://",
+            "http://h:1/x",
+            "h",
+            "http://h:1?x=1",
+        ] {
             assert!(Endpoint::parse(bad, None).is_err(), "{bad}");
         }
     }

@@ -76,7 +76,10 @@ pub fn run(args: WireArgs) -> anyhow::Result<()> {
         None => {
             let (address, server) =
                 server_runtime.block_on(start_server(scratch.path().join("data")))?;
-            (Endpoint::parse(&format!("http://{address}"), None)?, Some(server))
+            (
+                Endpoint::parse(&format!("http://{address}"), None)?,
+                Some(server),
+            )
         }
     };
     let target = Target {
@@ -438,9 +441,9 @@ impl Http {
         body: &Value,
     ) -> anyhow::Result<(u16, Value)> {
         let body = serde_json::to_vec(body)?;
-        let exchange = self
-            .connection
-            .request(method.clone(), path, headers, body, self.signer.as_ref());
+        let exchange =
+            self.connection
+                .request(method.clone(), path, headers, body, self.signer.as_ref());
         let (status, reply) = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
             .await
             .map_err(|_| {
