@@ -6,7 +6,7 @@
 //!
 //! The shell is synchronous; the client drives its connection on a runtime of its own.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use hyper::Method;
@@ -20,6 +20,11 @@ use crate::http::{Connection, Endpoint, HttpError, Signer};
 const PAGES_MAX: usize = 100_000;
 /// How long one request may take on the network.
 const IO_TIMEOUT: Duration = Duration::from_secs(60);
+/// A connection idle longer than this is replaced rather than reused. Servers close idle
+/// connections (`quill serve` after 30 s), and a request written into a connection the server
+/// is closing fails without telling whether it ran, so it cannot be retried safely. Statements
+/// of one script go back to back and share a connection; a pause at the prompt reconnects.
+const IDLE_REUSE_MAX: Duration = Duration::from_secs(5);
 
 /// What can go wrong talking to a server.
 #[derive(Debug, thiserror::Error)]
@@ -54,8 +59,8 @@ type Result<T, E = ClientError> = std::result::Result<T, E>;
 pub struct SessionClient {
     runtime: tokio::runtime::Runtime,
     endpoint: Endpoint,
-    /// Opened on first use, and again if the server closed it while the shell was idle.
-    connection: Option<Connection>,
+    /// Opened on first use, and again after [`IDLE_REUSE_MAX`]; with its last use.
+    connection: Option<(Connection, Instant)>,
     signer: Option<Signer>,
     session_token: String,
 }
@@ -182,18 +187,26 @@ impl SessionClient {
     }
 }
 
-/// Sends one `SendCommand`, reconnecting first when there is no open connection.
+/// Sends one `SendCommand`, on a new connection unless the last one is open and fresh.
 async fn post(
     endpoint: &Endpoint,
-    connection: &mut Option<Connection>,
+    connection: &mut Option<(Connection, Instant)>,
     signer: Option<&Signer>,
     body: Vec<u8>,
 ) -> Result<(u16, bytes::Bytes)> {
-    if connection.as_ref().is_none_or(Connection::is_closed) {
-        *connection = Some(endpoint.connect().await?);
-    }
-    let Some(open) = connection.as_mut() else {
-        return Err(ClientError::Protocol("no connection".into()));
+    let reusable = connection
+        .as_ref()
+        .is_some_and(|(open, used)| !open.is_closed() && used.elapsed() < IDLE_REUSE_MAX);
+    let open = match connection {
+        Some((open, used)) if reusable => {
+            *used = Instant::now();
+            open
+        }
+        _ => {
+            &mut connection
+                .insert((endpoint.connect().await?, Instant::now()))
+                .0
+        }
     };
     let headers = [
         ("content-type", "application/x-amz-json-1.0"),
