@@ -88,6 +88,13 @@ pub async fn bind(
         AuthMode::Credentials(path) => Some(Credentials::load(path)?),
     };
     let tls = config.tls.as_ref().map(load_tls).transpose()?;
+    if tls.is_none() && !is_loopback(config.listen) {
+        tracing::warn!(
+            listen = %config.listen,
+            "TLS is off on a non-loopback address: statements and results travel unencrypted. \
+             Use --tls-cert and --tls-key unless the network is trusted."
+        );
+    }
     let options = LedgerOptions {
         limits: quill_ledger::Limits {
             transaction_timeout: config.limits.transaction_timeout,

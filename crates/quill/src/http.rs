@@ -5,8 +5,14 @@
 //!
 //! Signed requests also carry `x-amz-content-sha256`, so the server can verify the signature
 //! before it reads the body.
+//!
+//! A connection's I/O is driven by the task that sends the request, not by a task of its own:
+//! handing each request and reply across tasks (often across threads) cost the wire benchmark
+//! latency on a busy machine, and a connection serves one request at a time anyway.
 
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -55,6 +61,9 @@ pub enum HttpError {
     /// The reply body is larger than [`RESPONSE_MAX_BYTES`] or broke off.
     #[error("cannot read the reply body: {0}")]
     Body(String),
+    /// The connection was closed before this request.
+    #[error("the connection is closed")]
+    Closed,
 }
 
 /// A server to connect to: where, and how (plain or TLS).
@@ -121,7 +130,7 @@ impl Endpoint {
             .map_err(connect_error)?;
         // Requests are small and answered one at a time: Nagle would only add latency.
         stream.set_nodelay(true).map_err(connect_error)?;
-        let sender = match &self.tls {
+        let (sender, driver) = match &self.tls {
             None => handshake(TokioIo::new(stream)).await?,
             Some((connector, name)) => {
                 let stream = connector
@@ -133,6 +142,8 @@ impl Endpoint {
         };
         Ok(Connection {
             sender,
+            driver,
+            ended: false,
             authority: self.authority.clone(),
         })
     }
@@ -168,17 +179,15 @@ fn tls_connector(ca_cert: Option<&Path>) -> Result<TlsConnector, HttpError> {
     Ok(TlsConnector::from(Arc::new(config)))
 }
 
-async fn handshake<I>(io: TokioIo<I>) -> Result<SendRequest<Full<Bytes>>, HttpError>
+/// The future that performs a connection's I/O until it ends.
+type Driver = Pin<Box<dyn Future<Output = Result<(), hyper::Error>> + Send>>;
+
+async fn handshake<I>(io: TokioIo<I>) -> Result<(SendRequest<Full<Bytes>>, Driver), HttpError>
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (sender, connection) = hyper::client::conn::http1::handshake(io).await?;
-    tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            tracing::debug!(%error, "connection ended with an error");
-        }
-    });
-    Ok(sender)
+    Ok((sender, Box::pin(connection)))
 }
 
 /// SigV4 credentials (service `qldb`) from the environment.
@@ -244,13 +253,17 @@ impl Signer {
 /// One keep-alive connection; requests on it go one at a time.
 pub struct Connection {
     sender: SendRequest<Full<Bytes>>,
+    /// Polled only while a request is in flight (see the module docs).
+    driver: Driver,
+    /// Set once `driver` has completed: it must not be polled again.
+    ended: bool,
     authority: String,
 }
 
 impl Connection {
-    /// True once the server (or the network) has closed the connection.
+    /// True once the connection is known to be closed.
     pub fn is_closed(&self) -> bool {
-        self.sender.is_closed()
+        self.ended || self.sender.is_closed()
     }
 
     /// Sends one request (signed when `signer` is given) and returns the status and body.
@@ -280,15 +293,32 @@ impl Connection {
         let request = builder
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| HttpError::Request(e.to_string()))?;
-        self.sender.ready().await?;
-        let response = self.sender.send_request(request).await?;
-        let status = response.status().as_u16();
-        let body = Limited::new(response.into_body(), RESPONSE_MAX_BYTES)
-            .collect()
-            .await
-            .map_err(|e| HttpError::Body(e.to_string()))?
-            .to_bytes();
-        Ok((status, body))
+        if self.ended {
+            return Err(HttpError::Closed);
+        }
+        let sender = &mut self.sender;
+        let exchange = async move {
+            sender.ready().await?;
+            let response = sender.send_request(request).await?;
+            let status = response.status().as_u16();
+            let body = Limited::new(response.into_body(), RESPONSE_MAX_BYTES)
+                .collect()
+                .await
+                .map_err(|e| HttpError::Body(e.to_string()))?
+                .to_bytes();
+            Ok((status, body))
+        };
+        tokio::pin!(exchange);
+        tokio::select! {
+            biased;
+            reply = &mut exchange => reply,
+            _ = &mut self.driver => {
+                // The connection ended; the exchange now holds whatever reply arrived first,
+                // or hyper's error saying why none did.
+                self.ended = true;
+                exchange.await
+            }
+        }
     }
 }
 
