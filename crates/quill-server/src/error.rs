@@ -118,6 +118,8 @@ pub enum ErrorKind {
     Serialization,
     /// The body is larger than [`crate::limits::REQUEST_BODY_MAX_BYTES`].
     RequestEntityTooLarge,
+    /// The body did not arrive within [`crate::limits::BODY_READ_TIMEOUT`].
+    RequestTimeout,
     /// A feature QLDB has but Quill does not (journal exports, streams).
     NotImplemented,
     /// A bug or an engine failure: never the client's fault.
@@ -145,6 +147,7 @@ impl ErrorKind {
             ErrorKind::UnknownOperation => "UnknownOperationException",
             ErrorKind::Serialization => "SerializationException",
             ErrorKind::RequestEntityTooLarge => "RequestEntityTooLargeException",
+            ErrorKind::RequestTimeout => "RequestTimeoutException",
             ErrorKind::NotImplemented => "NotImplementedException",
             ErrorKind::InternalFailure => "InternalFailure",
         }
@@ -157,6 +160,7 @@ impl ErrorKind {
             ErrorKind::ResourceAlreadyExists | ErrorKind::ResourceInUse => 409,
             ErrorKind::ResourcePreconditionNotMet => 412,
             ErrorKind::MissingAuthenticationToken | ErrorKind::AccessDenied => 403,
+            ErrorKind::RequestTimeout => 408,
             ErrorKind::RequestEntityTooLarge => 413,
             ErrorKind::InternalFailure => 500,
             ErrorKind::NotImplemented => 501,
@@ -269,6 +273,7 @@ mod tests {
     fn statuses_follow_the_models() {
         assert_eq!(ErrorKind::ResourcePreconditionNotMet.status(), 412);
         assert_eq!(ErrorKind::CapacityExceeded.status(), 503);
+        assert_eq!(ErrorKind::RequestTimeout.status(), 408);
         assert_eq!(ErrorKind::OccConflict.status(), 400);
         assert_eq!(ErrorKind::ResourceNotFound.status(), 404);
     }

@@ -22,7 +22,12 @@
 //! AKIAQUILLEXAMPLE wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY
 //! ```
 //!
-//! [`AuthMode::None`] accepts every request and logs a warning at start.
+//! [`AuthMode::None`] accepts every request and logs a warning at start (a louder one off
+//! loopback: `quill serve` picks it by default only for a [`is_loopback`] address).
+//!
+//! **Request bodies** are authenticated before they are read wherever the signature allows it,
+//! and are bounded in size, time and (while unauthenticated) total bytes; results are bounded in
+//! bytes per transaction. The limits and their reasons are in [`limits`].
 //!
 //! **Permissions.** With a policy file ([`ServerConfig::policy`]), the access keys it lists
 //! are restricted to what it allows, STANDARD-mode ledgers check every statement, and the
@@ -54,7 +59,7 @@ use std::path::PathBuf;
 
 pub use error::{ApiError, ErrorKind, ServerError};
 pub use limits::ServerLimits;
-pub use server::bind;
+pub use server::{bind, is_loopback};
 
 /// How requests are authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]

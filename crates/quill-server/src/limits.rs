@@ -44,6 +44,21 @@ pub const TAG_VALUE_MAX_CHARS: usize = 256;
 pub const LIST_RESULTS_MAX: usize = 100;
 /// Simultaneous client connections; more wait in the kernel's accept queue.
 pub const CONNECTIONS_MAX: usize = 4_096;
+/// How long a client may take to send a request's body once its headers arrived. A request
+/// body of at most [`REQUEST_BODY_MAX_BYTES`] takes well under a second on any real link; a
+/// client trickling bytes is cut off with 408 instead of holding its connection and its share of
+/// [`UNVERIFIED_BODY_BUDGET_BYTES`].
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Body bytes (as declared by `Content-Length`; [`REQUEST_BODY_MAX_BYTES`] when not declared)
+/// that requests whose signature cannot be checked before their body may be reading at once.
+/// Without it, 4,096 connections × 8 MiB could be held before any signature is checked; with
+/// it, such reads hold at most 64 MiB (eight full-size bodies, or thousands of normal ones),
+/// and a request that finds the budget spent gets 503 `CapacityExceededException`, which the
+/// drivers retry.
+pub const UNVERIFIED_BODY_BUDGET_BYTES: usize = 64 * 1024 * 1024;
+/// Encoded result bytes one transaction may hold (unread pages included). The evaluator
+/// materialises a statement's whole result; this bounds what a transaction keeps in memory.
+pub const TRANSACTION_RESULT_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// Allowed difference between a request's signing time and ours (AWS uses 15 minutes).
 pub const CLOCK_SKEW_MAX: Duration = Duration::from_secs(15 * 60);
 /// Entries in a credentials file; bounds the memory a mistaken file can take.
@@ -58,6 +73,8 @@ const _: () = assert!(PARAMETER_TEXT_MAX_BYTES < REQUEST_BODY_MAX_BYTES);
 const _: () = assert!(STATEMENT_LENGTH_MAX_CHARS * 4 < REQUEST_BODY_MAX_BYTES);
 const _: () = assert!(PAGE_VALUES_MAX > 0 && PAGE_BYTES_MAX > 0);
 const _: () = assert!(TRANSACTION_TIMEOUT.as_secs() < SESSION_LIFETIME.as_secs());
+const _: () = assert!(REQUEST_BODY_MAX_BYTES <= UNVERIFIED_BODY_BUDGET_BYTES);
+const _: () = assert!(PAGE_BYTES_MAX <= TRANSACTION_RESULT_BYTES_MAX);
 
 /// The limits that tests (and operators) may want to change. Defaults are QLDB's values.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +89,12 @@ pub struct ServerLimits {
     pub page_values_max: usize,
     /// See [`PAGE_BYTES_MAX`].
     pub page_bytes_max: usize,
+    /// See [`TRANSACTION_RESULT_BYTES_MAX`] (`quill serve --result-max-bytes`).
+    pub transaction_result_bytes_max: usize,
+    /// See [`BODY_READ_TIMEOUT`].
+    pub body_read_timeout: Duration,
+    /// See [`UNVERIFIED_BODY_BUDGET_BYTES`].
+    pub unverified_body_budget_bytes: usize,
 }
 
 impl Default for ServerLimits {
@@ -82,6 +105,9 @@ impl Default for ServerLimits {
             sessions_per_ledger_max: SESSIONS_PER_LEDGER_MAX,
             page_values_max: PAGE_VALUES_MAX,
             page_bytes_max: PAGE_BYTES_MAX,
+            transaction_result_bytes_max: TRANSACTION_RESULT_BYTES_MAX,
+            body_read_timeout: BODY_READ_TIMEOUT,
+            unverified_body_budget_bytes: UNVERIFIED_BODY_BUDGET_BYTES,
         }
     }
 }

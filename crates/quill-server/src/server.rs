@@ -1,6 +1,9 @@
 //! The HTTP layer: one listener for both planes, optional TLS, request ids, body limits,
 //! authentication, health and metrics, and graceful shutdown.
 //!
+//! Authentication happens before a request's body is read wherever the protocol allows it;
+//! see [`read_body`] for the order of checks and the limits on bodies not yet authenticated.
+//!
 //! Routing: `GET /health` and `GET /metrics` are unauthenticated; `POST /` with
 //! `X-Amz-Target: QLDBSession.SendCommand` is the data plane; `/ledgers…`, `/tags/…` and
 //! `/journal-s3-exports` are the control plane. Every reply carries `x-amzn-RequestId`.
@@ -12,7 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use axum::body::{Body, Bytes};
+use axum::body::{Body, Bytes, HttpBody as _};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use axum::Router;
@@ -22,7 +25,7 @@ use quill_ledger::LedgerOptions;
 use rand::RngCore as _;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use crate::control::{self, ControlRequest};
@@ -35,7 +38,7 @@ use crate::metrics::Metrics;
 use crate::permissions::{Caller, Permissions};
 use crate::registry::Registry;
 use crate::session::Sessions;
-use crate::sigv4::{self, Credentials, SignableRequest};
+use crate::sigv4::{self, Credentials, HeaderCheck, SignableRequest};
 use crate::{AuthMode, ServerConfig, TlsConfig};
 
 /// How long a client may take to send its request headers (bounds idle half-open connections).
@@ -50,6 +53,9 @@ struct AppState {
     permissions: Option<Permissions>,
     region: String,
     account_id: String,
+    body_read_timeout: Duration,
+    /// Bytes of bodies being read before their signature could be checked; see [`read_body`].
+    unverified_body_budget: Arc<Semaphore>,
 }
 
 /// Binds the listener and opens every ledger; returns the bound address and the future that
@@ -65,10 +71,20 @@ pub async fn bind(
     ServerError,
 > {
     let credentials = match &config.auth {
+        AuthMode::None if is_loopback(config.listen) => {
+            tracing::warn!(
+                listen = %config.listen,
+                "AUTHENTICATION IS OFF: every request is accepted without a signature. \
+                 Use --auth credentials --credentials FILE (SigV4) for anything but local development."
+            );
+            None
+        }
         AuthMode::None => {
             tracing::warn!(
-                "AUTHENTICATION IS OFF: every request is accepted without a signature. \
-                 Use --credentials (SigV4) for anything but local development."
+                listen = %config.listen,
+                "AUTHENTICATION IS OFF ON A NON-LOOPBACK ADDRESS: anyone who can reach this port \
+                 can read, write and delete every ledger without a signature. \
+                 Use --auth credentials --credentials FILE (SigV4) unless the network is trusted."
             );
             None
         }
@@ -86,6 +102,13 @@ pub async fn bind(
         (Some(path), Some(_)) => Some(Permissions::load(path, &config.region, &config.account_id)?),
     };
     let tls = config.tls.as_ref().map(load_tls).transpose()?;
+    if tls.is_none() && !is_loopback(config.listen) {
+        tracing::warn!(
+            listen = %config.listen,
+            "TLS is off on a non-loopback address: statements and results travel unencrypted. \
+             Use --tls-cert and --tls-key unless the network is trusted."
+        );
+    }
     let options = LedgerOptions {
         limits: quill_ledger::Limits {
             transaction_timeout: config.limits.transaction_timeout,
@@ -106,6 +129,10 @@ pub async fn bind(
         permissions,
         region: config.region.clone(),
         account_id: config.account_id.clone(),
+        body_read_timeout: config.limits.body_read_timeout,
+        unverified_body_budget: Arc::new(Semaphore::new(
+            config.limits.unverified_body_budget_bytes,
+        )),
     });
     let listener =
         TcpListener::bind(config.listen)
@@ -122,6 +149,12 @@ pub async fn bind(
         })?;
     tracing::info!(%address, tls = tls.is_some(), "listening");
     Ok((address, run(listener, tls, state, shutdown)))
+}
+
+/// True for addresses only this machine can reach: `127.0.0.0/8`, `::1`, and `::ffff:127.x`.
+/// `0.0.0.0` and `::` listen on every interface, so they are not loopback.
+pub fn is_loopback(address: SocketAddr) -> bool {
+    address.ip().to_canonical().is_loopback()
 }
 
 fn load_tls(config: &TlsConfig) -> Result<TlsAcceptor, ServerError> {
@@ -337,19 +370,15 @@ async fn handle(State(state): State<Arc<AppState>>, request: Request<Body>) -> R
     if parts.method == Method::GET && (path == "/health" || path == "/metrics") {
         return operations_reply(&state, &path, &request_id);
     }
-    let body = match axum::body::to_bytes(body, REQUEST_BODY_MAX_BYTES).await {
-        Ok(body) => body,
-        Err(_) => {
-            let error = ApiError::new(
-                ErrorKind::RequestEntityTooLarge,
-                format!("Request body is larger than {REQUEST_BODY_MAX_BYTES} bytes or unreadable"),
-            );
-            return error_reply(&error, plane, &request_id);
-        }
-    };
     let query = parts.uri.query().unwrap_or("").to_string();
-    let caller = match authenticate(&state, &parts.method, &path, &query, &parts.headers, &body) {
-        Ok(caller) => caller,
+    let signable = SignableParts {
+        method: &parts.method,
+        path: &path,
+        query: &query,
+        headers: header_pairs(&parts.headers),
+    };
+    let (body, caller) = match read_body(&state, &signable, body).await {
+        Ok(read) => read,
         Err(error) => return error_reply(&error, plane, &request_id),
     };
     let result = match plane {
@@ -406,19 +435,28 @@ fn operations_reply(state: &AppState, path: &str, request_id: &str) -> Response<
     )
 }
 
-/// Checks the signature; returns who signed, as far as permissions go.
-fn authenticate(
-    state: &AppState,
-    method: &Method,
-    path: &str,
-    query: &str,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Caller, ApiError> {
-    let Some(credentials) = &state.credentials else {
-        return Ok(Caller::administrator());
-    };
-    let headers: Vec<(String, String)> = headers
+/// What a signature covers, apart from the body.
+struct SignableParts<'a> {
+    method: &'a Method,
+    path: &'a str,
+    query: &'a str,
+    headers: Vec<(String, String)>,
+}
+
+impl SignableParts<'_> {
+    fn with_body<'b>(&'b self, body: &'b [u8]) -> SignableRequest<'b> {
+        SignableRequest {
+            method: self.method.as_str(),
+            raw_path: self.path,
+            raw_query: self.query,
+            headers: &self.headers,
+            body,
+        }
+    }
+}
+
+fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
         .iter()
         .map(|(name, value)| {
             (
@@ -426,19 +464,119 @@ fn authenticate(
                 String::from_utf8_lossy(value.as_bytes()).into_owned(),
             )
         })
-        .collect();
-    let request = SignableRequest {
-        method: method.as_str(),
-        raw_path: path,
-        raw_query: query,
-        headers: &headers,
-        body,
-    };
-    let access_key_id = sigv4::verify(&request, credentials, SystemTime::now())?;
-    Ok(match &state.permissions {
-        Some(permissions) => permissions.caller(&access_key_id),
-        None => Caller::administrator(),
-    })
+        .collect()
+}
+
+/// Authenticates a request and reads its body, checking as much as possible before reading,
+/// so that clients without a valid signature cannot hold memory or connections:
+///
+/// 1. A body declared (`Content-Length`) larger than [`REQUEST_BODY_MAX_BYTES`] gets 413 at
+///    once; nothing of it is read (and a client sending `Expect: 100-continue` never sends it).
+/// 2. With credentials, the headers are checked first ([`sigv4::check_headers`]): no or a
+///    malformed `Authorization`, an unknown access key, another service, or an `X-Amz-Date`
+///    outside the allowed skew is refused before the body is read.
+/// 3. When the client declares the payload hash (`x-amz-content-sha256`, as the JavaScript SDK
+///    does), the signature covers that value and is verified now; the body is then read
+///    (bounded in size and time) and must hash to it. Only a signer reaches this read.
+/// 4. Otherwise the signature covers the body's hash but not in a header (botocore, which
+///    pyqldb uses, sends none for QLDB), so it can only be verified once the body is read; and
+///    with `--auth none` nothing can be verified at all. Such bodies are read under a shared
+///    byte budget ([`crate::limits::UNVERIFIED_BODY_BUDGET_BYTES`]): the request reserves its
+///    declared length (the maximum when it is sent chunked) or gets 503
+///    `CapacityExceededException` (drivers retry it) when the budget is spent, and keeps the
+///    reservation only while reading and verifying.
+///
+/// Every body read has a deadline ([`crate::limits::BODY_READ_TIMEOUT`]): a client trickling
+/// its body gets 408 and its connection is closed (hyper cannot reuse a connection whose
+/// request body was not read), so a slow client frees both its connection slot and its share
+/// of the budget. Step 2 needs a known access key id; ids are not secrets, so step 4 is what
+/// bounds a client that knows one but not its secret.
+async fn read_body(
+    state: &AppState,
+    request: &SignableParts<'_>,
+    body: Body,
+) -> Result<(Bytes, Caller), ApiError> {
+    let declared_length = body.size_hint().exact();
+    if let Some(length) = declared_length {
+        if length > REQUEST_BODY_MAX_BYTES as u64 {
+            return Err(too_large());
+        }
+    }
+    let header_check = state
+        .credentials
+        .as_ref()
+        .map(|credentials| sigv4::check_headers(&request.headers, credentials, SystemTime::now()))
+        .transpose()?;
+    let declared_hash = header_check
+        .as_ref()
+        .and_then(HeaderCheck::declared_payload_hash);
+    if let (Some(check), Some(hash)) = (&header_check, declared_hash) {
+        check.verify(&request.with_body(&[]), hash)?;
+        let body = read_within(body, REQUEST_BODY_MAX_BYTES, state.body_read_timeout).await?;
+        sigv4::check_payload(hash, &body)?;
+        return Ok((body, caller(state, Some(check))));
+    }
+    let reserved = declared_length.map_or(REQUEST_BODY_MAX_BYTES, |length| length as usize);
+    let _reservation = reserve_unverified(state, reserved)?;
+    let body = read_within(body, reserved, state.body_read_timeout).await?;
+    if let Some(check) = &header_check {
+        check.verify(&request.with_body(&body), &sigv4::payload_sha256(&body))?;
+    }
+    Ok((body, caller(state, header_check.as_ref())))
+}
+
+/// Who signed a verified request, as far as permissions go: without credentials or a policy,
+/// everyone is an administrator.
+fn caller(state: &AppState, verified: Option<&HeaderCheck<'_>>) -> Caller {
+    match (&state.permissions, verified) {
+        (Some(permissions), Some(check)) => permissions.caller(check.access_key_id()),
+        _ => Caller::administrator(),
+    }
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        ErrorKind::RequestEntityTooLarge,
+        format!("Request body is larger than {REQUEST_BODY_MAX_BYTES} bytes"),
+    )
+}
+
+/// Takes `bytes` from the unverified-body budget, or fails with 503 when it is spent.
+fn reserve_unverified(state: &AppState, bytes: usize) -> Result<OwnedSemaphorePermit, ApiError> {
+    // The reservation never exceeds REQUEST_BODY_MAX_BYTES (8 MiB), which fits in a u32.
+    let permits = u32::try_from(bytes).map_err(|_| too_large())?;
+    state
+        .unverified_body_budget
+        .clone()
+        .try_acquire_many_owned(permits)
+        .map_err(|_| {
+            ApiError::new(
+                ErrorKind::CapacityExceeded,
+                "Too many request bodies are waiting to be authenticated; retry shortly",
+            )
+        })
+}
+
+/// Reads a whole body of at most `limit` bytes within `timeout`.
+async fn read_within(body: Body, limit: usize, timeout: Duration) -> Result<Bytes, ApiError> {
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(body)) => Ok(body),
+        Ok(Err(error)) => {
+            // `to_bytes` reports a body over the limit and a broken stream alike.
+            tracing::debug!(%error, "request body not read");
+            Err(ApiError::new(
+                ErrorKind::RequestEntityTooLarge,
+                format!("Request body is larger than {limit} bytes or was cut off"),
+            ))
+        }
+        Err(_) => Err(ApiError::new(
+            ErrorKind::RequestTimeout,
+            format!(
+                "The request body did not arrive within {} ms",
+                timeout.as_millis()
+            ),
+        )),
+    }
 }
 
 async fn control_plane(

@@ -119,6 +119,8 @@ struct OpenTransaction {
     digest: CommitDigest,
     /// Results still being paged, by page token. Valid only while the transaction is open.
     cursors: HashMap<String, VecDeque<Vec<u8>>>,
+    /// Encoded bytes held in `cursors`, bounded by `transaction_result_bytes_max`.
+    cursor_bytes: usize,
 }
 
 struct Session {
@@ -394,6 +396,7 @@ impl Sessions {
             id: id.clone(),
             started: Instant::now(),
             cursors: HashMap::new(),
+            cursor_bytes: 0,
         });
         Ok(Outcome::TransactionStarted { transaction_id: id })
     }
@@ -462,12 +465,18 @@ impl Sessions {
             )?;
         }
         let reads_before = open.transaction.read_ios();
+        let savepoint = open.transaction.savepoint();
         let result = quill_partiql::execute(&mut open.transaction, statement, parameters);
         self.metrics.statement(result.is_ok());
         match result {
             Ok(values) => {
                 let read_ios = open.transaction.read_ios() - reads_before;
-                self.first_page(open, &values, read_ios)
+                let page = self.first_page(open, values, read_ios);
+                if page.is_err() {
+                    // Like any failed statement, it leaves the transaction as it was.
+                    open.transaction.rollback_to(savepoint);
+                }
+                page
             }
             Err(error) => {
                 let ends_transaction = matches!(
@@ -483,15 +492,33 @@ impl Sessions {
         }
     }
 
+    /// Encodes a statement's result and returns its first page. The encoded result counts
+    /// against the transaction's result budget together with the unread results it holds;
+    /// going over fails the statement with `LimitExceededException` (each value is dropped as
+    /// soon as it is encoded, so the check runs before the encoded copy outgrows the budget).
     fn first_page(
         &self,
         open: &mut OpenTransaction,
-        values: &[Element],
+        values: Vec<Element>,
         read_ios: u64,
     ) -> Result<Outcome, ApiError> {
+        let budget = self.limits.transaction_result_bytes_max;
         let mut encoded = VecDeque::with_capacity(values.len());
+        let mut bytes = open.cursor_bytes;
         for value in values {
-            encoded.push_back(encode_binary(value)?);
+            let value = encode_binary(&value)?;
+            bytes += value.len();
+            if bytes > budget {
+                return Err(ApiError::new(
+                    ErrorKind::LimitExceeded,
+                    format!(
+                        "Statement result exceeds the transaction's result budget of {budget} \
+                         bytes (results not yet fetched included); select fewer or smaller \
+                         values, or raise `quill serve --result-max-bytes`"
+                    ),
+                ));
+            }
+            encoded.push_back(value);
         }
         let (page, next_page_token) = self.page_from(open, encoded);
         Ok(Outcome::Page {
@@ -511,6 +538,7 @@ impl Sessions {
         let remaining = open.cursors.remove(token).ok_or_else(|| {
             ApiError::bad_request("NextPageToken is not valid for the open transaction")
         })?;
+        open.cursor_bytes -= remaining.iter().map(Vec::len).sum::<usize>();
         let (page, next_page_token) = self.page_from(open, remaining);
         Ok(Outcome::Page {
             read_ios: 0,
@@ -529,6 +557,7 @@ impl Sessions {
         let page = take_page(&mut remaining, &self.limits);
         let next_page_token = (!remaining.is_empty()).then(|| {
             let token = random_token(24);
+            open.cursor_bytes += remaining.iter().map(Vec::len).sum::<usize>();
             open.cursors.insert(token.clone(), remaining);
             token
         });

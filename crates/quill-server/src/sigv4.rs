@@ -182,7 +182,26 @@ pub fn verify(
     credentials: &Credentials,
     now: SystemTime,
 ) -> Result<String, ApiError> {
-    let authorization = header(request.headers, "authorization").ok_or_else(|| {
+    let check = check_headers(request.headers, credentials, now)?;
+    match check.declared_payload_hash() {
+        Some(declared) => {
+            check_payload(declared, request.body)?;
+            check.verify(request, declared)?;
+        }
+        None => check.verify(request, &payload_sha256(request.body))?,
+    }
+    Ok(check.access_key_id().to_string())
+}
+
+/// The part of a signature check that needs only the headers: a well-formed `Authorization`,
+/// a known access key, service `qldb`, a signed `host`, and a fresh `X-Amz-Date`. What it
+/// returns finishes the check once the payload hash is known.
+pub fn check_headers<'a>(
+    headers: &'a [(String, String)],
+    credentials: &'a Credentials,
+    now: SystemTime,
+) -> Result<HeaderCheck<'a>, ApiError> {
+    let authorization = header(headers, "authorization").ok_or_else(|| {
         ApiError::new(
             ErrorKind::MissingAuthenticationToken,
             "Missing Authentication Token",
@@ -201,23 +220,98 @@ pub fn verify(
     if !auth.signed_headers.contains(&"host") {
         return Err(incomplete("the host header must be signed"));
     }
-    let amz_date = header(request.headers, "x-amz-date")
-        .ok_or_else(|| incomplete("missing X-Amz-Date header"))?;
+    let amz_date =
+        header(headers, "x-amz-date").ok_or_else(|| incomplete("missing X-Amz-Date header"))?;
     check_time(amz_date, auth.date, now)?;
-    let payload_hash = payload_hash(request)?;
-    let canonical = canonical_request(request, &auth.signed_headers, &payload_hash);
-    let scope = format!(
-        "{}/{}/{}/aws4_request",
-        auth.date, auth.region, auth.service
-    );
-    let expected = signature(secret, amz_date, &scope, auth.date, auth.region, &canonical);
-    if !constant_time_eq(expected.as_bytes(), auth.signature.as_bytes()) {
-        return Err(ApiError::new(
-            ErrorKind::InvalidSignature,
-            "The request signature we calculated does not match the signature you provided.",
-        ));
+    let declared_payload_hash = header(headers, "x-amz-content-sha256");
+    if let Some(declared) = declared_payload_hash {
+        // Only a real hash can be checked against the body; an unsigned payload would let
+        // anyone who saw one signature replay it with any body.
+        let is_sha256 = declared.len() == 64 && declared.bytes().all(|b| b.is_ascii_hexdigit());
+        if !is_sha256 {
+            return Err(ApiError::new(
+                ErrorKind::InvalidSignature,
+                "x-amz-content-sha256 must be the SHA-256 of the body (unsigned payloads are not accepted)",
+            ));
+        }
     }
-    Ok(auth.access_key_id.to_string())
+    Ok(HeaderCheck {
+        auth,
+        secret,
+        amz_date,
+        declared_payload_hash,
+    })
+}
+
+/// A request whose headers passed [`check_headers`]; [`HeaderCheck::verify`] checks the
+/// signature itself.
+#[derive(Debug)]
+pub struct HeaderCheck<'a> {
+    auth: Authorization<'a>,
+    secret: &'a str,
+    amz_date: &'a str,
+    declared_payload_hash: Option<&'a str>,
+}
+
+impl HeaderCheck<'_> {
+    /// The body's SHA-256 as the client declared it in `x-amz-content-sha256` (the JavaScript
+    /// SDK sends it; botocore does not for QLDB). The signature covers this value, so it can be
+    /// verified before the body arrives; the body must then hash to it ([`check_payload`]).
+    pub fn declared_payload_hash(&self) -> Option<&str> {
+        self.declared_payload_hash
+    }
+
+    /// The access key id the request claims; authenticated once [`HeaderCheck::verify`] passed.
+    pub fn access_key_id(&self) -> &str {
+        self.auth.access_key_id
+    }
+
+    /// Verifies the signature over `request` (its `body` is not read) with this payload hash.
+    pub fn verify(
+        &self,
+        request: &SignableRequest<'_>,
+        payload_hash: &str,
+    ) -> Result<(), ApiError> {
+        let auth = &self.auth;
+        let canonical = canonical_request(request, &auth.signed_headers, payload_hash);
+        let scope = format!(
+            "{}/{}/{}/aws4_request",
+            auth.date, auth.region, auth.service
+        );
+        let expected = signature(
+            self.secret,
+            self.amz_date,
+            &scope,
+            auth.date,
+            auth.region,
+            &canonical,
+        );
+        if !constant_time_eq(expected.as_bytes(), auth.signature.as_bytes()) {
+            return Err(ApiError::new(
+                ErrorKind::InvalidSignature,
+                "The request signature we calculated does not match the signature you provided.",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The payload hash a signature covers: the body's SHA-256 in lowercase hex.
+pub fn payload_sha256(body: &[u8]) -> String {
+    hex::encode(Sha256::digest(body))
+}
+
+/// Checks that `body` hashes to the payload hash the client declared (and signed).
+pub fn check_payload(declared: &str, body: &[u8]) -> Result<(), ApiError> {
+    let actual = payload_sha256(body);
+    if declared.eq_ignore_ascii_case(&actual) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorKind::InvalidSignature,
+            "x-amz-content-sha256 does not match the body",
+        ))
+    }
 }
 
 fn check_time(amz_date: &str, scope_date: &str, now: SystemTime) -> Result<(), ApiError> {
@@ -238,19 +332,6 @@ fn check_time(amz_date: &str, scope_date: &str, now: SystemTime) -> Result<(), A
     Ok(())
 }
 
-fn payload_hash(request: &SignableRequest<'_>) -> Result<String, ApiError> {
-    let actual = hex::encode(Sha256::digest(request.body));
-    match header(request.headers, "x-amz-content-sha256") {
-        None => Ok(actual),
-        Some(claimed) if claimed == actual => Ok(actual),
-        // An unsigned payload would let anyone who saw one signature replay it with any body.
-        Some(_) => Err(ApiError::new(
-            ErrorKind::InvalidSignature,
-            "x-amz-content-sha256 does not match the body (unsigned payloads are not accepted)",
-        )),
-    }
-}
-
 /// Signs a request: returns the `Authorization` header value. The request's headers must
 /// already hold `host` and `x-amz-date` (as [`format_amz_date`] writes it).
 pub fn sign(
@@ -265,7 +346,7 @@ pub fn sign(
     let mut signed_headers: Vec<&str> = request.headers.iter().map(|(n, _)| n.as_str()).collect();
     signed_headers.sort_unstable();
     signed_headers.dedup();
-    let payload_hash = hex::encode(Sha256::digest(request.body));
+    let payload_hash = payload_sha256(request.body);
     let canonical = canonical_request(request, &signed_headers, &payload_hash);
     let scope = format!("{date}/{region}/{service}/aws4_request");
     let signature = signature(

@@ -200,3 +200,74 @@ async fn occ_conflict_ends_the_transaction_not_the_session() {
     assert!(metrics.contains("quill_commits_total 3"), "{metrics}");
     server.shutdown().await;
 }
+
+/// A server with `budget` result bytes per transaction, one value per page, and a table `Big`
+/// of three documents of about 15 KB each (`n` 0, 1, 2); returns it and a session token.
+async fn big_documents(budget: usize) -> (TestServer, String) {
+    let server = start(|config| {
+        config.limits.transaction_result_bytes_max = budget;
+        config.limits.page_values_max = 1;
+    })
+    .await;
+    let address = server.address;
+    assert_eq!(create_ledger(address, "books").await.status, 200);
+    let token = start_session(address, "books").await;
+    let mut tx = begin(address, &token).await;
+    assert_eq!(
+        execute(address, &mut tx, "CREATE TABLE Big", &[])
+            .await
+            .status,
+        200
+    );
+    for n in 0..3 {
+        let document = format!("{{n: {n}, blob: \"{}\"}}", "x".repeat(15_000));
+        let reply = execute(address, &mut tx, "INSERT INTO Big ?", &[&document]).await;
+        assert_eq!(reply.status, 200, "{}", reply.message());
+    }
+    assert_eq!(commit(address, &tx).await.status, 200);
+    (server, token)
+}
+
+#[tokio::test]
+async fn results_are_bounded_in_bytes_per_transaction() {
+    let (server, token) = big_documents(40_000).await;
+    let address = server.address;
+    let mut tx = begin(address, &token).await;
+    let reply = execute(address, &mut tx, "SELECT * FROM Big", &[]).await;
+    assert_eq!(reply.error(), "LimitExceededException");
+    assert!(
+        reply.message().contains("result budget of 40000 bytes")
+            && reply.message().contains("--result-max-bytes"),
+        "{}",
+        reply.message()
+    );
+    // The transaction is still usable, and results under the budget are served.
+    let reply = execute(address, &mut tx, "SELECT * FROM Big WHERE n < 2", &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.message());
+    let unread = reply.json()["ExecuteStatement"]["FirstPage"]["NextPageToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Unread pages count: 15 KB still held + 30 KB more is over the budget…
+    let reply = execute(address, &mut tx, "SELECT * FROM Big WHERE n > 0", &[]).await;
+    assert_eq!(reply.error(), "LimitExceededException");
+    // …until they are fetched.
+    let reply = send(
+        address,
+        &json!({"SessionToken": token, "FetchPage":
+        {"TransactionId": tx.id, "NextPageToken": unread}}),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.message());
+    let reply = execute(address, &mut tx, "SELECT * FROM Big WHERE n > 0", &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.message());
+    assert_eq!(commit(address, &tx).await.status, 200);
+    server.shutdown().await;
+
+    // With a larger budget the whole table is one result.
+    let (server, token) = big_documents(1 << 20).await;
+    let mut tx = begin(server.address, &token).await;
+    let reply = execute(server.address, &mut tx, "SELECT * FROM Big", &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.message());
+    server.shutdown().await;
+}

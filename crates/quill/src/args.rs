@@ -11,6 +11,7 @@ use quill_ledger::BlockAddress;
 use quill_server::{AuthMode, ServerConfig, ServerLimits, TlsConfig};
 
 use crate::bench::BenchArgs;
+use crate::http::Endpoint;
 
 /// Longest transaction timeout accepted: the server ends sessions after 15 minutes anyway.
 const TRANSACTION_TIMEOUT_MAX: Duration = Duration::from_secs(15 * 60);
@@ -59,7 +60,7 @@ impl Command {
 /// How `quill serve` authenticates requests.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AuthArg {
-    /// Accept every request, signed or not (local development only).
+    /// Accept every request, signed or not (local development, or a trusted network).
     None,
     /// Verify SigV4 signatures against `--credentials`.
     Credentials,
@@ -74,7 +75,8 @@ pub struct ServeArgs {
     /// Address to listen on; port 0 picks a free port (the bound address is printed).
     #[arg(long, default_value = "127.0.0.1:8000")]
     pub listen: SocketAddr,
-    /// Authentication; defaults to `credentials` when --credentials is given, else `none`.
+    /// Authentication; defaults to `credentials` when --credentials is given, else to `none`
+    /// on a loopback address. Any other address needs an explicit choice.
     #[arg(long, value_enum)]
     pub auth: Option<AuthArg>,
     /// Credentials file: one `ACCESS_KEY_ID SECRET_ACCESS_KEY` pair per line.
@@ -99,6 +101,10 @@ pub struct ServeArgs {
     /// Transaction timeout, e.g. `30s` (QLDB's), `500ms` or `2` (seconds).
     #[arg(long, default_value = "30s")]
     pub transaction_timeout: String,
+    /// Result bytes one transaction may hold (unread pages included), e.g. `64MiB`, `512KiB`
+    /// or a number of bytes; a statement going over fails with LimitExceededException.
+    #[arg(long, default_value = "64MiB")]
+    pub result_max_bytes: String,
 }
 
 impl ServeArgs {
@@ -108,7 +114,15 @@ impl ServeArgs {
             (Some(AuthArg::None), Some(_)) => {
                 bail!("--credentials needs --auth credentials (or no --auth)")
             }
-            (Some(AuthArg::None), None) | (None, None) => AuthMode::None,
+            (Some(AuthArg::None), None) => AuthMode::None,
+            (None, None) if quill_server::is_loopback(self.listen) => AuthMode::None,
+            (None, None) => bail!(
+                "refusing to serve {} without authentication: only a loopback address (such as \
+                 127.0.0.1 or [::1]) accepts unsigned requests by default. Pass \
+                 `--auth credentials --credentials FILE` to check SigV4 signatures, or \
+                 `--auth none` to accept unsigned requests from anyone who can reach the port",
+                self.listen
+            ),
             (Some(AuthArg::Credentials), None) => {
                 bail!("--auth credentials needs --credentials FILE")
             }
@@ -127,6 +141,8 @@ impl ServeArgs {
         }
         let transaction_timeout = parse_duration(&self.transaction_timeout)
             .with_context(|| format!("--transaction-timeout {:?}", self.transaction_timeout))?;
+        let transaction_result_bytes_max = parse_size(&self.result_max_bytes)
+            .with_context(|| format!("--result-max-bytes {:?}", self.result_max_bytes))?;
         let mut config = ServerConfig::new(self.data_dir, self.listen);
         config.auth = auth;
         config.tls = tls;
@@ -135,6 +151,7 @@ impl ServeArgs {
         config.account_id = self.account_id;
         config.limits = ServerLimits {
             transaction_timeout,
+            transaction_result_bytes_max,
             ..ServerLimits::default()
         };
         Ok(config)
@@ -167,6 +184,24 @@ pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
         );
     }
     Ok(duration)
+}
+
+/// Parses a byte size: `4096`, `512KiB`, `64MiB` or `1GiB`; zero is refused.
+pub fn parse_size(text: &str) -> anyhow::Result<usize> {
+    let text = text.trim();
+    let (digits, unit) = [("GiB", 1usize << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)]
+        .into_iter()
+        .find_map(|(suffix, unit)| text.strip_suffix(suffix).map(|digits| (digits, unit)))
+        .unwrap_or((text, 1));
+    let value: usize = digits
+        .trim()
+        .parse()
+        .context("expected a number with an optional KiB, MiB or GiB unit")?;
+    let bytes = value.checked_mul(unit).context("size is too large")?;
+    if bytes == 0 {
+        bail!("must be at least 1 byte");
+    }
+    Ok(bytes)
 }
 
 /// A ledger in a data directory (embedded commands).
@@ -254,9 +289,12 @@ pub struct ShellArgs {
     /// Embedded mode: the data directory to open (must not be served at the same time).
     #[arg(long, conflicts_with = "endpoint")]
     pub data_dir: Option<PathBuf>,
-    /// Endpoint mode: a running server, e.g. http://127.0.0.1:8000.
+    /// Endpoint mode: a running server, e.g. http://127.0.0.1:8000 or https://quill.example:8443.
     #[arg(long)]
     pub endpoint: Option<String>,
+    /// Extra trusted CA certificate (PEM) for an https endpoint, e.g. a self-signed server's.
+    #[arg(long, requires = "endpoint")]
+    pub ca_cert: Option<PathBuf>,
     /// Ledger name.
     #[arg(long)]
     pub ledger: String,
@@ -275,8 +313,8 @@ pub enum ShellTarget {
     Embedded(LedgerTarget),
     /// On a server, through the QLDB session protocol.
     Endpoint {
-        /// `http://host:port`.
-        url: String,
+        /// Where the server is, and how to reach it.
+        endpoint: Endpoint,
         /// A valid ledger name.
         ledger: String,
         /// SigV4 region.
@@ -299,7 +337,7 @@ impl ShellArgs {
         quill_ledger::validate_ledger_name(&self.ledger)?;
         let target = match self.endpoint {
             Some(url) => ShellTarget::Endpoint {
-                url,
+                endpoint: Endpoint::parse(&url, self.ca_cert.as_deref())?,
                 ledger: self.ledger,
                 region: self.region,
             },
@@ -427,6 +465,51 @@ mod tests {
         assert_eq!(config.auth, AuthMode::None);
         assert_eq!(config.listen, "127.0.0.1:8000".parse().unwrap());
         assert_eq!(config.limits.transaction_timeout, Duration::from_secs(30));
+        assert_eq!(config.limits.transaction_result_bytes_max, 64 << 20);
+        let config = serve_args(&["--result-max-bytes", "1MiB"]).unwrap();
+        assert_eq!(config.limits.transaction_result_bytes_max, 1 << 20);
+        assert!(serve_args(&["--result-max-bytes", "0"]).is_err());
+    }
+
+    #[test]
+    fn sizes_take_binary_units() {
+        assert_eq!(parse_size("64MiB").unwrap(), 64 << 20);
+        assert_eq!(parse_size("512KiB").unwrap(), 512 << 10);
+        assert_eq!(parse_size("1GiB").unwrap(), 1 << 30);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        for bad in ["0", "", "MiB", "1MB", "-1", "99999999999999999999GiB"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn unsigned_requests_are_accepted_by_default_only_on_loopback() {
+        for loopback in [
+            "127.0.0.1:0",
+            "127.1.2.3:8000",
+            "[::1]:0",
+            "[::ffff:127.0.0.1]:0",
+        ] {
+            let config = serve_args(&["--listen", loopback]).unwrap();
+            assert_eq!(config.auth, AuthMode::None, "{loopback}");
+        }
+        for exposed in [
+            "0.0.0.0:8000",
+            "[::]:0",
+            "192.168.1.10:8000",
+            "[2001:db8::1]:0",
+        ] {
+            let error = serve_args(&["--listen", exposed]).unwrap_err().to_string();
+            assert!(
+                error.contains("--auth credentials --credentials FILE"),
+                "{error}"
+            );
+            assert!(error.contains("--auth none"), "{error}");
+            let config = serve_args(&["--listen", exposed, "--auth", "none"]).unwrap();
+            assert_eq!(config.auth, AuthMode::None, "{exposed}");
+            let config = serve_args(&["--listen", exposed, "--credentials", "c.txt"]).unwrap();
+            assert_eq!(config.auth, AuthMode::Credentials("c.txt".into()));
+        }
     }
 
     #[test]

@@ -1,39 +1,43 @@
-//! A small QLDB session client for `quill shell --endpoint`: HTTP/1.1 over a plain
-//! `TcpStream`, the AWS JSON 1.0 `SendCommand` protocol, result pages decoded from `IonBinary`,
-//! and the CommitDigest the drivers compute (`quill_verify::CommitDigest`).
+//! A small QLDB session client for `quill shell --endpoint`: the AWS JSON 1.0 `SendCommand`
+//! protocol over one keep-alive connection ([`crate::http`]: HTTP or HTTPS, SigV4-signed when
+//! credentials are in the environment, unsigned otherwise, which only `--auth none` accepts),
+//! result pages decoded from `IonBinary`, and the CommitDigest the drivers compute
+//! (`quill_verify::CommitDigest`).
 //!
-//! Requests are signed with SigV4 when `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` are set
-//! (the server's `sign` function), and sent unsigned otherwise (fine against `--auth none`).
-//! Each request uses its own connection (`Connection: close`): the shell is interactive, so
-//! simplicity beats connection reuse. Plain `http://` only.
+//! The shell is synchronous; the client drives its connection on a runtime of its own.
 
-use std::io::{BufReader, Read as _, Write as _};
-use std::net::TcpStream;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use hyper::Method;
 use ion_rs::Element;
 use quill_verify::CommitDigest;
 use serde_json::{json, Value};
 
-/// Largest response accepted: the server's pages are at most 1 MiB of Ion.
-const RESPONSE_MAX_BYTES: usize = 16 * 1024 * 1024;
-/// Largest response header section accepted.
-const RESPONSE_HEADERS_MAX_BYTES: usize = 64 * 1024;
+use crate::http::{Connection, Endpoint, HttpError, Signer};
+
 /// Pages fetched for one statement before giving up (bounds a runaway result).
 const PAGES_MAX: usize = 100_000;
 /// How long one request may take on the network.
 const IO_TIMEOUT: Duration = Duration::from_secs(60);
+/// A connection idle longer than this is replaced rather than reused. Servers close idle
+/// connections (`quill serve` after 30 s), and a request written into a connection the server
+/// is closing fails without telling whether it ran, so it cannot be retried safely. Statements
+/// of one script go back to back and share a connection; a pause at the prompt reconnects.
+const IDLE_REUSE_MAX: Duration = Duration::from_secs(5);
 
 /// What can go wrong talking to a server.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// The endpoint URL is not `http://host:port`.
-    #[error("endpoint {0:?} is not http://HOST:PORT")]
-    BadEndpoint(String),
-    /// The network failed.
+    /// Connecting or the HTTP exchange failed.
     #[error("cannot reach the server: {0}")]
-    Io(#[from] std::io::Error),
+    Http(#[from] HttpError),
+    /// The client's runtime could not start.
+    #[error("cannot start the client: {0}")]
+    Runtime(std::io::Error),
+    /// No reply within [`IO_TIMEOUT`].
+    #[error("no reply from the server within {} s", IO_TIMEOUT.as_secs())]
+    Timeout,
     /// The server answered with a QLDB exception.
     #[error("{kind}: {message}")]
     Server {
@@ -51,38 +55,13 @@ pub enum ClientError {
 
 type Result<T, E = ClientError> = std::result::Result<T, E>;
 
-/// SigV4 credentials from the environment.
-struct SigningKey {
-    access_key_id: String,
-    secret_access_key: String,
-    session_token: Option<String>,
-}
-
-impl SigningKey {
-    fn from_env() -> Option<SigningKey> {
-        let access_key_id = std::env::var("AWS_ACCESS_KEY_ID")
-            .ok()
-            .filter(|v| !v.is_empty())?;
-        let secret_access_key = std::env::var("AWS_SECRET_ACCESS_KEY")
-            .ok()
-            .filter(|v| !v.is_empty())?;
-        let session_token = std::env::var("AWS_SESSION_TOKEN")
-            .ok()
-            .filter(|v| !v.is_empty());
-        Some(SigningKey {
-            access_key_id,
-            secret_access_key,
-            session_token,
-        })
-    }
-}
-
 /// One QLDB session on one ledger.
 pub struct SessionClient {
-    /// `host:port` to connect to and to send as `Host`.
-    authority: String,
-    region: String,
-    signing: Option<SigningKey>,
+    runtime: tokio::runtime::Runtime,
+    endpoint: Endpoint,
+    /// Opened on first use, and again after [`IDLE_REUSE_MAX`]; with its last use.
+    connection: Option<(Connection, Instant)>,
+    signer: Option<Signer>,
     session_token: String,
 }
 
@@ -93,25 +72,18 @@ pub struct RemoteTransaction {
     digest: CommitDigest,
 }
 
-/// Splits `http://host:port[/]` into `host:port`.
-fn parse_endpoint(url: &str) -> Result<String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| ClientError::BadEndpoint(url.to_owned()))?;
-    let authority = rest.trim_end_matches('/');
-    if authority.is_empty() || authority.contains('/') || !authority.contains(':') {
-        return Err(ClientError::BadEndpoint(url.to_owned()));
-    }
-    Ok(authority.to_owned())
-}
-
 impl SessionClient {
     /// Starts a session on `ledger`.
-    pub fn connect(url: &str, ledger: &str, region: &str) -> Result<SessionClient> {
+    pub fn connect(endpoint: &Endpoint, ledger: &str, region: &str) -> Result<SessionClient> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(ClientError::Runtime)?;
         let mut client = SessionClient {
-            authority: parse_endpoint(url)?,
-            region: region.to_owned(),
-            signing: SigningKey::from_env(),
+            runtime,
+            endpoint: endpoint.clone(),
+            connection: None,
+            signer: Signer::from_env(region),
             session_token: String::new(),
         };
         let reply = client.send(json!({ "StartSession": { "LedgerName": ledger } }))?;
@@ -196,45 +168,15 @@ impl SessionClient {
         self.send(body)
     }
 
-    fn send(&self, body: Value) -> Result<Value> {
+    fn send(&mut self, body: Value) -> Result<Value> {
         let body = serde_json::to_vec(&body).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let mut headers = vec![
-            (
-                "content-type".to_owned(),
-                "application/x-amz-json-1.0".to_owned(),
-            ),
-            ("host".to_owned(), self.authority.clone()),
-            (
-                "x-amz-date".to_owned(),
-                quill_server::sigv4::format_amz_date(SystemTime::now()),
-            ),
-            (
-                "x-amz-target".to_owned(),
-                "QLDBSession.SendCommand".to_owned(),
-            ),
-        ];
-        if let Some(key) = &self.signing {
-            if let Some(token) = &key.session_token {
-                headers.push(("x-amz-security-token".to_owned(), token.clone()));
-            }
-            let request = quill_server::sigv4::SignableRequest {
-                method: "POST",
-                raw_path: "/",
-                raw_query: "",
-                headers: &headers,
-                body: &body,
-            };
-            let authorization = quill_server::sigv4::sign(
-                &request,
-                &key.access_key_id,
-                &key.secret_access_key,
-                &self.region,
-                quill_server::sigv4::SERVICE,
-            )
-            .ok_or_else(|| ClientError::Protocol("cannot sign the request".into()))?;
-            headers.push(("authorization".to_owned(), authorization));
-        }
-        let (status, reply) = http_post(&self.authority, &headers, &body)?;
+        let (endpoint, connection, signer) =
+            (&self.endpoint, &mut self.connection, self.signer.as_ref());
+        let (status, reply) = self.runtime.block_on(async {
+            tokio::time::timeout(IO_TIMEOUT, post(endpoint, connection, signer, body))
+                .await
+                .map_err(|_| ClientError::Timeout)?
+        })?;
         let json: Value = serde_json::from_slice(&reply).map_err(|e| {
             ClientError::Protocol(format!("HTTP {status} with a body that is not JSON: {e}"))
         })?;
@@ -243,6 +185,41 @@ impl SessionClient {
         }
         Ok(json)
     }
+}
+
+/// Sends one `SendCommand`, on a new connection unless the last one is open and fresh.
+async fn post(
+    endpoint: &Endpoint,
+    connection: &mut Option<(Connection, Instant)>,
+    signer: Option<&Signer>,
+    body: Vec<u8>,
+) -> Result<(u16, bytes::Bytes)> {
+    let reusable = connection
+        .as_ref()
+        .is_some_and(|(open, used)| !open.is_closed() && used.elapsed() < IDLE_REUSE_MAX);
+    let open = match connection {
+        Some((open, used)) if reusable => {
+            *used = Instant::now();
+            open
+        }
+        _ => {
+            &mut connection
+                .insert((endpoint.connect().await?, Instant::now()))
+                .0
+        }
+    };
+    let headers = [
+        ("content-type", "application/x-amz-json-1.0"),
+        ("x-amz-target", "QLDBSession.SendCommand"),
+    ];
+    let result = open
+        .request(Method::POST, "/", &headers, body, signer)
+        .await;
+    if result.is_err() {
+        // The connection's state is unknown after a failed exchange; never reuse it.
+        *connection = None;
+    }
+    Ok(result?)
 }
 
 fn server_error(status: u16, body: &Value) -> ClientError {
@@ -298,138 +275,9 @@ fn decode_page(page: &Value, values: &mut Vec<Element>) -> Result<()> {
     Ok(())
 }
 
-/// Sends one `POST /` and returns the status and body.
-fn http_post(authority: &str, headers: &[(String, String)], body: &[u8]) -> Result<(u16, Vec<u8>)> {
-    let stream = TcpStream::connect(authority)?;
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
-    stream.set_write_timeout(Some(IO_TIMEOUT))?;
-    let mut request = String::from("POST / HTTP/1.1\r\n");
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str(&format!(
-        "content-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    ));
-    let mut writer = &stream;
-    writer.write_all(request.as_bytes())?;
-    writer.write_all(body)?;
-    writer.flush()?;
-    read_response(BufReader::new(&stream))
-}
-
-fn read_response(mut reader: impl std::io::BufRead) -> Result<(u16, Vec<u8>)> {
-    let mut status_line = String::new();
-    reader.read_line(&mut status_line)?;
-    let status: u16 = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| ClientError::Protocol(format!("bad status line {status_line:?}")))?;
-    let (mut content_length, mut chunked, mut header_bytes) = (None, false, 0);
-    loop {
-        let mut line = String::new();
-        header_bytes += reader.read_line(&mut line)?;
-        if header_bytes > RESPONSE_HEADERS_MAX_BYTES {
-            return Err(ClientError::Protocol(
-                "response headers are too large".into(),
-            ));
-        }
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
-        };
-        let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
-        if name == "content-length" {
-            content_length = Some(
-                value
-                    .parse::<usize>()
-                    .map_err(|_| ClientError::Protocol("bad content-length".into()))?,
-            );
-        } else if name == "transfer-encoding" && value.eq_ignore_ascii_case("chunked") {
-            chunked = true;
-        }
-    }
-    let body = if chunked {
-        read_chunked(&mut reader)?
-    } else if let Some(length) = content_length {
-        if length > RESPONSE_MAX_BYTES {
-            return Err(ClientError::Protocol(format!(
-                "response of {length} bytes is too large"
-            )));
-        }
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body)?;
-        body
-    } else {
-        let mut body = Vec::new();
-        reader
-            .take(RESPONSE_MAX_BYTES as u64 + 1)
-            .read_to_end(&mut body)?;
-        body
-    };
-    if body.len() > RESPONSE_MAX_BYTES {
-        return Err(ClientError::Protocol("response is too large".into()));
-    }
-    Ok((status, body))
-}
-
-fn read_chunked(reader: &mut impl std::io::BufRead) -> Result<Vec<u8>> {
-    let mut body = Vec::new();
-    loop {
-        let mut size_line = String::new();
-        reader.read_line(&mut size_line)?;
-        let size_text = size_line.trim().split(';').next().unwrap_or("");
-        let size = usize::from_str_radix(size_text, 16)
-            .map_err(|_| ClientError::Protocol(format!("bad chunk size {size_text:?}")))?;
-        if body.len() + size > RESPONSE_MAX_BYTES {
-            return Err(ClientError::Protocol("response is too large".into()));
-        }
-        if size == 0 {
-            return Ok(body);
-        }
-        let start = body.len();
-        body.resize(start + size, 0);
-        reader.read_exact(&mut body[start..])?;
-        let mut crlf = [0; 2];
-        reader.read_exact(&mut crlf)?;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn endpoints_must_be_plain_http_with_a_port() {
-        assert_eq!(
-            parse_endpoint("http://127.0.0.1:8000").unwrap(),
-            "127.0.0.1:8000"
-        );
-        assert_eq!(
-            parse_endpoint("http://localhost:8000/").unwrap(),
-            "localhost:8000"
-        );
-        for bad in ["https://h:1", "h:1", "http://", "http://h", "http://h:1/x"] {
-            assert!(parse_endpoint(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn responses_parse_with_length_or_chunks() {
-        let fixed = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}".as_slice();
-        assert_eq!(read_response(fixed).unwrap(), (200, b"{}".to_vec()));
-        let chunked =
-            b"HTTP/1.1 400 Bad\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"a\r\n4\r\n\":1}\r\n0\r\n\r\n".as_slice();
-        assert_eq!(
-            read_response(chunked).unwrap(),
-            (400, b"{\"a\":1}".to_vec())
-        );
-        assert!(read_response(b"garbage\r\n\r\n".as_slice()).is_err());
-    }
 
     #[test]
     fn errors_take_their_name_from_type() {

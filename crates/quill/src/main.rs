@@ -13,6 +13,7 @@ mod admin;
 mod args;
 mod bench;
 mod client;
+mod http;
 mod render;
 mod serve;
 mod shell;

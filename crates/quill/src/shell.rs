@@ -150,12 +150,12 @@ pub fn run(config: ShellConfig) -> anyhow::Result<()> {
             open: None,
         }),
         ShellTarget::Endpoint {
-            url,
+            endpoint,
             ledger,
             region,
         } => {
-            let client = SessionClient::connect(url, ledger, region)
-                .with_context(|| format!("cannot start a session on {ledger} at {url}"))?;
+            let client = SessionClient::connect(endpoint, ledger, region)
+                .with_context(|| format!("cannot start a session on {ledger} at {endpoint:?}"))?;
             Box::new(Remote { client, open: None })
         }
     };

@@ -1,9 +1,8 @@
 //! Runs the real `quill` binary in a fresh temporary directory per test.
 
+use std::io::{BufRead as _, Write as _};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-
-use std::io::Write as _;
+use std::process::{Child, Command, Output, Stdio};
 
 struct Workspace {
     dir: tempfile::TempDir,
@@ -24,12 +23,23 @@ impl Workspace {
         self.quill_with_stdin(args, "")
     }
 
-    fn quill_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_quill"))
+    /// The `quill` command in the workspace, without the caller's AWS credentials or log filter.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_quill"));
+        command
             .args(args)
             .current_dir(self.dir.path())
             .env("HOME", self.dir.path())
             .env_remove("RUST_LOG")
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_SESSION_TOKEN");
+        command
+    }
+
+    fn quill_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = self
+            .command(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -256,4 +266,168 @@ fn bad_arguments_fail_with_a_message() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("--credentials"));
     let output = work.quill(&["verify", "--ledger", "--bad--", "--data-dir", "x"]);
     assert!(!output.status.success());
+}
+
+/// A running `quill serve`, killed when dropped.
+struct Server {
+    child: Child,
+    /// From the `quill: listening on …` line.
+    url: String,
+}
+
+impl Server {
+    /// Starts `quill serve ARGS` and waits for its listening line.
+    fn start(work: &Workspace, args: &[&str]) -> Server {
+        let data_dir = work.data_dir();
+        let mut all = vec!["serve", "--data-dir", data_dir.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let mut child = work
+            .command(&all)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("quill serve starts");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("listening line");
+        let url = line
+            .trim()
+            .strip_prefix("quill: listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Server { child, url }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn serve_accepts_unsigned_requests_by_default_only_on_loopback() {
+    let work = Workspace::new();
+    let data_dir = work.data_dir();
+    let data_dir = data_dir.to_str().unwrap();
+    // Refused before binding, so any non-loopback address shows it.
+    for exposed in ["0.0.0.0:0", "[::]:0"] {
+        let output = work.quill(&["serve", "--data-dir", data_dir, "--listen", exposed]);
+        assert_eq!(output.status.code(), Some(1), "{exposed}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("--auth credentials --credentials FILE")
+                && stderr.contains("--auth none"),
+            "{stderr}"
+        );
+    }
+    let local = Server::start(&work, &["--listen", "127.0.0.1:0"]);
+    assert!(local.url.starts_with("http://127.0.0.1:"), "{}", local.url);
+    drop(local);
+    work.ok(&["ledger", "create", "shop"]);
+    let exposed = Server::start(&work, &["--listen", "0.0.0.0:0", "--auth", "none"]);
+    let port = exposed.url.rsplit(':').next().unwrap();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let output = work.quill(&[
+        "shell",
+        "--endpoint",
+        &endpoint,
+        "--ledger",
+        "shop",
+        "-e",
+        "CREATE TABLE T",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../quill-server/tests/fixtures")
+        .join(name)
+}
+
+#[test]
+fn the_shell_speaks_https_and_signs_with_sigv4() {
+    let work = Workspace::new();
+    work.ok(&["ledger", "create", "shop"]);
+    let credentials = work.dir.path().join("credentials");
+    std::fs::write(&credentials, "AKIDSHELL shell-secret\n").unwrap();
+    let (cert, key) = (fixture("localhost.crt"), fixture("localhost.key"));
+    let server = Server::start(
+        &work,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+            "--auth",
+            "credentials",
+            "--credentials",
+            credentials.to_str().unwrap(),
+        ],
+    );
+    let port = server
+        .url
+        .strip_prefix("https://127.0.0.1:")
+        .expect("https on loopback");
+    let endpoint = format!("https://localhost:{port}");
+    let shell = |script: &str, secret: Option<&str>, ca_cert: bool| {
+        let mut args = vec![
+            "shell",
+            "--endpoint",
+            &endpoint,
+            "--ledger",
+            "shop",
+            "-e",
+            script,
+        ];
+        if ca_cert {
+            args.extend(["--ca-cert", cert.to_str().unwrap()]);
+        }
+        let mut command = work.command(&args);
+        if let Some(secret) = secret {
+            command
+                .env("AWS_ACCESS_KEY_ID", "AKIDSHELL")
+                .env("AWS_SECRET_ACCESS_KEY", secret);
+        }
+        command.output().expect("quill shell runs")
+    };
+    let output = shell(
+        "CREATE TABLE Item; INSERT INTO Item {'sku': 'a-1', 'price': 3}; SELECT VALUE price FROM Item",
+        Some("shell-secret"),
+        true,
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(
+        parse_ion(&stdout).last(),
+        Some(&ion_rs::Element::int(3)),
+        "{stdout}"
+    );
+
+    let refusals = [
+        (None, true, "MissingAuthenticationTokenException"),
+        (Some("wrong-secret"), true, "InvalidSignatureException"),
+        // The self-signed certificate is not trusted without --ca-cert.
+        (Some("shell-secret"), false, "certificate"),
+    ];
+    for (secret, ca_cert, expected) in refusals {
+        let output = shell("SELECT * FROM Item", secret, ca_cert);
+        assert_eq!(output.status.code(), Some(1), "{expected}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{expected}: {stderr}");
+    }
 }

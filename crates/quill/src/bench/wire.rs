@@ -1,6 +1,6 @@
 //! `quill bench wire`: a QLDB wire-protocol load generator. Each session is one keep-alive
-//! HTTP/1.1 connection (a hand-written minimal client: requests are small JSON bodies and
-//! replies carry `Content-Length`) running StartTransaction, one `INSERT INTO BenchTable ?`
+//! HTTP/1.1 connection ([`crate::http`]: plain or TLS, SigV4-signed when credentials are in the
+//! environment, as a driver would be) running StartTransaction, one `INSERT INTO BenchTable ?`
 //! with an Ion binary parameter, and CommitTransaction with the driver-computed
 //! CommitDigest — exactly what a QLDB driver sends per single-document transaction.
 
@@ -10,17 +10,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use hyper::Method;
 use serde_json::{json, Value};
-use tokio::net::TcpStream;
 
 use super::load;
 use super::stats::{self, fmt_duration, rate, Latencies, ScratchDir};
 use super::summary::Summary;
+use crate::http::{Connection, Endpoint, Signer};
 
-/// Largest response header block accepted.
-const HEADER_BYTES_MAX: usize = 64 * 1024;
-/// Largest response body accepted (QLDB pages are far smaller).
-const BODY_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// One request's deadline: a stuck server fails the run instead of hanging it.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Sessions one step may open (QLDB's per-ledger limit is 1500).
@@ -33,10 +30,17 @@ const INSERT: &str = "INSERT INTO BenchTable ?";
 /// Arguments of `quill bench wire`.
 #[derive(clap::Args, Debug)]
 pub struct WireArgs {
-    /// Server to load, e.g. `http://127.0.0.1:8080` (no TLS, no authentication). Without it
-    /// a server is started in-process on a loopback port with a scratch data directory.
+    /// Server to load, e.g. `http://127.0.0.1:8080` or `https://…` (requests are signed when
+    /// AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY are set). Without it a server is started
+    /// in-process on a loopback port with a scratch data directory.
     #[arg(long)]
     pub endpoint: Option<String>,
+    /// Extra trusted CA certificate (PEM) for an https endpoint.
+    #[arg(long, requires = "endpoint")]
+    pub ca_cert: Option<PathBuf>,
+    /// Region to sign requests for.
+    #[arg(long, default_value = "us-east-1")]
+    pub region: String,
     /// Ledger to use (created if absent).
     #[arg(long, default_value = "bench")]
     pub ledger: String,
@@ -67,19 +71,26 @@ pub fn run(args: WireArgs) -> anyhow::Result<()> {
         .enable_all()
         .thread_name("bench-server")
         .build()?;
-    let (address, server) = match &args.endpoint {
-        Some(endpoint) => (parse_endpoint(endpoint)?, None),
+    let (endpoint, server) = match &args.endpoint {
+        Some(url) => (Endpoint::parse(url, args.ca_cert.as_deref())?, None),
         None => {
             let (address, server) =
                 server_runtime.block_on(start_server(scratch.path().join("data")))?;
-            (address, Some(server))
+            (
+                Endpoint::parse(&format!("http://{address}"), None)?,
+                Some(server),
+            )
         }
+    };
+    let target = Target {
+        endpoint,
+        signer: Signer::from_env(&args.region),
     };
     let client_runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("bench-client")
         .build()?;
-    let outcome = client_runtime.block_on(load_steps(address, &args, fsync_p50));
+    let outcome = client_runtime.block_on(load_steps(&target, &args, fsync_p50));
     if let Some(server) = server {
         server_runtime.block_on(server.stop())?;
     }
@@ -107,19 +118,19 @@ impl RunningServer {
     }
 }
 
-/// `http://host:port` (or `host:port`) to a socket address.
-fn parse_endpoint(endpoint: &str) -> anyhow::Result<SocketAddr> {
-    let rest = endpoint.strip_prefix("http://").unwrap_or(endpoint);
-    anyhow::ensure!(
-        !rest.starts_with("https://"),
-        "TLS endpoints are not supported by the load generator"
-    );
-    let host_port = rest.trim_end_matches('/');
-    use std::net::ToSocketAddrs;
-    host_port
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| anyhow::anyhow!("{endpoint} resolves to no address"))
+/// The server under load and how to sign for it.
+struct Target {
+    endpoint: Endpoint,
+    signer: Option<Signer>,
+}
+
+impl Target {
+    async fn connect(&self) -> anyhow::Result<Http> {
+        Ok(Http {
+            connection: self.endpoint.connect().await?,
+            signer: self.signer.clone(),
+        })
+    }
 }
 
 /// Starts `quill_server` on a loopback port without authentication.
@@ -141,11 +152,11 @@ async fn start_server(data_dir: PathBuf) -> anyhow::Result<(SocketAddr, RunningS
 }
 
 async fn load_steps(
-    address: SocketAddr,
+    target: &Target,
     args: &WireArgs,
     fsync_p50: Duration,
 ) -> anyhow::Result<Summary> {
-    prepare_ledger(address, &args.ledger).await?;
+    prepare_ledger(target, &args.ledger).await?;
     let mut summary = Summary::new();
     summary.row("fsync p50 (baseline)", fmt_duration(fsync_p50), "-", None);
     println!(
@@ -154,7 +165,7 @@ async fn load_steps(
     );
     for &sessions in args.sessions.iter().take(16) {
         let step = run_step(
-            address,
+            target,
             &args.ledger,
             sessions.clamp(1, SESSIONS_MAX),
             Duration::from_secs(args.seconds),
@@ -190,14 +201,14 @@ async fn load_steps(
 }
 
 /// Creates the ledger (unless it exists) and `BenchTable` (unless it exists).
-async fn prepare_ledger(address: SocketAddr, ledger: &str) -> anyhow::Result<()> {
-    let mut http = Http::connect(address).await?;
+async fn prepare_ledger(target: &Target, ledger: &str) -> anyhow::Result<()> {
+    let mut http = target.connect().await?;
     let body = json!({"Name": ledger, "PermissionsMode": "ALLOW_ALL", "DeletionProtection": false});
     let (status, reply) = http
         .request(
-            "POST",
+            Method::POST,
             "/ledgers",
-            &[("Content-Type", "application/json")],
+            &[("content-type", "application/json")],
             &body,
         )
         .await?;
@@ -227,7 +238,7 @@ struct StepOutcome {
 }
 
 async fn run_step(
-    address: SocketAddr,
+    target: &Target,
     ledger: &str,
     sessions: usize,
     duration: Duration,
@@ -236,8 +247,10 @@ async fn run_step(
     let mut tasks = Vec::with_capacity(sessions);
     for worker in 0..sessions {
         let (ledger, start_line) = (ledger.to_owned(), Arc::clone(&start_line));
+        // Connected here, not in the task: the task cannot borrow `target`.
+        let http = target.connect().await?;
         tasks.push(tokio::spawn(async move {
-            let session = Session::start(Http::connect(address).await?, &ledger).await?;
+            let session = Session::start(http, &ledger).await?;
             start_line.wait().await;
             session_loop(session, worker as u64, duration).await
         }));
@@ -398,10 +411,10 @@ impl Session {
 /// One SendCommand; a non-200 reply becomes an error naming its `__type`.
 async fn send(http: &mut Http, request: &Value) -> anyhow::Result<Value> {
     let headers = [
-        ("Content-Type", "application/x-amz-json-1.0"),
-        ("X-Amz-Target", "QLDBSession.SendCommand"),
+        ("content-type", "application/x-amz-json-1.0"),
+        ("x-amz-target", "QLDBSession.SendCommand"),
     ];
-    let (status, reply) = http.request("POST", "/", &headers, request).await?;
+    let (status, reply) = http.request(Method::POST, "/", &headers, request).await?;
     if status != 200 {
         let kind = reply["__type"].as_str().unwrap_or("unknown");
         let message = reply["Message"]
@@ -413,44 +426,25 @@ async fn send(http: &mut Http, request: &Value) -> anyhow::Result<Value> {
     Ok(reply)
 }
 
-/// A keep-alive HTTP/1.1 connection that sends JSON and reads `Content-Length` replies.
+/// One session's keep-alive connection, sending JSON and signing when credentials are set.
 struct Http {
-    stream: TcpStream,
-    host: String,
-    buffer: Vec<u8>,
+    connection: Connection,
+    signer: Option<Signer>,
 }
 
 impl Http {
-    async fn connect(address: SocketAddr) -> anyhow::Result<Http> {
-        let stream = TcpStream::connect(address).await?;
-        stream.set_nodelay(true)?;
-        Ok(Http {
-            stream,
-            host: address.to_string(),
-            buffer: Vec::with_capacity(4096),
-        })
-    }
-
     async fn request(
         &mut self,
-        method: &str,
+        method: Method,
         path: &str,
         headers: &[(&str, &str)],
         body: &Value,
     ) -> anyhow::Result<(u16, Value)> {
         let body = serde_json::to_vec(body)?;
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n",
-            self.host,
-            body.len()
-        );
-        for (name, value) in headers {
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-        head.push_str("\r\n");
-        let mut message = head.into_bytes();
-        message.extend_from_slice(&body);
-        let (status, reply) = tokio::time::timeout(REQUEST_TIMEOUT, self.exchange(&message))
+        let exchange =
+            self.connection
+                .request(method.clone(), path, headers, body, self.signer.as_ref());
+        let (status, reply) = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
             .await
             .map_err(|_| {
                 anyhow::anyhow!("{method} {path}: no reply within {REQUEST_TIMEOUT:?}")
@@ -462,92 +456,6 @@ impl Http {
         };
         Ok((status, value))
     }
-
-    async fn exchange(&mut self, message: &[u8]) -> anyhow::Result<(u16, Vec<u8>)> {
-        self.write_all(message).await?;
-        let header_end = loop {
-            if let Some(end) = find(&self.buffer, b"\r\n\r\n") {
-                break end + 4;
-            }
-            anyhow::ensure!(
-                self.buffer.len() <= HEADER_BYTES_MAX,
-                "response headers exceed {HEADER_BYTES_MAX} bytes"
-            );
-            self.read_more().await?;
-        };
-        let (status, length) = parse_head(&self.buffer[..header_end])?;
-        anyhow::ensure!(
-            length <= BODY_BYTES_MAX,
-            "response body of {length} bytes exceeds {BODY_BYTES_MAX}"
-        );
-        while self.buffer.len() < header_end + length {
-            self.read_more().await?;
-        }
-        let body = self.buffer[header_end..header_end + length].to_vec();
-        self.buffer.drain(..header_end + length);
-        Ok((status, body))
-    }
-
-    async fn write_all(&mut self, mut bytes: &[u8]) -> anyhow::Result<()> {
-        while !bytes.is_empty() {
-            self.stream.writable().await?;
-            match self.stream.try_write(bytes) {
-                Ok(0) => anyhow::bail!("connection closed while sending"),
-                Ok(n) => bytes = &bytes[n..],
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(())
-    }
-
-    async fn read_more(&mut self) -> anyhow::Result<()> {
-        let mut chunk = [0u8; 16 * 1024];
-        loop {
-            self.stream.readable().await?;
-            match self.stream.try_read(&mut chunk) {
-                Ok(0) => anyhow::bail!("connection closed by the server"),
-                Ok(n) => {
-                    self.buffer.extend_from_slice(&chunk[..n]);
-                    return Ok(());
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-/// Status code and `Content-Length` from a response head. Chunked replies are refused:
-/// QLDB replies are small and the server sends their length.
-fn parse_head(head: &[u8]) -> anyhow::Result<(u16, usize)> {
-    let text = std::str::from_utf8(head)?;
-    let mut lines = text.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status = status_line
-        .strip_prefix("HTTP/1.1 ")
-        .or_else(|| status_line.strip_prefix("HTTP/1.0 "))
-        .and_then(|rest| rest.get(..3))
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("bad status line {status_line:?}"))?;
-    let mut length = None;
-    for line in lines {
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
-        };
-        if name.eq_ignore_ascii_case("content-length") {
-            length = Some(value.trim().parse()?);
-        } else if name.eq_ignore_ascii_case("transfer-encoding")
-            && value.trim().eq_ignore_ascii_case("chunked")
-        {
-            anyhow::bail!("chunked responses are not supported by the load generator");
-        }
-    }
-    Ok((status, length.unwrap_or(0)))
 }
 
 #[cfg(test)]
@@ -555,34 +463,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_status_and_length() {
-        let head = b"HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.0\r\nContent-Length: 42\r\n\r\n";
-        assert_eq!(parse_head(head).unwrap(), (200, 42));
-        assert_eq!(
-            parse_head(b"HTTP/1.1 400 Bad Request\r\n\r\n").unwrap(),
-            (400, 0)
-        );
-        assert!(parse_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n").is_err());
-        assert!(parse_head(b"garbage\r\n\r\n").is_err());
-    }
-
-    #[test]
-    fn parses_endpoints() {
-        assert_eq!(
-            parse_endpoint("http://127.0.0.1:8080/").unwrap(),
-            "127.0.0.1:8080".parse().unwrap()
-        );
-        assert_eq!(
-            parse_endpoint("127.0.0.1:9").unwrap(),
-            "127.0.0.1:9".parse().unwrap()
-        );
-        assert!(parse_endpoint("https://example.com:443").is_err());
-    }
-
-    #[test]
     fn wire_bench_runs_against_the_in_process_server() {
         let args = WireArgs {
             endpoint: None,
+            ca_cert: None,
+            region: "us-east-1".into(),
             ledger: "bench".into(),
             sessions: vec![1, 2],
             seconds: 1,
