@@ -44,13 +44,16 @@ pub enum Command {
     Revision(RevisionArgs),
     /// Benchmarks.
     Bench(BenchArgs),
+    /// A witness for transparency logs (C2SP tlog-witness).
+    #[command(subcommand)]
+    Witness(crate::witness::WitnessCommand),
 }
 
 impl Command {
     /// The server logs what it does; one-shot commands only warn.
     pub fn default_log_level(&self) -> &'static str {
         match self {
-            Command::Serve(_) => "info",
+            Command::Serve(_) | Command::Witness(_) => "info",
             _ => "warn",
         }
     }

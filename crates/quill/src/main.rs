@@ -7,7 +7,8 @@
 //! - `shell` ([`shell`]): an interactive PartiQL shell, embedded or against an endpoint
 //!   ([`client`] speaks the QLDB session protocol);
 //! - `verify`, `ledger`, `digest`, `revision` ([`admin`]): embedded administration and audits;
-//! - `bench`: benchmarks (owned by the benchmark module).
+//! - `bench`: benchmarks (owned by the benchmark module);
+//! - `witness` ([`witness`]): a C2SP tlog-witness server for transparency logs.
 
 mod admin;
 mod args;
@@ -16,6 +17,7 @@ mod client;
 mod render;
 mod serve;
 mod shell;
+mod witness;
 
 use std::process::ExitCode;
 
@@ -82,5 +84,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Digest(target) => admin::digest(&target.check()?),
         Command::Revision(raw) => admin::revision(&raw.check()?),
         Command::Bench(bench_args) => bench::run(bench_args),
+        Command::Witness(command) => witness::run(command),
     }
 }

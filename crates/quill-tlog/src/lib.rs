@@ -1,0 +1,13 @@
+//! Quill's witnessed transparency log: everything that signs or serves, beside the pure
+//! formats and checks of [`quill_verify::tlog`].
+//!
+//! - [`keys`]: Ed25519 note keys in the `golang.org/x/mod/sumdb/note` private key format,
+//!   signing checkpoints as a log and cosigning them (`cosignature/v1`) as a witness.
+//! - [`witness`]: a C2SP `tlog-witness` server (`POST /add-checkpoint`) that follows many
+//!   logs and persists what it cosigned atomically; `quill witness serve` runs it.
+//! - [`durable`]: the atomic file replacement both rely on.
+#![deny(missing_docs)]
+
+pub mod durable;
+pub mod keys;
+pub mod witness;

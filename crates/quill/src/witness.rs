@@ -1,0 +1,96 @@
+//! `quill witness`: a C2SP tlog-witness server (`quill_tlog::witness`) and its key.
+//!
+//! `serve` prints `quill: listening on http://ADDR` on stdout once bound, as `quill serve`
+//! does, so `--listen 127.0.0.1:0` works for scripts and tests.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use quill_tlog::keys::NoteSigner;
+use quill_tlog::witness::{parse_logs, Witness};
+
+/// `quill witness …`.
+#[derive(Subcommand, Debug)]
+pub enum WitnessCommand {
+    /// Serve `POST /add-checkpoint` (C2SP tlog-witness) for the logs in `--logs`.
+    Serve(WitnessServeArgs),
+    /// Generate a witness key file (mode 0600) and print its cosignature/v1 verifier key.
+    Keygen(WitnessKeygenArgs),
+}
+
+/// `quill witness serve`.
+#[derive(Args, Debug)]
+pub struct WitnessServeArgs {
+    /// The witness's private key file (`quill witness keygen`).
+    #[arg(long)]
+    key: PathBuf,
+    /// The logs to follow: one `log <vkey>` line each (the key name is the log's origin).
+    #[arg(long)]
+    logs: PathBuf,
+    /// Where the size and root last cosigned for each log are kept.
+    #[arg(long, default_value = "./witness-state")]
+    state_dir: PathBuf,
+    /// Address to listen on (`127.0.0.1:0` picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8010")]
+    listen: SocketAddr,
+}
+
+/// `quill witness keygen`.
+#[derive(Args, Debug)]
+pub struct WitnessKeygenArgs {
+    /// The witness's name (conventionally a schema-less URL, e.g. `witness.example.com/w1`).
+    #[arg(long)]
+    name: String,
+    /// The key file to create (never overwritten).
+    #[arg(long)]
+    key: PathBuf,
+}
+
+/// Runs a `quill witness` subcommand.
+pub fn run(command: WitnessCommand) -> anyhow::Result<()> {
+    match command {
+        WitnessCommand::Keygen(args) => {
+            let signer = NoteSigner::generate(&args.name)?;
+            signer.write_new_file(&args.key)?;
+            println!("{}", signer.cosigner_key());
+            Ok(())
+        }
+        WitnessCommand::Serve(args) => serve(args),
+    }
+}
+
+fn serve(args: WitnessServeArgs) -> anyhow::Result<()> {
+    let signer = NoteSigner::read_file(&args.key)?;
+    let logs_text = std::fs::read_to_string(&args.logs)
+        .with_context(|| format!("cannot read {}", args.logs.display()))?;
+    let logs =
+        parse_logs(&logs_text).map_err(|why| anyhow::anyhow!("{}: {why}", args.logs.display()))?;
+    let witness = Witness::open(signer, logs, &args.state_dir)
+        .with_context(|| format!("cannot open {}", args.state_dir.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("quill-witness")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let vkey = witness.cosigner_key();
+        let (address, server) = quill_tlog::witness::bind(
+            Arc::new(witness),
+            args.listen,
+            crate::serve::shutdown_signal(),
+        )
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+        tracing::info!(%address, %vkey, "quill witness is serving");
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "quill: listening on http://{address}")?;
+        stdout.flush()?;
+        drop(stdout);
+        server.await?;
+        Ok(())
+    })
+}
