@@ -8,6 +8,7 @@
 //!   (run by `quill-partiql`), paged results, CommitDigest checks.
 //! - **Control plane** ([`control`], [`registry`]): `/ledgers…` and `/tags/…` (REST-JSON):
 //!   create/describe/list/update/delete ledgers, digests, blocks, revisions with proofs, tags.
+//! - **Transparency logs** ([`tlog`]): `/ledgers/{name}/log/…`, C2SP checkpoints and tiles.
 //! - **Operations**: `GET /health` (JSON with the ledger count) and `GET /metrics` (Prometheus).
 //!
 //! Ledgers live in `<data_dir>/ledgers/<name>/`, each with a `control.json` sidecar.
@@ -41,6 +42,7 @@ pub mod registry;
 mod server;
 pub mod session;
 pub mod sigv4;
+pub mod tlog;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -85,6 +87,8 @@ pub struct ServerConfig {
     pub account_id: String,
     /// Timeouts and quotas (defaults are QLDB's).
     pub limits: ServerLimits,
+    /// The ledgers' transparency logs.
+    pub log: tlog::LogConfig,
 }
 
 impl ServerConfig {
@@ -99,6 +103,7 @@ impl ServerConfig {
             region: "us-east-1".into(),
             account_id: "000000000000".into(),
             limits: ServerLimits::default(),
+            log: tlog::LogConfig::default(),
         }
     }
 }

@@ -47,6 +47,7 @@ struct AppState {
     credentials: Option<Credentials>,
     region: String,
     account_id: String,
+    logs: Arc<crate::tlog::Logs>,
 }
 
 /// Binds the listener and opens every ledger; returns the bound address and the future that
@@ -83,6 +84,10 @@ pub async fn bind(
     let registry = tokio::task::spawn_blocking(move || Registry::open(&data_dir, options))
         .await
         .map_err(|e| ServerError::Internal(e.to_string()))??;
+    let logs = Arc::new(crate::tlog::Logs::open(
+        &config.data_dir,
+        config.log.clone(),
+    )?);
     let metrics = Arc::new(Metrics::default());
     let state = Arc::new(AppState {
         registry: Arc::new(registry),
@@ -91,6 +96,7 @@ pub async fn bind(
         credentials,
         region: config.region.clone(),
         account_id: config.account_id.clone(),
+        logs,
     });
     let listener =
         TcpListener::bind(config.listen)
@@ -144,6 +150,7 @@ async fn run(
 ) -> Result<(), ServerError> {
     let router = Router::new().fallback(handle).with_state(state.clone());
     let (stop_sender, stop) = watch::channel(false);
+    crate::tlog::spawn_checkpointer(state.logs.clone(), state.registry.clone(), stop.clone());
     let connections = Arc::new(Semaphore::new(CONNECTIONS_MAX));
     let sweeper = tokio::spawn(sweep_sessions(state.sessions.clone(), stop.clone()));
     tokio::pin!(shutdown);
@@ -321,6 +328,36 @@ async fn handle(State(state): State<Arc<AppState>>, request: Request<Body>) -> R
     };
     if parts.method == Method::GET && (path == "/health" || path == "/metrics") {
         return operations_reply(&state, &path, &request_id);
+    }
+    if let Some((ledger, rest)) = crate::tlog::log_path(&path) {
+        let query = parts.uri.query().unwrap_or("");
+        if !state.logs.is_public() {
+            if let Err(error) =
+                authenticate(&state, &parts.method, &path, query, &parts.headers, &[])
+            {
+                return error_reply(&error, Plane::Control, &request_id);
+            }
+        }
+        let (ledger, rest, query, method) = (
+            ledger.to_owned(),
+            rest.to_owned(),
+            query.to_owned(),
+            parts.method.clone(),
+        );
+        let state = state.clone();
+        return tokio::task::spawn_blocking(move || {
+            state
+                .logs
+                .respond(&state.registry, &method, &ledger, &rest, &query)
+        })
+        .await
+        .unwrap_or_else(|_| {
+            error_reply(
+                &ApiError::internal("log request failed"),
+                Plane::Control,
+                &request_id,
+            )
+        });
     }
     let body = match axum::body::to_bytes(body, REQUEST_BODY_MAX_BYTES).await {
         Ok(body) => body,

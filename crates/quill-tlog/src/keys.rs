@@ -101,6 +101,31 @@ impl NoteSigner {
         Ok(signer)
     }
 
+    /// The same key under another name (a log signs each ledger's origin with one key).
+    pub fn with_name(&self, name: &str) -> Result<NoteSigner, KeyError> {
+        NoteSigner::from_seed(name, self.secret.to_bytes())
+    }
+
+    /// Reads the key at `path`, or creates it (mode 0600) if there is none yet.
+    pub fn read_or_create(path: &Path, name: &str) -> Result<NoteSigner, KeyError> {
+        match NoteSigner::read_file(path) {
+            Err(KeyError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                let signer = NoteSigner::generate(name)?;
+                match signer.write_new_file(path) {
+                    Ok(()) => Ok(signer),
+                    // Another process created it first: use theirs.
+                    Err(KeyError::Io { source, .. })
+                        if source.kind() == io::ErrorKind::AlreadyExists =>
+                    {
+                        NoteSigner::read_file(path)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            other => other,
+        }
+    }
+
     /// The private key text (keep it secret).
     pub fn to_private_text(&self) -> String {
         let mut raw = vec![TYPE_ED25519];

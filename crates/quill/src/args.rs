@@ -46,7 +46,9 @@ pub enum Command {
     Bench(BenchArgs),
     /// A witness for transparency logs (C2SP tlog-witness).
     #[command(subcommand)]
-    Witness(crate::witness::WitnessCommand),
+    Witness(crate::tlog::WitnessCommand),
+    /// Print the verifier keys of the ledgers' transparency logs.
+    LogKey(crate::tlog::LogKeyArgs),
 }
 
 impl Command {
@@ -98,6 +100,8 @@ pub struct ServeArgs {
     /// Transaction timeout, e.g. `30s` (QLDB's), `500ms` or `2` (seconds).
     #[arg(long, default_value = "30s")]
     pub transaction_timeout: String,
+    #[command(flatten)]
+    pub log: crate::tlog::LogArgs,
 }
 
 impl ServeArgs {
@@ -131,6 +135,7 @@ impl ServeArgs {
         config.tls = tls;
         config.region = self.region;
         config.account_id = self.account_id;
+        config.log = self.log.check()?;
         config.limits = ServerLimits {
             transaction_timeout,
             ..ServerLimits::default()

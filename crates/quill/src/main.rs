@@ -8,7 +8,7 @@
 //!   ([`client`] speaks the QLDB session protocol);
 //! - `verify`, `ledger`, `digest`, `revision` ([`admin`]): embedded administration and audits;
 //! - `bench`: benchmarks (owned by the benchmark module);
-//! - `witness` ([`witness`]): a C2SP tlog-witness server for transparency logs.
+//! - `witness`, `log-key` ([`tlog`]): a C2SP tlog-witness server, a ledger log's key.
 
 mod admin;
 mod args;
@@ -17,7 +17,7 @@ mod client;
 mod render;
 mod serve;
 mod shell;
-mod witness;
+mod tlog;
 
 use std::process::ExitCode;
 
@@ -84,6 +84,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Digest(target) => admin::digest(&target.check()?),
         Command::Revision(raw) => admin::revision(&raw.check()?),
         Command::Bench(bench_args) => bench::run(bench_args),
-        Command::Witness(command) => witness::run(command),
+        Command::Witness(command) => tlog::run(command),
+        Command::LogKey(args) => tlog::log_key(args),
     }
 }

@@ -1,6 +1,8 @@
-//! `quill witness`: a C2SP tlog-witness server (`quill_tlog::witness`) and its key.
+//! The transparency log commands and flags: `quill witness` (a C2SP tlog-witness server,
+//! `quill_tlog::witness`, and its key), `quill log-key` (a ledger log's verifier key), and
+//! the `--log-*` flags of `quill serve`.
 //!
-//! `serve` prints `quill: listening on http://ADDR` on stdout once bound, as `quill serve`
+//! `witness serve` prints `quill: listening on http://ADDR` on stdout once bound, as `quill serve`
 //! does, so `--listen 127.0.0.1:0` works for scripts and tests.
 
 use std::io::Write as _;
@@ -10,8 +12,83 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
+use quill_server::tlog::LogConfig;
 use quill_tlog::keys::NoteSigner;
 use quill_tlog::witness::{parse_logs, Witness};
+
+/// The transparency log flags of `quill serve` (and `quill log-key`).
+#[derive(Args, Debug)]
+pub struct LogArgs {
+    /// The log's Ed25519 key file; default `<data-dir>/log-key`, created (0600) on first start.
+    #[arg(long)]
+    log_key: Option<PathBuf>,
+    /// Serve `/ledgers/{name}/log/` (checkpoints, tiles, proofs) without authentication.
+    #[arg(long)]
+    public_log: bool,
+    /// Shortest time between two checkpoints of a ledger, e.g. `1s` or `250ms`.
+    #[arg(long, default_value = "1s")]
+    checkpoint_interval: String,
+    /// Log origins are `<prefix>/<ledger name>` (conventionally your host name first).
+    #[arg(long, default_value = "localhost/quill")]
+    log_origin_prefix: String,
+}
+
+impl LogArgs {
+    /// Checks the flags into the server's log configuration.
+    pub fn check(self) -> anyhow::Result<LogConfig> {
+        let interval = crate::args::parse_duration(&self.checkpoint_interval)
+            .with_context(|| format!("--checkpoint-interval {:?}", self.checkpoint_interval))?;
+        if self.log_origin_prefix.is_empty() || self.log_origin_prefix.contains(char::is_whitespace)
+        {
+            anyhow::bail!("--log-origin-prefix must be non-empty, without spaces");
+        }
+        Ok(LogConfig {
+            key_file: self.log_key,
+            public: self.public_log,
+            interval,
+            origin_prefix: self.log_origin_prefix,
+        })
+    }
+}
+
+/// `quill log-key`.
+#[derive(Args, Debug)]
+pub struct LogKeyArgs {
+    /// The data directory (its `log-key` is created if missing).
+    #[arg(long, default_value = "./quill-data")]
+    data_dir: PathBuf,
+    /// Print only this ledger's key (default: every ledger in the data directory).
+    #[arg(long)]
+    ledger: Option<String>,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+/// Prints `name+keyid+base64` verifier keys of the ledgers' logs, one a line.
+pub fn log_key(args: LogKeyArgs) -> anyhow::Result<()> {
+    let config = args.log.check()?;
+    let key = config.load_key(&args.data_dir)?;
+    let ledgers = match args.ledger {
+        Some(name) => vec![name],
+        None => {
+            let mut names: Vec<String> = std::fs::read_dir(args.data_dir.join("ledgers"))
+                .map(|entries| {
+                    entries
+                        .filter_map(Result::ok)
+                        .filter(|e| e.path().join("ledger.ion").exists())
+                        .filter_map(|e| e.file_name().into_string().ok())
+                        .collect()
+                })
+                .unwrap_or_default();
+            names.sort();
+            names
+        }
+    };
+    for ledger in ledgers {
+        println!("{}", config.verifier_key(&key, &ledger)?);
+    }
+    Ok(())
+}
 
 /// `quill witness …`.
 #[derive(Subcommand, Debug)]

@@ -1,0 +1,301 @@
+//! Each ledger's witnessed transparency log (`quill_tlog::log`), served read-only.
+//!
+//! A checkpointer task checks every ledger at most once per [`LogConfig::interval`] and signs
+//! a new C2SP checkpoint only when the ledger grew (persisted before it is served). Under
+//! `/ledgers/{name}/log/` it serves, per C2SP tlog-tiles, `checkpoint`, `tile/<L>/<N>[.p/<W>]`
+//! and `tile/entries/<N>[.p/<W>]` (bounded by the served checkpoint, cacheable forever since
+//! a tile's path fixes its content), and two proofs against a signed size, as JSON with
+//! QLDB-style Ion text proofs:
+//! `proof/inclusion?index=I&size=N` and `proof/consistency?old=M&size=N`.
+//!
+//! One Ed25519 log key (`<data-dir>/log-key`, created 0600 on first start, or
+//! [`LogConfig::key_file`]) signs every ledger's log, each under its origin
+//! `<origin prefix>/<ledger name>`, which is also its key name.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderValue, Method, Response, StatusCode};
+use quill_tlog::keys::NoteSigner;
+use quill_tlog::log::{LogStore, Publisher};
+use quill_tlog::tiles::TilePath;
+use quill_verify::tlog::VerifierKey;
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::error::ServerError;
+use crate::registry::Registry;
+
+/// Where the log key lives when `--log-key` is not given.
+pub fn default_key_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("log-key")
+}
+
+/// Transparency log settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// The log key file; `None` for `<data-dir>/log-key`, created on first start.
+    pub key_file: Option<PathBuf>,
+    /// Serve the log without authentication (the ledgers' data never is).
+    pub public: bool,
+    /// The shortest time between two checkpoints of one ledger.
+    pub interval: Duration,
+    /// Origins are `<prefix>/<ledger name>`.
+    pub origin_prefix: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> LogConfig {
+        LogConfig {
+            key_file: None,
+            public: false,
+            interval: Duration::from_secs(1),
+            origin_prefix: "localhost/quill".into(),
+        }
+    }
+}
+
+impl LogConfig {
+    /// The log's origin for a ledger.
+    pub fn origin(&self, ledger: &str) -> String {
+        format!("{}/{ledger}", self.origin_prefix.trim_end_matches('/'))
+    }
+
+    /// Reads the log key, creating it if it is the default one and missing.
+    pub fn load_key(&self, data_dir: &Path) -> Result<NoteSigner, ServerError> {
+        let key = match &self.key_file {
+            Some(path) => NoteSigner::read_file(path),
+            None => NoteSigner::read_or_create(&default_key_path(data_dir), "quill-log"),
+        };
+        key.map_err(|e| ServerError::LogKey(e.to_string()))
+    }
+
+    /// The verifier key (`name+keyid+base64`) of a ledger's log.
+    pub fn verifier_key(&self, key: &NoteSigner, ledger: &str) -> Result<VerifierKey, ServerError> {
+        key.with_name(&self.origin(ledger))
+            .map(|signer| signer.verifier_key())
+            .map_err(|e| ServerError::LogKey(e.to_string()))
+    }
+}
+
+struct LedgerLog {
+    store: LogStore,
+    publisher: Publisher,
+}
+
+/// The logs of every ledger of a server.
+pub(crate) struct Logs {
+    key: NoteSigner,
+    config: LogConfig,
+    data_dir: PathBuf,
+    ledgers: Mutex<HashMap<String, Arc<Mutex<LedgerLog>>>>,
+}
+
+impl Logs {
+    pub(crate) fn open(data_dir: &Path, config: LogConfig) -> Result<Logs, ServerError> {
+        Ok(Logs {
+            key: config.load_key(data_dir)?,
+            config,
+            data_dir: data_dir.to_owned(),
+            ledgers: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub(crate) fn is_public(&self) -> bool {
+        self.config.public
+    }
+
+    fn log_dir(&self, ledger: &str) -> PathBuf {
+        quill_ledger::ledger_dir(&self.data_dir, ledger).join("tlog")
+    }
+
+    fn ledger_log(&self, ledger: &str) -> Result<Arc<Mutex<LedgerLog>>, String> {
+        let mut ledgers = self.ledgers.lock().unwrap_or_else(|p| p.into_inner());
+        let dir = self.log_dir(ledger);
+        // A ledger deleted and created again under the same name starts a new log.
+        if let Some(log) = ledgers.get(ledger).filter(|_| dir.exists()) {
+            return Ok(log.clone());
+        }
+        let store = LogStore::open(&dir).map_err(|e| e.to_string())?;
+        let signer = self
+            .key
+            .with_name(&self.config.origin(ledger))
+            .map_err(|e| e.to_string())?;
+        let publisher =
+            Publisher::open(signer, &dir.join("checkpoint")).map_err(|e| e.to_string())?;
+        let log = Arc::new(Mutex::new(LedgerLog { store, publisher }));
+        ledgers.insert(ledger.to_owned(), log.clone());
+        Ok(log)
+    }
+
+    /// Brings every ledger's log up to its journal and signs the ones that grew.
+    pub(crate) fn checkpoint_all(&self, registry: &Registry) {
+        for record in registry.list() {
+            let Ok((ledger, _)) = registry.get(&record.name) else {
+                continue;
+            };
+            let result = self.ledger_log(&record.name).and_then(|log| {
+                let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+                let LedgerLog { store, publisher } = &mut *log;
+                store.sync(&ledger).map_err(|e| e.to_string())?;
+                publisher.publish(store).map_err(|e| e.to_string())
+            });
+            match result {
+                Ok(Some(note)) => {
+                    tracing::debug!(ledger = %record.name, %note, "checkpoint signed")
+                }
+                Ok(None) => {}
+                Err(error) => tracing::error!(ledger = %record.name, %error, "transparency log"),
+            }
+        }
+    }
+
+    /// Answers a GET under `/ledgers/{ledger}/log/`.
+    pub(crate) fn respond(
+        &self,
+        registry: &Registry,
+        method: &Method,
+        ledger: &str,
+        rest: &str,
+        query: &str,
+    ) -> Response<Body> {
+        if method != Method::GET {
+            return text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "the log is read-only\n".into(),
+            );
+        }
+        if registry.get(ledger).is_err() {
+            return text(StatusCode::NOT_FOUND, format!("no ledger {ledger}\n"));
+        }
+        let log = match self.ledger_log(ledger) {
+            Ok(log) => log,
+            Err(error) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("{error}\n")),
+        };
+        let log = log.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(note) = log.publisher.checkpoint() else {
+            return text(StatusCode::NOT_FOUND, "no checkpoint signed yet\n".into());
+        };
+        let signed_size = log.publisher.size();
+        if rest == "checkpoint" {
+            let mut response = text(StatusCode::OK, note.to_owned());
+            cache(&mut response, "no-cache");
+            return response;
+        }
+        if let Some(tile) = TilePath::parse(rest) {
+            return match log.store.tile(&tile, signed_size) {
+                Ok(bytes) => {
+                    let mut response = Response::new(Body::from(bytes));
+                    response.headers_mut().insert(
+                        "content-type",
+                        HeaderValue::from_static("application/octet-stream"),
+                    );
+                    cache(&mut response, "public, max-age=31536000, immutable");
+                    response
+                }
+                Err(error) => text(StatusCode::NOT_FOUND, format!("{error}\n")),
+            };
+        }
+        let params: HashMap<&str, u64> = query
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .filter_map(|(k, v)| Some((k, v.parse().ok()?)))
+            .collect();
+        let size = params.get("size").copied().unwrap_or(signed_size);
+        if size > signed_size {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("size {size} is beyond the signed size {signed_size}\n"),
+            );
+        }
+        let (proof, fields) = match (rest, params.get("index"), params.get("old")) {
+            ("proof/inclusion", Some(&index), _) => {
+                let leaf = log.store.leaf(index).ok().map(|leaf| base64_of(&leaf));
+                (
+                    log.store.inclusion_proof(index, size),
+                    json!({"LeafIndex": index, "Leaf": leaf}),
+                )
+            }
+            ("proof/consistency", _, Some(&old)) => (
+                log.store.consistency_proof(old, size),
+                json!({"OldTreeSize": old, "OldRootHash": log.store.root(old).ok().map(|h| h.to_base64())}),
+            ),
+            _ => return text(StatusCode::NOT_FOUND, format!("no log resource {rest}\n")),
+        };
+        match proof {
+            Ok(proof) => {
+                let mut body = fields;
+                body["TreeSize"] = json!(size);
+                body["RootHash"] = json!(log.store.root(size).ok().map(|h| h.to_base64()));
+                body["Proof"] = json!({"IonText": quill_verify::proof_to_ion_text(&proof)});
+                body["Checkpoint"] = json!(note);
+                let mut response = Response::new(Body::from(body.to_string()));
+                response
+                    .headers_mut()
+                    .insert("content-type", HeaderValue::from_static("application/json"));
+                response
+            }
+            Err(error) => text(StatusCode::BAD_REQUEST, format!("{error}\n")),
+        }
+    }
+}
+
+fn base64_of(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn text(status: StatusCode, body: String) -> Response<Body> {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+fn cache(response: &mut Response<Body>, policy: &'static str) {
+    response
+        .headers_mut()
+        .insert("cache-control", HeaderValue::from_static(policy));
+}
+
+/// `/ledgers/{name}/log/{rest}` → `(name, rest)`.
+pub(crate) fn log_path(path: &str) -> Option<(&str, &str)> {
+    let rest = path.strip_prefix("/ledgers/")?;
+    let (ledger, rest) = rest.split_once('/')?;
+    let rest = rest.strip_prefix("log/")?;
+    (!ledger.is_empty()).then_some((ledger, rest))
+}
+
+/// Runs [`Logs::checkpoint_all`] every interval until `stop` turns true.
+pub(crate) fn spawn_checkpointer(
+    logs: Arc<Logs>,
+    registry: Arc<Registry>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let interval = logs.config.interval;
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = stop.changed() => return,
+            }
+            if *stop.borrow() {
+                return;
+            }
+            let (logs, registry) = (logs.clone(), registry.clone());
+            if let Err(error) =
+                tokio::task::spawn_blocking(move || logs.checkpoint_all(&registry)).await
+            {
+                tracing::error!(%error, "checkpointer task failed");
+            }
+        }
+    });
+}
