@@ -6,7 +6,8 @@
 //! and `tile/entries/<N>[.p/<W>]` (bounded by the served checkpoint, cacheable forever since
 //! a tile's path fixes its content), and two proofs against a signed size, as JSON with
 //! QLDB-style Ion text proofs:
-//! `proof/inclusion?index=I&size=N` and `proof/consistency?old=M&size=N`.
+//! `proof/inclusion?index=I&size=N` and `proof/consistency?old=M&size=N`; and
+//! `proof/bundle?index=I`, a C2SP tlog-proof of block `I` for `quill verify-proof`.
 //!
 //! One Ed25519 log key (`<data-dir>/log-key`, created 0600 on first start, or
 //! [`LogConfig::key_file`]) signs every ledger's log, each under its origin
@@ -22,7 +23,7 @@ use axum::http::{HeaderValue, Method, Response, StatusCode};
 use quill_tlog::keys::NoteSigner;
 use quill_tlog::log::{LogStore, Publisher};
 use quill_tlog::tiles::TilePath;
-use quill_verify::tlog::VerifierKey;
+use quill_verify::tlog::{TlogProof, VerifierKey};
 use serde_json::json;
 use tokio::sync::watch;
 
@@ -199,6 +200,9 @@ impl Logs {
                 Err(error) => text(StatusCode::NOT_FOUND, format!("{error}\n")),
             };
         }
+        if rest == "proof/bundle" {
+            return self.bundle(&log, query, note, signed_size);
+        }
         let params: HashMap<&str, u64> = query
             .split('&')
             .filter_map(|pair| pair.split_once('='))
@@ -239,6 +243,34 @@ impl Logs {
                 response
             }
             Err(error) => text(StatusCode::BAD_REQUEST, format!("{error}\n")),
+        }
+    }
+}
+
+impl Logs {
+    /// A C2SP tlog-proof of block `index` in the served checkpoint, its leaf in `extra`.
+    fn bundle(&self, log: &LedgerLog, query: &str, note: &str, size: u64) -> Response<Body> {
+        let index = query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("index="))
+            .and_then(|n| n.parse::<u64>().ok());
+        let Some(index) = index.filter(|i| *i < size) else {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("index=N below {size} is required\n"),
+            );
+        };
+        let proof = log.store.leaf(index).and_then(|leaf| {
+            Ok(TlogProof {
+                extra: Some(leaf),
+                index,
+                hashes: log.store.inclusion_proof(index, size)?,
+                checkpoint: note.to_owned(),
+            })
+        });
+        match proof {
+            Ok(proof) => text(StatusCode::OK, proof.to_text()),
+            Err(error) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{error}\n")),
         }
     }
 }

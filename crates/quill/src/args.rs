@@ -49,6 +49,8 @@ pub enum Command {
     Witness(crate::tlog::WitnessCommand),
     /// Print the verifier keys of the ledgers' transparency logs.
     LogKey(crate::tlog::LogKeyArgs),
+    /// Check a block's transparency log proof offline against a tlog-policy.
+    VerifyProof(crate::tlog::VerifyProofArgs),
 }
 
 impl Command {

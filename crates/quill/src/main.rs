@@ -8,7 +8,8 @@
 //!   ([`client`] speaks the QLDB session protocol);
 //! - `verify`, `ledger`, `digest`, `revision` ([`admin`]): embedded administration and audits;
 //! - `bench`: benchmarks (owned by the benchmark module);
-//! - `witness`, `log-key` ([`tlog`]): a C2SP tlog-witness server, a ledger log's key.
+//! - `witness`, `log-key`, `verify-proof` ([`tlog`]): a C2SP tlog-witness server, a ledger
+//!   log's key, and the offline check of a block's transparency log proof.
 
 mod admin;
 mod args;
@@ -86,5 +87,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(bench_args) => bench::run(bench_args),
         Command::Witness(command) => tlog::run(command),
         Command::LogKey(args) => tlog::log_key(args),
+        Command::VerifyProof(args) => tlog::verify_proof(args),
     }
 }

@@ -1,6 +1,6 @@
 //! The transparency log commands and flags: `quill witness` (a C2SP tlog-witness server,
 //! `quill_tlog::witness`, and its key), `quill log-key` (a ledger log's verifier key), and
-//! the `--log-*` flags of `quill serve`.
+//! the `--log-*` flags of `quill serve`, and `quill verify-proof` (offline, no network).
 //!
 //! `witness serve` prints `quill: listening on http://ADDR` on stdout once bound, as `quill serve`
 //! does, so `--listen 127.0.0.1:0` works for scripts and tests.
@@ -15,6 +15,7 @@ use clap::{Args, Subcommand};
 use quill_server::tlog::LogConfig;
 use quill_tlog::keys::NoteSigner;
 use quill_tlog::witness::{parse_logs, Witness};
+use quill_verify::tlog::{verify_block_proof, Policy};
 
 /// The transparency log flags of `quill serve` (and `quill log-key`).
 #[derive(Args, Debug)]
@@ -170,4 +171,41 @@ fn serve(args: WitnessServeArgs) -> anyhow::Result<()> {
         server.await?;
         Ok(())
     })
+}
+
+/// `quill verify-proof`.
+#[derive(Args, Debug)]
+pub struct VerifyProofArgs {
+    /// The C2SP tlog-proof file of a block (`/ledgers/{name}/log/proof/bundle?index=N`).
+    bundle: PathBuf,
+    /// The C2SP tlog-policy file: trusted log keys, witnesses and the quorum.
+    #[arg(long)]
+    policy: PathBuf,
+}
+
+/// Checks a block's proof offline against a policy; says which link failed.
+pub fn verify_proof(args: VerifyProofArgs) -> anyhow::Result<()> {
+    let read = |path: &PathBuf| {
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    let policy = Policy::parse(&read(&args.policy)?)
+        .with_context(|| format!("policy {}", args.policy.display()))?;
+    let verified = verify_block_proof(&read(&args.bundle)?, &policy)
+        .map_err(|error| crate::CorruptionFound(format!("proof does not verify: {error}")))?;
+    let checkpoint = &verified.checkpoint.checkpoint;
+    let cosigners: Vec<&str> = verified
+        .checkpoint
+        .cosigned
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect();
+    println!(
+        "verified: block {} (blockHash {}) is in {} at size {}, cosigned by [{}]",
+        verified.leaf.sequence_no,
+        verified.leaf.block_hash,
+        checkpoint.origin,
+        checkpoint.size,
+        cosigners.join(", ")
+    );
+    Ok(())
 }

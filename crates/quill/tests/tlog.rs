@@ -2,23 +2,27 @@
 //! key `quill log-key` prints, tiles and entry bundles a monitor can check against the QLDB
 //! digest, proofs, growth, and authentication unless `--public-log`.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use quill_verify::tlog::{check_block_chain, rfc6962, BlockLeaf, Checkpoint, Note, VerifierKey};
+use quill_verify::tlog::{
+    check_block_chain, rfc6962, BlockLeaf, Checkpoint, Note, TlogProof, VerifierKey,
+};
 use quill_verify::{parse_proof, Hash};
 
-fn quill(args: &[&str]) -> Output {
-    let output = Command::new(env!("CARGO_BIN_EXE_quill"))
+fn run_quill(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_quill"))
         .args(args)
         .env_remove("RUST_LOG")
         .env_remove("AWS_ACCESS_KEY_ID")
         .env_remove("AWS_SECRET_ACCESS_KEY")
         .output()
-        .expect("quill runs");
+        .expect("quill runs")
+}
+
+fn quill(args: &[&str]) -> Output {
+    let output = run_quill(args);
     assert!(
         output.status.success(),
         "quill {args:?}: {}",
@@ -27,57 +31,37 @@ fn quill(args: &[&str]) -> Output {
     output
 }
 
-struct Server {
-    child: Child,
-    address: String,
-}
+mod common;
+
+use common::Listening;
+
+struct Server(Listening);
 
 impl Server {
     fn start(data_dir: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_quill"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--checkpoint-interval",
-                "50ms",
-                "--data-dir",
-            ])
-            .arg(data_dir)
-            .args(extra)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("quill serve starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let address = line
-            .trim()
-            .strip_prefix("quill: listening on http://")
-            .expect("address line")
-            .to_owned();
-        Server { child, address }
+        let mut args = vec![
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--checkpoint-interval",
+            "50ms",
+            "--data-dir",
+        ];
+        args.push(data_dir.to_str().unwrap());
+        args.extend_from_slice(extra);
+        Server(Listening::start(&args))
+    }
+
+    fn address(&self) -> &str {
+        &self.0.address
     }
 
     fn get(&self, path: &str) -> (u16, Vec<u8>) {
-        let mut stream = TcpStream::connect(&self.address).unwrap();
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            self.address
-        )
-        .unwrap();
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).unwrap();
-        let split = response
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .expect("complete response");
-        let status = String::from_utf8_lossy(&response[9..12]).parse().unwrap();
-        (status, response[split + 4..].to_vec())
+        let (status, _, body) = self
+            .0
+            .request("GET", path, b"")
+            .expect("the server answers");
+        (status, body)
     }
 
     fn get_ok(&self, path: &str) -> Vec<u8> {
@@ -106,13 +90,6 @@ impl Server {
             assert!(Instant::now() < deadline, "no checkpoint of size {size}");
             std::thread::sleep(Duration::from_millis(50));
         }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -205,7 +182,7 @@ fn the_served_log_checks_out_offline_and_grows() {
     rfc6962::verify_inclusion(2, 4, &from_leaves[2], &proof, &checkpoint.root).unwrap();
 
     // The ledger grows through the server: a new checkpoint, consistent with the first.
-    let endpoint = format!("http://{}", server.address);
+    let endpoint = format!("http://{}", server.address());
     quill(&[
         "shell",
         "--endpoint",
@@ -226,6 +203,127 @@ fn the_served_log_checks_out_offline_and_grows() {
             .0,
         400
     );
+
+    // A block's proof checks offline: first against the log key alone, then cosigned by a
+    // witness that followed the log, against a policy that requires that witness.
+    let bundle =
+        String::from_utf8(server.get_ok("/ledgers/shop/log/proof/bundle?index=3")).unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let verify =
+        |bundle: &str, policy: &str| run_quill(&["verify-proof", bundle, "--policy", policy]);
+    let log_only = write("log-only.policy", &format!("log {vkey}\nquorum none\n"));
+    let plain = write("block3.tlog-proof", &bundle);
+    let output = verify(&plain, &log_only);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with("verified: block 3 "));
+
+    let witness_key = dir.path().join("w1.key");
+    let witness_vkey = String::from_utf8(
+        quill(&[
+            "witness",
+            "keygen",
+            "--name",
+            "w1.example",
+            "--key",
+            witness_key.to_str().unwrap(),
+        ])
+        .stdout,
+    )
+    .unwrap();
+    let logs = write("logs", &format!("log {vkey}\n"));
+    let state = dir.path().join("w1-state");
+    let witness = Listening::start(&[
+        "witness",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--key",
+        witness_key.to_str().unwrap(),
+        "--logs",
+        &logs,
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    let proof = TlogProof::parse(&bundle).unwrap();
+    let (status, _, cosignature) = witness
+        .request(
+            "POST",
+            "/add-checkpoint",
+            format!("old 0\n\n{}", proof.checkpoint).as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(status, 200);
+    let cosigned = write(
+        "cosigned.tlog-proof",
+        &TlogProof {
+            checkpoint: format!(
+                "{}{}",
+                proof.checkpoint,
+                String::from_utf8(cosignature).unwrap()
+            ),
+            ..proof.clone()
+        }
+        .to_text(),
+    );
+    let quorum = write(
+        "quorum.policy",
+        &format!(
+            "log {vkey}\nwitness w1 {}\nquorum w1\n",
+            witness_vkey.trim()
+        ),
+    );
+    let output = verify(&cosigned, &quorum);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("cosigned by [w1]"));
+
+    // Each broken link is named, with exit status 3.
+    let mut wrong_block = proof.clone();
+    let mut leaf = BlockLeaf::parse(proof.extra.as_ref().unwrap()).unwrap();
+    leaf.block_hash = Hash::sha256(b"another block");
+    wrong_block.extra = Some(leaf.to_bytes());
+    let mut moved = proof.clone();
+    moved.index = 2;
+    let mut bad_path = proof.clone();
+    bad_path.hashes[0] = Hash::sha256(b"x");
+    for (name, text, policy, expected) in [
+        ("uncosigned", bundle.clone(), &quorum, "quorum is not met"),
+        (
+            "wrong-block",
+            wrong_block.to_text(),
+            &log_only,
+            "blockHash is",
+        ),
+        ("moved", moved.to_text(), &log_only, "leaf 2 holds block 3"),
+        (
+            "bad-path",
+            bad_path.to_text(),
+            &log_only,
+            "does not lead to the root",
+        ),
+        (
+            "foreign",
+            bundle.replace("localhost/quill/shop", "localhost/quill/other"),
+            &log_only,
+            "no trusted log",
+        ),
+    ] {
+        let output = verify(&write(name, &text), policy);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(3), "{name}: {stderr}");
+        assert!(stderr.contains(expected), "{name}: {stderr}");
+    }
     drop(server);
 
     // Without --public-log the log needs a signed request like everything else.

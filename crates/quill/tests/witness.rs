@@ -1,10 +1,8 @@
 //! Three real `quill witness serve` processes on loopback, fed by a log signer in the test:
 //! quorum, a witness down, a split view, and each refusal status of C2SP tlog-witness.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use quill_tlog::keys::NoteSigner;
 use quill_tlog::witness::AddCheckpoint;
@@ -15,72 +13,35 @@ use quill_verify::Hash;
 
 const ORIGIN: &str = "quill.test/quill/shop";
 
-/// A witness process, killed when dropped.
-struct WitnessProcess {
-    child: Child,
-    address: String,
-}
+mod common;
+
+use common::Listening;
+
+/// A witness process.
+struct WitnessProcess(Listening);
 
 impl WitnessProcess {
     fn start(dir: &Path, name: &str) -> WitnessProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_quill"))
-            .args(["witness", "serve", "--listen", "127.0.0.1:0", "--key"])
-            .arg(dir.join(format!("{name}.key")))
-            .arg("--logs")
-            .arg(dir.join("logs"))
-            .arg("--state-dir")
-            .arg(dir.join(format!("{name}-state")))
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("quill witness serve starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("the address line");
-        let address = line
-            .trim()
-            .strip_prefix("quill: listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
-        WitnessProcess { child, address }
+        let path = |file: String| dir.join(file).to_str().unwrap().to_owned();
+        WitnessProcess(Listening::start(&[
+            "witness",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--key",
+            &path(format!("{name}.key")),
+            "--logs",
+            &path("logs".into()),
+            "--state-dir",
+            &path(format!("{name}-state")),
+        ]))
     }
 
-    /// POSTs an add-checkpoint body; returns the status, the content type and the body, or
-    /// `None` when the witness cannot be reached.
+    /// POSTs an add-checkpoint body; `None` when the witness cannot be reached.
     fn add_checkpoint(&self, body: &str) -> Option<(u16, String, String)> {
-        let mut stream = TcpStream::connect(&self.address).ok()?;
-        write!(
-            stream,
-            "POST /add-checkpoint HTTP/1.1\r\nHost: {}\r\nContent-Type: text/plain\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            self.address,
-            body.len()
-        )
-        .ok()?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).ok()?;
-        let (head, body) = response
-            .split_once("\r\n\r\n")
-            .expect("a complete response");
-        let status = head[9..12].parse().expect("a status code");
-        let content_type = head
-            .lines()
-            .find_map(|l| {
-                l.to_ascii_lowercase()
-                    .strip_prefix("content-type: ")
-                    .map(str::to_owned)
-            })
-            .unwrap_or_default();
-        Some((status, content_type, body.to_owned()))
-    }
-}
-
-impl Drop for WitnessProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let (status, content_type, body) =
+            self.0.request("POST", "/add-checkpoint", body.as_bytes())?;
+        Some((status, content_type, String::from_utf8(body).unwrap()))
     }
 }
 

@@ -6,7 +6,8 @@
 //! cosigned by witnesses per C2SP `tlog-cosignature`. A client that holds a C2SP
 //! `tlog-policy` can check all of it here, with no server and no network:
 //! [`verify_cosigned_checkpoint`], then [`rfc6962::verify_inclusion`] of a block leaf, or
-//! [`rfc6962::verify_consistency`] between two checkpoints.
+//! [`rfc6962::verify_consistency`] between two checkpoints; [`verify_block_proof`] checks a
+//! whole C2SP `tlog-proof` file of a block.
 //!
 //! # The block leaf, byte for byte (`quill-block/v1`)
 //!
@@ -45,6 +46,7 @@ mod checkpoint;
 mod leaf;
 pub mod note;
 mod policy;
+mod proof;
 pub mod rfc6962;
 
 use std::collections::HashSet;
@@ -53,6 +55,7 @@ pub use checkpoint::Checkpoint;
 pub use leaf::{check_block_chain, BlockLeaf, BLOCK_LEAF_TAG};
 pub use note::{Note, NoteSignature, VerifierKey};
 pub use policy::{Policy, PolicyGroup, PolicyLog, PolicyWitness};
+pub use proof::{verify_block_proof, TlogProof, VerifiedBlock, PROOF_HEADER};
 pub use rfc6962::ProofError;
 
 use crate::Hash;
@@ -70,6 +73,9 @@ pub enum TlogError {
     /// A checkpoint body is malformed.
     #[error("malformed checkpoint: {0}")]
     MalformedCheckpoint(String),
+    /// A tlog-proof file is malformed.
+    #[error("malformed proof file: {0}")]
+    MalformedProof(String),
     /// A block leaf is malformed.
     #[error("malformed block leaf: {0}")]
     MalformedLeaf(String),
