@@ -9,6 +9,10 @@
 //! `proof/inclusion?index=I&size=N` and `proof/consistency?old=M&size=N`; and
 //! `proof/bundle?index=I`, a C2SP tlog-proof of block `I` for `quill verify-proof`.
 //!
+//! With a witness policy (C2SP tlog-policy, `--witness-policy`), each new checkpoint is
+//! submitted to the policy's witnesses that have a URL, and the note served as `checkpoint`
+//! (and in proof bundles) carries the cosignatures collected.
+//!
 //! One Ed25519 log key (`<data-dir>/log-key`, created 0600 on first start, or
 //! [`LogConfig::key_file`]) signs every ledger's log, each under its origin
 //! `<origin prefix>/<ledger name>`, which is also its key name.
@@ -22,8 +26,9 @@ use axum::body::Body;
 use axum::http::{HeaderValue, Method, Response, StatusCode};
 use quill_tlog::keys::NoteSigner;
 use quill_tlog::log::{LogStore, Publisher};
+use quill_tlog::submit::WitnessClient;
 use quill_tlog::tiles::TilePath;
-use quill_verify::tlog::{TlogProof, VerifierKey};
+use quill_verify::tlog::{Policy, TlogProof, VerifierKey};
 use serde_json::json;
 use tokio::sync::watch;
 
@@ -46,6 +51,8 @@ pub struct LogConfig {
     pub interval: Duration,
     /// Origins are `<prefix>/<ledger name>`.
     pub origin_prefix: String,
+    /// Witnesses to collect cosignatures from (the policy's witnesses with a URL).
+    pub witness_policy: Option<Policy>,
 }
 
 impl Default for LogConfig {
@@ -55,6 +62,7 @@ impl Default for LogConfig {
             public: false,
             interval: Duration::from_secs(1),
             origin_prefix: "localhost/quill".into(),
+            witness_policy: None,
         }
     }
 }
@@ -85,6 +93,8 @@ impl LogConfig {
 struct LedgerLog {
     store: LogStore,
     publisher: Publisher,
+    /// The publisher's latest checkpoint with the cosignatures collected for it.
+    cosigned: Option<String>,
 }
 
 /// The logs of every ledger of a server.
@@ -93,6 +103,8 @@ pub(crate) struct Logs {
     config: LogConfig,
     data_dir: PathBuf,
     ledgers: Mutex<HashMap<String, Arc<Mutex<LedgerLog>>>>,
+    /// Per ledger, the witnesses and the size each is known to hold.
+    witnesses: Mutex<HashMap<String, Vec<WitnessClient>>>,
 }
 
 impl Logs {
@@ -102,6 +114,7 @@ impl Logs {
             config,
             data_dir: data_dir.to_owned(),
             ledgers: Mutex::new(HashMap::new()),
+            witnesses: Mutex::new(HashMap::new()),
         })
     }
 
@@ -127,30 +140,92 @@ impl Logs {
             .map_err(|e| e.to_string())?;
         let publisher =
             Publisher::open(signer, &dir.join("checkpoint")).map_err(|e| e.to_string())?;
-        let log = Arc::new(Mutex::new(LedgerLog { store, publisher }));
+        let log = Arc::new(Mutex::new(LedgerLog {
+            store,
+            publisher,
+            cosigned: None,
+        }));
         ledgers.insert(ledger.to_owned(), log.clone());
         Ok(log)
     }
 
-    /// Brings every ledger's log up to its journal and signs the ones that grew.
-    pub(crate) fn checkpoint_all(&self, registry: &Registry) {
+    /// Brings every ledger's log up to its journal and signs the ones that grew; returns the
+    /// new checkpoints as `(ledger, note, size)`.
+    pub(crate) fn checkpoint_all(&self, registry: &Registry) -> Vec<(String, String, u64)> {
+        let mut signed = Vec::new();
         for record in registry.list() {
             let Ok((ledger, _)) = registry.get(&record.name) else {
                 continue;
             };
             let result = self.ledger_log(&record.name).and_then(|log| {
                 let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
-                let LedgerLog { store, publisher } = &mut *log;
+                let LedgerLog {
+                    store, publisher, ..
+                } = &mut *log;
                 store.sync(&ledger).map_err(|e| e.to_string())?;
-                publisher.publish(store).map_err(|e| e.to_string())
+                let note = publisher.publish(store).map_err(|e| e.to_string())?;
+                if note.is_some() {
+                    log.cosigned = None;
+                }
+                Ok(note.map(|note| (note, log.publisher.size())))
             });
             match result {
-                Ok(Some(note)) => {
-                    tracing::debug!(ledger = %record.name, %note, "checkpoint signed")
-                }
+                Ok(Some((note, size))) => signed.push((record.name.clone(), note, size)),
                 Ok(None) => {}
                 Err(error) => tracing::error!(ledger = %record.name, %error, "transparency log"),
             }
+        }
+        signed
+    }
+
+    /// Submits a new checkpoint to the policy's witnesses and keeps the cosigned note.
+    async fn collect_cosignatures(&self, ledger: &str, note: &str, size: u64) {
+        let Some(policy) = &self.config.witness_policy else {
+            return;
+        };
+        let mut clients = self
+            .witnesses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(ledger)
+            .unwrap_or_else(|| {
+                policy
+                    .witnesses
+                    .iter()
+                    .filter_map(|w| {
+                        Some(WitnessClient {
+                            url: w.url.clone()?,
+                            key: w.key.clone(),
+                            known_size: 0,
+                        })
+                    })
+                    .collect()
+            });
+        let Ok(log) = self.ledger_log(ledger) else {
+            return;
+        };
+        let mut cosigned = note.to_owned();
+        for client in &mut clients {
+            let proof = |old: u64| {
+                let log = log.lock().unwrap_or_else(|p| p.into_inner());
+                log.store
+                    .consistency_proof(old, size)
+                    .map_err(|e| std::io::Error::other(e.to_string()))
+            };
+            match client.cosign(note, size, proof).await {
+                Ok(signature) => cosigned.push_str(&signature.to_line()),
+                Err(error) => {
+                    tracing::warn!(%ledger, witness = %client.url, %error, "no cosignature")
+                }
+            }
+        }
+        self.witnesses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(ledger.to_owned(), clients);
+        let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+        if log.publisher.size() == size {
+            log.cosigned = Some(cosigned);
         }
     }
 
@@ -177,7 +252,7 @@ impl Logs {
             Err(error) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("{error}\n")),
         };
         let log = log.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(note) = log.publisher.checkpoint() else {
+        let Some(note) = log.cosigned.as_deref().or(log.publisher.checkpoint()) else {
             return text(StatusCode::NOT_FOUND, "no checkpoint signed yet\n".into());
         };
         let signed_size = log.publisher.size();
@@ -322,11 +397,15 @@ pub(crate) fn spawn_checkpointer(
             if *stop.borrow() {
                 return;
             }
-            let (logs, registry) = (logs.clone(), registry.clone());
-            if let Err(error) =
-                tokio::task::spawn_blocking(move || logs.checkpoint_all(&registry)).await
+            let (blocking_logs, registry) = (logs.clone(), registry.clone());
+            match tokio::task::spawn_blocking(move || blocking_logs.checkpoint_all(&registry)).await
             {
-                tracing::error!(%error, "checkpointer task failed");
+                Ok(signed) => {
+                    for (ledger, note, size) in signed {
+                        logs.collect_cosignatures(&ledger, &note, size).await;
+                    }
+                }
+                Err(error) => tracing::error!(%error, "checkpointer task failed"),
             }
         }
     });

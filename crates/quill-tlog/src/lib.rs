@@ -5,6 +5,7 @@
 //!   signing checkpoints as a log and cosigning them (`cosignature/v1`) as a witness.
 //! - [`witness`]: a C2SP `tlog-witness` server (`POST /add-checkpoint`) that follows many
 //!   logs and persists what it cosigned atomically; `quill witness serve` runs it.
+//!   [`submit`]: the log's side, collecting cosignatures from witnesses.
 //! - [`log`]: a ledger's log: the RFC 6962 tree over its blocks, file-backed, and the
 //!   publisher that signs its checkpoints; [`tiles`]: C2SP tlog-tiles paths.
 //! - [`durable`]: the atomic file replacement they rely on.
@@ -13,5 +14,6 @@
 pub mod durable;
 pub mod keys;
 pub mod log;
+pub mod submit;
 pub mod tiles;
 pub mod witness;

@@ -32,6 +32,9 @@ pub struct LogArgs {
     /// Log origins are `<prefix>/<ledger name>` (conventionally your host name first).
     #[arg(long, default_value = "localhost/quill")]
     log_origin_prefix: String,
+    /// A C2SP tlog-policy file: each new checkpoint goes to its witnesses that have a URL.
+    #[arg(long)]
+    witness_policy: Option<PathBuf>,
 }
 
 impl LogArgs {
@@ -43,7 +46,16 @@ impl LogArgs {
         {
             anyhow::bail!("--log-origin-prefix must be non-empty, without spaces");
         }
+        let witness_policy = match &self.witness_policy {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                Some(Policy::parse(&text).with_context(|| format!("policy {}", path.display()))?)
+            }
+            None => None,
+        };
         Ok(LogConfig {
+            witness_policy,
             key_file: self.log_key,
             public: self.public_log,
             interval,

@@ -7,7 +7,8 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use quill_verify::tlog::{
-    check_block_chain, rfc6962, BlockLeaf, Checkpoint, Note, TlogProof, VerifierKey,
+    check_block_chain, rfc6962, verify_cosigned_checkpoint, BlockLeaf, Checkpoint, Note, Policy,
+    TlogProof, VerifierKey,
 };
 use quill_verify::{parse_proof, Hash};
 
@@ -333,4 +334,127 @@ fn the_served_log_checks_out_offline_and_grows() {
     let (status, _) = server.get("/ledgers/shop/log/checkpoint");
     assert_eq!(status / 100, 4, "unsigned request to a private log");
     assert_ne!(status, 404);
+}
+
+#[test]
+fn checkpoints_are_cosigned_by_the_policy_witnesses() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let data = path("data");
+    quill(&["ledger", "create", "shop", "--data-dir", &data]);
+    let vkey = String::from_utf8(quill(&["log-key", "--data-dir", &data]).stdout).unwrap();
+    std::fs::write(path("logs"), format!("log {vkey}")).unwrap();
+    let mut witnesses = Vec::new();
+    let mut policy = format!("log {vkey}");
+    for name in ["w1", "w2"] {
+        let key = path(&format!("{name}.key"));
+        let witness_vkey = String::from_utf8(
+            quill(&[
+                "witness",
+                "keygen",
+                "--name",
+                &format!("{name}.example"),
+                "--key",
+                &key,
+            ])
+            .stdout,
+        )
+        .unwrap();
+        let witness = Listening::start(&[
+            "witness",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--key",
+            &key,
+            "--logs",
+            &path("logs"),
+            "--state-dir",
+            &path(&format!("{name}-state")),
+        ]);
+        policy.push_str(&format!(
+            "witness {name} {} http://{}\n",
+            witness_vkey.trim(),
+            witness.address
+        ));
+        witnesses.push(witness);
+    }
+    policy.push_str("group both all w1 w2\nquorum both\n");
+    std::fs::write(path("policy"), &policy).unwrap();
+    let policy = Policy::parse(&policy).unwrap();
+
+    let server = Server::start(
+        Path::new(&data),
+        &["--public-log", "--witness-policy", &path("policy")],
+    );
+    let cosigned = |size: u64| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (note, checkpoint) = server.checkpoint(size);
+            if checkpoint.size == size && Note::parse(&note).unwrap().signatures.len() == 3 {
+                return note;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no cosigned checkpoint of size {size}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let first = cosigned(1);
+    assert_eq!(
+        verify_cosigned_checkpoint(&first, &policy)
+            .unwrap()
+            .cosigned
+            .len(),
+        2
+    );
+
+    // The ledger grows: the witnesses check the consistency proof from size 1 and cosign.
+    let endpoint = format!("http://{}", server.address());
+    quill(&[
+        "shell",
+        "--endpoint",
+        &endpoint,
+        "--ledger",
+        "shop",
+        "-e",
+        "CREATE TABLE Item;",
+    ]);
+    let second = cosigned(2);
+    assert_eq!(
+        verify_cosigned_checkpoint(&second, &policy)
+            .unwrap()
+            .checkpoint
+            .size,
+        2
+    );
+
+    // One witness gone: the next checkpoint is served with one cosignature, below the quorum.
+    witnesses.pop();
+    quill(&[
+        "shell",
+        "--endpoint",
+        &endpoint,
+        "--ledger",
+        "shop",
+        "-e",
+        "INSERT INTO Item {'a': 1};",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let third = loop {
+        let (note, checkpoint) = server.checkpoint(3);
+        if Note::parse(&note).unwrap().signatures.len() == 2 {
+            break note;
+        }
+        assert!(
+            Instant::now() < deadline && checkpoint.size == 3,
+            "no checkpoint cosigned by w1"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(matches!(
+        verify_cosigned_checkpoint(&third, &policy),
+        Err(quill_verify::tlog::TlogError::QuorumNotMet { .. })
+    ));
 }
