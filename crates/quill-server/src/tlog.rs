@@ -25,7 +25,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{HeaderValue, Method, Response, StatusCode};
 use quill_tlog::keys::NoteSigner;
-use quill_tlog::log::{LogStore, Publisher};
+use quill_tlog::log::{LogError, LogStore, Publisher};
 use quill_tlog::submit::WitnessClient;
 use quill_tlog::tiles::TilePath;
 use quill_verify::tlog::{Policy, TlogProof, VerifierKey};
@@ -290,27 +290,13 @@ impl Logs {
                 format!("size {size} is beyond the signed size {signed_size}\n"),
             );
         }
-        let (proof, fields) = match (rest, params.get("index"), params.get("old")) {
-            ("proof/inclusion", Some(&index), _) => {
-                let leaf = log.store.leaf(index).ok().map(|leaf| base64_of(&leaf));
-                (
-                    log.store.inclusion_proof(index, size),
-                    json!({"LeafIndex": index, "Leaf": leaf}),
-                )
-            }
-            ("proof/consistency", _, Some(&old)) => (
-                log.store.consistency_proof(old, size),
-                json!({"OldTreeSize": old, "OldRootHash": log.store.root(old).ok().map(|h| h.to_base64())}),
-            ),
+        let request = match (rest, params.get("index"), params.get("old")) {
+            ("proof/inclusion", Some(&index), _) => ProofRequest::Inclusion { index },
+            ("proof/consistency", _, Some(&old)) => ProofRequest::Consistency { old },
             _ => return text(StatusCode::NOT_FOUND, format!("no log resource {rest}\n")),
         };
-        match proof {
-            Ok(proof) => {
-                let mut body = fields;
-                body["TreeSize"] = json!(size);
-                body["RootHash"] = json!(log.store.root(size).ok().map(|h| h.to_base64()));
-                body["Proof"] = json!({"IonText": quill_verify::proof_to_ion_text(&proof)});
-                body["Checkpoint"] = json!(note);
+        match proof_json(&log.store, request, size, note) {
+            Ok(body) => {
                 let mut response = Response::new(Body::from(body.to_string()));
                 response
                     .headers_mut()
@@ -335,19 +321,66 @@ impl Logs {
                 format!("index=N below {size} is required\n"),
             );
         };
-        let proof = log.store.leaf(index).and_then(|leaf| {
-            Ok(TlogProof {
-                extra: Some(leaf),
-                index,
-                hashes: log.store.inclusion_proof(index, size)?,
-                checkpoint: note.to_owned(),
-            })
-        });
-        match proof {
+        match proof_bundle(&log.store, index, size, note) {
             Ok(proof) => text(StatusCode::OK, proof.to_text()),
             Err(error) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{error}\n")),
         }
     }
+}
+
+/// A proof a client can ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProofRequest {
+    /// Of block (leaf) `index`.
+    Inclusion {
+        /// The leaf index.
+        index: u64,
+    },
+    /// From the tree of `old` leaves.
+    Consistency {
+        /// The old size.
+        old: u64,
+    },
+}
+
+/// A proof in the tree of `size` leaves as JSON: QLDB-style Ion text proof (`Proof.IonText`),
+/// the roots, the leaf for an inclusion proof, and the checkpoint `note` of that size.
+pub fn proof_json(
+    store: &LogStore,
+    request: ProofRequest,
+    size: u64,
+    note: &str,
+) -> Result<serde_json::Value, LogError> {
+    let (proof, mut body) = match request {
+        ProofRequest::Inclusion { index } => (
+            store.inclusion_proof(index, size)?,
+            json!({"LeafIndex": index, "Leaf": base64_of(&store.leaf(index)?)}),
+        ),
+        ProofRequest::Consistency { old } => (
+            store.consistency_proof(old, size)?,
+            json!({"OldTreeSize": old, "OldRootHash": store.root(old)?.to_base64()}),
+        ),
+    };
+    body["TreeSize"] = json!(size);
+    body["RootHash"] = json!(store.root(size)?.to_base64());
+    body["Proof"] = json!({"IonText": quill_verify::proof_to_ion_text(&proof)});
+    body["Checkpoint"] = json!(note);
+    Ok(body)
+}
+
+/// The C2SP tlog-proof of block `index` in the checkpoint `note` of `size` leaves.
+pub fn proof_bundle(
+    store: &LogStore,
+    index: u64,
+    size: u64,
+    note: &str,
+) -> Result<TlogProof, LogError> {
+    Ok(TlogProof {
+        extra: Some(store.leaf(index)?),
+        index,
+        hashes: store.inclusion_proof(index, size)?,
+        checkpoint: note.to_owned(),
+    })
 }
 
 fn base64_of(bytes: &[u8]) -> String {

@@ -51,6 +51,8 @@ pub enum Command {
     LogKey(crate::tlog::LogKeyArgs),
     /// Check a block's transparency log proof offline against a tlog-policy.
     VerifyProof(crate::tlog::VerifyProofArgs),
+    /// Print a transparency log proof of a block, or between two log sizes (embedded).
+    LogProof(crate::tlog::LogProofArgs),
 }
 
 impl Command {

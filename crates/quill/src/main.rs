@@ -88,5 +88,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Witness(command) => tlog::run(command),
         Command::LogKey(args) => tlog::log_key(args),
         Command::VerifyProof(args) => tlog::verify_proof(args),
+        Command::LogProof(args) => tlog::log_proof(args),
     }
 }

@@ -1,6 +1,7 @@
 //! The transparency log commands and flags: `quill witness` (a C2SP tlog-witness server,
 //! `quill_tlog::witness`, and its key), `quill log-key` (a ledger log's verifier key), and
-//! the `--log-*` flags of `quill serve`, and `quill verify-proof` (offline, no network).
+//! the `--log-*` flags of `quill serve`, `quill log-proof` (embedded proofs) and
+//! `quill verify-proof` (offline, no network).
 //!
 //! `witness serve` prints `quill: listening on http://ADDR` on stdout once bound, as `quill serve`
 //! does, so `--listen 127.0.0.1:0` works for scripts and tests.
@@ -12,8 +13,9 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use quill_server::tlog::LogConfig;
+use quill_server::tlog::{proof_bundle, proof_json, LogConfig, ProofRequest};
 use quill_tlog::keys::NoteSigner;
+use quill_tlog::log::{LogStore, Publisher};
 use quill_tlog::witness::{parse_logs, Witness};
 use quill_verify::tlog::{verify_block_proof, Policy};
 
@@ -219,5 +221,51 @@ pub fn verify_proof(args: VerifyProofArgs) -> anyhow::Result<()> {
         checkpoint.size,
         cosigners.join(", ")
     );
+    Ok(())
+}
+
+/// `quill log-proof`.
+#[derive(Args, Debug)]
+pub struct LogProofArgs {
+    #[command(flatten)]
+    target: crate::args::LedgerTargetArgs,
+    /// Prove block INDEX: prints its C2SP tlog-proof (for `quill verify-proof`).
+    #[arg(long, conflicts_with = "old", required_unless_present = "old")]
+    index: Option<u64>,
+    /// Prove that the latest checkpoint extends the tree of OLD blocks: prints JSON.
+    #[arg(long)]
+    old: Option<u64>,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+/// Embedded: brings the ledger's log up to date (signing a checkpoint if it grew, as the
+/// server would) and prints a proof against the latest checkpoint.
+pub fn log_proof(args: LogProofArgs) -> anyhow::Result<()> {
+    let target = args.target.check()?;
+    let config = args.log.check()?;
+    let signer = config
+        .load_key(&target.data_dir)?
+        .with_name(&config.origin(&target.ledger))?;
+    let ledger = crate::admin::open_ledger(&target)?;
+    let dir = target.dir().join("tlog");
+    let mut store = LogStore::open(&dir)?;
+    store.sync(&ledger)?;
+    let mut publisher = Publisher::open(signer, &dir.join("checkpoint"))?;
+    publisher.publish(&store)?;
+    let (size, note) = (publisher.size(), publisher.checkpoint().unwrap_or_default());
+    match (args.index, args.old) {
+        (Some(index), _) => {
+            if index >= size {
+                anyhow::bail!("block {index} is not in the log of {size} blocks");
+            }
+            print!("{}", proof_bundle(&store, index, size, note)?.to_text());
+        }
+        (None, Some(old)) => {
+            let json = proof_json(&store, ProofRequest::Consistency { old }, size, note)?;
+            println!("{json:#}");
+        }
+        (None, None) => anyhow::bail!("--index or --old is required"),
+    }
     Ok(())
 }

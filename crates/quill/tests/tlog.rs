@@ -458,3 +458,59 @@ fn checkpoints_are_cosigned_by_the_policy_witnesses() {
         Err(quill_verify::tlog::TlogError::QuorumNotMet { .. })
     ));
 }
+
+#[test]
+fn log_proof_prints_embedded_proofs_that_check_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let data = path("data");
+    quill(&["ledger", "create", "shop", "--data-dir", &data]);
+    let target = ["--data-dir", data.as_str(), "--ledger", "shop"];
+    let first =
+        String::from_utf8(quill(&[&["log-proof", "--index", "0"][..], &target].concat()).stdout)
+            .unwrap();
+    let first_checkpoint = Checkpoint::parse(
+        &Note::parse(&TlogProof::parse(&first).unwrap().checkpoint)
+            .unwrap()
+            .text,
+    )
+    .unwrap();
+    assert_eq!(first_checkpoint.size, 1);
+    let vkey = String::from_utf8(quill(&["log-key", "--data-dir", &data]).stdout).unwrap();
+    std::fs::write(path("policy"), format!("log {vkey}quorum none\n")).unwrap();
+    std::fs::write(path("first.tlog-proof"), &first).unwrap();
+    quill(&[
+        "verify-proof",
+        &path("first.tlog-proof"),
+        "--policy",
+        &path("policy"),
+    ]);
+
+    quill(
+        &[
+            &[
+                "shell",
+                "-e",
+                "CREATE TABLE Item; INSERT INTO Item {'a': 1};",
+            ][..],
+            &target,
+        ]
+        .concat(),
+    );
+    let consistency = json(&quill(&[&["log-proof", "--old", "1"][..], &target].concat()).stdout);
+    let checkpoint = Checkpoint::parse(
+        &Note::parse(consistency["Checkpoint"].as_str().unwrap())
+            .unwrap()
+            .text,
+    )
+    .unwrap();
+    assert_eq!(checkpoint.size, 3);
+    assert_eq!(
+        consistency["OldRootHash"],
+        first_checkpoint.root.to_base64()
+    );
+    let proof = parse_proof(consistency["Proof"]["IonText"].as_str().unwrap()).unwrap();
+    rfc6962::verify_consistency(1, 3, &first_checkpoint.root, &checkpoint.root, &proof).unwrap();
+    let beyond = run_quill(&[&["log-proof", "--index", "3"][..], &target].concat());
+    assert!(!beyond.status.success());
+}
