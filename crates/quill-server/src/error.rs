@@ -66,6 +66,9 @@ pub enum ServerError {
     /// The TLS certificate or key could not be loaded.
     #[error("TLS configuration: {0}")]
     Tls(String),
+    /// The transparency log key could not be read or created.
+    #[error("transparency log key: {0}")]
+    LogKey(String),
     /// A blocking startup task failed.
     #[error("internal error during startup: {0}")]
     Internal(String),

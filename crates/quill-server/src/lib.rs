@@ -8,6 +8,7 @@
 //!   (run by `quill-partiql`), paged results, CommitDigest checks.
 //! - **Control plane** ([`control`], [`registry`]): `/ledgers…` and `/tags/…` (REST-JSON):
 //!   create/describe/list/update/delete ledgers, digests, blocks, revisions with proofs, tags.
+//! - **Transparency logs** ([`tlog`]): `/ledgers/{name}/log/…`, C2SP checkpoints and tiles.
 //! - **Operations**: `GET /health` (JSON with the ledger count) and `GET /metrics` (Prometheus).
 //!
 //! Ledgers live in `<data_dir>/ledgers/<name>/`, each with a `control.json` sidecar.
@@ -52,6 +53,7 @@ pub mod registry;
 mod server;
 pub mod session;
 pub mod sigv4;
+pub mod tlog;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -99,6 +101,8 @@ pub struct ServerConfig {
     /// The permissions policy file (needs [`AuthMode::Credentials`]); without one every
     /// caller is an administrator. Format in [`permissions`].
     pub policy: Option<PathBuf>,
+    /// The ledgers' transparency logs.
+    pub log: tlog::LogConfig,
 }
 
 impl ServerConfig {
@@ -114,6 +118,7 @@ impl ServerConfig {
             account_id: "000000000000".into(),
             limits: ServerLimits::default(),
             policy: None,
+            log: tlog::LogConfig::default(),
         }
     }
 }

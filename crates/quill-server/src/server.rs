@@ -56,6 +56,7 @@ struct AppState {
     body_read_timeout: Duration,
     /// Bytes of bodies being read before their signature could be checked; see [`read_body`].
     unverified_body_budget: Arc<Semaphore>,
+    logs: Arc<crate::tlog::Logs>,
 }
 
 /// Binds the listener and opens every ledger; returns the bound address and the future that
@@ -120,6 +121,10 @@ pub async fn bind(
     let registry = tokio::task::spawn_blocking(move || Registry::open(&data_dir, options))
         .await
         .map_err(|e| ServerError::Internal(e.to_string()))??;
+    let logs = Arc::new(crate::tlog::Logs::open(
+        &config.data_dir,
+        config.log.clone(),
+    )?);
     let metrics = Arc::new(Metrics::default());
     let state = Arc::new(AppState {
         registry: Arc::new(registry),
@@ -133,6 +138,7 @@ pub async fn bind(
         unverified_body_budget: Arc::new(Semaphore::new(
             config.limits.unverified_body_budget_bytes,
         )),
+        logs,
     });
     let listener =
         TcpListener::bind(config.listen)
@@ -192,6 +198,7 @@ async fn run(
 ) -> Result<(), ServerError> {
     let router = Router::new().fallback(handle).with_state(state.clone());
     let (stop_sender, stop) = watch::channel(false);
+    crate::tlog::spawn_checkpointer(state.logs.clone(), state.registry.clone(), stop.clone());
     let connections = Arc::new(Semaphore::new(CONNECTIONS_MAX));
     let sweeper = tokio::spawn(sweep_sessions(state.sessions.clone(), stop.clone()));
     tokio::pin!(shutdown);
@@ -377,6 +384,9 @@ async fn handle(State(state): State<Arc<AppState>>, request: Request<Body>) -> R
         query: &query,
         headers: header_pairs(&parts.headers),
     };
+    if let Some((ledger, rest)) = crate::tlog::log_path(&path) {
+        return log_reply(&state, &signable, body, ledger, rest, &request_id).await;
+    }
     let (body, caller) = match read_body(&state, &signable, body).await {
         Ok(read) => read,
         Err(error) => return error_reply(&error, plane, &request_id),
@@ -402,6 +412,49 @@ async fn handle(State(state): State<Arc<AppState>>, request: Request<Body>) -> R
         }
         Err(error) => error_reply(&error, plane, &request_id),
     }
+}
+
+/// A read of a ledger's transparency log (`/ledgers/{name}/log/…`): public with `--public-log`,
+/// otherwise authenticated like every request, and for keys listed in a policy allowed like
+/// GetDigest (a checkpoint is a signed digest).
+async fn log_reply(
+    state: &Arc<AppState>,
+    signable: &SignableParts<'_>,
+    body: Body,
+    ledger: &str,
+    rest: &str,
+    request_id: &str,
+) -> Response<Body> {
+    if !state.logs.is_public() {
+        let authorized = read_body(state, signable, body)
+            .await
+            .and_then(|(_, caller)| {
+                caller.authorize("qldb:GetDigest", &format!("ledger/{ledger}"))
+            });
+        if let Err(error) = authorized {
+            return error_reply(&error, Plane::Control, request_id);
+        }
+    }
+    let (ledger, rest, query, method) = (
+        ledger.to_owned(),
+        rest.to_owned(),
+        signable.query.to_owned(),
+        signable.method.clone(),
+    );
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || {
+        state
+            .logs
+            .respond(&state.registry, &method, &ledger, &rest, &query)
+    })
+    .await
+    .unwrap_or_else(|_| {
+        error_reply(
+            &ApiError::internal("log request failed"),
+            Plane::Control,
+            request_id,
+        )
+    })
 }
 
 fn operations_reply(state: &AppState, path: &str, request_id: &str) -> Response<Body> {

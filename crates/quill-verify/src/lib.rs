@@ -14,6 +14,8 @@
 //!   block layout ([`entries_hash_list`]): QLDB's hash rules.
 //! - [`verify_block`], [`verify_revision`], [`parse_proof`]: checks of GetBlock / GetRevision
 //!   results, failing with a [`VerifyError`] that names the field and step.
+//! - [`tlog`]: the ledger's witnessed transparency log (RFC 6962 tree over block leaves, C2SP
+//!   signed notes, checkpoints, cosignatures and policies).
 //!
 //! ```
 //! use quill_verify::{fold, merkle_path, merkle_root, parse_proof, proof_to_ion_text, verify_proof, Hash};
@@ -38,6 +40,7 @@ mod hashes;
 mod header;
 pub mod limits;
 mod merkle;
+pub mod tlog;
 mod tree;
 
 pub use block::{

@@ -45,13 +45,22 @@ pub enum Command {
     Revision(RevisionArgs),
     /// Benchmarks.
     Bench(BenchArgs),
+    /// A witness for transparency logs (C2SP tlog-witness).
+    #[command(subcommand)]
+    Witness(crate::tlog::WitnessCommand),
+    /// Print the verifier keys of the ledgers' transparency logs.
+    LogKey(crate::tlog::LogKeyArgs),
+    /// Check a block's transparency log proof offline against a tlog-policy.
+    VerifyProof(crate::tlog::VerifyProofArgs),
+    /// Print a transparency log proof of a block, or between two log sizes (embedded).
+    LogProof(crate::tlog::LogProofArgs),
 }
 
 impl Command {
     /// The server logs what it does; one-shot commands only warn.
     pub fn default_log_level(&self) -> &'static str {
         match self {
-            Command::Serve(_) => "info",
+            Command::Serve(_) | Command::Witness(_) => "info",
             _ => "warn",
         }
     }
@@ -105,6 +114,8 @@ pub struct ServeArgs {
     /// or a number of bytes; a statement going over fails with LimitExceededException.
     #[arg(long, default_value = "64MiB")]
     pub result_max_bytes: String,
+    #[command(flatten)]
+    pub log: crate::tlog::LogArgs,
 }
 
 impl ServeArgs {
@@ -149,6 +160,7 @@ impl ServeArgs {
         config.policy = self.policy;
         config.region = self.region;
         config.account_id = self.account_id;
+        config.log = self.log.check()?;
         config.limits = ServerLimits {
             transaction_timeout,
             transaction_result_bytes_max,

@@ -7,7 +7,9 @@
 //! - `shell` ([`shell`]): an interactive PartiQL shell, embedded or against an endpoint
 //!   ([`client`] speaks the QLDB session protocol);
 //! - `verify`, `ledger`, `digest`, `revision` ([`admin`]): embedded administration and audits;
-//! - `bench`: benchmarks (owned by the benchmark module).
+//! - `bench`: benchmarks (owned by the benchmark module);
+//! - `witness`, `log-key`, `verify-proof` ([`tlog`]): a C2SP tlog-witness server, a ledger
+//!   log's key, and the offline check of a block's transparency log proof.
 
 mod admin;
 mod args;
@@ -17,6 +19,7 @@ mod http;
 mod render;
 mod serve;
 mod shell;
+mod tlog;
 
 use std::process::ExitCode;
 
@@ -83,5 +86,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Digest(target) => admin::digest(&target.check()?),
         Command::Revision(raw) => admin::revision(&raw.check()?),
         Command::Bench(bench_args) => bench::run(bench_args),
+        Command::Witness(command) => tlog::run(command),
+        Command::LogKey(args) => tlog::log_key(args),
+        Command::VerifyProof(args) => tlog::verify_proof(args),
+        Command::LogProof(args) => tlog::log_proof(args),
     }
 }

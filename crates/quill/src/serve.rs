@@ -35,7 +35,7 @@ pub fn run(config: ServerConfig) -> anyhow::Result<()> {
 }
 
 /// Completes on Ctrl-C (SIGINT) or SIGTERM, whichever comes first.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         if let Err(error) = tokio::signal::ctrl_c().await {
             tracing::error!(%error, "cannot listen for Ctrl-C");

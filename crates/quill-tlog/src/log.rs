@@ -1,0 +1,638 @@
+//! A ledger's transparency log: an RFC 6962 tree whose leaf `i` is journal block `i`
+//! (`quill_verify::tlog::BlockLeaf`), kept downstream of the journal like an export.
+//!
+//! [`LogStore`] keeps, in its own directory, the leaf bytes (`leaves`: fixed 119-byte
+//! records, a genesis leaf zero-padded) and the hashes of complete subtrees at every tile
+//! level (`hashes-<L>`: the level-`8L` node hashes, 32 bytes each). These files are a cache
+//! of the journal: they are rebuilt from the ledger if lost, so they are not fsynced.
+//! [`Publisher`] signs checkpoints and persists the last one (`checkpoint`) atomically
+//! before it is published; it never signs a tree that does not extend the last one.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write as _};
+use std::os::unix::fs::FileExt as _;
+use std::path::{Path, PathBuf};
+
+use quill_ledger::Ledger;
+use quill_verify::tlog::{rfc6962, BlockLeaf, Checkpoint, Note};
+use quill_verify::Hash;
+
+use crate::durable::replace_file;
+use crate::keys::NoteSigner;
+use crate::tiles::{TilePath, TILE_HEIGHT, TILE_WIDTH};
+
+const LEAF_RECORD: u64 = 119;
+
+/// Why the log could not be read, extended or signed.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// A log file cannot be read or written.
+    #[error("transparency log: {0}")]
+    Io(#[from] io::Error),
+    /// The ledger could not be read.
+    #[error("transparency log: {0}")]
+    Ledger(#[from] quill_ledger::LedgerError),
+    /// A block lacks a field its leaf needs.
+    #[error("transparency log: block {sequence_no} has no valid {field}")]
+    BadBlock {
+        /// The block.
+        sequence_no: u64,
+        /// The field.
+        field: &'static str,
+    },
+    /// The tree no longer extends the last signed checkpoint: signing stops.
+    #[error("transparency log: the tree at size {size} does not match the last signed checkpoint; refusing to sign")]
+    Inconsistent {
+        /// The last signed size.
+        size: u64,
+    },
+    /// A size, index or tile outside the tree.
+    #[error("transparency log: {0}")]
+    OutOfRange(String),
+}
+
+/// The leaf of one block of the ledger, read through its public block API.
+pub fn block_leaf(ledger: &Ledger, sequence_no: u64) -> Result<BlockLeaf, LogError> {
+    let block = ledger.block(sequence_no)?;
+    let hash = |field: &'static str| -> Result<Option<Hash>, LogError> {
+        let Some(value) = block.as_struct().and_then(|s| s.get(field)) else {
+            return Ok(None);
+        };
+        value
+            .as_blob()
+            .and_then(Hash::from_slice)
+            .map(Some)
+            .ok_or(LogError::BadBlock { sequence_no, field })
+    };
+    let required =
+        |field: &'static str| hash(field)?.ok_or(LogError::BadBlock { sequence_no, field });
+    Ok(BlockLeaf {
+        sequence_no,
+        block_hash: required("blockHash")?,
+        entries_hash: required("entriesHash")?,
+        previous_block_hash: hash("previousBlockHash")?,
+    })
+}
+
+/// The file-backed tree of one ledger's log.
+#[derive(Debug)]
+pub struct LogStore {
+    dir: PathBuf,
+    leaves: File,
+    /// `levels[L]` holds the level-`8L` hashes; `counts[L]` how many.
+    levels: Vec<File>,
+    counts: Vec<u64>,
+}
+
+impl LogStore {
+    /// Opens (or creates) the store in `dir`, dropping any torn tail left by a crash.
+    pub fn open(dir: &Path) -> Result<LogStore, LogError> {
+        fs::create_dir_all(dir)?;
+        let open = |name: &str| {
+            OpenOptions::new()
+                .read(true)
+                .append(true)
+                .create(true)
+                .open(dir.join(name))
+        };
+        let leaves = open("leaves")?;
+        let mut store = LogStore {
+            dir: dir.to_owned(),
+            leaves,
+            levels: vec![open("hashes-0")?],
+            counts: vec![0],
+        };
+        let leaf_count = store.leaves.metadata()?.len() / LEAF_RECORD;
+        let hash_count = store.levels[0].metadata()?.len() / 32;
+        let size = leaf_count.min(hash_count);
+        store.leaves.set_len(size * LEAF_RECORD)?;
+        store.levels[0].set_len(size * 32)?;
+        store.counts[0] = size;
+        // Upper levels are derived: keep what is whole and consistent, recompute the rest.
+        let mut level = 1;
+        while store.counts[level - 1] >= TILE_WIDTH {
+            let file = open(&format!("hashes-{level}"))?;
+            let expected = store.counts[level - 1] / TILE_WIDTH;
+            let have = (file.metadata()?.len() / 32).min(expected);
+            file.set_len(have * 32)?;
+            store.levels.push(file);
+            store.counts.push(have);
+            for index in have..expected {
+                let hash = store.complete_subtree(level - 1, index * TILE_WIDTH, TILE_WIDTH)?;
+                store.levels[level].write_all(&hash.0)?;
+                store.counts[level] += 1;
+            }
+            level += 1;
+        }
+        Ok(store)
+    }
+
+    /// The number of leaves.
+    pub fn size(&self) -> u64 {
+        self.counts[0]
+    }
+
+    /// Appends the ledger's blocks the log does not have yet; returns the new size.
+    pub fn sync(&mut self, ledger: &Ledger) -> Result<u64, LogError> {
+        let blocks = ledger.digest().tip.sequence_no + 1;
+        while self.size() < blocks {
+            let leaf = block_leaf(ledger, self.size())?;
+            self.append(&leaf)?;
+        }
+        Ok(self.size())
+    }
+
+    fn append(&mut self, leaf: &BlockLeaf) -> Result<(), LogError> {
+        let mut record = leaf.to_bytes();
+        record.resize(LEAF_RECORD as usize, 0);
+        self.leaves.write_all(&record)?;
+        self.push_hash(0, rfc6962::leaf_hash(&leaf.to_bytes()))
+    }
+
+    fn push_hash(&mut self, level: usize, hash: Hash) -> Result<(), LogError> {
+        if level == self.levels.len() {
+            let file = OpenOptions::new()
+                .read(true)
+                .append(true)
+                .create(true)
+                .open(self.dir.join(format!("hashes-{level}")))?;
+            file.set_len(0)?;
+            self.levels.push(file);
+            self.counts.push(0);
+        }
+        self.levels[level].write_all(&hash.0)?;
+        self.counts[level] += 1;
+        if self.counts[level].is_multiple_of(TILE_WIDTH) {
+            let index = self.counts[level] / TILE_WIDTH - 1;
+            let parent = self.complete_subtree(level, index * TILE_WIDTH, TILE_WIDTH)?;
+            self.push_hash(level + 1, parent)?;
+        }
+        Ok(())
+    }
+
+    fn read_hashes(&self, level: usize, start: u64, count: u64) -> Result<Vec<Hash>, LogError> {
+        if level >= self.levels.len() || start + count > self.counts[level] {
+            return Err(LogError::OutOfRange(format!(
+                "level {level} hashes {start}+{count}"
+            )));
+        }
+        let mut bytes = vec![0u8; count as usize * 32];
+        self.levels[level].read_exact_at(&mut bytes, start * 32)?;
+        Ok(bytes
+            .chunks_exact(32)
+            .map(|c| Hash::from_slice(c).expect("32 bytes"))
+            .collect())
+    }
+
+    /// The root of `count` (a power of two) consecutive stored hashes of a tile level.
+    fn complete_subtree(&self, level: usize, start: u64, count: u64) -> Result<Hash, LogError> {
+        let mut layer = self.read_hashes(level, start, count)?;
+        while layer.len() > 1 {
+            layer = layer
+                .chunks_exact(2)
+                .map(|p| rfc6962::node_hash(&p[0], &p[1]))
+                .collect();
+        }
+        Ok(layer[0])
+    }
+
+    /// The hash of the complete subtree of `2^height` leaves starting at leaf `start`.
+    fn node(&self, height: u32, start: u64) -> Result<Hash, LogError> {
+        let level = (height / TILE_HEIGHT) as usize;
+        let span = 1u64 << (level as u32 * TILE_HEIGHT);
+        self.complete_subtree(level, start / span, 1 << (height % TILE_HEIGHT))
+    }
+
+    /// `MTH(D[start:end])`.
+    fn range_root(&self, start: u64, end: u64) -> Result<Hash, LogError> {
+        let len = end - start;
+        if len.is_power_of_two() {
+            return self.node(len.trailing_zeros(), start);
+        }
+        let k = 1u64 << (63 - (len - 1).leading_zeros());
+        Ok(rfc6962::node_hash(
+            &self.range_root(start, start + k)?,
+            &self.range_root(start + k, end)?,
+        ))
+    }
+
+    fn check_size(&self, size: u64) -> Result<(), LogError> {
+        if size > self.size() {
+            return Err(LogError::OutOfRange(format!(
+                "size {size} exceeds the log size {}",
+                self.size()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The RFC 6962 root of the first `size` leaves.
+    pub fn root(&self, size: u64) -> Result<Hash, LogError> {
+        self.check_size(size)?;
+        if size == 0 {
+            return Ok(rfc6962::empty_root());
+        }
+        self.range_root(0, size)
+    }
+
+    /// The inclusion proof of leaf `index` in the tree of `size` leaves.
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, LogError> {
+        self.check_size(size)?;
+        if index >= size {
+            return Err(LogError::OutOfRange(format!(
+                "leaf {index} is outside size {size}"
+            )));
+        }
+        let mut proof = Vec::new();
+        self.path(index, 0, size, &mut proof)?;
+        Ok(proof)
+    }
+
+    fn path(&self, index: u64, start: u64, end: u64, out: &mut Vec<Hash>) -> Result<(), LogError> {
+        let len = end - start;
+        if len <= 1 {
+            return Ok(());
+        }
+        let k = 1u64 << (63 - (len - 1).leading_zeros());
+        if index < start + k {
+            self.path(index, start, start + k, out)?;
+            out.push(self.range_root(start + k, end)?);
+        } else {
+            self.path(index, start + k, end, out)?;
+            out.push(self.range_root(start, start + k)?);
+        }
+        Ok(())
+    }
+
+    /// The consistency proof from size `old` to size `size`.
+    pub fn consistency_proof(&self, old: u64, size: u64) -> Result<Vec<Hash>, LogError> {
+        self.check_size(size)?;
+        if old > size {
+            return Err(LogError::OutOfRange(format!(
+                "old size {old} exceeds size {size}"
+            )));
+        }
+        let mut proof = Vec::new();
+        if old > 0 && old < size {
+            self.subproof(old, 0, size, true, &mut proof)?;
+        }
+        Ok(proof)
+    }
+
+    fn subproof(
+        &self,
+        m: u64,
+        start: u64,
+        end: u64,
+        complete: bool,
+        out: &mut Vec<Hash>,
+    ) -> Result<(), LogError> {
+        let len = end - start;
+        if m == len {
+            if !complete {
+                out.push(self.range_root(start, end)?);
+            }
+            return Ok(());
+        }
+        let k = 1u64 << (63 - (len - 1).leading_zeros());
+        if m <= k {
+            self.subproof(m, start, start + k, complete, out)?;
+            out.push(self.range_root(start + k, end)?);
+        } else {
+            self.subproof(m - k, start + k, end, false, out)?;
+            out.push(self.range_root(start, start + k)?);
+        }
+        Ok(())
+    }
+
+    /// The leaf bytes of leaf `index`.
+    pub fn leaf(&self, index: u64) -> Result<Vec<u8>, LogError> {
+        self.check_size(index + 1)?;
+        let mut record = vec![0u8; LEAF_RECORD as usize];
+        self.leaves
+            .read_exact_at(&mut record, index * LEAF_RECORD)?;
+        let leaf = BlockLeaf::parse(&record)
+            .or_else(|_| BlockLeaf::parse(&record[..87]))
+            .map_err(|e| LogError::Io(io::Error::new(io::ErrorKind::InvalidData, e.to_string())))?;
+        Ok(leaf.to_bytes())
+    }
+
+    /// The body of a tile or entry bundle, if the tree of `size` leaves (a published
+    /// checkpoint's) holds all of it: concatenated hashes, or uint16-length-prefixed leaves.
+    pub fn tile(&self, path: &TilePath, size: u64) -> Result<Vec<u8>, LogError> {
+        self.check_size(size)?;
+        let level = path.level.unwrap_or(0) as u32;
+        let span = 1u64.checked_shl(level * TILE_HEIGHT).filter(|_| level < 8);
+        let first = path.index.checked_mul(TILE_WIDTH);
+        let last_needed = first
+            .zip(span)
+            .and_then(|(first, span)| (first + path.width).checked_mul(span));
+        match last_needed {
+            Some(needed) if needed <= size => {}
+            _ => {
+                return Err(LogError::OutOfRange(format!(
+                    "{} is beyond size {size}",
+                    path.to_path()
+                )))
+            }
+        }
+        let first = path.index * TILE_WIDTH;
+        match path.level {
+            Some(level) => {
+                let hashes = self.read_hashes(level as usize, first, path.width)?;
+                Ok(hashes.iter().flat_map(|h| h.0).collect())
+            }
+            None => {
+                let mut out = Vec::new();
+                for index in first..first + path.width {
+                    let leaf = self.leaf(index)?;
+                    out.extend_from_slice(&(leaf.len() as u16).to_be_bytes());
+                    out.extend_from_slice(&leaf);
+                }
+                Ok(out)
+            }
+        }
+    }
+}
+
+/// Signs a ledger log's checkpoints, persisting each before it is published.
+#[derive(Debug)]
+pub struct Publisher {
+    signer: NoteSigner,
+    path: PathBuf,
+    last: Option<(Checkpoint, String)>,
+}
+
+impl Publisher {
+    /// A publisher for the log whose origin is `signer`'s name, keeping its last checkpoint
+    /// in `path`.
+    pub fn open(signer: NoteSigner, path: &Path) -> Result<Publisher, LogError> {
+        let last = match fs::read_to_string(path) {
+            Ok(note) => {
+                let invalid =
+                    |why: String| LogError::Io(io::Error::new(io::ErrorKind::InvalidData, why));
+                let parsed = Note::parse(&note).map_err(|e| invalid(e.to_string()))?;
+                let checkpoint =
+                    Checkpoint::parse(&parsed.text).map_err(|e| invalid(e.to_string()))?;
+                Some((checkpoint, note))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e.into()),
+        };
+        Ok(Publisher {
+            signer,
+            path: path.to_owned(),
+            last,
+        })
+    }
+
+    /// The last signed checkpoint note, if any.
+    pub fn checkpoint(&self) -> Option<&str> {
+        self.last.as_ref().map(|(_, note)| note.as_str())
+    }
+
+    /// The size of the last signed checkpoint (0 if none).
+    pub fn size(&self) -> u64 {
+        self.last.as_ref().map_or(0, |(c, _)| c.size)
+    }
+
+    /// Signs a checkpoint of the whole store if it grew since the last one and still extends
+    /// it; returns the new note, or `None` when there is nothing new to sign.
+    pub fn publish(&mut self, store: &LogStore) -> Result<Option<String>, LogError> {
+        let size = store.size();
+        if let Some((last, _)) = &self.last {
+            if size <= last.size {
+                return Ok(None);
+            }
+            if store.root(last.size)? != last.root {
+                return Err(LogError::Inconsistent { size: last.size });
+            }
+        } else if size == 0 {
+            return Ok(None);
+        }
+        let checkpoint = Checkpoint {
+            origin: self.signer.name().to_owned(),
+            size,
+            root: store.root(size)?,
+            extensions: Vec::new(),
+        };
+        let text = checkpoint.to_text();
+        let note = Note {
+            signatures: vec![self.signer.sign(&text)],
+            text,
+        }
+        .to_text();
+        replace_file(&self.path, note.as_bytes(), 0o644)?;
+        self.last = Some((checkpoint, note.clone()));
+        Ok(Some(note))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ion_rs::Element;
+    use quill_ledger::LedgerOptions;
+    use quill_verify::tlog::check_block_chain;
+
+    use super::*;
+
+    fn ledger_with_blocks(dir: &Path, blocks: u64) -> Ledger {
+        let ledger = Ledger::create(&dir.join("ledger"), "shop", LedgerOptions::default()).unwrap();
+        ledger
+            .transact(|tx| tx.create_table("Item", None).map(|_| ()))
+            .unwrap();
+        for i in 2..blocks {
+            ledger
+                .transact(|tx| {
+                    tx.insert("Item", Element::read_one(format!("{{n: {i}}}")).unwrap())
+                        .map(|_| ())
+                })
+                .unwrap();
+        }
+        ledger
+    }
+
+    #[test]
+    fn the_store_matches_the_in_memory_tree_and_survives_torn_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocks = 300;
+        let ledger = ledger_with_blocks(dir.path(), blocks);
+        let mut store = LogStore::open(&dir.path().join("tlog")).unwrap();
+        assert_eq!(store.sync(&ledger).unwrap(), blocks);
+
+        let leaves: Vec<BlockLeaf> = (0..blocks)
+            .map(|i| block_leaf(&ledger, i).unwrap())
+            .collect();
+        // The log alone re-checks the chain and recomputes the QLDB digest.
+        assert_eq!(
+            check_block_chain(&leaves).unwrap(),
+            Some(ledger.digest().digest)
+        );
+        let hashes: Vec<Hash> = leaves
+            .iter()
+            .map(|l| rfc6962::leaf_hash(&l.to_bytes()))
+            .collect();
+        for size in [1, 2, 3, 255, 256, 257, 299, 300] {
+            let tree = &hashes[..size as usize];
+            assert_eq!(
+                store.root(size).unwrap(),
+                rfc6962::root(tree),
+                "root {size}"
+            );
+            for index in [0, size / 2, size - 1] {
+                assert_eq!(
+                    store.inclusion_proof(index, size).unwrap(),
+                    rfc6962::inclusion_proof(tree, index as usize),
+                    "inclusion {index} of {size}"
+                );
+            }
+            for old in [0, 1, size / 3, size - 1, size] {
+                assert_eq!(
+                    store.consistency_proof(old, size).unwrap(),
+                    rfc6962::consistency_proof(tree, old as usize),
+                    "consistency {old} to {size}"
+                );
+            }
+        }
+        assert_eq!(store.leaf(0).unwrap(), leaves[0].to_bytes());
+        assert_eq!(store.leaf(299).unwrap(), leaves[299].to_bytes());
+
+        // Tiles: a full level-0 tile, a partial one, the level-1 tile, an entry bundle.
+        let full = store
+            .tile(
+                &TilePath {
+                    level: Some(0),
+                    index: 0,
+                    width: 256,
+                },
+                300,
+            )
+            .unwrap();
+        assert_eq!(
+            full,
+            hashes[..256].iter().flat_map(|h| h.0).collect::<Vec<u8>>()
+        );
+        let partial = store
+            .tile(
+                &TilePath {
+                    level: Some(0),
+                    index: 1,
+                    width: 44,
+                },
+                300,
+            )
+            .unwrap();
+        assert_eq!(
+            partial,
+            hashes[256..].iter().flat_map(|h| h.0).collect::<Vec<u8>>()
+        );
+        let level1 = store
+            .tile(
+                &TilePath {
+                    level: Some(1),
+                    index: 0,
+                    width: 1,
+                },
+                300,
+            )
+            .unwrap();
+        assert_eq!(level1, rfc6962::root(&hashes[..256]).0.to_vec());
+        let bundle = store
+            .tile(
+                &TilePath {
+                    level: None,
+                    index: 1,
+                    width: 2,
+                },
+                300,
+            )
+            .unwrap();
+        let mut expected = Vec::new();
+        for leaf in &leaves[256..258] {
+            expected.extend_from_slice(&119u16.to_be_bytes());
+            expected.extend_from_slice(&leaf.to_bytes());
+        }
+        assert_eq!(bundle, expected);
+        let tile = |level, index, width| TilePath {
+            level,
+            index,
+            width,
+        };
+        for (beyond, size) in [
+            (tile(Some(0), 1, 45), 300),
+            (tile(Some(1), 0, 2), 300),
+            (tile(Some(0), 0, 256), 255),
+            (tile(None, 0, 256), 255),
+            (tile(Some(0), 0, 1), 301),
+        ] {
+            assert!(store.tile(&beyond, size).is_err(), "{beyond:?} at {size}");
+        }
+
+        // A crash that tore the leaf file and lost the level-1 hashes: reopening repairs both.
+        let root = store.root(300).unwrap();
+        drop(store);
+        let leaves_file = OpenOptions::new()
+            .write(true)
+            .open(dir.path().join("tlog/leaves"))
+            .unwrap();
+        leaves_file.set_len(299 * LEAF_RECORD + 5).unwrap();
+        fs::remove_file(dir.path().join("tlog/hashes-1")).unwrap();
+        let mut store = LogStore::open(&dir.path().join("tlog")).unwrap();
+        assert_eq!(store.size(), 299);
+        assert_eq!(store.sync(&ledger).unwrap(), 300);
+        assert_eq!(store.root(300).unwrap(), root);
+    }
+
+    #[test]
+    fn the_publisher_signs_only_growth_and_never_a_rewritten_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger_with_blocks(dir.path(), 3);
+        let mut store = LogStore::open(&dir.path().join("tlog")).unwrap();
+        store.sync(&ledger).unwrap();
+        let signer = || NoteSigner::from_seed("quill.test/shop", [5; 32]).unwrap();
+        let path = dir.path().join("tlog/checkpoint");
+        let mut publisher = Publisher::open(signer(), &path).unwrap();
+        let note = publisher
+            .publish(&store)
+            .unwrap()
+            .expect("a first checkpoint");
+        let parsed = Note::parse(&note).unwrap();
+        assert_eq!(parsed.verify(&[signer().verifier_key()]).unwrap().len(), 1);
+        assert_eq!(
+            Checkpoint::parse(&parsed.text).unwrap().root,
+            store.root(3).unwrap()
+        );
+        assert_eq!(
+            publisher.publish(&store).unwrap(),
+            None,
+            "no growth, no checkpoint"
+        );
+
+        ledger
+            .transact(|tx| {
+                tx.insert("Item", Element::read_one("{n: 9}").unwrap())
+                    .map(|_| ())
+            })
+            .unwrap();
+        store.sync(&ledger).unwrap();
+        // A restarted publisher resumes from the persisted checkpoint.
+        let mut publisher = Publisher::open(signer(), &path).unwrap();
+        assert_eq!(publisher.checkpoint(), Some(note.as_str()));
+        assert!(publisher.publish(&store).unwrap().is_some());
+        assert_eq!(publisher.size(), 4);
+
+        // A log store that no longer holds the signed tree (another ledger's) is refused.
+        let other_dir = tempfile::tempdir().unwrap();
+        let other = ledger_with_blocks(other_dir.path(), 6);
+        let mut other_store = LogStore::open(&other_dir.path().join("tlog")).unwrap();
+        other_store.sync(&other).unwrap();
+        assert!(matches!(
+            publisher.publish(&other_store),
+            Err(LogError::Inconsistent { size: 4 })
+        ));
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            publisher.checkpoint().unwrap()
+        );
+    }
+}

@@ -1,0 +1,271 @@
+//! The transparency log commands and flags: `quill witness` (a C2SP tlog-witness server,
+//! `quill_tlog::witness`, and its key), `quill log-key` (a ledger log's verifier key), and
+//! the `--log-*` flags of `quill serve`, `quill log-proof` (embedded proofs) and
+//! `quill verify-proof` (offline, no network).
+//!
+//! `witness serve` prints `quill: listening on http://ADDR` on stdout once bound, as `quill serve`
+//! does, so `--listen 127.0.0.1:0` works for scripts and tests.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use quill_server::tlog::{proof_bundle, proof_json, LogConfig, ProofRequest};
+use quill_tlog::keys::NoteSigner;
+use quill_tlog::log::{LogStore, Publisher};
+use quill_tlog::witness::{parse_logs, Witness};
+use quill_verify::tlog::{verify_block_proof, Policy};
+
+/// The transparency log flags of `quill serve` (and `quill log-key`).
+#[derive(Args, Debug)]
+pub struct LogArgs {
+    /// The log's Ed25519 key file; default `<data-dir>/log-key`, created (0600) on first start.
+    #[arg(long)]
+    log_key: Option<PathBuf>,
+    /// Serve `/ledgers/{name}/log/` (checkpoints, tiles, proofs) without authentication.
+    #[arg(long)]
+    public_log: bool,
+    /// Shortest time between two checkpoints of a ledger, e.g. `1s` or `250ms`.
+    #[arg(long, default_value = "1s")]
+    checkpoint_interval: String,
+    /// Log origins are `<prefix>/<ledger name>` (conventionally your host name first).
+    #[arg(long, default_value = "localhost/quill")]
+    log_origin_prefix: String,
+    /// A C2SP tlog-policy file: each new checkpoint goes to its witnesses that have a URL.
+    #[arg(long)]
+    witness_policy: Option<PathBuf>,
+}
+
+impl LogArgs {
+    /// Checks the flags into the server's log configuration.
+    pub fn check(self) -> anyhow::Result<LogConfig> {
+        let interval = crate::args::parse_duration(&self.checkpoint_interval)
+            .with_context(|| format!("--checkpoint-interval {:?}", self.checkpoint_interval))?;
+        if self.log_origin_prefix.is_empty() || self.log_origin_prefix.contains(char::is_whitespace)
+        {
+            anyhow::bail!("--log-origin-prefix must be non-empty, without spaces");
+        }
+        let witness_policy = match &self.witness_policy {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                Some(Policy::parse(&text).with_context(|| format!("policy {}", path.display()))?)
+            }
+            None => None,
+        };
+        Ok(LogConfig {
+            witness_policy,
+            key_file: self.log_key,
+            public: self.public_log,
+            interval,
+            origin_prefix: self.log_origin_prefix,
+        })
+    }
+}
+
+/// `quill log-key`.
+#[derive(Args, Debug)]
+pub struct LogKeyArgs {
+    /// The data directory (its `log-key` is created if missing).
+    #[arg(long, default_value = "./quill-data")]
+    data_dir: PathBuf,
+    /// Print only this ledger's key (default: every ledger in the data directory).
+    #[arg(long)]
+    ledger: Option<String>,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+/// Prints `name+keyid+base64` verifier keys of the ledgers' logs, one a line.
+pub fn log_key(args: LogKeyArgs) -> anyhow::Result<()> {
+    let config = args.log.check()?;
+    let key = config.load_key(&args.data_dir)?;
+    let ledgers = match args.ledger {
+        Some(name) => vec![name],
+        None => {
+            let mut names: Vec<String> = std::fs::read_dir(args.data_dir.join("ledgers"))
+                .map(|entries| {
+                    entries
+                        .filter_map(Result::ok)
+                        .filter(|e| e.path().join("ledger.ion").exists())
+                        .filter_map(|e| e.file_name().into_string().ok())
+                        .collect()
+                })
+                .unwrap_or_default();
+            names.sort();
+            names
+        }
+    };
+    for ledger in ledgers {
+        println!("{}", config.verifier_key(&key, &ledger)?);
+    }
+    Ok(())
+}
+
+/// `quill witness …`.
+#[derive(Subcommand, Debug)]
+pub enum WitnessCommand {
+    /// Serve `POST /add-checkpoint` (C2SP tlog-witness) for the logs in `--logs`.
+    Serve(WitnessServeArgs),
+    /// Generate a witness key file (mode 0600) and print its cosignature/v1 verifier key.
+    Keygen(WitnessKeygenArgs),
+}
+
+/// `quill witness serve`.
+#[derive(Args, Debug)]
+pub struct WitnessServeArgs {
+    /// The witness's private key file (`quill witness keygen`).
+    #[arg(long)]
+    key: PathBuf,
+    /// The logs to follow: one `log <vkey>` line each (the key name is the log's origin).
+    #[arg(long)]
+    logs: PathBuf,
+    /// Where the size and root last cosigned for each log are kept.
+    #[arg(long, default_value = "./witness-state")]
+    state_dir: PathBuf,
+    /// Address to listen on (`127.0.0.1:0` picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8010")]
+    listen: SocketAddr,
+}
+
+/// `quill witness keygen`.
+#[derive(Args, Debug)]
+pub struct WitnessKeygenArgs {
+    /// The witness's name (conventionally a schema-less URL, e.g. `witness.example.com/w1`).
+    #[arg(long)]
+    name: String,
+    /// The key file to create (never overwritten).
+    #[arg(long)]
+    key: PathBuf,
+}
+
+/// Runs a `quill witness` subcommand.
+pub fn run(command: WitnessCommand) -> anyhow::Result<()> {
+    match command {
+        WitnessCommand::Keygen(args) => {
+            let signer = NoteSigner::generate(&args.name)?;
+            signer.write_new_file(&args.key)?;
+            println!("{}", signer.cosigner_key());
+            Ok(())
+        }
+        WitnessCommand::Serve(args) => serve(args),
+    }
+}
+
+fn serve(args: WitnessServeArgs) -> anyhow::Result<()> {
+    let signer = NoteSigner::read_file(&args.key)?;
+    let logs_text = std::fs::read_to_string(&args.logs)
+        .with_context(|| format!("cannot read {}", args.logs.display()))?;
+    let logs =
+        parse_logs(&logs_text).map_err(|why| anyhow::anyhow!("{}: {why}", args.logs.display()))?;
+    let witness = Witness::open(signer, logs, &args.state_dir)
+        .with_context(|| format!("cannot open {}", args.state_dir.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("quill-witness")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let vkey = witness.cosigner_key();
+        let (address, server) = quill_tlog::witness::bind(
+            Arc::new(witness),
+            args.listen,
+            crate::serve::shutdown_signal(),
+        )
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+        tracing::info!(%address, %vkey, "quill witness is serving");
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "quill: listening on http://{address}")?;
+        stdout.flush()?;
+        drop(stdout);
+        server.await?;
+        Ok(())
+    })
+}
+
+/// `quill verify-proof`.
+#[derive(Args, Debug)]
+pub struct VerifyProofArgs {
+    /// The C2SP tlog-proof file of a block (`/ledgers/{name}/log/proof/bundle?index=N`).
+    bundle: PathBuf,
+    /// The C2SP tlog-policy file: trusted log keys, witnesses and the quorum.
+    #[arg(long)]
+    policy: PathBuf,
+}
+
+/// Checks a block's proof offline against a policy; says which link failed.
+pub fn verify_proof(args: VerifyProofArgs) -> anyhow::Result<()> {
+    let read = |path: &PathBuf| {
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    let policy = Policy::parse(&read(&args.policy)?)
+        .with_context(|| format!("policy {}", args.policy.display()))?;
+    let verified = verify_block_proof(&read(&args.bundle)?, &policy)
+        .map_err(|error| crate::CorruptionFound(format!("proof does not verify: {error}")))?;
+    let checkpoint = &verified.checkpoint.checkpoint;
+    let cosigners: Vec<&str> = verified
+        .checkpoint
+        .cosigned
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect();
+    println!(
+        "verified: block {} (blockHash {}) is in {} at size {}, cosigned by [{}]",
+        verified.leaf.sequence_no,
+        verified.leaf.block_hash,
+        checkpoint.origin,
+        checkpoint.size,
+        cosigners.join(", ")
+    );
+    Ok(())
+}
+
+/// `quill log-proof`.
+#[derive(Args, Debug)]
+pub struct LogProofArgs {
+    #[command(flatten)]
+    target: crate::args::LedgerTargetArgs,
+    /// Prove block INDEX: prints its C2SP tlog-proof (for `quill verify-proof`).
+    #[arg(long, conflicts_with = "old", required_unless_present = "old")]
+    index: Option<u64>,
+    /// Prove that the latest checkpoint extends the tree of OLD blocks: prints JSON.
+    #[arg(long)]
+    old: Option<u64>,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+/// Embedded: brings the ledger's log up to date (signing a checkpoint if it grew, as the
+/// server would) and prints a proof against the latest checkpoint.
+pub fn log_proof(args: LogProofArgs) -> anyhow::Result<()> {
+    let target = args.target.check()?;
+    let config = args.log.check()?;
+    let signer = config
+        .load_key(&target.data_dir)?
+        .with_name(&config.origin(&target.ledger))?;
+    let ledger = crate::admin::open_ledger(&target)?;
+    let dir = target.dir().join("tlog");
+    let mut store = LogStore::open(&dir)?;
+    store.sync(&ledger)?;
+    let mut publisher = Publisher::open(signer, &dir.join("checkpoint"))?;
+    publisher.publish(&store)?;
+    let (size, note) = (publisher.size(), publisher.checkpoint().unwrap_or_default());
+    match (args.index, args.old) {
+        (Some(index), _) => {
+            if index >= size {
+                anyhow::bail!("block {index} is not in the log of {size} blocks");
+            }
+            print!("{}", proof_bundle(&store, index, size, note)?.to_text());
+        }
+        (None, Some(old)) => {
+            let json = proof_json(&store, ProofRequest::Consistency { old }, size, note)?;
+            println!("{json:#}");
+        }
+        (None, None) => anyhow::bail!("--index or --old is required"),
+    }
+    Ok(())
+}

@@ -1,0 +1,516 @@
+//! The ledger's transparency log through the real `quill serve`: checkpoints signed with the
+//! key `quill log-key` prints, tiles and entry bundles a monitor can check against the QLDB
+//! digest, proofs, growth, and authentication unless `--public-log`.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use quill_verify::tlog::{
+    check_block_chain, rfc6962, verify_cosigned_checkpoint, BlockLeaf, Checkpoint, Note, Policy,
+    TlogProof, VerifierKey,
+};
+use quill_verify::{parse_proof, Hash};
+
+fn run_quill(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_quill"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .output()
+        .expect("quill runs")
+}
+
+fn quill(args: &[&str]) -> Output {
+    let output = run_quill(args);
+    assert!(
+        output.status.success(),
+        "quill {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+mod common;
+
+use common::Listening;
+
+struct Server(Listening);
+
+impl Server {
+    fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        let mut args = vec![
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--checkpoint-interval",
+            "50ms",
+            "--data-dir",
+        ];
+        args.push(data_dir.to_str().unwrap());
+        args.extend_from_slice(extra);
+        Server(Listening::start(&args))
+    }
+
+    fn address(&self) -> &str {
+        &self.0.address
+    }
+
+    fn get(&self, path: &str) -> (u16, Vec<u8>) {
+        let (status, _, body) = self
+            .0
+            .request("GET", path, b"")
+            .expect("the server answers");
+        (status, body)
+    }
+
+    fn get_ok(&self, path: &str) -> Vec<u8> {
+        let (status, body) = self.get(path);
+        assert_eq!(
+            status,
+            200,
+            "GET {path}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        body
+    }
+
+    /// Waits for a checkpoint of at least `size` leaves.
+    fn checkpoint(&self, size: u64) -> (String, Checkpoint) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (status, body) = self.get("/ledgers/shop/log/checkpoint");
+            if status == 200 {
+                let note = String::from_utf8(body).unwrap();
+                let checkpoint = Checkpoint::parse(&Note::parse(&note).unwrap().text).unwrap();
+                if checkpoint.size >= size {
+                    return (note, checkpoint);
+                }
+            }
+            assert!(Instant::now() < deadline, "no checkpoint of size {size}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn json(bytes: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(bytes).unwrap()
+}
+
+#[test]
+fn the_served_log_checks_out_offline_and_grows() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_str = data.to_str().unwrap();
+    quill(&["ledger", "create", "shop", "--data-dir", data_str]);
+    quill(&[
+        "shell",
+        "--data-dir",
+        data_str,
+        "--ledger",
+        "shop",
+        "-e",
+        "CREATE TABLE Item; INSERT INTO Item {'sku': 'a'}; INSERT INTO Item {'sku': 'b'};",
+    ]);
+    let vkey_line = String::from_utf8(quill(&["log-key", "--data-dir", data_str]).stdout).unwrap();
+    let vkey = VerifierKey::parse(vkey_line.trim()).unwrap();
+    assert_eq!(vkey.name, "localhost/quill/shop");
+    let digest_ion =
+        String::from_utf8(quill(&["digest", "--data-dir", data_str, "--ledger", "shop"]).stdout)
+            .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(data.join("log-key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    let server = Server::start(&data, &["--public-log"]);
+    let (note, checkpoint) = server.checkpoint(4);
+    assert_eq!(checkpoint.size, 4, "genesis, CREATE TABLE and two inserts");
+    assert_eq!(
+        Note::parse(&note)
+            .unwrap()
+            .verify(std::slice::from_ref(&vkey))
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // A monitor reading only tiles: leaves → chain → QLDB digest, and hashes → root.
+    let bundle = server.get_ok("/ledgers/shop/log/tile/entries/000.p/4");
+    let mut leaves = Vec::new();
+    let mut rest = &bundle[..];
+    while !rest.is_empty() {
+        let len = u16::from_be_bytes([rest[0], rest[1]]) as usize;
+        leaves.push(BlockLeaf::parse(&rest[2..2 + len]).unwrap());
+        rest = &rest[2 + len..];
+    }
+    let digest = check_block_chain(&leaves).unwrap().unwrap();
+    assert!(
+        digest_ion.contains(&digest.to_base64()),
+        "{digest_ion} vs {digest}"
+    );
+    let tile = server.get_ok("/ledgers/shop/log/tile/0/000.p/4");
+    let hashes: Vec<Hash> = tile
+        .chunks(32)
+        .map(|c| Hash::from_slice(c).unwrap())
+        .collect();
+    let from_leaves: Vec<Hash> = leaves
+        .iter()
+        .map(|l| rfc6962::leaf_hash(&l.to_bytes()))
+        .collect();
+    assert_eq!(hashes, from_leaves);
+    assert_eq!(rfc6962::root(&hashes), checkpoint.root);
+    assert_eq!(
+        server.get("/ledgers/shop/log/tile/0/000.p/5").0,
+        404,
+        "beyond the checkpoint"
+    );
+    assert_eq!(
+        server.get("/ledgers/shop/log/tile/0/000").0,
+        404,
+        "not full yet"
+    );
+    assert_eq!(server.get("/ledgers/nope/log/checkpoint").0, 404);
+
+    let inclusion = json(&server.get_ok("/ledgers/shop/log/proof/inclusion?index=2&size=4"));
+    let proof = parse_proof(inclusion["Proof"]["IonText"].as_str().unwrap()).unwrap();
+    rfc6962::verify_inclusion(2, 4, &from_leaves[2], &proof, &checkpoint.root).unwrap();
+
+    // The ledger grows through the server: a new checkpoint, consistent with the first.
+    let endpoint = format!("http://{}", server.address());
+    quill(&[
+        "shell",
+        "--endpoint",
+        &endpoint,
+        "--ledger",
+        "shop",
+        "-e",
+        "INSERT INTO Item {'sku': 'c'};",
+    ]);
+    let (_, grown) = server.checkpoint(5);
+    assert_eq!(grown.size, 5);
+    let consistency = json(&server.get_ok("/ledgers/shop/log/proof/consistency?old=4&size=5"));
+    let proof = parse_proof(consistency["Proof"]["IonText"].as_str().unwrap()).unwrap();
+    rfc6962::verify_consistency(4, 5, &checkpoint.root, &grown.root, &proof).unwrap();
+    assert_eq!(
+        server
+            .get("/ledgers/shop/log/proof/consistency?old=4&size=6")
+            .0,
+        400
+    );
+
+    // A block's proof checks offline: first against the log key alone, then cosigned by a
+    // witness that followed the log, against a policy that requires that witness.
+    let bundle =
+        String::from_utf8(server.get_ok("/ledgers/shop/log/proof/bundle?index=3")).unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let verify =
+        |bundle: &str, policy: &str| run_quill(&["verify-proof", bundle, "--policy", policy]);
+    let log_only = write("log-only.policy", &format!("log {vkey}\nquorum none\n"));
+    let plain = write("block3.tlog-proof", &bundle);
+    let output = verify(&plain, &log_only);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with("verified: block 3 "));
+
+    let witness_key = dir.path().join("w1.key");
+    let witness_vkey = String::from_utf8(
+        quill(&[
+            "witness",
+            "keygen",
+            "--name",
+            "w1.example",
+            "--key",
+            witness_key.to_str().unwrap(),
+        ])
+        .stdout,
+    )
+    .unwrap();
+    let logs = write("logs", &format!("log {vkey}\n"));
+    let state = dir.path().join("w1-state");
+    let witness = Listening::start(&[
+        "witness",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--key",
+        witness_key.to_str().unwrap(),
+        "--logs",
+        &logs,
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    let proof = TlogProof::parse(&bundle).unwrap();
+    let (status, _, cosignature) = witness
+        .request(
+            "POST",
+            "/add-checkpoint",
+            format!("old 0\n\n{}", proof.checkpoint).as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(status, 200);
+    let cosigned = write(
+        "cosigned.tlog-proof",
+        &TlogProof {
+            checkpoint: format!(
+                "{}{}",
+                proof.checkpoint,
+                String::from_utf8(cosignature).unwrap()
+            ),
+            ..proof.clone()
+        }
+        .to_text(),
+    );
+    let quorum = write(
+        "quorum.policy",
+        &format!(
+            "log {vkey}\nwitness w1 {}\nquorum w1\n",
+            witness_vkey.trim()
+        ),
+    );
+    let output = verify(&cosigned, &quorum);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("cosigned by [w1]"));
+
+    // Each broken link is named, with exit status 3.
+    let mut wrong_block = proof.clone();
+    let mut leaf = BlockLeaf::parse(proof.extra.as_ref().unwrap()).unwrap();
+    leaf.block_hash = Hash::sha256(b"another block");
+    wrong_block.extra = Some(leaf.to_bytes());
+    let mut moved = proof.clone();
+    moved.index = 2;
+    let mut bad_path = proof.clone();
+    bad_path.hashes[0] = Hash::sha256(b"x");
+    for (name, text, policy, expected) in [
+        ("uncosigned", bundle.clone(), &quorum, "quorum is not met"),
+        (
+            "wrong-block",
+            wrong_block.to_text(),
+            &log_only,
+            "blockHash is",
+        ),
+        ("moved", moved.to_text(), &log_only, "leaf 2 holds block 3"),
+        (
+            "bad-path",
+            bad_path.to_text(),
+            &log_only,
+            "does not lead to the root",
+        ),
+        (
+            "foreign",
+            bundle.replace("localhost/quill/shop", "localhost/quill/other"),
+            &log_only,
+            "no trusted log",
+        ),
+    ] {
+        let output = verify(&write(name, &text), policy);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(3), "{name}: {stderr}");
+        assert!(stderr.contains(expected), "{name}: {stderr}");
+    }
+    drop(server);
+
+    // Without --public-log the log needs a signed request like everything else.
+    let credentials = dir.path().join("credentials");
+    std::fs::write(&credentials, "AKIDEXAMPLE secret\n").unwrap();
+    let server = Server::start(&data, &["--credentials", credentials.to_str().unwrap()]);
+    let (status, _) = server.get("/ledgers/shop/log/checkpoint");
+    assert_eq!(status / 100, 4, "unsigned request to a private log");
+    assert_ne!(status, 404);
+}
+
+#[test]
+fn checkpoints_are_cosigned_by_the_policy_witnesses() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let data = path("data");
+    quill(&["ledger", "create", "shop", "--data-dir", &data]);
+    let vkey = String::from_utf8(quill(&["log-key", "--data-dir", &data]).stdout).unwrap();
+    std::fs::write(path("logs"), format!("log {vkey}")).unwrap();
+    let mut witnesses = Vec::new();
+    let mut policy = format!("log {vkey}");
+    for name in ["w1", "w2"] {
+        let key = path(&format!("{name}.key"));
+        let witness_vkey = String::from_utf8(
+            quill(&[
+                "witness",
+                "keygen",
+                "--name",
+                &format!("{name}.example"),
+                "--key",
+                &key,
+            ])
+            .stdout,
+        )
+        .unwrap();
+        let witness = Listening::start(&[
+            "witness",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--key",
+            &key,
+            "--logs",
+            &path("logs"),
+            "--state-dir",
+            &path(&format!("{name}-state")),
+        ]);
+        policy.push_str(&format!(
+            "witness {name} {} http://{}\n",
+            witness_vkey.trim(),
+            witness.address
+        ));
+        witnesses.push(witness);
+    }
+    policy.push_str("group both all w1 w2\nquorum both\n");
+    std::fs::write(path("policy"), &policy).unwrap();
+    let policy = Policy::parse(&policy).unwrap();
+
+    let server = Server::start(
+        Path::new(&data),
+        &["--public-log", "--witness-policy", &path("policy")],
+    );
+    let cosigned = |size: u64| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (note, checkpoint) = server.checkpoint(size);
+            if checkpoint.size == size && Note::parse(&note).unwrap().signatures.len() == 3 {
+                return note;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no cosigned checkpoint of size {size}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let first = cosigned(1);
+    assert_eq!(
+        verify_cosigned_checkpoint(&first, &policy)
+            .unwrap()
+            .cosigned
+            .len(),
+        2
+    );
+
+    // The ledger grows: the witnesses check the consistency proof from size 1 and cosign.
+    let endpoint = format!("http://{}", server.address());
+    quill(&[
+        "shell",
+        "--endpoint",
+        &endpoint,
+        "--ledger",
+        "shop",
+        "-e",
+        "CREATE TABLE Item;",
+    ]);
+    let second = cosigned(2);
+    assert_eq!(
+        verify_cosigned_checkpoint(&second, &policy)
+            .unwrap()
+            .checkpoint
+            .size,
+        2
+    );
+
+    // One witness gone: the next checkpoint is served with one cosignature, below the quorum.
+    witnesses.pop();
+    quill(&[
+        "shell",
+        "--endpoint",
+        &endpoint,
+        "--ledger",
+        "shop",
+        "-e",
+        "INSERT INTO Item {'a': 1};",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let third = loop {
+        let (note, checkpoint) = server.checkpoint(3);
+        if Note::parse(&note).unwrap().signatures.len() == 2 {
+            break note;
+        }
+        assert!(
+            Instant::now() < deadline && checkpoint.size == 3,
+            "no checkpoint cosigned by w1"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(matches!(
+        verify_cosigned_checkpoint(&third, &policy),
+        Err(quill_verify::tlog::TlogError::QuorumNotMet { .. })
+    ));
+}
+
+#[test]
+fn log_proof_prints_embedded_proofs_that_check_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let data = path("data");
+    quill(&["ledger", "create", "shop", "--data-dir", &data]);
+    let target = ["--data-dir", data.as_str(), "--ledger", "shop"];
+    let first =
+        String::from_utf8(quill(&[&["log-proof", "--index", "0"][..], &target].concat()).stdout)
+            .unwrap();
+    let first_checkpoint = Checkpoint::parse(
+        &Note::parse(&TlogProof::parse(&first).unwrap().checkpoint)
+            .unwrap()
+            .text,
+    )
+    .unwrap();
+    assert_eq!(first_checkpoint.size, 1);
+    let vkey = String::from_utf8(quill(&["log-key", "--data-dir", &data]).stdout).unwrap();
+    std::fs::write(path("policy"), format!("log {vkey}quorum none\n")).unwrap();
+    std::fs::write(path("first.tlog-proof"), &first).unwrap();
+    quill(&[
+        "verify-proof",
+        &path("first.tlog-proof"),
+        "--policy",
+        &path("policy"),
+    ]);
+
+    quill(
+        &[
+            &[
+                "shell",
+                "-e",
+                "CREATE TABLE Item; INSERT INTO Item {'a': 1};",
+            ][..],
+            &target,
+        ]
+        .concat(),
+    );
+    let consistency = json(&quill(&[&["log-proof", "--old", "1"][..], &target].concat()).stdout);
+    let checkpoint = Checkpoint::parse(
+        &Note::parse(consistency["Checkpoint"].as_str().unwrap())
+            .unwrap()
+            .text,
+    )
+    .unwrap();
+    assert_eq!(checkpoint.size, 3);
+    assert_eq!(
+        consistency["OldRootHash"],
+        first_checkpoint.root.to_base64()
+    );
+    let proof = parse_proof(consistency["Proof"]["IonText"].as_str().unwrap()).unwrap();
+    rfc6962::verify_consistency(1, 3, &first_checkpoint.root, &checkpoint.root, &proof).unwrap();
+    let beyond = run_quill(&[&["log-proof", "--index", "3"][..], &target].concat());
+    assert!(!beyond.status.success());
+}
