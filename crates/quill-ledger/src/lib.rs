@@ -38,6 +38,7 @@ mod ledger;
 pub mod limits;
 mod occ;
 mod state;
+pub mod storage;
 mod transaction;
 mod tree_store;
 mod types;

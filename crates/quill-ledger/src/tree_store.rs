@@ -17,14 +17,13 @@
 //! holding fewer is completed from the level below (crash damage is usually a few nodes, and
 //! this keeps every leaf that survived).
 
-use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use quill_verify::{dot, Hash};
 
+use crate::storage::{OpenMode, Storage, StorageFile};
 use crate::{LedgerError, Result};
 
 /// Levels a tree over at most `u64::MAX` leaves can have full nodes on (0..=63).
@@ -39,6 +38,7 @@ const REPAIR_CHUNK_NODES: u64 = 4096;
 /// Full nodes of the digest tree. `Send + Sync`; all methods take `&self`.
 #[derive(Debug)]
 pub(crate) struct TreeStore {
+    storage: Storage,
     dir: PathBuf,
     /// Serialises `push_leaves`, `truncate` and `flush`.
     writer: Mutex<()>,
@@ -53,7 +53,7 @@ struct TreeState {
     /// has nodes (files beyond the data written by the last push are ignored and overwritten).
     leaves: u64,
     /// `files[L]` is level `L`'s file; levels with nodes always have one.
-    files: Vec<Arc<File>>,
+    files: Vec<Arc<StorageFile>>,
     /// `edge[L]` is the last node of level `L`, if that level has nodes.
     edge: [Option<Hash>; TREE_LEVELS_MAX],
 }
@@ -69,17 +69,17 @@ impl TreeState {
 
 impl TreeStore {
     /// Opens the store in `dir`, creating it if absent, and repairs crash damage.
-    pub fn open(dir: &Path) -> Result<TreeStore> {
-        std::fs::create_dir_all(dir)?;
-        let mut files: Vec<Arc<File>> = Vec::new();
+    pub fn open(storage: &Storage, dir: &Path) -> Result<TreeStore> {
+        storage.create_dir_all(dir)?;
+        let mut files: Vec<Arc<StorageFile>> = Vec::new();
         let mut nodes_below = 0;
         for level in 0..TREE_LEVELS_MAX {
             let path = level_path(dir, level);
             if level > 0 && nodes_below / 2 == 0 {
-                remove_stale_level(&path)?;
+                remove_stale_level(storage, &path)?;
                 continue;
             }
-            let file = open_level(&path)?;
+            let file = open_level(storage, &path)?;
             let nodes = if level == 0 {
                 drop_partial_record(&file)?
             } else {
@@ -88,7 +88,7 @@ impl TreeStore {
             files.push(Arc::new(file));
             nodes_below = nodes;
         }
-        let leaves = files[0].metadata()?.len() / NODE_BYTES;
+        let leaves = files[0].len()? / NODE_BYTES;
         let mut state = TreeState {
             leaves,
             files,
@@ -96,6 +96,7 @@ impl TreeStore {
         };
         load_edge(&mut state)?;
         Ok(TreeStore {
+            storage: storage.clone(),
             dir: dir.to_owned(),
             writer: Mutex::new(()),
             state: RwLock::new(state),
@@ -131,9 +132,10 @@ impl TreeStore {
             .filter(|(_, nodes)| !nodes.is_empty())
         {
             if level == after.files.len() {
-                after
-                    .files
-                    .push(Arc::new(open_level(&level_path(&self.dir, level))?));
+                after.files.push(Arc::new(open_level(
+                    &self.storage,
+                    &level_path(&self.dir, level),
+                )?));
             }
             after.files[level].write_all_at(nodes, before.nodes_at(level) * NODE_BYTES)?;
         }
@@ -226,26 +228,21 @@ fn level_path(dir: &Path, level: usize) -> PathBuf {
     dir.join(format!("level-{level:02}.qtn"))
 }
 
-fn open_level(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
+fn open_level(storage: &Storage, path: &Path) -> io::Result<StorageFile> {
+    storage.open_file(path, OpenMode::Create)
 }
 
 /// Removes a level file that can hold no full node.
-fn remove_stale_level(path: &Path) -> io::Result<()> {
-    match std::fs::remove_file(path) {
+fn remove_stale_level(storage: &Storage, path: &Path) -> io::Result<()> {
+    match storage.remove_file(path) {
         Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
         _ => Ok(()),
     }
 }
 
 /// Drops a trailing partial record; returns the number of whole records.
-fn drop_partial_record(file: &File) -> io::Result<u64> {
-    let bytes = file.metadata()?.len();
+fn drop_partial_record(file: &StorageFile) -> io::Result<u64> {
+    let bytes = file.len()?;
     let nodes = bytes / NODE_BYTES;
     if bytes % NODE_BYTES != 0 {
         file.set_len(nodes * NODE_BYTES)?;
@@ -255,7 +252,7 @@ fn drop_partial_record(file: &File) -> io::Result<u64> {
 
 /// Makes `parents` hold exactly `expected` nodes: truncates extra ones and recomputes
 /// missing ones from `children`. Returns `expected`.
-fn repair_level(children: &File, parents: &File, expected: u64) -> io::Result<u64> {
+fn repair_level(children: &StorageFile, parents: &StorageFile, expected: u64) -> io::Result<u64> {
     let present = drop_partial_record(parents)?;
     if present > expected {
         parents.set_len(expected * NODE_BYTES)?;
@@ -297,7 +294,7 @@ fn load_edge(state: &mut TreeState) -> io::Result<()> {
     Ok(())
 }
 
-fn read_node(file: &File, index: u64) -> io::Result<Hash> {
+fn read_node(file: &StorageFile, index: u64) -> io::Result<Hash> {
     let mut bytes = [0u8; NODE_BYTES as usize];
     file.read_exact_at(&mut bytes, index * NODE_BYTES)?;
     Ok(Hash(bytes))
@@ -351,7 +348,7 @@ mod tests {
     #[test]
     fn full_nodes_match_a_naive_tree_for_every_size_up_to_200() {
         let dir = tempfile::tempdir().unwrap();
-        let store = TreeStore::open(dir.path()).unwrap();
+        let store = TreeStore::open(&Storage::Os, dir.path()).unwrap();
         assert_matches_naive(&store, 0);
         for count in 1..=200u64 {
             store.push_leaves(&[leaf(count - 1)]).unwrap();
@@ -362,7 +359,7 @@ mod tests {
     #[test]
     fn batched_pushes_match_single_pushes() {
         let dir = tempfile::tempdir().unwrap();
-        let store = TreeStore::open(dir.path()).unwrap();
+        let store = TreeStore::open(&Storage::Os, dir.path()).unwrap();
         let mut count = 0;
         for batch in [3u64, 1, 0, 17, 64, 2, 113] {
             store.push_leaves(&leaves(count..count + batch)).unwrap();
@@ -375,7 +372,7 @@ mod tests {
     fn truncate_then_push_again_gives_the_same_nodes() {
         for keep in [0u64, 1, 2, 63, 64, 65, 100, 199, 200, 300] {
             let dir = tempfile::tempdir().unwrap();
-            let store = TreeStore::open(dir.path()).unwrap();
+            let store = TreeStore::open(&Storage::Os, dir.path()).unwrap();
             store.push_leaves(&leaves(0..200)).unwrap();
             store.truncate(keep).unwrap();
             let kept = keep.min(200);
@@ -383,18 +380,18 @@ mod tests {
             store.push_leaves(&leaves(kept..200)).unwrap();
             assert_matches_naive(&store, 200);
             drop(store);
-            assert_matches_naive(&TreeStore::open(dir.path()).unwrap(), 200);
+            assert_matches_naive(&TreeStore::open(&Storage::Os, dir.path()).unwrap(), 200);
         }
     }
 
     #[test]
     fn reopen_keeps_the_nodes() {
         let dir = tempfile::tempdir().unwrap();
-        let store = TreeStore::open(dir.path()).unwrap();
+        let store = TreeStore::open(&Storage::Os, dir.path()).unwrap();
         store.push_leaves(&leaves(0..150)).unwrap();
         store.flush().unwrap();
         drop(store);
-        let store = TreeStore::open(dir.path()).unwrap();
+        let store = TreeStore::open(&Storage::Os, dir.path()).unwrap();
         assert_matches_naive(&store, 150);
         store.push_leaves(&leaves(150..177)).unwrap();
         assert_matches_naive(&store, 177);
@@ -403,11 +400,11 @@ mod tests {
     #[test]
     fn open_repairs_levels_inconsistent_with_the_level_below() {
         let dir = tempfile::tempdir().unwrap();
-        let store = TreeStore::open(dir.path()).unwrap();
+        let store = TreeStore::open(&Storage::Os, dir.path()).unwrap();
         store.push_leaves(&leaves(0..100)).unwrap();
         drop(store);
         let set_len = |level: usize, bytes: u64| {
-            OpenOptions::new()
+            std::fs::OpenOptions::new()
                 .write(true)
                 .open(level_path(dir.path(), level))
                 .unwrap()
@@ -419,7 +416,7 @@ mod tests {
         set_len(3, 0); // a whole level lost
         set_len(5, 10 * 32); // more nodes than level 4 allows (garbage zeros)
         std::fs::write(level_path(dir.path(), 9), [1u8; 64]).unwrap(); // a level that cannot exist
-        let store = TreeStore::open(dir.path()).unwrap();
+        let store = TreeStore::open(&Storage::Os, dir.path()).unwrap();
         assert_matches_naive(&store, 100);
         assert!(!level_path(dir.path(), 9).exists());
     }
@@ -427,17 +424,17 @@ mod tests {
     #[test]
     fn open_drops_a_torn_leaf_and_its_parents() {
         let dir = tempfile::tempdir().unwrap();
-        let store = TreeStore::open(dir.path()).unwrap();
+        let store = TreeStore::open(&Storage::Os, dir.path()).unwrap();
         store.push_leaves(&leaves(0..64)).unwrap();
         drop(store);
         // Leaf 63 was torn: every level's last node depended on it.
-        OpenOptions::new()
+        std::fs::OpenOptions::new()
             .write(true)
             .open(level_path(dir.path(), 0))
             .unwrap()
             .set_len(63 * 32 + 31)
             .unwrap();
-        let store = TreeStore::open(dir.path()).unwrap();
+        let store = TreeStore::open(&Storage::Os, dir.path()).unwrap();
         assert_matches_naive(&store, 63);
         store.push_leaves(&[leaf(63)]).unwrap();
         assert_matches_naive(&store, 64);
@@ -446,7 +443,7 @@ mod tests {
     #[test]
     fn oversized_push_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let store = TreeStore::open(dir.path()).unwrap();
+        let store = TreeStore::open(&Storage::Os, dir.path()).unwrap();
         let too_many = vec![leaf(0); PUSH_LEAVES_MAX + 1];
         assert!(matches!(
             store.push_leaves(&too_many),
