@@ -159,6 +159,10 @@ impl Drop for LedgerInner {
         {
             let _ = handle.join();
         }
+        // A clean close leaves a tree checkpoint at the tip, so reopening rebuilds nothing.
+        if let Err(error) = self.core.tree.flush() {
+            tracing::warn!(%error, "digest tree not checkpointed at close; it is rebuilt from the journal on open");
+        }
     }
 }
 
@@ -622,12 +626,23 @@ fn read_block(journal: &Journal, strand_id: &str, sequence_no: u64) -> Result<bl
     block::decode_payload(&bytes, &address)
 }
 
-/// Brings the digest tree to `blocks` leaves from the journal; returns leaves added.
+/// Brings the digest tree to `blocks` leaves from the journal; returns leaves rebuilt.
+/// Only the leaves of the tree's last durable checkpoint are trusted: later nodes were never
+/// fsynced, so after a power loss any of them may be missing, zero or stale. The last trusted
+/// leaf is checked against its block; if they disagree the whole tree is rebuilt.
 fn catch_up_tree(journal: &Journal, tree: &TreeStore, strand_id: &str, blocks: u64) -> Result<u64> {
-    if tree.leaves() > blocks {
-        tree.truncate(blocks)?;
+    let mut trusted = tree.durable_leaves().min(blocks);
+    if trusted > 0
+        && tree.full_node(0, trusted - 1)? != read_block(journal, strand_id, trusted - 1)?.hash
+    {
+        tracing::error!(
+            leaves = trusted,
+            "digest tree disagrees with the journal at its checkpoint; rebuilding it"
+        );
+        trusted = 0;
     }
-    let from = tree.leaves();
+    tree.truncate(trusted)?;
+    let from = trusted;
     let mut hashes = Vec::new();
     for seq in from..blocks {
         hashes.push(read_block(journal, strand_id, seq)?.hash);

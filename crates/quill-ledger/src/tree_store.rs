@@ -10,12 +10,15 @@
 //! `index` is at byte `32 * index`. Files are append-only and read with positioned reads.
 //! Memory is O(log n): the right edge (last node of each level) is cached, nothing per block.
 //!
-//! Durability: none of its own. The journal is the source of truth; on open the ledger
-//! compares [`TreeStore::leaves`] with the journal, truncates if the store is ahead and
-//! re-pushes missing leaves. Open itself makes the files consistent: a partial record is
+//! Durability: pushes are not fsynced (the journal is the source of truth). [`TreeStore::flush`]
+//! (at the ledger's durable checkpoints, about once a second, and on close) fsyncs every level
+//! and then records the number of leaves it made durable in `checkpoint.qtc` (leaves u64,
+//! CRC32 of those 8 bytes). After a power loss, nodes pushed after the last checkpoint may be
+//! missing, zero, or stale anywhere in the files (unsynced writes land in any order), so on
+//! open the ledger trusts only [`TreeStore::durable_leaves`], truncates the rest and re-pushes
+//! it from the journal. Open itself makes the files consistent in length: a partial record is
 //! dropped, a level holding more nodes than the level below allows is truncated, and a level
-//! holding fewer is completed from the level below (crash damage is usually a few nodes, and
-//! this keeps every leaf that survived).
+//! holding fewer is completed from the level below.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -32,6 +35,8 @@ pub(crate) const TREE_LEVELS_MAX: usize = 64;
 /// (about 64 bytes per leaf).
 pub(crate) const PUSH_LEAVES_MAX: usize = 1 << 20;
 const NODE_BYTES: u64 = 32;
+const CHECKPOINT_FILE: &str = "checkpoint.qtc";
+const CHECKPOINT_BYTES: usize = 12;
 /// Parents recomputed per read while repairing a level on open.
 const REPAIR_CHUNK_NODES: u64 = 4096;
 
@@ -40,8 +45,10 @@ const REPAIR_CHUNK_NODES: u64 = 4096;
 pub(crate) struct TreeStore {
     storage: Storage,
     dir: PathBuf,
-    /// Serialises `push_leaves`, `truncate` and `flush`.
-    writer: Mutex<()>,
+    /// Serialises `push_leaves`, `truncate` and `flush`; holds the leaves known durable (as
+    /// of the last checkpoint, and never more than the store holds).
+    writer: Mutex<u64>,
+    checkpoint: StorageFile,
     /// What readers see. Held (read) during a node read so `truncate` cannot shrink a file
     /// under a reader.
     state: RwLock<TreeState>,
@@ -89,6 +96,8 @@ impl TreeStore {
             nodes_below = nodes;
         }
         let leaves = files[0].len()? / NODE_BYTES;
+        let checkpoint = storage.open_file(&dir.join(CHECKPOINT_FILE), OpenMode::Create)?;
+        let durable_leaves = read_checkpoint(&checkpoint)?.min(leaves);
         let mut state = TreeState {
             leaves,
             files,
@@ -98,7 +107,8 @@ impl TreeStore {
         Ok(TreeStore {
             storage: storage.clone(),
             dir: dir.to_owned(),
-            writer: Mutex::new(()),
+            writer: Mutex::new(durable_leaves),
+            checkpoint,
             state: RwLock::new(state),
         })
     }
@@ -106,6 +116,12 @@ impl TreeStore {
     /// Number of leaves (blocks) in the tree.
     pub fn leaves(&self) -> u64 {
         self.read_state().leaves
+    }
+
+    /// Leaves made durable by the last [`TreeStore::flush`] (and still held): every node over
+    /// them is intact after a power loss; nodes over later leaves may not be.
+    pub fn durable_leaves(&self) -> u64 {
+        *self.lock_writer()
     }
 
     /// Appends `leaves` and every parent they complete. Not durable until [`TreeStore::flush`].
@@ -146,7 +162,8 @@ impl TreeStore {
     /// Drops leaves `>= leaves` and every node that depended on them. No-op if the store
     /// holds no more than `leaves`.
     pub fn truncate(&self, leaves: u64) -> Result<()> {
-        let _writer = self.lock_writer();
+        let mut durable_leaves = self.lock_writer();
+        *durable_leaves = (*durable_leaves).min(leaves);
         let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
         if leaves >= state.leaves {
             return Ok(());
@@ -178,13 +195,25 @@ impl TreeStore {
         Ok(read_node(&state.files[level_index], index)?)
     }
 
-    /// Makes every pushed node durable (fdatasync of every level file).
+    /// Makes every pushed node durable (fdatasync of every level file and of the directory,
+    /// which may have new level files), then records the checkpoint.
     pub fn flush(&self) -> Result<()> {
-        let _writer = self.lock_writer();
-        let files = self.read_state().files.clone();
+        let mut durable_leaves = self.lock_writer();
+        let (files, leaves) = {
+            let state = self.read_state();
+            (state.files.clone(), state.leaves)
+        };
         for file in files {
             file.sync_data()?;
         }
+        self.storage.sync_dir(&self.dir)?;
+        let mut record = [0u8; CHECKPOINT_BYTES];
+        record[..8].copy_from_slice(&leaves.to_le_bytes());
+        let crc = crc32fast::hash(&record[..8]);
+        record[8..].copy_from_slice(&crc.to_le_bytes());
+        self.checkpoint.write_all_at(&record, 0)?;
+        self.checkpoint.sync_data()?;
+        *durable_leaves = leaves;
         Ok(())
     }
 
@@ -192,8 +221,9 @@ impl TreeStore {
         self.state.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn lock_writer(&self) -> std::sync::MutexGuard<'_, ()> {
-        // The guarded data is `()`; a panic while holding it cannot leave it inconsistent.
+    fn lock_writer(&self) -> std::sync::MutexGuard<'_, u64> {
+        // The guarded count is only lowered or set after a completed flush; a panic while
+        // holding the lock cannot leave it too high.
         self.writer.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -222,6 +252,21 @@ fn add_leaf(state: &mut TreeState, new_nodes: &mut [Vec<u8>], leaf: Hash) {
         node = dot(&left, &node);
     }
     state.leaves += 1;
+}
+
+/// The leaves recorded by the last checkpoint; 0 when there is none or it is damaged (the
+/// whole tree is then rebuilt from the journal).
+fn read_checkpoint(checkpoint: &StorageFile) -> io::Result<u64> {
+    if checkpoint.len()? != CHECKPOINT_BYTES as u64 {
+        return Ok(0);
+    }
+    let mut record = [0u8; CHECKPOINT_BYTES];
+    checkpoint.read_exact_at(&mut record, 0)?;
+    let (leaves, crc) = record.split_at(8);
+    if crc32fast::hash(leaves).to_le_bytes() != crc {
+        return Ok(0);
+    }
+    Ok(u64::from_le_bytes(leaves.try_into().expect("8 bytes")))
 }
 
 fn level_path(dir: &Path, level: usize) -> PathBuf {
