@@ -114,6 +114,7 @@ impl TreeStore {
     }
 
     /// Number of leaves (blocks) in the tree.
+    #[cfg(test)]
     pub fn leaves(&self) -> u64 {
         self.read_state().leaves
     }
@@ -483,6 +484,28 @@ mod tests {
         assert_matches_naive(&store, 63);
         store.push_leaves(&[leaf(63)]).unwrap();
         assert_matches_naive(&store, 64);
+    }
+
+    #[test]
+    fn flush_checkpoints_the_durable_leaves() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TreeStore::open(&Storage::Os, dir.path()).unwrap();
+        store.push_leaves(&leaves(0..40)).unwrap();
+        assert_eq!(store.durable_leaves(), 0);
+        store.flush().unwrap();
+        store.push_leaves(&leaves(40..50)).unwrap();
+        assert_eq!(store.durable_leaves(), 40);
+        drop(store);
+        let store = TreeStore::open(&Storage::Os, dir.path()).unwrap();
+        assert_eq!(store.durable_leaves(), 40);
+        store.truncate(30).unwrap();
+        assert_eq!(store.durable_leaves(), 30);
+        // A damaged checkpoint trusts nothing.
+        std::fs::write(dir.path().join(CHECKPOINT_FILE), [7u8; CHECKPOINT_BYTES]).unwrap();
+        drop(store);
+        let store = TreeStore::open(&Storage::Os, dir.path()).unwrap();
+        assert_eq!(store.durable_leaves(), 0);
+        assert_matches_naive(&store, 30);
     }
 
     #[test]

@@ -26,11 +26,16 @@ const ROUNDS_ENV: &str = "QUILL_POWER_LOSS_ROUNDS";
 const DEFAULT_ROUNDS: u64 = 200;
 const LEDGER_DIR: &str = "/ledger";
 const TRANSACTIONS_PER_THREAD: usize = 24;
+const DOCUMENT_PADDING_MAX: usize = 1500;
 /// The cut point is drawn below this many mutating disk calls per writer thread (plus
 /// `CUT_AFTER_CALLS_BASE`): a full workload makes about 240 per thread plus 90, so most
 /// rounds lose power mid-workload and some only once it is over (with writes unsynced).
 const CUT_AFTER_CALLS_PER_THREAD: u64 = 240;
 const CUT_AFTER_CALLS_BASE: u64 = 120;
+/// The same for rounds that cut the power at a file sync (when the most writes are unsynced):
+/// a full workload makes about 24 per thread plus 10.
+const CUT_AT_SYNC_PER_THREAD: u64 = 24;
+const CUT_AT_SYNC_BASE: u64 = 16;
 /// Longer than the committer's idle delay, so the pause triggers an idle durable checkpoint
 /// (derived state and digest tree fsynced) that the power cut may then interrupt or follow.
 const IDLE_PAUSE: std::time::Duration = std::time::Duration::from_millis(70);
@@ -104,8 +109,12 @@ fn options(disk: &SimulatedDisk) -> LedgerOptions {
     }
 }
 
-fn value_element(value: i64) -> Element {
-    Element::read_one(format!("{{v: {value}, f: {}}}", value % 3).as_bytes()).unwrap()
+/// A document holding `value`, padded so that its frame spans several disk sectors (an
+/// unsynced batch can then reach the disk out of order); the padding holds the frame magic.
+fn value_element(value: i64, padding: usize) -> Element {
+    let padding = "QJFR-".repeat(padding / 5);
+    let text = format!("{{v: {value}, f: {}, p: \"{padding}\"}}", value % 3);
+    Element::read_one(text.as_bytes()).unwrap()
 }
 
 /// Runs `body` in a transaction and commits it, logging the attempt and, if acknowledged,
@@ -165,6 +174,7 @@ fn writer(
         }
         let tables = shared.tables.lock().unwrap().clone();
         let value = ((thread as i64) << 32) | step as i64;
+        let padding = rng.gen_range(0..DOCUMENT_PADDING_MAX);
         let roll = rng.gen_range(0..100);
         if thread == 0 && roll < 8 {
             let table = format!("T{}", tables.len());
@@ -194,7 +204,7 @@ fn writer(
             let acknowledged = attempt(ledger, shared, |tx, changes| {
                 for n in 0..documents {
                     let value = value + (n << 24);
-                    let id = tx.insert(&table, value_element(value))?;
+                    let id = tx.insert(&table, value_element(value, padding))?;
                     changes.push(Change::Put {
                         table: table.clone(),
                         id: id.clone(),
@@ -219,7 +229,7 @@ fn writer(
                         id: id.clone(),
                     });
                 } else {
-                    tx.update(&table, &id, value_element(value))?;
+                    tx.update(&table, &id, value_element(value, padding))?;
                     changes.push(Change::Put {
                         table: table.clone(),
                         id: id.clone(),
@@ -243,8 +253,13 @@ fn run_until_power_cut(disk: &SimulatedDisk, shared: &Arc<Shared>, seed: u64) ->
     let pause_at = rng
         .gen_bool(0.4)
         .then(|| rng.gen_range(0..TRANSACTIONS_PER_THREAD));
-    let calls_max = CUT_AFTER_CALLS_BASE + threads * CUT_AFTER_CALLS_PER_THREAD;
-    disk.cut_power_after(rng.gen_range(0..calls_max));
+    if rng.gen_bool(0.5) {
+        let calls_max = CUT_AFTER_CALLS_BASE + threads * CUT_AFTER_CALLS_PER_THREAD;
+        disk.cut_power_after(rng.gen_range(0..calls_max));
+    } else {
+        let syncs_max = CUT_AT_SYNC_BASE + threads * CUT_AT_SYNC_PER_THREAD;
+        disk.cut_power_at_sync(rng.gen_range(0..syncs_max));
+    }
     let Ok(ledger) = Ledger::create(Path::new(LEDGER_DIR), "power-loss", options(disk)) else {
         disk.cut_power();
         return false;
@@ -358,7 +373,7 @@ fn check_after_power_cut(disk: &SimulatedDisk, shared: &Shared, created: bool, s
     let tables: Vec<String> = expected.tables.keys().cloned().collect();
     if let Some(table) = tables.first() {
         ledger
-            .transact(|tx| tx.insert(table, value_element(-1)))
+            .transact(|tx| tx.insert(table, value_element(-1, 0)))
             .expect("the recovered ledger takes commits");
         assert_eq!(ledger.verify(&mut |_, _| {}).unwrap(), blocks + 1);
     }

@@ -57,9 +57,9 @@ struct Disk {
     pending_entry_ops: Vec<EntryOp>,
     locks: HashSet<PathBuf>,
     rng: StdRng,
-    /// Mutating calls allowed before the power cut.
+    /// Mutating calls (or, with `cut_counts_syncs`, file syncs) allowed before the power cut.
     calls_until_cut: Option<u64>,
-    mutating_calls: u64,
+    cut_counts_syncs: bool,
     /// What survived, once power was cut.
     survivors: Option<Survivors>,
 }
@@ -127,7 +127,7 @@ impl SimulatedDisk {
                 locks: HashSet::new(),
                 rng: StdRng::seed_from_u64(seed),
                 calls_until_cut: None,
-                mutating_calls: 0,
+                cut_counts_syncs: false,
                 survivors: None,
             })),
         }
@@ -136,7 +136,17 @@ impl SimulatedDisk {
     /// Cuts the power when the `calls`-th mutating call from now (write, length change,
     /// sync, directory change) is made; that call and every later one fail.
     pub fn cut_power_after(&self, calls: u64) {
-        self.lock().calls_until_cut = Some(calls);
+        let mut disk = self.lock();
+        disk.calls_until_cut = Some(calls);
+        disk.cut_counts_syncs = false;
+    }
+
+    /// Cuts the power when the `syncs`-th file sync from now is made, so it fails: the
+    /// moment a file holds the most unsynced writes.
+    pub fn cut_power_at_sync(&self, syncs: u64) {
+        let mut disk = self.lock();
+        disk.calls_until_cut = Some(syncs);
+        disk.cut_counts_syncs = true;
     }
 
     /// Cuts the power now (no-op if it is already off).
@@ -150,11 +160,6 @@ impl SimulatedDisk {
     /// Whether the power was cut.
     pub fn is_power_cut(&self) -> bool {
         self.lock().survivors.is_some()
-    }
-
-    /// Mutating calls made so far (to choose a cut point).
-    pub fn mutating_calls(&self) -> u64 {
-        self.lock().mutating_calls
     }
 
     /// A new disk holding what survived the power cut, all of it durable, with `seed` for its
@@ -185,9 +190,13 @@ impl SimulatedDisk {
     /// Locks the disk for a mutating call, cutting the power first if this is the call
     /// scheduled for it.
     fn mutating(&self) -> io::Result<MutexGuard<'_, Disk>> {
+        self.counted(false)
+    }
+
+    fn counted(&self, file_sync: bool) -> io::Result<MutexGuard<'_, Disk>> {
         let mut disk = self.powered()?;
-        disk.mutating_calls += 1;
-        if let Some(remaining) = disk.calls_until_cut.as_mut() {
+        let counts = file_sync || !disk.cut_counts_syncs;
+        if let Some(remaining) = disk.calls_until_cut.as_mut().filter(|_| counts) {
             if *remaining == 0 {
                 disk.cut();
                 return Err(power_lost());
@@ -485,7 +494,7 @@ impl SimulatedFile {
     }
 
     pub(super) fn sync_data(&self) -> io::Result<()> {
-        self.disk.mutating()?.file(self.id).sync();
+        self.disk.counted(true)?.file(self.id).sync();
         Ok(())
     }
 }
