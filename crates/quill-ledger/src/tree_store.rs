@@ -48,6 +48,8 @@ pub(crate) struct TreeStore {
     /// Serialises `push_leaves`, `truncate` and `flush`; holds the leaves known durable (as
     /// of the last checkpoint, and never more than the store holds).
     writer: Mutex<u64>,
+    /// Serialises `flush` and `truncate`; what the last flush synced.
+    checkpointed: Mutex<Checkpointed>,
     checkpoint: StorageFile,
     /// What readers see. Held (read) during a node read so `truncate` cannot shrink a file
     /// under a reader.
@@ -108,6 +110,10 @@ impl TreeStore {
             storage: storage.clone(),
             dir: dir.to_owned(),
             writer: Mutex::new(durable_leaves),
+            checkpointed: Mutex::new(Checkpointed {
+                leaves: durable_leaves,
+                levels: 0,
+            }),
             checkpoint,
             state: RwLock::new(state),
         })
@@ -163,8 +169,10 @@ impl TreeStore {
     /// Drops leaves `>= leaves` and every node that depended on them. No-op if the store
     /// holds no more than `leaves`.
     pub fn truncate(&self, leaves: u64) -> Result<()> {
+        let mut checkpointed = lock(&self.checkpointed);
         let mut durable_leaves = self.lock_writer();
         *durable_leaves = (*durable_leaves).min(leaves);
+        checkpointed.leaves = checkpointed.leaves.min(leaves);
         let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
         if leaves >= state.leaves {
             return Ok(());
@@ -196,25 +204,37 @@ impl TreeStore {
         Ok(read_node(&state.files[level_index], index)?)
     }
 
-    /// Makes every pushed node durable (fdatasync of every level file and of the directory,
-    /// which may have new level files), then records the checkpoint.
+    /// Makes every pushed node durable, then records the checkpoint. Syncs only the level
+    /// files that gained nodes since the last flush (and the directory if a level file was
+    /// created), and holds no lock pushes need while it waits for the disk: it runs beside
+    /// commits.
     pub fn flush(&self) -> Result<()> {
-        let mut durable_leaves = self.lock_writer();
+        let mut checkpointed = lock(&self.checkpointed);
         let (files, leaves) = {
+            let _writer = self.lock_writer();
             let state = self.read_state();
             (state.files.clone(), state.leaves)
         };
-        for file in files {
-            file.sync_data()?;
+        for (level, file) in files.iter().enumerate() {
+            let grew = leaves >> level != checkpointed.leaves >> level;
+            if grew || level >= checkpointed.levels {
+                file.sync_data()?;
+            }
         }
-        self.storage.sync_dir(&self.dir)?;
+        if files.len() != checkpointed.levels {
+            self.storage.sync_dir(&self.dir)?;
+        }
         let mut record = [0u8; CHECKPOINT_BYTES];
         record[..8].copy_from_slice(&leaves.to_le_bytes());
         let crc = crc32fast::hash(&record[..8]);
         record[8..].copy_from_slice(&crc.to_le_bytes());
         self.checkpoint.write_all_at(&record, 0)?;
         self.checkpoint.sync_data()?;
-        *durable_leaves = leaves;
+        *checkpointed = Checkpointed {
+            leaves,
+            levels: files.len(),
+        };
+        *self.lock_writer() = leaves;
         Ok(())
     }
 
@@ -223,9 +243,7 @@ impl TreeStore {
     }
 
     fn lock_writer(&self) -> std::sync::MutexGuard<'_, u64> {
-        // The guarded count is only lowered or set after a completed flush; a panic while
-        // holding the lock cannot leave it too high.
-        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.writer)
     }
 }
 
@@ -253,6 +271,20 @@ fn add_leaf(state: &mut TreeState, new_nodes: &mut [Vec<u8>], leaf: Hash) {
         node = dot(&left, &node);
     }
     state.leaves += 1;
+}
+
+/// What the last [`TreeStore::flush`] made durable.
+#[derive(Debug)]
+struct Checkpointed {
+    leaves: u64,
+    /// Level files that existed then (all synced by the first flush after open).
+    levels: usize,
+}
+
+/// Locks a mutex whose data a panic cannot leave too high: the durable counts are only
+/// lowered, or set after a completed flush.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The leaves recorded by the last checkpoint; 0 when there is none or it is damaged (the
