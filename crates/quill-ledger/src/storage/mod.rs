@@ -3,8 +3,8 @@
 //!
 //! The journal, the digest tree, the derived-state database (redb, through a
 //! `redb::StorageBackend`) and `ledger.ion` all do their file I/O through [`Storage`] and
-//! [`StorageFile`]. Both are enums chosen once per ledger, so the real file system costs one
-//! predictable branch per call and no allocation.
+//! the crate-private `StorageFile`. Both are enums chosen once per ledger, so the real file
+//! system costs one predictable branch per call and no allocation.
 //!
 //! Why a simulated disk: killing a process keeps the page cache, so a missing fsync or
 //! writes reaching the disk out of order go unnoticed. [`SimulatedDisk`] keeps the durable
