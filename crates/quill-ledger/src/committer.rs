@@ -206,8 +206,9 @@ fn write_layers_to_redb(
     let mut writer = core.state.writer()?;
     writer.write_layers(layers)?;
     writer.set_applied(applied)?;
-    // A durable state checkpoint must not get ahead of the journal on disk.
-    let durable = durable && core.journal.sync().is_ok();
+    // A durable state checkpoint must not get ahead of the journal on disk; the digest tree
+    // checkpoints with it.
+    let durable = durable && core.journal.sync().is_ok() && core.tree.flush().is_ok();
     writer.commit(durable)?;
     core.state.snapshot()
 }
@@ -330,7 +331,9 @@ impl StateUpdate {
         match self {
             StateUpdate::Layered(snapshot) => Ok(snapshot),
             StateUpdate::Direct { writer, checkpoint } => {
-                let durable = checkpoint && (journal_synced || core.journal.sync().is_ok());
+                let durable = checkpoint
+                    && (journal_synced || core.journal.sync().is_ok())
+                    && core.tree.flush().is_ok();
                 writer.commit(durable)?;
                 if durable {
                     sequencer.last_checkpoint = Instant::now();

@@ -10,8 +10,6 @@
 //! <dir>/state.redb   current documents, history, indexes, catalog (derived; caught up on open)
 //! ```
 
-use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -29,6 +27,7 @@ use crate::ids::IdGenerator;
 use crate::journal::Journal;
 use crate::occ::{ConflictLog, ReadSet};
 use crate::state::{Record, Snapshot, State};
+use crate::storage::{LockGuard, OpenMode, Storage};
 use crate::transaction::Transaction;
 use crate::tree_store::TreeStore;
 use crate::types::{BlockAddress, CommitReceipt, LedgerDigest, Revision};
@@ -51,6 +50,8 @@ pub struct LedgerOptions {
     /// nothing committed without validation), so tests can show their checker catches them.
     #[doc(hidden)]
     pub occ_read_holes: bool,
+    /// Where the ledger's files live: the OS file system unless a test simulates a disk.
+    pub storage: Storage,
 }
 
 /// What `Ledger::open` found and repaired.
@@ -128,7 +129,7 @@ pub(crate) struct LedgerInner {
     pub core: Arc<Core>,
     recovery: RecoveryReport,
     /// Held (flock) for as long as the ledger is open: two writers on one journal would fork it.
-    _lock: fs::File,
+    _lock: LockGuard,
     commits: Mutex<Option<SyncSender<CommitRequest>>>,
     committer: Mutex<Option<JoinHandle<()>>>,
 }
@@ -185,6 +186,10 @@ impl Drop for LedgerInner {
         {
             let _ = handle.join();
         }
+        // A clean close leaves a tree checkpoint at the tip, so reopening rebuilds nothing.
+        if let Err(error) = self.core.tree.flush() {
+            tracing::warn!(%error, "digest tree not checkpointed at close; it is rebuilt from the journal on open");
+        }
     }
 }
 
@@ -209,26 +214,22 @@ pub fn validate_ledger_name(name: &str) -> Result<()> {
     }
 }
 
-fn fsync_dir(dir: &Path) -> Result<()> {
-    fs::File::open(dir)?.sync_all()?;
-    Ok(())
-}
-
-fn write_ledger_file(dir: &Path, name: &str, strand_id: &str) -> Result<()> {
+fn write_ledger_file(storage: &Storage, dir: &Path, name: &str, strand_id: &str) -> Result<()> {
     let text = format!(
         "{{name:\"{name}\",strandId:\"{strand_id}\",formatVersion:{LEDGER_FORMAT_VERSION}}}\n"
     );
     let tmp = dir.join("ledger.ion.tmp");
-    let mut file = fs::File::create(&tmp)?;
-    file.write_all(text.as_bytes())?;
+    let file = storage.open_file(&tmp, OpenMode::Truncate)?;
+    file.write_all_at(text.as_bytes(), 0)?;
     file.sync_all()?;
-    fs::rename(&tmp, dir.join("ledger.ion"))?;
-    fsync_dir(dir)
+    storage.rename(&tmp, &dir.join("ledger.ion"))?;
+    storage.sync_dir(dir)?;
+    Ok(())
 }
 
-fn read_ledger_file(dir: &Path) -> Result<(String, String)> {
+fn read_ledger_file(storage: &Storage, dir: &Path) -> Result<(String, String)> {
     let path = dir.join("ledger.ion");
-    let bytes = fs::read(&path).map_err(|e| match e.kind() {
+    let bytes = storage.read(&path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => LedgerError::UnknownLedger(dir.display().to_string()),
         _ => LedgerError::Io(e),
     })?;
@@ -258,15 +259,21 @@ impl Ledger {
     /// genesis block (sequence number 0, recording the ledger's creation).
     pub fn create(dir: &Path, name: &str, options: LedgerOptions) -> Result<Ledger> {
         validate_ledger_name(name)?;
-        if dir.join("ledger.ion").exists() {
+        let storage = &options.storage;
+        if storage.exists(&dir.join("ledger.ion"))? {
             return Err(LedgerError::LedgerExists(name.to_owned()));
         }
-        fs::create_dir_all(dir)?;
+        storage.create_dir_all(dir)?;
+        // The ledger directory's own entry must be durable before its creation is
+        // acknowledged (its content is synced below, last of all `ledger.ion`).
+        if let Some(parent) = dir.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+            storage.sync_dir(parent)?;
+        }
         let ids = IdGenerator::new(options.id_seed);
         let strand_id = ids.next_id();
-        let journal = Journal::create(&dir.join("journal"), &strand_id)?;
-        let tree = TreeStore::open(&dir.join("tree"))?;
-        let state = State::open(&dir.join("state.redb"))?;
+        let journal = Journal::create(storage, &dir.join("journal"), &strand_id)?;
+        let tree = TreeStore::open(storage, &dir.join("tree"))?;
+        let state = State::open(storage, &dir.join("state.redb"))?;
         let transaction_id = ids.next_id();
         let changes = [CatalogChange::CreateLedger {
             name: name.to_owned(),
@@ -302,7 +309,7 @@ impl Ledger {
         writer.set_applied(1)?;
         writer.commit(true)?;
         // ledger.ion last: a directory without it is an unfinished creation, not a ledger.
-        write_ledger_file(dir, name, &strand_id)?;
+        write_ledger_file(storage, dir, name, &strand_id)?;
         drop((journal, tree, state));
         Ledger::open(dir, options)
     }
@@ -311,21 +318,15 @@ impl Ledger {
     /// the digest tree and derived state catch up from the journal. Corruption anywhere else
     /// fails with [`LedgerError::Corrupted`] naming the block.
     pub fn open(dir: &Path, options: LedgerOptions) -> Result<Ledger> {
-        let (name, strand_id) = read_ledger_file(dir)?;
-        let lock = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dir.join("LOCK"))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => return Err(LedgerError::InUse(name)),
-            Err(fs::TryLockError::Error(e)) => return Err(LedgerError::Io(e)),
-        }
-        let (journal, journal_recovery) = Journal::open(&dir.join("journal"), &strand_id)?;
-        let tree = TreeStore::open(&dir.join("tree"))?;
+        let storage = &options.storage;
+        let (name, strand_id) = read_ledger_file(storage, dir)?;
+        let Some(lock) = storage.try_lock(&dir.join("LOCK"))? else {
+            return Err(LedgerError::InUse(name));
+        };
+        let (journal, journal_recovery) = Journal::open(storage, &dir.join("journal"), &strand_id)?;
+        let tree = TreeStore::open(storage, &dir.join("tree"))?;
         let state_path = dir.join("state.redb");
-        let mut state = State::open(&state_path)?;
+        let mut state = State::open(storage, &state_path)?;
         let mut recovery = RecoveryReport {
             torn_tail_bytes: journal_recovery.torn_tail_bytes,
             ..Default::default()
@@ -356,8 +357,8 @@ impl Ledger {
         };
         if rebuild {
             drop(state);
-            fs::remove_file(&state_path)?;
-            state = State::open(&state_path)?;
+            storage.remove_file(&state_path)?;
+            state = State::open(storage, &state_path)?;
             recovery.state_rebuilt = true;
         }
         recovery.blocks_replayed =
@@ -668,12 +669,23 @@ fn read_block(journal: &Journal, strand_id: &str, sequence_no: u64) -> Result<bl
     block::decode_payload(&bytes, &address)
 }
 
-/// Brings the digest tree to `blocks` leaves from the journal; returns leaves added.
+/// Brings the digest tree to `blocks` leaves from the journal; returns leaves rebuilt.
+/// Only the leaves of the tree's last durable checkpoint are trusted: later nodes were never
+/// fsynced, so after a power loss any of them may be missing, zero or stale. The last trusted
+/// leaf is checked against its block; if they disagree the whole tree is rebuilt.
 fn catch_up_tree(journal: &Journal, tree: &TreeStore, strand_id: &str, blocks: u64) -> Result<u64> {
-    if tree.leaves() > blocks {
-        tree.truncate(blocks)?;
+    let mut trusted = tree.durable_leaves().min(blocks);
+    if trusted > 0
+        && tree.full_node(0, trusted - 1)? != read_block(journal, strand_id, trusted - 1)?.hash
+    {
+        tracing::error!(
+            leaves = trusted,
+            "digest tree disagrees with the journal at its checkpoint; rebuilding it"
+        );
+        trusted = 0;
     }
-    let from = tree.leaves();
+    tree.truncate(trusted)?;
+    let from = trusted;
     let mut hashes = Vec::new();
     for seq in from..blocks {
         hashes.push(read_block(journal, strand_id, seq)?.hash);

@@ -39,6 +39,7 @@ mod ledger;
 pub mod limits;
 mod occ;
 mod state;
+pub mod storage;
 mod transaction;
 mod tree_store;
 mod types;

@@ -292,3 +292,33 @@ fn a_truncated_tail_recovers_to_the_last_complete_block() {
         .unwrap();
     assert_eq!(ledger.digest().tip.sequence_no, digest.tip.sequence_no);
 }
+
+/// A document may hold a byte-for-byte copy of real journal frames. When the frame of the
+/// block holding it is torn, open cuts it as a torn tail: the copies inside the document are
+/// not taken for later frames proving the torn block durable.
+#[test]
+fn a_document_holding_frame_copies_does_not_turn_a_torn_tail_into_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let digest = ledger_with_blocks(dir.path(), 5);
+    let file = journal_data_file(dir.path());
+    let bytes = std::fs::read(&file).unwrap();
+    // A clean close trims the segment to its last frame: everything after the 128-byte
+    // segment header is valid frames, the last one with the highest sequence number.
+    let escaped: String = bytes[128..].iter().map(|b| format!("\\x{b:02x}")).collect();
+    let ledger = Ledger::open(dir.path(), LedgerOptions::default()).unwrap();
+    ledger
+        .transact(|tx| tx.insert("T", ion(&format!("{{frames: {{{{\"{escaped}\"}}}}}}"))))
+        .unwrap();
+    drop(ledger);
+    // Tear the new block's frame header: its first byte follows the old end of the file.
+    let mut torn = std::fs::read(&file).unwrap();
+    torn[bytes.len()] ^= 0xff;
+    std::fs::write(&file, torn).unwrap();
+    let ledger = Ledger::open(dir.path(), LedgerOptions::default()).unwrap();
+    assert!(ledger.recovery_report().torn_tail_bytes > 0);
+    assert_eq!(ledger.digest().tip.sequence_no, digest.tip.sequence_no);
+    assert_eq!(
+        ledger.verify(&mut |_, _| {}).unwrap(),
+        digest.tip.sequence_no + 1
+    );
+}

@@ -5,7 +5,8 @@
 //!
 //! Crash safety: `control.json` is written last when a ledger is created (temp file, fsync,
 //! rename, fsync of the directory), so a directory without it is an unfinished creation and is
-//! skipped at startup. Deleting renames the directory to a hidden name first (atomic), then
+//! skipped at startup. The ledger directory's entry in `ledgers/` is fsynced by
+//! `Ledger::create`, and `ledgers/`'s own entry on open. Deleting renames the directory to a hidden name first (atomic), then
 //! removes it, so a crash never leaves a half-deleted ledger visible.
 //!
 //! One ledger's failure is that ledger's problem: a ledger that cannot be opened (corruption,
@@ -198,6 +199,9 @@ impl Registry {
             source,
         };
         fs::create_dir_all(&root).map_err(dir_error)?;
+        // `ledgers/` may have just been created: make its entry durable before any ledger
+        // creation in it is acknowledged (`Ledger::create` syncs `ledgers/` itself).
+        sync_dir(data_dir).map_err(dir_error)?;
         let mut entries = BTreeMap::new();
         for item in fs::read_dir(&root).map_err(dir_error)? {
             let path = item.map_err(dir_error)?.path();

@@ -14,12 +14,14 @@
 //!                                   the number in the file name
 //!     20     1  strand_id_bytes     length of the strand id (1..=STRAND_ID_MAX_BYTES)
 //!     21    64  strand_id           UTF-8, zero padded
-//!     85    39  reserved            zero
+//!     85     8  frame_salt          random u64 drawn when the segment is created; seeds
+//!                                   every frame checksum of this segment
+//!     93    31  reserved            zero
 //!    124     4  header_crc32        CRC32 of bytes 0..124
 //!    128     …  frames, back to back, no padding
 //! ```
 //!
-//! Frame (`FRAME_HEADER_BYTES` = 20 bytes of header, then the payload):
+//! Frame (`FRAME_HEADER_BYTES` = 28 bytes of header, then the payload):
 //!
 //! ```text
 //! offset  size  field
@@ -27,9 +29,19 @@
 //!      0     4  magic               FRAME_MAGIC (b"QJFR")
 //!      4     4  payload_bytes       u32, at most FRAME_PAYLOAD_MAX_BYTES
 //!      8     8  sequence_no         u64, the block's position in the strand
-//!     16     4  crc32               CRC32 of frame bytes 0..16 followed by the payload
-//!     20     n  payload             the block (Ion binary; opaque here)
+//!     16     8  durable_blocks      u64, blocks the writer knew were fsynced when it
+//!                                   wrote this frame (the journal's length at its last
+//!                                   successful sync, or at open)
+//!     24     4  crc32               CRC32 of the segment's frame_salt (8 bytes, LE),
+//!                                   then frame bytes 0..24, then the payload
+//!     28     n  payload             the block (Ion binary; opaque here)
 //! ```
+//!
+//! Why the salt: payloads hold user data, and a user could store bytes that look like a
+//! frame. The frame scanner that tells a torn tail from corruption (see [`segment`](super::segment))
+//! searches for frames at any offset; a frame only counts if its checksum includes the
+//! segment's salt, which is never shown outside the journal file. Why `durable_blocks`: it is
+//! the evidence that scanner needs (see the journal's durability rules).
 //!
 //! Offset index `segment-{first_sequence_no:020}.qji`: entry `i` (8 bytes, u64) is the byte
 //! offset in the segment file of the frame with sequence number `first_sequence_no + i`. The
@@ -42,7 +54,10 @@ use crate::limits::FRAME_PAYLOAD_MAX_BYTES;
 ///
 /// History:
 /// - 1: first version (segment header, 20-byte frame header, 8-byte index entries).
-pub(crate) const FORMAT_VERSION: u32 = 1;
+/// - 2: frame salt in the segment header; `durable_blocks` in the frame header (28 bytes),
+///   so a power loss that tears an unsynced batch out of order is a torn tail, not
+///   corruption. Version 1 segments are not read (no release wrote them).
+pub(crate) const FORMAT_VERSION: u32 = 2;
 
 const SEGMENT_MAGIC: [u8; 8] = *b"QUILLJNL";
 /// Bytes before the first frame of a segment.
@@ -55,9 +70,10 @@ const HEADER_VERSION_OFFSET: usize = HEADER_MAGIC_OFFSET + SEGMENT_MAGIC.len();
 const HEADER_FIRST_SEQ_OFFSET: usize = HEADER_VERSION_OFFSET + 4;
 const HEADER_STRAND_LEN_OFFSET: usize = HEADER_FIRST_SEQ_OFFSET + 8;
 const HEADER_STRAND_OFFSET: usize = HEADER_STRAND_LEN_OFFSET + 1;
+const HEADER_SALT_OFFSET: usize = HEADER_STRAND_OFFSET + STRAND_ID_MAX_BYTES;
 const HEADER_CRC_OFFSET: usize = SEGMENT_HEADER_BYTES - 4;
 
-const _: () = assert!(HEADER_STRAND_OFFSET + STRAND_ID_MAX_BYTES <= HEADER_CRC_OFFSET);
+const _: () = assert!(HEADER_SALT_OFFSET + 8 <= HEADER_CRC_OFFSET);
 const _: () = assert!(STRAND_ID_MAX_BYTES <= u8::MAX as usize);
 
 /// `b"QJFR"` read as a little-endian u32.
@@ -65,13 +81,14 @@ pub(crate) const FRAME_MAGIC: u32 = u32::from_le_bytes(*b"QJFR");
 const FRAME_MAGIC_OFFSET: usize = 0;
 const FRAME_LEN_OFFSET: usize = FRAME_MAGIC_OFFSET + 4;
 const FRAME_SEQ_OFFSET: usize = FRAME_LEN_OFFSET + 4;
-const FRAME_CRC_OFFSET: usize = FRAME_SEQ_OFFSET + 8;
+const FRAME_DURABLE_OFFSET: usize = FRAME_SEQ_OFFSET + 8;
+const FRAME_CRC_OFFSET: usize = FRAME_DURABLE_OFFSET + 8;
 /// Bytes of a frame before its payload.
 pub(crate) const FRAME_HEADER_BYTES: usize = FRAME_CRC_OFFSET + 4;
 /// Size of one offset-index entry.
 pub(crate) const INDEX_ENTRY_BYTES: usize = 8;
 
-const _: () = assert!(FRAME_HEADER_BYTES == 20);
+const _: () = assert!(FRAME_HEADER_BYTES == 28);
 // The payload length field is a u32.
 const _: () = assert!(FRAME_PAYLOAD_MAX_BYTES <= u32::MAX as usize);
 
@@ -119,6 +136,8 @@ pub(crate) enum Defect {
 pub(crate) struct SegmentHeader {
     pub first_sequence_no: u64,
     pub strand_id: String,
+    /// Seeds the checksum of every frame of the segment.
+    pub salt: u64,
 }
 
 /// True when the strand id fits the header.
@@ -141,6 +160,7 @@ pub(crate) fn encode_segment_header(header: &SegmentHeader) -> [u8; SEGMENT_HEAD
         .copy_from_slice(&header.first_sequence_no.to_le_bytes());
     bytes[HEADER_STRAND_LEN_OFFSET] = strand.len() as u8;
     bytes[HEADER_STRAND_OFFSET..HEADER_STRAND_OFFSET + strand.len()].copy_from_slice(strand);
+    bytes[HEADER_SALT_OFFSET..HEADER_SALT_OFFSET + 8].copy_from_slice(&header.salt.to_le_bytes());
     let crc = crc32fast::hash(&bytes[..HEADER_CRC_OFFSET]);
     bytes[HEADER_CRC_OFFSET..].copy_from_slice(&crc.to_le_bytes());
     bytes
@@ -172,6 +192,7 @@ pub(crate) fn decode_segment_header(
     Ok(SegmentHeader {
         first_sequence_no: read_u64(bytes, HEADER_FIRST_SEQ_OFFSET),
         strand_id,
+        salt: read_u64(bytes, HEADER_SALT_OFFSET),
     })
 }
 
@@ -180,9 +201,15 @@ pub(crate) fn frame_bytes(payload_bytes: usize) -> u64 {
     (FRAME_HEADER_BYTES + payload_bytes) as u64
 }
 
-/// Appends one frame to `out`. The caller checked the payload against
-/// `FRAME_PAYLOAD_MAX_BYTES`.
-pub(crate) fn encode_frame(out: &mut Vec<u8>, sequence_no: u64, payload: &[u8]) {
+/// Appends one frame of a segment salted `salt` to `out`. The caller checked the payload
+/// against `FRAME_PAYLOAD_MAX_BYTES`.
+pub(crate) fn encode_frame(
+    out: &mut Vec<u8>,
+    salt: u64,
+    sequence_no: u64,
+    durable_blocks: u64,
+    payload: &[u8],
+) {
     assert!(
         payload.len() <= FRAME_PAYLOAD_MAX_BYTES,
         "payload size was validated"
@@ -191,7 +218,8 @@ pub(crate) fn encode_frame(out: &mut Vec<u8>, sequence_no: u64, payload: &[u8]) 
     out.extend_from_slice(&FRAME_MAGIC.to_le_bytes());
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     out.extend_from_slice(&sequence_no.to_le_bytes());
-    let crc = frame_crc(&out[start..start + FRAME_CRC_OFFSET], payload);
+    out.extend_from_slice(&durable_blocks.to_le_bytes());
+    let crc = frame_crc(salt, &out[start..start + FRAME_CRC_OFFSET], payload);
     out.extend_from_slice(&crc.to_le_bytes());
     out.extend_from_slice(payload);
 }
@@ -201,6 +229,7 @@ pub(crate) fn encode_frame(out: &mut Vec<u8>, sequence_no: u64, payload: &[u8]) 
 pub(crate) struct FrameHeader {
     pub payload_bytes: u32,
     pub sequence_no: u64,
+    pub durable_blocks: u64,
     pub crc: u32,
 }
 
@@ -218,12 +247,18 @@ pub(crate) fn decode_frame_header(bytes: &[u8; FRAME_HEADER_BYTES]) -> Result<Fr
     Ok(FrameHeader {
         payload_bytes,
         sequence_no: read_u64(bytes, FRAME_SEQ_OFFSET),
+        durable_blocks: read_u64(bytes, FRAME_DURABLE_OFFSET),
         crc: read_u32(bytes, FRAME_CRC_OFFSET),
     })
 }
 
-/// Checks a complete frame (header plus exactly its payload) and its sequence number.
-pub(crate) fn check_frame(frame: &[u8], expected_sequence_no: u64) -> Result<FrameHeader, Defect> {
+/// Checks a complete frame (header plus exactly its payload) of a segment salted `salt`,
+/// and its sequence number.
+pub(crate) fn check_frame(
+    frame: &[u8],
+    salt: u64,
+    expected_sequence_no: u64,
+) -> Result<FrameHeader, Defect> {
     let header_bytes = frame_header_bytes(frame)?;
     let header = decode_frame_header(header_bytes)?;
     let extent_bytes = frame.len() as u64;
@@ -234,7 +269,11 @@ pub(crate) fn check_frame(frame: &[u8], expected_sequence_no: u64) -> Result<Fra
             header_bytes: header_extent,
         });
     }
-    let computed = frame_crc(&frame[..FRAME_CRC_OFFSET], &frame[FRAME_HEADER_BYTES..]);
+    let computed = frame_crc(
+        salt,
+        &frame[..FRAME_CRC_OFFSET],
+        &frame[FRAME_HEADER_BYTES..],
+    );
     if computed != header.crc {
         return Err(Defect::CrcMismatch {
             stored: header.crc,
@@ -260,9 +299,10 @@ pub(crate) fn frame_header_bytes(frame: &[u8]) -> Result<&[u8; FRAME_HEADER_BYTE
         })
 }
 
-/// CRC32 of the header fields before the CRC, then the payload.
-pub(crate) fn frame_crc(header_before_crc: &[u8], payload: &[u8]) -> u32 {
+/// CRC32 of the salt, the header fields before the CRC, then the payload.
+fn frame_crc(salt: u64, header_before_crc: &[u8], payload: &[u8]) -> u32 {
     let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&salt.to_le_bytes());
     hasher.update(header_before_crc);
     hasher.update(payload);
     hasher.finalize()
@@ -300,10 +340,13 @@ pub(crate) fn read_u64(bytes: &[u8], offset: usize) -> u64 {
 mod tests {
     use super::*;
 
+    const SALT: u64 = 0x5A17_5A17_0000_0001;
+
     fn header() -> SegmentHeader {
         SegmentHeader {
             first_sequence_no: 77,
             strand_id: "LxCf3qFhZDa3XTqbyhhH5P".to_owned(),
+            salt: SALT,
         }
     }
 
@@ -317,11 +360,13 @@ mod tests {
     fn segment_header_byte_map_matches_the_doc() {
         let bytes = encode_segment_header(&header());
         assert_eq!(&bytes[0..8], b"QUILLJNL");
-        assert_eq!(&bytes[8..12], &1u32.to_le_bytes());
+        assert_eq!(&bytes[8..12], &2u32.to_le_bytes());
         assert_eq!(&bytes[12..20], &77u64.to_le_bytes());
         assert_eq!(bytes[20], 22);
         assert_eq!(&bytes[21..43], b"LxCf3qFhZDa3XTqbyhhH5P");
-        assert!(bytes[43..124].iter().all(|byte| *byte == 0));
+        assert!(bytes[43..85].iter().all(|byte| *byte == 0));
+        assert_eq!(&bytes[85..93], &SALT.to_le_bytes());
+        assert!(bytes[93..124].iter().all(|byte| *byte == 0));
     }
 
     #[test]
@@ -337,25 +382,31 @@ mod tests {
     #[test]
     fn frame_byte_map_matches_the_doc() {
         let mut out = Vec::new();
-        encode_frame(&mut out, 0x0102_0304_0506_0708, b"abc");
-        assert_eq!(out.len(), 23);
+        encode_frame(&mut out, SALT, 0x0102_0304_0506_0708, 0x0102_0304, b"abc");
+        assert_eq!(out.len(), 31);
         assert_eq!(&out[0..4], b"QJFR");
         assert_eq!(&out[4..8], &3u32.to_le_bytes());
         assert_eq!(&out[8..16], &0x0102_0304_0506_0708u64.to_le_bytes());
+        assert_eq!(&out[16..24], &0x0102_0304u64.to_le_bytes());
         let mut hasher = crc32fast::Hasher::new();
-        hasher.update(&out[0..16]);
+        hasher.update(&SALT.to_le_bytes());
+        hasher.update(&out[0..24]);
         hasher.update(b"abc");
-        assert_eq!(&out[16..20], &hasher.finalize().to_le_bytes());
-        assert_eq!(&out[20..], b"abc");
+        assert_eq!(&out[24..28], &hasher.finalize().to_le_bytes());
+        assert_eq!(&out[28..], b"abc");
     }
 
     #[test]
     fn frame_checks_catch_every_flipped_bit() {
         let mut frame = Vec::new();
-        encode_frame(&mut frame, 9, b"payload bytes");
-        assert!(check_frame(&frame, 9).is_ok());
+        encode_frame(&mut frame, SALT, 9, 4, b"payload bytes");
+        assert!(check_frame(&frame, SALT, 9).is_ok());
+        assert!(
+            check_frame(&frame, SALT ^ 1, 9).is_err(),
+            "a frame of another segment"
+        );
         assert_eq!(
-            check_frame(&frame, 10),
+            check_frame(&frame, SALT, 10),
             Err(Defect::WrongSequence {
                 expected: 10,
                 found: 9
@@ -364,14 +415,14 @@ mod tests {
         for bit in 0..frame.len() * 8 {
             let mut damaged = frame.clone();
             damaged[bit / 8] ^= 1 << (bit % 8);
-            assert!(check_frame(&damaged, 9).is_err(), "bit {bit}");
+            assert!(check_frame(&damaged, SALT, 9).is_err(), "bit {bit}");
         }
     }
 
     #[test]
     fn oversized_length_is_rejected_before_reading_the_payload() {
         let mut frame = Vec::new();
-        encode_frame(&mut frame, 0, b"");
+        encode_frame(&mut frame, SALT, 0, 0, b"");
         let too_large = (FRAME_PAYLOAD_MAX_BYTES as u32) + 1;
         frame[4..8].copy_from_slice(&too_large.to_le_bytes());
         let header: &[u8; FRAME_HEADER_BYTES] = frame[..FRAME_HEADER_BYTES].try_into().unwrap();

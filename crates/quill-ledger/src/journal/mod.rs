@@ -17,17 +17,27 @@
 //! - When a segment is full it is sealed (data and index fdatasynced) before its successor is
 //!   created (header fdatasynced, directory fsynced). So only the last segment can hold crash
 //!   damage; open scans it fully and checks sealed segments in O(1) (see [`segment`]).
-//! - A torn tail (incomplete or checksum-failing bytes at the end of the last segment with no
-//!   valid frame after them) is cut off on open and reported. Any other bad frame is
-//!   `LedgerError::Corrupted` naming the first bad block, on open, on read and in
-//!   [`Journal::verify_all`]: corruption is detected, never served or skipped.
+//! - Torn tail versus corruption. Only durable (fsynced) data can be corrupt; anything
+//!   written after the last fsync may reach the disk in part and in any order after a power
+//!   loss (a later page of an unacknowledged batch without an earlier one). Each frame
+//!   records `durable_blocks`, how many blocks its writer knew were fsynced (the length at
+//!   the last successful [`Journal::sync`], or at open). On open, the first bad frame of the
+//!   last segment, block `n`, is corruption only if some later valid frame of the segment
+//!   records `durable_blocks > n`: that frame's writer knew block `n` was on disk. Otherwise
+//!   block `n` was never known durable, so never acknowledged, and everything from it on is
+//!   a torn tail: cut off on open and reported. Frame-like bytes inside a document cannot
+//!   fake that proof: frame checksums include a random per-segment salt (see
+//!   [`format`](mod@format)).
+//! - Any bad frame elsewhere (a sealed segment, or on read, or in [`Journal::verify_all`]) is
+//!   `LedgerError::Corrupted` naming the first bad block: corruption is detected, never served
+//!   or skipped.
 //! - After a failed write or fsync the journal is poisoned: `append` and `sync` answer
 //!   `LedgerError::ReadOnly` until it is reopened. Retrying an fsync is unsafe: after a failure
 //!   the kernel may have dropped the dirty pages and a retry would falsely succeed.
 //!
-//! Known limit of the torn-tail rule: if the page cache wrote back a later part of an
-//! unacknowledged batch but not an earlier part before power loss, open reports `Corrupted`
-//! rather than guessing; the bytes could also be bit rot in acknowledged data.
+//! Remaining limit: damage to the last acknowledged batch when nothing written after it
+//! reached the disk has no later frame to prove it durable, so it is cut as a torn tail.
+//! Telling it apart would take a write after every fsync.
 
 mod format;
 mod segment;
@@ -45,6 +55,7 @@ use segment::{
 };
 
 use crate::limits::{FRAME_PAYLOAD_MAX_BYTES, GROUP_COMMIT_MAX};
+use crate::storage::Storage;
 use crate::{LedgerError, Result};
 
 /// Most blocks one `append` takes: bounds the batch buffer. Far above a group commit.
@@ -109,6 +120,7 @@ pub(crate) struct JournalRecovery {
 /// The journal of one strand. `Send + Sync`; all methods take `&self`.
 #[derive(Debug)]
 pub(crate) struct Journal {
+    storage: Storage,
     dir: PathBuf,
     strand_id: String,
     options: JournalOptions,
@@ -123,10 +135,13 @@ pub(crate) struct Journal {
     fail_next_io: std::sync::atomic::AtomicBool,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct WriterState {
     /// Why writes are refused, after a failed write or fsync.
     poisoned: Option<String>,
+    /// Blocks known to be on disk: the length at the last successful sync, or at open. Each
+    /// frame records it (see the module docs).
+    durable_blocks: u64,
 }
 
 /// Frames of one batch bound for one segment, encoded but not yet written.
@@ -138,12 +153,14 @@ struct PendingWrite {
 }
 
 impl PendingWrite {
-    fn push(&mut self, segment: &SegmentView, payload: &[u8]) {
+    fn push(&mut self, segment: &SegmentView, durable_blocks: u64, payload: &[u8]) {
         let offset = segment.data_bytes + self.data.len() as u64;
         self.index.extend_from_slice(&offset.to_le_bytes());
         encode_frame(
             &mut self.data,
+            segment.salt,
             segment.end_sequence_no() + self.blocks,
+            durable_blocks,
             payload,
         );
         self.blocks += 1;
@@ -153,42 +170,61 @@ impl PendingWrite {
 impl Journal {
     /// Creates an empty journal in `dir` (created if absent). Fails with `LedgerExists` if
     /// `dir` already holds journal segments.
-    pub fn create(dir: &Path, strand_id: &str) -> Result<Journal> {
-        Journal::create_with(dir, strand_id, JournalOptions::default())
+    pub fn create(storage: &Storage, dir: &Path, strand_id: &str) -> Result<Journal> {
+        Journal::create_with(storage, dir, strand_id, JournalOptions::default())
     }
 
     /// [`Journal::create`] with explicit segment sizes.
-    pub fn create_with(dir: &Path, strand_id: &str, options: JournalOptions) -> Result<Journal> {
+    pub fn create_with(
+        storage: &Storage,
+        dir: &Path,
+        strand_id: &str,
+        options: JournalOptions,
+    ) -> Result<Journal> {
         check_strand_id(strand_id)?;
         options.validate()?;
-        std::fs::create_dir_all(dir)?;
+        storage.create_dir_all(dir)?;
         // The directory may have just been created: make its entry durable too.
         if let Some(parent) = dir.parent().filter(|parent| !parent.as_os_str().is_empty()) {
-            segment::sync_dir(parent)?;
+            storage.sync_dir(parent)?;
         }
-        if !list_segments(dir)?.is_empty() {
+        if !list_segments(storage, dir)?.is_empty() {
             return Err(LedgerError::LedgerExists(dir.display().to_string()));
         }
-        let first = create_segment(Place { dir, strand_id }, 0)?;
-        Ok(Journal::from_segments(dir, strand_id, options, vec![first]))
+        let place = Place {
+            storage,
+            dir,
+            strand_id,
+        };
+        let first = create_segment(place, 0)?;
+        Ok(Journal::from_segments(place, options, vec![first]))
     }
 
     /// Opens the journal in `dir`, cutting a torn tail if the last write was interrupted.
-    pub fn open(dir: &Path, strand_id: &str) -> Result<(Journal, JournalRecovery)> {
-        Journal::open_with(dir, strand_id, JournalOptions::default())
+    pub fn open(
+        storage: &Storage,
+        dir: &Path,
+        strand_id: &str,
+    ) -> Result<(Journal, JournalRecovery)> {
+        Journal::open_with(storage, dir, strand_id, JournalOptions::default())
     }
 
     /// [`Journal::open`] with explicit segment sizes (they apply to segments created from
     /// now on; existing segments are read whatever their size).
     pub fn open_with(
+        storage: &Storage,
         dir: &Path,
         strand_id: &str,
         options: JournalOptions,
     ) -> Result<(Journal, JournalRecovery)> {
         check_strand_id(strand_id)?;
         options.validate()?;
-        let place = Place { dir, strand_id };
-        let firsts = list_segments(dir)?;
+        let place = Place {
+            storage,
+            dir,
+            strand_id,
+        };
+        let firsts = list_segments(storage, dir)?;
         let Some((&last_first, sealed_firsts)) = firsts.split_last() else {
             return Err(LedgerError::UnknownLedger(dir.display().to_string()));
         };
@@ -207,24 +243,25 @@ impl Journal {
             blocks: last.view.end_sequence_no(),
         };
         segments.push(last.view);
-        Ok((
-            Journal::from_segments(dir, strand_id, options, segments),
-            recovery,
-        ))
+        Ok((Journal::from_segments(place, options, segments), recovery))
     }
 
     fn from_segments(
-        dir: &Path,
-        strand_id: &str,
+        place: Place<'_>,
         options: JournalOptions,
         segments: Vec<SegmentView>,
     ) -> Journal {
         assert!(!segments.is_empty(), "a journal always has a segment");
+        let durable_blocks = segments.last().map_or(0, SegmentView::end_sequence_no);
         Journal {
-            dir: dir.to_owned(),
-            strand_id: strand_id.to_owned(),
+            storage: place.storage.clone(),
+            dir: place.dir.to_owned(),
+            strand_id: place.strand_id.to_owned(),
             options,
-            writer: Mutex::new(WriterState::default()),
+            writer: Mutex::new(WriterState {
+                poisoned: None,
+                durable_blocks,
+            }),
             published: RwLock::new(segments),
             #[cfg(test)]
             fail_next_io: std::sync::atomic::AtomicBool::new(false),
@@ -243,7 +280,7 @@ impl Journal {
         let mut writer = self.lock_writer()?;
         writer.check_writable()?;
         check_batch(payloads)?;
-        let result = self.append_locked(payloads);
+        let result = self.append_locked(writer.durable_blocks, payloads);
         if let Err(error) = &result {
             writer.poison("append", error);
         }
@@ -258,14 +295,21 @@ impl Journal {
         // writeback wait for it), and it keeps "poisoned after a failed sync" simple.
         let mut writer = self.lock_writer()?;
         writer.check_writable()?;
+        let last = self.last_segment();
         let result = self
             .injected_fault()
-            .and_then(|()| self.last_segment().files.data.sync_data());
-        result.map_err(|error| {
-            let error = LedgerError::Io(error);
-            writer.poison("sync", &error);
-            error
-        })
+            .and_then(|()| last.files.data.sync_data());
+        match result {
+            Ok(()) => {
+                writer.durable_blocks = last.end_sequence_no();
+                Ok(())
+            }
+            Err(error) => {
+                let error = LedgerError::Io(error);
+                writer.poison("sync", &error);
+                Err(error)
+            }
+        }
     }
 
     /// The payload of block `sequence_no`, checksum verified. `UnknownBlock` past the end.
@@ -285,8 +329,8 @@ impl Journal {
             return Err(place.corrupted(sequence_no, detail));
         }
         let mut frame = vec![0u8; (end - start) as usize];
-        std::os::unix::fs::FileExt::read_exact_at(&segment.files.data, &mut frame, start)?;
-        if let Err(defect) = check_frame(&frame, sequence_no) {
+        segment.files.data.read_exact_at(&mut frame, start)?;
+        if let Err(defect) = check_frame(&frame, segment.salt, sequence_no) {
             let detail = format!(
                 "segment {}, byte {start}: {defect}",
                 segment.first_sequence_no
@@ -315,7 +359,8 @@ impl Journal {
             .filter(|segment| segment.end_sequence_no() > from_seq)
         {
             let start = self.scan_start(segment, sequence_no)?;
-            let mut cursor = FrameCursor::new(&segment.files.data, start, segment.data_bytes);
+            let mut cursor =
+                FrameCursor::new(&segment.files.data, segment.salt, start, segment.data_bytes);
             while sequence_no < segment.end_sequence_no() {
                 let payload =
                     self.expect_frame(cursor.next_frame(sequence_no)?, segment, sequence_no)?;
@@ -339,6 +384,7 @@ impl Journal {
             let offsets = read_index_entries(&segment.files.index, 0, segment.blocks)?;
             let mut cursor = FrameCursor::new(
                 &segment.files.data,
+                segment.salt,
                 SEGMENT_HEADER_BYTES as u64,
                 segment.data_bytes,
             );
@@ -375,7 +421,7 @@ impl Journal {
         Ok(())
     }
 
-    fn append_locked(&self, payloads: &[&[u8]]) -> Result<u64> {
+    fn append_locked(&self, durable_blocks: u64, payloads: &[&[u8]]) -> Result<u64> {
         let mut active = self.last_segment();
         let mut pending = PendingWrite::default();
         for payload in payloads {
@@ -383,7 +429,7 @@ impl Journal {
                 self.write_pending(&mut active, &mut pending)?;
                 active = self.roll_over(&active)?;
             }
-            pending.push(&active, payload);
+            pending.push(&active, durable_blocks, payload);
         }
         self.write_pending(&mut active, &mut pending)?;
         Ok(active.end_sequence_no())
@@ -418,13 +464,13 @@ impl Journal {
                 .max(active.data_bytes + PREWRITE_BYTES)
                 .min(end.max(self.options.segment_bytes_max));
             let zeros = vec![0u8; (ahead - active.file_bytes) as usize];
-            std::os::unix::fs::FileExt::write_all_at(&files.data, &zeros, active.file_bytes)?;
+            files.data.write_all_at(&zeros, active.file_bytes)?;
             files.data.sync_data()?;
             active.file_bytes = ahead;
         }
-        std::os::unix::fs::FileExt::write_all_at(&files.data, &pending.data, active.data_bytes)?;
+        files.data.write_all_at(&pending.data, active.data_bytes)?;
         let index_at = active.blocks * INDEX_ENTRY_BYTES as u64;
-        std::os::unix::fs::FileExt::write_all_at(&files.index, &pending.index, index_at)?;
+        files.index.write_all_at(&pending.index, index_at)?;
         active.data_bytes += pending.data.len() as u64;
         active.blocks += pending.blocks;
         *pending = PendingWrite::default();
@@ -526,6 +572,7 @@ impl Journal {
 
     fn place(&self) -> Place<'_> {
         Place {
+            storage: &self.storage,
             dir: &self.dir,
             strand_id: &self.strand_id,
         }
@@ -641,11 +688,10 @@ fn unknown_block(sequence_no: u64, len: u64) -> LedgerError {
 }
 
 /// First sequence numbers of the segment files in `dir`, ascending.
-fn list_segments(dir: &Path) -> Result<Vec<u64>> {
+fn list_segments(storage: &Storage, dir: &Path) -> Result<Vec<u64>> {
     let mut firsts = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let Some(first) = entry.file_name().to_str().and_then(parse_data_name) else {
+    for name in storage.list_dir(dir)? {
+        let Some(first) = parse_data_name(&name) else {
             continue;
         };
         if firsts.len() >= JOURNAL_SEGMENTS_MAX {

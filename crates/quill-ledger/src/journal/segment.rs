@@ -10,18 +10,17 @@
 //! inside them is caught when a block is read (every read checks its CRC) and by
 //! `Journal::verify_all`.
 
-use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::format::{
     check_frame, decode_frame_header, decode_index, decode_segment_header, encode_index,
-    encode_segment_header, frame_bytes, frame_header_bytes, read_u64, Defect, SegmentHeader,
-    FRAME_HEADER_BYTES, FRAME_MAGIC, INDEX_ENTRY_BYTES, SEGMENT_HEADER_BYTES,
+    encode_segment_header, frame_bytes, frame_header_bytes, read_u64, Defect, FrameHeader,
+    SegmentHeader, FRAME_HEADER_BYTES, FRAME_MAGIC, INDEX_ENTRY_BYTES, SEGMENT_HEADER_BYTES,
 };
 use crate::limits::FRAME_PAYLOAD_MAX_BYTES;
+use crate::storage::{OpenMode, Storage, StorageFile};
 use crate::{BlockAddress, LedgerError, Result};
 
 /// Hard cap on frames in one segment, whatever the options say: bounds the offset index
@@ -68,14 +67,10 @@ pub(crate) fn parse_data_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// Makes a directory entry change (file created) durable.
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
 /// Where segment files live and which strand they belong to; names blocks in errors.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Place<'a> {
+    pub storage: &'a Storage,
     pub dir: &'a Path,
     pub strand_id: &'a str,
 }
@@ -97,8 +92,8 @@ impl Place<'_> {
 /// readers and the writer share them without a cursor.
 #[derive(Debug)]
 pub(crate) struct SegmentFiles {
-    pub data: File,
-    pub index: File,
+    pub data: StorageFile,
+    pub index: StorageFile,
 }
 
 /// A segment as readers see it.
@@ -114,6 +109,8 @@ pub(crate) struct SegmentView {
     /// advance (only in the last segment): appending there overwrites written blocks, so a
     /// commit's fdatasync has no block allocation or file-size change to make durable.
     pub file_bytes: u64,
+    /// The segment header's frame salt.
+    pub salt: u64,
     pub files: Arc<SegmentFiles>,
 }
 
@@ -164,7 +161,8 @@ pub(crate) enum CursorStep<'b> {
 
 /// Reads the frames of one file front to back in `CURSOR_CHUNK_BYTES` reads, checking each.
 pub(crate) struct FrameCursor<'f> {
-    file: &'f File,
+    file: &'f StorageFile,
+    salt: u64,
     next_offset: u64,
     end_offset: u64,
     /// Holds file bytes `[buffer_offset, buffer_offset + buffer.len())`; `buffer_offset <=
@@ -174,10 +172,11 @@ pub(crate) struct FrameCursor<'f> {
 }
 
 impl<'f> FrameCursor<'f> {
-    /// A cursor over the frames in `[start, end)` of `file`.
-    pub(crate) fn new(file: &'f File, start: u64, end: u64) -> FrameCursor<'f> {
+    /// A cursor over the frames in `[start, end)` of `file`, a segment salted `salt`.
+    pub(crate) fn new(file: &'f StorageFile, salt: u64, start: u64, end: u64) -> FrameCursor<'f> {
         FrameCursor {
             file,
+            salt,
             next_offset: start,
             end_offset: end,
             buffer: Vec::new(),
@@ -214,7 +213,7 @@ impl<'f> FrameCursor<'f> {
         }
         let start = self.fill(total_bytes as usize)?;
         let frame = &self.buffer[start..start + total_bytes as usize];
-        if let Err(defect) = check_frame(frame, expected_sequence_no) {
+        if let Err(defect) = check_frame(frame, self.salt, expected_sequence_no) {
             return Ok(CursorStep::Defect { offset, defect });
         }
         self.next_offset += total_bytes;
@@ -241,10 +240,19 @@ impl<'f> FrameCursor<'f> {
     }
 }
 
-/// Offset of the first complete, checksum-valid frame (any sequence number) starting in
-/// `[from, end)`, if any. Tells a torn tail (nothing valid after the bad bytes) from damage
-/// in the middle of acknowledged data.
-pub(crate) fn find_valid_frame(file: &File, from: u64, end: u64) -> io::Result<Option<u64>> {
+/// Offset of a frame in `[from, end)` that proves block `sequence_no` was durable: a
+/// complete frame with this segment's salt, a later sequence number, and `durable_blocks`
+/// above `sequence_no` (its writer knew block `sequence_no` was fsynced). Tells damage to
+/// durable data (corruption) from a torn unsynced tail. Frame-like bytes inside a payload
+/// never count: without the salt their checksum fails, and a copy of a real frame of this
+/// segment carries a claim that was true when that frame was written.
+fn find_durability_proof(
+    file: &StorageFile,
+    salt: u64,
+    from: u64,
+    end: u64,
+    sequence_no: u64,
+) -> io::Result<Option<u64>> {
     let magic = FRAME_MAGIC.to_le_bytes();
     let mut chunk = vec![0u8; CURSOR_CHUNK_BYTES];
     let mut chunk_offset = from;
@@ -256,7 +264,10 @@ pub(crate) fn find_valid_frame(file: &File, from: u64, end: u64) -> io::Result<O
         for position in 0..chunk_bytes.saturating_sub(magic.len() - 1) {
             if scanned[position..position + magic.len()] == magic {
                 let candidate = chunk_offset + position as u64;
-                if is_valid_frame_at(file, candidate, end)? {
+                let proves = valid_frame_at(file, salt, candidate, end)?.is_some_and(|header| {
+                    header.sequence_no > sequence_no && header.durable_blocks > sequence_no
+                });
+                if proves {
                     return Ok(Some(candidate));
                 }
             }
@@ -267,22 +278,28 @@ pub(crate) fn find_valid_frame(file: &File, from: u64, end: u64) -> io::Result<O
     Ok(None)
 }
 
-fn is_valid_frame_at(file: &File, offset: u64, end: u64) -> io::Result<bool> {
+/// The header of the valid frame at `offset`, if there is one.
+fn valid_frame_at(
+    file: &StorageFile,
+    salt: u64,
+    offset: u64,
+    end: u64,
+) -> io::Result<Option<FrameHeader>> {
     if end - offset < FRAME_HEADER_BYTES as u64 {
-        return Ok(false);
+        return Ok(None);
     }
     let mut header_bytes = [0u8; FRAME_HEADER_BYTES];
     file.read_exact_at(&mut header_bytes, offset)?;
     let Ok(header) = decode_frame_header(&header_bytes) else {
-        return Ok(false);
+        return Ok(None);
     };
     let total_bytes = frame_bytes(header.payload_bytes as usize);
     if total_bytes > end - offset {
-        return Ok(false);
+        return Ok(None);
     }
     let mut frame = vec![0u8; total_bytes as usize];
     file.read_exact_at(&mut frame, offset)?;
-    Ok(check_frame(&frame, header.sequence_no).is_ok())
+    Ok(check_frame(&frame, salt, header.sequence_no).ok())
 }
 
 /// Creates a new, empty segment: header written and fsynced, directory fsynced, so a crash
@@ -291,32 +308,31 @@ pub(crate) fn create_segment(place: Place<'_>, first_sequence_no: u64) -> Result
     let header = SegmentHeader {
         first_sequence_no,
         strand_id: place.strand_id.to_owned(),
+        salt: rand::random(),
     };
-    let data = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(data_path(place.dir, first_sequence_no))?;
+    let data = place.storage.open_file(
+        &data_path(place.dir, first_sequence_no),
+        OpenMode::CreateNew,
+    )?;
     data.write_all_at(&encode_segment_header(&header), 0)?;
     data.sync_data()?;
-    let index = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(index_path(place.dir, first_sequence_no))?;
-    sync_dir(place.dir)?;
+    let index = place.storage.open_file(
+        &index_path(place.dir, first_sequence_no),
+        OpenMode::Truncate,
+    )?;
+    place.storage.sync_dir(place.dir)?;
     Ok(SegmentView {
         first_sequence_no,
         blocks: 0,
         data_bytes: SEGMENT_HEADER_BYTES as u64,
         file_bytes: SEGMENT_HEADER_BYTES as u64,
+        salt: header.salt,
         files: Arc::new(SegmentFiles { data, index }),
     })
 }
 
 /// Reads and decodes the header; `Err(defect)` inside for a short or bad header.
-fn read_header(data: &File, data_bytes: u64) -> io::Result<Result<SegmentHeader, Defect>> {
+fn read_header(data: &StorageFile, data_bytes: u64) -> io::Result<Result<SegmentHeader, Defect>> {
     if data_bytes < SEGMENT_HEADER_BYTES as u64 {
         return Ok(Err(Defect::BadSegmentHeader(
             "file shorter than a segment header",
@@ -328,8 +344,12 @@ fn read_header(data: &File, data_bytes: u64) -> io::Result<Result<SegmentHeader,
 }
 
 /// Re-reads a segment's header and checks it belongs here (used by `verify_all`).
-pub(crate) fn verify_header(place: Place<'_>, data: &File, first_sequence_no: u64) -> Result<()> {
-    match read_header(data, data.metadata()?.len())? {
+pub(crate) fn verify_header(
+    place: Place<'_>,
+    data: &StorageFile,
+    first_sequence_no: u64,
+) -> Result<()> {
+    match read_header(data, data.len()?)? {
         Ok(header) => check_header_identity(place, &header, first_sequence_no),
         Err(defect) => Err(place.corrupted(first_sequence_no, defect.to_string())),
     }
@@ -356,16 +376,12 @@ fn check_header_identity(
 }
 
 fn open_files(place: Place<'_>, first_sequence_no: u64) -> io::Result<SegmentFiles> {
-    let data = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(data_path(place.dir, first_sequence_no))?;
-    let index = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(index_path(place.dir, first_sequence_no))?;
+    let data = place
+        .storage
+        .open_file(&data_path(place.dir, first_sequence_no), OpenMode::Existing)?;
+    let index = place
+        .storage
+        .open_file(&index_path(place.dir, first_sequence_no), OpenMode::Create)?;
     Ok(SegmentFiles { data, index })
 }
 
@@ -373,20 +389,24 @@ fn open_files(place: Place<'_>, first_sequence_no: u64) -> io::Result<SegmentFil
 /// and index rebuild otherwise. Any bad frame is `Corrupted`: nothing here can be torn.
 pub(crate) fn open_sealed(place: Place<'_>, first_sequence_no: u64) -> Result<SegmentView> {
     let files = open_files(place, first_sequence_no)?;
-    let data_bytes = files.data.metadata()?.len();
-    match read_header(&files.data, data_bytes)? {
-        Ok(header) => check_header_identity(place, &header, first_sequence_no)?,
+    let data_bytes = files.data.len()?;
+    let salt = match read_header(&files.data, data_bytes)? {
+        Ok(header) => {
+            check_header_identity(place, &header, first_sequence_no)?;
+            header.salt
+        }
         Err(defect) => return Err(place.corrupted(first_sequence_no, defect.to_string())),
-    }
-    let blocks = match trusted_index_blocks(&files, first_sequence_no, data_bytes)? {
+    };
+    let blocks = match trusted_index_blocks(&files, salt, first_sequence_no, data_bytes)? {
         Some(blocks) => blocks,
-        None => rebuild_sealed_index(place, &files, first_sequence_no, data_bytes)?,
+        None => rebuild_sealed_index(place, &files, salt, first_sequence_no, data_bytes)?,
     };
     Ok(SegmentView {
         first_sequence_no,
         blocks,
         data_bytes,
         file_bytes: data_bytes,
+        salt,
         files: Arc::new(files),
     })
 }
@@ -394,10 +414,11 @@ pub(crate) fn open_sealed(place: Place<'_>, first_sequence_no: u64) -> Result<Se
 /// The number of frames if the index agrees with the data file at both ends.
 fn trusted_index_blocks(
     files: &SegmentFiles,
+    salt: u64,
     first_sequence_no: u64,
     data_bytes: u64,
 ) -> io::Result<Option<u64>> {
-    let index_bytes = files.index.metadata()?.len();
+    let index_bytes = files.index.len()?;
     let entry_bytes = INDEX_ENTRY_BYTES as u64;
     if index_bytes % entry_bytes != 0 || index_bytes / entry_bytes > SEGMENT_BLOCKS_LIMIT {
         return Ok(None);
@@ -424,7 +445,7 @@ fn trusted_index_blocks(
     }
     let mut frame = vec![0u8; (data_bytes - last_offset) as usize];
     files.data.read_exact_at(&mut frame, last_offset)?;
-    Ok(check_frame(&frame, first_sequence_no + blocks - 1)
+    Ok(check_frame(&frame, salt, first_sequence_no + blocks - 1)
         .is_ok()
         .then_some(blocks))
 }
@@ -432,6 +453,7 @@ fn trusted_index_blocks(
 fn rebuild_sealed_index(
     place: Place<'_>,
     files: &SegmentFiles,
+    salt: u64,
     first_sequence_no: u64,
     data_bytes: u64,
 ) -> Result<u64> {
@@ -440,7 +462,7 @@ fn rebuild_sealed_index(
         "journal segment index inconsistent: rebuilding it from the frames"
     );
     let mut offsets = Vec::new();
-    let mut cursor = FrameCursor::new(&files.data, SEGMENT_HEADER_BYTES as u64, data_bytes);
+    let mut cursor = FrameCursor::new(&files.data, salt, SEGMENT_HEADER_BYTES as u64, data_bytes);
     loop {
         let sequence_no = first_sequence_no + offsets.len() as u64;
         match cursor.next_frame(sequence_no)? {
@@ -463,7 +485,7 @@ fn rebuild_sealed_index(
 }
 
 /// Replaces the index file's content with `offsets` and makes it durable.
-fn write_index(index: &File, offsets: &[u64]) -> io::Result<()> {
+fn write_index(index: &StorageFile, offsets: &[u64]) -> io::Result<()> {
     let mut bytes = Vec::with_capacity(offsets.len() * INDEX_ENTRY_BYTES);
     encode_index(offsets, &mut bytes);
     index.write_all_at(&bytes, 0)?;
@@ -483,17 +505,19 @@ pub(crate) struct RecoveredSegment {
 /// appends, so it may lag or hold garbage after a crash).
 pub(crate) fn recover_last(place: Place<'_>, first_sequence_no: u64) -> Result<RecoveredSegment> {
     let files = open_files(place, first_sequence_no)?;
-    let file_bytes = files.data.metadata()?.len();
+    let file_bytes = files.data.len()?;
     if file_bytes > SEGMENT_BYTES_LIMIT {
         let detail = format!(
             "segment is {file_bytes} bytes, over SEGMENT_BYTES_LIMIT ({SEGMENT_BYTES_LIMIT})"
         );
         return Err(place.corrupted(first_sequence_no, detail));
     }
-    let mut torn_tail_bytes = recover_header(place, &files.data, first_sequence_no, file_bytes)?;
+    let (salt, mut torn_tail_bytes) =
+        recover_header(place, &files.data, first_sequence_no, file_bytes)?;
     // After a header rewrite the file is just the new header.
-    let scanned_bytes = files.data.metadata()?.len();
-    let (offsets, valid_bytes) = scan_last(place, &files.data, first_sequence_no, scanned_bytes)?;
+    let scanned_bytes = files.data.len()?;
+    let (offsets, valid_bytes) =
+        scan_last(place, &files.data, salt, first_sequence_no, scanned_bytes)?;
     if valid_bytes < scanned_bytes {
         // Zeros written in advance hold no frame: dropping them loses nothing, so only
         // non-zero bytes count as a torn tail.
@@ -516,6 +540,7 @@ pub(crate) fn recover_last(place: Place<'_>, first_sequence_no: u64) -> Result<R
         blocks: offsets.len() as u64,
         data_bytes: valid_bytes,
         file_bytes: valid_bytes,
+        salt,
         files: Arc::new(files),
     };
     Ok(RecoveredSegment {
@@ -524,46 +549,52 @@ pub(crate) fn recover_last(place: Place<'_>, first_sequence_no: u64) -> Result<R
     })
 }
 
-/// Checks the last segment's header. A bad header with no valid frame anywhere after it is
+/// Checks the last segment's header; returns its salt and the bytes cut. The header is
+/// fsynced before any frame is written, so a bad header with nothing but zeros after it is
 /// a crash during segment creation: the header is rewritten and the whole old file counts
-/// as cut. Returns the bytes cut.
+/// as cut. A bad header with data after it is corruption.
 fn recover_header(
     place: Place<'_>,
-    data: &File,
+    data: &StorageFile,
     first_sequence_no: u64,
     file_bytes: u64,
-) -> Result<u64> {
+) -> Result<(u64, u64)> {
     let defect = match read_header(data, file_bytes)? {
-        Ok(header) => return check_header_identity(place, &header, first_sequence_no).map(|()| 0),
+        Ok(header) => {
+            check_header_identity(place, &header, first_sequence_no)?;
+            return Ok((header.salt, 0));
+        }
         Err(defect) => defect,
     };
-    if let Some(frame_offset) = find_valid_frame(data, 0, file_bytes)? {
-        let detail =
-            format!("segment header: {defect}, yet a valid frame follows at byte {frame_offset}");
+    let header_bytes = SEGMENT_HEADER_BYTES as u64;
+    if file_bytes > header_bytes && !is_all_zero(data, header_bytes, file_bytes)? {
+        let detail = format!("segment header: {defect}, yet data follows it");
         return Err(place.corrupted(first_sequence_no, detail));
     }
     tracing::warn!(first_sequence_no, file_bytes, %defect, "journal segment header torn: rewriting it");
     let header = SegmentHeader {
         first_sequence_no,
         strand_id: place.strand_id.to_owned(),
+        salt: rand::random(),
     };
     data.set_len(0)?;
     data.write_all_at(&encode_segment_header(&header), 0)?;
     data.sync_data()?;
-    Ok(file_bytes)
+    Ok((header.salt, file_bytes))
 }
 
 /// Scans the last segment's frames up to `file_bytes`; returns their offsets and the end of
-/// the last valid one. A bad frame followed by a valid one is `Corrupted`; a bad frame with
-/// nothing valid after it is a torn tail (the caller cuts it).
+/// the last valid one. A bad frame is a torn tail (the caller cuts it) unless a later frame
+/// proves it was durable ([`find_durability_proof`]): then it is `Corrupted`.
 fn scan_last(
     place: Place<'_>,
-    data: &File,
+    data: &StorageFile,
+    salt: u64,
     first_sequence_no: u64,
     file_bytes: u64,
 ) -> Result<(Vec<u64>, u64)> {
     let mut offsets = Vec::new();
-    let mut cursor = FrameCursor::new(data, SEGMENT_HEADER_BYTES as u64, file_bytes);
+    let mut cursor = FrameCursor::new(data, salt, SEGMENT_HEADER_BYTES as u64, file_bytes);
     // Every frame is at least FRAME_HEADER_BYTES, so the loop ends within the file; the
     // explicit block limit keeps the offsets vector bounded too.
     while (offsets.len() as u64) <= SEGMENT_BLOCKS_LIMIT {
@@ -572,9 +603,10 @@ fn scan_last(
             CursorStep::Frame(frame) => offsets.push(frame.offset),
             CursorStep::End => return Ok((offsets, file_bytes)),
             CursorStep::Defect { offset, defect } => {
-                if let Some(next_valid) = find_valid_frame(data, offset + 1, file_bytes)? {
+                let proof = find_durability_proof(data, salt, offset + 1, file_bytes, sequence_no)?;
+                if let Some(proof) = proof {
                     let detail = format!(
-                        "segment {first_sequence_no}, byte {offset}: {defect}; a valid frame follows at byte {next_valid}"
+                        "segment {first_sequence_no}, byte {offset}: {defect}; the frame at byte {proof} records this block as durable"
                     );
                     return Err(place.corrupted(sequence_no, detail));
                 }
@@ -588,7 +620,7 @@ fn scan_last(
 }
 
 /// True when every byte of `[from, to)` is zero (read in bounded chunks).
-fn is_all_zero(file: &File, from: u64, to: u64) -> io::Result<bool> {
+fn is_all_zero(file: &StorageFile, from: u64, to: u64) -> io::Result<bool> {
     let mut chunk = vec![0u8; CURSOR_CHUNK_BYTES];
     let mut at = from;
     while at < to {
@@ -603,8 +635,8 @@ fn is_all_zero(file: &File, from: u64, to: u64) -> io::Result<bool> {
 }
 
 /// Rewrites the index unless it already holds exactly `offsets`.
-fn sync_index_with(index: &File, offsets: &[u64]) -> io::Result<()> {
-    let index_bytes = index.metadata()?.len();
+fn sync_index_with(index: &StorageFile, offsets: &[u64]) -> io::Result<()> {
+    let index_bytes = index.len()?;
     let wanted_bytes = (offsets.len() * INDEX_ENTRY_BYTES) as u64;
     if index_bytes == wanted_bytes {
         let mut existing = vec![0u8; wanted_bytes as usize];
@@ -617,7 +649,11 @@ fn sync_index_with(index: &File, offsets: &[u64]) -> io::Result<()> {
 }
 
 /// Reads `count` index entries starting at entry `first` (bounded by the caller).
-pub(crate) fn read_index_entries(index: &File, first: u64, count: u64) -> io::Result<Vec<u64>> {
+pub(crate) fn read_index_entries(
+    index: &StorageFile,
+    first: u64,
+    count: u64,
+) -> io::Result<Vec<u64>> {
     let mut bytes = vec![0u8; (count as usize) * INDEX_ENTRY_BYTES];
     index.read_exact_at(&mut bytes, first * INDEX_ENTRY_BYTES as u64)?;
     Ok(decode_index(&bytes))

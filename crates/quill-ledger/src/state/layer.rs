@@ -335,8 +335,16 @@ mod tests {
     #[test]
     fn layered_reads_match_direct_writes() {
         let dir = tempfile::tempdir().unwrap();
-        let direct = State::open(&dir.path().join("direct.redb")).unwrap();
-        let layered = State::open(&dir.path().join("layered.redb")).unwrap();
+        let direct = State::open(
+            &crate::storage::Storage::Os,
+            &dir.path().join("direct.redb"),
+        )
+        .unwrap();
+        let layered = State::open(
+            &crate::storage::Storage::Os,
+            &dir.path().join("layered.redb"),
+        )
+        .unwrap();
         let mut catalog = Catalog::default();
         let changes = [
             CatalogChange::CreateTable {

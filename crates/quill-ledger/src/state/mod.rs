@@ -39,6 +39,7 @@ use crate::clock;
 use crate::committer::AppliedRevision;
 use crate::equality::equality_key;
 use crate::error::{LedgerError, Result};
+use crate::storage::Storage;
 use crate::types::{BlockAddress, Revision, RevisionMetadata};
 
 pub use layer::Layer;
@@ -163,11 +164,10 @@ pub struct State {
 
 impl State {
     /// Opens or creates the database file and its tables.
-    pub fn open(path: &Path) -> Result<State> {
-        let db = Database::builder()
-            .set_cache_size(crate::limits::STATE_CACHE_BYTES)
-            .create(path)
-            .map_err(storage)?;
+    pub fn open(files: &Storage, path: &Path) -> Result<State> {
+        let mut builder = Database::builder();
+        builder.set_cache_size(crate::limits::STATE_CACHE_BYTES);
+        let db = files.create_redb(&builder, path).map_err(storage)?;
         let txn = db.begin_write().map_err(storage)?;
         {
             let mut meta = txn.open_table(META).map_err(storage)?;
