@@ -40,6 +40,7 @@ pub mod control;
 pub mod data_plane;
 pub mod error;
 pub mod ion_codec;
+pub mod journal_events;
 pub mod limits;
 pub mod metrics;
 pub mod permissions;

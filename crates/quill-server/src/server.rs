@@ -28,6 +28,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::control::{self, ControlRequest};
 use crate::data_plane;
 use crate::error::{ApiError, ErrorKind, Plane, ServerError};
+use crate::journal_events;
 use crate::limits::{
     CONNECTIONS_MAX, REQUEST_BODY_MAX_BYTES, SESSION_SWEEP_INTERVAL, SHUTDOWN_GRACE,
 };
@@ -50,6 +51,8 @@ struct AppState {
     permissions: Option<Permissions>,
     region: String,
     account_id: String,
+    /// Set when the server stops, so long-lived responses (journal event tails) end.
+    stopping: watch::Sender<bool>,
 }
 
 /// Binds the listener and opens every ledger; returns the bound address and the future that
@@ -106,6 +109,7 @@ pub async fn bind(
         permissions,
         region: config.region.clone(),
         account_id: config.account_id.clone(),
+        stopping: watch::channel(false).0,
     });
     let listener =
         TcpListener::bind(config.listen)
@@ -192,6 +196,7 @@ async fn run(
     tracing::info!("shutting down: no new connections");
     drop(listener);
     let _ = stop_sender.send(true);
+    state.stopping.send_replace(true);
     let drained = tokio::time::timeout(
         SHUTDOWN_GRACE,
         connections.acquire_many(CONNECTIONS_MAX as u32),
@@ -352,6 +357,21 @@ async fn handle(State(state): State<Arc<AppState>>, request: Request<Body>) -> R
         Ok(caller) => caller,
         Err(error) => return error_reply(&error, plane, &request_id),
     };
+    if parts.method == Method::GET {
+        if let Some(ledger) = journal_events::ledger_of(&path) {
+            return match start_journal_events(
+                &state,
+                &caller,
+                &ledger,
+                &path,
+                &query,
+                &parts.headers,
+            ) {
+                Ok(response) => response,
+                Err(error) => error_reply(&error, plane, &request_id),
+            };
+        }
+    }
     let result = match plane {
         Plane::Control => {
             control_plane(&state, caller, parts.method.as_str(), &path, &query, body).await
@@ -373,6 +393,37 @@ async fn handle(State(state): State<Arc<AppState>>, request: Request<Body>) -> R
         }
         Err(error) => error_reply(&error, plane, &request_id),
     }
+}
+
+/// Starts a journal event tail (see [`journal_events`]).
+fn start_journal_events(
+    state: &AppState,
+    caller: &Caller,
+    ledger_name: &str,
+    path: &str,
+    query: &str,
+    headers: &HeaderMap,
+) -> Result<Response<Body>, ApiError> {
+    caller.authorize_control("GET", path, &[])?;
+    let (ledger, _) = state.registry.get(ledger_name)?;
+    let start = journal_events::start_block(headers, query, ledger.digest().tip.sequence_no)?;
+    let stream_arn = format!(
+        "arn:aws:qldb:{}:{}:stream/{ledger_name}/journal-events",
+        state.region, state.account_id
+    );
+    let mut response = Response::new(journal_events::body(
+        ledger,
+        stream_arn,
+        start,
+        state.stopping.subscribe(),
+    ));
+    let headers = response.headers_mut();
+    headers.insert(
+        "content-type",
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert("cache-control", HeaderValue::from_static("no-cache"));
+    Ok(response)
 }
 
 fn operations_reply(state: &AppState, path: &str, request_id: &str) -> Response<Body> {

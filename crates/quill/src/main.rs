@@ -16,6 +16,7 @@ mod client;
 mod render;
 mod serve;
 mod shell;
+mod tail;
 
 use std::process::ExitCode;
 
@@ -82,5 +83,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Digest(target) => admin::digest(&target.check()?),
         Command::Revision(raw) => admin::revision(&raw.check()?),
         Command::Bench(bench_args) => bench::run(bench_args),
+        Command::Tail(tail_args) => tail::run(&tail_args),
     }
 }
