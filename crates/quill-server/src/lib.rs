@@ -41,6 +41,7 @@ pub mod data_plane;
 pub mod error;
 pub mod ion_codec;
 pub mod journal_events;
+pub mod kinesis;
 pub mod limits;
 pub mod metrics;
 pub mod permissions;

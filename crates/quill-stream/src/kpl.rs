@@ -96,6 +96,70 @@ pub fn pack(partition_key: &str, records: &[&[u8]]) -> Vec<Vec<u8>> {
     payloads
 }
 
+/// Reads a varint at `*at`; `None` past the end or beyond 64 bits.
+fn read_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = *bytes.get(*at)?;
+        *at += 1;
+        value |= u64::from(b & 0x7f) << shift;
+        if b < 0x80 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+/// A protobuf field's value: length-delimited bytes, or a varint.
+type FieldValue<'a> = Result<&'a [u8], u64>;
+
+/// The fields of a protobuf message (length-delimited and varint ones) with their numbers.
+fn read_fields(message: &[u8]) -> Option<Vec<(u64, FieldValue<'_>)>> {
+    let mut at = 0;
+    let mut fields = Vec::new();
+    while at < message.len() {
+        let key = read_varint(message, &mut at)?;
+        match key & 7 {
+            0 => fields.push((key >> 3, Err(read_varint(message, &mut at)?))),
+            2 => {
+                let len = usize::try_from(read_varint(message, &mut at)?).ok()?;
+                let end = at.checked_add(len).filter(|end| *end <= message.len())?;
+                fields.push((key >> 3, Ok(&message[at..end])));
+                at = end;
+            }
+            _ => return None,
+        }
+    }
+    Some(fields)
+}
+
+/// The user records of a Kinesis record payload, as the KCL sees them: the records of an
+/// aggregated payload (magic and MD5 checked), or the payload itself when it is not one.
+pub fn deaggregate(payload: &[u8]) -> Vec<Vec<u8>> {
+    let aggregated = payload.len() >= MAGIC.len() + MD5_LEN && payload[..MAGIC.len()] == MAGIC;
+    let records = aggregated
+        .then(|| {
+            let message = &payload[MAGIC.len()..payload.len() - MD5_LEN];
+            if payload[payload.len() - MD5_LEN..] != Md5::digest(message)[..] {
+                return None;
+            }
+            read_fields(message)?
+                .into_iter()
+                .filter(|(number, _)| *number == 3)
+                .map(|(_, body)| {
+                    let inner = read_fields(body.ok()?)?;
+                    inner
+                        .into_iter()
+                        .find(|(number, _)| *number == 3)
+                        .and_then(|(_, data)| data.ok().map(<[u8]>::to_vec))
+                })
+                .collect::<Option<Vec<_>>>()
+        })
+        .flatten();
+    // As the KCL does, anything that is not a valid aggregate is one plain record.
+    records.unwrap_or_else(|| vec![payload.to_vec()])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,6 +218,23 @@ mod tests {
             })
             .collect();
         assert_eq!(datas, vec![b"first".to_vec(), big]);
+    }
+
+    #[test]
+    fn deaggregate_inverts_pack_and_passes_plain_records_through() {
+        let records: Vec<Vec<u8>> = (0..50u8).map(|n| vec![n; 100 + n as usize * 40]).collect();
+        let refs: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+        let payloads = pack("key", &refs);
+        let back: Vec<Vec<u8>> = payloads.iter().flat_map(|p| deaggregate(p)).collect();
+        assert_eq!(back, records);
+        assert_eq!(deaggregate(b"plain"), vec![b"plain".to_vec()]);
+        let mut corrupt = aggregate("key", &refs[..2]);
+        *corrupt.last_mut().unwrap() ^= 1;
+        assert_eq!(
+            deaggregate(&corrupt),
+            vec![corrupt.clone()],
+            "bad MD5: not an aggregate"
+        );
     }
 
     #[test]
