@@ -49,6 +49,7 @@ pub mod registry;
 mod server;
 pub mod session;
 pub mod sigv4;
+pub mod streams;
 
 use std::future::Future;
 use std::net::SocketAddr;

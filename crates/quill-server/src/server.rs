@@ -37,6 +37,7 @@ use crate::permissions::{Caller, Permissions};
 use crate::registry::Registry;
 use crate::session::Sessions;
 use crate::sigv4::{self, Credentials, SignableRequest};
+use crate::streams::{self, Streams};
 use crate::{AuthMode, ServerConfig, TlsConfig};
 
 /// How long a client may take to send its request headers (bounds idle half-open connections).
@@ -51,6 +52,8 @@ struct AppState {
     permissions: Option<Permissions>,
     region: String,
     account_id: String,
+    /// Journal streams to Kinesis.
+    streams: Arc<Streams>,
     /// Set when the server stops, so long-lived responses (journal event tails) end.
     stopping: watch::Sender<bool>,
 }
@@ -100,8 +103,20 @@ pub async fn bind(
     let registry = tokio::task::spawn_blocking(move || Registry::open(&data_dir, options))
         .await
         .map_err(|e| ServerError::Internal(e.to_string()))??;
+    let data_dir = config.data_dir.clone();
+    let runtime = tokio::runtime::Handle::current();
+    let streams = tokio::task::spawn_blocking(move || Streams::open(&data_dir, runtime))
+        .await
+        .map_err(|e| ServerError::Internal(e.to_string()))?
+        .map_err(|e| ServerError::Internal(format!("journal streams: {e}")))?;
+    for ledger in registry.list() {
+        if let Ok((handle, _)) = registry.get(&ledger.name) {
+            streams.resume(&ledger.name, &handle);
+        }
+    }
     let metrics = Arc::new(Metrics::default());
     let state = Arc::new(AppState {
+        streams: Arc::new(streams),
         registry: Arc::new(registry),
         sessions: Arc::new(Sessions::new(config.limits.clone(), metrics.clone())),
         metrics,
@@ -446,9 +461,10 @@ fn operations_reply(state: &AppState, path: &str, request_id: &str) -> Response<
             request_id,
         );
     }
-    let text = state
+    let mut text = state
         .metrics
         .render(state.sessions.len(), ledgers, failed.len());
+    text.push_str(&state.streams.render_metrics());
     reply(
         200,
         "text/plain; version=0.0.4",
@@ -520,6 +536,15 @@ async fn control_plane(
             query: &query,
             body: &body,
         };
+        if let Some(outcome) = streams::route(
+            &state.streams,
+            &state.registry,
+            &request,
+            &state.region,
+            &state.account_id,
+        ) {
+            return outcome;
+        }
         control::handle(&context, &request)
     })
     .await

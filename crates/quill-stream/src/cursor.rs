@@ -51,20 +51,27 @@ impl Cursor {
 
     /// Replaces the stored position atomically and durably.
     pub fn store(&self, position: &Position) -> Result<()> {
-        let dir = self
-            .path
-            .parent()
-            .ok_or_else(|| StreamError::Cursor("cursor path has no directory".into()))?;
-        let tmp = self.path.with_extension("tmp");
-        {
-            let mut file = fs::File::create(&tmp)?;
-            file.write_all(&serde_json::to_vec(position).expect("a position serializes"))?;
-            file.sync_all()?;
-        }
-        fs::rename(&tmp, &self.path)?;
-        fs::File::open(dir)?.sync_all()?;
-        Ok(())
+        write_atomically(
+            &self.path,
+            &serde_json::to_vec(position).expect("a position serializes"),
+        )
     }
+}
+
+/// Replaces `path` with `bytes` so a crash leaves the old content or the new, never a mix.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| StreamError::Cursor(format!("{} has no directory", path.display())))?;
+    let tmp = path.with_extension("tmp");
+    {
+        let mut file = fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+    }
+    fs::rename(&tmp, path)?;
+    fs::File::open(dir)?.sync_all()?;
+    Ok(())
 }
 
 #[cfg(test)]
