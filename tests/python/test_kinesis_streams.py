@@ -5,9 +5,11 @@ decoded as Ion; hashes are checked against GetBlock / GetRevision."""
 
 import base64
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -18,7 +20,7 @@ from amazon.ion import simpleion
 from aws_kinesis_agg.deaggregator import deaggregate_records
 from botocore.exceptions import ClientError
 
-from conftest import REGION, start_server
+from conftest import REGION, QuillServer, start_server
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/quill-stream"
 WAIT_S = 30
@@ -261,3 +263,53 @@ def test_requests_are_validated_as_qldb_does(streaming_server, moto):
     with pytest.raises(ClientError) as error:
         qldb.list_journal_kinesis_streams_for_ledger(LedgerName="no-such-ledger")
     assert error.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
+def test_sigkill_while_streaming_under_load_loses_no_block(tmp_path, moto):
+    saved = dict(os.environ)
+    os.environ.update({"AWS_ENDPOINT_URL_KINESIS": moto, "AWS_ACCESS_KEY_ID": "testing",
+                       "AWS_SECRET_ACCESS_KEY": "testing"})
+    try:
+        server = QuillServer(tmp_path / "data")
+        ledger = "killed"
+        server.create_ledger(ledger)
+        write(server, ledger, ("CREATE TABLE T",))
+        start_stream(server, ledger, create_kinesis_stream(moto, "killed"), "killed")
+
+        stop = threading.Event()
+
+        def load():
+            driver = server.driver(ledger)
+            n = 0
+            try:
+                while not stop.is_set():
+                    driver.execute_lambda(lambda tx: tx.execute_statement("INSERT INTO T ?", {"n": n}))
+                    n += 1
+            except Exception:  # the server was killed under the driver
+                pass
+
+        writer = threading.Thread(target=load)
+        writer.start()
+        time.sleep(1.5)
+        server.process.send_signal(signal.SIGKILL)
+        server.process.wait()
+        stop.set()
+        writer.join()
+        server._log.close()
+
+        server = QuillServer(tmp_path / "data")
+        write(server, ledger, ("INSERT INTO T ?", {"after": True}))
+        tip = tip_of(server, ledger)
+        assert tip > 10, "the load committed blocks before the kill"
+        _, records = summaries_up_to(moto, "killed", tip)
+        seqs = [r["payload"]["blockAddress"]["sequenceNo"] for r in records if r["recordType"] == "BLOCK_SUMMARY"]
+        assert set(seqs) == set(range(tip + 1)), "no block missing"
+        first_seen = list(dict.fromkeys(seqs))
+        assert first_seen == sorted(first_seen), "block order kept (duplicates allowed)"
+        # A resend restarts at most from the cursor: every run of records is contiguous.
+        for previous, current in zip(seqs, seqs[1:]):
+            assert current <= previous + 1, f"gap between {previous} and {current}"
+        assert server.stop() == 0, server.log_path.read_text()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
