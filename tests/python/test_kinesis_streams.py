@@ -4,6 +4,7 @@ read back with boto3, deaggregated with `aws-kinesis-agg` (as the AWS Lambda sam
 decoded as Ion; hashes are checked against GetBlock / GetRevision."""
 
 import base64
+import json
 import os
 import signal
 import socket
@@ -313,3 +314,45 @@ def test_sigkill_while_streaming_under_load_loses_no_block(tmp_path, moto):
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "kinesis-consumer" / "consumer.py"
+
+
+def test_the_example_consumer_builds_the_read_model(streaming_server, moto):
+    server, ledger = streaming_server, "consumed"
+    server.create_ledger(ledger)
+    kinesis_arn = create_kinesis_stream(moto, "consumed")
+    start_stream(server, ledger, kinesis_arn, "consumed")
+    write(server, ledger, ("CREATE TABLE Car",), ("INSERT INTO Car ?", {"VIN": "A", "Year": 2011}),
+          ("INSERT INTO Car ?", {"VIN": "B", "Year": 2020}),
+          ("UPDATE Car SET Year = 2012 WHERE VIN = 'A'",), ("DELETE FROM Car WHERE VIN = 'B'",))
+    summaries_up_to(moto, "consumed", tip_of(server, ledger))
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    output = subprocess.run([sys.executable, str(EXAMPLE), "--stream-name", "consumed", "--endpoint-url", moto,
+                             "--once"], capture_output=True, env=env, check=True, timeout=WAIT_S).stdout
+    model = json.loads(output)
+    cars = [d for d in model["documents"].values() if d["table"] == "Car"]
+    assert cars == [{"table": "Car", "version": 1, "data": {"VIN": "A", "Year": 2012}}]
+
+    # Duplicates and older versions are ignored; a tampered revision is rejected.
+    sys.path.insert(0, str(EXAMPLE.parent))
+    try:
+        import consumer
+    finally:
+        sys.path.pop(0)
+    _, records = read_user_records(moto, "consumed")
+    details = [r["payload"] for r in records if r["recordType"] == "REVISION_DETAILS"]
+    replay = consumer.ReadModel()
+    for payload in details:
+        assert replay.apply(payload) == "applied"
+    assert all(replay.apply(payload) == "duplicate" for payload in details)
+    assert [d["version"] for d in replay.documents.values() if d["table"] == "Car"] == [1]
+    fresh = consumer.ReadModel()
+    ordered = sorted(details, key=lambda p: -p["revision"]["metadata"]["version"])
+    outcomes = [fresh.apply(p) for p in ordered]
+    assert "stale" in outcomes, "an older version after a newer one is ignored"
+    tampered = details[-1]
+    tampered["revision"]["hash"] = bytes(32)
+    with pytest.raises(ValueError):
+        consumer.ReadModel().apply(tampered)
