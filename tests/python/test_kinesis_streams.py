@@ -356,3 +356,15 @@ def test_the_example_consumer_builds_the_read_model(streaming_server, moto):
     tampered["revision"]["hash"] = bytes(32)
     with pytest.raises(ValueError):
         consumer.ReadModel().apply(tampered)
+
+
+def test_deleting_a_ledger_ends_its_streams(streaming_server, moto):
+    server, ledger = streaming_server, "deleted"
+    qldb = server.client("qldb")
+    qldb.create_ledger(Name=ledger, PermissionsMode="STANDARD", DeletionProtection=False)
+    wait_for("ACTIVE", lambda: qldb.describe_ledger(Name=ledger)["State"] == "ACTIVE")
+    start_stream(server, ledger, create_kinesis_stream(moto, "deleted"), "deleted")
+    qldb.delete_ledger(Name=ledger)
+    qldb.create_ledger(Name=ledger, PermissionsMode="STANDARD", DeletionProtection=False)
+    wait_for("ACTIVE", lambda: qldb.describe_ledger(Name=ledger)["State"] == "ACTIVE")
+    assert qldb.list_journal_kinesis_streams_for_ledger(LedgerName=ledger)["Streams"] == []

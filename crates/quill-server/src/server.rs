@@ -545,7 +545,11 @@ async fn control_plane(
         ) {
             return outcome;
         }
-        control::handle(&context, &request)
+        let outcome = control::handle(&context, &request);
+        if outcome.is_ok() {
+            streams::ledger_request_done(&state.streams, &request);
+        }
+        outcome
     })
     .await
     .unwrap_or_else(|error| {

@@ -305,6 +305,25 @@ impl Streams {
         )
     }
 
+    fn remove_ledger(&self, ledger_name: &str) {
+        let mut entries = self.entries.lock().expect("streams lock");
+        entries.retain(|(name, _), entry| {
+            if name != ledger_name {
+                return true;
+            }
+            if let Some(handle) = &entry.handle {
+                handle.cancel();
+            }
+            false
+        });
+        let dir = self.root.join(ledger_name);
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(?dir, "cannot remove a deleted ledger's streams: {e}");
+            }
+        }
+    }
+
     /// `DescribeJournalKinesisStream`.
     pub fn describe(&self, ledger_name: &str, stream_id: &str) -> Result<Value, ApiError> {
         let entries = self.entries.lock().expect("streams lock");
@@ -460,6 +479,17 @@ fn validate_stream_name(name: &str) -> Result<(), ApiError> {
         Err(ApiError::invalid_parameter(format!(
             "StreamName {name:?} must be 1-32 letters, digits and single inner hyphens, not all digits"
         )))
+    }
+}
+
+/// After a successful control-plane request: a deleted ledger's streams are cancelled and
+/// forgotten, so a new ledger of the same name starts with none.
+pub fn ledger_request_done(streams: &Streams, request: &crate::control::ControlRequest<'_>) {
+    let segments: Vec<&str> = request.path.trim_matches('/').split('/').collect();
+    if let ("DELETE", ["ledgers", name]) = (request.method, segments.as_slice()) {
+        if let Ok(name) = String::from_utf8(crate::sigv4::percent_decode(name)) {
+            streams.remove_ledger(&name);
+        }
     }
 }
 
