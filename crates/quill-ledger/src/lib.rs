@@ -45,6 +45,7 @@ mod tree_store;
 mod types;
 
 pub use catalog::table_to_element;
+pub use clock::{millis_from_timestamp, timestamp_from_millis};
 pub use error::{LedgerError, Result};
 pub use ids::is_valid_id;
 pub use ledger::{ledger_dir, validate_ledger_name, Ledger, LedgerOptions, RecoveryReport};

@@ -114,9 +114,7 @@ fn ledger_operation(
         ("POST", ["digest"]) => get_digest(context, name),
         ("POST", ["block"]) => get_block(context, name, body),
         ("POST", ["revision"]) => get_revision(context, name, body),
-        (_, ["journal-s3-exports", ..]) | (_, ["journal-kinesis-streams", ..]) => {
-            Err(not_supported())
-        }
+        (_, ["journal-s3-exports", ..]) => Err(not_supported()),
         _ => Err(ApiError::new(
             ErrorKind::UnknownOperation,
             "No such ledger operation",

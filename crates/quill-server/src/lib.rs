@@ -46,6 +46,8 @@ pub mod control;
 pub mod data_plane;
 pub mod error;
 pub mod ion_codec;
+pub mod journal_events;
+pub mod kinesis;
 pub mod limits;
 pub mod metrics;
 pub mod permissions;
@@ -53,6 +55,7 @@ pub mod registry;
 mod server;
 pub mod session;
 pub mod sigv4;
+pub mod streams;
 pub mod tlog;
 
 use std::future::Future;

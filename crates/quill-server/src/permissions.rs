@@ -457,6 +457,8 @@ pub fn control_operation(
                 ("POST", ["digest"]) => "qldb:GetDigest",
                 ("POST", ["block"]) => "qldb:GetBlock",
                 ("POST", ["revision"]) => "qldb:GetRevision",
+                // The journal event tail (a Quill extension) reads blocks.
+                ("GET", ["journal", "events"]) => "qldb:GetBlock",
                 ("POST", ["journal-s3-exports"]) => "qldb:ExportJournalToS3",
                 ("GET", ["journal-s3-exports"]) => "qldb:ListJournalS3ExportsForLedger",
                 ("GET", ["journal-s3-exports", _]) => "qldb:DescribeJournalS3Export",

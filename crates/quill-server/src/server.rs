@@ -31,6 +31,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::control::{self, ControlRequest};
 use crate::data_plane;
 use crate::error::{ApiError, ErrorKind, Plane, ServerError};
+use crate::journal_events;
 use crate::limits::{
     CONNECTIONS_MAX, REQUEST_BODY_MAX_BYTES, SESSION_SWEEP_INTERVAL, SHUTDOWN_GRACE,
 };
@@ -39,6 +40,7 @@ use crate::permissions::{Caller, Permissions};
 use crate::registry::Registry;
 use crate::session::Sessions;
 use crate::sigv4::{self, Credentials, HeaderCheck, SignableRequest};
+use crate::streams::{self, Streams};
 use crate::{AuthMode, ServerConfig, TlsConfig};
 
 /// How long a client may take to send its request headers (bounds idle half-open connections).
@@ -57,6 +59,10 @@ struct AppState {
     /// Bytes of bodies being read before their signature could be checked; see [`read_body`].
     unverified_body_budget: Arc<Semaphore>,
     logs: Arc<crate::tlog::Logs>,
+    /// Journal streams to Kinesis.
+    streams: Arc<Streams>,
+    /// Set when the server stops, so long-lived responses (journal event tails) end.
+    stopping: watch::Sender<bool>,
 }
 
 /// Binds the listener and opens every ledger; returns the bound address and the future that
@@ -125,8 +131,20 @@ pub async fn bind(
         &config.data_dir,
         config.log.clone(),
     )?);
+    let data_dir = config.data_dir.clone();
+    let runtime = tokio::runtime::Handle::current();
+    let streams = tokio::task::spawn_blocking(move || Streams::open(&data_dir, runtime))
+        .await
+        .map_err(|e| ServerError::Internal(e.to_string()))?
+        .map_err(|e| ServerError::Internal(format!("journal streams: {e}")))?;
+    for ledger in registry.list() {
+        if let Ok((handle, _)) = registry.get(&ledger.name) {
+            streams.resume(&ledger.name, &handle);
+        }
+    }
     let metrics = Arc::new(Metrics::default());
     let state = Arc::new(AppState {
+        streams: Arc::new(streams),
         registry: Arc::new(registry),
         sessions: Arc::new(Sessions::new(config.limits.clone(), metrics.clone())),
         metrics,
@@ -139,6 +157,7 @@ pub async fn bind(
             config.limits.unverified_body_budget_bytes,
         )),
         logs,
+        stopping: watch::channel(false).0,
     });
     let listener =
         TcpListener::bind(config.listen)
@@ -232,6 +251,7 @@ async fn run(
     tracing::info!("shutting down: no new connections");
     drop(listener);
     let _ = stop_sender.send(true);
+    state.stopping.send_replace(true);
     let drained = tokio::time::timeout(
         SHUTDOWN_GRACE,
         connections.acquire_many(CONNECTIONS_MAX as u32),
@@ -391,6 +411,21 @@ async fn handle(State(state): State<Arc<AppState>>, request: Request<Body>) -> R
         Ok(read) => read,
         Err(error) => return error_reply(&error, plane, &request_id),
     };
+    if parts.method == Method::GET {
+        if let Some(ledger) = journal_events::ledger_of(&path) {
+            return match start_journal_events(
+                &state,
+                &caller,
+                &ledger,
+                &path,
+                &query,
+                &parts.headers,
+            ) {
+                Ok(response) => response,
+                Err(error) => error_reply(&error, plane, &request_id),
+            };
+        }
+    }
     let result = match plane {
         Plane::Control => {
             control_plane(&state, caller, parts.method.as_str(), &path, &query, body).await
@@ -457,6 +492,37 @@ async fn log_reply(
     })
 }
 
+/// Starts a journal event tail (see [`journal_events`]).
+fn start_journal_events(
+    state: &AppState,
+    caller: &Caller,
+    ledger_name: &str,
+    path: &str,
+    query: &str,
+    headers: &HeaderMap,
+) -> Result<Response<Body>, ApiError> {
+    caller.authorize_control("GET", path, &[])?;
+    let (ledger, _) = state.registry.get(ledger_name)?;
+    let start = journal_events::start_block(headers, query, ledger.digest().tip.sequence_no)?;
+    let stream_arn = format!(
+        "arn:aws:qldb:{}:{}:stream/{ledger_name}/journal-events",
+        state.region, state.account_id
+    );
+    let mut response = Response::new(journal_events::body(
+        ledger,
+        stream_arn,
+        start,
+        state.stopping.subscribe(),
+    ));
+    let headers = response.headers_mut();
+    headers.insert(
+        "content-type",
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert("cache-control", HeaderValue::from_static("no-cache"));
+    Ok(response)
+}
+
 fn operations_reply(state: &AppState, path: &str, request_id: &str) -> Response<Body> {
     let ledgers = state.registry.len();
     let failed = state.registry.faults();
@@ -477,9 +543,10 @@ fn operations_reply(state: &AppState, path: &str, request_id: &str) -> Response<
             request_id,
         );
     }
-    let text = state
+    let mut text = state
         .metrics
         .render(state.sessions.len(), ledgers, failed.len());
+    text.push_str(&state.streams.render_metrics());
     reply(
         200,
         "text/plain; version=0.0.4",
@@ -660,7 +727,20 @@ async fn control_plane(
             query: &query,
             body: &body,
         };
-        control::handle(&context, &request)
+        if let Some(outcome) = streams::route(
+            &state.streams,
+            &state.registry,
+            &request,
+            &state.region,
+            &state.account_id,
+        ) {
+            return outcome;
+        }
+        let outcome = control::handle(&context, &request);
+        if outcome.is_ok() {
+            streams::ledger_request_done(&state.streams, &request);
+        }
+        outcome
     })
     .await
     .unwrap_or_else(|error| {

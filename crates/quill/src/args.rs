@@ -54,6 +54,9 @@ pub enum Command {
     VerifyProof(crate::tlog::VerifyProofArgs),
     /// Print a transparency log proof of a block, or between two log sizes (embedded).
     LogProof(crate::tlog::LogProofArgs),
+    /// Print a served ledger's journal as it is committed (QLDB stream records, one Ion text
+    /// line each), resuming after connection losses.
+    Tail(TailArgs),
 }
 
 impl Command {
@@ -293,6 +296,23 @@ pub enum LedgerCommand {
         #[arg(long)]
         force: bool,
     },
+}
+
+/// `quill tail`.
+#[derive(Args, Debug)]
+pub struct TailArgs {
+    /// The server, e.g. http://127.0.0.1:8000.
+    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    pub endpoint: String,
+    /// Ledger name.
+    #[arg(long)]
+    pub ledger: String,
+    /// First block to print (sequence number); default: blocks committed from now on.
+    #[arg(long)]
+    pub from: Option<u64>,
+    /// Region to sign requests for (when AWS credentials are set).
+    #[arg(long, default_value = "us-east-1")]
+    pub region: String,
 }
 
 /// `quill shell`.

@@ -19,6 +19,7 @@ mod http;
 mod render;
 mod serve;
 mod shell;
+mod tail;
 mod tlog;
 
 use std::process::ExitCode;
@@ -90,5 +91,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::LogKey(args) => tlog::log_key(args),
         Command::VerifyProof(args) => tlog::verify_proof(args),
         Command::LogProof(args) => tlog::log_proof(args),
+        Command::Tail(tail_args) => tail::run(&tail_args),
     }
 }

@@ -1,0 +1,563 @@
+//! QLDB journal streams to Kinesis: the control-plane operations (`StreamJournalToKinesis`,
+//! `DescribeJournalKinesisStream`, `ListJournalKinesisStreamsForLedger`,
+//! `CancelJournalKinesisStream`) and the workers behind them.
+//!
+//! Each stream lives in `<data-dir>/streams/<ledger>/<streamId>/`: `stream.json` (the request
+//! and, once it ended, its final status) and `cursor.json` (the worker's durable cursor). At
+//! start the server resumes every stream that has not ended, from its cursor.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use quill_ledger::Ledger;
+use quill_stream::{
+    BoxFuture, Cursor, Sink, SinkError, StreamConfig, StreamHandle, StreamRecord, StreamStatus,
+    Worker, WorkerOptions,
+};
+use rand::Rng as _;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::error::{ApiError, ErrorKind};
+use crate::kinesis::{endpoint_authority, AwsCredentials, KinesisSink, KinesisTarget};
+use crate::limits::LIST_RESULTS_MAX;
+
+const ARN_CHARS: std::ops::RangeInclusive<usize> = 20..=1600;
+const STREAM_NAME_MAX_CHARS: usize = 32;
+
+/// A stream as stored in `stream.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamSpec {
+    pub ledger_name: String,
+    pub stream_id: String,
+    pub stream_name: String,
+    pub arn: String,
+    pub role_arn: String,
+    pub kinesis_stream_arn: String,
+    pub aggregation_enabled: bool,
+    /// Epoch seconds, as the API carries them.
+    pub creation_time: f64,
+    pub inclusive_start_time: f64,
+    pub exclusive_end_time: Option<f64>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Set once the stream ended.
+    pub final_status: Option<StreamStatus>,
+}
+
+struct Entry {
+    spec: StreamSpec,
+    /// `None` once the stream ended (or when it ended before this server started).
+    handle: Option<Arc<StreamHandle>>,
+}
+
+/// The streams of every ledger.
+pub struct Streams {
+    root: PathBuf,
+    runtime: tokio::runtime::Handle,
+    entries: Arc<Mutex<BTreeMap<(String, String), Entry>>>,
+}
+
+fn now_seconds() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+fn new_id() -> String {
+    const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut rng = rand::thread_rng();
+    (0..22)
+        .map(|_| BASE62[rng.gen_range(0..BASE62.len())] as char)
+        .collect()
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::internal(format!("journal stream storage: {e}"))
+}
+
+/// Reports, on every delivery, why the stream cannot reach Kinesis (the stream is `IMPAIRED`
+/// until the server is restarted with a working configuration).
+struct Unconfigured(String);
+
+impl Sink for Unconfigured {
+    fn deliver<'a>(&'a mut self, _: &'a [StreamRecord]) -> BoxFuture<'a, Result<(), SinkError>> {
+        let message = self.0.clone();
+        Box::pin(async move { Err(SinkError::transient(message)) })
+    }
+}
+
+/// `arn:aws:kinesis:<region>:<account>:stream/<name>` → region.
+fn kinesis_region(arn: &str) -> Option<&str> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    match parts[..] {
+        ["arn", _, "kinesis", region, _, resource]
+            if !region.is_empty() && resource.starts_with("stream/") && resource.len() > 7 =>
+        {
+            Some(region)
+        }
+        _ => None,
+    }
+}
+
+fn sink_for(spec: &StreamSpec, strand_id: &str) -> Box<dyn Sink> {
+    let region = kinesis_region(&spec.kinesis_stream_arn).unwrap_or("us-east-1");
+    let authority = match endpoint_authority(region) {
+        Ok(authority) => authority,
+        Err(message) => return Box::new(Unconfigured(message)),
+    };
+    let Some(credentials) = AwsCredentials::from_environment() else {
+        return Box::new(Unconfigured(
+            "no AWS credentials for Kinesis (AWS_ACCESS_KEY_ID / ~/.aws/credentials)".into(),
+        ));
+    };
+    Box::new(KinesisSink::new(KinesisTarget {
+        authority,
+        region: region.to_owned(),
+        credentials,
+        stream_arn: spec.kinesis_stream_arn.clone(),
+        aggregation: spec.aggregation_enabled,
+        partition_key: strand_id.to_owned(),
+    }))
+}
+
+impl Streams {
+    /// Loads the streams under `<data_dir>/streams`; [`Streams::resume`] starts them.
+    pub fn open(data_dir: &Path, runtime: tokio::runtime::Handle) -> std::io::Result<Streams> {
+        let root = data_dir.join("streams");
+        std::fs::create_dir_all(&root)?;
+        let mut entries = BTreeMap::new();
+        for ledger in std::fs::read_dir(&root)? {
+            for stream in std::fs::read_dir(ledger?.path())? {
+                let path = stream?.path().join("stream.json");
+                let Ok(bytes) = std::fs::read(&path) else {
+                    continue;
+                };
+                let spec: StreamSpec = serde_json::from_slice(&bytes)
+                    .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?;
+                let key = (spec.ledger_name.clone(), spec.stream_id.clone());
+                entries.insert(key, Entry { spec, handle: None });
+            }
+        }
+        Ok(Streams {
+            root,
+            runtime,
+            entries: Arc::new(Mutex::new(entries)),
+        })
+    }
+
+    /// Starts the worker of every stream of `ledger_name` that has not ended.
+    pub fn resume(&self, ledger_name: &str, ledger: &Ledger) {
+        let mut entries = self.entries.lock().expect("streams lock");
+        for ((name, _), entry) in entries.iter_mut() {
+            if name == ledger_name && entry.spec.final_status.is_none() && entry.handle.is_none() {
+                entry.handle = Some(self.start(&entry.spec, ledger));
+            }
+        }
+    }
+
+    fn dir(&self, spec: &StreamSpec) -> PathBuf {
+        self.root.join(&spec.ledger_name).join(&spec.stream_id)
+    }
+
+    fn start(&self, spec: &StreamSpec, ledger: &Ledger) -> Arc<StreamHandle> {
+        let strand_id = ledger.digest().tip.strand_id;
+        let config = StreamConfig {
+            stream_id: spec.stream_id.clone(),
+            stream_arn: spec.arn.clone(),
+            inclusive_start_millis: (spec.inclusive_start_time * 1000.0) as i64,
+            exclusive_end_millis: spec.exclusive_end_time.map(|t| (t * 1000.0) as i64),
+        };
+        let dir = self.dir(spec);
+        let (worker, handle) = Worker::new(
+            config,
+            ledger.clone(),
+            Cursor::new(dir.join("cursor.json")),
+            sink_for(spec, &strand_id),
+            WorkerOptions::default(),
+        );
+        let entries = self.entries.clone();
+        let key = (spec.ledger_name.clone(), spec.stream_id.clone());
+        self.runtime.spawn(async move {
+            let status = worker.run().await.unwrap_or(StreamStatus::Failed);
+            let mut entries = entries.lock().expect("streams lock");
+            if let Some(entry) = entries.get_mut(&key) {
+                entry.spec.final_status = Some(status);
+                let bytes = serde_json::to_vec(&entry.spec).expect("a spec serializes");
+                if let Err(e) =
+                    quill_stream::cursor::write_atomically(&dir.join("stream.json"), &bytes)
+                {
+                    tracing::error!(stream = %key.1, "cannot record the stream's end: {e}");
+                }
+            }
+        });
+        handle
+    }
+
+    /// `StreamJournalToKinesis`.
+    pub fn create(
+        &self,
+        ledger_name: &str,
+        ledger: &Ledger,
+        body: &[u8],
+        region: &str,
+        account_id: &str,
+    ) -> Result<Value, ApiError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct KinesisConfiguration {
+            stream_arn: String,
+            aggregation_enabled: Option<bool>,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Request {
+            role_arn: String,
+            inclusive_start_time: f64,
+            exclusive_end_time: Option<f64>,
+            kinesis_configuration: KinesisConfiguration,
+            stream_name: String,
+            #[serde(default)]
+            tags: BTreeMap<String, Option<String>>,
+        }
+        let request: Request =
+            serde_json::from_slice(if body.is_empty() { b"{}" } else { body })
+                .map_err(|e| ApiError::invalid_parameter(format!("Invalid request: {e}")))?;
+        validate_stream_name(&request.stream_name)?;
+        for (what, arn) in [
+            ("RoleArn", &request.role_arn),
+            (
+                "KinesisConfiguration.StreamArn",
+                &request.kinesis_configuration.stream_arn,
+            ),
+        ] {
+            if !ARN_CHARS.contains(&arn.chars().count()) || !arn.starts_with("arn:") {
+                return Err(ApiError::invalid_parameter(format!(
+                    "{what} must be an ARN of 20-1600 characters"
+                )));
+            }
+        }
+        if kinesis_region(&request.kinesis_configuration.stream_arn).is_none() {
+            return Err(ApiError::invalid_parameter(
+                "KinesisConfiguration.StreamArn must be arn:aws:kinesis:<region>:<account>:stream/<name>",
+            ));
+        }
+        let now = now_seconds();
+        if request.inclusive_start_time > now {
+            return Err(ApiError::invalid_parameter(
+                "InclusiveStartTime cannot be in the future",
+            ));
+        }
+        if request
+            .exclusive_end_time
+            .is_some_and(|end| end <= request.inclusive_start_time)
+        {
+            return Err(ApiError::invalid_parameter(
+                "ExclusiveEndTime must be after InclusiveStartTime",
+            ));
+        }
+        let stream_id = new_id();
+        let spec = StreamSpec {
+            ledger_name: ledger_name.to_owned(),
+            arn: format!("arn:aws:qldb:{region}:{account_id}:stream/{ledger_name}/{stream_id}"),
+            stream_id: stream_id.clone(),
+            stream_name: request.stream_name,
+            role_arn: request.role_arn,
+            kinesis_stream_arn: request.kinesis_configuration.stream_arn,
+            aggregation_enabled: request
+                .kinesis_configuration
+                .aggregation_enabled
+                .unwrap_or(true),
+            creation_time: now,
+            inclusive_start_time: request.inclusive_start_time,
+            exclusive_end_time: request.exclusive_end_time,
+            tags: request
+                .tags
+                .into_iter()
+                .map(|(k, v)| (k, v.unwrap_or_default()))
+                .collect(),
+            final_status: None,
+        };
+        let dir = self.dir(&spec);
+        std::fs::create_dir_all(&dir).map_err(internal)?;
+        let bytes = serde_json::to_vec(&spec).expect("a spec serializes");
+        quill_stream::cursor::write_atomically(&dir.join("stream.json"), &bytes)
+            .map_err(internal)?;
+        let handle = self.start(&spec, ledger);
+        self.entries.lock().expect("streams lock").insert(
+            (ledger_name.to_owned(), stream_id.clone()),
+            Entry {
+                spec,
+                handle: Some(handle),
+            },
+        );
+        Ok(json!({ "StreamId": stream_id }))
+    }
+
+    fn not_found(ledger_name: &str, stream_id: &str) -> ApiError {
+        ApiError::new(
+            ErrorKind::ResourceNotFound,
+            format!("Journal stream {stream_id} does not exist in ledger {ledger_name}"),
+        )
+    }
+
+    fn remove_ledger(&self, ledger_name: &str) {
+        let mut entries = self.entries.lock().expect("streams lock");
+        entries.retain(|(name, _), entry| {
+            if name != ledger_name {
+                return true;
+            }
+            if let Some(handle) = &entry.handle {
+                handle.cancel();
+            }
+            false
+        });
+        let dir = self.root.join(ledger_name);
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(?dir, "cannot remove a deleted ledger's streams: {e}");
+            }
+        }
+    }
+
+    /// `DescribeJournalKinesisStream`.
+    pub fn describe(&self, ledger_name: &str, stream_id: &str) -> Result<Value, ApiError> {
+        let entries = self.entries.lock().expect("streams lock");
+        let entry = entries
+            .get(&(ledger_name.to_owned(), stream_id.to_owned()))
+            .ok_or_else(|| Self::not_found(ledger_name, stream_id))?;
+        Ok(json!({ "Stream": description(entry) }))
+    }
+
+    /// `ListJournalKinesisStreamsForLedger`: by stream id, `max_results` per page.
+    pub fn list(&self, ledger_name: &str, query: &[(String, String)]) -> Result<Value, ApiError> {
+        let max_results = match query.iter().find(|(n, _)| n == "max_results") {
+            None => LIST_RESULTS_MAX,
+            Some((_, value)) => value
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=LIST_RESULTS_MAX).contains(n))
+                .ok_or_else(|| ApiError::invalid_parameter("max_results must be 1-100"))?,
+        };
+        let after = query
+            .iter()
+            .find(|(n, _)| n == "next_token")
+            .map(|(_, token)| {
+                token
+                    .strip_prefix("next")
+                    .filter(|id| quill_ledger::is_valid_id(id))
+                    .map(str::to_owned)
+                    .ok_or_else(|| ApiError::invalid_parameter("next_token is not valid"))
+            })
+            .transpose()?;
+        let entries = self.entries.lock().expect("streams lock");
+        let streams: Vec<&Entry> = entries
+            .iter()
+            .filter(|((name, id), _)| {
+                name == ledger_name && after.as_ref().is_none_or(|after| id > after)
+            })
+            .map(|(_, entry)| entry)
+            .collect();
+        let page: Vec<Value> = streams
+            .iter()
+            .take(max_results)
+            .map(|e| description(e))
+            .collect();
+        let mut reply = json!({ "Streams": page });
+        if streams.len() > max_results {
+            reply["NextToken"] = json!(format!("next{}", streams[max_results - 1].spec.stream_id));
+        }
+        Ok(reply)
+    }
+
+    /// `CancelJournalKinesisStream`: only a running stream can be cancelled.
+    pub fn cancel(&self, ledger_name: &str, stream_id: &str) -> Result<Value, ApiError> {
+        let entries = self.entries.lock().expect("streams lock");
+        let entry = entries
+            .get(&(ledger_name.to_owned(), stream_id.to_owned()))
+            .ok_or_else(|| Self::not_found(ledger_name, stream_id))?;
+        match (&entry.handle, entry.spec.final_status) {
+            (Some(handle), None) if !handle.progress().status.is_terminal() => {
+                handle.cancel();
+                Ok(json!({ "StreamId": stream_id }))
+            }
+            _ => Err(ApiError::new(
+                ErrorKind::ResourcePreconditionNotMet,
+                format!("Journal stream {stream_id} is not active and cannot be canceled"),
+            )),
+        }
+    }
+
+    /// Prometheus lines for the running streams: lag in blocks and seconds, and whether each
+    /// is impaired.
+    pub fn render_metrics(&self) -> String {
+        let entries = self.entries.lock().expect("streams lock");
+        let mut text = String::from(
+            "# TYPE quill_stream_blocks_behind gauge\n\
+             # TYPE quill_stream_seconds_behind gauge\n\
+             # TYPE quill_stream_impaired gauge\n",
+        );
+        for ((ledger, id), entry) in entries.iter() {
+            let Some(progress) = entry.handle.as_ref().map(|h| h.progress()) else {
+                continue;
+            };
+            if progress.status.is_terminal() {
+                continue;
+            }
+            let labels = format!("ledger=\"{ledger}\",stream=\"{id}\"");
+            text.push_str(&format!(
+                "quill_stream_blocks_behind{{{labels}}} {}\n\
+                 quill_stream_seconds_behind{{{labels}}} {:.3}\n\
+                 quill_stream_impaired{{{labels}}} {}\n",
+                progress.blocks_behind,
+                progress.millis_behind as f64 / 1000.0,
+                u8::from(progress.status == StreamStatus::Impaired),
+            ));
+        }
+        text
+    }
+}
+
+fn description(entry: &Entry) -> Value {
+    let spec = &entry.spec;
+    let progress = entry.handle.as_ref().map(|h| h.progress());
+    let status = spec
+        .final_status
+        .or(progress.as_ref().map(|p| p.status))
+        .unwrap_or(StreamStatus::Active);
+    let mut description = json!({
+        "LedgerName": spec.ledger_name,
+        "CreationTime": spec.creation_time,
+        "InclusiveStartTime": spec.inclusive_start_time,
+        "RoleArn": spec.role_arn,
+        "StreamId": spec.stream_id,
+        "Arn": spec.arn,
+        "Status": status.as_str(),
+        "KinesisConfiguration": {
+            "StreamArn": spec.kinesis_stream_arn,
+            "AggregationEnabled": spec.aggregation_enabled,
+        },
+        "StreamName": spec.stream_name,
+    });
+    if let Some(end) = spec.exclusive_end_time {
+        description["ExclusiveEndTime"] = json!(end);
+    }
+    if let Some(progress) = progress {
+        if let Some(cause) = progress
+            .error_cause
+            .filter(|_| !status.is_terminal() || status == StreamStatus::Failed)
+        {
+            description["ErrorCause"] = json!(cause.as_str());
+        }
+        // Quill extension (SDKs ignore unknown members): how far behind the journal it is.
+        description["QuillDelivery"] = json!({
+            "LastDeliveredBlock": progress.last_delivered_block,
+            "BlocksBehind": progress.blocks_behind,
+            "SecondsBehind": progress.millis_behind as f64 / 1000.0,
+            "LastError": progress.last_error,
+        });
+    }
+    description
+}
+
+/// QLDB's `StreamName`: 1-32 letters, digits and hyphens, not all digits, no leading,
+/// trailing or double hyphen.
+fn validate_stream_name(name: &str) -> Result<(), ApiError> {
+    let valid = (1..=STREAM_NAME_MAX_CHARS).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !name.bytes().all(|b| b.is_ascii_digit())
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && !name.contains("--");
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_parameter(format!(
+            "StreamName {name:?} must be 1-32 letters, digits and single inner hyphens, not all digits"
+        )))
+    }
+}
+
+/// After a successful control-plane request: a deleted ledger's streams are cancelled and
+/// forgotten, so a new ledger of the same name starts with none.
+pub fn ledger_request_done(streams: &Streams, request: &crate::control::ControlRequest<'_>) {
+    let segments: Vec<&str> = request.path.trim_matches('/').split('/').collect();
+    if let ("DELETE", ["ledgers", name]) = (request.method, segments.as_slice()) {
+        if let Ok(name) = String::from_utf8(crate::sigv4::percent_decode(name)) {
+            streams.remove_ledger(&name);
+        }
+    }
+}
+
+/// Routes `/ledgers/{name}/journal-kinesis-streams[/{streamId}]`; `None` for other paths.
+pub fn route(
+    streams: &Streams,
+    registry: &crate::registry::Registry,
+    request: &crate::control::ControlRequest<'_>,
+    region: &str,
+    account_id: &str,
+) -> Option<Result<(u16, Value), ApiError>> {
+    let segments: Vec<&str> = request.path.trim_matches('/').split('/').collect();
+    let ["ledgers", name, "journal-kinesis-streams", rest @ ..] = segments.as_slice() else {
+        return None;
+    };
+    let decode = |s: &str| {
+        String::from_utf8(crate::sigv4::percent_decode(s))
+            .map_err(|_| ApiError::invalid_parameter("Path is not valid UTF-8"))
+    };
+    let outcome = (|| {
+        let name = decode(name)?;
+        let (ledger, _) = registry.get(&name)?;
+        match (request.method, rest) {
+            ("POST", []) => streams.create(&name, &ledger, request.body, region, account_id),
+            ("GET", []) => {
+                let query: Vec<(String, String)> = request
+                    .query
+                    .split('&')
+                    .filter(|p| !p.is_empty())
+                    .map(|p| {
+                        let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                        Ok((decode(k)?, decode(v)?))
+                    })
+                    .collect::<Result<_, ApiError>>()?;
+                streams.list(&name, &query)
+            }
+            ("GET", [id]) => streams.describe(&name, &decode(id)?),
+            ("DELETE", [id]) => streams.cancel(&name, &decode(id)?),
+            _ => Err(ApiError::new(
+                ErrorKind::UnknownOperation,
+                "No such journal stream operation",
+            )),
+        }
+    })();
+    Some(outcome.map(|value| (200, value)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_names_follow_qldb_rules() {
+        for good in ["a", "my-stream", "s3", &"x".repeat(32)] {
+            assert!(validate_stream_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", "-a", "a-", "a--b", "123", "a_b", &"x".repeat(33)] {
+            assert!(validate_stream_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn kinesis_arns_name_their_region() {
+        assert_eq!(
+            kinesis_region("arn:aws:kinesis:eu-west-1:123456789012:stream/journal"),
+            Some("eu-west-1")
+        );
+        assert_eq!(kinesis_region("arn:aws:kinesis:eu-west-1:1:table/x"), None);
+        assert_eq!(kinesis_region("arn:aws:sqs:eu-west-1:1:stream/x"), None);
+    }
+}
