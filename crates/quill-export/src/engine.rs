@@ -168,6 +168,34 @@ fn first_block_at(ledger: &Ledger, blocks: u64, millis: i64) -> Result<u64> {
     Ok(low)
 }
 
+/// When the ledger was created: its genesis block's time (UTC ms).
+pub fn ledger_creation_millis(ledger: &Ledger) -> Result<i64> {
+    block_millis(&ledger.block(0)?)
+}
+
+/// QLDB's time-range rules for an export request: the start must be before the end, the end
+/// no later than `now_millis`; a start before the ledger's creation becomes its creation time.
+/// Returns the start to use.
+pub fn check_time_range(
+    ledger: &Ledger,
+    start_millis: i64,
+    end_millis: i64,
+    now_millis: i64,
+) -> Result<i64> {
+    if start_millis >= end_millis {
+        return Err(ExportError::InvalidInput(
+            "The InclusiveStartTime must be before the ExclusiveEndTime".into(),
+        ));
+    }
+    if end_millis > now_millis {
+        return Err(ExportError::InvalidInput(
+            "The ExclusiveEndTime must be less than or equal to the current UTC date and time"
+                .into(),
+        ));
+    }
+    Ok(start_millis.max(ledger_creation_millis(ledger)?))
+}
+
 /// The sequence numbers of the blocks committed in `[start, end)` (UTC ms).
 pub fn block_range(ledger: &Ledger, start_millis: i64, end_millis: i64) -> Result<Range<u64>> {
     let blocks = ledger.digest().tip.sequence_no + 1;

@@ -64,6 +64,14 @@ pub fn millis_timestamp(millis: i64) -> Result<Timestamp> {
         .build()?)
 }
 
+/// Now, in UTC milliseconds since the epoch.
+pub fn now_millis() -> i64 {
+    match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => d.as_millis() as i64,
+        Err(e) => -(e.duration().as_millis() as i64),
+    }
+}
+
 /// `yyyy/mm/dd/hh` of `millis` in UTC: the folder of a data object.
 pub fn hour_folder(millis: i64) -> String {
     let (year, month, day) = civil_from_days(millis.div_euclid(MILLIS_PER_DAY));

@@ -7,12 +7,14 @@
 //! - `shell` ([`shell`]): an interactive PartiQL shell, embedded or against an endpoint
 //!   ([`client`] speaks the QLDB session protocol);
 //! - `verify`, `ledger`, `digest`, `revision` ([`admin`]): embedded administration and audits;
+//! - `export` ([`export`]): a journal export in QLDB's S3 layout (`quill-export`);
 //! - `bench`: benchmarks (owned by the benchmark module).
 
 mod admin;
 mod args;
 mod bench;
 mod client;
+mod export;
 mod render;
 mod serve;
 mod shell;
@@ -81,6 +83,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ledger(command) => admin::ledger(command),
         Command::Digest(target) => admin::digest(&target.check()?),
         Command::Revision(raw) => admin::revision(&raw.check()?),
+        Command::Export(raw) => export::run(&raw.check()?),
         Command::Bench(bench_args) => bench::run(bench_args),
     }
 }
