@@ -34,6 +34,7 @@
 pub mod control;
 pub mod data_plane;
 pub mod error;
+pub mod exports;
 pub mod ion_codec;
 pub mod limits;
 pub mod metrics;

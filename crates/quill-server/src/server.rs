@@ -83,6 +83,7 @@ pub async fn bind(
     let registry = tokio::task::spawn_blocking(move || Registry::open(&data_dir, options))
         .await
         .map_err(|e| ServerError::Internal(e.to_string()))??;
+    crate::exports::resume(&registry);
     let metrics = Arc::new(Metrics::default());
     let state = Arc::new(AppState {
         registry: Arc::new(registry),
