@@ -155,6 +155,13 @@ fn save(store: &ExportStore, record: &ExportRecord) {
     }
 }
 
+fn cancel(store: &ExportStore, mut record: ExportRecord, reason: String) {
+    tracing::error!(export = %record.export_id, %reason, "export cancelled");
+    record.status = ExportStatus::Cancelled;
+    record.cancellation_reason = Some(reason);
+    save(store, &record);
+}
+
 /// Writes the export's data objects and completed manifest, then records the outcome.
 fn finish(ledger: &Ledger, store: &ExportStore, mut record: ExportRecord, sink: &dyn ObjectSink) {
     let outcome = record.spec().and_then(|spec| {
@@ -438,7 +445,7 @@ pub fn resume(registry: &Registry) {
                 continue;
             }
         };
-        for mut record in records
+        for record in records
             .into_iter()
             .filter(|r| r.status == ExportStatus::InProgress)
         {
@@ -454,20 +461,28 @@ pub fn resume(registry: &Registry) {
                 Ok((ledger, sink)) => {
                     tracing::info!(export = %record.export_id, "resuming an interrupted export");
                     let store = ExportStore::new(&registry.ledger_dir(&control.name));
+                    // The started manifest again too: rewriting the same objects is harmless,
+                    // and the export then stands whole whatever the crash cut.
                     let spawned = std::thread::Builder::new()
                         .name(format!("export-{}", record.export_id))
-                        .spawn(move || finish(&ledger, &store, record, sink.as_ref()));
+                        .spawn(move || {
+                            let started = record
+                                .spec()
+                                .and_then(|spec| write_started_manifest(&spec, sink.as_ref()));
+                            match started {
+                                Ok(()) => finish(&ledger, &store, record, sink.as_ref()),
+                                Err(error) => cancel(&store, record, error.to_string()),
+                            }
+                        });
                     if let Err(error) = spawned {
                         tracing::error!(%error, "cannot start an export thread");
                     }
                 }
-                Err(reason) => {
-                    record.status = ExportStatus::Cancelled;
-                    record.cancellation_reason = Some(format!(
-                        "interrupted by a restart and not resumable: {reason}"
-                    ));
-                    save(&store, &record);
-                }
+                Err(reason) => cancel(
+                    &store,
+                    record,
+                    format!("interrupted by a restart and not resumable: {reason}"),
+                ),
             }
         }
     }
