@@ -25,6 +25,9 @@ pub enum ExportError {
     /// The S3 client could not be configured.
     #[error("S3 configuration: {0}")]
     S3Config(String),
+    /// An export read back does not verify.
+    #[error("export does not verify: {0}")]
+    Verification(String),
     /// A local file operation failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),

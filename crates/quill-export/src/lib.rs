@@ -12,7 +12,8 @@
 //! Modules: [`engine`] plans and runs an export over a [`quill_ledger::Ledger`] (reading blocks
 //! through its read API, so commits go on); [`format`] encodes blocks and manifests in
 //! `ION_TEXT`, `ION_BINARY` or `JSON`; [`sink`] is where objects go ([`sink::DirSink`] for a
-//! directory, [`s3::S3Sink`] for S3); [`record`] persists a control-plane export's status.
+//! directory, [`s3::S3Sink`] for S3); [`record`] persists a control-plane export's status;
+//! [`verify`] re-verifies an export read back (every block's hashes and the chain).
 
 pub mod engine;
 mod error;
@@ -21,6 +22,7 @@ pub mod record;
 pub mod s3;
 pub mod sink;
 pub mod time;
+pub mod verify;
 
 pub use engine::{run_export, write_started_manifest, ExportOptions, ExportSpec, ExportSummary};
 pub use error::{ExportError, Result};

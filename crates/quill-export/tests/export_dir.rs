@@ -8,6 +8,7 @@ use base64::Engine as _;
 use ion_rs::Element;
 use quill_export::engine::{block_range, new_export_id};
 use quill_export::format::to_json;
+use quill_export::verify::{completed_manifests, verify_export};
 use quill_export::{
     run_export, write_started_manifest, DirSink, ExportOptions, ExportSpec, OutputFormat,
 };
@@ -195,6 +196,30 @@ fn whole_journal_in_every_format_reverifies() {
         assert!(summary.keys.len() > 3, "{format:?}: {:?}", summary.keys);
         let sequence = check_export(out.path(), &spec, &ledger);
         assert_eq!(sequence, (0..BLOCKS).collect::<Vec<_>>(), "{format:?}");
+
+        let manifests = completed_manifests(out.path()).unwrap();
+        assert_eq!(manifests.len(), 1);
+        let verified = verify_export(out.path(), &manifests[0]).unwrap();
+        assert_eq!(verified.blocks, BLOCKS);
+        assert_eq!(verified.range, Some((0, BLOCKS - 1)));
+        assert_eq!(verified.objects, summary.keys.len());
+
+        // One changed byte in a hash anywhere breaks verification.
+        let victim = out.path().join(&summary.keys[1]);
+        let mut bytes = fs::read(&victim).unwrap();
+        let at = match format {
+            Some(OutputFormat::Json) => {
+                let text = String::from_utf8(bytes.clone()).unwrap();
+                text.find("\"blockHash\":\"").unwrap() + 14
+            }
+            _ => bytes.len() / 2,
+        };
+        bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+        fs::write(&victim, bytes).unwrap();
+        assert!(
+            verify_export(out.path(), &manifests[0]).is_err(),
+            "{format:?}"
+        );
     }
 }
 

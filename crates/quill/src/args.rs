@@ -44,6 +44,9 @@ pub enum Command {
     Revision(RevisionArgs),
     /// Export a ledger's journal in QLDB's S3 export layout, to a directory or s3://bucket/prefix.
     Export(ExportArgs),
+    /// Re-verify journal exports in a directory (a `quill export --to` directory, or a bucket
+    /// copied locally): every block's hashes and the chain, for each completed manifest.
+    VerifyExport(VerifyExportArgs),
     /// Benchmarks.
     Bench(BenchArgs),
 }
@@ -263,6 +266,13 @@ pub struct ExportArgs {
     /// Exclusive end, ISO 8601, not in the future; default: now.
     #[arg(long)]
     pub end: Option<String>,
+}
+
+/// `quill verify-export`.
+#[derive(Args, Debug)]
+pub struct VerifyExportArgs {
+    /// The directory the export's keys are relative to.
+    pub dir: PathBuf,
 }
 
 /// A checked `quill export`.

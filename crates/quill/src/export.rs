@@ -1,5 +1,6 @@
 //! `quill export`: a journal export of a ledger in a data directory, to a local directory or
-//! to `s3://bucket/prefix`, in QLDB's layout (see `quill-export`).
+//! to `s3://bucket/prefix`, in QLDB's layout (see `quill-export`); `quill verify-export`
+//! re-verifies exports read back.
 
 use std::time::Instant;
 
@@ -15,6 +16,7 @@ use quill_export::{
 
 use crate::admin::open_ledger;
 use crate::args::ExportRequest;
+use crate::CorruptionFound;
 
 /// Where `--to` points.
 enum Destination {
@@ -114,6 +116,40 @@ pub fn run(request: &ExportRequest) -> anyhow::Result<()> {
         "completed manifest: {}",
         spec.completed_manifest_key(ledger.strand_id())
     );
+    Ok(())
+}
+
+/// `quill verify-export DIR`: verifies every export under `dir`; a block that does not verify
+/// is [`CorruptionFound`].
+pub fn verify(dir: &std::path::Path) -> anyhow::Result<()> {
+    let manifests = quill_export::verify::completed_manifests(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?;
+    anyhow::ensure!(
+        !manifests.is_empty(),
+        "no *.completed.manifest under {}",
+        dir.display()
+    );
+    for manifest in manifests {
+        match quill_export::verify::verify_export(dir, &manifest) {
+            Ok(verified) => {
+                let range = verified
+                    .range
+                    .map_or("none".to_owned(), |(a, b)| format!("{a}-{b}"));
+                println!(
+                    "verified {} blocks (sequence numbers {range}) in {} objects: {}",
+                    verified.blocks,
+                    verified.objects,
+                    manifest.display()
+                );
+            }
+            Err(quill_export::ExportError::Verification(detail)) => {
+                return Err(CorruptionFound(format!("{}: {detail}", manifest.display())).into())
+            }
+            Err(other) => {
+                return Err(anyhow::Error::new(other).context(format!("{}", manifest.display())))
+            }
+        }
+    }
     Ok(())
 }
 

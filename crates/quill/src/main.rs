@@ -7,7 +7,8 @@
 //! - `shell` ([`shell`]): an interactive PartiQL shell, embedded or against an endpoint
 //!   ([`client`] speaks the QLDB session protocol);
 //! - `verify`, `ledger`, `digest`, `revision` ([`admin`]): embedded administration and audits;
-//! - `export` ([`export`]): a journal export in QLDB's S3 layout (`quill-export`);
+//! - `export`, `verify-export` ([`export`]): a journal export in QLDB's S3 layout
+//!   (`quill-export`), and its re-verification;
 //! - `bench`: benchmarks (owned by the benchmark module).
 
 mod admin;
@@ -84,6 +85,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Digest(target) => admin::digest(&target.check()?),
         Command::Revision(raw) => admin::revision(&raw.check()?),
         Command::Export(raw) => export::run(&raw.check()?),
+        Command::VerifyExport(raw) => export::verify(&raw.dir),
         Command::Bench(bench_args) => bench::run(bench_args),
     }
 }

@@ -295,6 +295,13 @@ fn export_writes_a_verifiable_journal_to_a_directory() {
             format,
         ]);
         assert!(report.contains("exported 4 blocks"), "{report}");
+        let output = work.quill(&["verify-export", out.to_str().unwrap()]);
+        let verified = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{output:?}");
+        assert!(
+            verified.contains("verified 4 blocks (sequence numbers 0-3) in 1 objects"),
+            "{verified}"
+        );
         let blocks = exported_ion_blocks(&out);
         assert_eq!(blocks.len(), 4);
         let mut previous = None;
@@ -308,6 +315,19 @@ fn export_writes_a_verifiable_journal_to_a_directory() {
             previous = Some(hash);
         }
     }
+
+    // A block whose hash no longer verifies: exit status 3, as `quill verify` does.
+    let out = work.dir.path().join("ION_TEXT");
+    let object = walk_files(&out)
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "ion"))
+        .unwrap();
+    let text = std::fs::read_to_string(&object).unwrap();
+    let tampered = text.replacen("{a: 2}", "{a: 3}", 1);
+    assert_ne!(tampered, text);
+    std::fs::write(&object, tampered).unwrap();
+    let output = work.quill(&["verify-export", out.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(3), "{output:?}");
 
     let data_dir = work.data_dir();
     let data_dir = data_dir.to_str().unwrap();
@@ -339,4 +359,17 @@ fn export_writes_a_verifiable_journal_to_a_directory() {
         assert_eq!(output.status.code(), Some(1), "{stderr}");
         assert!(stderr.contains(message), "{stderr}");
     }
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk_files(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }
