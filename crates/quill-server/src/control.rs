@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::{ApiError, ErrorKind, Plane};
+use crate::exports;
 use crate::ion_codec::text_depth_within;
 use crate::limits::{
     LIST_RESULTS_MAX, TAGS_PER_RESOURCE_MAX, TAG_KEY_MAX_CHARS, TAG_VALUE_MAX_CHARS,
@@ -75,13 +76,13 @@ pub fn handle(
         ("GET", ["ledgers"]) => list_ledgers(context, request.query),
         (method, ["ledgers", name, rest @ ..]) => {
             let name = decode_segment(name)?;
-            ledger_operation(context, method, &name, rest, body)
+            ledger_operation(context, method, &name, rest, request.query, body)
         }
         (method, ["tags", arn]) => {
             let arn = decode_segment(arn)?;
             tags_operation(context, method, &arn, request.query, body)
         }
-        (_, ["journal-s3-exports", ..]) => Err(not_supported()),
+        ("GET", ["journal-s3-exports"]) => exports::list_journal_s3_exports(context, request.query),
         _ => Err(ApiError::new(
             ErrorKind::UnknownOperation,
             format!(
@@ -92,18 +93,12 @@ pub fn handle(
     }
 }
 
-fn not_supported() -> ApiError {
-    ApiError::new(
-        ErrorKind::NotImplemented,
-        "journal exports/streams are not supported yet",
-    )
-}
-
 fn ledger_operation(
     context: &Context<'_>,
     method: &str,
     name: &str,
     rest: &[&str],
+    query: &str,
     body: &[u8],
 ) -> Result<(u16, Value), ApiError> {
     match (method, rest) {
@@ -114,7 +109,14 @@ fn ledger_operation(
         ("POST", ["digest"]) => get_digest(context, name),
         ("POST", ["block"]) => get_block(context, name, body),
         ("POST", ["revision"]) => get_revision(context, name, body),
-        (_, ["journal-s3-exports", ..]) => Err(not_supported()),
+        ("POST", ["journal-s3-exports"]) => exports::export_journal_to_s3(context, name, body),
+        ("GET", ["journal-s3-exports"]) => {
+            exports::list_journal_s3_exports_for_ledger(context, name, query)
+        }
+        ("GET", ["journal-s3-exports", export_id]) => {
+            let export_id = decode_segment(export_id)?;
+            exports::describe_journal_s3_export(context, name, &export_id)
+        }
         _ => Err(ApiError::new(
             ErrorKind::UnknownOperation,
             "No such ledger operation",
@@ -122,7 +124,7 @@ fn ledger_operation(
     }
 }
 
-fn parse_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
+pub(crate) fn parse_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
     let body = if body.is_empty() {
         b"{}".as_slice()
     } else {
@@ -223,7 +225,7 @@ fn describe_ledger(context: &Context<'_>, name: &str) -> Result<(u16, Value), Ap
     Ok((200, describe(context, &control)))
 }
 
-fn query_pairs(query: &str) -> Vec<(String, String)> {
+pub(crate) fn query_pairs(query: &str) -> Vec<(String, String)> {
     query
         .split('&')
         .filter(|p| !p.is_empty())
@@ -273,11 +275,11 @@ fn list_ledgers(context: &Context<'_>, query: &str) -> Result<(u16, Value), ApiE
 
 /// ListLedgers' NextToken: the last name returned, hex-encoded so it meets the 4-character
 /// minimum and the token charset.
-fn encode_next_token(last_name: &str) -> String {
+pub(crate) fn encode_next_token(last_name: &str) -> String {
     format!("next{}", hex::encode(last_name))
 }
 
-fn decode_next_token(token: &str) -> Result<String, ApiError> {
+pub(crate) fn decode_next_token(token: &str) -> Result<String, ApiError> {
     token
         .strip_prefix("next")
         .and_then(|h| hex::decode(h).ok())
@@ -647,8 +649,17 @@ mod tests {
         let registry = Registry::open(dir.path(), Default::default()).unwrap();
         let error = run(&registry, "PUT", "/ledgers/x/nothing", "").unwrap_err();
         assert_eq!(error.kind, ErrorKind::UnknownOperation);
+        // Streams are routed by the server before this module (see `crate::streams`).
+        let error = run(
+            &registry,
+            "POST",
+            "/ledgers/x/journal-kinesis-streams",
+            "{}",
+        )
+        .unwrap_err();
+        assert_eq!(error.kind, ErrorKind::UnknownOperation);
         let error = run(&registry, "POST", "/ledgers/x/journal-s3-exports", "{}").unwrap_err();
-        assert_eq!(error.kind.status(), 501);
+        assert_eq!(error.kind, ErrorKind::InvalidParameter);
         let error = run(&registry, "GET", "/ledgers/missing", "").unwrap_err();
         assert_eq!(error.kind, ErrorKind::ResourceNotFound);
         let error = run(

@@ -45,6 +45,7 @@
 pub mod control;
 pub mod data_plane;
 pub mod error;
+pub mod exports;
 pub mod ion_codec;
 pub mod journal_events;
 pub mod kinesis;

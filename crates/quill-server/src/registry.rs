@@ -248,6 +248,11 @@ impl Registry {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// The directory of the ledger named `name` (`<data_dir>/ledgers/<name>`).
+    pub fn ledger_dir(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
     /// Number of ledgers (ready or being created).
     pub fn len(&self) -> usize {
         self.lock().len()

@@ -142,6 +142,7 @@ pub async fn bind(
             streams.resume(&ledger.name, &handle);
         }
     }
+    crate::exports::resume(&registry);
     let metrics = Arc::new(Metrics::default());
     let state = Arc::new(AppState {
         streams: Arc::new(streams),

@@ -135,11 +135,19 @@ async fn ledger_lifecycle_with_deletion_protection() {
     let reply = control(
         address,
         "POST",
+        "/ledgers/books/journal-kinesis-streams",
+        json!({}),
+    )
+    .await;
+    assert_eq!(reply.error(), "ResourceNotFoundException");
+    let reply = control(
+        address,
+        "POST",
         "/ledgers/books/journal-s3-exports",
         json!({}),
     )
     .await;
-    assert_eq!(reply.status, 501);
+    assert_eq!(reply.error(), "InvalidParameterException");
     server.shutdown().await;
 }
 

@@ -43,6 +43,11 @@ pub enum Command {
     Digest(LedgerTargetArgs),
     /// Print a document revision with its proof, and verify the proof locally.
     Revision(RevisionArgs),
+    /// Export a ledger's journal in QLDB's S3 export layout, to a directory or s3://bucket/prefix.
+    Export(ExportArgs),
+    /// Re-verify journal exports in a directory (a `quill export --to` directory, or a bucket
+    /// copied locally): every block's hashes and the chain, for each completed manifest.
+    VerifyExport(VerifyExportArgs),
     /// Benchmarks.
     Bench(BenchArgs),
     /// A witness for transparency logs (C2SP tlog-witness).
@@ -313,6 +318,64 @@ pub struct TailArgs {
     /// Region to sign requests for (when AWS credentials are set).
     #[arg(long, default_value = "us-east-1")]
     pub region: String,
+}
+
+/// `quill export`.
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub target: LedgerTargetArgs,
+    /// A directory, or `s3://bucket/prefix` (endpoint and credentials as the AWS SDKs take
+    /// them: AWS_ENDPOINT_URL_S3, AWS_ACCESS_KEY_ID, ~/.aws/credentials, AWS_REGION, ...).
+    #[arg(long)]
+    pub to: String,
+    /// ION_TEXT (default), ION_BINARY or JSON (JSON Lines).
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Inclusive start, ISO 8601 (e.g. 2019-06-13T21:36:34Z); default: the ledger's creation.
+    #[arg(long)]
+    pub start: Option<String>,
+    /// Exclusive end, ISO 8601, not in the future; default: now.
+    #[arg(long)]
+    pub end: Option<String>,
+}
+
+/// `quill verify-export`.
+#[derive(Args, Debug)]
+pub struct VerifyExportArgs {
+    /// The directory the export's keys are relative to.
+    pub dir: PathBuf,
+}
+
+/// A checked `quill export`.
+#[derive(Debug)]
+pub struct ExportRequest {
+    /// The ledger.
+    pub target: LedgerTarget,
+    /// `--to`.
+    pub to: String,
+    /// `--format`, unparsed.
+    pub format: Option<String>,
+    /// `--start`, unparsed.
+    pub start: Option<String>,
+    /// `--end`, unparsed.
+    pub end: Option<String>,
+}
+
+impl ExportArgs {
+    /// Checks the ledger name and that `--to` is not empty.
+    pub fn check(self) -> anyhow::Result<ExportRequest> {
+        if self.to.is_empty() {
+            bail!("--to must name a directory or s3://bucket/prefix");
+        }
+        Ok(ExportRequest {
+            target: self.target.check()?,
+            to: self.to,
+            format: self.format,
+            start: self.start,
+            end: self.end,
+        })
+    }
 }
 
 /// `quill shell`.

@@ -7,14 +7,18 @@
 //! - `shell` ([`shell`]): an interactive PartiQL shell, embedded or against an endpoint
 //!   ([`client`] speaks the QLDB session protocol);
 //! - `verify`, `ledger`, `digest`, `revision` ([`admin`]): embedded administration and audits;
-//! - `bench`: benchmarks (owned by the benchmark module);
-//! - `witness`, `log-key`, `verify-proof` ([`tlog`]): a C2SP tlog-witness server, a ledger
-//!   log's key, and the offline check of a block's transparency log proof.
+//! - `export`, `verify-export` ([`export`]): a journal export in QLDB's S3 layout
+//!   (`quill-export`), and its re-verification;
+//! - `witness`, `log-key`, `verify-proof`, `log-proof` ([`tlog`]): a C2SP tlog-witness server,
+//!   a ledger log's key, and transparency log proofs (the offline check included);
+//! - `tail` ([`tail`]): a served ledger's journal as it is committed;
+//! - `bench`: benchmarks (owned by the benchmark module).
 
 mod admin;
 mod args;
 mod bench;
 mod client;
+mod export;
 mod http;
 mod render;
 mod serve;
@@ -86,6 +90,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ledger(command) => admin::ledger(command),
         Command::Digest(target) => admin::digest(&target.check()?),
         Command::Revision(raw) => admin::revision(&raw.check()?),
+        Command::Export(raw) => export::run(&raw.check()?),
+        Command::VerifyExport(raw) => export::verify(&raw.dir),
         Command::Bench(bench_args) => bench::run(bench_args),
         Command::Witness(command) => tlog::run(command),
         Command::LogKey(args) => tlog::log_key(args),

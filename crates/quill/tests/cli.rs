@@ -431,3 +431,119 @@ fn the_shell_speaks_https_and_signs_with_sigv4() {
         assert!(stderr.contains(expected), "{expected}: {stderr}");
     }
 }
+
+/// Reads a directory export back through its completed manifest: every block, in order.
+fn exported_ion_blocks(out: &Path) -> Vec<ion_rs::Element> {
+    let manifest = std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".completed.manifest"))
+        .expect("a completed manifest");
+    let manifest = ion_rs::Element::read_one(std::fs::read(manifest).unwrap()).unwrap();
+    let keys = manifest.as_struct().unwrap().get("keys").unwrap();
+    let mut blocks = Vec::new();
+    for key in keys.as_sequence().unwrap().elements() {
+        let bytes = std::fs::read(out.join(key.as_string().unwrap())).unwrap();
+        blocks.extend(ion_rs::Element::read_all(bytes).unwrap());
+    }
+    blocks
+}
+
+#[test]
+fn export_writes_a_verifiable_journal_to_a_directory() {
+    let work = Workspace::new();
+    work.ok(&["ledger", "create", "books"]);
+    work.shell(
+        "books",
+        "CREATE TABLE T; INSERT INTO T {'a': 1, 'note': '} {'}; INSERT INTO T {'a': 2};",
+    );
+    for format in ["ION_TEXT", "ion-binary"] {
+        let out = work.dir.path().join(format);
+        let report = work.ok(&[
+            "export",
+            "--ledger",
+            "books",
+            "--to",
+            out.to_str().unwrap(),
+            "--format",
+            format,
+        ]);
+        assert!(report.contains("exported 4 blocks"), "{report}");
+        let output = work.quill(&["verify-export", out.to_str().unwrap()]);
+        let verified = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{output:?}");
+        assert!(
+            verified.contains("verified 4 blocks (sequence numbers 0-3) in 1 objects"),
+            "{verified}"
+        );
+        let blocks = exported_ion_blocks(&out);
+        assert_eq!(blocks.len(), 4);
+        let mut previous = None;
+        for block in &blocks {
+            let hash = quill_verify::verify_quill_block(block).unwrap();
+            let claimed = block.as_struct().unwrap().get("previousBlockHash");
+            assert_eq!(
+                claimed.and_then(|h| h.as_blob()).map(<[u8]>::to_vec),
+                previous.map(|h: quill_verify::Hash| h.0.to_vec())
+            );
+            previous = Some(hash);
+        }
+    }
+
+    // A block whose hash no longer verifies: exit status 3, as `quill verify` does.
+    let out = work.dir.path().join("ION_TEXT");
+    let object = walk_files(&out)
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "ion"))
+        .unwrap();
+    let text = std::fs::read_to_string(&object).unwrap();
+    let tampered = text.replacen("{a: 2}", "{a: 3}", 1);
+    assert_ne!(tampered, text);
+    std::fs::write(&object, tampered).unwrap();
+    let output = work.quill(&["verify-export", out.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(3), "{output:?}");
+
+    let data_dir = work.data_dir();
+    let data_dir = data_dir.to_str().unwrap();
+    for (bad, message) in [
+        (vec!["--format", "CSV"], "unknown output format"),
+        (vec!["--end", "2999-01-01T00:00:00Z"], "ExclusiveEndTime"),
+        (
+            vec![
+                "--start",
+                "2020-01-02T00:00:00Z",
+                "--end",
+                "2020-01-01T00:00:00Z",
+            ],
+            "InclusiveStartTime must be before",
+        ),
+    ] {
+        let mut args = vec![
+            "export",
+            "--ledger",
+            "books",
+            "--data-dir",
+            data_dir,
+            "--to",
+            "x",
+        ];
+        args.extend(bad);
+        let output = work.quill(&args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(message), "{stderr}");
+    }
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk_files(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}

@@ -6,7 +6,9 @@
 //! - `ledger`: commit latency/throughput, lookups, scans, proofs, crash recovery, memory.
 //! - `wire`: QLDB `SendCommand` transactions over HTTP/1.1 against a server.
 //! - `workload`: one line `tx_per_sec=…` for a fixed insert or update workload.
+//! - `export`: journal export rate per output format while a writer commits.
 
+mod export;
 mod ledger;
 mod load;
 mod recovery;
@@ -32,6 +34,8 @@ pub enum BenchCommand {
     Wire(wire::WireArgs),
     /// Fixed insert/update workload printing one machine-readable line (for pg_compare.sh).
     Workload(workload::WorkloadArgs),
+    /// Journal export rate in every output format, with commits going on meanwhile.
+    Export(export::ExportBenchArgs),
 }
 
 /// Runs the selected benchmark and prints its figures.
@@ -40,6 +44,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Ledger(args) => ledger::run(args),
         BenchCommand::Wire(args) => wire::run(args),
         BenchCommand::Workload(args) => workload::run(args),
+        BenchCommand::Export(args) => export::run(args),
     }
 }
 
