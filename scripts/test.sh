@@ -28,7 +28,12 @@ fi
 # Benchmarks print figures and are run on demand (`cargo bench`, `quill bench`); here they are
 # only compiled, so they cannot rot.
 echo "== cargo test --workspace (lib, bins, tests)"
-cargo test --workspace --lib --bins --tests
+# The serializability checker runs on its own below, so its counts are printed.
+serializability=a_mixed_concurrent_workload_is_serializable
+cargo test --workspace --lib --bins --tests -- --skip "$serializability"
+
+echo "== serializability checker (10,000+ transactions; prints its counts)"
+cargo test -p quill-ledger --test serializability "$serializability" -- --exact --nocapture
 
 echo "== cargo build --workspace --benches (compile only)"
 cargo build --workspace --benches
