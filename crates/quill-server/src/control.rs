@@ -239,20 +239,30 @@ pub(crate) fn query_pairs(query: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn list_ledgers(context: &Context<'_>, query: &str) -> Result<(u16, Value), ApiError> {
-    let pairs = query_pairs(query);
-    let max_results = match pairs.iter().find(|(n, _)| n == "max_results") {
-        None => LIST_RESULTS_MAX,
+/// A list call's `max_results` (1-100, default 100).
+pub(crate) fn max_results(pairs: &[(String, String)]) -> Result<usize, ApiError> {
+    match pairs.iter().find(|(n, _)| n == "max_results") {
+        None => Ok(LIST_RESULTS_MAX),
         Some((_, value)) => value
             .parse::<usize>()
             .ok()
             .filter(|n| (1..=LIST_RESULTS_MAX).contains(n))
-            .ok_or_else(|| ApiError::invalid_parameter("max_results must be 1-100"))?,
-    };
-    let after = match pairs.iter().find(|(n, _)| n == "next_token") {
-        None => None,
-        Some((_, token)) => Some(decode_next_token(token)?),
-    };
+            .ok_or_else(|| ApiError::invalid_parameter("max_results must be 1-100")),
+    }
+}
+
+/// The name a list call's `next_token` continues after (see [`encode_next_token`]).
+pub(crate) fn after_token(pairs: &[(String, String)]) -> Result<Option<String>, ApiError> {
+    pairs
+        .iter()
+        .find(|(n, _)| n == "next_token")
+        .map(|(_, token)| decode_next_token(token))
+        .transpose()
+}
+
+fn list_ledgers(context: &Context<'_>, query: &str) -> Result<(u16, Value), ApiError> {
+    let pairs = query_pairs(query);
+    let (max_results, after) = (max_results(&pairs)?, after_token(&pairs)?);
     let ledgers: Vec<ControlRecord> = context
         .registry
         .list()

@@ -26,9 +26,10 @@ use quill_ledger::Ledger;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::control::{decode_next_token, encode_next_token, parse_body, query_pairs, Context};
+use crate::control::{
+    after_token, encode_next_token, max_results, parse_body, query_pairs, Context,
+};
 use crate::error::{ApiError, ErrorKind};
-use crate::limits::LIST_RESULTS_MAX;
 use crate::registry::Registry;
 
 /// QLDB's limit of concurrent exports per ledger.
@@ -382,18 +383,7 @@ fn list_key(record: &ExportRecord) -> String {
 
 fn page(records: Vec<ExportRecord>, query: &str) -> Result<(u16, Value), ApiError> {
     let pairs = query_pairs(query);
-    let max_results = match pairs.iter().find(|(n, _)| n == "max_results") {
-        None => LIST_RESULTS_MAX,
-        Some((_, value)) => value
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=LIST_RESULTS_MAX).contains(n))
-            .ok_or_else(|| ApiError::invalid_parameter("max_results must be 1-100"))?,
-    };
-    let after = match pairs.iter().find(|(n, _)| n == "next_token") {
-        None => None,
-        Some((_, token)) => Some(decode_next_token(token)?),
-    };
+    let (max_results, after) = (max_results(&pairs)?, after_token(&pairs)?);
     let mut records: Vec<(String, ExportRecord)> = records
         .into_iter()
         .map(|r| (list_key(&r), r))

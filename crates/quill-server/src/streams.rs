@@ -22,7 +22,6 @@ use serde_json::{json, Value};
 
 use crate::error::{ApiError, ErrorKind};
 use crate::kinesis::{endpoint_authority, AwsCredentials, KinesisSink, KinesisTarget};
-use crate::limits::LIST_RESULTS_MAX;
 
 const ARN_CHARS: std::ops::RangeInclusive<usize> = 20..=1600;
 const STREAM_NAME_MAX_CHARS: usize = 32;
@@ -335,14 +334,7 @@ impl Streams {
 
     /// `ListJournalKinesisStreamsForLedger`: by stream id, `max_results` per page.
     pub fn list(&self, ledger_name: &str, query: &[(String, String)]) -> Result<Value, ApiError> {
-        let max_results = match query.iter().find(|(n, _)| n == "max_results") {
-            None => LIST_RESULTS_MAX,
-            Some((_, value)) => value
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=LIST_RESULTS_MAX).contains(n))
-                .ok_or_else(|| ApiError::invalid_parameter("max_results must be 1-100"))?,
-        };
+        let max_results = crate::control::max_results(query)?;
         let after = query
             .iter()
             .find(|(n, _)| n == "next_token")
