@@ -45,6 +45,16 @@ pub enum PartiqlError {
         /// What the statement asked for.
         actual: usize,
     },
+    /// The rows a statement materialised went over its result budget
+    /// ([`crate::ExecuteLimits::result_bytes_max`], estimated as Ion binary).
+    #[error(
+        "Statement result exceeds its result budget of {limit} bytes; select fewer or smaller \
+         values"
+    )]
+    ResultTooLarge {
+        /// The budget, in bytes.
+        limit: usize,
+    },
     /// The ledger refused an operation (OCC conflict, expiry, quota, …).
     #[error(transparent)]
     Ledger(LedgerError),

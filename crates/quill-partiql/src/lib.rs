@@ -40,22 +40,58 @@ use quill_ledger::Transaction;
 pub use error::{ParseError, PartiqlError, Result};
 pub use eval::limits;
 
+/// Bounds on what one statement may materialise, beyond the fixed [`limits`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExecuteLimits {
+    /// Budget for a SELECT's projected rows, in bytes of their estimated Ion binary encoding
+    /// ([`value::ion_binary_size_estimate`]). Going over fails the statement with
+    /// [`PartiqlError::ResultTooLarge`] as soon as the row that crosses it is projected.
+    ///
+    /// What counts: every row the top-level query projects, subqueries' rows included in
+    /// it. With `ORDER BY` or `GROUP BY`, rows are projected before `OFFSET`/`LIMIT` cut the
+    /// page, so rows outside the page count too (they are held in memory); without them the
+    /// page is cut while projecting and only its rows count. Not counted: the source rows a
+    /// FROM clause and its joins collect before projection, subquery results while they are
+    /// evaluated, and grouped rows awaiting aggregation; those are bounded by row count
+    /// only ([`limits::INTERMEDIATE_ROWS_MAX`], [`limits::RESULT_ROWS_MAX`]).
+    pub result_bytes_max: usize,
+}
+
+impl Default for ExecuteLimits {
+    fn default() -> Self {
+        ExecuteLimits {
+            result_bytes_max: limits::RESULT_BYTES_MAX_DEFAULT,
+        }
+    }
+}
+
+/// Runs one statement in `tx` with positional `parameters` and returns its result rows, under
+/// the default [`ExecuteLimits`].
+pub fn execute(
+    tx: &mut Transaction,
+    statement: &str,
+    parameters: &[Element],
+) -> Result<Vec<Element>> {
+    execute_with_limits(tx, statement, parameters, ExecuteLimits::default())
+}
+
 /// Runs one statement in `tx` with positional `parameters` and returns its result rows.
 ///
 /// The statement is recorded in the transaction (QLDB lists every statement, SELECTs
 /// included, in the block's `transactionInfo`). On any error the transaction is rolled back
 /// to where it was before the call, so it stays open and unchanged.
-pub fn execute(
+pub fn execute_with_limits(
     tx: &mut Transaction,
     statement: &str,
     parameters: &[Element],
+    limits: ExecuteLimits,
 ) -> Result<Vec<Element>> {
     let parsed = parse_checked(statement, parameters)?;
     let savepoint = tx.savepoint();
     let result = tx
         .record_statement(statement, parameters)
         .map_err(PartiqlError::from)
-        .and_then(|()| eval::execute_statement(tx, &parsed, parameters));
+        .and_then(|()| eval::execute_statement(tx, &parsed, parameters, limits));
     if result.is_err() {
         tx.rollback_to(savepoint);
     }

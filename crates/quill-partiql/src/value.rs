@@ -224,6 +224,69 @@ impl ArithmeticOp {
     }
 }
 
+/// Estimated size of `element` encoded alone as Ion 1.0 binary, computed without encoding
+/// (it runs on every result row, so it must cost far less than the encoding it predicts).
+///
+/// Each value counts its type descriptor and length bytes plus its body: ints their magnitude,
+/// floats 8 bytes, strings and lobs their bytes, containers their members. Symbols, field
+/// names and annotations count their text, which each result value's own symbol table
+/// carries; a name repeated inside one value is counted each time (the encoding lists it once),
+/// so the estimate errs large there. Decimals count their coefficient and exponent;
+/// timestamps take the size of one with an offset and milliseconds (coarser ones are smaller).
+pub fn ion_binary_size_estimate(element: &Element) -> usize {
+    let annotations: usize = element
+        .annotations()
+        .iter()
+        .map(|symbol| symbol.text().map_or(1, str::len) + 1)
+        .sum();
+    let body = match element.value() {
+        Value::Null(_) | Value::Bool(_) => 0,
+        Value::Int(int) => int.as_i128().map_or(17, |n| {
+            let bits = 128 - n.unsigned_abs().leading_zeros() as usize;
+            bits.div_ceil(8)
+        }),
+        Value::Float(_) => 8,
+        Value::Decimal(decimal) => {
+            let exponent = if decimal.exponent().unsigned_abs() < 64 {
+                1
+            } else {
+                2
+            };
+            let magnitude_bits = decimal
+                .coefficient()
+                .magnitude()
+                .as_u128()
+                .map_or(128, |m| 128 - m.leading_zeros() as usize);
+            // The coefficient is a signed int: one more bit for the sign, none for zero.
+            exponent + (magnitude_bits + usize::from(magnitude_bits > 0)).div_ceil(8)
+        }
+        Value::Timestamp(_) => 11,
+        Value::Symbol(symbol) => symbol.text().map_or(1, str::len),
+        Value::String(text) => text.text().len(),
+        Value::Clob(bytes) | Value::Blob(bytes) => bytes.as_ref().len(),
+        Value::List(sequence) | Value::SExp(sequence) => {
+            sequence.iter().map(ion_binary_size_estimate).sum()
+        }
+        Value::Struct(fields) => fields
+            .iter()
+            .map(|(name, value)| {
+                name.text().map_or(1, str::len) + 1 + ion_binary_size_estimate(value)
+            })
+            .sum(),
+    };
+    annotations + body + ion_header_size(body)
+}
+
+/// Type descriptor plus, for bodies of 14 bytes or more, the VarUInt length that follows it.
+fn ion_header_size(body: usize) -> usize {
+    if body < 14 {
+        1
+    } else {
+        let bits = usize::BITS as usize - body.leading_zeros() as usize;
+        1 + bits.div_ceil(7)
+    }
+}
+
 /// `a op b` with PartiQL's absent-value rules: MISSING in → MISSING out, NULL in → NULL out.
 pub fn arithmetic(op: ArithmeticOp, left: &Datum, right: &Datum) -> Result<Datum> {
     if left.is_missing() || right.is_missing() {

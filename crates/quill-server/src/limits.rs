@@ -56,8 +56,9 @@ pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// and a request that finds the budget spent gets 503 `CapacityExceededException`, which the
 /// drivers retry.
 pub const UNVERIFIED_BODY_BUDGET_BYTES: usize = 64 * 1024 * 1024;
-/// Encoded result bytes one transaction may hold (unread pages included). The evaluator
-/// materialises a statement's whole result; this bounds what a transaction keeps in memory.
+/// Encoded result bytes one transaction may hold (unread pages included). The evaluator gets
+/// what is left of it as its result budget, so it stops projecting rows once over; the
+/// encoded result is then checked exactly.
 pub const TRANSACTION_RESULT_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// Allowed difference between a request's signing time and ours (AWS uses 15 minutes).
 pub const CLOCK_SKEW_MAX: Duration = Duration::from_secs(15 * 60);

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use ion_rs::Element;
 use quill_ledger::{Ledger, LedgerError, Transaction};
-use quill_partiql::PartiqlError;
+use quill_partiql::{ExecuteLimits, PartiqlError};
 use quill_verify::{CommitDigest, Hash};
 use rand::RngCore as _;
 
@@ -466,7 +466,21 @@ impl Sessions {
         }
         let reads_before = open.transaction.read_ios();
         let savepoint = open.transaction.savepoint();
-        let result = quill_partiql::execute(&mut open.transaction, statement, parameters);
+        // The evaluator stops as soon as the rows it projects exceed what is left of the
+        // budget, before the whole result is built; `first_page` then checks the exact
+        // encoded size.
+        let remaining = ExecuteLimits {
+            result_bytes_max: self
+                .limits
+                .transaction_result_bytes_max
+                .saturating_sub(open.cursor_bytes),
+        };
+        let result = quill_partiql::execute_with_limits(
+            &mut open.transaction,
+            statement,
+            parameters,
+            remaining,
+        );
         self.metrics.statement(result.is_ok());
         match result {
             Ok(values) => {
@@ -483,7 +497,12 @@ impl Sessions {
                     &error,
                     PartiqlError::Ledger(LedgerError::TransactionExpired { .. })
                 );
-                let api_error = statement_error(&error);
+                let api_error = match error {
+                    PartiqlError::ResultTooLarge { .. } => {
+                        result_budget_exceeded(self.limits.transaction_result_bytes_max)
+                    }
+                    _ => statement_error(&error),
+                };
                 if ends_transaction {
                     session.transaction = None;
                 }
@@ -509,14 +528,7 @@ impl Sessions {
             let value = encode_binary(&value)?;
             bytes += value.len();
             if bytes > budget {
-                return Err(ApiError::new(
-                    ErrorKind::LimitExceeded,
-                    format!(
-                        "Statement result exceeds the transaction's result budget of {budget} \
-                         bytes (results not yet fetched included); select fewer or smaller \
-                         values, or raise `quill serve --result-max-bytes`"
-                    ),
-                ));
+                return Err(result_budget_exceeded(budget));
             }
             encoded.push_back(value);
         }
@@ -604,6 +616,19 @@ impl Sessions {
             }
         }
     }
+}
+
+/// A statement's result went over the transaction's result budget, in the evaluator or when
+/// encoded.
+fn result_budget_exceeded(budget: usize) -> ApiError {
+    ApiError::new(
+        ErrorKind::LimitExceeded,
+        format!(
+            "Statement result exceeds the transaction's result budget of {budget} bytes \
+             (results not yet fetched included); select fewer or smaller values, or raise \
+             `quill serve --result-max-bytes`"
+        ),
+    )
 }
 
 /// Maps a failed statement to the exception drivers expect. Only engine errors can be OCC,

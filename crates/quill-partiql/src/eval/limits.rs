@@ -8,6 +8,9 @@ pub const STATEMENT_LENGTH_MAX_CHARS: usize = 100_000;
 pub const INTERMEDIATE_ROWS_MAX: usize = 2_000_000;
 /// Rows one statement may return. QLDB pages results; we hold them in memory.
 pub const RESULT_ROWS_MAX: usize = 1_000_000;
+/// Default result budget of one statement, in estimated Ion binary bytes
+/// ([`crate::ExecuteLimits`]): QLDB bounds a transaction's results; we hold them in memory.
+pub const RESULT_BYTES_MAX_DEFAULT: usize = 64 << 20;
 /// Nesting of subqueries evaluated inside each other (each level re-plans and may scan).
 pub const SUBQUERY_DEPTH_MAX: usize = 16;
 /// Path steps a DML target may have: bounds the recursive document rebuild.

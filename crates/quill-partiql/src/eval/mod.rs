@@ -37,10 +37,18 @@ pub(crate) struct Ctx<'t> {
     pub functions: FunctionContext,
     /// Subquery nesting, bounded by `SUBQUERY_DEPTH_MAX`.
     pub depth: usize,
+    /// Budget for the statement's projected rows, in estimated Ion binary bytes.
+    pub result_bytes_max: usize,
+    /// Estimated bytes of the rows projected so far by the top-level query.
+    pub result_bytes: usize,
 }
 
 impl<'t> Ctx<'t> {
-    pub(crate) fn new(tx: &'t mut Transaction, params: &'t [Element]) -> Ctx<'t> {
+    pub(crate) fn new(
+        tx: &'t mut Transaction,
+        params: &'t [Element],
+        result_bytes_max: usize,
+    ) -> Ctx<'t> {
         let functions = FunctionContext {
             now: tx.start_time(),
             transaction_id: tx.id().to_string(),
@@ -50,6 +58,8 @@ impl<'t> Ctx<'t> {
             params,
             functions,
             depth: 0,
+            result_bytes_max,
+            result_bytes: 0,
         }
     }
 
@@ -70,6 +80,9 @@ impl<'t> Ctx<'t> {
             params: self.params,
             functions: self.functions.clone(),
             depth: self.depth,
+            // Scans only test filters; rows are charged by the context that projects them.
+            result_bytes_max: self.result_bytes_max,
+            result_bytes: 0,
         };
         Ok((tx, inner))
     }
@@ -199,8 +212,9 @@ pub(crate) fn execute_statement(
     tx: &mut Transaction,
     statement: &Statement,
     params: &[Element],
+    execute_limits: crate::ExecuteLimits,
 ) -> Result<Vec<Element>> {
-    let mut ctx = Ctx::new(tx, params);
+    let mut ctx = Ctx::new(tx, params, execute_limits.result_bytes_max);
     match statement {
         Statement::Select(query) => {
             let rows = query::run_query(&mut ctx, query, None)?;
@@ -235,7 +249,7 @@ pub(crate) fn explain_statement(ctx: &mut Ctx<'_>, statement: &Statement) -> Res
 
 /// Explains from a bare transaction (the public `explain`).
 pub(crate) fn explain_with(tx: &mut Transaction, statement: &Statement) -> Result<String> {
-    let mut ctx = Ctx::new(tx, &[]);
+    let mut ctx = Ctx::new(tx, &[], limits::RESULT_BYTES_MAX_DEFAULT);
     explain_statement(&mut ctx, statement)
 }
 

@@ -41,20 +41,28 @@ fn run_query_at_depth(
     let outer_names = outer.map(|env| env.names()).unwrap_or_default();
     let plan = plan_query(ctx, query, &outer_names)?;
     let rows = sources::run_stages(ctx, &plan, outer)?;
+    let (mut offset, mut limit) = paging(ctx, query)?;
     let mut outputs = if is_grouped(query) {
         grouped_outputs(ctx, query, rows, outer)?
+    } else if query.order_by.is_empty() {
+        // Unordered: the page is known while projecting, so rows outside it are never kept
+        // (nor charged to the result budget).
+        let outputs = unordered_page(ctx, query, &rows, outer, offset, limit)?;
+        (offset, limit) = (0, usize::MAX);
+        outputs
     } else {
         let mut outputs = Vec::with_capacity(rows.len());
         for row in &rows {
             let env = Env::new(row, outer);
-            outputs.push(output_for(ctx, query, &env)?);
+            let output = output_for(ctx, query, &env)?;
+            charge_result(ctx, &output.value)?;
+            outputs.push(output);
         }
         outputs
     };
     if !query.order_by.is_empty() {
         sort_outputs(&mut outputs, &query.order_by);
     }
-    let (offset, limit) = paging(ctx, query)?;
     let rows: Vec<Datum> = outputs
         .into_iter()
         .map(|output| output.value)
@@ -70,6 +78,57 @@ fn run_query_at_depth(
         });
     }
     Ok(rows)
+}
+
+/// Projects `rows` in order, keeping only the non-MISSING outputs from `offset` on, and stops
+/// once `limit` are kept.
+fn unordered_page(
+    ctx: &mut Ctx<'_>,
+    query: &Query,
+    rows: &[Row],
+    outer: Option<&Env<'_>>,
+    offset: usize,
+    limit: usize,
+) -> Result<Vec<Output>> {
+    let mut outputs = Vec::with_capacity(rows.len().min(limit));
+    let mut skipped = 0;
+    for row in rows {
+        if outputs.len() >= limit {
+            break;
+        }
+        let env = Env::new(row, outer);
+        let output = output_for(ctx, query, &env)?;
+        if output.value.is_missing() {
+            continue;
+        }
+        if skipped < offset {
+            skipped += 1;
+            continue;
+        }
+        charge_result(ctx, &output.value)?;
+        outputs.push(output);
+    }
+    Ok(outputs)
+}
+
+/// Counts a projected row of the top-level query against the statement's result budget
+/// (subquery rows count as part of the row that embeds them).
+fn charge_result(ctx: &mut Ctx<'_>, value: &Datum) -> Result<()> {
+    let Some(element) = value.as_element() else {
+        return Ok(());
+    };
+    if ctx.depth > 1 {
+        return Ok(());
+    }
+    ctx.result_bytes = ctx
+        .result_bytes
+        .saturating_add(value::ion_binary_size_estimate(element));
+    if ctx.result_bytes > ctx.result_bytes_max {
+        return Err(PartiqlError::ResultTooLarge {
+            limit: ctx.result_bytes_max,
+        });
+    }
+    Ok(())
 }
 
 /// Plans a query's sources against the ledger's catalog.
@@ -195,7 +254,9 @@ fn grouped_outputs(
                 continue;
             }
         }
-        outputs.push(output_for(ctx, query, &env)?);
+        let output = output_for(ctx, query, &env)?;
+        charge_result(ctx, &output.value)?;
+        outputs.push(output);
     }
     Ok(outputs)
 }
