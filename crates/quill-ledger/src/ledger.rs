@@ -27,7 +27,7 @@ use crate::ids::IdGenerator;
 use crate::journal::Journal;
 use crate::occ::{ConflictLog, ReadSet};
 use crate::state::{Record, Snapshot, State};
-use crate::storage::{LockGuard, OpenMode, Storage};
+use crate::storage::{LockGuard, Storage};
 use crate::transaction::Transaction;
 use crate::tree_store::TreeStore;
 use crate::types::{BlockAddress, CommitReceipt, LedgerDigest, Revision};
@@ -218,12 +218,7 @@ fn write_ledger_file(storage: &Storage, dir: &Path, name: &str, strand_id: &str)
     let text = format!(
         "{{name:\"{name}\",strandId:\"{strand_id}\",formatVersion:{LEDGER_FORMAT_VERSION}}}\n"
     );
-    let tmp = dir.join("ledger.ion.tmp");
-    let file = storage.open_file(&tmp, OpenMode::Truncate)?;
-    file.write_all_at(text.as_bytes(), 0)?;
-    file.sync_all()?;
-    storage.rename(&tmp, &dir.join("ledger.ion"))?;
-    storage.sync_dir(dir)?;
+    storage.write_atomically(&dir.join("ledger.ion"), text.as_bytes())?;
     Ok(())
 }
 
@@ -266,9 +261,7 @@ impl Ledger {
         storage.create_dir_all(dir)?;
         // The ledger directory's own entry must be durable before its creation is
         // acknowledged (its content is synced below, last of all `ledger.ion`).
-        if let Some(parent) = dir.parent().filter(|parent| !parent.as_os_str().is_empty()) {
-            storage.sync_dir(parent)?;
-        }
+        storage.sync_parent_dir(dir)?;
         let ids = IdGenerator::new(options.id_seed);
         let strand_id = ids.next_id();
         let journal = Journal::create(storage, &dir.join("journal"), &strand_id)?;
