@@ -21,7 +21,7 @@ use quill_verify::{Hash, TreeError};
 use crate::block::{self, BlockDraft};
 use crate::catalog::{Catalog, CatalogChange};
 use crate::clock;
-use crate::committer::{self, AppliedRevision, CommitRequest, PreparedCommit};
+use crate::commit::{self, AppliedRevision, CommitRequest, PreparedCommit};
 use crate::error::{LedgerError, Result};
 use crate::ids::IdGenerator;
 use crate::journal::Journal;
@@ -92,7 +92,7 @@ pub(crate) struct Core {
     pub journal: Journal,
     pub tree: TreeStore,
     pub state: State,
-    pub pipeline: committer::Pipeline,
+    pub pipeline: commit::Pipeline,
     shared: RwLock<Shared>,
 }
 
@@ -142,7 +142,7 @@ impl LedgerInner {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let sender = sender.ok_or_else(|| LedgerError::ReadOnly("ledger is closing".into()))?;
-        committer::commit(&self.core, &sender, commit)
+        commit::commit(&self.core, &sender, commit)
     }
 
     /// Validates a transaction that wrote nothing: it conflicts if a published block at or
@@ -292,7 +292,7 @@ impl Ledger {
         tree.push_leaves(&[genesis.hash])?;
         tree.flush()?;
         let mut writer = state.writer()?;
-        committer::apply_block(
+        commit::apply_block(
             &mut writer,
             &mut Catalog::default(),
             &options.limits,
@@ -366,7 +366,7 @@ impl Ledger {
             journal,
             tree,
             state,
-            pipeline: committer::Pipeline::new(
+            pipeline: commit::Pipeline::new(
                 &strand_id,
                 (*snapshot).clone(),
                 catalog.clone(),
@@ -390,7 +390,7 @@ impl Ledger {
         let committer_core = Arc::clone(&core);
         let handle = std::thread::Builder::new()
             .name(format!("quill-commit-{name}"))
-            .spawn(move || committer::run(committer_core, receiver))?;
+            .spawn(move || commit::run(committer_core, receiver))?;
         let ids = IdGenerator::new(options.id_seed.map(|s| s.wrapping_add(blocks)));
         Ok(Ledger {
             inner: Arc::new(LedgerInner {
@@ -749,7 +749,7 @@ fn catch_up_state(
                 },
             })
             .collect();
-        committer::apply_block(
+        commit::apply_block(
             &mut writer,
             &mut catalog,
             limits,

@@ -30,7 +30,7 @@
 mod block;
 mod catalog;
 mod clock;
-mod committer;
+mod commit;
 pub mod equality;
 mod error;
 mod ids;

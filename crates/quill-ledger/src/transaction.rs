@@ -10,7 +10,7 @@ use quill_verify::{ion_hash, Hash};
 use crate::block::{self, RevisionDraft, StatementRecord};
 use crate::catalog::{Catalog, CatalogChange};
 use crate::clock;
-use crate::committer::PreparedCommit;
+use crate::commit::PreparedCommit;
 use crate::equality::equality_key;
 use crate::error::{LedgerError, Result};
 use crate::ledger::LedgerInner;

@@ -9,7 +9,7 @@ use std::hash::{BuildHasherDefault, Hash as _, Hasher};
 use std::sync::Arc;
 
 use crate::catalog::{Catalog, CatalogChange};
-use crate::committer::AppliedRevision;
+use crate::commit::AppliedRevision;
 use crate::error::{LedgerError, Result};
 
 use super::{

@@ -36,7 +36,7 @@ use redb::{
 
 use crate::catalog::{Catalog, CatalogChange};
 use crate::clock;
-use crate::committer::AppliedRevision;
+use crate::commit::AppliedRevision;
 use crate::equality::equality_key;
 use crate::error::{LedgerError, Result};
 use crate::storage::Storage;
