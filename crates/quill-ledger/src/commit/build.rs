@@ -5,13 +5,12 @@ use quill_verify::Hash;
 use crate::block::{self, BlockDraft};
 use crate::catalog::{Catalog, CatalogChange};
 use crate::error::Result;
-use crate::ledger::Core;
 use crate::limits::Limits;
 use crate::occ::WriteSet;
-use crate::state::{Layer, Record, StateSink, StateWriter};
+use crate::state::{AppliedRevision, Layer, Record, StateSink, StateWriter};
 use crate::types::BlockAddress;
 
-use super::{AppliedRevision, PreparedCommit};
+use super::{Core, PreparedCommit};
 
 /// Applies one block's catalog changes, then its revisions; returns what it wrote for OCC.
 pub fn apply_block(

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::error::{LedgerError, Result};
-use crate::ledger::Core;
 use crate::limits::{LAYERS_MAX, LAYER_REVISIONS_MAX};
 use crate::state::{Layer, Snapshot};
 
 use super::pipeline::Sequencer;
+use super::Core;
 
 /// Make derived state durable at least this often, so a reopen replays a bounded tail.
 pub(super) const STATE_CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);

@@ -19,15 +19,19 @@ mod occ_check;
 mod pipeline;
 
 use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
-use ion_rs::Element;
+use quill_verify::Hash;
 
 use crate::block::{BlockBody, RevisionDraft};
-use crate::catalog::CatalogChange;
-use crate::error::Result;
-use crate::occ::ReadSet;
-use crate::state::Record;
+use crate::catalog::{Catalog, CatalogChange};
+use crate::error::{LedgerError, Result};
+use crate::journal::Journal;
+use crate::occ::{ConflictLog, ReadSet};
+use crate::options::LedgerOptions;
+use crate::state::{Snapshot, State};
+use crate::tree_store::TreeStore;
 use crate::types::CommitReceipt;
 
 pub(crate) use build::apply_block;
@@ -53,13 +57,75 @@ pub struct CommitRequest {
     pub reply: SyncSender<Result<CommitReceipt>>,
 }
 
-/// One revision being applied to derived state.
-pub struct AppliedRevision<'a> {
-    pub table_id: &'a str,
-    pub document_id: &'a str,
-    pub data: Option<&'a Element>,
-    /// The data it replaces when known (`Some(None)`: a new document); `None` when unknown
-    /// (replay), and then it is read from derived state.
-    pub previous: Option<Option<&'a Element>>,
-    pub record: Record<'a>,
+/// State shared between transactions and the committer, changed only under its mutex.
+pub(crate) struct Shared {
+    /// Blocks applied to derived state and visible to new transactions.
+    pub applied: u64,
+    pub catalog: Arc<Catalog>,
+    /// Hash of block `applied - 1`.
+    pub last_hash: Option<Hash>,
+    /// Time of block `applied - 1`, ms since epoch.
+    pub last_millis: i64,
+    pub log: ConflictLog,
+    /// Derived state as of block `applied`: what new transactions read. Shared by every
+    /// transaction that begins before the next publish.
+    pub snapshot: Arc<Snapshot>,
+    /// Why the ledger refuses writes (after an I/O failure), if it does.
+    pub poisoned: Option<String>,
+}
+
+/// The parts of a ledger the committer thread shares.
+pub(crate) struct Core {
+    pub strand_id: String,
+    pub options: LedgerOptions,
+    pub journal: Journal,
+    pub tree: TreeStore,
+    pub state: State,
+    pub pipeline: Pipeline,
+    shared: RwLock<Shared>,
+}
+
+impl Core {
+    pub fn new(
+        strand_id: String,
+        options: LedgerOptions,
+        journal: Journal,
+        tree: TreeStore,
+        state: State,
+        pipeline: Pipeline,
+        shared: Shared,
+    ) -> Core {
+        Core {
+            strand_id,
+            options,
+            journal,
+            tree,
+            state,
+            pipeline,
+            shared: RwLock::new(shared),
+        }
+    }
+
+    /// Reads the shared state (committing threads, readers).
+    pub fn shared(&self) -> RwLockReadGuard<'_, Shared> {
+        // A panic while holding the lock leaves plain data behind; keep serving.
+        self.shared.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Changes the shared state (the syncer publishing, poisoning).
+    pub fn shared_mut(&self) -> RwLockWriteGuard<'_, Shared> {
+        self.shared.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn poison(&self, reason: String) {
+        tracing::error!(%reason, "ledger is read-only until reopened");
+        self.shared_mut().poisoned.get_or_insert(reason);
+    }
+}
+
+impl quill_verify::FullNodes for Core {
+    type Error = LedgerError;
+    fn full_node(&self, level: u32, index: u64) -> Result<Hash> {
+        self.tree.full_node(level, index)
+    }
 }

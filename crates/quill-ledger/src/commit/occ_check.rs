@@ -6,12 +6,11 @@ use std::sync::Arc;
 
 use crate::catalog::Catalog;
 use crate::error::{LedgerError, Result};
-use crate::ledger::Core;
 use crate::occ::WriteSet;
-use crate::transaction::table_writable;
+use crate::types::TableStatus;
 
 use super::pipeline::Accepted;
-use super::PreparedCommit;
+use super::{Core, PreparedCommit};
 
 /// What a commit is checked against: blocks committed after it started.
 pub(super) struct Earlier<'a> {
@@ -81,4 +80,11 @@ pub(super) fn check_commit(
             .map_err(|e| conflict(e.to_string()))?;
     }
     Ok(())
+}
+
+/// Whether a revision's table is still usable by a commit (for the committer's check).
+fn table_writable(catalog: &Catalog, table_id: &str) -> bool {
+    catalog
+        .by_id(table_id)
+        .is_some_and(|t| t.status == TableStatus::Active)
 }

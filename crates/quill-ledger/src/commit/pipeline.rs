@@ -11,7 +11,6 @@ use quill_verify::Hash;
 
 use crate::catalog::Catalog;
 use crate::error::{LedgerError, Result};
-use crate::ledger::Core;
 use crate::limits::{GROUP_COMMIT_MAX, LAYERS_MAX, LAYER_REVISIONS_MAX};
 use crate::occ::WriteSet;
 use crate::state::{Layer, Snapshot, StateWriter};
@@ -23,7 +22,7 @@ use super::flusher::{
     STATE_CHECKPOINT_INTERVAL,
 };
 use super::occ_check::{check_commit, Earlier};
-use super::{CommitRequest, PreparedCommit};
+use super::{CommitRequest, Core, PreparedCommit};
 
 /// The committer's state shared by its threads and by committing threads that take the fast
 /// path.
