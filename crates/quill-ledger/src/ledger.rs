@@ -11,9 +11,8 @@
 //! ```
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, SyncSender};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::thread::JoinHandle;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 
 use ion_rs::Element;
 use quill_verify::{Hash, TreeError};
@@ -21,177 +20,24 @@ use quill_verify::{Hash, TreeError};
 use crate::block::{self, BlockDraft};
 use crate::catalog::{Catalog, CatalogChange};
 use crate::clock;
-use crate::committer::{self, AppliedRevision, CommitRequest, PreparedCommit};
+use crate::commit::{self, Core, Shared};
 use crate::error::{LedgerError, Result};
+use crate::handle::LedgerInner;
 use crate::ids::IdGenerator;
 use crate::journal::Journal;
-use crate::occ::{ConflictLog, ReadSet};
-use crate::state::{Record, Snapshot, State};
-use crate::storage::{LockGuard, OpenMode, Storage};
+use crate::occ::ConflictLog;
+use crate::options::{LedgerOptions, RecoveryReport};
+use crate::state::{AppliedRevision, Record, State};
+use crate::storage::Storage;
 use crate::transaction::Transaction;
 use crate::tree_store::TreeStore;
-use crate::types::{BlockAddress, CommitReceipt, LedgerDigest, Revision};
+use crate::types::{BlockAddress, LedgerDigest, Revision};
 use crate::Limits;
 
 /// Version of the directory layout and `ledger.ion`. History: 1 — first format.
 const LEDGER_FORMAT_VERSION: i64 = 1;
 /// Attempts `Ledger::transact` makes before giving up on OCC conflicts.
 const TRANSACT_ATTEMPTS_MAX: usize = 10;
-
-/// Options for opening or creating a ledger.
-#[derive(Debug, Clone, Default)]
-pub struct LedgerOptions {
-    /// Limits enforced on transactions.
-    pub limits: Limits,
-    /// Seed for ids (tests); `None` uses OS randomness.
-    pub id_seed: Option<u64>,
-    /// Tests only: reintroduces two serializability holes this engine once had (an index
-    /// lookup guarded only its key, not the documents it returned; a transaction that wrote
-    /// nothing committed without validation), so tests can show their checker catches them.
-    #[doc(hidden)]
-    pub occ_read_holes: bool,
-    /// Where the ledger's files live: the OS file system unless a test simulates a disk.
-    pub storage: Storage,
-}
-
-/// What `Ledger::open` found and repaired.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RecoveryReport {
-    /// Bytes of an incomplete last frame that were cut off (0 if the tail was clean).
-    pub torn_tail_bytes: u64,
-    /// Blocks replayed from the journal into derived state.
-    pub blocks_replayed: u64,
-    /// Digest-tree leaves rebuilt from the journal.
-    pub tree_leaves_rebuilt: u64,
-    /// Derived state reflected blocks the journal no longer holds (its tail was lost or cut)
-    /// and was rebuilt from the journal from scratch.
-    pub state_rebuilt: bool,
-}
-
-/// State shared between transactions and the committer, changed only under its mutex.
-pub(crate) struct Shared {
-    /// Blocks applied to derived state and visible to new transactions.
-    pub applied: u64,
-    pub catalog: Arc<Catalog>,
-    /// Hash of block `applied - 1`.
-    pub last_hash: Option<Hash>,
-    /// Time of block `applied - 1`, ms since epoch.
-    pub last_millis: i64,
-    pub log: ConflictLog,
-    /// Derived state as of block `applied`: what new transactions read. Shared by every
-    /// transaction that begins before the next publish.
-    pub snapshot: Arc<Snapshot>,
-    /// Why the ledger refuses writes (after an I/O failure), if it does.
-    pub poisoned: Option<String>,
-}
-
-/// The parts of a ledger the committer thread shares.
-pub(crate) struct Core {
-    pub strand_id: String,
-    pub options: LedgerOptions,
-    pub journal: Journal,
-    pub tree: TreeStore,
-    pub state: State,
-    pub pipeline: committer::Pipeline,
-    shared: RwLock<Shared>,
-}
-
-impl Core {
-    /// Reads the shared state (committing threads, readers).
-    pub fn shared(&self) -> RwLockReadGuard<'_, Shared> {
-        // A panic while holding the lock leaves plain data behind; keep serving.
-        self.shared.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Changes the shared state (the syncer publishing, poisoning).
-    pub fn shared_mut(&self) -> RwLockWriteGuard<'_, Shared> {
-        self.shared.write().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub fn poison(&self, reason: String) {
-        tracing::error!(%reason, "ledger is read-only until reopened");
-        self.shared_mut().poisoned.get_or_insert(reason);
-    }
-}
-
-impl quill_verify::FullNodes for Core {
-    type Error = LedgerError;
-    fn full_node(&self, level: u32, index: u64) -> Result<Hash> {
-        self.tree.full_node(level, index)
-    }
-}
-
-pub(crate) struct LedgerInner {
-    pub name: String,
-    pub strand_id: String,
-    pub options: LedgerOptions,
-    pub ids: IdGenerator,
-    pub core: Arc<Core>,
-    recovery: RecoveryReport,
-    /// Held (flock) for as long as the ledger is open: two writers on one journal would fork it.
-    _lock: LockGuard,
-    commits: Mutex<Option<SyncSender<CommitRequest>>>,
-    committer: Mutex<Option<JoinHandle<()>>>,
-}
-
-impl LedgerInner {
-    pub fn commit(&self, commit: PreparedCommit) -> Result<CommitReceipt> {
-        let sender = self
-            .commits
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let sender = sender.ok_or_else(|| LedgerError::ReadOnly("ledger is closing".into()))?;
-        committer::commit(&self.core, &sender, commit)
-    }
-
-    /// Validates a transaction that wrote nothing: it conflicts if a published block at or
-    /// after `start` changed what it read. It then serialises after every published block
-    /// (its reads are unchanged up to there) and before every unpublished one, which no
-    /// client has seen acknowledged; so it needs neither the sequencer nor a block.
-    pub fn validate_read_only(
-        &self,
-        transaction_id: &str,
-        start: u64,
-        reads: &ReadSet,
-    ) -> Result<()> {
-        if reads.is_empty() {
-            return Ok(());
-        }
-        match self.core.shared().log.check(start, reads) {
-            None => Ok(()),
-            Some(detail) => Err(LedgerError::OccConflict {
-                transaction_id: transaction_id.to_owned(),
-                detail,
-            }),
-        }
-    }
-
-    pub fn end_transaction(&self, start: u64) {
-        self.core.shared().log.end(start);
-    }
-}
-
-impl Drop for LedgerInner {
-    fn drop(&mut self) {
-        self.commits
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(handle) = self
-            .committer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
-            let _ = handle.join();
-        }
-        // A clean close leaves a tree checkpoint at the tip, so reopening rebuilds nothing.
-        if let Err(error) = self.core.tree.flush() {
-            tracing::warn!(%error, "digest tree not checkpointed at close; it is rebuilt from the journal on open");
-        }
-    }
-}
 
 /// One ledger: a journal plus derived state in one directory. Cheap to clone (shared handle).
 #[derive(Clone)]
@@ -218,12 +64,7 @@ fn write_ledger_file(storage: &Storage, dir: &Path, name: &str, strand_id: &str)
     let text = format!(
         "{{name:\"{name}\",strandId:\"{strand_id}\",formatVersion:{LEDGER_FORMAT_VERSION}}}\n"
     );
-    let tmp = dir.join("ledger.ion.tmp");
-    let file = storage.open_file(&tmp, OpenMode::Truncate)?;
-    file.write_all_at(text.as_bytes(), 0)?;
-    file.sync_all()?;
-    storage.rename(&tmp, &dir.join("ledger.ion"))?;
-    storage.sync_dir(dir)?;
+    storage.write_atomically(&dir.join("ledger.ion"), text.as_bytes())?;
     Ok(())
 }
 
@@ -266,9 +107,7 @@ impl Ledger {
         storage.create_dir_all(dir)?;
         // The ledger directory's own entry must be durable before its creation is
         // acknowledged (its content is synced below, last of all `ledger.ion`).
-        if let Some(parent) = dir.parent().filter(|parent| !parent.as_os_str().is_empty()) {
-            storage.sync_dir(parent)?;
-        }
+        storage.sync_parent_dir(dir)?;
         let ids = IdGenerator::new(options.id_seed);
         let strand_id = ids.next_id();
         let journal = Journal::create(storage, &dir.join("journal"), &strand_id)?;
@@ -299,7 +138,7 @@ impl Ledger {
         tree.push_leaves(&[genesis.hash])?;
         tree.flush()?;
         let mut writer = state.writer()?;
-        committer::apply_block(
+        commit::apply_block(
             &mut writer,
             &mut Catalog::default(),
             &options.limits,
@@ -367,20 +206,20 @@ impl Ledger {
         let catalog = snapshot.catalog()?;
         let snapshot = Arc::new(snapshot);
         let last = read_block(&journal, &strand_id, blocks - 1)?;
-        let core = Arc::new(Core {
-            strand_id: strand_id.clone(),
-            options: options.clone(),
+        let core = Arc::new(Core::new(
+            strand_id.clone(),
+            options.clone(),
             journal,
             tree,
             state,
-            pipeline: committer::Pipeline::new(
+            commit::Pipeline::new(
                 &strand_id,
                 (*snapshot).clone(),
                 catalog.clone(),
                 Some(last.hash),
                 last.time_millis,
             ),
-            shared: RwLock::new(Shared {
+            Shared {
                 applied: blocks,
                 catalog: Arc::new(catalog),
                 last_hash: Some(last.hash),
@@ -388,8 +227,8 @@ impl Ledger {
                 log: ConflictLog::new(blocks),
                 snapshot,
                 poisoned: None,
-            }),
-        });
+            },
+        ));
         if recovery != RecoveryReport::default() {
             tracing::warn!(ledger = %name, ?recovery, "recovered ledger after an unclean shutdown");
         }
@@ -397,7 +236,7 @@ impl Ledger {
         let committer_core = Arc::clone(&core);
         let handle = std::thread::Builder::new()
             .name(format!("quill-commit-{name}"))
-            .spawn(move || committer::run(committer_core, receiver))?;
+            .spawn(move || commit::run(committer_core, receiver))?;
         let ids = IdGenerator::new(options.id_seed.map(|s| s.wrapping_add(blocks)));
         Ok(Ledger {
             inner: Arc::new(LedgerInner {
@@ -756,7 +595,7 @@ fn catch_up_state(
                 },
             })
             .collect();
-        committer::apply_block(
+        commit::apply_block(
             &mut writer,
             &mut catalog,
             limits,

@@ -13,6 +13,20 @@
 //!   its start plus its own writes, and fails at commit with [`LedgerError::OccConflict`] if
 //!   anything it read was changed by a transaction committed after it started.
 //!
+//! Module layers. Each module uses only modules on its own line or above it, never below,
+//! so there are no import cycles:
+//! 1. `error`, `types`, `ids`, `clock`, `limits`, `equality`: plain types and helpers.
+//! 2. `catalog` (tables and indexes), `storage` (files, directory fsync, atomic writes),
+//!    `options` (how a ledger is opened).
+//! 3. `journal`, `tree_store` (the digest tree's full nodes), `block` (block encoding and
+//!    hashing), `occ` (read and write sets, the conflict log).
+//! 4. `state`: derived state (redb plus in-memory layers).
+//! 5. `commit`: the commit path. Its `pipeline` (sequencer and syncer threads, lone
+//!    committer, publishing) runs the steps in `occ_check` (OCC validation), `build` (block
+//!    building) and `flusher` (layers to redb); those see only the sequencer's types.
+//! 6. `handle`: what a `Ledger` and its transactions share.
+//! 7. `transaction`, then `ledger`: the public API.
+//!
 //! ```
 //! use quill_ledger::{Ledger, LedgerOptions};
 //! use ion_rs::Element;
@@ -30,14 +44,16 @@
 mod block;
 mod catalog;
 mod clock;
-mod committer;
+mod commit;
 pub mod equality;
 mod error;
+mod handle;
 mod ids;
 mod journal;
 mod ledger;
 pub mod limits;
 mod occ;
+mod options;
 mod state;
 pub mod storage;
 mod transaction;
@@ -48,8 +64,9 @@ pub use catalog::table_to_element;
 pub use clock::{millis_from_timestamp, timestamp_from_millis};
 pub use error::{LedgerError, Result};
 pub use ids::is_valid_id;
-pub use ledger::{ledger_dir, validate_ledger_name, Ledger, LedgerOptions, RecoveryReport};
+pub use ledger::{ledger_dir, validate_ledger_name, Ledger};
 pub use limits::Limits;
+pub use options::{LedgerOptions, RecoveryReport};
 pub use transaction::{DocumentRef, Savepoint, Transaction};
 pub use types::{
     BlockAddress, CommitReceipt, Document, IndexInfo, IndexStatus, LedgerDigest, Revision,

@@ -86,7 +86,7 @@ impl WriteSet {
 /// Write sets of recent blocks, pruned once no running transaction can conflict with them.
 ///
 /// The set of running transactions has its own lock, so beginning and ending a transaction
-/// only reads the rest of the shared state (see `ledger::Shared`).
+/// only reads the rest of the shared state (see `commit::Shared`).
 #[derive(Debug, Default)]
 pub struct ConflictLog {
     /// Sequence number of `entries[0]`.

@@ -10,13 +10,13 @@ use quill_verify::{ion_hash, Hash};
 use crate::block::{self, RevisionDraft, StatementRecord};
 use crate::catalog::{Catalog, CatalogChange};
 use crate::clock;
-use crate::committer::PreparedCommit;
+use crate::commit::PreparedCommit;
 use crate::equality::equality_key;
 use crate::error::{LedgerError, Result};
-use crate::ledger::LedgerInner;
+use crate::handle::LedgerInner;
 use crate::occ::ReadSet;
 use crate::state::{field_key, Record, Snapshot};
-use crate::types::{CommitReceipt, Document, Revision, TableInfo, TableStatus};
+use crate::types::{CommitReceipt, Document, Revision, TableInfo};
 
 /// A committed document's stored bytes, handed to a scan visitor without decoding.
 pub struct DocumentRef<'a> {
@@ -786,11 +786,4 @@ fn check_depth(document: &Element) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Whether a revision's table is still usable by a commit (for the committer's check).
-pub(crate) fn table_writable(catalog: &Catalog, table_id: &str) -> bool {
-    catalog
-        .by_id(table_id)
-        .is_some_and(|t| t.status == TableStatus::Active)
 }

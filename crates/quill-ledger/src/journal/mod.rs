@@ -185,9 +185,7 @@ impl Journal {
         options.validate()?;
         storage.create_dir_all(dir)?;
         // The directory may have just been created: make its entry durable too.
-        if let Some(parent) = dir.parent().filter(|parent| !parent.as_os_str().is_empty()) {
-            storage.sync_dir(parent)?;
-        }
+        storage.sync_parent_dir(dir)?;
         if !list_segments(storage, dir)?.is_empty() {
             return Err(LedgerError::LedgerExists(dir.display().to_string()));
         }

@@ -9,12 +9,11 @@ use std::hash::{BuildHasherDefault, Hash as _, Hasher};
 use std::sync::Arc;
 
 use crate::catalog::{Catalog, CatalogChange};
-use crate::committer::AppliedRevision;
 use crate::error::{LedgerError, Result};
 
 use super::{
-    index_changes, storage, touched_keys, DocsTable, HistoryTable, IndexTable, StateSink,
-    TouchedKeys,
+    index_changes, storage, touched_keys, AppliedRevision, DocsTable, HistoryTable, IndexTable,
+    StateSink, TouchedKeys,
 };
 
 /// document id → record bytes of the current revision (`None`: deleted).

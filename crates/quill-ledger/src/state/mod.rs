@@ -36,7 +36,6 @@ use redb::{
 
 use crate::catalog::{Catalog, CatalogChange};
 use crate::clock;
-use crate::committer::AppliedRevision;
 use crate::equality::equality_key;
 use crate::error::{LedgerError, Result};
 use crate::storage::Storage;
@@ -414,6 +413,17 @@ pub fn touched_keys(changes: Vec<IndexChange>) -> TouchedKeys {
         }
     }
     touched
+}
+
+/// One revision being applied to derived state.
+pub struct AppliedRevision<'a> {
+    pub table_id: &'a str,
+    pub document_id: &'a str,
+    pub data: Option<&'a Element>,
+    /// The data it replaces when known (`Some(None)`: a new document); `None` when unknown
+    /// (replay), and then it is read from derived state.
+    pub previous: Option<Option<&'a Element>>,
+    pub record: Record<'a>,
 }
 
 /// The committer's write transaction over derived state.

@@ -115,6 +115,32 @@ impl Storage {
         }
     }
 
+    /// Makes the entry of `path` in its parent directory durable (after `path` was created);
+    /// a relative path without a parent needs nothing.
+    pub(crate) fn sync_parent_dir(&self, path: &Path) -> io::Result<()> {
+        match path
+            .parent()
+            .filter(|parent| !parent.as_os_str().is_empty())
+        {
+            Some(parent) => self.sync_dir(parent),
+            None => Ok(()),
+        }
+    }
+
+    /// Replaces `path` with `bytes` atomically and durably: a crash leaves either the old file
+    /// or the new one, never a mix. Writes `path` + `.tmp`, fsyncs it, renames it over `path`
+    /// and fsyncs the directory.
+    pub(crate) fn write_atomically(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let tmp = Path::new(&tmp);
+        let file = self.open_file(tmp, OpenMode::Truncate)?;
+        file.write_all_at(bytes, 0)?;
+        file.sync_all()?;
+        self.rename(tmp, path)?;
+        self.sync_parent_dir(path)
+    }
+
     /// The whole content of a file.
     pub(crate) fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         match self {

@@ -1,17 +1,5 @@
-//! The commit path: queued commits are taken in batches (group commit), checked for OCC
-//! conflicts, hashed into blocks, applied to derived state and appended to the journal; one
-//! fsync makes the batch durable, and only then is it published and acknowledged.
-//!
-//! What is durable at acknowledgement: every block of the batch is in the journal and the
-//! journal has been fsynced (`Journal::sync`). Derived state may lag on disk; it is rebuilt
-//! from the journal on open. What is visible to a new transaction: only published batches,
-//! which are durable (transactions read the snapshot the syncer publishes, not the latest
-//! state-store commit). Each batch's derived state is an in-memory layer; a third thread, the
-//! flusher, writes layers to redb in the background (see `state`).
-//!
-//! When the pipeline is idle (nothing queued, no batch waiting for its fsync), a committing
-//! thread runs its own commit through the same steps without handing it to the two threads
-//! ([`commit`]): a lone writer then pays for one fsync, not for three thread wake-ups.
+//! The commit pipeline: the sequencer thread, the syncer thread, the lone-committer path,
+//! and publishing durable batches.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,81 +7,22 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::Instant;
 
-use ion_rs::Element;
 use quill_verify::Hash;
 
-use crate::block::{self, BlockBody, BlockDraft, RevisionDraft};
-use crate::catalog::{Catalog, CatalogChange};
+use crate::catalog::Catalog;
 use crate::error::{LedgerError, Result};
-use crate::ledger::Core;
-use crate::limits::{Limits, GROUP_COMMIT_MAX, LAYERS_MAX, LAYER_REVISIONS_MAX};
-use crate::occ::{ReadSet, WriteSet};
-use crate::state::{Layer, Record, Snapshot, StateSink, StateWriter};
-use crate::transaction::table_writable;
+use crate::limits::{GROUP_COMMIT_MAX, LAYERS_MAX, LAYER_REVISIONS_MAX};
+use crate::occ::WriteSet;
+use crate::state::{Layer, Snapshot, StateWriter};
 use crate::types::{BlockAddress, CommitReceipt};
 
-/// Make derived state durable at least this often, so a reopen replays a bounded tail.
-const STATE_CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// A transaction's writes, ready to be hashed into a block.
-pub struct PreparedCommit {
-    pub transaction_id: String,
-    pub start: u64,
-    pub started_at: Instant,
-    pub reads: ReadSet,
-    pub revisions: Vec<RevisionDraft>,
-    /// Ion binary of each revision's data (empty for deletes), parallel to `revisions`.
-    pub data_bytes: Vec<Vec<u8>>,
-    pub catalog_changes: Vec<CatalogChange>,
-    /// `transactionInfo` and `catalogChanges`, hashed by the committing thread.
-    pub body: BlockBody,
-}
-
-/// A commit waiting for the committer.
-pub struct CommitRequest {
-    pub commit: PreparedCommit,
-    pub reply: SyncSender<Result<CommitReceipt>>,
-}
-
-/// One revision being applied to derived state.
-pub struct AppliedRevision<'a> {
-    pub table_id: &'a str,
-    pub document_id: &'a str,
-    pub data: Option<&'a Element>,
-    /// The data it replaces when known (`Some(None)`: a new document); `None` when unknown
-    /// (replay), and then it is read from derived state.
-    pub previous: Option<Option<&'a Element>>,
-    pub record: Record<'a>,
-}
-
-/// Applies one block's catalog changes, then its revisions; returns what it wrote for OCC.
-pub fn apply_block(
-    writer: &mut dyn StateSink,
-    catalog: &mut Catalog,
-    limits: &Limits,
-    changes: &[CatalogChange],
-    revisions: &[AppliedRevision<'_>],
-) -> Result<WriteSet> {
-    let mut writes = WriteSet::default();
-    for change in changes {
-        let before = catalog.clone();
-        catalog.apply(change, limits)?;
-        writer.apply_catalog_change(catalog, change, &before)?;
-        if let Some(table_id) = change.table_id() {
-            writes.catalog_tables.push(table_id.to_owned());
-        }
-    }
-    for r in revisions {
-        let touched = writer.apply_revision(catalog, r)?;
-        writes
-            .documents
-            .push((r.table_id.to_owned(), r.document_id.to_owned()));
-        for (field, key) in touched {
-            writes.index_keys.push((r.table_id.to_owned(), field, key));
-        }
-    }
-    Ok(writes)
-}
+use super::build::{build_and_apply, Position, Sink};
+use super::flusher::{
+    flush_loop, flush_while_idle, write_layers_to_redb, FlushJob, Flushing, IDLE_FLUSH_AFTER,
+    STATE_CHECKPOINT_INTERVAL,
+};
+use super::occ_check::{check_commit, Earlier};
+use super::{CommitRequest, Core, PreparedCommit};
 
 /// The committer's state shared by its threads and by committing threads that take the fast
 /// path.
@@ -105,7 +34,7 @@ pub(crate) struct Pipeline {
     queued: AtomicUsize,
     /// Batches handed to the syncer and not yet published. Incremented only under the
     /// `sequencer` lock, so zero under that lock means every sequenced block is published.
-    syncing: AtomicUsize,
+    pub(super) syncing: AtomicUsize,
 }
 
 impl Pipeline {
@@ -137,7 +66,7 @@ impl Pipeline {
         }
     }
 
-    fn sequencer(&self) -> MutexGuard<'_, Sequencer> {
+    pub(super) fn sequencer(&self) -> MutexGuard<'_, Sequencer> {
         // The sequencer's fields change together after a batch is appended; a panic before
         // that leaves them as they were.
         self.sequencer.lock().unwrap_or_else(|e| e.into_inner())
@@ -146,147 +75,29 @@ impl Pipeline {
 
 /// What the sequencer knows about the chain it has built, which may be ahead of what is
 /// published (blocks waiting for their fsync).
-struct Sequencer {
-    catalog: Catalog,
-    next: u64,
-    previous_hash: Option<Hash>,
-    last_millis: i64,
+pub(super) struct Sequencer {
+    pub(super) catalog: Catalog,
+    pub(super) next: u64,
+    pub(super) previous_hash: Option<Hash>,
+    pub(super) last_millis: i64,
     /// Write sets of blocks handed to the syncer, oldest first; dropped once published
     /// (then they are in the shared conflict log).
-    in_flight: VecDeque<(u64, Arc<WriteSet>)>,
-    last_checkpoint: Instant,
+    pub(super) in_flight: VecDeque<(u64, Arc<WriteSet>)>,
+    pub(super) last_checkpoint: Instant,
     /// Derived state as of the last redb commit.
-    base: Snapshot,
+    pub(super) base: Snapshot,
     /// Batches sequenced since then (oldest first), not in redb yet.
-    layers: Vec<Arc<Layer>>,
+    pub(super) layers: Vec<Arc<Layer>>,
     /// Revisions in `layers`.
-    layered_revisions: usize,
+    pub(super) layered_revisions: usize,
     /// The flush writing the first layers to redb, if one is running.
-    flushing: Option<Flushing>,
+    pub(super) flushing: Option<Flushing>,
     /// Where flushes are sent (the flusher thread); `None` before it runs, and then layers
     /// are written by the sequencer itself.
-    flusher: Option<SyncSender<FlushJob>>,
+    pub(super) flusher: Option<SyncSender<FlushJob>>,
     /// Hashes block headers without building Ion values (the same bytes as `quill_verify`'s
     /// Ion-value path, checked by its tests).
-    header_hasher: quill_verify::BlockHeaderHasher,
-}
-
-/// A flush in progress: the first `layers` layers are being written to redb.
-struct Flushing {
-    layers: usize,
-    done: Receiver<Result<Snapshot>>,
-}
-
-/// Layers for the flusher thread to write to redb in one transaction.
-struct FlushJob {
-    layers: Vec<Arc<Layer>>,
-    /// Blocks the layers bring derived state up to.
-    applied: u64,
-    /// Whether the commit is a durable checkpoint (the journal is synced first).
-    durable: bool,
-    done: SyncSender<Result<Snapshot>>,
-}
-
-/// The flusher thread: writes layers to redb off the commit path, one job after the other.
-fn flush_loop(core: &Core, jobs: Receiver<FlushJob>) {
-    while let Ok(job) = jobs.recv() {
-        let written = write_layers_to_redb(core, &job.layers, job.applied, job.durable);
-        let _ = job.done.send(written);
-    }
-}
-
-/// Writes `layers` to redb in one transaction that brings derived state up to block
-/// `applied`, and returns the new redb snapshot.
-fn write_layers_to_redb(
-    core: &Core,
-    layers: &[Arc<Layer>],
-    applied: u64,
-    durable: bool,
-) -> Result<Snapshot> {
-    let mut writer = core.state.writer()?;
-    writer.write_layers(layers)?;
-    writer.set_applied(applied)?;
-    // A durable state checkpoint must not get ahead of the journal on disk; the digest tree
-    // checkpoints with it.
-    let durable = durable && core.journal.sync().is_ok() && core.tree.flush().is_ok();
-    writer.commit(durable)?;
-    core.state.snapshot()
-}
-
-impl Sequencer {
-    /// Takes the result of a running flush: when it is done (or, with `wait`, once it is),
-    /// its snapshot becomes the base and its layers are dropped.
-    fn collect_flush(&mut self, core: &Core, wait: bool) {
-        let Some(flushing) = &self.flushing else {
-            return;
-        };
-        let result = if wait {
-            flushing
-                .done
-                .recv()
-                .unwrap_or_else(|_| Err(LedgerError::Storage("the flusher stopped".into())))
-        } else {
-            match flushing.done.try_recv() {
-                Ok(result) => result,
-                Err(mpsc::TryRecvError::Empty) => return,
-                Err(mpsc::TryRecvError::Disconnected) => {
-                    Err(LedgerError::Storage("the flusher stopped".into()))
-                }
-            }
-        };
-        let flushed = flushing.layers;
-        self.flushing = None;
-        // Only a flush changes the layers' prefix, and only one runs at a time.
-        assert!(
-            flushed <= self.layers.len(),
-            "a flush wrote layers the sequencer no longer has"
-        );
-        match result {
-            Ok(base) => {
-                self.base = base;
-                self.layers.drain(..flushed);
-                self.layered_revisions = self.layers.iter().map(|l| l.revisions()).sum();
-            }
-            // The layers stay: reads remain right, and nothing more is written.
-            Err(e) => core.poison(format!("derived state write failed: {e}")),
-        }
-    }
-
-    /// Whether the layers should be written to redb: enough of them, or a checkpoint is due.
-    fn flush_due(&self) -> bool {
-        self.layers.len() >= LAYERS_MAX
-            || self.layered_revisions >= LAYER_REVISIONS_MAX
-            || self.last_checkpoint.elapsed() >= STATE_CHECKPOINT_INTERVAL
-    }
-
-    /// Hands every layer to the flusher, unless a flush is running; the flush is a durable
-    /// checkpoint when one is due or `durable` asks for it.
-    fn start_flush(&mut self, durable: bool) {
-        let Some(flusher) = &self.flusher else {
-            return;
-        };
-        if self.flushing.is_some() || self.layers.is_empty() {
-            return;
-        }
-        let durable = durable || self.last_checkpoint.elapsed() >= STATE_CHECKPOINT_INTERVAL;
-        let (done, result) = mpsc::sync_channel(1);
-        let job = FlushJob {
-            layers: self.layers.clone(),
-            applied: self.next,
-            durable,
-            done,
-        };
-        // Capacity 1 and one flush at a time: this never blocks.
-        if flusher.send(job).is_ok() {
-            if durable {
-                self.last_checkpoint = Instant::now();
-            }
-            self.flushing = Some(Flushing {
-                layers: self.layers.len(),
-                done: result,
-            });
-        }
-    }
+    pub(super) header_hasher: quill_verify::BlockHeaderHasher,
 }
 
 /// A batch whose blocks are appended to the journal: what publishing it changes.
@@ -441,35 +252,6 @@ pub fn run(core: Arc<Core>, requests: Receiver<CommitRequest>) {
     }
 }
 
-/// How long without commits before the layers are written to redb anyway: reads of an idle
-/// ledger then look through no layers.
-const IDLE_FLUSH_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
-
-/// On an idle ledger: collects a finished flush, starts a durable one for the remaining
-/// layers, and republishes the snapshot without the flushed layers (the same data, read
-/// through fewer layers).
-fn flush_while_idle(core: &Core) {
-    let mut sequencer = core.pipeline.sequencer();
-    let layers_before = sequencer.layers.len();
-    sequencer.collect_flush(core, false);
-    if sequencer.flushing.is_none() {
-        // Durable: an idle ledger's redb then holds everything, and a crash replays nothing.
-        sequencer.start_flush(true);
-    }
-    if sequencer.layers.len() == layers_before {
-        return;
-    }
-    // Under the sequencer lock with no batch waiting for its fsync, every sequenced block is
-    // published: the republished snapshot holds exactly the published state.
-    if core.pipeline.syncing.load(Ordering::SeqCst) == 0 {
-        let mut shared = core.shared_mut();
-        if shared.applied == sequencer.next {
-            let layers = sequencer.layers.clone();
-            shared.snapshot = Arc::new(sequencer.base.with_layers(layers, sequencer.next));
-        }
-    }
-}
-
 /// Commits `commit`: in the calling thread when the pipeline is idle, otherwise through the
 /// sequencer thread (`requests`), batched with whatever else is committing.
 pub fn commit(
@@ -542,10 +324,10 @@ impl Alone<'_> {
 const SYNC_QUEUE_MAX: usize = 2;
 
 /// A commit accepted into the batch, waiting for the fsync.
-struct Accepted {
+pub(super) struct Accepted {
     reply: SyncSender<Result<CommitReceipt>>,
     receipt: CommitReceipt,
-    writes: Arc<WriteSet>,
+    pub(super) writes: Arc<WriteSet>,
 }
 
 /// Sequences one batch: checks each commit, hashes it into the next block, applies it to
@@ -733,86 +515,6 @@ fn sequence_batch(
     })
 }
 
-/// Where a batch is applied.
-enum Sink {
-    Direct(Box<StateWriter>),
-    Layered(Layer),
-}
-
-impl Sink {
-    fn as_dyn(&mut self) -> &mut dyn StateSink {
-        match self {
-            Sink::Direct(writer) => &mut **writer,
-            Sink::Layered(layer) => layer,
-        }
-    }
-}
-
-/// Where a block goes in the chain.
-struct Position<'a> {
-    address: &'a BlockAddress,
-    time_millis: i64,
-    previous_hash: Option<Hash>,
-}
-
-/// Hashes one commit into block `address` and applies it to derived state.
-fn build_and_apply(
-    core: &Core,
-    writer: &mut dyn StateSink,
-    catalog: &mut Catalog,
-    commit: &PreparedCommit,
-    position: Position<'_>,
-    header_hasher: &mut quill_verify::BlockHeaderHasher,
-) -> Result<(Hash, Vec<u8>, WriteSet)> {
-    let Position {
-        address,
-        time_millis,
-        previous_hash,
-    } = position;
-    let built = block::build(
-        &BlockDraft {
-            address: address.clone(),
-            transaction_id: &commit.transaction_id,
-            time_millis,
-            previous_hash,
-            revisions: &commit.revisions,
-            body: &commit.body,
-        },
-        &commit.data_bytes,
-        header_hasher,
-    )?;
-    let payload = built.payload;
-    let rows: Vec<AppliedRevision<'_>> = commit
-        .revisions
-        .iter()
-        .zip(&commit.data_bytes)
-        .zip(&built.revision_hashes)
-        .map(|((r, bytes), hash)| AppliedRevision {
-            table_id: &r.table_id,
-            document_id: &r.document_id,
-            data: r.data.as_ref(),
-            previous: Some(r.previous.as_ref()),
-            record: Record {
-                deleted: r.data.is_none(),
-                version: r.version,
-                sequence_no: address.sequence_no,
-                time_millis,
-                hash: *hash,
-                tx_id: &commit.transaction_id,
-                data: bytes,
-            },
-        })
-        .collect();
-    let writes = apply_block(
-        writer,
-        catalog,
-        &core.options.limits,
-        &commit.catalog_changes,
-        &rows,
-    )?;
-    Ok((built.hash, payload, writes))
-}
-
 /// The syncer thread: fsync, publish, acknowledge, one batch after the other.
 fn sync_loop(core: &Core, jobs: Receiver<SyncJob>) {
     while let Ok(SyncJob { job, snapshot }) = jobs.recv() {
@@ -873,78 +575,6 @@ fn publish(core: &Core, job: Batch, snapshot: Result<Snapshot>) {
     for a in job.accepted {
         let _ = a.reply.send(Ok(a.receipt));
     }
-}
-
-/// OCC, expiry and table checks of one commit against everything committed before it: the
-/// published conflict log, batches waiting for their fsync, and earlier commits of this batch.
-/// What a commit is checked against: blocks committed after it started.
-struct Earlier<'a> {
-    /// The published conflict log's verdict (checked under the batch's lock).
-    logged: Option<String>,
-    /// Blocks published when the log was checked.
-    published: u64,
-    /// Blocks waiting for their fsync.
-    in_flight: &'a VecDeque<(u64, Arc<WriteSet>)>,
-    /// Earlier commits of this batch.
-    batch: &'a [Accepted],
-}
-
-fn check_commit(
-    core: &Core,
-    commit: &PreparedCommit,
-    catalog: &Catalog,
-    earlier: Earlier<'_>,
-) -> Result<()> {
-    if commit.started_at.elapsed() > core.options.limits.transaction_timeout {
-        return Err(LedgerError::TransactionExpired {
-            transaction_id: commit.transaction_id.clone(),
-        });
-    }
-    let conflict = |detail: String| LedgerError::OccConflict {
-        transaction_id: commit.transaction_id.clone(),
-        detail,
-    };
-    let Earlier {
-        logged,
-        published,
-        in_flight,
-        batch,
-    } = earlier;
-    if let Some(detail) = logged {
-        return Err(conflict(detail));
-    }
-    // Blocks at or after `published` are not in the log yet.
-    let unpublished = in_flight
-        .iter()
-        .filter(|(seq, _)| *seq >= published.max(commit.start))
-        .map(|(_, w)| w);
-    if let Some(detail) = unpublished
-        .chain(batch.iter().map(|a| &a.writes))
-        .find_map(|w| w.conflict_with(&commit.reads))
-    {
-        return Err(conflict(detail));
-    }
-    for r in &commit.revisions {
-        if !table_writable(catalog, &r.table_id)
-            && !commit
-                .catalog_changes
-                .iter()
-                .any(|c| c.table_id() == Some(&r.table_id))
-        {
-            return Err(conflict(format!("table {} was dropped", r.table_name)));
-        }
-    }
-    if commit.catalog_changes.is_empty() {
-        return Ok(());
-    }
-    // DDL is checked on a copy: `build_and_apply` applies it for real.
-    let mut trial = catalog.clone();
-    for change in &commit.catalog_changes {
-        trial
-            .apply(change, &core.options.limits)
-            .map_err(|e| conflict(e.to_string()))?;
-    }
-    Ok(())
 }
 
 fn fail_all(replies: impl Iterator<Item = SyncSender<Result<CommitReceipt>>>, error: &LedgerError) {

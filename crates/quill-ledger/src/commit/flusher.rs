@@ -1,0 +1,164 @@
+//! The flusher: writes the sequencer's in-memory layers to redb off the commit path, and
+//! decides when a flush (and a durable state checkpoint) is due.
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::error::{LedgerError, Result};
+use crate::limits::{LAYERS_MAX, LAYER_REVISIONS_MAX};
+use crate::state::{Layer, Snapshot};
+
+use super::pipeline::Sequencer;
+use super::Core;
+
+/// Make derived state durable at least this often, so a reopen replays a bounded tail.
+pub(super) const STATE_CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A flush in progress: the first `layers` layers are being written to redb.
+pub(super) struct Flushing {
+    layers: usize,
+    done: Receiver<Result<Snapshot>>,
+}
+
+/// Layers for the flusher thread to write to redb in one transaction.
+pub(super) struct FlushJob {
+    layers: Vec<Arc<Layer>>,
+    /// Blocks the layers bring derived state up to.
+    applied: u64,
+    /// Whether the commit is a durable checkpoint (the journal is synced first).
+    durable: bool,
+    done: SyncSender<Result<Snapshot>>,
+}
+
+/// The flusher thread: writes layers to redb off the commit path, one job after the other.
+pub(super) fn flush_loop(core: &Core, jobs: Receiver<FlushJob>) {
+    while let Ok(job) = jobs.recv() {
+        let written = write_layers_to_redb(core, &job.layers, job.applied, job.durable);
+        let _ = job.done.send(written);
+    }
+}
+
+/// Writes `layers` to redb in one transaction that brings derived state up to block
+/// `applied`, and returns the new redb snapshot.
+pub(super) fn write_layers_to_redb(
+    core: &Core,
+    layers: &[Arc<Layer>],
+    applied: u64,
+    durable: bool,
+) -> Result<Snapshot> {
+    let mut writer = core.state.writer()?;
+    writer.write_layers(layers)?;
+    writer.set_applied(applied)?;
+    // A durable state checkpoint must not get ahead of the journal on disk; the digest tree
+    // checkpoints with it.
+    let durable = durable && core.journal.sync().is_ok() && core.tree.flush().is_ok();
+    writer.commit(durable)?;
+    core.state.snapshot()
+}
+
+impl Sequencer {
+    /// Takes the result of a running flush: when it is done (or, with `wait`, once it is),
+    /// its snapshot becomes the base and its layers are dropped.
+    pub(super) fn collect_flush(&mut self, core: &Core, wait: bool) {
+        let Some(flushing) = &self.flushing else {
+            return;
+        };
+        let result = if wait {
+            flushing
+                .done
+                .recv()
+                .unwrap_or_else(|_| Err(LedgerError::Storage("the flusher stopped".into())))
+        } else {
+            match flushing.done.try_recv() {
+                Ok(result) => result,
+                Err(mpsc::TryRecvError::Empty) => return,
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    Err(LedgerError::Storage("the flusher stopped".into()))
+                }
+            }
+        };
+        let flushed = flushing.layers;
+        self.flushing = None;
+        // Only a flush changes the layers' prefix, and only one runs at a time.
+        assert!(
+            flushed <= self.layers.len(),
+            "a flush wrote layers the sequencer no longer has"
+        );
+        match result {
+            Ok(base) => {
+                self.base = base;
+                self.layers.drain(..flushed);
+                self.layered_revisions = self.layers.iter().map(|l| l.revisions()).sum();
+            }
+            // The layers stay: reads remain right, and nothing more is written.
+            Err(e) => core.poison(format!("derived state write failed: {e}")),
+        }
+    }
+
+    /// Whether the layers should be written to redb: enough of them, or a checkpoint is due.
+    pub(super) fn flush_due(&self) -> bool {
+        self.layers.len() >= LAYERS_MAX
+            || self.layered_revisions >= LAYER_REVISIONS_MAX
+            || self.last_checkpoint.elapsed() >= STATE_CHECKPOINT_INTERVAL
+    }
+
+    /// Hands every layer to the flusher, unless a flush is running; the flush is a durable
+    /// checkpoint when one is due or `durable` asks for it.
+    pub(super) fn start_flush(&mut self, durable: bool) {
+        let Some(flusher) = &self.flusher else {
+            return;
+        };
+        if self.flushing.is_some() || self.layers.is_empty() {
+            return;
+        }
+        let durable = durable || self.last_checkpoint.elapsed() >= STATE_CHECKPOINT_INTERVAL;
+        let (done, result) = mpsc::sync_channel(1);
+        let job = FlushJob {
+            layers: self.layers.clone(),
+            applied: self.next,
+            durable,
+            done,
+        };
+        // Capacity 1 and one flush at a time: this never blocks.
+        if flusher.send(job).is_ok() {
+            if durable {
+                self.last_checkpoint = Instant::now();
+            }
+            self.flushing = Some(Flushing {
+                layers: self.layers.len(),
+                done: result,
+            });
+        }
+    }
+}
+
+/// How long without commits before the layers are written to redb anyway: reads of an idle
+/// ledger then look through no layers.
+pub(super) const IDLE_FLUSH_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// On an idle ledger: collects a finished flush, starts a durable one for the remaining
+/// layers, and republishes the snapshot without the flushed layers (the same data, read
+/// through fewer layers).
+pub(super) fn flush_while_idle(core: &Core) {
+    let mut sequencer = core.pipeline.sequencer();
+    let layers_before = sequencer.layers.len();
+    sequencer.collect_flush(core, false);
+    if sequencer.flushing.is_none() {
+        // Durable: an idle ledger's redb then holds everything, and a crash replays nothing.
+        sequencer.start_flush(true);
+    }
+    if sequencer.layers.len() == layers_before {
+        return;
+    }
+    // Under the sequencer lock with no batch waiting for its fsync, every sequenced block is
+    // published: the republished snapshot holds exactly the published state.
+    if core.pipeline.syncing.load(Ordering::SeqCst) == 0 {
+        let mut shared = core.shared_mut();
+        if shared.applied == sequencer.next {
+            let layers = sequencer.layers.clone();
+            shared.snapshot = Arc::new(sequencer.base.with_layers(layers, sequencer.next));
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! What a `Ledger` handle and its transactions share: the ledger's identity, its commit
+//! pipeline's core, and the channel to the committer thread.
+
+use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use crate::commit::{self, CommitRequest, Core, PreparedCommit};
+use crate::error::{LedgerError, Result};
+use crate::ids::IdGenerator;
+use crate::occ::ReadSet;
+use crate::options::{LedgerOptions, RecoveryReport};
+use crate::storage::LockGuard;
+use crate::types::CommitReceipt;
+
+pub(crate) struct LedgerInner {
+    pub name: String,
+    pub strand_id: String,
+    pub options: LedgerOptions,
+    pub ids: IdGenerator,
+    pub core: Arc<Core>,
+    pub recovery: RecoveryReport,
+    /// Held (flock) for as long as the ledger is open: two writers on one journal would fork it.
+    pub _lock: LockGuard,
+    pub commits: Mutex<Option<SyncSender<CommitRequest>>>,
+    pub committer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl LedgerInner {
+    pub fn commit(&self, commit: PreparedCommit) -> Result<CommitReceipt> {
+        let sender = self
+            .commits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let sender = sender.ok_or_else(|| LedgerError::ReadOnly("ledger is closing".into()))?;
+        commit::commit(&self.core, &sender, commit)
+    }
+
+    /// Validates a transaction that wrote nothing: it conflicts if a published block at or
+    /// after `start` changed what it read. It then serialises after every published block
+    /// (its reads are unchanged up to there) and before every unpublished one, which no
+    /// client has seen acknowledged; so it needs neither the sequencer nor a block.
+    pub fn validate_read_only(
+        &self,
+        transaction_id: &str,
+        start: u64,
+        reads: &ReadSet,
+    ) -> Result<()> {
+        if reads.is_empty() {
+            return Ok(());
+        }
+        match self.core.shared().log.check(start, reads) {
+            None => Ok(()),
+            Some(detail) => Err(LedgerError::OccConflict {
+                transaction_id: transaction_id.to_owned(),
+                detail,
+            }),
+        }
+    }
+
+    pub fn end_transaction(&self, start: u64) {
+        self.core.shared().log.end(start);
+    }
+}
+
+impl Drop for LedgerInner {
+    fn drop(&mut self) {
+        self.commits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(handle) = self
+            .committer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            let _ = handle.join();
+        }
+        // A clean close leaves a tree checkpoint at the tip, so reopening rebuilds nothing.
+        if let Err(error) = self.core.tree.flush() {
+            tracing::warn!(%error, "digest tree not checkpointed at close; it is rebuilt from the journal on open");
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! How a ledger is opened (limits, id seed, storage) and what opening it repaired.
+
+use crate::storage::Storage;
+use crate::Limits;
+
+/// Options for opening or creating a ledger.
+#[derive(Debug, Clone, Default)]
+pub struct LedgerOptions {
+    /// Limits enforced on transactions.
+    pub limits: Limits,
+    /// Seed for ids (tests); `None` uses OS randomness.
+    pub id_seed: Option<u64>,
+    /// Tests only: reintroduces two serializability holes this engine once had (an index
+    /// lookup guarded only its key, not the documents it returned; a transaction that wrote
+    /// nothing committed without validation), so tests can show their checker catches them.
+    #[doc(hidden)]
+    pub occ_read_holes: bool,
+    /// Where the ledger's files live: the OS file system unless a test simulates a disk.
+    pub storage: Storage,
+}
+
+/// What `Ledger::open` found and repaired.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Bytes of an incomplete last frame that were cut off (0 if the tail was clean).
+    pub torn_tail_bytes: u64,
+    /// Blocks replayed from the journal into derived state.
+    pub blocks_replayed: u64,
+    /// Digest-tree leaves rebuilt from the journal.
+    pub tree_leaves_rebuilt: u64,
+    /// Derived state reflected blocks the journal no longer holds (its tail was lost or cut)
+    /// and was rebuilt from the journal from scratch.
+    pub state_rebuilt: bool,
+}
