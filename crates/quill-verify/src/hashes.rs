@@ -194,14 +194,7 @@ pub fn block_hash(entries_hash: &Hash, previous_block_hash: Option<&Hash>) -> Ha
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hex(text: &str) -> Hash {
-        let bytes: Vec<u8> = (0..text.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
-            .collect();
-        Hash::from_slice(&bytes).unwrap()
-    }
+    use crate::test_support::hex;
 
     fn ion(text: &str) -> Element {
         Element::read_one(text).unwrap()

@@ -58,3 +58,17 @@ pub use merkle::{fold, merkle_path, merkle_root, verify_proof};
 pub use tree::{
     consistency_proof, inclusion_proof, tree_root, verify_consistency, FullNodes, TreeError,
 };
+
+#[cfg(test)]
+mod test_support {
+    use crate::Hash;
+
+    /// A hash written as 64 hex digits (test vectors).
+    pub(crate) fn hex(text: &str) -> Hash {
+        let bytes: Vec<u8> = (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+            .collect();
+        Hash::from_slice(&bytes).unwrap()
+    }
+}

@@ -76,6 +76,7 @@ fn next_level(level: &[Hash]) -> Vec<Hash> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::hex;
 
     fn leaf(i: u8) -> Hash {
         Hash::sha256(&[i])
@@ -83,14 +84,6 @@ mod tests {
 
     fn leaves(n: u8) -> Vec<Hash> {
         (0..n).map(leaf).collect()
-    }
-
-    fn hex(text: &str) -> Hash {
-        let bytes: Vec<u8> = (0..text.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
-            .collect();
-        Hash::from_slice(&bytes).unwrap()
     }
 
     /// §11.5 of the verification reference: roots over `L_i = SHA-256([i])`.

@@ -259,14 +259,7 @@ pub fn verify_consistency(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hex(text: &str) -> Hash {
-        let bytes: Vec<u8> = (0..text.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
-            .collect();
-        Hash::from_slice(&bytes).unwrap()
-    }
+    use crate::test_support::hex;
 
     /// The eight leaves of the RFC 6962 reference test tree (Certificate Transparency's
     /// `merkle_tree_test.cc`, reused by Trillian and `x/mod/sumdb/tlog`).
