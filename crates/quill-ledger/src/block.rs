@@ -16,7 +16,7 @@ use quill_verify::{ion_hash, Hash};
 use crate::catalog::CatalogChange;
 use crate::clock;
 use crate::error::{LedgerError, Result};
-use crate::types::{BlockAddress, Revision, RevisionMetadata};
+use crate::types::{BlockAddress, RedactionRequest, Revision, RevisionMetadata};
 
 /// One statement as `transactionInfo.statements` records it.
 #[derive(Debug, Clone)]
@@ -270,16 +270,21 @@ pub fn build(
 // 242       u8   transaction id length t, then t bytes (UTF-8)
 // then      u32  revision count r, then r × revision:
 //                [32] hash, u64 version, u8 document id length d + d bytes,
-//                u32 data length (u32::MAX: deleted, no data) + data (one Ion binary value)
+//                u32 data length + data (one Ion binary value), or u32::MAX (deleted, no
+//                data), or u32::MAX - 1 then [32] dataHash (redacted: the data was erased)
 // then      u32  length + transactionInfo (Ion binary)
 // then      u32  length + catalogChanges (Ion binary)
 // ```
 //
-// Format history: 1 — first format.
+// Format history: 1 — first format; the redacted marker was added with REDACT_REVISION (a
+// reader without it fails on a redacted block with "truncated", never misreads it).
 
 /// Version byte of the payload layout.
 const PAYLOAD_FORMAT: u8 = 1;
+/// Where the transaction id's length byte sits (after the fixed-size header).
+const REVISIONS_OFFSET: usize = 242;
 const DELETED: u32 = u32::MAX;
+const REDACTED: u32 = u32::MAX - 1;
 
 struct PayloadHeader<'a> {
     sequence_no: u64,
@@ -296,6 +301,17 @@ struct PayloadRevision<'a> {
     version: u64,
     document_id: &'a str,
     data: Option<&'a [u8]>,
+}
+
+/// Appends one revision's data slot (see the byte map).
+fn encode_data_slot(out: &mut Vec<u8>, data: Option<&[u8]>) {
+    match data {
+        Some(data) => {
+            out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            out.extend_from_slice(data);
+        }
+        None => out.extend_from_slice(&DELETED.to_le_bytes()),
+    }
 }
 
 fn encode_payload(
@@ -329,13 +345,7 @@ fn encode_payload(
         out.extend_from_slice(&r.version.to_le_bytes());
         out.push(r.document_id.len() as u8);
         out.extend_from_slice(r.document_id.as_bytes());
-        match r.data {
-            Some(data) => {
-                out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-                out.extend_from_slice(data);
-            }
-            None => out.extend_from_slice(&DELETED.to_le_bytes()),
-        }
+        encode_data_slot(&mut out, r.data);
     }
     for section in [transaction_info, catalog_changes] {
         out.extend_from_slice(&(section.len() as u32).to_le_bytes());
@@ -396,6 +406,13 @@ impl<'a> PayloadReader<'a> {
     }
 }
 
+/// A revision's data slot as stored.
+enum StoredData<'a> {
+    Data(&'a [u8], Element),
+    Redacted(Hash),
+    Deleted,
+}
+
 /// A block read back from the journal.
 #[derive(Debug, Clone)]
 pub struct DecodedBlock {
@@ -408,7 +425,8 @@ pub struct DecodedBlock {
     pub previous_hash: Option<Hash>,
     /// (table id, revision).
     pub revisions: Vec<(String, Revision)>,
-    /// Each revision's data as stored (Ion binary; empty for a delete), parallel to `revisions`.
+    /// Each revision's data as stored (Ion binary; empty for a delete or a redacted
+    /// revision), parallel to `revisions`.
     pub data_ion: Vec<Vec<u8>>,
     pub transaction_info: Element,
     pub catalog_changes_element: Element,
@@ -466,8 +484,12 @@ pub fn decode_payload(bytes: &[u8], address: &BlockAddress) -> Result<DecodedBlo
         let id_len = r.u8()? as usize;
         let id = r.text(id_len)?.to_owned();
         let data = match r.u32()? {
-            DELETED => None,
-            len => Some(r.ion(len as usize, "document data")?),
+            DELETED => StoredData::Deleted,
+            REDACTED => StoredData::Redacted(r.hash()?),
+            len => {
+                let (bytes, element) = r.ion(len as usize, "document data")?;
+                StoredData::Data(bytes, element)
+            }
         };
         stored.push((hash, version, id, data));
     }
@@ -498,9 +520,10 @@ pub fn decode_payload(bytes: &[u8], address: &BlockAddress) -> Result<DecodedBlo
                 )
             })?
             .to_owned();
-        let (bytes, data) = match data {
-            Some((bytes, element)) => (bytes.to_vec(), Some(element)),
-            None => (Vec::new(), None),
+        let (bytes, data, data_hash) = match data {
+            StoredData::Data(bytes, element) => (bytes.to_vec(), Some(element), None),
+            StoredData::Redacted(data_hash) => (Vec::new(), None, Some(data_hash)),
+            StoredData::Deleted => (Vec::new(), None, None),
         };
         let metadata = RevisionMetadata {
             id,
@@ -514,6 +537,7 @@ pub fn decode_payload(bytes: &[u8], address: &BlockAddress) -> Result<DecodedBlo
                 block_address: address.clone(),
                 hash,
                 data,
+                data_hash,
                 metadata,
             },
         ));
@@ -565,16 +589,82 @@ impl DecodedBlock {
             list(self.entries.iter().map(|e| Element::blob(e.as_bytes()))),
         ))
         .map(|b| {
-            b.with_field("transactionInfo", self.transaction_info.clone())
-                .with_field(
-                    "revisions",
-                    list(self.revisions.iter().map(|(_, r)| r.to_element())),
-                )
-                .with_field("catalogChanges", self.catalog_changes_element.clone())
-                .build()
-                .into()
+            let b = b.with_field("transactionInfo", self.transaction_info.clone());
+            let redactions: Vec<Element> = self
+                .catalog_changes
+                .iter()
+                .filter_map(|change| match change {
+                    CatalogChange::RedactRevision(request) => Some(request.to_element()),
+                    _ => None,
+                })
+                .collect();
+            let b = if redactions.is_empty() {
+                b
+            } else {
+                // QLDB's shape; derived from `catalogChanges`, which the block hash covers.
+                let info = Element::struct_builder().with_field("revisions", list(redactions));
+                b.with_field("redactionInfo", Element::from(info.build()))
+            };
+            b.with_field(
+                "revisions",
+                list(self.revisions.iter().map(|(_, r)| r.to_element())),
+            )
+            .with_field("catalogChanges", self.catalog_changes_element.clone())
+            .build()
+            .into()
         })
     }
+}
+
+/// The payload of block `address` with the data of `document_id`'s revision replaced by its
+/// Ion hash (the redacted form; every hash the block carries is unchanged, as the block hash
+/// is computed from revision hashes). All other bytes are copied as they are. `None` when
+/// that revision holds no data (already redacted, or a deletion).
+pub fn redact_payload(
+    bytes: &[u8],
+    address: &BlockAddress,
+    document_id: &str,
+) -> Result<Option<Vec<u8>>> {
+    // Checks the whole payload first: only a block that decodes is rewritten.
+    decode_payload(bytes, address)?;
+    let mut r = PayloadReader {
+        bytes,
+        at: REVISIONS_OFFSET,
+        address,
+    };
+    let id_len = r.u8()? as usize;
+    r.take(id_len)?;
+    let count = r.u32()?;
+    for _ in 0..count {
+        r.take(32 + 8)?;
+        let id_len = r.u8()? as usize;
+        let id = r.text(id_len)?;
+        let slot_start = r.at;
+        let data = match r.u32()? {
+            DELETED => None,
+            REDACTED => {
+                r.hash()?;
+                None
+            }
+            len => Some(r.ion(len as usize, "document data")?.1),
+        };
+        if id != document_id {
+            continue;
+        }
+        let Some(data) = data else {
+            return Ok(None);
+        };
+        let mut out = Vec::with_capacity(bytes.len());
+        out.extend_from_slice(&bytes[..slot_start]);
+        out.extend_from_slice(&REDACTED.to_le_bytes());
+        out.extend_from_slice(ion_hash(&data).as_bytes());
+        out.extend_from_slice(&bytes[r.at..]);
+        return Ok(Some(out));
+    }
+    Err(LedgerError::UnknownDocument(format!(
+        "{document_id} has no revision in block {}",
+        address.sequence_no
+    )))
 }
 
 impl Revision {
@@ -586,6 +676,9 @@ impl Revision {
             .with_field("hash", Element::blob(self.hash.as_bytes()));
         if let Some(data) = &self.data {
             b = b.with_field("data", data.clone());
+        }
+        if let Some(data_hash) = &self.data_hash {
+            b = b.with_field("dataHash", Element::blob(data_hash.as_bytes()));
         }
         b.with_field("metadata", metadata_element(&self.metadata))
             .build()
@@ -634,6 +727,29 @@ impl BlockAddress {
                 .filter(|n| *n >= 0)
                 .ok_or_else(invalid)? as u64,
         })
+    }
+}
+
+impl RedactionRequest {
+    /// The fields of `{blockAddress, tableId, documentId, version}`, in that order.
+    pub fn fields(&self) -> [(&'static str, Element); 4] {
+        [
+            ("blockAddress", address_element(&self.block_address)),
+            ("tableId", Element::string(self.table_id.as_str())),
+            ("documentId", Element::string(self.document_id.as_str())),
+            ("version", Element::int(self.version as i64)),
+        ]
+    }
+
+    /// QLDB's REDACT_REVISION result document and `redactionInfo.revisions` entry.
+    pub fn to_element(&self) -> Element {
+        self.fields()
+            .into_iter()
+            .fold(Element::struct_builder(), |b, (name, value)| {
+                b.with_field(name, value)
+            })
+            .build()
+            .into()
     }
 }
 

@@ -6,9 +6,9 @@ use ion_rs::{Element, Struct};
 
 use crate::error::{LedgerError, Result};
 use crate::limits::{self, Limits};
-use crate::types::{IndexInfo, IndexStatus, TableInfo, TableStatus};
+use crate::types::{BlockAddress, IndexInfo, IndexStatus, RedactionRequest, TableInfo, TableStatus};
 
-/// One DDL change, as recorded in a block's `catalogChanges` list.
+/// One DDL change, or a redaction request, as recorded in a block's `catalogChanges` list.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CatalogChange {
     /// The genesis block's record of the ledger itself.
@@ -31,13 +31,18 @@ pub enum CatalogChange {
     },
     /// DROP INDEX.
     DropIndex { table_id: String, index_id: String },
+    /// `EXEC REDACT_REVISION`: the revision whose data is to be erased. Recorded here so the
+    /// request is bound into the block hash (`entriesHashList[2]`) and replayed like DDL; it
+    /// leaves the catalog as it is.
+    RedactRevision(RedactionRequest),
 }
 
 impl CatalogChange {
-    /// The table the change is about (`None` for the ledger record).
+    /// The table whose catalog entry the change is about (`None` for the ledger record and
+    /// for a redaction, which changes no catalog entry).
     pub fn table_id(&self) -> Option<&str> {
         match self {
-            CatalogChange::CreateLedger { .. } => None,
+            CatalogChange::CreateLedger { .. } | CatalogChange::RedactRevision(_) => None,
             CatalogChange::CreateTable { table_id, .. }
             | CatalogChange::DropTable { table_id }
             | CatalogChange::UndropTable { table_id }
@@ -86,6 +91,12 @@ impl CatalogChange {
                 .with_field("op", Element::string("DROP_INDEX"))
                 .with_field("tableId", Element::string(table_id.as_str()))
                 .with_field("indexId", Element::string(index_id.as_str())),
+            CatalogChange::RedactRevision(request) => request
+                .fields()
+                .into_iter()
+                .fold(b.with_field("op", Element::string("REDACT_REVISION")), |b, (name, value)| {
+                    b.with_field(name, value)
+                }),
         };
         b.build().into()
     }
@@ -133,6 +144,21 @@ impl CatalogChange {
                 table_id: text("tableId")?,
                 index_id: text("indexId")?,
             },
+            "REDACT_REVISION" => CatalogChange::RedactRevision(RedactionRequest {
+                block_address: s
+                    .get("blockAddress")
+                    .ok_or_else(|| bad("redaction lacks blockAddress"))
+                    .and_then(|a| {
+                        BlockAddress::from_element(a).map_err(|_| bad("bad redaction blockAddress"))
+                    })?,
+                table_id: text("tableId")?,
+                document_id: text("documentId")?,
+                version: s
+                    .get("version")
+                    .and_then(Element::as_i64)
+                    .and_then(|v| u64::try_from(v).ok())
+                    .ok_or_else(|| bad("redaction lacks version"))?,
+            }),
             other => return Err(bad(&format!("unknown catalog change {other}"))),
         })
     }
@@ -265,6 +291,7 @@ impl Catalog {
                 }
                 Ok(())
             }
+            CatalogChange::RedactRevision(_) => Ok(()),
         }
     }
 

@@ -27,6 +27,7 @@ use crate::ids::IdGenerator;
 use crate::journal::Journal;
 use crate::occ::ConflictLog;
 use crate::options::{LedgerOptions, RecoveryReport};
+use crate::redaction;
 use crate::state::{AppliedRevision, Record, State};
 use crate::storage::Storage;
 use crate::transaction::Transaction;
@@ -202,6 +203,22 @@ impl Ledger {
         }
         recovery.blocks_replayed =
             catch_up_state(&journal, &state, &strand_id, blocks, &options.limits)?;
+        let pending = state.pending_redactions(&strand_id)?;
+        if !pending.is_empty() {
+            // See `redaction`: erase what a crash left in the journal, then rebuild derived
+            // state from the erased journal, so redb keeps no old copy in its free pages.
+            for request in &pending {
+                redaction::erase_from_journal(&journal, request)?;
+            }
+            drop(state);
+            storage.remove_file(&state_path)?;
+            state = State::open(storage, &state_path)?;
+            recovery.blocks_replayed =
+                catch_up_state(&journal, &state, &strand_id, blocks, &options.limits)?;
+            recovery.state_rebuilt = true;
+            recovery.redactions_completed = pending.len() as u64;
+            tracing::info!(ledger = %name, redactions = pending.len(), "completed redactions");
+        }
         let snapshot = state.snapshot()?;
         let catalog = snapshot.catalog()?;
         let snapshot = Arc::new(snapshot);
@@ -585,13 +602,14 @@ fn catch_up_state(
                 data: r.data.as_ref(),
                 previous: None,
                 record: Record {
-                    deleted: r.data.is_none(),
+                    deleted: r.data.is_none() && r.data_hash.is_none(),
+                    redacted: r.data_hash.is_some(),
                     version: r.metadata.version,
                     sequence_no: seq,
                     time_millis: decoded.time_millis,
                     hash: r.hash,
                     tx_id: &decoded.transaction_id,
-                    data: bytes,
+                    data: r.data_hash.as_ref().map_or(bytes.as_slice(), |h| h.as_bytes()),
                 },
             })
             .collect();

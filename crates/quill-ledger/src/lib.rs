@@ -20,7 +20,8 @@
 //!    `options` (how a ledger is opened).
 //! 3. `journal`, `tree_store` (the digest tree's full nodes), `block` (block encoding and
 //!    hashing), `occ` (read and write sets, the conflict log).
-//! 4. `state`: derived state (redb plus in-memory layers).
+//! 4. `state`: derived state (redb plus in-memory layers); `redaction` (erasing a redacted
+//!    revision's data from the journal).
 //! 5. `commit`: the commit path. Its `pipeline` (sequencer and syncer threads, lone
 //!    committer, publishing) runs the steps in `occ_check` (OCC validation), `build` (block
 //!    building) and `flusher` (layers to redb); those see only the sequencer's types.
@@ -54,6 +55,7 @@ mod ledger;
 pub mod limits;
 mod occ;
 mod options;
+mod redaction;
 mod state;
 pub mod storage;
 mod transaction;
@@ -70,5 +72,5 @@ pub use options::{LedgerOptions, RecoveryReport};
 pub use transaction::{DocumentRef, Savepoint, Transaction};
 pub use types::{
     BlockAddress, CommitReceipt, Document, IndexInfo, IndexStatus, LedgerDigest, Revision,
-    RevisionMetadata, TableInfo, TableStatus,
+    RedactionRequest, RevisionMetadata, TableInfo, TableStatus,
 };

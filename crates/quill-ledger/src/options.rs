@@ -29,6 +29,9 @@ pub struct RecoveryReport {
     /// Digest-tree leaves rebuilt from the journal.
     pub tree_leaves_rebuilt: u64,
     /// Derived state reflected blocks the journal no longer holds (its tail was lost or cut)
-    /// and was rebuilt from the journal from scratch.
+    /// and was rebuilt from the journal from scratch; or redactions were completed.
     pub state_rebuilt: bool,
+    /// Redactions whose erasure this open completed: journal frames still holding the data
+    /// were erased, then derived state was rebuilt so no old copy of it is left in redb.
+    pub redactions_completed: u64,
 }

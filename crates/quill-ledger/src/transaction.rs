@@ -15,8 +15,9 @@ use crate::equality::equality_key;
 use crate::error::{LedgerError, Result};
 use crate::handle::LedgerInner;
 use crate::occ::ReadSet;
+use crate::redaction;
 use crate::state::{field_key, Record, Snapshot};
-use crate::types::{CommitReceipt, Document, Revision, TableInfo};
+use crate::types::{BlockAddress, CommitReceipt, Document, RedactionRequest, Revision, TableInfo};
 
 /// A committed document's stored bytes, handed to a scan visitor without decoding.
 pub struct DocumentRef<'a> {
@@ -693,6 +694,99 @@ impl Transaction {
         Ok(out)
     }
 
+    /// `EXEC REDACT_REVISION`: requests the erasure of the data of the revision of
+    /// `document_id` (in table `table_id`) committed in block `block_address`. QLDB's rules:
+    /// the revision must be inactive (a later revision of the document exists), hold data (not
+    /// already redacted, not a deletion), and be the only redaction of this transaction. The
+    /// request is committed with the transaction; the erasure follows the commit (see
+    /// `redaction`). Returns QLDB's result document `{blockAddress, tableId, documentId,
+    /// version}`.
+    pub fn redact_revision(
+        &mut self,
+        block_address: &BlockAddress,
+        table_id: &str,
+        document_id: &str,
+    ) -> Result<RedactionRequest> {
+        self.check_open()?;
+        let invalid = |detail: String| Err(LedgerError::InvalidInput(detail));
+        if self
+            .catalog_changes
+            .iter()
+            .any(|c| matches!(c, CatalogChange::RedactRevision(_)))
+        {
+            return invalid("only one revision can be redacted per transaction".into());
+        }
+        if block_address.strand_id != self.ledger.strand_id {
+            return invalid(format!(
+                "block address strand {} is not this ledger's strand",
+                block_address.strand_id
+            ));
+        }
+        let sequence_no = block_address.sequence_no;
+        if sequence_no >= self.start {
+            return invalid(format!("no committed block has sequenceNo {sequence_no}"));
+        }
+        if self.catalog.by_id(table_id).is_none() {
+            return Err(LedgerError::UnknownTable(table_id.to_owned()));
+        }
+        let bytes = self.ledger.core.journal.read(sequence_no)?;
+        let decoded = block::decode_payload(&bytes, block_address)?;
+        let Some((revision_table, revision)) = decoded
+            .revisions
+            .iter()
+            .find(|(_, r)| r.metadata.id == document_id)
+        else {
+            return invalid(format!(
+                "document {document_id} has no revision in block {sequence_no}"
+            ));
+        };
+        if revision_table != table_id {
+            return invalid(format!(
+                "the revision of document {document_id} in block {sequence_no} belongs to table {revision_table}, not {table_id}"
+            ));
+        }
+        let version = revision.metadata.version;
+        self.reads
+            .documents
+            .insert((table_id.to_owned(), document_id.to_owned()));
+        let mut latest = version;
+        let mut target = None;
+        self.snapshot
+            .history(table_id, Some(document_id), &mut |_, record| {
+                latest = latest.max(record.version);
+                if record.version == version {
+                    target = Some((record.deleted, record.redacted));
+                }
+                Ok(true)
+            })?;
+        self.read_ios += latest + 1;
+        match target {
+            None => invalid(format!(
+                "document {document_id} has no revision with version {version}"
+            )),
+            Some(_) if latest == version => invalid(format!(
+                "the latest active revision of a document cannot be redacted (document {document_id}, version {version})"
+            )),
+            Some((_, true)) => invalid(format!(
+                "the revision of document {document_id} with version {version} is already redacted"
+            )),
+            Some((true, _)) => invalid(format!(
+                "the revision of document {document_id} with version {version} is a deletion and holds no data"
+            )),
+            Some((false, false)) => {
+                let request = RedactionRequest {
+                    block_address: block_address.clone(),
+                    table_id: table_id.to_owned(),
+                    document_id: document_id.to_owned(),
+                    version,
+                };
+                self.catalog_changes
+                    .push(CatalogChange::RedactRevision(request.clone()));
+                Ok(request)
+            }
+        }
+    }
+
     // ---- end -----------------------------------------------------------------------------
 
     /// Commits: one journal block, fsynced before this returns. A transaction that wrote
@@ -738,6 +832,14 @@ impl Transaction {
             &revisions,
             &self.catalog_changes,
         )?;
+        let redactions: Vec<RedactionRequest> = self
+            .catalog_changes
+            .iter()
+            .filter_map(|change| match change {
+                CatalogChange::RedactRevision(request) => Some(request.clone()),
+                _ => None,
+            })
+            .collect();
         let prepared = PreparedCommit {
             transaction_id: self.id.clone(),
             start: self.start,
@@ -751,6 +853,16 @@ impl Transaction {
         self.finished = true;
         let result = self.ledger.commit(prepared);
         self.ledger.end_transaction(self.start);
+        if result.is_ok() {
+            for request in &redactions {
+                // The request is durable: a failure here leaves it pending, and the next open
+                // completes it.
+                if let Err(error) = redaction::erase_from_journal(&self.ledger.core.journal, request)
+                {
+                    tracing::warn!(%error, ?request, "redaction pending: its journal copy is erased when the ledger is next opened");
+                }
+            }
+        }
         result
     }
 

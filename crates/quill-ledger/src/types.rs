@@ -19,10 +19,28 @@ pub struct Revision {
     pub block_address: BlockAddress,
     /// `dot(H(metadata), H(data))`; for a deletion `H(metadata)` (see `quill_verify::revision_hash`).
     pub hash: Hash,
-    /// The user document; `None` for the final revision written by a delete.
+    /// The user document; `None` for the final revision written by a delete, and for a
+    /// redacted revision.
     pub data: Option<Element>,
+    /// For a redacted revision, the Ion hash of the data that was erased (QLDB's `dataHash`);
+    /// the revision hash is unchanged: `dot(H(metadata), dataHash)`.
+    pub data_hash: Option<Hash>,
     /// `{id, version, txTime, txId}`.
     pub metadata: RevisionMetadata,
+}
+
+/// An `EXEC REDACT_REVISION` request: QLDB's result document and `redactionInfo` entry
+/// `{blockAddress, tableId, documentId, version}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedactionRequest {
+    /// Block holding the revision to erase.
+    pub block_address: BlockAddress,
+    /// Its table.
+    pub table_id: String,
+    /// Its document.
+    pub document_id: String,
+    /// Its version.
+    pub version: u64,
 }
 
 /// Revision metadata, hashed into the revision hash.

@@ -28,6 +28,12 @@ pub fn apply_block(
         if let Some(table_id) = change.table_id() {
             writes.catalog_tables.push(table_id.to_owned());
         }
+        if let CatalogChange::RedactRevision(request) = change {
+            // The document's history changed: transactions that read it conflict.
+            writes
+                .documents
+                .push((request.table_id.clone(), request.document_id.clone()));
+        }
     }
     for r in revisions {
         let touched = writer.apply_revision(catalog, r)?;
@@ -102,6 +108,7 @@ pub(super) fn build_and_apply(
             previous: Some(r.previous.as_ref()),
             record: Record {
                 deleted: r.data.is_none(),
+                redacted: false,
                 version: r.version,
                 sequence_no: address.sequence_no,
                 time_millis,

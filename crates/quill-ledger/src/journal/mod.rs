@@ -50,8 +50,9 @@ use format::{
     SEGMENT_HEADER_BYTES,
 };
 use segment::{
-    create_segment, open_sealed, parse_data_name, read_index_entries, recover_last, verify_header,
-    CursorStep, FrameCursor, Place, SegmentView, SEGMENT_BLOCKS_LIMIT, SEGMENT_BYTES_LIMIT,
+    build_rewrite, create_segment, open_sealed, parse_data_name, read_index_entries, recover_last,
+    verify_header, CursorStep, FrameCursor, Place, SegmentView, REWRITE_SUFFIX,
+    SEGMENT_BLOCKS_LIMIT, SEGMENT_BYTES_LIMIT,
 };
 
 use crate::limits::{FRAME_PAYLOAD_MAX_BYTES, GROUP_COMMIT_MAX};
@@ -222,6 +223,7 @@ impl Journal {
             dir,
             strand_id,
         };
+        remove_unfinished_rewrites(storage, dir)?;
         let firsts = list_segments(storage, dir)?;
         let Some((&last_first, sealed_firsts)) = firsts.split_last() else {
             return Err(LedgerError::UnknownLedger(dir.display().to_string()));
@@ -308,6 +310,40 @@ impl Journal {
                 Err(error)
             }
         }
+    }
+
+    /// Replaces the payload of block `sequence_no` (for redaction: the caller keeps every
+    /// hash of the block unchanged) by rewriting its segment: a checked copy is written
+    /// beside it, fsynced, and renamed over it (see `segment::build_rewrite`). Appends wait
+    /// meanwhile. Readers already holding the old segment keep reading the old file; the
+    /// next reads see the new one. A failure before the rename leaves the journal as it was;
+    /// one after it poisons the journal (its files may be half replaced until reopened).
+    pub fn rewrite(&self, sequence_no: u64, payload: &[u8]) -> Result<()> {
+        let mut writer = self.lock_writer()?;
+        writer.check_writable()?;
+        check_batch(&[payload])?;
+        let segment = self.segment_for(sequence_no)?;
+        let rewrite = self
+            .injected_fault()
+            .map_err(LedgerError::Io)
+            .and_then(|()| build_rewrite(self.place(), &segment, sequence_no, payload))?;
+        let view = match rewrite.install(self.place()) {
+            Ok(view) => view,
+            Err(error) => {
+                writer.poison("rewrite", &error);
+                return Err(error);
+            }
+        };
+        let mut published = self
+            .published
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let position = published
+            .iter()
+            .position(|s| s.first_sequence_no == view.first_sequence_no)
+            .expect("the rewritten segment is published");
+        published[position] = view;
+        Ok(())
     }
 
     /// The payload of block `sequence_no`, checksum verified. `UnknownBlock` past the end.
@@ -683,6 +719,18 @@ fn unknown_block(sequence_no: u64, len: u64) -> LedgerError {
     LedgerError::UnknownBlock(format!(
         "sequence number {sequence_no}; the journal holds {len} blocks"
     ))
+}
+
+/// Removes the replacement files of a segment rewrite that a crash interrupted before it
+/// renamed them into place (the segment they were meant to replace is intact).
+fn remove_unfinished_rewrites(storage: &Storage, dir: &Path) -> Result<()> {
+    for name in storage.list_dir(dir)? {
+        if name.ends_with(REWRITE_SUFFIX) {
+            tracing::warn!(file = %name, "removing an unfinished journal segment rewrite");
+            storage.remove_file(&dir.join(&name))?;
+        }
+    }
+    Ok(())
 }
 
 /// First sequence numbers of the segment files in `dir`, ascending.

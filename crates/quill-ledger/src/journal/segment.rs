@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::format::{
-    check_frame, decode_frame_header, decode_index, decode_segment_header, encode_index,
-    encode_segment_header, frame_bytes, frame_header_bytes, read_u64, Defect, FrameHeader,
+    check_frame, decode_frame_header, decode_index, decode_segment_header, encode_frame,
+    encode_index, encode_segment_header, frame_bytes, frame_header_bytes, read_u64, Defect, FrameHeader,
     SegmentHeader, FRAME_HEADER_BYTES, FRAME_MAGIC, INDEX_ENTRY_BYTES, SEGMENT_HEADER_BYTES,
 };
 use crate::limits::FRAME_PAYLOAD_MAX_BYTES;
@@ -38,6 +38,8 @@ const _: () =
 
 const DATA_EXTENSION: &str = "qjs";
 const INDEX_EXTENSION: &str = "qji";
+/// Appended to a segment's file names while a rewrite builds their replacements.
+pub(crate) const REWRITE_SUFFIX: &str = ".rewrite";
 const NAME_PREFIX: &str = "segment-";
 const NAME_DIGITS: usize = 20;
 
@@ -148,6 +150,8 @@ impl SegmentView {
 #[derive(Debug)]
 pub(crate) struct CursorFrame<'b> {
     pub offset: u64,
+    /// The frame header's `durable_blocks`.
+    pub durable_blocks: u64,
     pub payload: &'b [u8],
 }
 
@@ -213,12 +217,17 @@ impl<'f> FrameCursor<'f> {
         }
         let start = self.fill(total_bytes as usize)?;
         let frame = &self.buffer[start..start + total_bytes as usize];
-        if let Err(defect) = check_frame(frame, self.salt, expected_sequence_no) {
-            return Ok(CursorStep::Defect { offset, defect });
-        }
+        let header = match check_frame(frame, self.salt, expected_sequence_no) {
+            Ok(header) => header,
+            Err(defect) => return Ok(CursorStep::Defect { offset, defect }),
+        };
         self.next_offset += total_bytes;
         let payload = &self.buffer[start + FRAME_HEADER_BYTES..start + total_bytes as usize];
-        Ok(CursorStep::Frame(CursorFrame { offset, payload }))
+        Ok(CursorStep::Frame(CursorFrame {
+            offset,
+            durable_blocks: header.durable_blocks,
+            payload,
+        }))
     }
 
     /// Makes the buffer cover `wanted` bytes from `next_offset` (the caller checked they
@@ -657,4 +666,108 @@ pub(crate) fn read_index_entries(
     let mut bytes = vec![0u8; (count as usize) * INDEX_ENTRY_BYTES];
     index.read_exact_at(&mut bytes, first * INDEX_ENTRY_BYTES as u64)?;
     Ok(decode_index(&bytes))
+}
+
+/// Path of the replacement a rewrite builds for `path`.
+fn rewrite_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(REWRITE_SUFFIX);
+    PathBuf::from(name)
+}
+
+/// The replacement files of a segment, written, fsynced and checked, not yet in place.
+pub(crate) struct SegmentRewrite {
+    view: SegmentView,
+}
+
+/// Builds a copy of `segment` in which block `sequence_no` carries `payload` (every other
+/// frame copied as it is, `durable_blocks` included), next to the segment's files
+/// (`…qjs.rewrite`, `…qji.rewrite`); fsyncs it and reads every frame back. The segment itself
+/// is untouched: a failure or a crash here leaves only the replacement files, which open
+/// removes.
+pub(crate) fn build_rewrite(
+    place: Place<'_>,
+    segment: &SegmentView,
+    sequence_no: u64,
+    payload: &[u8],
+) -> Result<SegmentRewrite> {
+    let first = segment.first_sequence_no;
+    let data = place.storage.open_file(
+        &rewrite_path(&data_path(place.dir, first)),
+        OpenMode::Truncate,
+    )?;
+    let index = place.storage.open_file(
+        &rewrite_path(&index_path(place.dir, first)),
+        OpenMode::Truncate,
+    )?;
+    let mut header = [0u8; SEGMENT_HEADER_BYTES];
+    segment.files.data.read_exact_at(&mut header, 0)?;
+    data.write_all_at(&header, 0)?;
+    let mut offsets = Vec::with_capacity(segment.blocks as usize);
+    let mut at = SEGMENT_HEADER_BYTES as u64;
+    let mut cursor = FrameCursor::new(
+        &segment.files.data,
+        segment.salt,
+        SEGMENT_HEADER_BYTES as u64,
+        segment.data_bytes,
+    );
+    let mut frame = Vec::new();
+    for seq in first..segment.end_sequence_no() {
+        let (durable_blocks, kept) = match cursor.next_frame(seq)? {
+            CursorStep::Frame(found) => (found.durable_blocks, found.payload),
+            CursorStep::End => {
+                return Err(place.corrupted(seq, "segment ends before this block".into()))
+            }
+            CursorStep::Defect { offset, defect } => {
+                return Err(place.corrupted(seq, format!("segment {first}, byte {offset}: {defect}")))
+            }
+        };
+        let body = if seq == sequence_no { payload } else { kept };
+        frame.clear();
+        encode_frame(&mut frame, segment.salt, seq, durable_blocks, body);
+        data.write_all_at(&frame, at)?;
+        offsets.push(at);
+        at += frame.len() as u64;
+    }
+    write_index(&index, &offsets)?;
+    data.sync_data()?;
+    // Read back what reached the file before it replaces the segment.
+    let mut check = FrameCursor::new(&data, segment.salt, SEGMENT_HEADER_BYTES as u64, at);
+    for (seq, offset) in (first..).zip(&offsets) {
+        match check.next_frame(seq)? {
+            CursorStep::Frame(found)
+                if found.offset == *offset && (seq != sequence_no || found.payload == payload) => {}
+            _ => {
+                let detail = format!("segment {first}: the rewritten copy does not read back");
+                return Err(place.corrupted(seq, detail));
+            }
+        }
+    }
+    Ok(SegmentRewrite {
+        view: SegmentView {
+            first_sequence_no: first,
+            blocks: segment.blocks,
+            data_bytes: at,
+            file_bytes: at,
+            salt: segment.salt,
+            files: Arc::new(SegmentFiles { data, index }),
+        },
+    })
+}
+
+impl SegmentRewrite {
+    /// Renames the replacement files over the segment's and fsyncs the directory; returns the
+    /// segment as it now is. A crash in between leaves either file old or new in any
+    /// combination: the frames are the same blocks with the same hashes, and an index that
+    /// does not match its data file is rebuilt on open (the last frame's offset moves unless
+    /// the rewritten frame is the last, and then no offset changed).
+    pub(crate) fn install(self, place: Place<'_>) -> Result<SegmentView> {
+        let first = self.view.first_sequence_no;
+        let data = data_path(place.dir, first);
+        let index = index_path(place.dir, first);
+        place.storage.rename(&rewrite_path(&data), &data)?;
+        place.storage.rename(&rewrite_path(&index), &index)?;
+        place.storage.sync_dir(place.dir)?;
+        Ok(self.view)
+    }
 }

@@ -415,6 +415,7 @@ mod tests {
                     previous: Some(previous.as_ref()),
                     record: Record {
                         deleted: data.is_none(),
+                        redacted: false,
                         version: *version,
                         sequence_no: batch,
                         time_millis: 0,

@@ -39,7 +39,7 @@ use crate::clock;
 use crate::equality::equality_key;
 use crate::error::{LedgerError, Result};
 use crate::storage::Storage;
-use crate::types::{BlockAddress, Revision, RevisionMetadata};
+use crate::types::{BlockAddress, RedactionRequest, Revision, RevisionMetadata};
 
 pub use layer::Layer;
 
@@ -57,6 +57,12 @@ const DOCS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("docs");
 const HISTORY: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("history");
 /// (table id, field, [`equality_key`] of the value, document id) → (): equality indexes.
 const INDEX: TableDefinition<(&str, &str, &[u8], &str), ()> = TableDefinition::new("index");
+/// (table id, document id, version) → sequence number of the block holding the revision:
+/// revisions redacted in derived state whose erasure is not complete everywhere (the
+/// journal frame may still hold the data, and redb's free pages may hold old copies until
+/// derived state is rebuilt). A rebuilt state starts without entries.
+const PENDING_REDACTIONS: TableDefinition<(&str, &str, u64), u64> =
+    TableDefinition::new("pending_redactions");
 
 /// The layout of derived state, stored under `format`; a state of another format is rebuilt from
 /// the journal rather than read. 2: index keys are [`equality_key`]s (1, unmarked: Ion binary).
@@ -71,17 +77,19 @@ fn storage(e: impl std::fmt::Display) -> LedgerError {
 
 /// One stored revision. Byte map (little-endian):
 /// ```text
-/// 0      flags (bit 0: deleted)
+/// 0      flags (bit 0: deleted; bit 1: redacted, the data is the erased data's Ion hash)
 /// 1..9   version u64
 /// 9..17  block sequence number u64
 /// 17..25 txTime, ms since epoch, i64
 /// 25..57 revision hash
 /// 57     transaction id length n
-/// 58..   transaction id (n bytes), then the data as Ion binary (empty when deleted)
+/// 58..   transaction id (n bytes), then the data as Ion binary (empty when deleted; the
+///        32-byte `dataHash` when redacted)
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record<'a> {
     pub deleted: bool,
+    pub redacted: bool,
     pub version: u64,
     pub sequence_no: u64,
     pub time_millis: i64,
@@ -99,7 +107,7 @@ impl<'a> Record<'a> {
             "transaction ids are 22 bytes"
         );
         let mut out = Vec::with_capacity(RECORD_HEADER_BYTES + self.tx_id.len() + self.data.len());
-        out.push(self.deleted as u8);
+        out.push(self.deleted as u8 | (self.redacted as u8) << 1);
         out.extend_from_slice(&self.version.to_le_bytes());
         out.extend_from_slice(&self.sequence_no.to_le_bytes());
         out.extend_from_slice(&self.time_millis.to_le_bytes());
@@ -121,8 +129,15 @@ impl<'a> Record<'a> {
         if bytes.len() < tx_end {
             return Err(short());
         }
+        let redacted = bytes[0] & 2 == 2;
+        if redacted && bytes.len() != tx_end + 32 {
+            return Err(LedgerError::Storage(
+                "stored redacted revision does not hold a 32-byte dataHash".into(),
+            ));
+        }
         Ok(Record {
             deleted: bytes[0] & 1 == 1,
+            redacted,
             version: u64_at(1),
             sequence_no: u64_at(9),
             time_millis: u64_at(17) as i64,
@@ -132,12 +147,30 @@ impl<'a> Record<'a> {
         })
     }
 
+    /// The user data, `None` for a deletion or a redacted revision.
+    pub fn element(&self) -> Result<Option<Element>> {
+        if self.deleted || self.redacted {
+            return Ok(None);
+        }
+        Ok(Some(Element::read_one(self.data)?))
+    }
+
+    /// This record with its data erased: `dataHash` in place of the data. The caller checked
+    /// it holds data.
+    pub fn redact(&self, data_hash: &'a Hash) -> Record<'a> {
+        Record {
+            redacted: true,
+            data: data_hash.as_bytes(),
+            ..self.clone()
+        }
+    }
+
     /// The public revision form.
     pub fn to_revision(&self, strand_id: &str, document_id: &str) -> Result<Revision> {
-        let data = if self.deleted {
-            None
+        let data_hash = if self.redacted {
+            Hash::from_slice(self.data)
         } else {
-            Some(Element::read_one(self.data)?)
+            None
         };
         Ok(Revision {
             block_address: BlockAddress {
@@ -145,7 +178,8 @@ impl<'a> Record<'a> {
                 sequence_no: self.sequence_no,
             },
             hash: self.hash,
-            data,
+            data: self.element()?,
+            data_hash,
             metadata: RevisionMetadata {
                 id: document_id.to_owned(),
                 version: self.version,
@@ -178,9 +212,31 @@ impl State {
             txn.open_table(DOCS).map_err(storage)?;
             txn.open_table(HISTORY).map_err(storage)?;
             txn.open_table(INDEX).map_err(storage)?;
+            txn.open_table(PENDING_REDACTIONS).map_err(storage)?;
         }
         txn.commit().map_err(storage)?;
         Ok(State { db })
+    }
+
+    /// Redactions whose erasure is not complete everywhere (see [`PENDING_REDACTIONS`]).
+    pub fn pending_redactions(&self, strand_id: &str) -> Result<Vec<RedactionRequest>> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let pending = txn.open_table(PENDING_REDACTIONS).map_err(storage)?;
+        let mut out = Vec::new();
+        for entry in pending.iter().map_err(storage)? {
+            let (key, sequence_no) = entry.map_err(storage)?;
+            let (table_id, document_id, version) = key.value();
+            out.push(RedactionRequest {
+                block_address: BlockAddress {
+                    strand_id: strand_id.to_owned(),
+                    sequence_no: sequence_no.value(),
+                },
+                table_id: table_id.to_owned(),
+                document_id: document_id.to_owned(),
+                version,
+            });
+        }
+        Ok(out)
     }
 
     /// Whether the database is of the current [`FORMAT`]: when it is not, it must be rebuilt
@@ -469,9 +525,7 @@ impl StateSink for StateWriter {
                 Some(previous) => previous,
                 None => {
                     read_back = match docs.get((table_id, document_id)).map_err(storage)? {
-                        Some(bytes) => {
-                            Some(Element::read_one(Record::decode(bytes.value())?.data)?)
-                        }
+                        Some(bytes) => Record::decode(bytes.value())?.element()?,
                         None => None,
                     };
                     read_back.as_ref()
@@ -569,6 +623,7 @@ impl StateSink for StateWriter {
                     }
                 }
             }
+            CatalogChange::RedactRevision(request) => self.redact(request)?,
             _ => {}
         }
         let mut meta = self.txn.open_table(META).map_err(storage)?;
@@ -580,6 +635,41 @@ impl StateSink for StateWriter {
 }
 
 impl StateWriter {
+    /// Replaces the stored revision's data by its Ion hash and records the redaction as
+    /// pending. A revision already redacted (replay of a journal whose frame was erased) is
+    /// left as it is.
+    fn redact(&mut self, request: &RedactionRequest) -> Result<()> {
+        let key = (
+            request.table_id.as_str(),
+            request.document_id.as_str(),
+            request.version,
+        );
+        let mut history = self.txn.open_table(HISTORY).map_err(storage)?;
+        let stored = history
+            .get(key)
+            .map_err(storage)?
+            .map(|v| v.value().to_vec())
+            .ok_or_else(|| {
+                LedgerError::Storage(format!(
+                    "redaction of {}/{} version {}, a revision derived state does not hold",
+                    request.table_id, request.document_id, request.version
+                ))
+            })?;
+        let record = Record::decode(&stored)?;
+        let Some(data) = record.element()? else {
+            return Ok(());
+        };
+        let data_hash = quill_verify::ion_hash(&data);
+        history
+            .insert(key, record.redact(&data_hash).encode().as_slice())
+            .map_err(storage)?;
+        let mut pending = self.txn.open_table(PENDING_REDACTIONS).map_err(storage)?;
+        pending
+            .insert(key, request.block_address.sequence_no)
+            .map_err(storage)?;
+        Ok(())
+    }
+
     /// Writes the changes of layers (oldest first) to redb.
     pub fn write_layers(&mut self, layers: &[Arc<Layer>]) -> Result<()> {
         if layers.is_empty() {
@@ -629,6 +719,7 @@ mod tests {
     fn record_round_trip() {
         let r = Record {
             deleted: false,
+            redacted: false,
             version: 3,
             sequence_no: 100,
             time_millis: 1_568_662_625_344,

@@ -157,6 +157,29 @@ impl SimulatedDisk {
         }
     }
 
+    /// Paths of the files (as running code sees the namespace and their bytes) that contain
+    /// `needle`: for tests that check data was erased.
+    pub fn files_containing(&self, needle: &[u8]) -> Vec<PathBuf> {
+        let disk = self.lock();
+        disk.entries
+            .iter()
+            .filter_map(|(path, entry)| match entry {
+                Entry::File(id) => Some((path, *id)),
+                Entry::Dir => None,
+            })
+            .filter(|(_, id)| {
+                disk.files.get(id).is_some_and(|file| {
+                    !needle.is_empty()
+                        && file
+                            .current
+                            .windows(needle.len())
+                            .any(|window| window == needle)
+                })
+            })
+            .map(|(path, _)| path.clone())
+            .collect()
+    }
+
     /// Whether the power was cut.
     pub fn is_power_cut(&self) -> bool {
         self.lock().survivors.is_some()
