@@ -848,4 +848,78 @@ mod tests {
         };
         assert!(decode_payload(&built.payload, &elsewhere).is_err());
     }
+
+    #[test]
+    fn redacting_a_payload_changes_only_the_data_slot() {
+        let (built, address) = sample();
+        let document = "D".repeat(22);
+        let redacted = redact_payload(&built.payload, &address, &document)
+            .unwrap()
+            .unwrap();
+        let decoded = decode_payload(&redacted, &address).unwrap();
+        let original = decode_payload(&built.payload, &address).unwrap();
+        let (_, revision) = &decoded.revisions[0];
+        assert_eq!(revision.data, None);
+        assert_eq!(
+            revision.data_hash,
+            Some(ion_hash(original.revisions[0].1.data.as_ref().unwrap()))
+        );
+        assert_eq!(revision.hash, original.revisions[0].1.hash);
+        assert_eq!(decoded.revisions[1], original.revisions[1]);
+        let element = decoded.to_element().unwrap();
+        assert!(element.to_string().contains("dataHash"));
+        assert_eq!(
+            quill_verify::verify_quill_block(&element).unwrap(),
+            built.hash
+        );
+        // Already redacted, or a deletion: nothing left to erase.
+        assert!(redact_payload(&redacted, &address, &document)
+            .unwrap()
+            .is_none());
+        assert!(redact_payload(&built.payload, &address, &"E".repeat(22))
+            .unwrap()
+            .is_none());
+        assert!(matches!(
+            redact_payload(&built.payload, &address, &"F".repeat(22)),
+            Err(LedgerError::UnknownDocument(_))
+        ));
+    }
+
+    #[test]
+    fn redaction_requests_render_as_redaction_info() {
+        let request = RedactionRequest {
+            block_address: BlockAddress {
+                strand_id: "S".repeat(22),
+                sequence_no: 3,
+            },
+            table_id: "T".repeat(22),
+            document_id: "D".repeat(22),
+            version: 0,
+        };
+        let change = CatalogChange::RedactRevision(request.clone());
+        assert_eq!(
+            CatalogChange::from_element(&change.to_element()).unwrap(),
+            change
+        );
+        let transaction_info = Element::read_one("{statements: [], documents: {}}").unwrap();
+        let catalog_changes_element = list([change.to_element()]);
+        let block = DecodedBlock {
+            address: request.block_address.clone(),
+            transaction_id: "X".repeat(22),
+            time_millis: 0,
+            hash: Hash([0; 32]),
+            entries_hash: Hash([0; 32]),
+            entries: Vec::new(),
+            previous_hash: None,
+            revisions: Vec::new(),
+            data_ion: Vec::new(),
+            transaction_info,
+            catalog_changes_element,
+            catalog_changes: vec![change],
+        };
+        let element = block.to_element().unwrap();
+        let info = element.as_struct().unwrap().get("redactionInfo").unwrap();
+        let expected = format!("{{revisions: [{}]}}", request.to_element());
+        assert_eq!(info, &Element::read_one(expected.as_bytes()).unwrap());
+    }
 }

@@ -6,7 +6,9 @@ use ion_rs::{Element, Struct};
 
 use crate::error::{LedgerError, Result};
 use crate::limits::{self, Limits};
-use crate::types::{BlockAddress, IndexInfo, IndexStatus, RedactionRequest, TableInfo, TableStatus};
+use crate::types::{
+    BlockAddress, IndexInfo, IndexStatus, RedactionRequest, TableInfo, TableStatus,
+};
 
 /// One DDL change, or a redaction request, as recorded in a block's `catalogChanges` list.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,12 +93,10 @@ impl CatalogChange {
                 .with_field("op", Element::string("DROP_INDEX"))
                 .with_field("tableId", Element::string(table_id.as_str()))
                 .with_field("indexId", Element::string(index_id.as_str())),
-            CatalogChange::RedactRevision(request) => request
-                .fields()
-                .into_iter()
-                .fold(b.with_field("op", Element::string("REDACT_REVISION")), |b, (name, value)| {
-                    b.with_field(name, value)
-                }),
+            CatalogChange::RedactRevision(request) => request.fields().into_iter().fold(
+                b.with_field("op", Element::string("REDACT_REVISION")),
+                |b, (name, value)| b.with_field(name, value),
+            ),
         };
         b.build().into()
     }

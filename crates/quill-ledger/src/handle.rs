@@ -15,6 +15,10 @@ use crate::types::CommitReceipt;
 
 pub(crate) struct LedgerInner {
     pub name: String,
+    /// The ledger's directory.
+    pub dir: std::path::PathBuf,
+    /// Serialises the erasure of committed redactions (they share the pending file).
+    pub redactions: Mutex<()>,
     pub strand_id: String,
     pub options: LedgerOptions,
     pub ids: IdGenerator,

@@ -203,7 +203,8 @@ impl Ledger {
         }
         recovery.blocks_replayed =
             catch_up_state(&journal, &state, &strand_id, blocks, &options.limits)?;
-        let pending = state.pending_redactions(&strand_id)?;
+        let mut pending = state.pending_redactions(&strand_id)?;
+        pending.extend(redaction::listed(storage, dir)?);
         if !pending.is_empty() {
             // See `redaction`: erase what a crash left in the journal, then rebuild derived
             // state from the erased journal, so redb keeps no old copy in its free pages.
@@ -215,6 +216,15 @@ impl Ledger {
             state = State::open(storage, &state_path)?;
             recovery.blocks_replayed =
                 catch_up_state(&journal, &state, &strand_id, blocks, &options.limits)?;
+            redaction::unlist_all(storage, dir)?;
+            pending.sort_by(|a, b| {
+                (&a.table_id, &a.document_id, a.version).cmp(&(
+                    &b.table_id,
+                    &b.document_id,
+                    b.version,
+                ))
+            });
+            pending.dedup();
             recovery.state_rebuilt = true;
             recovery.redactions_completed = pending.len() as u64;
             tracing::info!(ledger = %name, redactions = pending.len(), "completed redactions");
@@ -258,6 +268,8 @@ impl Ledger {
         Ok(Ledger {
             inner: Arc::new(LedgerInner {
                 name,
+                dir: dir.to_owned(),
+                redactions: Mutex::new(()),
                 strand_id,
                 options,
                 ids,
@@ -609,7 +621,10 @@ fn catch_up_state(
                     time_millis: decoded.time_millis,
                     hash: r.hash,
                     tx_id: &decoded.transaction_id,
-                    data: r.data_hash.as_ref().map_or(bytes.as_slice(), |h| h.as_bytes()),
+                    data: r
+                        .data_hash
+                        .as_ref()
+                        .map_or(bytes.as_slice(), |h| h.as_bytes()),
                 },
             })
             .collect();

@@ -71,6 +71,6 @@ pub use limits::Limits;
 pub use options::{LedgerOptions, RecoveryReport};
 pub use transaction::{DocumentRef, Savepoint, Transaction};
 pub use types::{
-    BlockAddress, CommitReceipt, Document, IndexInfo, IndexStatus, LedgerDigest, Revision,
-    RedactionRequest, RevisionMetadata, TableInfo, TableStatus,
+    BlockAddress, CommitReceipt, Document, IndexInfo, IndexStatus, LedgerDigest, RedactionRequest,
+    Revision, RevisionMetadata, TableInfo, TableStatus,
 };

@@ -853,14 +853,22 @@ impl Transaction {
         self.finished = true;
         let result = self.ledger.commit(prepared);
         self.ledger.end_transaction(self.start);
-        if result.is_ok() {
-            for request in &redactions {
-                // The request is durable: a failure here leaves it pending, and the next open
-                // completes it.
-                if let Err(error) = redaction::erase_from_journal(&self.ledger.core.journal, request)
-                {
-                    tracing::warn!(%error, ?request, "redaction pending: its journal copy is erased when the ledger is next opened");
-                }
+        if result.is_ok() && !redactions.is_empty() {
+            let _erasing = self
+                .ledger
+                .redactions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let erased = redaction::erase_committed(
+                &self.ledger.options.storage,
+                &self.ledger.dir,
+                &self.ledger.core.journal,
+                &redactions,
+            );
+            // The request is durable: after a failure it stays pending, and the next open
+            // completes it.
+            if let Err(error) = erased {
+                tracing::warn!(%error, "redaction pending: its journal copy is erased when the ledger is next opened");
             }
         }
         result

@@ -268,19 +268,6 @@ fn statement_length_is_limited() {
 }
 
 #[test]
-fn redact_revision_is_unsupported() {
-    let db = Db::new();
-    let error = db
-        .run(
-            "EXEC REDACT_REVISION `{strandId:\"x\", sequenceNo:1}`, 'tid', 'did'",
-            &[],
-        )
-        .unwrap_err();
-    assert!(matches!(error, PartiqlError::Unsupported(_)));
-    assert_eq!(error.to_string(), "REDACT_REVISION is not supported yet");
-}
-
-#[test]
 fn indexed_update_does_not_read_the_whole_table() {
     let db = Db::new();
     db.q("CREATE TABLE V");

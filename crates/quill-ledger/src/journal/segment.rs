@@ -16,8 +16,9 @@ use std::sync::Arc;
 
 use super::format::{
     check_frame, decode_frame_header, decode_index, decode_segment_header, encode_frame,
-    encode_index, encode_segment_header, frame_bytes, frame_header_bytes, read_u64, Defect, FrameHeader,
-    SegmentHeader, FRAME_HEADER_BYTES, FRAME_MAGIC, INDEX_ENTRY_BYTES, SEGMENT_HEADER_BYTES,
+    encode_index, encode_segment_header, frame_bytes, frame_header_bytes, read_u64, Defect,
+    FrameHeader, SegmentHeader, FRAME_HEADER_BYTES, FRAME_MAGIC, INDEX_ENTRY_BYTES,
+    SEGMENT_HEADER_BYTES,
 };
 use crate::limits::FRAME_PAYLOAD_MAX_BYTES;
 use crate::storage::{OpenMode, Storage, StorageFile};
@@ -719,7 +720,9 @@ pub(crate) fn build_rewrite(
                 return Err(place.corrupted(seq, "segment ends before this block".into()))
             }
             CursorStep::Defect { offset, defect } => {
-                return Err(place.corrupted(seq, format!("segment {first}, byte {offset}: {defect}")))
+                return Err(
+                    place.corrupted(seq, format!("segment {first}, byte {offset}: {defect}"))
+                )
             }
         };
         let body = if seq == sequence_no { payload } else { kept };

@@ -58,12 +58,10 @@ pub(crate) fn execute(ctx: &mut Ctx<'_>, statement: &Statement) -> Result<Vec<El
             modify(ctx, &[target_source(target)], filter.as_ref(), &ops)
         }
         Statement::FromDml { from, filter, ops } => modify(ctx, from, filter.as_ref(), ops),
-        Statement::Exec { procedure, .. }
+        Statement::Exec { procedure, args }
             if procedure.name.eq_ignore_ascii_case("REDACT_REVISION") =>
         {
-            Err(PartiqlError::Unsupported(
-                "REDACT_REVISION is not supported yet".to_string(),
-            ))
+            redact_revision(ctx, args)
         }
         Statement::Exec { procedure, .. } => Err(PartiqlError::Unsupported(format!(
             "unknown stored procedure {}",
@@ -105,6 +103,46 @@ fn statement_kind(statement: &Statement) -> &'static str {
         Statement::Exec { .. } => "Exec",
         _ => "Statement",
     }
+}
+
+/// `EXEC REDACT_REVISION block-address, 'table-id', 'document-id'`: the block address is an
+/// Ion struct (a backtick literal or a parameter). Returns QLDB's one result document
+/// `{blockAddress, tableId, documentId, version}`.
+fn redact_revision(ctx: &mut Ctx<'_>, args: &[Expr]) -> Result<Vec<Element>> {
+    let [address, table_id, document_id] = args else {
+        return Err(PartiqlError::Semantic(format!(
+            "REDACT_REVISION takes 3 arguments (block address, table id, document id), got {}",
+            args.len()
+        )));
+    };
+    let env = Env::new(&[], None);
+    let address = eval(ctx, &env, address)?;
+    let address = address
+        .as_element()
+        .filter(|e| e.ion_type() == IonType::Struct && !e.is_null())
+        .ok_or_else(|| {
+            PartiqlError::Type(
+                "REDACT_REVISION: the block address must be a struct {strandId, sequenceNo}"
+                    .to_string(),
+            )
+        })
+        .and_then(|e| Ok(quill_ledger::BlockAddress::from_element(e)?))?;
+    let mut text = |expr: &Expr, what: &str| -> Result<String> {
+        eval(ctx, &env, expr)?
+            .as_element()
+            .filter(|e| e.ion_type() == IonType::String)
+            .and_then(Element::as_text)
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                PartiqlError::Type(format!("REDACT_REVISION: the {what} must be a string"))
+            })
+    };
+    let table_id = text(table_id, "table id")?;
+    let document_id = text(document_id, "document id")?;
+    let request = ctx
+        .tx()?
+        .redact_revision(&address, &table_id, &document_id)?;
+    Ok(vec![request.to_element()])
 }
 
 fn id_row(name: &str, id: &str) -> Element {

@@ -81,6 +81,11 @@ impl Db {
         Db { _dir: dir, ledger }
     }
 
+    /// The ledger's directory.
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+
     /// Runs one statement in its own transaction and commits it when it succeeds.
     pub fn run(
         &self,
