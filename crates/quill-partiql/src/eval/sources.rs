@@ -490,7 +490,7 @@ fn push_revisions(
     for revision in revisions {
         let bindings = vec![source_binding(
             stage,
-            Datum::Ion(revision_element(revision)),
+            Datum::Ion(revision.to_element()),
             None,
         )];
         push_if_passes(ctx, stage, row, bindings, outer, out)?;
@@ -561,39 +561,6 @@ fn history_time(
             value.type_name()
         ))),
     }
-}
-
-/// A revision as the committed view and history show it.
-pub(crate) fn revision_element(revision: &Revision) -> Element {
-    let address = Struct::builder()
-        .with_field(
-            "strandId",
-            Element::string(revision.block_address.strand_id.as_str()),
-        )
-        .with_field(
-            "sequenceNo",
-            Element::int(revision.block_address.sequence_no as i64),
-        )
-        .build();
-    let metadata = Struct::builder()
-        .with_field("id", Element::string(revision.metadata.id.as_str()))
-        .with_field("version", Element::int(revision.metadata.version as i64))
-        .with_field(
-            "txTime",
-            Element::timestamp(revision.metadata.tx_time.clone()),
-        )
-        .with_field("txId", Element::string(revision.metadata.tx_id.as_str()))
-        .build();
-    let mut builder = Struct::builder()
-        .with_field("blockAddress", Element::from(address))
-        .with_field("hash", Element::blob(revision.hash.0));
-    if let Some(data) = &revision.data {
-        builder = builder.with_field("data", data.clone());
-    }
-    builder
-        .with_field("metadata", Element::from(metadata))
-        .build()
-        .into()
 }
 
 /// A table as `information_schema.user_tables` shows it.
