@@ -282,7 +282,7 @@ pub fn build(
 /// Version byte of the payload layout.
 const PAYLOAD_FORMAT: u8 = 1;
 /// Where the transaction id's length byte sits (after the fixed-size header).
-const REVISIONS_OFFSET: usize = 242;
+const TRANSACTION_ID_OFFSET: usize = 242;
 const DELETED: u32 = u32::MAX;
 const REDACTED: u32 = u32::MAX - 1;
 
@@ -629,7 +629,7 @@ pub fn redact_payload(
     decode_payload(bytes, address)?;
     let mut r = PayloadReader {
         bytes,
-        at: REVISIONS_OFFSET,
+        at: TRANSACTION_ID_OFFSET,
         address,
     };
     let id_len = r.u8()? as usize;

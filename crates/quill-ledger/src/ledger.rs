@@ -204,7 +204,11 @@ impl Ledger {
         recovery.blocks_replayed =
             catch_up_state(&journal, &state, &strand_id, blocks, &options.limits)?;
         let mut pending = state.pending_redactions(&strand_id)?;
-        pending.extend(redaction::listed(storage, dir)?);
+        for listed in redaction::listed(storage, dir)? {
+            if !pending.contains(&listed) {
+                pending.push(listed);
+            }
+        }
         if !pending.is_empty() {
             // See `redaction`: erase what a crash left in the journal, then rebuild derived
             // state from the erased journal, so redb keeps no old copy in its free pages.
@@ -217,14 +221,6 @@ impl Ledger {
             recovery.blocks_replayed =
                 catch_up_state(&journal, &state, &strand_id, blocks, &options.limits)?;
             redaction::unlist_all(storage, dir)?;
-            pending.sort_by(|a, b| {
-                (&a.table_id, &a.document_id, a.version).cmp(&(
-                    &b.table_id,
-                    &b.document_id,
-                    b.version,
-                ))
-            });
-            pending.dedup();
             recovery.state_rebuilt = true;
             recovery.redactions_completed = pending.len() as u64;
             tracing::info!(ledger = %name, redactions = pending.len(), "completed redactions");

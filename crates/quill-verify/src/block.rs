@@ -204,6 +204,35 @@ fn verify_quill_layout(
     for ((stored, computed), name) in entries.iter().zip(expected).zip(NAMES) {
         require_equal(*stored, computed, name)?;
     }
+    check_redaction_info(block, catalog_changes)
+}
+
+/// A Quill block's `redactionInfo` (QLDB's field) is not hashed itself: it must list exactly
+/// the `REDACT_REVISION` entries of `catalogChanges` (which the block hash covers), in order,
+/// each without its `op` field; and be absent when there are none.
+fn check_redaction_info(block: &Struct, catalog_changes: &Element) -> Result<(), VerifyError> {
+    let recorded: Vec<Element> = as_list(catalog_changes, "catalogChanges")?
+        .iter()
+        .filter_map(Element::as_struct)
+        .filter(|change| change.get("op").and_then(Element::as_string) == Some("REDACT_REVISION"))
+        .map(|change| change.clone_builder().remove_field("op").build().into())
+        .collect();
+    let shown: Vec<Element> = match optional(block, "redactionInfo") {
+        None => Vec::new(),
+        Some(info) => {
+            let info = as_struct(info, "redactionInfo")?;
+            let revisions = required(info, "revisions", "redactionInfo")?;
+            as_list(revisions, "redactionInfo.revisions")?
+                .iter()
+                .cloned()
+                .collect()
+        }
+    };
+    if shown != recorded {
+        let reason =
+            "redactionInfo does not match the REDACT_REVISION entries of catalogChanges".to_owned();
+        return Err(VerifyError::QuillLayout { reason });
+    }
     Ok(())
 }
 
@@ -448,6 +477,51 @@ mod tests {
             entries,
             "the genesis block hash is its entries hash"
         );
+    }
+
+    #[test]
+    fn redaction_info_must_match_the_hashed_catalog_changes() {
+        let request = r#"{blockAddress:{strandId:"KmA3ZZca7vAIiJAK9S5Iwl", sequenceNo:2}, tableId:"t", documentId:"d", version:0}"#;
+        let catalog = r#"[{op:"REDACT_REVISION", blockAddress:{strandId:"KmA3ZZca7vAIiJAK9S5Iwl", sequenceNo:2}, tableId:"t", documentId:"d", version:0}]"#;
+        let block = ion(&quill_block(
+            5,
+            Some(Hash::sha256(b"block 4")),
+            &[],
+            catalog,
+        ));
+        let with_info = |info: &str| replace_field(&block, "redactionInfo", ion(info));
+        verify_block(&with_info(&format!("{{revisions:[{request}]}}"))).unwrap();
+        for wrong in [
+            "{revisions:[]}".to_owned(),
+            format!(
+                "{{revisions:[{}]}}",
+                request.replace("version:0", "version:1")
+            ),
+            format!("{{revisions:[{request}, {request}]}}"),
+        ] {
+            assert!(
+                matches!(
+                    verify_block(&with_info(&wrong)),
+                    Err(VerifyError::QuillLayout { .. })
+                ),
+                "{wrong}"
+            );
+        }
+        // Missing while catalogChanges records a redaction; present without one.
+        assert!(matches!(
+            verify_block(&block),
+            Err(VerifyError::QuillLayout { .. })
+        ));
+        let plain = ion(&standard_block());
+        let forged = replace_field(
+            &plain,
+            "redactionInfo",
+            ion(&format!("{{revisions:[{request}]}}")),
+        );
+        assert!(matches!(
+            verify_block(&forged),
+            Err(VerifyError::QuillLayout { .. })
+        ));
     }
 
     #[test]
