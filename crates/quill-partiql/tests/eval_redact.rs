@@ -67,7 +67,7 @@ fn redact_with_a_parameter_as_the_dmv_sample_does() {
     assert!(journal_holds(db.dir(), MARKER));
     let result = db.qp(
         &format!("EXEC redact_revision ?, '{table_id}', '{document_id}'"),
-        &[address.clone()],
+        std::slice::from_ref(&address),
     );
     assert_eq!(
         result,
