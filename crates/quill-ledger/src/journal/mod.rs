@@ -8,6 +8,10 @@
 //! ([`Journal::read`], [`Journal::scan`]); they never block each other and hold a lock only
 //! to copy a segment's bounds.
 //!
+//! One exception to append-only: [`Journal::rewrite`] replaces one block's payload (used by
+//! redaction, which keeps every hash of the block) by writing a checked copy of its segment
+//! and renaming it over the original.
+//!
 //! Layout: see [`format`](mod@format) for the byte map. The journal is split into segment files (a new one
 //! once `segment_bytes_max` or `segment_blocks_max` is reached) so no file grows without bound;
 //! each has an offset index (8 bytes per block) so a read by sequence number needs no RAM per
