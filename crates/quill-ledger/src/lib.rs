@@ -15,7 +15,8 @@
 //!
 //! Module layers. Each module uses only modules on its own line or above it, never below,
 //! so there are no import cycles:
-//! 1. `error`, `types`, `ids`, `clock`, `limits`, `equality`: plain types and helpers.
+//! 1. `error`, `types`, `ids`, `calendar`, `clock`, `limits`, `equality`: plain types and
+//!    helpers.
 //! 2. `catalog` (tables and indexes), `storage` (files, directory fsync, atomic writes),
 //!    `options` (how a ledger is opened).
 //! 3. `journal`, `tree_store` (the digest tree's full nodes), `block` (block encoding and
@@ -43,6 +44,7 @@
 
 mod block;
 mod catalog;
+pub mod calendar;
 mod clock;
 mod commit;
 pub mod equality;
@@ -61,7 +63,7 @@ mod tree_store;
 mod types;
 
 pub use catalog::table_to_element;
-pub use clock::{millis_from_timestamp, timestamp_from_millis};
+pub use clock::{millis_from_timestamp, now_millis, timestamp_from_millis};
 pub use error::{LedgerError, Result};
 pub use ids::is_valid_id;
 pub use ledger::{ledger_dir, validate_ledger_name, Ledger};
