@@ -24,7 +24,8 @@
 //! 4. `state`: derived state (redb plus in-memory layers).
 //! 5. `commit`: the commit path. Its `pipeline` (sequencer and syncer threads, lone
 //!    committer, publishing) runs the steps in `occ_check` (OCC validation), `build` (block
-//!    building) and `flusher` (layers to redb); those see only the sequencer's types.
+//!    building) and `flusher` (the layered derived state the sequencer holds, written to
+//!    redb); none of those depends on `pipeline`.
 //! 6. `handle`: what a `Ledger` and its transactions share.
 //! 7. `transaction`, then `ledger`: the public API.
 //!
