@@ -44,8 +44,8 @@
 //! ```
 
 mod block;
-mod catalog;
 pub mod calendar;
+mod catalog;
 mod clock;
 mod commit;
 pub mod equality;

@@ -70,9 +70,13 @@ fn unordered_paging_counts_only_the_page_and_ordered_paging_counts_what_it_sorts
         // The scan holds the table (about 200 KB) before any row is projected, so the budget
         // must fit it; what decides the rest is which projected rows are kept.
         let fits_the_table = budget(30 * PAYLOAD_CHARS);
-        let rows =
-            execute_with_limits(tx, "SELECT * FROM Big LIMIT 2 OFFSET 3", &[], fits_the_table)
-                .unwrap();
+        let rows = execute_with_limits(
+            tx,
+            "SELECT * FROM Big LIMIT 2 OFFSET 3",
+            &[],
+            fits_the_table,
+        )
+        .unwrap();
         assert_eq!(rows.len(), 2);
         let rows = execute_with_limits(
             tx,
@@ -112,9 +116,13 @@ fn unordered_paging_counts_only_the_page_and_ordered_paging_counts_what_it_sorts
         .unwrap();
         assert_eq!(rows.len(), DOCUMENTS);
         // A LIMIT does not save a scan that holds more than the budget.
-        let error =
-            execute_with_limits(tx, "SELECT * FROM Big LIMIT 2", &[], budget(5 * PAYLOAD_CHARS))
-                .unwrap_err();
+        let error = execute_with_limits(
+            tx,
+            "SELECT * FROM Big LIMIT 2",
+            &[],
+            budget(5 * PAYLOAD_CHARS),
+        )
+        .unwrap_err();
         assert!(
             matches!(error, PartiqlError::ResultTooLarge { .. }),
             "{error:?}"

@@ -56,7 +56,9 @@ impl Operation {
                 ledgers.remove(name);
             }
             Operation::Update { name, version } => {
-                let tags = ledgers.get_mut(name).expect("updates touch existing ledgers");
+                let tags = ledgers
+                    .get_mut(name)
+                    .expect("updates touch existing ledgers");
                 tags.insert("version".to_owned(), version.to_string());
             }
         }
@@ -161,7 +163,10 @@ fn run_until_power_cut(disk: &SimulatedDisk, seed: u64) -> (Ledgers, Option<Oper
 /// The ledgers a registry lists, with their tags, after checking none is failed.
 fn registry_state(registry: &Registry) -> Ledgers {
     let faults = registry.faults();
-    assert!(faults.is_empty(), "ledgers listed but not served: {faults:?}");
+    assert!(
+        faults.is_empty(),
+        "ledgers listed but not served: {faults:?}"
+    );
     registry
         .list()
         .into_iter()

@@ -514,7 +514,10 @@ fn sequence_batch(
         Sink::Layered(layer) => {
             sequencer.layered.revisions += layer.revisions();
             sequencer.layered.layers.push(Arc::new(layer));
-            let snapshot = sequencer.layered.base.with_layers(sequencer.layered.layers.clone(), next);
+            let snapshot = sequencer
+                .layered
+                .base
+                .with_layers(sequencer.layered.layers.clone(), next);
             if sequencer.layered.flush_due() {
                 sequencer.layered.start_flush(false, next);
             }

@@ -86,7 +86,9 @@ impl Drop for Held {
 
 /// Estimated bytes of a value.
 pub(crate) fn datum_bytes(datum: &Datum) -> usize {
-    datum.as_element().map_or(0, value::ion_binary_size_estimate)
+    datum
+        .as_element()
+        .map_or(0, value::ion_binary_size_estimate)
 }
 
 /// Estimated bytes of a row: its values (each a deep copy) and its bindings.
@@ -202,7 +204,10 @@ mod tests {
         rows.push(row(&"a".repeat(1000))).unwrap();
         let before = budget.held();
         let error = rows.push(row(&"b".repeat(2000))).unwrap_err();
-        assert!(matches!(error, PartiqlError::ResultTooLarge { limit: 2500 }));
+        assert!(matches!(
+            error,
+            PartiqlError::ResultTooLarge { limit: 2500 }
+        ));
         assert_eq!(budget.held(), before);
         assert_eq!(rows.len(), 1);
     }

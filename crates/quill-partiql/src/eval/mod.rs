@@ -44,11 +44,7 @@ pub(crate) struct Ctx<'t> {
 }
 
 impl<'t> Ctx<'t> {
-    pub(crate) fn new(
-        tx: &'t mut Transaction,
-        params: &'t [Element],
-        bytes_max: usize,
-    ) -> Ctx<'t> {
+    pub(crate) fn new(tx: &'t mut Transaction, params: &'t [Element], bytes_max: usize) -> Ctx<'t> {
         let functions = FunctionContext {
             now: tx.start_time(),
             transaction_id: tx.id().to_string(),

@@ -11,8 +11,8 @@ use quill_ledger::{DocumentRef, Revision, TableInfo, TableStatus};
 
 use crate::ast::{Expr, PathStep};
 use crate::error::{PartiqlError, Result};
-use crate::eval::expr::eval;
 use crate::eval::budget::{Held, Rows};
+use crate::eval::expr::eval;
 use crate::eval::{Binding, Ctx, Env, Origin, PathKey, Role, Row};
 use crate::plan::{Access, Source, SourcePlan, Stage};
 use crate::value::Datum;
