@@ -2,9 +2,9 @@
 //! atomically at every status change so a restart knows which exports were cut short.
 
 use std::fs;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+use quill_ledger::storage::Storage;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::ExportSpec;
@@ -109,14 +109,9 @@ impl ExportStore {
     pub fn save(&self, record: &ExportRecord) -> Result<()> {
         fs::create_dir_all(&self.dir)?;
         let path = self.dir.join(format!("{}.json", record.export_id));
-        let tmp = self.dir.join(format!(".{}.json.tmp", record.export_id));
         let text =
             serde_json::to_vec_pretty(record).map_err(|e| ExportError::Encode(e.to_string()))?;
-        let mut file = fs::File::create(&tmp)?;
-        file.write_all(&text)?;
-        file.sync_all()?;
-        fs::rename(&tmp, &path)?;
-        fs::File::open(&self.dir)?.sync_all()?;
+        Storage::Os.write_atomically(&path, &text)?;
         Ok(())
     }
 

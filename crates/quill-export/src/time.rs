@@ -1,35 +1,12 @@
 //! UTC milliseconds since the epoch ⇄ Ion timestamps, and ISO 8601 parsing for request times.
 
 use ion_rs::{Element, Timestamp};
+use quill_ledger::calendar::{civil_from_days, days_from_civil};
+pub use quill_ledger::now_millis;
 
 use crate::error::{ExportError, Result};
 
 const MILLIS_PER_DAY: i64 = 86_400_000;
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(month);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The civil date of a day count since 1970-01-01 (inverse of [`days_from_civil`]).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
 
 /// The instant of an Ion timestamp, in UTC milliseconds since the epoch (sub-millisecond
 /// digits are dropped; a timestamp without a time of day is its midnight UTC).
@@ -62,14 +39,6 @@ pub fn millis_timestamp(millis: i64) -> Result<Timestamp> {
         .with_milliseconds((of_day % 1000) as u32)
         .with_offset(0)
         .build()?)
-}
-
-/// Now, in UTC milliseconds since the epoch.
-pub fn now_millis() -> i64 {
-    match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
-        Ok(d) => d.as_millis() as i64,
-        Err(e) => -(e.duration().as_millis() as i64),
-    }
 }
 
 /// `yyyy/mm/dd/hh` of `millis` in UTC: the folder of a data object.

@@ -15,7 +15,8 @@
 //!
 //! Module layers. Each module uses only modules on its own line or above it, never below,
 //! so there are no import cycles:
-//! 1. `error`, `types`, `ids`, `clock`, `limits`, `equality`: plain types and helpers.
+//! 1. `error`, `types`, `ids`, `calendar`, `clock`, `limits`, `equality`: plain types and
+//!    helpers.
 //! 2. `catalog` (tables and indexes), `storage` (files, directory fsync, atomic writes),
 //!    `options` (how a ledger is opened).
 //! 3. `journal`, `tree_store` (the digest tree's full nodes), `block` (block encoding and
@@ -24,7 +25,8 @@
 //!    revision's data from the journal).
 //! 5. `commit`: the commit path. Its `pipeline` (sequencer and syncer threads, lone
 //!    committer, publishing) runs the steps in `occ_check` (OCC validation), `build` (block
-//!    building) and `flusher` (layers to redb); those see only the sequencer's types.
+//!    building) and `flusher` (the layered derived state the sequencer holds, written to
+//!    redb); none of those depends on `pipeline`.
 //! 6. `handle`: what a `Ledger` and its transactions share.
 //! 7. `transaction`, then `ledger`: the public API.
 //!
@@ -43,6 +45,7 @@
 //! ```
 
 mod block;
+pub mod calendar;
 mod catalog;
 mod clock;
 mod commit;
@@ -63,7 +66,7 @@ mod tree_store;
 mod types;
 
 pub use catalog::table_to_element;
-pub use clock::{millis_from_timestamp, timestamp_from_millis};
+pub use clock::{millis_from_timestamp, now_millis, timestamp_from_millis};
 pub use error::{LedgerError, Result};
 pub use ids::is_valid_id;
 pub use ledger::{ledger_dir, validate_ledger_name, Ledger};

@@ -45,11 +45,13 @@ pub enum PartiqlError {
         /// What the statement asked for.
         actual: usize,
     },
-    /// The rows a statement materialised went over its result budget
-    /// ([`crate::ExecuteLimits::result_bytes_max`], estimated as Ion binary).
+    /// What a statement materialised (intermediate rows, sort and group buffers, results)
+    /// went over its budget ([`crate::ExecuteLimits::result_bytes_max`], estimated as Ion
+    /// binary).
     #[error(
-        "Statement result exceeds its result budget of {limit} bytes; select fewer or smaller \
-         values"
+        "Statement exceeds its result budget of {limit} bytes (the rows it holds while \
+         running count, joined and sorted rows included); select fewer or smaller values, or \
+         filter more"
     )]
     ResultTooLarge {
         /// The budget, in bytes.

@@ -43,17 +43,20 @@ pub use eval::limits;
 /// Bounds on what one statement may materialise, beyond the fixed [`limits`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExecuteLimits {
-    /// Budget for a SELECT's projected rows, in bytes of their estimated Ion binary encoding
-    /// ([`value::ion_binary_size_estimate`]). Going over fails the statement with
-    /// [`PartiqlError::ResultTooLarge`] as soon as the row that crosses it is projected.
+    /// Budget for what a statement holds in memory at once, in bytes of the estimated Ion
+    /// binary encoding ([`value::ion_binary_size_estimate`]) of the values held. Going over
+    /// fails the statement with [`PartiqlError::ResultTooLarge`] as soon as the value that
+    /// crosses it would be kept; the transaction stays as it was.
     ///
-    /// What counts: every row the top-level query projects, subqueries' rows included in
-    /// it. With `ORDER BY` or `GROUP BY`, rows are projected before `OFFSET`/`LIMIT` cut the
-    /// page, so rows outside the page count too (they are held in memory); without them the
-    /// page is cut while projecting and only its rows count. Not counted: the source rows a
-    /// FROM clause and its joins collect before projection, subquery results while they are
-    /// evaluated, and grouped rows awaiting aggregation; those are bounded by row count
-    /// only ([`limits::INTERMEDIATE_ROWS_MAX`], [`limits::RESULT_ROWS_MAX`]).
+    /// What counts, while it is held: the rows each FROM stage collects (scans, lookups,
+    /// nested-loop joins, unnested values: a stage's input and output both, each row a
+    /// copy of every value it binds), documents and revisions fetched before they are
+    /// filtered, GROUP BY keys with the rows awaiting aggregation, and projected rows with
+    /// their ORDER BY keys (subqueries' included). A source row is released once projected.
+    /// The top-level query's projected rows are the result: with `ORDER BY` or `GROUP BY`
+    /// every row is projected before `OFFSET`/`LIMIT` cut the page, without them only the
+    /// page's rows are projected. Row counts are bounded too
+    /// ([`limits::INTERMEDIATE_ROWS_MAX`], [`limits::RESULT_ROWS_MAX`]).
     pub result_bytes_max: usize,
 }
 

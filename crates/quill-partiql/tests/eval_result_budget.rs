@@ -1,5 +1,6 @@
-//! The result budget (`ExecuteLimits::result_bytes_max`): a SELECT stops as soon as the rows
-//! it has projected exceed it, with a typed error that leaves the transaction usable.
+//! The statement budget (`ExecuteLimits::result_bytes_max`): a statement stops as soon as what
+//! it holds (rows it scanned or joined, sort and group buffers, projected rows) exceeds it,
+//! with a typed error that leaves the transaction usable and unchanged.
 
 mod eval_support;
 
@@ -66,16 +67,31 @@ fn select_over_the_budget_fails_and_leaves_the_transaction_usable() {
 fn unordered_paging_counts_only_the_page_and_ordered_paging_counts_what_it_sorts() {
     let db = big_table();
     db.tx(|tx| {
-        let small = budget(5 * PAYLOAD_CHARS);
-        let rows =
-            execute_with_limits(tx, "SELECT * FROM Big LIMIT 2 OFFSET 3", &[], small).unwrap();
+        // The scan holds the table (about 200 KB) before any row is projected, so the budget
+        // must fit it; what decides the rest is which projected rows are kept.
+        let fits_the_table = budget(30 * PAYLOAD_CHARS);
+        let rows = execute_with_limits(
+            tx,
+            "SELECT * FROM Big LIMIT 2 OFFSET 3",
+            &[],
+            fits_the_table,
+        )
+        .unwrap();
         assert_eq!(rows.len(), 2);
-        // ORDER BY projects every row before the page is cut, so all of them are held.
+        let rows = execute_with_limits(
+            tx,
+            "SELECT b AS x, b AS y FROM Big AS b LIMIT 2",
+            &[],
+            fits_the_table,
+        )
+        .unwrap();
+        assert_eq!(rows.len(), 2);
+        // ORDER BY projects every row (here twice the table) before the page is cut.
         let error = execute_with_limits(
             tx,
-            "SELECT * FROM Big AS b ORDER BY b.n LIMIT 2",
+            "SELECT b AS x, b AS y FROM Big AS b ORDER BY b.n LIMIT 2",
             &[],
-            small,
+            fits_the_table,
         )
         .unwrap_err();
         assert!(
@@ -83,12 +99,87 @@ fn unordered_paging_counts_only_the_page_and_ordered_paging_counts_what_it_sorts
             "{error:?}"
         );
         // Small projections of the same rows fit, ordered or grouped.
+        let rows = execute_with_limits(
+            tx,
+            "SELECT b.n FROM Big AS b ORDER BY b.n",
+            &[],
+            fits_the_table,
+        )
+        .unwrap();
+        assert_eq!(rows.len(), DOCUMENTS);
+        let rows = execute_with_limits(
+            tx,
+            "SELECT COUNT(*) AS c FROM Big GROUP BY n",
+            &[],
+            fits_the_table,
+        )
+        .unwrap();
+        assert_eq!(rows.len(), DOCUMENTS);
+        // A LIMIT does not save a scan that holds more than the budget.
+        let error = execute_with_limits(
+            tx,
+            "SELECT * FROM Big LIMIT 2",
+            &[],
+            budget(5 * PAYLOAD_CHARS),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(error, PartiqlError::ResultTooLarge { .. }),
+            "{error:?}"
+        );
+    });
+}
+
+#[test]
+fn joins_groups_and_sorts_count_what_they_hold_and_leave_the_transaction_intact() {
+    let db = big_table();
+    // The table is about 200 KB; its cross join holds 400 rows of two documents (8 MB).
+    let small = budget(1 << 20);
+    db.tx(|tx| {
+        for statement in [
+            "SELECT COUNT(*) AS c FROM Big AS a, Big AS b",
+            "SELECT a.n AS n, COUNT(*) AS c FROM Big AS a, Big AS b GROUP BY a.n",
+            "SELECT a.n AS x, b.n AS y FROM Big AS a, Big AS b ORDER BY a.n LIMIT 1",
+            "SELECT a.n FROM Big AS a, Big AS b, Big AS c WHERE c.n = 0",
+            "SELECT VALUE (SELECT COUNT(*) AS c FROM Big AS x, Big AS y) FROM Big AS b \
+             WHERE b.n = 0",
+        ] {
+            let error = execute_with_limits(tx, statement, &[], small).unwrap_err();
+            assert!(
+                matches!(error, PartiqlError::ResultTooLarge { limit } if limit == 1 << 20),
+                "{statement}: {error:?}"
+            );
+            assert!(error.to_string().contains("result budget of 1048576 bytes"));
+        }
+        // A join that keeps only matching pairs holds only those, and fits.
+        let rows = execute_with_limits(
+            tx,
+            "SELECT a.n FROM Big AS a, Big AS b WHERE a.n = b.n",
+            &[],
+            small,
+        )
+        .unwrap();
+        assert_eq!(rows.len(), DOCUMENTS);
+        // Nothing the failed statements held is still charged: a statement that needs most of
+        // the budget runs, and the transaction still writes and reads its own writes.
+        let rows = execute_with_limits(tx, "SELECT * FROM Big", &[], budget(450_000)).unwrap();
+        assert_eq!(rows.len(), DOCUMENTS);
+        execute_with_limits(tx, "INSERT INTO Big {'n': 100}", &[], small).unwrap();
         let rows =
-            execute_with_limits(tx, "SELECT b.n FROM Big AS b ORDER BY b.n", &[], small).unwrap();
-        assert_eq!(rows.len(), DOCUMENTS);
-        let rows = execute_with_limits(tx, "SELECT COUNT(*) AS c FROM Big GROUP BY n", &[], small)
-            .unwrap();
-        assert_eq!(rows.len(), DOCUMENTS);
+            execute_with_limits(tx, "SELECT VALUE n FROM Big WHERE n = 100", &[], small).unwrap();
+        assert_eq!(rows, vec![ion("100")]);
+    });
+    // The transaction committed with its one write, and the same join fits a larger budget.
+    db.tx(|tx| {
+        let rows = execute_with_limits(
+            tx,
+            "SELECT COUNT(*) AS c FROM Big AS a, Big AS b",
+            &[],
+            budget(64 << 20),
+        )
+        .unwrap();
+        let count = (DOCUMENTS + 1) * (DOCUMENTS + 1);
+        assert_eq!(rows, vec![ion(&format!("{{c: {count}}}"))]);
     });
 }
 

@@ -57,8 +57,9 @@ pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// drivers retry.
 pub const UNVERIFIED_BODY_BUDGET_BYTES: usize = 64 * 1024 * 1024;
 /// Encoded result bytes one transaction may hold (unread pages included). The evaluator gets
-/// what is left of it as its result budget, so it stops projecting rows once over; the
-/// encoded result is then checked exactly.
+/// what is left of it as its budget for everything a statement holds (scanned and joined
+/// rows, sort and group buffers, projected rows), so it stops once over; the encoded result
+/// is then checked exactly.
 pub const TRANSACTION_RESULT_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// Allowed difference between a request's signing time and ours (AWS uses 15 minutes).
 pub const CLOCK_SKEW_MAX: Duration = Duration::from_secs(15 * 60);

@@ -6,8 +6,12 @@
 //! Crash safety: `control.json` is written last when a ledger is created (temp file, fsync,
 //! rename, fsync of the directory), so a directory without it is an unfinished creation and is
 //! skipped at startup. The ledger directory's entry in `ledgers/` is fsynced by
-//! `Ledger::create`, and `ledgers/`'s own entry on open. Deleting renames the directory to a hidden name first (atomic), then
-//! removes it, so a crash never leaves a half-deleted ledger visible.
+//! `Ledger::create`, and `ledgers/`'s own entry on open. Deleting renames the directory to a
+//! hidden name first (atomic) and fsyncs `ledgers/` before answering, then removes it, so a
+//! crash never leaves a half-deleted ledger visible nor brings back an acknowledged deletion.
+//! Every file and directory operation goes through the ledgers' [`Storage`] (the options'
+//! `storage`), so the power-loss tests (`tests/registry_power_loss.rs`) cover this module
+//! too.
 //!
 //! One ledger's failure is that ledger's problem: a ledger that cannot be opened (corruption,
 //! an I/O error, an unreadable `control.json`) is kept as a failed entry — logged, shown as
@@ -20,12 +24,11 @@
 //! ledger's shutdown (a removed handle is dropped after the lock is released).
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use quill_ledger::storage::Storage;
 use quill_ledger::{Ledger, LedgerOptions};
 use serde::{Deserialize, Serialize};
 
@@ -198,29 +201,23 @@ impl Registry {
             path: root.clone(),
             source,
         };
-        fs::create_dir_all(&root).map_err(dir_error)?;
+        let storage = &options.storage;
+        storage.create_dir_all(&root).map_err(dir_error)?;
         // `ledgers/` may have just been created: make its entry durable before any ledger
         // creation in it is acknowledged (`Ledger::create` syncs `ledgers/` itself).
-        sync_dir(data_dir).map_err(dir_error)?;
+        storage.sync_dir(data_dir).map_err(dir_error)?;
         let mut entries = BTreeMap::new();
-        for item in fs::read_dir(&root).map_err(dir_error)? {
-            let path = item.map_err(dir_error)?.path();
-            let Some(name) = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .map(str::to_string)
-            else {
-                continue;
-            };
+        for name in storage.list_dir(&root).map_err(dir_error)? {
+            let path = root.join(&name);
             if name.starts_with('.') {
                 // A deletion interrupted by a crash: finish it.
-                if let Err(error) = fs::remove_dir_all(&path) {
+                if let Err(error) = storage.remove_dir_all(&path) {
                     tracing::warn!(?path, %error, "cannot remove a deleted ledger's files");
                 }
                 continue;
             }
             let control_path = path.join(CONTROL_FILE);
-            if !control_path.exists() {
+            if !storage.exists(&control_path).map_err(dir_error)? {
                 tracing::warn!(?path, "skipping a ledger directory without control.json");
                 continue;
             }
@@ -336,13 +333,19 @@ impl Registry {
     }
 
     fn create_files(&self, new: &NewLedger) -> Result<(ControlRecord, Ledger), ApiError> {
+        let storage = &self.options.storage;
         let dir = self.root.join(&new.name);
-        if dir.exists() {
+        let leftovers = storage
+            .exists(&dir)
+            .map_err(|e| io_failure("cannot look for the ledger directory", e))?;
+        if leftovers {
             // Leftovers of a creation that crashed before control.json was written.
-            fs::remove_dir_all(&dir).map_err(|e| io_failure("cannot clear ledger directory", e))?;
+            storage
+                .remove_dir_all(&dir)
+                .map_err(|e| io_failure("cannot clear ledger directory", e))?;
         }
         let ledger = Ledger::create(&dir, &new.name, self.options.clone()).map_err(|error| {
-            let _ = fs::remove_dir_all(&dir);
+            let _ = storage.remove_dir_all(&dir);
             ApiError::from_ledger(&error, Plane::Control)
         })?;
         let creation = SystemTime::now()
@@ -358,8 +361,9 @@ impl Registry {
             tags: new.tags.clone(),
             table_tags: BTreeMap::new(),
         };
-        if let Err(error) = write_control(&dir, &control) {
-            let _ = fs::remove_dir_all(&dir);
+        if let Err(error) = write_control(storage, &dir, &control) {
+            drop(ledger);
+            let _ = storage.remove_dir_all(&dir);
             return Err(io_failure("cannot write control.json", error));
         }
         Ok((control, ledger))
@@ -384,7 +388,7 @@ impl Registry {
             _ => return Err(not_found(name)),
         };
         change(&mut updated)?;
-        write_control(&self.root.join(name), &updated)
+        write_control(&self.options.storage, &self.root.join(name), &updated)
             .map_err(|e| io_failure("cannot write control.json", e))?;
         if let Some(Entry::Ready { control, .. }) = self.lock().get_mut(name) {
             *control = updated.clone();
@@ -421,10 +425,14 @@ impl Registry {
             .unwrap_or_default()
             .as_nanos();
         let doomed = self.root.join(format!(".deleted-{name}-{nanos}"));
-        fs::rename(self.root.join(name), &doomed)
+        let storage = &self.options.storage;
+        storage
+            .rename(&self.root.join(name), &doomed)
             .map_err(|e| io_failure("cannot move the deleted ledger aside", e))?;
-        sync_dir(&self.root).map_err(|e| io_failure("cannot sync the ledgers directory", e))?;
-        if let Err(error) = fs::remove_dir_all(&doomed) {
+        storage
+            .sync_dir(&self.root)
+            .map_err(|e| io_failure("cannot sync the ledgers directory", e))?;
+        if let Err(error) = storage.remove_dir_all(&doomed) {
             // Harmless: the next start finishes the removal.
             tracing::warn!(?doomed, %error, "cannot remove a deleted ledger's files yet");
         }
@@ -434,7 +442,7 @@ impl Registry {
 
 /// Opens one ledger directory found at startup; any failure becomes a failed entry.
 fn open_entry(name: &str, path: &Path, options: &LedgerOptions) -> Entry {
-    let control = match read_control(&path.join(CONTROL_FILE)) {
+    let control = match read_control(&options.storage, &path.join(CONTROL_FILE)) {
         Ok(control) => control,
         Err(error) => {
             return Entry::Failed {
@@ -471,34 +479,25 @@ fn unknown_control(name: &str) -> ControlRecord {
     }
 }
 
-fn read_control(path: &Path) -> Result<ControlRecord, ServerError> {
+fn read_control(storage: &Storage, path: &Path) -> Result<ControlRecord, ServerError> {
     let error = |detail: String| ServerError::ControlFile {
         path: path.to_path_buf(),
         detail,
     };
-    let text = fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
-    serde_json::from_str(&text).map_err(|e| error(e.to_string()))
+    let bytes = storage.read(path).map_err(|e| error(e.to_string()))?;
+    serde_json::from_slice(&bytes).map_err(|e| error(e.to_string()))
 }
 
-/// Writes `control.json` atomically: temp file, fsync, rename over the old one, fsync the dir.
-fn write_control(dir: &Path, control: &ControlRecord) -> std::io::Result<()> {
-    let temp = dir.join(format!("{CONTROL_FILE}.tmp"));
+/// Replaces `control.json` atomically and durably (see [`Storage::write_atomically`]).
+fn write_control(storage: &Storage, dir: &Path, control: &ControlRecord) -> std::io::Result<()> {
     let bytes = serde_json::to_vec_pretty(control).map_err(std::io::Error::other)?;
-    let mut file = fs::File::create(&temp)?;
-    file.write_all(&bytes)?;
-    file.sync_all()?;
-    drop(file);
-    fs::rename(&temp, dir.join(CONTROL_FILE))?;
-    sync_dir(dir)
-}
-
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    fs::File::open(dir)?.sync_all()
+    storage.write_atomically(&dir.join(CONTROL_FILE), &bytes)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn ledger_names_follow_qldb_rules() {
@@ -536,9 +535,9 @@ mod tests {
                 BTreeMap::from([("env".to_string(), "prod".to_string())]),
             )]),
         };
-        write_control(dir.path(), &control).unwrap();
+        write_control(&Storage::Os, dir.path(), &control).unwrap();
         assert_eq!(
-            read_control(&dir.path().join(CONTROL_FILE)).unwrap(),
+            read_control(&Storage::Os, &dir.path().join(CONTROL_FILE)).unwrap(),
             control
         );
         assert!(!dir.path().join("control.json.tmp").exists());
@@ -617,7 +616,7 @@ mod tests {
                 "kms_key":"AWS_OWNED_KMS_KEY","tags":{}}"#,
         )
         .unwrap();
-        let control = read_control(&path).unwrap();
+        let control = read_control(&Storage::Os, &path).unwrap();
         assert_eq!(control.name, "old");
         assert!(control.table_tags.is_empty());
     }

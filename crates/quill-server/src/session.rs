@@ -620,14 +620,15 @@ impl Sessions {
     }
 }
 
-/// A statement's result went over the transaction's result budget, in the evaluator or when
-/// encoded.
+/// A statement went over the transaction's result budget: in the evaluator (its result, or the
+/// rows it held while running) or when encoded.
 fn result_budget_exceeded(budget: usize) -> ApiError {
     ApiError::new(
         ErrorKind::LimitExceeded,
         format!(
             "Statement result exceeds the transaction's result budget of {budget} bytes \
-             (results not yet fetched included); select fewer or smaller values, or raise \
+             (results not yet fetched, and the rows a statement holds while running, included); \
+             select fewer or smaller values, filter more, or raise \
              `quill serve --result-max-bytes`"
         ),
     )

@@ -20,6 +20,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, Mac};
+use quill_ledger::calendar::{civil_from_days, days_from_civil};
 use sha2::{Digest, Sha256};
 
 use crate::error::{ApiError, ErrorKind, ServerError};
@@ -544,7 +545,7 @@ pub fn parse_amz_date(text: &str) -> Option<u64> {
     if !valid || year < 1970 {
         return None;
     }
-    let days = days_from_civil(year as i64, month as i64, day as i64);
+    let days = days_from_civil(year as i64, month as u32, day as u32);
     Some(days as u64 * 86_400 + hour * 3_600 + minute * 60 + second)
 }
 
@@ -562,35 +563,6 @@ pub fn format_amz_date(time: SystemTime) -> String {
         rest % 3_600 / 60,
         rest % 60
     )
-}
-
-// Howard Hinnant's civil-calendar algorithms: exact for the proleptic Gregorian calendar.
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let month_index = (month + 9) % 12;
-    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let days = days + 719_468;
-    let era = days.div_euclid(146_097);
-    let day_of_era = days - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]

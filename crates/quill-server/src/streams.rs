@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use quill_ledger::storage::Storage;
 use quill_ledger::Ledger;
 use quill_stream::{
     BoxFuture, Cursor, Sink, SinkError, StreamConfig, StreamHandle, StreamRecord, StreamStatus,
@@ -187,9 +188,7 @@ impl Streams {
             if let Some(entry) = entries.get_mut(&key) {
                 entry.spec.final_status = Some(status);
                 let bytes = serde_json::to_vec(&entry.spec).expect("a spec serializes");
-                if let Err(e) =
-                    quill_stream::cursor::write_atomically(&dir.join("stream.json"), &bytes)
-                {
+                if let Err(e) = Storage::Os.write_atomically(&dir.join("stream.json"), &bytes) {
                     tracing::error!(stream = %key.1, "cannot record the stream's end: {e}");
                 }
             }
@@ -284,7 +283,8 @@ impl Streams {
         let dir = self.dir(&spec);
         std::fs::create_dir_all(&dir).map_err(internal)?;
         let bytes = serde_json::to_vec(&spec).expect("a spec serializes");
-        quill_stream::cursor::write_atomically(&dir.join("stream.json"), &bytes)
+        Storage::Os
+            .write_atomically(&dir.join("stream.json"), &bytes)
             .map_err(internal)?;
         let handle = self.start(&spec, ledger);
         self.entries.lock().expect("streams lock").insert(

@@ -5,9 +5,9 @@
 //! send again what was already delivered (at least once), never skip a block.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use quill_ledger::storage::Storage;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StreamError};
@@ -51,27 +51,9 @@ impl Cursor {
 
     /// Replaces the stored position atomically and durably.
     pub fn store(&self, position: &Position) -> Result<()> {
-        write_atomically(
-            &self.path,
-            &serde_json::to_vec(position).expect("a position serializes"),
-        )
+        let bytes = serde_json::to_vec(position).expect("a position serializes");
+        Ok(Storage::Os.write_atomically(&self.path, &bytes)?)
     }
-}
-
-/// Replaces `path` with `bytes` so a crash leaves the old content or the new, never a mix.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| StreamError::Cursor(format!("{} has no directory", path.display())))?;
-    let tmp = path.with_extension("tmp");
-    {
-        let mut file = fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-    }
-    fs::rename(&tmp, path)?;
-    fs::File::open(dir)?.sync_all()?;
-    Ok(())
 }
 
 #[cfg(test)]
@@ -89,7 +71,7 @@ mod tests {
         };
         cursor.store(&position).unwrap();
         assert_eq!(Cursor::new(cursor.path()).load().unwrap(), position);
-        assert!(!dir.path().join("cursor.tmp").exists());
+        assert!(!dir.path().join("cursor.json.tmp").exists());
     }
 
     #[test]

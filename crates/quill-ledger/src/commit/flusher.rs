@@ -1,7 +1,7 @@
-//! The flusher: writes the sequencer's in-memory layers to redb off the commit path, and
+//! The flusher: holds the in-memory layers of derived state not yet in redb
+//! ([`LayeredState`], owned by the sequencer), writes them to redb off the commit path, and
 //! decides when a flush (and a durable state checkpoint) is due.
 
-use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::Instant;
@@ -10,11 +10,28 @@ use crate::error::{LedgerError, Result};
 use crate::limits::{LAYERS_MAX, LAYER_REVISIONS_MAX};
 use crate::state::{Layer, Snapshot};
 
-use super::pipeline::Sequencer;
 use super::Core;
 
 /// Make derived state durable at least this often, so a reopen replays a bounded tail.
 pub(super) const STATE_CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Derived state as the sequencer builds it: the last redb commit plus the batches sequenced
+/// since, as layers, and the flush writing the first of them to redb.
+pub(super) struct LayeredState {
+    /// Derived state as of the last redb commit.
+    pub(super) base: Snapshot,
+    /// Batches sequenced since then (oldest first), not in redb yet.
+    pub(super) layers: Vec<Arc<Layer>>,
+    /// Revisions in `layers`.
+    pub(super) revisions: usize,
+    /// The flush writing the first layers to redb, if one is running.
+    pub(super) flushing: Option<Flushing>,
+    /// Where flushes are sent (the flusher thread); `None` before it runs, and then layers
+    /// are written by the sequencer itself.
+    pub(super) flusher: Option<SyncSender<FlushJob>>,
+    /// When derived state was last made durable.
+    pub(super) last_checkpoint: Instant,
+}
 
 /// A flush in progress: the first `layers` layers are being written to redb.
 pub(super) struct Flushing {
@@ -58,7 +75,19 @@ pub(super) fn write_layers_to_redb(
     core.state.snapshot()
 }
 
-impl Sequencer {
+impl LayeredState {
+    /// No layers over `base`, no flusher yet.
+    pub(super) fn new(base: Snapshot) -> LayeredState {
+        LayeredState {
+            base,
+            layers: Vec::new(),
+            revisions: 0,
+            flushing: None,
+            flusher: None,
+            last_checkpoint: Instant::now(),
+        }
+    }
+
     /// Takes the result of a running flush: when it is done (or, with `wait`, once it is),
     /// its snapshot becomes the base and its layers are dropped.
     pub(super) fn collect_flush(&mut self, core: &Core, wait: bool) {
@@ -90,7 +119,7 @@ impl Sequencer {
             Ok(base) => {
                 self.base = base;
                 self.layers.drain(..flushed);
-                self.layered_revisions = self.layers.iter().map(|l| l.revisions()).sum();
+                self.revisions = self.layers.iter().map(|l| l.revisions()).sum();
             }
             // The layers stay: reads remain right, and nothing more is written.
             Err(e) => core.poison(format!("derived state write failed: {e}")),
@@ -100,13 +129,14 @@ impl Sequencer {
     /// Whether the layers should be written to redb: enough of them, or a checkpoint is due.
     pub(super) fn flush_due(&self) -> bool {
         self.layers.len() >= LAYERS_MAX
-            || self.layered_revisions >= LAYER_REVISIONS_MAX
+            || self.revisions >= LAYER_REVISIONS_MAX
             || self.last_checkpoint.elapsed() >= STATE_CHECKPOINT_INTERVAL
     }
 
-    /// Hands every layer to the flusher, unless a flush is running; the flush is a durable
-    /// checkpoint when one is due or `durable` asks for it.
-    pub(super) fn start_flush(&mut self, durable: bool) {
+    /// Hands every layer to the flusher, unless a flush is running; the flush brings derived
+    /// state up to block `applied`, and is a durable checkpoint when one is due or `durable`
+    /// asks for it.
+    pub(super) fn start_flush(&mut self, durable: bool, applied: u64) {
         let Some(flusher) = &self.flusher else {
             return;
         };
@@ -117,7 +147,7 @@ impl Sequencer {
         let (done, result) = mpsc::sync_channel(1);
         let job = FlushJob {
             layers: self.layers.clone(),
-            applied: self.next,
+            applied,
             durable,
             done,
         };
@@ -130,35 +160,6 @@ impl Sequencer {
                 layers: self.layers.len(),
                 done: result,
             });
-        }
-    }
-}
-
-/// How long without commits before the layers are written to redb anyway: reads of an idle
-/// ledger then look through no layers.
-pub(super) const IDLE_FLUSH_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
-
-/// On an idle ledger: collects a finished flush, starts a durable one for the remaining
-/// layers, and republishes the snapshot without the flushed layers (the same data, read
-/// through fewer layers).
-pub(super) fn flush_while_idle(core: &Core) {
-    let mut sequencer = core.pipeline.sequencer();
-    let layers_before = sequencer.layers.len();
-    sequencer.collect_flush(core, false);
-    if sequencer.flushing.is_none() {
-        // Durable: an idle ledger's redb then holds everything, and a crash replays nothing.
-        sequencer.start_flush(true);
-    }
-    if sequencer.layers.len() == layers_before {
-        return;
-    }
-    // Under the sequencer lock with no batch waiting for its fsync, every sequenced block is
-    // published: the republished snapshot holds exactly the published state.
-    if core.pipeline.syncing.load(Ordering::SeqCst) == 0 {
-        let mut shared = core.shared_mut();
-        if shared.applied == sequencer.next {
-            let layers = sequencer.layers.clone();
-            shared.snapshot = Arc::new(sequencer.base.with_layers(layers, sequencer.next));
         }
     }
 }

@@ -9,7 +9,6 @@ use crate::error::{LedgerError, Result};
 use crate::occ::WriteSet;
 use crate::types::TableStatus;
 
-use super::pipeline::Accepted;
 use super::{Core, PreparedCommit};
 
 /// What a commit is checked against: blocks committed after it started.
@@ -20,8 +19,8 @@ pub(super) struct Earlier<'a> {
     pub(super) published: u64,
     /// Blocks waiting for their fsync.
     pub(super) in_flight: &'a VecDeque<(u64, Arc<WriteSet>)>,
-    /// Earlier commits of this batch.
-    pub(super) batch: &'a [Accepted],
+    /// Write sets of the earlier commits of this batch.
+    pub(super) batch: &'a [Arc<WriteSet>],
 }
 
 pub(super) fn check_commit(
@@ -54,7 +53,7 @@ pub(super) fn check_commit(
         .filter(|(seq, _)| *seq >= published.max(commit.start))
         .map(|(_, w)| w);
     if let Some(detail) = unpublished
-        .chain(batch.iter().map(|a| &a.writes))
+        .chain(batch)
         .find_map(|w| w.conflict_with(&commit.reads))
     {
         return Err(conflict(detail));

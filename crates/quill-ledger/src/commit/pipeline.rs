@@ -18,8 +18,7 @@ use crate::types::{BlockAddress, CommitReceipt};
 
 use super::build::{build_and_apply, Position, Sink};
 use super::flusher::{
-    flush_loop, flush_while_idle, write_layers_to_redb, FlushJob, Flushing, IDLE_FLUSH_AFTER,
-    STATE_CHECKPOINT_INTERVAL,
+    flush_loop, write_layers_to_redb, FlushJob, LayeredState, STATE_CHECKPOINT_INTERVAL,
 };
 use super::occ_check::{check_commit, Earlier};
 use super::{CommitRequest, Core, PreparedCommit};
@@ -34,7 +33,7 @@ pub(crate) struct Pipeline {
     queued: AtomicUsize,
     /// Batches handed to the syncer and not yet published. Incremented only under the
     /// `sequencer` lock, so zero under that lock means every sequenced block is published.
-    pub(super) syncing: AtomicUsize,
+    syncing: AtomicUsize,
 }
 
 impl Pipeline {
@@ -50,15 +49,10 @@ impl Pipeline {
             sequencer: Mutex::new(Sequencer {
                 catalog,
                 next: base.applied(),
-                base,
-                layers: Vec::new(),
-                layered_revisions: 0,
-                flushing: None,
-                flusher: None,
+                layered: LayeredState::new(base),
                 previous_hash,
                 last_millis,
                 in_flight: VecDeque::new(),
-                last_checkpoint: Instant::now(),
                 header_hasher: quill_verify::BlockHeaderHasher::new(strand_id),
             }),
             queued: AtomicUsize::new(0),
@@ -66,7 +60,7 @@ impl Pipeline {
         }
     }
 
-    pub(super) fn sequencer(&self) -> MutexGuard<'_, Sequencer> {
+    fn sequencer(&self) -> MutexGuard<'_, Sequencer> {
         // The sequencer's fields change together after a batch is appended; a panic before
         // that leaves them as they were.
         self.sequencer.lock().unwrap_or_else(|e| e.into_inner())
@@ -75,29 +69,19 @@ impl Pipeline {
 
 /// What the sequencer knows about the chain it has built, which may be ahead of what is
 /// published (blocks waiting for their fsync).
-pub(super) struct Sequencer {
-    pub(super) catalog: Catalog,
-    pub(super) next: u64,
-    pub(super) previous_hash: Option<Hash>,
-    pub(super) last_millis: i64,
+struct Sequencer {
+    catalog: Catalog,
+    next: u64,
+    previous_hash: Option<Hash>,
+    last_millis: i64,
     /// Write sets of blocks handed to the syncer, oldest first; dropped once published
     /// (then they are in the shared conflict log).
-    pub(super) in_flight: VecDeque<(u64, Arc<WriteSet>)>,
-    pub(super) last_checkpoint: Instant,
-    /// Derived state as of the last redb commit.
-    pub(super) base: Snapshot,
-    /// Batches sequenced since then (oldest first), not in redb yet.
-    pub(super) layers: Vec<Arc<Layer>>,
-    /// Revisions in `layers`.
-    pub(super) layered_revisions: usize,
-    /// The flush writing the first layers to redb, if one is running.
-    pub(super) flushing: Option<Flushing>,
-    /// Where flushes are sent (the flusher thread); `None` before it runs, and then layers
-    /// are written by the sequencer itself.
-    pub(super) flusher: Option<SyncSender<FlushJob>>,
+    in_flight: VecDeque<(u64, Arc<WriteSet>)>,
+    /// Derived state as built so far: redb plus in-memory layers.
+    layered: LayeredState,
     /// Hashes block headers without building Ion values (the same bytes as `quill_verify`'s
     /// Ion-value path, checked by its tests).
-    pub(super) header_hasher: quill_verify::BlockHeaderHasher,
+    header_hasher: quill_verify::BlockHeaderHasher,
 }
 
 /// A batch whose blocks are appended to the journal: what publishing it changes.
@@ -147,10 +131,10 @@ impl StateUpdate {
                     && core.tree.flush().is_ok();
                 writer.commit(durable)?;
                 if durable {
-                    sequencer.last_checkpoint = Instant::now();
+                    sequencer.layered.last_checkpoint = Instant::now();
                 }
                 let base = core.state.snapshot()?;
-                sequencer.base = base.clone();
+                sequencer.layered.base = base.clone();
                 Ok(base)
             }
         }
@@ -192,7 +176,7 @@ pub fn run(core: Arc<Core>, requests: Receiver<CommitRequest>) {
         .name("quill-flush".into())
         .spawn(move || flush_loop(&flusher_core, flush_pending));
     match &flusher {
-        Ok(_) => pipeline.sequencer().flusher = Some(flush_jobs),
+        Ok(_) => pipeline.sequencer().layered.flusher = Some(flush_jobs),
         // Without it the sequencer writes layers to redb itself.
         Err(e) => tracing::warn!(error = %e, "cannot start the flusher thread"),
     }
@@ -239,13 +223,13 @@ pub fn run(core: Arc<Core>, requests: Receiver<CommitRequest>) {
     // Closing: write the layers to redb, so a clean reopen replays nothing. Dropping the
     // sender ends the flusher once its job is done.
     let mut sequencer = pipeline.sequencer();
-    sequencer.collect_flush(&core, true);
-    sequencer.flusher = None;
+    sequencer.layered.collect_flush(&core, true);
+    sequencer.layered.flusher = None;
     if let Ok(flusher) = flusher {
         let _ = flusher.join();
     }
-    if !sequencer.layers.is_empty() && core.shared().poisoned.is_none() {
-        let written = write_layers_to_redb(&core, &sequencer.layers, sequencer.next, true);
+    if !sequencer.layered.layers.is_empty() && core.shared().poisoned.is_none() {
+        let written = write_layers_to_redb(&core, &sequencer.layered.layers, sequencer.next, true);
         if let Err(e) = written {
             tracing::warn!(error = %e, "derived state not saved at close; it is replayed from the journal on open");
         }
@@ -320,14 +304,45 @@ impl Alone<'_> {
     }
 }
 
+/// How long without commits before the layers are written to redb anyway: reads of an idle
+/// ledger then look through no layers.
+const IDLE_FLUSH_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// On an idle ledger: collects a finished flush, starts a durable one for the remaining
+/// layers, and republishes the snapshot without the flushed layers (the same data, read
+/// through fewer layers).
+fn flush_while_idle(core: &Core) {
+    let mut guard = core.pipeline.sequencer();
+    let sequencer = &mut *guard;
+    let layered = &mut sequencer.layered;
+    let layers_before = layered.layers.len();
+    layered.collect_flush(core, false);
+    if layered.flushing.is_none() {
+        // Durable: an idle ledger's redb then holds everything, and a crash replays nothing.
+        layered.start_flush(true, sequencer.next);
+    }
+    if layered.layers.len() == layers_before {
+        return;
+    }
+    // Under the sequencer lock with no batch waiting for its fsync, every sequenced block is
+    // published: the republished snapshot holds exactly the published state.
+    if core.pipeline.syncing.load(Ordering::SeqCst) == 0 {
+        let mut shared = core.shared_mut();
+        if shared.applied == sequencer.next {
+            let layers = layered.layers.clone();
+            shared.snapshot = Arc::new(layered.base.with_layers(layers, sequencer.next));
+        }
+    }
+}
+
 /// Batches that may wait for the fsync at once: bounds memory; two keep the disk busy.
 const SYNC_QUEUE_MAX: usize = 2;
 
 /// A commit accepted into the batch, waiting for the fsync.
-pub(super) struct Accepted {
+struct Accepted {
     reply: SyncSender<Result<CommitReceipt>>,
     receipt: CommitReceipt,
-    pub(super) writes: Arc<WriteSet>,
+    writes: Arc<WriteSet>,
 }
 
 /// Sequences one batch: checks each commit, hashes it into the next block, applies it to
@@ -366,24 +381,24 @@ fn sequence_batch(
     // Most batches become a layer; the flusher thread writes layers to redb in the background.
     // A batch with DDL goes to redb directly (building an index reads the whole table), after
     // the running flush; so do batches that find layers due and no flusher.
-    sequencer.collect_flush(core, false);
-    if sequencer.layers.len() >= 2 * LAYERS_MAX
-        || sequencer.layered_revisions >= 2 * LAYER_REVISIONS_MAX
+    sequencer.layered.collect_flush(core, false);
+    if sequencer.layered.layers.len() >= 2 * LAYERS_MAX
+        || sequencer.layered.revisions >= 2 * LAYER_REVISIONS_MAX
     {
         // The flusher is behind: wait, so reads never look through unbounded layers.
-        sequencer.collect_flush(core, true);
+        sequencer.layered.collect_flush(core, true);
     }
     let ddl = batch.iter().any(|r| !r.commit.catalog_changes.is_empty());
     if ddl {
-        sequencer.collect_flush(core, true);
+        sequencer.layered.collect_flush(core, true);
     }
-    let checkpoint = sequencer.last_checkpoint.elapsed() >= STATE_CHECKPOINT_INTERVAL;
-    let direct = ddl || (sequencer.flusher.is_none() && sequencer.flush_due());
+    let checkpoint = sequencer.layered.last_checkpoint.elapsed() >= STATE_CHECKPOINT_INTERVAL;
+    let direct = ddl || (sequencer.layered.flusher.is_none() && sequencer.layered.flush_due());
     let mut sink = if direct {
         let writer = core
             .state
             .writer()
-            .and_then(|mut w| w.write_layers(&sequencer.layers).map(|()| w));
+            .and_then(|mut w| w.write_layers(&sequencer.layered.layers).map(|()| w));
         match writer {
             Ok(writer) => Sink::Direct(Box::new(writer)),
             Err(e) => {
@@ -402,6 +417,8 @@ fn sequence_batch(
         sequencer.last_millis,
     );
     let mut accepted: Vec<Accepted> = Vec::with_capacity(batch.len());
+    // The same commits' write sets, which later commits of the batch are checked against.
+    let mut accepted_writes: Vec<Arc<WriteSet>> = Vec::with_capacity(batch.len());
     let mut payloads: Vec<Vec<u8>> = Vec::with_capacity(batch.len());
     let mut leaves: Vec<Hash> = Vec::with_capacity(batch.len());
     for (request, logged) in batch.into_iter().zip(logged) {
@@ -410,7 +427,7 @@ fn sequence_batch(
             logged,
             published,
             in_flight: &sequencer.in_flight,
-            batch: &accepted,
+            batch: &accepted_writes,
         };
         if let Err(e) = check_commit(core, &commit, &catalog, earlier) {
             let _ = reply.send(Err(e));
@@ -443,10 +460,12 @@ fn sequence_batch(
                     transaction_id: commit.transaction_id,
                     block_address: Some(address),
                 };
+                let writes = Arc::new(writes);
+                accepted_writes.push(Arc::clone(&writes));
                 accepted.push(Accepted {
                     reply,
                     receipt,
-                    writes: Arc::new(writes),
+                    writes,
                 });
             }
             Err(e) => {
@@ -488,16 +507,19 @@ fn sequence_batch(
     ) = (catalog, next, previous_hash, last_millis);
     let state = match sink {
         Sink::Direct(writer) => {
-            sequencer.layers.clear();
-            sequencer.layered_revisions = 0;
+            sequencer.layered.layers.clear();
+            sequencer.layered.revisions = 0;
             StateUpdate::Direct { writer, checkpoint }
         }
         Sink::Layered(layer) => {
-            sequencer.layered_revisions += layer.revisions();
-            sequencer.layers.push(Arc::new(layer));
-            let snapshot = sequencer.base.with_layers(sequencer.layers.clone(), next);
-            if sequencer.flush_due() {
-                sequencer.start_flush(false);
+            sequencer.layered.revisions += layer.revisions();
+            sequencer.layered.layers.push(Arc::new(layer));
+            let snapshot = sequencer
+                .layered
+                .base
+                .with_layers(sequencer.layered.layers.clone(), next);
+            if sequencer.layered.flush_due() {
+                sequencer.layered.start_flush(false, next);
             }
             StateUpdate::Layered(snapshot)
         }

@@ -2,7 +2,8 @@
 //! loses unsynced writes on a simulated power cut (for crash-consistency tests).
 //!
 //! The journal, the digest tree, the derived-state database (redb, through a
-//! `redb::StorageBackend`) and `ledger.ion` all do their file I/O through [`Storage`] and
+//! `redb::StorageBackend`), `ledger.ion` and the server's ledger registry (`control.json`,
+//! the ledger directories) all do their file I/O through [`Storage`] and
 //! the crate-private `StorageFile`. Both are enums chosen once per ledger, so the real file
 //! system costs one predictable branch per call and no allocation.
 //!
@@ -66,7 +67,7 @@ impl Storage {
 
     /// Creates a directory and its missing parents (entries not durable until
     /// [`Storage::sync_dir`] of each parent).
-    pub(crate) fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+    pub fn create_dir_all(&self, path: &Path) -> io::Result<()> {
         match self {
             Storage::Os => std::fs::create_dir_all(path),
             Storage::Simulated(disk) => disk.create_dir_all(path),
@@ -74,7 +75,7 @@ impl Storage {
     }
 
     /// Names of the entries of a directory, in no particular order.
-    pub(crate) fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+    pub fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
         match self {
             Storage::Os => std::fs::read_dir(path)?
                 .map(|entry| Ok(entry?.file_name().to_string_lossy().into_owned()))
@@ -84,7 +85,7 @@ impl Storage {
     }
 
     /// Whether a file or directory exists.
-    pub(crate) fn exists(&self, path: &Path) -> io::Result<bool> {
+    pub fn exists(&self, path: &Path) -> io::Result<bool> {
         match self {
             Storage::Os => path.try_exists(),
             Storage::Simulated(disk) => disk.exists(path),
@@ -99,8 +100,17 @@ impl Storage {
         }
     }
 
-    /// Renames a file, replacing `to` if it exists.
-    pub(crate) fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+    /// Removes a directory and everything in it (entries not durable until
+    /// [`Storage::sync_dir`] of its parent).
+    pub fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        match self {
+            Storage::Os => std::fs::remove_dir_all(path),
+            Storage::Simulated(disk) => disk.remove_dir_all(path),
+        }
+    }
+
+    /// Renames a file or directory, replacing `to` if it is a file.
+    pub fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         match self {
             Storage::Os => std::fs::rename(from, to),
             Storage::Simulated(disk) => disk.rename(from, to),
@@ -108,7 +118,7 @@ impl Storage {
     }
 
     /// Makes the directory's entry changes (files created, removed, renamed) durable.
-    pub(crate) fn sync_dir(&self, path: &Path) -> io::Result<()> {
+    pub fn sync_dir(&self, path: &Path) -> io::Result<()> {
         match self {
             Storage::Os => File::open(path)?.sync_all(),
             Storage::Simulated(disk) => disk.sync_dir(path),
@@ -117,7 +127,7 @@ impl Storage {
 
     /// Makes the entry of `path` in its parent directory durable (after `path` was created);
     /// a relative path without a parent needs nothing.
-    pub(crate) fn sync_parent_dir(&self, path: &Path) -> io::Result<()> {
+    pub fn sync_parent_dir(&self, path: &Path) -> io::Result<()> {
         match path
             .parent()
             .filter(|parent| !parent.as_os_str().is_empty())
@@ -130,7 +140,7 @@ impl Storage {
     /// Replaces `path` with `bytes` atomically and durably: a crash leaves either the old file
     /// or the new one, never a mix. Writes `path` + `.tmp`, fsyncs it, renames it over `path`
     /// and fsyncs the directory.
-    pub(crate) fn write_atomically(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    pub fn write_atomically(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(".tmp");
         let tmp = Path::new(&tmp);
@@ -142,7 +152,7 @@ impl Storage {
     }
 
     /// The whole content of a file.
-    pub(crate) fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+    pub fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         match self {
             Storage::Os => std::fs::read(path),
             Storage::Simulated(_) => {

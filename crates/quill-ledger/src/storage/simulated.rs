@@ -307,6 +307,18 @@ impl SimulatedDisk {
         }
     }
 
+    pub(super) fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        let mut disk = self.mutating()?;
+        match disk.entries.get(path) {
+            Some(Entry::Dir) => {
+                disk.change_entry(EntryOp::Remove(path.to_owned()));
+                Ok(())
+            }
+            Some(Entry::File(_)) => Err(io::Error::other("not a directory")),
+            None => Err(io::ErrorKind::NotFound.into()),
+        }
+    }
+
     pub(super) fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut disk = self.mutating()?;
         if !disk.entries.contains_key(from) {
@@ -639,6 +651,33 @@ mod tests {
             let old = content(&after, "/d/f");
             let new = content(&after, "/d/g");
             assert!(old.is_some() != new.is_some(), "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn a_directory_removal_is_durable_once_its_parent_is_synced() {
+        let mut kept = false;
+        for seed in 0..32 {
+            let (disk, file) = disk_with_file(seed);
+            file.sync_data().unwrap();
+            disk.remove_dir_all(Path::new("/d")).unwrap();
+            assert!(!disk.exists(Path::new("/d/f")).unwrap());
+            assert!(disk.remove_dir_all(Path::new("/d")).is_err());
+            disk.cut_power();
+            let after = disk.after_power_cut(seed).unwrap();
+            // Unsynced, the removal may or may not have landed, but never in part.
+            let dir = after.exists(Path::new("/d")).unwrap();
+            assert_eq!(dir, after.exists(Path::new("/d/f")).unwrap(), "seed {seed}");
+            kept |= dir;
+        }
+        assert!(kept);
+        for seed in 0..8 {
+            let (disk, _) = disk_with_file(seed);
+            disk.remove_dir_all(Path::new("/d")).unwrap();
+            disk.sync_dir(Path::new("/")).unwrap();
+            disk.cut_power();
+            let after = disk.after_power_cut(seed).unwrap();
+            assert!(!after.exists(Path::new("/d")).unwrap());
         }
     }
 

@@ -249,7 +249,7 @@ fn modify(
     // with two SET assignments to one document returns that document's id twice (the DMV
     // sample's RenewDriversLicense test relies on it).
     let mut affected: Vec<Rc<str>> = Vec::new();
-    for row in &rows {
+    for row in rows.iter() {
         let Some(document) = row
             .iter()
             .find(|b| b.role == Role::Source && *b.name == *alias)

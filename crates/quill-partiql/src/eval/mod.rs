@@ -9,6 +9,7 @@
 //! Rows are vectors of [`Binding`]s; names are looked up from the innermost binding out, then
 //! in enclosing queries ([`Env`]).
 
+pub(crate) mod budget;
 pub(crate) mod dml;
 pub(crate) mod expr;
 mod ion_scan;
@@ -23,6 +24,7 @@ use quill_ledger::Transaction;
 
 use crate::ast::Statement;
 use crate::error::{PartiqlError, Result};
+use crate::eval::budget::Budget;
 use crate::functions::FunctionContext;
 use crate::value::Datum;
 
@@ -37,18 +39,12 @@ pub(crate) struct Ctx<'t> {
     pub functions: FunctionContext,
     /// Subquery nesting, bounded by `SUBQUERY_DEPTH_MAX`.
     pub depth: usize,
-    /// Budget for the statement's projected rows, in estimated Ion binary bytes.
-    pub result_bytes_max: usize,
-    /// Estimated bytes of the rows projected so far by the top-level query.
-    pub result_bytes: usize,
+    /// What the statement may hold in memory at once, and what it holds.
+    pub budget: Rc<Budget>,
 }
 
 impl<'t> Ctx<'t> {
-    pub(crate) fn new(
-        tx: &'t mut Transaction,
-        params: &'t [Element],
-        result_bytes_max: usize,
-    ) -> Ctx<'t> {
+    pub(crate) fn new(tx: &'t mut Transaction, params: &'t [Element], bytes_max: usize) -> Ctx<'t> {
         let functions = FunctionContext {
             now: tx.start_time(),
             transaction_id: tx.id().to_string(),
@@ -58,8 +54,7 @@ impl<'t> Ctx<'t> {
             params,
             functions,
             depth: 0,
-            result_bytes_max,
-            result_bytes: 0,
+            budget: Budget::new(bytes_max),
         }
     }
 
@@ -80,9 +75,7 @@ impl<'t> Ctx<'t> {
             params: self.params,
             functions: self.functions.clone(),
             depth: self.depth,
-            // Scans only test filters; rows are charged by the context that projects them.
-            result_bytes_max: self.result_bytes_max,
-            result_bytes: 0,
+            budget: Rc::clone(&self.budget),
         };
         Ok((tx, inner))
     }

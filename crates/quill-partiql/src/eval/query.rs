@@ -8,6 +8,7 @@ use ion_rs::{Element, Struct};
 
 use crate::ast::{Expr, NullsOrder, OrderKey, Projection, Query, SelectItem, SortDirection};
 use crate::error::{PartiqlError, Result};
+use crate::eval::budget::{datum_bytes, Held, Rows};
 use crate::eval::expr::{eval, has_aggregate};
 use crate::eval::limits::{RESULT_ROWS_MAX, SUBQUERY_DEPTH_MAX};
 use crate::eval::{sources, Binding, Ctx, Env, LedgerCatalog, Role, Row};
@@ -42,20 +43,24 @@ fn run_query_at_depth(
     let plan = plan_query(ctx, query, &outer_names)?;
     let rows = sources::run_stages(ctx, &plan, outer)?;
     let (mut offset, mut limit) = paging(ctx, query)?;
+    // Projected rows and their sort keys stay charged until the query returns (a top-level
+    // query's rows are the statement's result).
+    let mut held = Held::new(&ctx.budget);
     let mut outputs = if is_grouped(query) {
-        grouped_outputs(ctx, query, rows, outer)?
+        grouped_outputs(ctx, query, rows, outer, &mut held)?
     } else if query.order_by.is_empty() {
         // Unordered: the page is known while projecting, so rows outside it are never kept
-        // (nor charged to the result budget).
-        let outputs = unordered_page(ctx, query, &rows, outer, offset, limit)?;
+        // (nor charged).
+        let outputs = unordered_page(ctx, query, rows, outer, (offset, limit), &mut held)?;
         (offset, limit) = (0, usize::MAX);
         outputs
     } else {
         let mut outputs = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let env = Env::new(row, outer);
+        // Each source row is released as it is projected, its output charged instead.
+        for row in rows.into_releasing_iter() {
+            let env = Env::new(&row, outer);
             let output = output_for(ctx, query, &env)?;
-            charge_result(ctx, &output.value)?;
+            output.charge(&mut held)?;
             outputs.push(output);
         }
         outputs
@@ -80,23 +85,23 @@ fn run_query_at_depth(
     Ok(rows)
 }
 
-/// Projects `rows` in order, keeping only the non-MISSING outputs from `offset` on, and stops
-/// once `limit` are kept.
+/// Projects `rows` in order (releasing each source row as it is projected), keeping only the
+/// non-MISSING outputs from `offset` on, and stops once `limit` are kept.
 fn unordered_page(
     ctx: &mut Ctx<'_>,
     query: &Query,
-    rows: &[Row],
+    rows: Rows,
     outer: Option<&Env<'_>>,
-    offset: usize,
-    limit: usize,
+    (offset, limit): (usize, usize),
+    held: &mut Held,
 ) -> Result<Vec<Output>> {
     let mut outputs = Vec::with_capacity(rows.len().min(limit));
     let mut skipped = 0;
-    for row in rows {
+    for row in rows.into_releasing_iter() {
         if outputs.len() >= limit {
             break;
         }
-        let env = Env::new(row, outer);
+        let env = Env::new(&row, outer);
         let output = output_for(ctx, query, &env)?;
         if output.value.is_missing() {
             continue;
@@ -105,30 +110,10 @@ fn unordered_page(
             skipped += 1;
             continue;
         }
-        charge_result(ctx, &output.value)?;
+        output.charge(held)?;
         outputs.push(output);
     }
     Ok(outputs)
-}
-
-/// Counts a projected row of the top-level query against the statement's result budget
-/// (subquery rows count as part of the row that embeds them).
-fn charge_result(ctx: &mut Ctx<'_>, value: &Datum) -> Result<()> {
-    let Some(element) = value.as_element() else {
-        return Ok(());
-    };
-    if ctx.depth > 1 {
-        return Ok(());
-    }
-    ctx.result_bytes = ctx
-        .result_bytes
-        .saturating_add(value::ion_binary_size_estimate(element));
-    if ctx.result_bytes > ctx.result_bytes_max {
-        return Err(PartiqlError::ResultTooLarge {
-            limit: ctx.result_bytes_max,
-        });
-    }
-    Ok(())
 }
 
 /// Plans a query's sources against the ledger's catalog.
@@ -178,6 +163,14 @@ struct Output {
     keys: Vec<Datum>,
 }
 
+impl Output {
+    /// Charges the row and its sort keys (held until sorted and paged).
+    fn charge(&self, held: &mut Held) -> Result<()> {
+        let keys: usize = self.keys.iter().map(datum_bytes).sum();
+        held.charge(datum_bytes(&self.value) + keys)
+    }
+}
+
 fn output_for(ctx: &mut Ctx<'_>, query: &Query, env: &Env<'_>) -> Result<Output> {
     let value = project(ctx, env, &query.projection)?;
     let mut keys = Vec::with_capacity(query.order_by.len());
@@ -200,15 +193,21 @@ fn output_for(ctx: &mut Ctx<'_>, query: &Query, env: &Env<'_>) -> Result<Output>
 fn grouped_outputs(
     ctx: &mut Ctx<'_>,
     query: &Query,
-    rows: Vec<Row>,
+    rows: Rows,
     outer: Option<&Env<'_>>,
+    held: &mut Held,
 ) -> Result<Vec<Output>> {
+    // The source rows stay charged until every group is projected; their keys too.
+    let (rows, _rows_held) = rows.into_rows();
+    let mut keys_held = Held::new(&ctx.budget);
     let mut keyed: Vec<(Vec<Datum>, Row)> = Vec::with_capacity(rows.len());
     for row in rows {
         let env = Env::new(&row, outer);
         let mut keys = Vec::with_capacity(query.group_by.len());
         for key in &query.group_by {
-            keys.push(eval(ctx, &env, &key.expr)?);
+            let value = eval(ctx, &env, &key.expr)?;
+            keys_held.charge(datum_bytes(&value))?;
+            keys.push(value);
         }
         keyed.push((keys, row));
     }
@@ -255,7 +254,7 @@ fn grouped_outputs(
             }
         }
         let output = output_for(ctx, query, &env)?;
-        charge_result(ctx, &output.value)?;
+        output.charge(held)?;
         outputs.push(output);
     }
     Ok(outputs)

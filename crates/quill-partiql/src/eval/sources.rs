@@ -11,22 +11,25 @@ use quill_ledger::{DocumentRef, Revision, TableInfo, TableStatus};
 
 use crate::ast::{Expr, PathStep};
 use crate::error::{PartiqlError, Result};
+use crate::eval::budget::{Held, Rows};
 use crate::eval::expr::eval;
-use crate::eval::limits::INTERMEDIATE_ROWS_MAX;
 use crate::eval::{Binding, Ctx, Env, Origin, PathKey, Role, Row};
 use crate::plan::{Access, Source, SourcePlan, Stage};
 use crate::value::Datum;
 
-/// Produces every row of the plan's stages that passes their filters.
+/// Produces every row of the plan's stages that passes their filters. Each stage's rows are
+/// charged to the statement's budget while held (a stage's input until its output is
+/// complete, so a nested-loop join holds both).
 pub(crate) fn run_stages(
     ctx: &mut Ctx<'_>,
     plan: &SourcePlan,
     outer: Option<&Env<'_>>,
-) -> Result<Vec<Row>> {
-    let mut rows: Vec<Row> = vec![Vec::new()];
+) -> Result<Rows> {
+    let mut rows = Rows::new(&ctx.budget);
+    rows.push(Vec::new())?;
     for stage in &plan.stages {
-        let mut next = Vec::new();
-        for row in &rows {
+        let mut next = Rows::new(&ctx.budget);
+        for row in rows.iter() {
             fetch_stage(ctx, stage, row, outer, &mut next)?;
         }
         rows = next;
@@ -39,7 +42,7 @@ fn fetch_stage(
     stage: &Stage,
     row: &Row,
     outer: Option<&Env<'_>>,
-    out: &mut Vec<Row>,
+    out: &mut Rows,
 ) -> Result<()> {
     match &stage.source {
         Source::Table(table) => fetch_table(ctx, stage, table, row, outer, out),
@@ -55,11 +58,13 @@ fn fetch_stage(
                 }
                 None => ctx.tx()?.committed(table, None)?,
             };
+            let _held = hold_revisions(ctx, &revisions)?;
             push_revisions(ctx, stage, row, outer, &revisions, out)
         }
         Source::History { target, start, end } => {
             let revisions =
                 fetch_history(ctx, stage, row, outer, target, start.as_ref(), end.as_ref())?;
+            let _held = hold_revisions(ctx, &revisions)?;
             push_revisions(ctx, stage, row, outer, &revisions, out)
         }
         Source::Catalog => {
@@ -76,6 +81,23 @@ fn fetch_stage(
         }
         Source::Value(expr) => fetch_value(ctx, stage, expr, row, outer, out),
     }
+}
+
+/// Charges fetched revisions to the budget while they are turned into rows.
+fn hold_revisions(ctx: &Ctx<'_>, revisions: &[Revision]) -> Result<Held> {
+    let mut held = Held::new(&ctx.budget);
+    let bytes = revisions
+        .iter()
+        .map(|revision| {
+            std::mem::size_of::<Revision>()
+                + revision
+                    .data
+                    .as_ref()
+                    .map_or(0, crate::value::ion_binary_size_estimate)
+        })
+        .sum();
+    held.charge(bytes)?;
+    Ok(held)
 }
 
 fn source_binding(stage: &Stage, value: Datum, origin: Option<Rc<Origin>>) -> Binding {
@@ -116,25 +138,13 @@ fn push_if_passes(
     row: &Row,
     bindings: Vec<Binding>,
     outer: Option<&Env<'_>>,
-    out: &mut Vec<Row>,
+    out: &mut Rows,
 ) -> Result<()> {
     let mut candidate = row.clone();
     candidate.extend(bindings);
     if passes(ctx, stage, &candidate, outer)? {
-        push_row(out, candidate)?;
+        out.push(candidate)?;
     }
-    Ok(())
-}
-
-fn push_row(out: &mut Vec<Row>, row: Row) -> Result<()> {
-    if out.len() >= INTERMEDIATE_ROWS_MAX {
-        return Err(PartiqlError::Limit {
-            limit: "INTERMEDIATE_ROWS_MAX",
-            max: INTERMEDIATE_ROWS_MAX,
-            actual: out.len() + 1,
-        });
-    }
-    out.push(row);
     Ok(())
 }
 
@@ -190,7 +200,7 @@ fn fetch_table(
     table: &str,
     row: &Row,
     outer: Option<&Env<'_>>,
-    out: &mut Vec<Row>,
+    out: &mut Rows,
 ) -> Result<()> {
     let documents = match &stage.access {
         Access::Scan => return scan_table(ctx, stage, table, row, outer, out),
@@ -249,20 +259,21 @@ fn scan_table(
     table: &str,
     row: &Row,
     outer: Option<&Env<'_>>,
-    out: &mut Vec<Row>,
+    out: &mut Rows,
 ) -> Result<()> {
     let needs_tx = stage.filters.iter().any(contains_subquery);
     let scan = LazyScan::prepare(ctx, stage, row, outer)?;
     let mut deferred: Vec<(String, Element)> = Vec::new();
+    let mut deferred_held = Held::new(&ctx.budget);
     let mut failure: Option<PartiqlError> = None;
     {
         let (tx, mut inner) = ctx.split()?;
         tx.scan(table, &mut |document: DocumentRef<'_>| {
             let step = if needs_tx {
-                document
-                    .decode()
+                deferred_held
+                    .charge(document.id.len() + document.ion.len())
+                    .and_then(|()| document.decode().map_err(PartiqlError::from))
                     .map(|data| deferred.push((document.id.to_string(), data)))
-                    .map_err(PartiqlError::from)
             } else {
                 visit_document(
                     &mut inner,
@@ -399,7 +410,7 @@ fn visit_document(
     outer: Option<&Env<'_>>,
     document: &DocumentRef<'_>,
     scan: Option<&LazyScan<'_>>,
-    out: &mut Vec<Row>,
+    out: &mut Rows,
 ) -> Result<()> {
     let Some(scan) = scan else {
         let bindings = document_bindings(stage, table, document.id, document.decode()?);
@@ -415,7 +426,7 @@ fn visit_document(
                 document.id,
                 document.decode()?,
             ));
-            return push_row(out, accepted);
+            return out.push(accepted);
         }
         _ => {}
     }
@@ -454,7 +465,7 @@ fn visit_document(
         document.id,
         document.decode()?,
     ));
-    push_row(out, accepted)
+    out.push(accepted)
 }
 
 /// A struct holding only the named top-level fields of the stored document (all occurrences,
@@ -485,7 +496,7 @@ fn push_revisions(
     row: &Row,
     outer: Option<&Env<'_>>,
     revisions: &[Revision],
-    out: &mut Vec<Row>,
+    out: &mut Rows,
 ) -> Result<()> {
     for revision in revisions {
         let bindings = vec![source_binding(
@@ -598,7 +609,7 @@ fn fetch_value(
     expr: &Expr,
     row: &Row,
     outer: Option<&Env<'_>>,
-    out: &mut Vec<Row>,
+    out: &mut Rows,
 ) -> Result<()> {
     let value = eval(ctx, &Env::new(row, outer), expr)?;
     let Datum::Ion(element) = value else {
