@@ -33,10 +33,11 @@ use axum::http::{HeaderValue, Method, Response, StatusCode};
 use ion_rs::Element;
 use quill_ledger::{Ledger, LedgerError};
 use quill_tlog::keys::NoteSigner;
+pub use quill_tlog::log::proof_bundle;
 use quill_tlog::log::{LogError, LogStore, Publisher};
 use quill_tlog::submit::{SubmitError, WitnessClient};
 use quill_tlog::tiles::TilePath;
-use quill_verify::tlog::{Policy, RevisionExtra, TlogProof, VerifierKey};
+use quill_verify::tlog::{Policy, VerifierKey};
 use quill_verify::Hash;
 use serde_json::json;
 use tokio::sync::watch;
@@ -507,33 +508,6 @@ pub fn proof_json(
     body["Proof"] = json!({"IonText": quill_verify::proof_to_ion_text(&proof)});
     body["Checkpoint"] = json!(note);
     Ok(body)
-}
-
-/// The C2SP tlog-proof of block `index` in the checkpoint `note` of `size` leaves: with
-/// `revision` (a revision of that block and its in-block proof, [`revision_in_block`]) a
-/// revision proof (`quill-revision-proof/v1` in `extra`), else a block proof (the leaf).
-pub fn proof_bundle(
-    store: &LogStore,
-    index: u64,
-    size: u64,
-    note: &str,
-    revision: Option<(Element, Vec<Hash>)>,
-) -> Result<TlogProof, LogError> {
-    let extra = match revision {
-        None => store.leaf(index)?,
-        Some((revision, proof)) => RevisionExtra {
-            leaf: store.block_leaf(index)?,
-            revision,
-            proof,
-        }
-        .to_bytes(),
-    };
-    Ok(TlogProof {
-        extra: Some(extra),
-        index,
-        hashes: store.inclusion_proof(index, size)?,
-        checkpoint: note.to_owned(),
-    })
 }
 
 /// The revision of `document_id` in block `sequence_no` as GetRevision shows it, and the

@@ -15,8 +15,9 @@ use std::io::{self, Write as _};
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 
+use ion_rs::Element;
 use quill_ledger::Ledger;
-use quill_verify::tlog::{rfc6962, BlockLeaf, Checkpoint, Note};
+use quill_verify::tlog::{rfc6962, BlockLeaf, Checkpoint, Note, RevisionExtra, TlogProof};
 use quill_verify::Hash;
 
 use crate::durable::replace_file;
@@ -144,7 +145,19 @@ impl LogStore {
         Ok(self.size())
     }
 
-    fn append(&mut self, leaf: &BlockLeaf) -> Result<(), LogError> {
+    /// Truncates the store to its first `size` leaves (a mirror dropping leaves that did not
+    /// verify); the upper hash levels are recomputed as after a crash.
+    pub fn truncate(self, size: u64) -> Result<LogStore, LogError> {
+        self.check_size(size)?;
+        self.leaves.set_len(size * LEAF_RECORD)?;
+        self.levels[0].set_len(size * 32)?;
+        let dir = self.dir.clone();
+        drop(self);
+        LogStore::open(&dir)
+    }
+
+    /// Appends one leaf (the caller has checked it: [`quill_verify::tlog::ChainMonitor`]).
+    pub fn append(&mut self, leaf: &BlockLeaf) -> Result<(), LogError> {
         let mut record = leaf.to_bytes();
         record.resize(LEAF_RECORD as usize, 0);
         self.leaves.write_all(&record)?;
@@ -359,6 +372,34 @@ impl LogStore {
             }
         }
     }
+}
+
+/// The C2SP tlog-proof of block `index` in the checkpoint `note` of `size` leaves: with
+/// `revision` (a revision of that block as GetRevision shows it, and the proof from its hash
+/// to the block's hash) a revision proof (`quill-revision-proof/v1` in `extra`), else a block
+/// proof (the leaf).
+pub fn proof_bundle(
+    store: &LogStore,
+    index: u64,
+    size: u64,
+    note: &str,
+    revision: Option<(Element, Vec<Hash>)>,
+) -> Result<TlogProof, LogError> {
+    let extra = match revision {
+        None => store.leaf(index)?,
+        Some((revision, proof)) => RevisionExtra {
+            leaf: store.block_leaf(index)?,
+            revision,
+            proof,
+        }
+        .to_bytes(),
+    };
+    Ok(TlogProof {
+        extra: Some(extra),
+        index,
+        hashes: store.inclusion_proof(index, size)?,
+        checkpoint: note.to_owned(),
+    })
 }
 
 /// Signs a ledger log's checkpoints, persisting each before it is published.

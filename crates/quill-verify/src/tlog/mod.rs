@@ -52,7 +52,7 @@ pub mod rfc6962;
 use std::collections::HashSet;
 
 pub use checkpoint::Checkpoint;
-pub use leaf::{check_block_chain, BlockLeaf, BLOCK_LEAF_TAG};
+pub use leaf::{check_block_chain, BlockLeaf, ChainMonitor, BLOCK_LEAF_TAG};
 pub use note::{Note, NoteSignature, VerifierKey};
 pub use policy::{Policy, PolicyGroup, PolicyLog, PolicyWitness};
 pub use proof::{
