@@ -197,7 +197,8 @@ pub fn verify_cosigned_checkpoint_at(
         return Err(TlogError::NoLogSignature(checkpoint.origin));
     }
     let witness_keys = policy.witness_keys();
-    let (cosigned, future): (Vec<(String, u64)>, Vec<(String, u64)>) = note
+    type Cosigners = Vec<(String, u64)>;
+    let (cosigned, future): (Cosigners, Cosigners) = note
         .verify(&witness_keys)?
         .into_iter()
         .filter_map(|(key, timestamp)| {

@@ -443,7 +443,7 @@ mod tests {
                 };
                 if sequence_no == 3 {
                     extra = Some(RevisionExtra {
-                        leaf: leaf.clone(),
+                        leaf,
                         revision: revisions[1].0.clone(),
                         proof: revision_to_block_path(&hashes, 1, &list, previous.as_ref()),
                     });
