@@ -399,3 +399,118 @@ pub async fn bind(
     let server = axum::serve(listener, router(mirror, ledger)).with_graceful_shutdown(shutdown);
     Ok((address, async move { server.await }))
 }
+
+#[cfg(test)]
+mod tests {
+    use ion_rs::Element;
+    use quill_ledger::{Ledger, LedgerOptions};
+
+    use super::*;
+    use crate::keys::NoteSigner;
+    use crate::log::Publisher;
+
+    /// An upstream in memory: a ledger, its log store, and the checkpoint served.
+    struct Upstream {
+        ledger: Ledger,
+        store: LogStore,
+        note: String,
+        size: u64,
+    }
+
+    impl Upstream {
+        fn new(dir: &Path, blocks: u64, seed: u8) -> Upstream {
+            let ledger =
+                Ledger::create(&dir.join("ledger"), "shop", LedgerOptions::default()).unwrap();
+            ledger
+                .transact(|tx| tx.create_table("Item", None).map(|_| ()))
+                .unwrap();
+            for i in 2..blocks {
+                let doc = Element::read_one(format!("{{n: {i}, seed: {seed}}}")).unwrap();
+                ledger
+                    .transact(|tx| tx.insert("Item", doc.clone()).map(|_| ()))
+                    .unwrap();
+            }
+            let mut store = LogStore::open(&dir.join("tlog")).unwrap();
+            store.sync(&ledger).unwrap();
+            let mut publisher = Publisher::open(signer(), &dir.join("tlog/checkpoint")).unwrap();
+            let note = publisher.publish(&store).unwrap().unwrap();
+            Upstream {
+                size: store.size(),
+                ledger,
+                store,
+                note,
+            }
+        }
+
+        fn fetch(&self, path: String) -> std::future::Ready<Result<Vec<u8>, String>> {
+            std::future::ready(if path == "checkpoint" {
+                Ok(self.note.clone().into_bytes())
+            } else {
+                TilePath::parse(&path)
+                    .ok_or_else(|| format!("no {path}"))
+                    .and_then(|tile| self.store.tile(&tile, self.size).map_err(|e| e.to_string()))
+            })
+        }
+    }
+
+    fn signer() -> NoteSigner {
+        NoteSigner::from_seed("quill.test/shop", [3; 32]).unwrap()
+    }
+
+    fn policy() -> Policy {
+        Policy::parse(&format!("log {}\nquorum none\n", signer().verifier_key())).unwrap()
+    }
+
+    fn run<T>(future: impl Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(future)
+    }
+
+    #[test]
+    fn the_mirror_copies_verifies_and_halts_on_another_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let upstream = Upstream::new(&dir.path().join("up"), 300, 1);
+        let mirror = Mutex::new(Mirror::open(&dir.path().join("mirror"), policy()).unwrap());
+        assert_eq!(run(sync(&mirror, |p| upstream.fetch(p), 0)).unwrap(), 300);
+        let digest = upstream.ledger.digest().digest;
+        assert_eq!(mirror.lock().unwrap().qldb_digest(), Some(digest));
+
+        // Reopened from disk: the same verified copy.
+        drop(mirror);
+        let mirror = Mutex::new(Mirror::open(&dir.path().join("mirror"), policy()).unwrap());
+        assert_eq!(mirror.lock().unwrap().size(), 300);
+        assert_eq!(mirror.lock().unwrap().qldb_digest(), Some(digest));
+
+        // The same key signs another, longer history: its first new block does not chain to
+        // the copy's last one.
+        let fork = Upstream::new(&dir.path().join("fork"), 310, 2);
+        let error = run(sync(&mirror, |p| fork.fetch(p), 0)).unwrap_err();
+        assert!(error.halts(), "{error}");
+        assert!(
+            error.to_string().contains("block 300: previousBlockHash"),
+            "{error}"
+        );
+        let halted = mirror.lock().unwrap();
+        assert_eq!((halted.size(), halted.qldb_digest()), (300, Some(digest)));
+        assert!(halted.halted().is_some());
+        drop(halted);
+        // Halted, it does not resume even with the honest upstream.
+        assert!(run(sync(&mirror, |p| upstream.fetch(p), 0)).is_err());
+
+        // A fresh mirror of the fork, shown the shorter honest history, sees a rollback.
+        let other = Mutex::new(Mirror::open(&dir.path().join("other"), policy()).unwrap());
+        run(sync(&other, |p| fork.fetch(p), 0)).unwrap();
+        let error = run(sync(&other, |p| upstream.fetch(p), 0)).unwrap_err();
+        assert!(error.to_string().contains("fewer than the 310"), "{error}");
+
+        // And one shown another tree of its own size sees a split view.
+        let third = Mutex::new(Mirror::open(&dir.path().join("third"), policy()).unwrap());
+        run(sync(&third, |p| fork.fetch(p), 0)).unwrap();
+        let split = Upstream::new(&dir.path().join("split"), 310, 3);
+        let error = run(sync(&third, |p| split.fetch(p), 0)).unwrap_err();
+        assert!(error.to_string().contains("split view"), "{error}");
+        assert!(third.lock().unwrap().halted().is_some());
+    }
+}
