@@ -430,6 +430,14 @@ impl Ledger {
         tip_sequence_no: u64,
     ) -> Result<Vec<Hash>> {
         let block_proof = self.block_proof(sequence_no, tip_sequence_no)?;
+        let mut proof = self.revision_block_path(sequence_no, document_id)?;
+        proof.extend(block_proof);
+        Ok(proof)
+    }
+
+    /// The in-block part of [`Ledger::revision_proof`]: folded from the revision's hash it
+    /// gives the hash of block `sequence_no` (what a transparency-log proof bundle carries).
+    pub fn revision_block_path(&self, sequence_no: u64, document_id: &str) -> Result<Vec<Hash>> {
         let (decoded, _, position) = self.find_revision(sequence_no, document_id)?;
         let revision_hashes: Vec<Hash> = decoded.revisions.iter().map(|(_, r)| r.hash).collect();
         let address = BlockAddress {
@@ -449,14 +457,12 @@ impl Ledger {
                         quill_verify::QUILL_ENTRIES
                     ),
                 })?;
-        let mut proof = quill_verify::revision_to_block_path(
+        Ok(quill_verify::revision_to_block_path(
             &revision_hashes,
             position,
             entries,
             decoded.previous_hash.as_ref(),
-        );
-        proof.extend(block_proof);
-        Ok(proof)
+        ))
     }
 
     /// Proof that the digest at `new_tip` extends the digest at `old_tip` (a Quill extension;

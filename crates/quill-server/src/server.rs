@@ -548,6 +548,7 @@ fn operations_reply(state: &AppState, path: &str, request_id: &str) -> Response<
         .metrics
         .render(state.sessions.len(), ledgers, failed.len());
     text.push_str(&state.streams.render_metrics());
+    text.push_str(&state.logs.render_metrics());
     reply(
         200,
         "text/plain; version=0.0.4",

@@ -7,28 +7,38 @@
 //! a tile's path fixes its content), and two proofs against a signed size, as JSON with
 //! QLDB-style Ion text proofs:
 //! `proof/inclusion?index=I&size=N` and `proof/consistency?old=M&size=N`; and
-//! `proof/bundle?index=I`, a C2SP tlog-proof of block `I` for `quill verify-proof`.
+//! `proof/bundle?index=I[&documentId=ID]`, a C2SP tlog-proof of block `I` (or of the
+//! revision of document `ID` it committed, with its QLDB proof) for `quill verify-proof`.
 //!
 //! With a witness policy (C2SP tlog-policy, `--witness-policy`), each new checkpoint is
-//! submitted to the policy's witnesses that have a URL, and the note served as `checkpoint`
-//! (and in proof bundles) carries the cosignatures collected.
+//! submitted to the policy's witnesses that have a URL, all at once and each within
+//! [`WITNESS_TIMEOUT`]; once their cosignatures meet the policy's quorum the cosigned note is
+//! persisted (`checkpoint.cosigned`) and served as `checkpoint`, in proof bundles and as the
+//! bound of tiles and proofs. Until a newer checkpoint reaches the quorum, the previous
+//! cosigned one stays served (before any, the bare signed one), so a client requiring the
+//! quorum always finds one. Commits never wait for any of this.
 //!
 //! One Ed25519 log key (`<data-dir>/log-key`, created 0600 on first start, or
 //! [`LogConfig::key_file`]) signs every ledger's log, each under its origin
 //! `<origin prefix>/<ledger name>`, which is also its key name.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::Body;
 use axum::http::{HeaderValue, Method, Response, StatusCode};
+use ion_rs::Element;
+use quill_ledger::{Ledger, LedgerError};
 use quill_tlog::keys::NoteSigner;
+pub use quill_tlog::log::proof_bundle;
 use quill_tlog::log::{LogError, LogStore, Publisher};
-use quill_tlog::submit::WitnessClient;
+use quill_tlog::submit::{SubmitError, WitnessClient};
 use quill_tlog::tiles::TilePath;
-use quill_verify::tlog::{Policy, TlogProof, VerifierKey};
+use quill_verify::tlog::{Policy, VerifierKey};
+use quill_verify::Hash;
 use serde_json::json;
 use tokio::sync::watch;
 
@@ -90,11 +100,38 @@ impl LogConfig {
     }
 }
 
+/// How long one witness may take to answer one checkpoint.
+pub const WITNESS_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long after a round that missed the quorum the newest checkpoint is submitted again
+/// (if no newer one was signed meanwhile).
+pub const WITNESS_RETRY: Duration = Duration::from_secs(2);
+
 struct LedgerLog {
     store: LogStore,
     publisher: Publisher,
-    /// The publisher's latest checkpoint with the cosignatures collected for it.
-    cosigned: Option<String>,
+}
+
+impl LedgerLog {
+    /// The checkpoint served, and its size: the newest cosigned one when witnesses are
+    /// configured and one exists, else the newest signed one.
+    fn served(&self, witnessed: bool) -> Option<(u64, &str)> {
+        let cosigned = self.publisher.cosigned().filter(|_| witnessed);
+        cosigned.or_else(|| {
+            self.publisher
+                .checkpoint()
+                .map(|note| (self.publisher.size(), note))
+        })
+    }
+}
+
+/// Witness outcomes, for `GET /metrics`.
+#[derive(Debug, Default)]
+struct WitnessCounters {
+    cosignatures: AtomicU64,
+    failures: AtomicU64,
+    /// 422: a witness said our consistency proof is wrong, a sign of a forked log.
+    bad_proofs: AtomicU64,
+    quorums: AtomicU64,
 }
 
 /// The logs of every ledger of a server.
@@ -105,6 +142,9 @@ pub(crate) struct Logs {
     ledgers: Mutex<HashMap<String, Arc<Mutex<LedgerLog>>>>,
     /// Per ledger, the witnesses and the size each is known to hold.
     witnesses: Mutex<HashMap<String, Vec<WitnessClient>>>,
+    /// Per ledger, when a checkpoint that missed the quorum may be submitted again.
+    retry_at: Mutex<HashMap<String, Instant>>,
+    counters: WitnessCounters,
 }
 
 impl Logs {
@@ -115,7 +155,33 @@ impl Logs {
             data_dir: data_dir.to_owned(),
             ledgers: Mutex::new(HashMap::new()),
             witnesses: Mutex::new(HashMap::new()),
+            retry_at: Mutex::new(HashMap::new()),
+            counters: WitnessCounters::default(),
         })
+    }
+
+    /// The witness counters in the Prometheus text format.
+    pub(crate) fn render_metrics(&self) -> String {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let c = &self.counters;
+        format!(
+            "# HELP quill_witness_cosignatures_total Cosignatures collected from witnesses.\n\
+             # TYPE quill_witness_cosignatures_total counter\n\
+             quill_witness_cosignatures_total {}\n\
+             # HELP quill_witness_failures_total Submissions a witness did not cosign.\n\
+             # TYPE quill_witness_failures_total counter\n\
+             quill_witness_failures_total {}\n\
+             # HELP quill_witness_bad_proofs_total Witnesses refusing a consistency proof (422): investigate.\n\
+             # TYPE quill_witness_bad_proofs_total counter\n\
+             quill_witness_bad_proofs_total {}\n\
+             # HELP quill_witness_quorums_total Checkpoints whose cosignatures met the policy's quorum.\n\
+             # TYPE quill_witness_quorums_total counter\n\
+             quill_witness_quorums_total {}\n",
+            load(&c.cosignatures),
+            load(&c.failures),
+            load(&c.bad_proofs),
+            load(&c.quorums),
+        )
     }
 
     pub(crate) fn is_public(&self) -> bool {
@@ -140,17 +206,15 @@ impl Logs {
             .map_err(|e| e.to_string())?;
         let publisher =
             Publisher::open(signer, &dir.join("checkpoint")).map_err(|e| e.to_string())?;
-        let log = Arc::new(Mutex::new(LedgerLog {
-            store,
-            publisher,
-            cosigned: None,
-        }));
+        let log = Arc::new(Mutex::new(LedgerLog { store, publisher }));
         ledgers.insert(ledger.to_owned(), log.clone());
         Ok(log)
     }
 
     /// Brings every ledger's log up to its journal and signs the ones that grew; returns the
-    /// new checkpoints as `(ledger, note, size)`.
+    /// checkpoints to submit to witnesses as `(ledger, note, size)`: the new ones, and with a
+    /// witness policy the newest one not yet cosigned once its retry time has come (after a
+    /// round that missed the quorum, or a restart).
     pub(crate) fn checkpoint_all(&self, registry: &Registry) -> Vec<(String, String, u64)> {
         let mut signed = Vec::new();
         for record in registry.list() {
@@ -159,15 +223,25 @@ impl Logs {
             };
             let result = self.ledger_log(&record.name).and_then(|log| {
                 let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
-                let LedgerLog {
-                    store, publisher, ..
-                } = &mut *log;
+                let LedgerLog { store, publisher } = &mut *log;
                 store.sync(&ledger).map_err(|e| e.to_string())?;
                 let note = publisher.publish(store).map_err(|e| e.to_string())?;
-                if note.is_some() {
-                    log.cosigned = None;
+                let size = publisher.size();
+                let pending = || {
+                    let behind = publisher.cosigned().map_or(0, |(s, _)| s) < size;
+                    let due = self
+                        .retry_at
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get(&record.name)
+                        .is_none_or(|at| *at <= Instant::now());
+                    self.config.witness_policy.is_some() && behind && due
+                };
+                match note {
+                    Some(note) => Ok(Some((note, size))),
+                    None if pending() => Ok(publisher.checkpoint().map(|n| (n.to_owned(), size))),
+                    None => Ok(None),
                 }
-                Ok(note.map(|note| (note, log.publisher.size())))
             });
             match result {
                 Ok(Some((note, size))) => signed.push((record.name.clone(), note, size)),
@@ -178,12 +252,13 @@ impl Logs {
         signed
     }
 
-    /// Submits a new checkpoint to the policy's witnesses and keeps the cosigned note.
+    /// Submits a new checkpoint to the policy's witnesses, all at once, and records the
+    /// cosigned note once the cosignatures meet the policy's quorum.
     async fn collect_cosignatures(&self, ledger: &str, note: &str, size: u64) {
         let Some(policy) = &self.config.witness_policy else {
             return;
         };
-        let mut clients = self
+        let clients = self
             .witnesses
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -204,28 +279,86 @@ impl Logs {
         let Ok(log) = self.ledger_log(ledger) else {
             return;
         };
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut rounds = tokio::task::JoinSet::new();
+        for (position, mut client) in clients.into_iter().enumerate() {
+            let (log, note) = (log.clone(), note.to_owned());
+            rounds.spawn(async move {
+                let proof = |old: u64| {
+                    let log = log.lock().unwrap_or_else(|p| p.into_inner());
+                    log.store
+                        .consistency_proof(old, size)
+                        .map_err(|e| std::io::Error::other(e.to_string()))
+                };
+                let result =
+                    tokio::time::timeout(WITNESS_TIMEOUT, client.cosign(&note, size, proof, now))
+                        .await
+                        .unwrap_or(Err(SubmitError::TimedOut));
+                (position, client, result)
+            });
+        }
+        let mut finished = Vec::new();
+        while let Some(joined) = rounds.join_next().await {
+            match joined {
+                Ok(round) => finished.push(round),
+                Err(error) => tracing::error!(%ledger, %error, "witness submission task failed"),
+            }
+        }
+        // Cosignature lines in policy order, so the served note does not depend on timing.
+        finished.sort_by_key(|(position, _, _)| *position);
         let mut cosigned = note.to_owned();
-        for client in &mut clients {
-            let proof = |old: u64| {
-                let log = log.lock().unwrap_or_else(|p| p.into_inner());
-                log.store
-                    .consistency_proof(old, size)
-                    .map_err(|e| std::io::Error::other(e.to_string()))
-            };
-            match client.cosign(note, size, proof).await {
-                Ok(signature) => cosigned.push_str(&signature.to_line()),
+        let mut names = HashSet::new();
+        let mut clients = Vec::with_capacity(finished.len());
+        for (_, client, result) in finished {
+            match result {
+                Ok(signature) => {
+                    self.counters.cosignatures.fetch_add(1, Ordering::Relaxed);
+                    cosigned.push_str(&signature.to_line());
+                    names.extend(
+                        policy
+                            .witnesses
+                            .iter()
+                            .filter(|w| w.key == client.key)
+                            .map(|w| w.name.clone()),
+                    );
+                }
+                Err(SubmitError::Refused(422, why)) => {
+                    self.counters.failures.fetch_add(1, Ordering::Relaxed);
+                    self.counters.bad_proofs.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(
+                        %ledger, witness = %client.url, size, %why,
+                        "ALARM: the witness refuses our consistency proof (422): the log may have forked"
+                    );
+                }
                 Err(error) => {
-                    tracing::warn!(%ledger, witness = %client.url, %error, "no cosignature")
+                    self.counters.failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%ledger, witness = %client.url, %error, "no cosignature");
                 }
             }
+            clients.push(client);
         }
         self.witnesses
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(ledger.to_owned(), clients);
+        if !policy.quorum_met(&names) {
+            tracing::warn!(%ledger, size, cosigned = ?names, "the witness quorum is not met; serving the previous cosigned checkpoint");
+            self.retry_at
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(ledger.to_owned(), Instant::now() + WITNESS_RETRY);
+            return;
+        }
+        self.retry_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(ledger);
+        self.counters.quorums.fetch_add(1, Ordering::Relaxed);
         let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
-        if log.publisher.size() == size {
-            log.cosigned = Some(cosigned);
+        if let Err(error) = log.publisher.record_cosigned(&cosigned) {
+            tracing::error!(%ledger, size, %error, "cannot record the cosigned checkpoint");
         }
     }
 
@@ -244,18 +377,17 @@ impl Logs {
                 "the log is read-only\n".into(),
             );
         }
-        if registry.get(ledger).is_err() {
+        let Ok((handle, _)) = registry.get(ledger) else {
             return text(StatusCode::NOT_FOUND, format!("no ledger {ledger}\n"));
-        }
+        };
         let log = match self.ledger_log(ledger) {
             Ok(log) => log,
             Err(error) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("{error}\n")),
         };
         let log = log.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(note) = log.cosigned.as_deref().or(log.publisher.checkpoint()) else {
+        let Some((signed_size, note)) = log.served(self.config.witness_policy.is_some()) else {
             return text(StatusCode::NOT_FOUND, "no checkpoint signed yet\n".into());
         };
-        let signed_size = log.publisher.size();
         if rest == "checkpoint" {
             let mut response = text(StatusCode::OK, note.to_owned());
             cache(&mut response, "no-cache");
@@ -276,7 +408,7 @@ impl Logs {
             };
         }
         if rest == "proof/bundle" {
-            return self.bundle(&log, query, note, signed_size);
+            return bundle(&handle, &log.store, query, note, signed_size);
         }
         let params: HashMap<&str, u64> = query
             .split('&')
@@ -308,23 +440,33 @@ impl Logs {
     }
 }
 
-impl Logs {
-    /// A C2SP tlog-proof of block `index` in the served checkpoint, its leaf in `extra`.
-    fn bundle(&self, log: &LedgerLog, query: &str, note: &str, size: u64) -> Response<Body> {
-        let index = query
+/// `proof/bundle?index=I[&documentId=ID]`: a C2SP tlog-proof of block `I` in the served
+/// checkpoint, or of the revision of document `ID` committed in it.
+fn bundle(ledger: &Ledger, store: &LogStore, query: &str, note: &str, size: u64) -> Response<Body> {
+    let param = |name: &str| {
+        query
             .split('&')
-            .find_map(|pair| pair.strip_prefix("index="))
-            .and_then(|n| n.parse::<u64>().ok());
-        let Some(index) = index.filter(|i| *i < size) else {
-            return text(
-                StatusCode::BAD_REQUEST,
-                format!("index=N below {size} is required\n"),
-            );
-        };
-        match proof_bundle(&log.store, index, size, note) {
-            Ok(proof) => text(StatusCode::OK, proof.to_text()),
-            Err(error) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{error}\n")),
-        }
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value)
+    };
+    let index = param("index").and_then(|n| n.parse::<u64>().ok());
+    let Some(index) = index.filter(|i| *i < size) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!("index=N below {size} is required\n"),
+        );
+    };
+    let revision = match param("documentId") {
+        Some(id) => match revision_in_block(ledger, index, id) {
+            Ok(revision) => Some(revision),
+            Err(error) => return text(StatusCode::NOT_FOUND, format!("{error}\n")),
+        },
+        None => None,
+    };
+    match proof_bundle(store, index, size, note, revision) {
+        Ok(proof) => text(StatusCode::OK, proof.to_text()),
+        Err(error) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{error}\n")),
     }
 }
 
@@ -368,19 +510,17 @@ pub fn proof_json(
     Ok(body)
 }
 
-/// The C2SP tlog-proof of block `index` in the checkpoint `note` of `size` leaves.
-pub fn proof_bundle(
-    store: &LogStore,
-    index: u64,
-    size: u64,
-    note: &str,
-) -> Result<TlogProof, LogError> {
-    Ok(TlogProof {
-        extra: Some(store.leaf(index)?),
-        index,
-        hashes: store.inclusion_proof(index, size)?,
-        checkpoint: note.to_owned(),
-    })
+/// The revision of `document_id` in block `sequence_no` as GetRevision shows it, and the
+/// proof from its hash to the block's hash.
+pub fn revision_in_block(
+    ledger: &Ledger,
+    sequence_no: u64,
+    document_id: &str,
+) -> Result<(Element, Vec<Hash>), LedgerError> {
+    Ok((
+        ledger.revision(sequence_no, document_id)?.to_element(),
+        ledger.revision_block_path(sequence_no, document_id)?,
+    ))
 }
 
 fn base64_of(bytes: &[u8]) -> String {

@@ -8,12 +8,14 @@
 //!   [`submit`]: the log's side, collecting cosignatures from witnesses.
 //! - [`log`]: a ledger's log: the RFC 6962 tree over its blocks, file-backed, and the
 //!   publisher that signs its checkpoints; [`tiles`]: C2SP tlog-tiles paths.
+//! - [`mirror`]: a verifying, read-only copy of another server's log (`quill mirror`).
 //! - [`durable`]: the atomic file replacement they rely on.
 #![deny(missing_docs)]
 
 pub mod durable;
 pub mod keys;
 pub mod log;
+pub mod mirror;
 pub mod submit;
 pub mod tiles;
 pub mod witness;

@@ -6,15 +6,18 @@
 //! level (`hashes-<L>`: the level-`8L` node hashes, 32 bytes each). These files are a cache
 //! of the journal: they are rebuilt from the ledger if lost, so they are not fsynced.
 //! [`Publisher`] signs checkpoints and persists the last one (`checkpoint`) atomically
-//! before it is published; it never signs a tree that does not extend the last one.
+//! before it is published; it never signs a tree that does not extend the last one. It also
+//! keeps the newest checkpoint that witnesses cosigned, with their cosignatures
+//! (`checkpoint.cosigned`), so a restart serves what was gathered before it.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write as _};
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 
+use ion_rs::Element;
 use quill_ledger::Ledger;
-use quill_verify::tlog::{rfc6962, BlockLeaf, Checkpoint, Note};
+use quill_verify::tlog::{rfc6962, BlockLeaf, Checkpoint, Note, RevisionExtra, TlogProof};
 use quill_verify::Hash;
 
 use crate::durable::replace_file;
@@ -142,7 +145,19 @@ impl LogStore {
         Ok(self.size())
     }
 
-    fn append(&mut self, leaf: &BlockLeaf) -> Result<(), LogError> {
+    /// Truncates the store to its first `size` leaves (a mirror dropping leaves that did not
+    /// verify); the upper hash levels are recomputed as after a crash.
+    pub fn truncate(self, size: u64) -> Result<LogStore, LogError> {
+        self.check_size(size)?;
+        self.leaves.set_len(size * LEAF_RECORD)?;
+        self.levels[0].set_len(size * 32)?;
+        let dir = self.dir.clone();
+        drop(self);
+        LogStore::open(&dir)
+    }
+
+    /// Appends one leaf (the caller has checked it: [`quill_verify::tlog::ChainMonitor`]).
+    pub fn append(&mut self, leaf: &BlockLeaf) -> Result<(), LogError> {
         let mut record = leaf.to_bytes();
         record.resize(LEAF_RECORD as usize, 0);
         self.leaves.write_all(&record)?;
@@ -307,14 +322,18 @@ impl LogStore {
 
     /// The leaf bytes of leaf `index`.
     pub fn leaf(&self, index: u64) -> Result<Vec<u8>, LogError> {
+        Ok(self.block_leaf(index)?.to_bytes())
+    }
+
+    /// Leaf `index`, parsed.
+    pub fn block_leaf(&self, index: u64) -> Result<BlockLeaf, LogError> {
         self.check_size(index + 1)?;
         let mut record = vec![0u8; LEAF_RECORD as usize];
         self.leaves
             .read_exact_at(&mut record, index * LEAF_RECORD)?;
-        let leaf = BlockLeaf::parse(&record)
+        BlockLeaf::parse(&record)
             .or_else(|_| BlockLeaf::parse(&record[..87]))
-            .map_err(|e| LogError::Io(io::Error::new(io::ErrorKind::InvalidData, e.to_string())))?;
-        Ok(leaf.to_bytes())
+            .map_err(|e| LogError::Io(io::Error::new(io::ErrorKind::InvalidData, e.to_string())))
     }
 
     /// The body of a tile or entry bundle, if the tree of `size` leaves (a published
@@ -355,34 +374,75 @@ impl LogStore {
     }
 }
 
+/// The C2SP tlog-proof of block `index` in the checkpoint `note` of `size` leaves: with
+/// `revision` (a revision of that block as GetRevision shows it, and the proof from its hash
+/// to the block's hash) a revision proof (`quill-revision-proof/v1` in `extra`), else a block
+/// proof (the leaf).
+pub fn proof_bundle(
+    store: &LogStore,
+    index: u64,
+    size: u64,
+    note: &str,
+    revision: Option<(Element, Vec<Hash>)>,
+) -> Result<TlogProof, LogError> {
+    let extra = match revision {
+        None => store.leaf(index)?,
+        Some((revision, proof)) => RevisionExtra {
+            leaf: store.block_leaf(index)?,
+            revision,
+            proof,
+        }
+        .to_bytes(),
+    };
+    Ok(TlogProof {
+        extra: Some(extra),
+        index,
+        hashes: store.inclusion_proof(index, size)?,
+        checkpoint: note.to_owned(),
+    })
+}
+
 /// Signs a ledger log's checkpoints, persisting each before it is published.
 #[derive(Debug)]
 pub struct Publisher {
     signer: NoteSigner,
     path: PathBuf,
     last: Option<(Checkpoint, String)>,
+    /// The newest checkpoint recorded with its witnesses' cosignatures, and where it is kept.
+    cosigned: Option<(Checkpoint, String)>,
+    cosigned_path: PathBuf,
+}
+
+/// Reads a persisted checkpoint note, if the file exists.
+fn read_note(path: &Path) -> Result<Option<(Checkpoint, String)>, LogError> {
+    match fs::read_to_string(path) {
+        Ok(note) => {
+            let invalid = |why: String| {
+                LogError::Io(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{}: {why}", path.display()),
+                ))
+            };
+            let parsed = Note::parse(&note).map_err(|e| invalid(e.to_string()))?;
+            let checkpoint = Checkpoint::parse(&parsed.text).map_err(|e| invalid(e.to_string()))?;
+            Ok(Some((checkpoint, note)))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 impl Publisher {
     /// A publisher for the log whose origin is `signer`'s name, keeping its last checkpoint
-    /// in `path`.
+    /// in `path` and the newest cosigned one beside it (`<path>.cosigned`).
     pub fn open(signer: NoteSigner, path: &Path) -> Result<Publisher, LogError> {
-        let last = match fs::read_to_string(path) {
-            Ok(note) => {
-                let invalid =
-                    |why: String| LogError::Io(io::Error::new(io::ErrorKind::InvalidData, why));
-                let parsed = Note::parse(&note).map_err(|e| invalid(e.to_string()))?;
-                let checkpoint =
-                    Checkpoint::parse(&parsed.text).map_err(|e| invalid(e.to_string()))?;
-                Some((checkpoint, note))
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e.into()),
-        };
+        let cosigned_path = path.with_extension("cosigned");
         Ok(Publisher {
+            last: read_note(path)?,
+            cosigned: read_note(&cosigned_path)?,
             signer,
             path: path.to_owned(),
-            last,
+            cosigned_path,
         })
     }
 
@@ -394,6 +454,39 @@ impl Publisher {
     /// The size of the last signed checkpoint (0 if none).
     pub fn size(&self) -> u64 {
         self.last.as_ref().map_or(0, |(c, _)| c.size)
+    }
+
+    /// The newest checkpoint recorded with cosignatures, and its size.
+    pub fn cosigned(&self) -> Option<(u64, &str)> {
+        self.cosigned
+            .as_ref()
+            .map(|(checkpoint, note)| (checkpoint.size, note.as_str()))
+    }
+
+    /// Records `note`, a checkpoint this publisher signed with the cosignatures gathered for
+    /// it, durably, as the newest cosigned checkpoint. Refuses a note it did not sign, one
+    /// beyond the last signed size, and one older than the cosigned checkpoint it replaces
+    /// (a round that finished late must not roll the served view back).
+    pub fn record_cosigned(&mut self, note: &str) -> Result<(), LogError> {
+        let refused = |why: &str| LogError::OutOfRange(format!("cosigned checkpoint: {why}"));
+        let parsed = Note::parse(note).map_err(|e| refused(&e.to_string()))?;
+        let checkpoint = Checkpoint::parse(&parsed.text).map_err(|e| refused(&e.to_string()))?;
+        let keys = [self.signer.verifier_key()];
+        let signed = parsed.verify(&keys).map_err(|e| refused(&e.to_string()))?;
+        if signed.is_empty() {
+            return Err(refused("not signed by this log"));
+        }
+        if checkpoint.size > self.size() {
+            return Err(refused("beyond the last signed checkpoint"));
+        }
+        if let Some((current, _)) = &self.cosigned {
+            if checkpoint.size < current.size {
+                return Err(refused("older than the one recorded"));
+            }
+        }
+        replace_file(&self.cosigned_path, note.as_bytes(), 0o644)?;
+        self.cosigned = Some((checkpoint, note.to_owned()));
+        Ok(())
     }
 
     /// Signs a checkpoint of the whole store if it grew since the last one and still extends
@@ -634,5 +727,53 @@ mod tests {
             fs::read_to_string(&path).unwrap(),
             publisher.checkpoint().unwrap()
         );
+    }
+
+    #[test]
+    fn cosigned_checkpoints_survive_a_restart_and_never_roll_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger_with_blocks(dir.path(), 3);
+        let mut store = LogStore::open(&dir.path().join("tlog")).unwrap();
+        store.sync(&ledger).unwrap();
+        let signer = || NoteSigner::from_seed("quill.test/shop", [5; 32]).unwrap();
+        let witness = NoteSigner::from_seed("witness.test", [6; 32]).unwrap();
+        let path = dir.path().join("tlog/checkpoint");
+        let mut publisher = Publisher::open(signer(), &path).unwrap();
+        let first = publisher.publish(&store).unwrap().unwrap();
+        let cosign = |note: &str| {
+            let text = Note::parse(note).unwrap().text;
+            format!("{note}{}", witness.cosign(&text, 1_700_000_000).to_line())
+        };
+        let first_cosigned = cosign(&first);
+        publisher.record_cosigned(&first_cosigned).unwrap();
+
+        ledger
+            .transact(|tx| {
+                tx.insert("Item", Element::read_one("{n: 9}").unwrap())
+                    .map(|_| ())
+            })
+            .unwrap();
+        store.sync(&ledger).unwrap();
+        let second = publisher.publish(&store).unwrap().unwrap();
+        // Until the new round finishes, the cosigned view stays at the first checkpoint.
+        assert_eq!(publisher.cosigned(), Some((3, first_cosigned.as_str())));
+        let second_cosigned = cosign(&second);
+        publisher.record_cosigned(&second_cosigned).unwrap();
+
+        let mut reopened = Publisher::open(signer(), &path).unwrap();
+        assert_eq!(reopened.cosigned(), Some((4, second_cosigned.as_str())));
+        assert_eq!(reopened.checkpoint(), Some(second.as_str()));
+        // A late round for the older checkpoint does not roll the view back.
+        assert!(reopened.record_cosigned(&first_cosigned).is_err());
+        // Nor does a note another key signed.
+        let stranger = NoteSigner::from_seed("quill.test/shop", [7; 32]).unwrap();
+        let text = Note::parse(&second).unwrap().text;
+        let forged = Note {
+            signatures: vec![stranger.sign(&text)],
+            text,
+        }
+        .to_text();
+        assert!(reopened.record_cosigned(&forged).is_err());
+        assert_eq!(reopened.cosigned(), Some((4, second_cosigned.as_str())));
     }
 }

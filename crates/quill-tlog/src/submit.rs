@@ -1,9 +1,14 @@
 //! The log side of C2SP tlog-witness: submitting a checkpoint to a witness and collecting its
 //! cosignature, resynchronising on 409 as the spec intends. Plain `http://` only.
+//!
+//! A cosignature is accepted only with a plausible timestamp (C2SP tlog-cosignature): at most
+//! 2^63 - 1, and not more than `MAX_COSIGNATURE_SKEW` seconds ahead of the log's clock, since
+//! verifiers may reject cosignatures from the future
+//! ([`quill_verify::tlog::plausible_cosignature_time`]).
 
 use std::io;
 
-use quill_verify::tlog::{Note, NoteSignature, VerifierKey};
+use quill_verify::tlog::{plausible_cosignature_time, Note, NoteSignature, VerifierKey};
 use quill_verify::Hash;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -28,6 +33,17 @@ pub enum SubmitError {
     /// The witness's cosignature does not verify with its policy key.
     #[error("the witness's cosignature does not verify")]
     BadCosignature,
+    /// The cosignature's timestamp is beyond 2^63 - 1 or too far in the log's future.
+    #[error("the cosignature's timestamp {timestamp} is ahead of the log's clock ({now})")]
+    FutureTimestamp {
+        /// The cosignature's timestamp.
+        timestamp: u64,
+        /// The log's clock.
+        now: u64,
+    },
+    /// The witness did not answer in time.
+    #[error("the witness did not answer in time")]
+    TimedOut,
 }
 
 /// One witness as the log sees it: where it is, its key, and the size it last cosigned.
@@ -43,12 +59,14 @@ pub struct WitnessClient {
 
 impl WitnessClient {
     /// Submits `note` (a checkpoint of `size` leaves) with a consistency proof from the
-    /// witness's size, made by `proof(old_size)`; returns the verified cosignature.
+    /// witness's size, made by `proof(old_size)`; returns the verified cosignature. `now` is
+    /// the log's clock (Unix seconds), to refuse timestamps from the future.
     pub async fn cosign(
         &mut self,
         note: &str,
         size: u64,
         proof: impl Fn(u64) -> io::Result<Vec<Hash>>,
+        now: u64,
     ) -> Result<NoteSignature, SubmitError> {
         let text = Note::parse(note)
             .map_err(|e| SubmitError::Refused(0, e.to_string()))?
@@ -73,9 +91,12 @@ impl WitnessClient {
                             .map_err(|_| SubmitError::BadCosignature)?,
                     };
                     let keys = [self.key.clone()];
-                    match signed.verify(&keys) {
-                        Ok(verified) if !verified.is_empty() => {}
+                    let timestamp = match signed.verify(&keys).as_deref() {
+                        Ok([(_, Some(timestamp)), ..]) => *timestamp,
                         _ => return Err(SubmitError::BadCosignature),
+                    };
+                    if !plausible_cosignature_time(timestamp, now) {
+                        return Err(SubmitError::FutureTimestamp { timestamp, now });
                     }
                     self.known_size = size;
                     let signature = signed

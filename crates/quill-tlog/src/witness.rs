@@ -11,7 +11,14 @@
 //!
 //! Check and persist happen under one lock, so two concurrent requests can never both
 //! advance from the same old size. State is one small file per origin under the state
-//! directory, replaced with [`crate::durable::replace_file`].
+//! directory, replaced with [`crate::durable::replace_file`]: the last checkpoint cosigned
+//! with the witness's own cosignature, whose timestamp it keeps.
+//!
+//! Timestamps (C2SP tlog-cosignature): a `cosignature/v1` says that, as of its time, this is
+//! the largest consistent tree the witness has seen. So the witness never dates a cosignature
+//! of a log earlier than the last one it issued for that log (after its clock stepped back it
+//! reuses the last time, so time never runs backwards as the tree grows), and never signs a
+//! timestamp above 2^63 - 1.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -57,6 +64,9 @@ pub enum WitnessError {
     /// 500: the state could not be read or persisted.
     #[error("witness state: {0}")]
     Storage(#[from] io::Error),
+    /// 500: the witness's clock is beyond what a cosignature can carry.
+    #[error("the witness's clock ({0}) is beyond 2^63 - 1")]
+    Clock(u64),
 }
 
 impl WitnessError {
@@ -68,7 +78,7 @@ impl WitnessError {
             WitnessError::Forbidden(_) => StatusCode::FORBIDDEN,
             WitnessError::Conflict(_) => StatusCode::CONFLICT,
             WitnessError::BadProof(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            WitnessError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            WitnessError::Storage(_) | WitnessError::Clock(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }
@@ -187,10 +197,24 @@ impl Witness {
 
     /// The size and root last cosigned for `origin` (size 0 and the empty root if none).
     pub fn state(&self, origin: &str) -> Result<(u64, Hash), WitnessError> {
+        let (checkpoint, _) = self.stored(origin)?;
+        Ok((checkpoint.size, checkpoint.root))
+    }
+
+    /// The checkpoint last cosigned for `origin` and that cosignature's timestamp.
+    fn stored(&self, origin: &str) -> Result<(Checkpoint, u64), WitnessError> {
         let path = self.state_path(origin);
         let text = match fs::read_to_string(&path) {
             Ok(text) => text,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((0, rfc6962::empty_root())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let empty = Checkpoint {
+                    origin: origin.to_owned(),
+                    size: 0,
+                    root: rfc6962::empty_root(),
+                    extensions: Vec::new(),
+                };
+                return Ok((empty, 0));
+            }
             Err(e) => return Err(e.into()),
         };
         let corrupt = || {
@@ -199,11 +223,24 @@ impl Witness {
                 format!("corrupt state file {}", path.display()),
             )
         };
-        let checkpoint = Checkpoint::parse(&text).map_err(|_| corrupt())?;
+        // The note with the witness's own cosignature; a bare checkpoint (the format before
+        // timestamps were kept) has no time to keep.
+        let (body, timestamp) = match Note::parse(&text) {
+            Ok(note) => {
+                let keys = [self.cosigner_key()];
+                let timestamp = match note.verify(&keys).as_deref() {
+                    Ok([(_, Some(timestamp))]) => *timestamp,
+                    _ => return Err(corrupt().into()),
+                };
+                (note.text, timestamp)
+            }
+            Err(_) => (text, 0),
+        };
+        let checkpoint = Checkpoint::parse(&body).map_err(|_| corrupt())?;
         if checkpoint.origin != origin {
             return Err(corrupt().into());
         }
-        Ok((checkpoint.size, checkpoint.root))
+        Ok((checkpoint, timestamp))
     }
 
     /// Handles one `add-checkpoint` body; returns the cosignature line on success.
@@ -241,7 +278,8 @@ impl Witness {
             .check_and_persist
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let (size, root) = self.state(&checkpoint.origin)?;
+        let (stored, last_timestamp) = self.stored(&checkpoint.origin)?;
+        let (size, root) = (stored.size, stored.root);
         if request.old_size != size || (size == checkpoint.size && root != checkpoint.root) {
             return Err(WitnessError::Conflict(size));
         }
@@ -258,18 +296,23 @@ impl Witness {
                 "an empty tree has the empty root".into(),
             ));
         }
-        // Persist before cosigning: a cosignature must never exist for a state the witness
+        let timestamp = now.max(last_timestamp);
+        if timestamp > i64::MAX as u64 {
+            return Err(WitnessError::Clock(timestamp));
+        }
+        let cosignature = self.signer.cosign(&note.text, timestamp);
+        // Persist before answering: a cosignature must never be out for a state the witness
         // could forget in a crash.
-        let stored = Checkpoint {
-            extensions: Vec::new(),
-            ..checkpoint
+        let stored = Note {
+            text: note.text,
+            signatures: vec![cosignature.clone()],
         };
         replace_file(
-            &self.state_path(&stored.origin),
+            &self.state_path(&checkpoint.origin),
             stored.to_text().as_bytes(),
             0o600,
         )?;
-        Ok(self.signer.cosign(&note.text, now).to_line())
+        Ok(cosignature.to_line())
     }
 }
 
@@ -429,6 +472,17 @@ mod tests {
             reopened.state("log.example").unwrap(),
             (7, rfc6962::root(&log.leaves))
         );
+        // The clock stepped back: the next cosignature keeps the last time, never earlier.
+        let line = reopened.add_checkpoint(&log.request(7, 7), 900).unwrap();
+        let cosigned = format!("{}{line}", log.note(7));
+        assert_eq!(
+            Note::parse(&cosigned).unwrap().verify(&keys).unwrap(),
+            vec![(&keys[0], Some(1002))]
+        );
+        assert!(matches!(
+            reopened.add_checkpoint(&log.request(7, 7), 1 << 63),
+            Err(WitnessError::Clock(_))
+        ));
         assert!(matches!(
             reopened.add_checkpoint(&log.request(3, 7), 1003),
             Err(WitnessError::Conflict(7))

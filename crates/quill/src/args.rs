@@ -62,6 +62,8 @@ pub enum Command {
     /// Print a served ledger's journal as it is committed (QLDB stream records, one Ion text
     /// line each), resuming after connection losses.
     Tail(TailArgs),
+    /// Keep a verified, read-only copy of a served ledger's transparency log, and serve it.
+    Mirror(crate::mirror::MirrorArgs),
 }
 
 impl Command {

@@ -12,6 +12,7 @@
 //! - `witness`, `log-key`, `verify-proof`, `log-proof` ([`tlog`]): a C2SP tlog-witness server,
 //!   a ledger log's key, and transparency log proofs (the offline check included);
 //! - `tail` ([`tail`]): a served ledger's journal as it is committed;
+//! - `mirror` ([`mirror`]): a verified, read-only copy of a served ledger's log;
 //! - `bench`: benchmarks (owned by the benchmark module).
 
 mod admin;
@@ -20,6 +21,7 @@ mod bench;
 mod client;
 mod export;
 mod http;
+mod mirror;
 mod render;
 mod serve;
 mod shell;
@@ -98,5 +100,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::VerifyProof(args) => tlog::verify_proof(args),
         Command::LogProof(args) => tlog::log_proof(args),
         Command::Tail(tail_args) => tail::run(&tail_args),
+        Command::Mirror(args) => mirror::run(args),
     }
 }

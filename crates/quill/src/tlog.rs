@@ -13,11 +13,11 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use quill_server::tlog::{proof_bundle, proof_json, LogConfig, ProofRequest};
+use quill_server::tlog::{proof_bundle, proof_json, revision_in_block, LogConfig, ProofRequest};
 use quill_tlog::keys::NoteSigner;
 use quill_tlog::log::{LogStore, Publisher};
 use quill_tlog::witness::{parse_logs, Witness};
-use quill_verify::tlog::{verify_block_proof, Policy};
+use quill_verify::tlog::{verify_proof_bundle, Policy};
 
 /// The transparency log flags of `quill serve` (and `quill log-key`).
 #[derive(Args, Debug)]
@@ -190,22 +190,30 @@ fn serve(args: WitnessServeArgs) -> anyhow::Result<()> {
 /// `quill verify-proof`.
 #[derive(Args, Debug)]
 pub struct VerifyProofArgs {
-    /// The C2SP tlog-proof file of a block (`/ledgers/{name}/log/proof/bundle?index=N`).
+    /// The C2SP tlog-proof file of a block or a revision
+    /// (`/ledgers/{name}/log/proof/bundle?index=N[&documentId=ID]`, `quill log-proof`).
     bundle: PathBuf,
     /// The C2SP tlog-policy file: trusted log keys, witnesses and the quorum.
     #[arg(long)]
     policy: PathBuf,
 }
 
-/// Checks a block's proof offline against a policy; says which link failed.
+/// Checks a proof bundle offline against a policy; says which link failed.
 pub fn verify_proof(args: VerifyProofArgs) -> anyhow::Result<()> {
     let read = |path: &PathBuf| {
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
     };
     let policy = Policy::parse(&read(&args.policy)?)
         .with_context(|| format!("policy {}", args.policy.display()))?;
-    let verified = verify_block_proof(&read(&args.bundle)?, &policy)
-        .map_err(|error| crate::CorruptionFound(format!("proof does not verify: {error}")))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let verified = verify_proof_bundle(&read(&args.bundle)?, &policy, now).map_err(|error| {
+        crate::CorruptionFound(format!(
+            "proof does not verify: link `{}` failed: {}",
+            error.link, error.error
+        ))
+    })?;
     let checkpoint = &verified.checkpoint.checkpoint;
     let cosigners: Vec<&str> = verified
         .checkpoint
@@ -213,8 +221,16 @@ pub fn verify_proof(args: VerifyProofArgs) -> anyhow::Result<()> {
         .iter()
         .map(|(n, _)| n.as_str())
         .collect();
+    if let Some(revision) = &verified.revision {
+        println!("{revision}");
+    }
     println!(
-        "verified: block {} (blockHash {}) is in {} at size {}, cosigned by [{}]",
+        "verified: {}block {} (blockHash {}) is in {} at size {}, cosigned by [{}]",
+        if verified.revision.is_some() {
+            "the revision above is in "
+        } else {
+            ""
+        },
         verified.leaf.sequence_no,
         verified.leaf.block_hash,
         checkpoint.origin,
@@ -232,6 +248,9 @@ pub struct LogProofArgs {
     /// Prove block INDEX: prints its C2SP tlog-proof (for `quill verify-proof`).
     #[arg(long, conflicts_with = "old", required_unless_present = "old")]
     index: Option<u64>,
+    /// With `--index`: prove the revision of this document committed in block INDEX.
+    #[arg(long, requires = "index")]
+    document_id: Option<String>,
     /// Prove that the latest checkpoint extends the tree of OLD blocks: prints JSON.
     #[arg(long)]
     old: Option<u64>,
@@ -253,13 +272,24 @@ pub fn log_proof(args: LogProofArgs) -> anyhow::Result<()> {
     store.sync(&ledger)?;
     let mut publisher = Publisher::open(signer, &dir.join("checkpoint"))?;
     publisher.publish(&store)?;
-    let (size, note) = (publisher.size(), publisher.checkpoint().unwrap_or_default());
+    // A block the witnesses already cosigned is proven in their checkpoint, as served.
+    let (size, note) = match publisher.cosigned() {
+        Some((size, note)) if args.index.is_some_and(|index| index < size) => (size, note),
+        _ => (publisher.size(), publisher.checkpoint().unwrap_or_default()),
+    };
     match (args.index, args.old) {
         (Some(index), _) => {
             if index >= size {
                 anyhow::bail!("block {index} is not in the log of {size} blocks");
             }
-            print!("{}", proof_bundle(&store, index, size, note)?.to_text());
+            let revision = match &args.document_id {
+                Some(id) => Some(revision_in_block(&ledger, index, id)?),
+                None => None,
+            };
+            print!(
+                "{}",
+                proof_bundle(&store, index, size, note, revision)?.to_text()
+            );
         }
         (None, Some(old)) => {
             let json = proof_json(&store, ProofRequest::Consistency { old }, size, note)?;

@@ -205,6 +205,13 @@ fn the_served_log_checks_out_offline_and_grows() {
         400
     );
 
+    assert_eq!(
+        server
+            .get("/ledgers/shop/log/proof/bundle?index=3&documentId=nope")
+            .0,
+        404
+    );
+
     // A block's proof checks offline: first against the log key alone, then cosigned by a
     // witness that followed the log, against a policy that requires that witness.
     let bundle =
@@ -387,6 +394,7 @@ fn checkpoints_are_cosigned_by_the_policy_witnesses() {
         Path::new(&data),
         &["--public-log", "--witness-policy", &path("policy")],
     );
+    let witness_address = witnesses[1].address.clone();
     let cosigned = |size: u64| {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -430,8 +438,10 @@ fn checkpoints_are_cosigned_by_the_policy_witnesses() {
         2
     );
 
-    // One witness gone: the next checkpoint is served with one cosignature, below the quorum.
-    witnesses.pop();
+    // One witness gone: the next checkpoint gets one cosignature, below the quorum, so the
+    // cosigned one of size 2 stays served (tiles and proofs bounded by it).
+    let stopped = witnesses.pop().unwrap();
+    drop(stopped);
     quill(&[
         "shell",
         "--endpoint",
@@ -441,22 +451,57 @@ fn checkpoints_are_cosigned_by_the_policy_witnesses() {
         "-e",
         "INSERT INTO Item {'a': 1};",
     ]);
+    let metrics = || String::from_utf8(server.get_ok("/metrics")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while metrics().contains("quill_witness_failures_total 0") {
+        assert!(
+            Instant::now() < deadline,
+            "no failed submission:\n{}",
+            metrics()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (served, checkpoint) = server.checkpoint(2);
+    assert_eq!((checkpoint.size, served.as_str()), (2, second.as_str()));
+    assert_eq!(server.get("/ledgers/shop/log/tile/entries/000.p/3").0, 404);
+
+    // A restart serves the cosigned checkpoint from disk, not a bare one.
+    drop(server);
+    let server = Server::start(
+        Path::new(&data),
+        &["--public-log", "--witness-policy", &path("policy")],
+    );
+    let (served, _) = server.checkpoint(2);
+    assert_eq!(served, second, "the cosignatures survive the restart");
+
+    // The witness comes back with its state: the log resynchronises (409) and the quorum
+    // cosigns the grown log.
+    let _w2 = Listening::start(&[
+        "witness",
+        "serve",
+        "--listen",
+        &witness_address,
+        "--key",
+        &path("w2.key"),
+        "--logs",
+        &path("logs"),
+        "--state-dir",
+        &path("w2-state"),
+    ]);
     let deadline = Instant::now() + Duration::from_secs(20);
     let third = loop {
-        let (note, checkpoint) = server.checkpoint(3);
-        if Note::parse(&note).unwrap().signatures.len() == 2 {
+        let (note, checkpoint) = server.checkpoint(2);
+        if checkpoint.size == 3 {
             break note;
         }
         assert!(
-            Instant::now() < deadline && checkpoint.size == 3,
-            "no checkpoint cosigned by w1"
+            Instant::now() < deadline,
+            "no cosigned checkpoint of size 3"
         );
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert!(matches!(
-        verify_cosigned_checkpoint(&third, &policy),
-        Err(quill_verify::tlog::TlogError::QuorumNotMet { .. })
-    ));
+    let verified = verify_cosigned_checkpoint(&third, &policy).unwrap();
+    assert_eq!(verified.cosigned.len(), 2);
 }
 
 #[test]
@@ -513,4 +558,71 @@ fn log_proof_prints_embedded_proofs_that_check_out() {
     rfc6962::verify_consistency(1, 3, &first_checkpoint.root, &checkpoint.root, &proof).unwrap();
     let beyond = run_quill(&[&["log-proof", "--index", "3"][..], &target].concat());
     assert!(!beyond.status.success());
+
+    // A revision's bundle: the document inserted in block 2, with its QLDB proof in `extra`.
+    let shell_output = String::from_utf8(
+        quill(
+            &[
+                &["shell", "-e", "INSERT INTO Item {'invoice': 'INV-7'};"][..],
+                &target,
+            ]
+            .concat(),
+        )
+        .stdout,
+    )
+    .unwrap();
+    let document_id = shell_output
+        .split('"')
+        .nth(1)
+        .expect("the inserted document's id")
+        .to_owned();
+    let bundle = String::from_utf8(
+        quill(
+            &[
+                &["log-proof", "--index", "3", "--document-id", &document_id][..],
+                &target,
+            ]
+            .concat(),
+        )
+        .stdout,
+    )
+    .unwrap();
+    std::fs::write(path("revision.tlog-proof"), &bundle).unwrap();
+    let verified = quill(&[
+        "verify-proof",
+        &path("revision.tlog-proof"),
+        "--policy",
+        &path("policy"),
+    ]);
+    let stdout = String::from_utf8(verified.stdout).unwrap();
+    assert!(stdout.contains("INV-7"), "{stdout}");
+    assert!(
+        stdout.contains("verified: the revision above is in block 3 "),
+        "{stdout}"
+    );
+    // An altered revision names the broken link.
+    let mut proof = TlogProof::parse(&bundle).unwrap();
+    let extra = String::from_utf8(proof.extra.take().unwrap()).unwrap();
+    proof.extra = Some(extra.replace("INV-7", "INV-8").into_bytes());
+    std::fs::write(path("altered.tlog-proof"), proof.to_text()).unwrap();
+    let output = run_quill(&[
+        "verify-proof",
+        &path("altered.tlog-proof"),
+        "--policy",
+        &path("policy"),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("link `revision -> block hash` failed"),
+        "{stderr}"
+    );
+    let no_document = run_quill(
+        &[
+            &["log-proof", "--index", "3", "--document-id", "nope"][..],
+            &target,
+        ]
+        .concat(),
+    );
+    assert!(!no_document.status.success());
 }

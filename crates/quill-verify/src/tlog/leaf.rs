@@ -102,6 +102,67 @@ pub fn check_block_chain(leaves: &[BlockLeaf]) -> Result<Option<Hash>, TlogError
     Ok(merkle_root(&block_hashes))
 }
 
+/// [`check_block_chain`] incrementally, for a monitor or mirror that reads the log as it
+/// grows: it holds the next expected index, the last block hash and the frontier of the QLDB
+/// digest tree (one complete subtree root per level), so each leaf costs O(log n).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChainMonitor {
+    next: u64,
+    last_block_hash: Option<Hash>,
+    /// Roots of the complete subtrees covering the leaves so far, largest first, each with
+    /// its height.
+    frontier: Vec<(u32, Hash)>,
+}
+
+impl ChainMonitor {
+    /// A monitor before block 0.
+    pub fn new() -> ChainMonitor {
+        ChainMonitor::default()
+    }
+
+    /// The number of blocks accepted.
+    pub fn size(&self) -> u64 {
+        self.next
+    }
+
+    /// Checks the next leaf (its index, its own hashes, its link to the previous block) and
+    /// accepts it; a refused leaf leaves the monitor unchanged.
+    pub fn accept(&mut self, leaf: &BlockLeaf) -> Result<(), TlogError> {
+        if leaf.sequence_no != self.next {
+            return Err(TlogError::LeafOutOfOrder {
+                index: self.next,
+                sequence_no: leaf.sequence_no,
+            });
+        }
+        leaf.check()?;
+        if leaf.previous_block_hash != self.last_block_hash {
+            return Err(TlogError::BrokenChain {
+                sequence_no: leaf.sequence_no,
+            });
+        }
+        self.next += 1;
+        self.last_block_hash = Some(leaf.block_hash);
+        let mut node = (0, leaf.block_hash);
+        while let Some(&(height, left)) = self.frontier.last() {
+            if height != node.0 {
+                break;
+            }
+            self.frontier.pop();
+            node = (height + 1, crate::dot(&left, &node.1));
+        }
+        self.frontier.push(node);
+        Ok(())
+    }
+
+    /// The QLDB digest of the blocks accepted (`None` before block 0): QLDB's tree has the
+    /// RFC 6962 shape, so it is the frontier folded from the right.
+    pub fn qldb_digest(&self) -> Option<Hash> {
+        let mut nodes = self.frontier.iter().rev();
+        let (_, last) = nodes.next()?;
+        Some(nodes.fold(*last, |right, (_, left)| crate::dot(left, &right)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,5 +253,37 @@ mod tests {
             check_block_chain(&forked),
             Err(TlogError::BrokenChain { sequence_no: 3 })
         ));
+    }
+
+    #[test]
+    fn the_monitor_matches_the_whole_chain_check_at_every_size() {
+        let leaves = chain(40);
+        let mut monitor = ChainMonitor::new();
+        assert_eq!(monitor.qldb_digest(), None);
+        for (n, leaf) in leaves.iter().enumerate() {
+            monitor.accept(leaf).unwrap();
+            assert_eq!(
+                monitor.qldb_digest(),
+                check_block_chain(&leaves[..=n]).unwrap(),
+                "size {}",
+                n + 1
+            );
+        }
+        let before = monitor.clone();
+        let mut forged = chain(41).pop().unwrap();
+        forged.previous_block_hash = Some(Hash::sha256(b"elsewhere"));
+        forged.block_hash = block_hash(&forged.entries_hash, forged.previous_block_hash.as_ref());
+        assert_eq!(
+            monitor.accept(&forged),
+            Err(TlogError::BrokenChain { sequence_no: 40 })
+        );
+        assert!(matches!(
+            monitor.accept(&leaves[3]),
+            Err(TlogError::LeafOutOfOrder {
+                index: 40,
+                sequence_no: 3
+            })
+        ));
+        assert_eq!(monitor, before);
     }
 }

@@ -6,8 +6,8 @@
 //! cosigned by witnesses per C2SP `tlog-cosignature`. A client that holds a C2SP
 //! `tlog-policy` can check all of it here, with no server and no network:
 //! [`verify_cosigned_checkpoint`], then [`rfc6962::verify_inclusion`] of a block leaf, or
-//! [`rfc6962::verify_consistency`] between two checkpoints; [`verify_block_proof`] checks a
-//! whole C2SP `tlog-proof` file of a block.
+//! [`rfc6962::verify_consistency`] between two checkpoints; [`verify_proof_bundle`] checks a
+//! whole C2SP `tlog-proof` file of a block or of a revision.
 //!
 //! # The block leaf, byte for byte (`quill-block/v1`)
 //!
@@ -52,10 +52,13 @@ pub mod rfc6962;
 use std::collections::HashSet;
 
 pub use checkpoint::Checkpoint;
-pub use leaf::{check_block_chain, BlockLeaf, BLOCK_LEAF_TAG};
+pub use leaf::{check_block_chain, BlockLeaf, ChainMonitor, BLOCK_LEAF_TAG};
 pub use note::{Note, NoteSignature, VerifierKey};
 pub use policy::{Policy, PolicyGroup, PolicyLog, PolicyWitness};
-pub use proof::{verify_block_proof, TlogProof, VerifiedBlock, PROOF_HEADER};
+pub use proof::{
+    verify_proof_bundle, BundleError, ProofLink, RevisionExtra, TlogProof, VerifiedBundle,
+    PROOF_HEADER, REVISION_PROOF_FORMAT,
+};
 pub use rfc6962::ProofError;
 
 use crate::Hash;
@@ -89,10 +92,13 @@ pub enum TlogError {
     #[error("the checkpoint of {0:?} has no signature by a trusted log key")]
     NoLogSignature(String),
     /// Too few witnesses cosigned.
-    #[error("the witness quorum is not met: cosigned by {cosigned:?}")]
+    #[error("the witness quorum is not met: cosigned by {cosigned:?}{}", if future_dated.is_empty() { String::new() } else { format!(" (not counted, dated in the future: {future_dated:?})") })]
     QuorumNotMet {
         /// The policy names of the witnesses whose cosignatures verified.
         cosigned: Vec<String>,
+        /// Witnesses whose valid cosignatures were not counted: their timestamps are beyond
+        /// 2^63 - 1 or more than [`MAX_COSIGNATURE_SKEW`] ahead of the verifier's clock.
+        future_dated: Vec<String>,
     },
     /// A policy file line is wrong.
     #[error("policy line {line}: {why}")]
@@ -129,6 +135,24 @@ pub enum TlogError {
     /// An RFC 6962 proof does not verify.
     #[error("{0}")]
     Proof(#[from] ProofError),
+    /// A revision does not hash, or its proof does not fold, to its block's hash.
+    #[error("the revision is not in block {sequence_no}: {why}")]
+    RevisionNotInBlock {
+        /// The block the proof claims.
+        sequence_no: u64,
+        /// What did not match.
+        why: String,
+    },
+}
+
+/// How far (seconds) ahead of the verifier's clock a cosignature may be dated.
+pub const MAX_COSIGNATURE_SKEW: u64 = 300;
+
+/// Whether a cosignature dated `timestamp` is acceptable at `now` (Unix seconds): C2SP
+/// tlog-cosignature timestamps never exceed 2^63 - 1, and verifiers may reject those from the
+/// future; a few minutes of clock skew are tolerated.
+pub fn plausible_cosignature_time(timestamp: u64, now: u64) -> bool {
+    timestamp <= i64::MAX as u64 && timestamp <= now.saturating_add(MAX_COSIGNATURE_SKEW)
 }
 
 /// A checkpoint whose log signature and witness quorum verified.
@@ -141,10 +165,22 @@ pub struct VerifiedCheckpoint {
 }
 
 /// Checks a cosigned checkpoint note against a policy: a valid signature by a trusted log
-/// key whose name is the checkpoint's origin, then the witness quorum.
+/// key whose name is the checkpoint's origin, then the witness quorum. Cosignatures dated
+/// beyond 2^63 - 1 do not count; see [`verify_cosigned_checkpoint_at`] to also refuse those
+/// dated in the verifier's future.
 pub fn verify_cosigned_checkpoint(
     note_text: &str,
     policy: &Policy,
+) -> Result<VerifiedCheckpoint, TlogError> {
+    verify_cosigned_checkpoint_at(note_text, policy, u64::MAX)
+}
+
+/// [`verify_cosigned_checkpoint`] at the verifier's time `now` (Unix seconds): cosignatures
+/// dated more than [`MAX_COSIGNATURE_SKEW`] after it do not count towards the quorum.
+pub fn verify_cosigned_checkpoint_at(
+    note_text: &str,
+    policy: &Policy,
+    now: u64,
 ) -> Result<VerifiedCheckpoint, TlogError> {
     let note = Note::parse(note_text)?;
     let checkpoint = Checkpoint::parse(&note.text)?;
@@ -161,18 +197,20 @@ pub fn verify_cosigned_checkpoint(
         return Err(TlogError::NoLogSignature(checkpoint.origin));
     }
     let witness_keys = policy.witness_keys();
-    let cosigned: Vec<(String, u64)> = note
+    type Cosigners = Vec<(String, u64)>;
+    let (cosigned, future): (Cosigners, Cosigners) = note
         .verify(&witness_keys)?
         .into_iter()
         .filter_map(|(key, timestamp)| {
             let witness = policy.witnesses.iter().find(|w| w.key == *key)?;
             Some((witness.name.clone(), timestamp?))
         })
-        .collect();
+        .partition(|(_, timestamp)| plausible_cosignature_time(*timestamp, now));
     let names: HashSet<String> = cosigned.iter().map(|(name, _)| name.clone()).collect();
     if !policy.quorum_met(&names) {
         return Err(TlogError::QuorumNotMet {
             cosigned: cosigned.into_iter().map(|(name, _)| name).collect(),
+            future_dated: future.into_iter().map(|(name, _)| name).collect(),
         });
     }
     Ok(VerifiedCheckpoint {
@@ -244,7 +282,7 @@ mod tests {
                 &witnesses[i].0,
                 &witnesses[i].1,
                 &text,
-                Some(100 + i as u64),
+                Some(1000 + i as u64),
             )
         };
 
@@ -252,7 +290,8 @@ mod tests {
         assert_eq!(
             verify_cosigned_checkpoint(&note.to_text(), &policy),
             Err(TlogError::QuorumNotMet {
-                cosigned: vec!["w2".into()]
+                cosigned: vec!["w2".into()],
+                future_dated: vec![],
             })
         );
         note.signatures.push(cosign(0));
@@ -260,8 +299,24 @@ mod tests {
         assert_eq!(verified.checkpoint, checkpoint);
         assert_eq!(
             verified.cosigned,
-            vec![("w2".into(), 102), ("w0".into(), 100)]
+            vec![("w2".into(), 1002), ("w0".into(), 1000)]
         );
+
+        // Dated beyond the verifier's clock (plus skew), cosignatures do not count.
+        assert_eq!(
+            verify_cosigned_checkpoint_at(&note.to_text(), &policy, 999 - MAX_COSIGNATURE_SKEW),
+            Err(TlogError::QuorumNotMet {
+                cosigned: vec![],
+                future_dated: vec!["w2".into(), "w0".into()],
+            })
+        );
+        assert!(verify_cosigned_checkpoint_at(&note.to_text(), &policy, 1002).is_ok());
+        let mut far_future = note.clone();
+        far_future.signatures[1] = sign(&witnesses[2].0, &witnesses[2].1, &text, Some(1 << 63));
+        assert!(matches!(
+            verify_cosigned_checkpoint(&far_future.to_text(), &policy),
+            Err(TlogError::QuorumNotMet { future_dated, .. }) if future_dated == ["w2"]
+        ));
 
         let unsigned = Note {
             text: text.clone(),
