@@ -281,24 +281,24 @@ pub fn build(
 const PAYLOAD_FORMAT: u8 = 1;
 const DELETED: u32 = u32::MAX;
 
-struct PayloadHeader<'a> {
-    sequence_no: u64,
-    time_millis: i64,
-    previous_hash: Option<Hash>,
-    hash: Hash,
-    entries_hash: Hash,
-    entries: [Hash; quill_verify::QUILL_ENTRIES],
-    transaction_id: &'a str,
+pub(crate) struct PayloadHeader<'a> {
+    pub sequence_no: u64,
+    pub time_millis: i64,
+    pub previous_hash: Option<Hash>,
+    pub hash: Hash,
+    pub entries_hash: Hash,
+    pub entries: [Hash; quill_verify::QUILL_ENTRIES],
+    pub transaction_id: &'a str,
 }
 
-struct PayloadRevision<'a> {
-    hash: Hash,
-    version: u64,
-    document_id: &'a str,
-    data: Option<&'a [u8]>,
+pub(crate) struct PayloadRevision<'a> {
+    pub hash: Hash,
+    pub version: u64,
+    pub document_id: &'a str,
+    pub data: Option<&'a [u8]>,
 }
 
-fn encode_payload(
+pub(crate) fn encode_payload(
     header: &PayloadHeader<'_>,
     revisions: &[PayloadRevision<'_>],
     transaction_info: &[u8],

@@ -60,7 +60,12 @@ pub fn validate_ledger_name(name: &str) -> Result<()> {
     }
 }
 
-fn write_ledger_file(storage: &Storage, dir: &Path, name: &str, strand_id: &str) -> Result<()> {
+pub(crate) fn write_ledger_file(
+    storage: &Storage,
+    dir: &Path,
+    name: &str,
+    strand_id: &str,
+) -> Result<()> {
     let text = format!(
         "{{name:\"{name}\",strandId:\"{strand_id}\",formatVersion:{LEDGER_FORMAT_VERSION}}}\n"
     );
@@ -539,7 +544,7 @@ fn catch_up_tree(journal: &Journal, tree: &TreeStore, strand_id: &str, blocks: u
 }
 
 /// Replays journal blocks that derived state has not applied; returns blocks replayed.
-fn catch_up_state(
+pub(crate) fn catch_up_state(
     journal: &Journal,
     state: &State,
     strand_id: &str,

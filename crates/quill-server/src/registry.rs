@@ -481,7 +481,8 @@ fn read_control(path: &Path) -> Result<ControlRecord, ServerError> {
 }
 
 /// Writes `control.json` atomically: temp file, fsync, rename over the old one, fsync the dir.
-fn write_control(dir: &Path, control: &ControlRecord) -> std::io::Result<()> {
+/// Public for `quill import`, which writes it into the ledger it builds before publishing it.
+pub fn write_control(dir: &Path, control: &ControlRecord) -> std::io::Result<()> {
     let temp = dir.join(format!("{CONTROL_FILE}.tmp"));
     let bytes = serde_json::to_vec_pretty(control).map_err(std::io::Error::other)?;
     let mut file = fs::File::create(&temp)?;
