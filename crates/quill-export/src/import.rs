@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ion_rs::Element;
-use quill_ledger::{claimed_address, ledger_dir, Importer, Ledger, LedgerDigest, LedgerOptions};
+use quill_ledger::{
+    claimed_address, ledger_dir, BlockAddress, Importer, Ledger, LedgerDigest, LedgerOptions,
+};
 use quill_verify::Hash;
 
 use crate::error::{ExportError, Result};
@@ -251,37 +253,44 @@ fn read_object(
         })?
         .into_iter()
         .collect();
-    let claimed = (
-        blocks.first().and_then(claimed_address),
-        blocks.last().and_then(claimed_address),
-    );
-    let held = (
-        claimed.0.map(|a| a.sequence_no),
-        claimed.1.map(|a| a.sequence_no),
-    );
-    if held != (Some(first), Some(last)) {
+    let address = |sequence_no: u64| BlockAddress {
+        strand_id: manifest.strand_id.clone(),
+        sequence_no,
+    };
+    for (position, block) in (first..).zip(&blocks) {
+        let held = claimed_address(block);
+        if held.as_ref() != Some(&address(position)) {
+            return Err(refused(format!(
+                "{key} (blocks {first}-{last}) holds {} where block {} belongs; first bad \
+                 block: {}",
+                held.map_or("a block without a valid address".to_owned(), |a| a
+                    .to_ion_text()),
+                position,
+                address(position).to_ion_text()
+            )));
+        }
+    }
+    let count = blocks.len() as u64;
+    if first.checked_add(count) != last.checked_add(1) {
         return Err(refused(format!(
-            "{key} is named for blocks {first}-{last} but holds {held:?}"
+            "{key} is named for blocks {first}-{last} but holds {count}; first missing block: {}",
+            address(first + count).to_ion_text()
         )));
     }
-    for block in &blocks {
-        let Some(address) = claimed_address(block) else {
-            // The importer names the block it expected.
-            importer.push(block)?;
-            continue;
-        };
-        let seen = usize::try_from(address.sequence_no)
+    for (sequence_no, block) in (first..).zip(&blocks) {
+        let seen = usize::try_from(sequence_no)
             .ok()
             .and_then(|i| hashes.get(i));
         match seen {
             Some(hash) => {
-                let again = quill_verify::verify_block(block)
-                    .map_err(|e| refused(format!("block {}: {e}", address.to_ion_text())))?;
+                let again = quill_verify::verify_block(block).map_err(|e| {
+                    refused(format!("block {}: {e}", address(sequence_no).to_ion_text()))
+                })?;
                 if again != *hash {
                     return Err(refused(format!(
                         "block {} of {key} differs from the block of that address imported from \
                          an earlier export",
-                        address.to_ion_text()
+                        address(sequence_no).to_ion_text()
                     )));
                 }
             }

@@ -92,6 +92,48 @@ pub fn claimed_address(block: &Element) -> Option<BlockAddress> {
     BlockAddress::from_element(block.as_struct()?.get("blockAddress")?).ok()
 }
 
+/// The checks every imported block passes, whoever wrote it: it is the block at `expected`
+/// (strand and sequence number), all its hashes verify under QLDB's rules (quill-verify's
+/// `verify_block`: revision hashes from data and metadata, `H(transactionInfo)` and the
+/// revisions root in `entriesHashList`, `entriesHash`, `blockHash`; Quill's exact layout when
+/// it has `catalogChanges`), and its `previousBlockHash` is `previous`. Returns its hash; a
+/// failure is [`LedgerError::ImportRejected`] naming `expected`.
+pub fn check_import_block(
+    block: &Element,
+    expected: &BlockAddress,
+    previous: Option<Hash>,
+) -> Result<Hash> {
+    let address = claimed_address(block)
+        .ok_or_else(|| rejected(expected, "the block has no valid blockAddress"))?;
+    if address != *expected {
+        return Err(rejected(
+            expected,
+            format!(
+                "expected this block, found block {} instead",
+                address.to_ion_text()
+            ),
+        ));
+    }
+    let hash = quill_verify::verify_block(block).map_err(|e| rejected(expected, e.to_string()))?;
+    let claimed_previous = match block.as_struct().and_then(|b| b.get("previousBlockHash")) {
+        Some(element) => Some(hash_of(element, "previousBlockHash", expected)?),
+        None => None,
+    };
+    if claimed_previous != previous {
+        return Err(rejected(
+            expected,
+            match (expected.sequence_no, previous) {
+                (0, _) => "the genesis block has a previousBlockHash".to_owned(),
+                (_, None) => {
+                    "a block after the genesis block must have a previousBlockHash".to_owned()
+                }
+                (n, Some(_)) => format!("previousBlockHash is not the hash of block {}", n - 1),
+            },
+        ));
+    }
+    Ok(hash)
+}
+
 impl Importer {
     /// Starts building ledger `name` of strand `strand_id` in `staging`, which must not exist
     /// yet (it is created, and should be on the same file system as the ledger's final
@@ -145,42 +187,18 @@ impl Importer {
     /// returns its hash. A block that does not verify, is out of place or does not chain on
     /// the previous one is refused with [`LedgerError::ImportRejected`] naming it.
     pub fn push(&mut self, block: &Element) -> Result<Hash> {
-        let expected = BlockAddress {
+        let address = BlockAddress {
             strand_id: self.strand_id.clone(),
             sequence_no: self.next_sequence_no,
         };
-        let address = claimed_address(block)
-            .ok_or_else(|| rejected(&expected, "the block has no valid blockAddress"))?;
-        if address != expected {
-            return Err(rejected(
-                &expected,
-                format!(
-                    "expected this block, found block {} instead",
-                    address.to_ion_text()
-                ),
-            ));
-        }
-        let hash =
-            quill_verify::verify_block(block).map_err(|e| rejected(&address, e.to_string()))?;
+        let hash = check_import_block(block, &address, self.previous)?;
+        let previous = self.previous;
         let fields = Fields {
             fields: block
                 .as_struct()
                 .ok_or_else(|| rejected(&address, "the block is not a struct"))?,
             address: &address,
         };
-        let previous = match fields.fields.get("previousBlockHash") {
-            Some(element) => Some(hash_of(element, "previousBlockHash", &address)?),
-            None => None,
-        };
-        if previous != self.previous {
-            return Err(rejected(
-                &address,
-                match address.sequence_no {
-                    0 => "the genesis block has a previousBlockHash".to_owned(),
-                    n => format!("previousBlockHash is not the hash of block {}", n - 1),
-                },
-            ));
-        }
         if fields.fields.get("catalogChanges").is_none() {
             return Err(rejected(
                 &address,

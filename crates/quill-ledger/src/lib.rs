@@ -65,7 +65,7 @@ pub use catalog::table_to_element;
 pub use clock::{millis_from_timestamp, timestamp_from_millis};
 pub use error::{LedgerError, Result};
 pub use ids::is_valid_id;
-pub use import::{claimed_address, Importer};
+pub use import::{check_import_block, claimed_address, Importer};
 pub use ledger::{ledger_dir, validate_ledger_name, Ledger};
 pub use limits::Limits;
 pub use options::{LedgerOptions, RecoveryReport};
