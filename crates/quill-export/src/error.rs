@@ -43,6 +43,14 @@ pub enum ExportError {
     /// verified); names the first missing or bad block when there is one.
     #[error("import refused: {0}")]
     ImportRefused(String),
+    /// A block of an export being imported does not verify or does not fit the chain.
+    #[error("block {} refused: {detail}", block_address.to_ion_text())]
+    BlockRejected {
+        /// The first bad block.
+        block_address: quill_ledger::BlockAddress,
+        /// What is wrong with it.
+        detail: String,
+    },
     /// A local file operation failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use ion_rs::Element;
 use quill_ledger::{
-    claimed_address, ledger_dir, BlockAddress, Importer, Ledger, LedgerDigest, LedgerOptions,
+    claimed_address, ledger_dir, BlockAddress, Importer, Ledger, LedgerDigest, LedgerError,
+    LedgerOptions,
 };
 use quill_verify::Hash;
 
@@ -213,6 +214,20 @@ fn report_leftover(staging: &Path, error: &std::io::Error) {
     );
 }
 
+/// A block the importer refused is the import's verdict, not a failure to read a journal.
+fn block_rejected(error: LedgerError) -> ExportError {
+    match error {
+        LedgerError::ImportRejected {
+            block_address,
+            detail,
+        } => ExportError::BlockRejected {
+            block_address,
+            detail,
+        },
+        other => ExportError::Ledger(other),
+    }
+}
+
 /// A hidden directory beside the ledgers (the server skips and removes dot-directories).
 fn staging_dir(data_dir: &Path, ledger: &str) -> PathBuf {
     let nonce: u64 = rand::random();
@@ -294,7 +309,7 @@ fn read_object(
                     )));
                 }
             }
-            None => hashes.push(importer.push(block)?),
+            None => hashes.push(importer.push(block).map_err(block_rejected)?),
         }
     }
     Ok(())

@@ -276,10 +276,10 @@ fn a_tampered_block_is_refused_by_name_and_nothing_is_left() {
     let data_dir = work.path().join("data");
     let error = import(&root, &data_dir).err().unwrap();
     match &error {
-        ExportError::Ledger(LedgerError::ImportRejected {
+        ExportError::BlockRejected {
             block_address,
             detail,
-        }) => {
+        } => {
             assert_eq!(block_address.sequence_no, target, "{detail}");
             assert_eq!(block_address.strand_id, original.strand_id());
         }

@@ -318,16 +318,16 @@ async fn consistency_proofs_link_an_old_digest_to_the_current_one() {
     let old = ledger.digest();
     for n in 0..5 {
         let data = Element::read_one(format!("{{n: {n}}}").as_bytes()).unwrap();
-        ledger.transact(|tx| tx.insert("Book", data.clone())).unwrap();
+        ledger
+            .transact(|tx| tx.insert("Book", data.clone()))
+            .unwrap();
     }
     let middle = ledger.digest_at(old.tip.sequence_no + 2).unwrap();
     let current = ledger.digest();
     drop(ledger);
     let server = start_in(dir, |_| {}).await;
     let address = server.address;
-    let tip_of = |sequence_no: u64| {
-        json!({"IonText": format!("{{strandId:\"{}\",sequenceNo:{sequence_no}}}", old.tip.strand_id)})
-    };
+    let tip_of = |sequence_no: u64| json!({"IonText": format!("{{strandId:\"{}\",sequenceNo:{sequence_no}}}", old.tip.strand_id)});
 
     let reply = control(
         address,
@@ -392,10 +392,17 @@ async fn consistency_proofs_link_an_old_digest_to_the_current_one() {
         json!({"FromDigestTipAddress": {"IonText": "{strandId:\"other\",sequenceNo:0}"}}),
         json!({}),
     ] {
-        let reply = control(address, "POST", "/ledgers/books/consistency-proof", bad.clone()).await;
+        let reply = control(
+            address,
+            "POST",
+            "/ledgers/books/consistency-proof",
+            bad.clone(),
+        )
+        .await;
         assert_ne!(reply.status, 200, "{bad}");
         assert!(
-            ["InvalidParameterException", "SerializationException"].contains(&reply.error().as_str()),
+            ["InvalidParameterException", "SerializationException"]
+                .contains(&reply.error().as_str()),
             "{bad}: {}",
             reply.error()
         );

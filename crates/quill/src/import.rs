@@ -56,7 +56,7 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
     );
     bar.finish_and_clear();
     let (_, summary) = outcome.map_err(|error| match error {
-        ExportError::Ledger(LedgerError::ImportRejected { .. }) | ExportError::ImportRefused(_) => {
+        ExportError::BlockRejected { .. } | ExportError::ImportRefused(_) => {
             anyhow::Error::new(CorruptionFound(format!(
                 "import from {} refused, nothing was created: {error}",
                 args.from
