@@ -444,3 +444,257 @@ fn the_published_qldb_block_passes_the_import_checks() {
         other => panic!("a tampered block must be refused: {other:?}"),
     }
 }
+
+// ---- Blocks written by QLDB -----------------------------------------------------------------
+
+const QLDB_STRAND: &str = "QldbStrand000000000001";
+
+/// A block in QLDB's shape: opaque system entries around the revisions root and the
+/// `transactionInfo` hash (or none of them for a block without revisions), hash-only system
+/// revisions, no `catalogChanges`.
+struct QldbBlock<'a> {
+    statements: &'a [&'a str],
+    /// (document id, table id, table name, version, data or None for a delete).
+    revisions: &'a [(&'a str, &'a str, &'a str, u64, Option<&'a str>)],
+    system_revision: bool,
+}
+
+fn qldb_block(seq: u64, previous: Option<Hash>, spec: &QldbBlock<'_>) -> (Element, Hash) {
+    let time = format!("2019-09-16T19:37:{:02}.{:03}Z", seq % 60, seq * 7 % 1000);
+    let tx = format!("Txn{seq:019}");
+    let opaque = |n: u8| Hash::sha256(&[n, seq as u8]);
+    let statements: Vec<String> = spec
+        .statements
+        .iter()
+        .map(|s| {
+            format!(
+                "{{statement: {s:?}, startTime: {time}, statementDigest: {{{{{}}}}}}}",
+                quill_verify::statement_digest(s, &[]).to_base64()
+            )
+        })
+        .collect();
+    let documents: Vec<String> = spec
+        .revisions
+        .iter()
+        .map(|(doc, table_id, table, _, _)| {
+            format!("{doc}: {{tableName: {table:?}, tableId: {table_id:?}, statements: [0]}}")
+        })
+        .collect();
+    let info = Element::read_one(format!(
+        "{{statements: [{}], documents: {{{}}}}}",
+        statements.join(", "),
+        documents.join(", ")
+    ))
+    .unwrap();
+    let mut revision_texts = Vec::new();
+    let mut revision_hashes = Vec::new();
+    if spec.system_revision {
+        let hash = opaque(9);
+        revision_texts.push(format!("{{hash: {{{{{}}}}}}}", hash.to_base64()));
+        revision_hashes.push(hash);
+    }
+    for (doc, _, _, version, data) in spec.revisions {
+        let metadata = format!("{{id: {doc:?}, version: {version}, txTime: {time}, txId: {tx:?}}}");
+        let metadata_element = Element::read_one(metadata.as_bytes()).unwrap();
+        let data_element = data.map(|d| Element::read_one(d.as_bytes()).unwrap());
+        let hash = quill_verify::revision_hash(&metadata_element, data_element.as_ref());
+        revision_hashes.push(hash);
+        let data_field = data.map(|d| format!("data: {d}, ")).unwrap_or_default();
+        revision_texts.push(format!(
+            "{{blockAddress: {{strandId: {QLDB_STRAND:?}, sequenceNo: {seq}}}, hash: {{{{{}}}}}, \
+             {data_field}metadata: {metadata}}}",
+            hash.to_base64()
+        ));
+    }
+    let mut entries = vec![opaque(1)];
+    if !revision_hashes.is_empty() {
+        entries.push(quill_verify::revisions_root(&revision_hashes));
+    }
+    entries.push(opaque(2));
+    if seq > 0 {
+        entries.push(quill_verify::ion_hash(&info));
+    }
+    let entries_hash = quill_verify::merkle_root(&entries).unwrap();
+    let hash = quill_verify::block_hash(&entries_hash, previous.as_ref());
+    let b64 = |h: &Hash| format!("{{{{{}}}}}", h.to_base64());
+    let text =
+        format!(
+        "{{blockAddress: {{strandId: {QLDB_STRAND:?}, sequenceNo: {seq}}}, transactionId: {tx:?}, \
+         blockTimestamp: {time}, blockHash: {}, entriesHash: {}, {}entriesHashList: [{}], \
+         {}revisions: [{}]}}",
+        b64(&hash),
+        b64(&entries_hash),
+        previous.map(|p| format!("previousBlockHash: {}, ", b64(&p))).unwrap_or_default(),
+        entries.iter().map(b64).collect::<Vec<_>>().join(", "),
+        if seq > 0 { format!("transactionInfo: {info}, ") } else { String::new() },
+        revision_texts.join(", ")
+    );
+    let block = Element::read_one(text.as_bytes()).unwrap();
+    assert_eq!(quill_verify::verify_block(&block).unwrap(), hash);
+    (block, hash)
+}
+
+const VEHICLE: &str = "TabVehicle000000000001";
+const DOC_A: &str = "DocA000000000000000001";
+const DOC_B: &str = "DocB000000000000000002";
+
+/// A QLDB-written journal: genesis, CREATE TABLE, CREATE INDEX (DDL blocks name no table id),
+/// two inserts with a system revision, an update, a delete.
+fn qldb_journal() -> Vec<(Element, Hash)> {
+    let specs = [
+        QldbBlock {
+            statements: &[],
+            revisions: &[],
+            system_revision: false,
+        },
+        QldbBlock {
+            statements: &["CREATE TABLE Vehicle"],
+            revisions: &[],
+            system_revision: true,
+        },
+        QldbBlock {
+            statements: &["CREATE INDEX ON Vehicle (VIN)"],
+            revisions: &[],
+            system_revision: true,
+        },
+        QldbBlock {
+            statements: &["INSERT INTO Vehicle << {'VIN': 'A'}, {'VIN': 'B'} >>"],
+            revisions: &[
+                (
+                    DOC_A,
+                    VEHICLE,
+                    "Vehicle",
+                    0,
+                    Some("{VIN: \"A\", Price: 90.25}"),
+                ),
+                (
+                    DOC_B,
+                    VEHICLE,
+                    "Vehicle",
+                    0,
+                    Some("{VIN: \"B\", Since: 2017-08-21}"),
+                ),
+            ],
+            system_revision: true,
+        },
+        QldbBlock {
+            statements: &["UPDATE Vehicle SET Price = 1 WHERE VIN = 'A'"],
+            revisions: &[(DOC_A, VEHICLE, "Vehicle", 1, Some("{VIN: \"A\", Price: 1}"))],
+            system_revision: false,
+        },
+        QldbBlock {
+            statements: &["DELETE FROM Vehicle WHERE VIN = 'B'"],
+            revisions: &[(DOC_B, VEHICLE, "Vehicle", 1, None)],
+            system_revision: false,
+        },
+    ];
+    let mut blocks: Vec<(Element, Hash)> = Vec::new();
+    for (seq, spec) in specs.iter().enumerate() {
+        let previous = blocks.last().map(|(_, h)| *h);
+        blocks.push(qldb_block(seq as u64, previous, spec));
+    }
+    blocks
+}
+
+fn write_qldb_export(root: &Path, blocks: &[Element]) {
+    let folder = "ExportFromQldb00000001/2019/09/16/19";
+    let halves = [&blocks[..3], &blocks[3..]];
+    let mut keys = Vec::new();
+    let mut first = 0;
+    for half in halves {
+        let key = format!(
+            "{folder}/{QLDB_STRAND}.{first}-{}.ion",
+            first + half.len() - 1
+        );
+        fs::create_dir_all(root.join(folder)).unwrap();
+        fs::write(root.join(&key), OutputFormat::IonText.encode(half).unwrap()).unwrap();
+        first += half.len();
+        keys.push(format!("{key:?}"));
+    }
+    fs::write(
+        root.join(format!(
+            "ExportFromQldb00000001.{QLDB_STRAND}.completed.manifest"
+        )),
+        format!("{{keys: [{}]}}", keys.join(", ")),
+    )
+    .unwrap();
+}
+
+#[test]
+fn blocks_written_by_qldb_are_kept_verbatim_and_their_proofs_hold() {
+    let work = tempfile::tempdir().unwrap();
+    let journal = qldb_journal();
+    let blocks: Vec<Element> = journal.iter().map(|(b, _)| b.clone()).collect();
+    let hashes: Vec<Hash> = journal.iter().map(|(_, h)| *h).collect();
+    let qldb_digest = quill_verify::merkle_root(&hashes).unwrap();
+    let root = work.path().join("export");
+    write_qldb_export(&root, &blocks);
+    let data_dir = work.path().join("data");
+    let ledger = import(&root, &data_dir).unwrap();
+    assert_eq!(ledger.strand_id(), QLDB_STRAND);
+    let digest = ledger.digest();
+    assert_eq!((digest.digest, digest.tip.sequence_no), (qldb_digest, 5));
+    for (seq, block) in blocks.iter().enumerate() {
+        assert_eq!(ledger.block(seq as u64).unwrap(), *block, "block {seq}");
+        let proof = ledger.block_proof(seq as u64, 5).unwrap();
+        quill_verify::verify_proof(&hashes[seq], &proof, &qldb_digest).unwrap();
+    }
+    // GetRevision proofs against the digest QLDB would have issued, system revision included.
+    for (seq, document) in [(3, DOC_A), (3, DOC_B), (4, DOC_A), (5, DOC_B)] {
+        let revision = ledger.revision(seq, document).unwrap().to_element();
+        let proof = ledger.revision_proof(seq, document, 5).unwrap();
+        quill_verify::verify_revision(&revision, &proof, &qldb_digest)
+            .unwrap_or_else(|e| panic!("revision of {document} in block {seq}: {e}"));
+    }
+    // Tables, documents and the index are rebuilt from the revisions and statements.
+    let rows = query(&ledger, "SELECT * FROM Vehicle");
+    assert_eq!(
+        rows,
+        vec![Element::read_one("{VIN: \"A\", Price: 1}").unwrap()]
+    );
+    let tables = query(&ledger, "SELECT * FROM information_schema.user_tables");
+    let text = tables[0].to_string();
+    assert!(text.contains(VEHICLE) && text.contains("[VIN]"), "{text}");
+    assert_eq!(
+        query(
+            &ledger,
+            "SELECT h.metadata.version FROM history(Vehicle) AS h"
+        )
+        .len(),
+        4
+    );
+
+    run(&ledger, "INSERT INTO Vehicle {'VIN': 'C'}");
+    let after = ledger.digest();
+    assert_eq!(ledger.verify(&mut |_, _| {}).unwrap(), 7);
+    let proof = ledger.consistency_proof(5, after.tip.sequence_no).unwrap();
+    quill_verify::verify_digest_consistency(5, &qldb_digest, 6, &after.digest, &proof).unwrap();
+    drop(ledger);
+    let reopened = Ledger::open(&data_dir.join("ledgers/moved"), LedgerOptions::default()).unwrap();
+    assert_eq!(reopened.digest(), after);
+    assert_eq!(reopened.block(3).unwrap(), blocks[3]);
+}
+
+#[test]
+fn a_tampered_qldb_block_is_refused_by_name() {
+    let work = tempfile::tempdir().unwrap();
+    let mut blocks: Vec<Element> = qldb_journal().into_iter().map(|(b, _)| b).collect();
+    blocks[4] = Element::read_one(
+        blocks[4]
+            .to_string()
+            .replacen("Price: 1}", "Price: 2}", 1)
+            .as_bytes(),
+    )
+    .unwrap();
+    let root = work.path().join("export");
+    write_qldb_export(&root, &blocks);
+    let data_dir = work.path().join("data");
+    match import(&root, &data_dir).err().unwrap() {
+        ExportError::BlockRejected { block_address, .. } => {
+            assert_eq!(block_address.sequence_no, 4);
+            assert_eq!(block_address.strand_id, QLDB_STRAND);
+        }
+        other => panic!("expected block 4 refused, got {other}"),
+    }
+    assert_nothing_left(&data_dir);
+}

@@ -275,7 +275,8 @@ pub fn build(
 // then      u32  length + catalogChanges (Ion binary)
 // ```
 //
-// Format history: 1 — first format.
+// Format history: 1 — first format. Format 2 is an imported block kept verbatim
+// (`crate::verbatim`).
 
 /// Version byte of the payload layout.
 const PAYLOAD_FORMAT: u8 = 1;
@@ -413,6 +414,9 @@ pub struct DecodedBlock {
     pub transaction_info: Element,
     pub catalog_changes_element: Element,
     pub catalog_changes: Vec<CatalogChange>,
+    /// The block as imported, for a block QLDB wrote (kept verbatim, see
+    /// [`crate::verbatim`]); `None` for a block in Quill's compact frame.
+    pub original: Option<Element>,
 }
 
 fn corrupt(address: &BlockAddress, detail: impl Into<String>) -> LedgerError {
@@ -430,6 +434,9 @@ pub fn decode_payload(bytes: &[u8], address: &BlockAddress) -> Result<DecodedBlo
         address,
     };
     let format = r.u8()?;
+    if format == crate::verbatim::VERBATIM_FORMAT {
+        return crate::verbatim::decode(bytes, address);
+    }
     if format != PAYLOAD_FORMAT {
         return Err(corrupt(
             address,
@@ -539,6 +546,7 @@ pub fn decode_payload(bytes: &[u8], address: &BlockAddress) -> Result<DecodedBlo
         transaction_info,
         catalog_changes_element,
         catalog_changes,
+        original: None,
     })
 }
 
@@ -547,6 +555,9 @@ impl DecodedBlock {
     /// blockHash, entriesHash, previousBlockHash, entriesHashList, transactionInfo, revisions,
     /// catalogChanges}`.
     pub fn to_element(&self) -> Result<Element> {
+        if let Some(original) = &self.original {
+            return Ok(original.clone());
+        }
         let timestamp = clock::timestamp_from_millis(self.time_millis)?;
         let mut b = Element::struct_builder()
             .with_field("blockAddress", address_element(&self.address))

@@ -9,19 +9,23 @@
 //! staging directory, which the caller removes (or the server removes at start: its name begins
 //! with a dot).
 //!
-//! Only blocks in Quill's own layout (with `catalogChanges`, see [`crate::block`]) can be stored:
-//! the journal keeps a compact frame from which the block is rebuilt, and each staged block is
-//! checked to rebuild into exactly the block given. Blocks that verify under QLDB's rules but
-//! carry opaque system entries are refused with that reason.
+//! Blocks in Quill's own layout (with `catalogChanges`, see [`crate::block`]) are stored in the
+//! journal's compact frame; blocks QLDB wrote (opaque system entries) are kept verbatim with the
+//! catalog changes inferred from them (see [`crate::verbatim`]). Either way each staged block is
+//! checked to rebuild into exactly the block given.
 
 use std::path::{Path, PathBuf};
 
 use ion_rs::{Element, Struct};
 use quill_verify::{BlockHeaderHasher, Hash};
 
+use std::collections::HashMap;
+
 use crate::block::{self, PayloadHeader, PayloadRevision};
+use crate::catalog::CatalogChange;
 use crate::clock;
 use crate::error::{LedgerError, Result};
+use crate::ids::IdGenerator;
 use crate::journal::Journal;
 use crate::ledger::{catch_up_state, write_ledger_file, Ledger};
 use crate::options::LedgerOptions;
@@ -29,6 +33,7 @@ use crate::state::State;
 use crate::storage::Storage;
 use crate::tree_store::TreeStore;
 use crate::types::BlockAddress;
+use crate::verbatim;
 
 /// Blocks staged in memory before they are appended to the journal together.
 const STAGED_BLOCKS_MAX: usize = 1024;
@@ -47,6 +52,115 @@ pub struct Importer {
     next_sequence_no: u64,
     staged_payloads: Vec<Vec<u8>>,
     staged_hashes: Vec<Hash>,
+    inferred: InferredCatalog,
+}
+
+/// The catalog of blocks QLDB wrote, inferred as they are imported: QLDB records DDL only as
+/// statement text, and a table's id only where a document of it is written.
+#[derive(Default)]
+struct InferredCatalog {
+    /// Table id → name, for tables seen so far.
+    tables: HashMap<String, String>,
+    /// `CREATE INDEX` fields of tables whose id is not known yet, by table name.
+    pending_indexes: HashMap<String, Vec<String>>,
+    ids: Option<IdGenerator>,
+}
+
+impl InferredCatalog {
+    fn next_id(&mut self) -> String {
+        self.ids
+            .get_or_insert_with(|| IdGenerator::new(None))
+            .next_id()
+    }
+
+    fn table_id(&self, name: &str) -> Option<&str> {
+        self.tables
+            .iter()
+            .find(|(_, n)| n.as_str() == name)
+            .map(|(id, _)| id.as_str())
+    }
+
+    /// The catalog changes block `block` implies (at `sequence_no`, of ledger `ledger`).
+    fn changes(&mut self, ledger: &str, sequence_no: u64, block: &Struct) -> Vec<CatalogChange> {
+        let mut changes = Vec::new();
+        if sequence_no == 0 {
+            changes.push(CatalogChange::CreateLedger {
+                name: ledger.to_owned(),
+            });
+        }
+        let info = block.get("transactionInfo").and_then(Element::as_struct);
+        let statements = info
+            .and_then(|i| i.get("statements"))
+            .and_then(Element::as_sequence)
+            .map(|s| {
+                s.elements()
+                    .filter_map(|s| s.as_struct()?.get("statement")?.as_text())
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        for statement in statements {
+            if let Some((table, field)) = parse_create_index(statement) {
+                match self.table_id(&table).map(str::to_owned) {
+                    Some(table_id) => changes.push(CatalogChange::CreateIndex {
+                        table_id,
+                        index_id: self.next_id(),
+                        field,
+                    }),
+                    None => self.pending_indexes.entry(table).or_default().push(field),
+                }
+            }
+        }
+        let documents = info
+            .and_then(|i| i.get("documents"))
+            .and_then(Element::as_struct);
+        for (_, document) in documents.into_iter().flat_map(|d| d.iter()) {
+            let Some(document) = document.as_struct() else {
+                continue;
+            };
+            let text = |f: &str| document.get(f).and_then(Element::as_text);
+            let (Some(table_id), Some(name)) = (text("tableId"), text("tableName")) else {
+                continue;
+            };
+            if self.tables.contains_key(table_id) {
+                continue;
+            }
+            self.tables.insert(table_id.to_owned(), name.to_owned());
+            changes.push(CatalogChange::CreateTable {
+                table_id: table_id.to_owned(),
+                name: name.to_owned(),
+                tags: None,
+            });
+            for field in self.pending_indexes.remove(name).unwrap_or_default() {
+                changes.push(CatalogChange::CreateIndex {
+                    table_id: table_id.to_owned(),
+                    index_id: self.next_id(),
+                    field,
+                });
+            }
+        }
+        changes
+    }
+}
+
+/// `CREATE INDEX ON table (field)` (any case and spacing, names optionally double-quoted) →
+/// (table, field).
+fn parse_create_index(statement: &str) -> Option<(String, String)> {
+    let mut rest = statement.trim();
+    for keyword in ["CREATE", "INDEX", "ON"] {
+        let head = rest.get(..keyword.len())?;
+        if !head.eq_ignore_ascii_case(keyword) {
+            return None;
+        }
+        rest = rest[keyword.len()..].trim_start();
+    }
+    let (table, rest) = rest.split_once('(')?;
+    let (field, rest) = rest.split_once(')')?;
+    let unquote = |name: &str| name.trim().trim_matches('"').to_owned();
+    let (table, field) = (unquote(table), unquote(field));
+    let simple =
+        |name: &str| !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_');
+    (simple(&table) && simple(&field) && rest.trim().trim_end_matches(';').is_empty())
+        .then_some((table, field))
 }
 
 /// Field access for one imported block; every failure names the block.
@@ -170,6 +284,7 @@ impl Importer {
             next_sequence_no: 0,
             staged_payloads: Vec::new(),
             staged_hashes: Vec::new(),
+            inferred: InferredCatalog::default(),
         })
     }
 
@@ -199,15 +314,24 @@ impl Importer {
                 .ok_or_else(|| rejected(&address, "the block is not a struct"))?,
             address: &address,
         };
-        if fields.fields.get("catalogChanges").is_none() {
-            return Err(rejected(
-                &address,
-                "the block verifies under QLDB's rules, but it is not in Quill's journal layout \
-                 (no catalogChanges, opaque system entries): Quill can import only journals it \
-                 can store block for block",
-            ));
-        }
-        let payload = self.payload(&fields, hash, previous)?;
+        let payload = if fields.fields.get("catalogChanges").is_some() {
+            self.payload(&fields, hash, previous)?
+        } else {
+            // Written by QLDB: kept verbatim, with the catalog changes it implies.
+            let changes = self
+                .inferred
+                .changes(&self.name, address.sequence_no, fields.fields);
+            let changes = Element::from(
+                Element::sequence_builder()
+                    .push_all(changes.iter().map(CatalogChange::to_element))
+                    .build_list(),
+            );
+            verbatim::encode(
+                address.sequence_no,
+                &block.encode_as(ion_rs::v1_0::Binary)?,
+                &changes.encode_as(ion_rs::v1_0::Binary)?,
+            )
+        };
         // The journal keeps a compact frame, not the block itself: check that the frame
         // rebuilds exactly the block given, so GetBlock and exports show it unchanged.
         let rebuilt = block::decode_payload(&payload, &address)
@@ -388,5 +512,22 @@ impl Importer {
         storage.rename(&staging, target)?;
         storage.sync_parent_dir(target)?;
         Ledger::open(target, options)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_index_statements_are_recognised() {
+        let parsed = |s: &str| parse_create_index(s);
+        let vin = Some(("Vehicle".to_owned(), "VIN".to_owned()));
+        assert_eq!(parsed("CREATE INDEX ON Vehicle (VIN)"), vin);
+        assert_eq!(parsed("  create index on \"Vehicle\"(\"VIN\");"), vin);
+        assert_eq!(parsed("CREATE INDEX ON Vehicle (VIN) extra"), None);
+        assert_eq!(parsed("CREATE TABLE Vehicle"), None);
+        assert_eq!(parsed("CREATE INDEX ON Vehicle (a.b)"), None);
+        assert_eq!(parsed("CREATE INDEX"), None);
     }
 }

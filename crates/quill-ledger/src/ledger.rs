@@ -411,30 +411,32 @@ impl Ledger {
     ) -> Result<Vec<Hash>> {
         let block_proof = self.block_proof(sequence_no, tip_sequence_no)?;
         let (decoded, _, position) = self.find_revision(sequence_no, document_id)?;
-        let revision_hashes: Vec<Hash> = decoded.revisions.iter().map(|(_, r)| r.hash).collect();
-        let address = BlockAddress {
-            strand_id: self.inner.strand_id.clone(),
-            sequence_no,
+        let mut proof = match &decoded.original {
+            Some(original) => verbatim_revision_path(&decoded, original, position)?,
+            None => {
+                let revision_hashes: Vec<Hash> =
+                    decoded.revisions.iter().map(|(_, r)| r.hash).collect();
+                let address = decoded.address.clone();
+                let entries: &[Hash; quill_verify::QUILL_ENTRIES] = decoded
+                    .entries
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| LedgerError::Corrupted {
+                        block_address: address,
+                        detail: format!(
+                            "entriesHashList has {} entries, not {}",
+                            decoded.entries.len(),
+                            quill_verify::QUILL_ENTRIES
+                        ),
+                    })?;
+                quill_verify::revision_to_block_path(
+                    &revision_hashes,
+                    position,
+                    entries,
+                    decoded.previous_hash.as_ref(),
+                )
+            }
         };
-        let entries: &[Hash; quill_verify::QUILL_ENTRIES] =
-            decoded
-                .entries
-                .as_slice()
-                .try_into()
-                .map_err(|_| LedgerError::Corrupted {
-                    block_address: address,
-                    detail: format!(
-                        "entriesHashList has {} entries, not {}",
-                        decoded.entries.len(),
-                        quill_verify::QUILL_ENTRIES
-                    ),
-                })?;
-        let mut proof = quill_verify::revision_to_block_path(
-            &revision_hashes,
-            position,
-            entries,
-            decoded.previous_hash.as_ref(),
-        );
         proof.extend(block_proof);
         Ok(proof)
     }
@@ -475,9 +477,13 @@ impl Ledger {
                 detail,
             };
             let decoded = block::decode_payload(bytes, &address)?;
-            // Re-derive every hash from the QLDB-shaped block, as an outside verifier would.
-            let hash = quill_verify::verify_quill_block(&decoded.to_element()?)
-                .map_err(|e| corrupt(e.to_string()))?;
+            // Re-derive every hash from the QLDB-shaped block, as an outside verifier would:
+            // Quill's exact layout for its own blocks, QLDB's rules for blocks QLDB wrote.
+            let hash = match &decoded.original {
+                Some(original) => quill_verify::verify_block(original),
+                None => quill_verify::verify_quill_block(&decoded.to_element()?),
+            }
+            .map_err(|e| corrupt(e.to_string()))?;
             if decoded.previous_hash != previous {
                 return Err(corrupt(
                     "previousBlockHash does not match the previous block".into(),
@@ -495,6 +501,36 @@ impl Ledger {
         })?;
         Ok(checked)
     }
+}
+
+/// The path from a revision to its block's hash in a block QLDB wrote: siblings in the
+/// revisions tree (system revisions included), in `entriesHashList` from wherever the
+/// revisions root is, then the previous block hash (QLDB's GetRevision proof layout).
+fn verbatim_revision_path(
+    decoded: &block::DecodedBlock,
+    original: &Element,
+    position: usize,
+) -> Result<Vec<Hash>> {
+    let corrupt = |detail: &str| LedgerError::Corrupted {
+        block_address: decoded.address.clone(),
+        detail: detail.to_owned(),
+    };
+    let revision_hash = decoded.revisions[position].1.hash;
+    let all = crate::verbatim::all_revision_hashes(original);
+    let leaf = all
+        .iter()
+        .position(|h| *h == revision_hash)
+        .ok_or_else(|| corrupt("the revision is not among the block's revisions"))?;
+    let root = quill_verify::revisions_root(&all);
+    let entry = decoded
+        .entries
+        .iter()
+        .position(|e| *e == root)
+        .ok_or_else(|| corrupt("the revisions root is not in entriesHashList"))?;
+    let mut path = quill_verify::merkle_path(&all, leaf);
+    path.extend(quill_verify::merkle_path(&decoded.entries, entry));
+    path.extend(decoded.previous_hash);
+    Ok(path)
 }
 
 fn tree_error(e: TreeError<LedgerError>) -> LedgerError {

@@ -60,6 +60,7 @@ pub mod storage;
 mod transaction;
 mod tree_store;
 mod types;
+mod verbatim;
 
 pub use catalog::table_to_element;
 pub use clock::{millis_from_timestamp, timestamp_from_millis};
