@@ -110,6 +110,9 @@ fn read_manifest(source: &dyn ObjectSource, key: &str) -> Result<Manifest> {
     })
 }
 
+/// A step run on the finished staging directory before it is published.
+pub type BeforePublish<'a> = Box<dyn FnOnce(&Path) -> quill_ledger::Result<()> + 'a>;
+
 /// Where the new ledger goes and how it is finished.
 pub struct ImportTarget<'a> {
     /// The data directory (`<data_dir>/ledgers/<name>` is created).
@@ -120,7 +123,7 @@ pub struct ImportTarget<'a> {
     pub options: LedgerOptions,
     /// Runs on the finished staging directory before it is published (the CLI writes the
     /// server's `control.json` there).
-    pub before_publish: Box<dyn FnOnce(&Path) -> quill_ledger::Result<()> + 'a>,
+    pub before_publish: BeforePublish<'a>,
 }
 
 /// Imports the export(s) under `prefix` of `source` as a new ledger. `progress(blocks)` is

@@ -563,8 +563,7 @@ fn import_then_consistency_from_the_old_digest() {
     let digest = parse_ion(&work.ok(&["digest", "--ledger", "books"]));
     let digest = digest[0].as_struct().unwrap();
     let old_digest = base64_of(digest.get("digest").unwrap().as_blob().unwrap());
-    let old_tip =
-        ion_rs::Element::from(digest.get("digestTipAddress").unwrap().clone()).to_string();
+    let old_tip = digest.get("digestTipAddress").unwrap().to_string();
     let out = work.dir.path().join("export");
     work.ok(&["export", "--ledger", "books", "--to", out.to_str().unwrap()]);
 
