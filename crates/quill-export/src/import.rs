@@ -200,21 +200,15 @@ pub fn import_ledger(
         }
         Err(error) => {
             if staging.exists() {
-                if let Err(e) = std::fs::remove_dir_all(&staging) {
-                    report_leftover(&staging, &e);
+                // A failed cleanup must not hide the import's own error; the server removes
+                // such leftovers at start.
+                if let Err(cleanup) = std::fs::remove_dir_all(&staging) {
+                    tracing::warn!(?staging, %cleanup, "cannot remove the import's staging directory");
                 }
             }
             Err(error)
         }
     }
-}
-
-/// A failed cleanup cannot hide the import's own error; say where the leftovers are.
-fn report_leftover(staging: &Path, error: &std::io::Error) {
-    eprintln!(
-        "quill: cannot remove the import's staging directory {}: {error}",
-        staging.display()
-    );
 }
 
 /// A block the importer refused is the import's verdict, not a failure to read a journal.
