@@ -28,6 +28,29 @@ pub enum ExportError {
     /// An export read back does not verify.
     #[error("export does not verify: {0}")]
     Verification(String),
+    /// Reading an object failed.
+    #[error("reading {key}: {detail}")]
+    Read {
+        /// The object key.
+        key: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// An object a manifest lists is not there.
+    #[error("object {0} is missing")]
+    MissingObject(String),
+    /// An export cannot be imported as it is (incomplete, or in a format that cannot be
+    /// verified); names the first missing or bad block when there is one.
+    #[error("import refused: {0}")]
+    ImportRefused(String),
+    /// A block of an export being imported does not verify or does not fit the chain.
+    #[error("block {} refused: {detail}", block_address.to_ion_text())]
+    BlockRejected {
+        /// The first bad block.
+        block_address: quill_ledger::BlockAddress,
+        /// What is wrong with it.
+        detail: String,
+    },
     /// A local file operation failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),

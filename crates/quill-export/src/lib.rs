@@ -13,11 +13,14 @@
 //! through its read API, so commits go on); [`format`] encodes blocks and manifests in
 //! `ION_TEXT`, `ION_BINARY` or `JSON`; [`sink`] is where objects go ([`sink::DirSink`] for a
 //! directory, [`s3::S3Sink`] for S3); [`record`] persists a control-plane export's status;
-//! [`verify`] re-verifies an export read back (every block's hashes and the chain).
+//! [`verify`] re-verifies an export read back (every block's hashes and the chain); [`import`]
+//! builds a new ledger from an export ([`sink::DirSource`] or [`s3::S3Source`]), blocks and
+//! hashes unchanged.
 
 pub mod engine;
 mod error;
 pub mod format;
+pub mod import;
 pub mod record;
 pub mod s3;
 pub mod sink;
@@ -27,4 +30,5 @@ pub mod verify;
 pub use engine::{run_export, write_started_manifest, ExportOptions, ExportSpec, ExportSummary};
 pub use error::{ExportError, Result};
 pub use format::OutputFormat;
-pub use sink::{DirSink, ObjectSink};
+pub use import::{import_ledger, ImportSummary, ImportTarget};
+pub use sink::{DirSink, DirSource, ObjectSink, ObjectSource};

@@ -18,10 +18,13 @@ use std::path::{Path, PathBuf};
 
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path as ObjectPath;
-use object_store::{Attribute, Attributes, ObjectStore as _, PutOptions, PutPayload};
+use object_store::{
+    Attribute, Attributes, ObjectStore as _, ObjectStoreExt as _, PutOptions, PutPayload,
+};
 
 use crate::error::{ExportError, Result};
-use crate::sink::ObjectSink;
+use crate::sink::{ObjectSink, ObjectSource};
+use futures_util::TryStreamExt as _;
 
 /// Where and as whom to reach S3.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -132,6 +135,35 @@ impl S3Settings {
     }
 }
 
+/// A client for `bucket` as `settings` say; the caller adds what its use needs.
+fn store_builder(bucket: &str, settings: &S3Settings) -> AmazonS3Builder {
+    // reqwest is built without a TLS provider of its own: rustls uses the process default,
+    // ring (the one the server's TLS already uses). A second install attempt is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut builder = AmazonS3Builder::new()
+        .with_bucket_name(bucket)
+        .with_region(&settings.region)
+        .with_access_key_id(&settings.access_key_id)
+        .with_secret_access_key(&settings.secret_access_key);
+    if let Some(token) = &settings.session_token {
+        builder = builder.with_token(token);
+    }
+    if let Some(endpoint) = &settings.endpoint {
+        builder = builder
+            .with_endpoint(endpoint)
+            .with_virtual_hosted_style_request(false)
+            .with_allow_http(endpoint.starts_with("http://"));
+    }
+    builder
+}
+
+/// The runtime a sink or source blocks on for each request.
+fn blocking_runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
 /// Objects in one S3 bucket.
 ///
 /// `put` blocks on the sink's own runtime: call it from a plain thread, not from inside an
@@ -151,23 +183,7 @@ impl S3Sink {
         kms_key_arn: Option<&str>,
         settings: &S3Settings,
     ) -> Result<S3Sink> {
-        // reqwest is built without a TLS provider of its own: rustls uses the process default,
-        // ring (the one the server's TLS already uses). A second install attempt is harmless.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut builder = AmazonS3Builder::new()
-            .with_bucket_name(bucket)
-            .with_region(&settings.region)
-            .with_access_key_id(&settings.access_key_id)
-            .with_secret_access_key(&settings.secret_access_key);
-        if let Some(token) = &settings.session_token {
-            builder = builder.with_token(token);
-        }
-        if let Some(endpoint) = &settings.endpoint {
-            builder = builder
-                .with_endpoint(endpoint)
-                .with_virtual_hosted_style_request(false)
-                .with_allow_http(endpoint.starts_with("http://"));
-        }
+        let mut builder = store_builder(bucket, settings);
         builder = match (encryption, kms_key_arn) {
             ("NO_ENCRYPTION", _) => builder,
             ("SSE_S3", _) => {
@@ -191,13 +207,10 @@ impl S3Sink {
         let store = builder
             .build()
             .map_err(|e| ExportError::S3Config(e.to_string()))?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
         Ok(S3Sink {
             bucket: bucket.to_owned(),
             store,
-            runtime,
+            runtime: blocking_runtime()?,
         })
     }
 }
@@ -224,6 +237,78 @@ impl ObjectSink for S3Sink {
                 detail: e.to_string(),
             })?;
         Ok(())
+    }
+
+    fn location(&self) -> String {
+        format!("s3://{}", self.bucket)
+    }
+}
+
+/// Reads the objects of one S3 bucket (an export to import).
+///
+/// Its calls block on the source's own runtime: call them from a plain thread, not from inside
+/// an async task.
+pub struct S3Source {
+    bucket: String,
+    store: AmazonS3,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl S3Source {
+    /// A reader of `bucket`.
+    pub fn new(bucket: &str, settings: &S3Settings) -> Result<S3Source> {
+        let store = store_builder(bucket, settings)
+            .build()
+            .map_err(|e| ExportError::S3Config(e.to_string()))?;
+        Ok(S3Source {
+            bucket: bucket.to_owned(),
+            store,
+            runtime: blocking_runtime()?,
+        })
+    }
+}
+
+fn read_failed(key: &str, e: object_store::Error) -> ExportError {
+    match e {
+        object_store::Error::NotFound { .. } => ExportError::MissingObject(key.to_owned()),
+        other => ExportError::Read {
+            key: key.to_owned(),
+            detail: other.to_string(),
+        },
+    }
+}
+
+impl ObjectSource for S3Source {
+    fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        // The listing is by whole path segments: list the prefix's folder, keep the matches.
+        let folder = prefix.rsplit_once('/').map_or("", |(folder, _)| folder);
+        let location = (!folder.is_empty())
+            .then(|| ObjectPath::parse(folder))
+            .transpose()
+            .map_err(|e| ExportError::InvalidInput(e.to_string()))?;
+        let listed: Vec<object_store::ObjectMeta> = self
+            .runtime
+            .block_on(self.store.list(location.as_ref()).try_collect())
+            .map_err(|e| read_failed(prefix, e))?;
+        let mut keys: Vec<String> = listed
+            .into_iter()
+            .map(|meta| meta.location.to_string())
+            .filter(|key| key.starts_with(prefix))
+            .collect();
+        keys.sort();
+        Ok(keys)
+    }
+
+    fn get(&self, key: &str) -> Result<Vec<u8>> {
+        let location = ObjectPath::parse(key).map_err(|e| ExportError::Read {
+            key: key.to_owned(),
+            detail: e.to_string(),
+        })?;
+        let bytes = self
+            .runtime
+            .block_on(async { self.store.get(&location).await?.bytes().await })
+            .map_err(|e| read_failed(key, e))?;
+        Ok(bytes.to_vec())
     }
 
     fn location(&self) -> String {

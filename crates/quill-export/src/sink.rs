@@ -1,4 +1,5 @@
-//! Where export objects go: a small trait with a local-directory and an S3 implementation.
+//! Where export objects go, and where an import reads them from: small traits with a
+//! local-directory and an S3 implementation each.
 
 use std::fs;
 use std::io::Write as _;
@@ -65,6 +66,91 @@ impl ObjectSink for DirSink {
         file.sync_all().map_err(failed)?;
         fs::rename(&tmp, &path).map_err(failed)?;
         Ok(())
+    }
+
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+}
+
+/// Where an export is read from (an import): objects addressed by S3-style keys.
+pub trait ObjectSource: Send + Sync {
+    /// The keys that start with `prefix`, sorted.
+    fn list(&self, prefix: &str) -> Result<Vec<String>>;
+    /// The object `key`; [`ExportError::MissingObject`] when there is none.
+    fn get(&self, key: &str) -> Result<Vec<u8>>;
+    /// The source, for messages.
+    fn location(&self) -> String;
+}
+
+/// Objects as files under a directory (an export written with `--to DIR`, or a bucket copied
+/// locally): key `a/b.ion` is `<root>/a/b.ion`.
+pub struct DirSource {
+    root: PathBuf,
+}
+
+impl DirSource {
+    /// A source reading under `root`, which must be a directory.
+    pub fn new(root: &Path) -> Result<DirSource> {
+        if !root.is_dir() {
+            return Err(ExportError::InvalidInput(format!(
+                "{} is not a directory",
+                root.display()
+            )));
+        }
+        Ok(DirSource {
+            root: root.to_owned(),
+        })
+    }
+}
+
+impl ObjectSource for DirSource {
+    fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut keys = Vec::new();
+        let mut pending = vec![self.root.clone()];
+        while let Some(dir) = pending.pop() {
+            for entry in fs::read_dir(&dir)? {
+                let path = entry?.path();
+                if path.is_dir() {
+                    pending.push(path);
+                    continue;
+                }
+                let Ok(relative) = path.strip_prefix(&self.root) else {
+                    continue;
+                };
+                let key: Vec<String> = relative
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect();
+                let key = key.join("/");
+                if key.starts_with(prefix) {
+                    keys.push(key);
+                }
+            }
+        }
+        keys.sort();
+        Ok(keys)
+    }
+
+    fn get(&self, key: &str) -> Result<Vec<u8>> {
+        let relative = Path::new(key);
+        if key.is_empty()
+            || !relative
+                .components()
+                .all(|c| matches!(c, Component::Normal(_)))
+        {
+            return Err(ExportError::InvalidInput(format!(
+                "object key {key:?} cannot be a file below {}",
+                self.root.display()
+            )));
+        }
+        fs::read(self.root.join(relative)).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => ExportError::MissingObject(key.to_owned()),
+            _ => ExportError::Read {
+                key: key.to_owned(),
+                detail: e.to_string(),
+            },
+        })
     }
 
     fn location(&self) -> String {

@@ -47,7 +47,7 @@ pub fn completed_manifests(root: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// JSON manifests open with `{"`; Ion text ones with `{keys`, Ion binary with its marker.
-fn is_json(bytes: &[u8]) -> bool {
+pub(crate) fn is_json(bytes: &[u8]) -> bool {
     let mut visible = bytes.iter().filter(|b| !b.is_ascii_whitespace());
     visible.next() == Some(&b'{') && visible.next() == Some(&b'"')
 }
@@ -132,7 +132,7 @@ fn json_link(block: &Json) -> Result<Link> {
 }
 
 /// The `first-last` range a data object's name claims (`…/{strandId}.{first}-{last}.ext`).
-fn claimed_range(key: &str) -> Result<(u64, u64)> {
+pub(crate) fn claimed_range(key: &str) -> Result<(u64, u64)> {
     let name = key.rsplit('/').next().unwrap_or(key);
     let range = name
         .split('.')

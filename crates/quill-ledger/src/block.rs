@@ -277,7 +277,8 @@ pub fn build(
 // ```
 //
 // Format history: 1 — first format; the redacted marker was added with REDACT_REVISION (a
-// reader without it fails on a redacted block with "truncated", never misreads it).
+// reader without it fails on a redacted block with "truncated", never misreads it). Format 2
+// is an imported block kept verbatim (`crate::verbatim`).
 
 /// Version byte of the payload layout.
 const PAYLOAD_FORMAT: u8 = 1;
@@ -286,21 +287,21 @@ const TRANSACTION_ID_OFFSET: usize = 242;
 const DELETED: u32 = u32::MAX;
 const REDACTED: u32 = u32::MAX - 1;
 
-struct PayloadHeader<'a> {
-    sequence_no: u64,
-    time_millis: i64,
-    previous_hash: Option<Hash>,
-    hash: Hash,
-    entries_hash: Hash,
-    entries: [Hash; quill_verify::QUILL_ENTRIES],
-    transaction_id: &'a str,
+pub(crate) struct PayloadHeader<'a> {
+    pub sequence_no: u64,
+    pub time_millis: i64,
+    pub previous_hash: Option<Hash>,
+    pub hash: Hash,
+    pub entries_hash: Hash,
+    pub entries: [Hash; quill_verify::QUILL_ENTRIES],
+    pub transaction_id: &'a str,
 }
 
-struct PayloadRevision<'a> {
-    hash: Hash,
-    version: u64,
-    document_id: &'a str,
-    data: Option<&'a [u8]>,
+pub(crate) struct PayloadRevision<'a> {
+    pub hash: Hash,
+    pub version: u64,
+    pub document_id: &'a str,
+    pub data: Option<&'a [u8]>,
 }
 
 /// Appends one revision's data slot (see the byte map).
@@ -314,7 +315,7 @@ fn encode_data_slot(out: &mut Vec<u8>, data: Option<&[u8]>) {
     }
 }
 
-fn encode_payload(
+pub(crate) fn encode_payload(
     header: &PayloadHeader<'_>,
     revisions: &[PayloadRevision<'_>],
     transaction_info: &[u8],
@@ -431,6 +432,9 @@ pub struct DecodedBlock {
     pub transaction_info: Element,
     pub catalog_changes_element: Element,
     pub catalog_changes: Vec<CatalogChange>,
+    /// The block as imported, for a block QLDB wrote (kept verbatim, see
+    /// [`crate::verbatim`]); `None` for a block in Quill's compact frame.
+    pub original: Option<Element>,
 }
 
 fn corrupt(address: &BlockAddress, detail: impl Into<String>) -> LedgerError {
@@ -448,6 +452,9 @@ pub fn decode_payload(bytes: &[u8], address: &BlockAddress) -> Result<DecodedBlo
         address,
     };
     let format = r.u8()?;
+    if format == crate::verbatim::VERBATIM_FORMAT {
+        return crate::verbatim::decode(bytes, address);
+    }
     if format != PAYLOAD_FORMAT {
         return Err(corrupt(
             address,
@@ -563,6 +570,7 @@ pub fn decode_payload(bytes: &[u8], address: &BlockAddress) -> Result<DecodedBlo
         transaction_info,
         catalog_changes_element,
         catalog_changes,
+        original: None,
     })
 }
 
@@ -571,6 +579,9 @@ impl DecodedBlock {
     /// blockHash, entriesHash, previousBlockHash, entriesHashList, transactionInfo, revisions,
     /// catalogChanges}`.
     pub fn to_element(&self) -> Result<Element> {
+        if let Some(original) = &self.original {
+            return Ok(original.clone());
+        }
         let timestamp = clock::timestamp_from_millis(self.time_millis)?;
         let mut b = Element::struct_builder()
             .with_field("blockAddress", address_element(&self.address))
@@ -916,6 +927,7 @@ mod tests {
             transaction_info,
             catalog_changes_element,
             catalog_changes: vec![change],
+            original: None,
         };
         let element = block.to_element().unwrap();
         let info = element.as_struct().unwrap().get("redactionInfo").unwrap();

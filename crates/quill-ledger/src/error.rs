@@ -76,6 +76,14 @@ pub enum LedgerError {
         /// What is wrong.
         detail: String,
     },
+    /// A block offered to an import does not verify or does not fit (see `Importer`).
+    #[error("Import refused at block {}: {detail}", block_address.to_ion_text())]
+    ImportRejected {
+        /// The first bad block.
+        block_address: BlockAddress,
+        /// What is wrong.
+        detail: String,
+    },
     /// A previous write or fsync failed; the ledger refuses writes until reopened.
     #[error("Ledger is read-only after an I/O failure: {0}")]
     ReadOnly(String),

@@ -61,7 +61,12 @@ pub fn validate_ledger_name(name: &str) -> Result<()> {
     }
 }
 
-fn write_ledger_file(storage: &Storage, dir: &Path, name: &str, strand_id: &str) -> Result<()> {
+pub(crate) fn write_ledger_file(
+    storage: &Storage,
+    dir: &Path,
+    name: &str,
+    strand_id: &str,
+) -> Result<()> {
     let text = format!(
         "{{name:\"{name}\",strandId:\"{strand_id}\",formatVersion:{LEDGER_FORMAT_VERSION}}}\n"
     );
@@ -439,30 +444,33 @@ impl Ledger {
     /// gives the hash of block `sequence_no` (what a transparency-log proof bundle carries).
     pub fn revision_block_path(&self, sequence_no: u64, document_id: &str) -> Result<Vec<Hash>> {
         let (decoded, _, position) = self.find_revision(sequence_no, document_id)?;
-        let revision_hashes: Vec<Hash> = decoded.revisions.iter().map(|(_, r)| r.hash).collect();
-        let address = BlockAddress {
-            strand_id: self.inner.strand_id.clone(),
-            sequence_no,
+        let proof = match &decoded.original {
+            Some(original) => verbatim_revision_path(&decoded, original, position)?,
+            None => {
+                let revision_hashes: Vec<Hash> =
+                    decoded.revisions.iter().map(|(_, r)| r.hash).collect();
+                let address = decoded.address.clone();
+                let entries: &[Hash; quill_verify::QUILL_ENTRIES] = decoded
+                    .entries
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| LedgerError::Corrupted {
+                        block_address: address,
+                        detail: format!(
+                            "entriesHashList has {} entries, not {}",
+                            decoded.entries.len(),
+                            quill_verify::QUILL_ENTRIES
+                        ),
+                    })?;
+                quill_verify::revision_to_block_path(
+                    &revision_hashes,
+                    position,
+                    entries,
+                    decoded.previous_hash.as_ref(),
+                )
+            }
         };
-        let entries: &[Hash; quill_verify::QUILL_ENTRIES] =
-            decoded
-                .entries
-                .as_slice()
-                .try_into()
-                .map_err(|_| LedgerError::Corrupted {
-                    block_address: address,
-                    detail: format!(
-                        "entriesHashList has {} entries, not {}",
-                        decoded.entries.len(),
-                        quill_verify::QUILL_ENTRIES
-                    ),
-                })?;
-        Ok(quill_verify::revision_to_block_path(
-            &revision_hashes,
-            position,
-            entries,
-            decoded.previous_hash.as_ref(),
-        ))
+        Ok(proof)
     }
 
     /// Proof that the digest at `new_tip` extends the digest at `old_tip` (a Quill extension;
@@ -501,9 +509,13 @@ impl Ledger {
                 detail,
             };
             let decoded = block::decode_payload(bytes, &address)?;
-            // Re-derive every hash from the QLDB-shaped block, as an outside verifier would.
-            let hash = quill_verify::verify_quill_block(&decoded.to_element()?)
-                .map_err(|e| corrupt(e.to_string()))?;
+            // Re-derive every hash from the QLDB-shaped block, as an outside verifier would:
+            // Quill's exact layout for its own blocks, QLDB's rules for blocks QLDB wrote.
+            let hash = match &decoded.original {
+                Some(original) => quill_verify::verify_block(original),
+                None => quill_verify::verify_quill_block(&decoded.to_element()?),
+            }
+            .map_err(|e| corrupt(e.to_string()))?;
             if decoded.previous_hash != previous {
                 return Err(corrupt(
                     "previousBlockHash does not match the previous block".into(),
@@ -521,6 +533,36 @@ impl Ledger {
         })?;
         Ok(checked)
     }
+}
+
+/// The path from a revision to its block's hash in a block QLDB wrote: siblings in the
+/// revisions tree (system revisions included), in `entriesHashList` from wherever the
+/// revisions root is, then the previous block hash (QLDB's GetRevision proof layout).
+fn verbatim_revision_path(
+    decoded: &block::DecodedBlock,
+    original: &Element,
+    position: usize,
+) -> Result<Vec<Hash>> {
+    let corrupt = |detail: &str| LedgerError::Corrupted {
+        block_address: decoded.address.clone(),
+        detail: detail.to_owned(),
+    };
+    let revision_hash = decoded.revisions[position].1.hash;
+    let all = crate::verbatim::all_revision_hashes(original);
+    let leaf = all
+        .iter()
+        .position(|h| *h == revision_hash)
+        .ok_or_else(|| corrupt("the revision is not among the block's revisions"))?;
+    let root = quill_verify::revisions_root(&all);
+    let entry = decoded
+        .entries
+        .iter()
+        .position(|e| *e == root)
+        .ok_or_else(|| corrupt("the revisions root is not in entriesHashList"))?;
+    let mut path = quill_verify::merkle_path(&all, leaf);
+    path.extend(quill_verify::merkle_path(&decoded.entries, entry));
+    path.extend(decoded.previous_hash);
+    Ok(path)
 }
 
 fn tree_error(e: TreeError<LedgerError>) -> LedgerError {
@@ -570,7 +612,7 @@ fn catch_up_tree(journal: &Journal, tree: &TreeStore, strand_id: &str, blocks: u
 }
 
 /// Replays journal blocks that derived state has not applied; returns blocks replayed.
-fn catch_up_state(
+pub(crate) fn catch_up_state(
     journal: &Journal,
     state: &State,
     strand_id: &str,

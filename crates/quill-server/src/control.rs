@@ -109,6 +109,7 @@ fn ledger_operation(
         ("POST", ["digest"]) => get_digest(context, name),
         ("POST", ["block"]) => get_block(context, name, body),
         ("POST", ["revision"]) => get_revision(context, name, body),
+        ("POST", ["consistency-proof"]) => get_consistency_proof(context, name, body),
         ("POST", ["journal-s3-exports"]) => exports::export_journal_to_s3(context, name, body),
         ("GET", ["journal-s3-exports"]) => {
             exports::list_journal_s3_exports_for_ledger(context, name, query)
@@ -469,6 +470,59 @@ fn get_revision(context: &Context<'_>, name: &str, body: &[u8]) -> Result<(u16, 
         reply["Proof"] = json!({"IonText": quill_verify::proof_to_ion_text(&proof)});
     }
     Ok((200, reply))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct GetConsistencyProofRequest {
+    from_digest_tip_address: IonTextHolder,
+    digest_tip_address: Option<IonTextHolder>,
+}
+
+/// `GetConsistencyProof` (a Quill extension, `POST /ledgers/{name}/consistency-proof`): the
+/// proof that the digest at `DigestTipAddress` (default: the current digest, returned with it)
+/// extends the digest at `FromDigestTipAddress`, which the caller saved earlier and checks
+/// with `quill_verify::verify_digest_consistency`.
+fn get_consistency_proof(
+    context: &Context<'_>,
+    name: &str,
+    body: &[u8],
+) -> Result<(u16, Value), ApiError> {
+    let request: GetConsistencyProofRequest = parse_body(body)?;
+    let (ledger, _) = context.registry.get(name)?;
+    let from = parse_address(
+        &ledger,
+        &request.from_digest_tip_address,
+        "FromDigestTipAddress",
+    )?;
+    let digest = match &request.digest_tip_address {
+        Some(tip) => {
+            let tip = parse_address(&ledger, tip, "DigestTipAddress")?;
+            ledger.digest_at(tip).map_err(ledger_error)?
+        }
+        None => ledger.digest(),
+    };
+    if from > digest.tip.sequence_no {
+        return Err(ApiError::invalid_parameter(
+            "FromDigestTipAddress must not be after DigestTipAddress",
+        ));
+    }
+    let proof = ledger
+        .consistency_proof(from, digest.tip.sequence_no)
+        .map_err(ledger_error)?;
+    let from_address = BlockAddress {
+        strand_id: ledger.strand_id().to_owned(),
+        sequence_no: from,
+    };
+    Ok((
+        200,
+        json!({
+            "Proof": {"IonText": quill_verify::proof_to_ion_text(&proof)},
+            "Digest": digest.digest.to_base64(),
+            "DigestTipAddress": {"IonText": ion_text_address(&digest.tip)},
+            "FromDigestTipAddress": {"IonText": ion_text_address(&from_address)},
+        }),
+    ))
 }
 
 /// A taggable resource: a ledger, or one of its tables.

@@ -457,6 +457,8 @@ pub fn control_operation(
                 ("POST", ["digest"]) => "qldb:GetDigest",
                 ("POST", ["block"]) => "qldb:GetBlock",
                 ("POST", ["revision"]) => "qldb:GetRevision",
+                // GetConsistencyProof (a Quill extension) proves digests.
+                ("POST", ["consistency-proof"]) => "qldb:GetDigest",
                 // The journal event tail (a Quill extension) reads blocks.
                 ("GET", ["journal", "events"]) => "qldb:GetBlock",
                 ("POST", ["journal-s3-exports"]) => "qldb:ExportJournalToS3",

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use ion_rs::Element;
 use quill_ledger::{Ledger, LedgerOptions};
 use quill_server::registry::{ControlRecord, CONTROL_FILE};
-use quill_verify::{parse_proof, verify_block, verify_proof, verify_revision, Hash};
+use quill_verify::{
+    parse_proof, verify_block, verify_digest_consistency, verify_proof, verify_revision, Hash,
+};
 use serde_json::{json, Value};
 use support::*;
 
@@ -302,5 +304,108 @@ async fn table_tags_come_from_create_table_and_tag_resource_and_survive_restart(
     let server = start_in(dir, |_| {}).await;
     let reply = control(server.address, "GET", &table, Value::Null).await;
     assert_eq!(tags(reply), json!({"team": "dmv"}));
+    server.shutdown().await;
+}
+
+/// GetConsistencyProof (a Quill extension): a digest saved earlier is proven to be a prefix of
+/// the current digest, or of the digest at a given tip; bad tips are InvalidParameter.
+#[tokio::test]
+async fn consistency_proofs_link_an_old_digest_to_the_current_one() {
+    let dir = tempfile::tempdir().unwrap();
+    prepare_ledger(dir.path());
+    let ledger_dir = dir.path().join("ledgers/books");
+    let ledger = Ledger::open(&ledger_dir, LedgerOptions::default()).unwrap();
+    let old = ledger.digest();
+    for n in 0..5 {
+        let data = Element::read_one(format!("{{n: {n}}}").as_bytes()).unwrap();
+        ledger
+            .transact(|tx| tx.insert("Book", data.clone()))
+            .unwrap();
+    }
+    let middle = ledger.digest_at(old.tip.sequence_no + 2).unwrap();
+    let current = ledger.digest();
+    drop(ledger);
+    let server = start_in(dir, |_| {}).await;
+    let address = server.address;
+    let tip_of = |sequence_no: u64| json!({"IonText": format!("{{strandId:\"{}\",sequenceNo:{sequence_no}}}", old.tip.strand_id)});
+
+    let reply = control(
+        address,
+        "POST",
+        "/ledgers/books/consistency-proof",
+        json!({"FromDigestTipAddress": tip_of(old.tip.sequence_no)}),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.message());
+    let body = reply.json();
+    let digest = Hash::from_base64(body["Digest"].as_str().unwrap()).unwrap();
+    assert_eq!(digest, current.digest);
+    assert_eq!(body["DigestTipAddress"], tip_of(current.tip.sequence_no));
+    let proof = parse_proof(body["Proof"]["IonText"].as_str().unwrap()).unwrap();
+    verify_digest_consistency(
+        old.tip.sequence_no,
+        &old.digest,
+        current.tip.sequence_no,
+        &digest,
+        &proof,
+    )
+    .unwrap();
+    let mut forged = old.digest;
+    forged.0[31] ^= 1;
+    assert!(verify_digest_consistency(
+        old.tip.sequence_no,
+        &forged,
+        current.tip.sequence_no,
+        &digest,
+        &proof
+    )
+    .is_err());
+
+    let reply = control(
+        address,
+        "POST",
+        "/ledgers/books/consistency-proof",
+        json!({"FromDigestTipAddress": tip_of(old.tip.sequence_no),
+               "DigestTipAddress": tip_of(middle.tip.sequence_no)}),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.message());
+    let body = reply.json();
+    assert_eq!(
+        Hash::from_base64(body["Digest"].as_str().unwrap()).unwrap(),
+        middle.digest
+    );
+    let proof = parse_proof(body["Proof"]["IonText"].as_str().unwrap()).unwrap();
+    verify_digest_consistency(
+        old.tip.sequence_no,
+        &old.digest,
+        middle.tip.sequence_no,
+        &middle.digest,
+        &proof,
+    )
+    .unwrap();
+
+    for bad in [
+        json!({"FromDigestTipAddress": tip_of(current.tip.sequence_no + 1)}),
+        json!({"FromDigestTipAddress": tip_of(middle.tip.sequence_no + 1),
+               "DigestTipAddress": tip_of(middle.tip.sequence_no)}),
+        json!({"FromDigestTipAddress": {"IonText": "{strandId:\"other\",sequenceNo:0}"}}),
+        json!({}),
+    ] {
+        let reply = control(
+            address,
+            "POST",
+            "/ledgers/books/consistency-proof",
+            bad.clone(),
+        )
+        .await;
+        assert_ne!(reply.status, 200, "{bad}");
+        assert!(
+            ["InvalidParameterException", "SerializationException"]
+                .contains(&reply.error().as_str()),
+            "{bad}: {}",
+            reply.error()
+        );
+    }
     server.shutdown().await;
 }

@@ -56,7 +56,8 @@ pub use hashes::{
 pub use header::BlockHeaderHasher;
 pub use merkle::{fold, merkle_path, merkle_root, verify_proof};
 pub use tree::{
-    consistency_proof, inclusion_proof, tree_root, verify_consistency, FullNodes, TreeError,
+    consistency_proof, inclusion_proof, tree_root, verify_consistency, verify_digest_consistency,
+    FullNodes, TreeError,
 };
 
 #[cfg(test)]

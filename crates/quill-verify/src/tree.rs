@@ -194,6 +194,34 @@ pub fn verify_consistency(
     Ok(())
 }
 
+/// Checks a `GetConsistencyProof` answer (a Quill extension): that `proof` shows the ledger
+/// digest `to_digest` at tip `to_tip` extends the digest `from_digest` at tip `from_tip`
+/// (sequence numbers; the trees hold `tip + 1` block hashes). This is what proves that a
+/// digest saved earlier (one QLDB issued before a migration, say) still describes the prefix
+/// of the journal the current digest covers: no block up to `from_tip` was rewritten.
+pub fn verify_digest_consistency(
+    from_tip: u64,
+    from_digest: &Hash,
+    to_tip: u64,
+    to_digest: &Hash,
+    proof: &[Hash],
+) -> Result<(), VerifyError> {
+    let size = |tip: u64| {
+        tip.checked_add(1).ok_or(VerifyError::Consistency {
+            old_size: from_tip,
+            new_size: to_tip,
+            reason: "a tip sequence number is out of range",
+        })
+    };
+    verify_consistency(
+        size(from_tip)?,
+        from_digest,
+        size(to_tip)?,
+        to_digest,
+        proof,
+    )
+}
+
 /// Rebuilds the old and new roots from a consistency proof (RFC 9162 §2.1.4.2 steps 2–7),
 /// for `1 <= old_size < new_size`; `None` when the proof's length does not fit the sizes.
 fn consistency_roots(
@@ -382,6 +410,21 @@ mod tests {
         assert!(verify_consistency(2, &root, 2, &root, &[root]).is_err());
         assert!(verify_consistency(2, &root, 2, &Hash::sha256(b"s"), &[]).is_err());
         assert!(verify_consistency(1, &root, 2, &root, &[]).is_err());
+    }
+
+    #[test]
+    fn digest_consistency_takes_tips_not_sizes() {
+        let blocks = leaves(13, 7);
+        let nodes = MemoryNodes::new(&blocks);
+        let old = tree_root(6, &nodes).unwrap();
+        let new = tree_root(13, &nodes).unwrap();
+        let proof = consistency_proof(6, 13, &nodes).unwrap();
+        verify_digest_consistency(5, &old, 12, &new, &proof).unwrap();
+        // Another old tip or another old digest does not verify.
+        assert!(verify_digest_consistency(6, &old, 12, &new, &proof).is_err());
+        assert!(verify_digest_consistency(4, &old, 12, &new, &proof).is_err());
+        assert!(verify_digest_consistency(5, &flip_bit(&old, 3), 12, &new, &proof).is_err());
+        assert!(verify_digest_consistency(u64::MAX, &old, u64::MAX, &old, &[]).is_err());
     }
 
     #[test]

@@ -48,6 +48,12 @@ pub enum Command {
     /// Re-verify journal exports in a directory (a `quill export --to` directory, or a bucket
     /// copied locally): every block's hashes and the chain, for each completed manifest.
     VerifyExport(VerifyExportArgs),
+    /// Create a ledger from a journal export (a directory or s3://bucket/prefix), re-verifying
+    /// every block and keeping strand id, block addresses and hashes unchanged.
+    Import(ImportArgs),
+    /// Prove that the ledger's digest extends an older digest (one QLDB issued before an
+    /// import, say), and verify the proof locally.
+    Consistency(ConsistencyArgs),
     /// Benchmarks.
     Bench(BenchArgs),
     /// A witness for transparency logs (C2SP tlog-witness).
@@ -347,6 +353,49 @@ pub struct ExportArgs {
 pub struct VerifyExportArgs {
     /// The directory the export's keys are relative to.
     pub dir: PathBuf,
+}
+
+/// `quill import`.
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// The export: a directory (a `quill export --to` directory, or a bucket copied locally),
+    /// or `s3://bucket/prefix` (endpoint and credentials as for `quill export`).
+    #[arg(long)]
+    pub from: String,
+    #[command(flatten)]
+    pub target: LedgerTargetArgs,
+    /// Create the ledger without deletion protection (on by default, as `ledger create`).
+    #[arg(long)]
+    pub no_deletion_protection: bool,
+}
+
+/// `quill consistency`.
+#[derive(Args, Debug)]
+pub struct ConsistencyArgs {
+    /// Embedded mode: the data directory (default ./quill-data without --endpoint).
+    #[arg(long, conflicts_with = "endpoint")]
+    pub data_dir: Option<PathBuf>,
+    /// Server mode: ask a running server (GetConsistencyProof), e.g. http://127.0.0.1:8000.
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// Extra trusted CA certificate (PEM) for an https endpoint.
+    #[arg(long, requires = "endpoint")]
+    pub ca_cert: Option<PathBuf>,
+    /// Region to sign requests for (server mode, when AWS credentials are set).
+    #[arg(long, default_value = "us-east-1")]
+    pub region: String,
+    /// Ledger name.
+    #[arg(long)]
+    pub ledger: String,
+    /// The older digest, base64 (GetDigest's `Digest`).
+    #[arg(long)]
+    pub from_digest: String,
+    /// Its tip: `{strandId:"…",sequenceNo:N}` (GetDigest's `DigestTipAddress`) or just N.
+    #[arg(long)]
+    pub from_tip: String,
+    /// The newer tip (same forms); default: the current digest.
+    #[arg(long)]
+    pub to_tip: Option<String>,
 }
 
 /// A checked `quill export`.

@@ -18,23 +18,23 @@ use crate::admin::open_ledger;
 use crate::args::ExportRequest;
 use crate::CorruptionFound;
 
-/// Where `--to` points.
-enum Destination {
+/// Where `--to` (or `quill import --from`) points.
+pub(crate) enum Location {
     Dir(std::path::PathBuf),
     S3 { bucket: String, prefix: String },
 }
 
-fn destination(to: &str) -> anyhow::Result<Destination> {
-    match to.strip_prefix("s3://") {
+pub(crate) fn location(text: &str, flag: &str) -> anyhow::Result<Location> {
+    match text.strip_prefix("s3://") {
         Some(rest) => {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            anyhow::ensure!(!bucket.is_empty(), "--to {to:?} names no bucket");
-            Ok(Destination::S3 {
+            anyhow::ensure!(!bucket.is_empty(), "{flag} {text:?} names no bucket");
+            Ok(Location::S3 {
                 bucket: bucket.to_owned(),
                 prefix: prefix.to_owned(),
             })
         }
-        None => Ok(Destination::Dir(to.into())),
+        None => Ok(Location::Dir(text.into())),
     }
 }
 
@@ -58,12 +58,12 @@ pub fn run(request: &ExportRequest) -> anyhow::Result<()> {
         .transpose()
         .context("--format")?;
     let (sink, bucket, prefix): (Box<dyn ObjectSink>, String, String) =
-        match destination(&request.to)? {
-            Destination::Dir(dir) => {
+        match location(&request.to, "--to")? {
+            Location::Dir(dir) => {
                 let sink = DirSink::new(&dir)?;
                 (Box::new(sink), dir.display().to_string(), String::new())
             }
-            Destination::S3 { bucket, prefix } => {
+            Location::S3 { bucket, prefix } => {
                 let settings = S3Settings::from_environment()?;
                 let sink = S3Sink::new(&bucket, "NO_ENCRYPTION", None, &settings)?;
                 (Box::new(sink), bucket, prefix)
@@ -159,20 +159,20 @@ mod tests {
 
     #[test]
     fn s3_destinations_split_into_bucket_and_prefix() {
-        match destination("s3://bucket/a/b/").unwrap() {
-            Destination::S3 { bucket, prefix } => {
+        match location("s3://bucket/a/b/", "--to").unwrap() {
+            Location::S3 { bucket, prefix } => {
                 assert_eq!((bucket.as_str(), prefix.as_str()), ("bucket", "a/b/"))
             }
-            Destination::Dir(_) => panic!("not a directory"),
+            Location::Dir(_) => panic!("not a directory"),
         }
-        match destination("s3://bucket").unwrap() {
-            Destination::S3 { prefix, .. } => assert_eq!(prefix, ""),
-            Destination::Dir(_) => panic!("not a directory"),
+        match location("s3://bucket", "--to").unwrap() {
+            Location::S3 { prefix, .. } => assert_eq!(prefix, ""),
+            Location::Dir(_) => panic!("not a directory"),
         }
-        assert!(destination("s3:///x").is_err());
+        assert!(location("s3:///x", "--to").is_err());
         assert!(matches!(
-            destination("out/dir").unwrap(),
-            Destination::Dir(_)
+            location("out/dir", "--to").unwrap(),
+            Location::Dir(_)
         ));
     }
 }

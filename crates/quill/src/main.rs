@@ -19,8 +19,10 @@ mod admin;
 mod args;
 mod bench;
 mod client;
+mod consistency;
 mod export;
 mod http;
+mod import;
 mod mirror;
 mod render;
 mod serve;
@@ -94,6 +96,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Revision(raw) => admin::revision(&raw.check()?),
         Command::Export(raw) => export::run(&raw.check()?),
         Command::VerifyExport(raw) => export::verify(&raw.dir),
+        Command::Import(raw) => import::run(raw),
+        Command::Consistency(raw) => consistency::run(raw),
         Command::Bench(bench_args) => bench::run(bench_args),
         Command::Witness(command) => tlog::run(command),
         Command::LogKey(args) => tlog::log_key(args),

@@ -547,3 +547,120 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
     }
     files
 }
+
+/// `quill import` rebuilds an exported ledger with the same digest; `quill consistency` proves
+/// the pre-export digest is a prefix of the digest after new commits, embedded and through a
+/// server; a tampered export is refused with status 3 and leaves no ledger.
+#[test]
+fn import_then_consistency_from_the_old_digest() {
+    let work = Workspace::new();
+    work.ok(&["ledger", "create", "books"]);
+    work.shell(
+        "books",
+        "CREATE TABLE T; CREATE INDEX ON T (a); INSERT INTO T {'a': 1}; INSERT INTO T {'a': 2}; \
+         DELETE FROM T WHERE a = 1;",
+    );
+    let digest = parse_ion(&work.ok(&["digest", "--ledger", "books"]));
+    let digest = digest[0].as_struct().unwrap();
+    let old_digest = base64_of(digest.get("digest").unwrap().as_blob().unwrap());
+    let old_tip = digest.get("digestTipAddress").unwrap().to_string();
+    let out = work.dir.path().join("export");
+    work.ok(&["export", "--ledger", "books", "--to", out.to_str().unwrap()]);
+
+    let report = work.ok(&[
+        "import",
+        "--from",
+        out.to_str().unwrap(),
+        "--ledger",
+        "moved",
+    ]);
+    assert!(report.contains("imported 6 blocks"), "{report}");
+    assert!(
+        report.contains(&format!("digest: {old_digest}")),
+        "{report}"
+    );
+    let rows = work.shell("moved", "SELECT a FROM T");
+    assert!(rows.contains("a: 2") && !rows.contains("a: 1"), "{rows}");
+    work.shell("moved", "INSERT INTO T {'a': 3}");
+    assert!(work
+        .ok(&["verify", "--ledger", "moved"])
+        .contains("verified 7 blocks"));
+
+    let args = |digest: &str| {
+        vec![
+            "consistency".to_owned(),
+            "--ledger".into(),
+            "moved".into(),
+            "--from-digest".into(),
+            digest.to_owned(),
+            "--from-tip".into(),
+            old_tip.clone(),
+        ]
+    };
+    let embedded = work.ok(&args(&old_digest)
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>());
+    assert!(embedded.trim_end().ends_with("verified"), "{embedded}");
+    let mut forged = old_digest.clone().into_bytes();
+    forged[0] = if forged[0] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    let data_dir = work.data_dir();
+    let mut forged_args = args(&forged);
+    forged_args.extend(["--data-dir".into(), data_dir.to_str().unwrap().into()]);
+    let output = work.quill(&forged_args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(output.status.code(), Some(3), "{output:?}");
+
+    let server = Server::start(&work, &["--listen", "127.0.0.1:0"]);
+    // A bare sequence number is a tip too.
+    let output = work.quill(&[
+        "consistency",
+        "--endpoint",
+        &server.url,
+        "--ledger",
+        "moved",
+        "--from-digest",
+        &old_digest,
+        "--from-tip",
+        "5",
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(stdout.trim_end().ends_with("verified"), "{stdout}");
+    drop(server);
+
+    // One changed byte in the export: refused, status 3, no ledger left.
+    let object = walk_files(&out)
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "ion"))
+        .unwrap();
+    let text = std::fs::read_to_string(&object).unwrap();
+    let tampered = text.replacen("{a: 2}", "{a: 4}", 1);
+    assert_ne!(tampered, text);
+    std::fs::write(&object, tampered).unwrap();
+    let output = work.quill(&[
+        "import",
+        "--from",
+        out.to_str().unwrap(),
+        "--ledger",
+        "again",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("block {strandId:") && stderr.contains("sequenceNo:4}"),
+        "{stderr}"
+    );
+    let ledgers: Vec<_> = std::fs::read_dir(data_dir.join("ledgers"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(!ledgers.iter().any(|l| l.contains("again")), "{ledgers:?}");
+}
+
+fn base64_of(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
