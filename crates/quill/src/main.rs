@@ -11,7 +11,8 @@
 //!   (`quill-export`), and its re-verification;
 //! - `witness`, `log-key`, `verify-proof`, `log-proof` ([`tlog`]): a C2SP tlog-witness server,
 //!   a ledger log's key, and transparency log proofs (the offline check included);
-//! - `tail` ([`tail`]): a served ledger's journal as it is committed;
+//! - `tail` ([`tail`]): a served ledger's journal as it is committed; `stream` ([`stream`]):
+//!   its streams to NATS JetStream;
 //! - `bench`: benchmarks (owned by the benchmark module).
 
 mod admin;
@@ -23,6 +24,7 @@ mod http;
 mod render;
 mod serve;
 mod shell;
+mod stream;
 mod tail;
 mod tlog;
 
@@ -98,5 +100,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::VerifyProof(args) => tlog::verify_proof(args),
         Command::LogProof(args) => tlog::log_proof(args),
         Command::Tail(tail_args) => tail::run(&tail_args),
+        Command::Stream(command) => stream::run(command),
     }
 }
