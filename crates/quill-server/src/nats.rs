@@ -155,11 +155,14 @@ impl NatsSink {
                 }
             }
         }
-        // Every acknowledgement is awaited, even after a failure, so none is left holding a
-        // permit of the client.
-        for ack in pending {
-            if let Err(e) = ack.await {
-                failure.get_or_insert(e);
+        // After the first failure the rest are dropped, not awaited: each would wait out its
+        // own timeout while the server is gone (the client settles dropped ones itself).
+        if failure.is_none() {
+            for ack in pending {
+                if let Err(e) = ack.await {
+                    failure = Some(e);
+                    break;
+                }
             }
         }
         match failure {

@@ -55,6 +55,9 @@ pub struct StreamBenchArgs {
     /// The fixed commit rate of the lag rounds (commits/s).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub rate: u64,
+    /// Cycles of maximum-rate rounds (one per target, then one without a stream).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub cycles: u64,
     /// Writer threads of the maximum-rate rounds.
     #[arg(long, default_value_t = 32)]
     pub writers: usize,
@@ -116,10 +119,12 @@ pub fn run(args: StreamBenchArgs) -> Result<()> {
     load::create_table(&ledger, false)?;
     let strand_id = ledger.digest().tip.strand_id;
     println!(
-        "stream bench: {} s rounds, fixed rate {} commits/s, {} writers at the maximum rate; {}",
+        "stream bench: {} s rounds, fixed rate {} commits/s, {} writers at the maximum rate, \
+         {} cycles; {}",
         args.seconds,
         args.rate,
         args.writers,
+        args.cycles,
         super::machine_line()
     );
 
@@ -140,34 +145,62 @@ pub fn run(args: StreamBenchArgs) -> Result<()> {
         documents: &documents,
     };
 
-    // Commit throughput: no stream, then each target, then no stream again (the two baselines
-    // bracket the streamed rounds, so a machine getting busier shows up as their spread).
-    let before = bench.max_rate_round(None, args.writers, round)?;
+    // Commit throughput: rounds without a stream bracket each cycle of streamed rounds, and each
+    // streamed round is compared with the mean of the two around it, so a machine whose load
+    // drifts shows up as their spread rather than as a streaming cost.
+    let mut baselines = vec![
+        bench
+            .max_rate_round(None, args.writers, round)?
+            .commits_per_sec,
+    ];
     let mut streamed = Vec::new();
-    for target in &targets {
-        streamed.push((
-            target,
-            bench.max_rate_round(Some(target), args.writers, round)?,
-        ));
+    for cycle in 0..args.cycles as usize {
+        for target in &targets {
+            streamed.push((
+                cycle,
+                target,
+                bench.max_rate_round(Some(target), args.writers, round)?,
+            ));
+        }
+        baselines.push(
+            bench
+                .max_rate_round(None, args.writers, round)?
+                .commits_per_sec,
+        );
     }
-    let after = bench.max_rate_round(None, args.writers, round)?;
-    let baseline = (before.commits_per_sec + after.commits_per_sec) / 2.0;
     println!(
-        "no stream:  {:>8.0} commits/s before, {:>8.0} after (mean {baseline:.0})",
-        before.commits_per_sec, after.commits_per_sec
+        "no stream:  {} commits/s (rounds bracketing each cycle)",
+        baselines
+            .iter()
+            .map(|b| format!("{b:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
-    for (target, outcome) in &streamed {
+    let mut ratios: HashMap<&str, Vec<f64>> = HashMap::new();
+    for (cycle, target, outcome) in &streamed {
+        let baseline = (baselines[*cycle] + baselines[cycle + 1]) / 2.0;
+        let ratio = outcome.commits_per_sec / baseline * 100.0;
+        ratios.entry(target.name()).or_default().push(ratio);
         println!(
-            "{:<11} {:>8.0} commits/s with one active stream = {:.1} % of no stream; \
-             delivered {} blocks at {:.0} blocks/s; lag p50 {}, p99 {}, max {}",
+            "{:<11} {:>8.0} commits/s with one active stream = {ratio:.1} % of no stream \
+             ({baseline:.0}); delivered {} blocks at {:.0} blocks/s; lag p50 {}, p99 {}, max {}",
             format!("{}:", target.name()),
             outcome.commits_per_sec,
-            outcome.commits_per_sec / baseline * 100.0,
             outcome.blocks,
             outcome.delivery_per_sec,
             fmt_duration(outcome.lag_p50),
             fmt_duration(outcome.lag_p99),
             fmt_duration(outcome.lag_max),
+        );
+    }
+    for target in &targets {
+        let mut ratios = ratios.remove(target.name()).unwrap_or_default();
+        ratios.sort_by(f64::total_cmp);
+        println!(
+            "{:<11} commit throughput with one active stream: median {:.1} % of no stream over {} cycles",
+            format!("{}:", target.name()),
+            ratios[ratios.len() / 2],
+            ratios.len()
         );
     }
     for target in &targets {
