@@ -5,6 +5,7 @@
 #   rust    checks for cargo (the toolchain comes from rustup, not from here)
 #   python  .venv/ with tests/python/requirements.txt, reinstalled when that file changes
 #   node    tests/node/node_modules with `npm ci`, again when package-lock.json changes
+#   nats    Debian's nats-server, for the NATS JetStream stream tests and `quill bench stream`
 #
 # Missing Debian packages (python3-venv, nodejs, npm, ...) are installed with apt-get, as root or
 # through passwordless sudo; elsewhere the script stops and names them. QUILL_SKIP_SETUP=1 skips
@@ -19,7 +20,7 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 
-all_components=(rust python node)
+all_components=(rust python node nats)
 
 die() {
     echo "setup: $*" >&2
@@ -112,6 +113,11 @@ setup_node() {
     echo "setup: npm ci in tests/node"
     (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
     write_stamp "$stamp" "$lock"
+}
+
+setup_nats() {
+    # Debian puts it in /usr/sbin, which is not on every user's PATH.
+    ensure "command -v nats-server || test -x /usr/sbin/nats-server" nats-server
 }
 
 if [[ "${QUILL_SKIP_SETUP:-}" == 1 ]]; then

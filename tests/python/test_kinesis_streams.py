@@ -368,3 +368,43 @@ def test_deleting_a_ledger_ends_its_streams(streaming_server, moto):
     qldb.create_ledger(Name=ledger, PermissionsMode="STANDARD", DeletionProtection=False)
     wait_for("ACTIVE", lambda: qldb.describe_ledger(Name=ledger)["State"] == "ACTIVE")
     assert qldb.list_journal_kinesis_streams_for_ledger(LedgerName=ledger)["Streams"] == []
+
+
+def test_stream_tags_through_the_tagging_api(streaming_server, moto):
+    server, ledger = streaming_server, "tagged"
+    server.create_ledger(ledger)
+    qldb = server.client("qldb")
+    kinesis_arn = create_kinesis_stream(moto, "tagged")
+    stream_id = qldb.stream_journal_to_kinesis(
+        LedgerName=ledger, RoleArn=ROLE_ARN, StreamName="tagged", Tags={"team": "cqrs"},
+        InclusiveStartTime=datetime(2020, 1, 1, tzinfo=timezone.utc),
+        KinesisConfiguration={"StreamArn": kinesis_arn})["StreamId"]
+    arn = status_of(server, ledger, stream_id)["Arn"]
+    assert qldb.list_tags_for_resource(ResourceArn=arn)["Tags"] == {"team": "cqrs"}
+    qldb.tag_resource(ResourceArn=arn, Tags={"env": "dev", "team": "search"})
+    qldb.untag_resource(ResourceArn=arn, TagKeys=["env"])
+    assert qldb.list_tags_for_resource(ResourceArn=arn)["Tags"] == {"team": "search"}
+    with pytest.raises(ClientError) as error:
+        qldb.tag_resource(ResourceArn=arn, Tags={f"k{n}": "v" for n in range(201)})
+    assert error.value.response["Error"]["Code"] == "InvalidParameterException"
+    with pytest.raises(ClientError) as error:
+        qldb.list_tags_for_resource(ResourceArn=arn[:-22] + "A" * 22)
+    assert error.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    # The ledger's own tags are another resource's.
+    ledger_arn = qldb.describe_ledger(Name=ledger)["Arn"]
+    assert qldb.list_tags_for_resource(ResourceArn=ledger_arn)["Tags"] == {}
+
+
+def test_a_ledger_has_at_most_five_active_streams(streaming_server, moto):
+    server, ledger = streaming_server, "limited"
+    server.create_ledger(ledger)
+    qldb = server.client("qldb")
+    # Streams to a Kinesis stream that does not exist are IMPAIRED: still active.
+    arn = f"arn:aws:kinesis:{REGION}:123456789012:stream/nowhere"
+    ids = [start_stream(server, ledger, arn, f"s{n}") for n in range(5)]
+    with pytest.raises(ClientError) as error:
+        start_stream(server, ledger, arn, "sixth")
+    assert error.value.response["Error"]["Code"] == "LimitExceededException"
+    qldb.cancel_journal_kinesis_stream(LedgerName=ledger, StreamId=ids[0])
+    wait_for("CANCELED", lambda: status_of(server, ledger, ids[0])["Status"] == "CANCELED")
+    start_stream(server, ledger, arn, "sixth")

@@ -170,7 +170,7 @@ fn check_permissions_mode(mode: &str) -> Result<(), ApiError> {
     }
 }
 
-fn check_tags(tags: &BTreeMap<String, String>) -> Result<(), ApiError> {
+pub(crate) fn check_tags(tags: &BTreeMap<String, String>) -> Result<(), ApiError> {
     if tags.len() > TAGS_PER_RESOURCE_MAX {
         return Err(ApiError::invalid_parameter(format!(
             "At most {TAGS_PER_RESOURCE_MAX} tags per resource"
@@ -541,7 +541,9 @@ fn tag_target(context: &Context<'_>, arn: &str) -> Result<TagTarget, ApiError> {
         context.region, context.account_id
     );
     let invalid = || {
-        ApiError::invalid_parameter(format!("{arn} is not a ledger or table ARN of this server"))
+        ApiError::invalid_parameter(format!(
+            "{arn} is not a ledger, table or journal stream ARN of this server"
+        ))
     };
     let rest = arn.strip_prefix(&prefix).ok_or_else(invalid)?;
     match rest.split_once('/') {
@@ -598,7 +600,7 @@ struct TagResourceRequest {
 }
 
 /// What TagResource or UntagResource does to a resource's tags.
-enum TagChange {
+pub(crate) enum TagChange {
     /// Adds or replaces these tags.
     Add(BTreeMap<String, String>),
     /// Removes these keys (absent keys are ignored).
@@ -606,7 +608,27 @@ enum TagChange {
 }
 
 impl TagChange {
-    fn apply(&self, tags: &mut BTreeMap<String, String>) -> Result<(), ApiError> {
+    /// The change a tag request asks for: `POST` adds the body's tags, `DELETE` removes the
+    /// `tagKeys` of the query; `None` for another method.
+    pub(crate) fn of_request(
+        method: &str,
+        query: &str,
+        body: &[u8],
+    ) -> Result<Option<TagChange>, ApiError> {
+        Ok(match method {
+            "POST" => Some(TagChange::Add(parse_body::<TagResourceRequest>(body)?.tags)),
+            "DELETE" => Some(TagChange::Remove(
+                query_pairs(query)
+                    .into_iter()
+                    .filter(|(n, _)| n == "tagKeys")
+                    .map(|(_, v)| v)
+                    .collect(),
+            )),
+            _ => None,
+        })
+    }
+
+    pub(crate) fn apply(&self, tags: &mut BTreeMap<String, String>) -> Result<(), ApiError> {
         match self {
             TagChange::Add(added) => {
                 let mut updated = tags.clone();
@@ -649,20 +671,8 @@ fn tags_operation(
             };
             return Ok((200, json!({ "Tags": tags })));
         }
-        "POST" => TagChange::Add(parse_body::<TagResourceRequest>(body)?.tags),
-        "DELETE" => TagChange::Remove(
-            query_pairs(query)
-                .into_iter()
-                .filter(|(n, _)| n == "tagKeys")
-                .map(|(_, v)| v)
-                .collect(),
-        ),
-        _ => {
-            return Err(ApiError::new(
-                ErrorKind::UnknownOperation,
-                "No such tag operation",
-            ))
-        }
+        _ => TagChange::of_request(method, query, body)?
+            .ok_or_else(|| ApiError::new(ErrorKind::UnknownOperation, "No such tag operation"))?,
     };
     context.registry.update(name, |control| match &table {
         None => change.apply(&mut control.tags),

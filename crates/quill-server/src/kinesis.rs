@@ -95,13 +95,19 @@ impl AwsCredentials {
     }
 }
 
-/// Where and how to reach Kinesis.
+/// A Kinesis API client: JSON 1.1 requests over HTTP/1.1, signed with SigV4.
 #[derive(Debug, Clone)]
-pub struct KinesisTarget {
+pub struct KinesisClient {
     /// `host:port` of an `http://` endpoint.
     pub authority: String,
     pub region: String,
     pub credentials: AwsCredentials,
+}
+
+/// Where and how to deliver to Kinesis.
+#[derive(Debug, Clone)]
+pub struct KinesisTarget {
+    pub client: KinesisClient,
     /// The stream's ARN (`KinesisConfiguration.StreamArn`).
     pub stream_arn: String,
     pub aggregation: bool,
@@ -183,7 +189,9 @@ impl KinesisSink {
             .collect();
         let body = json!({"StreamARN": self.target.stream_arn, "Records": records}).to_string();
         let reply = self
-            .call("Kinesis_20131202.PutRecords", body.as_bytes())
+            .target
+            .client
+            .call("PutRecords", body.as_bytes())
             .await?;
         let results = reply
             .get("Records")
@@ -195,9 +203,14 @@ impl KinesisSink {
             .count()
             .min(payloads.len()))
     }
+}
 
-    async fn call(&self, target: &str, body: &[u8]) -> Result<Value, SinkError> {
-        let t = &self.target;
+impl KinesisClient {
+    /// Calls the Kinesis `operation` (`PutRecords`, `CreateStream`, …) with a JSON `body`; the
+    /// reply's JSON, or the error mapped to a QLDB stream error cause where one fits.
+    pub async fn call(&self, operation: &str, body: &[u8]) -> Result<Value, SinkError> {
+        let t = self;
+        let target = format!("Kinesis_20131202.{operation}");
         let mut headers = vec![
             (
                 "content-type".to_owned(),
@@ -208,7 +221,7 @@ impl KinesisSink {
                 "x-amz-date".to_owned(),
                 sigv4::format_amz_date(SystemTime::now()),
             ),
-            ("x-amz-target".to_owned(), target.to_owned()),
+            ("x-amz-target".to_owned(), target),
         ];
         if let Some(token) = &t.credentials.session_token {
             headers.push(("x-amz-security-token".to_owned(), token.clone()));

@@ -51,6 +51,7 @@ pub mod journal_events;
 pub mod kinesis;
 pub mod limits;
 pub mod metrics;
+pub mod nats;
 pub mod permissions;
 pub mod registry;
 mod server;

@@ -468,6 +468,11 @@ pub fn control_operation(
                 ("GET", ["journal-kinesis-streams"]) => "qldb:ListJournalKinesisStreamsForLedger",
                 ("GET", ["journal-kinesis-streams", _]) => "qldb:DescribeJournalKinesisStream",
                 ("DELETE", ["journal-kinesis-streams", _]) => "qldb:CancelJournalKinesisStream",
+                // Quill's NATS streams are authorized as QLDB's Kinesis streams.
+                ("POST", ["journal-nats-streams"]) => "qldb:StreamJournalToKinesis",
+                ("GET", ["journal-nats-streams"]) => "qldb:ListJournalKinesisStreamsForLedger",
+                ("GET", ["journal-nats-streams", _]) => "qldb:DescribeJournalKinesisStream",
+                ("DELETE", ["journal-nats-streams", _]) => "qldb:CancelJournalKinesisStream",
                 _ => return None,
             };
             let name = String::from_utf8(percent_decode(name)).ok()?;

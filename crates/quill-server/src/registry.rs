@@ -490,7 +490,11 @@ fn read_control(storage: &Storage, path: &Path) -> Result<ControlRecord, ServerE
 
 /// Replaces `control.json` atomically and durably (see [`Storage::write_atomically`]).
 /// Public for `quill import`, which writes it into the ledger it builds before publishing it.
-pub fn write_control(storage: &Storage, dir: &Path, control: &ControlRecord) -> std::io::Result<()> {
+pub fn write_control(
+    storage: &Storage,
+    dir: &Path,
+    control: &ControlRecord,
+) -> std::io::Result<()> {
     let bytes = serde_json::to_vec_pretty(control).map_err(std::io::Error::other)?;
     storage.write_atomically(&dir.join(CONTROL_FILE), &bytes)
 }

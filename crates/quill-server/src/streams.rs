@@ -1,6 +1,7 @@
 //! QLDB journal streams to Kinesis: the control-plane operations (`StreamJournalToKinesis`,
 //! `DescribeJournalKinesisStream`, `ListJournalKinesisStreamsForLedger`,
-//! `CancelJournalKinesisStream`) and the workers behind them.
+//! `CancelJournalKinesisStream`) and the workers behind them; and Quill's extension, streams to
+//! NATS JetStream, with the same operations under `/ledgers/{name}/journal-nats-streams`.
 //!
 //! Each stream lives in `<data-dir>/streams/<ledger>/<streamId>/`: `stream.json` (the request
 //! and, once it ended, its final status) and `cursor.json` (the worker's durable cursor). At
@@ -21,11 +22,18 @@ use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::control::{check_tags, TagChange};
 use crate::error::{ApiError, ErrorKind};
-use crate::kinesis::{endpoint_authority, AwsCredentials, KinesisSink, KinesisTarget};
+use crate::kinesis::{
+    endpoint_authority, AwsCredentials, KinesisClient, KinesisSink, KinesisTarget,
+};
+use crate::nats::{NatsSink, NatsTarget};
 
 const ARN_CHARS: std::ops::RangeInclusive<usize> = 20..=1600;
 const STREAM_NAME_MAX_CHARS: usize = 32;
+/// QLDB's default quota of active journal streams per ledger (Kinesis and NATS streams count
+/// alike here: each holds a worker).
+const ACTIVE_STREAMS_PER_LEDGER_MAX: usize = 5;
 
 /// A stream as stored in `stream.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -35,9 +43,8 @@ pub struct StreamSpec {
     pub stream_id: String,
     pub stream_name: String,
     pub arn: String,
-    pub role_arn: String,
-    pub kinesis_stream_arn: String,
-    pub aggregation_enabled: bool,
+    #[serde(flatten)]
+    pub destination: Destination,
     /// Epoch seconds, as the API carries them.
     pub creation_time: f64,
     pub inclusive_start_time: f64,
@@ -48,10 +55,56 @@ pub struct StreamSpec {
     pub final_status: Option<StreamStatus>,
 }
 
+/// Where a stream's records go. Stored flat in `stream.json` (a Kinesis stream's fields are
+/// those of the first releases, so their files still read).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged, rename_all_fields = "camelCase")]
+pub enum Destination {
+    /// `StreamJournalToKinesis`.
+    Kinesis {
+        role_arn: String,
+        kinesis_stream_arn: String,
+        aggregation_enabled: bool,
+    },
+    /// The Quill extension: a NATS JetStream subject, one Ion record per message.
+    Nats {
+        nats_server: String,
+        nats_subject: String,
+    },
+}
+
+/// The two stream APIs: QLDB's Kinesis one and Quill's NATS one. Each sees only its own
+/// streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Kinesis,
+    Nats,
+}
+
+impl Destination {
+    fn kind(&self) -> Kind {
+        match self {
+            Destination::Kinesis { .. } => Kind::Kinesis,
+            Destination::Nats { .. } => Kind::Nats,
+        }
+    }
+}
+
 struct Entry {
     spec: StreamSpec,
     /// `None` once the stream ended (or when it ended before this server started).
     handle: Option<Arc<StreamHandle>>,
+}
+
+impl Entry {
+    /// Not ended: `ACTIVE` or `IMPAIRED` (QLDB's quota counts these).
+    fn is_active(&self) -> bool {
+        self.spec.final_status.is_none()
+            && self
+                .handle
+                .as_ref()
+                .is_none_or(|h| !h.progress().status.is_terminal())
+    }
 }
 
 /// The streams of every ledger.
@@ -105,7 +158,23 @@ fn kinesis_region(arn: &str) -> Option<&str> {
 }
 
 fn sink_for(spec: &StreamSpec, strand_id: &str) -> Box<dyn Sink> {
-    let region = kinesis_region(&spec.kinesis_stream_arn).unwrap_or("us-east-1");
+    let (kinesis_stream_arn, aggregation) = match &spec.destination {
+        Destination::Kinesis {
+            kinesis_stream_arn,
+            aggregation_enabled,
+            ..
+        } => (kinesis_stream_arn, *aggregation_enabled),
+        Destination::Nats {
+            nats_server,
+            nats_subject,
+        } => {
+            return Box::new(NatsSink::new(NatsTarget {
+                server: nats_server.clone(),
+                subject: nats_subject.clone(),
+            }))
+        }
+    };
+    let region = kinesis_region(kinesis_stream_arn).unwrap_or("us-east-1");
     let authority = match endpoint_authority(region) {
         Ok(authority) => authority,
         Err(message) => return Box::new(Unconfigured(message)),
@@ -116,13 +185,31 @@ fn sink_for(spec: &StreamSpec, strand_id: &str) -> Box<dyn Sink> {
         ));
     };
     Box::new(KinesisSink::new(KinesisTarget {
-        authority,
-        region: region.to_owned(),
-        credentials,
-        stream_arn: spec.kinesis_stream_arn.clone(),
-        aggregation: spec.aggregation_enabled,
+        client: KinesisClient {
+            authority,
+            region: region.to_owned(),
+            credentials,
+        },
+        stream_arn: kinesis_stream_arn.clone(),
+        aggregation,
         partition_key: strand_id.to_owned(),
     }))
+}
+
+/// The members every stream request has, whatever its destination.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CommonRequest {
+    stream_name: String,
+    inclusive_start_time: f64,
+    exclusive_end_time: Option<f64>,
+    #[serde(default)]
+    tags: BTreeMap<String, Option<String>>,
+}
+
+fn parse_request<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(if body.is_empty() { b"{}" } else { body })
+        .map_err(|e| ApiError::invalid_parameter(format!("Invalid request: {e}")))
 }
 
 impl Streams {
@@ -197,7 +284,7 @@ impl Streams {
     }
 
     /// `StreamJournalToKinesis`.
-    pub fn create(
+    pub fn create_kinesis(
         &self,
         ledger_name: &str,
         ledger: &Ledger,
@@ -215,17 +302,11 @@ impl Streams {
         #[serde(rename_all = "PascalCase")]
         struct Request {
             role_arn: String,
-            inclusive_start_time: f64,
-            exclusive_end_time: Option<f64>,
             kinesis_configuration: KinesisConfiguration,
-            stream_name: String,
-            #[serde(default)]
-            tags: BTreeMap<String, Option<String>>,
+            #[serde(flatten)]
+            common: CommonRequest,
         }
-        let request: Request =
-            serde_json::from_slice(if body.is_empty() { b"{}" } else { body })
-                .map_err(|e| ApiError::invalid_parameter(format!("Invalid request: {e}")))?;
-        validate_stream_name(&request.stream_name)?;
+        let request: Request = parse_request(body)?;
         for (what, arn) in [
             ("RoleArn", &request.role_arn),
             (
@@ -244,6 +325,80 @@ impl Streams {
                 "KinesisConfiguration.StreamArn must be arn:aws:kinesis:<region>:<account>:stream/<name>",
             ));
         }
+        let destination = Destination::Kinesis {
+            role_arn: request.role_arn,
+            kinesis_stream_arn: request.kinesis_configuration.stream_arn,
+            aggregation_enabled: request
+                .kinesis_configuration
+                .aggregation_enabled
+                .unwrap_or(true),
+        };
+        self.create(
+            ledger_name,
+            ledger,
+            request.common,
+            destination,
+            region,
+            account_id,
+        )
+    }
+
+    /// Quill's `StreamJournalToNats`: `{StreamName, InclusiveStartTime, ExclusiveEndTime?,
+    /// NatsConfiguration: {Url: "nats://HOST[:PORT]/SUBJECT"}, Tags?}`.
+    pub fn create_nats(
+        &self,
+        ledger_name: &str,
+        ledger: &Ledger,
+        body: &[u8],
+        region: &str,
+        account_id: &str,
+    ) -> Result<Value, ApiError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct NatsConfiguration {
+            url: String,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Request {
+            nats_configuration: NatsConfiguration,
+            #[serde(flatten)]
+            common: CommonRequest,
+        }
+        let request: Request = parse_request(body)?;
+        let target = NatsTarget::parse(&request.nats_configuration.url)
+            .map_err(|e| ApiError::invalid_parameter(format!("NatsConfiguration.Url: {e}")))?;
+        let destination = Destination::Nats {
+            nats_server: target.server,
+            nats_subject: target.subject,
+        };
+        self.create(
+            ledger_name,
+            ledger,
+            request.common,
+            destination,
+            region,
+            account_id,
+        )
+    }
+
+    /// Validates what every stream request has, records the stream durably, and starts it.
+    fn create(
+        &self,
+        ledger_name: &str,
+        ledger: &Ledger,
+        request: CommonRequest,
+        destination: Destination,
+        region: &str,
+        account_id: &str,
+    ) -> Result<Value, ApiError> {
+        validate_stream_name(&request.stream_name)?;
+        let tags: BTreeMap<String, String> = request
+            .tags
+            .into_iter()
+            .map(|(k, v)| (k, v.unwrap_or_default()))
+            .collect();
+        check_tags(&tags)?;
         let now = now_seconds();
         if request.inclusive_start_time > now {
             return Err(ApiError::invalid_parameter(
@@ -264,22 +419,27 @@ impl Streams {
             arn: format!("arn:aws:qldb:{region}:{account_id}:stream/{ledger_name}/{stream_id}"),
             stream_id: stream_id.clone(),
             stream_name: request.stream_name,
-            role_arn: request.role_arn,
-            kinesis_stream_arn: request.kinesis_configuration.stream_arn,
-            aggregation_enabled: request
-                .kinesis_configuration
-                .aggregation_enabled
-                .unwrap_or(true),
+            destination,
             creation_time: now,
             inclusive_start_time: request.inclusive_start_time,
             exclusive_end_time: request.exclusive_end_time,
-            tags: request
-                .tags
-                .into_iter()
-                .map(|(k, v)| (k, v.unwrap_or_default()))
-                .collect(),
+            tags,
             final_status: None,
         };
+        // Held from the count to the insert, so two requests cannot both take the last slot.
+        let mut entries = self.entries.lock().expect("streams lock");
+        let active = entries
+            .iter()
+            .filter(|((name, _), entry)| name == ledger_name && entry.is_active())
+            .count();
+        if active >= ACTIVE_STREAMS_PER_LEDGER_MAX {
+            return Err(ApiError::new(
+                ErrorKind::LimitExceeded,
+                format!(
+                    "Ledger {ledger_name} already has {ACTIVE_STREAMS_PER_LEDGER_MAX} active journal streams"
+                ),
+            ));
+        }
         let dir = self.dir(&spec);
         std::fs::create_dir_all(&dir).map_err(internal)?;
         let bytes = serde_json::to_vec(&spec).expect("a spec serializes");
@@ -287,7 +447,7 @@ impl Streams {
             .write_atomically(&dir.join("stream.json"), &bytes)
             .map_err(internal)?;
         let handle = self.start(&spec, ledger);
-        self.entries.lock().expect("streams lock").insert(
+        entries.insert(
             (ledger_name.to_owned(), stream_id.clone()),
             Entry {
                 spec,
@@ -323,17 +483,39 @@ impl Streams {
         }
     }
 
-    /// `DescribeJournalKinesisStream`.
-    pub fn describe(&self, ledger_name: &str, stream_id: &str) -> Result<Value, ApiError> {
-        let entries = self.entries.lock().expect("streams lock");
-        let entry = entries
+    /// The stream `stream_id` of `ledger_name` if it is of `kind`.
+    fn entry<'a>(
+        entries: &'a BTreeMap<(String, String), Entry>,
+        kind: Kind,
+        ledger_name: &str,
+        stream_id: &str,
+    ) -> Result<&'a Entry, ApiError> {
+        entries
             .get(&(ledger_name.to_owned(), stream_id.to_owned()))
-            .ok_or_else(|| Self::not_found(ledger_name, stream_id))?;
+            .filter(|entry| entry.spec.destination.kind() == kind)
+            .ok_or_else(|| Self::not_found(ledger_name, stream_id))
+    }
+
+    /// `DescribeJournalKinesisStream` (and its NATS counterpart).
+    pub fn describe(
+        &self,
+        kind: Kind,
+        ledger_name: &str,
+        stream_id: &str,
+    ) -> Result<Value, ApiError> {
+        let entries = self.entries.lock().expect("streams lock");
+        let entry = Self::entry(&entries, kind, ledger_name, stream_id)?;
         Ok(json!({ "Stream": description(entry) }))
     }
 
-    /// `ListJournalKinesisStreamsForLedger`: by stream id, `max_results` per page.
-    pub fn list(&self, ledger_name: &str, query: &[(String, String)]) -> Result<Value, ApiError> {
+    /// `ListJournalKinesisStreamsForLedger` (and its NATS counterpart): by stream id,
+    /// `max_results` per page.
+    pub fn list(
+        &self,
+        kind: Kind,
+        ledger_name: &str,
+        query: &[(String, String)],
+    ) -> Result<Value, ApiError> {
         let max_results = crate::control::max_results(query)?;
         let after = query
             .iter()
@@ -349,8 +531,10 @@ impl Streams {
         let entries = self.entries.lock().expect("streams lock");
         let streams: Vec<&Entry> = entries
             .iter()
-            .filter(|((name, id), _)| {
-                name == ledger_name && after.as_ref().is_none_or(|after| id > after)
+            .filter(|((name, id), entry)| {
+                name == ledger_name
+                    && entry.spec.destination.kind() == kind
+                    && after.as_ref().is_none_or(|after| id > after)
             })
             .map(|(_, entry)| entry)
             .collect();
@@ -366,12 +550,16 @@ impl Streams {
         Ok(reply)
     }
 
-    /// `CancelJournalKinesisStream`: only a running stream can be cancelled.
-    pub fn cancel(&self, ledger_name: &str, stream_id: &str) -> Result<Value, ApiError> {
+    /// `CancelJournalKinesisStream` (and its NATS counterpart): only a running stream can be
+    /// cancelled.
+    pub fn cancel(
+        &self,
+        kind: Kind,
+        ledger_name: &str,
+        stream_id: &str,
+    ) -> Result<Value, ApiError> {
         let entries = self.entries.lock().expect("streams lock");
-        let entry = entries
-            .get(&(ledger_name.to_owned(), stream_id.to_owned()))
-            .ok_or_else(|| Self::not_found(ledger_name, stream_id))?;
+        let entry = Self::entry(&entries, kind, ledger_name, stream_id)?;
         match (&entry.handle, entry.spec.final_status) {
             (Some(handle), None) if !handle.progress().status.is_terminal() => {
                 handle.cancel();
@@ -382,6 +570,35 @@ impl Streams {
                 format!("Journal stream {stream_id} is not active and cannot be canceled"),
             )),
         }
+    }
+
+    /// ListTagsForResource (GET), TagResource (POST) and UntagResource (DELETE) on a stream's
+    /// ARN; changes are saved in its `stream.json` before the reply.
+    pub fn tags(
+        &self,
+        method: &str,
+        ledger_name: &str,
+        stream_id: &str,
+        query: &str,
+        body: &[u8],
+    ) -> Result<Value, ApiError> {
+        let mut entries = self.entries.lock().expect("streams lock");
+        let entry = entries
+            .get_mut(&(ledger_name.to_owned(), stream_id.to_owned()))
+            .ok_or_else(|| Self::not_found(ledger_name, stream_id))?;
+        if method == "GET" {
+            return Ok(json!({ "Tags": entry.spec.tags }));
+        }
+        let change = TagChange::of_request(method, query, body)?
+            .ok_or_else(|| ApiError::new(ErrorKind::UnknownOperation, "No such tag operation"))?;
+        let mut spec = entry.spec.clone();
+        change.apply(&mut spec.tags)?;
+        let bytes = serde_json::to_vec(&spec).expect("a spec serializes");
+        Storage::Os
+            .write_atomically(&self.dir(&spec).join("stream.json"), &bytes)
+            .map_err(internal)?;
+        entry.spec = spec;
+        Ok(json!({}))
     }
 
     /// Prometheus lines for the running streams: lag in blocks and seconds, and whether each
@@ -425,16 +642,32 @@ fn description(entry: &Entry) -> Value {
         "LedgerName": spec.ledger_name,
         "CreationTime": spec.creation_time,
         "InclusiveStartTime": spec.inclusive_start_time,
-        "RoleArn": spec.role_arn,
         "StreamId": spec.stream_id,
         "Arn": spec.arn,
         "Status": status.as_str(),
-        "KinesisConfiguration": {
-            "StreamArn": spec.kinesis_stream_arn,
-            "AggregationEnabled": spec.aggregation_enabled,
-        },
         "StreamName": spec.stream_name,
     });
+    match &spec.destination {
+        Destination::Kinesis {
+            role_arn,
+            kinesis_stream_arn,
+            aggregation_enabled,
+        } => {
+            description["RoleArn"] = json!(role_arn);
+            description["KinesisConfiguration"] = json!({
+                "StreamArn": kinesis_stream_arn,
+                "AggregationEnabled": aggregation_enabled,
+            });
+        }
+        Destination::Nats {
+            nats_server,
+            nats_subject,
+        } => {
+            description["NatsConfiguration"] = json!({
+                "Url": format!("nats://{nats_server}/{nats_subject}"),
+            });
+        }
+    }
     if let Some(end) = spec.exclusive_end_time {
         description["ExclusiveEndTime"] = json!(end);
     }
@@ -494,8 +727,23 @@ pub fn route(
     account_id: &str,
 ) -> Option<Result<(u16, Value), ApiError>> {
     let segments: Vec<&str> = request.path.trim_matches('/').split('/').collect();
-    let ["ledgers", name, "journal-kinesis-streams", rest @ ..] = segments.as_slice() else {
+    if let ["tags", arn] = segments.as_slice() {
+        let arn = String::from_utf8(crate::sigv4::percent_decode(arn)).ok()?;
+        let prefix = format!("arn:aws:qldb:{region}:{account_id}:stream/");
+        let (ledger, id) = arn.strip_prefix(&prefix)?.split_once('/')?;
+        return Some(
+            streams
+                .tags(request.method, ledger, id, request.query, request.body)
+                .map(|value| (200, value)),
+        );
+    }
+    let ["ledgers", name, collection, rest @ ..] = segments.as_slice() else {
         return None;
+    };
+    let kind = match *collection {
+        "journal-kinesis-streams" => Kind::Kinesis,
+        "journal-nats-streams" => Kind::Nats,
+        _ => return None,
     };
     let decode = |s: &str| {
         String::from_utf8(crate::sigv4::percent_decode(s))
@@ -505,7 +753,12 @@ pub fn route(
         let name = decode(name)?;
         let (ledger, _) = registry.get(&name)?;
         match (request.method, rest) {
-            ("POST", []) => streams.create(&name, &ledger, request.body, region, account_id),
+            ("POST", []) => match kind {
+                Kind::Kinesis => {
+                    streams.create_kinesis(&name, &ledger, request.body, region, account_id)
+                }
+                Kind::Nats => streams.create_nats(&name, &ledger, request.body, region, account_id),
+            },
             ("GET", []) => {
                 let query: Vec<(String, String)> = request
                     .query
@@ -516,10 +769,10 @@ pub fn route(
                         Ok((decode(k)?, decode(v)?))
                     })
                     .collect::<Result<_, ApiError>>()?;
-                streams.list(&name, &query)
+                streams.list(kind, &name, &query)
             }
-            ("GET", [id]) => streams.describe(&name, &decode(id)?),
-            ("DELETE", [id]) => streams.cancel(&name, &decode(id)?),
+            ("GET", [id]) => streams.describe(kind, &name, &decode(id)?),
+            ("DELETE", [id]) => streams.cancel(kind, &name, &decode(id)?),
             _ => Err(ApiError::new(
                 ErrorKind::UnknownOperation,
                 "No such journal stream operation",
@@ -541,6 +794,35 @@ mod tests {
         for bad in ["", "-a", "a-", "a--b", "123", "a_b", &"x".repeat(33)] {
             assert!(validate_stream_name(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn stream_files_of_earlier_releases_read_as_kinesis_streams() {
+        let stored = r#"{"ledgerName":"shop","streamId":"AAAAAAAAAAAAAAAAAAAAAA","streamName":"s",
+            "arn":"arn:aws:qldb:us-east-1:1:stream/shop/AAAAAAAAAAAAAAAAAAAAAA",
+            "roleArn":"arn:aws:iam::1:role/r","kinesisStreamArn":"arn:aws:kinesis:us-east-1:1:stream/k",
+            "aggregationEnabled":false,"creationTime":1700000000.5,"inclusiveStartTime":1600000000,
+            "exclusiveEndTime":null,"tags":{"a":"b"},"finalStatus":"CANCELED"}"#;
+        let spec: StreamSpec = serde_json::from_str(stored).unwrap();
+        assert_eq!(
+            spec.destination,
+            Destination::Kinesis {
+                role_arn: "arn:aws:iam::1:role/r".into(),
+                kinesis_stream_arn: "arn:aws:kinesis:us-east-1:1:stream/k".into(),
+                aggregation_enabled: false,
+            }
+        );
+        assert_eq!(spec.final_status, Some(StreamStatus::Canceled));
+        let nats = StreamSpec {
+            destination: Destination::Nats {
+                nats_server: "127.0.0.1:4222".into(),
+                nats_subject: "quill.shop".into(),
+            },
+            ..spec
+        };
+        let text = serde_json::to_string(&nats).unwrap();
+        assert!(text.contains(r#""natsSubject":"quill.shop""#), "{text}");
+        assert_eq!(serde_json::from_str::<StreamSpec>(&text).unwrap(), nats);
     }
 
     #[test]

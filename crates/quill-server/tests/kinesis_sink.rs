@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use base64::Engine as _;
 use ion_rs::Element;
 use quill_ledger::{Ledger, LedgerOptions};
-use quill_server::kinesis::{AwsCredentials, KinesisSink, KinesisTarget};
+use quill_server::kinesis::{AwsCredentials, KinesisClient, KinesisSink, KinesisTarget};
 use quill_stream::{kpl, ErrorCause, Sink, StreamRecord};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -62,12 +62,14 @@ async fn endpoint(replies: Vec<(u16, String)>) -> (String, Arc<Mutex<Vec<Request
 
 fn target(authority: String, aggregation: bool) -> KinesisTarget {
     KinesisTarget {
-        authority,
-        region: "eu-west-1".into(),
-        credentials: AwsCredentials {
-            access_key_id: "AKIDSTREAM".into(),
-            secret_access_key: "secret".into(),
-            session_token: None,
+        client: KinesisClient {
+            authority,
+            region: "eu-west-1".into(),
+            credentials: AwsCredentials {
+                access_key_id: "AKIDSTREAM".into(),
+                secret_access_key: "secret".into(),
+                session_token: None,
+            },
         },
         stream_arn: "arn:aws:kinesis:eu-west-1:000000000000:stream/journal".into(),
         aggregation,

@@ -6,13 +6,13 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use quill_ledger::{Ledger, LedgerError};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::cursor::Cursor;
+use crate::cursor::{Cursor, Position};
 use crate::error::{Result, StreamError};
 use crate::record::{block_position, block_records, control_record, ControlType, StreamRecord};
 
@@ -122,6 +122,10 @@ pub struct WorkerOptions {
     /// How long after the end time a caught-up worker waits for commits still in flight
     /// (their block time can be just before the end time) before completing.
     pub end_grace: Duration,
+    /// Least time between two writes of the cursor while delivering (each write is two fsyncs
+    /// on the journal's disk); the last position is also written when the worker stops. A
+    /// crash resends at most this much more.
+    pub cursor_interval: Duration,
 }
 
 impl Default for WorkerOptions {
@@ -132,6 +136,7 @@ impl Default for WorkerOptions {
             backoff_max: Duration::from_secs(5),
             max_blocks_per_batch: 200,
             end_grace: Duration::from_secs(1),
+            cursor_interval: Duration::from_millis(200),
         }
     }
 }
@@ -314,8 +319,23 @@ impl Worker {
     }
 
     async fn stream(&mut self) -> Result<StreamStatus> {
-        let mut cancel = self.handle.cancel.subscribe();
         let mut position = self.cursor.load()?;
+        let mut stored = position.clone();
+        let status = self.deliver_from(&mut position, &mut stored).await?;
+        if position != stored {
+            self.cursor.store(&position)?;
+        }
+        Ok(status)
+    }
+
+    /// Delivers from `position` on, advancing it; `stored` is what the cursor file holds.
+    async fn deliver_from(
+        &mut self,
+        position: &mut Position,
+        stored: &mut Position,
+    ) -> Result<StreamStatus> {
+        let mut cancel = self.handle.cancel.subscribe();
+        let mut last_store = Instant::now();
         if !position.created_delivered {
             let created = control_record(
                 &self.config.stream_arn,
@@ -326,7 +346,8 @@ impl Worker {
                 return Ok(StreamStatus::Canceled);
             }
             position.created_delivered = true;
-            self.cursor.store(&position)?;
+            self.cursor.store(position)?;
+            *stored = position.clone();
         }
         let mut next = match position.last_block {
             Some(last) => last + 1,
@@ -355,7 +376,11 @@ impl Worker {
             }
             if let Some(last) = batch.last_block {
                 position.last_block = Some(last);
-                self.cursor.store(&position)?;
+                if last_store.elapsed() >= self.options.cursor_interval {
+                    self.cursor.store(position)?;
+                    *stored = position.clone();
+                    last_store = Instant::now();
+                }
                 next = last + 1;
             }
             self.handle

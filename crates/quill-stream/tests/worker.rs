@@ -65,6 +65,7 @@ fn options() -> WorkerOptions {
         backoff_max: Duration::from_millis(20),
         max_blocks_per_batch: 3,
         end_grace: Duration::from_millis(50),
+        cursor_interval: Duration::from_millis(20),
     }
 }
 

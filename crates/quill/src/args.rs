@@ -70,6 +70,9 @@ pub enum Command {
     Tail(TailArgs),
     /// Keep a verified, read-only copy of a served ledger's transparency log, and serve it.
     Mirror(crate::mirror::MirrorArgs),
+    /// Stream a served ledger's journal to NATS JetStream (create, list, describe, cancel).
+    #[command(subcommand)]
+    Stream(StreamCommand),
 }
 
 impl Command {
@@ -326,6 +329,59 @@ pub struct TailArgs {
     /// Region to sign requests for (when AWS credentials are set).
     #[arg(long, default_value = "us-east-1")]
     pub region: String,
+}
+
+/// The server and ledger a `quill stream` command talks to.
+#[derive(Args, Debug)]
+pub struct StreamServer {
+    /// The server, e.g. http://127.0.0.1:8000.
+    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    pub endpoint: String,
+    /// Ledger name.
+    #[arg(long)]
+    pub ledger: String,
+    /// Region to sign requests for (when AWS credentials are set).
+    #[arg(long, default_value = "us-east-1")]
+    pub region: String,
+}
+
+/// `quill stream`.
+#[derive(Subcommand, Debug)]
+pub enum StreamCommand {
+    /// Start streaming the ledger's journal to a NATS JetStream subject; prints the stream id.
+    Create {
+        #[command(flatten)]
+        server: StreamServer,
+        /// nats://HOST[:PORT]/SUBJECT; a JetStream stream must capture SUBJECT.
+        #[arg(long)]
+        to: String,
+        /// The stream's name (QLDB's rules: letters, digits, single inner hyphens).
+        #[arg(long, default_value = "nats-stream")]
+        name: String,
+        /// Inclusive start, ISO 8601 (history from then on is streamed); default: now.
+        #[arg(long)]
+        start: Option<String>,
+        /// Exclusive end, ISO 8601: the stream completes there; default: never.
+        #[arg(long)]
+        end: Option<String>,
+    },
+    /// List the ledger's NATS streams with their status and lag.
+    List {
+        #[command(flatten)]
+        server: StreamServer,
+    },
+    /// Describe one NATS stream.
+    Describe {
+        #[command(flatten)]
+        server: StreamServer,
+        stream_id: String,
+    },
+    /// Cancel a NATS stream.
+    Cancel {
+        #[command(flatten)]
+        server: StreamServer,
+        stream_id: String,
+    },
 }
 
 /// `quill export`.

@@ -51,7 +51,9 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
             data_dir: &target.data_dir,
             ledger: &target.ledger,
             options: LedgerOptions::default(),
-            before_publish: Box::new(|dir| write_control(&Storage::Os, dir, &control).map_err(LedgerError::Io)),
+            before_publish: Box::new(|dir| {
+                write_control(&Storage::Os, dir, &control).map_err(LedgerError::Io)
+            }),
         },
         &mut |blocks| bar.set_position(blocks),
     );

@@ -11,7 +11,8 @@
 //!   (`quill-export`), and its re-verification;
 //! - `witness`, `log-key`, `verify-proof`, `log-proof` ([`tlog`]): a C2SP tlog-witness server,
 //!   a ledger log's key, and transparency log proofs (the offline check included);
-//! - `tail` ([`tail`]): a served ledger's journal as it is committed;
+//! - `tail` ([`tail`]): a served ledger's journal as it is committed; `stream` ([`stream`]):
+//!   its streams to NATS JetStream;
 //! - `mirror` ([`mirror`]): a verified, read-only copy of a served ledger's log;
 //! - `bench`: benchmarks (owned by the benchmark module).
 
@@ -27,6 +28,7 @@ mod mirror;
 mod render;
 mod serve;
 mod shell;
+mod stream;
 mod tail;
 mod tlog;
 
@@ -105,5 +107,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::LogProof(args) => tlog::log_proof(args),
         Command::Tail(tail_args) => tail::run(&tail_args),
         Command::Mirror(args) => mirror::run(args),
+        Command::Stream(command) => stream::run(command),
     }
 }

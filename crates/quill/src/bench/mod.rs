@@ -7,12 +7,15 @@
 //! - `wire`: QLDB `SendCommand` transactions over HTTP/1.1 against a server.
 //! - `workload`: one line `tx_per_sec=…` for a fixed insert or update workload.
 //! - `export`: journal export rate per output format while a writer commits.
+//! - `stream`: journal stream delivery rate and lag to Kinesis and NATS, and commit throughput
+//!   with a stream vs none.
 
 mod export;
 mod ledger;
 mod load;
 mod recovery;
 mod stats;
+mod stream;
 mod summary;
 mod wire;
 mod workload;
@@ -36,6 +39,9 @@ pub enum BenchCommand {
     Workload(workload::WorkloadArgs),
     /// Journal export rate in every output format, with commits going on meanwhile.
     Export(export::ExportBenchArgs),
+    /// Journal stream delivery rate and lag against running Kinesis-compatible and NATS
+    /// servers, and commit throughput with one active stream vs none.
+    Stream(stream::StreamBenchArgs),
 }
 
 /// Runs the selected benchmark and prints its figures.
@@ -45,6 +51,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Wire(args) => wire::run(args),
         BenchCommand::Workload(args) => workload::run(args),
         BenchCommand::Export(args) => export::run(args),
+        BenchCommand::Stream(args) => stream::run(args),
     }
 }
 
