@@ -80,11 +80,21 @@ component() {
     awk -v label="$label" -v patterns="$patterns" -v n="$transactions" '
         BEGIN { count = split(patterns, wanted, "|") }
         /=>/ { next }
-        { for (i = 1; i <= count; i++) if (index($0, wanted[i] " [") > 0) { gsub(",", "", $1); sum += $1 } }
+        {
+            for (i = 1; i <= count; i++) {
+                at = index($0, wanted[i])
+                if (at == 0) continue
+                rest = substr($0, at + length(wanted[i]))
+                if (rest == "" || substr(rest, 1, 2) == " [") { gsub(",", "", $1); sum += $1 }
+            }
+        }
         END { printf "  %-62s %9.0f\n", label, sum / n }' "$OUT/inclusive.txt"
 }
 S=quill-server/src
 echo "instructions per transaction, inclusive:"
+awk -v t="$total" -v n="$transactions" 'BEGIN { printf "  %-62s %9.0f\n", "server in total (background included)", t / n }'
+background=$(awk '/=>/ { next } /quill-server\/src\/tlog.rs:quill_server::tlog::Logs::checkpoint_all( \[|$)|quill-ledger\/src\/commit\/flusher.rs:quill_ledger::commit::flusher::flush_loop( \[|$)/ { gsub(",", "", $1); sum += $1 } END { print sum + 0 }' "$OUT/inclusive.txt")
+awk -v t="$total" -v b="$background" -v n="$transactions" 'BEGIN { printf "  %-62s %9.0f\n", "server per request path (total less the two background lines)", (t - b) / n }'
 component "HTTP handler on the async workers (the session excluded)" "$S/server.rs:<F as axum::handler::Handler<(M,T1,T2),S>>::call::{{closure}}"
 component "  SigV4 verification (headers, signature, payload hash)" "$S/sigv4.rs:quill_server::sigv4::check_headers|$S/sigv4.rs:quill_server::sigv4::HeaderCheck::verify|$S/sigv4.rs:quill_server::sigv4::check_payload"
 component "  JSON request decode (Ion parameters included)" "$S/data_plane.rs:quill_server::data_plane::parse_request"
@@ -93,10 +103,10 @@ component "  JSON response (build + serialise)" "$S/data_plane.rs:quill_server::
 component "  request id, header copies" "$S/server.rs:quill_server::server::request_id|$S/server.rs:quill_server::server::header_pairs"
 component "Session commands on the blocking pool" "$S/session.rs:quill_server::session::Sessions::run"
 component "  StartTransaction" "$S/session.rs:quill_server::session::Sessions::start_transaction"
-component "  CommitDigest (statement digest folded by the session)" "quill-verify/src/hashes.rs:quill_verify::hashes::CommitDigest::add_statement"
-component "  PartiQL execute (parse, eval, writes)" "quill-partiql/src/lib.rs:quill_partiql::execute_with_limits"
+component "  statement digests (CommitDigest and ledger record)" "quill-verify/src/hashes.rs:quill_verify::hashes::statement_digest"
+component "  PartiQL execute (parse, eval, writes)" "quill-partiql/src/lib.rs:quill_partiql::execute_with_limits|quill-partiql/src/lib.rs:quill_partiql::execute_with_digest"
 component "    PartiQL parse" "quill-partiql/src/parser/mod.rs:quill_partiql::parser::parse"
-component "    statement recorded by the ledger (its digest)" "quill-ledger/src/transaction.rs:quill_ledger::transaction::Transaction::record_statement"
+component "    statement recorded by the ledger" "quill-ledger/src/transaction.rs:quill_ledger::transaction::Transaction::record_statement|quill-ledger/src/transaction.rs:quill_ledger::transaction::Transaction::record_statement_digest"
 component "    engine write (Transaction::insert / update)" "quill-ledger/src/transaction.rs:quill_ledger::transaction::Transaction::insert|quill-ledger/src/transaction.rs:quill_ledger::transaction::Transaction::update"
 component "  commit (hashing, sequencing; waits are not instructions)" "$S/session.rs:quill_server::session::Sessions::commit"
 component "Commit threads (sequencer, syncer)" "quill-ledger/src/commit/pipeline.rs:quill_ledger::commit::pipeline::run|quill-ledger/src/commit/pipeline.rs:quill_ledger::commit::pipeline::sync_loop"
