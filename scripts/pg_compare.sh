@@ -1,27 +1,47 @@
 #!/usr/bin/env bash
 # pg_compare.sh — the same single-document insert and update workload on PostgreSQL 15 and
-# on Quill, in one run, on this machine's disk, at 32 concurrent clients.
+# on Quill, in one run, on this machine's disk.
 #
-#   Variant A: PostgreSQL audit table (JSONB table + trigger-maintained history table), the
-#              recipe AWS recommended as QLDB's replacement.           scripts/pg/schema_audit.sql
-#   Variant B: variant A plus a SHA-256 hash chain over the history rows (chain head locked
-#              FOR UPDATE, so writers serialise as a real chain must). scripts/pg/schema_chain.sql
-#   Quill:     `quill bench workload --writers 32 --kind insert|update` (in-process, durable).
+#   PG plain:  a JSONB table, no history (the floor).                  scripts/pg/schema_plain.sql
+#   PG audit:  JSONB table + trigger-maintained history table, the recipe AWS recommended as
+#              QLDB's replacement.                                     scripts/pg/schema_audit.sql
+#   PG chain:  the audit table plus a SHA-256 hash chain over the history rows (chain head
+#              locked FOR UPDATE, so writers serialise as a real chain must).
+#                                                                      scripts/pg/schema_chain.sql
+#   Quill wire:       `quill serve` (SigV4 on: --auth credentials) driven over TCP by
+#                     `quill bench wire` in a separate process, signing every request as a driver
+#                     does: StartTransaction, one statement, CommitTransaction per transaction.
+#   Quill in-process: `quill bench workload` (the engine alone, no protocol).
 #
-# PostgreSQL runs with fsync=on and synchronous_commit=on (both durable at acknowledgement,
-# like Quill). It is initialised in a temporary directory, listens on 127.0.0.1:$PG_PORT only,
-# and is stopped and removed at exit.
+# PostgreSQL is driven by pgbench over TCP (127.0.0.1), one connection per client, each
+# transaction one autocommitted statement. Both run with fsync on and acknowledge only durable
+# commits. The wire table (like for like: both over the loopback network) comes first, at
+# every client count of CLIENTS_LIST; the in-process table, at CLIENTS writers, second.
+#
+# Usage: scripts/pg_compare.sh [--wire | --in-process]   (default: both tables)
+#
+# PostgreSQL runs with fsync=on and synchronous_commit=on. It is initialised in a temporary
+# directory, listens on 127.0.0.1:$PG_PORT only, and is stopped and removed at exit.
 #
 # Environment (all optional):
 #   RUN_SECONDS   seconds per measurement (default 10)
-#   CLIENTS       concurrent clients / writers (default 32)
+#   CLIENTS_LIST  client counts of the wire table (default "1 8 32 64")
+#   CLIENTS       writers of the in-process table (default 32)
 #   PRELOAD       documents loaded before the update runs (default 10000)
 #   PG_PORT       PostgreSQL port (default 55432)
 #   QUILL_BIN     quill binary (default target/release/quill, built if missing)
 set -euo pipefail
 
+MODE=both
+case "${1:-}" in
+    "") ;;
+    --wire) MODE=wire ;;
+    --in-process) MODE=in-process ;;
+    *) echo "usage: $0 [--wire | --in-process]" >&2; exit 2 ;;
+esac
 RUN_SECONDS=${RUN_SECONDS:-10}
 CLIENTS=${CLIENTS:-32}
+CLIENTS_LIST=${CLIENTS_LIST:-1 8 32 64}
 PRELOAD=${PRELOAD:-10000}
 PG_PORT=${PG_PORT:-55432}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -77,7 +97,12 @@ QUILL="$WORK/quill"
 
 # --- PostgreSQL cluster in a temp dir, removed at exit ------------------------------------
 PGDATA="$WORK/pgdata"
+QUILL_PID=""
 cleanup() {
+    if [[ -n "$QUILL_PID" ]]; then
+        kill "$QUILL_PID" 2>/dev/null || true
+        wait "$QUILL_PID" 2>/dev/null || true
+    fi
     if [[ -f "$PGDATA/postmaster.pid" ]]; then
         as_pg "$PG_BIN/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null 2>&1 || true
     fi
@@ -91,60 +116,159 @@ mkdir -p "$PGDATA"
 if [[ $(id -u) -eq 0 ]]; then chown postgres: "$PGDATA"; fi
 as_pg "$PG_BIN/initdb" -D "$PGDATA" -U postgres --auth=trust -E UTF8 >/dev/null
 as_pg "$PG_BIN/pg_ctl" -D "$PGDATA" -w -l "$PGDATA/server.log" \
-    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -c unix_socket_directories=$PGDATA -c fsync=on -c synchronous_commit=on -c max_connections=$((CLIENTS + 20))" \
+    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -c unix_socket_directories=$PGDATA -c fsync=on -c synchronous_commit=on -c max_connections=$(( $(printf '%s\n' $CLIENTS_LIST $CLIENTS | sort -n | tail -1) + 20 ))" \
     start >/dev/null
 psql_run() { "$PSQL" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres "$@"; }
 log "$PG_VERSION on 127.0.0.1:$PG_PORT (fsync=$(psql_run -At -c 'SHOW fsync'), synchronous_commit=$(psql_run -At -c 'SHOW synchronous_commit'))"
 
-for variant in audit chain; do
+VARIANTS=(plain audit chain)
+for variant in "${VARIANTS[@]}"; do
     psql_run -d postgres -c "CREATE DATABASE $variant" >/dev/null
     psql_run -d "$variant" -f "$SQL_DIR/schema_$variant.sql" >/dev/null
-    # Update targets: ids md5(k)::uuid for k in 1..PRELOAD, inserted through the trigger.
+    # Update targets: ids md5(k)::uuid for k in 1..PRELOAD (through the trigger where there is one).
     psql_run -d "$variant" -c "INSERT INTO vehicle SELECT md5(k::text)::uuid, jsonb_build_object('VIN', '1N4AL11D' || lpad(k::text, 9, '0'), 'Make', 'Quill', 'Year', 2000 + k % 25, 'Color', 'Red', 'Mileage', k * 7919 % 200000) FROM generate_series(1, $PRELOAD) AS k" >/dev/null
     psql_run -d "$variant" -c "VACUUM ANALYZE" >/dev/null
 done
 
-# pgbench's tps (excluding connection time) for one variant and workload.
-pg_tps() {
-    local database=$1 kind=$2 output
-    output=$("$PGBENCH" -n -h 127.0.0.1 -p "$PG_PORT" -U postgres -c "$CLIENTS" -j 2 -T "$RUN_SECONDS" \
-        -D preload="$PRELOAD" -f "$SQL_DIR/$kind.sql" "$database" 2>&1) || { echo "$output" >&2; die "pgbench $database $kind failed"; }
-    echo "$output" | sed -n 's/^tps = \([0-9.]*\) (without initial connection time)$/\1/p'
+# "tps p50_us p99_us" of one pgbench run: tps from pgbench, percentiles from its
+# per-transaction log (-l: the third column is the latency in µs).
+pg_run() {
+    local database=$1 kind=$2 clients=$3 output logs threads
+    threads=$(( clients < 2 ? clients : 2 ))
+    logs="$WORK/pglog.$database.$kind.$clients"
+    output=$("$PGBENCH" -n -h 127.0.0.1 -p "$PG_PORT" -U postgres -c "$clients" -j "$threads" -T "$RUN_SECONDS" \
+        -l --log-prefix="$logs" -D preload="$PRELOAD" -f "$SQL_DIR/$kind.sql" "$database" 2>&1) || { echo "$output" >&2; die "pgbench $database $kind failed"; }
+    local tps
+    tps=$(echo "$output" | sed -n 's/^tps = \([0-9.]*\) (without initial connection time)$/\1/p')
+    [[ -n "$tps" ]] || { echo "$output" >&2; die "no tps from pgbench for $database $kind"; }
+    cat "$logs".* | awk '{ print $3 }' | sort -n | awk -v tps="$tps" '
+        { v[NR] = $1 }
+        END { if (NR == 0) { print tps, 0, 0; exit }
+              i50 = int(NR * 0.50); if (i50 < 1) i50 = 1
+              i99 = int(NR * 0.99); if (i99 < 1) i99 = 1
+              print tps, v[i50], v[i99] }'
+    rm -f "$logs".*
 }
-
-# Quill's tx/s for one workload, from its machine-readable line.
-quill_line() {
-    "$QUILL" bench workload --writers "$CLIENTS" --seconds "$RUN_SECONDS" --kind "$1" --preload "$PRELOAD" --dir "$WORK"
-}
-
-declare -A TPS
-FSYNC_US=""
-for kind in insert update; do
-    for variant in audit chain; do
-        log "PostgreSQL $variant $kind: $CLIENTS clients, $RUN_SECONDS s"
-        TPS[$variant.$kind]=$(pg_tps "$variant" "$kind")
-        [[ -n "${TPS[$variant.$kind]}" ]] || die "no tps from pgbench for $variant $kind"
-    done
-    log "Quill $kind: $CLIENTS writers, $RUN_SECONDS s"
-    line=$(quill_line "$kind")
-    echo "quill: $line" >&2
-    TPS[quill.$kind]=$(sed -n 's/.*tx_per_sec=\([0-9.]*\).*/\1/p' <<<"$line")
-    FSYNC_US+="${FSYNC_US:+, }$kind run $(sed -n 's/.*fsync_p50_us=\([0-9]*\).*/\1/p' <<<"$line") µs"
-    [[ -n "${TPS[quill.$kind]}" ]] || die "no tx_per_sec from quill for $kind"
-done
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 verdict() { awk -v r="$1" -v g="$2" 'BEGIN { print (r + 0 >= g) ? "yes" : "NO" }'; }
+ms() { awk -v us="$1" 'BEGIN { printf "%.2f", us / 1000 }'; }
 
-echo
-echo "pg_compare: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "$PG_VERSION (fsync=on, synchronous_commit=on); Quill $("$QUILL" --version 2>/dev/null || echo '(version unknown)')"
-echo "$CLIENTS clients, $RUN_SECONDS s per run, $PRELOAD preloaded documents; raw fsync p50 (measured by Quill before each of its runs): $FSYNC_US"
-echo
-echo "| workload | PG audit tx/s | PG hash-chained tx/s | Quill tx/s | Quill / audit (goal ≥ 2) | Quill / chained (goal ≥ 10) |"
-echo "|---|---|---|---|---|---|"
-for kind in insert update; do
-    a=${TPS[audit.$kind]} c=${TPS[chain.$kind]} q=${TPS[quill.$kind]}
-    ra=$(ratio "$q" "$a") rc=$(ratio "$q" "$c")
-    printf "| %s | %.0f | %.0f | %.0f | %s× (%s) | %s× (%s) |\n" "$kind" "$a" "$c" "$q" "$ra" "$(verdict "$ra" 2)" "$rc" "$(verdict "$rc" 10)"
-done
+header() {
+    echo
+    echo "pg_compare: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "$PG_VERSION (fsync=on, synchronous_commit=on); Quill $("$QUILL" --version 2>/dev/null || echo '(version unknown)')"
+}
+
+declare -A TPS P50 P99
+
+# --- Wire: pgbench over TCP vs quill bench wire against quill serve (SigV4) ---------------
+wire_compare() {
+    local kind clients variant line
+    for kind in insert update; do
+        for clients in $CLIENTS_LIST; do
+            for variant in "${VARIANTS[@]}"; do
+                log "PostgreSQL $variant $kind: $clients clients, $RUN_SECONDS s"
+                read -r "TPS[$variant.$kind.$clients]" "P50[$variant.$kind.$clients]" "P99[$variant.$kind.$clients]" \
+                    < <(pg_run "$variant" "$kind" "$clients")
+            done
+        done
+    done
+
+    # The server: its own process, SigV4 with a generated key pair, a fresh data directory.
+    local secret port
+    secret=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
+    echo "pgcompare $secret" >"$WORK/credentials"
+    mkdir -p "$WORK/quill-data"
+    "$QUILL" serve --data-dir "$WORK/quill-data" --listen 127.0.0.1:0 --auth credentials \
+        --credentials "$WORK/credentials" --log-level warn >"$WORK/serve.out" 2>"$WORK/serve.log" &
+    QUILL_PID=$!
+    for _ in $(seq 100); do
+        port=$(sed -n 's|^quill: listening on http://127.0.0.1:\([0-9]*\).*|\1|p' "$WORK/serve.out")
+        [[ -n "$port" ]] && break
+        kill -0 "$QUILL_PID" 2>/dev/null || { cat "$WORK/serve.log" >&2; die "quill serve exited"; }
+        sleep 0.1
+    done
+    [[ -n "$port" ]] || die "quill serve did not report its port"
+    local sessions
+    sessions=$(echo $CLIENTS_LIST | tr ' ' ',')
+    for kind in insert update; do
+        log "Quill wire $kind: sessions $sessions, $RUN_SECONDS s each (SigV4 on)"
+        AWS_ACCESS_KEY_ID=pgcompare AWS_SECRET_ACCESS_KEY=$secret \
+            "$QUILL" bench wire --endpoint "http://127.0.0.1:$port" --kind "$kind" --sessions "$sessions" \
+            --seconds "$RUN_SECONDS" --preload "$PRELOAD" --ledger "wire$kind" --dir "$WORK" >"$WORK/wire.$kind" \
+            || { cat "$WORK/wire.$kind" "$WORK/serve.log" >&2; die "quill bench wire $kind failed"; }
+        grep -v '^wire ' "$WORK/wire.$kind" >&2
+        while read -r line; do
+            clients=$(sed -n 's/.* sessions=\([0-9]*\).*/\1/p' <<<"$line")
+            TPS[quill.$kind.$clients]=$(sed -n 's/.* tx_per_sec=\([0-9.]*\).*/\1/p' <<<"$line")
+            P50[quill.$kind.$clients]=$(sed -n 's/.* p50_us=\([0-9]*\).*/\1/p' <<<"$line")
+            P99[quill.$kind.$clients]=$(sed -n 's/.* p99_us=\([0-9]*\).*/\1/p' <<<"$line")
+        done < <(grep '^wire ' "$WORK/wire.$kind")
+    done
+    kill "$QUILL_PID"
+    wait "$QUILL_PID" 2>/dev/null || true
+    QUILL_PID=""
+
+    header
+    echo "Through the wire: PostgreSQL via pgbench over TCP; Quill via its QLDB protocol (quill serve --auth credentials,"
+    echo "SigV4-signed by quill bench wire in a separate process; 3 requests per transaction). $RUN_SECONDS s per run,"
+    echo "$PRELOAD preloaded documents. tx/s and latency p50 / p99 in ms. Goals at 32 clients: Quill ≥ 1.0× audit, ≥ 5× chain;"
+    echo "at 1 client: Quill p50 ≤ 1.5× audit p50."
+    echo
+    echo "| workload | clients | PG plain | PG audit | PG chain | Quill wire | Quill / audit | Quill / chain | p50 Quill / audit |"
+    echo "|---|---|---|---|---|---|---|---|---|"
+    local k q a c p ra rc rp
+    for kind in insert update; do
+        for clients in $CLIENTS_LIST; do
+            k=$kind.$clients
+            q=${TPS[quill.$k]:-0} a=${TPS[audit.$k]} c=${TPS[chain.$k]} p=${TPS[plain.$k]}
+            ra=$(ratio "$q" "$a") rc=$(ratio "$q" "$c") rp=$(ratio "${P50[quill.$k]:-0}" "${P50[audit.$k]}")
+            if [[ $clients == 32 ]]; then
+                ra="$ra× ($(verdict "$ra" 1) ≥ 1)" rc="$rc× ($(verdict "$rc" 5) ≥ 5)" rp="$rp×"
+            elif [[ $clients == 1 ]]; then
+                ra="$ra×" rc="$rc×" rp="$rp× ($(awk -v r="$rp" 'BEGIN { print (r + 0 <= 1.5) ? "yes" : "NO" }') ≤ 1.5)"
+            else
+                ra="$ra×" rc="$rc×" rp="$rp×"
+            fi
+            printf "| %s | %s | %.0f (%s / %s) | %.0f (%s / %s) | %.0f (%s / %s) | %.0f (%s / %s) | %s | %s | %s |\n" \
+                "$kind" "$clients" \
+                "$p" "$(ms "${P50[plain.$k]}")" "$(ms "${P99[plain.$k]}")" \
+                "$a" "$(ms "${P50[audit.$k]}")" "$(ms "${P99[audit.$k]}")" \
+                "$c" "$(ms "${P50[chain.$k]}")" "$(ms "${P99[chain.$k]}")" \
+                "$q" "$(ms "${P50[quill.$k]:-0}")" "$(ms "${P99[quill.$k]:-0}")" \
+                "$ra" "$rc" "$rp"
+        done
+    done
+}
+
+# --- In-process: pgbench over TCP vs the engine alone (not like for like) -----------------
+in_process_compare() {
+    local kind variant line fsync_us=""
+    for kind in insert update; do
+        for variant in audit chain; do
+            log "PostgreSQL $variant $kind: $CLIENTS clients, $RUN_SECONDS s"
+            read -r "TPS[$variant.$kind.ip]" _ _ < <(pg_run "$variant" "$kind" "$CLIENTS")
+        done
+        log "Quill in-process $kind: $CLIENTS writers, $RUN_SECONDS s"
+        line=$("$QUILL" bench workload --writers "$CLIENTS" --seconds "$RUN_SECONDS" --kind "$kind" --preload "$PRELOAD" --dir "$WORK")
+        echo "quill: $line" >&2
+        TPS[quill.$kind.ip]=$(sed -n 's/.*tx_per_sec=\([0-9.]*\).*/\1/p' <<<"$line")
+        fsync_us+="${fsync_us:+, }$kind run $(sed -n 's/.*fsync_p50_us=\([0-9]*\).*/\1/p' <<<"$line") µs"
+        [[ -n "${TPS[quill.$kind.ip]}" ]] || die "no tx_per_sec from quill for $kind"
+    done
+    header
+    echo "In-process (NOT like for like: Quill's engine called directly, PostgreSQL over TCP): $CLIENTS clients,"
+    echo "$RUN_SECONDS s per run, $PRELOAD preloaded documents; raw fsync p50 (measured by Quill before each of its runs): $fsync_us"
+    echo
+    echo "| workload | PG audit tx/s | PG hash-chained tx/s | Quill in-process tx/s | Quill / audit | Quill / chained |"
+    echo "|---|---|---|---|---|---|"
+    local a c q
+    for kind in insert update; do
+        a=${TPS[audit.$kind.ip]} c=${TPS[chain.$kind.ip]} q=${TPS[quill.$kind.ip]}
+        printf "| %s | %.0f | %.0f | %.0f | %s× | %s× |\n" "$kind" "$a" "$c" "$q" "$(ratio "$q" "$a")" "$(ratio "$q" "$c")"
+    done
+}
+
+if [[ $MODE != in-process ]]; then wire_compare; fi
+if [[ $MODE != wire ]]; then in_process_compare; fi

@@ -169,6 +169,13 @@ impl Transaction {
     /// Records a statement (text and parameters) so the block's `transactionInfo` shows it;
     /// writes that follow are attributed to it.
     pub fn record_statement(&mut self, text: &str, parameters: &[Element]) -> Result<()> {
+        self.record_statement_digest(text, quill_verify::statement_digest(text, parameters))
+    }
+
+    /// [`Transaction::record_statement`] with the statement's digest already computed: it must
+    /// be `quill_verify::statement_digest(text, parameters)` (the block's `transactionInfo`
+    /// stores it as the statement's digest).
+    pub fn record_statement_digest(&mut self, text: &str, digest: Hash) -> Result<()> {
         self.check_open()?;
         let length = text.chars().count();
         if length > crate::limits::STATEMENT_LENGTH_MAX_CHARS {
@@ -181,7 +188,7 @@ impl Transaction {
         self.statements.push(StatementRecord {
             text: text.to_owned(),
             start_millis: clock::now_millis(),
-            digest: quill_verify::statement_digest(text, parameters),
+            digest,
         });
         Ok(())
     }

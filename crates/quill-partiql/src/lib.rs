@@ -36,6 +36,7 @@ pub mod value;
 
 use ion_rs::Element;
 use quill_ledger::Transaction;
+use quill_verify::Hash;
 
 pub use error::{ParseError, PartiqlError, Result};
 pub use eval::limits;
@@ -89,12 +90,40 @@ pub fn execute_with_limits(
     parameters: &[Element],
     limits: ExecuteLimits,
 ) -> Result<Vec<Element>> {
+    // Only a statement that parses is recorded, so its digest is computed only then.
     let parsed = parse_checked(statement, parameters)?;
+    let digest = quill_verify::statement_digest(statement, parameters);
+    execute_parsed(tx, statement, &parsed, parameters, digest, limits)
+}
+
+/// [`execute_with_limits`] for a caller that already has the statement's digest, which must be
+/// `quill_verify::statement_digest(statement, parameters)`: the server folds the same digest
+/// into the transaction's CommitDigest, and hashing every parameter twice costs more than the
+/// rest of a small statement.
+pub fn execute_with_digest(
+    tx: &mut Transaction,
+    statement: &str,
+    parameters: &[Element],
+    statement_digest: Hash,
+    limits: ExecuteLimits,
+) -> Result<Vec<Element>> {
+    let parsed = parse_checked(statement, parameters)?;
+    execute_parsed(tx, statement, &parsed, parameters, statement_digest, limits)
+}
+
+fn execute_parsed(
+    tx: &mut Transaction,
+    statement: &str,
+    parsed: &ast::Statement,
+    parameters: &[Element],
+    digest: Hash,
+    limits: ExecuteLimits,
+) -> Result<Vec<Element>> {
     let savepoint = tx.savepoint();
     let result = tx
-        .record_statement(statement, parameters)
+        .record_statement_digest(statement, digest)
         .map_err(PartiqlError::from)
-        .and_then(|()| eval::execute_statement(tx, &parsed, parameters, limits));
+        .and_then(|()| eval::execute_statement(tx, parsed, parameters, limits));
     if result.is_err() {
         tx.rollback_to(savepoint);
     }

@@ -136,6 +136,13 @@ fn explain_says_scan_or_index() {
     )
     .unwrap();
     assert!(plan.starts_with("Update\nIndexLookup"), "{plan}");
+    // A parameter is as good a key as a literal (drivers send ids as parameters).
+    let plan = explain(
+        &mut tx,
+        "UPDATE VehicleRegistration AS r BY id SET r.x = 1 WHERE id = ?",
+    )
+    .unwrap();
+    assert!(plan.starts_with("Update\nIdLookup"), "{plan}");
     let rows = execute(
         &mut tx,
         "EXPLAIN SELECT * FROM VehicleRegistration AS r BY id WHERE id = 'x'",

@@ -774,16 +774,26 @@ async fn data_plane(
     let request = data_plane::parse_request(&body)?;
     let name = data_plane::command_name(&request.command);
     let started = Instant::now();
-    let state = state.clone();
-    let outcome = tokio::task::spawn_blocking(move || {
-        state.sessions.run(
-            &state.registry,
-            &caller,
-            request.session_token.as_deref(),
-            request.command,
-        )
-    })
-    .await
-    .unwrap_or_else(|error| Err(ApiError::internal(format!("command task failed: {error}"))))?;
+    let token = request.session_token;
+    let outcome = match state.sessions.try_run_quick(
+        &state.registry,
+        &caller,
+        token.as_deref(),
+        request.command,
+    ) {
+        Ok(outcome) => outcome?,
+        Err(command) => {
+            let state = state.clone();
+            tokio::task::spawn_blocking(move || {
+                state
+                    .sessions
+                    .run(&state.registry, &caller, token.as_deref(), command)
+            })
+            .await
+            .unwrap_or_else(|error| {
+                Err(ApiError::internal(format!("command task failed: {error}")))
+            })?
+        }
+    };
     Ok((200, data_plane::render(name, &outcome, started.elapsed())))
 }

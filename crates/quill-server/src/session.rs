@@ -14,7 +14,7 @@
 //! engine fsyncs), never on the async executor.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -218,14 +218,64 @@ impl Sessions {
         }
         let token = session_token
             .ok_or_else(|| ApiError::bad_request("SessionToken is required for this command"))?;
-        let session = lock(&self.map)
+        let session = self.find(token)?;
+        let session = lock(&session);
+        self.run_locked(registry, caller, token, session, command)
+    }
+
+    /// Runs `command` at once when it only touches memory (StartTransaction, AbortTransaction,
+    /// FetchPage) and its session is idle, so the async worker that decoded the request need
+    /// not hand it to a blocking thread and wait to be woken again; otherwise gives the command
+    /// back, for [`Sessions::run`] on a blocking thread (a busy session's lock may be held
+    /// through a statement or an fsync).
+    pub fn try_run_quick(
+        &self,
+        registry: &Registry,
+        caller: &Caller,
+        session_token: Option<&str>,
+        command: Command,
+    ) -> Result<Result<Outcome, ApiError>, Command> {
+        let quick = matches!(
+            command,
+            Command::StartTransaction | Command::AbortTransaction | Command::FetchPage { .. }
+        );
+        let Some(token) = session_token.filter(|_| quick) else {
+            return Err(command);
+        };
+        let session = match self.find(token) {
+            Ok(session) => session,
+            Err(error) => return Ok(Err(error)),
+        };
+        let session = match session.try_lock() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return Err(command),
+        };
+        if session.created.elapsed() > self.limits.session_lifetime {
+            // Ending it waits for the session's other commands: not on this thread.
+            return Err(command);
+        }
+        Ok(self.run_locked(registry, caller, token, session, command))
+    }
+
+    /// The session with this token.
+    fn find(&self, token: &str) -> Result<Arc<Mutex<Session>>, ApiError> {
+        lock(&self.map)
             .by_token
             .get(token)
             .map(|entry| Arc::clone(&entry.session))
-            .ok_or_else(|| {
-                invalid_session("Session token is not valid or the session has ended")
-            })?;
-        let mut session = lock(&session);
+            .ok_or_else(|| invalid_session("Session token is not valid or the session has ended"))
+    }
+
+    /// Runs a command other than StartSession on its locked session.
+    fn run_locked(
+        &self,
+        registry: &Registry,
+        caller: &Caller,
+        token: &str,
+        mut session: MutexGuard<'_, Session>,
+        command: Command,
+    ) -> Result<Outcome, ApiError> {
         if session.ended {
             return Err(invalid_session("The session has ended"));
         }
@@ -456,8 +506,10 @@ impl Sessions {
                 ),
             ));
         }
-        // The client folded this statement in before sending it, whatever its outcome.
-        open.digest.add_statement(statement, parameters);
+        // The client folded this statement in before sending it, whatever its outcome. The
+        // ledger records the same digest, so it is computed once.
+        let statement_digest = quill_verify::statement_digest(statement, parameters);
+        open.digest.add_statement_digest(&statement_digest);
         if enforced {
             caller.authorize_statement(
                 &ledger_name,
@@ -477,10 +529,11 @@ impl Sessions {
                 .transaction_result_bytes_max
                 .saturating_sub(open.cursor_bytes),
         };
-        let result = quill_partiql::execute_with_limits(
+        let result = quill_partiql::execute_with_digest(
             &mut open.transaction,
             statement,
             parameters,
+            statement_digest,
             remaining,
         );
         self.metrics.statement(result.is_ok());

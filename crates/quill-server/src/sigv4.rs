@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, Mac};
@@ -50,6 +51,57 @@ pub struct SignableRequest<'a> {
 #[derive(Debug, Clone, Default)]
 pub struct Credentials {
     secrets: HashMap<String, String>,
+    /// Shared by clones: the keys stay valid for as long as their secret.
+    signing_keys: Arc<SigningKeys>,
+}
+
+/// Signing keys already derived. A key depends only on (secret, date, region, service), so a
+/// client signing with one secret derives it once a day instead of four HMACs per request.
+#[derive(Debug, Default)]
+pub struct SigningKeys {
+    /// Most recently derived last; a handful in practice (one per secret, region and day).
+    keys: Mutex<Vec<CachedKey>>,
+}
+
+#[derive(Debug)]
+struct CachedKey {
+    secret: String,
+    date: String,
+    region: String,
+    service: String,
+    key: [u8; 32],
+}
+
+/// Keys a [`SigningKeys`] holds; the oldest goes first. Bounds the memory a client rotating
+/// through many regions or dates could make the server hold.
+const SIGNING_KEYS_MAX: usize = 64;
+
+impl SigningKeys {
+    /// The signing key of (`secret`, `date`, `region`, `service`), derived on first use.
+    pub fn get(&self, secret: &str, date: &str, region: &str, service: &str) -> [u8; 32] {
+        let mut keys = self
+            .keys
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let cached = keys.iter().find(|k| {
+            k.date == date && k.region == region && k.service == service && k.secret == secret
+        });
+        if let Some(cached) = cached {
+            return cached.key;
+        }
+        let key = signing_key(secret, date, region, service);
+        if keys.len() >= SIGNING_KEYS_MAX {
+            keys.remove(0);
+        }
+        keys.push(CachedKey {
+            secret: secret.to_owned(),
+            date: date.to_owned(),
+            region: region.to_owned(),
+            service: service.to_owned(),
+            key,
+        });
+        key
+    }
 }
 
 impl Credentials {
@@ -82,7 +134,10 @@ impl Credentials {
                 ));
             }
         }
-        Ok(Credentials { secrets })
+        Ok(Credentials {
+            secrets,
+            signing_keys: Arc::default(),
+        })
     }
 
     /// Reads and parses a credentials file (see [`Credentials::parse`]).
@@ -239,6 +294,7 @@ pub fn check_headers<'a>(
     Ok(HeaderCheck {
         auth,
         secret,
+        signing_keys: &credentials.signing_keys,
         amz_date,
         declared_payload_hash,
     })
@@ -250,6 +306,7 @@ pub fn check_headers<'a>(
 pub struct HeaderCheck<'a> {
     auth: Authorization<'a>,
     secret: &'a str,
+    signing_keys: &'a SigningKeys,
     amz_date: &'a str,
     declared_payload_hash: Option<&'a str>,
 }
@@ -279,14 +336,10 @@ impl HeaderCheck<'_> {
             "{}/{}/{}/aws4_request",
             auth.date, auth.region, auth.service
         );
-        let expected = signature(
-            self.secret,
-            self.amz_date,
-            &scope,
-            auth.date,
-            auth.region,
-            &canonical,
-        );
+        let key = self
+            .signing_keys
+            .get(self.secret, auth.date, auth.region, auth.service);
+        let expected = signature(&key, self.amz_date, &scope, &canonical);
         if !constant_time_eq(expected.as_bytes(), auth.signature.as_bytes()) {
             return Err(ApiError::new(
                 ErrorKind::InvalidSignature,
@@ -342,6 +395,26 @@ pub fn sign(
     region: &str,
     service: &str,
 ) -> Option<String> {
+    sign_with(
+        request,
+        access_key_id,
+        secret_access_key,
+        region,
+        service,
+        &SigningKeys::default(),
+    )
+}
+
+/// [`sign`], taking the signing key from `signing_keys` (a client signing many requests keeps
+/// one [`SigningKeys`]).
+pub fn sign_with(
+    request: &SignableRequest<'_>,
+    access_key_id: &str,
+    secret_access_key: &str,
+    region: &str,
+    service: &str,
+    signing_keys: &SigningKeys,
+) -> Option<String> {
     let amz_date = header(request.headers, "x-amz-date")?;
     let date = amz_date.get(..8)?;
     let mut signed_headers: Vec<&str> = request.headers.iter().map(|(n, _)| n.as_str()).collect();
@@ -350,45 +423,36 @@ pub fn sign(
     let payload_hash = payload_sha256(request.body);
     let canonical = canonical_request(request, &signed_headers, &payload_hash);
     let scope = format!("{date}/{region}/{service}/aws4_request");
-    let signature = signature(
-        secret_access_key,
-        amz_date,
-        &scope,
-        date,
-        region,
-        &canonical,
-    );
+    let key = signing_keys.get(secret_access_key, date, region, service);
+    let signature = signature(&key, amz_date, &scope, &canonical);
     Some(format!(
         "{ALGORITHM} Credential={access_key_id}/{scope}, SignedHeaders={}, Signature={signature}",
         signed_headers.join(";")
     ))
 }
 
-fn signature(
-    secret: &str,
-    amz_date: &str,
-    scope: &str,
-    date: &str,
-    region: &str,
-    canonical_request: &str,
-) -> String {
-    let service = scope.split('/').nth(2).unwrap_or(SERVICE);
+/// The hex signature of a canonical request with the scope's signing key.
+fn signature(key: &[u8; 32], amz_date: &str, scope: &str, canonical_request: &str) -> String {
     let string_to_sign = format!(
         "{ALGORITHM}\n{amz_date}\n{scope}\n{}",
         hex::encode(Sha256::digest(canonical_request.as_bytes()))
     );
+    hex::encode(hmac(key, string_to_sign.as_bytes()))
+}
+
+/// SigV4's derived key: HMAC chained over the date, region, service and `aws4_request`.
+fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8; 32] {
     let key = hmac(format!("AWS4{secret}").as_bytes(), date.as_bytes());
     let key = hmac(&key, region.as_bytes());
     let key = hmac(&key, service.as_bytes());
-    let key = hmac(&key, b"aws4_request");
-    hex::encode(hmac(&key, string_to_sign.as_bytes()))
+    hmac(&key, b"aws4_request")
 }
 
-fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
+fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
     // HMAC accepts keys of any length, so `new_from_slice` cannot fail here.
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(data);
-    mac.finalize().into_bytes().to_vec()
+    mac.finalize().into_bytes().into()
 }
 
 fn canonical_request(
@@ -680,6 +744,34 @@ mod tests {
             body,
         };
         verify(&request, &credentials, now)
+    }
+
+    #[test]
+    fn cached_signing_keys_match_fresh_derivations() {
+        let keys = SigningKeys::default();
+        let fresh = signing_key("secret", "20261207", "us-east-1", "qldb");
+        assert_eq!(keys.get("secret", "20261207", "us-east-1", "qldb"), fresh);
+        assert_eq!(keys.get("secret", "20261207", "us-east-1", "qldb"), fresh);
+        // Every part of the scope, and the secret, selects its own key.
+        for (secret, date, region) in [
+            ("other", "20261207", "us-east-1"),
+            ("secret", "20261208", "us-east-1"),
+            ("secret", "20261207", "eu-west-1"),
+        ] {
+            let key = keys.get(secret, date, region, "qldb");
+            assert_ne!(key, fresh);
+            assert_eq!(key, signing_key(secret, date, region, "qldb"));
+        }
+        // Past the bound the oldest keys are dropped and derived again, still correctly.
+        for day in 0..2 * SIGNING_KEYS_MAX {
+            let date = format!("2027{day:04}");
+            assert_eq!(
+                keys.get("secret", &date, "us-east-1", "qldb"),
+                signing_key("secret", &date, "us-east-1", "qldb")
+            );
+        }
+        assert_eq!(keys.keys.lock().unwrap().len(), SIGNING_KEYS_MAX);
+        assert_eq!(keys.get("secret", "20261207", "us-east-1", "qldb"), fresh);
     }
 
     #[test]

@@ -68,7 +68,13 @@ impl CommitDigest {
 
     /// Folds in one ExecuteStatement.
     pub fn add_statement(&mut self, text: &str, parameters: &[Element]) {
-        self.digest = dot(&self.digest, &statement_digest(text, parameters));
+        self.add_statement_digest(&statement_digest(text, parameters));
+    }
+
+    /// Folds in one ExecuteStatement whose [`statement_digest`] the caller already has (a
+    /// server also records it in the transaction, and hashing the parameters twice is waste).
+    pub fn add_statement_digest(&mut self, statement_digest: &Hash) {
+        self.digest = dot(&self.digest, statement_digest);
     }
 
     /// The current digest (the `CommitDigest` to compare and return on commit).
@@ -201,6 +207,18 @@ mod tests {
     }
 
     const TXID: &str = "IfBXwVUzFhN5Rb9V7P0qbT";
+
+    #[test]
+    fn a_precomputed_statement_digest_folds_like_the_statement() {
+        let alice = ion(r#"{name:"Alice", age:30}"#);
+        let mut digest = CommitDigest::new(TXID);
+        let statement = statement_digest("INSERT INTO Person ?", std::slice::from_ref(&alice));
+        digest.add_statement_digest(&statement);
+        assert_eq!(
+            digest.value(),
+            hex("fe7fa63794dfbe52e236e2ffec026a2205723af9c8864851ad2f74a92b73c392")
+        );
+    }
 
     /// Wire protocol §2 vectors (pyqldb QldbHash).
     #[test]

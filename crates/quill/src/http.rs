@@ -197,6 +197,8 @@ pub struct Signer {
     secret_access_key: String,
     session_token: Option<String>,
     region: String,
+    /// Shared by every clone: the signing key changes once a day, not per request.
+    signing_keys: Arc<sigv4::SigningKeys>,
 }
 
 impl Signer {
@@ -209,6 +211,7 @@ impl Signer {
             secret_access_key: var("AWS_SECRET_ACCESS_KEY")?,
             session_token: var("AWS_SESSION_TOKEN"),
             region: region.to_owned(),
+            signing_keys: Arc::default(),
         })
     }
 
@@ -237,12 +240,13 @@ impl Signer {
             headers,
             body,
         };
-        let authorization = sigv4::sign(
+        let authorization = sigv4::sign_with(
             &request,
             &self.access_key_id,
             &self.secret_access_key,
             &self.region,
             sigv4::SERVICE,
+            &self.signing_keys,
         )
         .ok_or_else(|| HttpError::Request("cannot sign the request".into()))?;
         headers.push(("authorization".into(), authorization));

@@ -1,8 +1,11 @@
 //! `quill bench wire`: a QLDB wire-protocol load generator. Each session is one keep-alive
 //! HTTP/1.1 connection ([`crate::http`]: plain or TLS, SigV4-signed when credentials are in the
-//! environment, as a driver would be) running StartTransaction, one `INSERT INTO BenchTable ?`
-//! with an Ion binary parameter, and CommitTransaction with the driver-computed
-//! CommitDigest — exactly what a QLDB driver sends per single-document transaction.
+//! environment, as a driver would be) running StartTransaction, one statement and
+//! CommitTransaction with the driver-computed CommitDigest — exactly what a QLDB driver sends
+//! per single-document transaction. The statement is `INSERT INTO BenchTable ?` with an Ion
+//! binary parameter (`--kind insert`), or an `UPDATE … BY id … WHERE id = ?` of a random
+//! preloaded document (`--kind update`). Each step also prints one machine-readable line
+//! (`wire kind=… sessions=… tx_per_sec=…`) for `scripts/pg_compare.sh`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,6 +16,7 @@ use base64::Engine as _;
 use hyper::Method;
 use serde_json::{json, Value};
 
+use super::ledger::XorShift;
 use super::load;
 use super::stats::{self, fmt_duration, rate, Latencies, ScratchDir};
 use super::summary::Summary;
@@ -22,10 +26,26 @@ use crate::http::{Connection, Endpoint, Signer};
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Sessions one step may open (QLDB's per-ledger limit is 1500).
 const SESSIONS_MAX: usize = 1_024;
-/// Times a transaction is retried after an OCC conflict, as the drivers do.
-const OCC_RETRIES_MAX: u32 = 4;
-/// Statement every transaction runs.
+/// Statement every insert transaction runs.
 const INSERT: &str = "INSERT INTO BenchTable ?";
+/// Statement every update transaction runs, with the document id appended as a literal: a new
+/// revision of one document, found by id (the same change `scripts/pg/update.sql` makes). The
+/// id is a literal because the planner turns only literal keys into an id lookup; with
+/// `WHERE id = ?` every update scans the table, and concurrent updates then conflict.
+const UPDATE: &str =
+    "UPDATE BenchTable AS b BY id SET b.Year = ?, b.Color = 'Blue', b.Mileage = ? WHERE id = ";
+/// Documents one preload transaction inserts (one statement, a list parameter): QLDB's
+/// per-transaction limit.
+const PRELOAD_BATCH: u64 = load::DOCUMENTS_PER_BATCH as u64;
+
+/// The transaction each session repeats.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WireKind {
+    /// Insert one new document.
+    Insert,
+    /// Update one random preloaded document.
+    Update,
+}
 
 /// Arguments of `quill bench wire`.
 #[derive(clap::Args, Debug)]
@@ -50,6 +70,12 @@ pub struct WireArgs {
     /// Seconds per step.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3_600))]
     pub seconds: u64,
+    /// The transaction each session repeats.
+    #[arg(long, value_enum, default_value_t = WireKind::Insert)]
+    pub kind: WireKind,
+    /// Documents inserted before an update run (updates pick one at random).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub preload: u64,
     /// Directory for the in-process server's data (default: the OS temp dir).
     #[arg(long)]
     pub dir: Option<PathBuf>,
@@ -157,6 +183,11 @@ async fn load_steps(
     fsync_p50: Duration,
 ) -> anyhow::Result<Summary> {
     prepare_ledger(target, &args.ledger).await?;
+    let ids = match args.kind {
+        WireKind::Insert => Vec::new(),
+        WireKind::Update => preload(target, &args.ledger, args.preload).await?,
+    };
+    let ids: Arc<[String]> = ids.into();
     let mut summary = Summary::new();
     summary.row("fsync p50 (baseline)", fmt_duration(fsync_p50), "-", None);
     println!(
@@ -167,6 +198,10 @@ async fn load_steps(
         let step = run_step(
             target,
             &args.ledger,
+            &Workload {
+                kind: args.kind,
+                ids: Arc::clone(&ids),
+            },
             sessions.clamp(1, SESSIONS_MAX),
             Duration::from_secs(args.seconds),
         )
@@ -178,6 +213,14 @@ async fn load_steps(
             "{sessions:>9} {tps:>10.0} {:>12} {:>12} {:>10}",
             fmt_duration(p50),
             fmt_duration(p99),
+            step.conflicts
+        );
+        println!(
+            "wire kind={} sessions={sessions} tx_per_sec={tps:.1} p50_us={} p99_us={} transactions={} occ={}",
+            args.kind.name(),
+            p50.as_micros(),
+            p99.as_micros(),
+            step.transactions,
             step.conflicts
         );
         if sessions == 1 {
@@ -222,7 +265,7 @@ async fn prepare_ledger(target: &Target, ledger: &str) -> anyhow::Result<()> {
     let statement = "CREATE TABLE BenchTable";
     digest.add_statement(statement, &[]);
     match session.execute(&id, statement, &[]).await {
-        Ok(()) => session.commit(&id, &digest).await?,
+        Ok(_) => session.commit(&id, &digest).await?,
         // Left from an earlier run against the same endpoint: the table is there.
         Err(e) if e.to_string().contains("exist") => session.abort().await?,
         Err(e) => return Err(e),
@@ -237,22 +280,71 @@ struct StepOutcome {
     latencies: Latencies,
 }
 
+/// Inserts `documents` documents into `BenchTable`, `PRELOAD_BATCH` per transaction, and
+/// returns their ids.
+async fn preload(target: &Target, ledger: &str, documents: u64) -> anyhow::Result<Vec<String>> {
+    let mut session = Session::start(target.connect().await?, ledger).await?;
+    let mut ids = Vec::with_capacity(documents as usize);
+    let mut first = 0;
+    while first < documents {
+        let batch: Vec<ion_rs::Element> = (first..documents.min(first + PRELOAD_BATCH))
+            .map(load::vehicle)
+            .collect();
+        first += batch.len() as u64;
+        let list = ion_rs::Element::from(ion_rs::List::from(batch));
+        let id = session.start_transaction().await?;
+        let mut digest = quill_verify::CommitDigest::new(&id);
+        digest.add_statement(INSERT, std::slice::from_ref(&list));
+        let rows = session.execute(&id, INSERT, &[&ion_base64(&list)?]).await?;
+        session.commit(&id, &digest).await?;
+        for row in rows {
+            let id = row
+                .as_struct()
+                .and_then(|row| row.get("documentId"))
+                .and_then(|id| id.as_string())
+                .ok_or_else(|| anyhow::anyhow!("INSERT returned {row} without a documentId"))?;
+            ids.push(id.to_owned());
+        }
+    }
+    session.end().await;
+    Ok(ids)
+}
+
+/// What every session of a step runs.
+#[derive(Clone)]
+struct Workload {
+    kind: WireKind,
+    /// Update targets (empty for inserts).
+    ids: Arc<[String]>,
+}
+
+impl WireKind {
+    fn name(self) -> &'static str {
+        match self {
+            WireKind::Insert => "insert",
+            WireKind::Update => "update",
+        }
+    }
+}
+
 async fn run_step(
     target: &Target,
     ledger: &str,
+    workload: &Workload,
     sessions: usize,
     duration: Duration,
 ) -> anyhow::Result<StepOutcome> {
     let start_line = Arc::new(tokio::sync::Barrier::new(sessions));
     let mut tasks = Vec::with_capacity(sessions);
     for worker in 0..sessions {
-        let (ledger, start_line) = (ledger.to_owned(), Arc::clone(&start_line));
+        let (ledger, start_line, workload) =
+            (ledger.to_owned(), Arc::clone(&start_line), workload.clone());
         // Connected here, not in the task: the task cannot borrow `target`.
         let http = target.connect().await?;
         tasks.push(tokio::spawn(async move {
             let session = Session::start(http, &ledger).await?;
             start_line.wait().await;
-            session_loop(session, worker as u64, duration).await
+            session_loop(session, &workload, worker as u64, duration).await
         }));
     }
     let began = Instant::now();
@@ -278,6 +370,7 @@ async fn run_step(
 /// One session's transactions until `duration` has passed: (committed, OCC conflicts, latencies).
 async fn session_loop(
     mut session: Session,
+    workload: &Workload,
     worker: u64,
     duration: Duration,
 ) -> anyhow::Result<(u64, u64, Latencies)> {
@@ -286,40 +379,68 @@ async fn session_loop(
     let mut n = worker << 40;
     while began.elapsed() < duration {
         n += 1;
-        let document = load::vehicle(n);
-        let encoded = document.encode_as(ion_rs::v1_0::Binary)?;
-        let parameter = base64::engine::general_purpose::STANDARD.encode(&encoded);
+        let (statement, parameters) = match workload.kind {
+            WireKind::Insert => (INSERT.to_owned(), vec![load::vehicle(n)]),
+            WireKind::Update => {
+                // Seeded per iteration so sessions spread over the documents.
+                let pick = XorShift::new(n.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+                    .below(workload.ids.len() as u64);
+                let id = &workload.ids[pick as usize];
+                (
+                    format!("{UPDATE}'{id}'"),
+                    vec![
+                        ion_rs::Element::int(2000 + (n % 25) as i64),
+                        ion_rs::Element::int((n * 7919 % 200_000) as i64),
+                    ],
+                )
+            }
+        };
+        let encoded = parameters
+            .iter()
+            .map(ion_base64)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let encoded: Vec<&str> = encoded.iter().map(String::as_str).collect();
         let started = Instant::now();
-        let mut attempt = 0;
+        // OCC conflicts are retried, as drivers do, and counted; the latency includes them.
+        // Retries stop only at the deadline, so a hot workload shows as conflicts, not an error.
         loop {
-            attempt += 1;
-            match insert_transaction(&mut session, &document, &parameter).await {
-                Ok(()) => break,
-                Err(e)
-                    if e.to_string().contains("OccConflictException")
-                        && attempt <= OCC_RETRIES_MAX =>
-                {
-                    conflicts += 1
+            match one_transaction(&mut session, &statement, &parameters, &encoded).await {
+                Ok(()) => {
+                    latencies.record(started.elapsed());
+                    committed += 1;
+                    break;
+                }
+                Err(e) if e.to_string().contains("OccConflictException") => {
+                    conflicts += 1;
+                    if began.elapsed() >= duration {
+                        break;
+                    }
                 }
                 Err(e) => return Err(e),
             }
         }
-        latencies.record(started.elapsed());
-        committed += 1;
     }
     session.end().await;
     Ok((committed, conflicts, latencies))
 }
 
-async fn insert_transaction(
+/// A value as the base64 of its Ion binary encoding, as drivers send parameters.
+fn ion_base64(value: &ion_rs::Element) -> anyhow::Result<String> {
+    let encoded = value.encode_as(ion_rs::v1_0::Binary)?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(encoded))
+}
+
+/// StartTransaction, one statement, CommitTransaction.
+async fn one_transaction(
     session: &mut Session,
-    document: &ion_rs::Element,
-    parameter: &str,
+    statement: &str,
+    parameters: &[ion_rs::Element],
+    encoded: &[&str],
 ) -> anyhow::Result<()> {
     let id = session.start_transaction().await?;
     let mut digest = quill_verify::CommitDigest::new(&id);
-    digest.add_statement(INSERT, std::slice::from_ref(document));
-    session.execute(&id, INSERT, &[parameter]).await?;
+    digest.add_statement(statement, parameters);
+    session.execute(&id, statement, encoded).await?;
     session.commit(&id, &digest).await
 }
 
@@ -360,15 +481,23 @@ impl Session {
         transaction_id: &str,
         statement: &str,
         parameters: &[&str],
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Vec<ion_rs::Element>> {
         let parameters: Vec<Value> = parameters.iter().map(|p| json!({"IonBinary": p})).collect();
         let request = json!({"SessionToken": self.token, "ExecuteStatement": {"TransactionId": transaction_id, "Statement": statement, "Parameters": parameters}});
         let reply = send(&mut self.http, &request).await?;
-        anyhow::ensure!(
-            reply["ExecuteStatement"]["FirstPage"].is_object(),
-            "ExecuteStatement reply has no FirstPage: {reply}"
-        );
-        Ok(())
+        let values = reply["ExecuteStatement"]["FirstPage"]["Values"]
+            .as_array()
+            .ok_or_else(|| anyhow::anyhow!("ExecuteStatement reply has no FirstPage: {reply}"))?;
+        values
+            .iter()
+            .map(|value| {
+                let encoded = value["IonBinary"]
+                    .as_str()
+                    .ok_or_else(|| anyhow::anyhow!("a result value is not IonBinary: {value}"))?;
+                let bytes = base64::engine::general_purpose::STANDARD.decode(encoded)?;
+                Ok(ion_rs::Element::read_one(bytes)?)
+            })
+            .collect()
     }
 
     async fn commit(
@@ -464,6 +593,7 @@ mod tests {
 
     #[test]
     fn wire_bench_runs_against_the_in_process_server() {
+        let scratch = tempfile::tempdir().unwrap();
         let args = WireArgs {
             endpoint: None,
             ca_cert: None,
@@ -471,7 +601,27 @@ mod tests {
             ledger: "bench".into(),
             sessions: vec![1, 2],
             seconds: 1,
-            dir: None,
+            kind: WireKind::Insert,
+            preload: 1,
+            // Each test its own scratch base: the scratch directory's name is per process.
+            dir: Some(scratch.path().to_path_buf()),
+        };
+        run(args).unwrap();
+    }
+
+    #[test]
+    fn wire_bench_updates_preloaded_documents() {
+        let scratch = tempfile::tempdir().unwrap();
+        let args = WireArgs {
+            endpoint: None,
+            ca_cert: None,
+            region: "us-east-1".into(),
+            ledger: "bench".into(),
+            sessions: vec![2],
+            seconds: 1,
+            kind: WireKind::Update,
+            preload: 150,
+            dir: Some(scratch.path().to_path_buf()),
         };
         run(args).unwrap();
     }
