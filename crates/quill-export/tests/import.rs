@@ -535,6 +535,9 @@ fn qldb_block(seq: u64, previous: Option<Hash>, spec: &QldbBlock<'_>) -> (Elemen
 }
 
 const VEHICLE: &str = "TabVehicle000000000001";
+/// A marker only the first revision of `DOC_A` holds, to find its bytes after redaction.
+const QLDB_MARKER: &str = "qldb-redaction-marker-5c";
+const QLDB_DOC_A_V0: &str = "{VIN: \"A\", Price: 90.25, Owner: \"qldb-redaction-marker-5c\"}";
 const DOC_A: &str = "DocA000000000000000001";
 const DOC_B: &str = "DocB000000000000000002";
 
@@ -560,13 +563,7 @@ fn qldb_journal() -> Vec<(Element, Hash)> {
         QldbBlock {
             statements: &["INSERT INTO Vehicle << {'VIN': 'A'}, {'VIN': 'B'} >>"],
             revisions: &[
-                (
-                    DOC_A,
-                    VEHICLE,
-                    "Vehicle",
-                    0,
-                    Some("{VIN: \"A\", Price: 90.25}"),
-                ),
+                (DOC_A, VEHICLE, "Vehicle", 0, Some(QLDB_DOC_A_V0)),
                 (
                     DOC_B,
                     VEHICLE,
@@ -697,4 +694,173 @@ fn a_tampered_qldb_block_is_refused_by_name() {
         other => panic!("expected block 4 refused, got {other}"),
     }
     assert_nothing_left(&data_dir);
+}
+
+/// How many files under `dir` hold `needle`.
+fn files_containing(dir: &Path, needle: &[u8]) -> usize {
+    let mut found = 0;
+    let mut pending = vec![dir.to_owned()];
+    while let Some(dir) = pending.pop() {
+        for entry in fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if fs::read(&path)
+                .unwrap()
+                .windows(needle.len())
+                .any(|w| w == needle)
+            {
+                found += 1;
+            }
+        }
+    }
+    found
+}
+
+/// The revision of `document_id` in `block` (GetBlock's shape).
+fn revision_in(block: &Element, document_id: &str) -> Element {
+    block
+        .as_struct()
+        .and_then(|b| b.get("revisions"))
+        .and_then(Element::as_sequence)
+        .and_then(|list| {
+            list.elements().find(|r| {
+                r.as_struct()
+                    .and_then(|r| r.get("metadata"))
+                    .and_then(Element::as_struct)
+                    .and_then(|m| m.get("id"))
+                    .and_then(Element::as_text)
+                    == Some(document_id)
+            })
+        })
+        .cloned()
+        .unwrap_or_else(|| panic!("no revision of {document_id} in {block}"))
+}
+
+fn field(element: &Element, name: &str) -> Option<Element> {
+    element.as_struct().unwrap().get(name).cloned()
+}
+
+#[test]
+fn a_revision_redacted_before_the_export_is_imported_redacted() {
+    const MARKER: &str = "import-redaction-marker-3a";
+    let work = tempfile::tempdir().unwrap();
+    let original = source_ledger(&work.path().join("original"), 4);
+    let secret = Element::read_one(format!("{{Name: \"{MARKER}\"}}").as_bytes()).unwrap();
+    let (table_id, id) = original
+        .transact(|tx| {
+            Ok((
+                tx.create_table("Secret", None)?,
+                tx.insert("Secret", secret.clone())?,
+            ))
+        })
+        .unwrap();
+    original
+        .transact(|tx| tx.update("Secret", &id, Element::read_one("{Name: \"x\"}").unwrap()))
+        .unwrap();
+    let redacted_at = original
+        .transact(|tx| tx.history(&table_id, Some(&id), None, None))
+        .unwrap()[0]
+        .block_address
+        .clone();
+    let mut tx = original.begin().unwrap();
+    tx.redact_revision(&redacted_at, &table_id, &id).unwrap();
+    tx.commit().unwrap();
+    run(&original, "INSERT INTO Vehicle {'VIN': 'after-redaction'}");
+    let before = original.digest();
+    let data_hash = quill_verify::ion_hash(&secret);
+
+    for format in [OutputFormat::IonText, OutputFormat::IonBinary] {
+        let root = work.path().join(format!("export-{}", format.name()));
+        export(&original, &root, format);
+        let data_dir = work.path().join(format!("data-{}", format.name()));
+        let imported = import(&root, &data_dir).unwrap();
+        assert_eq!(imported.digest(), before, "{}", format.name());
+        for seq in 0..=before.tip.sequence_no {
+            assert_eq!(
+                imported.block(seq).unwrap(),
+                original.block(seq).unwrap(),
+                "block {seq}"
+            );
+        }
+        let history = imported
+            .transact(|tx| tx.history(&table_id, Some(&id), None, None))
+            .unwrap();
+        assert_eq!(history.len(), 2);
+        assert_eq!(history[0].data, None);
+        assert_eq!(history[0].data_hash, Some(data_hash));
+        let shown = query(&imported, "SELECT * FROM history(Secret) AS h");
+        assert!(
+            shown.iter().any(|h| field(h, "dataHash").is_some()),
+            "{shown:?}"
+        );
+        let block = imported.block(redacted_at.sequence_no).unwrap();
+        let revision = revision_in(&block, &id);
+        assert!(field(&revision, "data").is_none());
+        assert_eq!(
+            field(&revision, "dataHash").unwrap().as_blob(),
+            Some(data_hash.as_bytes().as_slice())
+        );
+        assert_eq!(
+            imported.verify(&mut |_, _| {}).unwrap(),
+            before.tip.sequence_no + 1
+        );
+        drop(imported);
+        assert_eq!(files_containing(&data_dir, MARKER.as_bytes()), 0);
+    }
+}
+
+#[test]
+fn redacting_a_revision_of_a_qldb_block_erases_it_and_keeps_every_hash() {
+    let work = tempfile::tempdir().unwrap();
+    let journal = qldb_journal();
+    let hashes: Vec<Hash> = journal.iter().map(|(_, h)| *h).collect();
+    let qldb_digest = quill_verify::merkle_root(&hashes).unwrap();
+    let root = work.path().join("export");
+    write_qldb_export(
+        &root,
+        &journal.iter().map(|(b, _)| b.clone()).collect::<Vec<_>>(),
+    );
+    let data_dir = work.path().join("data");
+    let ledger = import(&root, &data_dir).unwrap();
+    assert!(files_containing(&data_dir, QLDB_MARKER.as_bytes()) > 0);
+    let address = BlockAddress {
+        strand_id: QLDB_STRAND.into(),
+        sequence_no: 3,
+    };
+    let mut tx = ledger.begin().unwrap();
+    tx.redact_revision(&address, VEHICLE, DOC_A).unwrap();
+    tx.commit().unwrap();
+    let data_hash = quill_verify::ion_hash(&Element::read_one(QLDB_DOC_A_V0).unwrap());
+
+    let check = |ledger: &Ledger| {
+        let block = ledger.block(3).unwrap();
+        assert_eq!(quill_verify::verify_block(&block).unwrap(), hashes[3]);
+        let revision = revision_in(&block, DOC_A);
+        assert!(field(&revision, "data").is_none(), "{revision}");
+        assert_eq!(
+            field(&revision, "dataHash").unwrap().as_blob(),
+            Some(data_hash.as_bytes().as_slice())
+        );
+        // The other document of the block keeps its data.
+        assert!(field(&revision_in(&block, DOC_B), "data").is_some());
+        // Proofs against the digest QLDB issued still hold.
+        let revision = ledger.revision(3, DOC_A).unwrap();
+        assert_eq!(revision.data_hash, Some(data_hash));
+        let proof = ledger.revision_proof(3, DOC_A, 5).unwrap();
+        quill_verify::verify_revision(&revision.to_element(), &proof, &qldb_digest).unwrap();
+        let history = ledger
+            .transact(|tx| tx.history(VEHICLE, Some(DOC_A), None, None))
+            .unwrap();
+        assert_eq!(history[0].data_hash, Some(data_hash));
+        assert_eq!(ledger.verify(&mut |_, _| {}).unwrap(), 7);
+    };
+    check(&ledger);
+    let after = ledger.digest();
+    drop(ledger);
+    let reopened = Ledger::open(&data_dir.join("ledgers/moved"), LedgerOptions::default()).unwrap();
+    assert_eq!(reopened.digest(), after);
+    check(&reopened);
+    drop(reopened);
+    assert_eq!(files_containing(&data_dir, QLDB_MARKER.as_bytes()), 0);
 }

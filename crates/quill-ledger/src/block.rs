@@ -227,7 +227,10 @@ pub fn build(
             hash: *hash,
             version: r.version,
             document_id: &r.document_id,
-            data: r.data.as_ref().map(|_| data.as_slice()),
+            data: match &r.data {
+                Some(_) => PayloadData::Data(data),
+                None => PayloadData::Deleted,
+            },
         })
         .collect();
     let payload = encode_payload(
@@ -301,17 +304,41 @@ pub(crate) struct PayloadRevision<'a> {
     pub hash: Hash,
     pub version: u64,
     pub document_id: &'a str,
-    pub data: Option<&'a [u8]>,
+    pub data: PayloadData<'a>,
+}
+
+/// What a revision's data slot holds.
+pub(crate) enum PayloadData<'a> {
+    /// The document (one Ion binary value).
+    Data(&'a [u8]),
+    /// The erased document's Ion hash (a redacted revision).
+    Redacted(Hash),
+    /// Nothing: the document was deleted.
+    Deleted,
+}
+
+impl PayloadData<'_> {
+    fn len(&self) -> usize {
+        match self {
+            PayloadData::Data(data) => data.len(),
+            PayloadData::Redacted(_) => 32,
+            PayloadData::Deleted => 0,
+        }
+    }
 }
 
 /// Appends one revision's data slot (see the byte map).
-fn encode_data_slot(out: &mut Vec<u8>, data: Option<&[u8]>) {
+fn encode_data_slot(out: &mut Vec<u8>, data: &PayloadData<'_>) {
     match data {
-        Some(data) => {
+        PayloadData::Data(data) => {
             out.extend_from_slice(&(data.len() as u32).to_le_bytes());
             out.extend_from_slice(data);
         }
-        None => out.extend_from_slice(&DELETED.to_le_bytes()),
+        PayloadData::Redacted(data_hash) => {
+            out.extend_from_slice(&REDACTED.to_le_bytes());
+            out.extend_from_slice(data_hash.as_bytes());
+        }
+        PayloadData::Deleted => out.extend_from_slice(&DELETED.to_le_bytes()),
     }
 }
 
@@ -321,10 +348,7 @@ pub(crate) fn encode_payload(
     transaction_info: &[u8],
     catalog_changes: &[u8],
 ) -> Vec<u8> {
-    let data_bytes: usize = revisions
-        .iter()
-        .map(|r| r.data.map_or(0, <[u8]>::len) + 64)
-        .sum();
+    let data_bytes: usize = revisions.iter().map(|r| r.data.len() + 64).sum();
     let mut out =
         Vec::with_capacity(300 + data_bytes + transaction_info.len() + catalog_changes.len());
     out.push(PAYLOAD_FORMAT);
@@ -346,7 +370,7 @@ pub(crate) fn encode_payload(
         out.extend_from_slice(&r.version.to_le_bytes());
         out.push(r.document_id.len() as u8);
         out.extend_from_slice(r.document_id.as_bytes());
-        encode_data_slot(&mut out, r.data);
+        encode_data_slot(&mut out, &r.data);
     }
     for section in [transaction_info, catalog_changes] {
         out.extend_from_slice(&(section.len() as u32).to_le_bytes());
@@ -638,6 +662,9 @@ pub fn redact_payload(
 ) -> Result<Option<Vec<u8>>> {
     // Checks the whole payload first: only a block that decodes is rewritten.
     decode_payload(bytes, address)?;
+    if bytes.first() == Some(&crate::verbatim::VERBATIM_FORMAT) {
+        return crate::verbatim::redact(bytes, address, document_id);
+    }
     let mut r = PayloadReader {
         bytes,
         at: TRANSACTION_ID_OFFSET,
@@ -672,10 +699,15 @@ pub fn redact_payload(
         out.extend_from_slice(&bytes[r.at..]);
         return Ok(Some(out));
     }
-    Err(LedgerError::UnknownDocument(format!(
+    Err(no_revision_of(address, document_id))
+}
+
+/// The error for a redaction naming a document with no revision in the block.
+pub(crate) fn no_revision_of(address: &BlockAddress, document_id: &str) -> LedgerError {
+    LedgerError::UnknownDocument(format!(
         "{document_id} has no revision in block {}",
         address.sequence_no
-    )))
+    ))
 }
 
 impl Revision {

@@ -21,7 +21,7 @@ use quill_verify::{BlockHeaderHasher, Hash};
 
 use std::collections::HashMap;
 
-use crate::block::{self, PayloadHeader, PayloadRevision};
+use crate::block::{self, PayloadData, PayloadHeader, PayloadRevision};
 use crate::catalog::CatalogChange;
 use crate::clock;
 use crate::error::{LedgerError, Result};
@@ -161,6 +161,13 @@ fn parse_create_index(statement: &str) -> Option<(String, String)> {
         |name: &str| !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_');
     (simple(&table) && simple(&field) && rest.trim().trim_end_matches(';').is_empty())
         .then_some((table, field))
+}
+
+/// An imported revision's data slot, owning the encoded data until the payload is written.
+enum Slot {
+    Data(Vec<u8>),
+    Redacted(Hash),
+    Deleted,
 }
 
 /// Field access for one imported block; every failure names the block.
@@ -423,21 +430,27 @@ impl Importer {
                 "revision hash",
                 address,
             )?;
-            let bytes = match revision.get("data") {
-                Some(element) => Some(element.encode_as(ion_rs::v1_0::Binary)?),
-                None => None,
+            // A revision redacted at the source carries its erased data's hash instead.
+            let slot = match (revision.get("data"), revision.get("dataHash")) {
+                (Some(element), _) => Slot::Data(element.encode_as(ion_rs::v1_0::Binary)?),
+                (None, Some(element)) => Slot::Redacted(hash_of(element, "dataHash", address)?),
+                (None, None) => Slot::Deleted,
             };
             revisions.push((revision_hash, version as u64, document_id));
-            data.push(bytes);
+            data.push(slot);
         }
         let revisions: Vec<PayloadRevision<'_>> = revisions
             .iter()
             .zip(&data)
-            .map(|((hash, version, document_id), data)| PayloadRevision {
+            .map(|((hash, version, document_id), slot)| PayloadRevision {
                 hash: *hash,
                 version: *version,
                 document_id,
-                data: data.as_deref(),
+                data: match slot {
+                    Slot::Data(bytes) => PayloadData::Data(bytes),
+                    Slot::Redacted(data_hash) => PayloadData::Redacted(*data_hash),
+                    Slot::Deleted => PayloadData::Deleted,
+                },
             })
             .collect();
         let transaction_info = fields

@@ -18,9 +18,9 @@
 //! ```
 
 use ion_rs::Element;
-use quill_verify::Hash;
+use quill_verify::{ion_hash, Hash};
 
-use crate::block::DecodedBlock;
+use crate::block::{self, DecodedBlock};
 use crate::catalog::CatalogChange;
 use crate::clock;
 use crate::error::{LedgerError, Result};
@@ -217,6 +217,73 @@ pub(crate) fn decode(bytes: &[u8], address: &BlockAddress) -> Result<DecodedBloc
         catalog_changes,
         original: Some(original),
     })
+}
+
+/// The verbatim payload of block `address` with the data of `document_id`'s revision replaced
+/// by `dataHash`, its Ion hash, as QLDB shows a redacted revision. The block's hashes are
+/// unchanged: QLDB computes a revision's hash from the data's hash and the metadata's, and the
+/// block's from the revision hashes it already holds. `None` when that revision holds no data
+/// (already redacted, or a deletion).
+pub(crate) fn redact(
+    bytes: &[u8],
+    address: &BlockAddress,
+    document_id: &str,
+) -> Result<Option<Vec<u8>>> {
+    let (block_bytes, catalog_bytes) = sections(bytes, address)?;
+    let original = Element::read_one(block_bytes)
+        .map_err(|e| corrupt(address, format!("the block is not Ion: {e}")))?;
+    let fields = original
+        .as_struct()
+        .ok_or_else(|| corrupt(address, "the block is not a struct"))?;
+    let revisions = fields
+        .get("revisions")
+        .and_then(Element::as_sequence)
+        .ok_or_else(|| block::no_revision_of(address, document_id))?;
+    let is_target = |revision: &Element| {
+        revision
+            .as_struct()
+            .and_then(|r| r.get("metadata"))
+            .and_then(Element::as_struct)
+            .and_then(|m| m.get("id"))
+            .and_then(Element::as_text)
+            == Some(document_id)
+    };
+    let target = revisions
+        .elements()
+        .find(|r| is_target(r))
+        .and_then(Element::as_struct)
+        .ok_or_else(|| block::no_revision_of(address, document_id))?;
+    let Some(data) = target.get("data") else {
+        return Ok(None);
+    };
+    let data_hash = Element::blob(ion_hash(data).as_bytes());
+    // Field order is kept, `dataHash` standing where `data` stood.
+    let mut redacted = Element::struct_builder();
+    for (name, value) in target.iter() {
+        redacted = match name.text() {
+            Some("data") => redacted.with_field("dataHash", data_hash.clone()),
+            _ => redacted.with_field(name.clone(), value.clone()),
+        };
+    }
+    let redacted = Element::from(redacted.build());
+    let revisions = Element::sequence_builder()
+        .push_all(revisions.elements().map(|r| {
+            if is_target(r) {
+                redacted.clone()
+            } else {
+                r.clone()
+            }
+        }))
+        .build_list();
+    let mut block = Element::struct_builder();
+    for (name, value) in fields.iter() {
+        block = match name.text() {
+            Some("revisions") => block.with_field("revisions", Element::from(revisions.clone())),
+            _ => block.with_field(name.clone(), value.clone()),
+        };
+    }
+    let block = Element::from(block.build()).encode_as(ion_rs::v1_0::Binary)?;
+    Ok(Some(encode(address.sequence_no, &block, catalog_bytes)))
 }
 
 /// The hashes of every revision of a verbatim block, system revisions included, in order
