@@ -861,6 +861,14 @@ fn redacting_a_revision_of_a_qldb_block_erases_it_and_keeps_every_hash() {
     let reopened = Ledger::open(&data_dir.join("ledgers/moved"), LedgerOptions::default()).unwrap();
     assert_eq!(reopened.digest(), after);
     check(&reopened);
+    // Erased once and for all: a second request is refused and changes nothing.
+    let mut tx = reopened.begin().unwrap();
+    assert!(matches!(
+        tx.redact_revision(&address, VEHICLE, DOC_A),
+        Err(LedgerError::InvalidInput(_))
+    ));
+    tx.abort();
+    assert_eq!(reopened.digest(), after);
     drop(reopened);
     assert_eq!(files_containing(&data_dir, QLDB_MARKER.as_bytes()), 0);
 }

@@ -6,7 +6,8 @@
 //! byte the value it was (Ion binary), plus the catalog changes the importer inferred from it
 //! (QLDB blocks record DDL only as statement text): a table is created where a revision first
 //! names its table id, an index where a `CREATE INDEX ON t (f)` statement ran. Those inferred
-//! changes are Quill's own bookkeeping, outside the block and its hashes.
+//! changes are Quill's own bookkeeping, outside the block and its hashes. `REDACT_REVISION`
+//! rewrites the kept block with `dataHash` in place of the revision's `data` ([`redact`]).
 //!
 //! Byte map (little-endian):
 //!
@@ -299,4 +300,61 @@ pub(crate) fn all_revision_hashes(original: &Element) -> Vec<Hash> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn address() -> BlockAddress {
+        BlockAddress {
+            strand_id: "S".repeat(22),
+            sequence_no: 4,
+        }
+    }
+
+    fn revision_of(block: &[u8], index: usize) -> Element {
+        let (block, _) = sections(block, &address()).unwrap();
+        Element::read_one(block)
+            .unwrap()
+            .as_struct()
+            .unwrap()
+            .get("revisions")
+            .unwrap()
+            .as_sequence()
+            .unwrap()
+            .get(index)
+            .unwrap()
+            .clone()
+    }
+
+    #[test]
+    fn redacting_replaces_only_the_named_revisions_data() {
+        let address = address();
+        let block = Element::read_one(
+            "{blockHash: {{AAAA}}, revisions: [{hash: {{AQ==}}}, \
+             {hash: {{Ag==}}, metadata: {id: \"Deleted\"}}, \
+             {hash: {{Aw==}}, data: {a: 1}, metadata: {id: \"Kept\"}}]}",
+        )
+        .unwrap();
+        let payload = encode(4, &block.encode_as(ion_rs::v1_0::Binary).unwrap(), &[0xe0]);
+        let redacted = redact(&payload, &address, "Kept").unwrap().unwrap();
+        let revision = revision_of(&redacted, 2);
+        let data_hash = ion_hash(&Element::read_one("{a: 1}").unwrap());
+        let expected = Element::read_one(format!(
+            "{{hash: {{{{Aw==}}}}, dataHash: {{{{{}}}}}, metadata: {{id: \"Kept\"}}}}",
+            data_hash.to_base64()
+        ))
+        .unwrap();
+        assert_eq!(revision, expected);
+        assert_eq!(revision_of(&redacted, 0), revision_of(&payload, 0));
+        assert_eq!(revision_of(&redacted, 1), revision_of(&payload, 1));
+        // Nothing left to erase: already redacted, or a deletion.
+        assert_eq!(redact(&redacted, &address, "Kept").unwrap(), None);
+        assert_eq!(redact(&payload, &address, "Deleted").unwrap(), None);
+        assert!(matches!(
+            redact(&payload, &address, "Missing"),
+            Err(LedgerError::UnknownDocument(_))
+        ));
+    }
 }
