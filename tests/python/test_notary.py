@@ -8,18 +8,16 @@ import hashlib
 import json
 import subprocess
 import sys
-import threading
 import urllib.error
 import urllib.request
 
 import pytest
 from amazon.ion.simpleion import dumps, loads
 
-from conftest import REPO, QuillServer, quill_binary
+from conftest import REPO, QuillServer, listening_url, quill_binary
 
 LEDGER = "notary"
 WITNESSES = ("w1", "w2", "w3")
-START_TIMEOUT_S = 60
 
 
 class Process:
@@ -30,16 +28,10 @@ class Process:
         self._log = open(log_path, "wb")
         self.process = subprocess.Popen([str(a) for a in args], stdout=subprocess.PIPE,
                                         stderr=self._log, stdin=subprocess.DEVNULL)
-        found = {}
-        reader = threading.Thread(
-            target=lambda: found.update(line=self.process.stdout.readline().decode()), daemon=True)
-        reader.start()
-        reader.join(START_TIMEOUT_S)
-        line = found.get("line", "")
-        if not line.startswith(prefix):
+        self.url = listening_url(self.process, prefix)
+        if self.url is None:
             self.stop()
-            pytest.fail(f"{args[:3]} did not start: {line!r}\n{log_path.read_text()}")
-        self.url = line[len(prefix):].strip()
+            pytest.fail(f"{args[:3]} did not start\n{log_path.read_text()}")
 
     def stop(self):
         if self.process.poll() is None:
