@@ -265,6 +265,9 @@ def handler(notary, policy_text):
                 self._answer(*route())
             except NotaryError as error:
                 self._answer(error.status, {"error": str(error)})
+            except Exception as error:  # noqa: BLE001  (the ledger or the log failed: say so)
+                self.log_error("%s %s failed: %r", self.command, self.path, error)
+                self._answer(500, {"error": f"{type(error).__name__}: {error}"})
 
         def do_GET(self):
             parts = self.path.strip("/").split("/")
