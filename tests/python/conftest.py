@@ -43,6 +43,18 @@ def quill_binary():
     return path
 
 
+def listening_url(process, prefix):
+    """The URL a child process prints on its first stdout line (`<prefix>URL`) once it is
+    ready; None if it prints something else or nothing within START_TIMEOUT_S."""
+    found = {}
+    reader = threading.Thread(
+        target=lambda: found.update(line=process.stdout.readline().decode()), daemon=True)
+    reader.start()
+    reader.join(START_TIMEOUT_S)
+    line = found.get("line", "")
+    return line[len(prefix):].strip() if line.startswith(prefix) else None
+
+
 class QuillServer:
     """One `quill serve` process."""
 
@@ -59,21 +71,11 @@ class QuillServer:
         self.url = self._read_url()
 
     def _read_url(self):
-        found = {}
-
-        def read():
-            line = self.process.stdout.readline().decode()
-            found["line"] = line
-
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
-        reader.join(START_TIMEOUT_S)
-        line = found.get("line", "")
-        prefix = "quill: listening on "
-        if not line.startswith(prefix):
+        url = listening_url(self.process, "quill: listening on ")
+        if url is None:
             self.stop()
-            pytest.fail(f"quill serve did not start: {line!r}\n{self.log_path.read_text()}")
-        return line[len(prefix):].strip()
+            pytest.fail(f"quill serve did not start\n{self.log_path.read_text()}")
+        return url
 
     def stop(self):
         if self.process.poll() is None:
