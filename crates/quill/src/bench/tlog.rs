@@ -212,11 +212,12 @@ pub fn run(args: TlogBenchArgs) -> Result<()> {
         let (address, server) =
             server_runtime.block_on(wire::start_server(scratch.path().join(name), config))?;
         servers.push(server);
-        urls.push(format!("http://{address}"));
+        let url = format!("http://{address}");
         let target = Target {
-            endpoint: Endpoint::parse(&format!("http://{address}"), None)?,
+            endpoint: Endpoint::parse(&url, None)?,
             signer: None,
         };
+        urls.push(url);
         client_runtime.block_on(wire::prepare_ledger(&target, LEDGER))?;
         targets.push(target);
     }
