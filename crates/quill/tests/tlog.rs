@@ -626,3 +626,42 @@ fn log_proof_prints_embedded_proofs_that_check_out() {
     );
     assert!(!no_document.status.success());
 }
+
+/// `quill bench tlog`, briefly: three witness child processes, both servers, both phases.
+#[test]
+fn tlog_bench_runs_with_three_witness_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = quill(&[
+        "bench",
+        "tlog",
+        "--seconds",
+        "1",
+        "--cycles",
+        "1",
+        "--writers",
+        "4",
+        "--interval",
+        "200ms",
+        "--rate",
+        "10",
+        "--latency-seconds",
+        "1",
+        "--dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let summary = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("tlog summary: "))
+        .unwrap_or_else(|| panic!("no summary in {stdout}"));
+    let figures: Vec<f64> = summary
+        .split(' ')
+        .map(|pair| pair.split_once('=').unwrap().1.parse().unwrap())
+        .collect();
+    assert!(figures[0] > 0.0, "{stdout}");
+    // p50 ≤ p99, and within the 30 s the bench waits for a cosigned checkpoint.
+    assert!(
+        figures[1] <= figures[2] && figures[2] < 30_000.0,
+        "{stdout}"
+    );
+}

@@ -9,6 +9,8 @@
 //! - `export`: journal export rate per output format while a writer commits.
 //! - `stream`: journal stream delivery rate and lag to Kinesis and NATS, and commit throughput
 //!   with a stream vs none.
+//! - `tlog`: commit throughput with checkpointing and three witnesses vs none, and the time
+//!   from a commit to a cosigned checkpoint covering it.
 
 mod export;
 mod ledger;
@@ -17,6 +19,7 @@ mod recovery;
 mod stats;
 mod stream;
 mod summary;
+mod tlog;
 mod wire;
 mod workload;
 
@@ -42,6 +45,9 @@ pub enum BenchCommand {
     /// Journal stream delivery rate and lag against running Kinesis-compatible and NATS
     /// servers, and commit throughput with one active stream vs none.
     Stream(stream::StreamBenchArgs),
+    /// Commit throughput with the witnessed transparency log vs none (three `quill witness
+    /// serve` child processes, 2-of-3), and commit → cosigned checkpoint latency.
+    Tlog(tlog::TlogBenchArgs),
 }
 
 /// Runs the selected benchmark and prints its figures.
@@ -52,6 +58,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Workload(args) => workload::run(args),
         BenchCommand::Export(args) => export::run(args),
         BenchCommand::Stream(args) => stream::run(args),
+        BenchCommand::Tlog(args) => tlog::run(args),
     }
 }
 

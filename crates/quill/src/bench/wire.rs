@@ -27,7 +27,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Sessions one step may open (QLDB's per-ledger limit is 1500).
 const SESSIONS_MAX: usize = 1_024;
 /// Statement every insert transaction runs.
-const INSERT: &str = "INSERT INTO BenchTable ?";
+pub(super) const INSERT: &str = "INSERT INTO BenchTable ?";
 /// Statement every update transaction runs, with the document id appended as a literal: a new
 /// revision of one document, found by id (the same change `scripts/pg/update.sql` makes). The
 /// id is a literal because the planner turns only literal keys into an id lookup; with
@@ -100,8 +100,10 @@ pub fn run(args: WireArgs) -> anyhow::Result<()> {
     let (endpoint, server) = match &args.endpoint {
         Some(url) => (Endpoint::parse(url, args.ca_cert.as_deref())?, None),
         None => {
-            let (address, server) =
-                server_runtime.block_on(start_server(scratch.path().join("data")))?;
+            let (address, server) = server_runtime.block_on(start_server(
+                scratch.path().join("data"),
+                quill_server::tlog::LogConfig::default(),
+            ))?;
             (
                 Endpoint::parse(&format!("http://{address}"), None)?,
                 Some(server),
@@ -125,14 +127,14 @@ pub fn run(args: WireArgs) -> anyhow::Result<()> {
 }
 
 /// The in-process server: a stop signal and the task serving until it fires.
-struct RunningServer {
+pub(super) struct RunningServer {
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<Result<(), quill_server::ServerError>>,
 }
 
 impl RunningServer {
     /// Signals shutdown and waits (bounded) for in-flight work to finish and ledgers to close.
-    async fn stop(self) -> anyhow::Result<()> {
+    pub(super) async fn stop(self) -> anyhow::Result<()> {
         let _ = self.stop.send(());
         let finished = tokio::time::timeout(REQUEST_TIMEOUT, self.task)
             .await
@@ -145,13 +147,13 @@ impl RunningServer {
 }
 
 /// The server under load and how to sign for it.
-struct Target {
-    endpoint: Endpoint,
-    signer: Option<Signer>,
+pub(super) struct Target {
+    pub(super) endpoint: Endpoint,
+    pub(super) signer: Option<Signer>,
 }
 
 impl Target {
-    async fn connect(&self) -> anyhow::Result<Http> {
+    pub(super) async fn connect(&self) -> anyhow::Result<Http> {
         Ok(Http {
             connection: self.endpoint.connect().await?,
             signer: self.signer.clone(),
@@ -159,11 +161,15 @@ impl Target {
     }
 }
 
-/// Starts `quill_server` on a loopback port without authentication.
-async fn start_server(data_dir: PathBuf) -> anyhow::Result<(SocketAddr, RunningServer)> {
+/// Starts `quill_server` on a loopback port without authentication, with these log settings.
+pub(super) async fn start_server(
+    data_dir: PathBuf,
+    log: quill_server::tlog::LogConfig,
+) -> anyhow::Result<(SocketAddr, RunningServer)> {
     std::fs::create_dir_all(&data_dir)?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let config = quill_server::ServerConfig::new(data_dir, "127.0.0.1:0".parse()?);
+    let mut config = quill_server::ServerConfig::new(data_dir, "127.0.0.1:0".parse()?);
+    config.log = log;
     let (address, server) = quill_server::bind(config, async {
         let _ = stopped.await;
     })
@@ -244,7 +250,7 @@ async fn load_steps(
 }
 
 /// Creates the ledger (unless it exists) and `BenchTable` (unless it exists).
-async fn prepare_ledger(target: &Target, ledger: &str) -> anyhow::Result<()> {
+pub(super) async fn prepare_ledger(target: &Target, ledger: &str) -> anyhow::Result<()> {
     let mut http = target.connect().await?;
     let body = json!({"Name": ledger, "PermissionsMode": "ALLOW_ALL", "DeletionProtection": false});
     let (status, reply) = http
@@ -273,11 +279,11 @@ async fn prepare_ledger(target: &Target, ledger: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-struct StepOutcome {
-    transactions: u64,
-    conflicts: u64,
-    elapsed: Duration,
-    latencies: Latencies,
+pub(super) struct StepOutcome {
+    pub(super) transactions: u64,
+    pub(super) conflicts: u64,
+    pub(super) elapsed: Duration,
+    pub(super) latencies: Latencies,
 }
 
 /// Inserts `documents` documents into `BenchTable`, `PRELOAD_BATCH` per transaction, and
@@ -312,10 +318,10 @@ async fn preload(target: &Target, ledger: &str, documents: u64) -> anyhow::Resul
 
 /// What every session of a step runs.
 #[derive(Clone)]
-struct Workload {
-    kind: WireKind,
+pub(super) struct Workload {
+    pub(super) kind: WireKind,
     /// Update targets (empty for inserts).
-    ids: Arc<[String]>,
+    pub(super) ids: Arc<[String]>,
 }
 
 impl WireKind {
@@ -327,7 +333,7 @@ impl WireKind {
     }
 }
 
-async fn run_step(
+pub(super) async fn run_step(
     target: &Target,
     ledger: &str,
     workload: &Workload,
@@ -425,13 +431,13 @@ async fn session_loop(
 }
 
 /// A value as the base64 of its Ion binary encoding, as drivers send parameters.
-fn ion_base64(value: &ion_rs::Element) -> anyhow::Result<String> {
+pub(super) fn ion_base64(value: &ion_rs::Element) -> anyhow::Result<String> {
     let encoded = value.encode_as(ion_rs::v1_0::Binary)?;
     Ok(base64::engine::general_purpose::STANDARD.encode(encoded))
 }
 
 /// StartTransaction, one statement, CommitTransaction.
-async fn one_transaction(
+pub(super) async fn one_transaction(
     session: &mut Session,
     statement: &str,
     parameters: &[ion_rs::Element],
@@ -445,13 +451,13 @@ async fn one_transaction(
 }
 
 /// A QLDB session over one connection.
-struct Session {
+pub(super) struct Session {
     http: Http,
     token: String,
 }
 
 impl Session {
-    async fn start(mut http: Http, ledger: &str) -> anyhow::Result<Session> {
+    pub(super) async fn start(mut http: Http, ledger: &str) -> anyhow::Result<Session> {
         let reply = send(&mut http, &json!({"StartSession": {"LedgerName": ledger}})).await?;
         let token = reply["StartSession"]["SessionToken"]
             .as_str()
@@ -528,7 +534,7 @@ impl Session {
     }
 
     /// EndSession; errors are ignored, as the drivers do.
-    async fn end(mut self) {
+    pub(super) async fn end(mut self) {
         let _ = send(
             &mut self.http,
             &json!({"SessionToken": self.token, "EndSession": {}}),
@@ -556,13 +562,13 @@ async fn send(http: &mut Http, request: &Value) -> anyhow::Result<Value> {
 }
 
 /// One session's keep-alive connection, sending JSON and signing when credentials are set.
-struct Http {
+pub(super) struct Http {
     connection: Connection,
     signer: Option<Signer>,
 }
 
 impl Http {
-    async fn request(
+    pub(super) async fn request(
         &mut self,
         method: Method,
         path: &str,
