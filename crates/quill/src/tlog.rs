@@ -82,6 +82,10 @@ pub struct LogKeyArgs {
 /// Prints `name+keyid+base64` verifier keys of the ledgers' logs, one a line.
 pub fn log_key(args: LogKeyArgs) -> anyhow::Result<()> {
     let config = args.log.check()?;
+    // An operator prints the key to publish it before the first `quill serve` made the
+    // directory; the key is then created where the server will find it.
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     let key = config.load_key(&args.data_dir)?;
     let ledgers = match args.ledger {
         Some(name) => vec![name],

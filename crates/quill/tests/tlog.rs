@@ -99,6 +99,19 @@ fn json(bytes: &[u8]) -> serde_json::Value {
 }
 
 #[test]
+fn log_key_creates_the_key_in_a_new_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("not-yet").join("data");
+    let first = quill(&["log-key", "--data-dir", data.to_str().unwrap()]);
+    assert!(data.join("log-key").exists());
+    // No ledger yet, so no verifier line; a second call reuses the same key file.
+    let key = std::fs::read(data.join("log-key")).unwrap();
+    let second = quill(&["log-key", "--data-dir", data.to_str().unwrap()]);
+    assert_eq!(first.stdout, second.stdout);
+    assert_eq!(std::fs::read(data.join("log-key")).unwrap(), key);
+}
+
+#[test]
 fn the_served_log_checks_out_offline_and_grows() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
