@@ -10,7 +10,7 @@
 //! time into the block hash (QLDB left them unbound). The rules live in `quill_verify` so a
 //! client can re-check a block on its own.
 
-use ion_rs::Element;
+use ion_rs::{Element, Struct};
 use quill_verify::{ion_hash, Hash};
 
 use crate::catalog::CatalogChange;
@@ -461,11 +461,32 @@ pub struct DecodedBlock {
     pub original: Option<Element>,
 }
 
-fn corrupt(address: &BlockAddress, detail: impl Into<String>) -> LedgerError {
+pub(crate) fn corrupt(address: &BlockAddress, detail: impl Into<String>) -> LedgerError {
     LedgerError::Corrupted {
         block_address: address.clone(),
         detail: detail.into(),
     }
+}
+
+/// The table of document `id`, from the block's `transactionInfo.documents` (both journal
+/// payload layouts carry it there).
+pub(crate) fn document_table_id(
+    documents: Option<&Struct>,
+    id: &str,
+    address: &BlockAddress,
+) -> Result<String> {
+    documents
+        .and_then(|d| d.get(id))
+        .and_then(Element::as_struct)
+        .and_then(|d| d.get("tableId"))
+        .and_then(Element::as_text)
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            corrupt(
+                address,
+                format!("document {id} missing from transactionInfo"),
+            )
+        })
 }
 
 /// Parses a journal payload written by [`build`] for the block at `address`.
@@ -539,18 +560,7 @@ pub fn decode_payload(bytes: &[u8], address: &BlockAddress) -> Result<DecodedBlo
     let mut revisions = Vec::with_capacity(count);
     let mut data_ion = Vec::with_capacity(count);
     for (hash, version, id, data) in stored {
-        let table_id = documents
-            .get(id.as_str())
-            .and_then(Element::as_struct)
-            .and_then(|d| d.get("tableId"))
-            .and_then(Element::as_text)
-            .ok_or_else(|| {
-                corrupt(
-                    address,
-                    format!("document {id} missing from transactionInfo"),
-                )
-            })?
-            .to_owned();
+        let table_id = document_table_id(Some(documents), &id, address)?;
         let (bytes, data, data_hash) = match data {
             StoredData::Data(bytes, element) => (bytes.to_vec(), Some(element), None),
             StoredData::Redacted(data_hash) => (Vec::new(), None, Some(data_hash)),

@@ -21,10 +21,10 @@
 use ion_rs::Element;
 use quill_verify::{ion_hash, Hash};
 
-use crate::block::{self, DecodedBlock};
+use crate::block::{self, corrupt, DecodedBlock};
 use crate::catalog::CatalogChange;
 use crate::clock;
-use crate::error::{LedgerError, Result};
+use crate::error::Result;
 use crate::types::{BlockAddress, Revision, RevisionMetadata};
 
 /// Payload format byte of a verbatim block (the compact format is 1).
@@ -40,13 +40,6 @@ pub(crate) fn encode(sequence_no: u64, block: &[u8], catalog_changes: &[u8]) -> 
         out.extend_from_slice(section);
     }
     out
-}
-
-fn corrupt(address: &BlockAddress, detail: impl Into<String>) -> LedgerError {
-    LedgerError::Corrupted {
-        block_address: address.clone(),
-        detail: detail.into(),
-    }
 }
 
 fn hash_at(element: Option<&Element>) -> Option<Hash> {
@@ -147,18 +140,7 @@ pub(crate) fn decode(bytes: &[u8], address: &BlockAddress) -> Result<DecodedBloc
             .and_then(Element::as_text)
             .ok_or_else(bad)?
             .to_owned();
-        let table_id = documents
-            .and_then(|d| d.get(id.as_str()))
-            .and_then(Element::as_struct)
-            .and_then(|d| d.get("tableId"))
-            .and_then(Element::as_text)
-            .ok_or_else(|| {
-                corrupt(
-                    address,
-                    format!("document {id} missing from transactionInfo"),
-                )
-            })?
-            .to_owned();
+        let table_id = block::document_table_id(documents, &id, address)?;
         let data = r.get("data").cloned();
         data_ion.push(match &data {
             Some(d) => d.encode_as(ion_rs::v1_0::Binary)?,
@@ -305,6 +287,7 @@ pub(crate) fn all_revision_hashes(original: &Element) -> Vec<Hash> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::LedgerError;
 
     fn address() -> BlockAddress {
         BlockAddress {
