@@ -87,6 +87,10 @@ pub enum LedgerError {
     /// A previous write or fsync failed; the ledger refuses writes until reopened.
     #[error("Ledger is read-only after an I/O failure: {0}")]
     ReadOnly(String),
+    /// The journal's database is unreachable, read-only or full; nothing was written and a
+    /// retry may succeed once it is back.
+    #[error("Storage unavailable, retry: {0}")]
+    Unavailable(String),
     /// Operating-system I/O error.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),

@@ -28,6 +28,9 @@ pub(crate) struct LedgerInner {
     pub _lock: LockGuard,
     pub commits: Mutex<Option<SyncSender<CommitRequest>>>,
     pub committer: Mutex<Option<JoinHandle<()>>>,
+    /// A PostgreSQL ledger's cache directory (derived state), removed after everything else
+    /// is closed.
+    pub _cache: Option<tempfile::TempDir>,
 }
 
 impl LedgerInner {
@@ -54,6 +57,8 @@ impl LedgerInner {
         if reads.is_empty() {
             return Ok(());
         }
+        // With other servers committing too, their blocks so far must be in the log.
+        commit::catch_up(&self.core)?;
         match self.core.shared().log.check(start, reads) {
             None => Ok(()),
             Some(detail) => Err(LedgerError::OccConflict {

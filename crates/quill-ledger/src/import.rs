@@ -514,6 +514,7 @@ impl Importer {
         // Derived state (tables, documents, indexes) is replayed from the staged journal as
         // recovery replays it, so the published ledger opens at once.
         let state = State::open(&storage, &staging.join("state.redb"))?;
+        let journal = crate::journal::JournalStore::Files(journal);
         catch_up_state(&journal, &state, &strand_id, journal.len(), &options.limits)?;
         drop((journal, tree, state));
         write_ledger_file(&storage, &staging, &name, &strand_id)?;

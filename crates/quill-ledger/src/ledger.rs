@@ -24,11 +24,12 @@ use crate::commit::{self, Core, Shared};
 use crate::error::{LedgerError, Result};
 use crate::handle::LedgerInner;
 use crate::ids::IdGenerator;
-use crate::journal::Journal;
+use crate::journal::postgres::{PgJournal, PostgresStore};
+use crate::journal::{Journal, JournalStore};
 use crate::occ::ConflictLog;
 use crate::options::{LedgerOptions, RecoveryReport};
 use crate::redaction;
-use crate::state::{AppliedRevision, Record, State};
+use crate::state::State;
 use crate::storage::Storage;
 use crate::transaction::Transaction;
 use crate::tree_store::TreeStore;
@@ -119,26 +120,7 @@ impl Ledger {
         let journal = Journal::create(storage, &dir.join("journal"), &strand_id)?;
         let tree = TreeStore::open(storage, &dir.join("tree"))?;
         let state = State::open(storage, &dir.join("state.redb"))?;
-        let transaction_id = ids.next_id();
-        let changes = [CatalogChange::CreateLedger {
-            name: name.to_owned(),
-        }];
-        let time_millis = clock::now_millis();
-        let genesis = block::build(
-            &BlockDraft {
-                address: BlockAddress {
-                    strand_id: strand_id.clone(),
-                    sequence_no: 0,
-                },
-                transaction_id: &transaction_id,
-                time_millis,
-                previous_hash: None,
-                revisions: &[],
-                body: &block::body(&transaction_id, time_millis, &[], &[], &changes)?,
-            },
-            &[],
-            &mut quill_verify::BlockHeaderHasher::new(&strand_id),
-        )?;
+        let genesis = genesis_block(name, &strand_id, &ids)?;
         journal.append(&[&genesis.payload])?;
         journal.sync()?;
         tree.push_leaves(&[genesis.hash])?;
@@ -148,7 +130,7 @@ impl Ledger {
             &mut writer,
             &mut Catalog::default(),
             &options.limits,
-            &changes,
+            &genesis_changes(name),
             &[],
         )?;
         writer.set_applied(1)?;
@@ -169,13 +151,93 @@ impl Ledger {
             return Err(LedgerError::InUse(name));
         };
         let (journal, journal_recovery) = Journal::open(storage, &dir.join("journal"), &strand_id)?;
-        let tree = TreeStore::open(storage, &dir.join("tree"))?;
-        let state_path = dir.join("state.redb");
-        let mut state = State::open(storage, &state_path)?;
-        let mut recovery = RecoveryReport {
+        let recovery = RecoveryReport {
             torn_tail_bytes: journal_recovery.torn_tail_bytes,
             ..Default::default()
         };
+        Ledger::open_parts(
+            OpenParts {
+                name,
+                strand_id,
+                dir: dir.to_owned(),
+                journal: JournalStore::Files(journal),
+                lock,
+                cache: None,
+            },
+            recovery,
+            options,
+        )
+    }
+
+    /// Creates a ledger in PostgreSQL (see [`PostgresStore`]): its row and genesis block in
+    /// one transaction; `LedgerExists` if another server created it first.
+    pub fn create_in(store: &PostgresStore, name: &str, options: LedgerOptions) -> Result<Ledger> {
+        validate_ledger_name(name)?;
+        let ids = IdGenerator::new(options.id_seed);
+        let strand_id = ids.next_id();
+        let genesis = genesis_block(name, &strand_id, &ids)?;
+        store.insert_ledger(name, &strand_id, &[(&genesis.payload, genesis.hash)], None)?;
+        Ledger::open_in(store, name, options)
+    }
+
+    /// Opens a ledger kept in PostgreSQL. Any number of servers may open it at once; each
+    /// keeps derived state (documents, indexes, the digest tree) as a cache in a private
+    /// directory (under `options.cache_dir`, else the system's temporary directory), built
+    /// from the blocks in PostgreSQL and removed at close.
+    pub fn open_in(store: &PostgresStore, name: &str, options: LedgerOptions) -> Result<Ledger> {
+        let stored = store.ledger(name)?;
+        let prefix = format!("quill-{name}-");
+        let mut cache = tempfile::Builder::new();
+        cache.prefix(&prefix);
+        let cache = match &options.cache_dir {
+            Some(root) => {
+                options.storage.create_dir_all(root)?;
+                cache.tempdir_in(root)?
+            }
+            None => cache.tempdir()?,
+        };
+        let lock = options
+            .storage
+            .try_lock(&cache.path().join("LOCK"))?
+            .ok_or_else(|| LedgerError::InUse(name.to_owned()))?;
+        Ledger::open_parts(
+            OpenParts {
+                name: stored.name,
+                strand_id: stored.strand_id,
+                dir: cache.path().to_owned(),
+                journal: JournalStore::Postgres(PgJournal::new(
+                    store.clone(),
+                    name,
+                    stored.blocks,
+                )),
+                lock,
+                cache: Some(cache),
+            },
+            RecoveryReport::default(),
+            options,
+        )
+    }
+
+    /// The backend-independent part of opening: the digest tree and derived state catch up
+    /// from the journal, pending redactions are completed, and the committer starts.
+    fn open_parts(
+        parts: OpenParts,
+        mut recovery: RecoveryReport,
+        options: LedgerOptions,
+    ) -> Result<Ledger> {
+        let OpenParts {
+            name,
+            strand_id,
+            dir,
+            journal,
+            lock,
+            cache,
+        } = parts;
+        let dir = dir.as_path();
+        let storage = &options.storage;
+        let tree = TreeStore::open(storage, &dir.join("tree"))?;
+        let state_path = dir.join("state.redb");
+        let mut state = State::open(storage, &state_path)?;
         let blocks = journal.len();
         if blocks == 0 {
             return Err(LedgerError::Corrupted {
@@ -279,6 +341,7 @@ impl Ledger {
                 _lock: lock,
                 commits: Mutex::new(Some(sender)),
                 committer: Mutex::new(Some(handle)),
+                _cache: cache,
             }),
         })
     }
@@ -312,6 +375,7 @@ impl Ledger {
     /// Starts a transaction on a snapshot of the current state.
     pub fn begin(&self) -> Result<Transaction> {
         let core = &self.inner.core;
+        commit::catch_up(core)?;
         let (start, snapshot, catalog) = {
             let shared = core.shared();
             if let Some(reason) = &shared.poisoned {
@@ -565,6 +629,46 @@ fn verbatim_revision_path(
     Ok(path)
 }
 
+/// What a backend hands to [`Ledger::open_parts`].
+struct OpenParts {
+    name: String,
+    strand_id: String,
+    /// Where derived state lives: the ledger's directory, or a PostgreSQL ledger's cache.
+    dir: PathBuf,
+    journal: JournalStore,
+    lock: crate::storage::LockGuard,
+    /// A PostgreSQL ledger's cache directory, removed when the ledger closes.
+    cache: Option<tempfile::TempDir>,
+}
+
+fn genesis_changes(name: &str) -> [CatalogChange; 1] {
+    [CatalogChange::CreateLedger {
+        name: name.to_owned(),
+    }]
+}
+
+/// Block 0, recording the ledger's creation.
+fn genesis_block(name: &str, strand_id: &str, ids: &IdGenerator) -> Result<block::BuiltBlock> {
+    let transaction_id = ids.next_id();
+    let changes = genesis_changes(name);
+    let time_millis = clock::now_millis();
+    block::build(
+        &BlockDraft {
+            address: BlockAddress {
+                strand_id: strand_id.to_owned(),
+                sequence_no: 0,
+            },
+            transaction_id: &transaction_id,
+            time_millis,
+            previous_hash: None,
+            revisions: &[],
+            body: &block::body(&transaction_id, time_millis, &[], &[], &changes)?,
+        },
+        &[],
+        &mut quill_verify::BlockHeaderHasher::new(strand_id),
+    )
+}
+
 fn tree_error(e: TreeError<LedgerError>) -> LedgerError {
     match e {
         TreeError::Node { source, .. } => source,
@@ -572,7 +676,11 @@ fn tree_error(e: TreeError<LedgerError>) -> LedgerError {
     }
 }
 
-fn read_block(journal: &Journal, strand_id: &str, sequence_no: u64) -> Result<block::DecodedBlock> {
+fn read_block(
+    journal: &JournalStore,
+    strand_id: &str,
+    sequence_no: u64,
+) -> Result<block::DecodedBlock> {
     let address = BlockAddress {
         strand_id: strand_id.to_owned(),
         sequence_no,
@@ -585,7 +693,12 @@ fn read_block(journal: &Journal, strand_id: &str, sequence_no: u64) -> Result<bl
 /// Only the leaves of the tree's last durable checkpoint are trusted: later nodes were never
 /// fsynced, so after a power loss any of them may be missing, zero or stale. The last trusted
 /// leaf is checked against its block; if they disagree the whole tree is rebuilt.
-fn catch_up_tree(journal: &Journal, tree: &TreeStore, strand_id: &str, blocks: u64) -> Result<u64> {
+fn catch_up_tree(
+    journal: &JournalStore,
+    tree: &TreeStore,
+    strand_id: &str,
+    blocks: u64,
+) -> Result<u64> {
     let mut trusted = tree.durable_leaves().min(blocks);
     if trusted > 0
         && tree.full_node(0, trusted - 1)? != read_block(journal, strand_id, trusted - 1)?.hash
@@ -598,22 +711,19 @@ fn catch_up_tree(journal: &Journal, tree: &TreeStore, strand_id: &str, blocks: u
     }
     tree.truncate(trusted)?;
     let from = trusted;
-    let mut hashes = Vec::new();
-    for seq in from..blocks {
-        hashes.push(read_block(journal, strand_id, seq)?.hash);
-        if hashes.len() >= 4096 {
-            tree.push_leaves(&hashes)?;
-            hashes.clear();
-        }
+    let mut next = from;
+    while next < blocks {
+        let to = (next + 4096).min(blocks);
+        tree.push_leaves(&journal.hashes(strand_id, next, to)?)?;
+        next = to;
     }
-    tree.push_leaves(&hashes)?;
     tree.flush()?;
     Ok(blocks - from)
 }
 
 /// Replays journal blocks that derived state has not applied; returns blocks replayed.
 pub(crate) fn catch_up_state(
-    journal: &Journal,
+    journal: &JournalStore,
     state: &State,
     strand_id: &str,
     blocks: u64,
@@ -648,30 +758,7 @@ pub(crate) fn catch_up_state(
             });
         }
         previous = Some(decoded.hash);
-        let rows: Vec<AppliedRevision<'_>> = decoded
-            .revisions
-            .iter()
-            .zip(&decoded.data_ion)
-            .map(|((table_id, r), bytes)| AppliedRevision {
-                table_id,
-                document_id: &r.metadata.id,
-                data: r.data.as_ref(),
-                previous: None,
-                record: Record {
-                    deleted: r.data.is_none() && r.data_hash.is_none(),
-                    redacted: r.data_hash.is_some(),
-                    version: r.metadata.version,
-                    sequence_no: seq,
-                    time_millis: decoded.time_millis,
-                    hash: r.hash,
-                    tx_id: &decoded.transaction_id,
-                    data: r
-                        .data_hash
-                        .as_ref()
-                        .map_or(bytes.as_slice(), |h| h.as_bytes()),
-                },
-            })
-            .collect();
+        let rows = commit::replayed_rows(&decoded);
         commit::apply_block(
             &mut writer,
             &mut catalog,

@@ -17,6 +17,9 @@ pub struct LedgerOptions {
     pub occ_read_holes: bool,
     /// Where the ledger's files live: the OS file system unless a test simulates a disk.
     pub storage: Storage,
+    /// Where a PostgreSQL ledger keeps its derived-state cache (a private directory per open
+    /// ledger, removed at close); `None` uses the system's temporary directory.
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 /// What `Ledger::open` found and repaired.

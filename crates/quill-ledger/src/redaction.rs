@@ -32,7 +32,7 @@ use ion_rs::Element;
 use crate::block;
 use crate::catalog::CatalogChange;
 use crate::error::{LedgerError, Result};
-use crate::journal::Journal;
+use crate::journal::JournalStore;
 use crate::storage::Storage;
 use crate::types::RedactionRequest;
 
@@ -83,7 +83,7 @@ pub(crate) fn unlist_all(storage: &Storage, ledger_dir: &Path) -> Result<()> {
 pub(crate) fn erase_committed(
     storage: &Storage,
     ledger_dir: &Path,
-    journal: &Journal,
+    journal: &JournalStore,
     requests: &[RedactionRequest],
 ) -> Result<()> {
     list(storage, ledger_dir, requests)?;
@@ -96,7 +96,7 @@ pub(crate) fn erase_committed(
 /// Rewrites the frame of the request's block with the revision's data replaced by its Ion
 /// hash. Returns `false` when the frame holds no data for it any more (already erased).
 /// Checks before writing that the rewritten block verifies to the same block hash.
-pub(crate) fn erase_from_journal(journal: &Journal, request: &RedactionRequest) -> Result<bool> {
+pub(crate) fn erase_from_journal(journal: &JournalStore, request: &RedactionRequest) -> Result<bool> {
     let address = &request.block_address;
     let bytes = journal.read(address.sequence_no)?;
     let Some(payload) = block::redact_payload(&bytes, address, &request.document_id)? else {

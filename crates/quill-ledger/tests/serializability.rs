@@ -12,6 +12,8 @@
 //!
 //! `QUILL_SERIALIZABILITY_TXNS` sets how many transactions must commit (default 10,000).
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -415,6 +417,13 @@ fn check(history: Vec<Recorded>, first: u64, conflicts: usize) -> Report {
 fn run(options: LedgerOptions, target: usize, seed: u64) -> Report {
     let dir = tempfile::tempdir().unwrap();
     let ledger = Ledger::create(dir.path(), "serializable", options).unwrap();
+    run_on(&[ledger], target, seed)
+}
+
+/// Runs the workload on a new ledger, client `t` using handle `t % handles.len()` (several
+/// handles of one PostgreSQL ledger act as several servers).
+fn run_on(handles: &[Ledger], target: usize, seed: u64) -> Report {
+    let ledger = &handles[0];
     ledger
         .transact(|tx| {
             tx.create_table("Acct", None)?;
@@ -430,7 +439,8 @@ fn run(options: LedgerOptions, target: usize, seed: u64) -> Report {
     let observed = Arc::new(Observed::default());
     let threads: Vec<_> = (0..THREADS)
         .map(|t| {
-            let (ledger, observed) = (ledger.clone(), Arc::clone(&observed));
+            let ledger = handles[t % handles.len()].clone();
+            let observed = Arc::clone(&observed);
             std::thread::spawn(move || client(&ledger, t, seed + t as u64, target, &observed))
         })
         .collect();
@@ -495,4 +505,27 @@ fn the_checker_detects_the_old_holes() {
         }
     }
     panic!("the checker missed an anomaly: stale writers, stale read-only = {found:?}");
+}
+
+/// The same check with the journal in PostgreSQL and the clients spread over two servers
+/// (two handles, each with its own committer, cache and conflict log).
+#[test]
+fn a_mixed_workload_over_two_postgres_servers_is_serializable() {
+    let store = quill_ledger::PostgresStore::connect(&common::postgres_url()).unwrap();
+    let name = format!("serializable-{}", std::process::id());
+    let a = Ledger::create_in(&store, &name, LedgerOptions::default()).unwrap();
+    let b = Ledger::open_in(&store, &name, LedgerOptions::default()).unwrap();
+    let target = (target() / 5).max(500);
+    let report = run_on(&[a, b], target, 7);
+    println!("serializability over two PostgreSQL servers: {report:?}");
+    assert!(report.writers + report.read_only >= target);
+    assert_eq!(
+        (
+            report.stale_writers,
+            report.stale_read_only,
+            report.reordered_writers
+        ),
+        (0, 0, 0),
+        "{report:?}"
+    );
 }

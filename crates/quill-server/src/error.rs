@@ -222,6 +222,8 @@ impl ApiError {
             }
             LedgerError::InvalidLedgerName(_) => ErrorKind::InvalidParameter,
             LedgerError::LedgerExists(_) => ErrorKind::ResourceAlreadyExists,
+            // 503: the drivers back off and retry.
+            LedgerError::Unavailable(_) => ErrorKind::CapacityExceeded,
             LedgerError::Io(_)
             | LedgerError::Storage(_)
             | LedgerError::Corrupted { .. }

@@ -2,7 +2,7 @@
 
 use quill_verify::Hash;
 
-use crate::block::{self, BlockDraft};
+use crate::block::{self, BlockDraft, DecodedBlock};
 use crate::catalog::{Catalog, CatalogChange};
 use crate::error::Result;
 use crate::limits::Limits;
@@ -126,4 +126,34 @@ pub(super) fn build_and_apply(
         &rows,
     )?;
     Ok((built.hash, payload, writes))
+}
+
+/// A committed block's revisions as derived state applies them on replay (catch-up on open,
+/// or blocks another server committed): the replaced data is read back from the state.
+pub(crate) fn replayed_rows(decoded: &DecodedBlock) -> Vec<AppliedRevision<'_>> {
+    let sequence_no = decoded.address.sequence_no;
+    decoded
+        .revisions
+        .iter()
+        .zip(&decoded.data_ion)
+        .map(|((table_id, r), bytes)| AppliedRevision {
+            table_id,
+            document_id: &r.metadata.id,
+            data: r.data.as_ref(),
+            previous: None,
+            record: Record {
+                deleted: r.data.is_none() && r.data_hash.is_none(),
+                redacted: r.data_hash.is_some(),
+                version: r.metadata.version,
+                sequence_no,
+                time_millis: decoded.time_millis,
+                hash: r.hash,
+                tx_id: &decoded.transaction_id,
+                data: r
+                    .data_hash
+                    .as_ref()
+                    .map_or(bytes.as_slice(), |h| h.as_bytes()),
+            },
+        })
+        .collect()
 }

@@ -27,15 +27,15 @@ use quill_verify::Hash;
 use crate::block::{BlockBody, RevisionDraft};
 use crate::catalog::{Catalog, CatalogChange};
 use crate::error::{LedgerError, Result};
-use crate::journal::Journal;
+use crate::journal::JournalStore;
 use crate::occ::{ConflictLog, ReadSet};
 use crate::options::LedgerOptions;
 use crate::state::{Snapshot, State};
 use crate::tree_store::TreeStore;
 use crate::types::CommitReceipt;
 
-pub(crate) use build::apply_block;
-pub(crate) use pipeline::{commit, run, Pipeline};
+pub(crate) use build::{apply_block, replayed_rows};
+pub(crate) use pipeline::{catch_up, commit, run, Pipeline};
 
 /// A transaction's writes, ready to be hashed into a block.
 pub struct PreparedCommit {
@@ -78,7 +78,7 @@ pub(crate) struct Shared {
 pub(crate) struct Core {
     pub strand_id: String,
     pub options: LedgerOptions,
-    pub journal: Journal,
+    pub journal: JournalStore,
     pub tree: TreeStore,
     pub state: State,
     pub pipeline: Pipeline,
@@ -89,7 +89,7 @@ impl Core {
     pub fn new(
         strand_id: String,
         options: LedgerOptions,
-        journal: Journal,
+        journal: JournalStore,
         tree: TreeStore,
         state: State,
         pipeline: Pipeline,

@@ -99,6 +99,20 @@ struct Batch {
 struct Sequenced {
     state: StateUpdate,
     published: Batch,
+    /// With a shared (PostgreSQL) journal: the sequencer as it was before the batch, restored
+    /// if the batch's transaction does not commit.
+    undo: Option<Undo>,
+}
+
+/// What sequencing a batch changed in the sequencer.
+struct Undo {
+    catalog: Catalog,
+    next: u64,
+    previous_hash: Option<Hash>,
+    last_millis: i64,
+    layers: Vec<Arc<Layer>>,
+    revisions: usize,
+    in_flight: usize,
 }
 
 /// How a sequenced batch reached derived state.
@@ -127,7 +141,7 @@ impl StateUpdate {
             StateUpdate::Layered(snapshot) => Ok(snapshot),
             StateUpdate::Direct { writer, checkpoint } => {
                 let durable = checkpoint
-                    && (journal_synced || core.journal.sync().is_ok())
+                    && (journal_synced || core.journal.sync_for_checkpoint().is_ok())
                     && core.tree.flush().is_ok();
                 writer.commit(durable)?;
                 if durable {
@@ -204,9 +218,16 @@ pub fn run(core: Arc<Core>, requests: Receiver<CommitRequest>) {
         let Some(sequenced) = sequence_batch(&core, &mut sequencer, batch) else {
             continue;
         };
+        if core.journal.shared().is_some() {
+            // Other servers wait on this batch's tip lock: commit it now, not behind a
+            // pipelined next batch.
+            commit_shared(&core, &mut sequencer, sequenced);
+            continue;
+        }
         let Sequenced {
             state,
             published: job,
+            ..
         } = sequenced;
         let (snapshot_sender, snapshot) = mpsc::sync_channel(1);
         pipeline.syncing.fetch_add(1, Ordering::SeqCst);
@@ -283,19 +304,25 @@ impl Alone<'_> {
     fn commit(self, core: &Core, commit: PreparedCommit) -> Result<CommitReceipt> {
         let mut sequencer = self.0;
         let (reply, answer) = mpsc::sync_channel(1);
-        if let Some(Sequenced {
-            state,
-            published: job,
-        }) = sequence_batch(core, &mut sequencer, vec![CommitRequest { commit, reply }])
-        {
-            // Journal first: a direct state commit may then be a durable checkpoint.
-            match sync_journal(core) {
-                Ok(()) => {
-                    let snapshot = state.finish(core, &mut sequencer, true);
-                    publish(core, job, snapshot);
-                }
-                Err(e) => fail_all(job.accepted.into_iter().map(|a| a.reply), &e),
+        match sequence_batch(core, &mut sequencer, vec![CommitRequest { commit, reply }]) {
+            Some(sequenced) if core.journal.shared().is_some() => {
+                commit_shared(core, &mut sequencer, sequenced);
             }
+            Some(Sequenced {
+                state,
+                published: job,
+                ..
+            }) => {
+                // Journal first: a direct state commit may then be a durable checkpoint.
+                match sync_journal(core, job.end) {
+                    Ok(()) => {
+                        let snapshot = state.finish(core, &mut sequencer, true);
+                        publish(core, job, snapshot);
+                    }
+                    Err(e) => fail_all(job.accepted.into_iter().map(|a| a.reply), &e),
+                }
+            }
+            None => {}
         }
         drop(sequencer);
         answer
@@ -314,6 +341,7 @@ const IDLE_FLUSH_AFTER: std::time::Duration = std::time::Duration::from_millis(5
 fn flush_while_idle(core: &Core) {
     let mut guard = core.pipeline.sequencer();
     let sequencer = &mut *guard;
+    absorb_while_idle(core, sequencer);
     let layered = &mut sequencer.layered;
     let layers_before = layered.layers.len();
     layered.collect_flush(core, false);
@@ -353,18 +381,44 @@ fn sequence_batch(
     sequencer: &mut Sequencer,
     batch: Vec<CommitRequest>,
 ) -> Option<Sequenced> {
+    let sequenced = sequence_commits(core, sequencer, batch);
+    if sequenced.is_none() {
+        // Nothing to commit: release the PostgreSQL tip lock, if it was taken.
+        if let Some(pg) = core.journal.shared() {
+            pg.rollback();
+        }
+    }
+    sequenced
+}
+
+fn sequence_commits(
+    core: &Core,
+    sequencer: &mut Sequencer,
+    batch: Vec<CommitRequest>,
+) -> Option<Sequenced> {
     // One look at the shared state per batch: the published conflict log is checked for every
     // commit under a single lock (committing threads take that lock too).
-    let (logged, published) = {
-        let shared = core.shared();
-        if let Some(reason) = shared.poisoned.clone() {
-            drop(shared);
-            fail_all(
-                batch.into_iter().map(|r| r.reply),
-                &LedgerError::ReadOnly(reason),
-            );
+    if let Some(reason) = core.shared().poisoned.clone() {
+        fail_all(
+            batch.into_iter().map(|r| r.reply),
+            &LedgerError::ReadOnly(reason),
+        );
+        return None;
+    }
+    if let Some(pg) = core.journal.shared() {
+        // Lock the tip in PostgreSQL (held until the batch commits) and take in what other
+        // servers committed since: the checks below then see their writes.
+        let absorbed = pg
+            .lock_tip(sequencer.next)
+            .and_then(|foreign| absorb(core, sequencer, foreign));
+        if let Err(e) = absorbed {
+            pg.rollback();
+            fail_all(batch.into_iter().map(|r| r.reply), &e);
             return None;
         }
+    }
+    let (logged, published) = {
+        let shared = core.shared();
         let logged: Vec<Option<String>> = batch
             .iter()
             .map(|r| shared.log.check(r.commit.start, &r.commit.reads))
@@ -409,6 +463,15 @@ fn sequence_batch(
     } else {
         Sink::Layered(Layer::default())
     };
+    let undo = core.journal.shared().map(|_| Undo {
+        catalog: sequencer.catalog.clone(),
+        next: sequencer.next,
+        previous_hash: sequencer.previous_hash,
+        last_millis: sequencer.last_millis,
+        layers: sequencer.layered.layers.clone(),
+        revisions: sequencer.layered.revisions,
+        in_flight: sequencer.in_flight.len(),
+    });
     // Work on copies: a failure part-way leaves the sequencer as it was.
     let mut catalog = sequencer.catalog.clone();
     let (mut next, mut previous_hash, mut last_millis) = (
@@ -486,13 +549,21 @@ fn sequence_batch(
             return None;
         }
     }
-    let frames: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
-    if let Err(e) = core.journal.append(&frames) {
-        core.poison(format!("journal write failed: {e}"));
+    let first = next - accepted.len() as u64;
+    let blocks: Vec<(&[u8], Hash)> = payloads
+        .iter()
+        .map(Vec::as_slice)
+        .zip(leaves.iter().copied())
+        .collect();
+    if let Err(e) = core.journal.append(first, &blocks) {
+        // A failed file write may have left part of a frame; a failed PostgreSQL insert is
+        // rolled back with its transaction.
+        if core.journal.shared().is_none() {
+            core.poison(format!("journal write failed: {e}"));
+        }
         fail_all(accepted.into_iter().map(|a| a.reply), &e);
         return None;
     }
-    let first = next - accepted.len() as u64;
     for (offset, a) in accepted.iter().enumerate() {
         sequencer
             .in_flight
@@ -518,7 +589,8 @@ fn sequence_batch(
                 .layered
                 .base
                 .with_layers(sequencer.layered.layers.clone(), next);
-            if sequencer.layered.flush_due() {
+            // A shared journal's batch may still be rolled back: its flush waits for the commit.
+            if undo.is_none() && sequencer.layered.flush_due() {
                 sequencer.layered.start_flush(false, next);
             }
             StateUpdate::Layered(snapshot)
@@ -526,6 +598,7 @@ fn sequence_batch(
     };
     Some(Sequenced {
         state,
+        undo,
         published: Batch {
             end: next,
             last_hash,
@@ -537,10 +610,177 @@ fn sequence_batch(
     })
 }
 
+/// Commits a batch sequenced on a shared (PostgreSQL) journal: COMMIT, then publish and
+/// acknowledge; or, when PostgreSQL did not commit it, undo it in the sequencer and fail its
+/// transactions with a retryable error. A COMMIT whose answer was lost is settled by reading
+/// the tip back; when even that fails, the outcome is unknown and the ledger is poisoned
+/// (reopening it reads the truth from PostgreSQL).
+fn commit_shared(core: &Core, sequencer: &mut Sequencer, sequenced: Sequenced) {
+    let Sequenced {
+        state,
+        published: job,
+        undo,
+    } = sequenced;
+    let pg = core.journal.shared().expect("called for a shared journal");
+    let committed = match pg.sync(job.end) {
+        Ok(()) => Ok(()),
+        Err(error) => match pg.committed_tip() {
+            Ok((blocks, _)) if blocks < job.end => Err(error),
+            Ok(_) => match pg.hashes(job.end - 1, job.end) {
+                Ok(hashes) if hashes == [job.last_hash] => {
+                    pg.saw(job.end);
+                    Ok(())
+                }
+                Ok(_) => Err(error),
+                Err(e) => Err(unknown_outcome(core, &e)),
+            },
+            Err(e) => Err(unknown_outcome(core, &e)),
+        },
+    };
+    match committed {
+        Ok(()) => {
+            let snapshot = state.finish(core, sequencer, true);
+            publish(core, job, snapshot);
+            if sequencer.layered.flush_due() {
+                sequencer.layered.start_flush(false, sequencer.next);
+            }
+        }
+        Err(error) => {
+            if let Some(undo) = undo {
+                drop(state);
+                sequencer.catalog = undo.catalog;
+                sequencer.next = undo.next;
+                sequencer.previous_hash = undo.previous_hash;
+                sequencer.last_millis = undo.last_millis;
+                sequencer.layered.layers = undo.layers;
+                sequencer.layered.revisions = undo.revisions;
+                sequencer.in_flight.truncate(undo.in_flight);
+            }
+            fail_all(job.accepted.into_iter().map(|a| a.reply), &error);
+        }
+    }
+}
+
+fn unknown_outcome(core: &Core, error: &LedgerError) -> LedgerError {
+    let reason = format!("the outcome of a PostgreSQL COMMIT is unknown: {error}");
+    core.poison(reason.clone());
+    LedgerError::ReadOnly(reason)
+}
+
+/// Applies blocks other servers committed to a shared journal, and publishes them: they are
+/// durable already, and later commits here are checked against their writes. They go to redb
+/// directly (with the layers before them), which reads back the data each revision replaces.
+fn absorb(core: &Core, sequencer: &mut Sequencer, blocks: Vec<(u64, Vec<u8>)>) -> Result<()> {
+    if blocks.is_empty() {
+        return Ok(());
+    }
+    sequencer.layered.collect_flush(core, true);
+    let mut writer = core.state.writer()?;
+    writer.write_layers(&sequencer.layered.layers)?;
+    let mut catalog = sequencer.catalog.clone();
+    let (mut next, mut previous_hash, mut last_millis) = (
+        sequencer.next,
+        sequencer.previous_hash,
+        sequencer.last_millis,
+    );
+    let mut logged = Vec::with_capacity(blocks.len());
+    let mut leaves = Vec::with_capacity(blocks.len());
+    for (sequence_no, payload) in &blocks {
+        let address = BlockAddress {
+            strand_id: core.strand_id.clone(),
+            sequence_no: *sequence_no,
+        };
+        let decoded = crate::block::decode_payload(payload, &address)?;
+        if *sequence_no != next || decoded.previous_hash != previous_hash {
+            return Err(crate::block::corrupt(
+                &address,
+                "a block another server committed does not continue this server's chain",
+            ));
+        }
+        let rows = super::build::replayed_rows(&decoded);
+        let writes = super::build::apply_block(
+            &mut writer,
+            &mut catalog,
+            &core.options.limits,
+            &decoded.catalog_changes,
+            &rows,
+        )?;
+        logged.push((next, Arc::new(writes)));
+        leaves.push(decoded.hash);
+        previous_hash = Some(decoded.hash);
+        last_millis = last_millis.max(decoded.time_millis);
+        next += 1;
+    }
+    writer.set_applied(next)?;
+    writer.commit(false)?;
+    let base = core.state.snapshot()?;
+    core.tree.push_leaves(&leaves)?;
+    let layered = &mut sequencer.layered;
+    layered.base = base.clone();
+    layered.layers.clear();
+    layered.revisions = 0;
+    sequencer.catalog = catalog.clone();
+    sequencer.next = next;
+    sequencer.previous_hash = previous_hash;
+    sequencer.last_millis = last_millis;
+    if let Some(pg) = core.journal.shared() {
+        pg.saw(next);
+    }
+    let mut shared = core.shared_mut();
+    shared.snapshot = Arc::new(base);
+    for (sequence_no, writes) in logged {
+        shared.log.push(sequence_no, writes);
+    }
+    shared.applied = next;
+    shared.catalog = Arc::new(catalog);
+    shared.last_hash = previous_hash;
+    shared.last_millis = last_millis;
+    Ok(())
+}
+
+/// On an idle server of a shared journal: takes in what other servers committed, so new
+/// transactions here read it.
+fn absorb_while_idle(core: &Core, sequencer: &mut Sequencer) {
+    if let Err(error) = absorb_committed(core, sequencer, None) {
+        tracing::warn!(%error, "cannot read blocks other servers committed");
+    }
+}
+
+/// Takes in blocks other servers committed up to `tip` (read from PostgreSQL when `None`).
+fn absorb_committed(core: &Core, sequencer: &mut Sequencer, tip: Option<u64>) -> Result<()> {
+    let Some(pg) = core.journal.shared() else {
+        return Ok(());
+    };
+    let blocks = match tip {
+        Some(tip) => tip,
+        None => pg.committed_tip()?.0,
+    };
+    if blocks <= sequencer.next {
+        return Ok(());
+    }
+    let foreign = pg.fetch(sequencer.next, blocks)?;
+    absorb(core, sequencer, foreign)
+}
+
+/// Before a transaction begins on a shared journal: publishes every block committed in
+/// PostgreSQL so far, so a transaction never reads older data than a commit acknowledged
+/// (by any server) before it began. One query when nothing is new.
+pub fn catch_up(core: &Core) -> Result<()> {
+    let Some(pg) = core.journal.shared() else {
+        return Ok(());
+    };
+    let (tip, _) = pg.committed_tip()?;
+    if tip <= core.shared().applied {
+        return Ok(());
+    }
+    let mut sequencer = core.pipeline.sequencer();
+    absorb_committed(core, &mut sequencer, Some(tip))
+}
+
 /// The syncer thread: fsync, publish, acknowledge, one batch after the other.
 fn sync_loop(core: &Core, jobs: Receiver<SyncJob>) {
     while let Ok(SyncJob { job, snapshot }) = jobs.recv() {
-        let synced = sync_journal(core);
+        let synced = sync_journal(core, job.end);
         let snapshot = snapshot
             .recv()
             .unwrap_or_else(|_| Err(LedgerError::Storage("sequencer stopped".into())));
@@ -552,11 +792,11 @@ fn sync_loop(core: &Core, jobs: Receiver<SyncJob>) {
     }
 }
 
-/// Makes every appended block durable, or poisons the ledger.
-fn sync_journal(core: &Core) -> Result<()> {
+/// Makes every appended block (up to `end`) durable, or poisons the ledger.
+fn sync_journal(core: &Core, end: u64) -> Result<()> {
     let synced = match core.shared().poisoned.clone() {
         Some(reason) => Err(LedgerError::ReadOnly(reason)),
-        None => core.journal.sync(),
+        None => core.journal.sync(end),
     };
     if let Err(e) = &synced {
         core.poison(format!("journal sync failed: {e}"));
@@ -601,6 +841,13 @@ fn publish(core: &Core, job: Batch, snapshot: Result<Snapshot>) {
 
 fn fail_all(replies: impl Iterator<Item = SyncSender<Result<CommitReceipt>>>, error: &LedgerError) {
     for reply in replies {
-        let _ = reply.send(Err(LedgerError::Storage(error.to_string())));
+        // Each reply gets its own copy; a retryable error stays retryable.
+        let copy = match error {
+            LedgerError::Unavailable(m) => LedgerError::Unavailable(m.clone()),
+            LedgerError::ReadOnly(m) => LedgerError::ReadOnly(m.clone()),
+            LedgerError::UnknownLedger(m) => LedgerError::UnknownLedger(m.clone()),
+            other => LedgerError::Storage(other.to_string()),
+        };
+        let _ = reply.send(Err(copy));
     }
 }

@@ -44,7 +44,11 @@
 //! Telling it apart would take a write after every fsync.
 
 mod format;
+pub(crate) mod postgres;
 mod segment;
+mod store;
+
+pub(crate) use store::JournalStore;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError, RwLock};

@@ -47,3 +47,9 @@ pub fn scan_checking_indexes(
     }
     scanned
 }
+
+/// A PostgreSQL database for the tests of the PostgreSQL backend (one server per test binary).
+#[allow(dead_code)]
+pub fn postgres_url() -> String {
+    std::env::var("QUILL_TEST_PG_URL").expect("QUILL_TEST_PG_URL")
+}

@@ -1,0 +1,712 @@
+//! The journal in PostgreSQL: one row per block, shared by every `quill serve` process that
+//! opens the ledger, with PostgreSQL's replication, failover and backups underneath.
+//!
+//! Schema (created and migrated by [`PostgresStore::connect`], versioned in `quill_schema`):
+//! ```text
+//! quill_ledgers(name PK, strand_id, blocks, last_hash, control, created_at)
+//!     blocks = the number of blocks = the next sequence number; the row is the chain's tip
+//! quill_blocks(ledger, seq, hash, payload)   PK (ledger, seq)
+//!     payload = the same bytes the embedded journal frames (see `block`), hash = block hash
+//! ```
+//!
+//! Sequencing across servers. A server appends a batch of blocks in one PostgreSQL
+//! transaction: [`PgJournal::lock_tip`] takes the ledger's row `FOR UPDATE` (so appends of
+//! one ledger are serialised, whichever server makes them) and returns the blocks other
+//! servers appended since this one last looked; the committer applies those first (their
+//! writes take part in its OCC checks), then builds its batch on the real tip,
+//! [`PgJournal::append`] inserts the blocks and moves the tip, and [`PgJournal::sync`] commits.
+//! The primary key `(ledger, seq)` is the backstop: two blocks with one sequence number can
+//! never both commit. A commit is acknowledged only after PostgreSQL acknowledged the COMMIT,
+//! so `synchronous_commit` (and `synchronous_standby_names` for a standby) decide what
+//! "durable" means; see docs/scale-out.md.
+//!
+//! Failures. Anything before the COMMIT fails the batch with [`LedgerError::Unavailable`]
+//! (retryable) and leaves nothing behind: PostgreSQL rolls the transaction back when its
+//! connection goes. A COMMIT whose answer is lost is resolved by reading the tip again
+//! ([`PgJournal::committed_tip`]).
+
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use postgres::{Client, Config, NoTls};
+use quill_verify::Hash;
+
+use crate::{LedgerError, Result};
+
+/// Schema versions this build knows; each entry migrates from the previous version.
+const MIGRATIONS: &[&str] = &[
+    // 1: ledgers and their blocks.
+    "CREATE TABLE quill_ledgers (
+        name text PRIMARY KEY,
+        strand_id text NOT NULL,
+        blocks bigint NOT NULL CHECK (blocks >= 1),
+        last_hash bytea NOT NULL,
+        control jsonb,
+        created_at timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE TABLE quill_blocks (
+        ledger text NOT NULL REFERENCES quill_ledgers (name) ON DELETE CASCADE,
+        seq bigint NOT NULL CHECK (seq >= 0),
+        hash bytea NOT NULL,
+        payload bytea NOT NULL,
+        PRIMARY KEY (ledger, seq)
+    );",
+];
+
+/// Key of the advisory lock taken while migrating, so two servers starting at once do not
+/// both create the tables.
+const MIGRATION_LOCK_KEY: i64 = 0x5155_494c_4c00_0001;
+/// Connections kept idle per store; more are opened when needed and closed when returned.
+const IDLE_CONNECTIONS_MAX: usize = 8;
+/// Blocks fetched per query when scanning.
+const SCAN_CHUNK_BLOCKS: i64 = 512;
+/// Connect timeout when the URL sets none: an unreachable server fails a commit quickly.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A PostgreSQL database holding ledgers: the connection settings and a small pool.
+#[derive(Clone)]
+pub struct PostgresStore {
+    inner: Arc<StoreInner>,
+}
+
+struct StoreInner {
+    config: Config,
+    /// The URL without its password, for messages.
+    display: String,
+    idle: Mutex<Vec<Client>>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("url", &self.inner.display)
+            .finish()
+    }
+}
+
+/// A ledger's row in `quill_ledgers`.
+#[derive(Debug, Clone)]
+pub struct StoredLedger {
+    pub name: String,
+    pub strand_id: String,
+    /// Number of blocks (the next sequence number).
+    pub blocks: u64,
+    /// The server's control-plane record for the ledger (JSON), if one was saved.
+    pub control: Option<String>,
+}
+
+impl PostgresStore {
+    /// Connects to `url` (a libpq-style URL or key=value string; several hosts with
+    /// `target_session_attrs=read-write` follow a failover), creates or migrates the schema,
+    /// and refuses a schema newer than this build.
+    pub fn connect(url: &str) -> Result<PostgresStore> {
+        let mut config = Config::from_str(url).map_err(|e| {
+            LedgerError::InvalidInput(format!("bad PostgreSQL URL: {e}"))
+        })?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        config.keepalives(true);
+        if config.get_application_name().is_none() {
+            config.application_name("quill");
+        }
+        let store = PostgresStore {
+            inner: Arc::new(StoreInner {
+                config,
+                display: redact_url(url),
+                idle: Mutex::new(Vec::new()),
+            }),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// The URL, password removed.
+    pub fn display_url(&self) -> &str {
+        &self.inner.display
+    }
+
+    fn migrate(&self) -> Result<()> {
+        let mut client = self.client()?;
+        client
+            .query_one("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
+            .map_err(db_error)?;
+        let migrated = run_migrations(&mut client);
+        let unlocked = client
+            .query_one("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
+            .map_err(db_error);
+        migrated?;
+        unlocked?;
+        self.give_back(client);
+        Ok(())
+    }
+
+    /// Checks the database answers and accepts writes (for `/health`).
+    pub fn check(&self) -> Result<()> {
+        let mut client = self.client()?;
+        let row = client
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .map_err(db_error)?;
+        let standby: bool = row.get(0);
+        self.give_back(client);
+        if standby {
+            return Err(LedgerError::Unavailable(
+                "PostgreSQL is a read-only standby".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Every ledger in the database, by name.
+    pub fn ledgers(&self) -> Result<Vec<StoredLedger>> {
+        let mut client = self.client()?;
+        let rows = client
+            .query(
+                "SELECT name, strand_id, blocks, control::text FROM quill_ledgers ORDER BY name",
+                &[],
+            )
+            .map_err(db_error)?;
+        self.give_back(client);
+        Ok(rows.iter().map(stored_ledger).collect())
+    }
+
+    /// One ledger's row; `UnknownLedger` when there is none.
+    pub fn ledger(&self, name: &str) -> Result<StoredLedger> {
+        let mut client = self.client()?;
+        let row = client
+            .query_opt(
+                "SELECT name, strand_id, blocks, control::text FROM quill_ledgers WHERE name = $1",
+                &[&name],
+            )
+            .map_err(db_error)?;
+        self.give_back(client);
+        row.map(|row| stored_ledger(&row))
+            .ok_or_else(|| LedgerError::UnknownLedger(name.to_owned()))
+    }
+
+    /// Saves the server's control-plane record (JSON text) for a ledger.
+    pub fn set_control(&self, name: &str, control: &str) -> Result<()> {
+        let mut client = self.client()?;
+        let updated = client
+            .execute(
+                "UPDATE quill_ledgers SET control = $2::text::jsonb WHERE name = $1",
+                &[&name, &control],
+            )
+            .map_err(db_error)?;
+        self.give_back(client);
+        if updated == 0 {
+            return Err(LedgerError::UnknownLedger(name.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// Deletes a ledger and all its blocks, in one transaction.
+    pub fn delete_ledger(&self, name: &str) -> Result<()> {
+        let mut client = self.client()?;
+        let deleted = client
+            .execute("DELETE FROM quill_ledgers WHERE name = $1", &[&name])
+            .map_err(db_error)?;
+        self.give_back(client);
+        if deleted == 0 {
+            return Err(LedgerError::UnknownLedger(name.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// Creates a ledger's row with its first blocks (the genesis block, or a whole imported
+    /// chain), in one transaction. `LedgerExists` if the name is taken.
+    pub(crate) fn insert_ledger(
+        &self,
+        name: &str,
+        strand_id: &str,
+        blocks: &[(&[u8], Hash)],
+        control: Option<&str>,
+    ) -> Result<()> {
+        let Some((_, last_hash)) = blocks.last() else {
+            return Err(LedgerError::InvalidInput("a ledger needs a genesis block".into()));
+        };
+        let mut client = self.client()?;
+        let mut tx = client.transaction().map_err(db_error)?;
+        let inserted = tx
+            .execute(
+                "INSERT INTO quill_ledgers (name, strand_id, blocks, last_hash, control)
+                 VALUES ($1, $2, $3, $4, $5::text::jsonb) ON CONFLICT (name) DO NOTHING",
+                &[
+                    &name,
+                    &strand_id,
+                    &(blocks.len() as i64),
+                    &last_hash.as_bytes().as_slice(),
+                    &control,
+                ],
+            )
+            .map_err(db_error)?;
+        if inserted == 0 {
+            return Err(LedgerError::LedgerExists(name.to_owned()));
+        }
+        for (offset, chunk) in blocks.chunks(SCAN_CHUNK_BLOCKS as usize).enumerate() {
+            insert_blocks(
+                &mut tx,
+                name,
+                (offset * SCAN_CHUNK_BLOCKS as usize) as u64,
+                chunk,
+            )?;
+        }
+        tx.commit().map_err(db_error)?;
+        self.give_back(client);
+        Ok(())
+    }
+
+    fn client(&self) -> Result<Client> {
+        let idle = self
+            .inner
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        match idle {
+            Some(client) if !client.is_closed() => Ok(client),
+            _ => self.inner.config.connect(NoTls).map_err(|e| {
+                LedgerError::Unavailable(format!(
+                    "cannot connect to PostgreSQL at {}: {e}",
+                    self.inner.display
+                ))
+            }),
+        }
+    }
+
+    /// Returns a connection with no transaction open to the pool.
+    fn give_back(&self, client: Client) {
+        if client.is_closed() {
+            return;
+        }
+        let mut idle = self
+            .inner
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < IDLE_CONNECTIONS_MAX {
+            idle.push(client);
+        }
+    }
+}
+
+fn run_migrations(client: &mut Client) -> Result<()> {
+    client
+        .batch_execute("CREATE TABLE IF NOT EXISTS quill_schema (version integer NOT NULL)")
+        .map_err(db_error)?;
+    let row = client
+        .query_one("SELECT coalesce(max(version), 0) FROM quill_schema", &[])
+        .map_err(db_error)?;
+    let version: i32 = row.get(0);
+    let known = MIGRATIONS.len() as i32;
+    if version > known {
+        return Err(LedgerError::Storage(format!(
+            "the PostgreSQL schema is version {version}, newer than this Quill knows ({known}); \
+             upgrade Quill"
+        )));
+    }
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let mut tx = client.transaction().map_err(db_error)?;
+        tx.batch_execute(migration).map_err(db_error)?;
+        tx.execute(
+            "INSERT INTO quill_schema (version) VALUES ($1)",
+            &[&(index as i32 + 1)],
+        )
+        .map_err(db_error)?;
+        tx.commit().map_err(db_error)?;
+        tracing::info!(version = index + 1, "migrated the PostgreSQL schema");
+    }
+    Ok(())
+}
+
+fn stored_ledger(row: &postgres::Row) -> StoredLedger {
+    StoredLedger {
+        name: row.get(0),
+        strand_id: row.get(1),
+        blocks: row.get::<_, i64>(2) as u64,
+        control: row.get(3),
+    }
+}
+
+fn insert_blocks(
+    client: &mut impl postgres::GenericClient,
+    ledger: &str,
+    first: u64,
+    blocks: &[(&[u8], Hash)],
+) -> Result<()> {
+    let seqs: Vec<i64> = (0..blocks.len() as i64).map(|i| first as i64 + i).collect();
+    let hashes: Vec<&[u8]> = blocks.iter().map(|(_, h)| h.as_bytes().as_slice()).collect();
+    let payloads: Vec<&[u8]> = blocks.iter().map(|(p, _)| *p).collect();
+    client
+        .execute(
+            "INSERT INTO quill_blocks (ledger, seq, hash, payload)
+             SELECT $1, * FROM unnest($2::bigint[], $3::bytea[], $4::bytea[])",
+            &[&ledger, &seqs, &hashes, &payloads],
+        )
+        .map_err(db_error)?;
+    Ok(())
+}
+
+/// Maps a PostgreSQL error to what a caller can act on: connection loss, a read-only
+/// server, a full disk or a serialisation failure are retryable (`Unavailable`).
+pub(crate) fn db_error(e: postgres::Error) -> LedgerError {
+    use postgres::error::SqlState;
+    let Some(code) = e.code() else {
+        return LedgerError::Unavailable(format!("PostgreSQL unreachable: {e}"));
+    };
+    let retryable = [
+        (SqlState::READ_ONLY_SQL_TRANSACTION, "PostgreSQL is read-only (a standby?)"),
+        (SqlState::DISK_FULL, "PostgreSQL is out of disk space"),
+        (SqlState::OUT_OF_MEMORY, "PostgreSQL is out of memory"),
+        (SqlState::T_R_SERIALIZATION_FAILURE, "PostgreSQL serialisation failure"),
+        (SqlState::T_R_DEADLOCK_DETECTED, "PostgreSQL deadlock"),
+        (SqlState::ADMIN_SHUTDOWN, "PostgreSQL is shutting down"),
+        (SqlState::CRASH_SHUTDOWN, "PostgreSQL crashed"),
+        (SqlState::CANNOT_CONNECT_NOW, "PostgreSQL is starting up"),
+        (SqlState::TOO_MANY_CONNECTIONS, "PostgreSQL has too many connections"),
+    ];
+    match retryable.iter().find(|(c, _)| c == code) {
+        Some((_, what)) => LedgerError::Unavailable(format!("{what}: {e}")),
+        None => LedgerError::Storage(format!("PostgreSQL: {e}")),
+    }
+}
+
+/// `postgresql://user:secret@host/db` → `postgresql://user:***@host/db`.
+fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url
+            .split_whitespace()
+            .map(|kv| match kv.split_once('=') {
+                Some(("password", _)) => "password=***".to_owned(),
+                _ => kv.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => match rest[..at].find(':') {
+            Some(colon) => format!(
+                "{}{}:***{}",
+                &url[..scheme_end + 3],
+                &rest[..colon],
+                &rest[at..]
+            ),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+/// One ledger's journal in PostgreSQL, as one server sees it.
+pub(crate) struct PgJournal {
+    store: PostgresStore,
+    ledger: String,
+    /// Blocks this server knows are committed (published or being appended by it).
+    len: AtomicU64,
+    /// The connection whose transaction holds the tip lock, between `lock_tip` and `sync`.
+    batch: Mutex<Option<Client>>,
+}
+
+impl PgJournal {
+    pub fn new(store: PostgresStore, ledger: &str, blocks: u64) -> PgJournal {
+        PgJournal {
+            store,
+            ledger: ledger.to_owned(),
+            len: AtomicU64::new(blocks),
+            batch: Mutex::new(None),
+        }
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len.load(Ordering::SeqCst)
+    }
+
+    /// Opens the batch's transaction and locks the tip. Returns the blocks from `next` on
+    /// that other servers committed (empty when this server is at the tip).
+    pub fn lock_tip(&self, next: u64) -> Result<Vec<(u64, Vec<u8>)>> {
+        self.rollback();
+        let mut client = self.store.client()?;
+        client.batch_execute("BEGIN").map_err(db_error)?;
+        let row = client
+            .query_opt(
+                "SELECT blocks FROM quill_ledgers WHERE name = $1 FOR UPDATE",
+                &[&self.ledger],
+            )
+            .map_err(db_error)?
+            .ok_or_else(|| LedgerError::UnknownLedger(self.ledger.clone()))?;
+        let blocks = row.get::<_, i64>(0) as u64;
+        if blocks < next {
+            return Err(lost_blocks(&self.ledger, blocks, next));
+        }
+        let foreign = if blocks > next {
+            fetch(&mut client, &self.ledger, next, blocks)?
+        } else {
+            Vec::new()
+        };
+        *self.batch() = Some(client);
+        Ok(foreign)
+    }
+
+    /// Inserts blocks `first..` in the batch's transaction and moves the tip (not committed
+    /// until [`PgJournal::sync`]).
+    pub fn append(&self, first: u64, blocks: &[(&[u8], Hash)]) -> Result<u64> {
+        let Some((_, last_hash)) = blocks.last() else {
+            return Ok(first);
+        };
+        let mut slot = self.batch();
+        let client = slot.as_mut().ok_or_else(|| {
+            LedgerError::Storage("append without the tip lock (lock_tip first)".into())
+        })?;
+        let end = first + blocks.len() as u64;
+        let appended = insert_blocks(client, &self.ledger, first, blocks).and_then(|()| {
+            client
+                .execute(
+                    "UPDATE quill_ledgers SET blocks = $2, last_hash = $3 WHERE name = $1",
+                    &[&self.ledger, &(end as i64), &last_hash.as_bytes().as_slice()],
+                )
+                .map_err(db_error)
+        });
+        if let Err(e) = appended {
+            // Dropping the connection rolls the transaction back.
+            slot.take();
+            return Err(e);
+        }
+        Ok(end)
+    }
+
+    /// Commits the batch's transaction (nothing to do when none is open). After an error
+    /// the outcome may be unknown: see [`PgJournal::committed_tip`].
+    pub fn sync(&self, end: u64) -> Result<()> {
+        let Some(mut client) = self.batch().take() else {
+            return Ok(());
+        };
+        client.batch_execute("COMMIT").map_err(db_error)?;
+        self.store.give_back(client);
+        self.len.fetch_max(end, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Abandons the batch's transaction, if one is open.
+    pub fn rollback(&self) {
+        if let Some(mut client) = self.batch().take() {
+            if client.batch_execute("ROLLBACK").is_ok() {
+                self.store.give_back(client);
+            }
+        }
+    }
+
+    /// The committed tip: number of blocks and the last block's hash, read on a fresh
+    /// transaction (without the lock).
+    pub fn committed_tip(&self) -> Result<(u64, Hash)> {
+        let mut client = self.store.client()?;
+        let row = client
+            .query_opt(
+                "SELECT blocks, last_hash FROM quill_ledgers WHERE name = $1",
+                &[&self.ledger],
+            )
+            .map_err(db_error)?
+            .ok_or_else(|| LedgerError::UnknownLedger(self.ledger.clone()))?;
+        self.store.give_back(client);
+        Ok((row.get::<_, i64>(0) as u64, hash_column(&row, 1)?))
+    }
+
+    /// Committed blocks `from..to`, read without the lock (committed blocks never change
+    /// order; only redaction rewrites a payload, keeping its hashes).
+    pub fn fetch(&self, from: u64, to: u64) -> Result<Vec<(u64, Vec<u8>)>> {
+        let mut client = self.store.client()?;
+        let blocks = fetch(&mut client, &self.ledger, from, to)?;
+        self.store.give_back(client);
+        Ok(blocks)
+    }
+
+    /// Marks blocks up to `end` as known to this server (after it applied blocks that other
+    /// servers committed).
+    pub fn saw(&self, end: u64) {
+        self.len.fetch_max(end, Ordering::SeqCst);
+    }
+
+    pub fn read(&self, sequence_no: u64) -> Result<Vec<u8>> {
+        let mut client = self.store.client()?;
+        let row = client
+            .query_opt(
+                "SELECT payload FROM quill_blocks WHERE ledger = $1 AND seq = $2",
+                &[&self.ledger, &(sequence_no as i64)],
+            )
+            .map_err(db_error)?;
+        self.store.give_back(client);
+        match row {
+            Some(row) => Ok(row.get(0)),
+            None => Err(LedgerError::UnknownBlock(format!(
+                "sequenceNo {sequence_no} of ledger {} is not in PostgreSQL",
+                self.ledger
+            ))),
+        }
+    }
+
+    /// Block hashes `from..to`, in order (for the digest tree, without decoding blocks).
+    pub fn hashes(&self, from: u64, to: u64) -> Result<Vec<Hash>> {
+        let mut client = self.store.client()?;
+        let rows = client
+            .query(
+                "SELECT hash FROM quill_blocks WHERE ledger = $1 AND seq >= $2 AND seq < $3
+                 ORDER BY seq",
+                &[&self.ledger, &(from as i64), &(to as i64)],
+            )
+            .map_err(db_error)?;
+        self.store.give_back(client);
+        if rows.len() as u64 != to - from {
+            return Err(gap(&self.ledger, from, to, rows.len()));
+        }
+        rows.iter()
+            .map(|row| hash_column(row, 0))
+            .collect()
+    }
+
+    pub fn scan(
+        &self,
+        from_seq: u64,
+        visit: &mut dyn FnMut(u64, &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        let len = self.len();
+        if from_seq > len {
+            return Err(LedgerError::UnknownBlock(format!(
+                "sequenceNo {from_seq} is beyond the journal's {len} blocks"
+            )));
+        }
+        let mut next = from_seq;
+        while next < len {
+            let to = (next + SCAN_CHUNK_BLOCKS as u64).min(len);
+            for (seq, payload) in self.fetch(next, to)? {
+                if !visit(seq, &payload)? {
+                    return Ok(());
+                }
+            }
+            next = to;
+        }
+        Ok(())
+    }
+
+    /// Replaces one block's payload (redaction keeps every hash of the block).
+    pub fn rewrite(&self, sequence_no: u64, payload: &[u8]) -> Result<()> {
+        let mut client = self.store.client()?;
+        let updated = client
+            .execute(
+                "UPDATE quill_blocks SET payload = $3 WHERE ledger = $1 AND seq = $2",
+                &[&self.ledger, &(sequence_no as i64), &payload],
+            )
+            .map_err(db_error)?;
+        self.store.give_back(client);
+        if updated != 1 {
+            return Err(LedgerError::UnknownBlock(format!(
+                "sequenceNo {sequence_no} of ledger {} is not in PostgreSQL",
+                self.ledger
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks the rows form blocks `0..len` with no gap (the hashes are checked by the
+    /// caller's chain walk).
+    pub fn verify_all(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<()> {
+        let len = self.len();
+        let mut client = self.store.client()?;
+        let row = client
+            .query_one(
+                "SELECT count(*), coalesce(max(seq) + 1, 0) FROM quill_blocks
+                 WHERE ledger = $1 AND seq < $2",
+                &[&self.ledger, &(len as i64)],
+            )
+            .map_err(db_error)?;
+        self.store.give_back(client);
+        let (count, end): (i64, i64) = (row.get(0), row.get(1));
+        if count as u64 != len || end as u64 != len {
+            return Err(gap(&self.ledger, 0, len, count as usize));
+        }
+        progress(len, len);
+        Ok(())
+    }
+
+    fn batch(&self) -> std::sync::MutexGuard<'_, Option<Client>> {
+        self.batch.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn fetch(client: &mut Client, ledger: &str, from: u64, to: u64) -> Result<Vec<(u64, Vec<u8>)>> {
+    let rows = client
+        .query(
+            "SELECT seq, payload FROM quill_blocks WHERE ledger = $1 AND seq >= $2 AND seq < $3
+             ORDER BY seq",
+            &[&ledger, &(from as i64), &(to as i64)],
+        )
+        .map_err(db_error)?;
+    let blocks: Vec<(u64, Vec<u8>)> = rows
+        .iter()
+        .map(|row| (row.get::<_, i64>(0) as u64, row.get(1)))
+        .collect();
+    let contiguous = blocks.len() as u64 == to - from
+        && blocks
+            .iter()
+            .enumerate()
+            .all(|(i, (seq, _))| *seq == from + i as u64);
+    if !contiguous {
+        return Err(gap(ledger, from, to, blocks.len()));
+    }
+    Ok(blocks)
+}
+
+fn hash_column(row: &postgres::Row, index: usize) -> Result<Hash> {
+    let bytes: &[u8] = row.get(index);
+    <[u8; 32]>::try_from(bytes)
+        .map(Hash)
+        .map_err(|_| LedgerError::Storage("a hash column in PostgreSQL is not 32 bytes".into()))
+}
+
+fn gap(ledger: &str, from: u64, to: u64, found: usize) -> LedgerError {
+    LedgerError::Corrupted {
+        block_address: crate::BlockAddress {
+            strand_id: ledger.to_owned(),
+            sequence_no: from,
+        },
+        detail: format!(
+            "PostgreSQL holds {found} rows for blocks {from}..{to} of ledger {ledger}: blocks are missing"
+        ),
+    }
+}
+
+fn lost_blocks(ledger: &str, blocks: u64, seen: u64) -> LedgerError {
+    LedgerError::Corrupted {
+        block_address: crate::BlockAddress {
+            strand_id: ledger.to_owned(),
+            sequence_no: blocks,
+        },
+        detail: format!(
+            "PostgreSQL holds {blocks} blocks of ledger {ledger} but this server saw {seen} \
+             committed: committed blocks were lost (a failover to an asynchronous standby?)"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            redact_url("postgresql://quill:s3cret@db1:5432,db2:5432/quill"),
+            "postgresql://quill:***@db1:5432,db2:5432/quill"
+        );
+        assert_eq!(
+            redact_url("host=db user=quill password=s3cret"),
+            "host=db user=quill password=***"
+        );
+        assert_eq!(
+            redact_url("postgresql://quill@db/quill"),
+            "postgresql://quill@db/quill"
+        );
+    }
+}
