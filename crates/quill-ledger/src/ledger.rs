@@ -205,11 +205,7 @@ impl Ledger {
                 name: stored.name,
                 strand_id: stored.strand_id,
                 dir: cache.path().to_owned(),
-                journal: JournalStore::Postgres(PgJournal::new(
-                    store.clone(),
-                    name,
-                    stored.blocks,
-                )),
+                journal: JournalStore::Postgres(PgJournal::new(store.clone(), name, stored.blocks)),
                 lock,
                 cache: Some(cache),
             },
@@ -450,6 +446,33 @@ impl Ledger {
     pub fn block(&self, sequence_no: u64) -> Result<Element> {
         self.check_tip(sequence_no)?;
         read_block(&self.inner.core.journal, &self.inner.strand_id, sequence_no)?.to_element()
+    }
+
+    /// The hash of block `sequence_no`.
+    pub(crate) fn block_hash(&self, sequence_no: u64) -> Result<Hash> {
+        self.check_tip(sequence_no)?;
+        Ok(read_block(&self.inner.core.journal, &self.inner.strand_id, sequence_no)?.hash)
+    }
+
+    /// Visits blocks `0..=tip` in order as the journal keeps them (payload bytes) with each
+    /// block's hash: what copying the chain to another store unchanged needs.
+    pub(crate) fn scan_payloads(
+        &self,
+        tip: u64,
+        visit: &mut dyn FnMut(u64, &[u8], Hash) -> Result<()>,
+    ) -> Result<()> {
+        let tip = self.check_tip(tip)?;
+        self.inner.core.journal.scan(0, &mut |seq, bytes| {
+            if seq > tip {
+                return Ok(false);
+            }
+            let address = BlockAddress {
+                strand_id: self.inner.strand_id.clone(),
+                sequence_no: seq,
+            };
+            visit(seq, bytes, block::decode_payload(bytes, &address)?.hash)?;
+            Ok(true)
+        })
     }
 
     /// Proof of the block's hash against the digest at `tip_sequence_no` (GetBlock proof).

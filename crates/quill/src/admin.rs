@@ -1,67 +1,51 @@
 //! Embedded administration: `quill verify`, `quill ledger …`, `quill digest`, `quill revision`.
 //!
-//! These open ledger files directly, in this process. The ledger engine takes no lock on its
-//! directory, so they must not run against a data directory a `quill serve` is serving.
-//! Ledgers are created and deleted through `quill_server::registry`, so the `control.json`
-//! sidecar (deletion protection, permissions mode) stays the one the server reads.
+//! These open ledgers directly, in this process, from a data directory or from PostgreSQL
+//! (`--storage`). A ledger in a data directory is locked by the process that has it open, so
+//! they fail with "in use" while a `quill serve` serves it; a ledger in PostgreSQL can be opened
+//! by them and by any number of servers at once.
+//! In a data directory, ledgers are created and deleted through `quill_server::registry`, so
+//! the `control.json` sidecar (deletion protection, permissions mode) stays the one the server
+//! reads; in PostgreSQL the same JSON is the ledger's `control` column.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::time::SystemTime;
 
 use anyhow::{bail, Context as _};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ion_rs::Element;
-use quill_ledger::{BlockAddress, Ledger, LedgerDigest, LedgerError, LedgerOptions};
-use quill_server::registry::{ControlRecord, NewLedger, Registry, AWS_OWNED_KMS_KEY};
+use quill_ledger::{
+    BlockAddress, Ledger, LedgerDigest, LedgerError, LedgerOptions, PostgresStore, StoredLedger,
+};
+use quill_server::registry::{ControlRecord, NewLedger, Registry, AWS_OWNED_KMS_KEY, FAILED_STATE};
 
-use crate::args::{LedgerCommand, LedgerTarget, RevisionRequest};
+use crate::args::{LedgerCommand, RevisionRequest, StorageArgs};
 use crate::render::{compact, pretty};
+use crate::store::{connect, LedgerStore, LedgerTarget};
 use crate::CorruptionFound;
 
-/// Opens one ledger, turning a corruption found while opening into [`CorruptionFound`].
-pub fn open_ledger(target: &LedgerTarget) -> anyhow::Result<Ledger> {
-    let dir = target.dir();
-    if !dir.join("ledger.ion").exists() {
-        bail!(
-            "no ledger {} in {}",
-            target.ledger,
-            target.data_dir.display()
-        );
-    }
-    Ledger::open(&dir, LedgerOptions::default()).map_err(|error| match error {
-        LedgerError::Corrupted {
-            block_address,
-            detail,
-        } => CorruptionFound(format!(
-            "ledger {} is corrupted at block {}: {detail}",
-            target.ledger,
-            address_text(&block_address)
-        ))
-        .into(),
-        other => anyhow::Error::new(other).context(format!("cannot open ledger {}", target.ledger)),
-    })
-}
-
-/// `quill verify`: audits every block with a progress bar; corruption is [`CorruptionFound`].
-pub fn verify(target: &LedgerTarget) -> anyhow::Result<()> {
-    let ledger = open_ledger(target)?;
+/// A progress bar on stderr; `template` is indicatif's.
+pub fn progress_bar(template: &str) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     bar.set_style(
-        ProgressStyle::with_template("verifying {pos}/{len} blocks {wide_bar} {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    bar
+}
+
+/// Audits every block of `ledger` with a progress bar headed `label`; returns the number of
+/// blocks. Corruption is [`CorruptionFound`].
+pub fn audit(ledger: &Ledger, label: &str) -> anyhow::Result<u64> {
+    let bar = progress_bar(&format!(
+        "{label} {{pos}}/{{len}} blocks {{wide_bar}} {{eta}}"
+    ));
     let outcome = ledger.verify(&mut |done, total| {
         bar.set_length(total);
         bar.set_position(done);
     });
     bar.finish_and_clear();
     match outcome {
-        Ok(blocks) => {
-            let digest = ledger.digest();
-            println!("verified {blocks} blocks of ledger {}", ledger.name());
-            println!("{}", pretty(&digest_element(&digest)));
-            Ok(())
-        }
+        Ok(blocks) => Ok(blocks),
         Err(LedgerError::Corrupted {
             block_address,
             detail,
@@ -75,16 +59,24 @@ pub fn verify(target: &LedgerTarget) -> anyhow::Result<()> {
     }
 }
 
+/// `quill verify`: audits every block with a progress bar; corruption is [`CorruptionFound`].
+pub fn verify(target: &LedgerTarget) -> anyhow::Result<()> {
+    let ledger = target.open()?;
+    let blocks = audit(&ledger, "verifying")?;
+    println!("verified {blocks} blocks of ledger {}", ledger.name());
+    println!("{}", pretty(&digest_element(&ledger.digest())));
+    Ok(())
+}
+
 /// `quill ledger create|list|describe|delete`.
 pub fn ledger(command: LedgerCommand) -> anyhow::Result<()> {
     match command {
         LedgerCommand::Create {
             name,
-            data_dir,
+            store,
             no_deletion_protection,
         } => {
-            let registry = open_registry(&data_dir)?;
-            let control = registry.create(NewLedger {
+            let control = Ledgers::open(store)?.create(NewLedger {
                 name,
                 permissions_mode: "STANDARD".into(),
                 deletion_protection: !no_deletion_protection,
@@ -94,40 +86,154 @@ pub fn ledger(command: LedgerCommand) -> anyhow::Result<()> {
             println!("{}", compact(&control_element(&control)));
             Ok(())
         }
-        LedgerCommand::List { data_dir } => {
-            for control in open_registry(&data_dir)?.list() {
+        LedgerCommand::List { store } => {
+            for control in Ledgers::open(store)?.list()? {
                 println!("{}", compact(&control_element(&control)));
             }
             Ok(())
         }
-        LedgerCommand::Describe { name, data_dir } => describe(&data_dir, &name),
-        LedgerCommand::Delete {
-            name,
-            data_dir,
-            force,
-        } => {
-            let registry = open_registry(&data_dir)?;
-            if force {
-                registry.update(&name, |control| {
-                    control.deletion_protection = false;
-                    Ok(())
-                })?;
-            }
-            registry.delete(&name)?;
+        LedgerCommand::Describe { name, store } => describe(&Ledgers::open(store)?, &name),
+        LedgerCommand::Delete { name, store, force } => {
+            Ledgers::open(store)?.delete(&name, force)?;
             println!("deleted ledger {name}");
             Ok(())
         }
     }
 }
 
-fn open_registry(data_dir: &Path) -> anyhow::Result<Registry> {
-    Registry::open(data_dir, LedgerOptions::default())
-        .with_context(|| format!("cannot open data directory {}", data_dir.display()))
+/// A new ledger's control-plane record, as the server's CreateLedger makes it.
+pub fn new_control(new: NewLedger) -> ControlRecord {
+    let created = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    ControlRecord {
+        name: new.name,
+        state: "ACTIVE".into(),
+        creation_date_time: created.as_millis() as f64 / 1000.0,
+        permissions_mode: new.permissions_mode,
+        deletion_protection: new.deletion_protection,
+        kms_key: new.kms_key,
+        tags: new.tags,
+        table_tags: BTreeMap::new(),
+    }
 }
 
-fn describe(data_dir: &Path, name: &str) -> anyhow::Result<()> {
-    let registry = open_registry(data_dir)?;
-    let (ledger, control) = registry.get(name)?;
+/// The ledgers `quill ledger` administers.
+enum Ledgers {
+    /// A data directory, through the server's registry.
+    Dir(Registry),
+    /// A PostgreSQL database.
+    Postgres(PostgresStore),
+}
+
+impl Ledgers {
+    fn open(store: StorageArgs) -> anyhow::Result<Ledgers> {
+        match store.check()? {
+            LedgerStore::DataDir(data_dir) => Registry::open(&data_dir, LedgerOptions::default())
+                .map(Ledgers::Dir)
+                .with_context(|| format!("cannot open data directory {}", data_dir.display())),
+            LedgerStore::Postgres(url) => connect(&url).map(Ledgers::Postgres),
+        }
+    }
+
+    fn create(&self, new: NewLedger) -> anyhow::Result<ControlRecord> {
+        match self {
+            Ledgers::Dir(registry) => Ok(registry.create(new)?),
+            Ledgers::Postgres(store) => {
+                let ledger = Ledger::create_in(store, &new.name, LedgerOptions::default())?;
+                drop(ledger);
+                let control = new_control(new);
+                let saved = serde_json::to_string(&control)
+                    .map_err(anyhow::Error::new)
+                    .and_then(|json| Ok(store.set_control(&control.name, &json)?));
+                if let Err(error) = saved {
+                    // A ledger without its control record would be shown as failed: undo.
+                    if let Err(undo) = store.delete_ledger(&control.name) {
+                        tracing::warn!(%undo, ledger = %control.name, "cannot remove the ledger created without its control record");
+                    }
+                    return Err(error.context("cannot save the ledger's control record"));
+                }
+                Ok(control)
+            }
+        }
+    }
+
+    fn list(&self) -> anyhow::Result<Vec<ControlRecord>> {
+        match self {
+            Ledgers::Dir(registry) => Ok(registry.list()),
+            Ledgers::Postgres(store) => Ok(store.ledgers()?.iter().map(stored_control).collect()),
+        }
+    }
+
+    fn get(&self, name: &str) -> anyhow::Result<(Ledger, ControlRecord)> {
+        match self {
+            Ledgers::Dir(registry) => Ok(registry.get(name)?),
+            Ledgers::Postgres(store) => {
+                let control = stored_control(&store.ledger(name)?);
+                let ledger = Ledger::open_in(store, name, LedgerOptions::default())?;
+                Ok((ledger, control))
+            }
+        }
+    }
+
+    /// Deletes a ledger, refused while deletion protection is on unless `force` turns it off
+    /// first.
+    fn delete(&self, name: &str, force: bool) -> anyhow::Result<()> {
+        match self {
+            Ledgers::Dir(registry) => {
+                if force {
+                    registry.update(name, |control| {
+                        control.deletion_protection = false;
+                        Ok(())
+                    })?;
+                }
+                Ok(registry.delete(name)?)
+            }
+            Ledgers::Postgres(store) => {
+                let mut control = stored_control(&store.ledger(name)?);
+                if control.deletion_protection {
+                    if !force {
+                        bail!(
+                            "Ledger {name} has deletion protection enabled: pass --force to \
+                             turn it off and delete it"
+                        );
+                    }
+                    control.deletion_protection = false;
+                    store.set_control(name, &serde_json::to_string(&control)?)?;
+                }
+                Ok(store.delete_ledger(name)?)
+            }
+        }
+    }
+}
+
+/// A PostgreSQL ledger's control record. A ledger without a readable one (a creation that
+/// stopped half-way) is shown as failed and keeps deletion protection, as the server's
+/// registry shows such a ledger directory.
+fn stored_control(stored: &StoredLedger) -> ControlRecord {
+    match stored
+        .control
+        .as_deref()
+        .map(serde_json::from_str::<ControlRecord>)
+    {
+        Some(Ok(control)) => control,
+        _ => {
+            let mut control = new_control(NewLedger {
+                name: stored.name.clone(),
+                permissions_mode: "STANDARD".into(),
+                deletion_protection: true,
+                kms_key: AWS_OWNED_KMS_KEY.into(),
+                tags: BTreeMap::new(),
+            });
+            control.state = FAILED_STATE.into();
+            control.creation_date_time = 0.0;
+            control
+        }
+    }
+}
+
+fn describe(ledgers: &Ledgers, name: &str) -> anyhow::Result<()> {
+    let (ledger, control) = ledgers.get(name)?;
     let tables = ledger.transact(|tx| tx.tables())?;
     let table_names: Vec<Element> = tables
         .iter()
@@ -147,7 +253,7 @@ fn describe(data_dir: &Path, name: &str) -> anyhow::Result<()> {
 
 /// `quill digest`.
 pub fn digest(target: &LedgerTarget) -> anyhow::Result<()> {
-    let ledger = open_ledger(target)?;
+    let ledger = target.open()?;
     println!("{}", pretty(&digest_element(&ledger.digest())));
     Ok(())
 }
@@ -155,7 +261,7 @@ pub fn digest(target: &LedgerTarget) -> anyhow::Result<()> {
 /// `quill revision`: prints the revision and its proof, then checks the proof against the
 /// current digest with `quill_verify` and prints `verified`.
 pub fn revision(request: &RevisionRequest) -> anyhow::Result<()> {
-    let ledger = open_ledger(&request.target)?;
+    let ledger = request.target.open()?;
     if request.block.strand_id != ledger.strand_id() {
         bail!(
             "block strandId {} is not this ledger's strand {}",

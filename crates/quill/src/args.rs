@@ -12,6 +12,7 @@ use quill_server::{AuthMode, ServerConfig, ServerLimits, TlsConfig};
 
 use crate::bench::BenchArgs;
 use crate::http::Endpoint;
+use crate::store::{postgres_url, LedgerStore, LedgerTarget};
 
 /// Longest transaction timeout accepted: the server ends sessions after 15 minutes anyway.
 const TRANSACTION_TIMEOUT_MAX: Duration = Duration::from_secs(15 * 60);
@@ -51,6 +52,9 @@ pub enum Command {
     /// Create a ledger from a journal export (a directory or s3://bucket/prefix), re-verifying
     /// every block and keeping strand id, block addresses and hashes unchanged.
     Import(ImportArgs),
+    /// Move embedded ledgers into PostgreSQL with their chains intact (same blocks, same
+    /// digest at the same tip), checking the copies.
+    Migrate(MigrateArgs),
     /// Prove that the ledger's digest extends an older digest (one QLDB issued before an
     /// import, say), and verify the proof locally.
     Consistency(ConsistencyArgs),
@@ -235,39 +239,45 @@ pub fn parse_size(text: &str) -> anyhow::Result<usize> {
     Ok(bytes)
 }
 
-/// A ledger in a data directory (embedded commands).
+/// Where the ledgers are: a data directory, or a PostgreSQL database (`--storage`).
 #[derive(Args, Debug, Clone)]
-pub struct LedgerTargetArgs {
+pub struct StorageArgs {
     /// Directory holding the ledgers.
     #[arg(long, default_value = "./quill-data")]
     pub data_dir: PathBuf,
+    /// PostgreSQL database holding the ledgers, instead of a data directory: a libpq URL,
+    /// postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE (several HOST:PORT with
+    /// ?target_session_attrs=read-write follow a failover).
+    #[arg(long, value_name = "URL", conflicts_with = "data_dir")]
+    pub storage: Option<String>,
+}
+
+impl StorageArgs {
+    /// Checks that `--storage` is a PostgreSQL URL.
+    pub fn check(self) -> anyhow::Result<LedgerStore> {
+        match self.storage {
+            Some(url) => postgres_url(url, "--storage").map(LedgerStore::Postgres),
+            None => Ok(LedgerStore::DataDir(self.data_dir)),
+        }
+    }
+}
+
+/// One ledger, in a data directory or in PostgreSQL.
+#[derive(Args, Debug, Clone)]
+pub struct LedgerTargetArgs {
+    #[command(flatten)]
+    pub store: StorageArgs,
     /// Ledger name.
     #[arg(long)]
     pub ledger: String,
 }
 
-/// A checked ledger location.
-#[derive(Debug, Clone)]
-pub struct LedgerTarget {
-    /// Directory holding the ledgers.
-    pub data_dir: PathBuf,
-    /// A valid ledger name.
-    pub ledger: String,
-}
-
-impl LedgerTarget {
-    /// `<data_dir>/ledgers/<ledger>`.
-    pub fn dir(&self) -> PathBuf {
-        quill_ledger::ledger_dir(&self.data_dir, &self.ledger)
-    }
-}
-
 impl LedgerTargetArgs {
-    /// Checks the ledger name.
+    /// Checks the ledger name and the storage.
     pub fn check(self) -> anyhow::Result<LedgerTarget> {
         quill_ledger::validate_ledger_name(&self.ledger)?;
         Ok(LedgerTarget {
-            data_dir: self.data_dir,
+            store: self.store.check()?,
             ledger: self.ledger,
         })
     }
@@ -280,34 +290,30 @@ pub enum LedgerCommand {
     Create {
         /// Ledger name.
         name: String,
-        /// Directory holding the ledgers.
-        #[arg(long, default_value = "./quill-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: StorageArgs,
         /// Create it without deletion protection.
         #[arg(long)]
         no_deletion_protection: bool,
     },
     /// List the ledgers.
     List {
-        /// Directory holding the ledgers.
-        #[arg(long, default_value = "./quill-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: StorageArgs,
     },
     /// Show a ledger's attributes, digest tip and tables.
     Describe {
         /// Ledger name.
         name: String,
-        /// Directory holding the ledgers.
-        #[arg(long, default_value = "./quill-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: StorageArgs,
     },
     /// Delete a ledger; refused while deletion protection is on, unless --force.
     Delete {
         /// Ledger name.
         name: String,
-        /// Directory holding the ledgers.
-        #[arg(long, default_value = "./quill-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: StorageArgs,
         /// Turn deletion protection off first.
         #[arg(long)]
         force: bool,
@@ -425,14 +431,55 @@ pub struct ImportArgs {
     pub no_deletion_protection: bool,
 }
 
+/// `quill migrate`.
+#[derive(Args, Debug)]
+pub struct MigrateArgs {
+    /// The data directory holding the embedded ledgers (no server may have them open).
+    #[arg(long)]
+    pub from: PathBuf,
+    /// The PostgreSQL database to move them into: a libpq URL,
+    /// postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE.
+    #[arg(long, value_name = "URL")]
+    pub to: String,
+    /// A ledger to move (repeat for several); default: every ledger in --from.
+    #[arg(long = "ledger", value_name = "NAME")]
+    pub ledgers: Vec<String>,
+}
+
+/// A checked `quill migrate`.
+#[derive(Debug)]
+pub struct MigrateRequest {
+    /// The data directory.
+    pub from: PathBuf,
+    /// The PostgreSQL URL.
+    pub to: String,
+    /// Valid ledger names; empty for every ledger in `from`.
+    pub ledgers: Vec<String>,
+}
+
+impl MigrateArgs {
+    /// Checks the URL and the ledger names.
+    pub fn check(self) -> anyhow::Result<MigrateRequest> {
+        let to = postgres_url(self.to, "--to")?;
+        for name in &self.ledgers {
+            quill_ledger::validate_ledger_name(name)?;
+        }
+        Ok(MigrateRequest {
+            from: self.from,
+            to,
+            ledgers: self.ledgers,
+        })
+    }
+}
+
 /// `quill consistency`.
 #[derive(Args, Debug)]
 pub struct ConsistencyArgs {
-    /// Embedded mode: the data directory (default ./quill-data without --endpoint).
-    #[arg(long, conflicts_with = "endpoint")]
-    pub data_dir: Option<PathBuf>,
+    /// Embedded mode (the default): the ledger's data directory or PostgreSQL database.
+    #[command(flatten)]
+    pub store: StorageArgs,
     /// Server mode: ask a running server (GetConsistencyProof), e.g. http://127.0.0.1:8000.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["data_dir", "storage"])]
     pub endpoint: Option<String>,
     /// Extra trusted CA certificate (PEM) for an https endpoint.
     #[arg(long, requires = "endpoint")]
@@ -488,11 +535,12 @@ impl ExportArgs {
 /// `quill shell`.
 #[derive(Args, Debug)]
 pub struct ShellArgs {
-    /// Embedded mode: the data directory to open (must not be served at the same time).
-    #[arg(long, conflicts_with = "endpoint")]
-    pub data_dir: Option<PathBuf>,
+    /// Embedded mode (the default): the ledger's data directory (must not be served at the
+    /// same time) or PostgreSQL database, opened in this process.
+    #[command(flatten)]
+    pub store: StorageArgs,
     /// Endpoint mode: a running server, e.g. http://127.0.0.1:8000 or https://quill.example:8443.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["data_dir", "storage"])]
     pub endpoint: Option<String>,
     /// Extra trusted CA certificate (PEM) for an https endpoint, e.g. a self-signed server's.
     #[arg(long, requires = "endpoint")]
@@ -544,9 +592,7 @@ impl ShellArgs {
                 region: self.region,
             },
             None => ShellTarget::Embedded(LedgerTarget {
-                data_dir: self
-                    .data_dir
-                    .unwrap_or_else(|| PathBuf::from("./quill-data")),
+                store: self.store.check()?,
                 ledger: self.ledger,
             }),
         };

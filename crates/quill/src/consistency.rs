@@ -3,18 +3,16 @@
 //! through a server's `GetConsistencyProof`, and checks the proof locally with
 //! `quill_verify::verify_digest_consistency`.
 
-use std::path::PathBuf;
-
 use anyhow::{bail, Context as _};
 use hyper::Method;
 use ion_rs::Element;
 use quill_verify::Hash;
 use serde_json::{json, Value};
 
-use crate::admin::open_ledger;
-use crate::args::{parse_block_address, ConsistencyArgs, LedgerTarget};
+use crate::args::{parse_block_address, ConsistencyArgs};
 use crate::http::{Endpoint, Signer};
 use crate::render::pretty;
+use crate::store::LedgerTarget;
 use crate::CorruptionFound;
 
 /// A tip given as `{strandId:"…",sequenceNo:N}` or as a bare N.
@@ -64,10 +62,7 @@ pub fn run(args: ConsistencyArgs) -> anyhow::Result<()> {
         }
         None => prove_embedded(
             LedgerTarget {
-                data_dir: args
-                    .data_dir
-                    .clone()
-                    .unwrap_or_else(|| PathBuf::from("./quill-data")),
+                store: args.store.clone().check()?,
                 ledger: args.ledger.clone(),
             },
             &from,
@@ -128,7 +123,7 @@ pub fn run(args: ConsistencyArgs) -> anyhow::Result<()> {
 }
 
 fn prove_embedded(target: LedgerTarget, from: &Tip, to: Option<&Tip>) -> anyhow::Result<Answer> {
-    let ledger = open_ledger(&target)?;
+    let ledger = target.open()?;
     let digest = match to {
         Some(tip) => ledger.digest_at(tip.sequence_no)?,
         None => ledger.digest(),

@@ -14,7 +14,6 @@ use quill_export::{
     OutputFormat,
 };
 
-use crate::admin::open_ledger;
 use crate::args::ExportRequest;
 use crate::CorruptionFound;
 
@@ -40,7 +39,7 @@ pub(crate) fn location(text: &str, flag: &str) -> anyhow::Result<Location> {
 
 /// Runs the export and prints its id, object count, blocks and rate.
 pub fn run(request: &ExportRequest) -> anyhow::Result<()> {
-    let ledger = open_ledger(&request.target)?;
+    let ledger = request.target.open()?;
     let now = quill_export::time::now_millis();
     let start = match &request.start {
         Some(text) => parse_time(text).context("--start")?,

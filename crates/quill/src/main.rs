@@ -6,7 +6,9 @@
 //! - `serve` ([`serve`]): the QLDB-compatible server (`quill-server`);
 //! - `shell` ([`shell`]): an interactive PartiQL shell, embedded or against an endpoint
 //!   ([`client`] speaks the QLDB session protocol);
-//! - `verify`, `ledger`, `digest`, `revision` ([`admin`]): embedded administration and audits;
+//! - `verify`, `ledger`, `digest`, `revision` ([`admin`]): embedded administration and audits,
+//!   on a data directory or on PostgreSQL ([`store`]: where ledgers live, opening one);
+//! - `migrate` ([`migrate`]): embedded ledgers moved into PostgreSQL, chains intact;
 //! - `export`, `verify-export` ([`export`]): a journal export in QLDB's S3 layout
 //!   (`quill-export`), and its re-verification;
 //! - `witness`, `log-key`, `verify-proof`, `log-proof` ([`tlog`]): a C2SP tlog-witness server,
@@ -24,10 +26,12 @@ mod consistency;
 mod export;
 mod http;
 mod import;
+mod migrate;
 mod mirror;
 mod render;
 mod serve;
 mod shell;
+mod store;
 mod stream;
 mod tail;
 mod tlog;
@@ -99,6 +103,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export(raw) => export::run(&raw.check()?),
         Command::VerifyExport(raw) => export::verify(&raw.dir),
         Command::Import(raw) => import::run(raw),
+        Command::Migrate(raw) => migrate::run(raw.check()?),
         Command::Consistency(raw) => consistency::run(raw),
         Command::Bench(bench_args) => bench::run(bench_args),
         Command::Witness(command) => tlog::run(command),

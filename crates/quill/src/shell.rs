@@ -146,7 +146,7 @@ impl Drop for Remote {
 pub fn run(config: ShellConfig) -> anyhow::Result<()> {
     let mut backend: Box<dyn Backend> = match &config.target {
         ShellTarget::Embedded(target) => Box::new(Embedded {
-            ledger: crate::admin::open_ledger(target)?,
+            ledger: target.open()?,
             open: None,
         }),
         ShellTarget::Endpoint {

@@ -267,11 +267,12 @@ pub struct LogProofArgs {
 pub fn log_proof(args: LogProofArgs) -> anyhow::Result<()> {
     let target = args.target.check()?;
     let config = args.log.check()?;
+    let data_dir = target.data_dir("quill log-proof")?;
     let signer = config
-        .load_key(&target.data_dir)?
+        .load_key(data_dir)?
         .with_name(&config.origin(&target.ledger))?;
-    let ledger = crate::admin::open_ledger(&target)?;
-    let dir = target.dir().join("tlog");
+    let ledger = target.open()?;
+    let dir = quill_ledger::ledger_dir(data_dir, &target.ledger).join("tlog");
     let mut store = LogStore::open(&dir)?;
     store.sync(&ledger)?;
     let mut publisher = Publisher::open(signer, &dir.join("checkpoint"))?;

@@ -97,14 +97,19 @@ pub struct StoredLedger {
     pub control: Option<String>,
 }
 
+/// The tip a new ledger's row starts at: its number of blocks and the last one's hash.
+struct NewTip<'a> {
+    blocks: u64,
+    last_hash: &'a Hash,
+}
+
 impl PostgresStore {
     /// Connects to `url` (a libpq-style URL or key=value string; several hosts with
     /// `target_session_attrs=read-write` follow a failover), creates or migrates the schema,
     /// and refuses a schema newer than this build.
     pub fn connect(url: &str) -> Result<PostgresStore> {
-        let mut config = Config::from_str(url).map_err(|e| {
-            LedgerError::InvalidInput(format!("bad PostgreSQL URL: {e}"))
-        })?;
+        let mut config = Config::from_str(url)
+            .map_err(|e| LedgerError::InvalidInput(format!("bad PostgreSQL URL: {e}")))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
@@ -215,8 +220,8 @@ impl PostgresStore {
         Ok(())
     }
 
-    /// Creates a ledger's row with its first blocks (the genesis block, or a whole imported
-    /// chain), in one transaction. `LedgerExists` if the name is taken.
+    /// Creates a ledger's row with its first blocks (the genesis block), in one transaction.
+    /// `LedgerExists` if the name is taken.
     pub(crate) fn insert_ledger(
         &self,
         name: &str,
@@ -225,8 +230,89 @@ impl PostgresStore {
         control: Option<&str>,
     ) -> Result<()> {
         let Some((_, last_hash)) = blocks.last() else {
-            return Err(LedgerError::InvalidInput("a ledger needs a genesis block".into()));
+            return Err(LedgerError::InvalidInput(
+                "a ledger needs a genesis block".into(),
+            ));
         };
+        let tip = NewTip {
+            blocks: blocks.len() as u64,
+            last_hash,
+        };
+        self.insert_ledger_with(name, strand_id, tip, control, &mut |tx| {
+            for (offset, chunk) in blocks.chunks(SCAN_CHUNK_BLOCKS as usize).enumerate() {
+                insert_blocks(
+                    tx,
+                    name,
+                    (offset * SCAN_CHUNK_BLOCKS as usize) as u64,
+                    chunk,
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Copies `source`'s whole chain (as far as its current tip) into a new ledger of the
+    /// same name and strand here, with the control-plane record `control`: every block's
+    /// journal payload byte for byte, so every hash and the digest at that tip are unchanged
+    /// (`quill migrate`). One transaction: a failure leaves nothing behind, and other servers
+    /// see the ledger only once it is whole. `LedgerExists` if the name is taken.
+    /// `progress(copied, total)` is called after each chunk of blocks. Returns the number of
+    /// blocks copied.
+    pub fn import_ledger(
+        &self,
+        source: &crate::Ledger,
+        control: Option<&str>,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<u64> {
+        let tip = source.digest().tip.sequence_no;
+        let total = tip + 1;
+        let last_hash = source.block_hash(tip)?;
+        let name = source.name();
+        let new_tip = NewTip {
+            blocks: total,
+            last_hash: &last_hash,
+        };
+        self.insert_ledger_with(name, source.strand_id(), new_tip, control, &mut |tx| {
+            let mut chunk: Vec<(Vec<u8>, Hash)> = Vec::with_capacity(SCAN_CHUNK_BLOCKS as usize);
+            let mut copied = 0;
+            source.scan_payloads(tip, &mut |seq, payload, hash| {
+                if seq != copied + chunk.len() as u64 {
+                    return Err(LedgerError::Storage(format!(
+                        "the journal of ledger {name} skipped from block {} to {seq}",
+                        copied + chunk.len() as u64
+                    )));
+                }
+                chunk.push((payload.to_vec(), hash));
+                if chunk.len() == SCAN_CHUNK_BLOCKS as usize || seq == tip {
+                    let rows: Vec<(&[u8], Hash)> =
+                        chunk.iter().map(|(p, h)| (p.as_slice(), *h)).collect();
+                    insert_blocks(tx, name, copied, &rows)?;
+                    copied += rows.len() as u64;
+                    chunk.clear();
+                    progress(copied, total);
+                }
+                Ok(())
+            })?;
+            if copied != total {
+                return Err(LedgerError::Storage(format!(
+                    "the journal of ledger {name} ended after {copied} of {total} blocks"
+                )));
+            }
+            Ok(())
+        })?;
+        Ok(total)
+    }
+
+    /// Inserts a ledger's row claiming `tip`, then lets `fill` insert exactly those blocks
+    /// in the same transaction, and commits. `LedgerExists` if the name is taken.
+    fn insert_ledger_with(
+        &self,
+        name: &str,
+        strand_id: &str,
+        tip: NewTip<'_>,
+        control: Option<&str>,
+        fill: &mut dyn FnMut(&mut postgres::Transaction<'_>) -> Result<()>,
+    ) -> Result<()> {
         let mut client = self.client()?;
         let mut tx = client.transaction().map_err(db_error)?;
         let inserted = tx
@@ -236,8 +322,8 @@ impl PostgresStore {
                 &[
                     &name,
                     &strand_id,
-                    &(blocks.len() as i64),
-                    &last_hash.as_bytes().as_slice(),
+                    &(tip.blocks as i64),
+                    &tip.last_hash.as_bytes().as_slice(),
                     &control,
                 ],
             )
@@ -245,14 +331,7 @@ impl PostgresStore {
         if inserted == 0 {
             return Err(LedgerError::LedgerExists(name.to_owned()));
         }
-        for (offset, chunk) in blocks.chunks(SCAN_CHUNK_BLOCKS as usize).enumerate() {
-            insert_blocks(
-                &mut tx,
-                name,
-                (offset * SCAN_CHUNK_BLOCKS as usize) as u64,
-                chunk,
-            )?;
-        }
+        fill(&mut tx)?;
         tx.commit().map_err(db_error)?;
         self.give_back(client);
         Ok(())
@@ -337,7 +416,10 @@ fn insert_blocks(
     blocks: &[(&[u8], Hash)],
 ) -> Result<()> {
     let seqs: Vec<i64> = (0..blocks.len() as i64).map(|i| first as i64 + i).collect();
-    let hashes: Vec<&[u8]> = blocks.iter().map(|(_, h)| h.as_bytes().as_slice()).collect();
+    let hashes: Vec<&[u8]> = blocks
+        .iter()
+        .map(|(_, h)| h.as_bytes().as_slice())
+        .collect();
     let payloads: Vec<&[u8]> = blocks.iter().map(|(p, _)| *p).collect();
     client
         .execute(
@@ -357,15 +439,24 @@ pub(crate) fn db_error(e: postgres::Error) -> LedgerError {
         return LedgerError::Unavailable(format!("PostgreSQL unreachable: {e}"));
     };
     let retryable = [
-        (SqlState::READ_ONLY_SQL_TRANSACTION, "PostgreSQL is read-only (a standby?)"),
+        (
+            SqlState::READ_ONLY_SQL_TRANSACTION,
+            "PostgreSQL is read-only (a standby?)",
+        ),
         (SqlState::DISK_FULL, "PostgreSQL is out of disk space"),
         (SqlState::OUT_OF_MEMORY, "PostgreSQL is out of memory"),
-        (SqlState::T_R_SERIALIZATION_FAILURE, "PostgreSQL serialisation failure"),
+        (
+            SqlState::T_R_SERIALIZATION_FAILURE,
+            "PostgreSQL serialisation failure",
+        ),
         (SqlState::T_R_DEADLOCK_DETECTED, "PostgreSQL deadlock"),
         (SqlState::ADMIN_SHUTDOWN, "PostgreSQL is shutting down"),
         (SqlState::CRASH_SHUTDOWN, "PostgreSQL crashed"),
         (SqlState::CANNOT_CONNECT_NOW, "PostgreSQL is starting up"),
-        (SqlState::TOO_MANY_CONNECTIONS, "PostgreSQL has too many connections"),
+        (
+            SqlState::TOO_MANY_CONNECTIONS,
+            "PostgreSQL has too many connections",
+        ),
     ];
     match retryable.iter().find(|(c, _)| c == code) {
         Some((_, what)) => LedgerError::Unavailable(format!("{what}: {e}")),
@@ -385,9 +476,14 @@ fn redact_url(url: &str) -> String {
             .collect::<Vec<_>>()
             .join(" ");
     };
+    // libpq also takes the password as a query parameter: `…/db?password=secret`.
+    let (url, query) = match url.split_once('?') {
+        Some((url, query)) => (url, Some(query)),
+        None => (url, None),
+    };
     let rest = &url[scheme_end + 3..];
     let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
+    let mut redacted = match rest[..authority_end].rfind('@') {
         Some(at) => match rest[..at].find(':') {
             Some(colon) => format!(
                 "{}{}:***{}",
@@ -398,7 +494,19 @@ fn redact_url(url: &str) -> String {
             None => url.to_owned(),
         },
         None => url.to_owned(),
+    };
+    if let Some(query) = query {
+        let parameters: Vec<&str> = query
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some(("password", _)) => "password=***",
+                _ => kv,
+            })
+            .collect();
+        redacted.push('?');
+        redacted.push_str(&parameters.join("&"));
     }
+    redacted
 }
 
 /// One ledger's journal in PostgreSQL, as one server sees it.
@@ -466,7 +574,11 @@ impl PgJournal {
             client
                 .execute(
                     "UPDATE quill_ledgers SET blocks = $2, last_hash = $3 WHERE name = $1",
-                    &[&self.ledger, &(end as i64), &last_hash.as_bytes().as_slice()],
+                    &[
+                        &self.ledger,
+                        &(end as i64),
+                        &last_hash.as_bytes().as_slice(),
+                    ],
                 )
                 .map_err(db_error)
         });
@@ -561,9 +673,7 @@ impl PgJournal {
         if rows.len() as u64 != to - from {
             return Err(gap(&self.ledger, from, to, rows.len()));
         }
-        rows.iter()
-            .map(|row| hash_column(row, 0))
-            .collect()
+        rows.iter().map(|row| hash_column(row, 0)).collect()
     }
 
     pub fn scan(
@@ -707,6 +817,14 @@ mod tests {
         assert_eq!(
             redact_url("postgresql://quill@db/quill"),
             "postgresql://quill@db/quill"
+        );
+        assert_eq!(
+            redact_url("postgresql://quill@db/quill?sslmode=disable&password=s3cret"),
+            "postgresql://quill@db/quill?sslmode=disable&password=***"
+        );
+        assert_eq!(
+            redact_url("postgres://quill:s3cret@db?password=s3cret"),
+            "postgres://quill:***@db?password=***"
         );
     }
 }

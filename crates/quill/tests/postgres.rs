@@ -1,0 +1,430 @@
+//! The `quill` commands on ledgers kept in PostgreSQL (`--storage URL`) and `quill migrate`,
+//! driving the real binary. The database is shared with other tests: every ledger name here
+//! carries this process's id.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ion_rs::Element;
+
+/// The PostgreSQL database the tests use.
+fn postgres_url() -> String {
+    std::env::var("QUILL_TEST_PG_URL").expect("QUILL_TEST_PG_URL names a PostgreSQL database")
+}
+
+/// A ledger name no other test (nor test process) uses.
+fn fresh_name(prefix: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// Runs `quill` in a fresh temporary directory.
+struct Workspace {
+    dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    fn new() -> Workspace {
+        Workspace {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn data_dir_text(&self) -> String {
+        self.data_dir().to_str().expect("utf-8 path").to_owned()
+    }
+
+    fn quill(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_quill"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("HOME", self.dir.path())
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("quill runs")
+    }
+
+    /// Runs quill and expects success; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.quill(args);
+        assert!(
+            output.status.success(),
+            "quill {args:?} failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("utf-8 output")
+    }
+
+    /// Runs quill and expects it to fail with exit status 1; returns stderr.
+    fn fails(&self, args: &[&str]) -> String {
+        let output = self.quill(args);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "quill {args:?}: stdout {}\nstderr {}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stderr).expect("utf-8 output")
+    }
+}
+
+/// Deletes a ledger from PostgreSQL when the test ends, passed or failed.
+struct Cleanup<'a> {
+    work: &'a Workspace,
+    url: String,
+    names: Vec<String>,
+}
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        for name in &self.names {
+            self.work
+                .quill(&["ledger", "delete", name, "--force", "--storage", &self.url]);
+        }
+    }
+}
+
+fn parse_ion(text: &str) -> Vec<Element> {
+    Element::read_all(text.as_bytes())
+        .unwrap_or_else(|e| panic!("not Ion: {e}\n{text}"))
+        .into()
+}
+
+/// The names `quill ledger list` prints.
+fn listed_names(work: &Workspace, storage: &[&str]) -> Vec<String> {
+    let listed = work.ok(&[&["ledger", "list"][..], storage].concat());
+    parse_ion(&listed)
+        .iter()
+        .map(|ledger| {
+            let name = ledger.as_struct().and_then(|s| s.get("name"));
+            name.and_then(|n| n.as_text())
+                .unwrap_or_else(|| panic!("no name in {listed}"))
+                .to_owned()
+        })
+        .collect()
+}
+
+/// `quill digest`'s output: (base64 digest, tip sequence number).
+fn digest_of(output: &str) -> (String, i64) {
+    let parsed = parse_ion(output);
+    let digest = parsed[0].as_struct().expect("a struct");
+    let bytes = digest.get("digest").unwrap().as_blob().unwrap();
+    let tip = digest.get("digestTipAddress").unwrap().as_struct().unwrap();
+    (
+        base64_of(bytes),
+        tip.get("sequenceNo").unwrap().as_i64().unwrap(),
+    )
+}
+
+fn base64_of(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// The base64 digest on the line of `quill migrate`'s output starting with `label`.
+fn migrated_digest(output: &str, label: &str) -> String {
+    let line = output
+        .lines()
+        .find(|l| l.starts_with(label))
+        .unwrap_or_else(|| panic!("no {label:?} line in {output}"));
+    line[label.len()..]
+        .split_whitespace()
+        .next()
+        .expect("a digest")
+        .to_owned()
+}
+
+#[test]
+fn ledgers_in_postgres_are_administered_verified_and_proven() {
+    let work = Workspace::new();
+    let url = postgres_url();
+    let name = fresh_name("admin");
+    let _cleanup = Cleanup {
+        work: &work,
+        url: url.clone(),
+        names: vec![name.clone()],
+    };
+    let storage = ["--storage", url.as_str()];
+    let created = work.ok(&[&["ledger", "create", &name][..], &storage].concat());
+    let created = parse_ion(&created);
+    let created = created[0].as_struct().expect("a struct");
+    assert_eq!(
+        created.get("deletionProtection").and_then(|e| e.as_bool()),
+        Some(true)
+    );
+    assert!(listed_names(&work, &storage).contains(&name));
+
+    let shell = |script: &str| {
+        work.ok(&[&["shell", "--ledger", &name, "-e", script][..], &storage].concat())
+    };
+    let inserted = parse_ion(&shell("CREATE TABLE V; INSERT INTO V {'VIN': 'X1'};"));
+    let document_id = inserted[1]
+        .as_struct()
+        .unwrap()
+        .get("documentId")
+        .unwrap()
+        .as_text()
+        .unwrap()
+        .to_owned();
+    let selected = shell("SELECT VIN FROM V;");
+    assert!(selected.contains("X1"), "{selected}");
+
+    let verified = work.ok(&[&["verify", "--ledger", &name][..], &storage].concat());
+    assert!(
+        verified.starts_with(&format!("verified 3 blocks of ledger {name}")),
+        "{verified}"
+    );
+    let (digest, tip) =
+        digest_of(&work.ok(&[&["digest", "--ledger", &name][..], &storage].concat()));
+    assert_eq!(tip, 2);
+    let verified_digest = verified.split_once('\n').unwrap().1;
+    assert_eq!(digest_of(verified_digest), (digest.clone(), 2));
+
+    let described = work.ok(&[&["ledger", "describe", &name][..], &storage].concat());
+    let described = parse_ion(&described);
+    let tables = described[0].as_struct().unwrap().get("tables").unwrap();
+    assert_eq!(tables.as_sequence().unwrap().len(), 1, "{described:?}");
+    let strand = described[0]
+        .as_struct()
+        .unwrap()
+        .get("strandId")
+        .unwrap()
+        .as_text()
+        .unwrap()
+        .to_owned();
+    let block = format!("{{strandId:\"{strand}\",sequenceNo:2}}");
+    let revision = work.ok(&[
+        &["revision", "--ledger", &name, "--block", &block][..],
+        &["--document-id", &document_id],
+        &storage,
+    ]
+    .concat());
+    assert!(revision.trim_end().ends_with("verified"), "{revision}");
+    let consistent = work.ok(&[
+        &["consistency", "--ledger", &name, "--from-digest", &digest][..],
+        &["--from-tip", "2"],
+        &storage,
+    ]
+    .concat());
+    assert!(consistent.trim_end().ends_with("verified"), "{consistent}");
+
+    let refused = work.fails(&[&["ledger", "delete", &name][..], &storage].concat());
+    assert!(refused.contains("deletion protection"), "{refused}");
+    work.ok(&[&["ledger", "delete", &name, "--force"][..], &storage].concat());
+    assert!(!listed_names(&work, &storage).contains(&name));
+    let gone = work.fails(&[&["verify", "--ledger", &name][..], &storage].concat());
+    assert!(
+        gone.contains(&format!("no ledger {name} in PostgreSQL")),
+        "{gone}"
+    );
+}
+
+/// Genesis, CREATE TABLE and this many inserts: more blocks than one copy chunk (512).
+const INSERTS: usize = 520;
+
+#[test]
+fn migrate_moves_a_long_chain_with_the_same_digest() {
+    let work = Workspace::new();
+    let url = postgres_url();
+    let name = fresh_name("migrate");
+    let exported_name = fresh_name("reimport");
+    let _cleanup = Cleanup {
+        work: &work,
+        url: url.clone(),
+        names: vec![name.clone(), exported_name.clone()],
+    };
+    let data_dir = work.data_dir_text();
+    let embedded = ["--data-dir", data_dir.as_str()];
+    let storage = ["--storage", url.as_str()];
+    work.ok(&[&["ledger", "create", &name][..], &embedded].concat());
+    // One statement, one autocommitted transaction, one block.
+    let mut script = String::from("CREATE TABLE Item; CREATE INDEX ON Item (n);");
+    for n in 0..INSERTS {
+        script.push_str(&format!("INSERT INTO Item {{'n': {n}, 'sku': 'sku-{n}'}};"));
+    }
+    work.ok(&[&["shell", "--ledger", &name, "-e", &script][..], &embedded].concat());
+    let embedded_digest =
+        digest_of(&work.ok(&[&["digest", "--ledger", &name][..], &embedded].concat()));
+    assert_eq!(embedded_digest.1, INSERTS as i64 + 2);
+
+    let migrated = work.ok(&[
+        "migrate", "--from", &data_dir, "--to", &url, "--ledger", &name,
+    ]);
+    assert!(
+        migrated.contains(&format!("migrated ledger {name}: {} blocks", INSERTS + 3)),
+        "{migrated}"
+    );
+    assert_eq!(
+        migrated_digest(&migrated, "embedded digest:"),
+        embedded_digest.0
+    );
+    assert_eq!(
+        migrated_digest(&migrated, "PostgreSQL digest:"),
+        embedded_digest.0
+    );
+
+    let verified = work.ok(&[&["verify", "--ledger", &name][..], &storage].concat());
+    assert!(
+        verified.starts_with(&format!("verified {} blocks", INSERTS + 3)),
+        "{verified}"
+    );
+    assert_eq!(
+        digest_of(&work.ok(&[&["digest", "--ledger", &name][..], &storage].concat())),
+        embedded_digest
+    );
+    // Derived state is rebuilt from the copied blocks, indexes included.
+    let found = work.ok(&[
+        &[
+            "shell",
+            "--ledger",
+            &name,
+            "-e",
+            "SELECT sku FROM Item WHERE n = 517;",
+        ][..],
+        &storage,
+    ]
+    .concat());
+    assert!(found.contains("sku-517"), "{found}");
+    // The control record came along: deletion protection is still on.
+    let described = work.ok(&[&["ledger", "describe", &name][..], &storage].concat());
+    let described = parse_ion(&described);
+    let control = described[0].as_struct().unwrap().get("ledger").unwrap();
+    let protection = control.as_struct().unwrap().get("deletionProtection");
+    assert_eq!(
+        protection.and_then(|e| e.as_bool()),
+        Some(true),
+        "{described:?}"
+    );
+
+    // A second migration is refused, naming the ledger, and changes nothing.
+    let refused = work.fails(&[
+        "migrate", "--from", &data_dir, "--to", &url, "--ledger", &name,
+    ]);
+    assert!(
+        refused.contains(&format!("ledger {name} already exists")),
+        "{refused}"
+    );
+    assert!(refused.contains("nothing was migrated"), "{refused}");
+
+    // Export from PostgreSQL, then import the export into PostgreSQL: the same chain.
+    let exports = work.dir.path().join("exports");
+    let exports_text = exports.to_str().unwrap();
+    work.ok(&[
+        &["export", "--ledger", &name, "--to", exports_text][..],
+        &storage,
+    ]
+    .concat());
+    let reverified = work.ok(&["verify-export", exports_text]);
+    assert!(
+        reverified.starts_with(&format!("verified {} blocks", INSERTS + 3)),
+        "{reverified}"
+    );
+    let imported = work.ok(&[
+        &["import", "--from", exports_text, "--ledger", &exported_name][..],
+        &storage,
+    ]
+    .concat());
+    assert_eq!(
+        migrated_digest(&imported, "PostgreSQL digest:"),
+        embedded_digest.0
+    );
+    let reimported =
+        digest_of(&work.ok(&[&["digest", "--ledger", &exported_name][..], &storage].concat()));
+    assert_eq!(reimported, embedded_digest);
+}
+
+#[test]
+fn migrate_refuses_a_missing_ledger_before_copying_anything() {
+    let work = Workspace::new();
+    let url = postgres_url();
+    let data_dir = work.data_dir_text();
+    let name = fresh_name("present");
+    let _cleanup = Cleanup {
+        work: &work,
+        url: url.clone(),
+        names: vec![name.clone()],
+    };
+    work.ok(&["ledger", "create", &name, "--data-dir", &data_dir]);
+    let refused = work.fails(&[
+        "migrate", "--from", &data_dir, "--to", &url, "--ledger", &name, "--ledger", "absent",
+    ]);
+    assert!(refused.contains("no ledger absent in"), "{refused}");
+    assert!(!listed_names(&work, &["--storage", url.as_str()]).contains(&name));
+}
+
+/// A loopback port nothing listens on.
+fn closed_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("its address").port()
+}
+
+#[test]
+fn an_unreachable_postgres_fails_clearly_without_showing_the_password() {
+    let work = Workspace::new();
+    let port = closed_port();
+    let url = format!("postgresql://quill:s3cret-pw@127.0.0.1:{port}/quill?connect_timeout=2");
+    let data_dir = work.data_dir_text();
+    work.ok(&["ledger", "create", "local", "--data-dir", &data_dir]);
+    for args in [
+        vec!["verify", "--ledger", "local", "--storage", &url],
+        vec!["ledger", "list", "--storage", &url],
+        vec!["migrate", "--from", &data_dir, "--to", &url],
+    ] {
+        let error = work.fails(&args);
+        assert!(
+            error.contains(&format!("postgresql://quill:***@127.0.0.1:{port}/quill")),
+            "{args:?}: {error}"
+        );
+        assert!(
+            error.contains("cannot connect to PostgreSQL"),
+            "{args:?}: {error}"
+        );
+        assert!(!error.contains("s3cret-pw"), "{args:?}: {error}");
+    }
+}
+
+#[test]
+fn storage_and_data_dir_are_exclusive_and_storage_takes_a_postgres_url() {
+    let work = Workspace::new();
+    let both = work.quill(&[
+        "verify",
+        "--ledger",
+        "x",
+        "--data-dir",
+        "d",
+        "--storage",
+        "postgres://db/quill",
+    ]);
+    assert_eq!(both.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&both.stderr).contains("cannot be used with"),
+        "{}",
+        String::from_utf8_lossy(&both.stderr)
+    );
+    let error = work.fails(&["digest", "--ledger", "x", "--storage", "mysql://db/quill"]);
+    assert!(
+        error.contains("--storage takes a PostgreSQL URL"),
+        "{error}"
+    );
+    let error = work.fails(&[
+        "log-proof",
+        "--ledger",
+        "x",
+        "--index",
+        "0",
+        "--storage",
+        "postgres://db/q",
+    ]);
+    assert!(error.contains("--data-dir, not --storage"), "{error}");
+}
