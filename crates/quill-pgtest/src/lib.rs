@@ -3,7 +3,9 @@
 //! `synchronous_commit=on`), trusting every local connection, with a database `quill` owned by
 //! the superuser `postgres`. Streaming standbys (synchronous or not), promotion, SIGKILL of a
 //! whole cluster and restarts on the same port are what failover and "PostgreSQL returns" tests
-//! need.
+//! need. Every postmaster runs under a small shell guard (`guard.sh`) that shuts it down and
+//! removes its directory should the test process die without doing so; [`PgServer::shared`]
+//! relies on it.
 //!
 //! The server binaries are Debian's (`scripts/setup.sh postgres`): the highest version under
 //! `/usr/lib/postgresql/*/bin`, or the directory `PG_BIN` names. PostgreSQL refuses to run as
@@ -26,6 +28,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -56,7 +59,13 @@ const SETTINGS: &[(&str, &str)] = &[
     ("max_wal_senders", "10"),
     ("max_replication_slots", "10"),
     ("hot_standby", "on"),
+    // Crash recovery first syncs the data directory, which initdb --no-sync left unsynced: one
+    // syncfs() instead of an fsync() per file (7 s → 1.3 s on a busy two-core machine).
+    ("recovery_init_sync_method", "syncfs"),
 ];
+
+/// See its header; run by `sh`.
+const GUARD: &str = include_str!("guard.sh");
 
 /// Loopback only, no password: these clusters exist for tests on one machine.
 const PG_HBA: &str = "\
@@ -98,6 +107,8 @@ pub enum PgTestError {
     Running { port: u16 },
     #[error("the server on port {port} is not running")]
     NotRunning { port: u16 },
+    #[error("database names here are made of a-z, 0-9 and _ (so URLs need no escaping): {0:?}")]
+    DatabaseName(String),
     #[error("pg_promote() did not promote the standby on port {port}")]
     NotPromoted { port: u16 },
     #[error("SQL on the test cluster: {0}")]
@@ -144,7 +155,12 @@ impl Install {
     /// A server binary, run as the cluster's owner, from `cwd` (which the owner can enter: a
     /// root test's working directory may be closed to it).
     fn command(&self, program: &str, cwd: &Path) -> Command {
-        let mut command = Command::new(self.bin.join(program));
+        self.command_in_path(self.bin.join(program), cwd)
+    }
+
+    /// A program found on PATH (or at a path), run as [`Install::command`] runs the binaries.
+    fn command_in_path(&self, program: impl AsRef<std::ffi::OsStr>, cwd: &Path) -> Command {
+        let mut command = Command::new(program);
         command.current_dir(cwd).stdin(Stdio::null());
         if let Some((uid, gid)) = self.run_as {
             command.uid(uid).gid(gid);
@@ -258,6 +274,8 @@ pub struct PgServer {
     /// `dir/data`, canonical, as the cluster's processes see it as their working directory.
     data: PathBuf,
     port: u16,
+    /// The guard shell running the postmaster; it exits with the postmaster. Dropping it closes
+    /// its stdin, which tells it the test process is done with the cluster.
     postmaster: Option<Child>,
 }
 
@@ -299,6 +317,21 @@ impl PgServer {
         server
             .connect("postgres")?
             .batch_execute(&format!("CREATE DATABASE {DATABASE}"))?;
+        Ok(server)
+    }
+
+    /// One cluster for the whole test binary, started by the first caller (and again by the
+    /// next one if that failed). It is never dropped: when the process exits, its guard shuts
+    /// it down and removes it. Tests that share it can each use a database of their own
+    /// ([`PgServer::create_database`]).
+    pub fn shared() -> Result<&'static PgServer> {
+        static SHARED: Mutex<Option<&'static PgServer>> = Mutex::new(None);
+        let mut shared = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(server) = *shared {
+            return Ok(server);
+        }
+        let server: &'static PgServer = Box::leak(Box::new(PgServer::start()?));
+        *shared = Some(server);
         Ok(server)
     }
 
@@ -385,7 +418,22 @@ impl PgServer {
 
     /// `postgresql://postgres@127.0.0.1:PORT/quill`.
     pub fn url(&self) -> String {
-        format!("postgresql://{USER}@127.0.0.1:{}/{DATABASE}", self.port)
+        self.url_of(DATABASE)
+    }
+
+    /// Creates the database `name` (a-z, 0-9, _) and returns its URL.
+    pub fn create_database(&self, name: &str) -> Result<String> {
+        let plain = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_';
+        if name.is_empty() || !name.chars().all(plain) {
+            return Err(PgTestError::DatabaseName(name.to_string()));
+        }
+        self.connect("postgres")?
+            .batch_execute(&format!("CREATE DATABASE {name}"))?;
+        Ok(self.url_of(name))
+    }
+
+    fn url_of(&self, database: &str) -> String {
+        format!("postgresql://{USER}@127.0.0.1:{}/{database}", self.port)
     }
 
     /// A client of the `quill` database.
@@ -409,25 +457,21 @@ impl PgServer {
     /// checkpoint, nothing left listening, the data directory as the crash left it
     /// (`start_again` recovers it). Its shared memory segment is removed too, as a reboot would.
     pub fn kill(&mut self) -> Result<()> {
-        let mut postmaster = self
+        let mut guard = self
             .postmaster
             .take()
             .ok_or(PgTestError::NotRunning { port: self.port })?;
-        let shared_memory = self.shared_memory_id();
-        postmaster
-            .kill()
-            .map_err(io_error("SIGKILL to the postmaster"))?;
-        postmaster
-            .wait()
-            .map_err(io_error("waiting for the killed postmaster"))?;
+        let (postmaster, shared_memory) = self.pid_file();
         // Every child of a postmaster makes itself a session leader, so no process group holds
-        // them all; all of them work in the data directory, though.
+        // them all; all of them work in the data directory, though. The postmaster goes first,
+        // so that it starts no new process.
         let deadline = Instant::now() + KILL_TIMEOUT;
         loop {
-            let survivors = processes_working_in(&self.data);
+            let mut survivors = processes_working_in(&self.data);
             if survivors.is_empty() {
                 break;
             }
+            survivors.sort_by_key(|pid| Some(*pid) != postmaster);
             if Instant::now() > deadline {
                 return Err(self.timeout(format!("the processes {survivors:?} exit"), KILL_TIMEOUT));
             }
@@ -441,6 +485,10 @@ impl PgServer {
             }
             thread::sleep(POLL);
         }
+        guard
+            .wait()
+            .map_err(io_error("waiting for the guard of the killed postmaster"))?;
+        drop(guard);
         if let Some(id) = shared_memory {
             self.install.run(Command::new("ipcrm").args(["-m", &id]))?;
         }
@@ -533,7 +581,10 @@ impl PgServer {
             .map_err(io_error("duplicating server.log"))?;
         let child = self
             .install
-            .command("postgres", self.dir.path())
+            .command_in_path("sh", self.dir.path())
+            .args(["-c", GUARD, "guard"])
+            .arg(self.dir.path())
+            .arg(self.install.bin.join("postgres"))
             .arg("-D")
             .arg(&self.data)
             .args(["-p", &self.port.to_string()])
@@ -542,6 +593,7 @@ impl PgServer {
                 "unix_socket_directories={}",
                 self.dir.path().display()
             ))
+            .stdin(Stdio::piped())
             .stdout(log)
             .stderr(stderr)
             .spawn()
@@ -608,26 +660,22 @@ impl PgServer {
                 .arg(&self.data)
                 .args(["-m", mode, "-w", "-t", "60"]),
         )?;
-        if let Some(mut postmaster) = self.postmaster.take() {
-            postmaster
+        if let Some(mut guard) = self.postmaster.take() {
+            guard
                 .wait()
-                .map_err(io_error("waiting for the stopped postmaster"))?;
+                .map_err(io_error("waiting for the guard of the stopped postmaster"))?;
         }
         Ok(())
     }
 
-    /// The id of the cluster's System V shared memory segment, from `postmaster.pid` (its
-    /// seventh line holds the segment's key and id).
-    fn shared_memory_id(&self) -> Option<String> {
-        let pid_file = fs::read_to_string(self.data.join("postmaster.pid")).ok()?;
-        Some(
-            pid_file
-                .lines()
-                .nth(6)?
-                .split_whitespace()
-                .nth(1)?
-                .to_string(),
-        )
+    /// The postmaster's pid and the id of its System V shared memory segment, from
+    /// `postmaster.pid` (its first line, and the second field of its seventh).
+    fn pid_file(&self) -> (Option<u32>, Option<String>) {
+        let pid_file = fs::read_to_string(self.data.join("postmaster.pid")).unwrap_or_default();
+        let mut lines = pid_file.lines();
+        let pid = lines.next().and_then(|line| line.trim().parse().ok());
+        let shared_memory = lines.nth(5).and_then(|line| line.split_whitespace().nth(1));
+        (pid, shared_memory.map(str::to_string))
     }
 }
 

@@ -1,10 +1,15 @@
 //! The kit against real PostgreSQL clusters. Each test starts its own (about a second each); none
 //! is skipped when PostgreSQL is missing: they fail, naming `scripts/setup.sh postgres`.
 
+use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
 
 use postgres::{Client, NoTls};
-use quill_pgtest::{multi_host_url, PgServer};
+use quill_pgtest::{multi_host_url, PgServer, PgTestError};
 
 fn rows(client: &mut Client, query: &str) -> Vec<String> {
     client
@@ -88,10 +93,7 @@ fn a_killed_cluster_leaves_nothing_running_and_comes_back_with_its_commits() {
         client.batch_execute("SELECT 1").is_err(),
         "a session survived the kill"
     );
-    assert!(matches!(
-        server.kill(),
-        Err(quill_pgtest::PgTestError::NotRunning { .. })
-    ));
+    assert!(matches!(server.kill(), Err(PgTestError::NotRunning { .. })));
 
     server.start_again().unwrap();
     assert_eq!(server.port(), port);
@@ -101,7 +103,7 @@ fn a_killed_cluster_leaves_nothing_running_and_comes_back_with_its_commits() {
     );
     assert!(matches!(
         server.start_again(),
-        Err(quill_pgtest::PgTestError::Running { .. })
+        Err(PgTestError::Running { .. })
     ));
 
     server.stop().unwrap();
@@ -197,4 +199,73 @@ fn an_asynchronous_standby_streams_without_holding_commits() {
     client
         .batch_execute("CREATE TABLE t (v int); INSERT INTO t VALUES (1)")
         .unwrap();
+}
+
+#[test]
+fn the_shared_cluster_is_one_and_hands_out_databases() {
+    let server = PgServer::shared().unwrap();
+    assert_eq!(PgServer::shared().unwrap().port(), server.port());
+    let url = server.create_database("shared_one").unwrap();
+    assert_eq!(
+        url,
+        format!(
+            "postgresql://postgres@127.0.0.1:{}/shared_one",
+            server.port()
+        )
+    );
+    let mut client = Client::connect(&url, NoTls).unwrap();
+    let database: String = client
+        .query_one("SELECT current_database()", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(database, "shared_one");
+    for bad in ["", "Upper", "semi;colon", "with space"] {
+        assert!(
+            matches!(
+                server.create_database(bad),
+                Err(PgTestError::DatabaseName(_))
+            ),
+            "{bad:?}"
+        );
+    }
+}
+
+/// Set in the copy of this test binary that the test below starts and SIGKILLs.
+const DOOMED: &str = "QUILL_PGTEST_DOOMED_PROCESS";
+
+#[test]
+fn the_cluster_of_a_test_process_that_dies_is_shut_down_and_removed() {
+    if std::env::var_os(DOOMED).is_some() {
+        let server = PgServer::shared().unwrap();
+        println!("cluster {} {}", server.port(), server.data_dir().display());
+        thread::sleep(Duration::from_secs(600));
+        return;
+    }
+    let name = "the_cluster_of_a_test_process_that_dies_is_shut_down_and_removed";
+    let mut doomed = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture"])
+        .env(DOOMED, "1")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let line = BufReader::new(doomed.stdout.take().unwrap())
+        .lines()
+        .map(Result::unwrap)
+        .find(|line| line.starts_with("cluster "))
+        .expect("the doomed process printed no cluster");
+    let mut fields = line.split(' ').skip(1);
+    let port: u16 = fields.next().unwrap().parse().unwrap();
+    let data = PathBuf::from(fields.next().unwrap());
+    assert!(listening(port) && data.exists());
+
+    doomed.kill().unwrap(); // SIGKILL: no destructor, no exit handler
+    doomed.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while listening(port) || data.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the cluster on {port} outlived its test process"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
 }
