@@ -6,21 +6,22 @@
 #   python  .venv/ with tests/python/requirements.txt, reinstalled when that file changes
 #   node    tests/node/node_modules with `npm ci`, again when package-lock.json changes
 #   nats    Debian's nats-server, for the NATS JetStream stream tests and `quill bench stream`
+#   postgres  Debian's PostgreSQL server binaries and psql, for the tests that start throwaway
+#           clusters (crates/quill-pgtest, tests/python/pg.py) and scripts/pg_compare.sh
 #
 # Missing Debian packages (python3-venv, nodejs, npm, ...) are installed with apt-get, as root or
 # through passwordless sudo; elsewhere the script stops and names them. QUILL_SKIP_SETUP=1 skips
 # every step (scripts/test.sh then uses what is there).
 #
 # A new component is one function `setup_NAME` plus its name in `all_components`: `ensure` the
-# Debian packages it needs, then its own install step behind a `stamp_matches`/`write_stamp` pair,
-# e.g. for a PostgreSQL server:
-#     setup_postgres() { ensure "compgen -G '/usr/lib/postgresql/*/bin/initdb'" postgresql; }
+# Debian packages it needs (as `setup_postgres` does), then its own install step behind a
+# `stamp_matches`/`write_stamp` pair (as `setup_python` does).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 
-all_components=(rust python node nats)
+all_components=(rust python node nats postgres)
 
 die() {
     echo "setup: $*" >&2
@@ -118,6 +119,12 @@ setup_node() {
 setup_nats() {
     # Debian puts it in /usr/sbin, which is not on every user's PATH.
     ensure "command -v nats-server || test -x /usr/sbin/nats-server" nats-server
+}
+
+setup_postgres() {
+    # The package's server binaries live outside PATH, one directory per major version. Its
+    # `postgres` system user runs them when the tests run as root (PostgreSQL refuses root).
+    ensure "compgen -G '/usr/lib/postgresql/*/bin/pg_basebackup' && id postgres && command -v psql" postgresql
 }
 
 if [[ "${QUILL_SKIP_SETUP:-}" == 1 ]]; then

@@ -27,6 +27,8 @@ import boto3  # noqa: E402  (after AWS_DATA_PATH is set)
 from botocore.config import Config  # noqa: E402
 from pyqldb.driver.qldb_driver import QldbDriver  # noqa: E402
 
+from postgres_cluster import PostgresServer  # noqa: E402
+
 REGION = "us-east-1"
 DUMMY_KEY = "AKIDQUILLDUMMY"
 DUMMY_SECRET = "dummy-secret"
@@ -155,3 +157,18 @@ def ledger(server):
     name = f"ledger-{next(_ledger_numbers)}"
     server.create_ledger(name)
     return name
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A throwaway PostgreSQL cluster (postgres_cluster.py) shared by the session: durable,
+    127.0.0.1 only, database `quill`. Started on first use, removed at the end."""
+    server = PostgresServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres):
+    """`postgresql://postgres@127.0.0.1:PORT/quill`, for `quill serve --storage`."""
+    return postgres.url

@@ -108,6 +108,9 @@ pub struct ServerConfig {
     pub policy: Option<PathBuf>,
     /// The ledgers' transparency logs.
     pub log: tlog::LogConfig,
+    /// A PostgreSQL URL: ledgers live there (shared with other servers) instead of under
+    /// `data_dir`, which then keeps only caches and per-server files.
+    pub storage: Option<String>,
 }
 
 impl ServerConfig {
@@ -124,6 +127,7 @@ impl ServerConfig {
             limits: ServerLimits::default(),
             policy: None,
             log: tlog::LogConfig::default(),
+            storage: None,
         }
     }
 }

@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use quill_ledger::storage::Storage;
-use quill_ledger::{Ledger, LedgerOptions};
+use quill_ledger::{Ledger, LedgerError, LedgerOptions, PostgresStore};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, ErrorKind, Plane, ServerError};
@@ -146,11 +146,36 @@ pub struct LedgerFault {
     pub reason: String,
 }
 
-/// The ledgers on disk and their open engine handles.
+/// The ledgers this server serves and their open engine handles.
 pub struct Registry {
+    /// `<data_dir>/ledgers`: the ledgers' directories (embedded backend), or only the files
+    /// Quill keeps beside a ledger (export records, stream cursors) with PostgreSQL.
     root: PathBuf,
     options: LedgerOptions,
+    backend: Backend,
     entries: Mutex<BTreeMap<String, Entry>>,
+    /// The last PostgreSQL check's error (`None`: answered and writable, or not checked yet).
+    database_error: Mutex<Option<String>>,
+}
+
+/// The PostgreSQL connection as `/health` reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DatabaseHealth {
+    /// The URL, password removed.
+    pub url: String,
+    /// Why the last check failed (unreachable, a read-only standby, ...); absent when it passed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Where the ledgers live.
+enum Backend {
+    /// One directory per ledger under `root`, this process the only writer.
+    Files,
+    /// Rows in PostgreSQL, shared with other servers: the control record is a column of the
+    /// ledger's row, and ledgers created or deleted by another server are picked up when a
+    /// lookup misses and when ledgers are listed.
+    Postgres(PostgresStore),
 }
 
 /// QLDB's ledger name rules: 1–32 characters of `[A-Za-z0-9-]`, no leading or trailing `-`,
@@ -233,8 +258,153 @@ impl Registry {
         Ok(Registry {
             root,
             options,
+            backend: Backend::Files,
             entries: Mutex::new(entries),
+            database_error: Mutex::new(None),
         })
+    }
+
+    /// Serves the ledgers kept in PostgreSQL. `data_dir` holds only what this server keeps
+    /// for itself: derived-state caches (`cache/`, rebuilt from PostgreSQL, stale ones removed
+    /// here) and the files beside each ledger (`ledgers/<name>/`).
+    pub fn open_postgres(
+        data_dir: &Path,
+        store: PostgresStore,
+        mut options: LedgerOptions,
+    ) -> Result<Registry, ServerError> {
+        let root = data_dir.join("ledgers");
+        let cache = data_dir.join("cache");
+        let storage = options.storage.clone();
+        for dir in [&root, &cache] {
+            storage
+                .create_dir_all(dir)
+                .map_err(|source| ServerError::DataDir {
+                    path: dir.clone(),
+                    source,
+                })?;
+        }
+        remove_stale_caches(&storage, &cache);
+        options.cache_dir = Some(cache);
+        let registry = Registry {
+            root,
+            options,
+            backend: Backend::Postgres(store),
+            entries: Mutex::new(BTreeMap::new()),
+            database_error: Mutex::new(None),
+        };
+        registry.refresh().map_err(|e| ServerError::Config(e.to_string()))?;
+        Ok(registry)
+    }
+
+    /// Checks that PostgreSQL answers and accepts writes; blocks. Logged when it changes.
+    pub fn check_database(&self) {
+        let Some(store) = self.postgres() else {
+            return;
+        };
+        let error = store.check().err().map(|e| e.to_string());
+        let mut last = self
+            .database_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match (&*last, &error) {
+            (None, Some(e)) => tracing::error!(error = %e, "PostgreSQL is unavailable"),
+            (Some(_), None) => tracing::info!("PostgreSQL is available again"),
+            _ => {}
+        }
+        *last = error;
+    }
+
+    /// The PostgreSQL connection's state as last checked; `None` for the embedded backend.
+    pub fn database_health(&self) -> Option<DatabaseHealth> {
+        let store = self.postgres()?;
+        Some(DatabaseHealth {
+            url: store.display_url().to_owned(),
+            error: self
+                .database_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        })
+    }
+
+    /// The PostgreSQL store, when ledgers live there.
+    pub fn postgres(&self) -> Option<&PostgresStore> {
+        match &self.backend {
+            Backend::Files => None,
+            Backend::Postgres(store) => Some(store),
+        }
+    }
+
+    /// With PostgreSQL: opens ledgers other servers created, drops those they deleted, and
+    /// takes their control-record changes. A ledger whose row has no control record yet is
+    /// still being created.
+    fn refresh(&self) -> Result<(), LedgerError> {
+        let Backend::Postgres(store) = &self.backend else {
+            return Ok(());
+        };
+        let stored = store.ledgers()?;
+        let mut to_open = Vec::new();
+        let mut gone = Vec::new();
+        {
+            let mut entries = self.lock();
+            let names: std::collections::BTreeSet<&str> =
+                stored.iter().map(|l| l.name.as_str()).collect();
+            entries.retain(|name, entry| {
+                let keep = names.contains(name.as_str()) || matches!(entry, Entry::Creating);
+                if !keep {
+                    gone.push(name.clone());
+                }
+                keep
+            });
+            for ledger in &stored {
+                let Some(text) = &ledger.control else {
+                    continue;
+                };
+                let parsed: Result<ControlRecord, _> = serde_json::from_str(text);
+                match (entries.get_mut(&ledger.name), parsed) {
+                    (Some(Entry::Ready { control, .. }), Ok(fresh)) => *control = fresh,
+                    (Some(_), _) => {}
+                    (None, Ok(control)) => to_open.push(control),
+                    (None, Err(error)) => {
+                        entries.insert(
+                            ledger.name.clone(),
+                            Entry::Failed {
+                                control: unknown_control(&ledger.name),
+                                reason: format!("unreadable control record: {error}"),
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        for name in gone {
+            tracing::info!(ledger = %name, "ledger deleted by another server");
+        }
+        for control in to_open {
+            let name = control.name.clone();
+            let entry = match Ledger::open_in(store, &name, self.options.clone()) {
+                Ok(ledger) => Entry::ready(control, ledger),
+                Err(source) => Entry::Failed {
+                    control,
+                    reason: ServerError::OpenLedger {
+                        name: name.clone(),
+                        source,
+                    }
+                    .to_string(),
+                },
+            };
+            let mut entries = self.lock();
+            // Another thread may have opened it meanwhile: keep the first.
+            entries.entry(name).or_insert(entry);
+        }
+        Ok(())
+    }
+
+    /// `refresh`, logged instead of failing (listing must answer from what is known).
+    fn refresh_or_warn(&self) {
+        if let Err(error) = self.refresh() {
+            tracing::warn!(%error, "cannot read the ledger list from PostgreSQL");
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Entry>> {
@@ -264,6 +434,9 @@ impl Registry {
     /// is `ResourcePreconditionNotMet` with the reason; one whose journal failed while running
     /// is returned (its reads still work, its commits fail with the reason).
     pub fn get(&self, name: &str) -> Result<(Ledger, ControlRecord), ApiError> {
+        if self.postgres().is_some() && !self.lock().contains_key(name) {
+            self.refresh_or_warn();
+        }
         match self.lock().get(name) {
             Some(Entry::Ready {
                 control, ledger, ..
@@ -275,6 +448,7 @@ impl Registry {
 
     /// A ledger's attributes as the control plane shows them, failed ledgers included.
     pub fn describe(&self, name: &str) -> Result<ControlRecord, ApiError> {
+        self.refresh_or_warn();
         self.lock()
             .get(name)
             .and_then(Entry::shown)
@@ -283,6 +457,7 @@ impl Registry {
 
     /// Attributes of every ledger (failed ones shown as `FAILED`), ordered by name.
     pub fn list(&self) -> Vec<ControlRecord> {
+        self.refresh_or_warn();
         self.lock().values().filter_map(Entry::shown).collect()
     }
 
@@ -333,6 +508,9 @@ impl Registry {
     }
 
     fn create_files(&self, new: &NewLedger) -> Result<(ControlRecord, Ledger), ApiError> {
+        if let Backend::Postgres(store) = &self.backend {
+            return self.create_in_postgres(store, new);
+        }
         let storage = &self.options.storage;
         let dir = self.root.join(&new.name);
         let leftovers = storage
@@ -348,23 +526,49 @@ impl Registry {
             let _ = storage.remove_dir_all(&dir);
             ApiError::from_ledger(&error, Plane::Control)
         })?;
-        let creation = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        let control = ControlRecord {
-            name: new.name.clone(),
-            state: "ACTIVE".into(),
-            creation_date_time: (creation.as_millis() as f64) / 1000.0,
-            permissions_mode: new.permissions_mode.clone(),
-            deletion_protection: new.deletion_protection,
-            kms_key: new.kms_key.clone(),
-            tags: new.tags.clone(),
-            table_tags: BTreeMap::new(),
-        };
+        let control = new_control(new);
         if let Err(error) = write_control(storage, &dir, &control) {
             drop(ledger);
             let _ = storage.remove_dir_all(&dir);
             return Err(io_failure("cannot write control.json", error));
+        }
+        Ok((control, ledger))
+    }
+
+    /// Creates the ledger's row and genesis block, then its control record: a row without
+    /// one is an unfinished creation, which other servers skip and a new creation replaces.
+    fn create_in_postgres(
+        &self,
+        store: &PostgresStore,
+        new: &NewLedger,
+    ) -> Result<(ControlRecord, Ledger), ApiError> {
+        let control_error = |error: &LedgerError| ApiError::from_ledger(error, Plane::Control);
+        let create = || Ledger::create_in(store, &new.name, self.options.clone());
+        let ledger = match create() {
+            Err(LedgerError::LedgerExists(_)) => {
+                let existing = store.ledger(&new.name).map_err(|e| control_error(&e))?;
+                if existing.control.is_some() {
+                    return Err(ApiError::new(
+                        ErrorKind::ResourceAlreadyExists,
+                        format!("Ledger {} already exists", new.name),
+                    ));
+                }
+                // An earlier creation stopped before its control record: start again.
+                store
+                    .delete_ledger(&new.name)
+                    .map_err(|e| control_error(&e))?;
+                create()
+            }
+            other => other,
+        }
+        .map_err(|e| control_error(&e))?;
+        let control = new_control(new);
+        let text = serde_json::to_string(&control)
+            .map_err(|e| ApiError::internal(format!("cannot encode the control record: {e}")))?;
+        if let Err(error) = store.set_control(&new.name, &text) {
+            drop(ledger);
+            let _ = store.delete_ledger(&new.name);
+            return Err(control_error(&error));
         }
         Ok((control, ledger))
     }
@@ -388,8 +592,18 @@ impl Registry {
             _ => return Err(not_found(name)),
         };
         change(&mut updated)?;
-        write_control(&self.options.storage, &self.root.join(name), &updated)
-            .map_err(|e| io_failure("cannot write control.json", e))?;
+        match &self.backend {
+            Backend::Files => write_control(&self.options.storage, &self.root.join(name), &updated)
+                .map_err(|e| io_failure("cannot write control.json", e))?,
+            Backend::Postgres(store) => {
+                let text = serde_json::to_string(&updated).map_err(|e| {
+                    ApiError::internal(format!("cannot encode the control record: {e}"))
+                })?;
+                store
+                    .set_control(name, &text)
+                    .map_err(|e| ApiError::from_ledger(&e, Plane::Control))?;
+            }
+        }
         if let Some(Entry::Ready { control, .. }) = self.lock().get_mut(name) {
             *control = updated.clone();
         }
@@ -420,6 +634,18 @@ impl Registry {
         };
         // The last handle's drop shuts the ledger down (flushes its state): not under the lock.
         drop(removed);
+        if let Backend::Postgres(store) = &self.backend {
+            store
+                .delete_ledger(name)
+                .map_err(|e| ApiError::from_ledger(&e, Plane::Control))?;
+            let sidecars = self.root.join(name);
+            if self.options.storage.exists(&sidecars).unwrap_or(false) {
+                if let Err(error) = self.options.storage.remove_dir_all(&sidecars) {
+                    tracing::warn!(?sidecars, %error, "cannot remove a deleted ledger's files");
+                }
+            }
+            return Ok(());
+        }
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
@@ -437,6 +663,38 @@ impl Registry {
             tracing::warn!(?doomed, %error, "cannot remove a deleted ledger's files yet");
         }
         Ok(())
+    }
+}
+
+fn new_control(new: &NewLedger) -> ControlRecord {
+    let creation = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    ControlRecord {
+        name: new.name.clone(),
+        state: "ACTIVE".into(),
+        creation_date_time: (creation.as_millis() as f64) / 1000.0,
+        permissions_mode: new.permissions_mode.clone(),
+        deletion_protection: new.deletion_protection,
+        kms_key: new.kms_key.clone(),
+        tags: new.tags.clone(),
+        table_tags: BTreeMap::new(),
+    }
+}
+
+/// Removes derived-state caches a killed process left behind (their lock is free).
+fn remove_stale_caches(storage: &Storage, cache: &Path) {
+    let Ok(names) = storage.list_dir(cache) else {
+        return;
+    };
+    for name in names {
+        let dir = cache.join(&name);
+        let stale = storage.lock_is_free(&dir.join("LOCK")).unwrap_or(false);
+        if stale {
+            if let Err(error) = storage.remove_dir_all(&dir) {
+                tracing::warn!(?dir, %error, "cannot remove a stale cache");
+            }
+        }
     }
 }
 

@@ -124,9 +124,19 @@ pub async fn bind(
         ..Default::default()
     };
     let data_dir = config.data_dir.clone();
-    let registry = tokio::task::spawn_blocking(move || Registry::open(&data_dir, options))
-        .await
-        .map_err(|e| ServerError::Internal(e.to_string()))??;
+    let storage = config.storage.clone();
+    let registry = tokio::task::spawn_blocking(move || match storage {
+        None => Registry::open(&data_dir, options),
+        Some(url) => {
+            let store = quill_ledger::PostgresStore::connect(&url).map_err(|e| {
+                ServerError::Config(format!("PostgreSQL storage: {e}"))
+            })?;
+            tracing::info!(url = store.display_url(), "ledgers are kept in PostgreSQL");
+            Registry::open_postgres(&data_dir, store, options)
+        }
+    })
+    .await
+    .map_err(|e| ServerError::Internal(e.to_string()))??;
     let logs = Arc::new(crate::tlog::Logs::open(
         &config.data_dir,
         config.log.clone(),
@@ -160,6 +170,9 @@ pub async fn bind(
         logs,
         stopping: watch::channel(false).0,
     });
+    if state.registry.postgres().is_some() {
+        tokio::spawn(watch_database(Arc::clone(&state.registry)));
+    }
     let listener =
         TcpListener::bind(config.listen)
             .await
@@ -524,19 +537,42 @@ fn start_journal_events(
     Ok(response)
 }
 
+/// How often `/health`'s view of the PostgreSQL connection is refreshed.
+const DATABASE_CHECK_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Checks the PostgreSQL connection in the background, so `/health` answers at once.
+async fn watch_database(registry: Arc<Registry>) {
+    loop {
+        let checking = Arc::clone(&registry);
+        let _ = tokio::task::spawn_blocking(move || checking.check_database()).await;
+        tokio::time::sleep(DATABASE_CHECK_INTERVAL).await;
+    }
+}
+
 fn operations_reply(state: &AppState, path: &str, request_id: &str) -> Response<Body> {
     let ledgers = state.registry.len();
     let failed = state.registry.faults();
     if path == "/health" {
+        let database = state.registry.database_health();
+        let database_down = database
+            .as_ref()
+            .is_some_and(|d| d.error.is_some());
         // The server is up and serves its other ledgers: "degraded", still 200, so a load
         // balancer keeps routing to it; the failed ledgers are named.
-        let status = if failed.is_empty() { "ok" } else { "degraded" };
-        let body = json!({
+        let status = if failed.is_empty() && !database_down {
+            "ok"
+        } else {
+            "degraded"
+        };
+        let mut body = json!({
             "status": status,
             "ledgers": ledgers,
             "sessions": state.sessions.len(),
             "failed_ledgers": failed,
         });
+        if let Some(database) = database {
+            body["database"] = json!(database);
+        }
         return reply(
             200,
             "application/json",

@@ -137,6 +137,11 @@ pub struct ServeArgs {
     /// or a number of bytes; a statement going over fails with LimitExceededException.
     #[arg(long, default_value = "64MiB")]
     pub result_max_bytes: String,
+    /// Keep the ledgers in PostgreSQL (a libpq URL, e.g.
+    /// `postgresql://quill@db1,db2/quill?target_session_attrs=read-write`) instead of under
+    /// --data-dir, which then holds only caches; several servers may share one database.
+    #[arg(long)]
+    pub storage: Option<String>,
     #[command(flatten)]
     pub log: crate::tlog::LogArgs,
 }
@@ -184,6 +189,7 @@ impl ServeArgs {
         config.region = self.region;
         config.account_id = self.account_id;
         config.log = self.log.check()?;
+        config.storage = self.storage;
         config.limits = ServerLimits {
             transaction_timeout,
             transaction_result_bytes_max,

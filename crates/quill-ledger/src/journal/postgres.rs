@@ -65,6 +65,22 @@ const SCAN_CHUNK_BLOCKS: i64 = 512;
 /// Connect timeout when the URL sets none: an unreachable server fails a commit quickly.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Runs `f`, which blocks on PostgreSQL, wherever it is called from. The synchronous client
+/// drives its connection with a runtime of its own, which tokio refuses to start on a thread
+/// that is running async tasks: on a multi-threaded runtime's worker the thread is handed
+/// over first (`block_in_place`); on a current-thread runtime `f` runs on a scoped thread.
+fn blocking<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        Ok(_) => std::thread::scope(|scope| match scope.spawn(f).join() {
+            Ok(value) => value,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }),
+        Err(_) => f(),
+    }
+}
+
 /// A PostgreSQL database holding ledgers: the connection settings and a small pool.
 #[derive(Clone)]
 pub struct PostgresStore {
@@ -76,6 +92,14 @@ struct StoreInner {
     /// The URL without its password, for messages.
     display: String,
     idle: Mutex<Vec<Client>>,
+}
+
+impl Drop for StoreInner {
+    fn drop(&mut self) {
+        // Closing a connection blocks on it too.
+        let idle = std::mem::take(self.idle.get_mut().unwrap_or_else(PoisonError::into_inner));
+        blocking(move || drop(idle));
+    }
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -134,28 +158,26 @@ impl PostgresStore {
     }
 
     fn migrate(&self) -> Result<()> {
-        let mut client = self.client()?;
-        client
-            .query_one("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
-            .map_err(db_error)?;
-        let migrated = run_migrations(&mut client);
-        let unlocked = client
-            .query_one("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
-            .map_err(db_error);
-        migrated?;
-        unlocked?;
-        self.give_back(client);
-        Ok(())
+        self.with_client(|client| {
+            client
+                .query_one("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
+                .map_err(db_error)?;
+            let migrated = run_migrations(client);
+            let unlocked = client
+                .query_one("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
+                .map_err(db_error);
+            migrated.and(unlocked.map(drop))
+        })
     }
 
     /// Checks the database answers and accepts writes (for `/health`).
     pub fn check(&self) -> Result<()> {
-        let mut client = self.client()?;
-        let row = client
-            .query_one("SELECT pg_is_in_recovery()", &[])
-            .map_err(db_error)?;
-        let standby: bool = row.get(0);
-        self.give_back(client);
+        let standby = self.with_client(|client| {
+            let row = client
+                .query_one("SELECT pg_is_in_recovery()", &[])
+                .map_err(db_error)?;
+            Ok(row.get::<_, bool>(0))
+        })?;
         if standby {
             return Err(LedgerError::Unavailable(
                 "PostgreSQL is a read-only standby".into(),
@@ -166,41 +188,42 @@ impl PostgresStore {
 
     /// Every ledger in the database, by name.
     pub fn ledgers(&self) -> Result<Vec<StoredLedger>> {
-        let mut client = self.client()?;
-        let rows = client
-            .query(
-                "SELECT name, strand_id, blocks, control::text FROM quill_ledgers ORDER BY name",
-                &[],
-            )
-            .map_err(db_error)?;
-        self.give_back(client);
-        Ok(rows.iter().map(stored_ledger).collect())
+        self.with_client(|client| {
+            let rows = client
+                .query(
+                    "SELECT name, strand_id, blocks, control::text FROM quill_ledgers ORDER BY name",
+                    &[],
+                )
+                .map_err(db_error)?;
+            Ok(rows.iter().map(stored_ledger).collect())
+        })
     }
 
     /// One ledger's row; `UnknownLedger` when there is none.
     pub fn ledger(&self, name: &str) -> Result<StoredLedger> {
-        let mut client = self.client()?;
-        let row = client
-            .query_opt(
-                "SELECT name, strand_id, blocks, control::text FROM quill_ledgers WHERE name = $1",
-                &[&name],
-            )
-            .map_err(db_error)?;
-        self.give_back(client);
+        let row = self.with_client(|client| {
+            client
+                .query_opt(
+                    "SELECT name, strand_id, blocks, control::text FROM quill_ledgers \
+                     WHERE name = $1",
+                    &[&name],
+                )
+                .map_err(db_error)
+        })?;
         row.map(|row| stored_ledger(&row))
             .ok_or_else(|| LedgerError::UnknownLedger(name.to_owned()))
     }
 
     /// Saves the server's control-plane record (JSON text) for a ledger.
     pub fn set_control(&self, name: &str, control: &str) -> Result<()> {
-        let mut client = self.client()?;
-        let updated = client
-            .execute(
-                "UPDATE quill_ledgers SET control = $2::text::jsonb WHERE name = $1",
-                &[&name, &control],
-            )
-            .map_err(db_error)?;
-        self.give_back(client);
+        let updated = self.with_client(|client| {
+            client
+                .execute(
+                    "UPDATE quill_ledgers SET control = $2::text::jsonb WHERE name = $1",
+                    &[&name, &control],
+                )
+                .map_err(db_error)
+        })?;
         if updated == 0 {
             return Err(LedgerError::UnknownLedger(name.to_owned()));
         }
@@ -209,11 +232,11 @@ impl PostgresStore {
 
     /// Deletes a ledger and all its blocks, in one transaction.
     pub fn delete_ledger(&self, name: &str) -> Result<()> {
-        let mut client = self.client()?;
-        let deleted = client
-            .execute("DELETE FROM quill_ledgers WHERE name = $1", &[&name])
-            .map_err(db_error)?;
-        self.give_back(client);
+        let deleted = self.with_client(|client| {
+            client
+                .execute("DELETE FROM quill_ledgers WHERE name = $1", &[&name])
+                .map_err(db_error)
+        })?;
         if deleted == 0 {
             return Err(LedgerError::UnknownLedger(name.to_owned()));
         }
@@ -240,12 +263,8 @@ impl PostgresStore {
         };
         self.insert_ledger_with(name, strand_id, tip, control, &mut |tx| {
             for (offset, chunk) in blocks.chunks(SCAN_CHUNK_BLOCKS as usize).enumerate() {
-                insert_blocks(
-                    tx,
-                    name,
-                    (offset * SCAN_CHUNK_BLOCKS as usize) as u64,
-                    chunk,
-                )?;
+                let first = (offset * SCAN_CHUNK_BLOCKS as usize) as u64;
+                insert_blocks(tx, name, first, chunk)?;
             }
             Ok(())
         })
@@ -262,7 +281,7 @@ impl PostgresStore {
         &self,
         source: &crate::Ledger,
         control: Option<&str>,
-        progress: &mut dyn FnMut(u64, u64),
+        progress: &mut (dyn FnMut(u64, u64) + Send),
     ) -> Result<u64> {
         let tip = source.digest().tip.sequence_no;
         let total = tip + 1;
@@ -311,30 +330,42 @@ impl PostgresStore {
         strand_id: &str,
         tip: NewTip<'_>,
         control: Option<&str>,
-        fill: &mut dyn FnMut(&mut postgres::Transaction<'_>) -> Result<()>,
+        fill: &mut (dyn FnMut(&mut postgres::Transaction<'_>) -> Result<()> + Send),
     ) -> Result<()> {
-        let mut client = self.client()?;
-        let mut tx = client.transaction().map_err(db_error)?;
-        let inserted = tx
-            .execute(
-                "INSERT INTO quill_ledgers (name, strand_id, blocks, last_hash, control)
-                 VALUES ($1, $2, $3, $4, $5::text::jsonb) ON CONFLICT (name) DO NOTHING",
-                &[
-                    &name,
-                    &strand_id,
-                    &(tip.blocks as i64),
-                    &tip.last_hash.as_bytes().as_slice(),
-                    &control,
-                ],
-            )
-            .map_err(db_error)?;
-        if inserted == 0 {
-            return Err(LedgerError::LedgerExists(name.to_owned()));
-        }
-        fill(&mut tx)?;
-        tx.commit().map_err(db_error)?;
-        self.give_back(client);
-        Ok(())
+        self.with_client(|client| {
+            let mut tx = client.transaction().map_err(db_error)?;
+            let inserted = tx
+                .execute(
+                    "INSERT INTO quill_ledgers (name, strand_id, blocks, last_hash, control)
+                     VALUES ($1, $2, $3, $4, $5::text::jsonb) ON CONFLICT (name) DO NOTHING",
+                    &[
+                        &name,
+                        &strand_id,
+                        &(tip.blocks as i64),
+                        &tip.last_hash.as_bytes().as_slice(),
+                        &control,
+                    ],
+                )
+                .map_err(db_error)?;
+            if inserted == 0 {
+                return Err(LedgerError::LedgerExists(name.to_owned()));
+            }
+            fill(&mut tx)?;
+            tx.commit().map_err(db_error)
+        })
+    }
+
+    /// Runs `f` on a pooled connection (see [`blocking`]); the connection goes back to the
+    /// pool unless `f` failed.
+    fn with_client<T: Send>(&self, f: impl FnOnce(&mut Client) -> Result<T> + Send) -> Result<T> {
+        blocking(|| {
+            let mut client = self.client()?;
+            let result = f(&mut client);
+            if result.is_ok() {
+                self.give_back(client);
+            }
+            result
+        })
     }
 
     fn client(&self) -> Result<Client> {
@@ -537,26 +568,28 @@ impl PgJournal {
     /// that other servers committed (empty when this server is at the tip).
     pub fn lock_tip(&self, next: u64) -> Result<Vec<(u64, Vec<u8>)>> {
         self.rollback();
-        let mut client = self.store.client()?;
-        client.batch_execute("BEGIN").map_err(db_error)?;
-        let row = client
-            .query_opt(
-                "SELECT blocks FROM quill_ledgers WHERE name = $1 FOR UPDATE",
-                &[&self.ledger],
-            )
-            .map_err(db_error)?
-            .ok_or_else(|| LedgerError::UnknownLedger(self.ledger.clone()))?;
-        let blocks = row.get::<_, i64>(0) as u64;
-        if blocks < next {
-            return Err(lost_blocks(&self.ledger, blocks, next));
-        }
-        let foreign = if blocks > next {
-            fetch(&mut client, &self.ledger, next, blocks)?
-        } else {
-            Vec::new()
-        };
-        *self.batch() = Some(client);
-        Ok(foreign)
+        blocking(|| {
+            let mut client = self.store.client()?;
+            client.batch_execute("BEGIN").map_err(db_error)?;
+            let row = client
+                .query_opt(
+                    "SELECT blocks FROM quill_ledgers WHERE name = $1 FOR UPDATE",
+                    &[&self.ledger],
+                )
+                .map_err(db_error)?
+                .ok_or_else(|| LedgerError::UnknownLedger(self.ledger.clone()))?;
+            let blocks = row.get::<_, i64>(0) as u64;
+            if blocks < next {
+                return Err(lost_blocks(&self.ledger, blocks, next));
+            }
+            let foreign = if blocks > next {
+                fetch(&mut client, &self.ledger, next, blocks)?
+            } else {
+                Vec::new()
+            };
+            *self.batch() = Some(client);
+            Ok(foreign)
+        })
     }
 
     /// Inserts blocks `first..` in the batch's transaction and moves the tip (not committed
@@ -565,29 +598,26 @@ impl PgJournal {
         let Some((_, last_hash)) = blocks.last() else {
             return Ok(first);
         };
-        let mut slot = self.batch();
-        let client = slot.as_mut().ok_or_else(|| {
-            LedgerError::Storage("append without the tip lock (lock_tip first)".into())
-        })?;
         let end = first + blocks.len() as u64;
-        let appended = insert_blocks(client, &self.ledger, first, blocks).and_then(|()| {
-            client
-                .execute(
-                    "UPDATE quill_ledgers SET blocks = $2, last_hash = $3 WHERE name = $1",
-                    &[
-                        &self.ledger,
-                        &(end as i64),
-                        &last_hash.as_bytes().as_slice(),
-                    ],
-                )
-                .map_err(db_error)
-        });
-        if let Err(e) = appended {
-            // Dropping the connection rolls the transaction back.
-            slot.take();
-            return Err(e);
-        }
-        Ok(end)
+        blocking(|| {
+            let mut slot = self.batch();
+            let client = slot.as_mut().ok_or_else(|| {
+                LedgerError::Storage("append without the tip lock (lock_tip first)".into())
+            })?;
+            let appended = insert_blocks(client, &self.ledger, first, blocks).and_then(|()| {
+                client
+                    .execute(
+                        "UPDATE quill_ledgers SET blocks = $2, last_hash = $3 WHERE name = $1",
+                        &[&self.ledger, &(end as i64), &last_hash.as_bytes().as_slice()],
+                    )
+                    .map_err(db_error)
+            });
+            if appended.is_err() {
+                // Dropping the connection rolls the transaction back.
+                slot.take();
+            }
+            appended.map(|_| end)
+        })
     }
 
     /// Commits the batch's transaction (nothing to do when none is open). After an error
@@ -596,8 +626,11 @@ impl PgJournal {
         let Some(mut client) = self.batch().take() else {
             return Ok(());
         };
-        client.batch_execute("COMMIT").map_err(db_error)?;
-        self.store.give_back(client);
+        blocking(|| -> Result<()> {
+            client.batch_execute("COMMIT").map_err(db_error)?;
+            self.store.give_back(client);
+            Ok(())
+        })?;
         self.len.fetch_max(end, Ordering::SeqCst);
         Ok(())
     }
@@ -605,34 +638,34 @@ impl PgJournal {
     /// Abandons the batch's transaction, if one is open.
     pub fn rollback(&self) {
         if let Some(mut client) = self.batch().take() {
-            if client.batch_execute("ROLLBACK").is_ok() {
-                self.store.give_back(client);
-            }
+            blocking(|| {
+                if client.batch_execute("ROLLBACK").is_ok() {
+                    self.store.give_back(client);
+                }
+            });
         }
     }
 
     /// The committed tip: number of blocks and the last block's hash, read on a fresh
     /// transaction (without the lock).
     pub fn committed_tip(&self) -> Result<(u64, Hash)> {
-        let mut client = self.store.client()?;
-        let row = client
-            .query_opt(
-                "SELECT blocks, last_hash FROM quill_ledgers WHERE name = $1",
-                &[&self.ledger],
-            )
-            .map_err(db_error)?
-            .ok_or_else(|| LedgerError::UnknownLedger(self.ledger.clone()))?;
-        self.store.give_back(client);
+        let row = self.store.with_client(|client| {
+            client
+                .query_opt(
+                    "SELECT blocks, last_hash FROM quill_ledgers WHERE name = $1",
+                    &[&self.ledger],
+                )
+                .map_err(db_error)
+        })?;
+        let row = row.ok_or_else(|| LedgerError::UnknownLedger(self.ledger.clone()))?;
         Ok((row.get::<_, i64>(0) as u64, hash_column(&row, 1)?))
     }
 
     /// Committed blocks `from..to`, read without the lock (committed blocks never change
     /// order; only redaction rewrites a payload, keeping its hashes).
     pub fn fetch(&self, from: u64, to: u64) -> Result<Vec<(u64, Vec<u8>)>> {
-        let mut client = self.store.client()?;
-        let blocks = fetch(&mut client, &self.ledger, from, to)?;
-        self.store.give_back(client);
-        Ok(blocks)
+        self.store
+            .with_client(|client| fetch(client, &self.ledger, from, to))
     }
 
     /// Marks blocks up to `end` as known to this server (after it applied blocks that other
@@ -642,14 +675,14 @@ impl PgJournal {
     }
 
     pub fn read(&self, sequence_no: u64) -> Result<Vec<u8>> {
-        let mut client = self.store.client()?;
-        let row = client
-            .query_opt(
-                "SELECT payload FROM quill_blocks WHERE ledger = $1 AND seq = $2",
-                &[&self.ledger, &(sequence_no as i64)],
-            )
-            .map_err(db_error)?;
-        self.store.give_back(client);
+        let row = self.store.with_client(|client| {
+            client
+                .query_opt(
+                    "SELECT payload FROM quill_blocks WHERE ledger = $1 AND seq = $2",
+                    &[&self.ledger, &(sequence_no as i64)],
+                )
+                .map_err(db_error)
+        })?;
         match row {
             Some(row) => Ok(row.get(0)),
             None => Err(LedgerError::UnknownBlock(format!(
@@ -661,15 +694,15 @@ impl PgJournal {
 
     /// Block hashes `from..to`, in order (for the digest tree, without decoding blocks).
     pub fn hashes(&self, from: u64, to: u64) -> Result<Vec<Hash>> {
-        let mut client = self.store.client()?;
-        let rows = client
-            .query(
-                "SELECT hash FROM quill_blocks WHERE ledger = $1 AND seq >= $2 AND seq < $3
-                 ORDER BY seq",
-                &[&self.ledger, &(from as i64), &(to as i64)],
-            )
-            .map_err(db_error)?;
-        self.store.give_back(client);
+        let rows = self.store.with_client(|client| {
+            client
+                .query(
+                    "SELECT hash FROM quill_blocks WHERE ledger = $1 AND seq >= $2 AND seq < $3
+                     ORDER BY seq",
+                    &[&self.ledger, &(from as i64), &(to as i64)],
+                )
+                .map_err(db_error)
+        })?;
         if rows.len() as u64 != to - from {
             return Err(gap(&self.ledger, from, to, rows.len()));
         }
@@ -702,14 +735,14 @@ impl PgJournal {
 
     /// Replaces one block's payload (redaction keeps every hash of the block).
     pub fn rewrite(&self, sequence_no: u64, payload: &[u8]) -> Result<()> {
-        let mut client = self.store.client()?;
-        let updated = client
-            .execute(
-                "UPDATE quill_blocks SET payload = $3 WHERE ledger = $1 AND seq = $2",
-                &[&self.ledger, &(sequence_no as i64), &payload],
-            )
-            .map_err(db_error)?;
-        self.store.give_back(client);
+        let updated = self.store.with_client(|client| {
+            client
+                .execute(
+                    "UPDATE quill_blocks SET payload = $3 WHERE ledger = $1 AND seq = $2",
+                    &[&self.ledger, &(sequence_no as i64), &payload],
+                )
+                .map_err(db_error)
+        })?;
         if updated != 1 {
             return Err(LedgerError::UnknownBlock(format!(
                 "sequenceNo {sequence_no} of ledger {} is not in PostgreSQL",
@@ -723,15 +756,15 @@ impl PgJournal {
     /// caller's chain walk).
     pub fn verify_all(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<()> {
         let len = self.len();
-        let mut client = self.store.client()?;
-        let row = client
-            .query_one(
-                "SELECT count(*), coalesce(max(seq) + 1, 0) FROM quill_blocks
-                 WHERE ledger = $1 AND seq < $2",
-                &[&self.ledger, &(len as i64)],
-            )
-            .map_err(db_error)?;
-        self.store.give_back(client);
+        let row = self.store.with_client(|client| {
+            client
+                .query_one(
+                    "SELECT count(*), coalesce(max(seq) + 1, 0) FROM quill_blocks
+                     WHERE ledger = $1 AND seq < $2",
+                    &[&self.ledger, &(len as i64)],
+                )
+                .map_err(db_error)
+        })?;
         let (count, end): (i64, i64) = (row.get(0), row.get(1));
         if count as u64 != len || end as u64 != len {
             return Err(gap(&self.ledger, 0, len, count as usize));
@@ -742,6 +775,12 @@ impl PgJournal {
 
     fn batch(&self) -> std::sync::MutexGuard<'_, Option<Client>> {
         self.batch.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Drop for PgJournal {
+    fn drop(&mut self) {
+        self.rollback();
     }
 }
 

@@ -48,8 +48,11 @@ pub fn scan_checking_indexes(
     scanned
 }
 
-/// A PostgreSQL database for the tests of the PostgreSQL backend (one server per test binary).
+/// A PostgreSQL database for the tests of the PostgreSQL backend: one throwaway server per
+/// test binary, started on loopback by `quill-pgtest`.
 #[allow(dead_code)]
 pub fn postgres_url() -> String {
-    std::env::var("QUILL_TEST_PG_URL").expect("QUILL_TEST_PG_URL")
+    quill_pgtest::PgServer::shared()
+        .expect("start PostgreSQL")
+        .url()
 }

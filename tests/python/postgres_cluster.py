@@ -1,0 +1,261 @@
+"""Throwaway PostgreSQL clusters for the suites that run `quill serve --storage postgres://…`:
+the Python side of crates/quill-pgtest, with the same layout and settings.
+
+A cluster is initdb'd into a fresh directory under the system temporary directory, listens on a
+free 127.0.0.1 port only (its unix socket in that directory), runs durably (fsync=on,
+synchronous_commit=on) and trusts local connections; it has a database `quill` owned by the
+superuser `postgres`. The binaries are Debian's (`scripts/setup.sh postgres`): the highest
+version under /usr/lib/postgresql/*/bin, or the directory PG_BIN names. PostgreSQL refuses to run
+as root, so a root test process runs them as the Debian package's `postgres` user. Each
+postmaster runs under quill-pgtest's guard.sh, which shuts it down and removes its directory if
+the test process dies without doing so.
+"""
+
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+USER = "postgres"
+DATABASE = "quill"
+READY_TIMEOUT_S = 60
+KILL_TIMEOUT_S = 10
+POLL_S = 0.02
+PORT_ATTEMPTS = 5
+
+SETTINGS = {
+    "listen_addresses": "'127.0.0.1'",
+    "fsync": "on",
+    "synchronous_commit": "on",
+    "wal_level": "replica",
+    "max_wal_senders": "10",
+    "max_replication_slots": "10",
+    "hot_standby": "on",
+    # Crash recovery first syncs the data directory, which initdb --no-sync left unsynced: one
+    # syncfs() instead of an fsync() per file.
+    "recovery_init_sync_method": "syncfs",
+}
+
+# Loopback only, no password: these clusters exist for tests on one machine.
+PG_HBA = """\
+local all all trust
+local replication all trust
+host all all 127.0.0.1/32 trust
+host replication all 127.0.0.1/32 trust
+"""
+
+SERVER_BINARIES = ("initdb", "postgres", "pg_ctl", "pg_isready")
+GUARD = (Path(__file__).resolve().parents[2] / "crates" / "quill-pgtest" / "src" / "guard.sh").read_text()
+
+
+class PostgresError(Exception):
+    pass
+
+
+def bin_dir():
+    if "PG_BIN" in os.environ:
+        candidates = [Path(os.environ["PG_BIN"])]
+    else:
+        def version(path):
+            return [int(part) if part.isdigit() else 0 for part in path.parent.name.split(".")]
+        candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=version, reverse=True)
+    for candidate in candidates:
+        if all((candidate / name).is_file() for name in SERVER_BINARIES):
+            return candidate
+    raise PostgresError("no PostgreSQL server binaries in PG_BIN or /usr/lib/postgresql/*/bin: "
+                        "run `scripts/setup.sh postgres` (Debian package postgresql)")
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def processes_working_in(directory):
+    """Every process of a cluster (postmaster and children) works in its data directory."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.readlink(entry / "cwd") == str(directory):
+                    pids.append(int(entry.name))
+            except OSError:
+                pass  # gone, or not ours to inspect
+    return pids
+
+
+class PostgresServer:
+    """One cluster and its postmaster. `close()` shuts it down and removes its directory."""
+
+    def __init__(self, settings=None):
+        self.bin = bin_dir()
+        self.owner = None
+        if os.geteuid() == 0:
+            try:
+                self.owner = pwd.getpwnam("postgres")
+            except KeyError:
+                raise PostgresError("running as root, and PostgreSQL refuses to: there is no "
+                                    "`postgres` user (run `scripts/setup.sh postgres`)") from None
+        self.dir = Path(tempfile.mkdtemp(prefix="quill-pg.")).resolve()
+        self.data = self.dir / "data"
+        self.log_path = self.dir / "server.log"
+        self.postmaster = None
+        self.port = None
+        try:
+            if self.owner:
+                os.chown(self.dir, self.owner.pw_uid, self.owner.pw_gid)
+            # --no-sync: the cluster is thrown away with the tests; its server runs with fsync=on.
+            self._run("initdb", "--pgdata", str(self.data), "--username", USER, "--auth=trust",
+                      "--encoding=UTF8", "--no-locale", "--no-sync")
+            lines = [f"{name} = {value}" for name, value in {**SETTINGS, **(settings or {})}.items()]
+            with open(self.data / "postgresql.conf", "a") as config:
+                config.write("\n# quill tests\n" + "\n".join(lines) + "\n")
+            (self.data / "pg_hba.conf").write_text(PG_HBA)
+            self._launch_on_a_free_port()
+            self.psql(f"CREATE DATABASE {DATABASE}", database="postgres")
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def url(self):
+        return f"postgresql://{USER}@127.0.0.1:{self.port}/{DATABASE}"
+
+    def log(self):
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def psql(self, sql, database=DATABASE):
+        """Runs SQL with psql (as this process's user, over TCP); returns its unaligned rows."""
+        psql = self.bin / "psql" if (self.bin / "psql").is_file() else shutil.which("psql")
+        result = subprocess.run(
+            [str(psql), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
+             "-p", str(self.port), "-U", USER, "-d", database, "-c", sql],
+            capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+        if result.returncode != 0:
+            raise PostgresError(f"psql {sql!r} failed: {result.stderr.strip()}")
+        return result.stdout.strip()
+
+    def kill(self):
+        """SIGKILLs the postmaster and every process of the cluster, as a crash would; its
+        System V shared memory segment goes too, as in a reboot. `start_again()` recovers it."""
+        if self.postmaster is None:
+            raise PostgresError(f"the server on port {self.port} is not running")
+        postmaster, shared_memory = self._pid_file()
+        # Each child of a postmaster is its own session leader: no process group holds them all.
+        # The postmaster goes first, so that it starts no new process.
+        deadline = time.monotonic() + KILL_TIMEOUT_S
+        while survivors := processes_working_in(self.data):
+            if time.monotonic() > deadline:
+                raise PostgresError(f"processes {survivors} of the killed cluster are still there")
+            for pid in sorted(survivors, key=lambda pid: pid != postmaster):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(POLL_S)
+        self._release_guard()
+        if shared_memory is not None:
+            subprocess.run(["ipcrm", "-m", shared_memory], check=True, capture_output=True)
+
+    def stop(self):
+        """Fast shutdown."""
+        self._shut_down("fast")
+
+    def start_again(self):
+        """Starts the cluster again on the same port and data directory (after crash recovery
+        when it was killed)."""
+        if self.postmaster is not None and self.postmaster.poll() is None:
+            raise PostgresError(f"the server on port {self.port} is still running")
+        self._spawn_postmaster()
+        self._wait_until_ready()
+
+    def close(self):
+        try:
+            if self.postmaster is not None and self.postmaster.poll() is None:
+                try:
+                    self._shut_down("immediate")
+                except PostgresError:
+                    self.kill()
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _as_owner(self):
+        if self.owner is None:
+            return {}
+        return {"user": self.owner.pw_uid, "group": self.owner.pw_gid, "extra_groups": []}
+
+    def _run(self, program, *args):
+        # cwd: a directory the owner may enter (a root test's working directory may be closed).
+        result = subprocess.run([str(self.bin / program), *args], capture_output=True, text=True,
+                                cwd=self.dir, stdin=subprocess.DEVNULL, **self._as_owner())
+        if result.returncode != 0:
+            raise PostgresError(f"{program} {' '.join(args)} failed ({result.returncode}):\n"
+                                f"{result.stdout}{result.stderr}")
+
+    def _launch_on_a_free_port(self):
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            self.port = free_port()
+            self._spawn_postmaster()
+            try:
+                self._wait_until_ready()
+                return
+            except PostgresError:
+                # Another process took the port between the probe and postgres's bind.
+                if attempt == PORT_ATTEMPTS or "could not bind" not in self.log():
+                    raise
+
+    def _spawn_postmaster(self):
+        # self.postmaster is the guard, which exits with the postmaster; its stdin is a pipe
+        # that only this process holds.
+        with open(self.log_path, "ab") as log:
+            self.postmaster = subprocess.Popen(
+                ["sh", "-c", GUARD, "guard", str(self.dir), str(self.bin / "postgres"),
+                 "-D", str(self.data), "-p", str(self.port),
+                 "-c", f"unix_socket_directories={self.dir}"],
+                stdin=subprocess.PIPE, stdout=log, stderr=log, cwd=self.dir, **self._as_owner())
+
+    def _wait_until_ready(self):
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while True:
+            status = self.postmaster.poll()
+            if status is not None:
+                self._release_guard()
+                raise PostgresError(f"postgres exited while starting ({status}):\n{self.log()}")
+            ready = subprocess.run(
+                [str(self.bin / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port),
+                 "-U", USER, "-d", "postgres", "-t", "5"],
+                stdin=subprocess.DEVNULL, capture_output=True)
+            if ready.returncode == 0:
+                return
+            if time.monotonic() > deadline:
+                raise PostgresError(f"postgres did not accept connections within "
+                                    f"{READY_TIMEOUT_S} s:\n{self.log()}")
+            time.sleep(POLL_S)
+
+    def _shut_down(self, mode):
+        self._run("pg_ctl", "stop", "-D", str(self.data), "-m", mode, "-w", "-t", "60")
+        self._release_guard()
+
+    def _release_guard(self):
+        """Reaps the guard of a postmaster that is gone and closes its stdin, so that it
+        exits without touching the directory."""
+        self.postmaster.wait()
+        self.postmaster.stdin.close()
+        self.postmaster = None
+
+    def _pid_file(self):
+        """The postmaster's pid and its System V shared memory segment id: the first line of
+        postmaster.pid, and the second field of its seventh."""
+        try:
+            lines = (self.data / "postmaster.pid").read_text().splitlines()
+        except OSError:
+            return None, None
+        pid = int(lines[0]) if lines and lines[0].strip().isdigit() else None
+        shared_memory = lines[6].split()[1] if len(lines) > 6 and len(lines[6].split()) > 1 else None
+        return pid, shared_memory
