@@ -24,6 +24,9 @@ use crate::render::{compact, pretty};
 use crate::store::{connect, LedgerStore, LedgerTarget};
 use crate::CorruptionFound;
 
+/// QLDB's state of a ledger being created.
+const CREATING_STATE: &str = "CREATING";
+
 /// A progress bar on stderr; `template` is indicatif's.
 pub fn progress_bar(template: &str) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
@@ -140,14 +143,25 @@ impl Ledgers {
         match self {
             Ledgers::Dir(registry) => Ok(registry.create(new)?),
             Ledgers::Postgres(store) => {
-                let ledger = Ledger::create_in(store, &new.name, LedgerOptions::default())?;
+                let create = || Ledger::create_in(store, &new.name, LedgerOptions::default());
+                let ledger = match create() {
+                    // A row without a control record is a creation that stopped half-way
+                    // (shown as CREATING): start again, as the server does.
+                    Err(LedgerError::LedgerExists(_))
+                        if store.ledger(&new.name)?.control.is_none() =>
+                    {
+                        store.delete_ledger(&new.name)?;
+                        create()
+                    }
+                    other => other,
+                }?;
                 drop(ledger);
                 let control = new_control(new);
                 let saved = serde_json::to_string(&control)
                     .map_err(anyhow::Error::new)
                     .and_then(|json| Ok(store.set_control(&control.name, &json)?));
                 if let Err(error) = saved {
-                    // A ledger without its control record would be shown as failed: undo.
+                    // A ledger without its control record would be shown as CREATING: undo.
                     if let Err(undo) = store.delete_ledger(&control.name) {
                         tracing::warn!(%undo, ledger = %control.name, "cannot remove the ledger created without its control record");
                     }
@@ -207,29 +221,25 @@ impl Ledgers {
     }
 }
 
-/// A PostgreSQL ledger's control record. A ledger without a readable one (a creation that
-/// stopped half-way) is shown as failed and keeps deletion protection, as the server's
-/// registry shows such a ledger directory.
+/// A PostgreSQL ledger's control record. A row without one is a creation in progress (or
+/// one that stopped half-way), shown as `CREATING`; one that cannot be read is shown as
+/// `FAILED`, as the server's registry shows it. Both keep deletion protection on.
 fn stored_control(stored: &StoredLedger) -> ControlRecord {
-    match stored
-        .control
-        .as_deref()
-        .map(serde_json::from_str::<ControlRecord>)
-    {
-        Some(Ok(control)) => control,
-        _ => {
-            let mut control = new_control(NewLedger {
-                name: stored.name.clone(),
-                permissions_mode: "STANDARD".into(),
-                deletion_protection: true,
-                kms_key: AWS_OWNED_KMS_KEY.into(),
-                tags: BTreeMap::new(),
-            });
-            control.state = FAILED_STATE.into();
-            control.creation_date_time = 0.0;
-            control
-        }
-    }
+    let state = match stored.control.as_deref().map(serde_json::from_str) {
+        Some(Ok(control)) => return control,
+        Some(Err(_)) => FAILED_STATE,
+        None => CREATING_STATE,
+    };
+    let mut control = new_control(NewLedger {
+        name: stored.name.clone(),
+        permissions_mode: "STANDARD".into(),
+        deletion_protection: true,
+        kms_key: AWS_OWNED_KMS_KEY.into(),
+        tags: BTreeMap::new(),
+    });
+    control.state = state.into();
+    control.creation_date_time = 0.0;
+    control
 }
 
 fn describe(ledgers: &Ledgers, name: &str) -> anyhow::Result<()> {

@@ -1,27 +1,18 @@
 //! The `quill` commands on ledgers kept in PostgreSQL (`--storage URL`) and `quill migrate`,
-//! driving the real binary. The database is shared with other tests: every ledger name here
-//! carries this process's id.
+//! driving the real binary against a throwaway PostgreSQL (`quill-pgtest`): one server for this
+//! test binary, one database per test.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use ion_rs::Element;
 
-/// The PostgreSQL database the tests use.
-fn postgres_url() -> String {
-    std::env::var("QUILL_TEST_PG_URL").expect("QUILL_TEST_PG_URL names a PostgreSQL database")
-}
-
-/// A ledger name no other test (nor test process) uses.
-fn fresh_name(prefix: &str) -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::SeqCst)
-    )
+/// A new, empty PostgreSQL database named `name` for one test.
+fn postgres_url(name: &str) -> String {
+    quill_pgtest::PgServer::shared()
+        .and_then(|server| server.create_database(name))
+        .expect("a PostgreSQL database")
 }
 
 /// Runs `quill` in a fresh temporary directory.
@@ -79,22 +70,6 @@ impl Workspace {
     }
 }
 
-/// Deletes a ledger from PostgreSQL when the test ends, passed or failed.
-struct Cleanup<'a> {
-    work: &'a Workspace,
-    url: String,
-    names: Vec<String>,
-}
-
-impl Drop for Cleanup<'_> {
-    fn drop(&mut self) {
-        for name in &self.names {
-            self.work
-                .quill(&["ledger", "delete", name, "--force", "--storage", &self.url]);
-        }
-    }
-}
-
 fn parse_ion(text: &str) -> Vec<Element> {
     Element::read_all(text.as_bytes())
         .unwrap_or_else(|e| panic!("not Ion: {e}\n{text}"))
@@ -148,13 +123,8 @@ fn migrated_digest(output: &str, label: &str) -> String {
 #[test]
 fn ledgers_in_postgres_are_administered_verified_and_proven() {
     let work = Workspace::new();
-    let url = postgres_url();
-    let name = fresh_name("admin");
-    let _cleanup = Cleanup {
-        work: &work,
-        url: url.clone(),
-        names: vec![name.clone()],
-    };
+    let url = postgres_url("administered");
+    let name = "shop".to_owned();
     let storage = ["--storage", url.as_str()];
     let created = work.ok(&[&["ledger", "create", &name][..], &storage].concat());
     let created = parse_ion(&created);
@@ -230,20 +200,36 @@ fn ledgers_in_postgres_are_administered_verified_and_proven() {
     );
 }
 
+#[test]
+fn a_creation_that_stopped_half_way_is_listed_as_creating_and_can_be_redone() {
+    let work = Workspace::new();
+    let url = postgres_url("half_way");
+    let storage = ["--storage", url.as_str()];
+    // The row and genesis block of a creation that stopped before its control record.
+    let store = quill_ledger::PostgresStore::connect(&url).expect("connect");
+    drop(quill_ledger::Ledger::create_in(&store, "orders", Default::default()).expect("create"));
+    let listed = parse_ion(&work.ok(&[&["ledger", "list"][..], &storage].concat()));
+    let state = listed[0].as_struct().unwrap().get("state").unwrap();
+    assert_eq!(state.as_text(), Some("CREATING"), "{listed:?}");
+
+    let created = parse_ion(&work.ok(&[&["ledger", "create", "orders"][..], &storage].concat()));
+    let state = created[0].as_struct().unwrap().get("state").unwrap();
+    assert_eq!(state.as_text(), Some("ACTIVE"), "{created:?}");
+    let listed = parse_ion(&work.ok(&[&["ledger", "list"][..], &storage].concat()));
+    assert_eq!(listed, created);
+    let refused = work.fails(&[&["ledger", "create", "orders"][..], &storage].concat());
+    assert!(refused.contains("Ledger already exists: orders"), "{refused}");
+}
+
 /// Genesis, CREATE TABLE and this many inserts: more blocks than one copy chunk (512).
 const INSERTS: usize = 520;
 
 #[test]
 fn migrate_moves_a_long_chain_with_the_same_digest() {
     let work = Workspace::new();
-    let url = postgres_url();
-    let name = fresh_name("migrate");
-    let exported_name = fresh_name("reimport");
-    let _cleanup = Cleanup {
-        work: &work,
-        url: url.clone(),
-        names: vec![name.clone(), exported_name.clone()],
-    };
+    let url = postgres_url("migrated");
+    let name = "inventory".to_owned();
+    let exported_name = "reimported".to_owned();
     let data_dir = work.data_dir_text();
     let embedded = ["--data-dir", data_dir.as_str()];
     let storage = ["--storage", url.as_str()];
@@ -345,22 +331,30 @@ fn migrate_moves_a_long_chain_with_the_same_digest() {
 }
 
 #[test]
-fn migrate_refuses_a_missing_ledger_before_copying_anything() {
+fn migrate_refuses_a_missing_ledger_before_copying_anything_and_moves_every_ledger_by_default() {
     let work = Workspace::new();
-    let url = postgres_url();
+    let url = postgres_url("every_ledger");
+    let storage = ["--storage", url.as_str()];
     let data_dir = work.data_dir_text();
-    let name = fresh_name("present");
-    let _cleanup = Cleanup {
-        work: &work,
-        url: url.clone(),
-        names: vec![name.clone()],
-    };
-    work.ok(&["ledger", "create", &name, "--data-dir", &data_dir]);
+    for name in ["orders", "payments"] {
+        work.ok(&["ledger", "create", name, "--data-dir", &data_dir]);
+    }
     let refused = work.fails(&[
-        "migrate", "--from", &data_dir, "--to", &url, "--ledger", &name, "--ledger", "absent",
+        "migrate", "--from", &data_dir, "--to", &url, "--ledger", "orders", "--ledger", "absent",
     ]);
     assert!(refused.contains("no ledger absent in"), "{refused}");
-    assert!(!listed_names(&work, &["--storage", url.as_str()]).contains(&name));
+    assert_eq!(listed_names(&work, &storage), Vec::<String>::new());
+
+    let migrated = work.ok(&["migrate", "--from", &data_dir, "--to", &url]);
+    assert!(migrated.contains("migrated 2 ledger(s)"), "{migrated}");
+    assert_eq!(listed_names(&work, &storage), ["orders", "payments"]);
+    for name in ["orders", "payments"] {
+        let embedded = ["--data-dir", data_dir.as_str()];
+        assert_eq!(
+            digest_of(&work.ok(&[&["digest", "--ledger", name][..], &storage].concat())),
+            digest_of(&work.ok(&[&["digest", "--ledger", name][..], &embedded].concat()))
+        );
+    }
 }
 
 /// A loopback port nothing listens on.
