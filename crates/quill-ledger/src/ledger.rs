@@ -459,7 +459,7 @@ impl Ledger {
     pub(crate) fn scan_payloads(
         &self,
         tip: u64,
-        visit: &mut dyn FnMut(u64, &[u8], Hash) -> Result<()>,
+        mut visit: impl FnMut(u64, &[u8], Hash) -> Result<()>,
     ) -> Result<()> {
         let tip = self.check_tip(tip)?;
         self.inner.core.journal.scan(0, &mut |seq, bytes| {

@@ -123,8 +123,8 @@ pub fn new_control(new: NewLedger) -> ControlRecord {
 
 /// The ledgers `quill ledger` administers.
 enum Ledgers {
-    /// A data directory, through the server's registry.
-    Dir(Registry),
+    /// A data directory, through the server's registry (boxed: much larger than a store).
+    Dir(Box<Registry>),
     /// A PostgreSQL database.
     Postgres(PostgresStore),
 }
@@ -133,7 +133,7 @@ impl Ledgers {
     fn open(store: StorageArgs) -> anyhow::Result<Ledgers> {
         match store.check()? {
             LedgerStore::DataDir(data_dir) => Registry::open(&data_dir, LedgerOptions::default())
-                .map(Ledgers::Dir)
+                .map(|registry| Ledgers::Dir(Box::new(registry)))
                 .with_context(|| format!("cannot open data directory {}", data_dir.display())),
             LedgerStore::Postgres(url) => connect(&url).map(Ledgers::Postgres),
         }

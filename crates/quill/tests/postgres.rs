@@ -218,7 +218,10 @@ fn a_creation_that_stopped_half_way_is_listed_as_creating_and_can_be_redone() {
     let listed = parse_ion(&work.ok(&[&["ledger", "list"][..], &storage].concat()));
     assert_eq!(listed, created);
     let refused = work.fails(&[&["ledger", "create", "orders"][..], &storage].concat());
-    assert!(refused.contains("Ledger already exists: orders"), "{refused}");
+    assert!(
+        refused.contains("Ledger already exists: orders"),
+        "{refused}"
+    );
 }
 
 /// Genesis, CREATE TABLE and this many inserts: more blocks than one copy chunk (512).

@@ -294,7 +294,7 @@ impl PostgresStore {
         self.insert_ledger_with(name, source.strand_id(), new_tip, control, &mut |tx| {
             let mut chunk: Vec<(Vec<u8>, Hash)> = Vec::with_capacity(SCAN_CHUNK_BLOCKS as usize);
             let mut copied = 0;
-            source.scan_payloads(tip, &mut |seq, payload, hash| {
+            source.scan_payloads(tip, |seq, payload, hash| {
                 if seq != copied + chunk.len() as u64 {
                     return Err(LedgerError::Storage(format!(
                         "the journal of ledger {name} skipped from block {} to {seq}",
