@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 use quill_ledger::{Ledger, LedgerError, LedgerOptions, PostgresStore};
 
 use crate::admin::address_text;
@@ -40,7 +40,16 @@ pub fn postgres_url(url: String, flag: &str) -> anyhow::Result<String> {
 /// Connects to the PostgreSQL database at `url`, creating or migrating Quill's schema.
 /// Errors name the URL without its password.
 pub fn connect(url: &str) -> anyhow::Result<PostgresStore> {
-    PostgresStore::connect(url).context("cannot open the PostgreSQL storage")
+    PostgresStore::connect(url).map_err(|error| {
+        let shown = quill_ledger::redact_url(url);
+        // Connection failures name the URL already; others (a read-only standby, say) do not.
+        let context = if error.to_string().contains(&shown) {
+            "cannot open the PostgreSQL storage".to_owned()
+        } else {
+            format!("cannot open the PostgreSQL storage at {shown}")
+        };
+        anyhow::Error::new(error).context(context)
+    })
 }
 
 /// One ledger in a [`LedgerStore`].

@@ -425,3 +425,19 @@ fn storage_and_data_dir_are_exclusive_and_storage_takes_a_postgres_url() {
     ]);
     assert!(error.contains("--data-dir, not --storage"), "{error}");
 }
+
+#[test]
+fn a_read_only_standby_is_refused_clearly() {
+    let work = Workspace::new();
+    let primary = quill_pgtest::PgServer::start().expect("a primary");
+    let standby = quill_pgtest::PgServer::start_standby(&primary, false).expect("a standby");
+    let url = standby.url();
+    for args in [
+        vec!["ledger", "create", "orders", "--storage", &url],
+        vec!["verify", "--ledger", "orders", "--storage", &url],
+    ] {
+        let error = work.fails(&args);
+        assert!(error.contains("read-only"), "{args:?}: {error}");
+        assert!(error.contains(&url), "{args:?}: {error}");
+    }
+}

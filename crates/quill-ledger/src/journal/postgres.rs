@@ -495,8 +495,9 @@ pub(crate) fn db_error(e: postgres::Error) -> LedgerError {
     }
 }
 
-/// `postgresql://user:secret@host/db` → `postgresql://user:***@host/db`.
-fn redact_url(url: &str) -> String {
+/// `postgresql://user:secret@host/db` → `postgresql://user:***@host/db` (and a `password`
+/// parameter, or a key=value string's, likewise): a URL fit for messages.
+pub fn redact_url(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return url
             .split_whitespace()
