@@ -173,6 +173,7 @@ fn ledgers_in_postgres_are_administered_verified_and_proven() {
         .as_text()
         .unwrap()
         .to_owned();
+    // Each statement of the script is a transaction: CREATE TABLE is block 1, the INSERT block 2.
     let block = format!("{{strandId:\"{strand}\",sequenceNo:2}}");
     let revision = work.ok(&[
         &["revision", "--ledger", &name, "--block", &block][..],
