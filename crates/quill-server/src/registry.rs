@@ -292,7 +292,9 @@ impl Registry {
             entries: Mutex::new(BTreeMap::new()),
             database_error: Mutex::new(None),
         };
-        registry.refresh().map_err(|e| ServerError::Config(e.to_string()))?;
+        registry
+            .refresh()
+            .map_err(|e| ServerError::Config(e.to_string()))?;
         Ok(registry)
     }
 

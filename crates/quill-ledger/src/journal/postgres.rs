@@ -126,9 +126,8 @@ impl PostgresStore {
     /// `target_session_attrs=read-write` follow a failover), creates or migrates the schema,
     /// and refuses a schema newer than this build.
     pub fn connect(url: &str) -> Result<PostgresStore> {
-        let mut config = Config::from_str(url).map_err(|e| {
-            LedgerError::InvalidInput(format!("bad PostgreSQL URL: {e}"))
-        })?;
+        let mut config = Config::from_str(url)
+            .map_err(|e| LedgerError::InvalidInput(format!("bad PostgreSQL URL: {e}")))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
@@ -248,7 +247,9 @@ impl PostgresStore {
         control: Option<&str>,
     ) -> Result<()> {
         let Some((_, last_hash)) = blocks.last() else {
-            return Err(LedgerError::InvalidInput("a ledger needs a genesis block".into()));
+            return Err(LedgerError::InvalidInput(
+                "a ledger needs a genesis block".into(),
+            ));
         };
         self.with_client(|client| {
             let mut tx = client.transaction().map_err(db_error)?;
@@ -300,8 +301,9 @@ impl PostgresStore {
             Some(client) if !client.is_closed() => Ok(client),
             _ => self.inner.config.connect(NoTls).map_err(|e| {
                 LedgerError::Unavailable(format!(
-                    "cannot connect to PostgreSQL at {}: {e}",
-                    self.inner.display
+                    "cannot connect to PostgreSQL at {}: {}",
+                    self.inner.display,
+                    with_causes(&e)
                 ))
             }),
         }
@@ -368,7 +370,10 @@ fn insert_blocks(
     blocks: &[(&[u8], Hash)],
 ) -> Result<()> {
     let seqs: Vec<i64> = (0..blocks.len() as i64).map(|i| first as i64 + i).collect();
-    let hashes: Vec<&[u8]> = blocks.iter().map(|(_, h)| h.as_bytes().as_slice()).collect();
+    let hashes: Vec<&[u8]> = blocks
+        .iter()
+        .map(|(_, h)| h.as_bytes().as_slice())
+        .collect();
     let payloads: Vec<&[u8]> = blocks.iter().map(|(p, _)| *p).collect();
     client
         .execute(
@@ -385,23 +390,48 @@ fn insert_blocks(
 pub(crate) fn db_error(e: postgres::Error) -> LedgerError {
     use postgres::error::SqlState;
     let Some(code) = e.code() else {
-        return LedgerError::Unavailable(format!("PostgreSQL unreachable: {e}"));
+        return LedgerError::Unavailable(format!("PostgreSQL unreachable: {}", with_causes(&e)));
     };
     let retryable = [
-        (SqlState::READ_ONLY_SQL_TRANSACTION, "PostgreSQL is read-only (a standby?)"),
+        (
+            SqlState::READ_ONLY_SQL_TRANSACTION,
+            "PostgreSQL is read-only (a standby?)",
+        ),
         (SqlState::DISK_FULL, "PostgreSQL is out of disk space"),
         (SqlState::OUT_OF_MEMORY, "PostgreSQL is out of memory"),
-        (SqlState::T_R_SERIALIZATION_FAILURE, "PostgreSQL serialisation failure"),
+        (
+            SqlState::T_R_SERIALIZATION_FAILURE,
+            "PostgreSQL serialisation failure",
+        ),
         (SqlState::T_R_DEADLOCK_DETECTED, "PostgreSQL deadlock"),
         (SqlState::ADMIN_SHUTDOWN, "PostgreSQL is shutting down"),
         (SqlState::CRASH_SHUTDOWN, "PostgreSQL crashed"),
         (SqlState::CANNOT_CONNECT_NOW, "PostgreSQL is starting up"),
-        (SqlState::TOO_MANY_CONNECTIONS, "PostgreSQL has too many connections"),
+        (
+            SqlState::TOO_MANY_CONNECTIONS,
+            "PostgreSQL has too many connections",
+        ),
     ];
     match retryable.iter().find(|(c, _)| c == code) {
         Some((_, what)) => LedgerError::Unavailable(format!("{what}: {e}")),
         None => LedgerError::Storage(format!("PostgreSQL: {e}")),
     }
+}
+
+/// An error and its causes (`error connecting to server: Connection refused`): the postgres
+/// crate keeps the useful part in the source.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// `postgresql://user:secret@host/db` → `postgresql://user:***@host/db`.
@@ -500,7 +530,11 @@ impl PgJournal {
                 client
                     .execute(
                         "UPDATE quill_ledgers SET blocks = $2, last_hash = $3 WHERE name = $1",
-                        &[&self.ledger, &(end as i64), &last_hash.as_bytes().as_slice()],
+                        &[
+                            &self.ledger,
+                            &(end as i64),
+                            &last_hash.as_bytes().as_slice(),
+                        ],
                     )
                     .map_err(db_error)
             });
