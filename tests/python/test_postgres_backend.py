@@ -312,3 +312,37 @@ def health_of(server):
             return json.loads(answer.read())
     except urllib.error.HTTPError as answer:
         return json.loads(answer.read())
+
+
+def test_commits_lost_by_postgres_are_named_and_the_ledger_reopens_from_it(postgres, tmp_path):
+    storage = postgres.create_database("lost_commit")
+    server = serve(tmp_path, "quill", storage)
+    try:
+        server.create_ledger("audit")
+        driver = server.driver("audit", retry_config=RetryConfig(retry_limit=0))
+        driver.execute_lambda(lambda tx: tx.execute_statement("CREATE TABLE Entry"))
+        for n in (1, 2):
+            driver.execute_lambda(lambda tx: tx.execute_statement("INSERT INTO Entry ?", {"n": n}))
+        # What a failover to an asynchronous standby that missed the last commit leaves: the
+        # tip one block back. This server acknowledged that block and holds it in its cache.
+        postgres.psql(
+            "BEGIN; DELETE FROM quill_blocks WHERE ledger = 'audit' AND seq = "
+            "(SELECT blocks - 1 FROM quill_ledgers WHERE name = 'audit'); "
+            "UPDATE quill_ledgers SET blocks = blocks - 1, last_hash = (SELECT hash FROM "
+            "quill_blocks WHERE ledger = 'audit' ORDER BY seq DESC LIMIT 1) WHERE name = 'audit'; "
+            "COMMIT", database="lost_commit")
+        with pytest.raises(Exception):
+            driver.execute_lambda(lambda tx: tx.execute_statement("INSERT INTO Entry ?", {"n": 3}))
+        assert "committed blocks were lost" in server.log_path.read_text()
+
+        # The server rebuilds its view from PostgreSQL, the truth, and commits go on there.
+        retrying = server.driver("audit", retry_config=RetryConfig(retry_limit=10))
+        retrying.execute_lambda(lambda tx: tx.execute_statement("INSERT INTO Entry ?", {"n": 4}))
+        numbers = sorted(row["n"] for row in scalar_rows(retrying, "SELECT e.n FROM Entry AS e"))
+        assert numbers == [1, 4]
+        assert "reopened from PostgreSQL after a failure" in server.log_path.read_text()
+        retrying.close()
+        driver.close()
+        verify(storage, "audit")
+    finally:
+        server.stop()
