@@ -10,7 +10,9 @@
 #                                                                      scripts/pg/schema_chain.sql
 #   Quill wire:       `quill serve` (SigV4 on: --auth credentials) driven over TCP by
 #                     `quill bench wire` in a separate process, signing every request as a driver
-#                     does: StartTransaction, one statement, CommitTransaction per transaction.
+#                     does: StartTransaction, one statement, CommitTransaction per transaction;
+#                     with its embedded storage, then with its ledgers in PostgreSQL (--storage,
+#                     a database on the same cluster) behind one and behind two servers.
 #   Quill in-process: `quill bench workload` (the engine alone, no protocol).
 #
 # PostgreSQL is driven by pgbench over TCP (127.0.0.1), one connection per client, each
@@ -97,12 +99,9 @@ QUILL="$WORK/quill"
 
 # --- PostgreSQL cluster in a temp dir, removed at exit ------------------------------------
 PGDATA="$WORK/pgdata"
-QUILL_PID=""
+QUILL_PIDS=()
 cleanup() {
-    if [[ -n "$QUILL_PID" ]]; then
-        kill "$QUILL_PID" 2>/dev/null || true
-        wait "$QUILL_PID" 2>/dev/null || true
-    fi
+    stop_quill
     if [[ -f "$PGDATA/postmaster.pid" ]]; then
         as_pg "$PG_BIN/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null 2>&1 || true
     fi
@@ -162,6 +161,57 @@ header() {
 
 declare -A TPS P50 P99
 
+# `quill_wire LABEL SERVERS [SERVE ARGS]`: starts SERVERS `quill serve` processes (their own
+# processes, SigV4 with a generated key pair, fresh data directories), drives them with
+# `quill bench wire` (sessions spread over the servers) for inserts and updates, and records
+# TPS/P50/P99[LABEL.kind.clients].
+quill_wire() {
+    local label=$1 servers=$2 secret port n kind line clients endpoints=""
+    shift 2
+    secret=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
+    echo "pgcompare $secret" >"$WORK/credentials"
+    for n in $(seq "$servers"); do
+        mkdir -p "$WORK/quill-$label-$n"
+        "$QUILL" serve --data-dir "$WORK/quill-$label-$n" --listen 127.0.0.1:0 --auth credentials \
+            --credentials "$WORK/credentials" --log-level warn "$@" \
+            >"$WORK/serve.$label.$n.out" 2>"$WORK/serve.$label.$n.log" &
+        QUILL_PIDS+=($!)
+        port=""
+        for _ in $(seq 300); do
+            port=$(sed -n 's|^quill: listening on http://127.0.0.1:\([0-9]*\).*|\1|p' "$WORK/serve.$label.$n.out")
+            [[ -n "$port" ]] && break
+            kill -0 "${QUILL_PIDS[-1]}" 2>/dev/null || { cat "$WORK/serve.$label.$n.log" >&2; die "quill serve ($label) exited"; }
+            sleep 0.1
+        done
+        [[ -n "$port" ]] || die "quill serve ($label) did not report its port"
+        endpoints+="${endpoints:+,}http://127.0.0.1:$port"
+    done
+    local sessions
+    sessions=$(echo $CLIENTS_LIST | tr ' ' ',')
+    for kind in insert update; do
+        log "Quill wire ($label, $servers server(s)) $kind: sessions $sessions, $RUN_SECONDS s each (SigV4 on)"
+        AWS_ACCESS_KEY_ID=pgcompare AWS_SECRET_ACCESS_KEY=$secret \
+            "$QUILL" bench wire --endpoint "$endpoints" --kind "$kind" --sessions "$sessions" \
+            --seconds "$RUN_SECONDS" --preload "$PRELOAD" --ledger "wire$kind" --dir "$WORK" >"$WORK/wire.$label.$kind" \
+            || { cat "$WORK/wire.$label.$kind" "$WORK"/serve.$label.*.log >&2; die "quill bench wire $label $kind failed"; }
+        grep -v '^wire ' "$WORK/wire.$label.$kind" >&2
+        while read -r line; do
+            clients=$(sed -n 's/.* sessions=\([0-9]*\).*/\1/p' <<<"$line")
+            TPS[$label.$kind.$clients]=$(sed -n 's/.* tx_per_sec=\([0-9.]*\).*/\1/p' <<<"$line")
+            P50[$label.$kind.$clients]=$(sed -n 's/.* p50_us=\([0-9]*\).*/\1/p' <<<"$line")
+            P99[$label.$kind.$clients]=$(sed -n 's/.* p99_us=\([0-9]*\).*/\1/p' <<<"$line")
+        done < <(grep '^wire ' "$WORK/wire.$label.$kind")
+    done
+    stop_quill
+}
+
+stop_quill() {
+    local pid
+    for pid in "${QUILL_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${QUILL_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    QUILL_PIDS=()
+}
+
 # --- Wire: pgbench over TCP vs quill bench wire against quill serve (SigV4) ---------------
 wire_compare() {
     local kind clients variant line
@@ -175,40 +225,13 @@ wire_compare() {
         done
     done
 
-    # The server: its own process, SigV4 with a generated key pair, a fresh data directory.
-    local secret port
-    secret=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
-    echo "pgcompare $secret" >"$WORK/credentials"
-    mkdir -p "$WORK/quill-data"
-    "$QUILL" serve --data-dir "$WORK/quill-data" --listen 127.0.0.1:0 --auth credentials \
-        --credentials "$WORK/credentials" --log-level warn >"$WORK/serve.out" 2>"$WORK/serve.log" &
-    QUILL_PID=$!
-    for _ in $(seq 100); do
-        port=$(sed -n 's|^quill: listening on http://127.0.0.1:\([0-9]*\).*|\1|p' "$WORK/serve.out")
-        [[ -n "$port" ]] && break
-        kill -0 "$QUILL_PID" 2>/dev/null || { cat "$WORK/serve.log" >&2; die "quill serve exited"; }
-        sleep 0.1
-    done
-    [[ -n "$port" ]] || die "quill serve did not report its port"
-    local sessions
-    sessions=$(echo $CLIENTS_LIST | tr ' ' ',')
-    for kind in insert update; do
-        log "Quill wire $kind: sessions $sessions, $RUN_SECONDS s each (SigV4 on)"
-        AWS_ACCESS_KEY_ID=pgcompare AWS_SECRET_ACCESS_KEY=$secret \
-            "$QUILL" bench wire --endpoint "http://127.0.0.1:$port" --kind "$kind" --sessions "$sessions" \
-            --seconds "$RUN_SECONDS" --preload "$PRELOAD" --ledger "wire$kind" --dir "$WORK" >"$WORK/wire.$kind" \
-            || { cat "$WORK/wire.$kind" "$WORK/serve.log" >&2; die "quill bench wire $kind failed"; }
-        grep -v '^wire ' "$WORK/wire.$kind" >&2
-        while read -r line; do
-            clients=$(sed -n 's/.* sessions=\([0-9]*\).*/\1/p' <<<"$line")
-            TPS[quill.$kind.$clients]=$(sed -n 's/.* tx_per_sec=\([0-9.]*\).*/\1/p' <<<"$line")
-            P50[quill.$kind.$clients]=$(sed -n 's/.* p50_us=\([0-9]*\).*/\1/p' <<<"$line")
-            P99[quill.$kind.$clients]=$(sed -n 's/.* p99_us=\([0-9]*\).*/\1/p' <<<"$line")
-        done < <(grep '^wire ' "$WORK/wire.$kind")
-    done
-    kill "$QUILL_PID"
-    wait "$QUILL_PID" 2>/dev/null || true
-    QUILL_PID=""
+    # Quill with its embedded storage, then with its ledgers in PostgreSQL (this same cluster)
+    # behind one and behind two `quill serve` processes.
+    quill_wire files 1
+    psql_run -d postgres -c "CREATE DATABASE quill_one" >/dev/null
+    quill_wire pg1 1 --storage "postgresql://postgres@127.0.0.1:$PG_PORT/quill_one"
+    psql_run -d postgres -c "CREATE DATABASE quill_two" >/dev/null
+    quill_wire pg2 2 --storage "postgresql://postgres@127.0.0.1:$PG_PORT/quill_two"
 
     header
     echo "Through the wire: PostgreSQL via pgbench over TCP; Quill via its QLDB protocol (quill serve --auth credentials,"
@@ -216,14 +239,14 @@ wire_compare() {
     echo "$PRELOAD preloaded documents. tx/s and latency p50 / p99 in ms. Goals at 32 clients: Quill ≥ 1.0× audit, ≥ 5× chain;"
     echo "at 1 client: Quill p50 ≤ 1.5× audit p50."
     echo
-    echo "| workload | clients | PG plain | PG audit | PG chain | Quill wire | Quill / audit | Quill / chain | p50 Quill / audit |"
+    echo "| workload | clients | PG plain | PG audit | PG chain | Quill wire (embedded storage) | Quill / audit | Quill / chain | p50 Quill / audit |"
     echo "|---|---|---|---|---|---|---|---|---|"
     local k q a c p ra rc rp
     for kind in insert update; do
         for clients in $CLIENTS_LIST; do
             k=$kind.$clients
-            q=${TPS[quill.$k]:-0} a=${TPS[audit.$k]} c=${TPS[chain.$k]} p=${TPS[plain.$k]}
-            ra=$(ratio "$q" "$a") rc=$(ratio "$q" "$c") rp=$(ratio "${P50[quill.$k]:-0}" "${P50[audit.$k]}")
+            q=${TPS[files.$k]:-0} a=${TPS[audit.$k]} c=${TPS[chain.$k]} p=${TPS[plain.$k]}
+            ra=$(ratio "$q" "$a") rc=$(ratio "$q" "$c") rp=$(ratio "${P50[files.$k]:-0}" "${P50[audit.$k]}")
             if [[ $clients == 32 ]]; then
                 ra="$ra× ($(verdict "$ra" 1) ≥ 1)" rc="$rc× ($(verdict "$rc" 5) ≥ 5)" rp="$rp×"
             elif [[ $clients == 1 ]]; then
@@ -236,8 +259,36 @@ wire_compare() {
                 "$p" "$(ms "${P50[plain.$k]}")" "$(ms "${P99[plain.$k]}")" \
                 "$a" "$(ms "${P50[audit.$k]}")" "$(ms "${P99[audit.$k]}")" \
                 "$c" "$(ms "${P50[chain.$k]}")" "$(ms "${P99[chain.$k]}")" \
-                "$q" "$(ms "${P50[quill.$k]:-0}")" "$(ms "${P99[quill.$k]:-0}")" \
+                "$q" "$(ms "${P50[files.$k]:-0}")" "$(ms "${P99[files.$k]:-0}")" \
                 "$ra" "$rc" "$rp"
+        done
+    done
+
+    echo
+    echo "Quill with its ledgers in PostgreSQL (quill serve --storage, a database on the same cluster as the recipes),"
+    echo "behind one and behind two quill serve processes sharing it (sessions spread over both). Same run, same"
+    echo "load generator; tx/s and latency p50 / p99 in ms. Goals at 32 clients: ≥ 1.0× audit, ≥ 5× chain."
+    echo
+    echo "| workload | clients | PG audit | PG chain | Quill on PG, 1 server | Quill on PG, 2 servers | 1 server / audit | 2 servers / audit | 1 server / chain | 2 servers / chain |"
+    echo "|---|---|---|---|---|---|---|---|---|---|"
+    local one two
+    for kind in insert update; do
+        for clients in $CLIENTS_LIST; do
+            k=$kind.$clients
+            a=${TPS[audit.$k]} c=${TPS[chain.$k]} one=${TPS[pg1.$k]:-0} two=${TPS[pg2.$k]:-0}
+            local r1a r2a r1c r2c
+            r1a="$(ratio "$one" "$a")×" r2a="$(ratio "$two" "$a")×" r1c="$(ratio "$one" "$c")×" r2c="$(ratio "$two" "$c")×"
+            if [[ $clients == 32 ]]; then
+                r1a+=" ($(verdict "${r1a%×}" 1) ≥ 1)" r2a+=" ($(verdict "${r2a%×}" 1) ≥ 1)"
+                r1c+=" ($(verdict "${r1c%×}" 5) ≥ 5)" r2c+=" ($(verdict "${r2c%×}" 5) ≥ 5)"
+            fi
+            printf "| %s | %s | %.0f (%s / %s) | %.0f (%s / %s) | %.0f (%s / %s) | %.0f (%s / %s) | %s | %s | %s | %s |\n" \
+                "$kind" "$clients" \
+                "$a" "$(ms "${P50[audit.$k]}")" "$(ms "${P99[audit.$k]}")" \
+                "$c" "$(ms "${P50[chain.$k]}")" "$(ms "${P99[chain.$k]}")" \
+                "$one" "$(ms "${P50[pg1.$k]:-0}")" "$(ms "${P99[pg1.$k]:-0}")" \
+                "$two" "$(ms "${P50[pg2.$k]:-0}")" "$(ms "${P99[pg2.$k]:-0}")" \
+                "$r1a" "$r2a" "$r1c" "$r2c"
         done
     done
 }

@@ -57,6 +57,41 @@ def listening_url(process, prefix):
     return line[len(prefix):].strip() if line.startswith(prefix) else None
 
 
+# QUILL_TEST_BACKEND=postgres runs every server with its ledgers in PostgreSQL (`--storage`):
+# one database per data directory (a restarted server finds its ledgers again), on one
+# cluster started on first use. scripts/test.sh runs the driver suites that way too.
+BACKEND = os.environ.get("QUILL_TEST_BACKEND", "files")
+if BACKEND not in ("files", "postgres"):
+    raise RuntimeError(f"QUILL_TEST_BACKEND={BACKEND!r}: expected `files` or `postgres`")
+_backend_cluster = []
+_backend_databases = {}
+
+
+def storage_args(data_dir):
+    """`--storage URL` for a server of `data_dir` under QUILL_TEST_BACKEND=postgres."""
+    if BACKEND == "files":
+        return []
+    if not _backend_cluster:
+        _backend_cluster.append(PostgresServer())
+    key = Path(data_dir).resolve()
+    if key not in _backend_databases:
+        name = f"quill_{len(_backend_databases) + 1}"
+        _backend_databases[key] = _backend_cluster[0].create_database(name)
+    return ["--storage", _backend_databases[key]]
+
+
+# For tests of the embedded backend's files (their layout, corruption, erasure on disk).
+files_backend_only = pytest.mark.skipif(
+    BACKEND != "files", reason="inspects the embedded backend's files under --data-dir")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_backend_cluster():
+    yield
+    for cluster in _backend_cluster:
+        cluster.close()
+
+
 class QuillServer:
     """One `quill serve` process."""
 
@@ -66,6 +101,8 @@ class QuillServer:
         self.secret = secret
         self.log_path = self.data_dir.parent / (self.data_dir.name + ".log")
         self._log = open(self.log_path, "wb")
+        if "--storage" not in extra_args:
+            extra_args = [*storage_args(self.data_dir), *extra_args]
         args = [str(quill_binary()), "serve", "--data-dir", str(self.data_dir),
                 "--listen", "127.0.0.1:0", *extra_args]
         self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self._log,

@@ -11,6 +11,7 @@ postmaster runs under quill-pgtest's guard.sh, which shuts it down and removes i
 the test process dies without doing so.
 """
 
+import itertools
 import os
 import pwd
 import shutil
@@ -90,10 +91,22 @@ def processes_working_in(directory):
     return pids
 
 
+def multi_host_url(servers, database=DATABASE):
+    """A libpq URL naming every server, read-write: a client tries them in order and keeps the
+    first that accepts writes, so it follows a failover to a promoted standby."""
+    hosts = ",".join(f"127.0.0.1:{server.port}" for server in servers)
+    return f"postgresql://{USER}@{hosts}/{database}?target_session_attrs=read-write"
+
+
+_standby_numbers = itertools.count()
+
+
 class PostgresServer:
     """One cluster and its postmaster. `close()` shuts it down and removes its directory."""
 
-    def __init__(self, settings=None):
+    def __init__(self, settings=None, standby_of=None, synchronous=False):
+        """A new cluster; with `standby_of`, a streaming standby of that primary (a base backup
+        of it with its own replication slot), made its synchronous standby when `synchronous`."""
         self.bin = bin_dir()
         self.owner = None
         if os.geteuid() == 0:
@@ -110,22 +123,71 @@ class PostgresServer:
         try:
             if self.owner:
                 os.chown(self.dir, self.owner.pw_uid, self.owner.pw_gid)
-            # --no-sync: the cluster is thrown away with the tests; its server runs with fsync=on.
-            self._run("initdb", "--pgdata", str(self.data), "--username", USER, "--auth=trust",
-                      "--encoding=UTF8", "--no-locale", "--no-sync")
-            lines = [f"{name} = {value}" for name, value in {**SETTINGS, **(settings or {})}.items()]
-            with open(self.data / "postgresql.conf", "a") as config:
-                config.write("\n# quill tests\n" + "\n".join(lines) + "\n")
-            (self.data / "pg_hba.conf").write_text(PG_HBA)
-            self._launch_on_a_free_port()
-            self.psql(f"CREATE DATABASE {DATABASE}", database="postgres")
+            if standby_of is None:
+                self._init(settings)
+            else:
+                self._copy(standby_of, synchronous)
         except BaseException:
             self.close()
             raise
 
+    def _init(self, settings):
+        # --no-sync: the cluster is thrown away with the tests; its server runs with fsync=on.
+        self._run("initdb", "--pgdata", str(self.data), "--username", USER, "--auth=trust",
+                  "--encoding=UTF8", "--no-locale", "--no-sync")
+        lines = [f"{name} = {value}" for name, value in {**SETTINGS, **(settings or {})}.items()]
+        with open(self.data / "postgresql.conf", "a") as config:
+            config.write("\n# quill tests\n" + "\n".join(lines) + "\n")
+        (self.data / "pg_hba.conf").write_text(PG_HBA)
+        self._launch_on_a_free_port()
+        self.psql(f"CREATE DATABASE {DATABASE}", database="postgres")
+
+    def _copy(self, primary, synchronous):
+        # Names the walreceiver's connection (application_name) and its slot.
+        name = f"standby_{os.getpid()}_{next(_standby_numbers)}"
+        self._run("pg_basebackup", "--pgdata", str(self.data), "--dbname",
+                  f"host=127.0.0.1 port={primary.port} user={USER} application_name={name}",
+                  "--write-recovery-conf", "--wal-method=stream", "--checkpoint=fast",
+                  "--create-slot", "--slot", name, "--no-sync")
+        # The copy carries the primary's synchronous_standby_names if an earlier standby set it;
+        # once promoted, this cluster would wait for a standby it does not have.
+        with open(self.data / "postgresql.auto.conf", "a") as config:
+            config.write("synchronous_standby_names = ''\n")
+        self._launch_on_a_free_port()
+        primary._wait_for_standby(name, "async")
+        if synchronous:
+            primary.psql(f"ALTER SYSTEM SET synchronous_standby_names = '{name}'", "postgres")
+            primary.psql("SELECT pg_reload_conf()", "postgres")
+            primary._wait_for_standby(name, "sync")
+
+    def _wait_for_standby(self, name, sync_state):
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        query = (f"SELECT count(*) FROM pg_stat_replication WHERE application_name = '{name}' "
+                 f"AND state = 'streaming' AND sync_state = '{sync_state}'")
+        while self.psql(query, "postgres") == "0":
+            if time.monotonic() > deadline:
+                raise PostgresError(f"standby {name} did not stream ({sync_state}) within "
+                                    f"{READY_TIMEOUT_S} s")
+            time.sleep(POLL_S)
+
+    def promote(self):
+        """Promotes this standby; returns once it accepts writes."""
+        if self.psql("SELECT pg_promote(true, 60)", "postgres") != "t":
+            raise PostgresError(f"the standby on port {self.port} was not promoted")
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while self.psql("SELECT pg_is_in_recovery()", "postgres") != "f":
+            if time.monotonic() > deadline:
+                raise PostgresError(f"the standby on port {self.port} stayed in recovery")
+            time.sleep(POLL_S)
+
     @property
     def url(self):
         return f"postgresql://{USER}@127.0.0.1:{self.port}/{DATABASE}"
+
+    def create_database(self, name):
+        """A new empty database on this cluster; returns its URL."""
+        self.psql(f'CREATE DATABASE "{name}"', database="postgres")
+        return f"postgresql://{USER}@127.0.0.1:{self.port}/{name}"
 
     def log(self):
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -25,7 +25,7 @@ import pytest
 from amazon.ion import simpleion
 from botocore.exceptions import ClientError
 
-from conftest import REGION, QuillServer, quill_binary
+from conftest import REGION, QuillServer, files_backend_only, quill_binary
 
 BUCKET = "quill-exports"
 S3_KEY = "testing"
@@ -429,6 +429,7 @@ def digest_of(data_dir, ledger):
             value["digestTipAddress"]["sequenceNo"])
 
 
+@files_backend_only
 @pytest.mark.parametrize("output_format", ["ION_TEXT", "ION_BINARY"])
 def test_import_from_s3_keeps_the_digest_and_chains_on(s3_url, s3, output_format, tmp_path):
     source = tmp_path / "source"

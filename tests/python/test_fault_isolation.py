@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import QuillServer
+from conftest import QuillServer, files_backend_only
 
 
 def health(server):
@@ -33,6 +33,7 @@ def fill(driver, count):
             lambda tx, i=i: tx.execute_statement("INSERT INTO Doc ?", {"i": i, "pad": "p" * 200}))
 
 
+@files_backend_only
 def test_a_corrupted_ledger_is_reported_and_the_others_keep_serving(tmp_path):
     data_dir = tmp_path / "data"
     quill = QuillServer(data_dir)

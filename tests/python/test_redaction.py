@@ -13,7 +13,7 @@ import pytest
 from amazon.ion.simpleion import loads
 from botocore.exceptions import ClientError
 
-from conftest import QuillServer, quill_binary
+from conftest import QuillServer, files_backend_only, quill_binary
 from test_pyqldb import dot, ion_hash, run
 
 MARKER = "pyqldb-redaction-marker-9d41e7"
@@ -79,6 +79,7 @@ def ion_text_address(address):
     return {"IonText": '{{strandId:"{}",sequenceNo:{}}}'.format(address["strandId"], address["sequenceNo"])}
 
 
+@files_backend_only
 def test_redaction_as_the_dmv_sample_runs_it(tmp_path):
     data_dir = tmp_path / "data"
     first = QuillServer(data_dir)

@@ -315,7 +315,11 @@ impl Ledger {
                 poisoned: None,
             },
         ));
-        if recovery != RecoveryReport::default() {
+        if cache.is_some() {
+            // A PostgreSQL ledger's derived state is a fresh cache: catching up is the normal
+            // way of opening it, not a recovery.
+            tracing::info!(ledger = %name, blocks, "derived state built from PostgreSQL");
+        } else if recovery != RecoveryReport::default() {
             tracing::warn!(ledger = %name, ?recovery, "recovered ledger after an unclean shutdown");
         }
         let (sender, receiver) = mpsc::sync_channel(crate::limits::GROUP_COMMIT_MAX * 4);

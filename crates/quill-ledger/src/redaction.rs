@@ -96,7 +96,10 @@ pub(crate) fn erase_committed(
 /// Rewrites the frame of the request's block with the revision's data replaced by its Ion
 /// hash. Returns `false` when the frame holds no data for it any more (already erased).
 /// Checks before writing that the rewritten block verifies to the same block hash.
-pub(crate) fn erase_from_journal(journal: &JournalStore, request: &RedactionRequest) -> Result<bool> {
+pub(crate) fn erase_from_journal(
+    journal: &JournalStore,
+    request: &RedactionRequest,
+) -> Result<bool> {
     let address = &request.block_address;
     let bytes = journal.read(address.sequence_no)?;
     let Some(payload) = block::redact_payload(&bytes, address, &request.document_id)? else {

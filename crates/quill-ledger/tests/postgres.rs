@@ -41,8 +41,14 @@ fn a_ledger_in_postgres_is_seen_whole_by_a_second_server() {
             tx.insert("Vehicle", ion(r#"{VIN: "1N4AL11D75C109151", Year: 2011}"#))
         })
         .unwrap();
-    a.transact(|tx| tx.update("Vehicle", &id, ion(r#"{VIN: "1N4AL11D75C109151", Year: 2012}"#)))
-        .unwrap();
+    a.transact(|tx| {
+        tx.update(
+            "Vehicle",
+            &id,
+            ion(r#"{VIN: "1N4AL11D75C109151", Year: 2012}"#),
+        )
+    })
+    .unwrap();
 
     // A second server opens it from PostgreSQL alone.
     let b = Ledger::open_in(&store, &name, LedgerOptions::default()).unwrap();
@@ -172,7 +178,13 @@ fn two_servers_under_conflicting_load_keep_the_invariant_and_the_chain() {
                         }
                         let moved = ledger.transact(|tx| {
                             let balance = |d: quill_ledger::Document| {
-                                d.data.as_struct().unwrap().get("balance").unwrap().as_i64().unwrap()
+                                d.data
+                                    .as_struct()
+                                    .unwrap()
+                                    .get("balance")
+                                    .unwrap()
+                                    .as_i64()
+                                    .unwrap()
                             };
                             let f = balance(tx.get("Acct", from)?.unwrap());
                             let t = balance(tx.get("Acct", to)?.unwrap());
@@ -221,13 +233,22 @@ fn two_servers_under_conflicting_load_keep_the_invariant_and_the_chain() {
             .unwrap();
         assert_eq!(total, ACCOUNTS * 100, "money was created or lost");
         let acknowledged = acknowledged.lock().unwrap();
-        let missing = acknowledged.keys().filter(|id| !notes.contains_key(*id)).count();
+        let missing = acknowledged
+            .keys()
+            .filter(|id| !notes.contains_key(*id))
+            .count();
         assert_eq!(missing, 0, "acknowledged inserts missing");
-        assert_eq!(notes.len(), acknowledged.len(), "unacknowledged inserts present");
+        assert_eq!(
+            notes.len(),
+            acknowledged.len(),
+            "unacknowledged inserts present"
+        );
     }
     // Both servers have caught up to the same tip; the chain verifies from PostgreSQL.
-    a.transact(|tx| tx.insert("Note", ion("{tag: \"last-a\"}"))).unwrap();
-    b.transact(|tx| tx.insert("Note", ion("{tag: \"last-b\"}"))).unwrap();
+    a.transact(|tx| tx.insert("Note", ion("{tag: \"last-a\"}")))
+        .unwrap();
+    b.transact(|tx| tx.insert("Note", ion("{tag: \"last-b\"}")))
+        .unwrap();
     a.transact(|tx| tx.get("Acct", &ids[0])).unwrap();
     let reopened = Ledger::open_in(&store, &name, LedgerOptions::default()).unwrap();
     let blocks = reopened.verify(&mut |_, _| {}).unwrap();

@@ -111,6 +111,9 @@ pub struct ServerConfig {
     /// A PostgreSQL URL: ledgers live there (shared with other servers) instead of under
     /// `data_dir`, which then keeps only caches and per-server files.
     pub storage: Option<String>,
+    /// How long to keep retrying at start while PostgreSQL is unreachable (a database that
+    /// starts after Quill, or a failover in progress) before giving up.
+    pub storage_wait: std::time::Duration,
 }
 
 impl ServerConfig {
@@ -128,6 +131,7 @@ impl ServerConfig {
             policy: None,
             log: tlog::LogConfig::default(),
             storage: None,
+            storage_wait: std::time::Duration::from_secs(60),
         }
     }
 }

@@ -156,6 +156,8 @@ pub struct Registry {
     entries: Mutex<BTreeMap<String, Entry>>,
     /// The last PostgreSQL check's error (`None`: answered and writable, or not checked yet).
     database_error: Mutex<Option<String>>,
+    /// One reopening of failed PostgreSQL ledgers at a time (see `reopen_failed`).
+    reopening: Mutex<()>,
 }
 
 /// The PostgreSQL connection as `/health` reports it.
@@ -261,6 +263,7 @@ impl Registry {
             backend: Backend::Files,
             entries: Mutex::new(entries),
             database_error: Mutex::new(None),
+            reopening: Mutex::new(()),
         })
     }
 
@@ -291,8 +294,11 @@ impl Registry {
             backend: Backend::Postgres(store),
             entries: Mutex::new(BTreeMap::new()),
             database_error: Mutex::new(None),
+            reopening: Mutex::new(()),
         };
-        registry.refresh().map_err(|e| ServerError::Config(e.to_string()))?;
+        registry
+            .refresh()
+            .map_err(|e| ServerError::Config(e.to_string()))?;
         Ok(registry)
     }
 
@@ -302,6 +308,12 @@ impl Registry {
             return;
         };
         let error = store.check().err().map(|e| e.to_string());
+        if error.is_none() {
+            let failed: Vec<String> = self.faults().into_iter().map(|f| f.name).collect();
+            for name in failed {
+                self.reopen_failed(&name);
+            }
+        }
         let mut last = self
             .database_error
             .lock()
@@ -400,6 +412,51 @@ impl Registry {
         Ok(())
     }
 
+    /// Reopens a PostgreSQL ledger that cannot serve: one whose commit had an unknown outcome
+    /// (its cache may hold a batch PostgreSQL did not keep), or one that could not be opened
+    /// while the database was down. PostgreSQL holds the truth, so the fresh handle builds its
+    /// cache from there; sessions on the old handle end (see `Sessions`). Nothing happens
+    /// while another thread reopens a ledger, or when the ledger is healthy.
+    fn reopen_failed(&self, name: &str) {
+        let Backend::Postgres(store) = &self.backend else {
+            return;
+        };
+        let failed = |entry: Option<&Entry>| match entry {
+            Some(Entry::Ready { ledger, .. }) => ledger.fault().is_some(),
+            Some(Entry::Failed { .. }) => true,
+            _ => false,
+        };
+        if !failed(self.lock().get(name)) {
+            return;
+        }
+        let Ok(_reopening) = self.reopening.try_lock() else {
+            return;
+        };
+        if !failed(self.lock().get(name)) {
+            return; // reopened by the thread that held the lock
+        }
+        let reopened = store.ledger(name).and_then(|stored| {
+            let control = stored
+                .control
+                .as_deref()
+                .and_then(|text| serde_json::from_str::<ControlRecord>(text).ok())
+                .ok_or_else(|| {
+                    LedgerError::InvalidInput(format!("{name} has no readable control record"))
+                })?;
+            Ok((control, Ledger::open_in(store, name, self.options.clone())?))
+        });
+        match reopened {
+            Ok((control, ledger)) => {
+                tracing::info!(ledger = %name, "reopened from PostgreSQL after a failure");
+                self.lock()
+                    .insert(name.to_owned(), Entry::ready(control, ledger));
+            }
+            Err(error) => {
+                tracing::warn!(ledger = %name, %error, "cannot reopen the ledger from PostgreSQL yet")
+            }
+        }
+    }
+
     /// `refresh`, logged instead of failing (listing must answer from what is known).
     fn refresh_or_warn(&self) {
         if let Err(error) = self.refresh() {
@@ -434,8 +491,11 @@ impl Registry {
     /// is `ResourcePreconditionNotMet` with the reason; one whose journal failed while running
     /// is returned (its reads still work, its commits fail with the reason).
     pub fn get(&self, name: &str) -> Result<(Ledger, ControlRecord), ApiError> {
-        if self.postgres().is_some() && !self.lock().contains_key(name) {
-            self.refresh_or_warn();
+        if self.postgres().is_some() {
+            if !self.lock().contains_key(name) {
+                self.refresh_or_warn();
+            }
+            self.reopen_failed(name);
         }
         match self.lock().get(name) {
             Some(Entry::Ready {

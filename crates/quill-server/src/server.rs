@@ -125,12 +125,11 @@ pub async fn bind(
     };
     let data_dir = config.data_dir.clone();
     let storage = config.storage.clone();
+    let storage_wait = config.storage_wait;
     let registry = tokio::task::spawn_blocking(move || match storage {
         None => Registry::open(&data_dir, options),
         Some(url) => {
-            let store = quill_ledger::PostgresStore::connect(&url).map_err(|e| {
-                ServerError::Config(format!("PostgreSQL storage: {e}"))
-            })?;
+            let store = connect_to_postgres(&url, storage_wait)?;
             tracing::info!(url = store.display_url(), "ledgers are kept in PostgreSQL");
             Registry::open_postgres(&data_dir, store, options)
         }
@@ -188,6 +187,31 @@ pub async fn bind(
         })?;
     tracing::info!(%address, tls = tls.is_some(), "listening");
     Ok((address, run(listener, tls, state, shutdown)))
+}
+
+/// Connects to the ledgers' database, retrying with backoff for up to `wait` while it is
+/// unreachable (each failure logged with its cause): a database that comes up after Quill, as
+/// after a reboot of both, needs no restart of Quill. Other errors (a bad URL, a newer schema)
+/// fail at once.
+fn connect_to_postgres(
+    url: &str,
+    wait: Duration,
+) -> Result<quill_ledger::PostgresStore, ServerError> {
+    let deadline = Instant::now() + wait;
+    let mut pause = Duration::from_millis(250);
+    loop {
+        match quill_ledger::PostgresStore::connect(url) {
+            Ok(store) => return Ok(store),
+            Err(e @ quill_ledger::LedgerError::Unavailable(_))
+                if Instant::now() + pause < deadline =>
+            {
+                tracing::warn!(error = %e, retry_in = ?pause, "PostgreSQL storage is unavailable; retrying");
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(ServerError::Config(format!("PostgreSQL storage: {e}"))),
+        }
+    }
 }
 
 /// True for addresses only this machine can reach: `127.0.0.0/8`, `::1`, and `::ffff:127.x`.
@@ -554,9 +578,7 @@ fn operations_reply(state: &AppState, path: &str, request_id: &str) -> Response<
     let failed = state.registry.faults();
     if path == "/health" {
         let database = state.registry.database_health();
-        let database_down = database
-            .as_ref()
-            .is_some_and(|d| d.error.is_some());
+        let database_down = database.as_ref().is_some_and(|d| d.error.is_some());
         // The server is up and serves its other ledgers: "degraded", still 200, so a load
         // balancer keeps routing to it; the failed ledgers are named.
         let status = if failed.is_empty() && !database_down {

@@ -286,6 +286,15 @@ impl Sessions {
             self.remove(token);
             return Err(invalid_session(format!("Session {id} has expired")));
         }
+        if registry.postgres().is_some() && session.ledger.fault().is_some() {
+            // The registry reopens such a ledger from PostgreSQL; a new session gets the new
+            // handle (drivers start one on InvalidSessionException and retry).
+            drop(session);
+            self.remove(token);
+            return Err(invalid_session(
+                "The ledger is being reopened after a storage failure: start a new session",
+            ));
+        }
         match command {
             Command::StartSession { .. } => Err(ApiError::internal("StartSession handled above")),
             Command::StartTransaction => self.start_transaction(&mut session),

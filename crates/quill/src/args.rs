@@ -142,6 +142,10 @@ pub struct ServeArgs {
     /// --data-dir, which then holds only caches; several servers may share one database.
     #[arg(long)]
     pub storage: Option<String>,
+    /// How long to keep retrying at start while PostgreSQL is unreachable (each failure is
+    /// logged), e.g. `60s` (at most 900 s).
+    #[arg(long, default_value = "60s", requires = "storage")]
+    pub storage_wait: String,
     #[command(flatten)]
     pub log: crate::tlog::LogArgs,
 }
@@ -190,6 +194,8 @@ impl ServeArgs {
         config.account_id = self.account_id;
         config.log = self.log.check()?;
         config.storage = self.storage;
+        config.storage_wait = parse_duration(&self.storage_wait)
+            .with_context(|| format!("--storage-wait {:?}", self.storage_wait))?;
         config.limits = ServerLimits {
             transaction_timeout,
             transaction_result_bytes_max,

@@ -70,7 +70,8 @@ pub(super) fn write_layers_to_redb(
     writer.set_applied(applied)?;
     // A durable state checkpoint must not get ahead of the journal on disk; the digest tree
     // checkpoints with it.
-    let durable = durable && core.journal.sync_for_checkpoint().is_ok() && core.tree.flush().is_ok();
+    let durable =
+        durable && core.journal.sync_for_checkpoint().is_ok() && core.tree.flush().is_ok();
     writer.commit(durable)?;
     core.state.snapshot()
 }

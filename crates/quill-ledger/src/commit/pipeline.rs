@@ -413,6 +413,13 @@ fn sequence_commits(
             .and_then(|foreign| absorb(core, sequencer, foreign));
         if let Err(e) = absorbed {
             pg.rollback();
+            if matches!(e, LedgerError::Corrupted { .. }) {
+                // PostgreSQL's chain is not the one this server's cache holds (blocks lost
+                // in a failover, or a fork): the cache cannot serve; reopening rebuilds it
+                // from PostgreSQL.
+                tracing::error!(error = %e, "this server's view of the ledger disagrees with PostgreSQL");
+                core.poison(e.to_string());
+            }
             fail_all(batch.into_iter().map(|r| r.reply), &e);
             return None;
         }
@@ -624,16 +631,12 @@ fn commit_shared(core: &Core, sequencer: &mut Sequencer, sequenced: Sequenced) {
     let pg = core.journal.shared().expect("called for a shared journal");
     let committed = match pg.sync(job.end) {
         Ok(()) => Ok(()),
-        Err(error) => match pg.committed_tip() {
-            Ok((blocks, _)) if blocks < job.end => Err(error),
-            Ok(_) => match pg.hashes(job.end - 1, job.end) {
-                Ok(hashes) if hashes == [job.last_hash] => {
-                    pg.saw(job.end);
-                    Ok(())
-                }
-                Ok(_) => Err(error),
-                Err(e) => Err(unknown_outcome(core, &e)),
-            },
+        Err(error) => match settle_lost_commit(pg, job.end, job.last_hash) {
+            Ok(true) => {
+                pg.saw(job.end);
+                Ok(())
+            }
+            Ok(false) => Err(error),
             Err(e) => Err(unknown_outcome(core, &e)),
         },
     };
@@ -657,6 +660,40 @@ fn commit_shared(core: &Core, sequencer: &mut Sequencer, sequenced: Sequenced) {
                 sequencer.in_flight.truncate(undo.in_flight);
             }
             fail_all(job.accepted.into_iter().map(|a| a.reply), &error);
+        }
+    }
+}
+
+/// How long a COMMIT whose answer was lost may take to settle: long enough for a failover to
+/// a standby (the new primary then tells), short enough that the ledger does not wait forever.
+const SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Whether the batch ending at block `end` (last hash `last_hash`) was committed, read back
+/// from PostgreSQL, retrying while it cannot be reached (the server restarting, or its
+/// standby being promoted). No other commit of this server can proceed meanwhile: its blocks
+/// would chain on an unknown tip.
+fn settle_lost_commit(
+    pg: &crate::journal::postgres::PgJournal,
+    end: u64,
+    last_hash: Hash,
+) -> Result<bool> {
+    let deadline = std::time::Instant::now() + SETTLE_TIMEOUT;
+    let mut pause = std::time::Duration::from_millis(50);
+    loop {
+        let settled = pg.committed_tip().and_then(|(blocks, _)| {
+            if blocks < end {
+                Ok(false)
+            } else {
+                Ok(pg.hashes(end - 1, end)? == [last_hash])
+            }
+        });
+        match settled {
+            Err(LedgerError::Unavailable(detail)) if std::time::Instant::now() < deadline => {
+                tracing::warn!(%detail, "cannot read back a PostgreSQL commit whose answer was lost; retrying");
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_secs(1));
+            }
+            other => return other,
         }
     }
 }

@@ -379,8 +379,9 @@ impl PostgresStore {
             Some(client) if !client.is_closed() => Ok(client),
             _ => self.inner.config.connect(NoTls).map_err(|e| {
                 LedgerError::Unavailable(format!(
-                    "cannot connect to PostgreSQL at {}: {e}",
-                    self.inner.display
+                    "cannot connect to PostgreSQL at {}: {}",
+                    self.inner.display,
+                    with_causes(&e)
                 ))
             }),
         }
@@ -467,7 +468,7 @@ fn insert_blocks(
 pub(crate) fn db_error(e: postgres::Error) -> LedgerError {
     use postgres::error::SqlState;
     let Some(code) = e.code() else {
-        return LedgerError::Unavailable(format!("PostgreSQL unreachable: {e}"));
+        return LedgerError::Unavailable(format!("PostgreSQL unreachable: {}", with_causes(&e)));
     };
     let retryable = [
         (
@@ -493,6 +494,22 @@ pub(crate) fn db_error(e: postgres::Error) -> LedgerError {
         Some((_, what)) => LedgerError::Unavailable(format!("{what}: {e}")),
         None => LedgerError::Storage(format!("PostgreSQL: {e}")),
     }
+}
+
+/// An error and its causes (`error connecting to server: Connection refused`): the postgres
+/// crate keeps the useful part in the source.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// `postgresql://user:secret@host/db` → `postgresql://user:***@host/db` (and a `password`
@@ -609,7 +626,11 @@ impl PgJournal {
                 client
                     .execute(
                         "UPDATE quill_ledgers SET blocks = $2, last_hash = $3 WHERE name = $1",
-                        &[&self.ledger, &(end as i64), &last_hash.as_bytes().as_slice()],
+                        &[
+                            &self.ledger,
+                            &(end as i64),
+                            &last_hash.as_bytes().as_slice(),
+                        ],
                     )
                     .map_err(db_error)
             });

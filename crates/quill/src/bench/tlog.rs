@@ -215,6 +215,7 @@ pub fn run(args: TlogBenchArgs) -> Result<()> {
         let url = format!("http://{address}");
         let target = Target {
             endpoint: Endpoint::parse(&url, None)?,
+            more_endpoints: Vec::new(),
             signer: None,
         };
         urls.push(url);

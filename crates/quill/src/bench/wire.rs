@@ -51,10 +51,12 @@ pub enum WireKind {
 #[derive(clap::Args, Debug)]
 pub struct WireArgs {
     /// Server to load, e.g. `http://127.0.0.1:8080` or `https://…` (requests are signed when
-    /// AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY are set). Without it a server is started
-    /// in-process on a loopback port with a scratch data directory.
-    #[arg(long)]
-    pub endpoint: Option<String>,
+    /// AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY are set); several, comma-separated, for servers
+    /// sharing one PostgreSQL database (`--storage`): sessions are spread over them in turn.
+    /// Without it a server is started in-process on a loopback port with a scratch data
+    /// directory.
+    #[arg(long, value_delimiter = ',')]
+    pub endpoint: Vec<String>,
     /// Extra trusted CA certificate (PEM) for an https endpoint.
     #[arg(long, requires = "endpoint")]
     pub ca_cert: Option<PathBuf>,
@@ -97,21 +99,28 @@ pub fn run(args: WireArgs) -> anyhow::Result<()> {
         .enable_all()
         .thread_name("bench-server")
         .build()?;
-    let (endpoint, server) = match &args.endpoint {
-        Some(url) => (Endpoint::parse(url, args.ca_cert.as_deref())?, None),
-        None => {
+    let (mut endpoints, server) = match args.endpoint.as_slice() {
+        [] => {
             let (address, server) = server_runtime.block_on(start_server(
                 scratch.path().join("data"),
                 quill_server::tlog::LogConfig::default(),
             ))?;
             (
-                Endpoint::parse(&format!("http://{address}"), None)?,
+                vec![Endpoint::parse(&format!("http://{address}"), None)?],
                 Some(server),
             )
         }
+        urls => (
+            urls.iter()
+                .map(|url| Endpoint::parse(url, args.ca_cert.as_deref()))
+                .collect::<Result<Vec<_>, _>>()?,
+            None,
+        ),
     };
+    let endpoint = endpoints.remove(0);
     let target = Target {
         endpoint,
+        more_endpoints: endpoints,
         signer: Signer::from_env(&args.region),
     };
     let client_runtime = tokio::runtime::Builder::new_multi_thread()
@@ -149,6 +158,8 @@ impl RunningServer {
 /// The server under load and how to sign for it.
 pub(super) struct Target {
     pub(super) endpoint: Endpoint,
+    /// Other servers of the same ledgers; session `n` goes to server `n` modulo their number.
+    pub(super) more_endpoints: Vec<Endpoint>,
     pub(super) signer: Option<Signer>,
 }
 
@@ -156,6 +167,18 @@ impl Target {
     pub(super) async fn connect(&self) -> anyhow::Result<Http> {
         Ok(Http {
             connection: self.endpoint.connect().await?,
+            signer: self.signer.clone(),
+        })
+    }
+
+    /// A connection for session `worker` (see `more_endpoints`).
+    async fn connect_worker(&self, worker: usize) -> anyhow::Result<Http> {
+        let endpoint = match worker % (1 + self.more_endpoints.len()) {
+            0 => &self.endpoint,
+            n => &self.more_endpoints[n - 1],
+        };
+        Ok(Http {
+            connection: endpoint.connect().await?,
             signer: self.signer.clone(),
         })
     }
@@ -346,7 +369,7 @@ pub(super) async fn run_step(
         let (ledger, start_line, workload) =
             (ledger.to_owned(), Arc::clone(&start_line), workload.clone());
         // Connected here, not in the task: the task cannot borrow `target`.
-        let http = target.connect().await?;
+        let http = target.connect_worker(worker).await?;
         tasks.push(tokio::spawn(async move {
             let session = Session::start(http, &ledger).await?;
             start_line.wait().await;
@@ -601,7 +624,7 @@ mod tests {
     fn wire_bench_runs_against_the_in_process_server() {
         let scratch = tempfile::tempdir().unwrap();
         let args = WireArgs {
-            endpoint: None,
+            endpoint: Vec::new(),
             ca_cert: None,
             region: "us-east-1".into(),
             ledger: "bench".into(),
@@ -619,7 +642,7 @@ mod tests {
     fn wire_bench_updates_preloaded_documents() {
         let scratch = tempfile::tempdir().unwrap();
         let args = WireArgs {
-            endpoint: None,
+            endpoint: Vec::new(),
             ca_cert: None,
             region: "us-east-1".into(),
             ledger: "bench".into(),

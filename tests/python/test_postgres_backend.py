@@ -1,0 +1,348 @@
+"""Several `quill serve` processes sharing their ledgers in PostgreSQL (`--storage postgres://…`),
+driven by the unchanged pyqldb driver: serializable commits across servers, a server killed
+mid-run, a PostgreSQL failover to a synchronous standby, and PostgreSQL down at start and
+mid-run. Every cluster is real (postgres_cluster.py) and every server is the real binary."""
+
+import json
+import random
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from decimal import Decimal
+
+import pytest
+from pyqldb.config.retry_config import RetryConfig
+
+from conftest import QuillServer, quill_binary
+from postgres_cluster import PostgresServer, multi_host_url
+
+ACCOUNTS = 8
+OPENING_BALANCE = 1000
+CLAIM_KEYS = 300
+# Conflicts are the point of these workloads: let the driver retry them.
+RETRIES = RetryConfig(retry_limit=30)
+
+
+def serve(tmp_path, name, storage, *extra):
+    return QuillServer(tmp_path / name, ["--storage", storage, *extra])
+
+
+def verify(storage, ledger):
+    """`quill verify --storage URL --ledger NAME`: every block's hashes and the chain."""
+    result = subprocess.run([str(quill_binary()), "verify", "--storage", storage, "--ledger", ledger],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def digest(server, ledger):
+    answer = server.client("qldb").get_digest(Name=ledger)
+    return answer["Digest"], answer["DigestTipAddress"]["IonText"]
+
+
+def scalar_rows(driver, statement, *parameters):
+    return driver.execute_lambda(lambda tx: list(tx.execute_statement(statement, *parameters)))
+
+
+class Workload:
+    """Bank transfers between a few accounts (each also inserts a Transfer row with a unique
+    id) and claims of unique keys (insert only if no row holds the key): every transaction
+    conflicts often, across servers. Records every acknowledged commit."""
+
+    def __init__(self, ledger):
+        self.ledger = ledger
+        self.lock = threading.Lock()
+        self.transfers = []  # ids of acknowledged transfers
+        self.claims = []  # keys of acknowledged claims (insert acknowledged)
+        self.errors = []  # (client, exception) of failed transactions
+        self.acknowledged_at = []  # (client, monotonic time) of every acknowledged commit
+        self.stop = threading.Event()
+
+    def set_up(self, driver):
+        def create(tx):
+            for table in ("Account", "Transfer", "Claim"):
+                tx.execute_statement(f"CREATE TABLE {table}")
+            tx.execute_statement("CREATE INDEX ON Account (id)")
+            tx.execute_statement("CREATE INDEX ON Transfer (tid)")
+            tx.execute_statement("CREATE INDEX ON Claim (k)")
+        driver.execute_lambda(create)
+        driver.execute_lambda(lambda tx: [
+            tx.execute_statement("INSERT INTO Account ?", {"id": n, "balance": OPENING_BALANCE})
+            for n in range(ACCOUNTS)])
+
+    def run_client(self, client, driver):
+        rng = random.Random(client)
+        number = 0
+        while not self.stop.is_set():
+            number += 1
+            try:
+                if rng.random() < 0.6:
+                    tid = f"{client}-{number}"
+                    source, target = rng.sample(range(ACCOUNTS), 2)
+                    driver.execute_lambda(lambda tx: self.transfer(tx, tid, source, target,
+                                                                   rng.randint(1, 50)))
+                    with self.lock:
+                        self.transfers.append(tid)
+                else:
+                    key = rng.randrange(CLAIM_KEYS)
+                    if driver.execute_lambda(lambda tx: self.claim(tx, key, client)):
+                        with self.lock:
+                            self.claims.append(key)
+                with self.lock:
+                    self.acknowledged_at.append((client, time.monotonic()))
+            except Exception as error:  # noqa: BLE001: every failure is recorded and judged
+                with self.lock:
+                    self.errors.append((client, time.monotonic(), error))
+                time.sleep(0.05)
+
+    @staticmethod
+    def balance(tx, account):
+        rows = list(tx.execute_statement("SELECT a.balance FROM Account AS a WHERE a.id = ?",
+                                         account))
+        return rows[0]["balance"]
+
+    def transfer(self, tx, tid, source, target, amount):
+        from_balance = self.balance(tx, source)
+        to_balance = self.balance(tx, target)
+        tx.execute_statement("UPDATE Account AS a SET a.balance = ? WHERE a.id = ?",
+                             from_balance - amount, source)
+        tx.execute_statement("UPDATE Account AS a SET a.balance = ? WHERE a.id = ?",
+                             to_balance + amount, target)
+        tx.execute_statement("INSERT INTO Transfer ?", {"tid": tid, "amount": amount})
+
+    @staticmethod
+    def claim(tx, key, client):
+        if list(tx.execute_statement("SELECT c.k FROM Claim AS c WHERE c.k = ?", key)):
+            return False
+        tx.execute_statement("INSERT INTO Claim ?", {"k": key, "by": client})
+        return True
+
+    def check_final_state(self, driver):
+        """The invariant holds, every acknowledged commit is there, nothing is duplicated."""
+        balances = scalar_rows(driver, "SELECT a.balance FROM Account AS a")
+        assert len(balances) == ACCOUNTS
+        assert sum(Decimal(str(row["balance"])) for row in balances) == ACCOUNTS * OPENING_BALANCE
+        transfers = [row["tid"] for row in scalar_rows(driver, "SELECT t.tid FROM Transfer AS t")]
+        assert len(transfers) == len(set(transfers)), "a transfer was committed twice"
+        assert set(self.transfers) <= set(transfers), "an acknowledged transfer is missing"
+        claims = [row["k"] for row in scalar_rows(driver, "SELECT c.k FROM Claim AS c")]
+        assert len(claims) == len(set(claims)), "a key was claimed twice"
+        assert set(self.claims) <= set(claims), "an acknowledged claim is missing"
+        return len(transfers), len(claims)
+
+
+def start_clients(workload, drivers):
+    threads = [threading.Thread(target=workload.run_client, args=(client, driver), daemon=True)
+               for client, driver in enumerate(drivers)]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+def wait_for_commits(workload, count, timeout, clients=None):
+    """Waits until `count` commits (of `clients`, default all) were acknowledged."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with workload.lock:
+            done = sum(1 for client, _ in workload.acknowledged_at
+                       if clients is None or client in clients)
+        if done >= count:
+            return
+        assert time.monotonic() < deadline, f"{done} of {count} commits in {timeout} s"
+        time.sleep(0.05)
+
+
+def test_two_servers_share_a_ledger_and_one_is_killed(postgres, tmp_path):
+    storage = postgres.create_database("two_servers")
+    first = serve(tmp_path, "first", storage)
+    second = serve(tmp_path, "second", storage)
+    third = None
+    try:
+        first.create_ledger("bank")
+        workload = Workload("bank")
+        setup = first.driver("bank")
+        workload.set_up(setup)
+        setup.close()
+        # 16 clients, alternating between the servers.
+        servers = [first, second]
+        drivers = [servers[n % 2].driver("bank", retry_config=RETRIES) for n in range(16)]
+        threads = start_clients(workload, drivers)
+        wait_for_commits(workload, 150, timeout=120)
+
+        second.process.kill()  # SIGKILL: its sessions and in-flight commits die with it
+        second.process.wait()
+        killed_at = time.monotonic()
+        first_clients = set(range(0, 16, 2))
+        with workload.lock:
+            before = sum(1 for c, _ in workload.acknowledged_at if c in first_clients)
+        wait_for_commits(workload, before + 100, timeout=120, clients=first_clients)
+        workload.stop.set()
+        for thread in threads:
+            thread.join(60)
+        for client, driver in enumerate(drivers):
+            if client in first_clients:
+                driver.close()  # the others' sessions died with their server
+
+        # The first server's clients never failed (conflicts are retried by the driver).
+        failures = [(c, repr(e)) for c, _, e in workload.errors if c in first_clients]
+        assert not failures, failures
+        # The second server's clients failed only once it was gone.
+        assert all(at >= killed_at - 1 for c, at, _ in workload.errors if c not in first_clients)
+
+        check = first.driver("bank")
+        transfers, claims = workload.check_final_state(check)
+        check.close()
+        assert transfers >= 50 and claims >= 10, (transfers, claims)
+
+        # A server started afterwards builds the same state from PostgreSQL alone.
+        third = serve(tmp_path, "third", storage)
+        assert digest(third, "bank") == digest(first, "bank")
+        again = third.driver("bank")
+        assert workload.check_final_state(again) == (transfers, claims)
+        again.close()
+        verify(storage, "bank")
+    finally:
+        for server in (first, second, third):
+            if server is not None:
+                server.stop()
+
+
+def test_commits_follow_a_failover_to_the_synchronous_standby(tmp_path):
+    primary = PostgresServer()
+    standby = PostgresServer(standby_of=primary, synchronous=True)
+    server = None
+    try:
+        storage = multi_host_url([primary, standby])
+        server = serve(tmp_path, "quill", storage, "--storage-wait", "30s")
+        server.create_ledger("bank")
+        workload = Workload("bank")
+        setup = server.driver("bank")
+        workload.set_up(setup)
+        setup.close()
+        drivers = [server.driver("bank", retry_config=RETRIES) for _ in range(4)]
+        threads = start_clients(workload, drivers)
+        wait_for_commits(workload, 60, timeout=120)
+
+        primary.kill()
+        standby.promote()
+        promoted_at = time.monotonic()
+        with workload.lock:
+            before = len(workload.acknowledged_at)
+        wait_for_commits(workload, before + 1, timeout=30)
+        with workload.lock:
+            resumed_at = min(at for _, at in workload.acknowledged_at[before:])
+        wait_for_commits(workload, before + 40, timeout=120)
+        workload.stop.set()
+        for thread in threads:
+            thread.join(60)
+        for driver in drivers:
+            driver.close()
+
+        assert resumed_at - promoted_at < 10, f"commits resumed {resumed_at - promoted_at:.1f} s " \
+                                              "after the promotion"
+        check = server.driver("bank")
+        workload.check_final_state(check)
+        check.close()
+        verify(storage, "bank")
+    finally:
+        if server is not None:
+            server.stop()
+        standby.close()
+        primary.close()
+
+
+def test_postgres_down_at_start_and_mid_run(tmp_path):
+    cluster = PostgresServer()
+    server = None
+    try:
+        storage = cluster.url
+        cluster.stop()
+        # At start: the server waits for the database, saying why, and serves once it is up.
+        args = [str(quill_binary()), "serve", "--data-dir", str(tmp_path / "data"),
+                "--listen", "127.0.0.1:0", "--storage", storage, "--storage-wait", "1s"]
+        refused = subprocess.run(args, capture_output=True, text=True, timeout=60)
+        assert refused.returncode != 0
+        assert f"cannot connect to PostgreSQL at {storage}" in refused.stderr, refused.stderr
+        assert "Connection refused" in refused.stderr, refused.stderr
+
+        starting = threading.Timer(2.0, cluster.start_again)
+        starting.start()
+        server = serve(tmp_path, "quill", storage, "--storage-wait", "60s")
+        starting.join()
+        assert "PostgreSQL storage is unavailable; retrying" in server.log_path.read_text()
+        server.create_ledger("shop")
+        driver = server.driver("shop", retry_config=RetryConfig(retry_limit=0))
+        driver.execute_lambda(lambda tx: tx.execute_statement("CREATE TABLE Orders"))
+        driver.execute_lambda(lambda tx: tx.execute_statement("INSERT INTO Orders ?", {"n": 1}))
+
+        # Mid-run: a commit fails with a retryable error, /health says why, nothing is lost.
+        cluster.stop()
+        with pytest.raises(Exception) as failure:
+            driver.execute_lambda(lambda tx: tx.execute_statement("INSERT INTO Orders ?", {"n": 2}))
+        assert "CapacityExceeded" in repr(failure.value) or "503" in repr(failure.value), \
+            repr(failure.value)
+        deadline = time.monotonic() + 10
+        while (health := health_of(server))["status"] != "degraded":
+            assert time.monotonic() < deadline, health
+            time.sleep(0.2)
+        assert health["database"]["url"] == storage and health["database"]["error"]
+
+        cluster.start_again()
+        deadline = time.monotonic() + 10
+        while health_of(server)["status"] != "ok":
+            assert time.monotonic() < deadline, health_of(server)
+            time.sleep(0.2)
+        driver.execute_lambda(lambda tx: tx.execute_statement("INSERT INTO Orders ?", {"n": 3}))
+        numbers = sorted(row["n"] for row in scalar_rows(driver, "SELECT o.n FROM Orders AS o"))
+        assert numbers == [1, 3]
+        driver.close()
+        verify(storage, "shop")
+    finally:
+        if server is not None:
+            server.stop()
+        cluster.close()
+
+
+def health_of(server):
+    """GET /health as JSON, whatever its status code."""
+    try:
+        with urllib.request.urlopen(server.url + "/health", timeout=10) as answer:
+            return json.loads(answer.read())
+    except urllib.error.HTTPError as answer:
+        return json.loads(answer.read())
+
+
+def test_commits_lost_by_postgres_are_named_and_the_ledger_reopens_from_it(postgres, tmp_path):
+    storage = postgres.create_database("lost_commit")
+    server = serve(tmp_path, "quill", storage)
+    try:
+        server.create_ledger("audit")
+        driver = server.driver("audit", retry_config=RetryConfig(retry_limit=0))
+        driver.execute_lambda(lambda tx: tx.execute_statement("CREATE TABLE Entry"))
+        for n in (1, 2):
+            driver.execute_lambda(lambda tx: tx.execute_statement("INSERT INTO Entry ?", {"n": n}))
+        # What a failover to an asynchronous standby that missed the last commit leaves: the
+        # tip one block back. This server acknowledged that block and holds it in its cache.
+        postgres.psql(
+            "BEGIN; DELETE FROM quill_blocks WHERE ledger = 'audit' AND seq = "
+            "(SELECT blocks - 1 FROM quill_ledgers WHERE name = 'audit'); "
+            "UPDATE quill_ledgers SET blocks = blocks - 1, last_hash = (SELECT hash FROM "
+            "quill_blocks WHERE ledger = 'audit' ORDER BY seq DESC LIMIT 1) WHERE name = 'audit'; "
+            "COMMIT", database="lost_commit")
+        with pytest.raises(Exception):
+            driver.execute_lambda(lambda tx: tx.execute_statement("INSERT INTO Entry ?", {"n": 3}))
+        assert "committed blocks were lost" in server.log_path.read_text()
+
+        # The server rebuilds its view from PostgreSQL, the truth, and commits go on there.
+        retrying = server.driver("audit", retry_config=RetryConfig(retry_limit=10))
+        retrying.execute_lambda(lambda tx: tx.execute_statement("INSERT INTO Entry ?", {"n": 4}))
+        numbers = sorted(row["n"] for row in scalar_rows(retrying, "SELECT e.n FROM Entry AS e"))
+        assert numbers == [1, 4]
+        assert "reopened from PostgreSQL after a failure" in server.log_path.read_text()
+        retrying.close()
+        driver.close()
+        verify(storage, "audit")
+    finally:
+        server.stop()
