@@ -232,6 +232,9 @@ wire_compare() {
     quill_wire pg1 1 --storage "postgresql://postgres@127.0.0.1:$PG_PORT/quill_one"
     psql_run -d postgres -c "CREATE DATABASE quill_two" >/dev/null
     quill_wire pg2 2 --storage "postgresql://postgres@127.0.0.1:$PG_PORT/quill_two"
+    # What a block costs PostgreSQL (heap + TOAST + primary key), and the audit recipe's row.
+    STORAGE_LINE=$(psql_run -d quill_one -At -F ' ' -c "SELECT count(*), pg_total_relation_size('quill_blocks'), pg_indexes_size('quill_blocks') FROM quill_blocks")
+    AUDIT_LINE=$(psql_run -d audit -At -F ' ' -c "SELECT (SELECT count(*) FROM vehicle_history), pg_total_relation_size('vehicle_history') + pg_total_relation_size('vehicle')")
 
     header
     echo "Through the wire: PostgreSQL via pgbench over TCP; Quill via its QLDB protocol (quill serve --auth credentials,"
@@ -264,6 +267,13 @@ wire_compare() {
         done
     done
 
+    local blocks bytes index_bytes history audit_bytes
+    read -r blocks bytes index_bytes <<<"$STORAGE_LINE"
+    read -r history audit_bytes <<<"$AUDIT_LINE"
+    echo
+    echo "Storage in PostgreSQL after the runs: Quill $blocks blocks, $bytes bytes ($(( bytes / (blocks > 0 ? blocks : 1) )) per block,"
+    echo "primary key $(( index_bytes / (blocks > 0 ? blocks : 1) )) per block); audit recipe $history history rows, $audit_bytes bytes with the current table"
+    echo "($(( audit_bytes / (history > 0 ? history : 1) )) per history row)."
     echo
     echo "Quill with its ledgers in PostgreSQL (quill serve --storage, a database on the same cluster as the recipes),"
     echo "behind one and behind two quill serve processes sharing it (sessions spread over both). Same run, same"

@@ -9,6 +9,7 @@ use quill_ledger::Ledger;
 /// Scans `table`, then checks that the index on each of `fields` answers every integer key in
 /// `keys` with exactly the scanned documents holding that key. Returns the scan by document
 /// id: (version, data).
+#[allow(dead_code)] // not every test binary that includes this module uses it
 pub fn scan_checking_indexes(
     ledger: &Ledger,
     table: &str,
@@ -50,7 +51,7 @@ pub fn scan_checking_indexes(
 
 /// A PostgreSQL database for the tests of the PostgreSQL backend: one throwaway server per
 /// test binary, started on loopback by `quill-pgtest`.
-#[allow(dead_code)]
+#[allow(dead_code)] // not every test binary that includes this module uses it
 pub fn postgres_url() -> String {
     quill_pgtest::PgServer::shared()
         .expect("start PostgreSQL")
