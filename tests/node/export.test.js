@@ -212,6 +212,9 @@ function verify(journalBlocks) {
 
 async function exportReadAndValidate(prefix, encryptionConfig, outputFormat) {
   const description = await createExportAndWaitForCompletion(prefix, encryptionConfig, outputFormat);
+  assert.deepStrictEqual(description.S3ExportConfiguration.EncryptionConfiguration, encryptionConfig);
+  const started = dom.load(await body(BUCKET, `${prefix}${description.ExportId}.started.manifest`, outputFormat));
+  assert.strictEqual(started.get("objectEncryptionType").stringValue(), encryptionConfig.ObjectEncryptionType);
   const { journalBlocks, keys } = await readExport(description);
   assert.deepStrictEqual(
     journalBlocks.map((block) => block.blockAddress.sequenceNo),
