@@ -11,7 +11,8 @@ use quill_export::engine::new_export_id;
 use quill_export::s3::{S3Settings, S3Sink};
 use quill_export::time::now_millis;
 use quill_export::{
-    run_export, write_started_manifest, DirSink, ExportOptions, ExportSpec, ObjectSink, OutputFormat,
+    run_export, write_started_manifest, DirSink, ExportOptions, ExportSpec, ObjectSink,
+    OutputFormat,
 };
 use quill_ledger::{Ledger, LedgerOptions};
 
