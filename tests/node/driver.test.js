@@ -2,13 +2,12 @@
 // Starts the real binary ($QUILL_BIN) on a free loopback port with a scratch data directory.
 const { test, before, after } = require("node:test");
 const assert = require("node:assert");
-const { spawn } = require("node:child_process");
 const fs = require("node:fs");
 const os = require("node:os");
 const path = require("node:path");
-const readline = require("node:readline");
 const { QldbDriver } = require("amazon-qldb-driver-nodejs");
 const { QLDBClient, CreateLedgerCommand, GetDigestCommand } = require("@aws-sdk/client-qldb");
+const { startQuill } = require("./support");
 
 const credentials = { accessKeyId: "dev", secretAccessKey: "dev" };
 let server;
@@ -16,26 +15,15 @@ let endpoint;
 let dataDir;
 
 before(async () => {
-  const bin = process.env.QUILL_BIN || path.join(__dirname, "../../target/debug/quill");
   dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "quill-node-"));
-  server = spawn(bin, ["serve", "--data-dir", dataDir, "--listen", "127.0.0.1:0"], { stdio: ["ignore", "pipe", "inherit"] });
-  endpoint = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error("quill serve did not start in 30 s")), 30000);
-    readline.createInterface({ input: server.stdout }).on("line", (line) => {
-      const match = line.match(/listening on (http:\/\/\S+)/);
-      if (match) {
-        clearTimeout(timer);
-        resolve(match[1]);
-      }
-    });
-    server.on("exit", (code) => reject(new Error(`quill serve exited with ${code}`)));
-  });
+  server = await startQuill(dataDir);
+  endpoint = server.endpoint;
   const control = new QLDBClient({ endpoint, region: "us-east-1", credentials });
   await control.send(new CreateLedgerCommand({ Name: "node", PermissionsMode: "STANDARD", DeletionProtection: false }));
 });
 
-after(() => {
-  server.kill("SIGTERM");
+after(async () => {
+  await server.stop();
   fs.rmSync(dataDir, { recursive: true, force: true });
 });
 

@@ -696,6 +696,97 @@ fn a_tampered_qldb_block_is_refused_by_name() {
     assert_nothing_left(&data_dir);
 }
 
+/// The status of table `name` in information_schema.user_tables, or None.
+fn table_status(ledger: &Ledger, name: &str) -> Option<String> {
+    let rows = query(
+        ledger,
+        &format!("SELECT VALUE t.status FROM information_schema.user_tables AS t WHERE t.name = '{name}'"),
+    );
+    rows.first().and_then(|s| s.as_text()).map(str::to_owned)
+}
+
+#[test]
+fn drop_and_undrop_table_in_qldb_blocks_are_inferred_from_their_statements() {
+    let work = tempfile::tempdir().unwrap();
+    let dml = |statement, revisions| QldbBlock {
+        statements: statement,
+        revisions,
+        system_revision: false,
+    };
+    let ddl = |statement| QldbBlock {
+        statements: statement,
+        revisions: &[],
+        system_revision: true,
+    };
+    let specs = [
+        ddl(&[]),
+        ddl(&["CREATE TABLE Vehicle"]),
+        dml(
+            &["INSERT INTO Vehicle ?"],
+            &[(DOC_A, VEHICLE, "Vehicle", 0, Some("{VIN: \"A\"}"))],
+        ),
+        ddl(&["DROP TABLE Vehicle"]),
+        ddl(&["UNDROP TABLE \"TabVehicle000000000001\""]),
+    ];
+    let mut blocks: Vec<Element> = Vec::new();
+    let mut previous = None;
+    for (seq, spec) in specs.iter().enumerate() {
+        let (block, hash) = qldb_block(seq as u64, previous, spec);
+        blocks.push(block);
+        previous = Some(hash);
+    }
+
+    // Exported after the DROP: the table is there, INACTIVE, its documents out of reach by name.
+    let dropped_export = work.path().join("dropped");
+    write_qldb_export(&dropped_export, &blocks[..4]);
+    let dropped = import(&dropped_export, &work.path().join("a")).unwrap();
+    assert_eq!(
+        table_status(&dropped, "Vehicle").as_deref(),
+        Some("INACTIVE")
+    );
+    // The inferred catalog is kept beside the blocks, so a reopened ledger rebuilds it.
+    drop(dropped);
+    let dropped = Ledger::open(
+        &work.path().join("a/ledgers/moved"),
+        LedgerOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        table_status(&dropped, "Vehicle").as_deref(),
+        Some("INACTIVE")
+    );
+    let mut tx = dropped.begin().unwrap();
+    assert!(quill_partiql::execute(&mut tx, "SELECT * FROM Vehicle", &[]).is_err());
+    tx.abort();
+    // A new table may take the name; the dropped one keeps its id and history.
+    run(&dropped, "CREATE TABLE Vehicle");
+    let ids = query(
+        &dropped,
+        "SELECT VALUE t.tableId FROM information_schema.user_tables AS t",
+    );
+    assert_eq!(ids.len(), 2);
+    assert!(ids.contains(&Element::string(VEHICLE)), "{ids:?}");
+
+    // Exported after the UNDROP: ACTIVE again, with its document, and DROP works on from there.
+    let undropped_export = work.path().join("undropped");
+    write_qldb_export(&undropped_export, &blocks);
+    let undropped = import(&undropped_export, &work.path().join("b")).unwrap();
+    assert_eq!(
+        table_status(&undropped, "Vehicle").as_deref(),
+        Some("ACTIVE")
+    );
+    assert_eq!(
+        query(&undropped, "SELECT * FROM Vehicle"),
+        vec![Element::read_one("{VIN: \"A\"}").unwrap()]
+    );
+    run(&undropped, "DROP TABLE Vehicle");
+    assert_eq!(
+        table_status(&undropped, "Vehicle").as_deref(),
+        Some("INACTIVE")
+    );
+    assert_eq!(undropped.verify(&mut |_, _| {}).unwrap(), 6);
+}
+
 /// How many files under `dir` hold `needle`.
 fn files_containing(dir: &Path, needle: &[u8]) -> usize {
     let mut found = 0;

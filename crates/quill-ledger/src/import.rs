@@ -59,11 +59,28 @@ pub struct Importer {
 /// statement text, and a table's id only where a document of it is written.
 #[derive(Default)]
 struct InferredCatalog {
-    /// Table id → name, for tables seen so far.
-    tables: HashMap<String, String>,
+    /// Tables seen so far, by id.
+    tables: HashMap<String, InferredTable>,
     /// `CREATE INDEX` fields of tables whose id is not known yet, by table name.
     pending_indexes: HashMap<String, Vec<String>>,
     ids: Option<IdGenerator>,
+}
+
+struct InferredTable {
+    name: String,
+    /// False once dropped (QLDB keeps a dropped table, INACTIVE, until it is undropped).
+    active: bool,
+}
+
+/// A DDL statement the importer infers catalog changes from.
+#[derive(Debug, PartialEq, Eq)]
+enum Ddl {
+    /// `CREATE INDEX ON table (field)`.
+    CreateIndex { table: String, field: String },
+    /// `DROP TABLE table`.
+    DropTable { table: String },
+    /// `UNDROP TABLE "tableId"`.
+    UndropTable { table_id: String },
 }
 
 impl InferredCatalog {
@@ -73,11 +90,49 @@ impl InferredCatalog {
             .next_id()
     }
 
+    /// The active table named `name`.
     fn table_id(&self, name: &str) -> Option<&str> {
         self.tables
             .iter()
-            .find(|(_, n)| n.as_str() == name)
+            .find(|(_, table)| table.active && table.name == name)
             .map(|(id, _)| id.as_str())
+    }
+
+    /// The change `ddl` makes now, if the tables it names are known; `DROP TABLE` of a table
+    /// not seen yet is returned to be retried once the block's documents have been seen (a
+    /// transaction may create, fill and drop a table).
+    fn apply(&mut self, ddl: Ddl, changes: &mut Vec<CatalogChange>) -> Option<Ddl> {
+        match ddl {
+            Ddl::CreateIndex { table, field } => match self.table_id(&table).map(str::to_owned) {
+                Some(table_id) => changes.push(CatalogChange::CreateIndex {
+                    table_id,
+                    index_id: self.next_id(),
+                    field,
+                }),
+                None => self.pending_indexes.entry(table).or_default().push(field),
+            },
+            Ddl::DropTable { table } => match self.table_id(&table).map(str::to_owned) {
+                Some(table_id) => {
+                    if let Some(known) = self.tables.get_mut(&table_id) {
+                        known.active = false;
+                    }
+                    changes.push(CatalogChange::DropTable { table_id });
+                }
+                None => return Some(Ddl::DropTable { table }),
+            },
+            Ddl::UndropTable { table_id } => {
+                // QLDB undrops only an inactive table whose name no active table holds.
+                let undroppable = self
+                    .tables
+                    .get(&table_id)
+                    .is_some_and(|known| !known.active && self.table_id(&known.name).is_none());
+                if let (true, Some(known)) = (undroppable, self.tables.get_mut(&table_id)) {
+                    known.active = true;
+                    changes.push(CatalogChange::UndropTable { table_id });
+                }
+            }
+        }
+        None
     }
 
     /// The catalog changes block `block` implies (at `sequence_no`, of ledger `ledger`).
@@ -98,17 +153,9 @@ impl InferredCatalog {
                     .collect::<Vec<_>>()
             })
             .unwrap_or_default();
-        for statement in statements {
-            if let Some((table, field)) = parse_create_index(statement) {
-                match self.table_id(&table).map(str::to_owned) {
-                    Some(table_id) => changes.push(CatalogChange::CreateIndex {
-                        table_id,
-                        index_id: self.next_id(),
-                        field,
-                    }),
-                    None => self.pending_indexes.entry(table).or_default().push(field),
-                }
-            }
+        let mut deferred = Vec::new();
+        for ddl in statements.into_iter().filter_map(parse_ddl) {
+            deferred.extend(self.apply(ddl, &mut changes));
         }
         let documents = info
             .and_then(|i| i.get("documents"))
@@ -124,7 +171,13 @@ impl InferredCatalog {
             if self.tables.contains_key(table_id) {
                 continue;
             }
-            self.tables.insert(table_id.to_owned(), name.to_owned());
+            self.tables.insert(
+                table_id.to_owned(),
+                InferredTable {
+                    name: name.to_owned(),
+                    active: true,
+                },
+            );
             changes.push(CatalogChange::CreateTable {
                 table_id: table_id.to_owned(),
                 name: name.to_owned(),
@@ -138,29 +191,63 @@ impl InferredCatalog {
                 });
             }
         }
+        // A table dropped before any of its documents was seen stays unknown: nothing to drop.
+        for ddl in deferred {
+            self.apply(ddl, &mut changes);
+        }
         changes
     }
 }
 
-/// `CREATE INDEX ON table (field)` (any case and spacing, names optionally double-quoted) →
-/// (table, field).
-fn parse_create_index(statement: &str) -> Option<(String, String)> {
+/// `statement` without the leading `keywords` (any case, each followed by a space, a quote,
+/// a parenthesis or the end), or `None` if it does not start with them.
+fn after_keywords<'a>(statement: &'a str, keywords: &[&str]) -> Option<&'a str> {
     let mut rest = statement.trim();
-    for keyword in ["CREATE", "INDEX", "ON"] {
+    for keyword in keywords {
         let head = rest.get(..keyword.len())?;
-        if !head.eq_ignore_ascii_case(keyword) {
+        let next = rest[keyword.len()..].chars().next();
+        if !head.eq_ignore_ascii_case(keyword)
+            || next.is_some_and(|c| c.is_alphanumeric() || c == '_')
+        {
             return None;
         }
         rest = rest[keyword.len()..].trim_start();
     }
-    let (table, rest) = rest.split_once('(')?;
-    let (field, rest) = rest.split_once(')')?;
-    let unquote = |name: &str| name.trim().trim_matches('"').to_owned();
-    let (table, field) = (unquote(table), unquote(field));
-    let simple =
-        |name: &str| !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_');
-    (simple(&table) && simple(&field) && rest.trim().trim_end_matches(';').is_empty())
-        .then_some((table, field))
+    Some(rest)
+}
+
+/// A plain or double-quoted name (`Vehicle`, `"Vehicle"`), unquoted; `None` for anything else.
+fn simple_name(text: &str) -> Option<String> {
+    let name = text.trim().trim_matches('"');
+    (!name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_'))
+        .then(|| name.to_owned())
+}
+
+/// The DDL statements QLDB's blocks imply catalog changes for (any case and spacing, names
+/// optionally double-quoted, an optional trailing `;`): `CREATE INDEX ON table (field)`,
+/// `DROP TABLE table`, `UNDROP TABLE "tableId"`.
+fn parse_ddl(statement: &str) -> Option<Ddl> {
+    let statement = statement.trim().trim_end_matches(';');
+    if let Some(rest) = after_keywords(statement, &["CREATE", "INDEX", "ON"]) {
+        let (table, rest) = rest.split_once('(')?;
+        let (field, rest) = rest.split_once(')')?;
+        if !rest.trim().is_empty() {
+            return None;
+        }
+        return Some(Ddl::CreateIndex {
+            table: simple_name(table)?,
+            field: simple_name(field)?,
+        });
+    }
+    if let Some(rest) = after_keywords(statement, &["DROP", "TABLE"]) {
+        return Some(Ddl::DropTable {
+            table: simple_name(rest)?,
+        });
+    }
+    let rest = after_keywords(statement, &["UNDROP", "TABLE"])?;
+    Some(Ddl::UndropTable {
+        table_id: simple_name(rest)?,
+    })
 }
 
 /// An imported revision's data slot, owning the encoded data until the payload is written.
@@ -534,14 +621,105 @@ mod tests {
     use super::*;
 
     #[test]
-    fn create_index_statements_are_recognised() {
-        let parsed = |s: &str| parse_create_index(s);
-        let vin = Some(("Vehicle".to_owned(), "VIN".to_owned()));
-        assert_eq!(parsed("CREATE INDEX ON Vehicle (VIN)"), vin);
-        assert_eq!(parsed("  create index on \"Vehicle\"(\"VIN\");"), vin);
-        assert_eq!(parsed("CREATE INDEX ON Vehicle (VIN) extra"), None);
-        assert_eq!(parsed("CREATE TABLE Vehicle"), None);
-        assert_eq!(parsed("CREATE INDEX ON Vehicle (a.b)"), None);
-        assert_eq!(parsed("CREATE INDEX"), None);
+    fn ddl_statements_are_recognised() {
+        let index = |table: &str, field: &str| {
+            Some(Ddl::CreateIndex {
+                table: table.into(),
+                field: field.into(),
+            })
+        };
+        assert_eq!(
+            parse_ddl("CREATE INDEX ON Vehicle (VIN)"),
+            index("Vehicle", "VIN")
+        );
+        assert_eq!(
+            parse_ddl("  create index on \"Vehicle\"(\"VIN\");"),
+            index("Vehicle", "VIN")
+        );
+        assert_eq!(parse_ddl("CREATE INDEX ON Vehicle (VIN) extra"), None);
+        assert_eq!(parse_ddl("CREATE TABLE Vehicle"), None);
+        assert_eq!(parse_ddl("CREATE INDEX ON Vehicle (a.b)"), None);
+        assert_eq!(parse_ddl("CREATE INDEX"), None);
+        assert_eq!(parse_ddl("CREATEINDEX ON Vehicle (VIN)"), None);
+        let drop = Some(Ddl::DropTable {
+            table: "Vehicle".into(),
+        });
+        assert_eq!(parse_ddl("DROP TABLE Vehicle"), drop);
+        assert_eq!(parse_ddl("drop  table \"Vehicle\" ;"), drop);
+        assert_eq!(parse_ddl("DROP TABLEVehicle"), None);
+        assert_eq!(parse_ddl("DROP TABLE Vehicle extra"), None);
+        assert_eq!(
+            parse_ddl("DROP INDEX \"x\" ON Vehicle WITH (purge = true)"),
+            None
+        );
+        assert_eq!(
+            parse_ddl("UNDROP TABLE \"5PLf9SXwndd63lPaSIa0O6\""),
+            Some(Ddl::UndropTable {
+                table_id: "5PLf9SXwndd63lPaSIa0O6".into()
+            })
+        );
+        assert_eq!(parse_ddl("UNDROP TABLE"), None);
+    }
+
+    fn block_with(statements: &[&str], documents: &[(&str, &str)]) -> Element {
+        let statements: Vec<String> = statements
+            .iter()
+            .map(|s| format!("{{statement: {s:?}}}"))
+            .collect();
+        let documents: Vec<String> = documents
+            .iter()
+            .enumerate()
+            .map(|(n, (id, name))| format!("d{n}: {{tableName: {name:?}, tableId: {id:?}}}"))
+            .collect();
+        Element::read_one(format!(
+            "{{transactionInfo: {{statements: [{}], documents: {{{}}}}}}}",
+            statements.join(", "),
+            documents.join(", ")
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn dropped_and_undropped_tables_are_inferred_from_qldb_statements() {
+        let mut catalog = InferredCatalog::default();
+        let mut changes = |statements: &[&str], documents: &[(&str, &str)]| {
+            let block = block_with(statements, documents);
+            catalog.changes("l", 1, block.as_struct().unwrap())
+        };
+        let create = |id: &str| CatalogChange::CreateTable {
+            table_id: id.into(),
+            name: "Car".into(),
+            tags: None,
+        };
+        let drop = |id: &str| CatalogChange::DropTable {
+            table_id: id.into(),
+        };
+        let undrop = |id: &str| CatalogChange::UndropTable {
+            table_id: id.into(),
+        };
+        // Created, filled and dropped in one transaction: the drop follows the creation.
+        assert_eq!(
+            changes(
+                &["CREATE TABLE Car", "INSERT INTO Car ?", "DROP TABLE Car"],
+                &[("t1", "Car")]
+            ),
+            vec![create("t1"), drop("t1")]
+        );
+        // A second table of the same name, then the first one cannot be undropped...
+        assert_eq!(
+            changes(&["INSERT INTO Car ?"], &[("t2", "Car")]),
+            vec![create("t2")]
+        );
+        assert_eq!(changes(&["UNDROP TABLE \"t1\""], &[]), vec![]);
+        // ... until the second is dropped; DROP names the active table.
+        assert_eq!(changes(&["DROP TABLE Car"], &[]), vec![drop("t2")]);
+        assert_eq!(changes(&["UNDROP TABLE \"t1\""], &[]), vec![undrop("t1")]);
+        // Unknown tables and ids, and a table dropped before any document, change nothing.
+        assert_eq!(
+            changes(&["UNDROP TABLE \"t9\"", "DROP TABLE Bus"], &[]),
+            vec![]
+        );
+        assert_eq!(changes(&["DROP TABLE Car"], &[]), vec![drop("t1")]);
+        assert_eq!(changes(&["DROP TABLE Car"], &[]), vec![]);
     }
 }
