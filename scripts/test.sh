@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: the Rust workspace (unit, integration and doc tests, debug build), then the
-# pyqldb and Node.js driver suites against the real `quill` binary. Any failure fails the script.
+# pyqldb and Node.js driver suites against the real `quill` binary, with the embedded storage and
+# again with the ledgers in PostgreSQL. Any failure fails the script.
 #
 # First installs what the tests need (scripts/setup.sh: .venv/, tests/node/node_modules, missing
 # Debian packages; quick when all is there; QUILL_SKIP_SETUP=1 skips it). Under CI=true it also
@@ -50,5 +51,14 @@ export QUILL_BIN="$repo/target/debug/quill"
 # pytest exits 5 when it collected no test: that is a failure here, as any non-zero code is.
 "$python" -m pytest tests/python -q -p no:cacheprovider
 
+echo "== pytest tests/python again, every server's ledgers in PostgreSQL (--storage)"
+# The suites of the PostgreSQL backend itself ran above; the rest runs against it too (tests of
+# the embedded backend's files skip themselves).
+QUILL_TEST_BACKEND=postgres "$python" -m pytest tests/python -q -p no:cacheprovider \
+    --ignore tests/python/test_postgres_backend.py --ignore tests/python/test_postgres_cluster.py
+
 echo "== node --test tests/node (the QLDB Node.js driver, unchanged)"
 (cd "$repo/tests/node" && QUILL_BIN="$QUILL_BIN" node --test)
+
+echo "== node --test tests/node again, ledgers in PostgreSQL (a throwaway cluster)"
+(cd "$repo/tests/node" && QUILL_BIN="$QUILL_BIN" "$python" ../python/postgres_cluster.py node --test)

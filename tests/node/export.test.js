@@ -33,7 +33,7 @@ const {
   HeadObjectCommand,
 } = require("@aws-sdk/client-s3");
 const { QLDBClient, ExportJournalToS3Command, DescribeJournalS3ExportCommand } = require("@aws-sdk/client-qldb");
-const { quill, startQuill, startMoto } = require("./support");
+const { quill, startQuill, startMoto, storageArgs } = require("./support");
 
 const LEDGER = "vehicle-registration";
 const BUCKET = "quill-node-exports";
@@ -70,7 +70,7 @@ before(async () => {
   moto = await startMoto();
   useS3Environment(moto.url);
   const dataDir = path.join(work, "data");
-  quill(["ledger", "create", LEDGER, "--data-dir", dataDir]);
+  quill(["ledger", "create", LEDGER, ...storageArgs(dataDir)]);
   // Block timestamps have millisecond precision: the next block is strictly later than this.
   await new Promise((resolve) => setTimeout(resolve, 5));
   afterGenesis = new Date();
@@ -80,7 +80,7 @@ before(async () => {
   for (let n = 0; n < BLOCKS - 2; n++) {
     statements.push(`INSERT INTO VehicleRegistration {'VIN': 'N${n}', 'Notes': '} {'}`);
   }
-  quill(["shell", "--data-dir", dataDir, "--ledger", LEDGER, "-e", statements.join("; ")]);
+  quill(["shell", ...storageArgs(dataDir), "--ledger", LEDGER, "-e", statements.join("; ")]);
   server = await startQuill(dataDir, process.env);
   s3Client = new S3Client({});
   qldbClient = new QLDBClient({ endpoint: server.endpoint });

@@ -25,9 +25,31 @@ function stop(child) {
   });
 }
 
+// With QUILL_TEST_PG_URL (a PostgreSQL server's URL, as scripts/test.sh sets it for the second
+// run of this suite), every data directory's ledgers live in a database of their own there.
+const pgUrl = process.env.QUILL_TEST_PG_URL;
+const databases = new Map();
+
+/** Where the ledgers of `dataDir` live, as `quill` arguments: `--data-dir DIR` on the embedded
+ * backend, `--storage URL` on PostgreSQL (one database per directory, created on first use). */
+function storageArgs(dataDir) {
+  if (!pgUrl) return ["--data-dir", dataDir];
+  if (!databases.has(dataDir)) {
+    const name = `node_${process.pid}_${databases.size + 1}`;
+    execFileSync("psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", pgUrl, "-c", `CREATE DATABASE ${name}`], {
+      stdio: ["ignore", "ignore", "inherit"],
+    });
+    const url = new URL(pgUrl);
+    url.pathname = `/${name}`;
+    databases.set(dataDir, url.toString());
+  }
+  return ["--storage", databases.get(dataDir)];
+}
+
 /** `quill serve` on `dataDir` with `env`; resolves to `{ endpoint, stop }` once it listens. */
 async function startQuill(dataDir, env = process.env) {
-  const child = spawn(quillBin, ["serve", "--data-dir", dataDir, "--listen", "127.0.0.1:0"], {
+  const storage = pgUrl ? storageArgs(dataDir) : [];
+  const child = spawn(quillBin, ["serve", "--data-dir", dataDir, "--listen", "127.0.0.1:0", ...storage], {
     env,
     stdio: ["ignore", "pipe", "inherit"],
   });
@@ -86,4 +108,4 @@ async function startMoto() {
   return { url: `http://127.0.0.1:${port}`, stop: () => stop(child) };
 }
 
-module.exports = { quill, quillBin, startQuill, startMoto };
+module.exports = { quill, quillBin, startQuill, startMoto, storageArgs };

@@ -321,3 +321,19 @@ class PostgresServer:
         pid = int(lines[0]) if lines and lines[0].strip().isdigit() else None
         shared_memory = lines[6].split()[1] if len(lines) > 6 and len(lines[6].split()) > 1 else None
         return pid, shared_memory
+
+
+if __name__ == "__main__":
+    # `python postgres_cluster.py COMMAND [ARGS…]`: runs COMMAND with QUILL_TEST_PG_URL naming a
+    # throwaway cluster (scripts/test.sh runs the Node.js suite against PostgreSQL this way),
+    # and exits with its status once the cluster is gone.
+    import sys
+
+    if len(sys.argv) < 2:
+        sys.exit("usage: postgres_cluster.py COMMAND [ARGS...]")
+    cluster = PostgresServer()
+    try:
+        status = subprocess.run(sys.argv[1:], env={**os.environ, "QUILL_TEST_PG_URL": cluster.url}).returncode
+    finally:
+        cluster.close()
+    sys.exit(status)
