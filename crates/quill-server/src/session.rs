@@ -235,10 +235,13 @@ impl Sessions {
         session_token: Option<&str>,
         command: Command,
     ) -> Result<Result<Outcome, ApiError>, Command> {
-        let quick = matches!(
-            command,
-            Command::StartTransaction | Command::AbortTransaction | Command::FetchPage { .. }
-        );
+        // With ledgers in PostgreSQL, StartTransaction first reads the committed tip there: a
+        // round trip, for a blocking thread.
+        let quick = match command {
+            Command::StartTransaction => registry.postgres().is_none(),
+            Command::AbortTransaction | Command::FetchPage { .. } => true,
+            _ => false,
+        };
         let Some(token) = session_token.filter(|_| quick) else {
             return Err(command);
         };

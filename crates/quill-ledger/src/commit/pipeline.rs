@@ -284,6 +284,11 @@ struct Alone<'a>(MutexGuard<'a, Sequencer>);
 /// Takes the sequencer when the pipeline is idle (nothing queued, no batch waiting for its
 /// fsync); `None` when it is busy, and then group commit through the threads is the faster way.
 fn alone(core: &Core) -> Option<Alone<'_>> {
+    if core.journal.shared().is_some() {
+        // A batch of one would hold the PostgreSQL tip lock for a whole round of statements
+        // while the commits arriving meanwhile wait: through the committer they go together.
+        return None;
+    }
     let pipeline = &core.pipeline;
     if pipeline.queued.load(Ordering::SeqCst) != 0 || pipeline.syncing.load(Ordering::SeqCst) != 0 {
         return None;
@@ -305,9 +310,6 @@ impl Alone<'_> {
         let mut sequencer = self.0;
         let (reply, answer) = mpsc::sync_channel(1);
         match sequence_batch(core, &mut sequencer, vec![CommitRequest { commit, reply }]) {
-            Some(sequenced) if core.journal.shared().is_some() => {
-                commit_shared(core, &mut sequencer, sequenced);
-            }
             Some(Sequenced {
                 state,
                 published: job,
@@ -806,8 +808,10 @@ pub fn catch_up(core: &Core) -> Result<()> {
     let Some(pg) = core.journal.shared() else {
         return Ok(());
     };
-    let (tip, _) = pg.committed_tip()?;
-    if tip <= core.shared().applied {
+    let tip = pg.fresh_tip()?;
+    // `pg.len()` counts this server's own committed batches too, before they are published:
+    // waiting for those would hold every new transaction behind the batch in flight.
+    if tip <= pg.len() {
         return Ok(());
     }
     let mut sequencer = core.pipeline.sequencer();

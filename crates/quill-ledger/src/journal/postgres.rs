@@ -27,9 +27,10 @@
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
+use postgres::types::Type;
 use postgres::{Client, Config, NoTls};
 use quill_verify::Hash;
 
@@ -59,7 +60,7 @@ const MIGRATIONS: &[&str] = &[
 /// both create the tables.
 const MIGRATION_LOCK_KEY: i64 = 0x5155_494c_4c00_0001;
 /// Connections kept idle per store; more are opened when needed and closed when returned.
-const IDLE_CONNECTIONS_MAX: usize = 8;
+const IDLE_CONNECTIONS_MAX: usize = 16;
 /// Blocks fetched per query when scanning.
 const SCAN_CHUNK_BLOCKS: i64 = 512;
 /// Connect timeout when the URL sets none: an unreachable server fails a commit quickly.
@@ -453,11 +454,17 @@ fn insert_blocks(
         .map(|(_, h)| h.as_bytes().as_slice())
         .collect();
     let payloads: Vec<&[u8]> = blocks.iter().map(|(p, _)| *p).collect();
+    // Typed parameters: one round trip, no prepared statement.
     client
-        .execute(
+        .query_typed(
             "INSERT INTO quill_blocks (ledger, seq, hash, payload)
              SELECT $1, * FROM unnest($2::bigint[], $3::bytea[], $4::bytea[])",
-            &[&ledger, &seqs, &hashes, &payloads],
+            &[
+                (&ledger, Type::TEXT),
+                (&seqs, Type::INT8_ARRAY),
+                (&hashes, Type::BYTEA_ARRAY),
+                (&payloads, Type::BYTEA_ARRAY),
+            ],
         )
         .map_err(db_error)?;
     Ok(())
@@ -566,6 +573,20 @@ pub(crate) struct PgJournal {
     len: AtomicU64,
     /// The connection whose transaction holds the tip lock, between `lock_tip` and `sync`.
     batch: Mutex<Option<Client>>,
+    /// Shares tip reads between transactions that begin at the same time (see `fresh_tip`).
+    tip_reads: Mutex<TipReads>,
+    tip_read_done: Condvar,
+}
+
+/// Tip reads in flight and done, numbered in the order they started.
+#[derive(Default)]
+struct TipReads {
+    /// Numbers handed out so far (to readers and to callers of `fresh_tip`).
+    ticket: u64,
+    /// The read in flight, by its ticket.
+    reading: Option<u64>,
+    /// The latest finished read: its ticket and the tip it saw (an error is not kept).
+    done: Option<(u64, u64)>,
 }
 
 impl PgJournal {
@@ -575,7 +596,56 @@ impl PgJournal {
             ledger: ledger.to_owned(),
             len: AtomicU64::new(blocks),
             batch: Mutex::new(None),
+            tip_reads: Mutex::default(),
+            tip_read_done: Condvar::new(),
         }
+    }
+
+    /// The number of committed blocks, as read by a query that started after this call did:
+    /// so it includes every commit acknowledged before the call. Calls at the same time share
+    /// one query instead of each taking a connection for its own (a transaction begins with
+    /// this: see `commit::catch_up`).
+    pub fn fresh_tip(&self) -> Result<u64> {
+        let lock = || {
+            self.tip_reads
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+        };
+        let mut reads = lock();
+        reads.ticket += 1;
+        let mine = reads.ticket;
+        loop {
+            if let Some((ticket, tip)) = reads.done {
+                if ticket > mine {
+                    return Ok(tip);
+                }
+            }
+            match reads.reading {
+                // A read that started after this call: its answer will do.
+                Some(ticket) if ticket > mine => {}
+                // One that started before: wait for it, then read (or share a later read).
+                Some(_) => {}
+                None => break,
+            }
+            reads = self
+                .tip_read_done
+                .wait(reads)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        reads.ticket += 1;
+        let ticket = reads.ticket;
+        reads.reading = Some(ticket);
+        drop(reads);
+        let read = self.committed_tip().map(|(blocks, _)| blocks);
+        let mut reads = lock();
+        reads.reading = None;
+        if let Ok(tip) = read {
+            if reads.done.is_none_or(|(done, _)| done < ticket) {
+                reads.done = Some((ticket, tip));
+            }
+        }
+        self.tip_read_done.notify_all();
+        read
     }
 
     pub fn len(&self) -> u64 {
@@ -588,15 +658,22 @@ impl PgJournal {
         self.rollback();
         blocking(|| {
             let mut client = self.store.client()?;
-            client.batch_execute("BEGIN").map_err(db_error)?;
-            let row = client
-                .query_opt(
-                    "SELECT blocks FROM quill_ledgers WHERE name = $1 FOR UPDATE",
-                    &[&self.ledger],
-                )
-                .map_err(db_error)?
+            // BEGIN and the lock in one round trip (the simple query protocol takes both).
+            let lock = format!(
+                "BEGIN; SELECT blocks FROM quill_ledgers WHERE name = '{}' FOR UPDATE",
+                self.ledger.replace('\'', "''")
+            );
+            let answer = client.simple_query(&lock).map_err(db_error)?;
+            let blocks = answer
+                .iter()
+                .find_map(|message| match message {
+                    postgres::SimpleQueryMessage::Row(row) => row.get(0),
+                    _ => None,
+                })
                 .ok_or_else(|| LedgerError::UnknownLedger(self.ledger.clone()))?;
-            let blocks = row.get::<_, i64>(0) as u64;
+            let blocks: u64 = blocks.parse().map_err(|_| {
+                LedgerError::Storage(format!("quill_ledgers.blocks is not a count: {blocks}"))
+            })?;
             if blocks < next {
                 return Err(lost_blocks(&self.ledger, blocks, next));
             }
@@ -622,18 +699,29 @@ impl PgJournal {
             let client = slot.as_mut().ok_or_else(|| {
                 LedgerError::Storage("append without the tip lock (lock_tip first)".into())
             })?;
-            let appended = insert_blocks(client, &self.ledger, first, blocks).and_then(|()| {
-                client
-                    .execute(
-                        "UPDATE quill_ledgers SET blocks = $2, last_hash = $3 WHERE name = $1",
-                        &[
-                            &self.ledger,
-                            &(end as i64),
-                            &last_hash.as_bytes().as_slice(),
-                        ],
-                    )
-                    .map_err(db_error)
-            });
+            // The blocks and the tip in one statement: one round trip.
+            let seqs: Vec<i64> = (first as i64..end as i64).collect();
+            let hashes: Vec<&[u8]> = blocks
+                .iter()
+                .map(|(_, h)| h.as_bytes().as_slice())
+                .collect();
+            let payloads: Vec<&[u8]> = blocks.iter().map(|(p, _)| *p).collect();
+            let appended = client
+                .query_typed(
+                    "WITH appended AS (
+                         INSERT INTO quill_blocks (ledger, seq, hash, payload)
+                         SELECT $1, * FROM unnest($2::bigint[], $3::bytea[], $4::bytea[]))
+                     UPDATE quill_ledgers SET blocks = $5, last_hash = $6 WHERE name = $1",
+                    &[
+                        (&self.ledger, Type::TEXT),
+                        (&seqs, Type::INT8_ARRAY),
+                        (&hashes, Type::BYTEA_ARRAY),
+                        (&payloads, Type::BYTEA_ARRAY),
+                        (&(end as i64), Type::INT8),
+                        (&last_hash.as_bytes().as_slice(), Type::BYTEA),
+                    ],
+                )
+                .map_err(db_error);
             if appended.is_err() {
                 // Dropping the connection rolls the transaction back.
                 slot.take();
@@ -673,9 +761,9 @@ impl PgJournal {
     pub fn committed_tip(&self) -> Result<(u64, Hash)> {
         let row = self.store.with_client(|client| {
             client
-                .query_opt(
+                .query_typed_opt(
                     "SELECT blocks, last_hash FROM quill_ledgers WHERE name = $1",
-                    &[&self.ledger],
+                    &[(&self.ledger, Type::TEXT)],
                 )
                 .map_err(db_error)
         })?;
@@ -699,9 +787,12 @@ impl PgJournal {
     pub fn read(&self, sequence_no: u64) -> Result<Vec<u8>> {
         let row = self.store.with_client(|client| {
             client
-                .query_opt(
+                .query_typed_opt(
                     "SELECT payload FROM quill_blocks WHERE ledger = $1 AND seq = $2",
-                    &[&self.ledger, &(sequence_no as i64)],
+                    &[
+                        (&self.ledger, Type::TEXT),
+                        (&(sequence_no as i64), Type::INT8),
+                    ],
                 )
                 .map_err(db_error)
         })?;
@@ -808,10 +899,14 @@ impl Drop for PgJournal {
 
 fn fetch(client: &mut Client, ledger: &str, from: u64, to: u64) -> Result<Vec<(u64, Vec<u8>)>> {
     let rows = client
-        .query(
+        .query_typed(
             "SELECT seq, payload FROM quill_blocks WHERE ledger = $1 AND seq >= $2 AND seq < $3
              ORDER BY seq",
-            &[&ledger, &(from as i64), &(to as i64)],
+            &[
+                (&ledger, Type::TEXT),
+                (&(from as i64), Type::INT8),
+                (&(to as i64), Type::INT8),
+            ],
         )
         .map_err(db_error)?;
     let blocks: Vec<(u64, Vec<u8>)> = rows
