@@ -28,7 +28,7 @@ use serde_json::{json, Value};
 use crate::control::{check_tags, TagChange};
 use crate::error::{ApiError, ErrorKind};
 use crate::kinesis::{
-    endpoint_authority, AwsCredentials, KinesisClient, KinesisSink, KinesisTarget,
+    endpoint_from_environment, AwsCredentials, KinesisClient, KinesisSink, KinesisTarget,
 };
 use crate::nats::{NatsSink, NatsTarget};
 
@@ -195,8 +195,8 @@ fn sink_for(spec: &StreamSpec, strand_id: &str) -> Box<dyn Sink> {
         }
     };
     let region = kinesis_region(kinesis_stream_arn).unwrap_or("us-east-1");
-    let authority = match endpoint_authority(region) {
-        Ok(authority) => authority,
+    let endpoint = match endpoint_from_environment(region) {
+        Ok(endpoint) => endpoint,
         Err(message) => return Box::new(Unconfigured(message)),
     };
     let Some(credentials) = AwsCredentials::from_environment() else {
@@ -206,7 +206,7 @@ fn sink_for(spec: &StreamSpec, strand_id: &str) -> Box<dyn Sink> {
     };
     Box::new(KinesisSink::new(KinesisTarget {
         client: KinesisClient {
-            authority,
+            endpoint,
             region: region.to_owned(),
             credentials,
         },
@@ -947,7 +947,7 @@ mod tests {
 
         // A day later the recent one has expired too.
         streams.expire(&mut streams.entries.lock().unwrap(), now + day);
-        assert_eq!(ids(&streams), [running.clone()]);
+        assert_eq!(ids(&streams), std::slice::from_ref(&running));
         assert!(!data.path().join("streams/shop").join(&recent).exists());
         assert!(data.path().join("streams/shop").join(&running).exists());
     }

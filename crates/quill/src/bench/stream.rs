@@ -27,7 +27,9 @@ use async_nats::jetstream;
 use futures_util::StreamExt as _;
 use ion_rs::Element;
 use quill_ledger::{Ledger, LedgerOptions};
-use quill_server::kinesis::{AwsCredentials, KinesisClient, KinesisSink, KinesisTarget};
+use quill_server::kinesis::{
+    AwsCredentials, KinesisClient, KinesisEndpoint, KinesisSink, KinesisTarget,
+};
 use quill_server::nats::{NatsSink, NatsTarget};
 use quill_stream::{Cursor, Sink, StreamConfig, StreamHandle, StreamStatus, Worker, WorkerOptions};
 use serde_json::{json, Value};
@@ -228,23 +230,17 @@ pub fn run(args: StreamBenchArgs) -> Result<()> {
 /// `ACTIVE`.
 async fn kinesis_target(endpoint: &str) -> Result<Target> {
     let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
-    let authority = endpoint
-        .strip_prefix("http://")
-        .map(|rest| rest.trim_end_matches('/'))
-        .filter(|a| !a.is_empty() && !a.contains('/'))
-        .with_context(|| format!("--kinesis-endpoint {endpoint:?} is not http://HOST:PORT"))?;
-    let authority = if authority.contains(':') {
-        authority.to_owned()
-    } else {
-        format!("{authority}:80")
-    };
+    let ca_bundle = std::env::var_os("AWS_CA_BUNDLE").map(PathBuf::from);
+    let parsed = KinesisEndpoint::parse(endpoint, ca_bundle.as_deref())
+        .map_err(anyhow::Error::msg)
+        .context("--kinesis-endpoint")?;
     let credentials = AwsCredentials::from_environment().unwrap_or(AwsCredentials {
         access_key_id: "testing".into(),
         secret_access_key: "testing".into(),
         session_token: None,
     });
     let client = KinesisClient {
-        authority,
+        endpoint: parsed,
         region,
         credentials,
     };
