@@ -30,7 +30,7 @@ use crate::error::{ApiError, ErrorKind};
 use crate::kinesis::{
     endpoint_from_environment, AwsCredentials, KinesisClient, KinesisSink, KinesisTarget,
 };
-use crate::nats::{NatsSink, NatsTarget};
+use crate::nats::{NatsAuth, NatsSink, NatsTarget};
 
 const ARN_CHARS: std::ops::RangeInclusive<usize> = 20..=1600;
 const STREAM_NAME_MAX_CHARS: usize = 32;
@@ -88,7 +88,35 @@ pub enum Destination {
     Nats {
         nats_server: String,
         nats_subject: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        nats_tls: bool,
+        /// Credentials as the URL gave them (the data directory holds secrets anyway: the
+        /// journal); Describe shows the URL without them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        nats_auth: Option<NatsAuth>,
     },
+}
+
+impl Destination {
+    fn nats_target(&self) -> Option<NatsTarget> {
+        match self {
+            Destination::Kinesis { .. } => None,
+            Destination::Nats {
+                nats_server,
+                nats_subject,
+                nats_tls,
+                nats_auth,
+            } => Some(NatsTarget {
+                server: nats_server.clone(),
+                subject: nats_subject.clone(),
+                tls: *nats_tls,
+                auth: nats_auth.clone(),
+                ca_file: std::env::var_os("NATS_CA")
+                    .filter(|path| !path.is_empty())
+                    .map(PathBuf::from),
+            }),
+        }
+    }
 }
 
 /// The two stream APIs: QLDB's Kinesis one and Quill's NATS one. Each sees only its own
@@ -184,14 +212,9 @@ fn sink_for(spec: &StreamSpec, strand_id: &str) -> Box<dyn Sink> {
             aggregation_enabled,
             ..
         } => (kinesis_stream_arn, *aggregation_enabled),
-        Destination::Nats {
-            nats_server,
-            nats_subject,
-        } => {
-            return Box::new(NatsSink::new(NatsTarget {
-                server: nats_server.clone(),
-                subject: nats_subject.clone(),
-            }))
+        Destination::Nats { .. } => {
+            let target = spec.destination.nats_target().expect("a NATS destination");
+            return Box::new(NatsSink::new(target));
         }
     };
     let region = kinesis_region(kinesis_stream_arn).unwrap_or("us-east-1");
@@ -428,6 +451,8 @@ impl Streams {
         let destination = Destination::Nats {
             nats_server: target.server,
             nats_subject: target.subject,
+            nats_tls: target.tls,
+            nats_auth: target.auth,
         };
         self.create(
             ledger_name,
@@ -717,13 +742,9 @@ fn description(entry: &Entry) -> Value {
                 "AggregationEnabled": aggregation_enabled,
             });
         }
-        Destination::Nats {
-            nats_server,
-            nats_subject,
-        } => {
-            description["NatsConfiguration"] = json!({
-                "Url": format!("nats://{nats_server}/{nats_subject}"),
-            });
+        Destination::Nats { .. } => {
+            let target = spec.destination.nats_target().expect("a NATS destination");
+            description["NatsConfiguration"] = json!({ "Url": target.url() });
         }
     }
     if let Some(end) = spec.exclusive_end_time {
@@ -875,6 +896,8 @@ mod tests {
             destination: Destination::Nats {
                 nats_server: "127.0.0.1:4222".into(),
                 nats_subject: "quill.shop".into(),
+                nats_tls: false,
+                nats_auth: None,
             },
             ..spec
         };
@@ -892,6 +915,8 @@ mod tests {
             destination: Destination::Nats {
                 nats_server: "127.0.0.1:4222".into(),
                 nats_subject: "quill.shop".into(),
+                nats_tls: false,
+                nats_auth: None,
             },
             creation_time: 1.0,
             inclusive_start_time: 1.0,

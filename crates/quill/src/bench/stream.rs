@@ -470,10 +470,10 @@ impl Bench<'_> {
                 aggregation: true,
                 partition_key: self.strand_id.to_owned(),
             })),
-            Target::Nats { server, subject } => Box::new(NatsSink::new(NatsTarget {
-                server: server.clone(),
-                subject: subject.clone(),
-            })),
+            Target::Nats { server, subject } => Box::new(NatsSink::new(NatsTarget::new(
+                server.clone(),
+                subject.clone(),
+            ))),
         };
         let config = StreamConfig {
             stream_arn: format!("arn:aws:qldb:us-east-1:123456789012:stream/bench/{stream_id}"),
