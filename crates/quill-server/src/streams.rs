@@ -970,8 +970,9 @@ mod tests {
         let described = streams.describe(Kind::Nats, "shop", &recent).unwrap();
         assert_eq!(described["Stream"]["Status"], "COMPLETED");
 
-        // A day later the recent one has expired too.
-        streams.expire(&mut streams.entries.lock().unwrap(), now + day);
+        // A day later the recent one has expired too (a second more: `now - 6 days + 7 days`
+        // need not round to exactly `now + 1 day`).
+        streams.expire(&mut streams.entries.lock().unwrap(), now + day + 1.0);
         assert_eq!(ids(&streams), std::slice::from_ref(&running));
         assert!(!data.path().join("streams/shop").join(&recent).exists());
         assert!(data.path().join("streams/shop").join(&running).exists());
