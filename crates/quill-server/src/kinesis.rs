@@ -4,20 +4,27 @@
 //! `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`, else the `AWS_PROFILE` (or `default`)
 //! section of `~/.aws/credentials` (`AWS_SHARED_CREDENTIALS_FILE`).
 //!
-//! Only `http://` endpoints are supported for now (a local Kinesis-compatible server such as
-//! moto or kinesalite); the public `https://kinesis.<region>.amazonaws.com` needs a TLS client.
+//! `https://` endpoints (the default, `https://kinesis.<region>.amazonaws.com`) are reached over
+//! rustls, trusting Mozilla's roots (`webpki-roots`) plus the PEM certificates of
+//! `AWS_CA_BUNDLE`, as the AWS SDKs take it; `http://` serves a local Kinesis-compatible server
+//! such as moto or kinesalite.
 //!
 //! With aggregation on, the records of a delivery are packed in KPL aggregated records
 //! ([`quill_stream::kpl`]). Every Kinesis record of a ledger uses the ledger's strand id as its
 //! partition key, so one shard holds a ledger's records in order.
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use quill_stream::{BoxFuture, ErrorCause, Sink, SinkError, StreamRecord};
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::TlsConnector;
 
 use crate::sigv4;
 
@@ -95,11 +102,113 @@ impl AwsCredentials {
     }
 }
 
+/// Where a Kinesis API is served: `http://` or `https://HOST[:PORT]`.
+#[derive(Clone)]
+pub struct KinesisEndpoint {
+    host: String,
+    port: u16,
+    /// The `host` header (and SigV4's signed host): the port only when it is not the scheme's.
+    host_header: String,
+    tls: Option<(TlsConnector, ServerName<'static>)>,
+}
+
+impl std::fmt::Debug for KinesisEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        write!(f, "{scheme}://{}:{}", self.host, self.port)
+    }
+}
+
+impl KinesisEndpoint {
+    /// Parses `http://HOST[:PORT]` or `https://HOST[:PORT]` (a trailing `/` allowed). An
+    /// `https` endpoint trusts Mozilla's roots plus the PEM certificates in `ca_bundle`.
+    pub fn parse(url: &str, ca_bundle: Option<&Path>) -> Result<KinesisEndpoint, String> {
+        let bad = || format!("Kinesis endpoint {url:?} is not http(s)://HOST[:PORT]");
+        let (https, rest) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
+            (Some(rest), _) => (true, rest),
+            (None, Some(rest)) => (false, rest),
+            (None, None) => return Err(bad()),
+        };
+        let authority = rest.strip_suffix('/').unwrap_or(rest);
+        if authority.is_empty() || authority.contains(['/', '@', '?', '#']) {
+            return Err(bad());
+        }
+        // A bracketed IPv6 address has colons of its own: its port follows "]:".
+        let (host, port) = match authority.strip_prefix('[') {
+            Some(bracketed) => {
+                let (host, after) = bracketed.split_once(']').ok_or_else(bad)?;
+                let port = match after {
+                    "" => None,
+                    _ => Some(after.strip_prefix(':').ok_or_else(bad)?),
+                };
+                (host, port)
+            }
+            None => match authority.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (authority, None),
+            },
+        };
+        let default_port = if https { 443 } else { 80 };
+        let port = match port {
+            Some(port) => port.parse::<u16>().map_err(|_| bad())?,
+            None => default_port,
+        };
+        if host.is_empty() {
+            return Err(bad());
+        }
+        let host_header = match (port == default_port, authority.starts_with('[')) {
+            (true, true) => format!("[{host}]"),
+            (true, false) => host.to_owned(),
+            (false, true) => format!("[{host}]:{port}"),
+            (false, false) => format!("{host}:{port}"),
+        };
+        let tls = if https {
+            let name = ServerName::try_from(host.to_owned()).map_err(|_| bad())?;
+            Some((tls_connector(ca_bundle)?, name))
+        } else {
+            None
+        };
+        Ok(KinesisEndpoint {
+            host: host.to_owned(),
+            port,
+            host_header,
+            tls,
+        })
+    }
+}
+
+/// A rustls client trusting Mozilla's roots plus every certificate of the PEM file `ca_bundle`.
+fn tls_connector(ca_bundle: Option<&Path>) -> Result<TlsConnector, String> {
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    if let Some(path) = ca_bundle {
+        let error = |detail: String| format!("CA bundle {}: {detail}", path.display());
+        let pem = std::fs::read(path).map_err(|e| error(e.to_string()))?;
+        let mut added = 0;
+        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+            let cert = cert.map_err(|e| error(e.to_string()))?;
+            roots.add(cert).map_err(|e| error(e.to_string()))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(error("no PEM certificate in the file".into()));
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
 /// A Kinesis API client: JSON 1.1 requests over HTTP/1.1, signed with SigV4.
 #[derive(Debug, Clone)]
 pub struct KinesisClient {
-    /// `host:port` of an `http://` endpoint.
-    pub authority: String,
+    pub endpoint: KinesisEndpoint,
     pub region: String,
     pub credentials: AwsCredentials,
 }
@@ -115,23 +224,14 @@ pub struct KinesisTarget {
     pub partition_key: String,
 }
 
-/// The endpoint the SDKs would use for Kinesis in `region`, as `host:port`.
-pub fn endpoint_authority(region: &str) -> Result<String, String> {
+/// The endpoint the SDKs would use for Kinesis in `region`: `AWS_ENDPOINT_URL_KINESIS`, else
+/// `AWS_ENDPOINT_URL`, else AWS's own; `https` trusts `AWS_CA_BUNDLE`'s certificates too.
+pub fn endpoint_from_environment(region: &str) -> Result<KinesisEndpoint, String> {
     let url = env("AWS_ENDPOINT_URL_KINESIS")
         .or_else(|| env("AWS_ENDPOINT_URL"))
         .unwrap_or_else(|| format!("https://kinesis.{region}.amazonaws.com"));
-    let authority = url
-        .strip_prefix("http://")
-        .map(|rest| rest.trim_end_matches('/'))
-        .filter(|a| !a.is_empty() && !a.contains('/'))
-        .ok_or_else(|| {
-            format!("Kinesis endpoint {url:?}: only http://HOST[:PORT] endpoints are supported")
-        })?;
-    Ok(if authority.contains(':') {
-        authority.to_owned()
-    } else {
-        format!("{authority}:80")
-    })
+    let ca_bundle = env("AWS_CA_BUNDLE");
+    KinesisEndpoint::parse(&url, ca_bundle.as_deref().map(Path::new))
 }
 
 /// Delivers stream records to one Kinesis data stream.
@@ -216,7 +316,7 @@ impl KinesisClient {
                 "content-type".to_owned(),
                 "application/x-amz-json-1.1".to_owned(),
             ),
-            ("host".to_owned(), t.authority.clone()),
+            ("host".to_owned(), t.endpoint.host_header.clone()),
             (
                 "x-amz-date".to_owned(),
                 sigv4::format_amz_date(SystemTime::now()),
@@ -242,12 +342,12 @@ impl KinesisClient {
         )
         .ok_or_else(|| SinkError::transient("cannot sign the Kinesis request"))?;
         headers.push(("authorization".to_owned(), authorization));
-        let exchange = http_post(&t.authority, &headers, body);
+        let exchange = t.endpoint.post(&headers, body);
         let (status, reply) = tokio::time::timeout(IO_TIMEOUT, exchange)
             .await
             .map_err(|_| SinkError::transient("Kinesis did not answer in time"))?
             .map_err(|e| {
-                SinkError::transient(format!("cannot reach Kinesis at {}: {e}", t.authority))
+                SinkError::transient(format!("cannot reach Kinesis at {:?}: {e}", t.endpoint))
             })?;
         let json: Value = serde_json::from_slice(&reply).unwrap_or(Value::Null);
         if status == 200 {
@@ -290,12 +390,29 @@ impl Sink for KinesisSink {
     }
 }
 
-async fn http_post(
-    authority: &str,
+impl KinesisEndpoint {
+    /// One `POST /` on a fresh connection; the reply's status and body.
+    async fn post(
+        &self,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> std::io::Result<(u16, Vec<u8>)> {
+        let stream = TcpStream::connect((self.host.as_str(), self.port)).await?;
+        match &self.tls {
+            None => http_post(stream, headers, body).await,
+            Some((connector, name)) => {
+                let stream = connector.connect(name.clone(), stream).await?;
+                http_post(stream, headers, body).await
+            }
+        }
+    }
+}
+
+async fn http_post<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
     headers: &[(String, String)],
     body: &[u8],
 ) -> std::io::Result<(u16, Vec<u8>)> {
-    let mut stream = TcpStream::connect(authority).await?;
     let mut head = String::from("POST / HTTP/1.1\r\n");
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
@@ -349,10 +466,18 @@ async fn http_post(
         body.resize(length.min(RESPONSE_MAX_BYTES), 0);
         reader.read_exact(&mut body).await?;
     } else {
-        reader
+        let read = reader
             .take(RESPONSE_MAX_BYTES as u64)
             .read_to_end(&mut body)
-            .await?;
+            .await;
+        // A reply delimited by the connection's end: over TLS, a server closing without
+        // close_notify still sent all of it.
+        match read {
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {}
+            other => {
+                other?;
+            }
+        }
     }
     Ok((status, body))
 }
@@ -360,6 +485,48 @@ async fn http_post(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn endpoints_are_http_or_https_urls() {
+        let aws = KinesisEndpoint::parse("https://kinesis.eu-west-1.amazonaws.com", None).unwrap();
+        assert_eq!(
+            (aws.host.as_str(), aws.port),
+            ("kinesis.eu-west-1.amazonaws.com", 443)
+        );
+        assert_eq!(aws.host_header, "kinesis.eu-west-1.amazonaws.com");
+        assert!(aws.tls.is_some());
+        let local = KinesisEndpoint::parse("http://127.0.0.1:4567/", None).unwrap();
+        assert_eq!((local.host.as_str(), local.port), ("127.0.0.1", 4567));
+        assert_eq!(local.host_header, "127.0.0.1:4567");
+        assert!(local.tls.is_none());
+        let plain = KinesisEndpoint::parse("http://localhost", None).unwrap();
+        assert_eq!((plain.port, plain.host_header.as_str()), (80, "localhost"));
+        let v6 = KinesisEndpoint::parse("https://[::1]:8443", None).unwrap();
+        assert_eq!((v6.host.as_str(), v6.port), ("::1", 8443));
+        assert_eq!(v6.host_header, "[::1]:8443");
+        for bad in [
+            "kinesis.amazonaws.com",
+            "ftp://h",
+            "https://",
+            "https://h/path",
+            "https://h:port",
+            "https://u@h",
+            "https://:443",
+        ] {
+            assert!(KinesisEndpoint::parse(bad, None).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ca_bundles_must_hold_a_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let error = KinesisEndpoint::parse("https://h", Some(&empty)).unwrap_err();
+        assert!(error.contains("no PEM certificate"), "{error}");
+        let missing = dir.path().join("missing.pem");
+        assert!(KinesisEndpoint::parse("https://h", Some(&missing)).is_err());
+    }
 
     #[test]
     fn profiles_are_read_from_ini_sections() {

@@ -4,12 +4,15 @@
 //! NATS JetStream, with the same operations under `/ledgers/{name}/journal-nats-streams`.
 //!
 //! Each stream lives in `<data-dir>/streams/<ledger>/<streamId>/`: `stream.json` (the request
-//! and, once it ended, its final status) and `cursor.json` (the worker's durable cursor). At
-//! start the server resumes every stream that has not ended, from its cursor.
+//! and, once it ended, its final status and when it ended) and `cursor.json` (the worker's
+//! durable cursor). At start the server resumes every stream that has not ended, from its cursor.
+//!
+//! As in QLDB, a stream that ended (`COMPLETED`, `CANCELED` or `FAILED`) expires 7 days later:
+//! Describe and List no longer return it and its directory is deleted.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use quill_ledger::storage::Storage;
@@ -25,15 +28,17 @@ use serde_json::{json, Value};
 use crate::control::{check_tags, TagChange};
 use crate::error::{ApiError, ErrorKind};
 use crate::kinesis::{
-    endpoint_authority, AwsCredentials, KinesisClient, KinesisSink, KinesisTarget,
+    endpoint_from_environment, AwsCredentials, KinesisClient, KinesisSink, KinesisTarget,
 };
-use crate::nats::{NatsSink, NatsTarget};
+use crate::nats::{NatsAuth, NatsSink, NatsTarget};
 
 const ARN_CHARS: std::ops::RangeInclusive<usize> = 20..=1600;
 const STREAM_NAME_MAX_CHARS: usize = 32;
 /// QLDB's default quota of active journal streams per ledger (Kinesis and NATS streams count
 /// alike here: each holds a worker).
 const ACTIVE_STREAMS_PER_LEDGER_MAX: usize = 5;
+/// QLDB's retention of terminal streams ("Expiration for terminal streams").
+const TERMINAL_RETENTION_SECONDS: f64 = 7.0 * 24.0 * 3600.0;
 
 /// A stream as stored in `stream.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -53,6 +58,19 @@ pub struct StreamSpec {
     pub tags: BTreeMap<String, String>,
     /// Set once the stream ended.
     pub final_status: Option<StreamStatus>,
+    /// When it ended (epoch seconds); it expires [`TERMINAL_RETENTION_SECONDS`] later.
+    #[serde(default)]
+    pub end_time: Option<f64>,
+}
+
+impl StreamSpec {
+    /// Ended more than QLDB's retention period before `now`.
+    fn is_expired(&self, now: f64) -> bool {
+        self.final_status.is_some()
+            && self
+                .end_time
+                .is_some_and(|end| now >= end + TERMINAL_RETENTION_SECONDS)
+    }
 }
 
 /// Where a stream's records go. Stored flat in `stream.json` (a Kinesis stream's fields are
@@ -70,7 +88,35 @@ pub enum Destination {
     Nats {
         nats_server: String,
         nats_subject: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        nats_tls: bool,
+        /// Credentials as the URL gave them (the data directory holds secrets anyway: the
+        /// journal); Describe shows the URL without them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        nats_auth: Option<NatsAuth>,
     },
+}
+
+impl Destination {
+    fn nats_target(&self) -> Option<NatsTarget> {
+        match self {
+            Destination::Kinesis { .. } => None,
+            Destination::Nats {
+                nats_server,
+                nats_subject,
+                nats_tls,
+                nats_auth,
+            } => Some(NatsTarget {
+                server: nats_server.clone(),
+                subject: nats_subject.clone(),
+                tls: *nats_tls,
+                auth: nats_auth.clone(),
+                ca_file: std::env::var_os("NATS_CA")
+                    .filter(|path| !path.is_empty())
+                    .map(PathBuf::from),
+            }),
+        }
+    }
 }
 
 /// The two stream APIs: QLDB's Kinesis one and Quill's NATS one. Each sees only its own
@@ -89,6 +135,8 @@ impl Destination {
         }
     }
 }
+
+type Entries = BTreeMap<(String, String), Entry>;
 
 struct Entry {
     spec: StreamSpec,
@@ -111,7 +159,7 @@ impl Entry {
 pub struct Streams {
     root: PathBuf,
     runtime: tokio::runtime::Handle,
-    entries: Arc<Mutex<BTreeMap<(String, String), Entry>>>,
+    entries: Arc<Mutex<Entries>>,
 }
 
 fn now_seconds() -> f64 {
@@ -164,19 +212,14 @@ fn sink_for(spec: &StreamSpec, strand_id: &str) -> Box<dyn Sink> {
             aggregation_enabled,
             ..
         } => (kinesis_stream_arn, *aggregation_enabled),
-        Destination::Nats {
-            nats_server,
-            nats_subject,
-        } => {
-            return Box::new(NatsSink::new(NatsTarget {
-                server: nats_server.clone(),
-                subject: nats_subject.clone(),
-            }))
+        Destination::Nats { .. } => {
+            let target = spec.destination.nats_target().expect("a NATS destination");
+            return Box::new(NatsSink::new(target));
         }
     };
     let region = kinesis_region(kinesis_stream_arn).unwrap_or("us-east-1");
-    let authority = match endpoint_authority(region) {
-        Ok(authority) => authority,
+    let endpoint = match endpoint_from_environment(region) {
+        Ok(endpoint) => endpoint,
         Err(message) => return Box::new(Unconfigured(message)),
     };
     let Some(credentials) = AwsCredentials::from_environment() else {
@@ -186,7 +229,7 @@ fn sink_for(spec: &StreamSpec, strand_id: &str) -> Box<dyn Sink> {
     };
     Box::new(KinesisSink::new(KinesisTarget {
         client: KinesisClient {
-            authority,
+            endpoint,
             region: region.to_owned(),
             credentials,
         },
@@ -224,22 +267,58 @@ impl Streams {
                 let Ok(bytes) = std::fs::read(&path) else {
                     continue;
                 };
-                let spec: StreamSpec = serde_json::from_slice(&bytes)
+                let mut spec: StreamSpec = serde_json::from_slice(&bytes)
                     .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?;
+                if spec.final_status.is_some() && spec.end_time.is_none() {
+                    // Written before end times were recorded: the file was last written when
+                    // the stream ended (or later, for a tag change), so it expires no earlier.
+                    spec.end_time = std::fs::metadata(&path)
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                        .map(|d| d.as_secs_f64());
+                }
                 let key = (spec.ledger_name.clone(), spec.stream_id.clone());
                 entries.insert(key, Entry { spec, handle: None });
             }
         }
-        Ok(Streams {
+        let streams = Streams {
             root,
             runtime,
             entries: Arc::new(Mutex::new(entries)),
-        })
+        };
+        // Deletes what expired while the server was down.
+        drop(streams.live());
+        Ok(streams)
+    }
+
+    /// The streams that have not expired; expired ones are forgotten and their directories
+    /// deleted on the way.
+    fn live(&self) -> MutexGuard<'_, Entries> {
+        let mut entries = self.entries.lock().expect("streams lock");
+        self.expire(&mut entries, now_seconds());
+        entries
+    }
+
+    fn expire(&self, entries: &mut Entries, now: f64) {
+        entries.retain(|(_, id), entry| {
+            if !entry.spec.is_expired(now) {
+                return true;
+            }
+            let dir = self.dir(&entry.spec);
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => tracing::info!(stream = %id, "journal stream expired"),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                // Hidden all the same; the next start tries again.
+                Err(e) => tracing::warn!(?dir, "cannot delete an expired journal stream: {e}"),
+            }
+            false
+        });
     }
 
     /// Starts the worker of every stream of `ledger_name` that has not ended.
     pub fn resume(&self, ledger_name: &str, ledger: &Ledger) {
-        let mut entries = self.entries.lock().expect("streams lock");
+        let mut entries = self.live();
         for ((name, _), entry) in entries.iter_mut() {
             if name == ledger_name && entry.spec.final_status.is_none() && entry.handle.is_none() {
                 entry.handle = Some(self.start(&entry.spec, ledger));
@@ -274,6 +353,7 @@ impl Streams {
             let mut entries = entries.lock().expect("streams lock");
             if let Some(entry) = entries.get_mut(&key) {
                 entry.spec.final_status = Some(status);
+                entry.spec.end_time = Some(now_seconds());
                 let bytes = serde_json::to_vec(&entry.spec).expect("a spec serializes");
                 if let Err(e) = Storage::Os.write_atomically(&dir.join("stream.json"), &bytes) {
                     tracing::error!(stream = %key.1, "cannot record the stream's end: {e}");
@@ -371,6 +451,8 @@ impl Streams {
         let destination = Destination::Nats {
             nats_server: target.server,
             nats_subject: target.subject,
+            nats_tls: target.tls,
+            nats_auth: target.auth,
         };
         self.create(
             ledger_name,
@@ -425,9 +507,10 @@ impl Streams {
             exclusive_end_time: request.exclusive_end_time,
             tags,
             final_status: None,
+            end_time: None,
         };
         // Held from the count to the insert, so two requests cannot both take the last slot.
-        let mut entries = self.entries.lock().expect("streams lock");
+        let mut entries = self.live();
         let active = entries
             .iter()
             .filter(|((name, _), entry)| name == ledger_name && entry.is_active())
@@ -465,7 +548,7 @@ impl Streams {
     }
 
     fn remove_ledger(&self, ledger_name: &str) {
-        let mut entries = self.entries.lock().expect("streams lock");
+        let mut entries = self.live();
         entries.retain(|(name, _), entry| {
             if name != ledger_name {
                 return true;
@@ -485,7 +568,7 @@ impl Streams {
 
     /// The stream `stream_id` of `ledger_name` if it is of `kind`.
     fn entry<'a>(
-        entries: &'a BTreeMap<(String, String), Entry>,
+        entries: &'a Entries,
         kind: Kind,
         ledger_name: &str,
         stream_id: &str,
@@ -503,7 +586,7 @@ impl Streams {
         ledger_name: &str,
         stream_id: &str,
     ) -> Result<Value, ApiError> {
-        let entries = self.entries.lock().expect("streams lock");
+        let entries = self.live();
         let entry = Self::entry(&entries, kind, ledger_name, stream_id)?;
         Ok(json!({ "Stream": description(entry) }))
     }
@@ -528,7 +611,7 @@ impl Streams {
                     .ok_or_else(|| ApiError::invalid_parameter("next_token is not valid"))
             })
             .transpose()?;
-        let entries = self.entries.lock().expect("streams lock");
+        let entries = self.live();
         let streams: Vec<&Entry> = entries
             .iter()
             .filter(|((name, id), entry)| {
@@ -558,7 +641,7 @@ impl Streams {
         ledger_name: &str,
         stream_id: &str,
     ) -> Result<Value, ApiError> {
-        let entries = self.entries.lock().expect("streams lock");
+        let entries = self.live();
         let entry = Self::entry(&entries, kind, ledger_name, stream_id)?;
         match (&entry.handle, entry.spec.final_status) {
             (Some(handle), None) if !handle.progress().status.is_terminal() => {
@@ -582,7 +665,7 @@ impl Streams {
         query: &str,
         body: &[u8],
     ) -> Result<Value, ApiError> {
-        let mut entries = self.entries.lock().expect("streams lock");
+        let mut entries = self.live();
         let entry = entries
             .get_mut(&(ledger_name.to_owned(), stream_id.to_owned()))
             .ok_or_else(|| Self::not_found(ledger_name, stream_id))?;
@@ -604,7 +687,7 @@ impl Streams {
     /// Prometheus lines for the running streams: lag in blocks and seconds, and whether each
     /// is impaired.
     pub fn render_metrics(&self) -> String {
-        let entries = self.entries.lock().expect("streams lock");
+        let entries = self.live();
         let mut text = String::from(
             "# TYPE quill_stream_blocks_behind gauge\n\
              # TYPE quill_stream_seconds_behind gauge\n\
@@ -659,13 +742,9 @@ fn description(entry: &Entry) -> Value {
                 "AggregationEnabled": aggregation_enabled,
             });
         }
-        Destination::Nats {
-            nats_server,
-            nats_subject,
-        } => {
-            description["NatsConfiguration"] = json!({
-                "Url": format!("nats://{nats_server}/{nats_subject}"),
-            });
+        Destination::Nats { .. } => {
+            let target = spec.destination.nats_target().expect("a NATS destination");
+            description["NatsConfiguration"] = json!({ "Url": target.url() });
         }
     }
     if let Some(end) = spec.exclusive_end_time {
@@ -817,12 +896,86 @@ mod tests {
             destination: Destination::Nats {
                 nats_server: "127.0.0.1:4222".into(),
                 nats_subject: "quill.shop".into(),
+                nats_tls: false,
+                nats_auth: None,
             },
             ..spec
         };
         let text = serde_json::to_string(&nats).unwrap();
         assert!(text.contains(r#""natsSubject":"quill.shop""#), "{text}");
         assert_eq!(serde_json::from_str::<StreamSpec>(&text).unwrap(), nats);
+    }
+
+    fn stored_stream(dir: &Path, id: &str, status: Option<StreamStatus>, end_time: Option<f64>) {
+        let spec = StreamSpec {
+            ledger_name: "shop".into(),
+            stream_id: id.into(),
+            stream_name: "s".into(),
+            arn: format!("arn:aws:qldb:us-east-1:1:stream/shop/{id}"),
+            destination: Destination::Nats {
+                nats_server: "127.0.0.1:4222".into(),
+                nats_subject: "quill.shop".into(),
+                nats_tls: false,
+                nats_auth: None,
+            },
+            creation_time: 1.0,
+            inclusive_start_time: 1.0,
+            exclusive_end_time: None,
+            tags: BTreeMap::new(),
+            final_status: status,
+            end_time,
+        };
+        let dir = dir.join("streams/shop").join(id);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("stream.json"), serde_json::to_vec(&spec).unwrap()).unwrap();
+        std::fs::write(dir.join("cursor.json"), b"{}").unwrap();
+    }
+
+    #[test]
+    fn terminal_streams_expire_seven_days_after_they_ended() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let day = 24.0 * 3600.0;
+        let now = now_seconds();
+        let (old, recent, running) = ("A".repeat(22), "B".repeat(22), "C".repeat(22));
+        stored_stream(
+            data.path(),
+            &old,
+            Some(StreamStatus::Canceled),
+            Some(now - 7.0 * day - 1.0),
+        );
+        stored_stream(
+            data.path(),
+            &recent,
+            Some(StreamStatus::Completed),
+            Some(now - 6.0 * day),
+        );
+        // A stream that never ended never expires, however old it is.
+        stored_stream(data.path(), &running, None, None);
+
+        let streams = Streams::open(data.path(), runtime.handle().clone()).unwrap();
+        let ids = |streams: &Streams| -> Vec<String> {
+            let listed = streams.list(Kind::Nats, "shop", &[]).unwrap();
+            listed["Streams"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["StreamId"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(ids(&streams), [recent.clone(), running.clone()]);
+        let error = streams.describe(Kind::Nats, "shop", &old).unwrap_err();
+        assert_eq!(error.kind, ErrorKind::ResourceNotFound);
+        assert!(!data.path().join("streams/shop").join(&old).exists());
+        let described = streams.describe(Kind::Nats, "shop", &recent).unwrap();
+        assert_eq!(described["Stream"]["Status"], "COMPLETED");
+
+        // A day later the recent one has expired too (a second more: `now - 6 days + 7 days`
+        // need not round to exactly `now + 1 day`).
+        streams.expire(&mut streams.entries.lock().unwrap(), now + day + 1.0);
+        assert_eq!(ids(&streams), std::slice::from_ref(&running));
+        assert!(!data.path().join("streams/shop").join(&recent).exists());
+        assert!(data.path().join("streams/shop").join(&running).exists());
     }
 
     #[test]

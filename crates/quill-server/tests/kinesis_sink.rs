@@ -2,68 +2,132 @@
 //! with canned Kinesis replies: request shape, SigV4 scope, KPL aggregation, partial failures
 //! and error causes.
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use ion_rs::Element;
 use quill_ledger::{Ledger, LedgerOptions};
-use quill_server::kinesis::{AwsCredentials, KinesisClient, KinesisSink, KinesisTarget};
+use quill_server::kinesis::{
+    AwsCredentials, KinesisClient, KinesisEndpoint, KinesisSink, KinesisTarget,
+};
 use quill_stream::{kpl, ErrorCause, Sink, StreamRecord};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
+use tokio_rustls::rustls;
+use tokio_rustls::TlsAcceptor;
 
 struct Request {
     headers: Vec<(String, String)>,
     body: Value,
 }
 
-/// Serves one canned reply per connection, in order; records the requests.
-async fn endpoint(replies: Vec<(u16, String)>) -> (String, Arc<Mutex<Vec<Request>>>) {
+/// Reads one request from `stream`, logs it and answers `status` with `body`.
+async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    status: u16,
+    body: &str,
+    log: &Mutex<Vec<Request>>,
+) {
+    let mut reader = BufReader::new(stream);
+    let mut headers = Vec::new();
+    let mut line = String::new();
+    reader.read_line(&mut line).await.unwrap();
+    loop {
+        line.clear();
+        reader.read_line(&mut line).await.unwrap();
+        let Some((name, value)) = line.trim_end().split_once(':') else {
+            break;
+        };
+        headers.push((name.to_ascii_lowercase(), value.trim().to_owned()));
+    }
+    let length: usize = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .map(|(_, v)| v.parse().unwrap())
+        .unwrap();
+    let mut request = vec![0; length];
+    reader.read_exact(&mut request).await.unwrap();
+    log.lock().unwrap().push(Request {
+        headers,
+        body: serde_json::from_slice(&request).unwrap(),
+    });
+    let reply = format!(
+        "HTTP/1.1 {status} X\r\ncontent-type: application/x-amz-json-1.1\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let stream = reader.get_mut();
+    stream.write_all(reply.as_bytes()).await.unwrap();
+    stream.shutdown().await.unwrap();
+}
+
+/// Serves one canned reply per connection, in order, over plain HTTP or (with `tls`) HTTPS;
+/// records the requests. Returns the endpoint's URL.
+async fn serve(
+    replies: Vec<(u16, String)>,
+    tls: Option<TlsAcceptor>,
+) -> (String, Arc<Mutex<Vec<Request>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let authority = listener.local_addr().unwrap().to_string();
+    let port = listener.local_addr().unwrap().port();
+    let url = match tls {
+        // The fixture's certificate names localhost.
+        Some(_) => format!("https://localhost:{port}"),
+        None => format!("http://127.0.0.1:{port}"),
+    };
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();
     tokio::spawn(async move {
         for (status, body) in replies {
             let (stream, _) = listener.accept().await.unwrap();
-            let mut reader = BufReader::new(stream);
-            let mut headers = Vec::new();
-            let mut line = String::new();
-            reader.read_line(&mut line).await.unwrap();
-            loop {
-                line.clear();
-                reader.read_line(&mut line).await.unwrap();
-                let Some((name, value)) = line.trim_end().split_once(':') else {
-                    break;
-                };
-                headers.push((name.to_ascii_lowercase(), value.trim().to_owned()));
+            match &tls {
+                None => answer(stream, status, &body, &log).await,
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(stream) => answer(stream, status, &body, &log).await,
+                    // A client that does not trust the certificate hangs up.
+                    Err(_) => continue,
+                },
             }
-            let length: usize = headers
-                .iter()
-                .find(|(n, _)| n == "content-length")
-                .map(|(_, v)| v.parse().unwrap())
-                .unwrap();
-            let mut request = vec![0; length];
-            reader.read_exact(&mut request).await.unwrap();
-            log.lock().unwrap().push(Request {
-                headers,
-                body: serde_json::from_slice(&request).unwrap(),
-            });
-            let reply = format!(
-                "HTTP/1.1 {status} X\r\ncontent-type: application/x-amz-json-1.1\r\ncontent-length: {}\r\n\r\n{body}",
-                body.len()
-            );
-            reader.get_mut().write_all(reply.as_bytes()).await.unwrap();
         }
     });
-    (authority, seen)
+    (url, seen)
 }
 
-fn target(authority: String, aggregation: bool) -> KinesisTarget {
+async fn endpoint(replies: Vec<(u16, String)>) -> (String, Arc<Mutex<Vec<Request>>>) {
+    serve(replies, None).await
+}
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// A TLS server with the self-signed `localhost` fixture (see tests/tls.rs).
+fn tls_acceptor() -> TlsAcceptor {
+    let pem = std::fs::read(fixture("localhost.crt")).unwrap();
+    let certs = rustls_pemfile::certs(&mut pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let pem = std::fs::read(fixture("localhost.key")).unwrap();
+    let key = rustls_pemfile::private_key(&mut pem.as_slice())
+        .unwrap()
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    TlsAcceptor::from(Arc::new(config))
+}
+
+/// A target at `url`; an `https` one trusts the fixture certificate as `AWS_CA_BUNDLE` would.
+fn target(url: String, aggregation: bool) -> KinesisTarget {
     KinesisTarget {
         client: KinesisClient {
-            authority,
+            endpoint: KinesisEndpoint::parse(&url, Some(&fixture("localhost.crt"))).unwrap(),
             region: "eu-west-1".into(),
             credentials: AwsCredentials {
                 access_key_id: "AKIDSTREAM".into(),
@@ -127,8 +191,8 @@ fn datas(request: &Request) -> Vec<Vec<u8>> {
 async fn aggregated_put_records_carry_every_record_in_order_and_signed_for_kinesis() {
     let (_dir, records) = records();
     assert!(records.len() > 2);
-    let (authority, seen) = endpoint(vec![(200, ok_reply(1))]).await;
-    let mut sink = KinesisSink::new(target(authority, true));
+    let (url, seen) = endpoint(vec![(200, ok_reply(1))]).await;
+    let mut sink = KinesisSink::new(target(url, true));
     sink.deliver(&records).await.unwrap();
 
     let seen = seen.lock().unwrap();
@@ -158,8 +222,8 @@ async fn aggregated_put_records_carry_every_record_in_order_and_signed_for_kines
 #[tokio::test]
 async fn without_aggregation_each_record_is_one_kinesis_record() {
     let (_dir, records) = records();
-    let (authority, seen) = endpoint(vec![(200, ok_reply(records.len()))]).await;
-    let mut sink = KinesisSink::new(target(authority, false));
+    let (url, seen) = endpoint(vec![(200, ok_reply(records.len()))]).await;
+    let mut sink = KinesisSink::new(target(url, false));
     sink.deliver(&records).await.unwrap();
     let expected: Vec<Vec<u8>> = records.iter().map(|r| r.ion.clone()).collect();
     assert_eq!(datas(&seen.lock().unwrap()[0]), expected);
@@ -172,8 +236,8 @@ async fn partial_failures_and_missing_streams_are_errors_the_worker_retries() {
                    {\"ErrorCode\":\"ProvisionedThroughputExceededException\",\"ErrorMessage\":\"slow down\"}]}";
     let missing =
         "{\"__type\":\"ResourceNotFoundException\",\"message\":\"Stream journal not found\"}";
-    let (authority, _) = endpoint(vec![(200, partial.into()), (400, missing.into())]).await;
-    let mut sink = KinesisSink::new(target(authority, false));
+    let (url, _) = endpoint(vec![(200, partial.into()), (400, missing.into())]).await;
+    let mut sink = KinesisSink::new(target(url, false));
     let error = sink.deliver(&records[..2]).await.unwrap_err();
     assert_eq!(error.cause, None);
     assert!(
@@ -188,12 +252,41 @@ async fn partial_failures_and_missing_streams_are_errors_the_worker_retries() {
 #[tokio::test]
 async fn an_unreachable_endpoint_is_a_transient_error() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let authority = listener.local_addr().unwrap().to_string();
+    let url = format!("http://{}", listener.local_addr().unwrap());
     drop(listener);
     let (_dir, records) = records();
-    let mut sink = KinesisSink::new(target(authority, true));
+    let mut sink = KinesisSink::new(target(url, true));
     let error = sink.deliver(&records).await.unwrap_err();
     assert_eq!(error.cause, None);
+    assert!(
+        error.message.contains("cannot reach Kinesis"),
+        "{}",
+        error.message
+    );
+}
+
+#[tokio::test]
+async fn https_endpoints_are_reached_over_tls_trusting_the_ca_bundle() {
+    let (_dir, records) = records();
+    let (url, seen) = serve(vec![(200, ok_reply(1))], Some(tls_acceptor())).await;
+    let mut sink = KinesisSink::new(target(url.clone(), true));
+    sink.deliver(&records).await.unwrap();
+    {
+        let seen = seen.lock().unwrap();
+        let host = seen[0].headers.iter().find(|(n, _)| n == "host").unwrap();
+        assert_eq!(host.1, url.trim_start_matches("https://"));
+        let expected: Vec<Vec<u8>> = records.iter().map(|r| r.ion.clone()).collect();
+        assert_eq!(kpl::deaggregate(&datas(&seen[0])[0]), expected);
+    }
+
+    // Without the bundle the self-signed certificate is not trusted: a transient error.
+    let (url, _) = serve(vec![(200, ok_reply(1))], Some(tls_acceptor())).await;
+    let mut untrusting = target(url.clone(), true);
+    untrusting.client.endpoint = KinesisEndpoint::parse(&url, None).unwrap();
+    let error = KinesisSink::new(untrusting)
+        .deliver(&records)
+        .await
+        .unwrap_err();
     assert!(
         error.message.contains("cannot reach Kinesis"),
         "{}",

@@ -370,7 +370,8 @@ pub enum StreamCommand {
     Create {
         #[command(flatten)]
         server: StreamServer,
-        /// nats://HOST[:PORT]/SUBJECT; a JetStream stream must capture SUBJECT.
+        /// nats://[USER:PASSWORD@|TOKEN@]HOST[:PORT]/SUBJECT, or tls://… for a TLS server; a
+        /// JetStream stream must capture SUBJECT.
         #[arg(long)]
         to: String,
         /// The stream's name (QLDB's rules: letters, digits, single inner hyphens).

@@ -42,8 +42,9 @@ pub enum BenchCommand {
     Workload(workload::WorkloadArgs),
     /// Journal export rate in every output format, with commits going on meanwhile.
     Export(export::ExportBenchArgs),
-    /// Journal stream delivery rate and lag against running Kinesis-compatible and NATS
-    /// servers, and commit throughput with one active stream vs none.
+    /// The stream worker's CPU per block against a commit's; with running Kinesis-compatible
+    /// and NATS servers named, delivery rate and lag, and commit throughput with one active
+    /// stream vs none.
     Stream(stream::StreamBenchArgs),
     /// Commit throughput with the witnessed transparency log vs none (three `quill witness
     /// serve` child processes, 2-of-3), and commit → cosigned checkpoint latency.

@@ -12,6 +12,9 @@
 //! - **commit throughput with one active stream vs none**, from rounds run back to back in
 //!   this process (ratios within one run hold up on a busy machine better than absolute
 //!   figures).
+//!
+//! Before those, and alone when no target is named: the **CPU per block** of committing and of
+//! the worker itself (a sink that discards, with and without KPL packing).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -24,7 +27,9 @@ use async_nats::jetstream;
 use futures_util::StreamExt as _;
 use ion_rs::Element;
 use quill_ledger::{Ledger, LedgerOptions};
-use quill_server::kinesis::{AwsCredentials, KinesisClient, KinesisSink, KinesisTarget};
+use quill_server::kinesis::{
+    AwsCredentials, KinesisClient, KinesisEndpoint, KinesisSink, KinesisTarget,
+};
 use quill_server::nats::{NatsSink, NatsTarget};
 use quill_stream::{Cursor, Sink, StreamConfig, StreamHandle, StreamStatus, Worker, WorkerOptions};
 use serde_json::{json, Value};
@@ -103,9 +108,6 @@ impl Timeline {
 }
 
 pub fn run(args: StreamBenchArgs) -> Result<()> {
-    if args.kinesis_endpoint.is_none() && args.nats.is_none() {
-        bail!("name at least one running target: --kinesis-endpoint URL and/or --nats HOST:PORT");
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -144,6 +146,11 @@ pub fn run(args: StreamBenchArgs) -> Result<()> {
         scratch: scratch.path(),
         documents: &documents,
     };
+
+    bench.cpu_per_block(args.writers, round)?;
+    if targets.is_empty() {
+        return Ok(());
+    }
 
     // Commit throughput: rounds without a stream bracket each cycle of streamed rounds, and each
     // streamed round is compared with the mean of the two around it, so a machine whose load
@@ -223,23 +230,17 @@ pub fn run(args: StreamBenchArgs) -> Result<()> {
 /// `ACTIVE`.
 async fn kinesis_target(endpoint: &str) -> Result<Target> {
     let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
-    let authority = endpoint
-        .strip_prefix("http://")
-        .map(|rest| rest.trim_end_matches('/'))
-        .filter(|a| !a.is_empty() && !a.contains('/'))
-        .with_context(|| format!("--kinesis-endpoint {endpoint:?} is not http://HOST:PORT"))?;
-    let authority = if authority.contains(':') {
-        authority.to_owned()
-    } else {
-        format!("{authority}:80")
-    };
+    let ca_bundle = std::env::var_os("AWS_CA_BUNDLE").map(PathBuf::from);
+    let parsed = KinesisEndpoint::parse(endpoint, ca_bundle.as_deref())
+        .map_err(anyhow::Error::msg)
+        .context("--kinesis-endpoint")?;
     let credentials = AwsCredentials::from_environment().unwrap_or(AwsCredentials {
         access_key_id: "testing".into(),
         secret_access_key: "testing".into(),
         session_token: None,
     });
     let client = KinesisClient {
-        authority,
+        endpoint: parsed,
         region,
         credentials,
     };
@@ -291,6 +292,53 @@ fn stream_name_of(subject: &str) -> String {
     subject.replace('.', "_").to_uppercase()
 }
 
+/// CPU time (user + system) of this process so far, all threads included (finished ones too),
+/// from `/proc/self/stat`, whose clock ticks are Linux's fixed `USER_HZ` of 100 per second.
+fn process_cpu() -> Result<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").context("reading /proc/self/stat")?;
+    // Fields after the command name, which is parenthesized and may hold spaces: utime and
+    // stime are the 14th and 15th fields of the line, the 12th and 13th after the name.
+    let after_name = stat
+        .rsplit_once(')')
+        .context("unexpected /proc/self/stat")?
+        .1;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| -> Result<u64> {
+        fields
+            .get(i)
+            .and_then(|f| f.parse().ok())
+            .context("unexpected /proc/self/stat")
+    };
+    Ok(Duration::from_millis((ticks(11)? + ticks(12)?) * 10))
+}
+
+/// A sink that keeps nothing: what the worker itself costs, without a target. With
+/// `kpl_key`, it packs the records as the Kinesis sink does (KPL aggregation and MD5).
+struct DiscardingSink {
+    kpl_key: Option<String>,
+    delivered: Arc<AtomicU64>,
+}
+
+impl Sink for DiscardingSink {
+    fn deliver<'a>(
+        &'a mut self,
+        records: &'a [quill_stream::StreamRecord],
+    ) -> quill_stream::BoxFuture<'a, std::result::Result<(), quill_stream::SinkError>> {
+        Box::pin(async move {
+            if let Some(key) = &self.kpl_key {
+                let datas: Vec<&[u8]> = records.iter().map(|r| r.ion.as_slice()).collect();
+                std::hint::black_box(quill_stream::kpl::pack(key, &datas));
+            }
+            let blocks = records
+                .iter()
+                .filter(|r| r.record_type == quill_stream::RecordType::BlockSummary)
+                .count();
+            self.delivered.fetch_add(blocks as u64, Ordering::Relaxed);
+            Ok(())
+        })
+    }
+}
+
 /// What one round measured.
 struct RoundOutcome {
     commits_per_sec: f64,
@@ -320,6 +368,74 @@ struct Running {
 }
 
 impl Bench<'_> {
+    /// CPU per block of committing (a maximum-rate round without a stream) and of a stream
+    /// worker re-reading those blocks into records for a sink that discards them (alone, then
+    /// with KPL packing), each measured while nothing else runs in this process. On a machine
+    /// whose cores are all busy, commit throughput with a stream is at most
+    /// 1 / (1 + worker / commit) of the figure without one, before the target's own CPU.
+    fn cpu_per_block(&mut self, writers: usize, round: Duration) -> Result<()> {
+        let timeline = Timeline::default();
+        let first = self.ledger.digest().tip.sequence_no + 1;
+        let cpu = process_cpu()?;
+        let outcome = load::run_writers(writers, Stop::After(round), |_| self.commit(&timeline))
+            .check("committing")?;
+        let commit_cpu = process_cpu()? - cpu;
+        let blocks = self.ledger.digest().tip.sequence_no + 1 - first;
+        let per_commit = commit_cpu / blocks.max(1) as u32;
+        println!(
+            "cpu per block: commit {} ({} blocks at {:.0} commits/s, {writers} writers)",
+            fmt_duration(per_commit),
+            blocks,
+            outcome.completed as f64 / outcome.elapsed.as_secs_f64(),
+        );
+        for kpl in [false, true] {
+            let delivered = Arc::new(AtomicU64::new(0));
+            let sink = DiscardingSink {
+                kpl_key: kpl.then(|| self.strand_id.to_owned()),
+                delivered: delivered.clone(),
+            };
+            let stream_id = format!("cpu{}", quill_export::engine::new_export_id());
+            let (worker, handle) = Worker::new(
+                StreamConfig {
+                    stream_arn: format!(
+                        "arn:aws:qldb:us-east-1:123456789012:stream/bench/{stream_id}"
+                    ),
+                    stream_id: stream_id.clone(),
+                    // Every block of the ledger: the ones just committed, and the earlier
+                    // table creation, which is too few to matter.
+                    inclusive_start_millis: 0,
+                    exclusive_end_millis: None,
+                },
+                self.ledger.clone(),
+                Cursor::new(self.scratch.join(format!("{stream_id}.cursor.json"))),
+                Box::new(sink),
+                WorkerOptions::default(),
+            );
+            let total = self.ledger.digest().tip.sequence_no + 1;
+            let cpu = process_cpu()?;
+            let began = Instant::now();
+            let worker = self.runtime.spawn(worker.run());
+            while delivered.load(Ordering::Relaxed) < total {
+                if handle.progress().status.is_terminal() || began.elapsed() > DRAIN_TIMEOUT {
+                    bail!("the worker stopped: {:?}", handle.progress());
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            let worker_cpu = process_cpu()? - cpu;
+            handle.cancel();
+            self.runtime.block_on(worker)??;
+            let per_block = worker_cpu / total as u32;
+            println!(
+                "cpu per block: stream worker{} {} = {:.1} % of a commit's ({total} blocks in {})",
+                if kpl { " + KPL packing" } else { "" },
+                fmt_duration(per_block),
+                per_block.as_secs_f64() / per_commit.as_secs_f64() * 100.0,
+                fmt_duration(began.elapsed()),
+            );
+        }
+        Ok(())
+    }
+
     /// Commits one insert; notes when it was acknowledged.
     fn commit(&self, timeline: &Timeline) -> Result<()> {
         let n = self.documents.fetch_add(1, Ordering::Relaxed);
@@ -354,10 +470,10 @@ impl Bench<'_> {
                 aggregation: true,
                 partition_key: self.strand_id.to_owned(),
             })),
-            Target::Nats { server, subject } => Box::new(NatsSink::new(NatsTarget {
-                server: server.clone(),
-                subject: subject.clone(),
-            })),
+            Target::Nats { server, subject } => Box::new(NatsSink::new(NatsTarget::new(
+                server.clone(),
+                subject.clone(),
+            ))),
         };
         let config = StreamConfig {
             stream_arn: format!("arn:aws:qldb:us-east-1:123456789012:stream/bench/{stream_id}"),
