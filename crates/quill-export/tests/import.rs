@@ -633,6 +633,9 @@ fn blocks_written_by_qldb_are_kept_verbatim_and_their_proofs_hold() {
     assert_eq!((digest.digest, digest.tip.sequence_no), (qldb_digest, 5));
     for (seq, block) in blocks.iter().enumerate() {
         assert_eq!(ledger.block(seq as u64).unwrap(), *block, "block {seq}");
+        let read = ledger.block_hashes(seq as u64).unwrap();
+        assert_eq!(read.hash, hashes[seq], "block {seq}");
+        assert_eq!(read.previous_hash, seq.checked_sub(1).map(|p| hashes[p]));
         let proof = ledger.block_proof(seq as u64, 5).unwrap();
         quill_verify::verify_proof(&hashes[seq], &proof, &qldb_digest).unwrap();
     }

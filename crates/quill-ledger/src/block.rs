@@ -16,7 +16,7 @@ use quill_verify::{ion_hash, Hash};
 use crate::catalog::CatalogChange;
 use crate::clock;
 use crate::error::{LedgerError, Result};
-use crate::types::{BlockAddress, RedactionRequest, Revision, RevisionMetadata};
+use crate::types::{BlockAddress, BlockHashes, RedactionRequest, Revision, RevisionMetadata};
 
 /// One statement as `transactionInfo.statements` records it.
 #[derive(Debug, Clone)]
@@ -418,6 +418,26 @@ impl<'a> PayloadReader<'a> {
     fn hash(&mut self) -> Result<Hash> {
         Ok(Hash::from_slice(self.take(32)?).expect("32 bytes"))
     }
+    /// The compact frame's sequence number (checked against the address), block time and
+    /// hashes, which come first.
+    fn chain_header(&mut self) -> Result<(i64, BlockHashes)> {
+        let sequence_no = self.u64()?;
+        if sequence_no != self.address.sequence_no {
+            return Err(corrupt(
+                self.address,
+                format!("block claims sequenceNo {sequence_no}"),
+            ));
+        }
+        let time_millis = self.u64()? as i64;
+        let has_previous = self.u8()? & 1 == 1;
+        let previous = self.hash()?;
+        let hashes = BlockHashes {
+            hash: self.hash()?,
+            entries_hash: self.hash()?,
+            previous_hash: has_previous.then_some(previous),
+        };
+        Ok((time_millis, hashes))
+    }
     fn text(&mut self, len: usize) -> Result<&'a str> {
         let address = self.address;
         std::str::from_utf8(self.take(len)?)
@@ -489,6 +509,26 @@ pub(crate) fn document_table_id(
         })
 }
 
+/// The hashes of the block stored as `bytes` (a journal payload), without decoding its
+/// documents: the transparency log reads every block for them alone.
+pub fn decode_hashes(bytes: &[u8], address: &BlockAddress) -> Result<BlockHashes> {
+    let mut r = PayloadReader {
+        bytes,
+        at: 0,
+        address,
+    };
+    if r.u8()? != PAYLOAD_FORMAT {
+        // A verbatim block has no fixed header (and an unknown format is refused there).
+        let block = decode_payload(bytes, address)?;
+        return Ok(BlockHashes {
+            hash: block.hash,
+            entries_hash: block.entries_hash,
+            previous_hash: block.previous_hash,
+        });
+    }
+    Ok(r.chain_header()?.1)
+}
+
 /// Parses a journal payload written by [`build`] for the block at `address`.
 pub fn decode_payload(bytes: &[u8], address: &BlockAddress) -> Result<DecodedBlock> {
     let mut r = PayloadReader {
@@ -506,18 +546,12 @@ pub fn decode_payload(bytes: &[u8], address: &BlockAddress) -> Result<DecodedBlo
             format!("unknown block payload format {format}"),
         ));
     }
-    let sequence_no = r.u64()?;
-    if sequence_no != address.sequence_no {
-        return Err(corrupt(
-            address,
-            format!("block claims sequenceNo {sequence_no}"),
-        ));
-    }
-    let time_millis = r.u64()? as i64;
-    let has_previous = r.u8()? & 1 == 1;
-    let previous = r.hash()?;
-    let hash = r.hash()?;
-    let entries_hash = r.hash()?;
+    let (time_millis, hashes) = r.chain_header()?;
+    let BlockHashes {
+        hash,
+        entries_hash,
+        previous_hash,
+    } = hashes;
     let entries = (0..quill_verify::QUILL_ENTRIES)
         .map(|_| r.hash())
         .collect::<Result<Vec<_>>>()?;
@@ -598,7 +632,7 @@ pub fn decode_payload(bytes: &[u8], address: &BlockAddress) -> Result<DecodedBlo
         hash,
         entries_hash,
         entries,
-        previous_hash: has_previous.then_some(previous),
+        previous_hash,
         revisions,
         data_ion,
         transaction_info,

@@ -33,7 +33,7 @@ use crate::state::State;
 use crate::storage::Storage;
 use crate::transaction::Transaction;
 use crate::tree_store::TreeStore;
-use crate::types::{BlockAddress, LedgerDigest, Revision};
+use crate::types::{BlockAddress, BlockHashes, LedgerDigest, Revision};
 use crate::Limits;
 
 /// Version of the directory layout and `ledger.ion`. History: 1 — first format.
@@ -477,6 +477,17 @@ impl Ledger {
             visit(seq, bytes, block::decode_payload(bytes, &address)?.hash)?;
             Ok(true)
         })
+    }
+
+    /// The hashes of the block at `sequence_no`, read without decoding the block.
+    pub fn block_hashes(&self, sequence_no: u64) -> Result<BlockHashes> {
+        self.check_tip(sequence_no)?;
+        let address = BlockAddress {
+            strand_id: self.inner.strand_id.clone(),
+            sequence_no,
+        };
+        let bytes = self.inner.core.journal.read(sequence_no)?;
+        block::decode_hashes(&bytes, &address)
     }
 
     /// Proof of the block's hash against the digest at `tip_sequence_no` (GetBlock proof).

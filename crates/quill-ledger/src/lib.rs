@@ -78,6 +78,6 @@ pub use limits::Limits;
 pub use options::{LedgerOptions, RecoveryReport};
 pub use transaction::{DocumentRef, Savepoint, Transaction};
 pub use types::{
-    BlockAddress, CommitReceipt, Document, IndexInfo, IndexStatus, LedgerDigest, RedactionRequest,
-    Revision, RevisionMetadata, TableInfo, TableStatus,
+    BlockAddress, BlockHashes, CommitReceipt, Document, IndexInfo, IndexStatus, LedgerDigest,
+    RedactionRequest, Revision, RevisionMetadata, TableInfo, TableStatus,
 };

@@ -127,6 +127,17 @@ pub struct CommitReceipt {
     pub block_address: Option<BlockAddress>,
 }
 
+/// A block's place in the hash chain: what a transparency log leaf records of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockHashes {
+    /// The block hash.
+    pub hash: Hash,
+    /// The Merkle root of the block's entries hash list.
+    pub entries_hash: Hash,
+    /// The previous block's hash; `None` only for the genesis block.
+    pub previous_hash: Option<Hash>,
+}
+
 /// A ledger digest as GetDigest returns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LedgerDigest {

@@ -76,6 +76,22 @@ fn insert_update_delete_and_history() {
     }
 }
 
+/// The hashes `Ledger::block_hashes` reads from the journal, as the full block shows them.
+fn block_hashes_of(block: &Element) -> quill_ledger::BlockHashes {
+    let field = |name: &str| {
+        block
+            .as_struct()
+            .unwrap()
+            .get(name)
+            .map(|hash| quill_verify::Hash::from_slice(hash.as_blob().unwrap()).unwrap())
+    };
+    quill_ledger::BlockHashes {
+        hash: field("blockHash").unwrap(),
+        entries_hash: field("entriesHash").unwrap(),
+        previous_hash: field("previousBlockHash"),
+    }
+}
+
 #[test]
 fn blocks_verify_and_proofs_fold_to_every_digest() {
     let (_dir, ledger) = new_ledger();
@@ -92,6 +108,7 @@ fn blocks_verify_and_proofs_fold_to_every_digest() {
     for seq in 0..=21 {
         let block = ledger.block(seq).unwrap();
         let hash = quill_verify::verify_block(&block).unwrap();
+        assert_eq!(ledger.block_hashes(seq).unwrap(), block_hashes_of(&block));
         for tip in seq..=21 {
             let proof = ledger.block_proof(seq, tip).unwrap();
             quill_verify::verify_proof(&hash, &proof, &ledger.digest_at(tip).unwrap().digest)

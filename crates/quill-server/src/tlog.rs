@@ -10,23 +10,26 @@
 //! `proof/bundle?index=I[&documentId=ID]`, a C2SP tlog-proof of block `I` (or of the
 //! revision of document `ID` it committed, with its QLDB proof) for `quill verify-proof`.
 //!
-//! With a witness policy (C2SP tlog-policy, `--witness-policy`), each new checkpoint is
-//! submitted to the policy's witnesses that have a URL, all at once and each within
-//! [`WITNESS_TIMEOUT`]; once their cosignatures meet the policy's quorum the cosigned note is
-//! persisted (`checkpoint.cosigned`) and served as `checkpoint`, in proof bundles and as the
-//! bound of tiles and proofs. Until a newer checkpoint reaches the quorum, the previous
-//! cosigned one stays served (before any, the bare signed one), so a client requiring the
-//! quorum always finds one. Commits never wait for any of this.
+//! With a witness policy (C2SP tlog-policy, `--witness-policy`), each of the policy's
+//! witnesses that has a URL gets its own worker per ledger, which submits the newest signed
+//! checkpoint (each within [`WITNESS_TIMEOUT`], a failed one again after [`WITNESS_RETRY`]).
+//! As soon as the cosignatures gathered for a checkpoint meet the policy's quorum, the
+//! cosigned note is persisted (`checkpoint.cosigned`) and served as `checkpoint`, in proof
+//! bundles and as the bound of tiles and proofs; a cosignature arriving later is added to it.
+//! Until a newer checkpoint reaches the quorum, the previous cosigned one stays served (before
+//! any, the bare signed one), so a client requiring the quorum always finds one. Neither
+//! commits nor the signing of the next checkpoint wait for any witness, so a slow or dead one
+//! only delays its own cosignatures.
 //!
 //! One Ed25519 log key (`<data-dir>/log-key`, created 0600 on first start, or
 //! [`LogConfig::key_file`]) signs every ledger's log, each under its origin
 //! `<origin prefix>/<ledger name>`, which is also its key name.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
 use axum::http::{HeaderValue, Method, Response, StatusCode};
@@ -37,7 +40,7 @@ pub use quill_tlog::log::proof_bundle;
 use quill_tlog::log::{LogError, LogStore, Publisher};
 use quill_tlog::submit::{SubmitError, WitnessClient};
 use quill_tlog::tiles::TilePath;
-use quill_verify::tlog::{Policy, VerifierKey};
+use quill_verify::tlog::{Note, NoteSignature, Policy, VerifierKey};
 use quill_verify::Hash;
 use serde_json::json;
 use tokio::sync::watch;
@@ -102,8 +105,8 @@ impl LogConfig {
 
 /// How long one witness may take to answer one checkpoint.
 pub const WITNESS_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long after a round that missed the quorum the newest checkpoint is submitted again
-/// (if no newer one was signed meanwhile).
+/// How long after a witness failed to cosign a checkpoint it is submitted again (unless a
+/// newer one is signed sooner).
 pub const WITNESS_RETRY: Duration = Duration::from_secs(2);
 
 struct LedgerLog {
@@ -124,6 +127,102 @@ impl LedgerLog {
     }
 }
 
+/// One ledger's witnessing: the newest checkpoint for its witness workers, and the
+/// cosignatures they gathered.
+struct Witnessing {
+    /// The newest signed checkpoint not yet cosigned by a quorum, `(note, size)`.
+    latest: watch::Sender<Option<(String, u64)>>,
+    gathered: Mutex<Gathered>,
+}
+
+/// How many checkpoints short of the quorum keep their cosignatures: witnesses work on the
+/// newest checkpoint, so an older one rarely gains any more.
+const GATHERED_ROUNDS: usize = 16;
+
+/// The cosignatures gathered for one ledger's recent checkpoints.
+struct Gathered {
+    /// The policy name and key of each witness, by worker position.
+    witnesses: Vec<(String, VerifierKey)>,
+    /// Checkpoint size → its signed note and each witness's cosignature, by position.
+    rounds: BTreeMap<u64, (String, Vec<Option<NoteSignature>>)>,
+}
+
+impl Gathered {
+    fn new<'a>(witnesses: impl Iterator<Item = (&'a String, &'a VerifierKey)>) -> Gathered {
+        Gathered {
+            witnesses: witnesses
+                .map(|(name, key)| (name.clone(), key.clone()))
+                .collect(),
+            rounds: BTreeMap::new(),
+        }
+    }
+
+    fn position(&self, signature: &NoteSignature) -> Option<usize> {
+        self.witnesses
+            .iter()
+            .position(|(_, key)| signature.name == key.name && signature.key_id == key.key_id())
+    }
+
+    /// Takes up the cosigned checkpoint of `size` recorded before a restart, so that late
+    /// cosignatures add to it.
+    fn resume(&mut self, size: u64, cosigned: &str) {
+        let Ok(parsed) = Note::parse(cosigned) else {
+            return;
+        };
+        let mut by_position = vec![None; self.witnesses.len()];
+        let mut log_signatures = Vec::new();
+        for signature in parsed.signatures {
+            match self.position(&signature) {
+                Some(position) => by_position[position] = Some(signature),
+                None => log_signatures.push(signature),
+            }
+        }
+        let note = Note {
+            text: parsed.text,
+            signatures: log_signatures,
+        };
+        self.rounds.insert(size, (note.to_text(), by_position));
+    }
+
+    /// Adds witness `position`'s cosignature of the checkpoint `note` of `size`. Once the
+    /// checkpoint's cosignatures meet the policy's quorum, returns it with all of them, in
+    /// policy order so that the served note does not depend on timing, and forgets older
+    /// checkpoints.
+    fn add(
+        &mut self,
+        position: usize,
+        note: &str,
+        size: u64,
+        signature: NoteSignature,
+        policy: &Policy,
+    ) -> Option<String> {
+        let witnesses = self.witnesses.len();
+        let (signed, signatures) = self
+            .rounds
+            .entry(size)
+            .or_insert_with(|| (note.to_owned(), vec![None; witnesses]));
+        signatures[position] = Some(signature);
+        let names: HashSet<String> = signatures
+            .iter()
+            .zip(&self.witnesses)
+            .filter(|(signature, _)| signature.is_some())
+            .map(|(_, (name, _))| name.clone())
+            .collect();
+        if !policy.quorum_met(&names) {
+            while self.rounds.len() > GATHERED_ROUNDS {
+                self.rounds.pop_first();
+            }
+            return None;
+        }
+        let mut cosigned = signed.clone();
+        for signature in signatures.iter().flatten() {
+            cosigned.push_str(&signature.to_line());
+        }
+        self.rounds = self.rounds.split_off(&size);
+        Some(cosigned)
+    }
+}
+
 /// Witness outcomes, for `GET /metrics`.
 #[derive(Debug, Default)]
 struct WitnessCounters {
@@ -140,10 +239,8 @@ pub(crate) struct Logs {
     config: LogConfig,
     data_dir: PathBuf,
     ledgers: Mutex<HashMap<String, Arc<Mutex<LedgerLog>>>>,
-    /// Per ledger, the witnesses and the size each is known to hold.
-    witnesses: Mutex<HashMap<String, Vec<WitnessClient>>>,
-    /// Per ledger, when a checkpoint that missed the quorum may be submitted again.
-    retry_at: Mutex<HashMap<String, Instant>>,
+    /// Per ledger with a checkpoint offered to witnesses, its witness workers' state.
+    witnessing: Mutex<HashMap<String, Arc<Witnessing>>>,
     counters: WitnessCounters,
 }
 
@@ -154,8 +251,7 @@ impl Logs {
             config,
             data_dir: data_dir.to_owned(),
             ledgers: Mutex::new(HashMap::new()),
-            witnesses: Mutex::new(HashMap::new()),
-            retry_at: Mutex::new(HashMap::new()),
+            witnessing: Mutex::new(HashMap::new()),
             counters: WitnessCounters::default(),
         })
     }
@@ -211,12 +307,11 @@ impl Logs {
         Ok(log)
     }
 
-    /// Brings every ledger's log up to its journal and signs the ones that grew; returns the
-    /// checkpoints to submit to witnesses as `(ledger, note, size)`: the new ones, and with a
-    /// witness policy the newest one not yet cosigned once its retry time has come (after a
-    /// round that missed the quorum, or a restart).
+    /// Brings every ledger's log up to its journal and signs the ones that grew; with a witness
+    /// policy, returns the newest signed checkpoint of every ledger whose cosigned checkpoint
+    /// lags behind it, as `(ledger, note, size)`, for [`Logs::offer`].
     pub(crate) fn checkpoint_all(&self, registry: &Registry) -> Vec<(String, String, u64)> {
-        let mut signed = Vec::new();
+        let mut uncosigned = Vec::new();
         for record in registry.list() {
             let Ok((ledger, _)) = registry.get(&record.name) else {
                 continue;
@@ -225,104 +320,141 @@ impl Logs {
                 let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
                 let LedgerLog { store, publisher } = &mut *log;
                 store.sync(&ledger).map_err(|e| e.to_string())?;
-                let note = publisher.publish(store).map_err(|e| e.to_string())?;
+                publisher.publish(store).map_err(|e| e.to_string())?;
                 let size = publisher.size();
-                let pending = || {
-                    let behind = publisher.cosigned().map_or(0, |(s, _)| s) < size;
-                    let due = self
-                        .retry_at
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .get(&record.name)
-                        .is_none_or(|at| *at <= Instant::now());
-                    self.config.witness_policy.is_some() && behind && due
-                };
-                match note {
-                    Some(note) => Ok(Some((note, size))),
-                    None if pending() => Ok(publisher.checkpoint().map(|n| (n.to_owned(), size))),
-                    None => Ok(None),
-                }
+                let behind = publisher.cosigned().map_or(0, |(s, _)| s) < size;
+                let wanted = self.config.witness_policy.is_some() && behind;
+                Ok(publisher
+                    .checkpoint()
+                    .filter(|_| wanted)
+                    .map(|note| (note.to_owned(), size)))
             });
             match result {
-                Ok(Some((note, size))) => signed.push((record.name.clone(), note, size)),
+                Ok(Some((note, size))) => uncosigned.push((record.name.clone(), note, size)),
                 Ok(None) => {}
                 Err(error) => tracing::error!(ledger = %record.name, %error, "transparency log"),
             }
         }
-        signed
+        uncosigned
     }
 
-    /// Submits a new checkpoint to the policy's witnesses, all at once, and records the
-    /// cosigned note once the cosignatures meet the policy's quorum.
-    async fn collect_cosignatures(&self, ledger: &str, note: &str, size: u64) {
+    /// Hands each ledger's newest checkpoint to its witness workers (started on first use, one
+    /// per witness), without waiting for any of them; stops the workers of ledgers that no
+    /// longer exist.
+    fn offer(
+        self: &Arc<Self>,
+        registry: &Registry,
+        checkpoints: Vec<(String, String, u64)>,
+        stop: &watch::Receiver<bool>,
+    ) {
         let Some(policy) = &self.config.witness_policy else {
             return;
         };
-        let clients = self
-            .witnesses
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(ledger)
-            .unwrap_or_else(|| {
-                policy
+        let mut witnessing = self.witnessing.lock().unwrap_or_else(|p| p.into_inner());
+        // Dropping a ledger's sender ends its workers.
+        witnessing.retain(|ledger, _| registry.get(ledger).is_ok());
+        for (ledger, note, size) in checkpoints {
+            // A smaller checkpoint than the one offered is a ledger deleted and created again.
+            let recreated = witnessing.get(&ledger).is_some_and(|w| {
+                w.latest
+                    .borrow()
+                    .as_ref()
+                    .is_some_and(|(_, offered)| *offered > size)
+            });
+            if recreated {
+                witnessing.remove(&ledger);
+            }
+            let entry = witnessing.entry(ledger.clone()).or_insert_with(|| {
+                let (latest, _) = watch::channel(None);
+                let witnesses: Vec<_> = policy
                     .witnesses
                     .iter()
-                    .filter_map(|w| {
-                        Some(WitnessClient {
-                            url: w.url.clone()?,
-                            key: w.key.clone(),
-                            known_size: 0,
-                        })
-                    })
-                    .collect()
-            });
-        let Ok(log) = self.ledger_log(ledger) else {
-            return;
-        };
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let mut rounds = tokio::task::JoinSet::new();
-        for (position, mut client) in clients.into_iter().enumerate() {
-            let (log, note) = (log.clone(), note.to_owned());
-            rounds.spawn(async move {
-                let proof = |old: u64| {
+                    .filter_map(|w| Some((w.name.clone(), w.key.clone(), w.url.clone()?)))
+                    .collect();
+                let mut gathered = Gathered::new(witnesses.iter().map(|(n, k, _)| (n, k)));
+                if let Ok(log) = self.ledger_log(&ledger) {
                     let log = log.lock().unwrap_or_else(|p| p.into_inner());
-                    log.store
-                        .consistency_proof(old, size)
-                        .map_err(|e| std::io::Error::other(e.to_string()))
-                };
-                let result =
-                    tokio::time::timeout(WITNESS_TIMEOUT, client.cosign(&note, size, proof, now))
-                        .await
-                        .unwrap_or(Err(SubmitError::TimedOut));
-                (position, client, result)
+                    if let Some((size, note)) = log.publisher.cosigned() {
+                        gathered.resume(size, note);
+                    }
+                }
+                let witnessing = Arc::new(Witnessing {
+                    latest,
+                    gathered: Mutex::new(gathered),
+                });
+                for (position, (_, key, url)) in witnesses.into_iter().enumerate() {
+                    let client = WitnessClient {
+                        url,
+                        key,
+                        known_size: 0,
+                    };
+                    tokio::spawn(self.clone().witness_worker(
+                        ledger.clone(),
+                        position,
+                        client,
+                        witnessing.clone(),
+                        stop.clone(),
+                    ));
+                }
+                witnessing
+            });
+            entry.latest.send_if_modified(|latest| {
+                let newer = latest.as_ref().is_none_or(|(_, s)| *s < size);
+                if newer {
+                    *latest = Some((note, size));
+                }
+                newer
             });
         }
-        let mut finished = Vec::new();
-        while let Some(joined) = rounds.join_next().await {
-            match joined {
-                Ok(round) => finished.push(round),
-                Err(error) => tracing::error!(%ledger, %error, "witness submission task failed"),
-            }
-        }
-        // Cosignature lines in policy order, so the served note does not depend on timing.
-        finished.sort_by_key(|(position, _, _)| *position);
-        let mut cosigned = note.to_owned();
-        let mut names = HashSet::new();
-        let mut clients = Vec::with_capacity(finished.len());
-        for (_, client, result) in finished {
+    }
+
+    /// Submits the ledger's newest checkpoint to one witness, again and again: each newer
+    /// checkpoint once it is cosigned, a failed one again after [`WITNESS_RETRY`] (or as soon
+    /// as a newer one is signed). Each witness has its own worker, so a slow or dead one delays
+    /// nothing but its own cosignatures.
+    async fn witness_worker(
+        self: Arc<Self>,
+        ledger: String,
+        position: usize,
+        mut client: WitnessClient,
+        witnessing: Arc<Witnessing>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let mut latest = witnessing.latest.subscribe();
+        let mut cosigned_size = 0;
+        loop {
+            let next = latest
+                .borrow_and_update()
+                .clone()
+                .filter(|(_, size)| *size > cosigned_size);
+            let Some((note, size)) = next else {
+                tokio::select! {
+                    changed = latest.changed() => if changed.is_err() { return },
+                    _ = stop.wait_for(|stopped| *stopped) => return,
+                }
+                continue;
+            };
+            let now = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let proof = |old: u64| {
+                let log = self.ledger_log(&ledger).map_err(std::io::Error::other)?;
+                let log = log.lock().unwrap_or_else(|p| p.into_inner());
+                log.store
+                    .consistency_proof(old, size)
+                    .map_err(|e| std::io::Error::other(e.to_string()))
+            };
+            let result = tokio::select! {
+                result = tokio::time::timeout(WITNESS_TIMEOUT, client.cosign(&note, size, proof, now)) =>
+                    result.unwrap_or(Err(SubmitError::TimedOut)),
+                _ = stop.wait_for(|stopped| *stopped) => return,
+            };
             match result {
                 Ok(signature) => {
                     self.counters.cosignatures.fetch_add(1, Ordering::Relaxed);
-                    cosigned.push_str(&signature.to_line());
-                    names.extend(
-                        policy
-                            .witnesses
-                            .iter()
-                            .filter(|w| w.key == client.key)
-                            .map(|w| w.name.clone()),
-                    );
+                    cosigned_size = size;
+                    self.add_cosignature(&ledger, &witnessing, position, &note, size, signature);
+                    continue;
                 }
                 Err(SubmitError::Refused(422, why)) => {
                     self.counters.failures.fetch_add(1, Ordering::Relaxed);
@@ -334,29 +466,50 @@ impl Logs {
                 }
                 Err(error) => {
                     self.counters.failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(%ledger, witness = %client.url, %error, "no cosignature");
+                    tracing::warn!(%ledger, witness = %client.url, size, %error, "no cosignature");
                 }
             }
-            clients.push(client);
+            tokio::select! {
+                changed = latest.changed() => if changed.is_err() { return },
+                _ = tokio::time::sleep(WITNESS_RETRY) => {}
+                _ = stop.wait_for(|stopped| *stopped) => return,
+            }
         }
-        self.witnesses
+    }
+
+    /// Records a witness's cosignature of the checkpoint of `size`; once the cosignatures of
+    /// that checkpoint meet the policy's quorum, persists and serves it with them (again with
+    /// each late cosignature).
+    fn add_cosignature(
+        &self,
+        ledger: &str,
+        witnessing: &Witnessing,
+        position: usize,
+        note: &str,
+        size: u64,
+        signature: NoteSignature,
+    ) {
+        let Some(policy) = &self.config.witness_policy else {
+            return;
+        };
+        let Ok(log) = self.ledger_log(ledger) else {
+            return;
+        };
+        let mut gathered = witnessing
+            .gathered
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(ledger.to_owned(), clients);
-        if !policy.quorum_met(&names) {
-            tracing::warn!(%ledger, size, cosigned = ?names, "the witness quorum is not met; serving the previous cosigned checkpoint");
-            self.retry_at
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(ledger.to_owned(), Instant::now() + WITNESS_RETRY);
+            .unwrap_or_else(|p| p.into_inner());
+        let Some(cosigned) = gathered.add(position, note, size, signature, policy) else {
+            return;
+        };
+        let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+        let recorded = log.publisher.cosigned().map(|(s, _)| s);
+        if recorded.is_some_and(|recorded| recorded > size) {
             return;
         }
-        self.retry_at
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(ledger);
-        self.counters.quorums.fetch_add(1, Ordering::Relaxed);
-        let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+        if recorded != Some(size) {
+            self.counters.quorums.fetch_add(1, Ordering::Relaxed);
+        }
         if let Err(error) = log.publisher.record_cosigned(&cosigned) {
             tracing::error!(%ledger, size, %error, "cannot record the cosigned checkpoint");
         }
@@ -570,16 +723,148 @@ pub(crate) fn spawn_checkpointer(
             if *stop.borrow() {
                 return;
             }
-            let (blocking_logs, registry) = (logs.clone(), registry.clone());
-            match tokio::task::spawn_blocking(move || blocking_logs.checkpoint_all(&registry)).await
+            let (blocking_logs, blocking_registry) = (logs.clone(), registry.clone());
+            match tokio::task::spawn_blocking(move || {
+                blocking_logs.checkpoint_all(&blocking_registry)
+            })
+            .await
             {
-                Ok(signed) => {
-                    for (ledger, note, size) in signed {
-                        logs.collect_cosignatures(&ledger, &note, size).await;
-                    }
-                }
+                Ok(uncosigned) => logs.offer(&registry, uncosigned, &stop),
                 Err(error) => tracing::error!(%error, "checkpointer task failed"),
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use quill_verify::tlog::{verify_cosigned_checkpoint, Checkpoint};
+
+    use super::*;
+
+    struct Setup {
+        log: NoteSigner,
+        witnesses: Vec<NoteSigner>,
+        policy: Policy,
+    }
+
+    /// A log and three witnesses under a 2-of-3 policy.
+    fn setup() -> Setup {
+        let log = NoteSigner::from_seed("quill.test/shop", [1; 32]).unwrap();
+        let witnesses: Vec<NoteSigner> = (0..3u8)
+            .map(|i| NoteSigner::from_seed(&format!("w{i}.test"), [10 + i; 32]).unwrap())
+            .collect();
+        let mut text = format!("log {}\n", log.verifier_key());
+        for (i, witness) in witnesses.iter().enumerate() {
+            text.push_str(&format!(
+                "witness w{i} {} http://127.0.0.1:{}\n",
+                witness.cosigner_key(),
+                9000 + i
+            ));
+        }
+        text.push_str("group two-of-three 2 w0 w1 w2\nquorum two-of-three\n");
+        Setup {
+            log,
+            witnesses,
+            policy: Policy::parse(&text).unwrap(),
+        }
+    }
+
+    impl Setup {
+        fn gathered(&self) -> Gathered {
+            Gathered::new(self.policy.witnesses.iter().map(|w| (&w.name, &w.key)))
+        }
+
+        /// The log's note of a checkpoint of `size`, and its text.
+        fn note(&self, size: u64) -> (String, String) {
+            let text = Checkpoint {
+                origin: "quill.test/shop".into(),
+                size,
+                root: Hash([size as u8; 32]),
+                extensions: Vec::new(),
+            }
+            .to_text();
+            let note = Note {
+                signatures: vec![self.log.sign(&text)],
+                text: text.clone(),
+            };
+            (note.to_text(), text)
+        }
+    }
+
+    #[test]
+    fn the_quorum_is_served_at_once_and_late_cosignatures_join_in_policy_order() {
+        let setup = setup();
+        let mut gathered = setup.gathered();
+        let (note, text) = setup.note(5);
+        let cosign = |i: usize| setup.witnesses[i].cosign(&text, 1_700_000_000);
+
+        assert_eq!(gathered.add(2, &note, 5, cosign(2), &setup.policy), None);
+        let quorum = gathered
+            .add(0, &note, 5, cosign(0), &setup.policy)
+            .expect("two of three");
+        assert_eq!(
+            quorum,
+            format!("{note}{}{}", cosign(0).to_line(), cosign(2).to_line())
+        );
+        let verified = verify_cosigned_checkpoint(&quorum, &setup.policy).unwrap();
+        assert_eq!(verified.cosigned.len(), 2);
+
+        let all = format!(
+            "{note}{}{}{}",
+            cosign(0).to_line(),
+            cosign(1).to_line(),
+            cosign(2).to_line()
+        );
+        assert_eq!(
+            gathered.add(1, &note, 5, cosign(1), &setup.policy),
+            Some(all.clone()),
+            "a late cosignature joins the served note"
+        );
+
+        // After a restart the recorded note is taken up again, and a cosignature that arrives
+        // then still joins it.
+        let mut resumed = setup.gathered();
+        resumed.resume(5, &quorum);
+        assert_eq!(
+            resumed.add(1, &note, 5, cosign(1), &setup.policy),
+            Some(all)
+        );
+    }
+
+    #[test]
+    fn a_newer_quorum_forgets_older_checkpoints_and_rounds_stay_bounded() {
+        let setup = setup();
+        let mut gathered = setup.gathered();
+        let (old_note, old_text) = setup.note(5);
+        let (new_note, new_text) = setup.note(6);
+        let cosign = |i: usize, text: &str| setup.witnesses[i].cosign(text, 1_700_000_000);
+
+        assert_eq!(
+            gathered.add(0, &old_note, 5, cosign(0, &old_text), &setup.policy),
+            None
+        );
+        gathered.add(0, &new_note, 6, cosign(0, &new_text), &setup.policy);
+        assert!(gathered
+            .add(1, &new_note, 6, cosign(1, &new_text), &setup.policy)
+            .is_some());
+        assert_eq!(gathered.rounds.keys().copied().collect::<Vec<_>>(), [6]);
+        // The older checkpoint starts again from nothing: one cosignature is not a quorum.
+        assert_eq!(
+            gathered.add(1, &old_note, 5, cosign(1, &old_text), &setup.policy),
+            None
+        );
+
+        // Witnesses that never agree on a checkpoint leave a bounded number of rounds.
+        for size in 10..100 {
+            let (note, text) = setup.note(size);
+            let position = (size % 3) as usize;
+            let signature = cosign(position, &text);
+            assert_eq!(
+                gathered.add(position, &note, size, signature, &setup.policy),
+                None
+            );
+        }
+        assert_eq!(gathered.rounds.len(), GATHERED_ROUNDS);
+    }
 }

@@ -15,6 +15,9 @@
 //! checkpoint, the leaves fetched since are dropped, and the error says where. The mirror
 //! serves its copy under the upstream's paths (`checkpoint`, tiles, `proof/bundle?index=I`)
 //! and its state at `GET /mirror/status`.
+//!
+//! A mirror can also be one of the log's witnesses: [`Mirror::vet`] lets a
+//! [`crate::witness::Witness`] cosign only checkpoints that agree with the verified copy.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -34,6 +37,7 @@ use quill_verify::Hash;
 use crate::durable::replace_file;
 use crate::log::{proof_bundle, LogError, LogStore};
 use crate::tiles::{TilePath, TILE_WIDTH};
+use crate::witness::Witness;
 
 /// Why the mirror cannot advance.
 #[derive(Debug, thiserror::Error)]
@@ -143,6 +147,33 @@ impl Mirror {
     /// Why the mirror halted, if it did.
     pub fn halted(&self) -> Option<&str> {
         self.halted.as_deref()
+    }
+
+    /// Whether a checkpoint the log signed agrees with the verified copy, for a mirror acting
+    /// as a witness ([`crate::witness::Witness::with_vet`]): one of a size the mirror holds
+    /// must have its root. Another root there is a split view, so the mirror halts; a halted
+    /// mirror accepts nothing more. Larger checkpoints are left to the witness's consistency
+    /// proof check.
+    pub fn vet(&mut self, checkpoint: &Checkpoint) -> Result<(), String> {
+        if let Some(why) = &self.halted {
+            return Err(format!("the mirror halted: {why}"));
+        }
+        if checkpoint.size > self.size() {
+            return Ok(());
+        }
+        let root = self
+            .store()
+            .root(checkpoint.size)
+            .map_err(|e| e.to_string())?;
+        if root != checkpoint.root {
+            let why = format!(
+                "the log signed another tree of size {} than the mirror verified (a split view)",
+                checkpoint.size
+            );
+            self.halted = Some(format!("inconsistent upstream: {why}"));
+            return Err(why);
+        }
+        Ok(())
     }
 
     /// Checks fetched leaves `size..` against `checkpoint` and adopts them, or drops them.
@@ -383,11 +414,12 @@ async fn log_get(
     }
 }
 
-/// Binds `listen` for [`router`] and returns the bound address and the server future, which
-/// ends after `shutdown` completes.
+/// Binds `listen` for [`router`] (with `witness`, also its `POST /add-checkpoint`) and returns
+/// the bound address and the server future, which ends after `shutdown` completes.
 pub async fn bind(
     mirror: Arc<Mutex<Mirror>>,
     ledger: &str,
+    witness: Option<Arc<Witness>>,
     listen: std::net::SocketAddr,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<(
@@ -396,7 +428,11 @@ pub async fn bind(
 )> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let address = listener.local_addr()?;
-    let server = axum::serve(listener, router(mirror, ledger)).with_graceful_shutdown(shutdown);
+    let mut routes = router(mirror, ledger);
+    if let Some(witness) = witness {
+        routes = routes.merge(crate::witness::router(witness));
+    }
+    let server = axum::serve(listener, routes).with_graceful_shutdown(shutdown);
     Ok((address, async move { server.await }))
 }
 
@@ -512,5 +548,33 @@ mod tests {
         let error = run(sync(&third, |p| split.fetch(p), 0)).unwrap_err();
         assert!(error.to_string().contains("split view"), "{error}");
         assert!(third.lock().unwrap().halted().is_some());
+    }
+
+    #[test]
+    fn the_mirror_vets_checkpoints_against_its_copy_and_halts_on_a_split_view() {
+        let dir = tempfile::tempdir().unwrap();
+        let upstream = Upstream::new(&dir.path().join("up"), 300, 1);
+        let mirror = Mutex::new(Mirror::open(&dir.path().join("mirror"), policy()).unwrap());
+        run(sync(&mirror, |p| upstream.fetch(p), 0)).unwrap();
+        let checkpoint = |size: u64, root: Hash| Checkpoint {
+            origin: "quill.test/shop".into(),
+            size,
+            root,
+            extensions: Vec::new(),
+        };
+        let mut m = mirror.lock().unwrap();
+        for size in [1, 150, 300] {
+            let root = upstream.store.root(size).unwrap();
+            assert_eq!(m.vet(&checkpoint(size, root)), Ok(()), "size {size}");
+        }
+        // Beyond the copy: left to the witness's consistency proof check.
+        assert_eq!(m.vet(&checkpoint(400, Hash([7; 32]))), Ok(()));
+
+        let fork = Upstream::new(&dir.path().join("fork"), 300, 2);
+        let split = checkpoint(300, fork.store.root(300).unwrap());
+        assert!(m.vet(&split).unwrap_err().contains("split view"));
+        assert!(m.halted().is_some());
+        let honest = checkpoint(300, upstream.store.root(300).unwrap());
+        assert!(m.vet(&honest).is_err(), "a halted mirror vets nothing");
     }
 }

@@ -14,6 +14,9 @@
 //! directory, replaced with [`crate::durable::replace_file`]: the last checkpoint cosigned
 //! with the witness's own cosignature, whose timestamp it keeps.
 //!
+//! A witness may be given a further check ([`Witness::with_vet`]): a mirror acting as a
+//! witness also refuses (422) any checkpoint its own verified copy of the log contradicts.
+//!
 //! Timestamps (C2SP tlog-cosignature): a `cosignature/v1` says that, as of its time, this is
 //! the largest consistent tree the witness has seen. So the witness never dates a cosignature
 //! of a log earlier than the last one it issued for that log (after its clock stepped back it
@@ -61,6 +64,10 @@ pub enum WitnessError {
     /// 422: the consistency proof does not verify.
     #[error("the consistency proof does not verify: {0}")]
     BadProof(String),
+    /// 422: the checkpoint contradicts what the witness knows beside the protocol (a
+    /// mirror's verified copy of the log).
+    #[error("the checkpoint contradicts the witness's copy of the log: {0}")]
+    Contradicted(String),
     /// 500: the state could not be read or persisted.
     #[error("witness state: {0}")]
     Storage(#[from] io::Error),
@@ -77,7 +84,9 @@ impl WitnessError {
             WitnessError::UnknownOrigin(_) => StatusCode::NOT_FOUND,
             WitnessError::Forbidden(_) => StatusCode::FORBIDDEN,
             WitnessError::Conflict(_) => StatusCode::CONFLICT,
-            WitnessError::BadProof(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            WitnessError::BadProof(_) | WitnessError::Contradicted(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             WitnessError::Storage(_) | WitnessError::Clock(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -160,13 +169,28 @@ pub fn parse_logs(text: &str) -> Result<Vec<VerifierKey>, String> {
     Ok(keys)
 }
 
+/// A check of each checkpoint beside the protocol's own, before it is cosigned: a mirror
+/// acting as a witness refuses the checkpoints its verified copy contradicts. `Err` says why.
+pub type Vet = Arc<dyn Fn(&Checkpoint) -> Result<(), String> + Send + Sync>;
+
 /// The witness: its key, the logs it follows, and its state directory.
-#[derive(Debug)]
 pub struct Witness {
     signer: NoteSigner,
     logs: Vec<VerifierKey>,
     state_dir: PathBuf,
     check_and_persist: Mutex<()>,
+    vet: Option<Vet>,
+}
+
+impl std::fmt::Debug for Witness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Witness")
+            .field("signer", &self.signer)
+            .field("logs", &self.logs)
+            .field("state_dir", &self.state_dir)
+            .field("vetted", &self.vet.is_some())
+            .finish()
+    }
 }
 
 impl Witness {
@@ -182,7 +206,16 @@ impl Witness {
             logs,
             state_dir: state_dir.to_owned(),
             check_and_persist: Mutex::new(()),
+            vet: None,
         })
+    }
+
+    /// This witness, cosigning only checkpoints that `vet` accepts too (else 422).
+    pub fn with_vet(self, vet: Vet) -> Witness {
+        Witness {
+            vet: Some(vet),
+            ..self
+        }
     }
 
     /// The witness's `cosignature/v1` verifier key.
@@ -273,6 +306,9 @@ impl Witness {
                 "old size {} exceeds the checkpoint size {}",
                 request.old_size, checkpoint.size
             )));
+        }
+        if let Some(vet) = &self.vet {
+            vet(&checkpoint).map_err(WitnessError::Contradicted)?;
         }
         let _guard = self
             .check_and_persist
@@ -543,5 +579,32 @@ mod tests {
             (4, rfc6962::root(&log.leaves[..4]))
         );
         w.add_checkpoint(&log.request(4, 8), 1).unwrap();
+    }
+
+    #[test]
+    fn a_vetted_witness_cosigns_only_what_its_vet_accepts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = TestLog::new("log.example", 1);
+        log.grow(8);
+        let accepted_root = rfc6962::root(&log.leaves[..4]);
+        let vet: Vet = Arc::new(move |checkpoint: &Checkpoint| {
+            if checkpoint.size == 4 && checkpoint.root != accepted_root {
+                return Err("another tree of size 4".into());
+            }
+            Ok(())
+        });
+        let w = witness(dir.path(), &log).with_vet(vet);
+        let mut fork = TestLog::new("log.example", 1);
+        fork.grow(3);
+        fork.leaves.push(rfc6962::leaf_hash(b"fork"));
+        let refused = w.add_checkpoint(&fork.request(0, 4), 1).unwrap_err();
+        assert!(
+            matches!(refused, WitnessError::Contradicted(_)),
+            "{refused}"
+        );
+        assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(w.state("log.example").unwrap().0, 0, "nothing stored");
+        w.add_checkpoint(&log.request(0, 4), 1).unwrap();
+        w.add_checkpoint(&log.request(4, 8), 2).unwrap();
     }
 }

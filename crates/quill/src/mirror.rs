@@ -1,9 +1,10 @@
 //! `quill mirror`: keeps a verified, read-only copy of a served ledger's transparency log
 //! (`quill_tlog::mirror`), fetched over HTTP(S) from `--from` (signed with SigV4 when
 //! `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` are set, for a server without `--public-log`),
-//! and serves it with `--listen`. Prints `quill: listening on http://ADDR` once bound, and
-//! `quill mirror: halted: …` (exit status 3 without `--listen`) when the upstream turns out
-//! inconsistent.
+//! and serves it with `--listen`; with `--witness-key`, it is also a C2SP tlog-witness of that
+//! log that cosigns only what agrees with its verified copy. Prints `quill: listening on
+//! http://ADDR` once bound, and `quill mirror: halted: …` (exit status 3 without `--listen`)
+//! when the upstream turns out inconsistent.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -14,8 +15,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use hyper::Method;
+use quill_tlog::keys::NoteSigner;
 use quill_tlog::mirror::{sync, Mirror};
-use quill_verify::tlog::Policy;
+use quill_tlog::witness::{Vet, Witness};
+use quill_verify::tlog::{Checkpoint, Policy};
 
 use crate::http::{Connection, Endpoint, Signer};
 
@@ -41,6 +44,13 @@ pub struct MirrorArgs {
     /// Serve the copy (checkpoint, tiles, proof bundles, `/mirror/status`) on this address.
     #[arg(long)]
     listen: Option<SocketAddr>,
+    /// Also act as one of the log's witnesses with this key (`quill witness keygen`):
+    /// serve C2SP tlog-witness `POST /add-checkpoint` on `--listen` for the policy's log,
+    /// cosigning only checkpoints consistent with what this witness cosigned before and with
+    /// the mirror's own verified copy (a checkpoint contradicting the copy halts the mirror).
+    /// The witness state is kept in `<data-dir>/<ledger>/witness/`.
+    #[arg(long, requires = "listen")]
+    witness_key: Option<PathBuf>,
     /// A PEM CA certificate to trust for an `https://` upstream.
     #[arg(long)]
     ca_cert: Option<PathBuf>,
@@ -57,9 +67,27 @@ pub fn run(args: MirrorArgs) -> anyhow::Result<()> {
         Policy::parse(&policy_text).with_context(|| format!("policy {}", args.policy.display()))?;
     let endpoint = Endpoint::parse(&args.from, args.ca_cert.as_deref())?;
     let dir = args.data_dir.join(&args.ledger);
+    let log_keys = policy.logs.iter().map(|log| log.key.clone()).collect();
     let mirror = Arc::new(Mutex::new(
         Mirror::open(&dir, policy).with_context(|| format!("mirror {}", dir.display()))?,
     ));
+    let witness = match &args.witness_key {
+        Some(key) => {
+            let signer = NoteSigner::read_file(key)?;
+            let state_dir = dir.join("witness");
+            let vetted = mirror.clone();
+            let vet: Vet = Arc::new(move |checkpoint: &Checkpoint| {
+                vetted
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .vet(checkpoint)
+            });
+            let witness = Witness::open(signer, log_keys, &state_dir)
+                .with_context(|| format!("cannot open {}", state_dir.display()))?;
+            Some(Arc::new(witness.with_vet(vet)))
+        }
+        None => None,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -72,6 +100,7 @@ pub fn run(args: MirrorArgs) -> anyhow::Result<()> {
                 let (address, server) = quill_tlog::mirror::bind(
                     mirror.clone(),
                     &args.ledger,
+                    witness,
                     listen,
                     crate::serve::shutdown_signal(),
                 )

@@ -1,6 +1,7 @@
 //! `quill mirror` against a real `quill serve`: it follows a ledger under write load and
 //! converges (its QLDB digest is the ledger's), and a mirror reading through a tampering proxy
-//! detects the altered block and stays at its last verified checkpoint.
+//! detects the altered block and stays at its last verified checkpoint; a mirror acting as a
+//! witness cosigns the log's checkpoints and halts when shown a split view.
 
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
@@ -13,6 +14,10 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::Listening;
+use quill_tlog::keys::NoteSigner;
+use quill_tlog::witness::AddCheckpoint;
+use quill_verify::tlog::{verify_cosigned_checkpoint, Checkpoint, Note, Policy};
+use quill_verify::Hash;
 
 fn quill(args: &[&str]) -> Output {
     let output = Command::new(env!("CARGO_BIN_EXE_quill"))
@@ -264,5 +269,147 @@ fn mirrors_converge_under_load_and_detect_a_tampered_block() {
     assert!(
         ledger_digest.contains(&digest),
         "{ledger_digest} vs {digest}"
+    );
+}
+
+/// `quill witness keygen`: the key file and its verifier key.
+fn witness_key(dir: &Path, name: &str) -> (String, String) {
+    let key = dir.join(format!("{name}.key")).to_str().unwrap().to_owned();
+    let name = format!("{name}.example");
+    let vkey = quill(&["witness", "keygen", "--name", &name, "--key", &key]).stdout;
+    (key, String::from_utf8(vkey).unwrap().trim().to_owned())
+}
+
+#[test]
+fn a_mirror_is_a_witness_that_cosigns_only_what_its_copy_agrees_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let data = path("data");
+    quill(&["ledger", "create", "shop", "--data-dir", &data]);
+    let vkey = String::from_utf8(quill(&["log-key", "--data-dir", &data]).stdout).unwrap();
+    std::fs::write(path("logs"), format!("log {vkey}")).unwrap();
+    let (w1_key, w1_vkey) = witness_key(dir.path(), "w1");
+    let w1 = Listening::start(&[
+        "witness",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--key",
+        &w1_key,
+        "--logs",
+        &path("logs"),
+        "--state-dir",
+        &path("w1-state"),
+    ]);
+    let (mirror_key, mirror_vkey) = witness_key(dir.path(), "mirror");
+    // Both must cosign, so every checkpoint the mirror advances to went through its own
+    // witness check first.
+    let quorum = "group both 2 w1 mirror\nquorum both\n";
+    std::fs::write(
+        path("follow.policy"),
+        format!("log {vkey}witness w1 {w1_vkey}\nwitness mirror {mirror_vkey}\n{quorum}"),
+    )
+    .unwrap();
+    // The mirror starts first (the server's policy needs its address), following a port the
+    // server will listen on.
+    let server_address = {
+        let reserved = TcpListener::bind("127.0.0.1:0").unwrap();
+        reserved.local_addr().unwrap().to_string()
+    };
+    let mirror = Listening::start(&[
+        "mirror",
+        "--from",
+        &format!("http://{server_address}"),
+        "--ledger",
+        "shop",
+        "--data-dir",
+        &path("mirror"),
+        "--policy",
+        &path("follow.policy"),
+        "--interval",
+        "50ms",
+        "--listen",
+        "127.0.0.1:0",
+        "--witness-key",
+        &mirror_key,
+    ]);
+    std::fs::write(
+        path("serve.policy"),
+        format!(
+            "log {vkey}witness w1 {w1_vkey} http://{}\nwitness mirror {mirror_vkey} http://{}\n{quorum}",
+            w1.address, mirror.address
+        ),
+    )
+    .unwrap();
+    let server = Listening::start(&[
+        "serve",
+        "--listen",
+        &server_address,
+        "--checkpoint-interval",
+        "50ms",
+        "--public-log",
+        "--witness-policy",
+        &path("serve.policy"),
+        "--data-dir",
+        &data,
+    ]);
+    let endpoint = format!("http://{}", server.address);
+    quill(&[
+        "shell",
+        "--endpoint",
+        &endpoint,
+        "--ledger",
+        "shop",
+        "-e",
+        "CREATE TABLE Item; INSERT INTO Item {'n': 1}; INSERT INTO Item {'n': 2};",
+    ]);
+    wait("the mirror to follow its own cosignatures", || {
+        status(&mirror)["size"] == 4
+    });
+    let served = String::from_utf8(get(&server, "/ledgers/shop/log/checkpoint")).unwrap();
+    let policy = Policy::parse(&std::fs::read_to_string(path("serve.policy")).unwrap()).unwrap();
+    let verified = verify_cosigned_checkpoint(&served, &policy).unwrap();
+    assert_eq!(verified.checkpoint.size, 4);
+    assert!(
+        verified.cosigned.iter().any(|(name, _)| name == "mirror"),
+        "{served}"
+    );
+
+    // The operator (who holds the log key) shows the mirror another tree of the size it
+    // holds: the mirror refuses to cosign it and halts, naming the split view.
+    let log_key = NoteSigner::read_file(&dir.path().join("data/log-key"))
+        .unwrap()
+        .with_name("localhost/quill/shop")
+        .unwrap();
+    let text = Checkpoint {
+        origin: "localhost/quill/shop".into(),
+        size: 4,
+        root: Hash([9; 32]),
+        extensions: Vec::new(),
+    }
+    .to_text();
+    let split = AddCheckpoint {
+        old_size: 0,
+        proof: Vec::new(),
+        note: Note {
+            signatures: vec![log_key.sign(&text)],
+            text,
+        }
+        .to_text(),
+    };
+    let (code, _, body) = mirror
+        .request("POST", "/add-checkpoint", split.to_body().as_bytes())
+        .unwrap();
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(code, 422, "{body}");
+    assert!(body.contains("split view"), "{body}");
+    let halted = status(&mirror);
+    assert!(
+        halted["halted"].as_str().unwrap().contains("split view"),
+        "{halted}"
+    );
+    assert_eq!(
+        halted["size"], 4,
+        "the copy stays at its last verified size"
     );
 }

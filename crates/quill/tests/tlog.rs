@@ -2,8 +2,11 @@
 //! key `quill log-key` prints, tiles and entry bundles a monitor can check against the QLDB
 //! digest, proofs, growth, and authentication unless `--public-log`.
 
+use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use quill_verify::tlog::{
@@ -356,6 +359,138 @@ fn the_served_log_checks_out_offline_and_grows() {
     assert_ne!(status, 404);
 }
 
+/// Creates witness `name`'s key in `dir` and starts `quill witness serve` for the logs listed
+/// in `dir/logs`, keeping its state in `dir/<name>-state`; returns its verifier key.
+fn start_witness(dir: &Path, name: &str) -> (String, Listening) {
+    let path = |file: &str| dir.join(file).to_str().unwrap().to_owned();
+    let key = path(&format!("{name}.key"));
+    let vkey = quill(&[
+        "witness",
+        "keygen",
+        "--name",
+        &format!("{name}.example"),
+        "--key",
+        &key,
+    ])
+    .stdout;
+    let witness = Listening::start(&[
+        "witness",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--key",
+        &key,
+        "--logs",
+        &path("logs"),
+        "--state-dir",
+        &path(&format!("{name}-state")),
+    ]);
+    (String::from_utf8(vkey).unwrap().trim().to_owned(), witness)
+}
+
+/// A witness that accepts connections and never answers; returns its address and how many
+/// connections it accepted.
+fn hanging_witness() -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    std::thread::spawn(move || {
+        let mut open = Vec::new();
+        for stream in listener.incoming().flatten() {
+            counter.fetch_add(1, Ordering::SeqCst);
+            open.push(stream);
+        }
+    });
+    (address, accepted)
+}
+
+#[test]
+fn a_hanging_witness_does_not_delay_the_quorum() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let data = path("data");
+    quill(&["ledger", "create", "shop", "--data-dir", &data]);
+    let vkey = String::from_utf8(quill(&["log-key", "--data-dir", &data]).stdout).unwrap();
+    std::fs::write(path("logs"), format!("log {vkey}")).unwrap();
+    let (w1_vkey, w1) = start_witness(dir.path(), "w1");
+    let (w2_vkey, w2) = start_witness(dir.path(), "w2");
+    // w3 has a real key, but its URL leads to a socket that never answers: without the
+    // quorum rule, each checkpoint would wait the full witness timeout (5 s) for it.
+    let w3_vkey = String::from_utf8(
+        quill(&[
+            "witness",
+            "keygen",
+            "--name",
+            "w3.example",
+            "--key",
+            &path("w3.key"),
+        ])
+        .stdout,
+    )
+    .unwrap();
+    let (hanging, accepted) = hanging_witness();
+    let policy = format!(
+        "log {vkey}witness w1 {w1_vkey} http://{}\nwitness w2 {w2_vkey} http://{}\n\
+         witness w3 {} http://{hanging}\ngroup two-of-three 2 w1 w2 w3\nquorum two-of-three\n",
+        w1.address,
+        w2.address,
+        w3_vkey.trim()
+    );
+    std::fs::write(path("policy"), &policy).unwrap();
+    let policy = Policy::parse(&policy).unwrap();
+    let server = Server::start(
+        Path::new(&data),
+        &["--public-log", "--witness-policy", &path("policy")],
+    );
+    let cosigned = |size: u64, within: Duration| {
+        let deadline = Instant::now() + within;
+        loop {
+            let (status, body) = server.get("/ledgers/shop/log/checkpoint");
+            if status == 200 {
+                let note = String::from_utf8(body).unwrap();
+                if let Ok(verified) = verify_cosigned_checkpoint(&note, &policy) {
+                    if verified.checkpoint.size == size {
+                        return verified.cosigned.len();
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no checkpoint of size {size} cosigned by 2 of 3 within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    assert_eq!(cosigned(1, Duration::from_secs(20)), 2);
+    let endpoint = format!("http://{}", server.address());
+    let statements = [
+        "CREATE TABLE Item;",
+        "INSERT INTO Item {'a': 1};",
+        "INSERT INTO Item {'a': 2};",
+    ];
+    for (size, statement) in (2..).zip(statements) {
+        quill(&[
+            "shell",
+            "--endpoint",
+            &endpoint,
+            "--ledger",
+            "shop",
+            "-e",
+            statement,
+        ]);
+        let committed = Instant::now();
+        // Generous for two loopback witnesses and a 50 ms cadence, and well short of the 5 s
+        // the hanging witness would cost if anything waited for it.
+        assert_eq!(cosigned(size, Duration::from_secs(2)), 2);
+        assert!(committed.elapsed() < Duration::from_secs(2));
+    }
+    assert!(
+        accepted.load(Ordering::SeqCst) > 0,
+        "the hanging witness was never asked"
+    );
+}
+
 #[test]
 fn checkpoints_are_cosigned_by_the_policy_witnesses() {
     let dir = tempfile::tempdir().unwrap();
@@ -367,34 +502,9 @@ fn checkpoints_are_cosigned_by_the_policy_witnesses() {
     let mut witnesses = Vec::new();
     let mut policy = format!("log {vkey}");
     for name in ["w1", "w2"] {
-        let key = path(&format!("{name}.key"));
-        let witness_vkey = String::from_utf8(
-            quill(&[
-                "witness",
-                "keygen",
-                "--name",
-                &format!("{name}.example"),
-                "--key",
-                &key,
-            ])
-            .stdout,
-        )
-        .unwrap();
-        let witness = Listening::start(&[
-            "witness",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--key",
-            &key,
-            "--logs",
-            &path("logs"),
-            "--state-dir",
-            &path(&format!("{name}-state")),
-        ]);
+        let (witness_vkey, witness) = start_witness(dir.path(), name);
         policy.push_str(&format!(
-            "witness {name} {} http://{}\n",
-            witness_vkey.trim(),
+            "witness {name} {witness_vkey} http://{}\n",
             witness.address
         ));
         witnesses.push(witness);
