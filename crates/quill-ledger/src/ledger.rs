@@ -205,7 +205,11 @@ impl Ledger {
                 name: stored.name,
                 strand_id: stored.strand_id,
                 dir: cache.path().to_owned(),
-                journal: JournalStore::Postgres(PgJournal::new(store.clone(), name, stored.blocks)),
+                journal: JournalStore::Postgres(Box::new(PgJournal::new(
+                    store.clone(),
+                    name,
+                    stored.blocks,
+                ))),
                 lock,
                 cache: Some(cache),
             },

@@ -309,22 +309,20 @@ impl Alone<'_> {
     fn commit(self, core: &Core, commit: PreparedCommit) -> Result<CommitReceipt> {
         let mut sequencer = self.0;
         let (reply, answer) = mpsc::sync_channel(1);
-        match sequence_batch(core, &mut sequencer, vec![CommitRequest { commit, reply }]) {
-            Some(Sequenced {
-                state,
-                published: job,
-                ..
-            }) => {
-                // Journal first: a direct state commit may then be a durable checkpoint.
-                match sync_journal(core, job.end) {
-                    Ok(()) => {
-                        let snapshot = state.finish(core, &mut sequencer, true);
-                        publish(core, job, snapshot);
-                    }
-                    Err(e) => fail_all(job.accepted.into_iter().map(|a| a.reply), &e),
+        if let Some(Sequenced {
+            state,
+            published: job,
+            ..
+        }) = sequence_batch(core, &mut sequencer, vec![CommitRequest { commit, reply }])
+        {
+            // Journal first: a direct state commit may then be a durable checkpoint.
+            match sync_journal(core, job.end) {
+                Ok(()) => {
+                    let snapshot = state.finish(core, &mut sequencer, true);
+                    publish(core, job, snapshot);
                 }
+                Err(e) => fail_all(job.accepted.into_iter().map(|a| a.reply), &e),
             }
-            None => {}
         }
         drop(sequencer);
         answer

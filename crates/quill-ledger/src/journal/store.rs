@@ -19,7 +19,8 @@ use crate::Result;
 
 pub(crate) enum JournalStore {
     Files(Journal),
-    Postgres(PgJournal),
+    /// Boxed: it is the larger, and the embedded journal is the hot default.
+    Postgres(Box<PgJournal>),
 }
 
 impl JournalStore {
@@ -27,7 +28,7 @@ impl JournalStore {
     pub fn shared(&self) -> Option<&PgJournal> {
         match self {
             JournalStore::Files(_) => None,
-            JournalStore::Postgres(pg) => Some(pg),
+            JournalStore::Postgres(pg) => Some(pg.as_ref()),
         }
     }
 
