@@ -494,6 +494,37 @@ impl Ledger {
         block::decode_hashes(&bytes, &address)
     }
 
+    /// The hashes of blocks `from..to`, in order, read in one pass over the journal (one
+    /// range query per chunk with PostgreSQL) without decoding the blocks.
+    pub fn block_hashes_range(&self, from: u64, to: u64) -> Result<Vec<BlockHashes>> {
+        if to <= from {
+            return Ok(Vec::new());
+        }
+        self.check_tip(to - 1)?;
+        let mut hashes = Vec::with_capacity((to - from) as usize);
+        self.inner
+            .core
+            .journal
+            .scan(from, &mut |sequence_no, bytes| {
+                if sequence_no >= to {
+                    return Ok(false);
+                }
+                let address = BlockAddress {
+                    strand_id: self.inner.strand_id.clone(),
+                    sequence_no,
+                };
+                hashes.push(block::decode_hashes(bytes, &address)?);
+                Ok(true)
+            })?;
+        if hashes.len() as u64 != to - from {
+            return Err(LedgerError::UnknownBlock(format!(
+                "blocks {from}..{to}: the journal returned {}",
+                hashes.len()
+            )));
+        }
+        Ok(hashes)
+    }
+
     /// Proof of the block's hash against the digest at `tip_sequence_no` (GetBlock proof).
     pub fn block_proof(&self, sequence_no: u64, tip_sequence_no: u64) -> Result<Vec<Hash>> {
         let tip = self.check_tip(tip_sequence_no)?;
