@@ -14,7 +14,6 @@
 //! partition key, so one shard holds a ledger's records in order.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
@@ -22,7 +21,6 @@ use quill_stream::{BoxFuture, ErrorCause, Sink, SinkError, StreamRecord};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 
@@ -164,7 +162,10 @@ impl KinesisEndpoint {
         };
         let tls = if https {
             let name = ServerName::try_from(host.to_owned()).map_err(|_| bad())?;
-            Some((tls_connector(ca_bundle)?, name))
+            Some((
+                crate::tls_client::connector(ca_bundle).map_err(|e| e.to_string())?,
+                name,
+            ))
         } else {
             None
         };
@@ -175,34 +176,6 @@ impl KinesisEndpoint {
             tls,
         })
     }
-}
-
-/// A rustls client trusting Mozilla's roots plus every certificate of the PEM file `ca_bundle`.
-fn tls_connector(ca_bundle: Option<&Path>) -> Result<TlsConnector, String> {
-    let mut roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    if let Some(path) = ca_bundle {
-        let error = |detail: String| format!("CA bundle {}: {detail}", path.display());
-        let pem = std::fs::read(path).map_err(|e| error(e.to_string()))?;
-        let mut added = 0;
-        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-            let cert = cert.map_err(|e| error(e.to_string()))?;
-            roots.add(cert).map_err(|e| error(e.to_string()))?;
-            added += 1;
-        }
-        if added == 0 {
-            return Err(error("no PEM certificate in the file".into()));
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(TlsConnector::from(Arc::new(config)))
 }
 
 /// A Kinesis API client: JSON 1.1 requests over HTTP/1.1, signed with SigV4.

@@ -59,6 +59,7 @@ pub mod session;
 pub mod sigv4;
 pub mod streams;
 pub mod tlog;
+pub mod tls_client;
 
 use std::future::Future;
 use std::net::SocketAddr;

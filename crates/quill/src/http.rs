@@ -23,7 +23,6 @@ use hyper::{Method, Request, Uri};
 use hyper_util::rt::TokioIo;
 use quill_server::sigv4;
 use tokio::net::TcpStream;
-use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 
@@ -150,33 +149,11 @@ impl Endpoint {
 }
 
 fn tls_connector(ca_cert: Option<&Path>) -> Result<TlsConnector, HttpError> {
-    let mut roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    if let Some(path) = ca_cert {
-        let error = |detail: String| HttpError::CaCert {
-            path: path.display().to_string(),
-            detail,
-        };
-        let pem = std::fs::read(path).map_err(|e| error(e.to_string()))?;
-        let mut added = 0;
-        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-            let cert = cert.map_err(|e| error(e.to_string()))?;
-            roots.add(cert).map_err(|e| error(e.to_string()))?;
-            added += 1;
-        }
-        if added == 0 {
-            return Err(error("no PEM certificate in the file".into()));
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| HttpError::Request(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(TlsConnector::from(Arc::new(config)))
+    use quill_server::tls_client::{connector, TlsClientError};
+    connector(ca_cert).map_err(|error| match error {
+        TlsClientError::Bundle { path, detail } => HttpError::CaCert { path, detail },
+        TlsClientError::Config(detail) => HttpError::Request(detail),
+    })
 }
 
 /// The future that performs a connection's I/O until it ends.
