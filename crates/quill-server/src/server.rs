@@ -197,21 +197,14 @@ fn connect_to_postgres(
     url: &str,
     wait: Duration,
 ) -> Result<quill_ledger::PostgresStore, ServerError> {
-    let deadline = Instant::now() + wait;
-    let mut pause = Duration::from_millis(250);
-    loop {
-        match quill_ledger::PostgresStore::connect(url) {
-            Ok(store) => return Ok(store),
-            Err(e @ quill_ledger::LedgerError::Unavailable(_))
-                if Instant::now() + pause < deadline =>
-            {
-                tracing::warn!(error = %e, retry_in = ?pause, "PostgreSQL storage is unavailable; retrying");
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_secs(5));
-            }
-            Err(e) => return Err(ServerError::Config(format!("PostgreSQL storage: {e}"))),
-        }
-    }
+    quill_ledger::retry_while_unavailable(
+        "PostgreSQL storage is unavailable",
+        wait,
+        Duration::from_millis(250),
+        Duration::from_secs(5),
+        || quill_ledger::PostgresStore::connect(url),
+    )
+    .map_err(|e| ServerError::Config(format!("PostgreSQL storage: {e}")))
 }
 
 /// True for addresses only this machine can reach: `127.0.0.0/8`, `::1`, and `::ffff:127.x`.

@@ -677,25 +677,16 @@ fn settle_lost_commit(
     end: u64,
     last_hash: Hash,
 ) -> Result<bool> {
-    let deadline = std::time::Instant::now() + SETTLE_TIMEOUT;
-    let mut pause = std::time::Duration::from_millis(50);
-    loop {
-        let settled = pg.committed_tip().and_then(|(blocks, _)| {
-            if blocks < end {
-                Ok(false)
-            } else {
-                Ok(pg.hashes(end - 1, end)? == [last_hash])
-            }
-        });
-        match settled {
-            Err(LedgerError::Unavailable(detail)) if std::time::Instant::now() < deadline => {
-                tracing::warn!(%detail, "cannot read back a PostgreSQL commit whose answer was lost; retrying");
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(std::time::Duration::from_secs(1));
-            }
-            other => return other,
-        }
-    }
+    crate::retry_while_unavailable(
+        "cannot read back a PostgreSQL commit whose answer was lost",
+        SETTLE_TIMEOUT,
+        std::time::Duration::from_millis(50),
+        std::time::Duration::from_secs(1),
+        || {
+            let (blocks, _) = pg.committed_tip()?;
+            Ok(blocks >= end && pg.hashes(end - 1, end)? == [last_hash])
+        },
+    )
 }
 
 fn unknown_outcome(core: &Core, error: &LedgerError) -> LedgerError {

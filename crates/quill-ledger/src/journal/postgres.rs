@@ -448,12 +448,11 @@ fn insert_blocks(
     first: u64,
     blocks: &[(&[u8], Hash)],
 ) -> Result<()> {
-    let seqs: Vec<i64> = (0..blocks.len() as i64).map(|i| first as i64 + i).collect();
-    let hashes: Vec<&[u8]> = blocks
-        .iter()
-        .map(|(_, h)| h.as_bytes().as_slice())
-        .collect();
-    let payloads: Vec<&[u8]> = blocks.iter().map(|(p, _)| *p).collect();
+    let BlockColumns {
+        seqs,
+        hashes,
+        payloads,
+    } = BlockColumns::of(first, blocks);
     // Typed parameters: one round trip, no prepared statement.
     client
         .query_typed(
@@ -468,6 +467,26 @@ fn insert_blocks(
         )
         .map_err(db_error)?;
     Ok(())
+}
+
+/// Blocks `first..` as the array parameters of `unnest($seqs, $hashes, $payloads)`.
+struct BlockColumns<'a> {
+    seqs: Vec<i64>,
+    hashes: Vec<&'a [u8]>,
+    payloads: Vec<&'a [u8]>,
+}
+
+impl<'a> BlockColumns<'a> {
+    fn of(first: u64, blocks: &'a [(&'a [u8], Hash)]) -> BlockColumns<'a> {
+        BlockColumns {
+            seqs: (first as i64..).take(blocks.len()).collect(),
+            hashes: blocks
+                .iter()
+                .map(|(_, h)| h.as_bytes().as_slice())
+                .collect(),
+            payloads: blocks.iter().map(|(p, _)| *p).collect(),
+        }
+    }
 }
 
 /// Maps a PostgreSQL error to what a caller can act on: connection loss, a read-only
@@ -500,6 +519,32 @@ pub(crate) fn db_error(e: postgres::Error) -> LedgerError {
     match retryable.iter().find(|(c, _)| c == code) {
         Some((_, what)) => LedgerError::Unavailable(format!("{what}: {e}")),
         None => LedgerError::Storage(format!("PostgreSQL: {e}")),
+    }
+}
+
+/// Runs `attempt` until it succeeds, fails with anything but [`LedgerError::Unavailable`], or
+/// would retry past `wait`: PostgreSQL restarting or failing over is waited out. Each retried
+/// failure is logged with `what`; the pauses double from `first_pause` up to `max_pause`.
+pub fn retry_while_unavailable<T>(
+    what: &str,
+    wait: Duration,
+    first_pause: Duration,
+    max_pause: Duration,
+    mut attempt: impl FnMut() -> Result<T>,
+) -> Result<T> {
+    let deadline = std::time::Instant::now() + wait;
+    let mut pause = first_pause;
+    loop {
+        match attempt() {
+            Err(LedgerError::Unavailable(detail))
+                if std::time::Instant::now() + pause < deadline =>
+            {
+                tracing::warn!(%detail, retry_in = ?pause, "{what}; retrying");
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(max_pause);
+            }
+            other => return other,
+        }
     }
 }
 
@@ -620,12 +665,10 @@ impl PgJournal {
                     return Ok(tip);
                 }
             }
-            match reads.reading {
-                // A read that started after this call: its answer will do.
-                Some(ticket) if ticket > mine => {}
-                // One that started before: wait for it, then read (or share a later read).
-                Some(_) => {}
-                None => break,
+            // A read in flight: wait for it. If it started after this call, its answer will
+            // do; if before, a read starts after it (this one's, or a later call's to share).
+            if reads.reading.is_none() {
+                break;
             }
             reads = self
                 .tip_read_done
@@ -700,12 +743,11 @@ impl PgJournal {
                 LedgerError::Storage("append without the tip lock (lock_tip first)".into())
             })?;
             // The blocks and the tip in one statement: one round trip.
-            let seqs: Vec<i64> = (first as i64..end as i64).collect();
-            let hashes: Vec<&[u8]> = blocks
-                .iter()
-                .map(|(_, h)| h.as_bytes().as_slice())
-                .collect();
-            let payloads: Vec<&[u8]> = blocks.iter().map(|(p, _)| *p).collect();
+            let BlockColumns {
+                seqs,
+                hashes,
+                payloads,
+            } = BlockColumns::of(first, blocks);
             let appended = client
                 .query_typed(
                     "WITH appended AS (
