@@ -1,90 +1,20 @@
 //! Runs the real `quill` binary in a fresh temporary directory per test.
 
-use std::io::{BufRead as _, Write as _};
+use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Stdio};
 
-struct Workspace {
-    dir: tempfile::TempDir,
-}
+#[path = "common/workspace.rs"]
+mod workspace;
 
-impl Workspace {
-    fn new() -> Workspace {
-        Workspace {
-            dir: tempfile::tempdir().expect("temp dir"),
-        }
-    }
-
-    fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    fn quill(&self, args: &[&str]) -> Output {
-        self.quill_with_stdin(args, "")
-    }
-
-    /// The `quill` command in the workspace, without the caller's AWS credentials or log filter.
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_quill"));
-        command
-            .args(args)
-            .current_dir(self.dir.path())
-            .env("HOME", self.dir.path())
-            .env_remove("RUST_LOG")
-            .env_remove("AWS_ACCESS_KEY_ID")
-            .env_remove("AWS_SECRET_ACCESS_KEY")
-            .env_remove("AWS_SESSION_TOKEN");
-        command
-    }
-
-    fn quill_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("quill starts");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(stdin.as_bytes())
-            .expect("write stdin");
-        child.wait_with_output().expect("quill runs")
-    }
-
-    /// Runs quill with `--data-dir` appended and expects success; returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let data_dir = self.data_dir();
-        let mut all = args.to_vec();
-        all.extend(["--data-dir", data_dir.to_str().expect("utf-8 path")]);
-        let output = self.quill(&all);
-        assert!(
-            output.status.success(),
-            "quill {all:?} failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).expect("utf-8 output")
-    }
-
-    fn shell(&self, ledger: &str, script: &str) -> String {
-        self.ok(&["shell", "--ledger", ledger, "-e", script])
-    }
-}
-
-fn parse_ion(text: &str) -> Vec<ion_rs::Element> {
-    ion_rs::Element::read_all(text.as_bytes())
-        .unwrap_or_else(|e| panic!("not Ion: {e}\n{text}"))
-        .into()
-}
+use workspace::{base64_of, parse_ion, Workspace};
 
 #[test]
 fn ledgers_are_created_listed_and_protected_from_deletion() {
     let work = Workspace::new();
-    work.ok(&["ledger", "create", "books"]);
-    work.ok(&["ledger", "create", "cars", "--no-deletion-protection"]);
-    let listed = parse_ion(&work.ok(&["ledger", "list"]));
+    work.ok_embedded(&["ledger", "create", "books"]);
+    work.ok_embedded(&["ledger", "create", "cars", "--no-deletion-protection"]);
+    let listed = parse_ion(&work.ok_embedded(&["ledger", "list"]));
     let names: Vec<&str> = listed
         .iter()
         .map(|l| {
@@ -107,15 +37,15 @@ fn ledgers_are_created_listed_and_protected_from_deletion() {
     ]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("deletion protection"));
-    work.ok(&["ledger", "delete", "cars"]);
-    work.ok(&["ledger", "delete", "books", "--force"]);
-    assert_eq!(work.ok(&["ledger", "list"]).trim(), "");
+    work.ok_embedded(&["ledger", "delete", "cars"]);
+    work.ok_embedded(&["ledger", "delete", "books", "--force"]);
+    assert_eq!(work.ok_embedded(&["ledger", "list"]).trim(), "");
 }
 
 #[test]
 fn the_shell_creates_inserts_and_selects() {
     let work = Workspace::new();
-    work.ok(&["ledger", "create", "shop"]);
+    work.ok_embedded(&["ledger", "create", "shop"]);
     work.shell("shop", "CREATE TABLE Item; CREATE INDEX ON Item (sku);");
     work.shell(
         "shop",
@@ -160,12 +90,12 @@ fn the_shell_creates_inserts_and_selects() {
 #[test]
 fn verify_passes_then_reports_the_first_bad_block_after_a_flipped_byte() {
     let work = Workspace::new();
-    work.ok(&["ledger", "create", "audit"]);
+    work.ok_embedded(&["ledger", "create", "audit"]);
     work.shell(
         "audit",
         "CREATE TABLE T; INSERT INTO T {'a': 1}; INSERT INTO T {'a': 2};",
     );
-    let report = work.ok(&["verify", "--ledger", "audit"]);
+    let report = work.ok_embedded(&["verify", "--ledger", "audit"]);
     assert!(report.contains("verified 4 blocks"), "{report}");
 
     let journal = quill_ledger::ledger_dir(&work.data_dir(), "audit").join("journal");
@@ -210,7 +140,7 @@ fn flip_byte_in_block(journal: &Path, sequence_no: usize) {
 #[test]
 fn digest_and_revision_are_printed_and_verified() {
     let work = Workspace::new();
-    work.ok(&["ledger", "create", "proofs"]);
+    work.ok_embedded(&["ledger", "create", "proofs"]);
     let inserted = parse_ion(&work.shell("proofs", "CREATE TABLE V; INSERT INTO V {'VIN': 'X1'};"));
     let document_id = inserted[1]
         .as_struct()
@@ -222,7 +152,7 @@ fn digest_and_revision_are_printed_and_verified() {
         .to_owned();
     work.shell("proofs", "INSERT INTO V {'VIN': 'X2'};");
 
-    let digest = parse_ion(&work.ok(&["digest", "--ledger", "proofs"]));
+    let digest = parse_ion(&work.ok_embedded(&["digest", "--ledger", "proofs"]));
     let digest = digest[0].as_struct().unwrap();
     assert_eq!(digest.get("digest").unwrap().as_blob().unwrap().len(), 32);
     let tip = digest.get("digestTipAddress").unwrap().as_struct().unwrap();
@@ -230,7 +160,7 @@ fn digest_and_revision_are_printed_and_verified() {
     let strand = tip.get("strandId").unwrap().as_text().unwrap();
 
     let block = format!("{{strandId:\"{strand}\",sequenceNo:2}}");
-    let output = work.ok(&[
+    let output = work.ok_embedded(&[
         "revision",
         "--ledger",
         "proofs",
@@ -327,7 +257,7 @@ fn serve_accepts_unsigned_requests_by_default_only_on_loopback() {
     let local = Server::start(&work, &["--listen", "127.0.0.1:0"]);
     assert!(local.url.starts_with("http://127.0.0.1:"), "{}", local.url);
     drop(local);
-    work.ok(&["ledger", "create", "shop"]);
+    work.ok_embedded(&["ledger", "create", "shop"]);
     let exposed = Server::start(&work, &["--listen", "0.0.0.0:0", "--auth", "none"]);
     let port = exposed.url.rsplit(':').next().unwrap();
     let endpoint = format!("http://127.0.0.1:{port}");
@@ -356,8 +286,8 @@ fn fixture(name: &str) -> PathBuf {
 #[test]
 fn the_shell_speaks_https_and_signs_with_sigv4() {
     let work = Workspace::new();
-    work.ok(&["ledger", "create", "shop"]);
-    let credentials = work.dir.path().join("credentials");
+    work.ok_embedded(&["ledger", "create", "shop"]);
+    let credentials = work.path().join("credentials");
     std::fs::write(&credentials, "AKIDSHELL shell-secret\n").unwrap();
     let (cert, key) = (fixture("localhost.crt"), fixture("localhost.key"));
     let server = Server::start(
@@ -452,14 +382,14 @@ fn exported_ion_blocks(out: &Path) -> Vec<ion_rs::Element> {
 #[test]
 fn export_writes_a_verifiable_journal_to_a_directory() {
     let work = Workspace::new();
-    work.ok(&["ledger", "create", "books"]);
+    work.ok_embedded(&["ledger", "create", "books"]);
     work.shell(
         "books",
         "CREATE TABLE T; INSERT INTO T {'a': 1, 'note': '} {'}; INSERT INTO T {'a': 2};",
     );
     for format in ["ION_TEXT", "ion-binary"] {
-        let out = work.dir.path().join(format);
-        let report = work.ok(&[
+        let out = work.path().join(format);
+        let report = work.ok_embedded(&[
             "export",
             "--ledger",
             "books",
@@ -491,7 +421,7 @@ fn export_writes_a_verifiable_journal_to_a_directory() {
     }
 
     // A block whose hash no longer verifies: exit status 3, as `quill verify` does.
-    let out = work.dir.path().join("ION_TEXT");
+    let out = work.path().join("ION_TEXT");
     let object = walk_files(&out)
         .into_iter()
         .find(|p| p.extension().is_some_and(|e| e == "ion"))
@@ -554,20 +484,20 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn import_then_consistency_from_the_old_digest() {
     let work = Workspace::new();
-    work.ok(&["ledger", "create", "books"]);
+    work.ok_embedded(&["ledger", "create", "books"]);
     work.shell(
         "books",
         "CREATE TABLE T; CREATE INDEX ON T (a); INSERT INTO T {'a': 1}; INSERT INTO T {'a': 2}; \
          DELETE FROM T WHERE a = 1;",
     );
-    let digest = parse_ion(&work.ok(&["digest", "--ledger", "books"]));
+    let digest = parse_ion(&work.ok_embedded(&["digest", "--ledger", "books"]));
     let digest = digest[0].as_struct().unwrap();
     let old_digest = base64_of(digest.get("digest").unwrap().as_blob().unwrap());
     let old_tip = digest.get("digestTipAddress").unwrap().to_string();
-    let out = work.dir.path().join("export");
-    work.ok(&["export", "--ledger", "books", "--to", out.to_str().unwrap()]);
+    let out = work.path().join("export");
+    work.ok_embedded(&["export", "--ledger", "books", "--to", out.to_str().unwrap()]);
 
-    let report = work.ok(&[
+    let report = work.ok_embedded(&[
         "import",
         "--from",
         out.to_str().unwrap(),
@@ -583,7 +513,7 @@ fn import_then_consistency_from_the_old_digest() {
     assert!(rows.contains("a: 2") && !rows.contains("a: 1"), "{rows}");
     work.shell("moved", "INSERT INTO T {'a': 3}");
     assert!(work
-        .ok(&["verify", "--ledger", "moved"])
+        .ok_embedded(&["verify", "--ledger", "moved"])
         .contains("verified 7 blocks"));
 
     let args = |digest: &str| {
@@ -597,10 +527,12 @@ fn import_then_consistency_from_the_old_digest() {
             old_tip.clone(),
         ]
     };
-    let embedded = work.ok(&args(&old_digest)
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>());
+    let embedded = work.ok_embedded(
+        &args(&old_digest)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
     assert!(embedded.trim_end().ends_with("verified"), "{embedded}");
     let mut forged = old_digest.clone().into_bytes();
     forged[0] = if forged[0] == b'A' { b'B' } else { b'A' };
@@ -658,9 +590,4 @@ fn import_then_consistency_from_the_old_digest() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     assert!(!ledgers.iter().any(|l| l.contains("again")), "{ledgers:?}");
-}
-
-fn base64_of(bytes: &[u8]) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(bytes)
 }

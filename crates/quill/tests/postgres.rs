@@ -3,77 +3,17 @@
 //! test binary, one database per test.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Command, Output};
 
-use ion_rs::Element;
+#[path = "common/workspace.rs"]
+mod workspace;
+
+use workspace::{base64_of, parse_ion, Workspace};
 
 /// A new, empty PostgreSQL database named `name` for one test.
 fn postgres_url(name: &str) -> String {
     quill_pgtest::PgServer::shared()
         .and_then(|server| server.create_database(name))
         .expect("a PostgreSQL database")
-}
-
-/// Runs `quill` in a fresh temporary directory.
-struct Workspace {
-    dir: tempfile::TempDir,
-}
-
-impl Workspace {
-    fn new() -> Workspace {
-        Workspace {
-            dir: tempfile::tempdir().expect("temp dir"),
-        }
-    }
-
-    fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    fn data_dir_text(&self) -> String {
-        self.data_dir().to_str().expect("utf-8 path").to_owned()
-    }
-
-    fn quill(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_quill"))
-            .args(args)
-            .current_dir(self.dir.path())
-            .env("HOME", self.dir.path())
-            .env_remove("RUST_LOG")
-            .output()
-            .expect("quill runs")
-    }
-
-    /// Runs quill and expects success; returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let output = self.quill(args);
-        assert!(
-            output.status.success(),
-            "quill {args:?} failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).expect("utf-8 output")
-    }
-
-    /// Runs quill and expects it to fail with exit status 1; returns stderr.
-    fn fails(&self, args: &[&str]) -> String {
-        let output = self.quill(args);
-        assert_eq!(
-            output.status.code(),
-            Some(1),
-            "quill {args:?}: stdout {}\nstderr {}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stderr).expect("utf-8 output")
-    }
-}
-
-fn parse_ion(text: &str) -> Vec<Element> {
-    Element::read_all(text.as_bytes())
-        .unwrap_or_else(|e| panic!("not Ion: {e}\n{text}"))
-        .into()
 }
 
 /// The names `quill ledger list` prints.
@@ -100,11 +40,6 @@ fn digest_of(output: &str) -> (String, i64) {
         base64_of(bytes),
         tip.get("sequenceNo").unwrap().as_i64().unwrap(),
     )
-}
-
-fn base64_of(bytes: &[u8]) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// The base64 digest on the line of `quill migrate`'s output starting with `label`.
@@ -308,7 +243,7 @@ fn migrate_moves_a_long_chain_with_the_same_digest() {
     assert!(refused.contains("nothing was migrated"), "{refused}");
 
     // Export from PostgreSQL, then import the export into PostgreSQL: the same chain.
-    let exports = work.dir.path().join("exports");
+    let exports = work.path().join("exports");
     let exports_text = exports.to_str().unwrap();
     work.ok(&[
         &["export", "--ledger", &name, "--to", exports_text][..],
