@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use ion_rs::Element;
 use quill_ledger::{Ledger, LedgerError, LedgerOptions, PostgresStore};
+use quill_pgtest::SKIP_MOUNT_ENV;
 
 fn store() -> PostgresStore {
     PostgresStore::connect(&common::postgres_url()).expect("connect to PostgreSQL")
@@ -256,11 +257,6 @@ fn two_servers_under_conflicting_load_keep_the_invariant_and_the_chain() {
     assert_eq!(b.digest(), reopened.digest());
 }
 
-/// Set to skip the out-of-disk test where mounting a tmpfs is impossible (not root, or no
-/// mount permission in the container); without it that test fails, so CI cannot lose it
-/// silently.
-const SKIP_MOUNT_ENV: &str = "QUILL_TEST_SKIP_MOUNT";
-
 /// `len` characters that PostgreSQL cannot compress much (a document that takes its size on
 /// disk), different for each `seed`.
 fn incompressible_text(seed: u64, len: usize) -> String {
@@ -291,8 +287,7 @@ fn a_full_disk_fails_commits_retryably_and_they_resume_once_there_is_room() {
             return;
         }
         Err(e) => panic!(
-            "{e}\n(this test mounts a tmpfs; set {SKIP_MOUNT_ENV}=1 to skip it where that is \
-             impossible)"
+            "{e}\n(set {SKIP_MOUNT_ENV}=1 to skip this test where mounting a tmpfs is impossible)"
         ),
     };
     let url = tablespace.create_database("full_disk").unwrap();

@@ -43,6 +43,11 @@ pub const USER: &str = "postgres";
 /// The database every primary is created with.
 pub const DATABASE: &str = "quill";
 
+/// Set (to anything) to skip the tests that need [`PgServer::small_tablespace`] where mounting
+/// a tmpfs is impossible (not root, or no mount permission); without it they fail, so that CI
+/// cannot lose them silently.
+pub const SKIP_MOUNT_ENV: &str = "QUILL_TEST_SKIP_MOUNT";
+
 /// How long a cluster may take to accept connections (crash recovery included); generous
 /// because CI shares two cores with builds.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -767,6 +772,11 @@ impl SmallTablespace<'_> {
     /// The tablespace's name, for `TABLESPACE name` clauses.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Where its tmpfs is mounted.
+    pub fn location(&self) -> &Path {
+        self.mount_point.path()
     }
 
     /// Creates the database `name` (a-z, 0-9, _) whose tables, indexes and TOAST tables go to
