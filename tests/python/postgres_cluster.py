@@ -367,7 +367,8 @@ class SmallTablespace:
             self.mount_point.rmdir()
             raise PostgresError(f"mounting a tmpfs on {self.mount_point} failed: {mounted.stderr.strip()}")
         try:
-            cluster.psql(f"CREATE TABLESPACE {name} LOCATION '{self.mount_point}'", database="postgres")
+            location = str(self.mount_point).replace("'", "''")
+            cluster.psql(f"CREATE TABLESPACE {name} LOCATION '{location}'", database="postgres")
             self.created = True
         except BaseException:
             self.close()

@@ -490,10 +490,10 @@ impl PgServer {
             created: false,
             databases: Mutex::new(Vec::new()),
         };
-        // Quoted as a string literal: the temporary directory's name is ours, a-z0-9._/ only.
+        let location = tablespace.mount_point.path().display().to_string();
         self.connect("postgres")?.batch_execute(&format!(
             "CREATE TABLESPACE {name} LOCATION '{}'",
-            tablespace.mount_point.path().display()
+            location.replace('\'', "''")
         ))?;
         tablespace.created = true;
         Ok(tablespace)
