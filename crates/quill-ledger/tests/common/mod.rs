@@ -175,9 +175,8 @@ impl Home {
         match self.store() {
             None => !files_containing(&self.ledger_dir(name).join("journal"), needle).is_empty(),
             Some(_) => {
-                let mut client =
-                    postgres::Client::connect(self.database_url(), postgres::NoTls).unwrap();
-                let rows: i64 = client
+                let rows: i64 = self
+                    .sql()
                     .query_one(
                         "SELECT count(*) FROM quill_blocks \
                          WHERE ledger = $1 AND position($2::bytea IN payload) > 0",
@@ -193,6 +192,30 @@ impl Home {
     /// The URL of a PostgreSQL home's database.
     pub fn database_url(&self) -> &str {
         &self.postgres.as_ref().expect("a PostgreSQL home").0
+    }
+
+    /// A client of a PostgreSQL home's database.
+    pub fn sql(&self) -> postgres::Client {
+        postgres::Client::connect(self.database_url(), postgres::NoTls).unwrap()
+    }
+
+    /// The files of a PostgreSQL home's database (tables, TOAST, indexes; not the cluster's
+    /// WAL) that hold `needle`, once a CHECKPOINT wrote every page out to them.
+    pub fn database_files_containing(&self, needle: &[u8]) -> Vec<PathBuf> {
+        let mut client = self.sql();
+        client.batch_execute("CHECKPOINT").unwrap();
+        let oid: u32 = client
+            .query_one(
+                "SELECT oid FROM pg_database WHERE datname = current_database()",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        let files = postgres_server()
+            .data_dir()
+            .join("base")
+            .join(oid.to_string());
+        files_containing(&files, needle)
     }
 
     fn ledger_dir(&self, name: &str) -> PathBuf {
