@@ -359,7 +359,10 @@ class SmallTablespace:
         self.name = name
         self.databases = []
         self.created = False
-        self.mount_point = Path(tempfile.mkdtemp(prefix="quill-pg-tablespace.")).resolve()
+        # In the cluster's directory: should this process die without closing it, the guard
+        # removing that directory empties the tmpfs too (only the empty mount remains).
+        self.mount_point = cluster.dir / f"tablespace_{name}"
+        self.mount_point.mkdir()
         options = f"size={size_bytes},mode=0700,uid={cluster.owner.pw_uid},gid={cluster.owner.pw_gid}"
         mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(self.mount_point)],
                                  capture_output=True, text=True, stdin=subprocess.DEVNULL)
@@ -393,9 +396,10 @@ class SmallTablespace:
                 self.cluster.psql(f"DROP TABLESPACE {self.name}", database="postgres")
         finally:
             # Lazily: a server process may still have one of its files open.
-            subprocess.run(["umount", "--lazy", str(self.mount_point)], capture_output=True,
-                           stdin=subprocess.DEVNULL)
-            self.mount_point.rmdir()
+            unmounted = subprocess.run(["umount", "--lazy", str(self.mount_point)],
+                                       capture_output=True, stdin=subprocess.DEVNULL)
+            if unmounted.returncode == 0:
+                self.mount_point.rmdir()
 
     def __enter__(self):
         return self

@@ -472,17 +472,23 @@ impl PgServer {
                 uid: effective_uid()?,
             });
         };
-        let mount_point = tempfile::Builder::new()
-            .prefix("quill-pg-tablespace.")
-            .tempdir()
-            .map_err(io_error("creating a mount point"))?;
-        self.install.run(
+        // In the cluster's directory: should the test process die without dropping the
+        // guard, the postmaster's guard (guard.sh) removing that directory empties the tmpfs
+        // too (only the empty mount remains).
+        let mount_point = self.dir.path().join(format!("tablespace_{name}"));
+        fs::create_dir(&mount_point)
+            .map_err(io_error(format!("creating {}", mount_point.display())))?;
+        let mounted = self.install.run(
             Command::new("mount")
                 .args(["-t", "tmpfs", "-o"])
                 .arg(format!("size={size_bytes},mode=0700,uid={uid},gid={gid}"))
                 .arg("tmpfs")
-                .arg(mount_point.path()),
-        )?;
+                .arg(&mount_point),
+        );
+        if let Err(e) = mounted {
+            let _ = fs::remove_dir(&mount_point);
+            return Err(e);
+        }
         let mut tablespace = SmallTablespace {
             server: self,
             name: name.to_owned(),
@@ -490,7 +496,7 @@ impl PgServer {
             created: false,
             databases: Mutex::new(Vec::new()),
         };
-        let location = tablespace.mount_point.path().display().to_string();
+        let location = tablespace.mount_point.display().to_string();
         self.connect("postgres")?.batch_execute(&format!(
             "CREATE TABLESPACE {name} LOCATION '{}'",
             location.replace('\'', "''")
@@ -760,8 +766,8 @@ fn check_name(name: &str) -> Result<()> {
 pub struct SmallTablespace<'a> {
     server: &'a PgServer,
     name: String,
-    /// Where the tmpfs is mounted; removed once unmounted.
-    mount_point: TempDir,
+    /// Where the tmpfs is mounted (in the cluster's directory); removed once unmounted.
+    mount_point: PathBuf,
     /// Whether `CREATE TABLESPACE` succeeded (so dropping it is due).
     created: bool,
     /// Databases created by [`SmallTablespace::create_database`], dropped before it.
@@ -776,7 +782,7 @@ impl SmallTablespace<'_> {
 
     /// Where its tmpfs is mounted.
     pub fn location(&self) -> &Path {
-        self.mount_point.path()
+        &self.mount_point
     }
 
     /// Creates the database `name` (a-z, 0-9, _) whose tables, indexes and TOAST tables go to
@@ -802,7 +808,7 @@ impl SmallTablespace<'_> {
             Command::new("mount")
                 .arg("-o")
                 .arg(format!("remount,size={size_bytes}"))
-                .arg(self.mount_point.path()),
+                .arg(&self.mount_point),
         )
     }
 
@@ -834,11 +840,13 @@ impl Drop for SmallTablespace<'_> {
         }
         // Lazily: a server process may still have a file of it open; the tmpfs goes once it
         // closes them.
-        let _ = self.server.install.run(
-            Command::new("umount")
-                .arg("--lazy")
-                .arg(self.mount_point.path()),
-        );
+        let unmounted = self
+            .server
+            .install
+            .run(Command::new("umount").arg("--lazy").arg(&self.mount_point));
+        if unmounted.is_ok() {
+            let _ = fs::remove_dir(&self.mount_point);
+        }
     }
 }
 
