@@ -33,7 +33,7 @@ fn listening(port: u16) -> bool {
 
 #[test]
 fn a_small_tablespace_runs_out_of_disk_grows_and_is_unmounted_when_dropped() {
-    let server = PgServer::start().unwrap();
+    let server = PgServer::shared().unwrap();
     let tablespace = match server.small_tablespace("small", 1 << 20) {
         Ok(tablespace) => tablespace,
         Err(e) if std::env::var_os(SKIP_MOUNT_ENV).is_some() => {
