@@ -8,7 +8,8 @@ superuser `postgres`. The binaries are Debian's (`scripts/setup.sh postgres`): t
 version under /usr/lib/postgresql/*/bin, or the directory PG_BIN names. PostgreSQL refuses to run
 as root, so a root test process runs them as the Debian package's `postgres` user. Each
 postmaster runs under quill-pgtest's guard.sh, which shuts it down and removes its directory if
-the test process dies without doing so.
+the test process dies without doing so. `small_tablespace()` puts a tablespace on a small tmpfs
+of its own (root only), so that what is stored there runs out of disk.
 """
 
 import itertools
@@ -192,6 +193,11 @@ class PostgresServer:
     def log(self):
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def small_tablespace(self, name, size_bytes):
+        """A tablespace `name` on a tmpfs of `size_bytes` mounted for it alone (root only), as
+        a context manager: see SmallTablespace."""
+        return SmallTablespace(self, name, size_bytes)
+
     def psql(self, sql, database=DATABASE):
         """Runs SQL with psql (as this process's user, over TCP); returns its unaligned rows."""
         psql = self.bin / "psql" if (self.bin / "psql").is_file() else shutil.which("psql")
@@ -337,3 +343,66 @@ if __name__ == "__main__":
     finally:
         cluster.close()
     sys.exit(status)
+
+
+class SmallTablespace:
+    """A tablespace on a tmpfs of its own (quill-pgtest's `SmallTablespace`): what is stored in
+    it runs out of disk (SQLSTATE 53100, disk_full) once the tmpfs is full, while the rest of
+    the cluster, its WAL included, keeps its room. Mounting needs root. `close()` (or leaving
+    the `with` block) drops the databases it created, then the tablespace, and unmounts it."""
+
+    def __init__(self, cluster, name, size_bytes):
+        if cluster.owner is None:
+            raise PostgresError("mounting the tmpfs of a small tablespace needs root, and this "
+                                f"process runs as uid {os.geteuid()}")
+        self.cluster = cluster
+        self.name = name
+        self.databases = []
+        self.created = False
+        # In the cluster's directory: should this process die without closing it, the guard
+        # removing that directory empties the tmpfs too (only the empty mount remains).
+        self.mount_point = cluster.dir / f"tablespace_{name}"
+        self.mount_point.mkdir()
+        options = f"size={size_bytes},mode=0700,uid={cluster.owner.pw_uid},gid={cluster.owner.pw_gid}"
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(self.mount_point)],
+                                 capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        if mounted.returncode != 0:
+            self.mount_point.rmdir()
+            raise PostgresError(f"mounting a tmpfs on {self.mount_point} failed: {mounted.stderr.strip()}")
+        try:
+            location = str(self.mount_point).replace("'", "''")
+            cluster.psql(f"CREATE TABLESPACE {name} LOCATION '{location}'", database="postgres")
+            self.created = True
+        except BaseException:
+            self.close()
+            raise
+
+    def create_database(self, name):
+        """A database whose tables, indexes and TOAST tables go to this tablespace by default
+        (its system catalogs stay where they are, so it works when this one is full); returns
+        its URL. It is dropped with the tablespace."""
+        url = self.cluster.create_database(name)
+        self.databases.append(name)
+        self.cluster.psql(f'ALTER DATABASE "{name}" SET default_tablespace = {self.name}',
+                          database="postgres")
+        return url
+
+    def close(self):
+        try:
+            for database in self.databases:
+                self.cluster.psql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)',
+                                  database="postgres")
+            if self.created:
+                self.cluster.psql(f"DROP TABLESPACE {self.name}", database="postgres")
+        finally:
+            # Lazily: a server process may still have one of its files open.
+            unmounted = subprocess.run(["umount", "--lazy", str(self.mount_point)],
+                                       capture_output=True, stdin=subprocess.DEVNULL)
+            if unmounted.returncode == 0:
+                self.mount_point.rmdir()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        self.close()

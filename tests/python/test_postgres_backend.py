@@ -1,10 +1,13 @@
 """Several `quill serve` processes sharing their ledgers in PostgreSQL (`--storage postgres://…`),
 driven by the unchanged pyqldb driver: serializable commits across servers, a server killed
-mid-run, a PostgreSQL failover to a synchronous standby, and PostgreSQL down at start and
-mid-run. Every cluster is real (postgres_cluster.py) and every server is the real binary."""
+mid-run, a PostgreSQL failover to a synchronous standby, PostgreSQL down at start and mid-run,
+and PostgreSQL out of disk. Every cluster is real (postgres_cluster.py) and every server is the
+real binary."""
 
 import json
+import os
 import random
+import string
 import subprocess
 import threading
 import time
@@ -16,7 +19,7 @@ import pytest
 from pyqldb.config.retry_config import RetryConfig
 
 from conftest import QuillServer, quill_binary
-from postgres_cluster import PostgresServer, multi_host_url
+from postgres_cluster import PostgresError, PostgresServer, multi_host_url
 
 ACCOUNTS = 8
 OPENING_BALANCE = 1000
@@ -303,6 +306,77 @@ def test_postgres_down_at_start_and_mid_run(tmp_path):
         if server is not None:
             server.stop()
         cluster.close()
+
+
+# Set to skip the out-of-disk test where mounting a tmpfs is impossible (not root, or no mount
+# permission); without it that test fails, so CI cannot lose it silently.
+SKIP_MOUNT = "QUILL_TEST_SKIP_MOUNT"
+
+
+def test_postgres_out_of_disk_fails_commits_retryably(postgres, tmp_path):
+    """The ledger's tables in a tablespace on a 16 MiB tmpfs, with a 6 MiB filler table: pyqldb
+    commits 32 KB documents until PostgreSQL is out of disk. That commit fails with the
+    retryable CapacityExceededException (HTTP 503, not a 500); nothing is half-written; once the
+    filler is dropped, commits resume and the chain verifies."""
+    try:
+        tablespace = postgres.small_tablespace("py_full_disk", 16 << 20)
+    except PostgresError as e:
+        if os.environ.get(SKIP_MOUNT):
+            pytest.skip(f"{SKIP_MOUNT} is set: {e}")
+        raise PostgresError(f"{e} (set {SKIP_MOUNT}=1 to skip this test where mounting a tmpfs "
+                            "is impossible)") from e
+    with tablespace:
+        database = "py_full_disk"
+        storage = tablespace.create_database(database)
+        server = serve(tmp_path, "quill", storage)
+        try:
+            server.create_ledger("shop")
+            driver = server.driver("shop", retry_config=RetryConfig(retry_limit=0))
+            driver.execute_lambda(lambda tx: tx.execute_statement("CREATE TABLE Doc"))
+            postgres.psql(f"CREATE TABLE filler (data bytea) TABLESPACE {tablespace.name};"
+                          "ALTER TABLE filler ALTER data SET STORAGE EXTERNAL;"
+                          "INSERT INTO filler SELECT convert_to(repeat('f', 1024 * 1024), 'UTF8')"
+                          "    FROM generate_series(1, 6)", database=database)
+            rng = random.Random(12)
+            alphabet = string.ascii_lowercase + string.digits
+
+            def insert(n):
+                # Random text: PostgreSQL cannot compress it, so each commit takes its room.
+                document = {"n": n, "text": "".join(rng.choices(alphabet, k=32_000))}
+                driver.execute_lambda(lambda tx: tx.execute_statement("INSERT INTO Doc ?", document))
+
+            acknowledged = 0
+            while True:
+                try:
+                    insert(acknowledged)
+                except Exception as e:  # whatever it is: the checks below say what it must be
+                    failure = e
+                    break
+                acknowledged += 1
+                assert acknowledged < 2_000, "16 MiB never filled up"
+            assert acknowledged > 50, f"out of disk after {acknowledged} commits"
+            assert "CapacityExceededException" in repr(failure), repr(failure)
+            assert "out of disk space" in str(failure), str(failure)
+            assert failure.response["ResponseMetadata"]["HTTPStatusCode"] == 503, failure.response
+
+            # Nothing half-written: the tip and the block rows agree, and hold every
+            # acknowledged document and nothing else.
+            tip, rows = postgres.psql(
+                "SELECT (SELECT blocks FROM quill_ledgers WHERE name = 'shop'),"
+                "       (SELECT count(*) FROM quill_blocks WHERE ledger = 'shop')",
+                database=database).split("|")
+            assert tip == rows, (tip, rows)
+            stored = sorted(row["n"] for row in scalar_rows(driver, "SELECT d.n FROM Doc AS d"))
+            assert stored == list(range(acknowledged))
+
+            postgres.psql("DROP TABLE filler", database=database)
+            insert(acknowledged)
+            stored = sorted(row["n"] for row in scalar_rows(driver, "SELECT d.n FROM Doc AS d"))
+            assert stored == list(range(acknowledged + 1))
+            driver.close()
+            verify(storage, "shop")
+        finally:
+            server.stop()
 
 
 def health_of(server):

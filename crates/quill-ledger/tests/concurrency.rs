@@ -1,16 +1,27 @@
 //! Serializability under concurrency: invariants hold, lost updates and phantoms are impossible.
+//! On both backends.
 
 mod common;
 
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::Arc;
 
+use common::{on_both_backends, Backend, Home};
 use ion_rs::Element;
-use quill_ledger::{Ledger, LedgerError, LedgerOptions};
+use quill_ledger::{Ledger, LedgerError};
 
 fn ion(text: &str) -> Element {
     Element::read_one(text.as_bytes()).unwrap()
 }
+
+on_both_backends!(
+    bank_transfers_keep_the_total_constant,
+    concurrent_increments_lose_no_update,
+    a_scan_conflicts_with_a_concurrent_insert_phantom,
+    an_index_lookup_reads_its_key_not_the_whole_table,
+    concurrent_committers_share_fsyncs_and_all_land,
+    indexes_stay_exact_under_concurrent_writes_flushes_and_ddl,
+);
 
 fn balance(doc: &Element) -> i64 {
     doc.as_struct()
@@ -21,10 +32,9 @@ fn balance(doc: &Element) -> i64 {
         .unwrap()
 }
 
-#[test]
-fn bank_transfers_keep_the_total_constant() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = Ledger::create(dir.path(), "bank", LedgerOptions::default()).unwrap();
+fn bank_transfers_keep_the_total_constant(backend: Backend) {
+    let home = Home::new(backend);
+    let ledger = home.create_default("bank");
     const ACCOUNTS: usize = 6;
     let ids: Vec<String> = ledger
         .transact(|tx| {
@@ -74,10 +84,9 @@ fn bank_transfers_keep_the_total_constant() {
     assert_eq!(total, 100 * ACCOUNTS as i64);
 }
 
-#[test]
-fn concurrent_increments_lose_no_update() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = Ledger::create(dir.path(), "counter", LedgerOptions::default()).unwrap();
+fn concurrent_increments_lose_no_update(backend: Backend) {
+    let home = Home::new(backend);
+    let ledger = home.create_default("counter");
     let id = ledger
         .transact(|tx| {
             tx.create_table("C", None)?;
@@ -108,10 +117,9 @@ fn concurrent_increments_lose_no_update() {
     assert_eq!(doc.version, 100);
 }
 
-#[test]
-fn a_scan_conflicts_with_a_concurrent_insert_phantom() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = Ledger::create(dir.path(), "phantom", LedgerOptions::default()).unwrap();
+fn a_scan_conflicts_with_a_concurrent_insert_phantom(backend: Backend) {
+    let home = Home::new(backend);
+    let ledger = home.create_default("phantom");
     ledger
         .transact(|tx| {
             tx.create_table("Shift", None)?;
@@ -135,10 +143,9 @@ fn a_scan_conflicts_with_a_concurrent_insert_phantom() {
     assert!(matches!(tx1.commit(), Err(LedgerError::OccConflict { .. })));
 }
 
-#[test]
-fn an_index_lookup_reads_its_key_not_the_whole_table() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = Ledger::create(dir.path(), "idx", LedgerOptions::default()).unwrap();
+fn an_index_lookup_reads_its_key_not_the_whole_table(backend: Backend) {
+    let home = Home::new(backend);
+    let ledger = home.create_default("idx");
     ledger
         .transact(|tx| {
             tx.create_table("V", None)?;
@@ -178,10 +185,9 @@ fn an_index_lookup_reads_its_key_not_the_whole_table() {
     assert!(reader.commit().unwrap_err().is_occ_conflict());
 }
 
-#[test]
-fn concurrent_committers_share_fsyncs_and_all_land() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = Ledger::create(dir.path(), "group", LedgerOptions::default()).unwrap();
+fn concurrent_committers_share_fsyncs_and_all_land(backend: Backend) {
+    let home = Home::new(backend);
+    let ledger = home.create_default("group");
     ledger
         .transact(|tx| tx.create_table("T", None).map(|_| ()))
         .unwrap();
@@ -205,10 +211,9 @@ fn concurrent_committers_share_fsyncs_and_all_land() {
 /// Writers update an indexed table through many layer flushes while another thread creates
 /// and drops an index (DDL is written to redb directly, after the running flush). Afterwards,
 /// and after a reopen, every index answers exactly what a scan of the table says.
-#[test]
-fn indexes_stay_exact_under_concurrent_writes_flushes_and_ddl() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = Ledger::create(dir.path(), "ddl", LedgerOptions::default()).unwrap();
+fn indexes_stay_exact_under_concurrent_writes_flushes_and_ddl(backend: Backend) {
+    let home = Home::new(backend);
+    let ledger = home.create_default("ddl");
     let ids: Vec<String> = ledger
         .transact(|tx| {
             tx.create_table("T", None)?;
@@ -273,6 +278,6 @@ fn indexes_stay_exact_under_concurrent_writes_flushes_and_ddl() {
     };
     check(&ledger);
     drop(ledger);
-    let ledger = Ledger::open(dir.path(), LedgerOptions::default()).unwrap();
+    let ledger = home.open_default("ddl");
     check(&ledger);
 }

@@ -5,6 +5,10 @@
 //! that commits from several threads and prints `ACK <document id>` after each acknowledged
 //! commit; the parent kills it with SIGKILL, reopens the ledger and checks every
 //! acknowledged document is there and the whole chain verifies.
+//!
+//! Embedded only: these are the embedded backend's journal files (torn tails, flipped bytes)
+//! and its recovery from them. On the PostgreSQL backend a SIGKILLed server and a SIGKILLed
+//! PostgreSQL primary are tested in tests/python/test_postgres_backend.py.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

@@ -1,7 +1,9 @@
-//! End-to-end behaviour of the ledger engine through its public API.
+//! End-to-end behaviour of the ledger engine through its public API, on both backends
+//! (`NAME::embedded`, `NAME::postgres`) unless a test says why not.
 
 mod common;
 
+use common::{on_both_backends, Backend, Home};
 use ion_rs::Element;
 use quill_ledger::{Ledger, LedgerError, LedgerOptions, TableStatus};
 
@@ -9,15 +11,30 @@ fn ion(text: &str) -> Element {
     Element::read_one(text.as_bytes()).unwrap()
 }
 
-fn new_ledger() -> (tempfile::TempDir, Ledger) {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = Ledger::create(dir.path(), "test-ledger", LedgerOptions::default()).unwrap();
-    (dir, ledger)
+fn new_ledger(backend: Backend) -> (Home, Ledger) {
+    let home = Home::new(backend);
+    let ledger = home.create_default("test-ledger");
+    (home, ledger)
 }
 
-#[test]
-fn insert_update_delete_and_history() {
-    let (_dir, ledger) = new_ledger();
+on_both_backends!(
+    insert_update_delete_and_history,
+    blocks_verify_and_proofs_fold_to_every_digest,
+    reopen_rebuilds_nothing_and_keeps_everything,
+    derived_state_is_rebuilt_from_the_journal,
+    ddl_catalog_and_errors,
+    limits_are_enforced_with_typed_errors,
+    savepoint_rollback_leaves_the_transaction_unchanged,
+    expired_transactions_cannot_commit,
+    every_ion_type_round_trips_through_commit,
+    history_bounds_are_checked,
+    indexes_follow_updates_and_deletes_live_and_after_replay,
+    deeply_nested_documents_are_refused_not_a_stack_overflow,
+    reads_stay_right_across_layer_flushes_and_reopen,
+);
+
+fn insert_update_delete_and_history(backend: Backend) {
+    let (_home, ledger) = new_ledger(backend);
     let id = ledger
         .transact(|tx| {
             tx.create_table("Vehicle", None)?;
@@ -92,9 +109,8 @@ fn block_hashes_of(block: &Element) -> quill_ledger::BlockHashes {
     }
 }
 
-#[test]
-fn blocks_verify_and_proofs_fold_to_every_digest() {
-    let (_dir, ledger) = new_ledger();
+fn blocks_verify_and_proofs_fold_to_every_digest(backend: Backend) {
+    let (_home, ledger) = new_ledger(backend);
     ledger
         .transact(|tx| tx.create_table("T", None).map(|_| ()))
         .unwrap();
@@ -129,11 +145,10 @@ fn blocks_verify_and_proofs_fold_to_every_digest() {
     assert_eq!(ledger.verify(&mut |_, _| {}).unwrap(), 22);
 }
 
-#[test]
-fn reopen_rebuilds_nothing_and_keeps_everything() {
-    let dir = tempfile::tempdir().unwrap();
+fn reopen_rebuilds_nothing_and_keeps_everything(backend: Backend) {
+    let home = Home::new(backend);
     let id = {
-        let ledger = Ledger::create(dir.path(), "l1", LedgerOptions::default()).unwrap();
+        let ledger = home.create_default("l1");
         ledger
             .transact(|tx| {
                 tx.create_table("T", None)?;
@@ -142,7 +157,7 @@ fn reopen_rebuilds_nothing_and_keeps_everything() {
             })
             .unwrap()
     };
-    let ledger = Ledger::open(dir.path(), LedgerOptions::default()).unwrap();
+    let ledger = home.open_default("l1");
     let found = ledger
         .transact(|tx| tx.index_lookup("T", "k", &ion("1")))
         .unwrap()
@@ -153,7 +168,9 @@ fn reopen_rebuilds_nothing_and_keeps_everything() {
 }
 
 /// Derived state written before index keys were PartiQL equality keys (no `format` marker in
-/// it) is rebuilt from the journal on open, never read with the old keys.
+/// it) is rebuilt from the journal on open, never read with the old keys. Embedded only: a
+/// PostgreSQL ledger's derived state is a cache built afresh at every open, never of an older
+/// format.
 #[test]
 fn derived_state_of_an_older_format_is_rebuilt() {
     let dir = tempfile::tempdir().unwrap();
@@ -194,11 +211,10 @@ fn derived_state_of_an_older_format_is_rebuilt() {
     assert_eq!(found.len(), 1);
 }
 
-#[test]
-fn derived_state_is_rebuilt_from_the_journal() {
-    let dir = tempfile::tempdir().unwrap();
+fn derived_state_is_rebuilt_from_the_journal(backend: Backend) {
+    let home = Home::new(backend);
     let digest = {
-        let ledger = Ledger::create(dir.path(), "l1", LedgerOptions::default()).unwrap();
+        let ledger = home.create_default("l1");
         ledger
             .transact(|tx| tx.create_table("T", None).map(|_| ()))
             .unwrap();
@@ -209,9 +225,8 @@ fn derived_state_is_rebuilt_from_the_journal() {
         }
         ledger.digest()
     };
-    std::fs::remove_file(dir.path().join("state.redb")).unwrap();
-    std::fs::remove_dir_all(dir.path().join("tree")).unwrap();
-    let ledger = Ledger::open(dir.path(), LedgerOptions::default()).unwrap();
+    home.discard_derived_state("l1");
+    let ledger = home.open_default("l1");
     assert_eq!(ledger.recovery_report().blocks_replayed, 12);
     assert_eq!(ledger.digest(), digest);
     let mut count = 0;
@@ -226,9 +241,8 @@ fn derived_state_is_rebuilt_from_the_journal() {
     assert_eq!(count, 10);
 }
 
-#[test]
-fn ddl_catalog_and_errors() {
-    let (_dir, ledger) = new_ledger();
+fn ddl_catalog_and_errors(backend: Backend) {
+    let (_home, ledger) = new_ledger(backend);
     let table_id = ledger
         .transact(|tx| tx.create_table("Person", None))
         .unwrap();
@@ -254,13 +268,12 @@ fn ddl_catalog_and_errors() {
     );
 }
 
-#[test]
-fn limits_are_enforced_with_typed_errors() {
-    let dir = tempfile::tempdir().unwrap();
+fn limits_are_enforced_with_typed_errors(backend: Backend) {
+    let home = Home::new(backend);
     let mut options = LedgerOptions::default();
     options.limits.documents_per_transaction_max = 3;
     options.limits.document_size_max_bytes = 64;
-    let ledger = Ledger::create(dir.path(), "limits", options).unwrap();
+    let ledger = home.create("limits", options);
     ledger
         .transact(|tx| tx.create_table("T", None).map(|_| ()))
         .unwrap();
@@ -287,9 +300,8 @@ fn limits_are_enforced_with_typed_errors() {
     ));
 }
 
-#[test]
-fn savepoint_rollback_leaves_the_transaction_unchanged() {
-    let (_dir, ledger) = new_ledger();
+fn savepoint_rollback_leaves_the_transaction_unchanged(backend: Backend) {
+    let (_home, ledger) = new_ledger(backend);
     ledger
         .transact(|tx| tx.create_table("T", None).map(|_| ()))
         .unwrap();
@@ -306,12 +318,11 @@ fn savepoint_rollback_leaves_the_transaction_unchanged() {
     assert!(ledger.transact(|tx| tx.get("T", &kept)).unwrap().is_some());
 }
 
-#[test]
-fn expired_transactions_cannot_commit() {
-    let dir = tempfile::tempdir().unwrap();
+fn expired_transactions_cannot_commit(backend: Backend) {
+    let home = Home::new(backend);
     let mut options = LedgerOptions::default();
     options.limits.transaction_timeout = std::time::Duration::from_millis(50);
-    let ledger = Ledger::create(dir.path(), "expiry", options).unwrap();
+    let ledger = home.create("expiry", options);
     let mut tx = ledger.begin().unwrap();
     tx.create_table("T", None).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(80));
@@ -321,9 +332,8 @@ fn expired_transactions_cannot_commit() {
     ));
 }
 
-#[test]
-fn every_ion_type_round_trips_through_commit() {
-    let (_dir, ledger) = new_ledger();
+fn every_ion_type_round_trips_through_commit(backend: Backend) {
+    let (home, ledger) = new_ledger(backend);
     ledger
         .transact(|tx| tx.create_table("T", None).map(|_| ()))
         .unwrap();
@@ -341,27 +351,27 @@ fn every_ion_type_round_trips_through_commit() {
         ion_rs::IonData::eq(&read.data, &data),
         "Ion data model equality, precision included"
     );
-    let dir2 = _dir.path().to_owned();
     drop(ledger);
-    let reopened = Ledger::open(&dir2, LedgerOptions::default()).unwrap();
+    let reopened = home.open_default("test-ledger");
     let read = reopened.transact(|tx| tx.get("T", &id)).unwrap().unwrap();
     assert!(ion_rs::IonData::eq(&read.data, &data));
 }
 
+/// Embedded only: a PostgreSQL ledger is meant to be open in several servers at once (each
+/// handle a server; see tests/postgres.rs).
 #[test]
 fn a_ledger_cannot_be_opened_twice() {
-    let (dir, ledger) = new_ledger();
+    let (home, ledger) = new_ledger(Backend::Embedded);
     assert!(matches!(
-        Ledger::open(dir.path(), LedgerOptions::default()),
+        home.try_open("test-ledger", LedgerOptions::default()),
         Err(LedgerError::InUse(_))
     ));
     drop(ledger);
-    Ledger::open(dir.path(), LedgerOptions::default()).unwrap();
+    home.open_default("test-ledger");
 }
 
-#[test]
-fn history_bounds_are_checked() {
-    let (_dir, ledger) = new_ledger();
+fn history_bounds_are_checked(backend: Backend) {
+    let (_home, ledger) = new_ledger(backend);
     let table_id = ledger.transact(|tx| tx.create_table("T", None)).unwrap();
     ledger.transact(|tx| tx.insert("T", ion("{a: 1}"))).unwrap();
     let ts = |text: &str| ion(text).as_timestamp().unwrap();
@@ -393,9 +403,8 @@ fn history_bounds_are_checked() {
     assert!(matches!(reversed, Err(LedgerError::InvalidInput(_))));
 }
 
-#[test]
-fn indexes_follow_updates_and_deletes_live_and_after_replay() {
-    let dir = tempfile::tempdir().unwrap();
+fn indexes_follow_updates_and_deletes_live_and_after_replay(backend: Backend) {
+    let home = Home::new(backend);
     let lookup = |ledger: &Ledger, vin: &str| -> Vec<String> {
         let key = ion(&format!("\"{vin}\""));
         ledger
@@ -407,7 +416,7 @@ fn indexes_follow_updates_and_deletes_live_and_after_replay() {
             .collect()
     };
     let (a, b) = {
-        let ledger = Ledger::create(dir.path(), "idx", LedgerOptions::default()).unwrap();
+        let ledger = home.create_default("idx");
         let ids = ledger
             .transact(|tx| {
                 tx.create_table("V", None)?;
@@ -435,16 +444,15 @@ fn indexes_follow_updates_and_deletes_live_and_after_replay() {
         ids
     };
     // Replay rebuilds the same index from the journal alone.
-    std::fs::remove_file(dir.path().join("state.redb")).unwrap();
-    let ledger = Ledger::open(dir.path(), LedgerOptions::default()).unwrap();
+    home.discard_derived_state("idx");
+    let ledger = home.open_default("idx");
     assert!(lookup(&ledger, "A").is_empty() && lookup(&ledger, "B").is_empty());
     assert_eq!(lookup(&ledger, "C"), vec![a]);
     assert!(ledger.transact(|tx| tx.get("V", &b)).unwrap().is_none());
 }
 
-#[test]
-fn deeply_nested_documents_are_refused_not_a_stack_overflow() {
-    let (_dir, ledger) = new_ledger();
+fn deeply_nested_documents_are_refused_not_a_stack_overflow(backend: Backend) {
+    let (_home, ledger) = new_ledger(backend);
     ledger
         .transact(|tx| tx.create_table("T", None).map(|_| ()))
         .unwrap();
@@ -495,10 +503,9 @@ fn check_against(ledger: &Ledger, model: &Model, indexed: &[&str]) {
 /// Commits go to in-memory layers that a background thread writes to redb every 64 batches;
 /// DDL goes to redb directly. Reads agree with a model through hundreds of commits (many
 /// flushes, an index created midway over layered data) and after a reopen.
-#[test]
-fn reads_stay_right_across_layer_flushes_and_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = Ledger::create(dir.path(), "layers", LedgerOptions::default()).unwrap();
+fn reads_stay_right_across_layer_flushes_and_reopen(backend: Backend) {
+    let home = Home::new(backend);
+    let ledger = home.create_default("layers");
     ledger
         .transact(|tx| {
             tx.create_table("Car", None)?;
@@ -551,12 +558,15 @@ fn reads_stay_right_across_layer_flushes_and_reopen() {
         }
     }
     check_against(&ledger, &model, &indexed);
+    let blocks = ledger.digest().tip.sequence_no + 1;
     drop(ledger);
-    let ledger = Ledger::open(dir.path(), LedgerOptions::default()).unwrap();
-    assert_eq!(
-        ledger.recovery_report().blocks_replayed,
-        0,
-        "a clean close writes the layers to redb"
-    );
+    let ledger = home.open_default("layers");
+    let replayed = match backend {
+        // A clean close writes the layers to redb.
+        Backend::Embedded => 0,
+        // The cache went with the handle; the new one is built from PostgreSQL.
+        Backend::Postgres => blocks,
+    };
+    assert_eq!(ledger.recovery_report().blocks_replayed, replayed);
     check_against(&ledger, &model, &indexed);
 }

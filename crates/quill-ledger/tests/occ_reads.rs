@@ -1,7 +1,10 @@
 //! Every read a transaction could act on is validated at commit, whatever the access path
 //! (index lookup, scan, by id, committed view, history) and whether or not the transaction
-//! wrote anything (QLDB validates read-only transactions too).
+//! wrote anything (QLDB validates read-only transactions too). On both backends.
 
+mod common;
+
+use common::{on_both_backends, Backend, Home};
 use ion_rs::Element;
 use quill_ledger::{Document, Ledger, LedgerOptions, Transaction};
 
@@ -11,9 +14,9 @@ fn ion(text: &str) -> Element {
 
 /// A ledger with table `Acct` (indexed on `id`) holding accounts A and B, and an empty table
 /// `Log`. Returns the document ids of A and B.
-fn bank(options: LedgerOptions) -> (tempfile::TempDir, Ledger, String, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = Ledger::create(dir.path(), "occ", options).unwrap();
+fn bank(backend: Backend, options: LedgerOptions) -> (Home, Ledger, String, String) {
+    let home = Home::new(backend);
+    let ledger = home.create("occ", options);
     let (a, b) = ledger
         .transact(|tx| {
             tx.create_table("Acct", None)?;
@@ -25,7 +28,7 @@ fn bank(options: LedgerOptions) -> (tempfile::TempDir, Ledger, String, String) {
             ))
         })
         .unwrap();
-    (dir, ledger, a, b)
+    (home, ledger, a, b)
 }
 
 fn lookup(tx: &mut Transaction, key: &str) -> Vec<Document> {
@@ -44,6 +47,19 @@ fn scan_count(tx: &mut Transaction, table: &str) -> usize {
     count
 }
 
+on_both_backends!(
+    an_indexed_read_then_a_write_elsewhere_conflicts_with_an_update_of_the_document,
+    a_scan_then_a_write_elsewhere_conflicts_with_an_update,
+    an_indexed_read_only_transaction_conflicts_and_writes_no_block,
+    a_scanning_read_only_transaction_conflicts,
+    a_read_only_transaction_commits_without_a_block_when_its_reads_are_unchanged,
+    an_index_lookup_still_guards_its_key_against_phantoms,
+    reads_by_document_id_conflict_read_only_and_with_a_write_elsewhere,
+    committed_view_reads_conflict,
+    history_reads_conflict,
+    the_test_only_switch_reopens_both_holes,
+);
+
 /// `UPDATE Acct SET bal = bal - 1` on one document, committed by another transaction. The
 /// indexed field keeps its value, so no index key changes: only the document does.
 fn concurrent_withdraw(ledger: &Ledger, doc_id: &str) {
@@ -60,9 +76,10 @@ fn assert_conflict(tx: Transaction) {
     );
 }
 
-#[test]
-fn an_indexed_read_then_a_write_elsewhere_conflicts_with_an_update_of_the_document() {
-    let (_dir, ledger, a, _) = bank(LedgerOptions::default());
+fn an_indexed_read_then_a_write_elsewhere_conflicts_with_an_update_of_the_document(
+    backend: Backend,
+) {
+    let (_home, ledger, a, _) = bank(backend, LedgerOptions::default());
     let mut tx = ledger.begin().unwrap();
     assert_eq!(lookup(&mut tx, "A").len(), 1);
     tx.insert("Log", ion("{seen: 10}")).unwrap();
@@ -70,9 +87,8 @@ fn an_indexed_read_then_a_write_elsewhere_conflicts_with_an_update_of_the_docume
     assert_conflict(tx);
 }
 
-#[test]
-fn a_scan_then_a_write_elsewhere_conflicts_with_an_update() {
-    let (_dir, ledger, a, _) = bank(LedgerOptions::default());
+fn a_scan_then_a_write_elsewhere_conflicts_with_an_update(backend: Backend) {
+    let (_home, ledger, a, _) = bank(backend, LedgerOptions::default());
     let mut tx = ledger.begin().unwrap();
     assert_eq!(scan_count(&mut tx, "Acct"), 2);
     tx.insert("Log", ion("{seen: 20}")).unwrap();
@@ -80,9 +96,8 @@ fn a_scan_then_a_write_elsewhere_conflicts_with_an_update() {
     assert_conflict(tx);
 }
 
-#[test]
-fn an_indexed_read_only_transaction_conflicts_and_writes_no_block() {
-    let (_dir, ledger, a, _) = bank(LedgerOptions::default());
+fn an_indexed_read_only_transaction_conflicts_and_writes_no_block(backend: Backend) {
+    let (_home, ledger, a, _) = bank(backend, LedgerOptions::default());
     let mut tx = ledger.begin().unwrap();
     assert_eq!(lookup(&mut tx, "A").len(), 1);
     concurrent_withdraw(&ledger, &a);
@@ -91,18 +106,16 @@ fn an_indexed_read_only_transaction_conflicts_and_writes_no_block() {
     assert_eq!(ledger.digest().tip.sequence_no, tip);
 }
 
-#[test]
-fn a_scanning_read_only_transaction_conflicts() {
-    let (_dir, ledger, a, _) = bank(LedgerOptions::default());
+fn a_scanning_read_only_transaction_conflicts(backend: Backend) {
+    let (_home, ledger, a, _) = bank(backend, LedgerOptions::default());
     let mut tx = ledger.begin().unwrap();
     assert_eq!(scan_count(&mut tx, "Acct"), 2);
     concurrent_withdraw(&ledger, &a);
     assert_conflict(tx);
 }
 
-#[test]
-fn a_read_only_transaction_commits_without_a_block_when_its_reads_are_unchanged() {
-    let (_dir, ledger, a, _) = bank(LedgerOptions::default());
+fn a_read_only_transaction_commits_without_a_block_when_its_reads_are_unchanged(backend: Backend) {
+    let (_home, ledger, a, _) = bank(backend, LedgerOptions::default());
     let tip = ledger.digest().tip.sequence_no;
     // Another key's document changes, and a document of another table is added.
     let mut tx = ledger.begin().unwrap();
@@ -117,9 +130,8 @@ fn a_read_only_transaction_commits_without_a_block_when_its_reads_are_unchanged(
     ledger.begin().unwrap().commit().unwrap();
 }
 
-#[test]
-fn an_index_lookup_still_guards_its_key_against_phantoms() {
-    let (_dir, ledger, _, _) = bank(LedgerOptions::default());
+fn an_index_lookup_still_guards_its_key_against_phantoms(backend: Backend) {
+    let (_home, ledger, _, _) = bank(backend, LedgerOptions::default());
     let mut tx = ledger.begin().unwrap();
     assert!(lookup(&mut tx, "C").is_empty());
     ledger
@@ -128,9 +140,8 @@ fn an_index_lookup_still_guards_its_key_against_phantoms() {
     assert_conflict(tx);
 }
 
-#[test]
-fn reads_by_document_id_conflict_read_only_and_with_a_write_elsewhere() {
-    let (_dir, ledger, a, _) = bank(LedgerOptions::default());
+fn reads_by_document_id_conflict_read_only_and_with_a_write_elsewhere(backend: Backend) {
+    let (_home, ledger, a, _) = bank(backend, LedgerOptions::default());
     let mut read_only = ledger.begin().unwrap();
     let mut writer = ledger.begin().unwrap();
     assert!(read_only.get("Acct", &a).unwrap().is_some());
@@ -141,9 +152,8 @@ fn reads_by_document_id_conflict_read_only_and_with_a_write_elsewhere() {
     assert_conflict(writer);
 }
 
-#[test]
-fn committed_view_reads_conflict() {
-    let (_dir, ledger, a, _) = bank(LedgerOptions::default());
+fn committed_view_reads_conflict(backend: Backend) {
+    let (_home, ledger, a, _) = bank(backend, LedgerOptions::default());
     let mut by_id = ledger.begin().unwrap();
     let mut whole = ledger.begin().unwrap();
     assert_eq!(by_id.committed("Acct", Some(&a)).unwrap().len(), 1);
@@ -154,9 +164,8 @@ fn committed_view_reads_conflict() {
     assert_conflict(whole);
 }
 
-#[test]
-fn history_reads_conflict() {
-    let (_dir, ledger, a, _) = bank(LedgerOptions::default());
+fn history_reads_conflict(backend: Backend) {
+    let (_home, ledger, a, _) = bank(backend, LedgerOptions::default());
     let table_id = ledger.transact(|tx| tx.table("Acct")).unwrap().table_id;
     let mut by_id = ledger.begin().unwrap();
     let mut whole = ledger.begin().unwrap();
@@ -174,13 +183,12 @@ fn history_reads_conflict() {
     assert_conflict(whole);
 }
 
-#[test]
-fn the_test_only_switch_reopens_both_holes() {
+fn the_test_only_switch_reopens_both_holes(backend: Backend) {
     let options = LedgerOptions {
         occ_read_holes: true,
         ..LedgerOptions::default()
     };
-    let (_dir, ledger, a, _) = bank(options);
+    let (_home, ledger, a, _) = bank(backend, options);
     let mut writer = ledger.begin().unwrap();
     let mut read_only = ledger.begin().unwrap();
     assert_eq!(lookup(&mut writer, "A").len(), 1);

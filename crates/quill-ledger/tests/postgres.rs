@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use ion_rs::Element;
 use quill_ledger::{Ledger, LedgerError, LedgerOptions, PostgresStore};
+use quill_pgtest::SKIP_MOUNT_ENV;
 
 fn store() -> PostgresStore {
     PostgresStore::connect(&common::postgres_url()).expect("connect to PostgreSQL")
@@ -254,4 +255,157 @@ fn two_servers_under_conflicting_load_keep_the_invariant_and_the_chain() {
     let blocks = reopened.verify(&mut |_, _| {}).unwrap();
     assert_eq!(reopened.digest().tip.sequence_no + 1, blocks);
     assert_eq!(b.digest(), reopened.digest());
+}
+
+/// `len` characters that PostgreSQL cannot compress much (a document that takes its size on
+/// disk), different for each `seed`.
+fn incompressible_text(seed: u64, len: usize) -> String {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[(state % 36) as usize])
+        })
+        .collect()
+}
+
+/// PostgreSQL out of disk. The ledger's tables live in a tablespace on a 16 MiB tmpfs, a
+/// filler table takes 6 MiB of it, and 32 KB documents are committed until PostgreSQL reports
+/// disk_full. That commit, and the next, fail with the retryable `Unavailable`; nothing is
+/// half-written (the blocks in PostgreSQL are exactly the acknowledged commits), no
+/// acknowledged commit is lost, the chain verifies from PostgreSQL alone; once the filler is
+/// dropped, commits resume on the same handle.
+#[test]
+fn a_full_disk_fails_commits_retryably_and_they_resume_once_there_is_room() {
+    let server = common::postgres_server();
+    let tablespace = match server.small_tablespace("full_disk", 16 << 20) {
+        Ok(tablespace) => tablespace,
+        Err(e) if std::env::var_os(SKIP_MOUNT_ENV).is_some() => {
+            eprintln!("skipped ({SKIP_MOUNT_ENV} is set): {e}");
+            return;
+        }
+        Err(e) => panic!(
+            "{e}\n(set {SKIP_MOUNT_ENV}=1 to skip this test where mounting a tmpfs is impossible)"
+        ),
+    };
+    let url = tablespace.create_database("full_disk").unwrap();
+    let store = PostgresStore::connect(&url).unwrap();
+    let mut sql = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let in_small_tablespace: i64 = sql
+        .query_one(
+            "SELECT count(*) FROM pg_class c JOIN pg_tablespace t ON t.oid = c.reltablespace
+             WHERE t.spcname = $1 AND c.relname IN ('quill_blocks', 'quill_ledgers')",
+            &[&tablespace.name()],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        in_small_tablespace, 2,
+        "the journal's tables fill the tmpfs"
+    );
+    sql.batch_execute(&format!(
+        "CREATE TABLE filler (data bytea) TABLESPACE {};
+         ALTER TABLE filler ALTER data SET STORAGE EXTERNAL; -- stored uncompressed
+         INSERT INTO filler
+             SELECT convert_to(repeat('f', 1024 * 1024), 'UTF8') FROM generate_series(1, 6);",
+        tablespace.name()
+    ))
+    .unwrap();
+
+    let cache = tempfile::tempdir().unwrap();
+    let options = || LedgerOptions {
+        cache_dir: Some(cache.path().to_owned()),
+        ..LedgerOptions::default()
+    };
+    let ledger = Ledger::create_in(&store, "full", options()).unwrap();
+    ledger
+        .transact(|tx| tx.create_table("Doc", None).map(drop))
+        .unwrap();
+    let document = |n: u64| {
+        ion(&format!(
+            "{{n: {n}, text: \"{}\"}}",
+            incompressible_text(n, 32_000)
+        ))
+    };
+    let mut acknowledged = Vec::new();
+    let started = std::time::Instant::now();
+    let full = loop {
+        let n = acknowledged.len() as u64;
+        match ledger.transact(|tx| tx.insert("Doc", document(n))) {
+            Ok(id) => acknowledged.push(id),
+            Err(e) => break e,
+        }
+        assert!(acknowledged.len() < 2_000, "16 MiB never filled up");
+    };
+    // Retryable, and saying why in PostgreSQL's words.
+    let out_of_disk = |e: &LedgerError| {
+        matches!(e, LedgerError::Unavailable(m) if m.contains("PostgreSQL is out of disk space")
+            && m.contains("No space left on device"))
+    };
+    println!(
+        "out of disk after {} commits ({:.1?}): {full}",
+        acknowledged.len(),
+        started.elapsed()
+    );
+    assert!(out_of_disk(&full), "{full}");
+    assert!(
+        acknowledged.len() > 50,
+        "the disk filled after {} commits: the filler left too little room",
+        acknowledged.len()
+    );
+    let again = ledger
+        .transact(|tx| tx.insert("Doc", document(u64::MAX)))
+        .unwrap_err();
+    assert!(out_of_disk(&again), "{again}");
+
+    // Blocks: genesis, the table, one per acknowledged commit; in PostgreSQL and as seen by
+    // this handle and a new one (another server).
+    let blocks = 2 + acknowledged.len() as u64;
+    assert_eq!(ledger.digest().tip.sequence_no + 1, blocks);
+    let row = sql
+        .query_one(
+            "SELECT (SELECT blocks FROM quill_ledgers WHERE name = 'full'),
+                    (SELECT count(*) FROM quill_blocks WHERE ledger = 'full')",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, i64>(0), row.get::<_, i64>(1)),
+        (blocks as i64, blocks as i64),
+        "the tip and the block rows are the acknowledged commits, no more"
+    );
+    let other = Ledger::open_in(&store, "full", options()).unwrap();
+    assert_eq!(other.verify(&mut |_, _| {}).unwrap(), blocks);
+    assert_eq!(other.digest(), ledger.digest());
+    let stored = |l: &Ledger| {
+        l.transact(|tx| {
+            let mut ids = Vec::new();
+            tx.scan("Doc", &mut |d| {
+                ids.push(d.id.to_owned());
+                Ok(true)
+            })?;
+            Ok(ids)
+        })
+        .unwrap()
+    };
+    let mut expected = acknowledged.clone();
+    expected.sort();
+    let mut found = stored(&other);
+    found.sort();
+    assert_eq!(found, expected, "exactly the acknowledged documents");
+
+    // Room again: both handles commit, and the chain still verifies.
+    sql.batch_execute("DROP TABLE filler").unwrap();
+    let resumed = ledger
+        .transact(|tx| tx.insert("Doc", document(1_000_000)))
+        .unwrap();
+    other
+        .transact(|tx| tx.insert("Doc", document(1_000_001)))
+        .unwrap();
+    assert!(stored(&other).contains(&resumed));
+    let reopened = Ledger::open_in(&store, "full", options()).unwrap();
+    assert_eq!(reopened.verify(&mut |_, _| {}).unwrap(), blocks + 2);
+    assert_eq!(stored(&reopened).len(), acknowledged.len() + 2);
 }

@@ -10,6 +10,10 @@
 //!
 //! Layers covered: the journal, the digest tree, the derived-state database (redb) and
 //! `ledger.ion`, all on the simulated disk.
+//!
+//! Embedded only: these are the embedded backend's files. A PostgreSQL ledger's journal is
+//! as durable as PostgreSQL's COMMIT, and its server keeps only a cache that dies with it (a
+//! killed PostgreSQL primary: tests/python/test_postgres_backend.py).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;

@@ -7,6 +7,9 @@
 //! removes its directory should the test process die without doing so; [`PgServer::shared`]
 //! relies on it.
 //!
+//! [`PgServer::small_tablespace`] puts a tablespace on a small tmpfs of its own (root only), so
+//! that what is stored there runs out of disk while the rest of the cluster has room.
+//!
 //! The server binaries are Debian's (`scripts/setup.sh postgres`): the highest version under
 //! `/usr/lib/postgresql/*/bin`, or the directory `PG_BIN` names. PostgreSQL refuses to run as
 //! root, so a root test process runs them as the `postgres` system user of the Debian package,
@@ -39,6 +42,11 @@ use tempfile::TempDir;
 pub const USER: &str = "postgres";
 /// The database every primary is created with.
 pub const DATABASE: &str = "quill";
+
+/// Set (to anything) to skip the tests that need [`PgServer::small_tablespace`] where mounting
+/// a tmpfs is impossible (not root, or no mount permission); without it they fail, so that CI
+/// cannot lose them silently.
+pub const SKIP_MOUNT_ENV: &str = "QUILL_TEST_SKIP_MOUNT";
 
 /// How long a cluster may take to accept connections (crash recovery included); generous
 /// because CI shares two cores with builds.
@@ -107,8 +115,15 @@ pub enum PgTestError {
     Running { port: u16 },
     #[error("the server on port {port} is not running")]
     NotRunning { port: u16 },
-    #[error("database names here are made of a-z, 0-9 and _ (so URLs need no escaping): {0:?}")]
+    #[error(
+        "database and tablespace names here are made of a-z, 0-9 and _ (so neither SQL nor URLs \
+         need quoting): {0:?}"
+    )]
     DatabaseName(String),
+    #[error(
+        "mounting the tmpfs of a small tablespace needs root, and this process runs as uid {uid}"
+    )]
+    MountNeedsRoot { uid: u32 },
     #[error("pg_promote() did not promote the standby on port {port}")]
     NotPromoted { port: u16 },
     #[error("SQL on the test cluster: {0}")]
@@ -143,12 +158,11 @@ impl Install {
             }
             None => debian_bin_dir()?,
         };
-        // /proc/self belongs to this process's effective user.
-        let root = fs::metadata("/proc/self")
-            .map_err(io_error("reading /proc/self"))?
-            .uid()
-            == 0;
-        let run_as = if root { Some(postgres_user()?) } else { None };
+        let run_as = if effective_uid()? == 0 {
+            Some(postgres_user()?)
+        } else {
+            None
+        };
         Ok(Install { bin, run_as })
     }
 
@@ -200,6 +214,13 @@ impl Install {
         }
         Ok(dir)
     }
+}
+
+/// This process's effective user: /proc/self belongs to it.
+fn effective_uid() -> Result<u32> {
+    Ok(fs::metadata("/proc/self")
+        .map_err(io_error("reading /proc/self"))?
+        .uid())
 }
 
 fn has_server_binaries(dir: &Path) -> bool {
@@ -423,10 +444,7 @@ impl PgServer {
 
     /// Creates the database `name` (a-z, 0-9, _) and returns its URL.
     pub fn create_database(&self, name: &str) -> Result<String> {
-        let plain = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_';
-        if name.is_empty() || !name.chars().all(plain) {
-            return Err(PgTestError::DatabaseName(name.to_string()));
-        }
+        check_name(name)?;
         self.connect("postgres")?
             .batch_execute(&format!("CREATE DATABASE {name}"))?;
         Ok(self.url_of(name))
@@ -439,6 +457,52 @@ impl PgServer {
     /// A client of the `quill` database.
     pub fn client(&self) -> Result<Client> {
         self.connect(DATABASE)
+    }
+
+    /// A tablespace `name` (a-z, 0-9, _) on a tmpfs of `size_bytes` mounted for it alone (the
+    /// size is rounded up to whole pages): what is stored there runs out of disk (SQLSTATE
+    /// 53100, disk_full) once the tmpfs is full, while the rest of the cluster, its WAL
+    /// included, keeps its room. Mounting needs root: [`PgTestError::MountNeedsRoot`]
+    /// otherwise. Dropping the returned guard drops the databases it created, then the
+    /// tablespace, and unmounts the tmpfs.
+    pub fn small_tablespace(&self, name: &str, size_bytes: u64) -> Result<SmallTablespace<'_>> {
+        check_name(name)?;
+        let Some((uid, gid)) = self.install.run_as else {
+            return Err(PgTestError::MountNeedsRoot {
+                uid: effective_uid()?,
+            });
+        };
+        // In the cluster's directory: should the test process die without dropping the
+        // guard, the postmaster's guard (guard.sh) removing that directory empties the tmpfs
+        // too (only the empty mount remains).
+        let mount_point = self.dir.path().join(format!("tablespace_{name}"));
+        fs::create_dir(&mount_point)
+            .map_err(io_error(format!("creating {}", mount_point.display())))?;
+        let mounted = self.install.run(
+            Command::new("mount")
+                .args(["-t", "tmpfs", "-o"])
+                .arg(format!("size={size_bytes},mode=0700,uid={uid},gid={gid}"))
+                .arg("tmpfs")
+                .arg(&mount_point),
+        );
+        if let Err(e) = mounted {
+            let _ = fs::remove_dir(&mount_point);
+            return Err(e);
+        }
+        let mut tablespace = SmallTablespace {
+            server: self,
+            name: name.to_owned(),
+            mount_point,
+            created: false,
+            databases: Mutex::new(Vec::new()),
+        };
+        let location = tablespace.mount_point.display().to_string();
+        self.connect("postgres")?.batch_execute(&format!(
+            "CREATE TABLESPACE {name} LOCATION '{}'",
+            location.replace('\'', "''")
+        ))?;
+        tablespace.created = true;
+        Ok(tablespace)
     }
 
     /// What the server wrote to its log so far.
@@ -683,6 +747,105 @@ impl Drop for PgServer {
     fn drop(&mut self) {
         if self.postmaster.is_some() && self.shut_down("immediate").is_err() {
             let _ = self.kill();
+        }
+    }
+}
+
+/// Database and tablespace names here are made of a-z, 0-9 and _, so that neither SQL nor URLs
+/// need quoting.
+fn check_name(name: &str) -> Result<()> {
+    let plain = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_';
+    if name.is_empty() || !name.chars().all(plain) {
+        return Err(PgTestError::DatabaseName(name.to_string()));
+    }
+    Ok(())
+}
+
+/// A tablespace on a tmpfs of its own (see [`PgServer::small_tablespace`]).
+#[derive(Debug)]
+pub struct SmallTablespace<'a> {
+    server: &'a PgServer,
+    name: String,
+    /// Where the tmpfs is mounted (in the cluster's directory); removed once unmounted.
+    mount_point: PathBuf,
+    /// Whether `CREATE TABLESPACE` succeeded (so dropping it is due).
+    created: bool,
+    /// Databases created by [`SmallTablespace::create_database`], dropped before it.
+    databases: Mutex<Vec<String>>,
+}
+
+impl SmallTablespace<'_> {
+    /// The tablespace's name, for `TABLESPACE name` clauses.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Where its tmpfs is mounted.
+    pub fn location(&self) -> &Path {
+        &self.mount_point
+    }
+
+    /// Creates the database `name` (a-z, 0-9, _) whose tables, indexes and TOAST tables go to
+    /// this tablespace by default (`default_tablespace`; its system catalogs stay in the
+    /// default tablespace, so the database still works when this one is full). Returns its
+    /// URL. It is dropped with the tablespace.
+    pub fn create_database(&self, name: &str) -> Result<String> {
+        let url = self.server.create_database(name)?;
+        self.databases
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(name.to_owned());
+        self.server.connect("postgres")?.batch_execute(&format!(
+            "ALTER DATABASE {name} SET default_tablespace = {}",
+            self.name
+        ))?;
+        Ok(url)
+    }
+
+    /// Changes the tmpfs's size (growing it frees room without deleting anything).
+    pub fn resize(&self, size_bytes: u64) -> Result<()> {
+        self.server.install.run(
+            Command::new("mount")
+                .arg("-o")
+                .arg(format!("remount,size={size_bytes}"))
+                .arg(&self.mount_point),
+        )
+    }
+
+    /// Drops the databases, then the tablespace (both must go before the tmpfs holding them).
+    fn drop_in_postgres(&self) -> Result<()> {
+        let mut client = self.server.connect("postgres")?;
+        let databases = self
+            .databases
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for database in databases.iter() {
+            // FORCE: the test may still hold connections to it.
+            client.batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))?;
+        }
+        if self.created {
+            client.batch_execute(&format!("DROP TABLESPACE {}", self.name))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for SmallTablespace<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.drop_in_postgres() {
+            eprintln!(
+                "quill-pgtest: cannot drop tablespace {} before unmounting it: {e}",
+                self.name
+            );
+        }
+        // Lazily: a server process may still have a file of it open; the tmpfs goes once it
+        // closes them.
+        let unmounted = self
+            .server
+            .install
+            .run(Command::new("umount").arg("--lazy").arg(&self.mount_point));
+        if unmounted.is_ok() {
+            let _ = fs::remove_dir(&self.mount_point);
         }
     }
 }

@@ -9,7 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use postgres::{Client, NoTls};
-use quill_pgtest::{multi_host_url, PgServer, PgTestError};
+use quill_pgtest::{multi_host_url, PgServer, PgTestError, SKIP_MOUNT_ENV};
 
 fn rows(client: &mut Client, query: &str) -> Vec<String> {
     client
@@ -29,6 +29,58 @@ fn setting(client: &mut Client, name: &str) -> String {
 
 fn listening(port: u16) -> bool {
     TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
+
+#[test]
+fn a_small_tablespace_runs_out_of_disk_grows_and_is_unmounted_when_dropped() {
+    let server = PgServer::shared().unwrap();
+    let tablespace = match server.small_tablespace("small", 1 << 20) {
+        Ok(tablespace) => tablespace,
+        Err(e) if std::env::var_os(SKIP_MOUNT_ENV).is_some() => {
+            eprintln!("skipped ({SKIP_MOUNT_ENV} is set): {e}");
+            return;
+        }
+        Err(e) => panic!(
+            "{e}\n(set {SKIP_MOUNT_ENV}=1 to skip this test where mounting a tmpfs is impossible)"
+        ),
+    };
+    let location = tablespace.location().to_owned();
+    let url = tablespace.create_database("in_small").unwrap();
+    let mut client = Client::connect(&url, NoTls).unwrap();
+    client
+        .batch_execute("CREATE TABLE t (b bytea); ALTER TABLE t ALTER b SET STORAGE EXTERNAL")
+        .unwrap();
+    assert_eq!(
+        rows(
+            &mut client,
+            "SELECT tablespace::text FROM pg_tables WHERE tablename = 't'"
+        ),
+        ["small"],
+        "tables go to the small tablespace by default"
+    );
+    let fill = "INSERT INTO t SELECT convert_to(repeat('x', 256 * 1024), 'UTF8')";
+    let full = (0..8)
+        .find_map(|_| client.batch_execute(fill).err())
+        .expect("1 MiB fills up");
+    assert_eq!(
+        full.code(),
+        Some(&postgres::error::SqlState::DISK_FULL),
+        "{full:?}"
+    );
+    tablespace.resize(4 << 20).unwrap();
+    client.batch_execute(fill).unwrap();
+    drop(client);
+
+    drop(tablespace);
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    assert!(!mounts.contains(location.to_str().unwrap()), "{mounts}");
+    assert!(!location.exists());
+    let mut client = server.client().unwrap();
+    assert!(rows(
+        &mut client,
+        "SELECT spcname::text FROM pg_tablespace WHERE spcname = 'small'"
+    )
+    .is_empty());
 }
 
 #[test]

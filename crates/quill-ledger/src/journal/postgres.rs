@@ -516,9 +516,11 @@ pub(crate) fn db_error(e: postgres::Error) -> LedgerError {
             "PostgreSQL has too many connections",
         ),
     ];
+    // The error itself says only "db error"; what PostgreSQL said is its source.
+    let said = with_causes(&e);
     match retryable.iter().find(|(c, _)| c == code) {
-        Some((_, what)) => LedgerError::Unavailable(format!("{what}: {e}")),
-        None => LedgerError::Storage(format!("PostgreSQL: {e}")),
+        Some((_, what)) => LedgerError::Unavailable(format!("{what}: {said}")),
+        None => LedgerError::Storage(format!("PostgreSQL: {said}")),
     }
 }
 
