@@ -357,7 +357,7 @@ DMV_WEIGHTS=(10 4 3 3)
 # CLIENTS clients: tps per kind is the run's tps split by the kind's share of the logged
 # transactions; percentiles come from the log's latency (column 3) by script (column 4).
 pg_dmv_run() {
-    local clients=$1 output logs threads tps i scripts=()
+    local clients=$1 output logs threads tps i kind scripts=()
     threads=$(( clients < 2 ? clients : 2 ))
     logs="$WORK/pglog.dmv.$clients"
     for i in "${!DMV_SCRIPTS[@]}"; do scripts+=(-f "$SQL_DIR/dmv_${DMV_SCRIPTS[$i]}.sql@${DMV_WEIGHTS[$i]}"); done
@@ -367,8 +367,9 @@ pg_dmv_run() {
     [[ -n "$tps" ]] || { echo "$output" >&2; die "no tps from pgbench for dmv"; }
     cat "$logs".* >"$logs.all"
     for i in "${!DMV_KINDS[@]}" total; do
+        if [[ $i == total ]]; then kind=total; else kind=${DMV_KINDS[$i]}; fi
         awk -v s="$i" 's == "total" || $4 == s { print $3 }' "$logs.all" | sort -n |
-            awk -v kind="${DMV_KINDS[$i]:-total}" -v tps="$tps" -v all="$(wc -l <"$logs.all")" '
+            awk -v kind="$kind" -v tps="$tps" -v all="$(wc -l <"$logs.all")" '
                 { v[NR] = $1 }
                 END { if (NR == 0) { print kind, 0, 0, 0; exit }
                       i50 = int(NR * 0.50); if (i50 < 1) i50 = 1
