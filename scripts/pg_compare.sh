@@ -15,12 +15,19 @@
 #                     a database on the same cluster) behind one and behind two servers.
 #   Quill in-process: `quill bench workload` (the engine alone, no protocol).
 #
+# With --dmv, instead: the QLDB vehicle-registration sample's mixed workload (indexed lookups,
+# ownership transfers, secondary owners, history reads; see crates/quill/src/bench/dmv.rs) on
+# the audit-table recipe (scripts/pg/schema_dmv.sql, one pgbench script per transaction kind,
+# scripts/pg/dmv_*.sql, weighted as the bench's mix) and through Quill's wire protocol
+# (`quill serve --auth credentials` driven by `quill bench dmv`, SigV4 on), PRELOAD each of
+# persons, vehicles, registrations and licences: tx/s and p50/p99 per kind and in total.
+#
 # PostgreSQL is driven by pgbench over TCP (127.0.0.1), one connection per client, each
 # transaction one autocommitted statement. Both run with fsync on and acknowledge only durable
 # commits. The wire table (like for like: both over the loopback network) comes first, at
 # every client count of CLIENTS_LIST; the in-process table, at CLIENTS writers, second.
 #
-# Usage: scripts/pg_compare.sh [--wire | --in-process]   (default: both tables)
+# Usage: scripts/pg_compare.sh [--wire | --in-process | --dmv]   (default: wire and in-process)
 #
 # PostgreSQL runs with fsync=on and synchronous_commit=on. It is initialised in a temporary
 # directory, listens on 127.0.0.1:$PG_PORT only, and is stopped and removed at exit.
@@ -39,7 +46,8 @@ case "${1:-}" in
     "") ;;
     --wire) MODE=wire ;;
     --in-process) MODE=in-process ;;
-    *) echo "usage: $0 [--wire | --in-process]" >&2; exit 2 ;;
+    --dmv) MODE=dmv ;;
+    *) echo "usage: $0 [--wire | --in-process | --dmv]" >&2; exit 2 ;;
 esac
 RUN_SECONDS=${RUN_SECONDS:-10}
 CLIENTS=${CLIENTS:-32}
@@ -121,6 +129,7 @@ psql_run() { "$PSQL" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U post
 log "$PG_VERSION on 127.0.0.1:$PG_PORT (fsync=$(psql_run -At -c 'SHOW fsync'), synchronous_commit=$(psql_run -At -c 'SHOW synchronous_commit'))"
 
 VARIANTS=(plain audit chain)
+if [[ $MODE == dmv ]]; then VARIANTS=(); fi
 for variant in "${VARIANTS[@]}"; do
     psql_run -d postgres -c "CREATE DATABASE $variant" >/dev/null
     psql_run -d "$variant" -f "$SQL_DIR/schema_$variant.sql" >/dev/null
@@ -161,15 +170,15 @@ header() {
 
 declare -A TPS P50 P99
 
-# `quill_wire LABEL SERVERS [SERVE ARGS]`: starts SERVERS `quill serve` processes (their own
-# processes, SigV4 with a generated key pair, fresh data directories), drives them with
-# `quill bench wire` (sessions spread over the servers) for inserts and updates, and records
-# TPS/P50/P99[LABEL.kind.clients].
-quill_wire() {
-    local label=$1 servers=$2 secret port n kind line clients endpoints=""
+# `start_quill LABEL SERVERS [SERVE ARGS]`: starts SERVERS `quill serve` processes (their own
+# processes, SigV4 with a generated key pair in QUILL_SECRET, fresh data directories) and sets
+# QUILL_ENDPOINTS to their comma-separated URLs.
+start_quill() {
+    local label=$1 servers=$2 port n
     shift 2
-    secret=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
-    echo "pgcompare $secret" >"$WORK/credentials"
+    QUILL_SECRET=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
+    QUILL_ENDPOINTS=""
+    echo "pgcompare $QUILL_SECRET" >"$WORK/credentials"
     for n in $(seq "$servers"); do
         mkdir -p "$WORK/quill-$label-$n"
         "$QUILL" serve --data-dir "$WORK/quill-$label-$n" --listen 127.0.0.1:0 --auth credentials \
@@ -184,14 +193,21 @@ quill_wire() {
             sleep 0.1
         done
         [[ -n "$port" ]] || die "quill serve ($label) did not report its port"
-        endpoints+="${endpoints:+,}http://127.0.0.1:$port"
+        QUILL_ENDPOINTS+="${QUILL_ENDPOINTS:+,}http://127.0.0.1:$port"
     done
-    local sessions
+}
+
+# `quill_wire LABEL SERVERS [SERVE ARGS]`: starts the servers (start_quill), drives them with
+# `quill bench wire` (sessions spread over the servers) for inserts and updates, and records
+# TPS/P50/P99[LABEL.kind.clients].
+quill_wire() {
+    local label=$1 servers=$2 kind line clients sessions
+    start_quill "$@"
     sessions=$(echo $CLIENTS_LIST | tr ' ' ',')
     for kind in insert update; do
         log "Quill wire ($label, $servers server(s)) $kind: sessions $sessions, $RUN_SECONDS s each (SigV4 on)"
-        AWS_ACCESS_KEY_ID=pgcompare AWS_SECRET_ACCESS_KEY=$secret \
-            "$QUILL" bench wire --endpoint "$endpoints" --kind "$kind" --sessions "$sessions" \
+        AWS_ACCESS_KEY_ID=pgcompare AWS_SECRET_ACCESS_KEY=$QUILL_SECRET \
+            "$QUILL" bench wire --endpoint "$QUILL_ENDPOINTS" --kind "$kind" --sessions "$sessions" \
             --seconds "$RUN_SECONDS" --preload "$PRELOAD" --ledger "wire$kind" --dir "$WORK" >"$WORK/wire.$label.$kind" \
             || { cat "$WORK/wire.$label.$kind" "$WORK"/serve.$label.*.log >&2; die "quill bench wire $label $kind failed"; }
         grep -v '^wire ' "$WORK/wire.$label.$kind" >&2
@@ -331,5 +347,95 @@ in_process_compare() {
     done
 }
 
-if [[ $MODE != in-process ]]; then wire_compare; fi
-if [[ $MODE != wire ]]; then in_process_compare; fi
+# --- DMV mix: pgbench scripts on the audit recipe vs quill bench dmv (SigV4) ---------------
+# Script names, quill bench dmv's kind names, and weights matching its schedule (50/20/15/15 %).
+DMV_SCRIPTS=(lookup transfer secondary history)
+DMV_KINDS=(lookup transfer secondary-owner history)
+DMV_WEIGHTS=(10 4 3 3)
+
+# Lines "KIND tps p50_us p99_us" (each kind, then total) of one pgbench run of the mix at
+# CLIENTS clients: tps per kind is the run's tps split by the kind's share of the logged
+# transactions; percentiles come from the log's latency (column 3) by script (column 4).
+pg_dmv_run() {
+    local clients=$1 output logs threads tps i kind scripts=()
+    threads=$(( clients < 2 ? clients : 2 ))
+    logs="$WORK/pglog.dmv.$clients"
+    for i in "${!DMV_SCRIPTS[@]}"; do scripts+=(-f "$SQL_DIR/dmv_${DMV_SCRIPTS[$i]}.sql@${DMV_WEIGHTS[$i]}"); done
+    output=$("$PGBENCH" -n -h 127.0.0.1 -p "$PG_PORT" -U postgres -c "$clients" -j "$threads" -T "$RUN_SECONDS" \
+        -l --log-prefix="$logs" -D preload="$PRELOAD" "${scripts[@]}" dmv 2>&1) || { echo "$output" >&2; die "pgbench dmv failed"; }
+    tps=$(echo "$output" | sed -n 's/^tps = \([0-9.]*\) (without initial connection time)$/\1/p')
+    [[ -n "$tps" ]] || { echo "$output" >&2; die "no tps from pgbench for dmv"; }
+    cat "$logs".* >"$logs.all"
+    for i in "${!DMV_KINDS[@]}" total; do
+        if [[ $i == total ]]; then kind=total; else kind=${DMV_KINDS[$i]}; fi
+        awk -v s="$i" 's == "total" || $4 == s { print $3 }' "$logs.all" | sort -n |
+            awk -v kind="$kind" -v tps="$tps" -v all="$(wc -l <"$logs.all")" '
+                { v[NR] = $1 }
+                END { if (NR == 0) { print kind, 0, 0, 0; exit }
+                      i50 = int(NR * 0.50); if (i50 < 1) i50 = 1
+                      i99 = int(NR * 0.99); if (i99 < 1) i99 = 1
+                      print kind, tps * NR / all, v[i50], v[i99] }'
+    done
+    rm -f "$logs".*
+}
+
+dmv_compare() {
+    local clients kind line sessions k q p p50 p99
+    declare -A OCC
+    psql_run -d postgres -c "CREATE DATABASE dmv" >/dev/null
+    psql_run -d dmv -f "$SQL_DIR/schema_dmv.sql" >/dev/null
+    psql_run -d dmv -v preload="$PRELOAD" -f "$SQL_DIR/dmv_load.sql" >/dev/null
+    psql_run -d dmv -c "VACUUM ANALYZE" >/dev/null
+    for clients in $CLIENTS_LIST; do
+        log "PostgreSQL audit DMV mix: $clients clients, $RUN_SECONDS s"
+        while read -r kind q p50 p99; do
+            TPS[pg.$kind.$clients]=$q P50[pg.$kind.$clients]=$p50 P99[pg.$kind.$clients]=$p99
+        done < <(pg_dmv_run "$clients")
+    done
+
+    start_quill dmv 1
+    sessions=$(echo $CLIENTS_LIST | tr ' ' ',')
+    log "Quill wire DMV mix: sessions $sessions, $RUN_SECONDS s each, $PRELOAD of each document (SigV4 on)"
+    AWS_ACCESS_KEY_ID=pgcompare AWS_SECRET_ACCESS_KEY=$QUILL_SECRET \
+        "$QUILL" bench dmv --endpoint "$QUILL_ENDPOINTS" --sessions "$sessions" --seconds "$RUN_SECONDS" \
+        --preload "$PRELOAD" --ledger dmv --dir "$WORK" >"$WORK/dmv.out" \
+        || { cat "$WORK/dmv.out" "$WORK"/serve.dmv.*.log >&2; die "quill bench dmv failed"; }
+    stop_quill
+    grep -v '^dmv ' "$WORK/dmv.out" >&2
+    while read -r line; do
+        clients=$(sed -n 's/.* sessions=\([0-9]*\).*/\1/p' <<<"$line")
+        kind=$(sed -n 's/.* kind=\([a-z-]*\).*/\1/p' <<<"$line")
+        TPS[quill.$kind.$clients]=$(sed -n 's/.* tx_per_sec=\([0-9.]*\).*/\1/p' <<<"$line")
+        P50[quill.$kind.$clients]=$(sed -n 's/.* p50_us=\([0-9]*\).*/\1/p' <<<"$line")
+        P99[quill.$kind.$clients]=$(sed -n 's/.* p99_us=\([0-9]*\).*/\1/p' <<<"$line")
+        OCC[$kind.$clients]=$(sed -n 's/.* occ=\([0-9]*\).*/\1/p' <<<"$line")
+    done < <(grep '^dmv ' "$WORK/dmv.out")
+
+    header
+    echo "DMV mix through the wire: PostgreSQL's audit-table recipe (schema_dmv.sql: four JSONB tables, expression"
+    echo "indexes, trigger-maintained history) via pgbench over TCP, READ COMMITTED with the registration row locked"
+    echo "FOR UPDATE by the writing transactions; Quill via its QLDB protocol (quill serve --auth credentials, SigV4-signed"
+    echo "by quill bench dmv in a separate process, serializable OCC, conflicts retried and counted). $RUN_SECONDS s per run,"
+    echo "$PRELOAD each of persons, vehicles, registrations, licences. Mix: lookup 50 %, transfer 20 %,"
+    echo "secondary-owner 15 %, history 15 %. tx/s and latency p50 / p99 in ms."
+    echo
+    echo "| clients | transaction | PG audit | Quill wire | Quill / PG audit | Quill OCC retries |"
+    echo "|---|---|---|---|---|---|"
+    for clients in $CLIENTS_LIST; do
+        for kind in "${DMV_KINDS[@]}" total; do
+            k=$kind.$clients
+            q=${TPS[quill.$k]:-0} p=${TPS[pg.$k]:-0}
+            printf "| %s | %s | %.0f (%s / %s) | %.0f (%s / %s) | %s× | %s |\n" "$clients" "$kind" \
+                "$p" "$(ms "${P50[pg.$k]:-0}")" "$(ms "${P99[pg.$k]:-0}")" \
+                "$q" "$(ms "${P50[quill.$k]:-0}")" "$(ms "${P99[quill.$k]:-0}")" \
+                "$(ratio "$q" "$p")" "${OCC[$k]:-0}"
+        done
+    done
+}
+
+case $MODE in
+    dmv) dmv_compare ;;
+    wire) wire_compare ;;
+    in-process) in_process_compare ;;
+    both) wire_compare; in_process_compare ;;
+esac

@@ -4,6 +4,7 @@
 mod eval_support;
 
 use eval_support::{assert_same_rows, ion, ion_all, text_field, Db};
+use ion_rs::Element;
 use quill_partiql::{execute, PartiqlError};
 
 fn single_doc_db() -> Db {
@@ -293,4 +294,37 @@ fn indexed_update_does_not_read_the_whole_table() {
         error.is_occ_conflict(),
         "a scan reads the whole table: {error}"
     );
+}
+
+/// Drivers pass document ids as parameters: `BY id … WHERE id = ?` must read only that
+/// document (an id lookup), so updates of different documents commit side by side while
+/// updates of the same document still conflict.
+#[test]
+fn update_by_parameter_id_reads_only_that_document() {
+    let db = Db::new();
+    db.q("CREATE TABLE T");
+    let ids: Vec<String> = db
+        .q("INSERT INTO T << {'n': 0}, {'n': 0}, {'n': 0} >>")
+        .iter()
+        .map(|row| text_field(row, "documentId"))
+        .collect();
+    let update = "UPDATE T AS t BY id SET t.n = ? WHERE id = ?";
+    let run = |tx: &mut quill_ledger::Transaction, n: i64, id: &str| {
+        let rows = execute(tx, update, &[Element::int(n), Element::string(id)]).unwrap();
+        assert_eq!(rows.len(), 1, "{rows:?}");
+    };
+    for (other, conflicts) in [(&ids[1], false), (&ids[0], true)] {
+        let mut first = db.ledger.begin().unwrap();
+        let mut second = db.ledger.begin().unwrap();
+        run(&mut first, 1, &ids[0]);
+        run(&mut second, 2, other);
+        second.commit().unwrap();
+        let outcome = first.commit();
+        assert_eq!(
+            outcome.as_ref().err().is_some_and(|e| e.is_occ_conflict()),
+            conflicts,
+            "updating {other} after {}: {outcome:?}",
+            ids[0]
+        );
+    }
 }

@@ -174,3 +174,44 @@ fn explain_text_names_scan_or_index() {
     ));
     assert!(text.starts_with("FullScan VehicleRegistration"), "{text}");
 }
+
+/// Drivers send keys as parameters: every shape that looks a literal key up looks a parameter
+/// up the same way (its value is bound when the stage runs).
+#[test]
+fn parameters_are_keys_wherever_literals_are() {
+    for (with_parameters, with_literals, expected) in [
+        (
+            "SELECT * FROM Person AS p BY pid WHERE ? = pid",
+            "SELECT * FROM Person AS p BY pid WHERE 'x' = pid",
+            vec!["id 1"],
+        ),
+        (
+            "SELECT * FROM Person AS p BY pid WHERE pid IN (?, ?)",
+            "SELECT * FROM Person AS p BY pid WHERE pid IN ('x', 'y')",
+            vec!["id 2"],
+        ),
+        (
+            "SELECT * FROM Person WHERE GovId IN (?, ?, ?)",
+            "SELECT * FROM Person WHERE GovId IN ('x', 'y', 'z')",
+            vec!["index GovId 3"],
+        ),
+        (
+            "SELECT * FROM VehicleRegistration AS r INNER JOIN Person AS p BY pid ON r.Owners.PrimaryOwner.PersonId = pid WHERE r.VIN = ?",
+            "SELECT * FROM VehicleRegistration AS r INNER JOIN Person AS p BY pid ON r.Owners.PrimaryOwner.PersonId = pid WHERE r.VIN = 'x'",
+            vec!["index VIN 1", "id 1"],
+        ),
+        (
+            "SELECT * FROM Vehicle AS v, VehicleRegistration AS r WHERE v.VIN = r.VIN AND r.VIN = ?",
+            "SELECT * FROM Vehicle AS v, VehicleRegistration AS r WHERE v.VIN = r.VIN AND r.VIN = 'x'",
+            vec!["index VIN 1", "index VIN 1"],
+        ),
+        (
+            "SELECT * FROM history(VehicleRegistration) AS h WHERE h.metadata.id IN (?, ?)",
+            "SELECT * FROM history(VehicleRegistration) AS h WHERE h.metadata.id IN ('x', 'y')",
+            vec!["id 2"],
+        ),
+    ] {
+        assert_eq!(access_kinds(&plan(with_parameters)), expected, "{with_parameters}");
+        assert_eq!(access_kinds(&plan(with_literals)), expected, "{with_literals}");
+    }
+}

@@ -5,6 +5,7 @@
 //! measures the raw fsync latency of the disk it writes to and prints ratios against it.
 //! - `ledger`: commit latency/throughput, lookups, scans, proofs, crash recovery, memory.
 //! - `wire`: QLDB `SendCommand` transactions over HTTP/1.1 against a server.
+//! - `dmv`: the vehicle-registration sample's mixed transactions over the wire protocol.
 //! - `workload`: one line `tx_per_sec=…` for a fixed insert or update workload.
 //! - `export`: journal export rate per output format while a writer commits.
 //! - `stream`: journal stream delivery rate and lag to Kinesis and NATS, and commit throughput
@@ -12,6 +13,7 @@
 //! - `tlog`: commit throughput with checkpointing and three witnesses vs none, and the time
 //!   from a commit to a cosigned checkpoint covering it.
 
+mod dmv;
 mod export;
 mod ledger;
 mod load;
@@ -38,6 +40,9 @@ pub enum BenchCommand {
     Ledger(ledger::LedgerArgs),
     /// QLDB wire-protocol load generator (in-process server unless --endpoint is given).
     Wire(wire::WireArgs),
+    /// Mixed wire-protocol workload of the QLDB vehicle-registration (DMV) sample: indexed
+    /// lookups, ownership transfers, secondary owners, history reads.
+    Dmv(dmv::DmvArgs),
     /// Fixed insert/update workload printing one machine-readable line (for pg_compare.sh).
     Workload(workload::WorkloadArgs),
     /// Journal export rate in every output format, with commits going on meanwhile.
@@ -56,6 +61,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.command {
         BenchCommand::Ledger(args) => ledger::run(args),
         BenchCommand::Wire(args) => wire::run(args),
+        BenchCommand::Dmv(args) => dmv::run(args),
         BenchCommand::Workload(args) => workload::run(args),
         BenchCommand::Export(args) => export::run(args),
         BenchCommand::Stream(args) => stream::run(args),
