@@ -688,6 +688,89 @@ mod tests {
     }
 
     #[test]
+    fn a_read_only_caller_only_reads_whatever_the_policy_allows() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = quill_ledger::Ledger::create(dir.path(), "shop", Default::default()).unwrap();
+        ledger
+            .transact(|tx| tx.create_table("Item", None).map(|_| ()))
+            .unwrap();
+        let reader = Caller::administrator().read_only();
+        assert!(reader.is_read_only() && !reader.is_administrator());
+        let mut tx = ledger.begin().unwrap();
+        for statement in [
+            "SELECT * FROM Item",
+            "SELECT * FROM _ql_committed_Item",
+            "SELECT * FROM history(Item)",
+            "SELECT * FROM information_schema.user_tables",
+        ] {
+            assert!(
+                reader
+                    .authorize_statement("shop", &mut tx, statement, &[])
+                    .is_ok(),
+                "{statement}"
+            );
+        }
+        for statement in [
+            "INSERT INTO Item {'a': 1}",
+            "UPDATE Item SET a = 2",
+            "DELETE FROM Item",
+            "FROM Item AS i SET i.a = 3",
+            "CREATE TABLE Other",
+            "CREATE INDEX ON Item (a)",
+            "DROP TABLE Item",
+            "EXEC redact_revision '{strandId:\"x\",sequenceNo:1}', 'a', 'b'",
+        ] {
+            let refused = reader
+                .authorize_statement("shop", &mut tx, statement, &[])
+                .unwrap_err();
+            assert_eq!(refused.kind, ErrorKind::BadRequest, "{statement}");
+            assert!(refused.message.contains("read-only mirror"), "{statement}");
+        }
+        // A policy's restrictions still apply on top.
+        let policy = r#"{"AccessKeys": {"clerk": {"Statement": [
+            {"Effect": "Allow", "Action": "qldb:GetDigest", "Resource": "*"}]}}}"#;
+        let clerk = Permissions::parse(policy, "us-east-1", "000000000000")
+            .unwrap()
+            .caller("clerk")
+            .read_only();
+        assert_eq!(
+            clerk
+                .authorize_statement("shop", &mut tx, "SELECT * FROM Item", &[])
+                .unwrap_err()
+                .kind,
+            ErrorKind::AccessDenied
+        );
+        for (method, path) in [
+            ("GET", "/ledgers"),
+            ("GET", "/ledgers/shop"),
+            ("POST", "/ledgers/shop/digest"),
+            ("POST", "/ledgers/shop/block"),
+            ("POST", "/ledgers/shop/revision"),
+            ("GET", "/ledgers/shop/journal/blocks"),
+        ] {
+            assert!(
+                reader.authorize_control(method, path, b"{}").is_ok(),
+                "{method} {path}"
+            );
+        }
+        for (method, path) in [
+            ("POST", "/ledgers"),
+            ("DELETE", "/ledgers/shop"),
+            ("PATCH", "/ledgers/shop"),
+            ("PATCH", "/ledgers/shop/permissions-mode"),
+            ("POST", "/ledgers/shop/journal-s3-exports"),
+            ("POST", "/ledgers/shop/journal-kinesis-streams"),
+            (
+                "POST",
+                "/tags/arn%3Aaws%3Aqldb%3Aus-east-1%3A0%3Aledger%2Fshop",
+            ),
+        ] {
+            let refused = reader.authorize_control(method, path, b"{}").unwrap_err();
+            assert_eq!(refused.kind, ErrorKind::BadRequest, "{method} {path}");
+        }
+    }
+
+    #[test]
     fn statements_are_checked_against_table_ids_and_names() {
         let dir = tempfile::tempdir().unwrap();
         let ledger = quill_ledger::Ledger::create(dir.path(), "shop", Default::default()).unwrap();
