@@ -16,6 +16,10 @@
 //! serves its copy under the upstream's paths (`checkpoint`, tiles, `proof/bundle?index=I`)
 //! and its state at `GET /mirror/status`.
 //!
+//! The blocks themselves are the caller's to copy (`quill mirror` keeps them in a replica
+//! ledger): [`Mirror::block_leaf`] gives the verified hash each must have, [`Mirror::halt`]
+//! stops the mirror on one that does not, and [`Mirror::set_blocks`] reports how many are held.
+//!
 //! A mirror can also be one of the log's witnesses: [`Mirror::vet`] lets a
 //! [`crate::witness::Witness`] cosign only checkpoints that agree with the verified copy.
 
