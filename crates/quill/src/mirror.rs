@@ -168,6 +168,13 @@ struct BlockCopy {
     name: String,
 }
 
+fn replica_options() -> LedgerOptions {
+    LedgerOptions {
+        replica: true,
+        ..Default::default()
+    }
+}
+
 /// Why blocks could not be copied.
 enum CopyError {
     /// The upstream served a block its verified log does not commit to: the mirror halts.
@@ -178,11 +185,7 @@ enum CopyError {
 
 impl BlockCopy {
     fn open(dir: &Path, name: &str) -> anyhow::Result<BlockCopy> {
-        let options = LedgerOptions {
-            replica: true,
-            ..Default::default()
-        };
-        let registry = Registry::open(dir, options)
+        let registry = Registry::open(dir, replica_options())
             .with_context(|| format!("the block copy in {}", dir.display()))?;
         let copy = BlockCopy {
             registry: Arc::new(registry),
@@ -249,12 +252,8 @@ impl BlockCopy {
         if staging.exists() {
             std::fs::remove_dir_all(&staging).map_err(|e| CopyError::Failed(e.to_string()))?;
         }
-        let options = LedgerOptions {
-            replica: true,
-            ..Default::default()
-        };
         let mut importer =
-            Importer::create(&staging, &self.name, strand, options).map_err(refused)?;
+            Importer::create(&staging, &self.name, strand, replica_options()).map_err(refused)?;
         let mut refusal = None;
         for (payload, hash) in blocks {
             if let Err(error) = importer.push_payload(payload, *hash) {
