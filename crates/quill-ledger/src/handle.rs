@@ -35,6 +35,11 @@ pub(crate) struct LedgerInner {
 
 impl LedgerInner {
     pub fn commit(&self, commit: PreparedCommit) -> Result<CommitReceipt> {
+        if self.options.replica {
+            return Err(LedgerError::ReadOnly(
+                "this ledger is a mirror's copy of another ledger: write to that one".into(),
+            ));
+        }
         let sender = self
             .commits
             .lock()

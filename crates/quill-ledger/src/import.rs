@@ -342,6 +342,42 @@ pub fn check_import_block(
     Ok(hash)
 }
 
+/// The checks of [`check_import_block`] for a block as a Quill journal stores it (a payload
+/// read from another ledger with [`Ledger::journal_payloads`]), plus: its stored hashes are
+/// the ones recomputed (readers and the digest tree use the stored ones), and its hash is
+/// `expected` (the hash a verified transparency log holds for it, for a mirror). Returns
+/// its hash.
+pub fn check_payload(
+    payload: &[u8],
+    expected_address: &BlockAddress,
+    previous: Option<Hash>,
+    expected_hash: Hash,
+) -> Result<Hash> {
+    let decoded = block::decode_payload(payload, expected_address)
+        .map_err(|e| rejected(expected_address, e.to_string()))?;
+    let element = decoded
+        .to_element()
+        .map_err(|e| rejected(expected_address, e.to_string()))?;
+    let hash = check_import_block(&element, expected_address, previous)?;
+    if decoded.hash != hash || decoded.previous_hash != previous {
+        return Err(rejected(
+            expected_address,
+            "the stored hashes are not the block's",
+        ));
+    }
+    if hash != expected_hash {
+        return Err(rejected(
+            expected_address,
+            format!(
+                "its hash {} is not the expected {}",
+                hash.to_base64(),
+                expected_hash.to_base64()
+            ),
+        ));
+    }
+    Ok(hash)
+}
+
 impl Importer {
     /// Starts building ledger `name` of strand `strand_id` in `staging`, which must not exist
     /// yet (it is created, and should be on the same file system as the ledger's final
@@ -437,6 +473,23 @@ impl Importer {
                 "the block holds fields or values Quill's journal frame cannot keep exactly",
             ));
         }
+        self.stage(payload, hash)?;
+        Ok(hash)
+    }
+
+    /// Stages a block as another Quill journal stores it, unchanged, after the checks of
+    /// [`check_payload`] (so it must hash to `expected_hash`); returns its hash.
+    pub fn push_payload(&mut self, payload: &[u8], expected_hash: Hash) -> Result<Hash> {
+        let address = BlockAddress {
+            strand_id: self.strand_id.clone(),
+            sequence_no: self.next_sequence_no,
+        };
+        let hash = check_payload(payload, &address, self.previous, expected_hash)?;
+        self.stage(payload.to_vec(), hash)?;
+        Ok(hash)
+    }
+
+    fn stage(&mut self, payload: Vec<u8>, hash: Hash) -> Result<()> {
         self.staged_payloads.push(payload);
         self.staged_hashes.push(hash);
         self.previous = Some(hash);
@@ -444,7 +497,7 @@ impl Importer {
         if self.staged_payloads.len() >= STAGED_BLOCKS_MAX {
             self.append_staged()?;
         }
-        Ok(hash)
+        Ok(())
     }
 
     /// The journal payload of a verified Quill-layout block.

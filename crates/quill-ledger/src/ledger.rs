@@ -483,6 +483,50 @@ impl Ledger {
         })
     }
 
+    /// Blocks `from..to` as the journal stores them (payload bytes, without decoding them),
+    /// stopping early after the block that brings their total to `bytes_max` (the first block
+    /// is always returned): what a mirror copies with
+    /// [`Importer::push_payload`](crate::Importer::push_payload) and
+    /// [`Ledger::append_verified`].
+    pub fn journal_payloads(&self, from: u64, to: u64, bytes_max: usize) -> Result<Vec<Vec<u8>>> {
+        if to <= from {
+            return Ok(Vec::new());
+        }
+        self.check_tip(to - 1)?;
+        let mut payloads = Vec::new();
+        let mut bytes_total = 0;
+        let mut complete = false;
+        self.inner
+            .core
+            .journal
+            .scan(from, &mut |sequence_no, bytes| {
+                if sequence_no >= to || bytes_total >= bytes_max {
+                    complete = true;
+                    return Ok(false);
+                }
+                bytes_total += bytes.len();
+                payloads.push(bytes.to_vec());
+                Ok(true)
+            })?;
+        if !complete && payloads.len() as u64 != to - from {
+            return Err(LedgerError::UnknownBlock(format!(
+                "blocks {from}..{to}: the journal returned {}",
+                payloads.len()
+            )));
+        }
+        Ok(payloads)
+    }
+
+    /// Appends blocks read from another ledger's journal ([`Ledger::journal_payloads`]) after
+    /// this one's last block, unchanged: each must pass [`crate::check_payload`] in its place
+    /// with the hash given beside it. The blocks before the first that does not are appended
+    /// (a copy stops at its last good block) and the refusal, naming that block, is returned.
+    /// What is appended is durable and readable when this returns. For a mirror's copy, which commits nothing itself: refused for a
+    /// ledger in PostgreSQL, and while a commit of its own is in flight.
+    pub fn append_verified(&self, blocks: &[(&[u8], Hash)]) -> Result<()> {
+        commit::append_verified(&self.inner.core, blocks)
+    }
+
     /// The hashes of the block at `sequence_no`, read without decoding the block.
     pub fn block_hashes(&self, sequence_no: u64) -> Result<BlockHashes> {
         self.check_tip(sequence_no)?;

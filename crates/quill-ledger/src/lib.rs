@@ -71,7 +71,7 @@ pub use catalog::table_to_element;
 pub use clock::{millis_from_timestamp, now_millis, timestamp_from_millis};
 pub use error::{LedgerError, Result};
 pub use ids::is_valid_id;
-pub use import::{check_import_block, claimed_address, Importer};
+pub use import::{check_import_block, check_payload, claimed_address, Importer};
 pub use journal::postgres::{redact_url, retry_while_unavailable, PostgresStore, StoredLedger};
 pub use ledger::{ledger_dir, validate_ledger_name, Ledger};
 pub use limits::Limits;

@@ -20,6 +20,10 @@ pub struct LedgerOptions {
     /// Where a PostgreSQL ledger keeps its derived-state cache (a private directory per open
     /// ledger, removed at close); `None` uses the system's temporary directory.
     pub cache_dir: Option<std::path::PathBuf>,
+    /// A mirror's copy of another ledger: it grows only by
+    /// [`Ledger::append_verified`](crate::Ledger::append_verified), so a block of its own
+    /// would fork it from what it copies; every commit that writes is refused.
+    pub replica: bool,
 }
 
 /// What `Ledger::open` found and repaired.

@@ -47,6 +47,7 @@ pub mod data_plane;
 pub mod error;
 pub mod exports;
 pub mod ion_codec;
+pub mod journal_blocks;
 pub mod journal_events;
 pub mod kinesis;
 pub mod limits;
@@ -115,6 +116,29 @@ pub struct ServerConfig {
     /// How long to keep retrying at start while PostgreSQL is unreachable (a database that
     /// starts after Quill, or a failover in progress) before giving up.
     pub storage_wait: std::time::Duration,
+    /// Serve a mirror's verified copy instead of the ledgers under `data_dir`.
+    pub replica: Option<Replica>,
+}
+
+/// A mirror's copy served read-only (`quill mirror --listen`): its ledgers are the
+/// registry's (the mirror appends to them), every caller may only read
+/// ([`permissions::Caller::read_only`]), no checkpoint is signed (the mirror serves the
+/// checkpoints it verified), and `routes` (the mirror's log, status and witness) are answered
+/// before the QLDB APIs, without authentication.
+#[derive(Clone)]
+pub struct Replica {
+    /// The mirror's ledgers.
+    pub registry: std::sync::Arc<registry::Registry>,
+    /// The mirror's own routes.
+    pub routes: axum::Router,
+}
+
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica")
+            .field("ledgers", &self.registry.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl ServerConfig {
@@ -133,6 +157,7 @@ impl ServerConfig {
             log: tlog::LogConfig::default(),
             storage: None,
             storage_wait: std::time::Duration::from_secs(60),
+            replica: None,
         }
     }
 }

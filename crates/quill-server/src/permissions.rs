@@ -54,7 +54,7 @@ use std::sync::Arc;
 
 use ion_rs::Element;
 use quill_ledger::Transaction;
-use quill_partiql::access::{statement_accesses, Access, Target};
+use quill_partiql::access::{statement_accesses, Access, Action, Target};
 use serde::Deserialize;
 
 use crate::error::{ApiError, ErrorKind, ServerError};
@@ -243,6 +243,7 @@ impl Permissions {
                 rules: rules.clone(),
                 arn_prefix: self.arn_prefix.clone(),
             }),
+            read_only: false,
         }
     }
 }
@@ -283,6 +284,8 @@ fn check_statement(statement: StatementFile, place: &str) -> Result<Rule, String
 pub struct Caller {
     /// `None` for an administrator (no policy entry, no policy, or no authentication).
     restriction: Option<Restriction>,
+    /// Serving a mirror's copy: whatever the policy allows, only reads.
+    read_only: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -307,6 +310,29 @@ impl Restriction {
     }
 }
 
+/// What a caller of a mirror's copy may do on the control plane: read.
+pub const READ_ONLY_CONTROL_ACTIONS: &[&str] = &[
+    "qldb:ListLedgers",
+    "qldb:DescribeLedger",
+    "qldb:GetDigest",
+    "qldb:GetBlock",
+    "qldb:GetRevision",
+    "qldb:ListTagsForResource",
+    "qldb:ListJournalS3Exports",
+    "qldb:ListJournalS3ExportsForLedger",
+    "qldb:DescribeJournalS3Export",
+    "qldb:ListJournalKinesisStreamsForLedger",
+    "qldb:DescribeJournalKinesisStream",
+];
+
+/// QLDB answers a statement it will not run with a BadRequestException; so does a mirror.
+fn read_only_refusal() -> ApiError {
+    ApiError::bad_request(
+        "This ledger is a read-only mirror: it runs only SELECT statements (history() \
+         included); write to the ledger it mirrors",
+    )
+}
+
 fn access_denied(message: impl Into<String>) -> ApiError {
     ApiError::new(ErrorKind::AccessDenied, message)
 }
@@ -317,9 +343,24 @@ impl Caller {
         Caller::default()
     }
 
+    /// The same caller, allowed only to read ([`READ_ONLY_CONTROL_ACTIONS`], statements that
+    /// only select or read history): for a server of a mirror's copy.
+    pub fn read_only(self) -> Caller {
+        Caller {
+            read_only: true,
+            ..self
+        }
+    }
+
+    /// True for a caller of a mirror's copy ([`Caller::read_only`]): every statement is
+    /// checked, whatever the ledger's permissions mode.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
     /// True when nothing is checked for this caller.
     pub fn is_administrator(&self) -> bool {
-        self.restriction.is_none()
+        self.restriction.is_none() && !self.read_only
     }
 
     /// Checks an API-level action (`qldb:SendCommand`, control-plane actions) on a resource
@@ -342,7 +383,13 @@ impl Caller {
         if self.is_administrator() {
             return Ok(());
         }
-        match control_operation(method, path, body) {
+        let operation = control_operation(method, path, body);
+        if let Some((action, _)) = &operation {
+            if self.read_only && !READ_ONLY_CONTROL_ACTIONS.contains(action) {
+                return Err(read_only_refusal());
+            }
+        }
+        match operation {
             None => Ok(()),
             Some((action, ControlResource::Any)) => self.authorize(action, "*"),
             Some((action, ControlResource::Relative(resource))) => {
@@ -376,13 +423,24 @@ impl Caller {
         statement: &str,
         parameters: &[Element],
     ) -> Result<(), ApiError> {
-        let Some(restriction) = &self.restriction else {
+        if self.is_administrator() {
             return Ok(());
-        };
+        }
         let Ok(parsed) = quill_partiql::parser::parse(statement) else {
             return Ok(());
         };
-        for access in statement_accesses(&parsed, parameters) {
+        let accesses = statement_accesses(&parsed, parameters);
+        if self.read_only
+            && accesses
+                .iter()
+                .any(|a| !matches!(a.action, Action::Select | Action::HistoryFunction))
+        {
+            return Err(read_only_refusal());
+        }
+        let Some(restriction) = &self.restriction else {
+            return Ok(());
+        };
+        for access in accesses {
             let allowed = table_arns(restriction, ledger, tx, &access)
                 .is_some_and(|arns| restriction.allows(access.action.iam_name(), &arns));
             if !allowed {
@@ -461,6 +519,8 @@ pub fn control_operation(
                 ("POST", ["consistency-proof"]) => "qldb:GetDigest",
                 // The journal event tail (a Quill extension) reads blocks.
                 ("GET", ["journal", "events"]) => "qldb:GetBlock",
+                // So does the journal block range (a Quill extension, for mirrors).
+                ("GET", ["journal", "blocks"]) => "qldb:GetBlock",
                 ("POST", ["journal-s3-exports"]) => "qldb:ExportJournalToS3",
                 ("GET", ["journal-s3-exports"]) => "qldb:ListJournalS3ExportsForLedger",
                 ("GET", ["journal-s3-exports", _]) => "qldb:DescribeJournalS3Export",
@@ -625,6 +685,89 @@ mod tests {
         assert!(reader
             .authorize_control("POST", "/ledgers/shop/digest", b"")
             .is_err());
+    }
+
+    #[test]
+    fn a_read_only_caller_only_reads_whatever_the_policy_allows() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = quill_ledger::Ledger::create(dir.path(), "shop", Default::default()).unwrap();
+        ledger
+            .transact(|tx| tx.create_table("Item", None).map(|_| ()))
+            .unwrap();
+        let reader = Caller::administrator().read_only();
+        assert!(reader.is_read_only() && !reader.is_administrator());
+        let mut tx = ledger.begin().unwrap();
+        for statement in [
+            "SELECT * FROM Item",
+            "SELECT * FROM _ql_committed_Item",
+            "SELECT * FROM history(Item)",
+            "SELECT * FROM information_schema.user_tables",
+        ] {
+            assert!(
+                reader
+                    .authorize_statement("shop", &mut tx, statement, &[])
+                    .is_ok(),
+                "{statement}"
+            );
+        }
+        for statement in [
+            "INSERT INTO Item {'a': 1}",
+            "UPDATE Item SET a = 2",
+            "DELETE FROM Item",
+            "FROM Item AS i SET i.a = 3",
+            "CREATE TABLE Other",
+            "CREATE INDEX ON Item (a)",
+            "DROP TABLE Item",
+            "EXEC redact_revision '{strandId:\"x\",sequenceNo:1}', 'a', 'b'",
+        ] {
+            let refused = reader
+                .authorize_statement("shop", &mut tx, statement, &[])
+                .unwrap_err();
+            assert_eq!(refused.kind, ErrorKind::BadRequest, "{statement}");
+            assert!(refused.message.contains("read-only mirror"), "{statement}");
+        }
+        // A policy's restrictions still apply on top.
+        let policy = r#"{"AccessKeys": {"clerk": {"Statement": [
+            {"Effect": "Allow", "Action": "qldb:GetDigest", "Resource": "*"}]}}}"#;
+        let clerk = Permissions::parse(policy, "us-east-1", "000000000000")
+            .unwrap()
+            .caller("clerk")
+            .read_only();
+        assert_eq!(
+            clerk
+                .authorize_statement("shop", &mut tx, "SELECT * FROM Item", &[])
+                .unwrap_err()
+                .kind,
+            ErrorKind::AccessDenied
+        );
+        for (method, path) in [
+            ("GET", "/ledgers"),
+            ("GET", "/ledgers/shop"),
+            ("POST", "/ledgers/shop/digest"),
+            ("POST", "/ledgers/shop/block"),
+            ("POST", "/ledgers/shop/revision"),
+            ("GET", "/ledgers/shop/journal/blocks"),
+        ] {
+            assert!(
+                reader.authorize_control(method, path, b"{}").is_ok(),
+                "{method} {path}"
+            );
+        }
+        for (method, path) in [
+            ("POST", "/ledgers"),
+            ("DELETE", "/ledgers/shop"),
+            ("PATCH", "/ledgers/shop"),
+            ("PATCH", "/ledgers/shop/permissions-mode"),
+            ("POST", "/ledgers/shop/journal-s3-exports"),
+            ("POST", "/ledgers/shop/journal-kinesis-streams"),
+            (
+                "POST",
+                "/tags/arn%3Aaws%3Aqldb%3Aus-east-1%3A0%3Aledger%2Fshop",
+            ),
+        ] {
+            let refused = reader.authorize_control(method, path, b"{}").unwrap_err();
+            assert_eq!(refused.kind, ErrorKind::BadRequest, "{method} {path}");
+        }
     }
 
     #[test]

@@ -633,6 +633,20 @@ impl Registry {
         Ok((control, ledger))
     }
 
+    /// Serves a ledger opened elsewhere (a mirror's copy, created in [`Registry::ledger_dir`]
+    /// with its `control.json` by the mirror) under `control`'s name, which must be free.
+    pub fn adopt(&self, control: ControlRecord, ledger: Ledger) -> Result<(), ApiError> {
+        let mut entries = self.lock();
+        if entries.contains_key(&control.name) {
+            return Err(ApiError::new(
+                ErrorKind::ResourceAlreadyExists,
+                format!("Ledger {} already exists", control.name),
+            ));
+        }
+        entries.insert(control.name.clone(), Entry::ready(control, ledger));
+        Ok(())
+    }
+
     /// Changes a ledger's attributes and persists them before answering.
     pub fn update(
         &self,

@@ -63,6 +63,8 @@ struct AppState {
     streams: Arc<Streams>,
     /// Set when the server stops, so long-lived responses (journal event tails) end.
     stopping: watch::Sender<bool>,
+    /// Serving a mirror's copy: every caller may only read.
+    read_only: bool,
 }
 
 /// Binds the listener and opens every ledger; returns the bound address and the future that
@@ -126,16 +128,21 @@ pub async fn bind(
     let data_dir = config.data_dir.clone();
     let storage = config.storage.clone();
     let storage_wait = config.storage_wait;
-    let registry = tokio::task::spawn_blocking(move || match storage {
-        None => Registry::open(&data_dir, options),
-        Some(url) => {
-            let store = connect_to_postgres(&url, storage_wait)?;
-            tracing::info!(url = store.display_url(), "ledgers are kept in PostgreSQL");
-            Registry::open_postgres(&data_dir, store, options)
-        }
-    })
-    .await
-    .map_err(|e| ServerError::Internal(e.to_string()))??;
+    let registry = match &config.replica {
+        Some(replica) => replica.registry.clone(),
+        None => Arc::new(
+            tokio::task::spawn_blocking(move || match storage {
+                None => Registry::open(&data_dir, options),
+                Some(url) => {
+                    let store = connect_to_postgres(&url, storage_wait)?;
+                    tracing::info!(url = store.display_url(), "ledgers are kept in PostgreSQL");
+                    Registry::open_postgres(&data_dir, store, options)
+                }
+            })
+            .await
+            .map_err(|e| ServerError::Internal(e.to_string()))??,
+        ),
+    };
     let logs = Arc::new(crate::tlog::Logs::open(
         &config.data_dir,
         config.log.clone(),
@@ -155,7 +162,7 @@ pub async fn bind(
     let metrics = Arc::new(Metrics::default());
     let state = Arc::new(AppState {
         streams: Arc::new(streams),
-        registry: Arc::new(registry),
+        registry,
         sessions: Arc::new(Sessions::new(config.limits.clone(), metrics.clone())),
         metrics,
         credentials,
@@ -168,6 +175,7 @@ pub async fn bind(
         )),
         logs,
         stopping: watch::channel(false).0,
+        read_only: config.replica.is_some(),
     });
     if state.registry.postgres().is_some() {
         tokio::spawn(watch_database(Arc::clone(&state.registry)));
@@ -186,7 +194,8 @@ pub async fn bind(
             source,
         })?;
     tracing::info!(%address, tls = tls.is_some(), "listening");
-    Ok((address, run(listener, tls, state, shutdown)))
+    let routes = config.replica.map(|replica| replica.routes);
+    Ok((address, run(listener, tls, state, routes, shutdown)))
 }
 
 /// Connects to the ledgers' database, retrying with backoff for up to `wait` while it is
@@ -244,11 +253,22 @@ async fn run(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     state: Arc<AppState>,
+    replica_routes: Option<Router>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let router = Router::new().fallback(handle).with_state(state.clone());
+    let apis = Router::new().fallback(handle).with_state(state.clone());
     let (stop_sender, stop) = watch::channel(false);
-    crate::tlog::spawn_checkpointer(state.logs.clone(), state.registry.clone(), stop.clone());
+    let router = match replica_routes {
+        Some(routes) => routes.fallback_service(apis),
+        None => {
+            crate::tlog::spawn_checkpointer(
+                state.logs.clone(),
+                state.registry.clone(),
+                stop.clone(),
+            );
+            apis
+        }
+    };
     let connections = Arc::new(Semaphore::new(CONNECTIONS_MAX));
     let sweeper = tokio::spawn(sweep_sessions(state.sessions.clone(), stop.clone()));
     tokio::pin!(shutdown);
@@ -443,6 +463,12 @@ async fn handle(State(state): State<Arc<AppState>>, request: Request<Body>) -> R
         Err(error) => return error_reply(&error, plane, &request_id),
     };
     if parts.method == Method::GET {
+        if let Some(ledger) = crate::journal_blocks::ledger_of(&path) {
+            return match journal_blocks(&state, &caller, ledger, &path, &query).await {
+                Ok(response) => response,
+                Err(error) => error_reply(&error, plane, &request_id),
+            };
+        }
         if let Some(ledger) = journal_events::ledger_of(&path) {
             return match start_journal_events(
                 &state,
@@ -521,6 +547,22 @@ async fn log_reply(
             request_id,
         )
     })
+}
+
+/// A range of journal blocks (see [`crate::journal_blocks`]).
+async fn journal_blocks(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    ledger_name: String,
+    path: &str,
+    query: &str,
+) -> Result<Response<Body>, ApiError> {
+    caller.authorize_control("GET", path, &[])?;
+    let (from, count) = crate::journal_blocks::parse_range(query)?;
+    let (ledger, _) = state.registry.get(&ledger_name)?;
+    tokio::task::spawn_blocking(move || crate::journal_blocks::reply(&ledger, from, count))
+        .await
+        .map_err(|e| ApiError::internal(format!("journal block read failed: {e}")))?
 }
 
 /// Starts a journal event tail (see [`journal_events`]).
@@ -701,9 +743,14 @@ async fn read_body(
 /// Who signed a verified request, as far as permissions go: without credentials or a policy,
 /// everyone is an administrator.
 fn caller(state: &AppState, verified: Option<&HeaderCheck<'_>>) -> Caller {
-    match (&state.permissions, verified) {
+    let caller = match (&state.permissions, verified) {
         (Some(permissions), Some(check)) => permissions.caller(check.access_key_id()),
         _ => Caller::administrator(),
+    };
+    if state.read_only {
+        caller.read_only()
+    } else {
+        caller
     }
 }
 

@@ -504,10 +504,11 @@ impl Sessions {
         // Administrators are never restricted, so only other callers pay for the registry
         // lookup (a lock and a copy of the ledger's attributes) on every statement. Fails
         // closed: a ledger whose mode cannot be read is treated as STANDARD.
-        let enforced = !caller.is_administrator()
-            && !registry
-                .get(&session.ledger_name)
-                .is_ok_and(|(_, control)| control.permissions_mode != STANDARD_MODE);
+        let enforced = caller.is_read_only()
+            || !caller.is_administrator()
+                && !registry
+                    .get(&session.ledger_name)
+                    .is_ok_and(|(_, control)| control.permissions_mode != STANDARD_MODE);
         let ledger_name = session.ledger_name.clone();
         let open = self.open_transaction(session, transaction_id)?;
         if open.cursors.len() >= CURSORS_PER_TRANSACTION_MAX {

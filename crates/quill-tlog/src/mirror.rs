@@ -16,6 +16,10 @@
 //! serves its copy under the upstream's paths (`checkpoint`, tiles, `proof/bundle?index=I`)
 //! and its state at `GET /mirror/status`.
 //!
+//! The blocks themselves are the caller's to copy (`quill mirror` keeps them in a replica
+//! ledger): [`Mirror::block_leaf`] gives the verified hash each must have, [`Mirror::halt`]
+//! stops the mirror on one that does not, and [`Mirror::set_blocks`] reports how many are held.
+//!
 //! A mirror can also be one of the log's witnesses: [`Mirror::vet`] lets a
 //! [`crate::witness::Witness`] cosign only checkpoints that agree with the verified copy.
 
@@ -74,6 +78,8 @@ pub struct Mirror {
     checkpoint: Option<(Checkpoint, String)>,
     policy: Policy,
     halted: Option<String>,
+    /// Blocks of the verified log held in full (by the caller's copy of the ledger).
+    blocks: u64,
 }
 
 impl Mirror {
@@ -120,6 +126,7 @@ impl Mirror {
             checkpoint,
             policy,
             halted: None,
+            blocks: 0,
         })
     }
 
@@ -147,6 +154,30 @@ impl Mirror {
     /// Why the mirror halted, if it did.
     pub fn halted(&self) -> Option<&str> {
         self.halted.as_deref()
+    }
+
+    /// Halts the mirror (this and every later [`sync`] fail with `why`): for an inconsistency
+    /// found outside the log, such as a block that does not hash to its verified leaf.
+    pub fn halt(&mut self, why: String) {
+        self.halted.get_or_insert(why);
+    }
+
+    /// The verified leaf of block `index` (below [`Mirror::size`]).
+    pub fn block_leaf(&self, index: u64) -> Result<BlockLeaf, MirrorError> {
+        if index >= self.size() {
+            return Err(LogError::OutOfRange(format!(
+                "block {index} is beyond the {} verified",
+                self.size()
+            ))
+            .into());
+        }
+        Ok(self.store().block_leaf(index)?)
+    }
+
+    /// Records how many of the verified blocks the caller holds in full (shown by
+    /// `/mirror/status` as `blocks`).
+    pub fn set_blocks(&mut self, blocks: u64) {
+        self.blocks = blocks;
     }
 
     /// Whether a checkpoint the log signed agrees with the verified copy, for a mirror acting
@@ -342,7 +373,8 @@ fn parse_entries(mut bytes: &[u8]) -> Result<Vec<&[u8]>, String> {
 }
 
 /// The mirror's read-only routes, under `/ledgers/{ledger}/log/`: `checkpoint`, tiles,
-/// `proof/bundle?index=I`; and `GET /mirror/status` (JSON: size, QLDB digest, halted).
+/// `proof/bundle?index=I`; and `GET /mirror/status` (JSON: `size` verified, `blocks` held in
+/// full, QLDB digest, halted).
 pub fn router(mirror: Arc<Mutex<Mirror>>, ledger: &str) -> Router {
     Router::new()
         .route("/mirror/status", get(status))
@@ -353,8 +385,9 @@ pub fn router(mirror: Arc<Mutex<Mirror>>, ledger: &str) -> Router {
 async fn status(State(mirror): State<Arc<Mutex<Mirror>>>) -> Response {
     let m = mirror.lock().unwrap_or_else(|p| p.into_inner());
     let body = format!(
-        "{{\"size\":{},\"qldbDigest\":{},\"halted\":{}}}\n",
+        "{{\"size\":{},\"blocks\":{},\"qldbDigest\":{},\"halted\":{}}}\n",
         m.size(),
+        m.blocks,
         json_string(m.qldb_digest().map(|d| d.to_base64()).as_deref()),
         json_string(m.halted()),
     );
@@ -414,26 +447,13 @@ async fn log_get(
     }
 }
 
-/// Binds `listen` for [`router`] (with `witness`, also its `POST /add-checkpoint`) and returns
-/// the bound address and the server future, which ends after `shutdown` completes.
-pub async fn bind(
-    mirror: Arc<Mutex<Mirror>>,
-    ledger: &str,
-    witness: Option<Arc<Witness>>,
-    listen: std::net::SocketAddr,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<(
-    std::net::SocketAddr,
-    impl Future<Output = std::io::Result<()>>,
-)> {
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    let address = listener.local_addr()?;
-    let mut routes = router(mirror, ledger);
-    if let Some(witness) = witness {
-        routes = routes.merge(crate::witness::router(witness));
+/// [`router`], with `witness` also its `POST /add-checkpoint`.
+pub fn routes(mirror: Arc<Mutex<Mirror>>, ledger: &str, witness: Option<Arc<Witness>>) -> Router {
+    let routes = router(mirror, ledger);
+    match witness {
+        Some(witness) => routes.merge(crate::witness::router(witness)),
+        None => routes,
     }
-    let server = axum::serve(listener, routes).with_graceful_shutdown(shutdown);
-    Ok((address, async move { server.await }))
 }
 
 #[cfg(test)]

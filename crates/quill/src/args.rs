@@ -98,6 +98,32 @@ pub enum AuthArg {
     Credentials,
 }
 
+/// The authentication `--auth` and `--credentials` ask for on `listen`: by default SigV4 when
+/// given credentials, else none on a loopback address only.
+pub fn auth_mode(
+    auth: Option<AuthArg>,
+    credentials: Option<PathBuf>,
+    listen: SocketAddr,
+) -> anyhow::Result<AuthMode> {
+    Ok(match (auth, credentials) {
+        (Some(AuthArg::None), Some(_)) => {
+            bail!("--credentials needs --auth credentials (or no --auth)")
+        }
+        (Some(AuthArg::None), None) => AuthMode::None,
+        (None, None) if quill_server::is_loopback(listen) => AuthMode::None,
+        (None, None) => bail!(
+            "refusing to serve {listen} without authentication: only a loopback address (such \
+             as 127.0.0.1 or [::1]) accepts unsigned requests by default. Pass \
+             `--auth credentials --credentials FILE` to check SigV4 signatures, or \
+             `--auth none` to accept unsigned requests from anyone who can reach the port"
+        ),
+        (Some(AuthArg::Credentials), None) => {
+            bail!("--auth credentials needs --credentials FILE")
+        }
+        (_, Some(path)) => AuthMode::Credentials(path),
+    })
+}
+
 /// `quill serve`.
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -153,24 +179,7 @@ pub struct ServeArgs {
 impl ServeArgs {
     /// Checks the flags into the server's configuration.
     pub fn check(self) -> anyhow::Result<ServerConfig> {
-        let auth = match (self.auth, self.credentials) {
-            (Some(AuthArg::None), Some(_)) => {
-                bail!("--credentials needs --auth credentials (or no --auth)")
-            }
-            (Some(AuthArg::None), None) => AuthMode::None,
-            (None, None) if quill_server::is_loopback(self.listen) => AuthMode::None,
-            (None, None) => bail!(
-                "refusing to serve {} without authentication: only a loopback address (such as \
-                 127.0.0.1 or [::1]) accepts unsigned requests by default. Pass \
-                 `--auth credentials --credentials FILE` to check SigV4 signatures, or \
-                 `--auth none` to accept unsigned requests from anyone who can reach the port",
-                self.listen
-            ),
-            (Some(AuthArg::Credentials), None) => {
-                bail!("--auth credentials needs --credentials FILE")
-            }
-            (_, Some(path)) => AuthMode::Credentials(path),
-        };
+        let auth = auth_mode(self.auth, self.credentials, self.listen)?;
         let tls = match (self.tls_cert, self.tls_key) {
             (Some(cert_chain), Some(private_key)) => Some(TlsConfig {
                 cert_chain,

@@ -1,71 +1,47 @@
 //! `quill mirror` against a real `quill serve`: it follows a ledger under write load and
-//! converges (its QLDB digest is the ledger's), and a mirror reading through a tampering proxy
-//! detects the altered block and stays at its last verified checkpoint; a mirror acting as a
-//! witness cosigns the log's checkpoints and halts when shown a split view.
+//! converges (its QLDB digest is the ledger's, and queries through its read-only QLDB API
+//! return the ledger's rows while writes are refused); mirrors reading through a tampering
+//! proxy detect an altered leaf or an altered block and stay at their last verified state; a
+//! mirror acting as a witness cosigns the log's checkpoints and halts when shown a split view.
 
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 mod common;
 
-use common::Listening;
+use common::{quill, run_quill, wait_for, witness_key, write_log_only_policy, Listening};
 use quill_tlog::keys::NoteSigner;
 use quill_tlog::witness::AddCheckpoint;
 use quill_verify::tlog::{verify_cosigned_checkpoint, Checkpoint, Note, Policy};
 use quill_verify::Hash;
 
-fn quill(args: &[&str]) -> Output {
-    let output = Command::new(env!("CARGO_BIN_EXE_quill"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .env_remove("AWS_ACCESS_KEY_ID")
-        .env_remove("AWS_SECRET_ACCESS_KEY")
-        .output()
-        .expect("quill runs");
-    assert!(
-        output.status.success(),
-        "quill {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
-
-fn get(process: &Listening, path: &str) -> Vec<u8> {
-    let (status, _, body) = process.request("GET", path, b"").expect("it answers");
-    assert_eq!(
-        status,
-        200,
-        "GET {path}: {}",
-        String::from_utf8_lossy(&body)
-    );
-    body
-}
-
 fn status(mirror: &Listening) -> serde_json::Value {
-    serde_json::from_slice(&get(mirror, "/mirror/status")).unwrap()
+    serde_json::from_slice(&mirror.get_ok("/mirror/status")).unwrap()
 }
 
-fn checkpoint_size(note: &[u8]) -> u64 {
-    let text = String::from_utf8_lossy(note);
-    text.lines().nth(1).unwrap().parse().unwrap()
+/// What a tampering proxy alters (`u64::MAX`: nothing).
+#[derive(Default)]
+struct Tamper {
+    /// The leaf whose block hash is flipped in any entry bundle holding it.
+    leaf: AtomicU64,
+    /// The block whose last payload byte is flipped in any journal block range holding it.
+    block: AtomicU64,
 }
 
-fn wait(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
+impl Tamper {
+    fn none() -> Arc<Tamper> {
+        Arc::new(Tamper {
+            leaf: AtomicU64::new(u64::MAX),
+            block: AtomicU64::new(u64::MAX),
+        })
     }
 }
 
-/// A keep-alive HTTP proxy that flips a byte of the block hash of leaf `tamper` in any entry
-/// bundle holding it (`u64::MAX`: none).
-fn tampering_proxy(upstream: String, tamper: Arc<AtomicU64>) -> String {
+/// A keep-alive HTTP proxy that alters what `tamper` says.
+fn tampering_proxy(upstream: String, tamper: Arc<Tamper>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap().to_string();
     std::thread::spawn(move || {
@@ -78,7 +54,7 @@ fn tampering_proxy(upstream: String, tamper: Arc<AtomicU64>) -> String {
     address
 }
 
-fn serve_client(mut client: TcpStream, upstream: &str, tamper: &AtomicU64) {
+fn serve_client(mut client: TcpStream, upstream: &str, tamper: &Tamper) {
     loop {
         let mut head = Vec::new();
         let mut byte = [0u8];
@@ -112,7 +88,7 @@ fn serve_client(mut client: TcpStream, upstream: &str, tamper: &AtomicU64) {
             .map(|(_, rest)| rest.split(".p/").next().unwrap().replace('x', ""))
         {
             let first = tile.replace('/', "").parse::<u64>().unwrap() * 256;
-            let target = tamper.load(Ordering::SeqCst);
+            let target = tamper.leaf.load(Ordering::SeqCst);
             let mut offset = 0;
             let mut index = first;
             while offset < body.len() {
@@ -121,6 +97,21 @@ fn serve_client(mut client: TcpStream, upstream: &str, tamper: &AtomicU64) {
                     body[offset + 2 + 22] ^= 1;
                 }
                 offset += 2 + len;
+                index += 1;
+            }
+        }
+        if let Some(range) = path.split_once("/journal/blocks?from=") {
+            let first: u64 = range.1.split('&').next().unwrap().parse().unwrap();
+            let target = tamper.block.load(Ordering::SeqCst);
+            // The strand id line, then a 4-byte length and the payload per block.
+            let mut offset = body.iter().position(|b| *b == b'\n').unwrap() + 1;
+            let mut index = first;
+            while offset < body.len() {
+                let len = u32::from_be_bytes(body[offset..offset + 4].try_into().unwrap()) as usize;
+                if index == target {
+                    body[offset + 4 + len - 1] ^= 1;
+                }
+                offset += 4 + len;
                 index += 1;
             }
         }
@@ -150,8 +141,43 @@ fn start_mirror(dir: &Path, name: &str, from: &str, policy: &str) -> Listening {
     ])
 }
 
+/// `quill shell` against `endpoint` (`host:port`) running `statements`.
+fn shell(endpoint: &str, statements: &str) -> std::process::Output {
+    let endpoint = format!("http://{endpoint}");
+    run_quill(&[
+        "shell",
+        "--endpoint",
+        &endpoint,
+        "--ledger",
+        "shop",
+        "-e",
+        statements,
+    ])
+}
+
+/// `quill shell` that must succeed; returns its stdout.
+fn shell_ok(endpoint: &str, statements: &str) -> String {
+    let output = shell(endpoint, statements);
+    assert!(
+        output.status.success(),
+        "{statements}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// GetDigest through the control plane: the digest and its tip address.
+fn digest(process: &Listening) -> (serde_json::Value, serde_json::Value) {
+    let (code, _, body) = process
+        .request("POST", "/ledgers/shop/digest", b"")
+        .expect("it answers");
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    let mut digest: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    (digest["Digest"].take(), digest["DigestTipAddress"].take())
+}
+
 #[test]
-fn mirrors_converge_under_load_and_detect_a_tampered_block() {
+fn mirrors_converge_under_load_serve_queries_and_detect_tampering() {
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
     let data = path("data");
@@ -165,8 +191,7 @@ fn mirrors_converge_under_load_and_detect_a_tampered_block() {
         "-e",
         "CREATE TABLE Item;",
     ]);
-    let vkey = String::from_utf8(quill(&["log-key", "--data-dir", &data]).stdout).unwrap();
-    std::fs::write(path("policy"), format!("log {vkey}quorum none\n")).unwrap();
+    write_log_only_policy(&data, &path("policy"));
     let server = Listening::start(&[
         "serve",
         "--listen",
@@ -177,57 +202,54 @@ fn mirrors_converge_under_load_and_detect_a_tampered_block() {
         "--data-dir",
         &data,
     ]);
-    let tamper = Arc::new(AtomicU64::new(u64::MAX));
-    let proxy = tampering_proxy(server.address.clone(), tamper.clone());
+    let leaf_tamper = Tamper::none();
+    let leaf_proxy = tampering_proxy(server.address.clone(), leaf_tamper.clone());
+    let block_tamper = Tamper::none();
+    let block_proxy = tampering_proxy(server.address.clone(), block_tamper.clone());
     let honest = start_mirror(dir.path(), "honest", &server.address, &path("policy"));
-    let misled = start_mirror(dir.path(), "misled", &proxy, &path("policy"));
+    let misled = start_mirror(dir.path(), "misled", &leaf_proxy, &path("policy"));
+    let misled_blocks = start_mirror(dir.path(), "misled-blocks", &block_proxy, &path("policy"));
 
     // Write load: the honest mirror advances while it goes on, then converges.
-    let endpoint = format!("http://{}", server.address);
     let insert = |n: usize| {
         let statements: String = (0..5)
             .map(|i| format!("INSERT INTO Item {{'n': {n}, 'i': {i}}};"))
             .collect();
-        quill(&[
-            "shell",
-            "--endpoint",
-            &endpoint,
-            "--ledger",
-            "shop",
-            "-e",
-            &statements,
-        ]);
+        shell_ok(&server.address, &statements);
     };
-    let mut sizes_seen = Vec::new();
+    let mut seen = Vec::new();
     for n in 0..8 {
         insert(n);
-        sizes_seen.push(status(&honest)["size"].as_u64().unwrap());
+        let now = status(&honest);
+        seen.push((
+            now["size"].as_u64().unwrap(),
+            now["blocks"].as_u64().unwrap(),
+        ));
     }
-    let upstream_size = |at_least: u64| {
-        let mut size = 0;
-        wait("the upstream checkpoint", || {
-            size = checkpoint_size(&get(&server, "/ledgers/shop/log/checkpoint"));
-            size >= at_least
-        });
-        size
-    };
-    let size = upstream_size(2 + 8 * 5);
+    let size = server.checkpoint(2 + 8 * 5).1.size;
     assert_eq!(size, 42, "genesis, CREATE TABLE, 40 inserts");
-    for mirror in [&honest, &misled] {
-        wait("a mirror to converge", || status(mirror)["size"] == size);
+    for mirror in [&honest, &misled, &misled_blocks] {
+        wait_for("a mirror to converge", || {
+            let now = status(mirror);
+            now["size"] == size && now["blocks"] == size
+        });
     }
     assert!(
-        sizes_seen.iter().any(|s| *s > 0 && *s < size),
-        "the mirror followed during the load: {sizes_seen:?}"
+        seen.iter().any(|(_, blocks)| *blocks > 0 && *blocks < size),
+        "the mirror copied blocks during the load: {seen:?}"
+    );
+    assert!(
+        seen.iter().all(|(size, blocks)| blocks <= size),
+        "blocks never pass the verified log: {seen:?}"
     );
     assert_eq!(
-        get(&honest, "/ledgers/shop/log/checkpoint"),
-        get(&server, "/ledgers/shop/log/checkpoint")
+        honest.get_ok("/ledgers/shop/log/checkpoint"),
+        server.get_ok("/ledgers/shop/log/checkpoint")
     );
     // Its proof bundles check out offline like the upstream's.
     std::fs::write(
         path("mirror.tlog-proof"),
-        get(&honest, "/ledgers/shop/log/proof/bundle?index=7"),
+        honest.get_ok("/ledgers/shop/log/proof/bundle?index=7"),
     )
     .unwrap();
     quill(&[
@@ -237,28 +259,69 @@ fn mirrors_converge_under_load_and_detect_a_tampered_block() {
         &path("policy"),
     ]);
 
-    // The proxy now alters block 43 (the second of the next writes).
-    tamper.store(size + 1, Ordering::SeqCst);
+    // At the same tip, the copy answers queries, history and committed views included, as
+    // the ledger does, and GetDigest with the same digest.
+    let queries = "SELECT * FROM Item; SELECT * FROM _ql_committed_Item; \
+                   SELECT h.metadata, h.data FROM history(Item) AS h;";
+    let origin_rows = shell_ok(&server.address, queries);
+    assert_eq!(shell_ok(&honest.address, queries), origin_rows);
+    assert!(origin_rows.contains("n: 7"), "{origin_rows}");
+    assert_eq!(digest(&honest), digest(&server));
+    // Writes, DDL and control-plane changes are refused; the copy is unchanged.
+    for write in [
+        "INSERT INTO Item {'n': 99};",
+        "UPDATE Item SET n = 0;",
+        "CREATE TABLE Other;",
+        "DELETE FROM Item;",
+    ] {
+        let refused = shell(&honest.address, write);
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success(), "{write} ran");
+        assert!(stderr.contains("read-only mirror"), "{write}: {stderr}");
+    }
+    let (code, _, body) = honest.request("DELETE", "/ledgers/shop", b"").unwrap();
+    assert_eq!(code, 400, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(shell_ok(&honest.address, queries), origin_rows);
+    assert_eq!(status(&honest)["blocks"], size);
+
+    // One proxy now alters the leaf of block 43 (the second of the next writes), the other
+    // the block itself.
+    leaf_tamper.leaf.store(size + 1, Ordering::SeqCst);
+    block_tamper.block.store(size + 1, Ordering::SeqCst);
     insert(8);
-    let grown = upstream_size(size + 5);
-    wait("the honest mirror to follow", || {
-        status(&honest)["size"] == grown
+    let grown = server.checkpoint(size + 5).1.size;
+    wait_for("the honest mirror to follow", || {
+        status(&honest)["blocks"] == grown
     });
-    wait("the misled mirror to halt", || {
-        !status(&misled)["halted"].is_null()
-    });
-    // It stopped at its last verified checkpoint: all of the good blocks it was shown, and
-    // never the altered one (a checkpoint of size 43, block 42 only, may have come first).
+    for mirror in [&misled, &misled_blocks] {
+        wait_for("a misled mirror to halt", || {
+            !status(mirror)["halted"].is_null()
+        });
+    }
+    // The first stopped at its last verified checkpoint: all of the good blocks it was
+    // shown, and never the altered one (a checkpoint of size 43, block 42 only, may have come
+    // first).
     let halted = status(&misled);
     let stopped = halted["size"].as_u64().unwrap();
     assert!((size..=size + 1).contains(&stopped), "{halted}");
     let why = halted["halted"].as_str().unwrap();
     assert!(why.contains(&format!("block {}", size + 1)), "{why}");
     assert!(why.contains("blockHash"), "{why}");
-    assert_eq!(
-        checkpoint_size(&get(&misled, "/ledgers/shop/log/checkpoint")),
-        stopped
+    assert_eq!(misled.checkpoint(0).1.size, stopped);
+    // The second verified the log but refused the altered block, naming it, and holds every
+    // block before it: the copy stops there and still answers queries on it.
+    let halted = status(&misled_blocks);
+    let why = halted["halted"].as_str().unwrap();
+    assert!(
+        why.contains(&format!("sequenceNo:{}", size + 1)),
+        "{halted}"
     );
+    assert_eq!(halted["blocks"], size + 1, "{halted}");
+    let copied = shell_ok(
+        &misled_blocks.address,
+        "SELECT VALUE n FROM Item WHERE n = 8;",
+    );
+    assert_eq!(copied.matches('8').count(), 1, "{copied}");
 
     // The honest copy's QLDB digest is the ledger's.
     let digest = status(&honest)["qldbDigest"].as_str().unwrap().to_owned();
@@ -272,21 +335,13 @@ fn mirrors_converge_under_load_and_detect_a_tampered_block() {
     );
 }
 
-/// `quill witness keygen`: the key file and its verifier key.
-fn witness_key(dir: &Path, name: &str) -> (String, String) {
-    let key = dir.join(format!("{name}.key")).to_str().unwrap().to_owned();
-    let name = format!("{name}.example");
-    let vkey = quill(&["witness", "keygen", "--name", &name, "--key", &key]).stdout;
-    (key, String::from_utf8(vkey).unwrap().trim().to_owned())
-}
-
 #[test]
 fn a_mirror_is_a_witness_that_cosigns_only_what_its_copy_agrees_with() {
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
     let data = path("data");
     quill(&["ledger", "create", "shop", "--data-dir", &data]);
-    let vkey = String::from_utf8(quill(&["log-key", "--data-dir", &data]).stdout).unwrap();
+    let vkey = common::log_key(&data);
     std::fs::write(path("logs"), format!("log {vkey}")).unwrap();
     let (w1_key, w1_vkey) = witness_key(dir.path(), "w1");
     let w1 = Listening::start(&[
@@ -363,10 +418,10 @@ fn a_mirror_is_a_witness_that_cosigns_only_what_its_copy_agrees_with() {
         "-e",
         "CREATE TABLE Item; INSERT INTO Item {'n': 1}; INSERT INTO Item {'n': 2};",
     ]);
-    wait("the mirror to follow its own cosignatures", || {
+    wait_for("the mirror to follow its own cosignatures", || {
         status(&mirror)["size"] == 4
     });
-    let served = String::from_utf8(get(&server, "/ledgers/shop/log/checkpoint")).unwrap();
+    let served = String::from_utf8(server.get_ok("/ledgers/shop/log/checkpoint")).unwrap();
     let policy = Policy::parse(&std::fs::read_to_string(path("serve.policy")).unwrap()).unwrap();
     let verified = verify_cosigned_checkpoint(&served, &policy).unwrap();
     assert_eq!(verified.checkpoint.size, 4);

@@ -4,7 +4,6 @@
 
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,29 +14,9 @@ use quill_verify::tlog::{
 };
 use quill_verify::{parse_proof, Hash};
 
-fn run_quill(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_quill"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .env_remove("AWS_ACCESS_KEY_ID")
-        .env_remove("AWS_SECRET_ACCESS_KEY")
-        .output()
-        .expect("quill runs")
-}
-
-fn quill(args: &[&str]) -> Output {
-    let output = run_quill(args);
-    assert!(
-        output.status.success(),
-        "quill {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
-
 mod common;
 
-use common::Listening;
+use common::{log_key, quill, run_quill, wait_for, witness_key, write_log_only_policy, Listening};
 
 struct Server(Listening);
 
@@ -69,31 +48,12 @@ impl Server {
     }
 
     fn get_ok(&self, path: &str) -> Vec<u8> {
-        let (status, body) = self.get(path);
-        assert_eq!(
-            status,
-            200,
-            "GET {path}: {}",
-            String::from_utf8_lossy(&body)
-        );
-        body
+        self.0.get_ok(path)
     }
 
     /// Waits for a checkpoint of at least `size` leaves.
     fn checkpoint(&self, size: u64) -> (String, Checkpoint) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let (status, body) = self.get("/ledgers/shop/log/checkpoint");
-            if status == 200 {
-                let note = String::from_utf8(body).unwrap();
-                let checkpoint = Checkpoint::parse(&Note::parse(&note).unwrap().text).unwrap();
-                if checkpoint.size >= size {
-                    return (note, checkpoint);
-                }
-            }
-            assert!(Instant::now() < deadline, "no checkpoint of size {size}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.0.checkpoint(size)
     }
 }
 
@@ -249,19 +209,7 @@ fn the_served_log_checks_out_offline_and_grows() {
     );
     assert!(String::from_utf8_lossy(&output.stdout).starts_with("verified: block 3 "));
 
-    let witness_key = dir.path().join("w1.key");
-    let witness_vkey = String::from_utf8(
-        quill(&[
-            "witness",
-            "keygen",
-            "--name",
-            "w1.example",
-            "--key",
-            witness_key.to_str().unwrap(),
-        ])
-        .stdout,
-    )
-    .unwrap();
+    let (witness_key, witness_vkey) = witness_key(dir.path(), "w1");
     let logs = write("logs", &format!("log {vkey}\n"));
     let state = dir.path().join("w1-state");
     let witness = Listening::start(&[
@@ -270,7 +218,7 @@ fn the_served_log_checks_out_offline_and_grows() {
         "--listen",
         "127.0.0.1:0",
         "--key",
-        witness_key.to_str().unwrap(),
+        &witness_key,
         "--logs",
         &logs,
         "--state-dir",
@@ -363,16 +311,7 @@ fn the_served_log_checks_out_offline_and_grows() {
 /// in `dir/logs`, keeping its state in `dir/<name>-state`; returns its verifier key.
 fn start_witness(dir: &Path, name: &str) -> (String, Listening) {
     let path = |file: &str| dir.join(file).to_str().unwrap().to_owned();
-    let key = path(&format!("{name}.key"));
-    let vkey = quill(&[
-        "witness",
-        "keygen",
-        "--name",
-        &format!("{name}.example"),
-        "--key",
-        &key,
-    ])
-    .stdout;
+    let (key, vkey) = witness_key(dir, name);
     let witness = Listening::start(&[
         "witness",
         "serve",
@@ -385,7 +324,7 @@ fn start_witness(dir: &Path, name: &str) -> (String, Listening) {
         "--state-dir",
         &path(&format!("{name}-state")),
     ]);
-    (String::from_utf8(vkey).unwrap().trim().to_owned(), witness)
+    (vkey, witness)
 }
 
 /// A witness that accepts connections and never answers; returns its address and how many
@@ -411,31 +350,18 @@ fn a_hanging_witness_does_not_delay_the_quorum() {
     let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
     let data = path("data");
     quill(&["ledger", "create", "shop", "--data-dir", &data]);
-    let vkey = String::from_utf8(quill(&["log-key", "--data-dir", &data]).stdout).unwrap();
+    let vkey = log_key(&data);
     std::fs::write(path("logs"), format!("log {vkey}")).unwrap();
     let (w1_vkey, w1) = start_witness(dir.path(), "w1");
     let (w2_vkey, w2) = start_witness(dir.path(), "w2");
     // w3 has a real key, but its URL leads to a socket that never answers: without the
     // quorum rule, each checkpoint would wait the full witness timeout (5 s) for it.
-    let w3_vkey = String::from_utf8(
-        quill(&[
-            "witness",
-            "keygen",
-            "--name",
-            "w3.example",
-            "--key",
-            &path("w3.key"),
-        ])
-        .stdout,
-    )
-    .unwrap();
+    let (_, w3_vkey) = witness_key(dir.path(), "w3");
     let (hanging, accepted) = hanging_witness();
     let policy = format!(
         "log {vkey}witness w1 {w1_vkey} http://{}\nwitness w2 {w2_vkey} http://{}\n\
          witness w3 {} http://{hanging}\ngroup two-of-three 2 w1 w2 w3\nquorum two-of-three\n",
-        w1.address,
-        w2.address,
-        w3_vkey.trim()
+        w1.address, w2.address, w3_vkey
     );
     std::fs::write(path("policy"), &policy).unwrap();
     let policy = Policy::parse(&policy).unwrap();
@@ -497,7 +423,7 @@ fn checkpoints_are_cosigned_by_the_policy_witnesses() {
     let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
     let data = path("data");
     quill(&["ledger", "create", "shop", "--data-dir", &data]);
-    let vkey = String::from_utf8(quill(&["log-key", "--data-dir", &data]).stdout).unwrap();
+    let vkey = log_key(&data);
     std::fs::write(path("logs"), format!("log {vkey}")).unwrap();
     let mut witnesses = Vec::new();
     let mut policy = format!("log {vkey}");
@@ -519,18 +445,11 @@ fn checkpoints_are_cosigned_by_the_policy_witnesses() {
     );
     let witness_address = witnesses[1].address.clone();
     let cosigned = |size: u64| {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let (note, checkpoint) = server.checkpoint(size);
-            if checkpoint.size == size && Note::parse(&note).unwrap().signatures.len() == 3 {
-                return note;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no cosigned checkpoint of size {size}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let what = format!("a cosigned checkpoint of size {size}");
+        let accept = |note: &str, checkpoint: &Checkpoint| {
+            checkpoint.size == size && Note::parse(note).unwrap().signatures.len() == 3
+        };
+        server.0.checkpoint_where(&what, accept).0
     };
     let first = cosigned(1);
     assert_eq!(
@@ -575,15 +494,9 @@ fn checkpoints_are_cosigned_by_the_policy_witnesses() {
         "INSERT INTO Item {'a': 1};",
     ]);
     let metrics = || String::from_utf8(server.get_ok("/metrics")).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while metrics().contains("quill_witness_failures_total 0") {
-        assert!(
-            Instant::now() < deadline,
-            "no failed submission:\n{}",
-            metrics()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for("a failed submission", || {
+        !metrics().contains("quill_witness_failures_total 0")
+    });
     let (served, checkpoint) = server.checkpoint(2);
     assert_eq!((checkpoint.size, served.as_str()), (2, second.as_str()));
     assert_eq!(server.get("/ledgers/shop/log/tile/entries/000.p/3").0, 404);
@@ -611,18 +524,9 @@ fn checkpoints_are_cosigned_by_the_policy_witnesses() {
         "--state-dir",
         &path("w2-state"),
     ]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let third = loop {
-        let (note, checkpoint) = server.checkpoint(2);
-        if checkpoint.size == 3 {
-            break note;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no cosigned checkpoint of size 3"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let (third, _) = server
+        .0
+        .checkpoint_where("a cosigned checkpoint of size 3", |_, c| c.size == 3);
     let verified = verify_cosigned_checkpoint(&third, &policy).unwrap();
     assert_eq!(verified.cosigned.len(), 2);
 }
@@ -644,8 +548,7 @@ fn log_proof_prints_embedded_proofs_that_check_out() {
     )
     .unwrap();
     assert_eq!(first_checkpoint.size, 1);
-    let vkey = String::from_utf8(quill(&["log-key", "--data-dir", &data]).stdout).unwrap();
-    std::fs::write(path("policy"), format!("log {vkey}quorum none\n")).unwrap();
+    write_log_only_policy(&data, &path("policy"));
     std::fs::write(path("first.tlog-proof"), &first).unwrap();
     quill(&[
         "verify-proof",

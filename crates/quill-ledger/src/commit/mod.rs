@@ -35,7 +35,7 @@ use crate::tree_store::TreeStore;
 use crate::types::CommitReceipt;
 
 pub(crate) use build::{apply_block, replayed_rows};
-pub(crate) use pipeline::{catch_up, commit, run, Pipeline};
+pub(crate) use pipeline::{append_verified, catch_up, commit, run, Pipeline};
 
 /// A transaction's writes, ready to be hashed into a block.
 pub struct PreparedCommit {

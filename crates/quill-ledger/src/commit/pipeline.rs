@@ -766,6 +766,74 @@ fn absorb(core: &Core, sequencer: &mut Sequencer, blocks: Vec<(u64, Vec<u8>)>) -
     Ok(())
 }
 
+/// See [`crate::Ledger::append_verified`]: checks the blocks under the sequencer lock (so
+/// nothing else is sequenced meanwhile), appends and syncs those before the first refused
+/// one, then takes them in as blocks another server committed are taken in.
+pub fn append_verified(core: &Core, blocks: &[(&[u8], Hash)]) -> Result<()> {
+    if core.journal.shared().is_some() {
+        return Err(LedgerError::InvalidInput(
+            "blocks verified elsewhere are appended only to a ledger in files".into(),
+        ));
+    }
+    let mut sequencer = core.pipeline.sequencer();
+    // A batch handed to the syncer would be published after these blocks, over them.
+    if core.pipeline.syncing.load(Ordering::SeqCst) != 0 {
+        return Err(LedgerError::Unavailable(
+            "a commit of this ledger is in flight".into(),
+        ));
+    }
+    if let Some(reason) = core.shared().poisoned.clone() {
+        return Err(LedgerError::ReadOnly(reason));
+    }
+    let first = sequencer.next;
+    let mut previous = sequencer.previous_hash;
+    let mut refused = None;
+    for (offset, (payload, expected)) in blocks.iter().enumerate() {
+        let address = BlockAddress {
+            strand_id: core.strand_id.clone(),
+            sequence_no: first + offset as u64,
+        };
+        match crate::import::check_payload(payload, &address, previous, *expected) {
+            Ok(hash) => previous = Some(hash),
+            Err(error) => {
+                refused = Some((offset, error));
+                break;
+            }
+        }
+    }
+    let (blocks, refused) = match refused {
+        Some((offset, error)) => (&blocks[..offset], Some(error)),
+        None => (blocks, None),
+    };
+    if !blocks.is_empty() {
+        append_checked(core, &mut sequencer, first, blocks)?;
+    }
+    refused.map_or(Ok(()), Err)
+}
+
+/// Appends blocks [`append_verified`] checked, makes them durable and takes them in.
+fn append_checked(
+    core: &Core,
+    sequencer: &mut Sequencer,
+    first: u64,
+    blocks: &[(&[u8], Hash)],
+) -> Result<()> {
+    let end = core.journal.append(first, blocks)?;
+    if let Err(e) = core.journal.sync(end) {
+        core.poison(format!("journal sync failed: {e}"));
+        return Err(e);
+    }
+    let appended = blocks
+        .iter()
+        .enumerate()
+        .map(|(offset, (payload, _))| (first + offset as u64, payload.to_vec()))
+        .collect();
+    absorb(core, sequencer, appended).inspect_err(|e| {
+        // The journal has the blocks; derived state is rebuilt from it on open.
+        core.poison(format!("derived state update failed: {e}"));
+    })
+}
+
 /// On an idle server of a shared journal: takes in what other servers committed, so new
 /// transactions here read it.
 fn absorb_while_idle(core: &Core, sequencer: &mut Sequencer) {

@@ -1,8 +1,75 @@
-//! Helpers of the tests that run long-lived `quill` processes (`serve`, `witness serve`).
+//! Helpers of the tests that run `quill` processes: one-shot commands, long-lived ones
+//! (`serve`, `witness serve`, `mirror`), and the keys, policies and checkpoints of the
+//! witnessed log.
+
+// Each test binary uses its own part of these helpers.
+#![allow(dead_code)]
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use quill_verify::tlog::{Checkpoint, Note};
+
+/// Runs `quill <args>` to completion, without the caller's log level or AWS credentials.
+pub fn run_quill(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_quill"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .output()
+        .expect("quill runs")
+}
+
+/// [`run_quill`], which must succeed.
+pub fn quill(args: &[&str]) -> Output {
+    let output = run_quill(args);
+    assert!(
+        output.status.success(),
+        "quill {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// Polls `done` every 50 ms until it holds, failing the test after 60 s.
+pub fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `quill witness keygen` for witness `name` (`name.example`) into `dir/name.key`: returns
+/// the key file and its verifier key.
+pub fn witness_key(dir: &Path, name: &str) -> (String, String) {
+    let key = dir.join(format!("{name}.key")).to_str().unwrap().to_owned();
+    let vkey = quill(&[
+        "witness",
+        "keygen",
+        "--name",
+        &format!("{name}.example"),
+        "--key",
+        &key,
+    ])
+    .stdout;
+    (key, String::from_utf8(vkey).unwrap().trim().to_owned())
+}
+
+/// The log verifier key line(s) `quill log-key` prints for the ledgers of `data_dir`
+/// (`log` lines of a policy end with it).
+pub fn log_key(data_dir: &str) -> String {
+    String::from_utf8(quill(&["log-key", "--data-dir", data_dir]).stdout).unwrap()
+}
+
+/// Writes a policy trusting the log of `data_dir`'s ledger with no witness to `path`.
+pub fn write_log_only_policy(data_dir: &str, path: &str) {
+    std::fs::write(path, format!("log {}quorum none\n", log_key(data_dir))).unwrap();
+}
 
 /// A `quill` process that listens on a loopback port, killed when dropped.
 pub struct Listening {
@@ -59,6 +126,48 @@ impl Listening {
             })
             .unwrap_or_default();
         Some((status, content_type, response[split + 4..].to_vec()))
+    }
+}
+
+impl Listening {
+    /// `GET path`, which must answer 200; returns the body.
+    pub fn get_ok(&self, path: &str) -> Vec<u8> {
+        let (status, _, body) = self.request("GET", path, b"").expect("it answers");
+        assert_eq!(
+            status,
+            200,
+            "GET {path}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        body
+    }
+
+    /// Waits until ledger `shop`'s log checkpoint `accept`s; returns the note and checkpoint.
+    pub fn checkpoint_where(
+        &self,
+        what: &str,
+        mut accept: impl FnMut(&str, &Checkpoint) -> bool,
+    ) -> (String, Checkpoint) {
+        let mut found = None;
+        wait_for(what, || {
+            let Some((200, _, body)) = self.request("GET", "/ledgers/shop/log/checkpoint", b"")
+            else {
+                return false;
+            };
+            let note = String::from_utf8(body).unwrap();
+            let checkpoint = Checkpoint::parse(&Note::parse(&note).unwrap().text).unwrap();
+            let accepted = accept(&note, &checkpoint);
+            found = Some((note, checkpoint));
+            accepted
+        });
+        found.expect("accepted")
+    }
+
+    /// Waits for a checkpoint of ledger `shop` of at least `size` leaves.
+    pub fn checkpoint(&self, size: u64) -> (String, Checkpoint) {
+        self.checkpoint_where(&format!("a checkpoint of size {size}"), |_, c| {
+            c.size >= size
+        })
     }
 }
 
