@@ -284,7 +284,7 @@ fn symbol_id(value: Value<'_>) -> Option<u64> {
     )
 }
 
-/// Field names of the records' own structs, in the order of the table the records append.
+/// Field names of the records' own structs.
 #[derive(Debug, Clone, Copy)]
 pub enum Name {
     QldbStreamArn,
@@ -318,47 +318,120 @@ pub enum Name {
     DocumentId,
 }
 
-const NAMES: [&str; 29] = [
-    "qldbStreamArn",
-    "recordType",
-    "payload",
-    "tableInfo",
-    "tableName",
-    "tableId",
-    "revision",
-    "blockAddress",
-    "strandId",
-    "sequenceNo",
-    "hash",
-    "data",
-    "dataHash",
-    "metadata",
-    "id",
-    "version",
-    "txTime",
-    "txId",
-    "transactionId",
-    "blockTimestamp",
-    "blockHash",
-    "entriesHash",
-    "previousBlockHash",
-    "entriesHashList",
-    "transactionInfo",
-    "redactionInfo",
-    "revisions",
-    "revisionSummaries",
-    "documentId",
+const NAME_COUNT: usize = Name::DocumentId as usize + 1;
+
+impl Name {
+    fn text(self) -> &'static str {
+        match self {
+            Name::QldbStreamArn => "qldbStreamArn",
+            Name::RecordType => "recordType",
+            Name::Payload => "payload",
+            Name::TableInfo => "tableInfo",
+            Name::TableName => "tableName",
+            Name::TableId => "tableId",
+            Name::Revision => "revision",
+            Name::BlockAddress => "blockAddress",
+            Name::StrandId => "strandId",
+            Name::SequenceNo => "sequenceNo",
+            Name::Hash => "hash",
+            Name::Data => "data",
+            Name::DataHash => "dataHash",
+            Name::Metadata => "metadata",
+            Name::Id => "id",
+            Name::Version => "version",
+            Name::TxTime => "txTime",
+            Name::TxId => "txId",
+            Name::TransactionId => "transactionId",
+            Name::BlockTimestamp => "blockTimestamp",
+            Name::BlockHash => "blockHash",
+            Name::EntriesHash => "entriesHash",
+            Name::PreviousBlockHash => "previousBlockHash",
+            Name::EntriesHashList => "entriesHashList",
+            Name::TransactionInfo => "transactionInfo",
+            Name::RedactionInfo => "redactionInfo",
+            Name::Revisions => "revisions",
+            Name::RevisionSummaries => "revisionSummaries",
+            Name::DocumentId => "documentId",
+        }
+    }
+}
+
+/// The kinds of record, each appending a table of only the names it uses: every record
+/// carries its table, so unused names would cost bytes in every record.
+#[derive(Debug, Clone, Copy)]
+pub enum Names {
+    RevisionDetails,
+    /// Of a redacted revision (`dataHash`, no `data`).
+    RedactedRevisionDetails,
+    BlockSummary,
+    /// Of a block with `redactionInfo`.
+    RedactingBlockSummary,
+}
+
+const REVISION_DETAILS_NAMES: [Name; 17] = [
+    Name::QldbStreamArn,
+    Name::RecordType,
+    Name::Payload,
+    Name::TableInfo,
+    Name::TableName,
+    Name::TableId,
+    Name::Revision,
+    Name::BlockAddress,
+    Name::StrandId,
+    Name::SequenceNo,
+    Name::Hash,
+    Name::Data,
+    Name::Metadata,
+    Name::Id,
+    Name::Version,
+    Name::TxTime,
+    Name::TxId,
 ];
 
-const _: () = assert!(NAMES.len() == Name::DocumentId as usize + 1);
+const BLOCK_SUMMARY_NAMES: [Name; 16] = [
+    Name::QldbStreamArn,
+    Name::RecordType,
+    Name::Payload,
+    Name::BlockAddress,
+    Name::StrandId,
+    Name::SequenceNo,
+    Name::TransactionId,
+    Name::BlockTimestamp,
+    Name::BlockHash,
+    Name::EntriesHash,
+    Name::PreviousBlockHash,
+    Name::EntriesHashList,
+    Name::TransactionInfo,
+    Name::RevisionSummaries,
+    Name::Hash,
+    Name::DocumentId,
+];
 
-/// `$ion_symbol_table::{imports: $ion_symbol_table, symbols: [NAMES…]}`, encoded once.
-fn names_table() -> &'static [u8] {
-    static TABLE: OnceLock<Vec<u8>> = OnceLock::new();
-    TABLE.get_or_init(|| {
+const REDACTION_INFO_NAMES: [Name; 4] = [
+    Name::RedactionInfo,
+    Name::Revisions,
+    Name::TableId,
+    Name::Version,
+];
+
+/// A kind of record's appended symbol table, encoded, and each name's place in it.
+struct NameTable {
+    /// `$ion_symbol_table::{imports: $ion_symbol_table, symbols: [...]}`.
+    encoded: Vec<u8>,
+    places: [Option<u8>; NAME_COUNT],
+}
+
+impl NameTable {
+    fn new(names: &[&[Name]]) -> NameTable {
+        let names: Vec<Name> = names.concat();
+        let mut places = [None; NAME_COUNT];
+        for (place, name) in names.iter().enumerate() {
+            places[*name as usize] = Some(place as u8);
+        }
         let mut w = Writer {
             out: Vec::new(),
             first_name_id: 0,
+            places: &[None; NAME_COUNT],
             open: Vec::new(),
         };
         w.open();
@@ -367,8 +440,8 @@ fn names_table() -> &'static [u8] {
             .extend_from_slice(&[T_SYMBOL << 4 | 1, SID_ION_SYMBOL_TABLE as u8]);
         w.var_uint(SID_SYMBOLS);
         w.open();
-        for name in NAMES {
-            w.string(name);
+        for name in &names {
+            w.string(name.text());
         }
         w.close(T_LIST);
         w.close(T_STRUCT);
@@ -379,8 +452,27 @@ fn names_table() -> &'static [u8] {
             .extend_from_slice(&[0x81, 0x80 | SID_ION_SYMBOL_TABLE as u8]);
         w.out.extend_from_slice(&table);
         w.close(T_ANNOTATION);
-        w.out
-    })
+        NameTable {
+            encoded: w.out,
+            places,
+        }
+    }
+}
+
+impl Names {
+    fn table(self) -> &'static NameTable {
+        static TABLES: [OnceLock<NameTable>; 4] = [const { OnceLock::new() }; 4];
+        TABLES[self as usize].get_or_init(|| match self {
+            Names::RevisionDetails => NameTable::new(&[&REVISION_DETAILS_NAMES]),
+            Names::RedactedRevisionDetails => {
+                NameTable::new(&[&REVISION_DETAILS_NAMES, &[Name::DataHash]])
+            }
+            Names::BlockSummary => NameTable::new(&[&BLOCK_SUMMARY_NAMES]),
+            Names::RedactingBlockSummary => {
+                NameTable::new(&[&BLOCK_SUMMARY_NAMES, &REDACTION_INFO_NAMES])
+            }
+        })
+    }
 }
 
 /// Writes one record: a top-level value behind the symbol tables of at most one stored piece
@@ -388,22 +480,26 @@ fn names_table() -> &'static [u8] {
 pub struct Writer {
     out: Vec<u8>,
     first_name_id: u64,
+    /// Each name's place in the record's appended table.
+    places: &'static [Option<u8>; NAME_COUNT],
     /// Where each open container's body starts (its header is inserted when it closes).
     open: Vec<usize>,
 }
 
 impl Writer {
-    /// A record whose one spliced value, if any, is `piece`'s.
-    pub fn new(piece: Option<&StoredIon<'_>>, capacity: usize) -> Writer {
+    /// A record using `names`, whose one spliced value, if any, is `piece`'s.
+    pub fn new(piece: Option<&StoredIon<'_>>, names: Names, capacity: usize) -> Writer {
+        let table = names.table();
         let mut out = Vec::with_capacity(capacity);
         out.extend_from_slice(&IVM);
         if let Some(piece) = piece {
             out.extend_from_slice(piece.symbol_tables);
         }
-        out.extend_from_slice(names_table());
+        out.extend_from_slice(&table.encoded);
         Writer {
             out,
             first_name_id: piece.map_or(10, StoredIon::next_id),
+            places: &table.places,
             open: Vec::new(),
         }
     }
@@ -432,7 +528,8 @@ impl Writer {
     }
 
     pub fn field(&mut self, name: Name) {
-        self.var_uint(self.first_name_id + name as u64);
+        let place = self.places[name as usize].expect("the record's table lists its names");
+        self.var_uint(self.first_name_id + u64::from(place));
     }
 
     pub fn string(&mut self, text: &str) {
@@ -540,7 +637,7 @@ mod tests {
             4_102_444_799_999,
             253_402_300_799_999,
         ] {
-            let mut w = Writer::new(None, 0);
+            let mut w = Writer::new(None, Names::RevisionDetails, 0);
             let start = w.out.len();
             w.timestamp(millis);
             let expected = Element::timestamp(quill_ledger::timestamp_from_millis(millis).unwrap())
@@ -559,13 +656,13 @@ mod tests {
             (256, "256"),
             (u64::MAX, "18446744073709551615"),
         ] {
-            let mut w = Writer::new(None, 0);
+            let mut w = Writer::new(None, Names::RevisionDetails, 0);
             let start = w.out.len();
             w.uint(value);
             assert_eq!(w.out[start..], encode(expected)[IVM.len()..], "{value}");
         }
         let long = "x".repeat(300);
-        let mut w = Writer::new(None, 0);
+        let mut w = Writer::new(None, Names::RevisionDetails, 0);
         let start = w.out.len();
         w.open();
         w.string(&long);
@@ -593,7 +690,7 @@ mod tests {
             "{VIN: \"1N4AL11D75C109151\", tags: [red, 'blue'::x], nested: {id: 7, n: null.symbol}}";
         let stored = encode(document);
         let piece = StoredIon::parse(&stored).unwrap();
-        let mut w = Writer::new(Some(&piece), 0);
+        let mut w = Writer::new(Some(&piece), Names::RevisionDetails, 0);
         w.open();
         w.field(Name::Id);
         w.string("one");

@@ -17,7 +17,7 @@
 use ion_rs::{Element, Struct};
 use quill_ledger::{BlockAddress, BlockPieces, PayloadData, StoredBlock};
 
-use crate::binary::{Name, StoredIon, Writer};
+use crate::binary::{Name, Names, StoredIon, Writer};
 use crate::error::{Result, StreamError};
 
 /// `recordType` of a stream record.
@@ -341,7 +341,11 @@ fn spliced_records(
             PayloadData::Redacted(_) | PayloadData::Deleted => None,
         };
         let capacity = 256 + stream_arn.len() + revision_len(revision);
-        let mut w = Writer::new(data.as_ref(), capacity);
+        let names = match revision.data {
+            PayloadData::Redacted(_) => Names::RedactedRevisionDetails,
+            PayloadData::Data(_) | PayloadData::Deleted => Names::RevisionDetails,
+        };
+        let mut w = Writer::new(data.as_ref(), names, capacity);
         open_envelope(&mut w, stream_arn, RecordType::RevisionDetails);
         w.field(Name::TableInfo);
         w.open();
@@ -386,7 +390,12 @@ fn spliced_records(
 
     let capacity =
         512 + stream_arn.len() + pieces.transaction_info.len() + 64 * pieces.revisions.len();
-    let mut w = Writer::new(Some(&info), capacity);
+    let redactions = pieces.redactions(address)?;
+    let names = match redactions.is_empty() {
+        true => Names::BlockSummary,
+        false => Names::RedactingBlockSummary,
+    };
+    let mut w = Writer::new(Some(&info), names, capacity);
     open_envelope(&mut w, stream_arn, RecordType::BlockSummary);
     write_address(&mut w, address);
     w.field(Name::TransactionId);
@@ -409,7 +418,6 @@ fn spliced_records(
     w.close_list();
     w.field(Name::TransactionInfo);
     w.stored(&info);
-    let redactions = pieces.redactions(address)?;
     if !redactions.is_empty() {
         w.field(Name::RedactionInfo);
         w.open();
