@@ -286,7 +286,7 @@ fn symbol_id(value: Value<'_>) -> Option<u64> {
 
 /// Field names of the records' own structs.
 #[derive(Debug, Clone, Copy)]
-pub enum Name {
+pub enum Field {
     QldbStreamArn,
     RecordType,
     Payload,
@@ -318,40 +318,40 @@ pub enum Name {
     DocumentId,
 }
 
-const NAME_COUNT: usize = Name::DocumentId as usize + 1;
+const NAME_COUNT: usize = Field::DocumentId as usize + 1;
 
-impl Name {
+impl Field {
     fn text(self) -> &'static str {
         match self {
-            Name::QldbStreamArn => "qldbStreamArn",
-            Name::RecordType => "recordType",
-            Name::Payload => "payload",
-            Name::TableInfo => "tableInfo",
-            Name::TableName => "tableName",
-            Name::TableId => "tableId",
-            Name::Revision => "revision",
-            Name::BlockAddress => "blockAddress",
-            Name::StrandId => "strandId",
-            Name::SequenceNo => "sequenceNo",
-            Name::Hash => "hash",
-            Name::Data => "data",
-            Name::DataHash => "dataHash",
-            Name::Metadata => "metadata",
-            Name::Id => "id",
-            Name::Version => "version",
-            Name::TxTime => "txTime",
-            Name::TxId => "txId",
-            Name::TransactionId => "transactionId",
-            Name::BlockTimestamp => "blockTimestamp",
-            Name::BlockHash => "blockHash",
-            Name::EntriesHash => "entriesHash",
-            Name::PreviousBlockHash => "previousBlockHash",
-            Name::EntriesHashList => "entriesHashList",
-            Name::TransactionInfo => "transactionInfo",
-            Name::RedactionInfo => "redactionInfo",
-            Name::Revisions => "revisions",
-            Name::RevisionSummaries => "revisionSummaries",
-            Name::DocumentId => "documentId",
+            Field::QldbStreamArn => "qldbStreamArn",
+            Field::RecordType => "recordType",
+            Field::Payload => "payload",
+            Field::TableInfo => "tableInfo",
+            Field::TableName => "tableName",
+            Field::TableId => "tableId",
+            Field::Revision => "revision",
+            Field::BlockAddress => "blockAddress",
+            Field::StrandId => "strandId",
+            Field::SequenceNo => "sequenceNo",
+            Field::Hash => "hash",
+            Field::Data => "data",
+            Field::DataHash => "dataHash",
+            Field::Metadata => "metadata",
+            Field::Id => "id",
+            Field::Version => "version",
+            Field::TxTime => "txTime",
+            Field::TxId => "txId",
+            Field::TransactionId => "transactionId",
+            Field::BlockTimestamp => "blockTimestamp",
+            Field::BlockHash => "blockHash",
+            Field::EntriesHash => "entriesHash",
+            Field::PreviousBlockHash => "previousBlockHash",
+            Field::EntriesHashList => "entriesHashList",
+            Field::TransactionInfo => "transactionInfo",
+            Field::RedactionInfo => "redactionInfo",
+            Field::Revisions => "revisions",
+            Field::RevisionSummaries => "revisionSummaries",
+            Field::DocumentId => "documentId",
         }
     }
 }
@@ -359,7 +359,7 @@ impl Name {
 /// The kinds of record, each appending a table of only the names it uses: every record
 /// carries its table, so unused names would cost bytes in every record.
 #[derive(Debug, Clone, Copy)]
-pub enum Names {
+pub enum FieldTable {
     RevisionDetails,
     /// Of a redacted revision (`dataHash`, no `data`).
     RedactedRevisionDetails,
@@ -368,50 +368,50 @@ pub enum Names {
     RedactingBlockSummary,
 }
 
-const REVISION_DETAILS_NAMES: [Name; 17] = [
-    Name::QldbStreamArn,
-    Name::RecordType,
-    Name::Payload,
-    Name::TableInfo,
-    Name::TableName,
-    Name::TableId,
-    Name::Revision,
-    Name::BlockAddress,
-    Name::StrandId,
-    Name::SequenceNo,
-    Name::Hash,
-    Name::Data,
-    Name::Metadata,
-    Name::Id,
-    Name::Version,
-    Name::TxTime,
-    Name::TxId,
+const REVISION_DETAILS_NAMES: [Field; 17] = [
+    Field::QldbStreamArn,
+    Field::RecordType,
+    Field::Payload,
+    Field::TableInfo,
+    Field::TableName,
+    Field::TableId,
+    Field::Revision,
+    Field::BlockAddress,
+    Field::StrandId,
+    Field::SequenceNo,
+    Field::Hash,
+    Field::Data,
+    Field::Metadata,
+    Field::Id,
+    Field::Version,
+    Field::TxTime,
+    Field::TxId,
 ];
 
-const BLOCK_SUMMARY_NAMES: [Name; 16] = [
-    Name::QldbStreamArn,
-    Name::RecordType,
-    Name::Payload,
-    Name::BlockAddress,
-    Name::StrandId,
-    Name::SequenceNo,
-    Name::TransactionId,
-    Name::BlockTimestamp,
-    Name::BlockHash,
-    Name::EntriesHash,
-    Name::PreviousBlockHash,
-    Name::EntriesHashList,
-    Name::TransactionInfo,
-    Name::RevisionSummaries,
-    Name::Hash,
-    Name::DocumentId,
+const BLOCK_SUMMARY_NAMES: [Field; 16] = [
+    Field::QldbStreamArn,
+    Field::RecordType,
+    Field::Payload,
+    Field::BlockAddress,
+    Field::StrandId,
+    Field::SequenceNo,
+    Field::TransactionId,
+    Field::BlockTimestamp,
+    Field::BlockHash,
+    Field::EntriesHash,
+    Field::PreviousBlockHash,
+    Field::EntriesHashList,
+    Field::TransactionInfo,
+    Field::RevisionSummaries,
+    Field::Hash,
+    Field::DocumentId,
 ];
 
-const REDACTION_INFO_NAMES: [Name; 4] = [
-    Name::RedactionInfo,
-    Name::Revisions,
-    Name::TableId,
-    Name::Version,
+const REDACTION_INFO_NAMES: [Field; 4] = [
+    Field::RedactionInfo,
+    Field::Revisions,
+    Field::TableId,
+    Field::Version,
 ];
 
 /// A kind of record's appended symbol table, encoded, and each name's place in it.
@@ -422,8 +422,8 @@ struct NameTable {
 }
 
 impl NameTable {
-    fn new(names: &[&[Name]]) -> NameTable {
-        let names: Vec<Name> = names.concat();
+    fn new(names: &[&[Field]]) -> NameTable {
+        let names: Vec<Field> = names.concat();
         let mut places = [None; NAME_COUNT];
         for (place, name) in names.iter().enumerate() {
             places[*name as usize] = Some(place as u8);
@@ -459,16 +459,16 @@ impl NameTable {
     }
 }
 
-impl Names {
+impl FieldTable {
     fn table(self) -> &'static NameTable {
         static TABLES: [OnceLock<NameTable>; 4] = [const { OnceLock::new() }; 4];
         TABLES[self as usize].get_or_init(|| match self {
-            Names::RevisionDetails => NameTable::new(&[&REVISION_DETAILS_NAMES]),
-            Names::RedactedRevisionDetails => {
-                NameTable::new(&[&REVISION_DETAILS_NAMES, &[Name::DataHash]])
+            FieldTable::RevisionDetails => NameTable::new(&[&REVISION_DETAILS_NAMES]),
+            FieldTable::RedactedRevisionDetails => {
+                NameTable::new(&[&REVISION_DETAILS_NAMES, &[Field::DataHash]])
             }
-            Names::BlockSummary => NameTable::new(&[&BLOCK_SUMMARY_NAMES]),
-            Names::RedactingBlockSummary => {
+            FieldTable::BlockSummary => NameTable::new(&[&BLOCK_SUMMARY_NAMES]),
+            FieldTable::RedactingBlockSummary => {
                 NameTable::new(&[&BLOCK_SUMMARY_NAMES, &REDACTION_INFO_NAMES])
             }
         })
@@ -488,7 +488,7 @@ pub struct Writer {
 
 impl Writer {
     /// A record using `names`, whose one spliced value, if any, is `piece`'s.
-    pub fn new(piece: Option<&StoredIon<'_>>, names: Names, capacity: usize) -> Writer {
+    pub fn new(piece: Option<&StoredIon<'_>>, names: FieldTable, capacity: usize) -> Writer {
         let table = names.table();
         let mut out = Vec::with_capacity(capacity);
         out.extend_from_slice(&IVM);
@@ -527,7 +527,7 @@ impl Writer {
         }
     }
 
-    pub fn field(&mut self, name: Name) {
+    pub fn field(&mut self, name: Field) {
         let place = self.places[name as usize].expect("the record's table lists its names");
         self.var_uint(self.first_name_id + u64::from(place));
     }
@@ -637,7 +637,7 @@ mod tests {
             4_102_444_799_999,
             253_402_300_799_999,
         ] {
-            let mut w = Writer::new(None, Names::RevisionDetails, 0);
+            let mut w = Writer::new(None, FieldTable::RevisionDetails, 0);
             let start = w.out.len();
             w.timestamp(millis);
             let expected = Element::timestamp(quill_ledger::timestamp_from_millis(millis).unwrap())
@@ -656,13 +656,13 @@ mod tests {
             (256, "256"),
             (u64::MAX, "18446744073709551615"),
         ] {
-            let mut w = Writer::new(None, Names::RevisionDetails, 0);
+            let mut w = Writer::new(None, FieldTable::RevisionDetails, 0);
             let start = w.out.len();
             w.uint(value);
             assert_eq!(w.out[start..], encode(expected)[IVM.len()..], "{value}");
         }
         let long = "x".repeat(300);
-        let mut w = Writer::new(None, Names::RevisionDetails, 0);
+        let mut w = Writer::new(None, FieldTable::RevisionDetails, 0);
         let start = w.out.len();
         w.open();
         w.string(&long);
@@ -690,11 +690,11 @@ mod tests {
             "{VIN: \"1N4AL11D75C109151\", tags: [red, 'blue'::x], nested: {id: 7, n: null.symbol}}";
         let stored = encode(document);
         let piece = StoredIon::parse(&stored).unwrap();
-        let mut w = Writer::new(Some(&piece), Names::RevisionDetails, 0);
+        let mut w = Writer::new(Some(&piece), FieldTable::RevisionDetails, 0);
         w.open();
-        w.field(Name::Id);
+        w.field(Field::Id);
         w.string("one");
-        w.field(Name::Data);
+        w.field(Field::Data);
         w.stored(&piece);
         w.close_struct();
         let record = Element::read_one(w.finish()).unwrap();

@@ -17,7 +17,7 @@
 use ion_rs::{Element, Struct};
 use quill_ledger::{BlockAddress, BlockPieces, PayloadData, StoredBlock};
 
-use crate::binary::{Name, Names, StoredIon, Writer};
+use crate::binary::{Field, FieldTable, StoredIon, Writer};
 use crate::error::{Result, StreamError};
 
 /// `recordType` of a stream record.
@@ -235,6 +235,8 @@ pub fn block_records(stream_arn: &str, block: &Element) -> Result<Vec<StreamReco
 }
 
 /// A block read from the journal for streaming.
+// One lives at a time, briefly: boxing the common variant would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 pub enum StreamBlock<'a> {
     /// A block in Quill's compact frame, taken apart without decoding its Ion.
     Stored {
@@ -278,11 +280,11 @@ impl<'a> StreamBlock<'a> {
 /// Opens a record and its payload: `{qldbStreamArn, recordType, payload: {`.
 fn open_envelope(w: &mut Writer, stream_arn: &str, record_type: RecordType) {
     w.open();
-    w.field(Name::QldbStreamArn);
+    w.field(Field::QldbStreamArn);
     w.string(stream_arn);
-    w.field(Name::RecordType);
+    w.field(Field::RecordType);
     w.string(record_type.as_str());
-    w.field(Name::Payload);
+    w.field(Field::Payload);
     w.open();
 }
 
@@ -293,11 +295,11 @@ fn close_envelope(w: &mut Writer) {
 }
 
 fn write_address(w: &mut Writer, address: &BlockAddress) {
-    w.field(Name::BlockAddress);
+    w.field(Field::BlockAddress);
     w.open();
-    w.field(Name::StrandId);
+    w.field(Field::StrandId);
     w.string(&address.strand_id);
-    w.field(Name::SequenceNo);
+    w.field(Field::SequenceNo);
     w.uint(address.sequence_no);
     w.close_struct();
 }
@@ -342,40 +344,40 @@ fn spliced_records(
         };
         let capacity = 256 + stream_arn.len() + revision_len(revision);
         let names = match revision.data {
-            PayloadData::Redacted(_) => Names::RedactedRevisionDetails,
-            PayloadData::Data(_) | PayloadData::Deleted => Names::RevisionDetails,
+            PayloadData::Redacted(_) => FieldTable::RedactedRevisionDetails,
+            PayloadData::Data(_) | PayloadData::Deleted => FieldTable::RevisionDetails,
         };
         let mut w = Writer::new(data.as_ref(), names, capacity);
         open_envelope(&mut w, stream_arn, RecordType::RevisionDetails);
-        w.field(Name::TableInfo);
+        w.field(Field::TableInfo);
         w.open();
-        w.field(Name::TableName);
+        w.field(Field::TableName);
         w.string(table_name);
-        w.field(Name::TableId);
+        w.field(Field::TableId);
         w.string(table_id);
         w.close_struct();
-        w.field(Name::Revision);
+        w.field(Field::Revision);
         w.open();
         write_address(&mut w, address);
-        w.field(Name::Hash);
+        w.field(Field::Hash);
         w.blob(revision.hash.as_bytes());
         if let Some(data) = &data {
-            w.field(Name::Data);
+            w.field(Field::Data);
             w.stored(data);
         }
         if let PayloadData::Redacted(data_hash) = &revision.data {
-            w.field(Name::DataHash);
+            w.field(Field::DataHash);
             w.blob(data_hash.as_bytes());
         }
-        w.field(Name::Metadata);
+        w.field(Field::Metadata);
         w.open();
-        w.field(Name::Id);
+        w.field(Field::Id);
         w.string(id);
-        w.field(Name::Version);
+        w.field(Field::Version);
         w.uint(revision.version);
-        w.field(Name::TxTime);
+        w.field(Field::TxTime);
         w.timestamp(header.time_millis);
-        w.field(Name::TxId);
+        w.field(Field::TxId);
         w.string(header.transaction_id);
         w.close_struct();
         w.close_struct();
@@ -392,58 +394,58 @@ fn spliced_records(
         512 + stream_arn.len() + pieces.transaction_info.len() + 64 * pieces.revisions.len();
     let redactions = pieces.redactions(address)?;
     let names = match redactions.is_empty() {
-        true => Names::BlockSummary,
-        false => Names::RedactingBlockSummary,
+        true => FieldTable::BlockSummary,
+        false => FieldTable::RedactingBlockSummary,
     };
     let mut w = Writer::new(Some(&info), names, capacity);
     open_envelope(&mut w, stream_arn, RecordType::BlockSummary);
     write_address(&mut w, address);
-    w.field(Name::TransactionId);
+    w.field(Field::TransactionId);
     w.string(header.transaction_id);
-    w.field(Name::BlockTimestamp);
+    w.field(Field::BlockTimestamp);
     w.timestamp(header.time_millis);
-    w.field(Name::BlockHash);
+    w.field(Field::BlockHash);
     w.blob(header.hash.as_bytes());
-    w.field(Name::EntriesHash);
+    w.field(Field::EntriesHash);
     w.blob(header.entries_hash.as_bytes());
     if let Some(previous) = &header.previous_hash {
-        w.field(Name::PreviousBlockHash);
+        w.field(Field::PreviousBlockHash);
         w.blob(previous.as_bytes());
     }
-    w.field(Name::EntriesHashList);
+    w.field(Field::EntriesHashList);
     w.open();
     for entry in &header.entries {
         w.blob(entry.as_bytes());
     }
     w.close_list();
-    w.field(Name::TransactionInfo);
+    w.field(Field::TransactionInfo);
     w.stored(&info);
     if !redactions.is_empty() {
-        w.field(Name::RedactionInfo);
+        w.field(Field::RedactionInfo);
         w.open();
-        w.field(Name::Revisions);
+        w.field(Field::Revisions);
         w.open();
         for request in &redactions {
             w.open();
             write_address(&mut w, &request.block_address);
-            w.field(Name::TableId);
+            w.field(Field::TableId);
             w.string(&request.table_id);
-            w.field(Name::DocumentId);
+            w.field(Field::DocumentId);
             w.string(&request.document_id);
-            w.field(Name::Version);
+            w.field(Field::Version);
             w.uint(request.version);
             w.close_struct();
         }
         w.close_list();
         w.close_struct();
     }
-    w.field(Name::RevisionSummaries);
+    w.field(Field::RevisionSummaries);
     w.open();
     for revision in &pieces.revisions {
         w.open();
-        w.field(Name::Hash);
+        w.field(Field::Hash);
         w.blob(revision.hash.as_bytes());
-        w.field(Name::DocumentId);
+        w.field(Field::DocumentId);
         w.string(revision.document_id);
         w.close_struct();
     }

@@ -37,11 +37,8 @@ fn value() -> impl Strategy<Value = Element> {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..5)
                 .prop_map(|items| Element::from(List::from(items))),
-            prop::collection::vec((field_name(), inner.clone()), 0..5).prop_map(|fields| {
-                Element::from(Struct::from_iter(
-                    fields.into_iter().map(|(name, value)| (name, value)),
-                ))
-            }),
+            prop::collection::vec((field_name(), inner.clone()), 0..5)
+                .prop_map(|fields| { Element::from(Struct::from_iter(fields)) }),
             (field_name(), inner).prop_map(|(note, value)| {
                 let value: Element = value;
                 value.with_annotations([note.as_str()])
@@ -109,15 +106,21 @@ fn apply(ledger: &Ledger, model: &mut Model, ops: &[Op]) {
             Op::Insert(t, document) => {
                 let t = t % model.tables.len();
                 let name = &model.tables[t].0;
-                tx.record_statement(&format!("INSERT INTO {name} ?"), &[document.clone()])
-                    .and_then(|()| tx.insert(name, document.clone()))
-                    .map(|id| inserted.push((t, id)))
+                tx.record_statement(
+                    &format!("INSERT INTO {name} ?"),
+                    std::slice::from_ref(document),
+                )
+                .and_then(|()| tx.insert(name, document.clone()))
+                .map(|id| inserted.push((t, id)))
             }
             Op::Update(i, document) if !model.documents.is_empty() => {
                 let (t, id) = &model.documents[i % model.documents.len()];
                 let name = &model.tables[*t].0;
-                tx.record_statement(&format!("UPDATE {name} SET x = ?"), &[document.clone()])
-                    .and_then(|()| tx.update(name, id, document.clone()))
+                tx.record_statement(
+                    &format!("UPDATE {name} SET x = ?"),
+                    std::slice::from_ref(document),
+                )
+                .and_then(|()| tx.update(name, id, document.clone()))
             }
             Op::Delete(i) if !model.documents.is_empty() => {
                 let (t, id) = &model.documents[i % model.documents.len()];
