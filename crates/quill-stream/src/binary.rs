@@ -8,7 +8,9 @@
 //! names with a second table (`imports: $ion_symbol_table`, as ion-rs itself writes every
 //! table), whose ids follow the piece's. Anything else (shared-table imports, a version
 //! marker or a second value inside the piece) is refused with `None`, and the caller builds
-//! the record the slow way.
+//! the record the slow way. The copied value itself is not walked: its symbol ids are trusted
+//! to lie within its own table, as ion-rs wrote it from an `Element` at commit (the journal's
+//! frame checksums guard the bytes since).
 
 use std::sync::OnceLock;
 

@@ -8,8 +8,8 @@
 //! has no `data`.
 //!
 //! The worker builds them from the block as the journal stores it ([`StreamBlock`]): the
-//! stored document and `transactionInfo` Ion is copied into the records (see
-//! [`crate::binary`]) instead of being decoded into `Element`s and encoded again, which cost as
+//! stored document and `transactionInfo` Ion is copied into the records (see the `binary`
+//! module) instead of being decoded into `Element`s and encoded again, which cost as
 //! much CPU as half a commit per block. [`block_records`] builds the same records from the
 //! block's `Element` (GetBlock's view); the worker falls back to it for blocks the copy cannot
 //! take (imported verbatim, or stored Ion of another shape).
