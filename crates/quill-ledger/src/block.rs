@@ -290,7 +290,9 @@ const TRANSACTION_ID_OFFSET: usize = 242;
 const DELETED: u32 = u32::MAX;
 const REDACTED: u32 = u32::MAX - 1;
 
-pub(crate) struct PayloadHeader<'a> {
+/// The fixed part of a compact journal frame.
+#[derive(Debug, Clone)]
+pub struct PayloadHeader<'a> {
     pub sequence_no: u64,
     pub time_millis: i64,
     pub previous_hash: Option<Hash>,
@@ -300,7 +302,9 @@ pub(crate) struct PayloadHeader<'a> {
     pub transaction_id: &'a str,
 }
 
-pub(crate) struct PayloadRevision<'a> {
+/// One revision of a compact journal frame.
+#[derive(Debug, Clone)]
+pub struct PayloadRevision<'a> {
     pub hash: Hash,
     pub version: u64,
     pub document_id: &'a str,
@@ -308,7 +312,8 @@ pub(crate) struct PayloadRevision<'a> {
 }
 
 /// What a revision's data slot holds.
-pub(crate) enum PayloadData<'a> {
+#[derive(Debug, Clone, Copy)]
+pub enum PayloadData<'a> {
     /// The document (one Ion binary value).
     Data(&'a [u8]),
     /// The erased document's Ion hash (a redacted revision).
@@ -443,19 +448,6 @@ impl<'a> PayloadReader<'a> {
         std::str::from_utf8(self.take(len)?)
             .map_err(|_| corrupt(address, "block payload holds invalid UTF-8"))
     }
-    fn ion(&mut self, len: usize, what: &str) -> Result<(&'a [u8], Element)> {
-        let bytes = self.take(len)?;
-        let element = Element::read_one(bytes)
-            .map_err(|e| corrupt(self.address, format!("{what} is not Ion: {e}")))?;
-        Ok((bytes, element))
-    }
-}
-
-/// A revision's data slot as stored.
-enum StoredData<'a> {
-    Data(&'a [u8], Element),
-    Redacted(Hash),
-    Deleted,
 }
 
 /// A block read back from the journal.
@@ -529,8 +521,66 @@ pub fn decode_hashes(bytes: &[u8], address: &BlockAddress) -> Result<BlockHashes
     Ok(r.chain_header()?.1)
 }
 
-/// Parses a journal payload written by [`build`] for the block at `address`.
-pub fn decode_payload(bytes: &[u8], address: &BlockAddress) -> Result<DecodedBlock> {
+/// A block's parts as its compact journal frame stores them, borrowed from the payload and
+/// not decoded (the inverse of the frame's encoding): for readers that re-emit blocks, such as
+/// journal streams, by copying the stored Ion instead of decoding and re-encoding it. Each Ion
+/// part (a revision's data, `transaction_info`, `catalog_changes`) is one Ion binary stream as
+/// ion-rs wrote it: the version marker, any local symbol tables, then one value.
+#[derive(Debug, Clone)]
+pub struct BlockPieces<'a> {
+    pub header: PayloadHeader<'a>,
+    pub revisions: Vec<PayloadRevision<'a>>,
+    pub transaction_info: &'a [u8],
+    pub catalog_changes: &'a [u8],
+}
+
+/// `catalogChanges` with no change, as ion-rs encodes it: most blocks'.
+const EMPTY_LIST_ION: [u8; 5] = [0xE0, 0x01, 0x00, 0xEA, 0xB0];
+
+impl BlockPieces<'_> {
+    /// The revision redactions this block requests (what GetBlock shows as `redactionInfo`),
+    /// decoding `catalogChanges` only when it is not empty.
+    pub fn redactions(&self, address: &BlockAddress) -> Result<Vec<RedactionRequest>> {
+        if self.catalog_changes == EMPTY_LIST_ION {
+            return Ok(Vec::new());
+        }
+        let (_, changes) = decode_catalog_changes(self.catalog_changes, address)?;
+        Ok(redaction_requests(&changes).cloned().collect())
+    }
+}
+
+fn redaction_requests(changes: &[CatalogChange]) -> impl Iterator<Item = &RedactionRequest> {
+    changes.iter().filter_map(|change| match change {
+        CatalogChange::RedactRevision(request) => Some(request),
+        _ => None,
+    })
+}
+
+fn decode_ion(bytes: &[u8], what: &str, address: &BlockAddress) -> Result<Element> {
+    Element::read_one(bytes).map_err(|e| corrupt(address, format!("{what} is not Ion: {e}")))
+}
+
+fn decode_catalog_changes(
+    bytes: &[u8],
+    address: &BlockAddress,
+) -> Result<(Element, Vec<CatalogChange>)> {
+    let element = decode_ion(bytes, "catalogChanges", address)?;
+    let changes = element
+        .as_sequence()
+        .ok_or_else(|| corrupt(address, "catalogChanges is not a list"))?
+        .elements()
+        .map(CatalogChange::from_element)
+        .collect::<Result<Vec<_>>>()
+        .map_err(|e| corrupt(address, e.to_string()))?;
+    Ok((element, changes))
+}
+
+/// Splits a journal payload written by [`build`] for the block at `address` into its parts
+/// without decoding any Ion; `None` for a block kept verbatim (see [`crate::verbatim`]).
+pub fn payload_pieces<'a>(
+    bytes: &'a [u8],
+    address: &'a BlockAddress,
+) -> Result<Option<BlockPieces<'a>>> {
     let mut r = PayloadReader {
         bytes,
         at: 0,
@@ -538,7 +588,7 @@ pub fn decode_payload(bytes: &[u8], address: &BlockAddress) -> Result<DecodedBlo
     };
     let format = r.u8()?;
     if format == crate::verbatim::VERBATIM_FORMAT {
-        return crate::verbatim::decode(bytes, address);
+        return Ok(None);
     }
     if format != PAYLOAD_FORMAT {
         return Err(corrupt(
@@ -547,70 +597,98 @@ pub fn decode_payload(bytes: &[u8], address: &BlockAddress) -> Result<DecodedBlo
         ));
     }
     let (time_millis, hashes) = r.chain_header()?;
-    let BlockHashes {
-        hash,
-        entries_hash,
-        previous_hash,
-    } = hashes;
-    let entries = (0..quill_verify::QUILL_ENTRIES)
-        .map(|_| r.hash())
-        .collect::<Result<Vec<_>>>()?;
+    let mut entries = [Hash([0; 32]); quill_verify::QUILL_ENTRIES];
+    for entry in &mut entries {
+        *entry = r.hash()?;
+    }
     let id_len = r.u8()? as usize;
-    let transaction_id = r.text(id_len)?.to_owned();
-    let tx_time = clock::timestamp_from_millis(time_millis)?;
+    let transaction_id = r.text(id_len)?;
     let count = r.u32()? as usize;
     // Each revision takes at least 45 bytes: a count beyond that is corruption, not an allocation.
     if count > bytes.len() / 45 {
         return Err(corrupt(address, format!("block claims {count} revisions")));
     }
-    let mut stored = Vec::with_capacity(count);
+    let mut revisions = Vec::with_capacity(count);
     for _ in 0..count {
         let hash = r.hash()?;
         let version = r.u64()?;
         let id_len = r.u8()? as usize;
-        let id = r.text(id_len)?.to_owned();
+        let document_id = r.text(id_len)?;
         let data = match r.u32()? {
-            DELETED => StoredData::Deleted,
-            REDACTED => StoredData::Redacted(r.hash()?),
-            len => {
-                let (bytes, element) = r.ion(len as usize, "document data")?;
-                StoredData::Data(bytes, element)
-            }
+            DELETED => PayloadData::Deleted,
+            REDACTED => PayloadData::Redacted(r.hash()?),
+            len => PayloadData::Data(r.take(len as usize)?),
         };
-        stored.push((hash, version, id, data));
+        revisions.push(PayloadRevision {
+            hash,
+            version,
+            document_id,
+            data,
+        });
     }
     let len = r.u32()? as usize;
-    let (_, transaction_info) = r.ion(len, "transactionInfo")?;
+    let transaction_info = r.take(len)?;
     let len = r.u32()? as usize;
-    let (_, catalog_changes_element) = r.ion(len, "catalogChanges")?;
+    let catalog_changes = r.take(len)?;
     if r.at != bytes.len() {
         return Err(corrupt(address, "trailing bytes after the block payload"));
     }
+    Ok(Some(BlockPieces {
+        header: PayloadHeader {
+            sequence_no: address.sequence_no,
+            time_millis,
+            previous_hash: hashes.previous_hash,
+            hash: hashes.hash,
+            entries_hash: hashes.entries_hash,
+            entries,
+            transaction_id,
+        },
+        revisions,
+        transaction_info,
+        catalog_changes,
+    }))
+}
+
+/// Parses a journal payload written by [`build`] for the block at `address`.
+pub fn decode_payload(bytes: &[u8], address: &BlockAddress) -> Result<DecodedBlock> {
+    let Some(pieces) = payload_pieces(bytes, address)? else {
+        return crate::verbatim::decode(bytes, address);
+    };
+    let header = &pieces.header;
+    let tx_time = clock::timestamp_from_millis(header.time_millis)?;
+    let transaction_info = decode_ion(pieces.transaction_info, "transactionInfo", address)?;
+    let (catalog_changes_element, catalog_changes) =
+        decode_catalog_changes(pieces.catalog_changes, address)?;
     let documents = transaction_info
         .as_struct()
         .and_then(|t| t.get("documents"))
         .and_then(Element::as_struct)
         .ok_or_else(|| corrupt(address, "transactionInfo lacks documents"))?;
-    let mut revisions = Vec::with_capacity(count);
-    let mut data_ion = Vec::with_capacity(count);
-    for (hash, version, id, data) in stored {
-        let table_id = document_table_id(Some(documents), &id, address)?;
-        let (bytes, data, data_hash) = match data {
-            StoredData::Data(bytes, element) => (bytes.to_vec(), Some(element), None),
-            StoredData::Redacted(data_hash) => (Vec::new(), None, Some(data_hash)),
-            StoredData::Deleted => (Vec::new(), None, None),
+    let mut revisions = Vec::with_capacity(pieces.revisions.len());
+    let mut data_ion = Vec::with_capacity(pieces.revisions.len());
+    for stored in &pieces.revisions {
+        let id = stored.document_id;
+        let table_id = document_table_id(Some(documents), id, address)?;
+        let (bytes, data, data_hash) = match stored.data {
+            PayloadData::Data(bytes) => (
+                bytes.to_vec(),
+                Some(decode_ion(bytes, "document data", address)?),
+                None,
+            ),
+            PayloadData::Redacted(data_hash) => (Vec::new(), None, Some(data_hash)),
+            PayloadData::Deleted => (Vec::new(), None, None),
         };
         let metadata = RevisionMetadata {
-            id,
-            version,
+            id: id.to_owned(),
+            version: stored.version,
             tx_time: tx_time.clone(),
-            tx_id: transaction_id.clone(),
+            tx_id: header.transaction_id.to_owned(),
         };
         revisions.push((
             table_id,
             Revision {
                 block_address: address.clone(),
-                hash,
+                hash: stored.hash,
                 data,
                 data_hash,
                 metadata,
@@ -618,21 +696,14 @@ pub fn decode_payload(bytes: &[u8], address: &BlockAddress) -> Result<DecodedBlo
         ));
         data_ion.push(bytes);
     }
-    let catalog_changes = catalog_changes_element
-        .as_sequence()
-        .ok_or_else(|| corrupt(address, "catalogChanges is not a list"))?
-        .elements()
-        .map(CatalogChange::from_element)
-        .collect::<Result<Vec<_>>>()
-        .map_err(|e| corrupt(address, e.to_string()))?;
     Ok(DecodedBlock {
         address: address.clone(),
-        transaction_id,
-        time_millis,
-        hash,
-        entries_hash,
-        entries,
-        previous_hash,
+        transaction_id: header.transaction_id.to_owned(),
+        time_millis: header.time_millis,
+        hash: header.hash,
+        entries_hash: header.entries_hash,
+        entries: header.entries.to_vec(),
+        previous_hash: header.previous_hash,
         revisions,
         data_ion,
         transaction_info,
@@ -640,6 +711,27 @@ pub fn decode_payload(bytes: &[u8], address: &BlockAddress) -> Result<DecodedBlo
         catalog_changes,
         original: None,
     })
+}
+
+/// A block's journal payload as stored, for readers that take it apart themselves
+/// ([`Ledger::stored_blocks`](crate::Ledger::stored_blocks)).
+#[derive(Debug, Clone)]
+pub struct StoredBlock {
+    pub address: BlockAddress,
+    pub payload: Vec<u8>,
+}
+
+impl StoredBlock {
+    /// The parts of a block in Quill's compact frame; `None` for a block imported verbatim
+    /// (read it with [`StoredBlock::to_element`]).
+    pub fn pieces(&self) -> Result<Option<BlockPieces<'_>>> {
+        payload_pieces(&self.payload, &self.address)
+    }
+
+    /// The block as QLDB shows it, as [`Ledger::block`](crate::Ledger::block) returns it.
+    pub fn to_element(&self) -> Result<Element> {
+        decode_payload(&self.payload, &self.address)?.to_element()
+    }
 }
 
 impl DecodedBlock {
@@ -669,13 +761,8 @@ impl DecodedBlock {
         ))
         .map(|b| {
             let b = b.with_field("transactionInfo", self.transaction_info.clone());
-            let redactions: Vec<Element> = self
-                .catalog_changes
-                .iter()
-                .filter_map(|change| match change {
-                    CatalogChange::RedactRevision(request) => Some(request.to_element()),
-                    _ => None,
-                })
+            let redactions: Vec<Element> = redaction_requests(&self.catalog_changes)
+                .map(RedactionRequest::to_element)
                 .collect();
             let b = if redactions.is_empty() {
                 b
@@ -728,7 +815,7 @@ pub fn redact_payload(
                 r.hash()?;
                 None
             }
-            len => Some(r.ion(len as usize, "document data")?.1),
+            len => Some(decode_ion(r.take(len as usize)?, "document data", address)?),
         };
         if id != document_id {
             continue;

@@ -67,6 +67,7 @@ mod tree_store;
 mod types;
 mod verbatim;
 
+pub use block::{BlockPieces, PayloadData, PayloadHeader, PayloadRevision, StoredBlock};
 pub use catalog::table_to_element;
 pub use clock::{millis_from_timestamp, now_millis, timestamp_from_millis};
 pub use error::{LedgerError, Result};

@@ -55,13 +55,13 @@ pub fn aggregate(partition_key: &str, records: &[&[u8]]) -> Vec<u8> {
         partition_key.len() + 8 + records.iter().map(|r| entry_len(r)).sum::<usize>(),
     );
     put_bytes_field(&mut message, 1, partition_key.as_bytes());
-    let mut inner = Vec::new();
     for data in records {
-        inner.clear();
+        // The inner `Record` is written in place: its length is known up front.
+        put_varint(&mut message, 3 << 3 | 2);
+        put_varint(&mut message, inner_len(data) as u64);
         // partition_key_index = 0
-        inner.extend_from_slice(&[0x08, 0x00]);
-        put_bytes_field(&mut inner, 3, data);
-        put_bytes_field(&mut message, 3, &inner);
+        message.extend_from_slice(&[0x08, 0x00]);
+        put_bytes_field(&mut message, 3, data);
     }
     let mut out = Vec::with_capacity(MAGIC.len() + message.len() + MD5_LEN);
     out.extend_from_slice(&MAGIC);

@@ -9,6 +9,7 @@
 //! Commits never wait for a stream. [`kpl`] packs records in the Kinesis Producer Library's
 //! aggregated format, as QLDB does when `AggregationEnabled` is on.
 
+mod binary;
 pub mod cursor;
 mod error;
 pub mod kpl;

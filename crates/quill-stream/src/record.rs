@@ -6,9 +6,18 @@
 //! revision (`{tableInfo, revision}`), in the block's revision order. Revision structs are
 //! copied from the block as they are, so a redacted revision keeps its `dataHash` and a deletion
 //! has no `data`.
+//!
+//! The worker builds them from the block as the journal stores it ([`StreamBlock`]): the
+//! stored document and `transactionInfo` Ion is copied into the records (see the `binary`
+//! module) instead of being decoded into `Element`s and encoded again, which cost as
+//! much CPU as half a commit per block. [`block_records`] builds the same records from the
+//! block's `Element` (GetBlock's view); the worker falls back to it for blocks the copy cannot
+//! take (imported verbatim, or stored Ion of another shape).
 
 use ion_rs::{Element, Struct};
+use quill_ledger::{BlockAddress, BlockPieces, PayloadData, StoredBlock};
 
+use crate::binary::{Field, FieldTable, StoredIon, Writer};
 use crate::error::{Result, StreamError};
 
 /// `recordType` of a stream record.
@@ -224,3 +233,236 @@ pub fn block_records(stream_arn: &str, block: &Element) -> Result<Vec<StreamReco
     records.extend(details);
     Ok(records)
 }
+
+/// A block read from the journal for streaming.
+// One lives at a time, briefly: boxing the common variant would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+pub enum StreamBlock<'a> {
+    /// A block in Quill's compact frame, taken apart without decoding its Ion.
+    Stored {
+        stored: &'a StoredBlock,
+        pieces: BlockPieces<'a>,
+    },
+    /// A block imported verbatim, decoded.
+    Decoded(Element),
+}
+
+impl<'a> StreamBlock<'a> {
+    pub fn read(stored: &'a StoredBlock) -> Result<StreamBlock<'a>> {
+        Ok(match stored.pieces()? {
+            Some(pieces) => StreamBlock::Stored { stored, pieces },
+            None => StreamBlock::Decoded(stored.to_element()?),
+        })
+    }
+
+    /// The block's timestamp, ms since the epoch.
+    pub fn millis(&self) -> Result<i64> {
+        match self {
+            StreamBlock::Stored { pieces, .. } => Ok(pieces.header.time_millis),
+            StreamBlock::Decoded(block) => Ok(block_position(block)?.1),
+        }
+    }
+
+    /// The block's records, as [`block_records`] builds them from the block's `Element`.
+    pub fn records(&self, stream_arn: &str) -> Result<Vec<StreamRecord>> {
+        match self {
+            StreamBlock::Stored { stored, pieces } => {
+                match spliced_records(stream_arn, &stored.address, pieces)? {
+                    Some(records) => Ok(records),
+                    None => block_records(stream_arn, &stored.to_element()?),
+                }
+            }
+            StreamBlock::Decoded(block) => block_records(stream_arn, block),
+        }
+    }
+}
+
+/// Opens a record and its payload: `{qldbStreamArn, recordType, payload: {`.
+fn open_envelope(w: &mut Writer, stream_arn: &str, record_type: RecordType) {
+    w.open();
+    w.field(Field::QldbStreamArn);
+    w.string(stream_arn);
+    w.field(Field::RecordType);
+    w.string(record_type.as_str());
+    w.field(Field::Payload);
+    w.open();
+}
+
+/// Closes the payload and the record.
+fn close_envelope(w: &mut Writer) {
+    w.close_struct();
+    w.close_struct();
+}
+
+fn write_address(w: &mut Writer, address: &BlockAddress) {
+    w.field(Field::BlockAddress);
+    w.open();
+    w.field(Field::StrandId);
+    w.string(&address.strand_id);
+    w.field(Field::SequenceNo);
+    w.uint(address.sequence_no);
+    w.close_struct();
+}
+
+/// The records of a block in the compact frame, built around its stored Ion; `None` when that
+/// Ion has a shape the copy does not take.
+fn spliced_records(
+    stream_arn: &str,
+    address: &BlockAddress,
+    pieces: &BlockPieces<'_>,
+) -> Result<Option<Vec<StreamRecord>>> {
+    let Some(info) = StoredIon::parse(pieces.transaction_info) else {
+        return Ok(None);
+    };
+    let Some(tables) = info.document_tables() else {
+        return Ok(None);
+    };
+    let header = &pieces.header;
+    let mut records = Vec::with_capacity(pieces.revisions.len() + 1);
+    records.push(StreamRecord {
+        record_type: RecordType::BlockSummary,
+        block_sequence_no: Some(header.sequence_no),
+        dedupe_key: format!("{}/{}", address.strand_id, header.sequence_no),
+        ion: Vec::new(),
+    });
+    for (i, revision) in pieces.revisions.iter().enumerate() {
+        let id = revision.document_id;
+        // `documents` lists the revisions' documents in the revisions' order.
+        let table = tables
+            .get(i)
+            .filter(|(document, ..)| *document == id)
+            .or_else(|| tables.iter().find(|(document, ..)| *document == id));
+        let Some((_, table_name, table_id)) = table else {
+            return Ok(None);
+        };
+        let data = match revision.data {
+            PayloadData::Data(bytes) => match StoredIon::parse(bytes) {
+                Some(data) => Some(data),
+                None => return Ok(None),
+            },
+            PayloadData::Redacted(_) | PayloadData::Deleted => None,
+        };
+        let capacity = 256 + stream_arn.len() + revision_len(revision);
+        let names = match revision.data {
+            PayloadData::Redacted(_) => FieldTable::RedactedRevisionDetails,
+            PayloadData::Data(_) | PayloadData::Deleted => FieldTable::RevisionDetails,
+        };
+        let mut w = Writer::new(data.as_ref(), names, capacity);
+        open_envelope(&mut w, stream_arn, RecordType::RevisionDetails);
+        w.field(Field::TableInfo);
+        w.open();
+        w.field(Field::TableName);
+        w.string(table_name);
+        w.field(Field::TableId);
+        w.string(table_id);
+        w.close_struct();
+        w.field(Field::Revision);
+        w.open();
+        write_address(&mut w, address);
+        w.field(Field::Hash);
+        w.blob(revision.hash.as_bytes());
+        if let Some(data) = &data {
+            w.field(Field::Data);
+            w.stored(data);
+        }
+        if let PayloadData::Redacted(data_hash) = &revision.data {
+            w.field(Field::DataHash);
+            w.blob(data_hash.as_bytes());
+        }
+        w.field(Field::Metadata);
+        w.open();
+        w.field(Field::Id);
+        w.string(id);
+        w.field(Field::Version);
+        w.uint(revision.version);
+        w.field(Field::TxTime);
+        w.timestamp(header.time_millis);
+        w.field(Field::TxId);
+        w.string(header.transaction_id);
+        w.close_struct();
+        w.close_struct();
+        close_envelope(&mut w);
+        records.push(StreamRecord {
+            record_type: RecordType::RevisionDetails,
+            block_sequence_no: Some(header.sequence_no),
+            dedupe_key: format!("{id}/{}", revision.version),
+            ion: w.finish(),
+        });
+    }
+
+    let capacity =
+        512 + stream_arn.len() + pieces.transaction_info.len() + 64 * pieces.revisions.len();
+    let redactions = pieces.redactions(address)?;
+    let names = match redactions.is_empty() {
+        true => FieldTable::BlockSummary,
+        false => FieldTable::RedactingBlockSummary,
+    };
+    let mut w = Writer::new(Some(&info), names, capacity);
+    open_envelope(&mut w, stream_arn, RecordType::BlockSummary);
+    write_address(&mut w, address);
+    w.field(Field::TransactionId);
+    w.string(header.transaction_id);
+    w.field(Field::BlockTimestamp);
+    w.timestamp(header.time_millis);
+    w.field(Field::BlockHash);
+    w.blob(header.hash.as_bytes());
+    w.field(Field::EntriesHash);
+    w.blob(header.entries_hash.as_bytes());
+    if let Some(previous) = &header.previous_hash {
+        w.field(Field::PreviousBlockHash);
+        w.blob(previous.as_bytes());
+    }
+    w.field(Field::EntriesHashList);
+    w.open();
+    for entry in &header.entries {
+        w.blob(entry.as_bytes());
+    }
+    w.close_list();
+    w.field(Field::TransactionInfo);
+    w.stored(&info);
+    if !redactions.is_empty() {
+        w.field(Field::RedactionInfo);
+        w.open();
+        w.field(Field::Revisions);
+        w.open();
+        for request in &redactions {
+            w.open();
+            write_address(&mut w, &request.block_address);
+            w.field(Field::TableId);
+            w.string(&request.table_id);
+            w.field(Field::DocumentId);
+            w.string(&request.document_id);
+            w.field(Field::Version);
+            w.uint(request.version);
+            w.close_struct();
+        }
+        w.close_list();
+        w.close_struct();
+    }
+    w.field(Field::RevisionSummaries);
+    w.open();
+    for revision in &pieces.revisions {
+        w.open();
+        w.field(Field::Hash);
+        w.blob(revision.hash.as_bytes());
+        w.field(Field::DocumentId);
+        w.string(revision.document_id);
+        w.close_struct();
+    }
+    w.close_list();
+    close_envelope(&mut w);
+    records[0].ion = w.finish();
+    Ok(Some(records))
+}
+
+/// Bytes of a revision's stored data.
+fn revision_len(revision: &quill_ledger::PayloadRevision<'_>) -> usize {
+    match revision.data {
+        PayloadData::Data(bytes) => bytes.len(),
+        PayloadData::Redacted(_) | PayloadData::Deleted => 0,
+    }
+}
+
+#[cfg(test)]
+#[path = "record_tests.rs"]
+mod tests;

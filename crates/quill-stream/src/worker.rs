@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use crate::cursor::{Cursor, Position};
 use crate::error::{Result, StreamError};
-use crate::record::{block_position, block_records, control_record, ControlType, StreamRecord};
+use crate::record::{control_record, ControlType, StreamBlock, StreamRecord};
 
 /// QLDB's stream statuses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -217,30 +217,34 @@ fn read_batch(ledger: &Ledger, config: &StreamConfig, next: u64, max_blocks: u64
         reached_end: false,
         caught_up: false,
     };
-    for sequence_no in next..next + max_blocks {
-        let block = match ledger.block(sequence_no) {
-            Ok(block) => block,
-            Err(LedgerError::UnknownBlock(_)) => {
-                batch.caught_up = true;
-                break;
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let (_, millis) = block_position(&block)?;
+    let blocks = ledger.stored_blocks(next, max_blocks)?;
+    for stored in &blocks {
+        let block = StreamBlock::read(stored)?;
+        let millis = block.millis()?;
         if config.exclusive_end_millis.is_some_and(|end| millis >= end) {
             batch.reached_end = true;
-            break;
+            return Ok(batch);
         }
         if millis >= config.inclusive_start_millis {
-            batch
-                .records
-                .extend(block_records(&config.stream_arn, &block)?);
+            batch.records.extend(block.records(&config.stream_arn)?);
         }
-        batch.last_block = Some(sequence_no);
+        batch.last_block = Some(stored.address.sequence_no);
         batch.first_block_millis.get_or_insert(millis);
         batch.last_block_millis = millis;
     }
+    batch.caught_up = (blocks.len() as u64) < max_blocks;
     Ok(batch)
+}
+
+/// The time of block `sequence_no`, ms since the epoch.
+fn block_millis(ledger: &Ledger, sequence_no: u64) -> Result<i64> {
+    let blocks = ledger.stored_blocks(sequence_no, 1)?;
+    let stored = blocks.first().ok_or_else(|| {
+        StreamError::Ledger(LedgerError::UnknownBlock(format!(
+            "sequenceNo {sequence_no} is beyond the tip"
+        )))
+    })?;
+    StreamBlock::read(stored)?.millis()
 }
 
 /// The first block committed at or after `start_millis` (the tip + 1 if none): block times
@@ -249,8 +253,7 @@ fn first_block_at(ledger: &Ledger, start_millis: i64) -> Result<u64> {
     let (mut low, mut high) = (0, ledger.digest().tip.sequence_no + 1);
     while low < high {
         let mid = low + (high - low) / 2;
-        let (_, millis) = block_position(&ledger.block(mid)?)?;
-        if millis < start_millis {
+        if block_millis(ledger, mid)? < start_millis {
             low = mid + 1;
         } else {
             high = mid;
