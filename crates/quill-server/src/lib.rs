@@ -58,6 +58,7 @@ mod server;
 pub mod session;
 pub mod sigv4;
 pub mod streams;
+mod stream_store;
 pub mod tlog;
 pub mod tls_client;
 
