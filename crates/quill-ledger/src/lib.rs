@@ -76,11 +76,11 @@ pub use journal::postgres::{
     blocking as postgres_blocking, db_error as postgres_error, redact_url, retry_while_unavailable,
     PostgresStore, StoredLedger,
 };
-/// The PostgreSQL client the backend uses, for crates that keep their own state beside it.
-pub use postgres;
 pub use ledger::{ledger_dir, validate_ledger_name, Ledger};
 pub use limits::Limits;
 pub use options::{LedgerOptions, RecoveryReport};
+/// The PostgreSQL client the backend uses, for crates that keep their own state beside it.
+pub use postgres;
 pub use transaction::{DocumentRef, Savepoint, Transaction};
 pub use types::{
     BlockAddress, BlockHashes, CommitReceipt, Document, IndexInfo, IndexStatus, LedgerDigest,

@@ -57,8 +57,8 @@ pub mod registry;
 mod server;
 pub mod session;
 pub mod sigv4;
-pub mod streams;
 mod stream_store;
+pub mod streams;
 pub mod tlog;
 pub mod tls_client;
 

@@ -341,7 +341,12 @@ impl Lease for FileLease {
         _: Option<&str>,
     ) -> StoreResult<()> {
         self.store
-            .end(&self.spec.ledger_name, &self.spec.stream_id, status, end_time)
+            .end(
+                &self.spec.ledger_name,
+                &self.spec.stream_id,
+                status,
+                end_time,
+            )
             .map(drop)
     }
 }
@@ -392,10 +397,7 @@ fn stored_row(row: &quill_ledger::postgres::Row) -> StoreResult<Stored> {
     let mut spec: StreamSpec =
         serde_json::from_str(row.get::<_, &str>(0)).map_err(|e| corrupt("spec", e))?;
     spec.tags = serde_json::from_str(row.get::<_, &str>(1)).map_err(|e| corrupt("tags", e))?;
-    spec.final_status = row
-        .get::<_, Option<&str>>(2)
-        .map(status_of)
-        .transpose()?;
+    spec.final_status = row.get::<_, Option<&str>>(2).map(status_of).transpose()?;
     spec.end_time = row.get(3);
     let reported = Reported {
         status: status_of(row.get(4))?,
@@ -566,7 +568,10 @@ impl PgStreams {
         postgres_blocking(|| {
             let mut client = self.store.dedicated_client()?;
             let locked: bool = client
-                .query_one("SELECT pg_try_advisory_lock($1, $2)", &[&LOCK_CLASS, &lock_id])
+                .query_one(
+                    "SELECT pg_try_advisory_lock($1, $2)",
+                    &[&LOCK_CLASS, &lock_id],
+                )
                 .map_err(postgres_error)?
                 .get(0);
             if !locked {
@@ -803,7 +808,10 @@ mod tests {
         let mut won = claim_all(&a);
         assert_eq!(won.len(), 1);
         assert!(claim_all(&b).is_empty(), "the lease is held");
-        assert!(claim_all(&a).is_empty(), "held by this server's own lease too");
+        assert!(
+            claim_all(&a).is_empty(),
+            "held by this server's own lease too"
+        );
         let stale_cursor = won[0].cursor();
         let delivered = Position {
             created_delivered: true,
@@ -821,7 +829,11 @@ mod tests {
         drop(won.pop());
         let mut taken = claim_all(&b);
         assert_eq!(taken.len(), 1, "the loser takes over");
-        assert_eq!(taken[0].cursor().load().unwrap(), delivered, "resumes from the cursor");
+        assert_eq!(
+            taken[0].cursor().load().unwrap(),
+            delivered,
+            "resumes from the cursor"
+        );
         // The old runner's writes are fenced off: no cursor move behind the new runner's back.
         let error = stale_cursor.store(&Position::default()).unwrap_err();
         assert!(error.to_string().contains("another server"), "{error}");
@@ -839,7 +851,10 @@ mod tests {
             (Some(StreamStatus::Canceled), Some(5.0)),
             "the first end recorded stays"
         );
-        assert!(claim_all(&a).is_empty() && claim_all(&b).is_empty(), "ended");
+        assert!(
+            claim_all(&a).is_empty() && claim_all(&b).is_empty(),
+            "ended"
+        );
     }
 
     #[test]
@@ -852,7 +867,10 @@ mod tests {
         a.store
             .with_client(|client| {
                 client
-                    .execute("UPDATE quill_streams SET runner_epoch = runner_epoch + 1", &[])
+                    .execute(
+                        "UPDATE quill_streams SET runner_epoch = runner_epoch + 1",
+                        &[],
+                    )
                     .map_err(postgres_error)
             })
             .unwrap();
@@ -872,7 +890,12 @@ mod tests {
         assert_eq!(a.streams("shop").unwrap().len(), 5);
         assert!(!a.insert(&spec(&"8".repeat(22)), 5).unwrap());
         assert!(!b.insert(&spec(&"9".repeat(22)), 5).unwrap());
-        assert!(b.end("shop", &"0".repeat(22), StreamStatus::Canceled, 1.0).unwrap());
-        assert!(a.insert(&spec(&"9".repeat(22)), 5).unwrap(), "an ended stream frees a slot");
+        assert!(b
+            .end("shop", &"0".repeat(22), StreamStatus::Canceled, 1.0)
+            .unwrap());
+        assert!(
+            a.insert(&spec(&"9".repeat(22)), 5).unwrap(),
+            "an ended stream frees a slot"
+        );
     }
 }

@@ -20,9 +20,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use quill_ledger::{postgres_blocking, Ledger, PostgresStore};
+use quill_ledger::{postgres_blocking, Ledger, LedgerError, PostgresStore};
 use quill_stream::{
-    BoxFuture, Progress, Sink, SinkError, StreamConfig, StreamHandle, StreamRecord,
+    BoxFuture, Progress, Sink, SinkError, StreamConfig, StreamError, StreamHandle, StreamRecord,
     StreamStatus, Worker, WorkerOptions,
 };
 use rand::Rng as _;
@@ -35,9 +35,7 @@ use crate::kinesis::{
     endpoint_from_environment, AwsCredentials, KinesisClient, KinesisSink, KinesisTarget,
 };
 use crate::nats::{NatsAuth, NatsSink, NatsTarget};
-use crate::stream_store::{
-    FileStreams, Keep, Lease, PgStreams, StoreError, Stored, StreamStore,
-};
+use crate::stream_store::{FileStreams, Keep, Lease, PgStreams, StoreError, Stored, StreamStore};
 
 const ARN_CHARS: std::ops::RangeInclusive<usize> = 20..=1600;
 const STREAM_NAME_MAX_CHARS: usize = 32;
@@ -289,7 +287,9 @@ impl Streams {
             match self.store.delete(ledger_name, id) {
                 Ok(()) => tracing::info!(stream = %id, "journal stream expired"),
                 // Hidden all the same; the next look tries again.
-                Err(e) => tracing::warn!(stream = %id, "cannot delete an expired journal stream: {e}"),
+                Err(e) => {
+                    tracing::warn!(stream = %id, "cannot delete an expired journal stream: {e}")
+                }
             }
             false
         });
@@ -325,10 +325,7 @@ impl Streams {
     }
 
     /// Calls [`Streams::take_over`] every [`TAKEOVER_INTERVAL`], for ever.
-    pub async fn keep_taking_over(
-        streams: Arc<Streams>,
-        registry: Arc<crate::registry::Registry>,
-    ) {
+    pub async fn keep_taking_over(streams: Arc<Streams>, registry: Arc<crate::registry::Registry>) {
         loop {
             tokio::time::sleep(TAKEOVER_INTERVAL).await;
             let (streams, registry) = (streams.clone(), registry.clone());
@@ -740,7 +737,13 @@ async fn run_leased(worker: Worker, handle: Arc<StreamHandle>, mut lease: Box<dy
         }
     };
     let stream_id = lease.spec().stream_id.clone();
-    if keep == Keep::Lost {
+    // The database being unreachable ends no stream: whichever server takes the lease once it
+    // answers again resumes the stream from its cursor.
+    let unavailable = matches!(
+        outcome,
+        Ok(Err(StreamError::Ledger(LedgerError::Unavailable(_))))
+    );
+    if keep == Keep::Lost || unavailable {
         tracing::warn!(stream = %stream_id, "stopped delivering the journal stream: lease lost");
         postgres_blocking(move || drop(lease));
         return;

@@ -392,7 +392,10 @@ impl PostgresStore {
 
     /// Runs `f` on a pooled connection (see [`blocking`]); the connection goes back to the
     /// pool unless `f` failed.
-    pub fn with_client<T: Send>(&self, f: impl FnOnce(&mut Client) -> Result<T> + Send) -> Result<T> {
+    pub fn with_client<T: Send>(
+        &self,
+        f: impl FnOnce(&mut Client) -> Result<T> + Send,
+    ) -> Result<T> {
         blocking(|| {
             let mut client = self.client()?;
             let result = f(&mut client);
