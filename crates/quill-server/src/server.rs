@@ -175,10 +175,6 @@ pub async fn bind(
     if state.registry.postgres().is_some() {
         tokio::spawn(watch_database(Arc::clone(&state.registry)));
     }
-    tokio::spawn(Streams::keep_taking_over(
-        Arc::clone(&state.streams),
-        Arc::clone(&state.registry),
-    ));
     let listener =
         TcpListener::bind(config.listen)
             .await
@@ -258,6 +254,10 @@ async fn run(
     crate::tlog::spawn_checkpointer(state.logs.clone(), state.registry.clone(), stop.clone());
     let connections = Arc::new(Semaphore::new(CONNECTIONS_MAX));
     let sweeper = tokio::spawn(sweep_sessions(state.sessions.clone(), stop.clone()));
+    let stream_takeover = tokio::spawn(Streams::keep_taking_over(
+        Arc::clone(&state.streams),
+        Arc::clone(&state.registry),
+    ));
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -299,6 +299,7 @@ async fn run(
         tracing::warn!("connections still open after the shutdown grace period");
     }
     sweeper.abort();
+    stream_takeover.abort();
     let sessions = state.sessions.clone();
     let open = sessions.len();
     tokio::task::spawn_blocking(move || sessions.end_all(None))
