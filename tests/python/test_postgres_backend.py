@@ -1,8 +1,9 @@
 """Several `quill serve` processes sharing their ledgers in PostgreSQL (`--storage postgres://…`),
 driven by the unchanged pyqldb driver: serializable commits across servers, a server killed
 mid-run, a PostgreSQL failover to a synchronous standby, PostgreSQL down at start and mid-run,
-and PostgreSQL out of disk. Every cluster is real (postgres_cluster.py) and every server is the
-real binary."""
+PostgreSQL out of disk, and journal streams shared by the servers (one delivers, another takes
+over when it dies). Every cluster is real (postgres_cluster.py) and every server is the real
+binary."""
 
 import json
 import os
@@ -18,6 +19,7 @@ from decimal import Decimal
 import pytest
 from pyqldb.config.retry_config import RetryConfig
 
+import test_nats_streams as stream_tools
 from conftest import QuillServer, quill_binary
 from postgres_cluster import PostgresError, PostgresServer, multi_host_url
 
@@ -420,3 +422,69 @@ def test_commits_lost_by_postgres_are_named_and_the_ledger_reopens_from_it(postg
         verify(storage, "audit")
     finally:
         server.stop()
+
+
+def delivery_of(server, ledger, stream_id):
+    """The stream's `QuillDelivery`: `BlocksBehind` appears only on the server running it."""
+    return stream_tools.describe(server, ledger, stream_id)["QuillDelivery"]
+
+
+def test_streams_live_in_postgres_and_move_to_a_surviving_server(postgres, tmp_path):
+    """A NATS stream created through one server is described, listed and cancelled alike
+    through another; exactly one server delivers it; when that server is SIGKILLed under load,
+    the other takes the stream over from its cursor: no block missing, block order kept."""
+    (tmp_path / "nats").mkdir()
+    nats_server = stream_tools.NatsServer(tmp_path / "nats")
+    storage = postgres.create_database("shared_streams")
+    first = serve(tmp_path, "first", storage)
+    second = serve(tmp_path, "second", storage)
+    load = None
+    try:
+        ledger = "flow"
+        first.create_ledger(ledger)
+        stream_tools.write(first, ledger, ("CREATE TABLE T",))
+        url = f"nats://{nats_server.address}/quill.flow"
+        nats_server.add_stream("FLOW", "quill.flow")
+        stream_id = stream_tools.create_stream(first, ledger, url, "--name", "flow")
+
+        described = stream_tools.describe(second, ledger, stream_id)
+        assert (described["Status"], described["NatsConfiguration"]) == ("ACTIVE", {"Url": url})
+        listed = stream_tools.quill_stream(second, "list", "--ledger", ledger)["Streams"]
+        assert [s["StreamId"] for s in listed] == [stream_id]
+        # The first server runs it (it created it), the second only reads its stored state.
+        assert "BlocksBehind" in delivery_of(first, ledger, stream_id)
+        assert "BlocksBehind" not in delivery_of(second, ledger, stream_id)
+
+        # A cancel through the second server stops the first server's runner.
+        nats_server.add_stream("OTHER", "quill.other")
+        other = stream_tools.create_stream(first, ledger, f"nats://{nats_server.address}/quill.other")
+        stream_tools.quill_stream(second, "cancel", "--ledger", ledger, other)
+        assert stream_tools.describe(first, ledger, other)["Status"] == "CANCELED"
+        stream_tools.wait_for("the first server's runner stopped",
+                              lambda: "BlocksBehind" not in delivery_of(first, ledger, other), timeout=10)
+
+        load = stream_tools.Load(second, ledger)
+        time.sleep(1.5)
+        first.process.kill()  # SIGKILL while it delivers under load
+        first.process.wait()
+        stream_tools.wait_for("the second server took the stream over",
+                              lambda: "BlocksBehind" in delivery_of(second, ledger, stream_id))
+        time.sleep(1)
+        load.stop()
+        load = None
+        tip = stream_tools.tip_of(second, ledger)
+        assert tip > 10, "the load committed blocks around the kill"
+        messages = stream_tools.messages_up_to(nats_server, "FLOW", tip)
+        stream_tools.assert_no_gap_in_order(stream_tools.summary_seqs(messages), tip)
+        assert all(r["payload"].get("controlRecordType") != "COMPLETED" for _, _, r in nats_server.messages("OTHER"))
+
+        stream_tools.quill_stream(second, "cancel", "--ledger", ledger, stream_id)
+        assert stream_tools.describe(second, ledger, stream_id)["Status"] == "CANCELED"
+        stream_tools.wait_for("the second server's runner stopped",
+                              lambda: "BlocksBehind" not in delivery_of(second, ledger, stream_id), timeout=10)
+    finally:
+        if load is not None:
+            load.stop()
+        for server in (first, second):
+            server.stop()
+        nats_server.stop()

@@ -73,10 +73,15 @@ pub use clock::{millis_from_timestamp, now_millis, timestamp_from_millis};
 pub use error::{LedgerError, Result};
 pub use ids::is_valid_id;
 pub use import::{check_import_block, check_payload, claimed_address, Importer};
-pub use journal::postgres::{redact_url, retry_while_unavailable, PostgresStore, StoredLedger};
+pub use journal::postgres::{
+    blocking as postgres_blocking, db_error as postgres_error, redact_url, retry_while_unavailable,
+    PostgresStore, StoredLedger,
+};
 pub use ledger::{ledger_dir, validate_ledger_name, Ledger};
 pub use limits::Limits;
 pub use options::{LedgerOptions, RecoveryReport};
+/// The PostgreSQL client the backend uses, for crates that keep their own state beside it.
+pub use postgres;
 pub use transaction::{DocumentRef, Savepoint, Transaction};
 pub use types::{
     BlockAddress, BlockHashes, CommitReceipt, Document, IndexInfo, IndexStatus, LedgerDigest,

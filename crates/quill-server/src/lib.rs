@@ -58,6 +58,7 @@ pub mod registry;
 mod server;
 pub mod session;
 pub mod sigv4;
+mod stream_store;
 pub mod streams;
 pub mod tlog;
 pub mod tls_client;

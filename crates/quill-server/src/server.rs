@@ -149,15 +149,18 @@ pub async fn bind(
     )?);
     let data_dir = config.data_dir.clone();
     let runtime = tokio::runtime::Handle::current();
-    let streams = tokio::task::spawn_blocking(move || Streams::open(&data_dir, runtime))
-        .await
-        .map_err(|e| ServerError::Internal(e.to_string()))?
-        .map_err(|e| ServerError::Internal(format!("journal streams: {e}")))?;
-    for ledger in registry.list() {
-        if let Ok((handle, _)) = registry.get(&ledger.name) {
-            streams.resume(&ledger.name, &handle);
-        }
-    }
+    let postgres = registry.postgres().cloned();
+    let (streams, registry) = tokio::task::spawn_blocking(move || {
+        let streams = match postgres {
+            None => Streams::open(&data_dir, runtime)?,
+            Some(store) => Streams::open_postgres(store, runtime),
+        };
+        streams.take_over(&registry);
+        Ok::<_, std::io::Error>((streams, registry))
+    })
+    .await
+    .map_err(|e| ServerError::Internal(e.to_string()))?
+    .map_err(|e| ServerError::Internal(format!("journal streams: {e}")))?;
     crate::exports::resume(&registry);
     let metrics = Arc::new(Metrics::default());
     let state = Arc::new(AppState {
@@ -271,6 +274,10 @@ async fn run(
     };
     let connections = Arc::new(Semaphore::new(CONNECTIONS_MAX));
     let sweeper = tokio::spawn(sweep_sessions(state.sessions.clone(), stop.clone()));
+    let stream_takeover = tokio::spawn(Streams::keep_taking_over(
+        Arc::clone(&state.streams),
+        Arc::clone(&state.registry),
+    ));
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -312,6 +319,7 @@ async fn run(
         tracing::warn!("connections still open after the shutdown grace period");
     }
     sweeper.abort();
+    stream_takeover.abort();
     let sessions = state.sessions.clone();
     let open = sessions.len();
     tokio::task::spawn_blocking(move || sessions.end_all(None))

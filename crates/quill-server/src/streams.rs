@@ -3,23 +3,27 @@
 //! `CancelJournalKinesisStream`) and the workers behind them; and Quill's extension, streams to
 //! NATS JetStream, with the same operations under `/ledgers/{name}/journal-nats-streams`.
 //!
-//! Each stream lives in `<data-dir>/streams/<ledger>/<streamId>/`: `stream.json` (the request
-//! and, once it ended, its final status and when it ended) and `cursor.json` (the worker's
-//! durable cursor). At start the server resumes every stream that has not ended, from its cursor.
+//! Streams are kept by a [`StreamStore`]: files in the data directory with the embedded
+//! backend, rows in PostgreSQL with `--storage postgres://` (see `stream_store.rs`). Every
+//! operation reads the store, so with PostgreSQL every server answers alike for every stream.
+//! A server runs the streams it holds a lease on: at start, and every
+//! [`TAKEOVER_INTERVAL`], it takes the lease of every stream that has not ended and that no
+//! server runs (with PostgreSQL, those of a server that died) and resumes it from its cursor.
+//! The runner reports its progress to the store every [`LEASE_INTERVAL`] and stops when the
+//! stream was cancelled elsewhere or its lease is gone.
 //!
 //! As in QLDB, a stream that ended (`COMPLETED`, `CANCELED` or `FAILED`) expires 7 days later:
-//! Describe and List no longer return it and its directory is deleted.
+//! Describe and List no longer return it and the store deletes it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use quill_ledger::storage::Storage;
-use quill_ledger::Ledger;
+use quill_ledger::{postgres_blocking, Ledger, LedgerError, PostgresStore};
 use quill_stream::{
-    BoxFuture, Cursor, Sink, SinkError, StreamConfig, StreamHandle, StreamRecord, StreamStatus,
-    Worker, WorkerOptions,
+    BoxFuture, Progress, Sink, SinkError, StreamConfig, StreamError, StreamHandle, StreamRecord,
+    StreamStatus, Worker, WorkerOptions,
 };
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
@@ -31,6 +35,7 @@ use crate::kinesis::{
     endpoint_from_environment, AwsCredentials, KinesisClient, KinesisSink, KinesisTarget,
 };
 use crate::nats::{NatsAuth, NatsSink, NatsTarget};
+use crate::stream_store::{FileStreams, Keep, Lease, PgStreams, StoreError, Stored, StreamStore};
 
 const ARN_CHARS: std::ops::RangeInclusive<usize> = 20..=1600;
 const STREAM_NAME_MAX_CHARS: usize = 32;
@@ -40,7 +45,8 @@ const ACTIVE_STREAMS_PER_LEDGER_MAX: usize = 5;
 /// QLDB's retention of terminal streams ("Expiration for terminal streams").
 const TERMINAL_RETENTION_SECONDS: f64 = 7.0 * 24.0 * 3600.0;
 
-/// A stream as stored in `stream.json`.
+/// A stream's definition (`stream.json`, or the `spec` column with PostgreSQL), and how it
+/// ended.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct StreamSpec {
@@ -136,31 +142,21 @@ impl Destination {
     }
 }
 
-type Entries = BTreeMap<(String, String), Entry>;
-
-struct Entry {
-    spec: StreamSpec,
-    /// `None` once the stream ended (or when it ended before this server started).
-    handle: Option<Arc<StreamHandle>>,
-}
-
-impl Entry {
-    /// Not ended: `ACTIVE` or `IMPAIRED` (QLDB's quota counts these).
-    fn is_active(&self) -> bool {
-        self.spec.final_status.is_none()
-            && self
-                .handle
-                .as_ref()
-                .is_none_or(|h| !h.progress().status.is_terminal())
-    }
-}
+/// The workers this server runs, by (ledger, stream id).
+type Running = BTreeMap<(String, String), Arc<StreamHandle>>;
 
 /// The streams of every ledger.
 pub struct Streams {
-    root: PathBuf,
+    store: Arc<dyn StreamStore>,
     runtime: tokio::runtime::Handle,
-    entries: Arc<Mutex<Entries>>,
+    running: Arc<Mutex<Running>>,
 }
+
+/// How often a server looks for streams no server runs.
+pub const TAKEOVER_INTERVAL: Duration = Duration::from_secs(2);
+/// How often a runner reports its progress and checks its lease and the stream's status (a
+/// cancel through another server takes effect within this).
+pub const LEASE_INTERVAL: Duration = Duration::from_secs(1);
 
 fn now_seconds() -> f64 {
     SystemTime::now()
@@ -256,81 +252,118 @@ fn parse_request<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiEr
 }
 
 impl Streams {
-    /// Loads the streams under `<data_dir>/streams`; [`Streams::resume`] starts them.
+    /// The streams under `<data_dir>/streams`; [`Streams::take_over`] starts them.
     pub fn open(data_dir: &Path, runtime: tokio::runtime::Handle) -> std::io::Result<Streams> {
-        let root = data_dir.join("streams");
-        std::fs::create_dir_all(&root)?;
-        let mut entries = BTreeMap::new();
-        for ledger in std::fs::read_dir(&root)? {
-            for stream in std::fs::read_dir(ledger?.path())? {
-                let path = stream?.path().join("stream.json");
-                let Ok(bytes) = std::fs::read(&path) else {
-                    continue;
-                };
-                let mut spec: StreamSpec = serde_json::from_slice(&bytes)
-                    .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?;
-                if spec.final_status.is_some() && spec.end_time.is_none() {
-                    // Written before end times were recorded: the file was last written when
-                    // the stream ended (or later, for a tag change), so it expires no earlier.
-                    spec.end_time = std::fs::metadata(&path)
-                        .and_then(|m| m.modified())
-                        .ok()
-                        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                        .map(|d| d.as_secs_f64());
-                }
-                let key = (spec.ledger_name.clone(), spec.stream_id.clone());
-                entries.insert(key, Entry { spec, handle: None });
-            }
-        }
-        let streams = Streams {
-            root,
-            runtime,
-            entries: Arc::new(Mutex::new(entries)),
-        };
-        // Deletes what expired while the server was down.
-        drop(streams.live());
+        let streams = Streams::with_store(Arc::new(FileStreams::open(data_dir)?), runtime);
         Ok(streams)
     }
 
-    /// The streams that have not expired; expired ones are forgotten and their directories
-    /// deleted on the way.
-    fn live(&self) -> MutexGuard<'_, Entries> {
-        let mut entries = self.entries.lock().expect("streams lock");
-        self.expire(&mut entries, now_seconds());
-        entries
+    /// The streams kept in PostgreSQL, shared with every server of `store`.
+    pub fn open_postgres(store: PostgresStore, runtime: tokio::runtime::Handle) -> Streams {
+        Streams::with_store(Arc::new(PgStreams::new(store)), runtime)
     }
 
-    fn expire(&self, entries: &mut Entries, now: f64) {
-        entries.retain(|(_, id), entry| {
-            if !entry.spec.is_expired(now) {
+    fn with_store(store: Arc<dyn StreamStore>, runtime: tokio::runtime::Handle) -> Streams {
+        Streams {
+            store,
+            runtime,
+            running: Arc::new(Mutex::new(BTreeMap::new())),
+        }
+    }
+
+    fn running(&self) -> MutexGuard<'_, Running> {
+        self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The streams of `ledger_name` that have not expired at `now`; expired ones are deleted
+    /// on the way.
+    fn live_at(&self, ledger_name: &str, now: f64) -> Result<Vec<Stored>, ApiError> {
+        let mut streams = self.store.streams(ledger_name).map_err(internal)?;
+        streams.retain(|stored| {
+            if !stored.spec.is_expired(now) {
                 return true;
             }
-            let dir = self.dir(&entry.spec);
-            match std::fs::remove_dir_all(&dir) {
+            let id = &stored.spec.stream_id;
+            match self.store.delete(ledger_name, id) {
                 Ok(()) => tracing::info!(stream = %id, "journal stream expired"),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                // Hidden all the same; the next start tries again.
-                Err(e) => tracing::warn!(?dir, "cannot delete an expired journal stream: {e}"),
+                // Hidden all the same; the next look tries again.
+                Err(e) => {
+                    tracing::warn!(stream = %id, "cannot delete an expired journal stream: {e}")
+                }
             }
             false
         });
+        Ok(streams)
     }
 
-    /// Starts the worker of every stream of `ledger_name` that has not ended.
-    pub fn resume(&self, ledger_name: &str, ledger: &Ledger) {
-        let mut entries = self.live();
-        for ((name, _), entry) in entries.iter_mut() {
-            if name == ledger_name && entry.spec.final_status.is_none() && entry.handle.is_none() {
-                entry.handle = Some(self.start(&entry.spec, ledger));
+    fn live(&self, ledger_name: &str) -> Result<Vec<Stored>, ApiError> {
+        self.live_at(ledger_name, now_seconds())
+    }
+
+    /// The stream `stream_id` of `ledger_name` if it is of `kind`.
+    fn stored(&self, kind: Kind, ledger_name: &str, stream_id: &str) -> Result<Stored, ApiError> {
+        self.live(ledger_name)?
+            .into_iter()
+            .find(|s| s.spec.stream_id == stream_id && s.spec.destination.kind() == kind)
+            .ok_or_else(|| Self::not_found(ledger_name, stream_id))
+    }
+
+    fn progress(&self, spec: &StreamSpec) -> Option<Progress> {
+        self.running()
+            .get(&(spec.ledger_name.clone(), spec.stream_id.clone()))
+            .map(|handle| handle.progress())
+    }
+
+    /// Starts every stream that has not ended and that no server runs (at start, all of them;
+    /// with PostgreSQL, later also those of a server that died), if this server has its
+    /// ledger. Blocks on the store.
+    pub fn take_over(&self, registry: &crate::registry::Registry) {
+        let outcome = self.claim_and_start(None, |name| registry.get(name).ok().map(|(l, _)| l));
+        if let Err(e) = outcome {
+            tracing::warn!("cannot look for journal streams to run: {e}");
+        }
+    }
+
+    /// Calls [`Streams::take_over`] every [`TAKEOVER_INTERVAL`], for ever.
+    pub async fn keep_taking_over(streams: Arc<Streams>, registry: Arc<crate::registry::Registry>) {
+        loop {
+            tokio::time::sleep(TAKEOVER_INTERVAL).await;
+            let (streams, registry) = (streams.clone(), registry.clone());
+            if let Err(e) = tokio::task::spawn_blocking(move || streams.take_over(&registry)).await
+            {
+                tracing::error!("journal stream takeover: {e}");
             }
         }
     }
 
-    fn dir(&self, spec: &StreamSpec) -> PathBuf {
-        self.root.join(&spec.ledger_name).join(&spec.stream_id)
+    /// Takes the leases the store offers (only `only`'s, if given) and starts their workers.
+    fn claim_and_start(
+        &self,
+        only: Option<(&str, &str)>,
+        ledger_of: impl Fn(&str) -> Option<Ledger> + Sync,
+    ) -> Result<(), StoreError> {
+        postgres_blocking(|| {
+            let mut running = self.running();
+            let leases = self.store.claim(
+                &|ledger, id| running.contains_key(&(ledger.to_owned(), id.to_owned())),
+                only,
+            )?;
+            for lease in leases {
+                match ledger_of(&lease.spec().ledger_name) {
+                    Some(ledger) => self.start(lease, &ledger, &mut running),
+                    // Dropping the lease releases it for a server that has the ledger.
+                    None => tracing::debug!(
+                        stream = %lease.spec().stream_id,
+                        "the journal stream's ledger is not open here"
+                    ),
+                }
+            }
+            Ok(())
+        })
     }
 
-    fn start(&self, spec: &StreamSpec, ledger: &Ledger) -> Arc<StreamHandle> {
+    fn start(&self, lease: Box<dyn Lease>, ledger: &Ledger, running: &mut Running) {
+        let spec = lease.spec();
         let strand_id = ledger.digest().tip.strand_id;
         let config = StreamConfig {
             stream_id: spec.stream_id.clone(),
@@ -338,32 +371,26 @@ impl Streams {
             inclusive_start_millis: (spec.inclusive_start_time * 1000.0) as i64,
             exclusive_end_millis: spec.exclusive_end_time.map(|t| (t * 1000.0) as i64),
         };
-        let dir = self.dir(spec);
         let (worker, handle) = Worker::new(
             config,
             ledger.clone(),
-            Cursor::new(dir.join("cursor.json")),
+            lease.cursor(),
             sink_for(spec, &strand_id),
             WorkerOptions::default(),
         );
-        let entries = self.entries.clone();
         let key = (spec.ledger_name.clone(), spec.stream_id.clone());
+        tracing::info!(stream = %key.1, ledger = %key.0, "delivering the journal stream");
+        running.insert(key.clone(), handle.clone());
+        let running = self.running.clone();
         self.runtime.spawn(async move {
-            let status = worker.run().await.unwrap_or(StreamStatus::Failed);
-            let mut entries = entries.lock().expect("streams lock");
-            if let Some(entry) = entries.get_mut(&key) {
-                entry.spec.final_status = Some(status);
-                entry.spec.end_time = Some(now_seconds());
-                let bytes = serde_json::to_vec(&entry.spec).expect("a spec serializes");
-                if let Err(e) = Storage::Os.write_atomically(&dir.join("stream.json"), &bytes) {
-                    tracing::error!(stream = %key.1, "cannot record the stream's end: {e}");
-                }
-            }
+            run_leased(worker, handle, lease).await;
+            running
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&key);
         });
-        handle
     }
 
-    /// `StreamJournalToKinesis`.
     pub fn create_kinesis(
         &self,
         ledger_name: &str,
@@ -509,13 +536,11 @@ impl Streams {
             final_status: None,
             end_time: None,
         };
-        // Held from the count to the insert, so two requests cannot both take the last slot.
-        let mut entries = self.live();
-        let active = entries
-            .iter()
-            .filter(|((name, _), entry)| name == ledger_name && entry.is_active())
-            .count();
-        if active >= ACTIVE_STREAMS_PER_LEDGER_MAX {
+        if !self
+            .store
+            .insert(&spec, ACTIVE_STREAMS_PER_LEDGER_MAX)
+            .map_err(internal)?
+        {
             return Err(ApiError::new(
                 ErrorKind::LimitExceeded,
                 format!(
@@ -523,20 +548,12 @@ impl Streams {
                 ),
             ));
         }
-        let dir = self.dir(&spec);
-        std::fs::create_dir_all(&dir).map_err(internal)?;
-        let bytes = serde_json::to_vec(&spec).expect("a spec serializes");
-        Storage::Os
-            .write_atomically(&dir.join("stream.json"), &bytes)
-            .map_err(internal)?;
-        let handle = self.start(&spec, ledger);
-        entries.insert(
-            (ledger_name.to_owned(), stream_id.clone()),
-            Entry {
-                spec,
-                handle: Some(handle),
-            },
-        );
+        // Started here at once; should that fail, a server's next takeover starts it.
+        if let Err(e) =
+            self.claim_and_start(Some((ledger_name, &stream_id)), |_| Some(ledger.clone()))
+        {
+            tracing::warn!(stream = %stream_id, "cannot start the new journal stream yet: {e}");
+        }
         Ok(json!({ "StreamId": stream_id }))
     }
 
@@ -548,35 +565,14 @@ impl Streams {
     }
 
     fn remove_ledger(&self, ledger_name: &str) {
-        let mut entries = self.live();
-        entries.retain(|(name, _), entry| {
-            if name != ledger_name {
-                return true;
-            }
-            if let Some(handle) = &entry.handle {
+        for ((name, _), handle) in self.running().iter() {
+            if name == ledger_name {
                 handle.cancel();
             }
-            false
-        });
-        let dir = self.root.join(ledger_name);
-        if let Err(e) = std::fs::remove_dir_all(&dir) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(?dir, "cannot remove a deleted ledger's streams: {e}");
-            }
         }
-    }
-
-    /// The stream `stream_id` of `ledger_name` if it is of `kind`.
-    fn entry<'a>(
-        entries: &'a Entries,
-        kind: Kind,
-        ledger_name: &str,
-        stream_id: &str,
-    ) -> Result<&'a Entry, ApiError> {
-        entries
-            .get(&(ledger_name.to_owned(), stream_id.to_owned()))
-            .filter(|entry| entry.spec.destination.kind() == kind)
-            .ok_or_else(|| Self::not_found(ledger_name, stream_id))
+        if let Err(e) = self.store.delete_ledger(ledger_name) {
+            tracing::warn!(ledger = %ledger_name, "cannot remove a deleted ledger's streams: {e}");
+        }
     }
 
     /// `DescribeJournalKinesisStream` (and its NATS counterpart).
@@ -586,9 +582,9 @@ impl Streams {
         ledger_name: &str,
         stream_id: &str,
     ) -> Result<Value, ApiError> {
-        let entries = self.live();
-        let entry = Self::entry(&entries, kind, ledger_name, stream_id)?;
-        Ok(json!({ "Stream": description(entry) }))
+        let stored = self.stored(kind, ledger_name, stream_id)?;
+        let progress = self.progress(&stored.spec);
+        Ok(json!({ "Stream": description(&stored, progress) }))
     }
 
     /// `ListJournalKinesisStreamsForLedger` (and its NATS counterpart): by stream id,
@@ -611,20 +607,18 @@ impl Streams {
                     .ok_or_else(|| ApiError::invalid_parameter("next_token is not valid"))
             })
             .transpose()?;
-        let entries = self.live();
-        let streams: Vec<&Entry> = entries
-            .iter()
-            .filter(|((name, id), entry)| {
-                name == ledger_name
-                    && entry.spec.destination.kind() == kind
-                    && after.as_ref().is_none_or(|after| id > after)
-            })
-            .map(|(_, entry)| entry)
-            .collect();
+        let mut streams: Vec<Stored> = self.live(ledger_name)?;
+        streams.retain(|stored| {
+            stored.spec.destination.kind() == kind
+                && after
+                    .as_ref()
+                    .is_none_or(|after| &stored.spec.stream_id > after)
+        });
+        streams.sort_by(|a, b| a.spec.stream_id.cmp(&b.spec.stream_id));
         let page: Vec<Value> = streams
             .iter()
             .take(max_results)
-            .map(|e| description(e))
+            .map(|stored| description(stored, self.progress(&stored.spec)))
             .collect();
         let mut reply = json!({ "Streams": page });
         if streams.len() > max_results {
@@ -633,30 +627,40 @@ impl Streams {
         Ok(reply)
     }
 
-    /// `CancelJournalKinesisStream` (and its NATS counterpart): only a running stream can be
-    /// cancelled.
+    /// `CancelJournalKinesisStream` (and its NATS counterpart): only a stream that has not
+    /// ended can be cancelled. Its runner, here or on another server, stops when it sees it.
     pub fn cancel(
         &self,
         kind: Kind,
         ledger_name: &str,
         stream_id: &str,
     ) -> Result<Value, ApiError> {
-        let entries = self.live();
-        let entry = Self::entry(&entries, kind, ledger_name, stream_id)?;
-        match (&entry.handle, entry.spec.final_status) {
-            (Some(handle), None) if !handle.progress().status.is_terminal() => {
-                handle.cancel();
-                Ok(json!({ "StreamId": stream_id }))
-            }
-            _ => Err(ApiError::new(
+        let stored = self.stored(kind, ledger_name, stream_id)?;
+        let canceled = stored.spec.final_status.is_none()
+            && self
+                .store
+                .end(
+                    ledger_name,
+                    stream_id,
+                    StreamStatus::Canceled,
+                    now_seconds(),
+                )
+                .map_err(internal)?;
+        if !canceled {
+            return Err(ApiError::new(
                 ErrorKind::ResourcePreconditionNotMet,
                 format!("Journal stream {stream_id} is not active and cannot be canceled"),
-            )),
+            ));
         }
+        let key = (ledger_name.to_owned(), stream_id.to_owned());
+        if let Some(handle) = self.running().get(&key) {
+            handle.cancel();
+        }
+        Ok(json!({ "StreamId": stream_id }))
     }
 
     /// ListTagsForResource (GET), TagResource (POST) and UntagResource (DELETE) on a stream's
-    /// ARN; changes are saved in its `stream.json` before the reply.
+    /// ARN; changes are stored before the reply.
     pub fn tags(
         &self,
         method: &str,
@@ -665,38 +669,38 @@ impl Streams {
         query: &str,
         body: &[u8],
     ) -> Result<Value, ApiError> {
-        let mut entries = self.live();
-        let entry = entries
-            .get_mut(&(ledger_name.to_owned(), stream_id.to_owned()))
+        let stored = self
+            .live(ledger_name)?
+            .into_iter()
+            .find(|s| s.spec.stream_id == stream_id)
             .ok_or_else(|| Self::not_found(ledger_name, stream_id))?;
         if method == "GET" {
-            return Ok(json!({ "Tags": entry.spec.tags }));
+            return Ok(json!({ "Tags": stored.spec.tags }));
         }
         let change = TagChange::of_request(method, query, body)?
             .ok_or_else(|| ApiError::new(ErrorKind::UnknownOperation, "No such tag operation"))?;
-        let mut spec = entry.spec.clone();
-        change.apply(&mut spec.tags)?;
-        let bytes = serde_json::to_vec(&spec).expect("a spec serializes");
-        Storage::Os
-            .write_atomically(&self.dir(&spec).join("stream.json"), &bytes)
-            .map_err(internal)?;
-        entry.spec = spec;
+        let mut tags = stored.spec.tags;
+        change.apply(&mut tags)?;
+        if !self
+            .store
+            .set_tags(ledger_name, stream_id, &tags)
+            .map_err(internal)?
+        {
+            return Err(Self::not_found(ledger_name, stream_id));
+        }
         Ok(json!({}))
     }
 
-    /// Prometheus lines for the running streams: lag in blocks and seconds, and whether each
-    /// is impaired.
+    /// Prometheus lines for the streams this server runs: lag in blocks and seconds, and
+    /// whether each is impaired.
     pub fn render_metrics(&self) -> String {
-        let entries = self.live();
         let mut text = String::from(
             "# TYPE quill_stream_blocks_behind gauge\n\
              # TYPE quill_stream_seconds_behind gauge\n\
              # TYPE quill_stream_impaired gauge\n",
         );
-        for ((ledger, id), entry) in entries.iter() {
-            let Some(progress) = entry.handle.as_ref().map(|h| h.progress()) else {
-                continue;
-            };
+        for ((ledger, id), handle) in self.running().iter() {
+            let progress = handle.progress();
             if progress.status.is_terminal() {
                 continue;
             }
@@ -714,12 +718,59 @@ impl Streams {
     }
 }
 
-fn description(entry: &Entry) -> Value {
-    let spec = &entry.spec;
-    let progress = entry.handle.as_ref().map(|h| h.progress());
+/// Runs `worker` while `lease` holds, reporting its progress every [`LEASE_INTERVAL`];
+/// records how the stream ended unless the lease was lost (then another server resumes it
+/// from the cursor).
+async fn run_leased(worker: Worker, handle: Arc<StreamHandle>, mut lease: Box<dyn Lease>) {
+    let mut work = tokio::spawn(worker.run());
+    let mut keep = Keep::Run;
+    let outcome = loop {
+        tokio::select! {
+            outcome = &mut work => break outcome,
+            () = tokio::time::sleep(LEASE_INTERVAL), if keep == Keep::Run => {
+                let progress = handle.progress();
+                keep = postgres_blocking(|| lease.keep(&progress));
+                if keep != Keep::Run {
+                    handle.cancel();
+                }
+            }
+        }
+    };
+    let stream_id = lease.spec().stream_id.clone();
+    // The database being unreachable ends no stream: whichever server takes the lease once it
+    // answers again resumes the stream from its cursor.
+    let unavailable = matches!(
+        outcome,
+        Ok(Err(StreamError::Ledger(LedgerError::Unavailable(_))))
+    );
+    if keep == Keep::Lost || unavailable {
+        tracing::warn!(stream = %stream_id, "stopped delivering the journal stream: lease lost");
+        postgres_blocking(move || drop(lease));
+        return;
+    }
+    let status = match outcome {
+        Ok(Ok(status)) => status,
+        Ok(Err(_)) => StreamStatus::Failed,
+        Err(e) => {
+            tracing::error!(stream = %stream_id, "journal stream worker: {e}");
+            StreamStatus::Failed
+        }
+    };
+    let last_error = handle.progress().last_error;
+    let finished =
+        postgres_blocking(move || lease.finish(status, now_seconds(), last_error.as_deref()));
+    if let Err(e) = finished {
+        tracing::error!(stream = %stream_id, "cannot record the stream's end: {e}");
+    }
+}
+
+/// A stream as Describe and List show it: `progress` is that of its runner if it runs here.
+fn description(stored: &Stored, progress: Option<Progress>) -> Value {
+    let spec = &stored.spec;
     let status = spec
         .final_status
         .or(progress.as_ref().map(|p| p.status))
+        .or(stored.reported.as_ref().map(|r| r.status))
         .unwrap_or(StreamStatus::Active);
     let mut description = json!({
         "LedgerName": spec.ledger_name,
@@ -750,26 +801,34 @@ fn description(entry: &Entry) -> Value {
     if let Some(end) = spec.exclusive_end_time {
         description["ExclusiveEndTime"] = json!(end);
     }
+    let error_cause = progress
+        .as_ref()
+        .map(|p| p.error_cause)
+        .or(stored.reported.as_ref().map(|r| r.error_cause))
+        .flatten();
+    if let Some(cause) =
+        error_cause.filter(|_| !status.is_terminal() || status == StreamStatus::Failed)
+    {
+        description["ErrorCause"] = json!(cause.as_str());
+    }
+    // Quill extension (SDKs ignore unknown members): how far delivery got; the lag only from
+    // the server running the stream.
     if let Some(progress) = progress {
-        if let Some(cause) = progress
-            .error_cause
-            .filter(|_| !status.is_terminal() || status == StreamStatus::Failed)
-        {
-            description["ErrorCause"] = json!(cause.as_str());
-        }
-        // Quill extension (SDKs ignore unknown members): how far behind the journal it is.
         description["QuillDelivery"] = json!({
             "LastDeliveredBlock": progress.last_delivered_block,
             "BlocksBehind": progress.blocks_behind,
             "SecondsBehind": progress.millis_behind as f64 / 1000.0,
             "LastError": progress.last_error,
         });
+    } else if let Some(reported) = &stored.reported {
+        description["QuillDelivery"] = json!({
+            "LastDeliveredBlock": reported.last_delivered_block,
+            "LastError": reported.last_error,
+        });
     }
     description
 }
 
-/// QLDB's `StreamName`: 1-32 letters, digits and hyphens, not all digits, no leading,
-/// trailing or double hyphen.
 fn validate_stream_name(name: &str) -> Result<(), ApiError> {
     let valid = (1..=STREAM_NAME_MAX_CHARS).contains(&name.len())
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
@@ -972,8 +1031,13 @@ mod tests {
 
         // A day later the recent one has expired too (a second more: `now - 6 days + 7 days`
         // need not round to exactly `now + 1 day`).
-        streams.expire(&mut streams.entries.lock().unwrap(), now + day + 1.0);
-        assert_eq!(ids(&streams), std::slice::from_ref(&running));
+        let later: Vec<String> = streams
+            .live_at("shop", now + day + 1.0)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.spec.stream_id)
+            .collect();
+        assert_eq!(later, std::slice::from_ref(&running));
         assert!(!data.path().join("streams/shop").join(&recent).exists());
         assert!(data.path().join("streams/shop").join(&running).exists());
     }

@@ -1,11 +1,13 @@
-//! A stream's durable cursor: how far delivery got, stored in one small JSON file replaced
+//! A stream's durable cursor: how far delivery got. By default one small JSON file replaced
 //! atomically (write a temporary file, fsync it, rename it over the old one, fsync the
-//! directory), so a crash leaves either the old cursor or the new one, never a torn file.
+//! directory), so a crash leaves either the old cursor or the new one, never a torn file; a
+//! server keeping its streams elsewhere (PostgreSQL) supplies its own [`PositionStore`].
 //! The cursor is written after the target acknowledged, so a crash can only make the worker
 //! send again what was already delivered (at least once), never skip a block.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use quill_ledger::storage::Storage;
 use serde::{Deserialize, Serialize};
@@ -23,23 +25,53 @@ pub struct Position {
     pub last_block: Option<u64>,
 }
 
-/// The cursor file of one stream.
-#[derive(Debug, Clone)]
+/// Where a cursor's position is kept. `store` must be durable and atomic when it returns, and
+/// fail (rather than store) when this worker may no longer deliver the stream.
+pub trait PositionStore: Send + Sync {
+    /// The stored position; the start position if the stream never delivered anything.
+    fn load(&self) -> Result<Position>;
+    fn store(&self, position: &Position) -> Result<()>;
+}
+
+/// The cursor of one stream.
+#[derive(Clone)]
 pub struct Cursor {
-    path: PathBuf,
+    store: Arc<dyn PositionStore>,
+}
+
+impl std::fmt::Debug for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cursor").finish_non_exhaustive()
+    }
 }
 
 impl Cursor {
+    /// A cursor in the JSON file at `path`.
     pub fn new(path: impl Into<PathBuf>) -> Cursor {
-        Cursor { path: path.into() }
+        Cursor::with_store(Arc::new(CursorFile { path: path.into() }))
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    pub fn with_store(store: Arc<dyn PositionStore>) -> Cursor {
+        Cursor { store }
     }
 
-    /// The stored position; the start position if the stream never delivered anything.
     pub fn load(&self) -> Result<Position> {
+        self.store.load()
+    }
+
+    /// Replaces the stored position atomically and durably.
+    pub fn store(&self, position: &Position) -> Result<()> {
+        self.store.store(position)
+    }
+}
+
+/// A cursor file.
+struct CursorFile {
+    path: PathBuf,
+}
+
+impl PositionStore for CursorFile {
+    fn load(&self) -> Result<Position> {
         match fs::read(&self.path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
                 StreamError::Cursor(format!("{} is not a cursor: {e}", self.path.display()))
@@ -49,8 +81,7 @@ impl Cursor {
         }
     }
 
-    /// Replaces the stored position atomically and durably.
-    pub fn store(&self, position: &Position) -> Result<()> {
+    fn store(&self, position: &Position) -> Result<()> {
         let bytes = serde_json::to_vec(position).expect("a position serializes");
         Ok(Storage::Os.write_atomically(&self.path, &bytes)?)
     }
@@ -70,7 +101,10 @@ mod tests {
             last_block: Some(41),
         };
         cursor.store(&position).unwrap();
-        assert_eq!(Cursor::new(cursor.path()).load().unwrap(), position);
+        assert_eq!(
+            Cursor::new(dir.path().join("cursor.json")).load().unwrap(),
+            position
+        );
         assert!(!dir.path().join("cursor.json.tmp").exists());
     }
 

@@ -16,7 +16,7 @@ pub mod kpl;
 pub mod record;
 mod worker;
 
-pub use cursor::{Cursor, Position};
+pub use cursor::{Cursor, Position, PositionStore};
 pub use error::{Result, StreamError};
 pub use record::{ControlType, RecordType, StreamRecord};
 pub use worker::{

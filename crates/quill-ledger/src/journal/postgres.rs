@@ -7,6 +7,8 @@
 //!     blocks = the number of blocks = the next sequence number; the row is the chain's tip
 //! quill_blocks(ledger, seq, hash, payload)   PK (ledger, seq)
 //!     payload = the same bytes the embedded journal frames (see `block`), hash = block hash
+//! quill_streams(ledger, stream_id, ...)   PK (ledger, stream_id)
+//!     journal streams and their cursors (quill-server keeps them; see migration 2)
 //! ```
 //!
 //! Sequencing across servers. A server appends a batch of blocks in one PostgreSQL
@@ -54,6 +56,25 @@ const MIGRATIONS: &[&str] = &[
         payload bytea NOT NULL,
         PRIMARY KEY (ledger, seq)
     );",
+    // 2: journal streams, shared by every server (quill-server's stream_store.rs): the
+    // definition, the state every server describes, the delivery cursor, and `runner_epoch`,
+    // bumped by each server that takes over the stream's delivery (its writes are fenced by
+    // it). `lock_id` keys the advisory lock its runner holds.
+    "CREATE TABLE quill_streams (
+        ledger text NOT NULL REFERENCES quill_ledgers (name) ON DELETE CASCADE,
+        stream_id text NOT NULL,
+        lock_id integer GENERATED ALWAYS AS IDENTITY UNIQUE,
+        spec jsonb NOT NULL,
+        tags jsonb NOT NULL DEFAULT '{}',
+        final_status text,
+        end_time double precision,
+        status text NOT NULL DEFAULT 'ACTIVE',
+        error_cause text,
+        last_error text,
+        cursor jsonb,
+        runner_epoch bigint NOT NULL DEFAULT 0,
+        PRIMARY KEY (ledger, stream_id)
+    );",
 ];
 
 /// Key of the advisory lock taken while migrating, so two servers starting at once do not
@@ -70,7 +91,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// drives its connection with a runtime of its own, which tokio refuses to start on a thread
 /// that is running async tasks: on a multi-threaded runtime's worker the thread is handed
 /// over first (`block_in_place`); on a current-thread runtime `f` runs on a scoped thread.
-fn blocking<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+pub fn blocking<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     use tokio::runtime::{Handle, RuntimeFlavor};
     match Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
@@ -356,9 +377,25 @@ impl PostgresStore {
         })
     }
 
+    /// A connection of its own, outside the pool, for state tied to a session (an advisory
+    /// lock held as long as the connection lives). Call it, and the client, through
+    /// [`blocking`].
+    pub fn dedicated_client(&self) -> Result<Client> {
+        self.inner.config.connect(NoTls).map_err(|e| {
+            LedgerError::Unavailable(format!(
+                "cannot connect to PostgreSQL at {}: {}",
+                self.inner.display,
+                with_causes(&e)
+            ))
+        })
+    }
+
     /// Runs `f` on a pooled connection (see [`blocking`]); the connection goes back to the
     /// pool unless `f` failed.
-    fn with_client<T: Send>(&self, f: impl FnOnce(&mut Client) -> Result<T> + Send) -> Result<T> {
+    pub fn with_client<T: Send>(
+        &self,
+        f: impl FnOnce(&mut Client) -> Result<T> + Send,
+    ) -> Result<T> {
         blocking(|| {
             let mut client = self.client()?;
             let result = f(&mut client);
@@ -378,13 +415,7 @@ impl PostgresStore {
             .pop();
         match idle {
             Some(client) if !client.is_closed() => Ok(client),
-            _ => self.inner.config.connect(NoTls).map_err(|e| {
-                LedgerError::Unavailable(format!(
-                    "cannot connect to PostgreSQL at {}: {}",
-                    self.inner.display,
-                    with_causes(&e)
-                ))
-            }),
+            _ => self.dedicated_client(),
         }
     }
 
@@ -491,7 +522,7 @@ impl<'a> BlockColumns<'a> {
 
 /// Maps a PostgreSQL error to what a caller can act on: connection loss, a read-only
 /// server, a full disk or a serialisation failure are retryable (`Unavailable`).
-pub(crate) fn db_error(e: postgres::Error) -> LedgerError {
+pub fn db_error(e: postgres::Error) -> LedgerError {
     use postgres::error::SqlState;
     let Some(code) = e.code() else {
         return LedgerError::Unavailable(format!("PostgreSQL unreachable: {}", with_causes(&e)));
