@@ -34,14 +34,30 @@ pub(crate) struct LedgerInner {
 }
 
 impl LedgerInner {
-    pub fn commit(&self, commit: PreparedCommit) -> Result<CommitReceipt> {
+    fn committer(&self) -> Result<SyncSender<CommitRequest>> {
         let sender = self
             .commits
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let sender = sender.ok_or_else(|| LedgerError::ReadOnly("ledger is closing".into()))?;
-        commit::commit(&self.core, &sender, commit)
+        sender.ok_or_else(|| LedgerError::ReadOnly("ledger is closing".into()))
+    }
+
+    pub fn commit(&self, commit: PreparedCommit) -> Result<CommitReceipt> {
+        commit::commit(&self.core, &self.committer()?, commit)
+    }
+
+    /// Queues `commit` for the committer without blocking; the receiver gets its outcome.
+    pub fn enqueue(
+        &self,
+        commit: PreparedCommit,
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<CommitReceipt>>> {
+        Ok(commit::enqueue(&self.core, &self.committer()?, commit))
+    }
+
+    /// Whether a blocking commit now would run (and fsync) in the calling thread.
+    pub fn commits_alone(&self) -> bool {
+        commit::is_idle(&self.core)
     }
 
     /// Validates a transaction that wrote nothing: it conflicts if a published block at or
