@@ -292,7 +292,7 @@ impl Sessions {
                 transaction_id,
                 commit_digest,
             } => match self.begin_commit(&mut session, &transaction_id, &commit_digest) {
-                Ok(pending) => Inline::Commit(pending),
+                Ok(pending) => Inline::Commit(Box::new(pending)),
                 Err(error) => Inline::Done(Err(error)),
             },
             Command::ExecuteStatement {
@@ -801,7 +801,7 @@ pub enum Inline {
     /// Ran it.
     Done(Result<Outcome, ApiError>),
     /// Checked a commit and took its transaction: await [`PendingCommit::finish`].
-    Commit(PendingCommit),
+    Commit(Box<PendingCommit>),
     /// Left it for [`Sessions::run`] on a blocking thread.
     Blocking(Command),
 }
