@@ -50,6 +50,9 @@ pub enum LedgerError {
         /// What was asked.
         actual: usize,
     },
+    /// A statement read more than its caller allowed ([`crate::Transaction::limit_reads`]).
+    #[error("The statement read more than the limit set for it")]
+    ReadLimitReached,
     /// A value that the engine cannot accept (bad name, non-struct document, …).
     #[error("Invalid input: {0}")]
     InvalidInput(String),

@@ -34,7 +34,8 @@ pub(crate) struct LedgerInner {
 }
 
 impl LedgerInner {
-    pub fn commit(&self, commit: PreparedCommit) -> Result<CommitReceipt> {
+    /// The committer's queue; refused on a mirror's copy and while the ledger closes.
+    fn committer(&self) -> Result<SyncSender<CommitRequest>> {
         if self.options.replica {
             return Err(LedgerError::ReadOnly(
                 "this ledger is a mirror's copy of another ledger: write to that one".into(),
@@ -45,8 +46,24 @@ impl LedgerInner {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let sender = sender.ok_or_else(|| LedgerError::ReadOnly("ledger is closing".into()))?;
-        commit::commit(&self.core, &sender, commit)
+        sender.ok_or_else(|| LedgerError::ReadOnly("ledger is closing".into()))
+    }
+
+    pub fn commit(&self, commit: PreparedCommit) -> Result<CommitReceipt> {
+        commit::commit(&self.core, &self.committer()?, commit)
+    }
+
+    /// Queues `commit` for the committer without blocking; the receiver gets its outcome.
+    pub fn enqueue(
+        &self,
+        commit: PreparedCommit,
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<CommitReceipt>>> {
+        Ok(commit::enqueue(&self.core, &self.committer()?, commit))
+    }
+
+    /// Whether a blocking commit now would run (and fsync) in the calling thread.
+    pub fn commits_alone(&self) -> bool {
+        commit::is_idle(&self.core)
     }
 
     /// Validates a transaction that wrote nothing: it conflicts if a published block at or

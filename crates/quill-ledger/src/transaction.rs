@@ -96,6 +96,8 @@ pub struct Transaction {
     bytes_written: usize,
     /// Stored documents, revisions and index entries read so far (QLDB's `ReadIOs`).
     read_ios: u64,
+    /// `read_ios` may not pass this (see [`Transaction::limit_reads`]).
+    read_limit: u64,
     finished: bool,
 }
 
@@ -123,6 +125,7 @@ impl Transaction {
             undo: Vec::new(),
             bytes_written: 0,
             read_ios: 0,
+            read_limit: u64::MAX,
             finished: false,
         }
     }
@@ -137,6 +140,22 @@ impl Transaction {
     /// committed view or history reads. Reads of failed statements count too (they happened).
     pub fn read_ios(&self) -> u64 {
         self.read_ios
+    }
+
+    /// Bounds what the following statements may read: once they have read more than `reads`
+    /// stored documents, revisions or index entries (counted as [`Transaction::read_ios`]
+    /// counts them), a read fails with [`LedgerError::ReadLimitReached`]; `None` lifts the
+    /// bound. An async server runs a statement on its event loop under such a bound, so that
+    /// only a statement that turns out to read a lot (a scan) is run again, unbounded, on a
+    /// thread that may take its time.
+    pub fn limit_reads(&mut self, reads: Option<u64>) {
+        self.read_limit = reads.map_or(u64::MAX, |reads| self.read_ios.saturating_add(reads));
+    }
+
+    /// Counts `reads` more reads, failing past the limit.
+    fn count_reads(&mut self, reads: u64) -> Result<()> {
+        self.read_ios += reads;
+        within_read_limit(self.read_ios, self.read_limit)
     }
 
     /// What committing now would write: one per document revision, plus one index entry per
@@ -452,7 +471,7 @@ impl Transaction {
         self.reads
             .documents
             .insert((table_id.clone(), document_id.to_owned()));
-        self.read_ios += 1;
+        self.count_reads(1)?;
         if let Some(pending) = self.pending(&table_id, document_id) {
             return Ok(pending);
         }
@@ -509,11 +528,13 @@ impl Transaction {
             .next()
             .is_some_and(|((t, _), _)| t == &table_id);
         let mut stopped = false;
+        let read_limit = self.read_limit;
         self.snapshot.scan(&table_id, &mut |id, record| {
             if shadowed && documents.contains_key(&(table_id.clone(), id.to_owned())) {
                 return Ok(true);
             }
             self.read_ios += 1;
+            within_read_limit(self.read_ios, read_limit)?;
             let keep_going = visit(DocumentRef {
                 id,
                 version: record.version,
@@ -531,6 +552,7 @@ impl Transaction {
             }
             if doc.data.is_some() {
                 self.read_ios += 1;
+                within_read_limit(self.read_ios, self.read_limit)?;
                 let version = doc.version();
                 if !visit(DocumentRef {
                     id,
@@ -575,6 +597,8 @@ impl Transaction {
             if self.documents.contains_key(&(table_id.clone(), id.clone())) {
                 continue;
             }
+            // The probe, each document found so far, and this one.
+            within_read_limit(self.read_ios + 2 + found.len() as u64, self.read_limit)?;
             if let Some(doc) = self.snapshot_document(&table_id, &id)? {
                 if !self.ledger.options.occ_read_holes {
                     self.reads.documents.insert((table_id.clone(), id));
@@ -597,7 +621,7 @@ impl Transaction {
             }
         }
         // The probe, then each document it led to.
-        self.read_ios += 1 + found.len() as u64;
+        self.count_reads(1 + found.len() as u64)?;
         Ok(Some(found))
     }
 
@@ -612,7 +636,7 @@ impl Transaction {
                 self.reads
                     .documents
                     .insert((table_id.clone(), id.to_owned()));
-                self.read_ios += 1;
+                self.count_reads(1)?;
                 match self.snapshot.document(&table_id, id)? {
                     Some(bytes) => Ok(vec![Record::decode(&bytes)?.to_revision(&strand, id)?]),
                     None => Ok(Vec::new()),
@@ -621,7 +645,9 @@ impl Transaction {
             None => {
                 self.reads.tables.insert(table_id.clone());
                 let mut out = Vec::new();
+                let (read_before, read_limit) = (self.read_ios, self.read_limit);
                 self.snapshot.scan(&table_id, &mut |id, record| {
+                    within_read_limit(read_before + 1 + out.len() as u64, read_limit)?;
                     out.push(record.to_revision(&strand, id)?);
                     Ok(true)
                 })?;
@@ -688,6 +714,7 @@ impl Transaction {
         self.snapshot
             .history(&table_id, document_id, &mut |id, record| {
                 self.read_ios += 1;
+                within_read_limit(self.read_ios, self.read_limit)?;
                 if let Some(previous) = held.take() {
                     let ended = (previous.0 == id).then_some(record.time_millis);
                     emit(&previous, ended, &mut out)?;
@@ -766,7 +793,7 @@ impl Transaction {
                 }
                 Ok(true)
             })?;
-        self.read_ios += latest + 1;
+        self.count_reads(latest + 1)?;
         match target {
             None => invalid(format!(
                 "document {document_id} has no revision with version {version}"
@@ -801,16 +828,88 @@ impl Transaction {
     /// conflict if a block committed after it started changed something it read (as QLDB
     /// does).
     pub fn commit(mut self) -> Result<CommitReceipt> {
+        let Some((prepared, redactions)) = self.prepare()? else {
+            return Ok(self.receipt_without_block());
+        };
+        self.finished = true;
+        let result = self.ledger.commit(prepared);
+        self.ledger.end_transaction(self.start);
+        if result.is_ok() && !redactions.is_empty() {
+            let _erasing = self
+                .ledger
+                .redactions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let erased = redaction::erase_committed(
+                &self.ledger.options.storage,
+                &self.ledger.dir,
+                &self.ledger.core.journal,
+                &redactions,
+            );
+            // The request is durable: after a failure it stays pending, and the next open
+            // completes it.
+            if let Err(error) = erased {
+                tracing::warn!(%error, "redaction pending: its journal copy is erased when the ledger is next opened");
+            }
+        }
+        result
+    }
+
+    /// [`Transaction::commit`] for an async caller (inside a tokio runtime): the same outcome,
+    /// acknowledged only once durable, but the calling thread never blocks. The block is
+    /// prepared (hashed) here and handed to the committer threads, whose answer is awaited. A
+    /// commit that would block anyway goes whole to tokio's blocking pool: on an idle ledger
+    /// (where the committing thread sequences and fsyncs its block itself, the fastest way for
+    /// a lone writer), with a redaction (erased from the journal files after the commit), and
+    /// a read-only commit on a PostgreSQL journal (validated after a round trip).
+    ///
+    /// Dropping the future while it waits does not undo the commit; the transaction ends
+    /// either way.
+    pub async fn commit_async(mut self) -> Result<CommitReceipt> {
+        let wrote = !self.catalog_changes.is_empty() || !self.documents.is_empty();
+        let redacts = self
+            .catalog_changes
+            .iter()
+            .any(|change| matches!(change, CatalogChange::RedactRevision(_)));
+        let blocks = if wrote {
+            redacts || self.ledger.commits_alone()
+        } else {
+            self.ledger.core.journal.shared().is_some()
+        };
+        if blocks {
+            return tokio::task::spawn_blocking(move || self.commit())
+                .await
+                .unwrap_or_else(|e| Err(LedgerError::Storage(format!("commit task failed: {e}"))));
+        }
+        let Some((prepared, _)) = self.prepare()? else {
+            return Ok(self.receipt_without_block());
+        };
+        let answer = self.ledger.enqueue(prepared)?;
+        // `self` lives until the answer is in (or this future is dropped): dropping it ends
+        // the transaction, as `commit` does once its block is durable.
+        answer
+            .await
+            .unwrap_or_else(|_| Err(LedgerError::ReadOnly("committer stopped".into())))
+    }
+
+    fn receipt_without_block(&self) -> CommitReceipt {
+        CommitReceipt {
+            transaction_id: self.id.clone(),
+            block_address: None,
+        }
+    }
+
+    /// Gathers the transaction's writes into a block body ready for the committer, with the
+    /// redactions to carry out once it is committed; `None` for a transaction that wrote
+    /// nothing, once it is validated.
+    fn prepare(&mut self) -> Result<Option<(PreparedCommit, Vec<RedactionRequest>)>> {
         self.check_open()?;
         if self.catalog_changes.is_empty() && self.documents.is_empty() {
             if !self.ledger.options.occ_read_holes {
                 self.ledger
                     .validate_read_only(&self.id, self.start, &self.reads)?;
             }
-            return Ok(CommitReceipt {
-                transaction_id: self.id.clone(),
-                block_address: None,
-            });
+            return Ok(None);
         }
         let mut revisions = Vec::with_capacity(self.documents.len());
         let mut data_bytes = Vec::with_capacity(self.documents.len());
@@ -857,28 +956,7 @@ impl Transaction {
             catalog_changes: std::mem::take(&mut self.catalog_changes),
             body,
         };
-        self.finished = true;
-        let result = self.ledger.commit(prepared);
-        self.ledger.end_transaction(self.start);
-        if result.is_ok() && !redactions.is_empty() {
-            let _erasing = self
-                .ledger
-                .redactions
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            let erased = redaction::erase_committed(
-                &self.ledger.options.storage,
-                &self.ledger.dir,
-                &self.ledger.core.journal,
-                &redactions,
-            );
-            // The request is durable: after a failure it stays pending, and the next open
-            // completes it.
-            if let Err(error) = erased {
-                tracing::warn!(%error, "redaction pending: its journal copy is erased when the ledger is next opened");
-            }
-        }
-        result
+        Ok(Some((prepared, redactions)))
     }
 
     /// Aborts (the same as dropping the transaction).
@@ -891,6 +969,14 @@ impl Drop for Transaction {
             self.ledger.end_transaction(self.start);
         }
     }
+}
+
+/// Fails once `read_ios` has passed `limit`.
+fn within_read_limit(read_ios: u64, limit: u64) -> Result<()> {
+    if read_ios > limit {
+        return Err(LedgerError::ReadLimitReached);
+    }
+    Ok(())
 }
 
 /// Refuses documents nested deeper than [`crate::limits::DOCUMENT_DEPTH_MAX`], without

@@ -570,3 +570,128 @@ fn reads_stay_right_across_layer_flushes_and_reopen(backend: Backend) {
     assert_eq!(ledger.recovery_report().blocks_replayed, replayed);
     check_against(&ledger, &model, &indexed);
 }
+
+/// Commits awaited on async workers: many at once (queued to the committer threads and
+/// batched) and one alone (on the blocking pool, where the idle ledger's committing thread
+/// fsyncs); each answers with its own block, conflicts are still detected, and everything
+/// acknowledged is there after a reopen.
+#[test]
+fn async_commits_are_batched_checked_and_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    const WRITERS: usize = 32;
+    let contested = {
+        let ledger = Ledger::create(dir.path(), "l1", LedgerOptions::default()).unwrap();
+        let contested = ledger
+            .transact(|tx| {
+                tx.create_table("T", None)?;
+                tx.insert("T", ion("{n: 0}"))
+            })
+            .unwrap();
+        runtime.block_on(async {
+            let mut tx = ledger.begin().unwrap();
+            tx.insert("T", ion("{alone: true}")).unwrap();
+            let receipt = tx.commit_async().await.unwrap();
+            assert!(receipt.block_address.is_some());
+
+            let commits: Vec<_> = (0..WRITERS)
+                .map(|n| {
+                    let ledger = ledger.clone();
+                    tokio::spawn(async move {
+                        let mut tx = ledger.begin().unwrap();
+                        let id = tx.id().to_owned();
+                        tx.insert("T", ion(&format!("{{n: {}}}", n + 1))).unwrap();
+                        let receipt = tx.commit_async().await.unwrap();
+                        assert_eq!(receipt.transaction_id, id);
+                        receipt.block_address.unwrap().sequence_no
+                    })
+                })
+                .collect();
+            let mut blocks = Vec::new();
+            for commit in commits {
+                blocks.push(commit.await.unwrap());
+            }
+            blocks.sort_unstable();
+            blocks.dedup();
+            assert_eq!(blocks.len(), WRITERS, "one block each");
+
+            // Both read the document and write it: the second to commit conflicts.
+            let mut first = ledger.begin().unwrap();
+            let mut second = ledger.begin().unwrap();
+            first.update("T", &contested, ion("{n: 1}")).unwrap();
+            second.update("T", &contested, ion("{n: 2}")).unwrap();
+            first.commit_async().await.unwrap();
+            let lost = second.commit_async().await.unwrap_err();
+            assert!(lost.is_occ_conflict(), "{lost:?}");
+
+            // A read-only transaction commits without a block.
+            let mut reader = ledger.begin().unwrap();
+            reader.get("T", &contested).unwrap();
+            let receipt = reader.commit_async().await.unwrap();
+            assert!(receipt.block_address.is_none());
+        });
+        contested
+    };
+    let ledger = Ledger::open(dir.path(), LedgerOptions::default()).unwrap();
+    let (documents, contested) = ledger
+        .transact(|tx| {
+            let mut documents = 0;
+            tx.scan("T", &mut |_| {
+                documents += 1;
+                Ok(true)
+            })?;
+            Ok((documents, tx.get("T", &contested)?.unwrap().data))
+        })
+        .unwrap();
+    assert_eq!(documents, WRITERS + 2);
+    assert_eq!(contested, ion("{n: 1}"));
+}
+
+/// A read limit stops a statement's reads with a typed error, and lifting it lets them run;
+/// reads before the limit was set do not count against it.
+#[test]
+fn read_limits_stop_long_reads() {
+    let (_dir, ledger) = new_ledger();
+    let ids: Vec<String> = ledger
+        .transact(|tx| {
+            tx.create_table("T", None)?;
+            (0..10)
+                .map(|n| tx.insert("T", ion(&format!("{{n: {n}}}"))))
+                .collect()
+        })
+        .unwrap();
+    let mut tx = ledger.begin().unwrap();
+    tx.get("T", &ids[0]).unwrap();
+    tx.limit_reads(Some(3));
+    for id in &ids[1..4] {
+        assert!(tx.get("T", id).unwrap().is_some());
+    }
+    let over = tx.get("T", &ids[4]).unwrap_err();
+    assert!(matches!(over, LedgerError::ReadLimitReached), "{over:?}");
+    tx.limit_reads(Some(5));
+    let mut visited = 0;
+    let over = tx
+        .scan("T", &mut |_| {
+            visited += 1;
+            Ok(true)
+        })
+        .unwrap_err();
+    assert!(matches!(over, LedgerError::ReadLimitReached), "{over:?}");
+    assert_eq!(visited, 5);
+    let over = tx.committed("T", None).unwrap_err();
+    assert!(matches!(over, LedgerError::ReadLimitReached), "{over:?}");
+    tx.limit_reads(None);
+    visited = 0;
+    tx.scan("T", &mut |_| {
+        visited += 1;
+        Ok(true)
+    })
+    .unwrap();
+    assert_eq!(visited, 10);
+    assert_eq!(tx.committed("T", None).unwrap().len(), 10);
+    tx.commit().unwrap();
+}

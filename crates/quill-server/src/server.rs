@@ -38,7 +38,7 @@ use crate::limits::{
 use crate::metrics::Metrics;
 use crate::permissions::{Caller, Permissions};
 use crate::registry::Registry;
-use crate::session::Sessions;
+use crate::session::{Inline, Sessions};
 use crate::sigv4::{self, Credentials, HeaderCheck, SignableRequest};
 use crate::streams::{self, Streams};
 use crate::{AuthMode, ServerConfig, TlsConfig};
@@ -881,14 +881,16 @@ async fn data_plane(
     let name = data_plane::command_name(&request.command);
     let started = Instant::now();
     let token = request.session_token;
-    let outcome = match state.sessions.try_run_quick(
+    let outcome = match state.sessions.try_run_inline(
         &state.registry,
         &caller,
         token.as_deref(),
         request.command,
+        body.len(),
     ) {
-        Ok(outcome) => outcome?,
-        Err(command) => {
+        Inline::Done(outcome) => outcome?,
+        Inline::Commit(pending) => pending.finish().await?,
+        Inline::Blocking(command) => {
             let state = state.clone();
             tokio::task::spawn_blocking(move || {
                 state

@@ -9,9 +9,13 @@
 //!   expired"; drivers then open a new session and retry.
 //!
 //! Concurrency: the session map is behind one mutex held only to look a session up, insert or
-//! remove one. Each session has its own mutex, held for the whole command, so statements of
-//! different sessions never wait for each other here. Commands run on blocking threads (the
-//! engine fsyncs), never on the async executor.
+//! remove one. Each session has its own mutex, held for the whole command (a commit: until its
+//! block is handed to the committer), so statements of different sessions never wait for each
+//! other here. What may block (an fsync, a long scan, a PostgreSQL round trip, a session busy
+//! with another command) runs on blocking threads; the rest runs on the async worker that
+//! decoded the request ([`Sessions::try_run_inline`]), which never blocks: a commit there is
+//! awaited ([`PendingCommit`]), and a statement there may read only so much
+//! ([`INLINE_READS_MAX`]) before it is run again on a blocking thread.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
@@ -19,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use ion_rs::Element;
-use quill_ledger::{Ledger, LedgerError, Transaction};
+use quill_ledger::{CommitReceipt, Ledger, LedgerError, Transaction};
 use quill_partiql::{ExecuteLimits, PartiqlError};
 use quill_verify::{CommitDigest, Hash};
 use rand::RngCore as _;
@@ -30,6 +34,15 @@ use crate::limits::{ServerLimits, CURSORS_PER_TRANSACTION_MAX};
 use crate::metrics::Metrics;
 use crate::permissions::Caller;
 use crate::registry::Registry;
+
+/// Stored documents, revisions and index entries a statement run on an async worker may read
+/// (a few lookups' worth); one that reads more (a scan) is undone and run again on a blocking
+/// thread, so no async worker is held up by a long statement or many disk reads.
+pub const INLINE_READS_MAX: u64 = 64;
+
+/// The largest `SendCommand` body whose statement runs on an async worker: the statement's
+/// parsing, its parameters' hashing and its documents' encoding grow with it.
+pub const INLINE_REQUEST_BYTES_MAX: usize = 16 * 1024;
 
 /// The IAM action every `SendCommand` needs on its ledger.
 const SEND_COMMAND: &str = "qldb:SendCommand";
@@ -223,42 +236,91 @@ impl Sessions {
         self.run_locked(registry, caller, token, session, command)
     }
 
-    /// Runs `command` at once when it only touches memory (StartTransaction, AbortTransaction,
-    /// FetchPage) and its session is idle, so the async worker that decoded the request need
-    /// not hand it to a blocking thread and wait to be woken again; otherwise gives the command
-    /// back, for [`Sessions::run`] on a blocking thread (a busy session's lock may be held
-    /// through a statement or an fsync).
-    pub fn try_run_quick(
+    /// Runs `command` on the calling async worker when that cannot block, so the worker that
+    /// decoded the request need not hand it to a blocking thread and wait to be woken again:
+    /// StartTransaction, AbortTransaction and FetchPage (memory only); ExecuteStatement of a
+    /// request of at most [`INLINE_REQUEST_BYTES_MAX`] bytes, reading at most
+    /// [`INLINE_READS_MAX`] values; CommitTransaction, whose block is prepared here and then
+    /// awaited ([`PendingCommit::finish`]). Only on an idle session: a busy one's lock may be
+    /// held through a statement. Otherwise the command comes back ([`Inline::Blocking`]) for
+    /// [`Sessions::run`] on a blocking thread.
+    pub fn try_run_inline(
         &self,
         registry: &Registry,
         caller: &Caller,
         session_token: Option<&str>,
         command: Command,
-    ) -> Result<Result<Outcome, ApiError>, Command> {
-        // With ledgers in PostgreSQL, StartTransaction first reads the committed tip there: a
-        // round trip, for a blocking thread.
-        let quick = match command {
+        request_bytes: usize,
+    ) -> Inline {
+        let inline = match &command {
+            // With ledgers in PostgreSQL, StartTransaction first reads the committed tip
+            // there: a round trip, for a blocking thread.
             Command::StartTransaction => registry.postgres().is_none(),
-            Command::AbortTransaction | Command::FetchPage { .. } => true,
-            _ => false,
+            // A caller restricted by a policy has its ledger's permissions mode looked up,
+            // which with ledgers in PostgreSQL may query there.
+            Command::ExecuteStatement { .. } => {
+                request_bytes <= INLINE_REQUEST_BYTES_MAX
+                    && (registry.postgres().is_none() || caller.is_administrator())
+            }
+            Command::AbortTransaction
+            | Command::FetchPage { .. }
+            | Command::CommitTransaction { .. } => true,
+            Command::StartSession { .. } | Command::EndSession => false,
         };
-        let Some(token) = session_token.filter(|_| quick) else {
-            return Err(command);
+        let Some(token) = session_token.filter(|_| inline) else {
+            return Inline::Blocking(command);
         };
         let session = match self.find(token) {
             Ok(session) => session,
-            Err(error) => return Ok(Err(error)),
+            Err(error) => return Inline::Done(Err(error)),
         };
         let session = match session.try_lock() {
             Ok(guard) => guard,
             Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-            Err(TryLockError::WouldBlock) => return Err(command),
+            Err(TryLockError::WouldBlock) => return Inline::Blocking(command),
         };
         if session.created.elapsed() > self.limits.session_lifetime {
             // Ending it waits for the session's other commands: not on this thread.
-            return Err(command);
+            return Inline::Blocking(command);
         }
-        Ok(self.run_locked(registry, caller, token, session, command))
+        let mut session = match self.admit(registry, caller, token, session) {
+            Ok(session) => session,
+            Err(error) => return Inline::Done(Err(error)),
+        };
+        match command {
+            Command::CommitTransaction {
+                transaction_id,
+                commit_digest,
+            } => match self.begin_commit(&mut session, &transaction_id, &commit_digest) {
+                Ok(pending) => Inline::Commit(Box::new(pending)),
+                Err(error) => Inline::Done(Err(error)),
+            },
+            Command::ExecuteStatement {
+                transaction_id,
+                statement,
+                parameters,
+            } => {
+                let executed = self.execute(
+                    registry,
+                    caller,
+                    &mut session,
+                    &transaction_id,
+                    &statement,
+                    &parameters,
+                    Some(INLINE_READS_MAX),
+                );
+                match executed {
+                    Ok(outcome) => Inline::Done(Ok(outcome)),
+                    Err(Unfinished::Failed(error)) => Inline::Done(Err(error)),
+                    Err(Unfinished::ReadLimit) => Inline::Blocking(Command::ExecuteStatement {
+                        transaction_id,
+                        statement,
+                        parameters,
+                    }),
+                }
+            }
+            command => Inline::Done(self.dispatch(registry, caller, token, session, command)),
+        }
     }
 
     /// The session with this token.
@@ -276,9 +338,22 @@ impl Sessions {
         registry: &Registry,
         caller: &Caller,
         token: &str,
-        mut session: MutexGuard<'_, Session>,
+        session: MutexGuard<'_, Session>,
         command: Command,
     ) -> Result<Outcome, ApiError> {
+        let session = self.admit(registry, caller, token, session)?;
+        self.dispatch(registry, caller, token, session, command)
+    }
+
+    /// Checks that the session may run a command (open, allowed, not expired, its ledger
+    /// healthy), ending it when it may not.
+    fn admit<'s>(
+        &self,
+        registry: &Registry,
+        caller: &Caller,
+        token: &str,
+        session: MutexGuard<'s, Session>,
+    ) -> Result<MutexGuard<'s, Session>, ApiError> {
         if session.ended {
             return Err(invalid_session("The session has ended"));
         }
@@ -298,6 +373,18 @@ impl Sessions {
                 "The ledger is being reopened after a storage failure: start a new session",
             ));
         }
+        Ok(session)
+    }
+
+    /// Runs a command on its admitted session, blocking as long as it takes.
+    fn dispatch(
+        &self,
+        registry: &Registry,
+        caller: &Caller,
+        token: &str,
+        mut session: MutexGuard<'_, Session>,
+        command: Command,
+    ) -> Result<Outcome, ApiError> {
         match command {
             Command::StartSession { .. } => Err(ApiError::internal("StartSession handled above")),
             Command::StartTransaction => self.start_transaction(&mut session),
@@ -305,14 +392,22 @@ impl Sessions {
                 transaction_id,
                 statement,
                 parameters,
-            } => self.execute(
-                registry,
-                caller,
-                &mut session,
-                &transaction_id,
-                &statement,
-                &parameters,
-            ),
+            } => self
+                .execute(
+                    registry,
+                    caller,
+                    &mut session,
+                    &transaction_id,
+                    &statement,
+                    &parameters,
+                    None,
+                )
+                .map_err(|unfinished| match unfinished {
+                    Unfinished::Failed(error) => error,
+                    Unfinished::ReadLimit => {
+                        ApiError::internal("a statement without a read limit reached one")
+                    }
+                }),
             Command::FetchPage {
                 transaction_id,
                 next_page_token,
@@ -320,7 +415,11 @@ impl Sessions {
             Command::CommitTransaction {
                 transaction_id,
                 commit_digest,
-            } => self.commit(&mut session, &transaction_id, &commit_digest),
+            } => {
+                let pending = self.begin_commit(&mut session, &transaction_id, &commit_digest)?;
+                // The session stays locked through the commit, as a command holds it.
+                pending.finish_blocking()
+            }
             Command::AbortTransaction => {
                 session.transaction = None;
                 Ok(Outcome::Done)
@@ -492,6 +591,10 @@ impl Sessions {
             .ok_or_else(|| ApiError::bad_request("No open transaction"))
     }
 
+    /// Runs a statement. With `read_limit`, a statement that reads more than that is undone as
+    /// if it had never arrived ([`Unfinished::ReadLimit`]), for the caller to run it again
+    /// without a limit.
+    #[allow(clippy::too_many_arguments)]
     fn execute(
         &self,
         registry: &Registry,
@@ -500,7 +603,8 @@ impl Sessions {
         transaction_id: &str,
         statement: &str,
         parameters: &[Element],
-    ) -> Result<Outcome, ApiError> {
+        read_limit: Option<u64>,
+    ) -> Result<Outcome, Unfinished> {
         // Administrators are never restricted, so only other callers pay for the registry
         // lookup (a lock and a copy of the ledger's attributes) on every statement. Fails
         // closed: a ledger whose mode cannot be read is treated as STANDARD.
@@ -517,19 +621,23 @@ impl Sessions {
                 format!(
                     "More than {CURSORS_PER_TRANSACTION_MAX} unread results in one transaction"
                 ),
-            ));
+            )
+            .into());
         }
-        // The client folded this statement in before sending it, whatever its outcome. The
-        // ledger records the same digest, so it is computed once.
+        // The client folded this statement in before sending it, whatever its outcome (unless
+        // it is to run again). The ledger records the same digest, so it is computed once.
         let statement_digest = quill_verify::statement_digest(statement, parameters);
-        open.digest.add_statement_digest(&statement_digest);
         if enforced {
-            caller.authorize_statement(
+            let authorized = caller.authorize_statement(
                 &ledger_name,
                 &mut open.transaction,
                 statement,
                 parameters,
-            )?;
+            );
+            if let Err(error) = authorized {
+                open.digest.add_statement_digest(&statement_digest);
+                return Err(error.into());
+            }
         }
         let reads_before = open.transaction.read_ios();
         let savepoint = open.transaction.savepoint();
@@ -542,6 +650,7 @@ impl Sessions {
                 .transaction_result_bytes_max
                 .saturating_sub(open.cursor_bytes),
         };
+        open.transaction.limit_reads(read_limit);
         let result = quill_partiql::execute_with_digest(
             &mut open.transaction,
             statement,
@@ -549,6 +658,15 @@ impl Sessions {
             statement_digest,
             remaining,
         );
+        open.transaction.limit_reads(None);
+        if matches!(
+            &result,
+            Err(PartiqlError::Ledger(LedgerError::ReadLimitReached))
+        ) {
+            // Rolled back by the evaluator: the transaction is as it was before.
+            return Err(Unfinished::ReadLimit);
+        }
+        open.digest.add_statement_digest(&statement_digest);
         self.metrics.statement(result.is_ok());
         match result {
             Ok(values) => {
@@ -558,7 +676,7 @@ impl Sessions {
                     // Like any failed statement, it leaves the transaction as it was.
                     open.transaction.rollback_to(savepoint);
                 }
-                page
+                Ok(page?)
             }
             Err(error) => {
                 let ends_transaction = matches!(
@@ -574,7 +692,7 @@ impl Sessions {
                 if ends_transaction {
                     session.transaction = None;
                 }
-                Err(api_error)
+                Err(api_error.into())
             }
         }
     }
@@ -644,12 +762,14 @@ impl Sessions {
         (page, next_page_token)
     }
 
-    fn commit(
+    /// Checks the client's CommitDigest and takes the transaction out of the session for
+    /// committing: the session has no open transaction from here on, whatever the outcome.
+    fn begin_commit(
         &self,
         session: &mut Session,
         transaction_id: &str,
         client_digest: &[u8],
-    ) -> Result<Outcome, ApiError> {
+    ) -> Result<PendingCommit, ApiError> {
         let open = self.open_transaction(session, transaction_id)?;
         let digest = open.digest.value();
         if digest.as_bytes().as_slice() != client_digest {
@@ -665,15 +785,85 @@ impl Sessions {
             .transaction
             .take()
             .ok_or_else(|| ApiError::internal("no tx"))?;
+        Ok(PendingCommit {
+            answer: CommitAnswer {
+                transaction_id: open.id,
+                commit_digest: digest,
+                write_ios: open.transaction.write_ios(),
+                metrics: Arc::clone(&self.metrics),
+            },
+            transaction: open.transaction,
+        })
+    }
+}
+
+/// What [`Sessions::try_run_inline`] did with a command.
+pub enum Inline {
+    /// Ran it.
+    Done(Result<Outcome, ApiError>),
+    /// Checked a commit and took its transaction: await [`PendingCommit::finish`].
+    Commit(Box<PendingCommit>),
+    /// Left it for [`Sessions::run`] on a blocking thread.
+    Blocking(Command),
+}
+
+/// Why a statement did not produce its result.
+enum Unfinished {
+    /// It failed (the transaction is as it was before it).
+    Failed(ApiError),
+    /// It read more than it was allowed to and was undone, uncounted: run it again unbounded.
+    ReadLimit,
+}
+
+impl From<ApiError> for Unfinished {
+    fn from(error: ApiError) -> Self {
+        Unfinished::Failed(error)
+    }
+}
+
+/// A transaction whose CommitDigest matched, on its way to the ledger.
+pub struct PendingCommit {
+    transaction: Transaction,
+    answer: CommitAnswer,
+}
+
+/// What a commit's answer needs besides the ledger's outcome.
+struct CommitAnswer {
+    transaction_id: String,
+    commit_digest: Hash,
+    write_ios: u64,
+    metrics: Arc<Metrics>,
+}
+
+impl PendingCommit {
+    /// Commits without blocking the calling async worker; answers once the block is durable.
+    pub async fn finish(self) -> Result<Outcome, ApiError> {
         let started = Instant::now();
-        let write_ios = open.transaction.write_ios();
-        match open.transaction.commit() {
+        let committed = self.transaction.commit_async().await;
+        self.answer.outcome(committed, started)
+    }
+
+    /// Commits, blocking the calling thread until the block is durable.
+    fn finish_blocking(self) -> Result<Outcome, ApiError> {
+        let started = Instant::now();
+        let committed = self.transaction.commit();
+        self.answer.outcome(committed, started)
+    }
+}
+
+impl CommitAnswer {
+    fn outcome(
+        self,
+        committed: Result<CommitReceipt, LedgerError>,
+        started: Instant,
+    ) -> Result<Outcome, ApiError> {
+        match committed {
             Ok(_receipt) => {
                 self.metrics.commit(started.elapsed());
                 Ok(Outcome::Committed {
-                    transaction_id: open.id,
-                    commit_digest: digest,
-                    write_ios,
+                    transaction_id: self.transaction_id,
+                    commit_digest: self.commit_digest,
+                    write_ios: self.write_ios,
                 })
             }
             Err(error) => {

@@ -271,3 +271,131 @@ async fn results_are_bounded_in_bytes_per_transaction() {
     assert_eq!(reply.status, 200, "{}", reply.message());
     server.shutdown().await;
 }
+
+/// A statement run on the async worker reads at most `INLINE_READS_MAX` values; a scan that
+/// reads more is undone and run again on a blocking thread. Its result, its `ReadIOs` and the
+/// CommitDigest (the statement folded in once) must be those of a single run.
+#[tokio::test]
+async fn a_scan_past_the_inline_read_limit_runs_once_on_a_blocking_thread() {
+    let server = start(|_| {}).await;
+    let address = server.address;
+    assert_eq!(create_ledger(address, "books").await.status, 200);
+    let token = start_session(address, "books").await;
+    let documents = quill_server::session::INLINE_READS_MAX + 36;
+    let mut tx = begin(address, &token).await;
+    assert_eq!(
+        execute(address, &mut tx, "CREATE TABLE Book", &[])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(commit(address, &tx).await.status, 200);
+    let numbers: Vec<u64> = (0..documents).collect();
+    // QLDB's limit: 40 documents per transaction.
+    for chunk in numbers.chunks(40) {
+        let mut tx = begin(address, &token).await;
+        let bag: Vec<String> = chunk.iter().map(|n| format!("{{n: {n}}}")).collect();
+        let insert = format!("INSERT INTO Book << {} >>", bag.join(", "));
+        let reply = execute(address, &mut tx, &insert, &[]).await;
+        assert_eq!(reply.status, 200, "{}", reply.message());
+        assert_eq!(commit(address, &tx).await.status, 200);
+    }
+
+    let mut tx = begin(address, &token).await;
+    // A write first: undoing the scan must not undo it.
+    let reply = execute(address, &mut tx, "INSERT INTO Book ?", &["{n: -1}"]).await;
+    assert_eq!(reply.status, 200, "{}", reply.message());
+    let reply = execute(
+        address,
+        &mut tx,
+        "SELECT VALUE n FROM Book WHERE n >= 0",
+        &[],
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.message());
+    let result = &reply.json()["ExecuteStatement"];
+    // Every stored document (and the transaction's own one), read once.
+    assert_eq!(result["ConsumedIOs"]["ReadIOs"], documents + 1);
+    let mut values = decode_values(&result["FirstPage"]);
+    let mut next = result["FirstPage"]["NextPageToken"]
+        .as_str()
+        .map(str::to_string);
+    while let Some(page_token) = next {
+        let reply = send(
+            address,
+            &json!({"SessionToken": token, "FetchPage":
+            {"TransactionId": tx.id, "NextPageToken": page_token}}),
+        )
+        .await;
+        let page = &reply.json()["FetchPage"]["Page"];
+        values.extend(decode_values(page));
+        next = page["NextPageToken"].as_str().map(str::to_string);
+    }
+    let mut numbers: Vec<u64> = values.iter().map(|v| v.as_i64().unwrap() as u64).collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, (0..documents).collect::<Vec<_>>());
+    let reply = commit(address, &tx).await;
+    assert_eq!(reply.status, 200, "{}", reply.message());
+
+    let mut tx = begin(address, &token).await;
+    let reply = execute(
+        address,
+        &mut tx,
+        "SELECT VALUE n FROM Book WHERE n < 0",
+        &[],
+    )
+    .await;
+    assert_eq!(
+        decode_values(&reply.json()["ExecuteStatement"]["FirstPage"]).len(),
+        1
+    );
+    assert_eq!(commit(address, &tx).await.status, 200);
+}
+
+/// Commits awaited on the async workers, many at once (so the committer threads batch them):
+/// each is acknowledged with its own transaction id and every acknowledged write is visible.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_commits_are_each_acknowledged_and_visible() {
+    let server = start(|_| {}).await;
+    let address = server.address;
+    assert_eq!(create_ledger(address, "books").await.status, 200);
+    let token = start_session(address, "books").await;
+    let mut tx = begin(address, &token).await;
+    assert_eq!(
+        execute(address, &mut tx, "CREATE TABLE Book", &[])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(commit(address, &tx).await.status, 200);
+
+    const SESSIONS: usize = 16;
+    const EACH: usize = 10;
+    let writers: Vec<_> = (0..SESSIONS)
+        .map(|writer| {
+            tokio::spawn(async move {
+                let token = start_session(address, "books").await;
+                for n in 0..EACH {
+                    let mut tx = begin(address, &token).await;
+                    let document = format!("{{writer: {writer}, n: {n}}}");
+                    let reply = execute(address, &mut tx, "INSERT INTO Book ?", &[&document]).await;
+                    assert_eq!(reply.status, 200, "{}", reply.message());
+                    let reply = commit(address, &tx).await;
+                    assert_eq!(reply.status, 200, "{}", reply.message());
+                    assert_eq!(reply.json()["CommitTransaction"]["TransactionId"], tx.id);
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let mut tx = begin(address, &token).await;
+    let reply = execute(address, &mut tx, "SELECT COUNT(*) AS c FROM Book", &[]).await;
+    let values = decode_values(&reply.json()["ExecuteStatement"]["FirstPage"]);
+    assert_eq!(
+        values,
+        [Element::read_one(format!("{{c: {}}}", SESSIONS * EACH)).unwrap()]
+    );
+    assert_eq!(commit(address, &tx).await.status, 200);
+}

@@ -35,7 +35,7 @@ use crate::tree_store::TreeStore;
 use crate::types::CommitReceipt;
 
 pub(crate) use build::{apply_block, replayed_rows};
-pub(crate) use pipeline::{append_verified, catch_up, commit, run, Pipeline};
+pub(crate) use pipeline::{append_verified, catch_up, commit, enqueue, is_idle, run, Pipeline};
 
 /// A transaction's writes, ready to be hashed into a block.
 pub struct PreparedCommit {
@@ -54,7 +54,29 @@ pub struct PreparedCommit {
 /// A commit waiting for the committer.
 pub struct CommitRequest {
     pub commit: PreparedCommit,
-    pub reply: SyncSender<Result<CommitReceipt>>,
+    pub reply: Reply,
+}
+
+/// Where a commit's outcome goes: a thread blocked on it, or a future awaiting it (an async
+/// server's worker, which must not block while the batch is fsynced).
+pub enum Reply {
+    Blocking(SyncSender<Result<CommitReceipt>>),
+    Async(tokio::sync::oneshot::Sender<Result<CommitReceipt>>),
+}
+
+impl Reply {
+    /// Delivers the outcome; a waiter that has gone (a dropped future) is not an error: the
+    /// commit stands either way.
+    pub fn send(self, outcome: Result<CommitReceipt>) {
+        match self {
+            Reply::Blocking(sender) => {
+                let _ = sender.send(outcome);
+            }
+            Reply::Async(sender) => {
+                let _ = sender.send(outcome);
+            }
+        }
+    }
 }
 
 /// State shared between transactions and the committer, changed only under its mutex.

@@ -3,11 +3,12 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::Instant;
 
 use quill_verify::Hash;
+use tokio::sync::oneshot;
 
 use crate::catalog::Catalog;
 use crate::error::{LedgerError, Result};
@@ -21,7 +22,7 @@ use super::flusher::{
     flush_loop, write_layers_to_redb, FlushJob, LayeredState, STATE_CHECKPOINT_INTERVAL,
 };
 use super::occ_check::{check_commit, Earlier};
-use super::{CommitRequest, Core, PreparedCommit};
+use super::{CommitRequest, Core, PreparedCommit, Reply};
 
 /// The committer's state shared by its threads and by committing threads that take the fast
 /// path.
@@ -271,11 +272,55 @@ pub fn commit(
     let (reply, answer) = mpsc::sync_channel(1);
     let queued = &core.pipeline.queued;
     queued.fetch_add(1, Ordering::SeqCst);
-    if requests.send(CommitRequest { commit, reply }).is_err() {
+    let request = CommitRequest {
+        commit,
+        reply: Reply::Blocking(reply),
+    };
+    if requests.send(request).is_err() {
         queued.fetch_sub(1, Ordering::SeqCst);
         return Err(stopped());
     }
     answer.recv().map_err(|_| stopped())?
+}
+
+/// Hands `commit` to the sequencer thread without waiting for it: the returned receiver gets
+/// its outcome once its batch is durable (or failed). Never blocks the calling thread, so an
+/// async worker may call it (inside a tokio runtime): a full queue is waited on by a blocking
+/// thread instead.
+pub fn enqueue(
+    core: &Arc<Core>,
+    requests: &SyncSender<CommitRequest>,
+    commit: PreparedCommit,
+) -> oneshot::Receiver<Result<CommitReceipt>> {
+    let (reply, answer) = oneshot::channel();
+    let request = CommitRequest {
+        commit,
+        reply: Reply::Async(reply),
+    };
+    let queued = &core.pipeline.queued;
+    queued.fetch_add(1, Ordering::SeqCst);
+    match requests.try_send(request) {
+        Ok(()) => {}
+        Err(TrySendError::Full(request)) => {
+            let (core, requests) = (Arc::clone(core), requests.clone());
+            tokio::task::spawn_blocking(move || {
+                if requests.send(request).is_err() {
+                    // The request (and its reply) is dropped: the receiver hears that.
+                    core.pipeline.queued.fetch_sub(1, Ordering::SeqCst);
+                }
+            });
+        }
+        Err(TrySendError::Disconnected(_)) => {
+            queued.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    answer
+}
+
+/// Whether the pipeline is idle, so that [`commit`] would run in the calling thread (and
+/// fsync there) rather than queue.
+pub fn is_idle(core: &Core) -> bool {
+    alone(core).is_some()
 }
 
 /// The sequencer, taken by a committing thread while the pipeline is idle.
@@ -313,8 +358,14 @@ impl Alone<'_> {
             state,
             published: job,
             ..
-        }) = sequence_batch(core, &mut sequencer, vec![CommitRequest { commit, reply }])
-        {
+        }) = sequence_batch(
+            core,
+            &mut sequencer,
+            vec![CommitRequest {
+                commit,
+                reply: Reply::Blocking(reply),
+            }],
+        ) {
             // Journal first: a direct state commit may then be a durable checkpoint.
             match sync_journal(core, job.end) {
                 Ok(()) => {
@@ -368,7 +419,7 @@ const SYNC_QUEUE_MAX: usize = 2;
 
 /// A commit accepted into the batch, waiting for the fsync.
 struct Accepted {
-    reply: SyncSender<Result<CommitReceipt>>,
+    reply: Reply,
     receipt: CommitReceipt,
     writes: Arc<WriteSet>,
 }
@@ -500,7 +551,7 @@ fn sequence_commits(
             batch: &accepted_writes,
         };
         if let Err(e) = check_commit(core, &commit, &catalog, earlier) {
-            let _ = reply.send(Err(e));
+            reply.send(Err(e));
             continue;
         }
         // The wall clock may step back; block times never do.
@@ -540,7 +591,7 @@ fn sequence_commits(
             }
             Err(e) => {
                 // Derived state is half-written for this batch: fail the batch, write nothing.
-                let _ = reply.send(Err(e));
+                reply.send(Err(e));
                 fail_all(
                     accepted.into_iter().map(|a| a.reply),
                     &LedgerError::Storage("batch aborted".into()),
@@ -933,11 +984,11 @@ fn publish(core: &Core, job: Batch, snapshot: Result<Snapshot>) {
         shared.last_millis = job.last_millis;
     }
     for a in job.accepted {
-        let _ = a.reply.send(Ok(a.receipt));
+        a.reply.send(Ok(a.receipt));
     }
 }
 
-fn fail_all(replies: impl Iterator<Item = SyncSender<Result<CommitReceipt>>>, error: &LedgerError) {
+fn fail_all(replies: impl Iterator<Item = Reply>, error: &LedgerError) {
     for reply in replies {
         // Each reply gets its own copy; a retryable error stays retryable.
         let copy = match error {
@@ -946,6 +997,6 @@ fn fail_all(replies: impl Iterator<Item = SyncSender<Result<CommitReceipt>>>, er
             LedgerError::UnknownLedger(m) => LedgerError::UnknownLedger(m.clone()),
             other => LedgerError::Storage(other.to_string()),
         };
-        let _ = reply.send(Err(copy));
+        reply.send(Err(copy));
     }
 }
