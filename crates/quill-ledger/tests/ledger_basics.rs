@@ -31,6 +31,8 @@ on_both_backends!(
     indexes_follow_updates_and_deletes_live_and_after_replay,
     deeply_nested_documents_are_refused_not_a_stack_overflow,
     reads_stay_right_across_layer_flushes_and_reopen,
+    async_commits_are_batched_checked_and_durable,
+    read_limits_stop_long_reads,
 );
 
 fn insert_update_delete_and_history(backend: Backend) {
@@ -575,9 +577,8 @@ fn reads_stay_right_across_layer_flushes_and_reopen(backend: Backend) {
 /// batched) and one alone (on the blocking pool, where the idle ledger's committing thread
 /// fsyncs); each answers with its own block, conflicts are still detected, and everything
 /// acknowledged is there after a reopen.
-#[test]
-fn async_commits_are_batched_checked_and_durable() {
-    let dir = tempfile::tempdir().unwrap();
+fn async_commits_are_batched_checked_and_durable(backend: Backend) {
+    let home = Home::new(backend);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -585,7 +586,7 @@ fn async_commits_are_batched_checked_and_durable() {
         .unwrap();
     const WRITERS: usize = 32;
     let contested = {
-        let ledger = Ledger::create(dir.path(), "l1", LedgerOptions::default()).unwrap();
+        let ledger = home.create_default("l1");
         let contested = ledger
             .transact(|tx| {
                 tx.create_table("T", None)?;
@@ -636,7 +637,7 @@ fn async_commits_are_batched_checked_and_durable() {
         });
         contested
     };
-    let ledger = Ledger::open(dir.path(), LedgerOptions::default()).unwrap();
+    let ledger = home.open_default("l1");
     let (documents, contested) = ledger
         .transact(|tx| {
             let mut documents = 0;
@@ -653,9 +654,8 @@ fn async_commits_are_batched_checked_and_durable() {
 
 /// A read limit stops a statement's reads with a typed error, and lifting it lets them run;
 /// reads before the limit was set do not count against it.
-#[test]
-fn read_limits_stop_long_reads() {
-    let (_dir, ledger) = new_ledger();
+fn read_limits_stop_long_reads(backend: Backend) {
+    let (_home, ledger) = new_ledger(backend);
     let ids: Vec<String> = ledger
         .transact(|tx| {
             tx.create_table("T", None)?;
