@@ -30,7 +30,7 @@ use ion_rs::Element;
 
 use super::ledger::XorShift;
 use super::load::{self, vin};
-use super::stats::{self, fmt_duration, rate, Latencies, ScratchDir};
+use super::stats::{fmt_duration, rate, Latencies};
 use super::wire::{self, ion_base64, Bench, Session, Target};
 
 /// Sessions one step may open (as `quill bench wire`).
@@ -101,15 +101,7 @@ pub struct DmvArgs {
 
 /// Runs `quill bench dmv`.
 pub fn run(args: DmvArgs) -> anyhow::Result<()> {
-    let scratch = ScratchDir::new(args.dir.as_deref(), "dmv")?;
-    let mut fsync = stats::fsync_baseline(scratch.path(), 200)?;
-    let (fsync_p50, fsync_p99) = fsync.p50_p99();
-    println!("quill bench dmv — {}", super::machine_line());
-    println!(
-        "raw fsync (write 200 B + fdatasync, 200 samples): p50 {}  p99 {}",
-        fmt_duration(fsync_p50),
-        fmt_duration(fsync_p99)
-    );
+    let (scratch, _) = wire::scratch_with_fsync_baseline("dmv", args.dir.as_deref())?;
     let bench = Bench::start(
         &args.endpoint,
         args.ca_cert.as_deref(),

@@ -84,15 +84,7 @@ pub struct WireArgs {
 
 /// Runs `quill bench wire`.
 pub fn run(args: WireArgs) -> anyhow::Result<()> {
-    let scratch = ScratchDir::new(args.dir.as_deref(), "wire")?;
-    let mut fsync = stats::fsync_baseline(scratch.path(), 200)?;
-    let (fsync_p50, fsync_p99) = fsync.p50_p99();
-    println!("quill bench wire — {}", super::machine_line());
-    println!(
-        "raw fsync (write 200 B + fdatasync, 200 samples): p50 {}  p99 {}",
-        fmt_duration(fsync_p50),
-        fmt_duration(fsync_p99)
-    );
+    let (scratch, fsync_p50) = scratch_with_fsync_baseline("wire", args.dir.as_deref())?;
     let bench = Bench::start(
         &args.endpoint,
         args.ca_cert.as_deref(),
@@ -105,6 +97,25 @@ pub fn run(args: WireArgs) -> anyhow::Result<()> {
     bench.stop()?;
     outcome?.print();
     Ok(())
+}
+
+/// The scratch directory of `quill bench NAME` (under `dir`, else the OS temp dir), after
+/// printing the machine and the raw fsync latency measured in it; returns the fsync p50, the
+/// figure the wire benches compare against.
+pub(super) fn scratch_with_fsync_baseline(
+    name: &str,
+    dir: Option<&Path>,
+) -> anyhow::Result<(ScratchDir, Duration)> {
+    let scratch = ScratchDir::new(dir, name)?;
+    let mut fsync = stats::fsync_baseline(scratch.path(), 200)?;
+    let (fsync_p50, fsync_p99) = fsync.p50_p99();
+    println!("quill bench {name} — {}", super::machine_line());
+    println!(
+        "raw fsync (write 200 B + fdatasync, 200 samples): p50 {}  p99 {}",
+        fmt_duration(fsync_p50),
+        fmt_duration(fsync_p99)
+    );
+    Ok((scratch, fsync_p50))
 }
 
 /// The servers a bench loads, and the runtimes it drives them from: the endpoints given, or a
