@@ -740,26 +740,11 @@ impl PositionStore for PgCursor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::streams::Destination;
 
     fn spec(id: &str) -> StreamSpec {
         StreamSpec {
-            ledger_name: "shop".into(),
-            stream_id: id.into(),
-            stream_name: "s".into(),
-            arn: format!("arn:aws:qldb:us-east-1:1:stream/shop/{id}"),
-            destination: Destination::Nats {
-                nats_server: "127.0.0.1:4222".into(),
-                nats_subject: "quill.shop".into(),
-                nats_tls: false,
-                nats_auth: None,
-            },
-            creation_time: 1.0,
-            inclusive_start_time: 1.0,
-            exclusive_end_time: None,
             tags: BTreeMap::from([("team".into(), "a".into())]),
-            final_status: None,
-            end_time: None,
+            ..crate::streams::tests::nats_spec(id)
         }
     }
 

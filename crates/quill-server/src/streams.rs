@@ -921,7 +921,7 @@ pub fn route(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -965,8 +965,9 @@ mod tests {
         assert_eq!(serde_json::from_str::<StreamSpec>(&text).unwrap(), nats);
     }
 
-    fn stored_stream(dir: &Path, id: &str, status: Option<StreamStatus>, end_time: Option<f64>) {
-        let spec = StreamSpec {
+    /// A NATS stream `id` on ledger `shop` (shared by the stream-store tests).
+    pub(crate) fn nats_spec(id: &str) -> StreamSpec {
+        StreamSpec {
             ledger_name: "shop".into(),
             stream_id: id.into(),
             stream_name: "s".into(),
@@ -981,8 +982,16 @@ mod tests {
             inclusive_start_time: 1.0,
             exclusive_end_time: None,
             tags: BTreeMap::new(),
+            final_status: None,
+            end_time: None,
+        }
+    }
+
+    fn stored_stream(dir: &Path, id: &str, status: Option<StreamStatus>, end_time: Option<f64>) {
+        let spec = StreamSpec {
             final_status: status,
             end_time,
+            ..nats_spec(id)
         };
         let dir = dir.join("streams/shop").join(id);
         std::fs::create_dir_all(&dir).unwrap();
