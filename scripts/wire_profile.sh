@@ -4,7 +4,7 @@
 #
 # Runs `quill serve` (SigV4 on) under callgrind with instrumentation off, warms it up with a short
 # `quill bench wire` run, then collects only while a second run drives KIND transactions from
-# SESSIONS sessions for SECONDS, and prints instructions per transaction, in total and by
+# SESSIONS sessions for RUN_SECONDS, and prints instructions per transaction, in total and by
 # component (inclusive cost of the functions matching each pattern, from callgrind_annotate).
 #
 # With CPU=1 the server runs natively instead and the figure is its CPU time (user + system,
@@ -12,14 +12,14 @@
 # callgrind cannot see that share, and runs software SHA-256 (valgrind hides SHA-NI).
 #
 # Usage: scripts/wire_profile.sh [OUT_DIR]   (default: a temporary directory, kept)
-# Environment: QUILL_BIN (default target/release/quill), KIND (insert), SESSIONS (4), SECONDS (20),
+# Environment: QUILL_BIN (default target/release/quill), KIND (insert), SESSIONS (4), RUN_SECONDS (20),
 # CPU (unset)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 QUILL=${QUILL_BIN:-$ROOT/target/release/quill}
 KIND=${KIND:-insert}
 SESSIONS=${SESSIONS:-4}
-SECONDS_RUN=${SECONDS:-20}
+SECONDS_RUN=${RUN_SECONDS:-20}
 OUT=${1:-$(mktemp -d /tmp/wire-profile.XXXXXX)}
 mkdir -p "$OUT/data"
 command -v valgrind >/dev/null || { echo "wire_profile: valgrind is not installed" >&2; exit 1; }
