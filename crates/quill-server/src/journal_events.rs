@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use axum::body::{Body, Bytes};
 use axum::http::HeaderMap;
 use ion_rs::{v1_0, Element, TextFormat};
-use quill_ledger::{Ledger, LedgerError};
+use quill_ledger::Ledger;
+use quill_stream::record::StreamBlock;
 use tokio::sync::watch;
 
 use crate::error::ApiError;
@@ -67,16 +68,17 @@ fn format_blocks(
     mut next: u64,
 ) -> Result<(String, u64), String> {
     let mut text = String::new();
-    let end = next + BLOCKS_PER_CHUNK;
-    while next < end {
-        let block = match ledger.block(next) {
-            Ok(block) => block,
-            Err(LedgerError::UnknownBlock(_)) => break,
-            Err(e) => return Err(e.to_string()),
-        };
-        let records =
-            quill_stream::record::block_records(stream_arn, &block).map_err(|e| e.to_string())?;
-        text.push_str(&format!("id: {next}\nevent: block\n"));
+    let blocks = ledger
+        .stored_blocks(next, BLOCKS_PER_CHUNK)
+        .map_err(|e| e.to_string())?;
+    for stored in &blocks {
+        let records = StreamBlock::read(stored)
+            .and_then(|block| block.records(stream_arn))
+            .map_err(|e| e.to_string())?;
+        text.push_str(&format!(
+            "id: {}\nevent: block\n",
+            stored.address.sequence_no
+        ));
         for record in records {
             let element = Element::read_one(&record.ion).map_err(|e| e.to_string())?;
             let ion = element
@@ -88,7 +90,7 @@ fn format_blocks(
             text.push('\n');
         }
         text.push('\n');
-        next += 1;
+        next = stored.address.sequence_no + 1;
     }
     Ok((text, next))
 }
