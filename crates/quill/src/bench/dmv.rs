@@ -22,7 +22,6 @@
 //! prints, per session count, tx/s with p50/p99 per transaction kind and in total, and one
 //! machine-readable `dmv sessions=… kind=… …` line per kind and for the total.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -70,18 +69,8 @@ const REGISTRATION_HISTORY: &str =
 /// Arguments of `quill bench dmv`.
 #[derive(clap::Args, Debug)]
 pub struct DmvArgs {
-    /// Server to load (`http://…` or `https://…`; requests are signed when
-    /// AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY are set); several, comma-separated, for
-    /// servers sharing one PostgreSQL database. Without it a server is started in-process on
-    /// a loopback port with a scratch data directory.
-    #[arg(long, value_delimiter = ',')]
-    pub endpoint: Vec<String>,
-    /// Extra trusted CA certificate (PEM) for an https endpoint.
-    #[arg(long, requires = "endpoint")]
-    pub ca_cert: Option<PathBuf>,
-    /// Region to sign requests for.
-    #[arg(long, default_value = "us-east-1")]
-    pub region: String,
+    #[command(flatten)]
+    pub target: wire::TargetArgs,
     /// Ledger to create and load; it must not hold the sample's tables yet.
     #[arg(long, default_value = "dmv-bench")]
     pub ledger: String,
@@ -94,20 +83,12 @@ pub struct DmvArgs {
     /// Persons, vehicles, registrations and driver's licences each preloaded.
     #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(8..=1_000_000))]
     pub preload: u64,
-    /// Directory for the in-process server's data (default: the OS temp dir).
-    #[arg(long)]
-    pub dir: Option<PathBuf>,
 }
 
 /// Runs `quill bench dmv`.
 pub fn run(args: DmvArgs) -> anyhow::Result<()> {
-    let (scratch, _) = wire::scratch_with_fsync_baseline("dmv", args.dir.as_deref())?;
-    let bench = Bench::start(
-        &args.endpoint,
-        args.ca_cert.as_deref(),
-        &args.region,
-        &scratch.path().join("data"),
-    )?;
+    let (scratch, _) = wire::scratch_with_fsync_baseline("dmv", args.target.dir.as_deref())?;
+    let bench = Bench::start(&args.target, &scratch.path().join("data"))?;
     let outcome = bench.client.block_on(load_steps(&bench.target, &args));
     bench.stop()?;
     outcome

@@ -46,9 +46,9 @@ pub enum WireKind {
     Update,
 }
 
-/// Arguments of `quill bench wire`.
+/// Where `quill bench wire` and `quill bench dmv` send their load.
 #[derive(clap::Args, Debug)]
-pub struct WireArgs {
+pub struct TargetArgs {
     /// Server to load, e.g. `http://127.0.0.1:8080` or `https://…` (requests are signed when
     /// AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY are set); several, comma-separated, for servers
     /// sharing one PostgreSQL database (`--storage`): sessions are spread over them in turn.
@@ -62,6 +62,16 @@ pub struct WireArgs {
     /// Region to sign requests for.
     #[arg(long, default_value = "us-east-1")]
     pub region: String,
+    /// Directory for the in-process server's data (default: the OS temp dir).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+/// Arguments of `quill bench wire`.
+#[derive(clap::Args, Debug)]
+pub struct WireArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// Ledger to use (created if absent).
     #[arg(long, default_value = "bench")]
     pub ledger: String,
@@ -77,20 +87,12 @@ pub struct WireArgs {
     /// Documents inserted before an update run (updates pick one at random).
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub preload: u64,
-    /// Directory for the in-process server's data (default: the OS temp dir).
-    #[arg(long)]
-    pub dir: Option<PathBuf>,
 }
 
 /// Runs `quill bench wire`.
 pub fn run(args: WireArgs) -> anyhow::Result<()> {
-    let (scratch, fsync_p50) = scratch_with_fsync_baseline("wire", args.dir.as_deref())?;
-    let bench = Bench::start(
-        &args.endpoint,
-        args.ca_cert.as_deref(),
-        &args.region,
-        &scratch.path().join("data"),
-    )?;
+    let (scratch, fsync_p50) = scratch_with_fsync_baseline("wire", args.target.dir.as_deref())?;
+    let bench = Bench::start(&args.target, &scratch.path().join("data"))?;
     let outcome = bench
         .client
         .block_on(load_steps(&bench.target, &args, fsync_p50));
@@ -131,19 +133,14 @@ pub(super) struct Bench {
 }
 
 impl Bench {
-    /// Targets `endpoints` (signing for `region` when credentials are in the environment), or
-    /// starts a server with its data in `data_dir` when there are none.
-    pub(super) fn start(
-        endpoints: &[String],
-        ca_cert: Option<&Path>,
-        region: &str,
-        data_dir: &Path,
-    ) -> anyhow::Result<Bench> {
+    /// Targets `target`'s endpoints (signing for its region when credentials are in the
+    /// environment), or starts a server with its data in `data_dir` when there are none.
+    pub(super) fn start(target: &TargetArgs, data_dir: &Path) -> anyhow::Result<Bench> {
         let server_runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .thread_name("bench-server")
             .build()?;
-        let (mut endpoints, server) = match endpoints {
+        let (mut endpoints, server) = match target.endpoint.as_slice() {
             [] => {
                 let (address, server) = server_runtime.block_on(start_server(
                     data_dir.to_path_buf(),
@@ -156,16 +153,17 @@ impl Bench {
             }
             urls => (
                 urls.iter()
-                    .map(|url| Endpoint::parse(url, ca_cert))
+                    .map(|url| Endpoint::parse(url, target.ca_cert.as_deref()))
                     .collect::<Result<Vec<_>, _>>()?,
                 None,
             ),
         };
         let endpoint = endpoints.remove(0);
+        let signer = Signer::from_env(&target.region);
         let target = Target {
             endpoint,
             more_endpoints: endpoints,
-            signer: Signer::from_env(region),
+            signer,
         };
         let client = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -681,23 +679,30 @@ impl Http {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
+
+    /// An in-process server with its data under `scratch`: each test its own scratch base, as
+    /// the scratch directory's name is per process.
+    pub(in crate::bench) fn in_process(scratch: &tempfile::TempDir) -> TargetArgs {
+        TargetArgs {
+            endpoint: Vec::new(),
+            ca_cert: None,
+            region: "us-east-1".into(),
+            dir: Some(scratch.path().to_path_buf()),
+        }
+    }
 
     #[test]
     fn wire_bench_runs_against_the_in_process_server() {
         let scratch = tempfile::tempdir().unwrap();
         let args = WireArgs {
-            endpoint: Vec::new(),
-            ca_cert: None,
-            region: "us-east-1".into(),
+            target: in_process(&scratch),
             ledger: "bench".into(),
             sessions: vec![1, 2],
             seconds: 1,
             kind: WireKind::Insert,
             preload: 1,
-            // Each test its own scratch base: the scratch directory's name is per process.
-            dir: Some(scratch.path().to_path_buf()),
         };
         run(args).unwrap();
     }
@@ -706,15 +711,12 @@ mod tests {
     fn wire_bench_updates_preloaded_documents() {
         let scratch = tempfile::tempdir().unwrap();
         let args = WireArgs {
-            endpoint: Vec::new(),
-            ca_cert: None,
-            region: "us-east-1".into(),
+            target: in_process(&scratch),
             ledger: "bench".into(),
             sessions: vec![2],
             seconds: 1,
             kind: WireKind::Update,
             preload: 150,
-            dir: Some(scratch.path().to_path_buf()),
         };
         run(args).unwrap();
     }
