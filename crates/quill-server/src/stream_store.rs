@@ -810,9 +810,16 @@ mod tests {
         assert_eq!(reported.last_delivered_block, Some(7));
         assert_eq!(described.spec.tags, spec(&id).tags);
 
-        // The winner's server dies: its connection closes, and with it the lock.
+        // The winner's server dies: its connection closes, and with it the lock. PostgreSQL
+        // frees the lock when the backend notices the closed connection and exits, a moment
+        // after the client is gone, so the loser claims until then as its takeover loop does.
         drop(won.pop());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let mut taken = claim_all(&b);
+        while taken.is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            taken = claim_all(&b);
+        }
         assert_eq!(taken.len(), 1, "the loser takes over");
         assert_eq!(
             taken[0].cursor().load().unwrap(),
