@@ -16,7 +16,7 @@
 //! Module layers. Each module uses only modules on its own line or above it, never below,
 //! so there are no import cycles:
 //! 1. `error`, `types`, `ids`, `calendar`, `clock`, `limits`, `equality`: plain types and
-//!    helpers.
+//!    helpers; `ion_binary`, the stored Ion the query and stream layers read in place.
 //! 2. `catalog` (tables and indexes), `storage` (files, directory fsync, atomic writes),
 //!    `options` (how a ledger is opened).
 //! 3. `journal`, `tree_store` (the digest tree's full nodes), `block` (block encoding and
@@ -54,6 +54,7 @@ mod error;
 mod handle;
 mod ids;
 mod import;
+pub mod ion_binary;
 mod journal;
 mod ledger;
 pub mod limits;

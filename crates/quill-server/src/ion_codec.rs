@@ -80,21 +80,9 @@ pub fn to_base64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// Reads an Ion 1.0 binary `VarUInt` at `*pos`; `None` when truncated or absurdly long.
+/// Reads an Ion 1.0 binary `VarUInt` length at `*pos`; `None` when truncated or absurdly long.
 fn read_var_uint(bytes: &[u8], pos: &mut usize) -> Option<usize> {
-    let mut value: usize = 0;
-    // 9 bytes of 7 bits already exceed any length a 128 KB input can hold.
-    for _ in 0..9 {
-        let byte = *bytes.get(*pos)?;
-        *pos += 1;
-        value = value
-            .checked_mul(128)?
-            .checked_add(usize::from(byte & 0x7f))?;
-        if byte & 0x80 != 0 {
-            return Some(value);
-        }
-    }
-    None
+    usize::try_from(quill_ledger::ion_binary::read_var_uint(bytes, pos)?).ok()
 }
 
 /// True when no container in the Ion 1.0 binary stream nests deeper than `max`. Malformed
@@ -112,7 +100,7 @@ fn binary_depth_within(bytes: &[u8], max: usize) -> bool {
         if pos >= bytes.len() {
             return true;
         }
-        if open.is_empty() && bytes[pos..].starts_with(&[0xE0, 0x01, 0x00, 0xEA]) {
+        if open.is_empty() && bytes[pos..].starts_with(&quill_ledger::ion_binary::VERSION_MARKER) {
             pos += 4;
             continue;
         }

@@ -14,276 +14,53 @@
 
 use std::sync::OnceLock;
 
-/// Ion 1.0 binary version marker.
-const IVM: [u8; 4] = [0xE0, 0x01, 0x00, 0xEA];
-/// Ids of the system symbols this module uses.
-const SID_ION_SYMBOL_TABLE: u64 = 3;
-const SID_IMPORTS: u64 = 6;
-const SID_SYMBOLS: u64 = 7;
-/// The system symbol table's texts, ids 1 to 9.
-const SYSTEM_SYMBOLS: [&str; 9] = [
-    "$ion",
-    "$ion_1_0",
-    "$ion_symbol_table",
-    "name",
-    "version",
-    "imports",
-    "symbols",
-    "max_id",
-    "$ion_shared_symbol_table",
-];
+use quill_ledger::ion_binary::{
+    StoredValue, L_VAR, SID_IMPORTS, SID_ION_SYMBOL_TABLE, SID_SYMBOLS, T_ANNOTATION, T_BLOB,
+    T_LIST, T_POS_INT, T_STRING, T_STRUCT, T_SYMBOL, T_TIMESTAMP, VERSION_MARKER as IVM,
+};
 
-/// Type codes (the high nibble of a type descriptor).
-const T_NULL: u8 = 0x0;
-const T_BOOL: u8 = 0x1;
-const T_POS_INT: u8 = 0x2;
-const T_TIMESTAMP: u8 = 0x6;
-const T_SYMBOL: u8 = 0x7;
-const T_STRING: u8 = 0x8;
-const T_BLOB: u8 = 0xA;
-const T_LIST: u8 = 0xB;
-const T_STRUCT: u8 = 0xD;
-const T_ANNOTATION: u8 = 0xE;
-/// Length nibbles with a meaning of their own.
-const L_VAR: u8 = 14;
-const L_NULL: u8 = 15;
-
-/// One encoded value inside a byte slice.
-#[derive(Debug, Clone, Copy)]
-struct Value<'a> {
-    type_code: u8,
-    /// The type descriptor's length nibble.
-    nibble: u8,
-    /// The value's representation (after its type descriptor and length).
-    body: &'a [u8],
-}
-
-impl<'a> Value<'a> {
-    fn is_null(&self) -> bool {
-        self.nibble == L_NULL
-    }
-
-    /// A NOP pad: skipped wherever it appears.
-    fn is_pad(&self) -> bool {
-        self.type_code == T_NULL && self.nibble != L_NULL
-    }
-
-    fn as_struct(&self) -> Option<Fields<'a>> {
-        (self.type_code == T_STRUCT && !self.is_null()).then_some(Fields { bytes: self.body })
-    }
-
-    fn as_str(&self) -> Option<&'a str> {
-        (self.type_code == T_STRING && !self.is_null())
-            .then(|| std::str::from_utf8(self.body).ok())
-            .flatten()
-    }
-}
-
-/// Reads a VarUInt (7 bits a byte, the last byte flagged by its high bit) at `*at`.
-fn read_var_uint(bytes: &[u8], at: &mut usize) -> Option<u64> {
-    let mut value = 0u64;
-    // 9 bytes hold 63 bits: more is not a length or id this module can use.
-    for _ in 0..9 {
-        let byte = *bytes.get(*at)?;
-        *at += 1;
-        value = value << 7 | u64::from(byte & 0x7F);
-        if byte & 0x80 != 0 {
-            return Some(value);
-        }
-    }
-    None
-}
-
-/// Reads the value at `*at`, moving past it.
-fn read_value<'a>(bytes: &'a [u8], at: &mut usize) -> Option<Value<'a>> {
-    let descriptor = *bytes.get(*at)?;
-    *at += 1;
-    let (type_code, nibble) = (descriptor >> 4, descriptor & 0x0F);
-    let len = match (type_code, nibble) {
-        (0xF, _) => return None,
-        (T_BOOL, _) | (_, L_NULL) => 0,
-        // A struct with L = 1 has sorted fields and a VarUInt length.
-        (T_STRUCT, 1) | (_, L_VAR) => usize::try_from(read_var_uint(bytes, at)?).ok()?,
-        (_, len) => usize::from(len),
-    };
-    let end = at.checked_add(len).filter(|end| *end <= bytes.len())?;
-    let body = &bytes[*at..end];
-    *at = end;
-    Some(Value {
-        type_code,
-        nibble,
-        body,
-    })
-}
-
-/// The fields of a struct: (field name id, value), NOP pads skipped; `None` ends the walk,
-/// also on a malformed field (callers then see a field missing and refuse the piece).
-struct Fields<'a> {
-    bytes: &'a [u8],
-}
-
-impl<'a> Iterator for Fields<'a> {
-    type Item = (u64, Value<'a>);
-
-    fn next(&mut self) -> Option<(u64, Value<'a>)> {
-        loop {
-            let mut at = 0;
-            let field = read_var_uint(self.bytes, &mut at);
-            let value = field.and_then(|_| read_value(self.bytes, &mut at));
-            let (Some(field), Some(value)) = (field, value) else {
-                self.bytes = &[];
-                return None;
-            };
-            self.bytes = &self.bytes[at..];
-            if !value.is_pad() {
-                return Some((field, value));
-            }
-        }
-    }
-}
-
-/// A stored Ion value and the symbol tables in front of it.
+/// A stored Ion value and the symbol tables in front of it, which a record copies verbatim.
 #[derive(Debug)]
-pub struct StoredIon<'a> {
-    /// The local symbol tables as stored (possibly none).
-    symbol_tables: &'a [u8],
-    /// The texts of the symbols they define, ids 10 on (`None`: a slot without text).
-    symbols: Vec<Option<&'a str>>,
-    /// The value's bytes, type descriptor included.
-    value: &'a [u8],
-}
+pub struct StoredIon<'a>(StoredValue<'a>);
 
 impl<'a> StoredIon<'a> {
     /// Splits `bytes`, one Ion binary stream of local symbol tables and one value; `None`
     /// when it is anything else.
     pub fn parse(bytes: &'a [u8]) -> Option<StoredIon<'a>> {
-        let stream = bytes.strip_prefix(&IVM)?;
-        let mut symbols = Vec::new();
-        let mut at = 0;
-        loop {
-            let start = at;
-            let value = read_value(stream, &mut at)?;
-            if value.is_pad() {
-                continue;
-            }
-            if value.type_code == T_ANNOTATION {
-                // The version marker (E0) again would reset the symbol table mid-piece.
-                if value.nibble == 0 {
-                    return None;
-                }
-                if let Some(table) = symbol_table(value.body) {
-                    read_symbol_table(table, &mut symbols)?;
-                    continue;
-                }
-            }
-            return (at == stream.len()).then(|| StoredIon {
-                symbol_tables: &stream[..start],
-                symbols,
-                value: &stream[start..at],
-            });
-        }
-    }
-
-    /// The text of symbol `id`.
-    fn text(&self, id: u64) -> Option<&'a str> {
-        match id {
-            0 => None,
-            1..=9 => Some(SYSTEM_SYMBOLS[id as usize - 1]),
-            _ => *self.symbols.get(usize::try_from(id - 10).ok()?)?,
-        }
+        StoredValue::parse(bytes)
+            .filter(|stored| stored.rest.is_empty())
+            .map(StoredIon)
     }
 
     /// The id the record's own symbols start at, after the piece's.
     fn next_id(&self) -> u64 {
-        10 + self.symbols.len() as u64
+        self.0.symbols.next_id()
     }
 
     /// `(documentId, tableName, tableId)` of each entry of `transactionInfo.documents`, when
     /// this is a `transactionInfo`.
     pub fn document_tables(&self) -> Option<Vec<(&'a str, &'a str, &'a str)>> {
-        let mut at = 0;
-        let info = read_value(self.value, &mut at)?.as_struct()?;
-        let (_, documents) = info
-            .into_iter()
-            .find(|(field, _)| self.text(*field) == Some("documents"))?;
+        let symbols = &self.0.symbols;
+        let (_, documents) = self
+            .0
+            .value
+            .as_struct()?
+            .find(|(field, _)| symbols.text(*field) == Some("documents"))?;
         documents
             .as_struct()?
             .map(|(field, document)| {
                 let (mut name, mut id) = (None, None);
                 for (field, value) in document.as_struct()? {
-                    match self.text(field) {
+                    match symbols.text(field) {
                         Some("tableName") => name = name.or(value.as_str()),
                         Some("tableId") => id = id.or(value.as_str()),
                         _ => {}
                     }
                 }
-                Some((self.text(field)?, name?, id?))
+                Some((symbols.text(field)?, name?, id?))
             })
             .collect()
     }
-}
-
-/// The struct an annotation wrapper holds if it is a local symbol table
-/// (`$ion_symbol_table::{…}`).
-fn symbol_table(wrapper: &[u8]) -> Option<Fields<'_>> {
-    let mut at = 0;
-    let annotations_len = usize::try_from(read_var_uint(wrapper, &mut at)?).ok()?;
-    let annotations_end = at.checked_add(annotations_len)?;
-    let first = read_var_uint(wrapper.get(..annotations_end)?, &mut at)?;
-    if first != SID_ION_SYMBOL_TABLE {
-        return None;
-    }
-    let mut at = annotations_end;
-    read_value(wrapper, &mut at)?.as_struct()
-}
-
-/// Applies a local symbol table to `symbols`: a table importing `$ion_symbol_table` appends,
-/// one without imports replaces. `None` for shared-table imports (their symbols are unknown
-/// here) or a malformed table.
-fn read_symbol_table<'a>(table: Fields<'a>, symbols: &mut Vec<Option<&'a str>>) -> Option<()> {
-    let mut appends = false;
-    let mut list = None;
-    for (field, value) in table {
-        match field {
-            SID_IMPORTS => {
-                // Only an append to the current table is understood.
-                if symbol_id(value)? != SID_ION_SYMBOL_TABLE {
-                    return None;
-                }
-                appends = true;
-            }
-            SID_SYMBOLS if list.is_none() => list = Some(value),
-            SID_SYMBOLS => return None,
-            _ => {}
-        }
-    }
-    if !appends {
-        symbols.clear();
-    }
-    let Some(list) = list.filter(|list| list.type_code == T_LIST && !list.is_null()) else {
-        return Some(());
-    };
-    let mut at = 0;
-    while at < list.body.len() {
-        let value = read_value(list.body, &mut at)?;
-        if !value.is_pad() {
-            symbols.push(value.as_str());
-        }
-    }
-    Some(())
-}
-
-/// The id a symbol value holds (`None` if `value` is not a non-null symbol).
-fn symbol_id(value: Value<'_>) -> Option<u64> {
-    if value.type_code != T_SYMBOL || value.is_null() || value.body.len() > 8 {
-        return None;
-    }
-    Some(
-        value
-            .body
-            .iter()
-            .fold(0u64, |id, byte| id << 8 | u64::from(*byte)),
-    )
 }
 
 /// Field names of the records' own structs.
@@ -495,7 +272,7 @@ impl Writer {
         let mut out = Vec::with_capacity(capacity);
         out.extend_from_slice(&IVM);
         if let Some(piece) = piece {
-            out.extend_from_slice(piece.symbol_tables);
+            out.extend_from_slice(piece.0.symbol_tables);
         }
         out.extend_from_slice(&table.encoded);
         Writer {
@@ -553,7 +330,7 @@ impl Writer {
 
     /// The spliced piece's value, verbatim.
     pub fn stored(&mut self, piece: &StoredIon<'_>) {
-        self.out.extend_from_slice(piece.value);
+        self.out.extend_from_slice(piece.0.value.whole);
     }
 
     /// A UTC timestamp of millisecond precision, `millis` since the epoch, as ion-rs encodes
@@ -728,7 +505,7 @@ mod tests {
 
     #[test]
     fn pieces_it_cannot_copy_are_refused() {
-        // Two values, a second version marker, no version marker, truncation.
+        // Two values, no version marker, truncation.
         let mut two = encode("{a: 1}");
         two.push(0x20);
         assert!(StoredIon::parse(&two).is_none());

@@ -12,170 +12,30 @@
 //! bounds-checked.
 
 use ion_rs::{Element, IonType, Struct};
-
-/// Ion 1.0 binary version marker.
-const VERSION_MARKER: [u8; 4] = [0xE0, 0x01, 0x00, 0xEA];
-/// Ion 1.0's system symbol table, SIDs 1–9.
-const SYSTEM_SYMBOLS: [&str; 9] = [
-    "$ion",
-    "$ion_1_0",
-    "$ion_symbol_table",
-    "name",
-    "version",
-    "imports",
-    "symbols",
-    "max_id",
-    "$ion_shared_symbol_table",
-];
-const SID_SYMBOL_TABLE: usize = 3;
-const SID_IMPORTS: usize = 6;
-const SID_SYMBOLS: usize = 7;
-/// Bytes of a VarUInt we accept: 9 bytes carry 63 bits, more than any length or SID here.
-const VAR_UINT_BYTES_MAX: usize = 9;
-/// Top-level items (markers, symbol tables, pads) examined before giving up.
-const TOP_LEVEL_ITEMS_MAX: usize = 64;
-
-const TYPE_NULL_OR_PAD: u8 = 0x0;
-const TYPE_BOOL: u8 = 0x1;
-const TYPE_POSITIVE_INT: u8 = 0x2;
-const TYPE_NEGATIVE_INT: u8 = 0x3;
-const TYPE_FLOAT: u8 = 0x4;
-const TYPE_SYMBOL: u8 = 0x7;
-const TYPE_STRING: u8 = 0x8;
-const TYPE_LIST: u8 = 0xB;
-const TYPE_STRUCT: u8 = 0xD;
-const TYPE_ANNOTATION: u8 = 0xE;
-const LENGTH_NULL: u8 = 0xF;
-const LENGTH_VAR_UINT: u8 = 0xE;
-
-/// One encoded value: its type nibble, length nibble and body bytes.
-#[derive(Debug, Clone, Copy)]
-struct Encoded<'a> {
-    kind: u8,
-    length_code: u8,
-    body: &'a [u8],
-    /// The whole encoding (descriptor, length and body).
-    whole: &'a [u8],
-}
-
-fn var_uint(bytes: &[u8], position: &mut usize) -> Option<usize> {
-    let mut value: usize = 0;
-    for _ in 0..VAR_UINT_BYTES_MAX {
-        let byte = *bytes.get(*position)?;
-        *position += 1;
-        value = value
-            .checked_mul(128)?
-            .checked_add(usize::from(byte & 0x7F))?;
-        if byte & 0x80 != 0 {
-            return Some(value);
-        }
-    }
-    None
-}
-
-/// Reads the value starting at `position` and moves past it.
-fn read_value<'a>(bytes: &'a [u8], position: &mut usize) -> Option<Encoded<'a>> {
-    let start = *position;
-    let descriptor = *bytes.get(start)?;
-    let (kind, length_code) = (descriptor >> 4, descriptor & 0x0F);
-    *position += 1;
-    let length = match (kind, length_code) {
-        (_, LENGTH_NULL) | (TYPE_BOOL, _) => 0,
-        (TYPE_STRUCT, 1) | (_, LENGTH_VAR_UINT) => var_uint(bytes, position)?,
-        (_, code) => usize::from(code),
-    };
-    let body_start = *position;
-    let end = body_start.checked_add(length)?;
-    let body = bytes.get(body_start..end)?;
-    *position = end;
-    Some(Encoded {
-        kind,
-        length_code,
-        body,
-        whole: bytes.get(start..end)?,
-    })
-}
-
-fn is_pad(value: &Encoded<'_>) -> bool {
-    value.kind == TYPE_NULL_OR_PAD && value.length_code != LENGTH_NULL
-}
-
-/// Symbol text by SID: system symbols, then the local symbols in order.
-fn symbol_text<'a>(sid: usize, local: &[Option<&'a str>]) -> Option<&'a str> {
-    match sid {
-        1..=9 => Some(SYSTEM_SYMBOLS[sid - 1]),
-        _ => local.get(sid.checked_sub(10)?).copied().flatten(),
-    }
-}
-
-/// Reads a local symbol table struct, appending its symbols to `local`; `None` for imports of
-/// shared tables (their symbols are unknown here).
-fn read_symbol_table<'a>(table: &Encoded<'a>, local: &mut Vec<Option<&'a str>>) -> Option<()> {
-    let mut append = false;
-    let mut new_symbols: Vec<Option<&'a str>> = Vec::new();
-    let mut position = 0;
-    while position < table.body.len() {
-        let sid = var_uint(table.body, &mut position)?;
-        let value = read_value(table.body, &mut position)?;
-        match sid {
-            SID_IMPORTS if value.kind == TYPE_SYMBOL => {
-                append = symbol_id(&value)? == SID_SYMBOL_TABLE
-            }
-            SID_IMPORTS if value.kind == TYPE_NULL_OR_PAD => {}
-            SID_IMPORTS => return None,
-            SID_SYMBOLS if value.kind == TYPE_LIST => {
-                let mut inner = 0;
-                while inner < value.body.len() {
-                    let symbol = read_value(value.body, &mut inner)?;
-                    let text = (symbol.kind == TYPE_STRING && symbol.length_code != LENGTH_NULL)
-                        .then(|| std::str::from_utf8(symbol.body).ok())
-                        .flatten();
-                    new_symbols.push(text);
-                }
-            }
-            _ => {}
-        }
-    }
-    if !append {
-        local.clear();
-    }
-    local.extend(new_symbols);
-    Some(())
-}
-
-fn unsigned(body: &[u8]) -> Option<u128> {
-    if body.len() > 16 {
-        return None;
-    }
-    Some(
-        body.iter()
-            .fold(0u128, |value, byte| (value << 8) | u128::from(*byte)),
-    )
-}
-
-fn symbol_id(value: &Encoded<'_>) -> Option<usize> {
-    usize::try_from(unsigned(value.body)?).ok()
-}
+use quill_ledger::ion_binary::{
+    Encoded, StoredValue, Symbols, L_NULL, T_BLOB, T_BOOL, T_CLOB, T_DECIMAL, T_FLOAT, T_NEG_INT,
+    T_POS_INT, T_STRING, T_STRUCT, T_SYMBOL, T_TIMESTAMP, VERSION_MARKER,
+};
 
 /// Decodes a field value, or `None` when it needs the full reader.
-fn decode(value: &Encoded<'_>, local: &[Option<&str>]) -> Option<Element> {
-    if value.length_code == LENGTH_NULL && value.kind != TYPE_BOOL {
-        return null_of(value.kind).map(Element::null);
+fn decode(value: &Encoded<'_>, symbols: &Symbols<'_>) -> Option<Element> {
+    if value.nibble == L_NULL && value.type_code != T_BOOL {
+        return null_of(value.type_code).map(Element::null);
     }
-    match value.kind {
-        TYPE_BOOL => match value.length_code {
+    match value.type_code {
+        T_BOOL => match value.nibble {
             0 => Some(Element::boolean(false)),
             1 => Some(Element::boolean(true)),
-            LENGTH_NULL => Some(Element::null(IonType::Bool)),
+            L_NULL => Some(Element::null(IonType::Bool)),
             _ => None,
         },
-        TYPE_POSITIVE_INT => Some(Element::int(i128::try_from(unsigned(value.body)?).ok()?)),
-        TYPE_NEGATIVE_INT => {
-            let magnitude = i128::try_from(unsigned(value.body)?).ok()?;
+        T_POS_INT => Some(Element::int(i128::try_from(value.magnitude()?).ok()?)),
+        T_NEG_INT => {
+            let magnitude = i128::try_from(value.magnitude()?).ok()?;
             // Negative zero is not a valid Ion int: let the full reader reject it.
             (magnitude != 0).then(|| Element::int(-magnitude))
         }
-        TYPE_FLOAT => match value.body.len() {
+        T_FLOAT => match value.body.len() {
             0 => Some(Element::float(0.0)),
             4 => Some(Element::float(f64::from(f32::from_be_bytes(
                 value.body.try_into().ok()?,
@@ -185,10 +45,10 @@ fn decode(value: &Encoded<'_>, local: &[Option<&str>]) -> Option<Element> {
             ))),
             _ => None,
         },
-        TYPE_SYMBOL => Some(Element::symbol(symbol_text(symbol_id(value)?, local)?)),
-        TYPE_STRING => Some(Element::string(std::str::from_utf8(value.body).ok()?)),
-        // Decimal, timestamp, clob, blob: self-contained, no symbols involved.
-        0x5 | 0x6 | 0x9 | 0xA => {
+        T_SYMBOL => Some(Element::symbol(symbols.text(value.symbol_id()?)?)),
+        T_STRING => Some(Element::string(value.as_str()?)),
+        // Self-contained, no symbols involved.
+        T_DECIMAL | T_TIMESTAMP | T_CLOB | T_BLOB => {
             let mut standalone = Vec::with_capacity(VERSION_MARKER.len() + value.whole.len());
             standalone.extend_from_slice(&VERSION_MARKER);
             standalone.extend_from_slice(value.whole);
@@ -198,8 +58,8 @@ fn decode(value: &Encoded<'_>, local: &[Option<&str>]) -> Option<Element> {
     }
 }
 
-fn null_of(kind: u8) -> Option<IonType> {
-    Some(match kind {
+fn null_of(type_code: u8) -> Option<IonType> {
+    Some(match type_code {
         0x0 => IonType::Null,
         0x2 | 0x3 => IonType::Int,
         0x4 => IonType::Float,
@@ -219,99 +79,46 @@ fn null_of(kind: u8) -> Option<IonType> {
 /// The named top-level fields of the stored document as a struct (every occurrence, in
 /// order), or `None` when this reader cannot tell and the caller must use ion-rs.
 pub(crate) fn top_level_fields(bytes: &[u8], wanted: &[String]) -> Option<Element> {
-    let (document, local) = document_struct(bytes)?;
-    struct_fields(&document, wanted, &local)
+    let stored = document(bytes)?;
+    let mut builder = Struct::builder();
+    let mut fields = stored.value.as_struct()?;
+    for (sid, field) in fields.by_ref() {
+        let name = stored.symbols.text(sid)?;
+        if wanted.iter().any(|w| w == name) {
+            builder = builder.with_field(name, decode(&field, &stored.symbols)?);
+        }
+    }
+    fields.is_exhausted().then(|| builder.build().into())
 }
 
 /// Whether the first top-level field `name` equals `key` under PartiQL `=` (false when the
 /// field is absent or either side is null); `None` when this reader cannot tell. Strings and
 /// symbols are compared in place, without allocating.
 pub(crate) fn first_field_equals(bytes: &[u8], name: &str, key: &Element) -> Option<bool> {
-    let (document, local) = document_struct(bytes)?;
-    let mut position = 0;
-    while position < document.body.len() {
-        let sid = var_uint(document.body, &mut position)?;
-        let field = read_value(document.body, &mut position)?;
-        if is_pad(&field) || symbol_text(sid, &local)? != name {
+    let stored = document(bytes)?;
+    let symbols = &stored.symbols;
+    let mut fields = stored.value.as_struct()?;
+    for (sid, field) in fields.by_ref() {
+        if symbols.text(sid)? != name {
             continue;
         }
-        if key.is_null() || (field.length_code == LENGTH_NULL && field.kind != TYPE_BOOL) {
+        if key.is_null() || (field.is_null() && field.type_code != T_BOOL) {
             return Some(false);
         }
         let key_text = key.as_text();
-        return match field.kind {
-            TYPE_STRING if key_text.is_some() => Some(key_text?.as_bytes() == field.body),
-            TYPE_SYMBOL if key_text.is_some() => {
-                Some(symbol_text(symbol_id(&field)?, &local)? == key_text?)
-            }
-            _ => Some(crate::value::values_equal(&decode(&field, &local)?, key)),
+        return match field.type_code {
+            T_STRING if key_text.is_some() => Some(key_text?.as_bytes() == field.body),
+            T_SYMBOL if key_text.is_some() => Some(symbols.text(field.symbol_id()?)? == key_text?),
+            _ => Some(crate::value::values_equal(&decode(&field, symbols)?, key)),
         };
     }
-    Some(false)
+    fields.is_exhausted().then_some(false)
 }
 
-/// Skips the version markers, symbol tables and pads before the document and returns its
-/// struct with the symbols in scope.
-fn document_struct(bytes: &[u8]) -> Option<(Encoded<'_>, Vec<Option<&str>>)> {
-    let mut local: Vec<Option<&str>> = Vec::new();
-    let mut position = 0;
-    for _ in 0..TOP_LEVEL_ITEMS_MAX {
-        if bytes.get(position..position + VERSION_MARKER.len()) == Some(&VERSION_MARKER[..]) {
-            position += VERSION_MARKER.len();
-            local.clear();
-            continue;
-        }
-        let value = read_value(bytes, &mut position)?;
-        if is_pad(&value) {
-            continue;
-        }
-        if value.kind == TYPE_ANNOTATION {
-            let wrapped = unwrap_symbol_table(&value)?;
-            read_symbol_table(&wrapped, &mut local)?;
-            continue;
-        }
-        if value.kind != TYPE_STRUCT || value.length_code == LENGTH_NULL {
-            return None;
-        }
-        return Some((value, local));
-    }
-    None
-}
-
-/// The struct inside `$ion_symbol_table::{…}`; `None` for any other annotation (a user
-/// annotation on the document itself needs the full reader).
-fn unwrap_symbol_table<'a>(wrapper: &Encoded<'a>) -> Option<Encoded<'a>> {
-    let mut position = 0;
-    let annotations_length = var_uint(wrapper.body, &mut position)?;
-    let annotations_end = position.checked_add(annotations_length)?;
-    let first = var_uint(wrapper.body, &mut position)?;
-    if first != SID_SYMBOL_TABLE || annotations_length == 0 {
-        return None;
-    }
-    position = annotations_end;
-    let wrapped = read_value(wrapper.body, &mut position)?;
-    (wrapped.kind == TYPE_STRUCT).then_some(wrapped)
-}
-
-fn struct_fields(
-    value: &Encoded<'_>,
-    wanted: &[String],
-    local: &[Option<&str>],
-) -> Option<Element> {
-    let mut builder = Struct::builder();
-    let mut position = 0;
-    while position < value.body.len() {
-        let sid = var_uint(value.body, &mut position)?;
-        let field = read_value(value.body, &mut position)?;
-        if is_pad(&field) {
-            continue;
-        }
-        let name = symbol_text(sid, local)?;
-        if wanted.iter().any(|w| w == name) {
-            builder = builder.with_field(name, decode(&field, local)?);
-        }
-    }
-    Some(builder.build().into())
+/// The stored document: a non-null struct after the version marker and symbol tables.
+fn document(bytes: &[u8]) -> Option<StoredValue<'_>> {
+    StoredValue::parse(bytes)
+        .filter(|stored| stored.value.type_code == T_STRUCT && !stored.value.is_null())
 }
 
 #[cfg(test)]
