@@ -124,6 +124,31 @@ pub fn auth_mode(
     })
 }
 
+/// HTTPS on a listener (`quill serve`, `quill mirror --listen`).
+#[derive(Args, Debug, Default)]
+pub struct TlsArgs {
+    /// TLS certificate chain (PEM); requires --tls-key.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM); requires --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// The listener's TLS settings; `None` for plain HTTP.
+    pub fn check(self) -> anyhow::Result<Option<TlsConfig>> {
+        Ok(match (self.tls_cert, self.tls_key) {
+            (Some(cert_chain), Some(private_key)) => Some(TlsConfig {
+                cert_chain,
+                private_key,
+            }),
+            (None, None) => None,
+            _ => bail!("--tls-cert and --tls-key go together"),
+        })
+    }
+}
+
 /// `quill serve`.
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -144,12 +169,8 @@ pub struct ServeArgs {
     /// credentials). Keys it lists are restricted; STANDARD ledgers check each statement.
     #[arg(long)]
     pub policy: Option<PathBuf>,
-    /// TLS certificate chain (PEM); requires --tls-key.
-    #[arg(long, requires = "tls_key")]
-    pub tls_cert: Option<PathBuf>,
-    /// TLS private key (PEM); requires --tls-cert.
-    #[arg(long, requires = "tls_cert")]
-    pub tls_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
     /// Region shown in ARNs (clients may sign with any region).
     #[arg(long, default_value = "us-east-1")]
     pub region: String,
@@ -180,14 +201,7 @@ impl ServeArgs {
     /// Checks the flags into the server's configuration.
     pub fn check(self) -> anyhow::Result<ServerConfig> {
         let auth = auth_mode(self.auth, self.credentials, self.listen)?;
-        let tls = match (self.tls_cert, self.tls_key) {
-            (Some(cert_chain), Some(private_key)) => Some(TlsConfig {
-                cert_chain,
-                private_key,
-            }),
-            (None, None) => None,
-            _ => bail!("--tls-cert and --tls-key go together"),
-        };
+        let tls = self.tls.check()?;
         if self.region.is_empty() {
             bail!("--region must not be empty");
         }

@@ -2,9 +2,9 @@
 //! (`quill_tlog::mirror`) and its blocks, fetched over HTTP(S) from `--from` (signed with
 //! SigV4 when `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` are set), and serves both with
 //! `--listen`; with `--witness-key`, it is also a C2SP tlog-witness of that log that cosigns
-//! only what agrees with its verified copy. Prints `quill: listening on http://ADDR` once
-//! bound, and `quill mirror: halted: …` (exit status 3 without `--listen`) when the upstream
-//! turns out inconsistent.
+//! only what agrees with its verified copy. Prints `quill: listening on http://ADDR` (`https`
+//! with `--tls-cert`) once bound, and `quill mirror: halted: …` (exit status 3 without
+//! `--listen`) when the upstream turns out inconsistent.
 //!
 //! The blocks ([`BlockCopy`]) follow the log: after each sync of the log, the blocks up to its
 //! verified size are fetched from `GET /ledgers/{name}/journal/blocks`, each re-verified
@@ -75,6 +75,9 @@ pub struct MirrorArgs {
     /// The witness state is kept in `<data-dir>/<ledger>/witness/`.
     #[arg(long, requires = "listen")]
     witness_key: Option<PathBuf>,
+    /// HTTPS on `--listen` (`--tls-cert`, `--tls-key`), as for `quill serve`.
+    #[command(flatten)]
+    tls: crate::args::TlsArgs,
     /// A PEM CA certificate to trust for an `https://` upstream.
     #[arg(long)]
     ca_cert: Option<PathBuf>,
@@ -95,6 +98,10 @@ pub fn run(args: MirrorArgs) -> anyhow::Result<()> {
         .listen
         .map(|listen| crate::args::auth_mode(args.auth, args.credentials.clone(), listen))
         .transpose()?;
+    let tls = args.tls.check()?;
+    if tls.is_some() && args.listen.is_none() {
+        anyhow::bail!("--tls-cert and --tls-key need --listen");
+    }
     let log_keys = policy.logs.iter().map(|log| log.key.clone()).collect();
     let mirror = Arc::new(Mutex::new(
         Mirror::open(&dir, policy).with_context(|| format!("mirror {}", dir.display()))?,
@@ -129,6 +136,8 @@ pub fn run(args: MirrorArgs) -> anyhow::Result<()> {
             (Some(listen), Some(auth)) => {
                 let mut config = ServerConfig::new(dir.clone(), listen);
                 config.auth = auth;
+                let config_tls = tls.is_some();
+                config.tls = tls;
                 config.replica = Some(Replica {
                     registry: copy.registry.clone(),
                     routes: quill_tlog::mirror::routes(mirror.clone(), &args.ledger, witness),
@@ -136,8 +145,9 @@ pub fn run(args: MirrorArgs) -> anyhow::Result<()> {
                 let (address, server) = quill_server::bind(config, crate::serve::shutdown_signal())
                     .await
                     .with_context(|| format!("cannot serve on {listen}"))?;
+                let scheme = if config_tls { "https" } else { "http" };
                 let mut stdout = std::io::stdout().lock();
-                writeln!(stdout, "quill: listening on http://{address}")?;
+                writeln!(stdout, "quill: listening on {scheme}://{address}")?;
                 stdout.flush()?;
                 Some(tokio::spawn(server))
             }

@@ -2,7 +2,8 @@
 //! converges (its QLDB digest is the ledger's, and queries through its read-only QLDB API
 //! return the ledger's rows while writes are refused); mirrors reading through a tampering
 //! proxy detect an altered leaf or an altered block and stay at their last verified state; a
-//! mirror acting as a witness cosigns the log's checkpoints and halts when shown a split view.
+//! mirror acting as a witness cosigns the log's checkpoints and halts when shown a split view;
+//! a mirror serves its copy over HTTPS with `--tls-cert`.
 
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
@@ -467,4 +468,79 @@ fn a_mirror_is_a_witness_that_cosigns_only_what_its_copy_agrees_with() {
         halted["size"], 4,
         "the copy stays at its last verified size"
     );
+}
+
+#[test]
+fn a_mirror_serves_its_copy_over_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let data = path("data");
+    quill(&["ledger", "create", "shop", "--data-dir", &data]);
+    write_log_only_policy(&data, &path("policy"));
+    let server = Listening::start(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--checkpoint-interval",
+        "50ms",
+        "--public-log",
+        "--data-dir",
+        &data,
+    ]);
+    shell_ok(
+        &server.address,
+        "CREATE TABLE Item; INSERT INTO Item {'n': 1}; INSERT INTO Item {'n': 2};",
+    );
+    let fixture = |name: &str| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../quill-server/tests/fixtures")
+            .join(name)
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    let cert = fixture("localhost.crt");
+    let mirror = Listening::start(&[
+        "mirror",
+        "--from",
+        &format!("http://{}", server.address),
+        "--ledger",
+        "shop",
+        "--data-dir",
+        &path("mirror"),
+        "--policy",
+        &path("policy"),
+        "--interval",
+        "50ms",
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &fixture("localhost.key"),
+    ]);
+    let port = mirror.address.rsplit_once(':').unwrap().1;
+    let endpoint = format!("https://localhost:{port}");
+    let query = |extra: &[&str]| {
+        let mut args = vec![
+            "shell",
+            "--endpoint",
+            &endpoint,
+            "--ledger",
+            "shop",
+            "-e",
+            "SELECT n FROM Item WHERE n = 2",
+        ];
+        args.extend_from_slice(extra);
+        run_quill(&args)
+    };
+    wait_for("the mirror to serve the rows over HTTPS", || {
+        let output = query(&["--ca-cert", &cert]);
+        output.status.success() && String::from_utf8_lossy(&output.stdout).contains("n: 2")
+    });
+    // Plain HTTP gets no answer from the TLS listener, and an untrusted certificate is refused.
+    assert!(mirror
+        .request("GET", "/mirror/status", b"")
+        .is_none_or(|(status, _, _)| status != 200));
+    assert!(!query(&[]).status.success());
 }

@@ -74,7 +74,7 @@ pub fn write_log_only_policy(data_dir: &str, path: &str) {
 /// A `quill` process that listens on a loopback port, killed when dropped.
 pub struct Listening {
     child: Child,
-    /// `host:port` from its `quill: listening on http://…` line.
+    /// `host:port` from its `quill: listening on http(s)://…` line.
     pub address: String,
 }
 
@@ -92,9 +92,12 @@ impl Listening {
         BufReader::new(child.stdout.take().expect("stdout"))
             .read_line(&mut line)
             .expect("the address line");
-        let address = line
-            .trim()
-            .strip_prefix("quill: listening on http://")
+        let url = line.trim().strip_prefix("quill: listening on ");
+        let address = url
+            .and_then(|url| {
+                url.strip_prefix("http://")
+                    .or_else(|| url.strip_prefix("https://"))
+            })
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_owned();
         Listening { child, address }
