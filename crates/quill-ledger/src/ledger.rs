@@ -557,10 +557,34 @@ impl Ledger {
     /// this one's last block, unchanged: each must pass [`crate::check_payload`] in its place
     /// with the hash given beside it. The blocks before the first that does not are appended
     /// (a copy stops at its last good block) and the refusal, naming that block, is returned.
-    /// What is appended is durable and readable when this returns. For a mirror's copy, which commits nothing itself: refused for a
-    /// ledger in PostgreSQL, and while a commit of its own is in flight.
+    /// What is appended is durable and readable when this returns. For a mirror's copy, which
+    /// commits nothing itself: refused for a ledger in PostgreSQL, and while a commit of its
+    /// own is in flight.
+    ///
+    /// A copied block that redacts a revision erases that revision's data from this copy's
+    /// journal too, as the origin did from its own (a copy of the block made after the origin
+    /// erased it never held the data). The hashes are unchanged, so the copy still verifies.
     pub fn append_verified(&self, blocks: &[(&[u8], Hash)]) -> Result<()> {
-        commit::append_verified(&self.inner.core, blocks)
+        let (redactions, refused) = commit::append_verified(&self.inner.core, blocks)?;
+        if !redactions.is_empty() {
+            let _erasing = self
+                .inner
+                .redactions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let erased = redaction::erase_committed(
+                &self.inner.options.storage,
+                &self.inner.dir,
+                &self.inner.core.journal,
+                &redactions,
+            );
+            // As after a commit: the request is durable (its block is), it stays pending and
+            // the next open completes it.
+            if let Err(error) = erased {
+                tracing::warn!(%error, "redaction pending: its journal copy is erased when the ledger is next opened");
+            }
+        }
+        refused.map_or(Ok(()), Err)
     }
 
     /// The hashes of the block at `sequence_no`, read without decoding the block.

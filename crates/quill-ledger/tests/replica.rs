@@ -1,7 +1,10 @@
 //! A mirror's copy of a ledger: blocks read from one ledger's journal, re-verified and
 //! appended unchanged to a replica ledger of the same strand, which refuses any other block
-//! and any commit of its own.
+//! and any commit of its own, and erases what a copied redaction erased at the origin.
 
+mod common;
+
+use common::files_containing;
 use ion_rs::Element;
 use quill_ledger::{BlockAddress, Importer, Ledger, LedgerError, LedgerOptions};
 use quill_verify::Hash;
@@ -115,6 +118,74 @@ fn a_replica_holds_exactly_the_blocks_it_is_given_and_nothing_else() {
         .unwrap();
     copy.append_verified(&[(&next[0], hash(blocks))]).unwrap();
     assert_eq!(copy.digest(), origin.digest());
+}
+
+/// A copy made before the origin redacted a revision: copying the redacting block erases the
+/// revision's data from the copy's journal, and from its derived state once reopened, as the
+/// origin's own commit did; every hash is unchanged.
+#[test]
+fn a_copied_redaction_erases_the_data_from_the_copy() {
+    const MARKER: &str = "ERASE-ME-3b8d0c";
+    let dir = tempfile::tempdir().unwrap();
+    let origin =
+        Ledger::create(&dir.path().join("origin"), "shop", LedgerOptions::default()).unwrap();
+    let (table_id, id) = origin
+        .transact(|tx| {
+            let table_id = tx.create_table("Person", None)?;
+            let document = Element::read_one(format!("{{owner: \"{MARKER}\"}}")).unwrap();
+            Ok((table_id, tx.insert("Person", document)?))
+        })
+        .unwrap();
+    origin
+        .transact(|tx| tx.update("Person", &id, Element::read_one("{owner: \"x\"}").unwrap()))
+        .unwrap();
+    let copy_dir = dir.path().join("copy");
+    let blocks = origin.digest().tip.sequence_no + 1;
+    let payloads = origin.journal_payloads(0, blocks, usize::MAX).unwrap();
+    let mut importer = Importer::create(
+        &dir.path().join(".copy"),
+        "shop",
+        origin.strand_id(),
+        replica(),
+    )
+    .unwrap();
+    for (n, payload) in payloads.iter().enumerate() {
+        let hash = origin.block_hashes(n as u64).unwrap().hash;
+        importer.push_payload(payload, hash).unwrap();
+    }
+    let copy = importer.finish(&copy_dir, |_| Ok(())).unwrap();
+    assert!(!files_containing(&copy_dir, MARKER.as_bytes()).is_empty());
+
+    let inserted = BlockAddress {
+        strand_id: origin.strand_id().to_owned(),
+        sequence_no: 1,
+    };
+    let mut tx = origin.begin().unwrap();
+    tx.redact_revision(&inserted, &table_id, &id).unwrap();
+    tx.commit().unwrap();
+    let redacting = origin
+        .journal_payloads(blocks, blocks + 1, usize::MAX)
+        .unwrap();
+    let hash = origin.block_hashes(blocks).unwrap().hash;
+    copy.append_verified(&[(&redacting[0], hash)]).unwrap();
+
+    assert_eq!(copy.digest(), origin.digest());
+    let revision = copy.revision(1, &id).unwrap();
+    assert_eq!(revision.data, None);
+    assert!(revision.data_hash.is_some());
+    assert_eq!(revision, origin.revision(1, &id).unwrap());
+    let block = format!("{}", copy.block(1).unwrap());
+    assert!(!block.contains(MARKER), "{block}");
+    assert!(files_containing(&copy_dir.join("journal"), MARKER.as_bytes()).is_empty());
+    assert_eq!(copy.verify(&mut |_, _| {}).unwrap(), blocks + 1);
+    // Reopened, derived state is rebuilt from the erased journal: no file keeps the data.
+    drop(copy);
+    let copy = Ledger::open(&copy_dir, replica()).unwrap();
+    assert_eq!(copy.digest(), origin.digest());
+    assert_eq!(
+        files_containing(&copy_dir, MARKER.as_bytes()),
+        Vec::<std::path::PathBuf>::new()
+    );
 }
 
 #[test]

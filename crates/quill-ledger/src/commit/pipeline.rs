@@ -10,12 +10,12 @@ use std::time::Instant;
 use quill_verify::Hash;
 use tokio::sync::oneshot;
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, CatalogChange};
 use crate::error::{LedgerError, Result};
 use crate::limits::{GROUP_COMMIT_MAX, LAYERS_MAX, LAYER_REVISIONS_MAX};
 use crate::occ::WriteSet;
 use crate::state::{Layer, Snapshot, StateWriter};
-use crate::types::{BlockAddress, CommitReceipt};
+use crate::types::{BlockAddress, CommitReceipt, RedactionRequest};
 
 use super::build::{build_and_apply, Position, Sink};
 use super::flusher::{
@@ -461,7 +461,8 @@ fn sequence_commits(
         // servers committed since: the checks below then see their writes.
         let absorbed = pg
             .lock_tip(sequencer.next)
-            .and_then(|foreign| absorb(core, sequencer, foreign));
+            // Their redactions were erased from PostgreSQL's journal by their committer.
+            .and_then(|foreign| absorb(core, sequencer, foreign).map(drop));
         if let Err(e) = absorbed {
             pg.rollback();
             if matches!(e, LedgerError::Corrupted { .. }) {
@@ -749,9 +750,14 @@ fn unknown_outcome(core: &Core, error: &LedgerError) -> LedgerError {
 /// Applies blocks other servers committed to a shared journal, and publishes them: they are
 /// durable already, and later commits here are checked against their writes. They go to redb
 /// directly (with the layers before them), which reads back the data each revision replaces.
-fn absorb(core: &Core, sequencer: &mut Sequencer, blocks: Vec<(u64, Vec<u8>)>) -> Result<()> {
+fn absorb(
+    core: &Core,
+    sequencer: &mut Sequencer,
+    blocks: Vec<(u64, Vec<u8>)>,
+) -> Result<Vec<RedactionRequest>> {
+    let mut redactions = Vec::new();
     if blocks.is_empty() {
-        return Ok(());
+        return Ok(redactions);
     }
     sequencer.layered.collect_flush(core, true);
     let mut writer = core.state.writer()?;
@@ -776,6 +782,15 @@ fn absorb(core: &Core, sequencer: &mut Sequencer, blocks: Vec<(u64, Vec<u8>)>) -
                 "a block another server committed does not continue this server's chain",
             ));
         }
+        redactions.extend(
+            decoded
+                .catalog_changes
+                .iter()
+                .filter_map(|change| match change {
+                    CatalogChange::RedactRevision(request) => Some(request.clone()),
+                    _ => None,
+                }),
+        );
         let rows = super::build::replayed_rows(&decoded);
         let writes = super::build::apply_block(
             &mut writer,
@@ -814,13 +829,17 @@ fn absorb(core: &Core, sequencer: &mut Sequencer, blocks: Vec<(u64, Vec<u8>)>) -
     shared.catalog = Arc::new(catalog);
     shared.last_hash = previous_hash;
     shared.last_millis = last_millis;
-    Ok(())
+    Ok(redactions)
 }
 
 /// See [`crate::Ledger::append_verified`]: checks the blocks under the sequencer lock (so
 /// nothing else is sequenced meanwhile), appends and syncs those before the first refused
-/// one, then takes them in as blocks another server committed are taken in.
-pub fn append_verified(core: &Core, blocks: &[(&[u8], Hash)]) -> Result<()> {
+/// one, then takes them in as blocks another server committed are taken in. Returns the
+/// redactions the appended blocks request, and the refusal of the first block refused.
+pub fn append_verified(
+    core: &Core,
+    blocks: &[(&[u8], Hash)],
+) -> Result<(Vec<RedactionRequest>, Option<LedgerError>)> {
     if core.journal.shared().is_some() {
         return Err(LedgerError::InvalidInput(
             "blocks verified elsewhere are appended only to a ledger in files".into(),
@@ -856,10 +875,11 @@ pub fn append_verified(core: &Core, blocks: &[(&[u8], Hash)]) -> Result<()> {
         Some((offset, error)) => (&blocks[..offset], Some(error)),
         None => (blocks, None),
     };
-    if !blocks.is_empty() {
-        append_checked(core, &mut sequencer, first, blocks)?;
+    if blocks.is_empty() {
+        return Ok((Vec::new(), refused));
     }
-    refused.map_or(Ok(()), Err)
+    let redactions = append_checked(core, &mut sequencer, first, blocks)?;
+    Ok((redactions, refused))
 }
 
 /// Appends blocks [`append_verified`] checked, makes them durable and takes them in.
@@ -868,7 +888,7 @@ fn append_checked(
     sequencer: &mut Sequencer,
     first: u64,
     blocks: &[(&[u8], Hash)],
-) -> Result<()> {
+) -> Result<Vec<RedactionRequest>> {
     let end = core.journal.append(first, blocks)?;
     if let Err(e) = core.journal.sync(end) {
         core.poison(format!("journal sync failed: {e}"));
@@ -906,7 +926,7 @@ fn absorb_committed(core: &Core, sequencer: &mut Sequencer, tip: Option<u64>) ->
         return Ok(());
     }
     let foreign = pg.fetch(sequencer.next, blocks)?;
-    absorb(core, sequencer, foreign)
+    absorb(core, sequencer, foreign).map(drop)
 }
 
 /// Before a transaction begins on a shared journal: publishes every block committed in
