@@ -37,6 +37,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use crate::tlog_store::{LeaseError, PgCheckpoints, PgLogs};
 use axum::body::Body;
 use axum::http::{HeaderValue, Method, Response, StatusCode};
 use ion_rs::Element;
@@ -44,7 +45,6 @@ use quill_ledger::{Ledger, LedgerError};
 use quill_tlog::keys::NoteSigner;
 pub use quill_tlog::log::proof_bundle;
 use quill_tlog::log::{LogError, LogStore, Publisher};
-use crate::tlog_store::{LeaseError, PgCheckpoints, PgLogs};
 use quill_tlog::submit::{SubmitError, WitnessClient};
 use quill_tlog::tiles::TilePath;
 use quill_verify::tlog::{Note, NoteSignature, Policy, VerifierKey};
@@ -455,7 +455,10 @@ impl Logs {
         let Some(shared) = &self.shared else {
             return Ok(true);
         };
-        let ours = self.config.verifier_key(&self.key, ledger).map_err(|e| e.to_string())?;
+        let ours = self
+            .config
+            .verifier_key(&self.key, ledger)
+            .map_err(|e| e.to_string())?;
         let mut refusals = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
         match shared.lead(ledger, &ours) {
             Err(refused @ LeaseError::KeyMismatch { .. }) => {
@@ -902,14 +905,18 @@ mod tests {
 
         /// One checkpoint tick: whether this server signed `shop`'s log.
         fn tick(&self) -> bool {
-            self.logs.checkpoint_all(&self.registry).signing.contains("shop")
+            self.logs
+                .checkpoint_all(&self.registry)
+                .signing
+                .contains("shop")
         }
 
         /// The checkpoint it serves for `shop`: `(size, note)`.
         fn served(&self) -> Option<(u64, String)> {
             let log = self.logs.known_log("shop").ok()?;
             let log = log.lock().unwrap();
-            log.served(false).map(|(size, note)| (size, note.to_owned()))
+            log.served(false)
+                .map(|(size, note)| (size, note.to_owned()))
         }
 
         fn commit(&self, n: u32) {
@@ -978,7 +985,11 @@ mod tests {
         assert!(!b.tick());
         let (size, first) = a.served().expect("a signed checkpoint");
         assert_eq!(size, 2);
-        assert_eq!(b.served(), Some((size, first.clone())), "one log, served by both");
+        assert_eq!(
+            b.served(),
+            Some((size, first.clone())),
+            "one log, served by both"
+        );
 
         // Commits through the follower: the signer's next tick signs them (it catches up on
         // the shared journal), and the follower serves that checkpoint after its own tick.
@@ -1056,7 +1067,11 @@ mod tests {
         let (signing, refused) = other.logs.health().unwrap();
         assert!(signing.is_empty());
         let why = &refused["shop"];
-        let ours = other.logs.config.verifier_key(&other.logs.key, "shop").unwrap();
+        let ours = other
+            .logs
+            .config
+            .verifier_key(&other.logs.key, "shop")
+            .unwrap();
         let recorded = VerifierKey::parse(
             &store
                 .with_client(|client| {

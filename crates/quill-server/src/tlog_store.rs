@@ -151,7 +151,10 @@ impl PgLogs {
         }
         let row = self.store.with_client(|client| {
             let select = "SELECT lock_id, verifier_key FROM quill_tlogs WHERE ledger = $1";
-            if let Some(row) = client.query_opt(select, &[&ledger]).map_err(postgres_error)? {
+            if let Some(row) = client
+                .query_opt(select, &[&ledger])
+                .map_err(postgres_error)?
+            {
                 return Ok(row);
             }
             // The ledger's first tick on any server: its log's row.
@@ -196,7 +199,10 @@ impl PgLogs {
                 .is_none_or(|(_, recorded)| recorded.as_ref().is_some_and(|r| *r != ours));
             if refused {
                 client
-                    .execute("SELECT pg_advisory_unlock($1, $2)", &[&LOCK_CLASS, &lock_id])
+                    .execute(
+                        "SELECT pg_advisory_unlock($1, $2)",
+                        &[&LOCK_CLASS, &lock_id],
+                    )
                     .map_err(postgres_error)?;
             }
             Ok::<_, LedgerError>(taken)
@@ -243,7 +249,10 @@ impl PgLogs {
             let written = client.execute(update, &all)?;
             if written == 0 {
                 // Fenced off: the lock is of no use any more (the next `lead` takes it anew).
-                client.execute("SELECT pg_advisory_unlock($1, $2)", &[&LOCK_CLASS, &lock_id])?;
+                client.execute(
+                    "SELECT pg_advisory_unlock($1, $2)",
+                    &[&LOCK_CLASS, &lock_id],
+                )?;
             }
             Ok::<_, quill_ledger::postgres::Error>(written)
         });

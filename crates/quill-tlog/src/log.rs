@@ -843,8 +843,15 @@ mod tests {
         let (saved, refuse) = (kept.saved.clone(), kept.refuse.clone());
         let mut publisher = Publisher::with_store(signer(), Box::new(kept));
         publisher.adopt(Some(three.clone()), None, "test").unwrap();
-        assert_eq!((publisher.size(), publisher.checkpoint()), (3, Some(three.as_str())));
-        assert_eq!(publisher.publish(&store).unwrap(), None, "nothing new to sign");
+        assert_eq!(
+            (publisher.size(), publisher.checkpoint()),
+            (3, Some(three.as_str()))
+        );
+        assert_eq!(
+            publisher.publish(&store).unwrap(),
+            None,
+            "nothing new to sign"
+        );
 
         ledger
             .transact(|tx| {

@@ -71,7 +71,15 @@ fn cosigned(server: &Listening, policy: &Policy, size: u64) -> (String, Checkpoi
 /// Runs `statement` through `server`, which must succeed.
 fn execute(server: &Listening, statement: &str) {
     let endpoint = format!("http://{}", server.address);
-    quill(&["shell", "--endpoint", &endpoint, "--ledger", "shop", "-e", statement]);
+    quill(&[
+        "shell",
+        "--endpoint",
+        &endpoint,
+        "--ledger",
+        "shop",
+        "-e",
+        statement,
+    ]);
 }
 
 /// The consistency proof from `old` to `new` that `server` serves, checked.
@@ -127,7 +135,9 @@ fn two_servers_keep_one_witnessed_log_through_the_signers_death() {
         serve(dir.path(), "a", &url, &key, &path("policy")),
         serve(dir.path(), "b", &url, &key, &path("policy")),
     ];
-    wait_for("one signer", || servers.iter().filter(|s| signs(s)).count() == 1);
+    wait_for("one signer", || {
+        servers.iter().filter(|s| signs(s)).count() == 1
+    });
     execute(&servers[1], "CREATE TABLE Item;");
     // Both serve the same cosigned checkpoint once the follower took it up.
     let (note, first) = cosigned(&servers[0], &policy, 2);
@@ -149,8 +159,15 @@ fn two_servers_keep_one_witnessed_log_through_the_signers_death() {
                     let endpoint = format!("http://{address}");
                     let statement = format!("INSERT INTO Item {{'n': {n}}};");
                     n += 1;
-                    let args =
-                        ["shell", "--endpoint", &endpoint, "--ledger", "shop", "-e", &statement];
+                    let args = [
+                        "shell",
+                        "--endpoint",
+                        &endpoint,
+                        "--ledger",
+                        "shop",
+                        "-e",
+                        &statement,
+                    ];
                     if run_quill(&args).status.success() {
                         committed.fetch_add(1, Ordering::SeqCst);
                     }
@@ -171,7 +188,9 @@ fn two_servers_keep_one_witnessed_log_through_the_signers_death() {
         killed_at.elapsed()
     );
     let grown = committed.load(Ordering::SeqCst);
-    wait_for("more writes", || committed.load(Ordering::SeqCst) >= grown + 3);
+    wait_for("more writes", || {
+        committed.load(Ordering::SeqCst) >= grown + 3
+    });
     stop.store(true, Ordering::SeqCst);
     writer.join().unwrap();
     execute(survivor, "INSERT INTO Item {'n': 0};");

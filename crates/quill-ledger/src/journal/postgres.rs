@@ -46,7 +46,9 @@ use crate::{LedgerError, Result};
 /// (on branches merged in either order) apply whichever order they were numbered in.
 const MIGRATIONS: &[(i32, &str)] = &[
     // 1: ledgers and their blocks.
-    (1, "CREATE TABLE quill_ledgers (
+    (
+        1,
+        "CREATE TABLE quill_ledgers (
         name text PRIMARY KEY,
         strand_id text NOT NULL,
         blocks bigint NOT NULL CHECK (blocks >= 1),
@@ -60,12 +62,15 @@ const MIGRATIONS: &[(i32, &str)] = &[
         hash bytea NOT NULL,
         payload bytea NOT NULL,
         PRIMARY KEY (ledger, seq)
-    );"),
+    );",
+    ),
     // 2: journal streams, shared by every server (quill-server's stream_store.rs): the
     // definition, the state every server describes, the delivery cursor, and `runner_epoch`,
     // bumped by each server that takes over the stream's delivery (its writes are fenced by
     // it). `lock_id` keys the advisory lock its runner holds.
-    (2, "CREATE TABLE quill_streams (
+    (
+        2,
+        "CREATE TABLE quill_streams (
         ledger text NOT NULL REFERENCES quill_ledgers (name) ON DELETE CASCADE,
         stream_id text NOT NULL,
         lock_id integer GENERATED ALWAYS AS IDENTITY UNIQUE,
@@ -79,14 +84,17 @@ const MIGRATIONS: &[(i32, &str)] = &[
         cursor jsonb,
         runner_epoch bigint NOT NULL DEFAULT 0,
         PRIMARY KEY (ledger, stream_id)
-    );"),
+    );",
+    ),
     // 4: each ledger's transparency log, shared by every server (quill-server's
     // tlog_store.rs): the latest signed checkpoint note and its size, the newest cosigned one,
     // the log's verifier key (recorded with the first checkpoint: a server with another key
     // refuses to sign), and the signer lease: `lock_id` keys the advisory lock the signing
     // server holds, `signer_epoch` is bumped by each server that takes the lease and fences
     // its checkpoint writes. The tiles need nothing more: they derive from the blocks.
-    (4, "CREATE TABLE quill_tlogs (
+    (
+        4,
+        "CREATE TABLE quill_tlogs (
         ledger text PRIMARY KEY REFERENCES quill_ledgers (name) ON DELETE CASCADE,
         lock_id integer GENERATED ALWAYS AS IDENTITY UNIQUE,
         verifier_key text,
@@ -95,7 +103,8 @@ const MIGRATIONS: &[(i32, &str)] = &[
         checkpoint text,
         cosigned_size bigint,
         cosigned text
-    );"),
+    );",
+    ),
 ];
 
 /// Key of the advisory lock taken while migrating, so two servers starting at once do not
@@ -469,8 +478,11 @@ fn run_migrations(client: &mut Client) -> Result<()> {
     for (version, migration) in pending_migrations(&applied)? {
         let mut tx = client.transaction().map_err(db_error)?;
         tx.batch_execute(migration).map_err(db_error)?;
-        tx.execute("INSERT INTO quill_schema (version) VALUES ($1)", &[&version])
-            .map_err(db_error)?;
+        tx.execute(
+            "INSERT INTO quill_schema (version) VALUES ($1)",
+            &[&version],
+        )
+        .map_err(db_error)?;
         tx.commit().map_err(db_error)?;
         tracing::info!(version, "migrated the PostgreSQL schema");
     }
