@@ -37,7 +37,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use crate::tlog_store::{LeaseError, PgCheckpoints, PgLogs};
 use axum::body::Body;
 use axum::http::{HeaderValue, Method, Response, StatusCode};
 use ion_rs::Element;
@@ -54,6 +53,7 @@ use tokio::sync::watch;
 
 use crate::error::ServerError;
 use crate::registry::Registry;
+use crate::tlog_store::{LeaseError, PgCheckpoints, PgLogs};
 
 /// Where the log key lives when `--log-key` is not given.
 pub fn default_key_path(data_dir: &Path) -> PathBuf {
