@@ -57,8 +57,6 @@ pub struct StoredLog {
     pub checkpoint: Option<String>,
     /// The newest checkpoint note with its witnesses' cosignatures.
     pub cosigned: Option<String>,
-    /// The log's verifier key, recorded with its first checkpoint.
-    pub verifier_key: Option<String>,
 }
 
 /// Every ledger's log in one PostgreSQL database, and this server's signer leases.
@@ -92,6 +90,13 @@ impl Leases {
     }
 }
 
+impl Drop for Leases {
+    fn drop(&mut self) {
+        // Closing a connection blocks on it, which a runtime's worker must not do unannounced.
+        self.drop_connection();
+    }
+}
+
 fn key_id_hex(key: &str) -> String {
     VerifierKey::parse(key).map_or_else(
         |_| "unreadable".into(),
@@ -121,7 +126,7 @@ impl PgLogs {
         let row = self.store.with_client(|client| {
             client
                 .query_opt(
-                    "SELECT checkpoint, cosigned, verifier_key FROM quill_tlogs WHERE ledger = $1",
+                    "SELECT checkpoint, cosigned FROM quill_tlogs WHERE ledger = $1",
                     &[&ledger],
                 )
                 .map_err(postgres_error)
@@ -129,7 +134,6 @@ impl PgLogs {
         Ok(row.map_or_else(StoredLog::default, |row| StoredLog {
             checkpoint: row.get(0),
             cosigned: row.get(1),
-            verifier_key: row.get(2),
         }))
     }
 
