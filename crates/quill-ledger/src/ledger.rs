@@ -430,6 +430,13 @@ impl Ledger {
         Ok(tip)
     }
 
+    /// Takes in the blocks other servers committed to a shared (PostgreSQL) journal since
+    /// this one last looked, so that [`Ledger::digest`] and block reads reach them (a
+    /// transaction's `begin` does this too); nothing to do for an embedded ledger.
+    pub fn catch_up(&self) -> Result<()> {
+        commit::catch_up(&self.inner.core)
+    }
+
     /// The digest over every block up to the latest committed one.
     pub fn digest(&self) -> LedgerDigest {
         let tip = self.applied() - 1;

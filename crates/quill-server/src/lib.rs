@@ -61,6 +61,7 @@ pub mod sigv4;
 mod stream_store;
 pub mod streams;
 pub mod tlog;
+mod tlog_store;
 pub mod tls_client;
 
 use std::future::Future;

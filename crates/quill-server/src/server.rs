@@ -146,6 +146,7 @@ pub async fn bind(
     let logs = Arc::new(crate::tlog::Logs::open(
         &config.data_dir,
         config.log.clone(),
+        registry.postgres().cloned(),
     )?);
     let data_dir = config.data_dir.clone();
     let runtime = tokio::runtime::Handle::current();
@@ -622,9 +623,11 @@ fn operations_reply(state: &AppState, path: &str, request_id: &str) -> Response<
     if path == "/health" {
         let database = state.registry.database_health();
         let database_down = database.as_ref().is_some_and(|d| d.error.is_some());
+        let log = state.logs.health();
+        let log_refused = log.as_ref().is_some_and(|(_, refused)| !refused.is_empty());
         // The server is up and serves its other ledgers: "degraded", still 200, so a load
         // balancer keeps routing to it; the failed ledgers are named.
-        let status = if failed.is_empty() && !database_down {
+        let status = if failed.is_empty() && !database_down && !log_refused {
             "ok"
         } else {
             "degraded"
@@ -637,6 +640,11 @@ fn operations_reply(state: &AppState, path: &str, request_id: &str) -> Response<
         });
         if let Some(database) = database {
             body["database"] = json!(database);
+        }
+        if let Some((signing, refused)) = log {
+            // With ledgers in PostgreSQL: whose transparency log this server signs, and the
+            // ledgers whose log it refuses to sign (another key), with why.
+            body["transparency_log"] = json!({"signing": signing, "refused": refused});
         }
         return reply(
             200,

@@ -24,6 +24,12 @@
 //! One Ed25519 log key (`<data-dir>/log-key`, created 0600 on first start, or
 //! [`LogConfig::key_file`]) signs every ledger's log, each under its origin
 //! `<origin prefix>/<ledger name>`, which is also its key name.
+//!
+//! Ledgers in PostgreSQL have one log however many servers serve them: the checkpoints live
+//! in PostgreSQL (`tlog_store.rs`), each tick every server reads them, catches its tree (a
+//! cache under its data directory, derived from the journal) up to them and serves them; the
+//! server holding a ledger's signer lease also signs and offers its checkpoints to the
+//! witnesses. A server whose key is not the log's refuses to sign (logged, and in `/health`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -47,6 +53,7 @@ use tokio::sync::watch;
 
 use crate::error::ServerError;
 use crate::registry::Registry;
+use crate::tlog_store::{LeaseError, PgCheckpoints, PgLogs};
 
 /// Where the log key lives when `--log-key` is not given.
 pub fn default_key_path(data_dir: &Path) -> PathBuf {
@@ -112,6 +119,8 @@ pub const WITNESS_RETRY: Duration = Duration::from_secs(2);
 struct LedgerLog {
     store: LogStore,
     publisher: Publisher,
+    /// The ledger's strand id: a ledger created again under the same name has another.
+    strand_id: String,
 }
 
 impl LedgerLog {
@@ -242,10 +251,27 @@ pub(crate) struct Logs {
     /// Per ledger with a checkpoint offered to witnesses, its witness workers' state.
     witnessing: Mutex<HashMap<String, Arc<Witnessing>>>,
     counters: WitnessCounters,
+    /// With ledgers in PostgreSQL: their logs' checkpoints and this server's signer leases.
+    shared: Option<Arc<PgLogs>>,
+    /// Ledgers whose log this server refuses to sign, and why.
+    refusals: Mutex<BTreeMap<String, String>>,
+}
+
+/// What one checkpoint tick found: the checkpoints to offer to witnesses, and the ledgers
+/// whose log this server signs.
+pub(crate) struct Tick {
+    uncosigned: Vec<(String, String, u64)>,
+    signing: HashSet<String>,
 }
 
 impl Logs {
-    pub(crate) fn open(data_dir: &Path, config: LogConfig) -> Result<Logs, ServerError> {
+    /// The logs of a server whose ledgers are files under `data_dir`, or in PostgreSQL
+    /// (`postgres`: the tree caches are still kept under `data_dir`).
+    pub(crate) fn open(
+        data_dir: &Path,
+        config: LogConfig,
+        postgres: Option<quill_ledger::PostgresStore>,
+    ) -> Result<Logs, ServerError> {
         Ok(Logs {
             key: config.load_key(data_dir)?,
             config,
@@ -253,7 +279,17 @@ impl Logs {
             ledgers: Mutex::new(HashMap::new()),
             witnessing: Mutex::new(HashMap::new()),
             counters: WitnessCounters::default(),
+            shared: postgres.map(|store| Arc::new(PgLogs::new(store))),
+            refusals: Mutex::new(BTreeMap::new()),
         })
+    }
+
+    /// For `/health` with ledgers in PostgreSQL: the ledgers whose log this server signs, and
+    /// those it refuses to sign with why; `None` for files.
+    pub(crate) fn health(&self) -> Option<(Vec<String>, BTreeMap<String, String>)> {
+        let shared = self.shared.as_ref()?;
+        let refusals = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        Some((shared.signing(), refusals.clone()))
     }
 
     /// The witness counters in the Prometheus text format.
@@ -288,39 +324,107 @@ impl Logs {
         quill_ledger::ledger_dir(&self.data_dir, ledger).join("tlog")
     }
 
-    fn ledger_log(&self, ledger: &str) -> Result<Arc<Mutex<LedgerLog>>, String> {
+    /// The log of a ledger seen before (by [`Logs::ledger_log`]).
+    fn known_log(&self, ledger: &str) -> Result<Arc<Mutex<LedgerLog>>, String> {
+        let ledgers = self.ledgers.lock().unwrap_or_else(|p| p.into_inner());
+        ledgers
+            .get(ledger)
+            .cloned()
+            .ok_or_else(|| format!("no transparency log of ledger {ledger} yet"))
+    }
+
+    fn ledger_log(&self, name: &str, ledger: &Ledger) -> Result<Arc<Mutex<LedgerLog>>, String> {
         let mut ledgers = self.ledgers.lock().unwrap_or_else(|p| p.into_inner());
-        let dir = self.log_dir(ledger);
+        let dir = self.log_dir(name);
         // A ledger deleted and created again under the same name starts a new log.
-        if let Some(log) = ledgers.get(ledger).filter(|_| dir.exists()) {
+        let same = |log: &&Arc<Mutex<LedgerLog>>| {
+            dir.exists()
+                && log.lock().unwrap_or_else(|p| p.into_inner()).strand_id == ledger.strand_id()
+        };
+        if let Some(log) = ledgers.get(name).filter(same) {
             return Ok(log.clone());
         }
-        let store = LogStore::open(&dir).map_err(|e| e.to_string())?;
+        let error = |e: LogError| e.to_string();
+        let mut store = LogStore::open(&dir).map_err(error)?;
         let signer = self
             .key
-            .with_name(&self.config.origin(ledger))
+            .with_name(&self.config.origin(name))
             .map_err(|e| e.to_string())?;
-        let publisher =
-            Publisher::open(signer, &dir.join("checkpoint")).map_err(|e| e.to_string())?;
-        let log = Arc::new(Mutex::new(LedgerLog { store, publisher }));
-        ledgers.insert(ledger.to_owned(), log.clone());
+        let publisher = match &self.shared {
+            None => Publisher::open(signer, &dir.join("checkpoint")).map_err(error)?,
+            Some(shared) => {
+                // The tree is a cache of a journal other servers share: one left by an older
+                // ledger of this name, or torn, is dropped here and rebuilt from the journal.
+                let size = store.size();
+                let cached = size > 0 && {
+                    let leaf = store.block_leaf(size - 1).map_err(error)?;
+                    ledger.catch_up().map_err(|e| e.to_string())?;
+                    let journal = ledger.block_hashes(size - 1);
+                    journal.is_ok_and(|hashes| hashes.hash == leaf.block_hash)
+                };
+                if size > 0 && !cached {
+                    store = store.truncate(0).map_err(error)?;
+                }
+                let checkpoints = PgCheckpoints::new(shared.clone(), name, &signer.verifier_key());
+                Publisher::with_store(signer, Box::new(checkpoints))
+            }
+        };
+        let log = Arc::new(Mutex::new(LedgerLog {
+            store,
+            publisher,
+            strand_id: ledger.strand_id().to_owned(),
+        }));
+        ledgers.insert(name.to_owned(), log.clone());
         Ok(log)
     }
 
-    /// Brings every ledger's log up to its journal and signs the ones that grew; with a witness
-    /// policy, returns the newest signed checkpoint of every ledger whose cosigned checkpoint
-    /// lags behind it, as `(ledger, note, size)`, for [`Logs::offer`].
-    pub(crate) fn checkpoint_all(&self, registry: &Registry) -> Vec<(String, String, u64)> {
-        let mut uncosigned = Vec::new();
+    /// Brings every ledger's log up to its journal and signs the ones that grew (with
+    /// ledgers in PostgreSQL: those whose signer lease this server holds or takes, after
+    /// taking up the checkpoints kept there); with a witness policy, returns the newest signed
+    /// checkpoint of every ledger it signs whose cosigned checkpoint lags behind it, as
+    /// `(ledger, note, size)`, for [`Logs::offer`].
+    pub(crate) fn checkpoint_all(&self, registry: &Registry) -> Tick {
+        let mut tick = Tick {
+            uncosigned: Vec::new(),
+            signing: HashSet::new(),
+        };
         for record in registry.list() {
-            let Ok((ledger, _)) = registry.get(&record.name) else {
+            let name = &record.name;
+            let Ok((ledger, _)) = registry.get(name) else {
                 continue;
             };
-            let result = self.ledger_log(&record.name).and_then(|log| {
+            let signs = match self.lead(name) {
+                Ok(signs) => signs,
+                Err(error) => {
+                    tracing::error!(ledger = %name, %error, "transparency log");
+                    continue;
+                }
+            };
+            let result = self.ledger_log(name, &ledger).and_then(|log| {
                 let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
-                let LedgerLog { store, publisher } = &mut *log;
-                store.sync(&ledger).map_err(|e| e.to_string())?;
-                publisher.publish(store).map_err(|e| e.to_string())?;
+                let error = |e: LogError| e.to_string();
+                let stored = match &self.shared {
+                    Some(shared) => {
+                        // Read before the catch-up, so the tree reaches what was signed.
+                        let stored = shared.read(name).map_err(|e| e.to_string())?;
+                        ledger.catch_up().map_err(|e| e.to_string())?;
+                        Some(stored)
+                    }
+                    None => None,
+                };
+                let LedgerLog {
+                    store, publisher, ..
+                } = &mut *log;
+                store.sync(&ledger).map_err(error)?;
+                if let Some(stored) = stored {
+                    publisher
+                        .adopt(stored.checkpoint, stored.cosigned, "quill_tlogs")
+                        .map_err(error)?;
+                }
+                if !signs {
+                    return Ok(None);
+                }
+                publisher.publish(store).map_err(error)?;
                 let size = publisher.size();
                 let behind = publisher.cosigned().map_or(0, |(s, _)| s) < size;
                 let wanted = self.config.witness_policy.is_some() && behind;
@@ -330,30 +434,62 @@ impl Logs {
                     .map(|note| (note.to_owned(), size)))
             });
             match result {
-                Ok(Some((note, size))) => uncosigned.push((record.name.clone(), note, size)),
-                Ok(None) => {}
-                Err(error) => tracing::error!(ledger = %record.name, %error, "transparency log"),
+                Ok(offer) => {
+                    if signs {
+                        tick.signing.insert(name.clone());
+                    }
+                    if let Some((note, size)) = offer {
+                        tick.uncosigned.push((name.clone(), note, size));
+                    }
+                }
+                Err(error) => tracing::error!(ledger = %name, %error, "transparency log"),
             }
         }
-        uncosigned
+        tick
+    }
+
+    /// Whether this server signs `ledger`'s log: always for files; with PostgreSQL, while it
+    /// holds (or now takes) the ledger's signer lease. A key that is not the log's is refused,
+    /// logged once, and kept for `/health`.
+    fn lead(&self, ledger: &str) -> Result<bool, String> {
+        let Some(shared) = &self.shared else {
+            return Ok(true);
+        };
+        let ours = self
+            .config
+            .verifier_key(&self.key, ledger)
+            .map_err(|e| e.to_string())?;
+        let mut refusals = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        match shared.lead(ledger, &ours) {
+            Err(refused @ LeaseError::KeyMismatch { .. }) => {
+                let refused = refused.to_string();
+                if refusals.get(ledger) != Some(&refused) {
+                    tracing::error!(%ledger, "{refused}");
+                    refusals.insert(ledger.to_owned(), refused);
+                }
+                Ok(false)
+            }
+            Err(error) => Err(error.to_string()),
+            Ok(signs) => {
+                refusals.remove(ledger);
+                Ok(signs)
+            }
+        }
     }
 
     /// Hands each ledger's newest checkpoint to its witness workers (started on first use, one
     /// per witness), without waiting for any of them; stops the workers of ledgers that no
     /// longer exist.
-    fn offer(
-        self: &Arc<Self>,
-        registry: &Registry,
-        checkpoints: Vec<(String, String, u64)>,
-        stop: &watch::Receiver<bool>,
-    ) {
+    fn offer(self: &Arc<Self>, registry: &Registry, tick: Tick, stop: &watch::Receiver<bool>) {
         let Some(policy) = &self.config.witness_policy else {
             return;
         };
         let mut witnessing = self.witnessing.lock().unwrap_or_else(|p| p.into_inner());
-        // Dropping a ledger's sender ends its workers.
-        witnessing.retain(|ledger, _| registry.get(ledger).is_ok());
-        for (ledger, note, size) in checkpoints {
+        // Dropping a ledger's sender ends its workers: those of ledgers gone, and of logs
+        // another server signs now.
+        witnessing
+            .retain(|ledger, _| registry.get(ledger).is_ok() && tick.signing.contains(ledger));
+        for (ledger, note, size) in tick.uncosigned {
             // A smaller checkpoint than the one offered is a ledger deleted and created again.
             let recreated = witnessing.get(&ledger).is_some_and(|w| {
                 w.latest
@@ -372,7 +508,7 @@ impl Logs {
                     .filter_map(|w| Some((w.name.clone(), w.key.clone(), w.url.clone()?)))
                     .collect();
                 let mut gathered = Gathered::new(witnesses.iter().map(|(n, k, _)| (n, k)));
-                if let Ok(log) = self.ledger_log(&ledger) {
+                if let Ok(log) = self.known_log(&ledger) {
                     let log = log.lock().unwrap_or_else(|p| p.into_inner());
                     if let Some((size, note)) = log.publisher.cosigned() {
                         gathered.resume(size, note);
@@ -438,7 +574,7 @@ impl Logs {
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
             let proof = |old: u64| {
-                let log = self.ledger_log(&ledger).map_err(std::io::Error::other)?;
+                let log = self.known_log(&ledger).map_err(std::io::Error::other)?;
                 let log = log.lock().unwrap_or_else(|p| p.into_inner());
                 log.store
                     .consistency_proof(old, size)
@@ -492,7 +628,7 @@ impl Logs {
         let Some(policy) = &self.config.witness_policy else {
             return;
         };
-        let Ok(log) = self.ledger_log(ledger) else {
+        let Ok(log) = self.known_log(ledger) else {
             return;
         };
         let mut gathered = witnessing
@@ -533,7 +669,7 @@ impl Logs {
         let Ok((handle, _)) = registry.get(ledger) else {
             return text(StatusCode::NOT_FOUND, format!("no ledger {ledger}\n"));
         };
-        let log = match self.ledger_log(ledger) {
+        let log = match self.ledger_log(ledger, &handle) {
             Ok(log) => log,
             Err(error) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("{error}\n")),
         };
@@ -729,7 +865,7 @@ pub(crate) fn spawn_checkpointer(
             })
             .await
             {
-                Ok(uncosigned) => logs.offer(&registry, uncosigned, &stop),
+                Ok(tick) => logs.offer(&registry, tick, &stop),
                 Err(error) => tracing::error!(%error, "checkpointer task failed"),
             }
         }
@@ -741,6 +877,221 @@ mod tests {
     use quill_verify::tlog::{verify_cosigned_checkpoint, Checkpoint};
 
     use super::*;
+
+    /// One `quill serve` of ledgers in PostgreSQL, as far as its log is concerned.
+    struct PgServer {
+        registry: Registry,
+        logs: Logs,
+        _dir: tempfile::TempDir,
+    }
+
+    impl PgServer {
+        fn start(url: &str, key_file: &Path) -> PgServer {
+            let dir = tempfile::tempdir().unwrap();
+            let store = quill_ledger::PostgresStore::connect(url).unwrap();
+            let registry =
+                Registry::open_postgres(dir.path(), store.clone(), Default::default()).unwrap();
+            let config = LogConfig {
+                key_file: Some(key_file.to_owned()),
+                ..LogConfig::default()
+            };
+            let logs = Logs::open(dir.path(), config, Some(store)).unwrap();
+            PgServer {
+                registry,
+                logs,
+                _dir: dir,
+            }
+        }
+
+        /// One checkpoint tick: whether this server signed `shop`'s log.
+        fn tick(&self) -> bool {
+            self.logs
+                .checkpoint_all(&self.registry)
+                .signing
+                .contains("shop")
+        }
+
+        /// The checkpoint it serves for `shop`: `(size, note)`.
+        fn served(&self) -> Option<(u64, String)> {
+            let log = self.logs.known_log("shop").ok()?;
+            let log = log.lock().unwrap();
+            log.served(false)
+                .map(|(size, note)| (size, note.to_owned()))
+        }
+
+        fn commit(&self, n: u32) {
+            let (ledger, _) = self.registry.get("shop").unwrap();
+            ledger
+                .transact(|tx| {
+                    let doc = Element::read_one(format!("{{n: {n}}}")).unwrap();
+                    tx.insert("Item", doc).map(|_| ())
+                })
+                .unwrap();
+        }
+    }
+
+    fn key_file(dir: &Path, name: &str) -> PathBuf {
+        let path = dir.join(name);
+        NoteSigner::read_or_create(&path, "quill-log").unwrap();
+        path
+    }
+
+    /// A fresh database with the ledger `shop` and its table `Item`.
+    fn database_with_shop(name: &str) -> String {
+        let cluster = quill_pgtest::PgServer::shared().unwrap();
+        let url = cluster.create_database(name).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = quill_ledger::PostgresStore::connect(&url).unwrap();
+        let registry = Registry::open_postgres(dir.path(), store, Default::default()).unwrap();
+        registry
+            .create(crate::registry::NewLedger {
+                name: "shop".into(),
+                permissions_mode: "ALLOW_ALL".into(),
+                deletion_protection: false,
+                kms_key: crate::registry::AWS_OWNED_KMS_KEY.into(),
+                tags: BTreeMap::new(),
+            })
+            .unwrap();
+        let (ledger, _) = registry.get("shop").unwrap();
+        ledger
+            .transact(|tx| tx.create_table("Item", None).map(|_| ()))
+            .unwrap();
+        url
+    }
+
+    /// Checks that the checkpoint `new` extends `old` with a consistency proof from `server`.
+    fn check_consistent(server: &PgServer, old: &str, new: &str) {
+        let parse = |note: &str| Checkpoint::parse(&Note::parse(note).unwrap().text).unwrap();
+        let (old, new) = (parse(old), parse(new));
+        let log = server.logs.known_log("shop").unwrap();
+        let log = log.lock().unwrap();
+        let proof = log.store.consistency_proof(old.size, new.size).unwrap();
+        quill_verify::tlog::rfc6962::verify_consistency(
+            old.size, new.size, &old.root, &new.root, &proof,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn one_server_signs_a_shared_log_every_server_serves_it_and_a_takeover_continues_it() {
+        let url = database_with_shop("tlog_signer_takeover");
+        let keys = tempfile::tempdir().unwrap();
+        let key = key_file(keys.path(), "log-key");
+        let a = PgServer::start(&url, &key);
+        let b = PgServer::start(&url, &key);
+
+        assert!(a.tick(), "the first server takes the lease");
+        assert!(!b.tick(), "one signer at a time");
+        assert!(!b.tick());
+        let (size, first) = a.served().expect("a signed checkpoint");
+        assert_eq!(size, 2);
+        assert_eq!(
+            b.served(),
+            Some((size, first.clone())),
+            "one log, served by both"
+        );
+
+        // Commits through the follower: the signer's next tick signs them (it catches up on
+        // the shared journal), and the follower serves that checkpoint after its own tick.
+        for n in 0..5 {
+            b.commit(n);
+        }
+        assert!(a.tick());
+        let (size, second) = a.served().unwrap();
+        assert_eq!(size, 7);
+        assert!(!b.tick());
+        assert_eq!(b.served(), Some((7, second.clone())));
+        check_consistent(&b, &first, &second);
+
+        // The signer dies (its lease connection closes); the follower takes over within a few
+        // ticks and continues the same log from the checkpoint in PostgreSQL.
+        drop(a);
+        for n in 5..8 {
+            b.commit(n);
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !b.tick() {
+            assert!(std::time::Instant::now() < deadline, "no takeover");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let (size, third) = b.served().unwrap();
+        assert_eq!(size, 10);
+        check_consistent(&b, &second, &third);
+
+        // A server back with the same key follows, and serves the same checkpoint.
+        let c = PgServer::start(&url, &key);
+        assert!(!c.tick());
+        assert_eq!(c.served(), Some((10, third)));
+    }
+
+    #[test]
+    fn a_signer_that_lost_its_lease_cannot_write_and_a_server_with_another_key_refuses() {
+        let url = database_with_shop("tlog_signer_fenced");
+        let keys = tempfile::tempdir().unwrap();
+        let a = PgServer::start(&url, &key_file(keys.path(), "log-key"));
+        assert!(a.tick());
+        let (_, first) = a.served().unwrap();
+
+        // Another server took the lease over behind this one's back (as after its connection
+        // was lost while it kept running): its epoch no longer matches, so its next
+        // checkpoint is not written, and it stops signing until it takes the lease again.
+        let store = quill_ledger::PostgresStore::connect(&url).unwrap();
+        store
+            .with_client(|client| {
+                client
+                    .execute(
+                        "UPDATE quill_tlogs SET signer_epoch = signer_epoch + 1",
+                        &[],
+                    )
+                    .map_err(quill_ledger::postgres_error)
+            })
+            .unwrap();
+        a.commit(1);
+        assert!(!a.tick(), "the fenced write is refused");
+        assert_eq!(a.served().unwrap().1, first, "nothing unwritten is served");
+        assert!(a.logs.health().unwrap().0.is_empty());
+        assert!(a.tick(), "it takes the lease again and signs the grown log");
+        let (size, second) = a.served().unwrap();
+        assert_eq!(size, 3);
+        check_consistent(&a, &first, &second);
+
+        // A server with another key never signs (not even once the signer is gone) and says
+        // why, naming both keys; it serves the log the others sign.
+        let other = PgServer::start(&url, &key_file(keys.path(), "other-key"));
+        drop(a);
+        std::thread::sleep(Duration::from_millis(500));
+        for _ in 0..3 {
+            assert!(!other.tick());
+        }
+        assert_eq!(other.served(), Some((3, second.clone())));
+        let (signing, refused) = other.logs.health().unwrap();
+        assert!(signing.is_empty());
+        let why = &refused["shop"];
+        let ours = other
+            .logs
+            .config
+            .verifier_key(&other.logs.key, "shop")
+            .unwrap();
+        let recorded = VerifierKey::parse(
+            &store
+                .with_client(|client| {
+                    client
+                        .query_one("SELECT verifier_key FROM quill_tlogs", &[])
+                        .map_err(quill_ledger::postgres_error)
+                })
+                .unwrap()
+                .get::<_, String>(0),
+        )
+        .unwrap();
+        assert_ne!(ours, recorded);
+        let hex = |key: &VerifierKey| -> String {
+            key.key_id().iter().map(|b| format!("{b:02x}")).collect()
+        };
+        for id in [hex(&ours), hex(&recorded)] {
+            assert!(why.contains(&id), "{why} names {id}");
+        }
+        assert!(why.contains("--log-key"), "{why}");
+    }
 
     struct Setup {
         log: NoteSigner,

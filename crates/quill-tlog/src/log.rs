@@ -5,10 +5,12 @@
 //! records, a genesis leaf zero-padded) and the hashes of complete subtrees at every tile
 //! level (`hashes-<L>`: the level-`8L` node hashes, 32 bytes each). These files are a cache
 //! of the journal: they are rebuilt from the ledger if lost, so they are not fsynced.
-//! [`Publisher`] signs checkpoints and persists the last one (`checkpoint`) atomically
-//! before it is published; it never signs a tree that does not extend the last one. It also
-//! keeps the newest checkpoint that witnesses cosigned, with their cosignatures
-//! (`checkpoint.cosigned`), so a restart serves what was gathered before it.
+//! [`Publisher`] signs checkpoints and persists the last one before it is published; it
+//! never signs a tree that does not extend the last one. It also keeps the newest checkpoint
+//! that witnesses cosigned, with their cosignatures, so a restart serves what was gathered
+//! before it. Where both are kept is a [`CheckpointStore`]: files beside the tree
+//! (`checkpoint`, `checkpoint.cosigned`: [`Publisher::open`]), or, for a ledger several
+//! servers share, the server's database.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write as _};
@@ -44,6 +46,9 @@ pub enum LogError {
     /// A size, index or tile outside the tree.
     #[error("transparency log: {0}")]
     OutOfRange(String),
+    /// The checkpoint store refused or failed to keep a checkpoint.
+    #[error("transparency log: {0}")]
+    Store(String),
 }
 
 /// Blocks read per pass when the log catches up with its ledger: bounds the memory of a
@@ -393,31 +398,59 @@ pub fn proof_bundle(
     })
 }
 
+/// Where a [`Publisher`] keeps its checkpoints durably.
+pub trait CheckpointStore: Send + std::fmt::Debug {
+    /// Persists a newly signed checkpoint (`checkpoint` is `note`'s body) before it is
+    /// published.
+    fn save_signed(&mut self, checkpoint: &Checkpoint, note: &str) -> Result<(), LogError>;
+    /// Persists the newest checkpoint recorded with its witnesses' cosignatures.
+    fn save_cosigned(&mut self, checkpoint: &Checkpoint, note: &str) -> Result<(), LogError>;
+}
+
+/// Checkpoints in files: the last signed one in `checkpoint`, the cosigned one beside it.
+#[derive(Debug)]
+struct FileCheckpoints {
+    path: PathBuf,
+    cosigned_path: PathBuf,
+}
+
+impl CheckpointStore for FileCheckpoints {
+    fn save_signed(&mut self, _: &Checkpoint, note: &str) -> Result<(), LogError> {
+        Ok(replace_file(&self.path, note.as_bytes(), 0o644)?)
+    }
+
+    fn save_cosigned(&mut self, _: &Checkpoint, note: &str) -> Result<(), LogError> {
+        Ok(replace_file(&self.cosigned_path, note.as_bytes(), 0o644)?)
+    }
+}
+
 /// Signs a ledger log's checkpoints, persisting each before it is published.
 #[derive(Debug)]
 pub struct Publisher {
     signer: NoteSigner,
-    path: PathBuf,
+    store: Box<dyn CheckpointStore>,
     last: Option<(Checkpoint, String)>,
-    /// The newest checkpoint recorded with its witnesses' cosignatures, and where it is kept.
+    /// The newest checkpoint recorded with its witnesses' cosignatures.
     cosigned: Option<(Checkpoint, String)>,
-    cosigned_path: PathBuf,
+}
+
+/// Parses a persisted checkpoint note; `place` names where it was kept, for errors.
+fn parse_note(note: String, place: &str) -> Result<(Checkpoint, String), LogError> {
+    let invalid = |why: String| {
+        LogError::Io(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{place}: {why}"),
+        ))
+    };
+    let parsed = Note::parse(&note).map_err(|e| invalid(e.to_string()))?;
+    let checkpoint = Checkpoint::parse(&parsed.text).map_err(|e| invalid(e.to_string()))?;
+    Ok((checkpoint, note))
 }
 
 /// Reads a persisted checkpoint note, if the file exists.
 fn read_note(path: &Path) -> Result<Option<(Checkpoint, String)>, LogError> {
     match fs::read_to_string(path) {
-        Ok(note) => {
-            let invalid = |why: String| {
-                LogError::Io(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("{}: {why}", path.display()),
-                ))
-            };
-            let parsed = Note::parse(&note).map_err(|e| invalid(e.to_string()))?;
-            let checkpoint = Checkpoint::parse(&parsed.text).map_err(|e| invalid(e.to_string()))?;
-            Ok(Some((checkpoint, note)))
-        }
+        Ok(note) => parse_note(note, &path.display().to_string()).map(Some),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e.into()),
     }
@@ -432,9 +465,48 @@ impl Publisher {
             last: read_note(path)?,
             cosigned: read_note(&cosigned_path)?,
             signer,
-            path: path.to_owned(),
-            cosigned_path,
+            store: Box::new(FileCheckpoints {
+                path: path.to_owned(),
+                cosigned_path,
+            }),
         })
+    }
+
+    /// A publisher keeping its checkpoints in `store`, with none yet: [`Publisher::adopt`]
+    /// takes up what the store already holds.
+    pub fn with_store(signer: NoteSigner, store: Box<dyn CheckpointStore>) -> Publisher {
+        Publisher {
+            signer,
+            store,
+            last: None,
+            cosigned: None,
+        }
+    }
+
+    /// Takes up the checkpoints `place` holds (persisted there by this log's signer, on this
+    /// server or another): the signed note and the cosigned one, each only if it is not
+    /// smaller than the one known here, so the served view never rolls back. The next
+    /// [`Publisher::publish`] signs only a tree that extends the adopted checkpoint.
+    pub fn adopt(
+        &mut self,
+        signed: Option<String>,
+        cosigned: Option<String>,
+        place: &str,
+    ) -> Result<(), LogError> {
+        let newer = |known: &Option<(Checkpoint, String)>, found: &(Checkpoint, String)| {
+            known.as_ref().is_none_or(|(k, _)| k.size <= found.0.size)
+        };
+        if let Some(found) = signed.map(|note| parse_note(note, place)).transpose()? {
+            if newer(&self.last, &found) {
+                self.last = Some(found);
+            }
+        }
+        if let Some(found) = cosigned.map(|note| parse_note(note, place)).transpose()? {
+            if newer(&self.cosigned, &found) {
+                self.cosigned = Some(found);
+            }
+        }
+        Ok(())
     }
 
     /// The last signed checkpoint note, if any.
@@ -475,7 +547,7 @@ impl Publisher {
                 return Err(refused("older than the one recorded"));
             }
         }
-        replace_file(&self.cosigned_path, note.as_bytes(), 0o644)?;
+        self.store.save_cosigned(&checkpoint, note)?;
         self.cosigned = Some((checkpoint, note.to_owned()));
         Ok(())
     }
@@ -506,7 +578,7 @@ impl Publisher {
             text,
         }
         .to_text();
-        replace_file(&self.path, note.as_bytes(), 0o644)?;
+        self.store.save_signed(&checkpoint, &note)?;
         self.last = Some((checkpoint, note.clone()));
         Ok(Some(note))
     }
@@ -732,6 +804,78 @@ mod tests {
             fs::read_to_string(&path).unwrap(),
             publisher.checkpoint().unwrap()
         );
+    }
+
+    /// Keeps what it is given in memory; refuses everything once `refuse` is set.
+    #[derive(Debug, Default)]
+    struct Kept {
+        saved: std::sync::Arc<std::sync::Mutex<Vec<(u64, bool)>>>,
+        refuse: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl CheckpointStore for Kept {
+        fn save_signed(&mut self, checkpoint: &Checkpoint, _: &str) -> Result<(), LogError> {
+            if self.refuse.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(LogError::Store("refused".into()));
+            }
+            self.saved.lock().unwrap().push((checkpoint.size, false));
+            Ok(())
+        }
+
+        fn save_cosigned(&mut self, checkpoint: &Checkpoint, _: &str) -> Result<(), LogError> {
+            self.saved.lock().unwrap().push((checkpoint.size, true));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_publisher_adopts_checkpoints_kept_elsewhere_and_publishes_only_what_was_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger_with_blocks(dir.path(), 3);
+        let mut store = LogStore::open(&dir.path().join("tlog")).unwrap();
+        store.sync(&ledger).unwrap();
+        let signer = || NoteSigner::from_seed("quill.test/shop", [5; 32]).unwrap();
+        // Another server's publisher signed size 3.
+        let mut first = Publisher::with_store(signer(), Box::<Kept>::default());
+        let three = first.publish(&store).unwrap().unwrap();
+
+        let kept = Kept::default();
+        let (saved, refuse) = (kept.saved.clone(), kept.refuse.clone());
+        let mut publisher = Publisher::with_store(signer(), Box::new(kept));
+        publisher.adopt(Some(three.clone()), None, "test").unwrap();
+        assert_eq!(
+            (publisher.size(), publisher.checkpoint()),
+            (3, Some(three.as_str()))
+        );
+        assert_eq!(
+            publisher.publish(&store).unwrap(),
+            None,
+            "nothing new to sign"
+        );
+
+        ledger
+            .transact(|tx| {
+                tx.insert("Item", Element::read_one("{n: 9}").unwrap())
+                    .map(|_| ())
+            })
+            .unwrap();
+        store.sync(&ledger).unwrap();
+        // A checkpoint the store refuses is not published.
+        refuse.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(matches!(publisher.publish(&store), Err(LogError::Store(_))));
+        assert_eq!(publisher.size(), 3);
+        refuse.store(false, std::sync::atomic::Ordering::SeqCst);
+        let four = publisher.publish(&store).unwrap().unwrap();
+        assert_eq!(*saved.lock().unwrap(), [(4, false)]);
+
+        // An older checkpoint found later does not roll the publisher back, and a note that
+        // is no checkpoint is an error naming where it was found.
+        publisher.adopt(Some(three), None, "test").unwrap();
+        assert_eq!(publisher.checkpoint(), Some(four.as_str()));
+        let error = publisher
+            .adopt(Some("garbage".into()), None, "the table")
+            .unwrap_err();
+        assert!(error.to_string().contains("the table"), "{error}");
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //!     payload = the same bytes the embedded journal frames (see `block`), hash = block hash
 //! quill_streams(ledger, stream_id, ...)   PK (ledger, stream_id)
 //!     journal streams and their cursors (quill-server keeps them; see migration 2)
+//! quill_tlogs(ledger PK, ...)
+//!     each ledger's transparency log: its checkpoints, key and signer lease (migration 4)
 //! ```
 //!
 //! Sequencing across servers. A server appends a batch of blocks in one PostgreSQL
@@ -38,10 +40,15 @@ use quill_verify::Hash;
 
 use crate::{LedgerError, Result};
 
-/// Schema versions this build knows; each entry migrates from the previous version.
-const MIGRATIONS: &[&str] = &[
+/// Schema versions this build knows, `(version, SQL)` in increasing version order. Each is
+/// additive and applied once, recorded in `quill_schema`: a database lacking a version this
+/// build knows gets it even when it already has higher ones, so migrations written apart
+/// (on branches merged in either order) apply whichever order they were numbered in.
+const MIGRATIONS: &[(i32, &str)] = &[
     // 1: ledgers and their blocks.
-    "CREATE TABLE quill_ledgers (
+    (
+        1,
+        "CREATE TABLE quill_ledgers (
         name text PRIMARY KEY,
         strand_id text NOT NULL,
         blocks bigint NOT NULL CHECK (blocks >= 1),
@@ -56,11 +63,14 @@ const MIGRATIONS: &[&str] = &[
         payload bytea NOT NULL,
         PRIMARY KEY (ledger, seq)
     );",
+    ),
     // 2: journal streams, shared by every server (quill-server's stream_store.rs): the
     // definition, the state every server describes, the delivery cursor, and `runner_epoch`,
     // bumped by each server that takes over the stream's delivery (its writes are fenced by
     // it). `lock_id` keys the advisory lock its runner holds.
-    "CREATE TABLE quill_streams (
+    (
+        2,
+        "CREATE TABLE quill_streams (
         ledger text NOT NULL REFERENCES quill_ledgers (name) ON DELETE CASCADE,
         stream_id text NOT NULL,
         lock_id integer GENERATED ALWAYS AS IDENTITY UNIQUE,
@@ -75,6 +85,26 @@ const MIGRATIONS: &[&str] = &[
         runner_epoch bigint NOT NULL DEFAULT 0,
         PRIMARY KEY (ledger, stream_id)
     );",
+    ),
+    // 4: each ledger's transparency log, shared by every server (quill-server's
+    // tlog_store.rs): the latest signed checkpoint note and its size, the newest cosigned one,
+    // the log's verifier key (recorded with the first checkpoint: a server with another key
+    // refuses to sign), and the signer lease: `lock_id` keys the advisory lock the signing
+    // server holds, `signer_epoch` is bumped by each server that takes the lease and fences
+    // its checkpoint writes. The tiles need nothing more: they derive from the blocks.
+    (
+        4,
+        "CREATE TABLE quill_tlogs (
+        ledger text PRIMARY KEY REFERENCES quill_ledgers (name) ON DELETE CASCADE,
+        lock_id integer GENERATED ALWAYS AS IDENTITY UNIQUE,
+        verifier_key text,
+        signer_epoch bigint NOT NULL DEFAULT 0,
+        size bigint NOT NULL DEFAULT 0 CHECK (size >= 0),
+        checkpoint text,
+        cosigned_size bigint,
+        cosigned text
+    );",
+    ),
 ];
 
 /// Key of the advisory lock taken while migrating, so two servers starting at once do not
@@ -439,29 +469,45 @@ fn run_migrations(client: &mut Client) -> Result<()> {
     client
         .batch_execute("CREATE TABLE IF NOT EXISTS quill_schema (version integer NOT NULL)")
         .map_err(db_error)?;
-    let row = client
-        .query_one("SELECT coalesce(max(version), 0) FROM quill_schema", &[])
-        .map_err(db_error)?;
-    let version: i32 = row.get(0);
-    let known = MIGRATIONS.len() as i32;
-    if version > known {
-        return Err(LedgerError::Storage(format!(
-            "the PostgreSQL schema is version {version}, newer than this Quill knows ({known}); \
-             upgrade Quill"
-        )));
-    }
-    for (index, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+    let applied: Vec<i32> = client
+        .query("SELECT DISTINCT version FROM quill_schema", &[])
+        .map_err(db_error)?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    for (version, migration) in pending_migrations(&applied)? {
         let mut tx = client.transaction().map_err(db_error)?;
         tx.batch_execute(migration).map_err(db_error)?;
         tx.execute(
             "INSERT INTO quill_schema (version) VALUES ($1)",
-            &[&(index as i32 + 1)],
+            &[&version],
         )
         .map_err(db_error)?;
         tx.commit().map_err(db_error)?;
-        tracing::info!(version = index + 1, "migrated the PostgreSQL schema");
+        tracing::info!(version, "migrated the PostgreSQL schema");
     }
     Ok(())
+}
+
+/// The migrations a database that has `applied` still needs, in order; refuses a database
+/// with a version this build does not know (a newer Quill migrated it).
+fn pending_migrations(applied: &[i32]) -> Result<Vec<(i32, &'static str)>> {
+    if let Some(unknown) = applied
+        .iter()
+        .filter(|v| !MIGRATIONS.iter().any(|(known, _)| known == *v))
+        .max()
+    {
+        let known = MIGRATIONS.last().map_or(0, |(version, _)| *version);
+        return Err(LedgerError::Storage(format!(
+            "the PostgreSQL schema has version {unknown}, which this Quill does not know \
+             (it knows up to {known}); upgrade Quill"
+        )));
+    }
+    Ok(MIGRATIONS
+        .iter()
+        .filter(|(version, _)| !applied.contains(version))
+        .copied()
+        .collect())
 }
 
 fn stored_ledger(row: &postgres::Row) -> StoredLedger {
@@ -1033,7 +1079,28 @@ fn lost_blocks(ledger: &str, blocks: u64, seen: u64) -> LedgerError {
 
 #[cfg(test)]
 mod tests {
-    use super::redact_url;
+    use super::{pending_migrations, redact_url, MIGRATIONS};
+
+    #[test]
+    fn migrations_apply_in_version_order_whatever_was_applied_before() {
+        let versions: Vec<i32> = MIGRATIONS.iter().map(|(v, _)| *v).collect();
+        assert!(versions.windows(2).all(|w| w[0] < w[1]), "{versions:?}");
+        let pending = |applied: &[i32]| -> Vec<i32> {
+            pending_migrations(applied)
+                .unwrap()
+                .iter()
+                .map(|(v, _)| *v)
+                .collect()
+        };
+        assert_eq!(pending(&[]), versions);
+        assert!(pending(&versions).is_empty());
+        // A database migrated by a build that knew a later version but not an earlier one
+        // (branches merged in another order) still gets the earlier one.
+        let last = *versions.last().unwrap();
+        assert_eq!(pending(&[1, last]), versions[1..versions.len() - 1]);
+        let error = pending_migrations(&[1, last + 1]).unwrap_err().to_string();
+        assert!(error.contains(&format!("version {}", last + 1)), "{error}");
+    }
 
     #[test]
     fn passwords_never_reach_messages() {
