@@ -8,7 +8,9 @@ The binary is `$QUILL_BIN`, else `<repo>/target/debug/quill` (`scripts/test.sh` 
 import itertools
 import os
 import signal
+import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -27,13 +29,17 @@ import boto3  # noqa: E402  (after AWS_DATA_PATH is set)
 from botocore.config import Config  # noqa: E402
 from pyqldb.driver.qldb_driver import QldbDriver  # noqa: E402
 
-from postgres_cluster import PostgresServer  # noqa: E402
+from postgres_cluster import PostgresServer, free_port  # noqa: E402
 
 REGION = "us-east-1"
 DUMMY_KEY = "AKIDQUILLDUMMY"
 DUMMY_SECRET = "dummy-secret"
 TEST_KEY = "AKIDQUILLTEST"
 TEST_SECRET = "quill-test-secret-key"
+# The S3 server of the export tests (moto): its bucket and credentials.
+BUCKET = "quill-exports"
+S3_KEY = "testing"
+S3_SECRET = "testing"
 START_TIMEOUT_S = 60
 STOP_TIMEOUT_S = 20
 
@@ -78,6 +84,13 @@ def storage_args(data_dir):
         name = f"quill_{len(_backend_databases) + 1}"
         _backend_databases[key] = _backend_cluster[0].create_database(name)
     return ["--storage", _backend_databases[key]]
+
+
+def backend_sql(data_dir, sql):
+    """Runs SQL on the database of the servers of `data_dir` under QUILL_TEST_BACKEND=postgres;
+    returns psql's unaligned rows."""
+    url = storage_args(data_dir)[1]
+    return _backend_cluster[0].psql(sql, database=url.rsplit("/", 1)[1])
 
 
 # For tests of the embedded backend's files (their layout, corruption, erasure on disk).
@@ -209,3 +222,39 @@ def postgres():
 def postgres_url(postgres):
     """`postgresql://postgres@127.0.0.1:PORT/quill`, for `quill serve --storage`."""
     return postgres.url
+
+
+@pytest.fixture(scope="session")
+def s3_url(tmp_path_factory):
+    """A moto S3 server on a free loopback port, for the whole session."""
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "wb")
+    moto = Path(sys.executable).parent / "moto_server"
+    process = subprocess.Popen([str(moto), "-H", "127.0.0.1", "-p", str(port)],
+                               stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"moto_server did not start (see {log.name})")
+            time.sleep(0.1)
+    yield url
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.close()
+
+
+@pytest.fixture(scope="session")
+def s3(s3_url):
+    client = boto3.client("s3", endpoint_url=s3_url, region_name=REGION,
+                          aws_access_key_id=S3_KEY, aws_secret_access_key=S3_SECRET)
+    client.create_bucket(Bucket=BUCKET)
+    return client

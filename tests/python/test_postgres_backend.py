@@ -1,9 +1,9 @@
 """Several `quill serve` processes sharing their ledgers in PostgreSQL (`--storage postgres://…`),
 driven by the unchanged pyqldb driver: serializable commits across servers, a server killed
 mid-run, a PostgreSQL failover to a synchronous standby, PostgreSQL down at start and mid-run,
-PostgreSQL out of disk, and journal streams shared by the servers (one delivers, another takes
-over when it dies). Every cluster is real (postgres_cluster.py) and every server is the real
-binary."""
+PostgreSQL out of disk, and journal streams and exports shared by the servers (one runs each,
+another takes over when it dies). Every cluster is real (postgres_cluster.py) and every server
+is the real binary."""
 
 import json
 import os
@@ -19,8 +19,9 @@ from decimal import Decimal
 import pytest
 from pyqldb.config.retry_config import RetryConfig
 
+import test_export as export_tools
 import test_nats_streams as stream_tools
-from conftest import QuillServer, quill_binary
+from conftest import BUCKET, QuillServer, quill_binary
 from postgres_cluster import PostgresError, PostgresServer, multi_host_url
 
 ACCOUNTS = 8
@@ -488,3 +489,103 @@ def test_streams_live_in_postgres_and_move_to_a_surviving_server(postgres, tmp_p
         for server in (first, second):
             server.stop()
         nats_server.stop()
+
+
+# Blocks of the exported ledger: enough that exporting it takes a few seconds (about 7 s for a
+# debug build against moto, two exports at once), so the exports are still running when the
+# limit is checked and a server dies. The exports are ION_BINARY and JSON: the AWS sample's
+# ION_TEXT parsing, in Python, takes minutes for this many blocks.
+EXPORT_LEDGER_BLOCKS = 4_000
+
+
+def fill_ledger(storage, ledger, blocks):
+    """Creates `ledger` in PostgreSQL with `blocks` blocks (one per statement), through
+    `quill shell --storage`."""
+    def quill(*args, statements=""):
+        result = subprocess.run([str(quill_binary()), *args, "--storage", storage],
+                                input=statements, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stdout + result.stderr
+    quill("ledger", "create", ledger, "--no-deletion-protection")
+    filler = "x" * 400
+    statements = ["CREATE TABLE Car;"] + [
+        f"INSERT INTO Car {{'VIN': 'V{n}', 'Notes': '{filler}'}};" for n in range(blocks - 2)]
+    quill("shell", "--ledger", ledger, statements="\n".join(statements))
+
+
+def export_verifies(description, s3, blocks, tmp_path):
+    """The export's objects read back with the AWS sample's logic, then with
+    `quill verify-export` (every block's hashes and the chain)."""
+    output_format = description.get("OutputFormat", "ION_TEXT")
+    exported = export_tools.read_export(description, s3)
+    assert [b["blockAddress"]["sequenceNo"] for b in exported] == list(range(blocks))
+    export_tools.verify_chain(exported, output_format)
+    prefix = description["S3ExportConfiguration"]["Prefix"]
+    downloaded = tmp_path / prefix
+    for listed in s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix)["Contents"]:
+        target = downloaded / listed["Key"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(s3.get_object(Bucket=BUCKET, Key=listed["Key"])["Body"].read())
+    report = export_tools.quill("verify-export", str(downloaded))
+    assert f"verified {blocks} blocks (sequence numbers 0-{blocks - 1})" in report, report
+
+
+def test_exports_live_in_postgres_and_move_to_a_surviving_server(postgres, tmp_path, s3_url, s3):
+    """Journal exports created through one server are described and listed alike through
+    another; QLDB's limit of two in progress per ledger holds across both; when the server
+    running an export is SIGKILLed, the other finishes it, and the export verifies."""
+    storage = postgres.create_database("shared_exports")
+    ledger = "archive"
+    fill_ledger(storage, ledger, EXPORT_LEDGER_BLOCKS)
+    first = export_tools.start_quill(tmp_path / "first", s3_url, ["--storage", storage])
+    second = export_tools.start_quill(tmp_path / "second", s3_url, ["--storage", storage])
+    try:
+        through = {"first": first.client("qldb"), "second": second.client("qldb")}
+        tip = stream_tools.tip_of(first, ledger)
+        assert tip == EXPORT_LEDGER_BLOCKS - 1, tip
+        request = export_tools.export_request
+        killed = through["first"].export_journal_to_s3(
+            **request(ledger, "shared-killed/", "ION_BINARY"))["ExportId"]
+        survived = through["second"].export_journal_to_s3(
+            **request(ledger, "shared-survived/", "JSON"))["ExportId"]
+        for name, qldb in through.items():
+            code = export_tools.error_code(
+                lambda qldb=qldb: qldb.export_journal_to_s3(**request(ledger, "shared-over/")))
+            assert code == "LimitExceededException", name
+        # Both were still running when the third was refused (else the check proved nothing).
+        for name, qldb in through.items():
+            for export_id in (killed, survived):
+                status = qldb.describe_journal_s3_export(
+                    Name=ledger, ExportId=export_id)["ExportDescription"]["Status"]
+                assert status == "IN_PROGRESS", (name, export_id, status)
+
+        # Every server describes and lists every export alike.
+        def shown(qldb):
+            listed = qldb.list_journal_s3_exports_for_ledger(Name=ledger)["JournalS3Exports"]
+            everywhere = qldb.list_journal_s3_exports()["JournalS3Exports"]
+            described = [qldb.describe_journal_s3_export(Name=ledger, ExportId=export_id)[
+                "ExportDescription"] for export_id in (killed, survived)]
+            return [[{k: v for k, v in e.items() if k != "Status"} for e in exports]
+                    for exports in (listed, everywhere, described)]
+        assert shown(through["first"]) == shown(through["second"])
+        listed, _, described = shown(through["second"])
+        assert [e["ExportId"] for e in listed] == [killed, survived]
+        assert [d["OutputFormat"] for d in described] == ["ION_BINARY", "JSON"]
+        assert described[0]["S3ExportConfiguration"]["Prefix"] == "shared-killed/"
+
+        first.process.kill()  # SIGKILL while it runs the export
+        first.process.wait()
+        keys = [o["Key"] for o in s3.list_objects_v2(
+            Bucket=BUCKET, Prefix="shared-killed/").get("Contents", [])]
+        assert not [k for k in keys if k.endswith("completed.manifest")], \
+            "the export ended before its server was killed: make EXPORT_LEDGER_BLOCKS larger"
+
+        for export_id in (killed, survived):
+            description = export_tools.wait_for_status(through["second"], ledger, export_id)
+            assert description["Status"] == "COMPLETED", description
+            export_verifies(description, s3, EXPORT_LEDGER_BLOCKS, tmp_path)
+        log = second.log_path.read_text()
+        assert any("resuming an interrupted export" in line and killed in line
+                   for line in log.splitlines()), log
+    finally:
+        for server in (first, second):
+            server.stop()

@@ -32,6 +32,8 @@ pub struct Context<'a> {
     pub registry: &'a Registry,
     /// Sessions, ended when their ledger is deleted.
     pub sessions: &'a Sessions,
+    /// Journal exports.
+    pub exports: &'a exports::Exports,
     /// Region for ARNs.
     pub region: &'a str,
     /// Account id for ARNs.
@@ -699,9 +701,11 @@ mod tests {
         body: &str,
     ) -> Result<(u16, Value), ApiError> {
         let sessions = Sessions::new(ServerLimits::default(), Arc::default());
+        let exports = exports::Exports::open(registry);
         let context = Context {
             registry,
             sessions: &sessions,
+            exports: &exports,
             region: "us-east-1",
             account_id: "000000000000",
         };
@@ -763,9 +767,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let registry = Registry::open(dir.path(), Default::default()).unwrap();
         let sessions = Sessions::new(ServerLimits::default(), Arc::default());
+        let exports = exports::Exports::open(&registry);
         let context = Context {
             registry: &registry,
             sessions: &sessions,
+            exports: &exports,
             region: "us-east-1",
             account_id: "000000000000",
         };

@@ -3,26 +3,30 @@
 //!
 //! An accepted export writes its started manifest before the request returns (as QLDB does),
 //! then runs on its own thread, reading blocks through the ledger's read API while commits go
-//! on. Its record (`<ledger dir>/exports/<exportId>.json`, see `quill_export::record`) is
-//! `IN_PROGRESS` until the completed manifest is written, then `COMPLETED`; a failure makes it
-//! `CANCELLED` with the reason. At server start [`resume`] runs again every export a crash cut
-//! short (it rewrites the same objects), or cancels it with the reason when it cannot.
+//! on. Its record (see `export_store.rs`: files beside the ledger with the embedded backend,
+//! `quill_exports` rows shared by every server with PostgreSQL) is `IN_PROGRESS` until the
+//! completed manifest is written, then `COMPLETED`; a failure makes it `CANCELLED` with the
+//! reason. Exactly one server runs an export in progress, under its lease. At start, and with
+//! PostgreSQL every [`TAKEOVER_INTERVAL`] after, a server runs again every export in progress
+//! that no server runs (a crash, or the death of the server running it, cut it short): it
+//! rewrites the same objects. It cancels the export with the reason when it cannot.
 //!
 //! Objects go to S3 or any S3-compatible endpoint, configured like the AWS SDKs
 //! (`quill_export::s3`). `RoleArn` is validated and recorded, never assumed: Quill has no IAM,
 //! the server's own AWS credentials write the objects.
 
-use std::sync::mpsc;
-use std::sync::Mutex;
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
 
 use quill_export::engine::{check_time_range, new_export_id};
-use quill_export::record::{ExportRecord, ExportStatus, ExportStore};
+use quill_export::record::{ExportRecord, ExportStatus};
 use quill_export::s3::{S3Settings, S3Sink};
 use quill_export::time::{now_millis, parse_time};
 use quill_export::{
     run_export, write_started_manifest, ExportError, ExportOptions, ObjectSink, OutputFormat,
 };
-use quill_ledger::Ledger;
+use quill_ledger::{Ledger, LedgerError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -30,14 +34,21 @@ use crate::control::{
     after_token, encode_next_token, max_results, parse_body, query_pairs, Context,
 };
 use crate::error::{ApiError, ErrorKind};
+use crate::export_store::{Admission, ExportLease, ExportRecords, FileExports, PgExports};
 use crate::registry::Registry;
+use crate::streams::TAKEOVER_INTERVAL;
 
 /// QLDB's limit of concurrent exports per ledger.
 const EXPORTS_IN_PROGRESS_MAX: usize = 2;
 
-/// Held while an export is checked against the in-progress limit and recorded, so two
-/// requests cannot both take the last slot.
-static ADMISSION: Mutex<()> = Mutex::new(());
+/// The exports this server runs, by (ledger, export id).
+type Running = BTreeSet<(String, String)>;
+
+/// The journal exports of every ledger, and those this server runs.
+pub struct Exports {
+    store: Box<dyn ExportRecords>,
+    running: Arc<Mutex<Running>>,
+}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -150,43 +161,217 @@ fn open_sink(record: &ExportRecord) -> Result<Box<dyn ObjectSink>, ExportError> 
     Ok(Box::new(sink))
 }
 
-fn save(store: &ExportStore, record: &ExportRecord) {
-    if let Err(error) = store.save(record) {
-        tracing::error!(export = %record.export_id, %error, "cannot record the export's status");
+/// An export's objects go through this: before each, it checks that the export's lease
+/// still holds, so a server that lost it (another took the export over) stops writing.
+struct Fenced<'a> {
+    sink: &'a dyn ObjectSink,
+    lease: Mutex<Box<dyn ExportLease>>,
+    lost: AtomicBool,
+}
+
+impl ObjectSink for Fenced<'_> {
+    fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> quill_export::Result<()> {
+        let holds = self
+            .lease
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .holds();
+        if !holds {
+            self.lost.store(true, Ordering::Relaxed);
+            return Err(ExportError::Write {
+                key: key.to_owned(),
+                detail: "this server no longer runs the export".into(),
+            });
+        }
+        self.sink.put(key, body, content_type)
+    }
+
+    fn location(&self) -> String {
+        self.sink.location()
     }
 }
 
-fn cancel(store: &ExportStore, mut record: ExportRecord, reason: String) {
+/// Records how an export ended, under its lease.
+fn record_outcome(lease: Box<dyn ExportLease>, outcome: &ExportRecord) {
+    match lease.finish(outcome) {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(
+            export = %outcome.export_id,
+            "the export was taken over by another server: its outcome here is not recorded"
+        ),
+        Err(error) => {
+            tracing::error!(export = %outcome.export_id, %error, "cannot record the export's status")
+        }
+    }
+}
+
+fn cancel(lease: Box<dyn ExportLease>, reason: String) {
+    let mut record = lease.record().clone();
     tracing::error!(export = %record.export_id, %reason, "export cancelled");
     record.status = ExportStatus::Cancelled;
     record.cancellation_reason = Some(reason);
-    save(store, &record);
+    record_outcome(lease, &record);
 }
 
-/// Writes the export's data objects and completed manifest, then records the outcome.
-fn finish(ledger: &Ledger, store: &ExportStore, mut record: ExportRecord, sink: &dyn ObjectSink) {
+/// Writes the export's data objects (and first its started manifest, if `started` is false)
+/// and completed manifest, then records the outcome, unless the lease was lost or the
+/// database became unreachable: the export then stays in progress for the server that takes
+/// it over next.
+fn run(ledger: &Ledger, lease: Box<dyn ExportLease>, sink: &dyn ObjectSink, started: bool) {
+    let mut record = lease.record().clone();
+    let fenced = Fenced {
+        sink,
+        lease: Mutex::new(lease),
+        lost: AtomicBool::new(false),
+    };
     let outcome = record.spec().and_then(|spec| {
+        if !started {
+            write_started_manifest(&spec, &fenced)?;
+        }
         run_export(
             ledger,
             &spec,
             ExportOptions::default(),
-            sink,
+            &fenced,
             &mut |_, _| {},
         )
     });
+    let Fenced { lease, lost, .. } = fenced;
+    let lease = lease.into_inner().unwrap_or_else(PoisonError::into_inner);
     match outcome {
         Ok(summary) => {
             tracing::info!(export = %record.export_id, blocks = summary.blocks, "export completed");
             record.status = ExportStatus::Completed;
             record.blocks_exported = Some(summary.blocks);
+            record_outcome(lease, &record);
         }
-        Err(error) => {
-            tracing::error!(export = %record.export_id, %error, "export cancelled");
-            record.status = ExportStatus::Cancelled;
-            record.cancellation_reason = Some(error.to_string());
+        Err(ExportError::Ledger(LedgerError::Unavailable(reason))) => {
+            tracing::warn!(export = %record.export_id, %reason, "export interrupted: the database is unavailable");
+        }
+        Err(_) if lost.into_inner() => {
+            tracing::warn!(export = %record.export_id, "stopped running the export: lease lost");
+        }
+        Err(error) => cancel(lease, error.to_string()),
+    }
+}
+
+/// [`run`], then forgets the export as one this server runs (`running` holds it from before
+/// the lease reached this thread).
+fn run_here(
+    running: &Mutex<Running>,
+    ledger: &Ledger,
+    lease: Box<dyn ExportLease>,
+    sink: &dyn ObjectSink,
+    started: bool,
+) {
+    let key = key_of(lease.record());
+    run(ledger, lease, sink, started);
+    running
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .remove(&key);
+}
+
+fn key_of(record: &ExportRecord) -> (String, String) {
+    (record.ledger_name.clone(), record.export_id.clone())
+}
+
+impl Exports {
+    /// The export records of `registry`'s backend.
+    pub fn open(registry: &Registry) -> Exports {
+        let store: Box<dyn ExportRecords> = match registry.postgres() {
+            Some(store) => Box::new(PgExports::new(store.clone())),
+            None => Box::new(FileExports::new(registry.ledgers_dir().to_owned())),
+        };
+        Exports {
+            store,
+            running: Arc::new(Mutex::new(BTreeSet::new())),
         }
     }
-    save(store, &record);
+
+    fn running(&self) -> MutexGuard<'_, Running> {
+        self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `lease`'s export on a thread of its own, as one this server runs until it ends.
+    fn spawn(
+        &self,
+        ledger: Ledger,
+        lease: Box<dyn ExportLease>,
+        sink: Box<dyn ObjectSink>,
+        started: bool,
+    ) {
+        let key = key_of(lease.record());
+        self.running().insert(key.clone());
+        let running = self.running.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("export-{}", key.1))
+            .spawn(move || run_here(&running, &ledger, lease, sink.as_ref(), started));
+        if let Err(error) = spawned {
+            // The lease went with the closure: a later look takes the export again.
+            tracing::error!(%error, "cannot start an export thread");
+            self.running().remove(&key);
+        }
+    }
+
+    /// Runs every export in progress that no server runs (at start, all of them; with
+    /// PostgreSQL, later also those of a server that died), or cancels it with the reason
+    /// when its ledger or destination cannot be opened. Blocks on the store.
+    pub fn take_over(&self, registry: &Registry) {
+        let leases = {
+            let mut running = self.running();
+            let claimed = self
+                .store
+                .claim(&|ledger, id| running.contains(&(ledger.to_owned(), id.to_owned())));
+            match claimed {
+                Ok(leases) => {
+                    // Marked as run here before the lock goes, so no other look claims them.
+                    running.extend(leases.iter().map(|lease| key_of(lease.record())));
+                    leases
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot look for journal exports to run");
+                    return;
+                }
+            }
+        };
+        for lease in leases {
+            let record = lease.record();
+            let opened = registry
+                .get(&record.ledger_name)
+                .map_err(|e| e.message.clone())
+                .and_then(|(ledger, _)| {
+                    open_sink(record)
+                        .map(|sink| (ledger, sink))
+                        .map_err(|e| e.to_string())
+                });
+            match opened {
+                Ok((ledger, sink)) => {
+                    tracing::info!(export = %record.export_id, "resuming an interrupted export");
+                    // The started manifest again too: rewriting the same objects is harmless,
+                    // and the export then stands whole whatever the crash cut.
+                    self.spawn(ledger, lease, sink, false);
+                }
+                Err(reason) => {
+                    let key = key_of(record);
+                    cancel(
+                        lease,
+                        format!("interrupted by a restart and not resumable: {reason}"),
+                    );
+                    self.running().remove(&key);
+                }
+            }
+        }
+    }
+
+    /// Calls [`Exports::take_over`] every [`TAKEOVER_INTERVAL`], for ever (with PostgreSQL,
+    /// where other servers may die with exports in progress).
+    pub async fn keep_taking_over(exports: Arc<Exports>, registry: Arc<Registry>) {
+        crate::pg_lease::keep_polling(TAKEOVER_INTERVAL, "journal export takeover", move || {
+            exports.take_over(&registry)
+        })
+        .await
+    }
 }
 
 /// `POST /ledgers/{name}/journal-s3-exports`.
@@ -240,7 +425,6 @@ pub fn export_journal_to_s3(
         ExportError::InvalidInput(message) => ApiError::invalid_parameter(message),
         other => ApiError::internal(other.to_string()),
     })?;
-    let store = ExportStore::new(&context.registry.ledger_dir(name));
     let record = ExportRecord {
         ledger_name: name.to_owned(),
         export_id: new_export_id(),
@@ -258,63 +442,77 @@ pub fn export_journal_to_s3(
         blocks_exported: None,
     };
 
-    let _admission = ADMISSION.lock().unwrap_or_else(|p| p.into_inner());
-    let in_progress = store
-        .load_all()
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .iter()
-        .filter(|r| r.status == ExportStatus::InProgress)
-        .count();
-    if in_progress >= EXPORTS_IN_PROGRESS_MAX {
-        return Err(ApiError::new(
-            ErrorKind::LimitExceeded,
-            format!(
+    // The S3 client blocks on its own runtime, which cannot run on this (runtime-owned)
+    // thread: once the store has taken a slot, the export's thread opens the sink, writes the
+    // started manifest and reports; it then waits for the lease (the record saved) to go on.
+    let mut go = None;
+    let mut start = || -> Result<(), ExportError> {
+        let (started_tx, started_rx) = mpsc::sync_channel::<Result<(), ExportError>>(1);
+        let (go_tx, go_rx) = mpsc::sync_channel::<Box<dyn ExportLease>>(1);
+        let (job_record, job_ledger) = (record.clone(), ledger.clone());
+        let running = context.exports.running.clone();
+        std::thread::Builder::new()
+            .name(format!("export-{}", record.export_id))
+            .spawn(move || {
+                let opened = job_record.spec().and_then(|spec| {
+                    let sink = open_sink(&job_record)?;
+                    write_started_manifest(&spec, sink.as_ref())?;
+                    Ok(sink)
+                });
+                let sink = match opened {
+                    Ok(sink) => {
+                        let _ = started_tx.send(Ok(()));
+                        sink
+                    }
+                    Err(error) => {
+                        let _ = started_tx.send(Err(error));
+                        return;
+                    }
+                };
+                if let Ok(lease) = go_rx.recv() {
+                    run_here(&running, &job_ledger, lease, sink.as_ref(), true);
+                }
+            })
+            .map_err(|e| {
+                ExportError::Io(std::io::Error::other(format!(
+                    "cannot start the export: {e}"
+                )))
+            })?;
+        go = Some(go_tx);
+        started_rx.recv().unwrap_or_else(|_| {
+            Err(ExportError::Io(std::io::Error::other(
+                "the export thread stopped",
+            )))
+        })
+    };
+    let admitted = context
+        .exports
+        .store
+        .admit(&record, EXPORTS_IN_PROGRESS_MAX, &mut start)
+        .map_err(|e| ApiError::internal(format!("cannot record the export: {e}")))?;
+    match admitted {
+        Admission::LimitReached => {
+            return Err(ApiError::new(
+                ErrorKind::LimitExceeded,
+                format!(
                 "Ledger {name} already has {EXPORTS_IN_PROGRESS_MAX} journal exports in progress"
             ),
-        ));
-    }
-    // The S3 client blocks on its own runtime, which cannot run on this (runtime-owned)
-    // thread: the export's thread opens it, writes the started manifest, reports, and waits
-    // for the record to be saved before it goes on.
-    let (started_tx, started_rx) = mpsc::sync_channel::<Result<(), ExportError>>(1);
-    let (go_tx, go_rx) = mpsc::sync_channel::<bool>(1);
-    let job_record = record.clone();
-    let job_store = ExportStore::new(&context.registry.ledger_dir(name));
-    std::thread::Builder::new()
-        .name(format!("export-{}", record.export_id))
-        .spawn(move || {
-            let sink = match job_record.spec().and_then(|spec| {
-                let sink = open_sink(&job_record)?;
-                write_started_manifest(&spec, sink.as_ref())?;
-                Ok(sink)
-            }) {
-                Ok(sink) => {
-                    let _ = started_tx.send(Ok(()));
-                    sink
-                }
-                Err(error) => {
-                    let _ = started_tx.send(Err(error));
-                    return;
-                }
-            };
-            if go_rx.recv() == Ok(true) {
-                finish(&ledger, &job_store, job_record, sink.as_ref());
-            }
-        })
-        .map_err(|e| ApiError::internal(format!("cannot start the export: {e}")))?;
-    match started_rx.recv() {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => {
+            ))
+        }
+        Admission::Refused(error) => {
             return Err(ApiError::invalid_parameter(format!(
                 "Cannot write to S3 bucket {}: {error}",
                 record.bucket
             )))
         }
-        Err(_) => return Err(ApiError::internal("the export thread stopped")),
+        Admission::Admitted(lease) => {
+            context.exports.running().insert(key_of(&record));
+            if let Some(go) = go {
+                // The thread waits for it: it cannot have gone.
+                let _ = go.send(lease);
+            }
+        }
     }
-    let saved = store.save(&record);
-    let _ = go_tx.send(saved.is_ok());
-    saved.map_err(|e| ApiError::internal(format!("cannot record the export: {e}")))?;
     Ok((200, json!({ "ExportId": record.export_id })))
 }
 
@@ -349,8 +547,10 @@ fn description(record: &ExportRecord) -> Value {
 
 fn ledger_records(context: &Context<'_>, name: &str) -> Result<Vec<ExportRecord>, ApiError> {
     context.registry.describe(name)?;
-    ExportStore::new(&context.registry.ledger_dir(name))
-        .load_all()
+    context
+        .exports
+        .store
+        .records(name)
         .map_err(|e| ApiError::internal(e.to_string()))
 }
 
@@ -421,61 +621,6 @@ pub fn list_journal_s3_exports(
         records.extend(ledger_records(context, &ledger.name)?);
     }
     page(records, query)
-}
-
-/// At server start: runs again every export left `IN_PROGRESS` (a crash interrupted it), or
-/// marks it `CANCELLED` with the reason when its ledger or destination cannot be opened.
-pub fn resume(registry: &Registry) {
-    for control in registry.list() {
-        let store = ExportStore::new(&registry.ledger_dir(&control.name));
-        let records = match store.load_all() {
-            Ok(records) => records,
-            Err(error) => {
-                tracing::error!(ledger = %control.name, %error, "cannot read export records");
-                continue;
-            }
-        };
-        for record in records
-            .into_iter()
-            .filter(|r| r.status == ExportStatus::InProgress)
-        {
-            let opened = registry
-                .get(&control.name)
-                .map_err(|e| e.message.clone())
-                .and_then(|(ledger, _)| {
-                    open_sink(&record)
-                        .map(|sink| (ledger, sink))
-                        .map_err(|e| e.to_string())
-                });
-            match opened {
-                Ok((ledger, sink)) => {
-                    tracing::info!(export = %record.export_id, "resuming an interrupted export");
-                    let store = ExportStore::new(&registry.ledger_dir(&control.name));
-                    // The started manifest again too: rewriting the same objects is harmless,
-                    // and the export then stands whole whatever the crash cut.
-                    let spawned = std::thread::Builder::new()
-                        .name(format!("export-{}", record.export_id))
-                        .spawn(move || {
-                            let started = record
-                                .spec()
-                                .and_then(|spec| write_started_manifest(&spec, sink.as_ref()));
-                            match started {
-                                Ok(()) => finish(&ledger, &store, record, sink.as_ref()),
-                                Err(error) => cancel(&store, record, error.to_string()),
-                            }
-                        });
-                    if let Err(error) = spawned {
-                        tracing::error!(%error, "cannot start an export thread");
-                    }
-                }
-                Err(reason) => cancel(
-                    &store,
-                    record,
-                    format!("interrupted by a restart and not resumable: {reason}"),
-                ),
-            }
-        }
-    }
 }
 
 #[cfg(test)]

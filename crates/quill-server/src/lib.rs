@@ -45,6 +45,7 @@
 pub mod control;
 pub mod data_plane;
 pub mod error;
+mod export_store;
 pub mod exports;
 pub mod ion_codec;
 pub mod journal_blocks;
@@ -54,6 +55,7 @@ pub mod limits;
 pub mod metrics;
 pub mod nats;
 pub mod permissions;
+mod pg_lease;
 pub mod registry;
 mod server;
 pub mod session;

@@ -472,6 +472,11 @@ impl Registry {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// `<data_dir>/ledgers`, where [`Registry::ledger_dir`]s are.
+    pub fn ledgers_dir(&self) -> &Path {
+        &self.root
+    }
+
     /// The directory of the ledger named `name` (`<data_dir>/ledgers/<name>`).
     pub fn ledger_dir(&self, name: &str) -> PathBuf {
         self.root.join(name)

@@ -61,6 +61,8 @@ struct AppState {
     logs: Arc<crate::tlog::Logs>,
     /// Journal streams to Kinesis.
     streams: Arc<Streams>,
+    /// Journal exports to S3.
+    exports: Arc<crate::exports::Exports>,
     /// Set when the server stops, so long-lived responses (journal event tails) end.
     stopping: watch::Sender<bool>,
     /// Serving a mirror's copy: every caller may only read.
@@ -162,10 +164,17 @@ pub async fn bind(
     .await
     .map_err(|e| ServerError::Internal(e.to_string()))?
     .map_err(|e| ServerError::Internal(format!("journal streams: {e}")))?;
-    crate::exports::resume(&registry);
+    let (exports, registry) = tokio::task::spawn_blocking(move || {
+        let exports = crate::exports::Exports::open(&registry);
+        exports.take_over(&registry);
+        (exports, registry)
+    })
+    .await
+    .map_err(|e| ServerError::Internal(e.to_string()))?;
     let metrics = Arc::new(Metrics::default());
     let state = Arc::new(AppState {
         streams: Arc::new(streams),
+        exports: Arc::new(exports),
         registry,
         sessions: Arc::new(Sessions::new(config.limits.clone(), metrics.clone())),
         metrics,
@@ -279,6 +288,13 @@ async fn run(
         Arc::clone(&state.streams),
         Arc::clone(&state.registry),
     ));
+    // With the embedded backend this server is the only one: it resumed its exports at start.
+    let export_takeover = state.registry.postgres().is_some().then(|| {
+        tokio::spawn(crate::exports::Exports::keep_taking_over(
+            Arc::clone(&state.exports),
+            Arc::clone(&state.registry),
+        ))
+    });
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -321,6 +337,9 @@ async fn run(
     }
     sweeper.abort();
     stream_takeover.abort();
+    if let Some(takeover) = export_takeover {
+        takeover.abort();
+    }
     let sessions = state.sessions.clone();
     let open = sessions.len();
     tokio::task::spawn_blocking(move || sessions.end_all(None))
@@ -834,6 +853,7 @@ async fn control_plane(
         let context = control::Context {
             registry: &state.registry,
             sessions: &state.sessions,
+            exports: &state.exports,
             region: &state.region,
             account_id: &state.account_id,
         };

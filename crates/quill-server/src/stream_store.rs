@@ -27,11 +27,16 @@ use quill_stream::{
     Cursor, ErrorCause, Position, PositionStore, Progress, StreamError, StreamStatus,
 };
 
+use crate::pg_lease::{lock_is_free, lock_on_own_connection};
 use crate::streams::StreamSpec;
 
 /// First key of every stream lease's advisory lock (the second is the row's `lock_id`), apart
 /// from the schema migration's lock.
 const LOCK_CLASS: i32 = 0x5153_5452; // "QSTR"
+/// First key of the transaction-scoped lock that admits a new stream of a ledger (the second
+/// is a hash of the ledger's name): a class of its own, so a hash can never equal a lease's
+/// `lock_id` and make an admission wait on a running stream.
+const ADMISSION_CLASS: i32 = 0x5153_5441; // "QSTA"
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -437,7 +442,7 @@ impl StreamStore for PgStreams {
             // take the last slot (the ledger's row lock is the committers', not taken here).
             tx.execute(
                 "SELECT pg_advisory_xact_lock($1, hashtext($2))",
-                &[&LOCK_CLASS, &spec.ledger_name],
+                &[&ADMISSION_CLASS, &spec.ledger_name],
             )
             .map_err(postgres_error)?;
             let active: i64 = tx
@@ -533,15 +538,13 @@ impl StreamStore for PgStreams {
         let candidates = self.store.with_client(|client| {
             client
                 .query(
-                    "SELECT s.ledger, s.stream_id, s.lock_id FROM quill_streams s \
-                     WHERE s.final_status IS NULL \
-                       AND ($2::text IS NULL OR (s.ledger = $2 AND s.stream_id = $3)) \
-                       AND NOT EXISTS (SELECT 1 FROM pg_locks l \
-                         WHERE l.locktype = 'advisory' AND l.granted \
-                           AND l.database = (SELECT oid FROM pg_database \
-                                             WHERE datname = current_database()) \
-                           AND l.classid = $1::int4::oid AND l.objid = s.lock_id::oid \
-                           AND l.objsubid = 2)",
+                    &format!(
+                        "SELECT s.ledger, s.stream_id, s.lock_id FROM quill_streams s \
+                         WHERE s.final_status IS NULL \
+                           AND ($2::text IS NULL OR (s.ledger = $2 AND s.stream_id = $3)) \
+                           AND {}",
+                        lock_is_free("$1", "s.lock_id")
+                    ),
                     &[&LOCK_CLASS, &only_ledger, &only_id],
                 )
                 .map_err(postgres_error)
@@ -566,17 +569,9 @@ impl PgStreams {
     /// or the stream ended meanwhile.
     fn take(&self, ledger: &str, stream_id: &str, lock_id: i32) -> StoreResult<Option<PgLease>> {
         postgres_blocking(|| {
-            let mut client = self.store.dedicated_client()?;
-            let locked: bool = client
-                .query_one(
-                    "SELECT pg_try_advisory_lock($1, $2)",
-                    &[&LOCK_CLASS, &lock_id],
-                )
-                .map_err(postgres_error)?
-                .get(0);
-            if !locked {
+            let Some(mut client) = lock_on_own_connection(&self.store, LOCK_CLASS, lock_id)? else {
                 return Ok(None);
-            }
+            };
             let row = client
                 .query_opt(
                     &format!(

@@ -326,14 +326,10 @@ impl Streams {
 
     /// Calls [`Streams::take_over`] every [`TAKEOVER_INTERVAL`], for ever.
     pub async fn keep_taking_over(streams: Arc<Streams>, registry: Arc<crate::registry::Registry>) {
-        loop {
-            tokio::time::sleep(TAKEOVER_INTERVAL).await;
-            let (streams, registry) = (streams.clone(), registry.clone());
-            if let Err(e) = tokio::task::spawn_blocking(move || streams.take_over(&registry)).await
-            {
-                tracing::error!("journal stream takeover: {e}");
-            }
-        }
+        crate::pg_lease::keep_polling(TAKEOVER_INTERVAL, "journal stream takeover", move || {
+            streams.take_over(&registry)
+        })
+        .await
     }
 
     /// Takes the leases the store offers (only `only`'s, if given) and starts their workers.

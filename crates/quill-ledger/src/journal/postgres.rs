@@ -9,6 +9,8 @@
 //!     payload = the same bytes the embedded journal frames (see `block`), hash = block hash
 //! quill_streams(ledger, stream_id, ...)   PK (ledger, stream_id)
 //!     journal streams and their cursors (quill-server keeps them; see migration 2)
+//! quill_exports(ledger, export_id, ...)   PK (ledger, export_id)
+//!     journal exports' records (quill-server keeps them; see migration 3)
 //! quill_tlogs(ledger PK, ...)
 //!     each ledger's transparency log: its checkpoints, key and signer lease (migration 4)
 //! ```
@@ -85,6 +87,33 @@ const MIGRATIONS: &[(i32, &str)] = &[
         runner_epoch bigint NOT NULL DEFAULT 0,
         PRIMARY KEY (ledger, stream_id)
     );",
+    ),
+    // 3: journal exports' records, shared by every server (quill-server's export_store.rs):
+    // what `DescribeJournalS3Export` shows, and, as for streams, the fencing `runner_epoch`
+    // of the server running an IN_PROGRESS export and the `lock_id` of its lease.
+    (
+        3,
+        "CREATE TABLE quill_exports (
+        ledger text NOT NULL REFERENCES quill_ledgers (name) ON DELETE CASCADE,
+        export_id text NOT NULL,
+        lock_id integer GENERATED ALWAYS AS IDENTITY UNIQUE,
+        creation_time_millis bigint NOT NULL,
+        status text NOT NULL,
+        inclusive_start_millis bigint NOT NULL,
+        exclusive_end_millis bigint NOT NULL,
+        bucket text NOT NULL,
+        prefix text NOT NULL,
+        object_encryption_type text NOT NULL,
+        kms_key_arn text,
+        role_arn text NOT NULL,
+        output_format text,
+        cancellation_reason text,
+        blocks_exported bigint,
+        runner_epoch bigint NOT NULL DEFAULT 0,
+        PRIMARY KEY (ledger, export_id)
+    );
+    CREATE INDEX quill_exports_in_progress ON quill_exports (ledger)
+        WHERE status = 'IN_PROGRESS';",
     ),
     // 4: each ledger's transparency log, shared by every server (quill-server's
     // tlog_store.rs): the latest signed checkpoint note and its size, the newest cosigned one,
