@@ -521,7 +521,7 @@ impl PgServer {
     /// checkpoint, nothing left listening, the data directory as the crash left it
     /// (`start_again` recovers it). Its shared memory segment is removed too, as a reboot would.
     pub fn kill(&mut self) -> Result<()> {
-        let mut guard = self
+        let guard = self
             .postmaster
             .take()
             .ok_or(PgTestError::NotRunning { port: self.port })?;
@@ -549,10 +549,7 @@ impl PgServer {
             }
             thread::sleep(POLL);
         }
-        guard
-            .wait()
-            .map_err(io_error("waiting for the guard of the killed postmaster"))?;
-        drop(guard);
+        reap(guard, "waiting for the guard of the killed postmaster")?;
         if let Some(id) = shared_memory {
             self.install.run(Command::new("ipcrm").args(["-m", &id]))?;
         }
@@ -724,10 +721,8 @@ impl PgServer {
                 .arg(&self.data)
                 .args(["-m", mode, "-w", "-t", "60"]),
         )?;
-        if let Some(mut guard) = self.postmaster.take() {
-            guard
-                .wait()
-                .map_err(io_error("waiting for the guard of the stopped postmaster"))?;
+        if let Some(guard) = self.postmaster.take() {
+            reap(guard, "waiting for the guard of the stopped postmaster")?;
         }
         Ok(())
     }
@@ -741,6 +736,17 @@ impl PgServer {
         let shared_memory = lines.nth(5).and_then(|line| line.split_whitespace().nth(1));
         (pid, shared_memory.map(str::to_string))
     }
+}
+
+/// Waits for a guard whose postmaster is stopping, then closes its stdin. Not the other way
+/// round (`Child::wait` closes stdin first): `pg_ctl stop` returns once `postmaster.pid` is
+/// gone, a moment before the postmaster exits, and a guard seeing end-of-file while its
+/// postmaster still runs takes the test process for dead and removes the cluster's directory.
+fn reap(mut guard: Child, what: &'static str) -> Result<()> {
+    let pipe = guard.stdin.take();
+    guard.wait().map_err(io_error(what))?;
+    drop(pipe);
+    Ok(())
 }
 
 impl Drop for PgServer {
