@@ -4,9 +4,12 @@
 //! On an embedded scratch ledger (the stream worker is the server's: `quill_stream::Worker`
 //! with the server's Kinesis and NATS sinks), for each target:
 //! - **lag at a fixed rate**: writers commit one insert per transaction at `--rate` commits/s
-//!   while the stream delivers; a reader on the target (Kinesis `GetRecords` polling, a
-//!   JetStream ordered consumer) notes when each block's `BLOCK_SUMMARY` becomes readable. Lag
-//!   is that time minus the moment the commit was acknowledged.
+//!   while the stream delivers. Once the stream delivered the round, the bench reads the
+//!   target back (Kinesis `GetRecords`, a headers-only JetStream ordered consumer), checks that
+//!   every block arrived, and takes when each block's `BLOCK_SUMMARY` was stored from the
+//!   target's own timestamp. Lag is that time minus the moment the commit was acknowledged
+//!   (both clocks are this machine's). Reading afterwards keeps the reader's CPU, and the
+//!   target's for serving it, out of the rounds.
 //! - **at the maximum commit rate**: `--writers` writers commit as fast as they can; the same
 //!   lag, and the delivery rate (blocks delivered per second until the target caught up).
 //! - **commit throughput with one active stream vs none**, from rounds run back to back in
@@ -15,6 +18,8 @@
 //!
 //! Before those, and alone when no target is named: the **CPU per block** of committing and of
 //! the worker itself (a sink that discards, with and without KPL packing).
+//! Each maximum-rate round also prints its CPU per block by thread group (writers, commit
+//! pipeline, stream worker with its sink's client) and for each `--target-pid` process.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -43,6 +48,9 @@ use crate::args::StreamPriority;
 
 /// How long the target may take to hold every block of a round before the round fails.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(120);
+/// Records per `GetRecords` page: aggregated records reach hundreds of KB each, and a page must
+/// stay under the client's 16 MiB reply limit.
+const GET_RECORDS_LIMIT: u32 = 32;
 /// Name of the threads of the runtime that runs the stream workers.
 const STREAM_THREADS: &str = "quill-stream";
 /// Name of the threads of the runtime that reads the targets.
@@ -842,7 +850,8 @@ async fn read_arrivals(target: &Target, from: ReadFrom) -> Result<Arrivals> {
         (Target::Kinesis { client, .. }, ReadFrom::Kinesis { mut iterator }) => {
             let base64 = base64::engine::general_purpose::STANDARD;
             loop {
-                let body = json!({"ShardIterator": iterator, "Limit": 10000}).to_string();
+                let body =
+                    json!({"ShardIterator": iterator, "Limit": GET_RECORDS_LIMIT}).to_string();
                 let page: Value = client.call("GetRecords", body.as_bytes()).await?;
                 let records = page["Records"].as_array().cloned().unwrap_or_default();
                 for record in &records {
