@@ -122,6 +122,9 @@ pub struct ServerConfig {
     pub storage_wait: std::time::Duration,
     /// Serve a mirror's verified copy instead of the ledgers under `data_dir`.
     pub replica: Option<Replica>,
+    /// CPU priority of the journal streams' delivery threads: `Background` by default, so
+    /// that on saturated cores commits win and the streams fall behind and catch up.
+    pub stream_priority: quill_stream::DeliveryPriority,
 }
 
 /// A mirror's copy served read-only (`quill mirror --listen`): its ledgers are the
@@ -162,6 +165,7 @@ impl ServerConfig {
             storage: None,
             storage_wait: std::time::Duration::from_secs(60),
             replica: None,
+            stream_priority: quill_stream::DeliveryPriority::Background,
         }
     }
 }

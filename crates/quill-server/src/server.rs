@@ -153,10 +153,11 @@ pub async fn bind(
     let data_dir = config.data_dir.clone();
     let runtime = tokio::runtime::Handle::current();
     let postgres = registry.postgres().cloned();
+    let priority = config.stream_priority;
     let (streams, registry) = tokio::task::spawn_blocking(move || {
         let streams = match postgres {
-            None => Streams::open(&data_dir, runtime)?,
-            Some(store) => Streams::open_postgres(store, runtime),
+            None => Streams::open(&data_dir, runtime, priority)?,
+            Some(store) => Streams::open_postgres(store, runtime, priority)?,
         };
         streams.take_over(&registry);
         Ok::<_, std::io::Error>((streams, registry))

@@ -22,8 +22,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use quill_ledger::{postgres_blocking, Ledger, LedgerError, PostgresStore};
 use quill_stream::{
-    BoxFuture, Progress, Sink, SinkError, StreamConfig, StreamError, StreamHandle, StreamRecord,
-    StreamStatus, Worker, WorkerOptions,
+    delivery_runtime, BoxFuture, DeliveryPriority, Progress, Sink, SinkError, StreamConfig,
+    StreamError, StreamHandle, StreamRecord, StreamStatus, Worker, WorkerOptions,
 };
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
@@ -148,8 +148,39 @@ type Running = BTreeMap<(String, String), Arc<StreamHandle>>;
 /// The streams of every ledger.
 pub struct Streams {
     store: Arc<dyn StreamStore>,
+    /// Runs each stream's lease keeping.
     runtime: tokio::runtime::Handle,
+    /// Runs the workers themselves.
+    delivery: DeliveryRuntime,
     running: Arc<Mutex<Running>>,
+}
+
+/// Threads of the stream workers' runtime (one worker thread is plenty for their I/O; the
+/// journal reads go to its blocking threads).
+const DELIVERY_THREADS: usize = 2;
+
+/// The stream workers' own runtime, so that their threads can run at a lower CPU priority
+/// than the rest of the server ([`DeliveryPriority`]).
+struct DeliveryRuntime(Option<tokio::runtime::Runtime>);
+
+impl DeliveryRuntime {
+    fn handle(&self) -> &tokio::runtime::Handle {
+        self.0
+            .as_ref()
+            .expect("the runtime lives until dropped")
+            .handle()
+    }
+}
+
+impl Drop for DeliveryRuntime {
+    /// Without waiting for the workers: the server may drop it on one of its async threads,
+    /// where waiting is not allowed. Each worker stops where it is and resumes from its
+    /// cursor next time.
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 /// How often a server looks for streams no server runs.
@@ -252,23 +283,37 @@ fn parse_request<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiEr
 }
 
 impl Streams {
-    /// The streams under `<data_dir>/streams`; [`Streams::take_over`] starts them.
-    pub fn open(data_dir: &Path, runtime: tokio::runtime::Handle) -> std::io::Result<Streams> {
-        let streams = Streams::with_store(Arc::new(FileStreams::open(data_dir)?), runtime);
-        Ok(streams)
+    /// The streams under `<data_dir>/streams`; [`Streams::take_over`] starts them, their
+    /// workers at `priority`.
+    pub fn open(
+        data_dir: &Path,
+        runtime: tokio::runtime::Handle,
+        priority: DeliveryPriority,
+    ) -> std::io::Result<Streams> {
+        Streams::with_store(Arc::new(FileStreams::open(data_dir)?), runtime, priority)
     }
 
     /// The streams kept in PostgreSQL, shared with every server of `store`.
-    pub fn open_postgres(store: PostgresStore, runtime: tokio::runtime::Handle) -> Streams {
-        Streams::with_store(Arc::new(PgStreams::new(store)), runtime)
+    pub fn open_postgres(
+        store: PostgresStore,
+        runtime: tokio::runtime::Handle,
+        priority: DeliveryPriority,
+    ) -> std::io::Result<Streams> {
+        Streams::with_store(Arc::new(PgStreams::new(store)), runtime, priority)
     }
 
-    fn with_store(store: Arc<dyn StreamStore>, runtime: tokio::runtime::Handle) -> Streams {
-        Streams {
+    fn with_store(
+        store: Arc<dyn StreamStore>,
+        runtime: tokio::runtime::Handle,
+        priority: DeliveryPriority,
+    ) -> std::io::Result<Streams> {
+        let delivery = delivery_runtime("quill-stream", DELIVERY_THREADS, priority)?;
+        Ok(Streams {
             store,
             runtime,
+            delivery: DeliveryRuntime(Some(delivery)),
             running: Arc::new(Mutex::new(BTreeMap::new())),
-        }
+        })
     }
 
     fn running(&self) -> MutexGuard<'_, Running> {
@@ -378,8 +423,9 @@ impl Streams {
         tracing::info!(stream = %key.1, ledger = %key.0, "delivering the journal stream");
         running.insert(key.clone(), handle.clone());
         let running = self.running.clone();
+        let delivery = self.delivery.handle().clone();
         self.runtime.spawn(async move {
-            run_leased(worker, handle, lease).await;
+            run_leased(worker, &delivery, handle, lease).await;
             running
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -714,11 +760,17 @@ impl Streams {
     }
 }
 
-/// Runs `worker` while `lease` holds, reporting its progress every [`LEASE_INTERVAL`];
-/// records how the stream ended unless the lease was lost (then another server resumes it
-/// from the cursor).
-async fn run_leased(worker: Worker, handle: Arc<StreamHandle>, mut lease: Box<dyn Lease>) {
-    let mut work = tokio::spawn(worker.run());
+/// Runs `worker` on `delivery` while `lease` holds, reporting its progress every
+/// [`LEASE_INTERVAL`] (from the caller's runtime, so that a worker starved of CPU by its
+/// priority still keeps its lease); records how the stream ended unless the lease was lost
+/// (then another server resumes it from the cursor).
+async fn run_leased(
+    worker: Worker,
+    delivery: &tokio::runtime::Handle,
+    handle: Arc<StreamHandle>,
+    mut lease: Box<dyn Lease>,
+) {
+    let mut work = delivery.spawn(worker.run());
     let mut keep = Keep::Run;
     let outcome = loop {
         tokio::select! {
@@ -739,8 +791,10 @@ async fn run_leased(worker: Worker, handle: Arc<StreamHandle>, mut lease: Box<dy
         outcome,
         Ok(Err(StreamError::Ledger(LedgerError::Unavailable(_))))
     );
-    if keep == Keep::Lost || unavailable {
-        tracing::warn!(stream = %stream_id, "stopped delivering the journal stream: lease lost");
+    // Nor does the server shutting the workers' runtime down.
+    let shut_down = matches!(&outcome, Err(e) if e.is_cancelled());
+    if keep == Keep::Lost || unavailable || shut_down {
+        tracing::warn!(stream = %stream_id, "stopped delivering the journal stream (lease lost, database unavailable or shutting down); it resumes from its cursor");
         postgres_blocking(move || drop(lease));
         return;
     }
@@ -1017,7 +1071,12 @@ pub(crate) mod tests {
         // A stream that never ended never expires, however old it is.
         stored_stream(data.path(), &running, None, None);
 
-        let streams = Streams::open(data.path(), runtime.handle().clone()).unwrap();
+        let streams = Streams::open(
+            data.path(),
+            runtime.handle().clone(),
+            DeliveryPriority::Background,
+        )
+        .unwrap();
         let ids = |streams: &Streams| -> Vec<String> {
             let listed = streams.list(Kind::Nats, "shop", &[]).unwrap();
             listed["Streams"]

@@ -14,11 +14,13 @@ pub mod cursor;
 mod error;
 pub mod kpl;
 pub mod record;
+mod runtime;
 mod worker;
 
 pub use cursor::{Cursor, Position, PositionStore};
 pub use error::{Result, StreamError};
 pub use record::{ControlType, RecordType, StreamRecord};
+pub use runtime::{delivery_runtime, DeliveryPriority};
 pub use worker::{
     BoxFuture, ErrorCause, Progress, Sink, SinkError, StreamConfig, StreamHandle, StreamStatus,
     Worker, WorkerOptions,

@@ -193,8 +193,28 @@ pub struct ServeArgs {
     /// logged), e.g. `60s` (at most 900 s).
     #[arg(long, default_value = "60s", requires = "storage")]
     pub storage_wait: String,
+    /// CPU priority of the journal streams' delivery: `background` (nice 19: on saturated
+    /// cores commits win, and streams fall behind and catch up afterwards) or `normal`.
+    #[arg(long, value_enum, default_value_t = StreamPriority::Background)]
+    pub stream_priority: StreamPriority,
     #[command(flatten)]
     pub log: crate::tlog::LogArgs,
+}
+
+/// `quill_stream::DeliveryPriority`, as a flag.
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+pub enum StreamPriority {
+    Background,
+    Normal,
+}
+
+impl From<StreamPriority> for quill_stream::DeliveryPriority {
+    fn from(priority: StreamPriority) -> quill_stream::DeliveryPriority {
+        match priority {
+            StreamPriority::Background => quill_stream::DeliveryPriority::Background,
+            StreamPriority::Normal => quill_stream::DeliveryPriority::Normal,
+        }
+    }
 }
 
 impl ServeArgs {
@@ -219,6 +239,7 @@ impl ServeArgs {
         config.storage = self.storage;
         config.storage_wait = parse_duration(&self.storage_wait)
             .with_context(|| format!("--storage-wait {:?}", self.storage_wait))?;
+        config.stream_priority = self.stream_priority.into();
         config.limits = ServerLimits {
             transaction_timeout,
             transaction_result_bytes_max,

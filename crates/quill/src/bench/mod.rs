@@ -13,6 +13,7 @@
 //! - `tlog`: commit throughput with checkpointing and three witnesses vs none, and the time
 //!   from a commit to a cosigned checkpoint covering it.
 
+mod cpu;
 mod dmv;
 mod export;
 mod ledger;

@@ -4,9 +4,12 @@
 //! On an embedded scratch ledger (the stream worker is the server's: `quill_stream::Worker`
 //! with the server's Kinesis and NATS sinks), for each target:
 //! - **lag at a fixed rate**: writers commit one insert per transaction at `--rate` commits/s
-//!   while the stream delivers; a reader on the target (Kinesis `GetRecords` polling, a
-//!   JetStream ordered consumer) notes when each block's `BLOCK_SUMMARY` becomes readable. Lag
-//!   is that time minus the moment the commit was acknowledged.
+//!   while the stream delivers. Once the stream delivered the round, the bench reads the
+//!   target back (Kinesis `GetRecords`, a headers-only JetStream ordered consumer), checks that
+//!   every block arrived, and takes when each block's `BLOCK_SUMMARY` was stored from the
+//!   target's own timestamp. Lag is that time minus the moment the commit was acknowledged
+//!   (both clocks are this machine's). Reading afterwards keeps the reader's CPU, and the
+//!   target's for serving it, out of the rounds.
 //! - **at the maximum commit rate**: `--writers` writers commit as fast as they can; the same
 //!   lag, and the delivery rate (blocks delivered per second until the target caught up).
 //! - **commit throughput with one active stream vs none**, from rounds run back to back in
@@ -15,12 +18,14 @@
 //!
 //! Before those, and alone when no target is named: the **CPU per block** of committing and of
 //! the worker itself (a sink that discards, with and without KPL packing).
+//! Each maximum-rate round also prints its CPU per block by thread group (writers, commit
+//! pipeline, stream worker with its sink's client) and for each `--target-pid` process.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _, Result};
 use async_nats::jetstream;
@@ -31,16 +36,25 @@ use quill_server::kinesis::{
     AwsCredentials, KinesisClient, KinesisEndpoint, KinesisSink, KinesisTarget,
 };
 use quill_server::nats::{NatsSink, NatsTarget};
-use quill_stream::{Cursor, Sink, StreamConfig, StreamHandle, StreamStatus, Worker, WorkerOptions};
+use quill_stream::{
+    delivery_runtime, Cursor, Sink, StreamConfig, StreamHandle, StreamStatus, Worker, WorkerOptions,
+};
 use serde_json::{json, Value};
 
+use super::cpu::{process_cpu, Snapshot};
 use super::load::{self, Stop, TABLE};
 use super::stats::{fmt_duration, Latencies, ScratchDir};
+use crate::args::StreamPriority;
 
 /// How long the target may take to hold every block of a round before the round fails.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(120);
-/// Pause between `GetRecords` calls that returned nothing.
-const KINESIS_POLL: Duration = Duration::from_millis(10);
+/// Records per `GetRecords` page: aggregated records reach hundreds of KB each, and a page must
+/// stay under the client's 16 MiB reply limit.
+const GET_RECORDS_LIMIT: u32 = 32;
+/// Name of the threads of the runtime that runs the stream workers.
+const STREAM_THREADS: &str = "quill-stream";
+/// Name of the threads of the runtime that reads the targets.
+const READER_THREADS: &str = "bench-reader";
 /// Writers that share the fixed-rate schedule (one alone can fall behind on a slow fsync).
 const PACED_WRITERS: u64 = 4;
 
@@ -69,6 +83,13 @@ pub struct StreamBenchArgs {
     /// Directory for the scratch ledger and cursors (default: the OS temp dir).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// A process (the target server: nats-server, moto_server) whose CPU each maximum-rate
+    /// round reports next to this process's threads; repeatable.
+    #[arg(long)]
+    pub target_pid: Vec<u32>,
+    /// CPU priority of the stream workers' threads, as `quill serve --stream-priority`.
+    #[arg(long, value_enum, default_value_t = StreamPriority::Background)]
+    pub stream_priority: StreamPriority,
 }
 
 /// One target the bench streams to.
@@ -93,23 +114,33 @@ impl Target {
     }
 }
 
-/// When each block was acknowledged to its committer, and when it became readable at the
-/// target.
+/// When each block of a round was acknowledged to its committer, by the wall clock: the
+/// targets stamp what they store with theirs, on the same machine.
 #[derive(Default)]
 struct Timeline {
-    committed: Mutex<HashMap<u64, Instant>>,
-    arrived: Mutex<HashMap<u64, Instant>>,
+    committed: Mutex<HashMap<u64, SystemTime>>,
 }
 
-impl Timeline {
-    fn arrivals(&self) -> usize {
-        self.arrived.lock().expect("timeline lock").len()
-    }
+/// When each block's `BLOCK_SUMMARY` was stored at the target (its first copy), by the
+/// target's clock.
+type Arrivals = HashMap<u64, SystemTime>;
+
+/// Where the records of a round start at the target: they are read from there once the
+/// round is over.
+enum ReadFrom {
+    /// The JetStream stream's sequence number of the first message.
+    Nats { start_sequence: u64 },
+    /// A shard iterator taken before the first record.
+    Kinesis { iterator: String },
 }
 
 pub fn run(args: StreamBenchArgs) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // The worker and the reader on runtimes of their own, so that each one's threads (and
+    // their CPU) can be told apart.
+    let runtime = delivery_runtime(STREAM_THREADS, 2, args.stream_priority.into())?;
+    let reader_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name(READER_THREADS)
         .enable_all()
         .build()?;
     let scratch = ScratchDir::new(args.dir.as_deref(), "stream")?;
@@ -132,15 +163,17 @@ pub fn run(args: StreamBenchArgs) -> Result<()> {
 
     let mut targets = Vec::new();
     if let Some(endpoint) = &args.kinesis_endpoint {
-        targets.push(runtime.block_on(kinesis_target(endpoint))?);
+        targets.push(reader_runtime.block_on(kinesis_target(endpoint))?);
     }
     if let Some(server) = &args.nats {
-        targets.push(runtime.block_on(nats_target(server))?);
+        targets.push(reader_runtime.block_on(nats_target(server))?);
     }
     let round = Duration::from_secs(args.seconds);
     let documents = AtomicU64::new(0);
     let mut bench = Bench {
         runtime: &runtime,
+        reader_runtime: &reader_runtime,
+        watched: &args.target_pid,
         ledger: &ledger,
         strand_id: &strand_id,
         scratch: scratch.path(),
@@ -190,11 +223,13 @@ pub fn run(args: StreamBenchArgs) -> Result<()> {
         ratios.entry(target.name()).or_default().push(ratio);
         println!(
             "{:<11} {:>8.0} commits/s with one active stream = {ratio:.1} % of no stream \
-             ({baseline:.0}); delivered {} blocks at {:.0} blocks/s; lag p50 {}, p99 {}, max {}",
+             ({baseline:.0}); delivered {} blocks at {:.0} blocks/s, all {} after the commits \
+             ended; lag p50 {}, p99 {}, max {}",
             format!("{}:", target.name()),
             outcome.commits_per_sec,
             outcome.blocks,
             outcome.delivery_per_sec,
+            fmt_duration(outcome.catch_up),
             fmt_duration(outcome.lag_p50),
             fmt_duration(outcome.lag_p99),
             fmt_duration(outcome.lag_max),
@@ -292,26 +327,6 @@ fn stream_name_of(subject: &str) -> String {
     subject.replace('.', "_").to_uppercase()
 }
 
-/// CPU time (user + system) of this process so far, all threads included (finished ones too),
-/// from `/proc/self/stat`, whose clock ticks are Linux's fixed `USER_HZ` of 100 per second.
-fn process_cpu() -> Result<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").context("reading /proc/self/stat")?;
-    // Fields after the command name, which is parenthesized and may hold spaces: utime and
-    // stime are the 14th and 15th fields of the line, the 12th and 13th after the name.
-    let after_name = stat
-        .rsplit_once(')')
-        .context("unexpected /proc/self/stat")?
-        .1;
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks = |i: usize| -> Result<u64> {
-        fields
-            .get(i)
-            .and_then(|f| f.parse().ok())
-            .context("unexpected /proc/self/stat")
-    };
-    Ok(Duration::from_millis((ticks(11)? + ticks(12)?) * 10))
-}
-
 /// A sink that keeps nothing: what the worker itself costs, without a target. With
 /// `kpl_key`, it packs the records as the Kinesis sink does (KPL aggregation and MD5).
 struct DiscardingSink {
@@ -346,25 +361,32 @@ struct RoundOutcome {
     blocks: u64,
     /// Blocks delivered per second, from the round's start until the target held them all.
     delivery_per_sec: f64,
+    /// From the end of the commits until the target held every block.
+    catch_up: Duration,
     lag_p50: Duration,
     lag_p99: Duration,
     lag_max: Duration,
 }
 
 struct Bench<'a> {
+    /// Runs the stream workers.
     runtime: &'a tokio::runtime::Runtime,
+    /// Runs the readers of the targets.
+    reader_runtime: &'a tokio::runtime::Runtime,
+    /// Processes whose CPU each round reports.
+    watched: &'a [u32],
     ledger: &'a Ledger,
     strand_id: &'a str,
     scratch: &'a Path,
     documents: &'a AtomicU64,
 }
 
-/// A stream running for one round, and the reader watching its target.
+/// A stream running for one round.
 struct Running {
+    target: Target,
     handle: Arc<StreamHandle>,
     worker: tokio::task::JoinHandle<quill_stream::Result<StreamStatus>>,
-    reader: tokio::task::JoinHandle<Result<()>>,
-    reading: Arc<AtomicBool>,
+    from: ReadFrom,
 }
 
 impl Bench<'_> {
@@ -461,7 +483,7 @@ impl Bench<'_> {
         let mut tx = self.ledger.begin()?;
         tx.insert(TABLE, load::vehicle(n))?;
         let receipt = tx.commit()?;
-        let acknowledged = Instant::now();
+        let acknowledged = SystemTime::now();
         let sequence_no = receipt
             .block_address
             .context("an insert writes a block")?
@@ -474,7 +496,7 @@ impl Bench<'_> {
         Ok(())
     }
 
-    fn start(&self, target: &Target, timeline: &Arc<Timeline>) -> Result<Running> {
+    fn start(&self, target: &Target) -> Result<Running> {
         let stream_id = format!("bench{}", quill_export::engine::new_export_id());
         let sink: Box<dyn Sink> = match target {
             Target::Kinesis {
@@ -507,51 +529,66 @@ impl Bench<'_> {
             sink,
             WorkerOptions::default(),
         );
-        let reading = Arc::new(AtomicBool::new(true));
-        // The reader starts at the target's end before the stream delivers anything.
-        let (ready, is_ready) = tokio::sync::oneshot::channel();
-        let reader = {
-            let (target, timeline, reading) = (target.clone(), timeline.clone(), reading.clone());
-            self.runtime
-                .spawn(async move { read_target(target, timeline, reading, ready).await })
-        };
-        if self.runtime.block_on(is_ready).is_err() {
-            return Err(self
-                .runtime
-                .block_on(reader)?
-                .err()
-                .unwrap_or_else(|| anyhow::anyhow!("the target reader stopped")));
-        }
+        // Where the target's end is before the stream delivers anything.
+        let from = self.reader_runtime.block_on(read_from(target))?;
         Ok(Running {
+            target: target.clone(),
             handle,
             worker: self.runtime.spawn(worker.run()),
-            reader,
-            reading,
+            from,
         })
     }
 
-    /// Waits until the target holds every block committed in the round, then stops the stream
-    /// and its reader. Returns when the last block arrived.
-    fn drain(&self, running: Running, timeline: &Timeline, blocks: usize) -> Result<()> {
+    /// Waits until the target acknowledged every block up to `last_block`.
+    fn wait_delivered(&self, running: &Running, last_block: u64) -> Result<()> {
         let deadline = Instant::now() + DRAIN_TIMEOUT;
-        while timeline.arrivals() < blocks {
+        loop {
             let progress = running.handle.progress();
+            if progress.last_delivered_block >= Some(last_block) {
+                return Ok(());
+            }
             if progress.status.is_terminal() || Instant::now() > deadline {
                 bail!(
-                    "the target holds {} of {blocks} blocks ({:?}, last error {:?})",
-                    timeline.arrivals(),
+                    "the stream delivered up to block {:?} of {last_block} ({:?}, last error {:?})",
+                    progress.last_delivered_block,
                     progress.status,
                     progress.last_error
                 );
             }
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// Stops the stream, then reads back what the target holds and checks that every block
+    /// of `timeline` is there.
+    fn finish(&self, running: Running, timeline: &Timeline) -> Result<Arrivals> {
         running.handle.cancel();
-        running.reading.store(false, Ordering::Relaxed);
-        self.runtime.block_on(async {
-            running.worker.await??;
-            running.reader.await?
-        })
+        self.runtime.block_on(running.worker)??;
+        let arrivals = self
+            .reader_runtime
+            .block_on(read_arrivals(&running.target, running.from))?;
+        let committed = timeline.committed.lock().expect("timeline lock");
+        let mut missing: Vec<u64> = committed
+            .keys()
+            .filter(|sequence_no| !arrivals.contains_key(sequence_no))
+            .copied()
+            .collect();
+        if !missing.is_empty() {
+            missing.sort_unstable();
+            bail!(
+                "the target lacks {} of the {} blocks committed (the first: {})",
+                missing.len(),
+                committed.len(),
+                missing[0]
+            );
+        }
+        Ok(arrivals)
+    }
+
+    /// Waits until the stream delivered every block of `timeline`, then [`Bench::finish`]es.
+    fn drain(&self, running: Running, timeline: &Timeline) -> Result<Arrivals> {
+        self.wait_delivered(&running, timeline.last_block())?;
+        self.finish(running, timeline)
     }
 
     /// `writers` writers commit as fast as they can for `round`, with a stream to `target`
@@ -562,25 +599,48 @@ impl Bench<'_> {
         writers: usize,
         round: Duration,
     ) -> Result<RoundOutcome> {
-        let timeline = Arc::new(Timeline::default());
-        let running = target.map(|t| self.start(t, &timeline)).transpose()?;
-        let began = Instant::now();
+        let timeline = Timeline::default();
+        let running = target.map(|t| self.start(t)).transpose()?;
+        let name = target.map_or("no stream", Target::name);
+        let cpu_before = Snapshot::take(self.watched)?;
+        let began = SystemTime::now();
         let outcome = load::run_writers(writers, Stop::After(round), |_| self.commit(&timeline))
             .check("committing")?;
+        let committing = Snapshot::take(self.watched)?;
+        let commits_ended = SystemTime::now();
         let commits_per_sec = outcome.completed as f64 / outcome.elapsed.as_secs_f64();
+        print_cpu(
+            &format!("{name}, while committing"),
+            &committing.since(&cpu_before, thread_group, WRITERS),
+            outcome.completed,
+            outcome.elapsed,
+        );
         let Some(running) = running else {
             return Ok(RoundOutcome {
                 commits_per_sec,
                 blocks: outcome.completed,
                 delivery_per_sec: 0.0,
+                catch_up: Duration::ZERO,
                 lag_p50: Duration::ZERO,
                 lag_p99: Duration::ZERO,
                 lag_max: Duration::ZERO,
             });
         };
-        let blocks = timeline.committed.lock().expect("timeline lock").len();
-        self.drain(running, &timeline, blocks)?;
-        Ok(self.lags(&timeline, began, commits_per_sec))
+        self.wait_delivered(&running, timeline.last_block())?;
+        print_cpu(
+            &format!("{name}, until delivered"),
+            &Snapshot::take(self.watched)?.since(&cpu_before, thread_group, WRITERS),
+            outcome.completed,
+            began.elapsed().unwrap_or_default(),
+        );
+        let arrivals = self.finish(running, &timeline)?;
+        Ok(lags(
+            &timeline,
+            &arrivals,
+            began,
+            commits_ended,
+            commits_per_sec,
+        ))
     }
 
     /// Commits at `rate` per second for `round` with a stream to `target`.
@@ -590,9 +650,10 @@ impl Bench<'_> {
         rate: u64,
         round: Duration,
     ) -> Result<RoundOutcome> {
-        let timeline = Arc::new(Timeline::default());
-        let running = self.start(target, &timeline)?;
+        let timeline = Timeline::default();
+        let running = self.start(target)?;
         let began = Instant::now();
+        let began_wall = SystemTime::now();
         let total = (rate * round.as_secs()).max(1);
         let interval = Duration::from_secs_f64(1.0 / rate as f64);
         // Commit number i is due at `began + i * interval`; writers take the next due one.
@@ -604,91 +665,109 @@ impl Bench<'_> {
             self.commit(&timeline)
         })
         .check("committing")?;
+        let commits_ended = SystemTime::now();
         let commits_per_sec = outcome.completed as f64 / outcome.elapsed.as_secs_f64();
-        let blocks = timeline.committed.lock().expect("timeline lock").len();
-        self.drain(running, &timeline, blocks)?;
-        Ok(self.lags(&timeline, began, commits_per_sec))
-    }
-
-    fn lags(&self, timeline: &Timeline, began: Instant, commits_per_sec: f64) -> RoundOutcome {
-        let committed = timeline.committed.lock().expect("timeline lock");
-        let arrived = timeline.arrived.lock().expect("timeline lock");
-        let mut lags = Latencies::new();
-        let mut last_arrival = began;
-        for (sequence_no, acknowledged) in committed.iter() {
-            if let Some(arrival) = arrived.get(sequence_no) {
-                // A block is readable once durable, a hair before its committer hears so.
-                lags.record(arrival.saturating_duration_since(*acknowledged));
-                last_arrival = last_arrival.max(*arrival);
-            }
-        }
-        let (lag_p50, lag_p99) = lags.p50_p99();
-        let lag_max = lags.percentile(100.0);
-        let blocks = committed.len() as u64;
-        RoundOutcome {
+        let arrivals = self.drain(running, &timeline)?;
+        Ok(lags(
+            &timeline,
+            &arrivals,
+            began_wall,
+            commits_ended,
             commits_per_sec,
-            blocks,
-            delivery_per_sec: blocks as f64
-                / last_arrival.duration_since(began).as_secs_f64().max(1e-9),
-            lag_p50,
-            lag_p99,
-            lag_max,
-        }
+        ))
     }
 }
 
-/// Notes when each block's `BLOCK_SUMMARY` becomes readable at the target, until `reading`
-/// turns false.
-async fn read_target(
-    target: Target,
-    timeline: Arc<Timeline>,
-    reading: Arc<AtomicBool>,
-    ready: tokio::sync::oneshot::Sender<()>,
-) -> Result<()> {
-    let arrived = |sequence_no: u64| {
-        timeline
-            .arrived
-            .lock()
-            .expect("timeline lock")
-            .entry(sequence_no)
-            .or_insert_with(Instant::now);
-    };
+impl Timeline {
+    /// The last block committed in the round.
+    fn last_block(&self) -> u64 {
+        let committed = self.committed.lock().expect("timeline lock");
+        committed.keys().max().copied().unwrap_or(0)
+    }
+}
+
+/// Lags and delivery rate of a round that began at `began` and whose commits ended at
+/// `commits_ended`.
+fn lags(
+    timeline: &Timeline,
+    arrivals: &Arrivals,
+    began: SystemTime,
+    commits_ended: SystemTime,
+    commits_per_sec: f64,
+) -> RoundOutcome {
+    let committed = timeline.committed.lock().expect("timeline lock");
+    let mut lags = Latencies::new();
+    let mut last_arrival = began;
+    for (sequence_no, acknowledged) in committed.iter() {
+        if let Some(arrival) = arrivals.get(sequence_no) {
+            // A block is readable once durable, a hair before its committer hears so.
+            lags.record(arrival.duration_since(*acknowledged).unwrap_or_default());
+            last_arrival = last_arrival.max(*arrival);
+        }
+    }
+    let (lag_p50, lag_p99) = lags.p50_p99();
+    let lag_max = lags.percentile(100.0);
+    let blocks = committed.len() as u64;
+    let since_began = last_arrival.duration_since(began).unwrap_or_default();
+    RoundOutcome {
+        commits_per_sec,
+        blocks,
+        delivery_per_sec: blocks as f64 / since_began.as_secs_f64().max(1e-9),
+        catch_up: last_arrival
+            .duration_since(commits_ended)
+            .unwrap_or_default(),
+        lag_p50,
+        lag_p99,
+        lag_max,
+    }
+}
+
+/// The CPU of the threads that end with their round: the writers.
+const WRITERS: &str = "writers";
+
+/// What a thread of this process does, from its name.
+fn thread_group(name: &str) -> &'static str {
+    if name.starts_with("quill-commit-") || name == "quill-sync" || name == "quill-flush" {
+        "commit pipeline"
+    } else if name == STREAM_THREADS {
+        "stream worker"
+    } else if name == READER_THREADS {
+        "bench reader"
+    } else {
+        "other threads"
+    }
+}
+
+/// One line of CPU per block by group over `elapsed`, and how many cores were busy.
+fn print_cpu(what: &str, groups: &[(String, Duration)], blocks: u64, elapsed: Duration) {
+    let total: Duration = groups.iter().map(|(_, cpu)| *cpu).sum();
+    let per_block = |cpu: Duration| fmt_duration(cpu / blocks.max(1) as u32);
+    let parts: Vec<String> = groups
+        .iter()
+        .filter(|(_, cpu)| !cpu.is_zero())
+        .map(|(group, cpu)| format!("{group} {}", per_block(*cpu)))
+        .collect();
+    println!(
+        "  cpu per block ({what}, {:.1} s, {:.2} cores busy): {}; total {}",
+        elapsed.as_secs_f64(),
+        total.as_secs_f64() / elapsed.as_secs_f64(),
+        parts.join(", "),
+        per_block(total),
+    );
+}
+
+/// The target's end, where the records of a round will start.
+async fn read_from(target: &Target) -> Result<ReadFrom> {
     match target {
         Target::Nats { server, subject } => {
             let client = async_nats::connect(server.as_str()).await?;
-            let stream = jetstream::new(client)
-                .get_stream(stream_name_of(&subject))
+            let mut stream = jetstream::new(client)
+                .get_stream(stream_name_of(subject))
                 .await?;
-            let info = stream.cached_info().clone();
-            let mut messages = stream
-                .create_consumer(jetstream::consumer::pull::OrderedConfig {
-                    deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
-                        start_sequence: info.state.last_sequence + 1,
-                    },
-                    ..Default::default()
-                })
-                .await?
-                .messages()
-                .await?;
-            // The receiver is waiting unless `start` gave up on the reader already.
-            let _ = ready.send(());
-            while reading.load(Ordering::Relaxed) {
-                let next = tokio::time::timeout(Duration::from_millis(100), messages.next()).await;
-                let Ok(Some(message)) = next else { continue };
-                let message = message?;
-                let headers = message.headers.as_ref();
-                let summary = headers
-                    .and_then(|h| h.get("Quill-Record-Type"))
-                    .is_some_and(|t| t.as_str() == "BLOCK_SUMMARY");
-                if let (true, Some(id)) = (summary, headers.and_then(|h| h.get("Nats-Msg-Id"))) {
-                    // A summary's id is `strandId/sequenceNo`.
-                    if let Some(sequence_no) =
-                        id.as_str().rsplit('/').next().and_then(|s| s.parse().ok())
-                    {
-                        arrived(sequence_no);
-                    }
-                }
-            }
+            let last = stream.info().await?.state.last_sequence;
+            Ok(ReadFrom::Nats {
+                start_sequence: last + 1,
+            })
         }
         Target::Kinesis {
             client,
@@ -702,25 +781,89 @@ async fn read_target(
                 .to_owned();
             let body =
                 json!({"StreamName": stream_name, "ShardId": shard, "ShardIteratorType": "LATEST"});
-            let mut iterator = client
+            let iterator = client
                 .call("GetShardIterator", body.to_string().as_bytes())
                 .await?["ShardIterator"]
                 .as_str()
                 .context("no shard iterator")?
                 .to_owned();
-            // The receiver is waiting unless `start` gave up on the reader already.
-            let _ = ready.send(());
+            Ok(ReadFrom::Kinesis { iterator })
+        }
+    }
+}
+
+/// Reads every record the target stored since `from`, once the stream stopped: when each
+/// block's `BLOCK_SUMMARY` was stored, by the target's own timestamp (JetStream's message
+/// time, Kinesis's `ApproximateArrivalTimestamp`). Reading after the round rather than while
+/// it runs keeps the reader's CPU, and the target's for serving it, out of the round.
+async fn read_arrivals(target: &Target, from: ReadFrom) -> Result<Arrivals> {
+    let mut arrivals = Arrivals::new();
+    match (target, from) {
+        (Target::Nats { server, subject }, ReadFrom::Nats { start_sequence }) => {
+            let client = async_nats::connect(server.as_str()).await?;
+            let mut stream = jetstream::new(client)
+                .get_stream(stream_name_of(subject))
+                .await?;
+            let last = stream.info().await?.state.last_sequence;
+            if last < start_sequence {
+                return Ok(arrivals);
+            }
+            let mut messages = stream
+                .create_consumer(jetstream::consumer::pull::OrderedConfig {
+                    deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
+                        start_sequence,
+                    },
+                    // The headers say all the bench needs.
+                    headers_only: true,
+                    ..Default::default()
+                })
+                .await?
+                .messages()
+                .await?;
+            loop {
+                let message = tokio::time::timeout(DRAIN_TIMEOUT, messages.next())
+                    .await
+                    .context("reading the JetStream stream back timed out")?
+                    .context("the JetStream consumer ended")??;
+                let info = message.info().map_err(|e| anyhow::anyhow!("{e}"))?;
+                let headers = message.headers.as_ref();
+                let summary = headers
+                    .and_then(|h| h.get("Quill-Record-Type"))
+                    .is_some_and(|t| t.as_str() == "BLOCK_SUMMARY");
+                if let (true, Some(id)) = (summary, headers.and_then(|h| h.get("Nats-Msg-Id"))) {
+                    // A summary's id is `strandId/sequenceNo`.
+                    if let Some(sequence_no) =
+                        id.as_str().rsplit('/').next().and_then(|s| s.parse().ok())
+                    {
+                        let nanos = u64::try_from(info.published.unix_timestamp_nanos())
+                            .context("a JetStream message time before 1970")?;
+                        arrivals
+                            .entry(sequence_no)
+                            .or_insert(UNIX_EPOCH + Duration::from_nanos(nanos));
+                    }
+                }
+                if info.stream_sequence >= last {
+                    return Ok(arrivals);
+                }
+            }
+        }
+        (Target::Kinesis { client, .. }, ReadFrom::Kinesis { mut iterator }) => {
             let base64 = base64::engine::general_purpose::STANDARD;
-            while reading.load(Ordering::Relaxed) {
-                let body = json!({"ShardIterator": iterator, "Limit": 10000}).to_string();
+            loop {
+                let body =
+                    json!({"ShardIterator": iterator, "Limit": GET_RECORDS_LIMIT}).to_string();
                 let page: Value = client.call("GetRecords", body.as_bytes()).await?;
                 let records = page["Records"].as_array().cloned().unwrap_or_default();
                 for record in &records {
+                    let seconds = record["ApproximateArrivalTimestamp"]
+                        .as_f64()
+                        .context("a Kinesis record without ApproximateArrivalTimestamp")?;
+                    let stored = UNIX_EPOCH + Duration::from_secs_f64(seconds);
                     let data =
                         base64::Engine::decode(&base64, record["Data"].as_str().unwrap_or(""))?;
                     for user in quill_stream::kpl::deaggregate(&data) {
                         if let Some(sequence_no) = summary_sequence_no(&user) {
-                            arrived(sequence_no);
+                            arrivals.entry(sequence_no).or_insert(stored);
                         }
                     }
                 }
@@ -728,13 +871,14 @@ async fn read_target(
                     .as_str()
                     .context("the shard was closed")?
                     .to_owned();
-                if records.is_empty() {
-                    tokio::time::sleep(KINESIS_POLL).await;
+                // The stream stopped before: an empty page at the tip is the end.
+                if records.is_empty() && page["MillisBehindLatest"].as_u64().unwrap_or(0) == 0 {
+                    return Ok(arrivals);
                 }
             }
         }
+        _ => bail!("a read position of another target"),
     }
-    Ok(())
 }
 
 /// The block sequence number of a `BLOCK_SUMMARY` record (Ion binary); `None` for others.
