@@ -361,6 +361,7 @@ impl Transaction {
         document_id: &str,
         base: Option<(u64, Element)>,
         data: Option<Element>,
+        known_data_hash: Option<Hash>,
     ) -> Result<()> {
         let limits = &self.ledger.options.limits;
         let (bytes, data_hash) = match &data {
@@ -380,7 +381,14 @@ impl Transaction {
                         actual: bytes.len(),
                     });
                 }
-                (bytes, Some(ion_hash(d)))
+                let data_hash = match known_data_hash {
+                    Some(hash) => {
+                        debug_assert_eq!(hash, ion_hash(d), "a known data hash must be H(data)");
+                        hash
+                    }
+                    None => ion_hash(d),
+                };
+                (bytes, Some(data_hash))
             }
             None => (Vec::new(), None),
         };
@@ -430,10 +438,27 @@ impl Transaction {
 
     /// Inserts a document (an Ion struct); returns its new id.
     pub fn insert(&mut self, table: &str, data: Element) -> Result<String> {
+        self.insert_document(table, data, None)
+    }
+
+    /// [`Transaction::insert`] of a document whose Ion hash the caller already computed, which
+    /// must be `quill_verify::ion_hash(&data)`: it becomes the revision's data hash. A
+    /// statement's parameters are hashed for its digest, so a parameter inserted as it is
+    /// need not be hashed again.
+    pub fn insert_hashed(&mut self, table: &str, data: Element, data_hash: Hash) -> Result<String> {
+        self.insert_document(table, data, Some(data_hash))
+    }
+
+    fn insert_document(
+        &mut self,
+        table: &str,
+        data: Element,
+        data_hash: Option<Hash>,
+    ) -> Result<String> {
         self.check_open()?;
         let table = self.active_table(table)?.clone();
         let document_id = self.ledger.ids.next_id();
-        self.write(&table, &document_id, None, Some(data))?;
+        self.write(&table, &document_id, None, Some(data), data_hash)?;
         Ok(document_id)
     }
 
@@ -485,7 +510,7 @@ impl Transaction {
             .ok_or_else(|| LedgerError::UnknownDocument(document_id.to_owned()))?;
         let table = self.active_table(table)?.clone();
         let base = self.base(&table.table_id, current);
-        self.write(&table, document_id, base, Some(data))
+        self.write(&table, document_id, base, Some(data), None)
     }
 
     /// Deletes a document (writes a final revision without data).
@@ -495,7 +520,7 @@ impl Transaction {
             .ok_or_else(|| LedgerError::UnknownDocument(document_id.to_owned()))?;
         let table = self.active_table(table)?.clone();
         let base = self.base(&table.table_id, current);
-        self.write(&table, document_id, base, None)
+        self.write(&table, document_id, base, None, None)
     }
 
     /// The snapshot version and data of a document this transaction currently sees as

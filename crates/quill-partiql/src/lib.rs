@@ -92,38 +92,75 @@ pub fn execute_with_limits(
 ) -> Result<Vec<Element>> {
     // Only a statement that parses is recorded, so its digest is computed only then.
     let parsed = parse_checked(statement, parameters)?;
-    let digest = quill_verify::statement_digest(statement, parameters);
-    execute_parsed(tx, statement, &parsed, parameters, digest, limits)
+    execute_parsed(
+        tx,
+        &HashedStatement::new(statement, parameters),
+        &parsed,
+        limits,
+    )
 }
 
-/// [`execute_with_limits`] for a caller that already has the statement's digest, which must be
-/// `quill_verify::statement_digest(statement, parameters)`: the server folds the same digest
-/// into the transaction's CommitDigest, and hashing every parameter twice costs more than the
-/// rest of a small statement.
-pub fn execute_with_digest(
+/// A statement with the Ion hash of each of its parameters and its digest
+/// (`quill_verify::statement_digest`), each parameter hashed once: a server folds the digest
+/// into the transaction's CommitDigest, the ledger records it, and a parameter inserted as a
+/// document (`INSERT INTO t ?`, `INSERT INTO t VALUE ?`) reuses its hash as the revision's data
+/// hash. Hashing is most of the cost of a small statement.
+#[derive(Debug, Clone)]
+pub struct HashedStatement<'a> {
+    text: &'a str,
+    parameters: &'a [Element],
+    parameter_hashes: Vec<Hash>,
+    digest: Hash,
+}
+
+impl<'a> HashedStatement<'a> {
+    /// Hashes `parameters` and computes the statement's digest.
+    pub fn new(text: &'a str, parameters: &'a [Element]) -> HashedStatement<'a> {
+        let parameter_hashes: Vec<Hash> = parameters.iter().map(quill_verify::ion_hash).collect();
+        let digest = quill_verify::statement_digest_of_hashes(text, &parameter_hashes);
+        HashedStatement {
+            text,
+            parameters,
+            parameter_hashes,
+            digest,
+        }
+    }
+
+    /// `quill_verify::statement_digest(text, parameters)`.
+    pub fn digest(&self) -> Hash {
+        self.digest
+    }
+}
+
+/// [`execute_with_limits`] of a statement whose parameters are already hashed.
+pub fn execute_hashed(
     tx: &mut Transaction,
-    statement: &str,
-    parameters: &[Element],
-    statement_digest: Hash,
+    statement: &HashedStatement<'_>,
     limits: ExecuteLimits,
 ) -> Result<Vec<Element>> {
-    let parsed = parse_checked(statement, parameters)?;
-    execute_parsed(tx, statement, &parsed, parameters, statement_digest, limits)
+    let parsed = parse_checked(statement.text, statement.parameters)?;
+    execute_parsed(tx, statement, &parsed, limits)
 }
 
 fn execute_parsed(
     tx: &mut Transaction,
-    statement: &str,
+    statement: &HashedStatement<'_>,
     parsed: &ast::Statement,
-    parameters: &[Element],
-    digest: Hash,
     limits: ExecuteLimits,
 ) -> Result<Vec<Element>> {
     let savepoint = tx.savepoint();
     let result = tx
-        .record_statement_digest(statement, digest)
+        .record_statement_digest(statement.text, statement.digest)
         .map_err(PartiqlError::from)
-        .and_then(|()| eval::execute_statement(tx, parsed, parameters, limits));
+        .and_then(|()| {
+            eval::execute_statement(
+                tx,
+                parsed,
+                statement.parameters,
+                &statement.parameter_hashes,
+                limits,
+            )
+        });
     if result.is_err() {
         tx.rollback_to(savepoint);
     }

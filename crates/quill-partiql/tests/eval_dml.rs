@@ -328,3 +328,45 @@ fn update_by_parameter_id_reads_only_that_document() {
         );
     }
 }
+
+/// A parameter inserted as it is takes its statement-digest hash as its revision's data hash
+/// (`HashedStatement`); every revision, reused hash or not, must still hash as QLDB's rule says:
+/// `dot(H(metadata), H(data))`, over the data as stored.
+#[test]
+fn inserted_parameters_keep_qldb_revision_hashes() {
+    let db = Db::new();
+    db.q("CREATE TABLE T");
+    let document =
+        ion(r#"tagged::{a: 1.50, b: 2024-01-02T03:04:05.6Z, c: [x::1, "s"], d: null.int}"#);
+    let cases = [
+        ("INSERT INTO T ?", document.clone()),
+        ("INSERT INTO T VALUE ?", document.clone()),
+        ("INSERT INTO T ?", ion("[{e: 1}, {e: 2.0e0}]")),
+        ("INSERT INTO T VALUE {'wrapped': ?}", document.clone()),
+    ];
+    let mut ids = Vec::new();
+    for (statement, parameter) in cases {
+        for row in db.qp(statement, &[parameter]) {
+            ids.push(text_field(&row, "documentId"));
+        }
+    }
+    assert_eq!(ids.len(), 5);
+    db.tx(|tx| {
+        for id in &ids {
+            let revisions = tx.committed("T", Some(id)).unwrap();
+            assert_eq!(revisions.len(), 1);
+            let revision = &revisions[0];
+            assert_eq!(
+                revision.hash,
+                quill_verify::revision_hash(
+                    &revision.metadata.to_element(),
+                    revision.data.as_ref()
+                ),
+                "revision of {id}: {:?}",
+                revision.data
+            );
+        }
+        let first = &tx.committed("T", Some(&ids[0])).unwrap()[0];
+        assert_eq!(first.data.as_ref(), Some(&document));
+    });
+}

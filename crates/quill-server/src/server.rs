@@ -412,15 +412,15 @@ async fn sweep_sessions(sessions: Arc<Sessions>, mut stop: watch::Receiver<bool>
 fn request_id() -> String {
     let mut bytes = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut bytes);
-    let hex = hex::encode(bytes);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    )
+    let hex = sigv4::lower_hex(&bytes);
+    let mut id = String::with_capacity(36);
+    for (start, end) in [(0, 8), (8, 12), (12, 16), (16, 20), (20, 32)] {
+        if start > 0 {
+            id.push('-');
+        }
+        id.push_str(&hex[start..end]);
+    }
+    id
 }
 
 fn reply(status: u16, content_type: &str, body: Vec<u8>, request_id: &str) -> Response<Body> {
@@ -933,4 +933,20 @@ async fn data_plane(
         }
     };
     Ok((200, data_plane::render(name, &outcome, started.elapsed())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::request_id;
+
+    #[test]
+    fn request_ids_are_random_lowercase_uuid_shaped() {
+        let id = request_id();
+        let groups: Vec<usize> = id.split('-').map(str::len).collect();
+        assert_eq!(groups, [8, 4, 4, 4, 12], "{id}");
+        assert!(id
+            .bytes()
+            .all(|b| b == b'-' || b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        assert_ne!(id, request_id());
+    }
 }

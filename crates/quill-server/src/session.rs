@@ -626,7 +626,8 @@ impl Sessions {
         }
         // The client folded this statement in before sending it, whatever its outcome (unless
         // it is to run again). The ledger records the same digest, so it is computed once.
-        let statement_digest = quill_verify::statement_digest(statement, parameters);
+        let hashed = quill_partiql::HashedStatement::new(statement, parameters);
+        let statement_digest = hashed.digest();
         if enforced {
             let authorized = caller.authorize_statement(
                 &ledger_name,
@@ -651,13 +652,7 @@ impl Sessions {
                 .saturating_sub(open.cursor_bytes),
         };
         open.transaction.limit_reads(read_limit);
-        let result = quill_partiql::execute_with_digest(
-            &mut open.transaction,
-            statement,
-            parameters,
-            statement_digest,
-            remaining,
-        );
+        let result = quill_partiql::execute_hashed(&mut open.transaction, &hashed, remaining);
         open.transaction.limit_reads(None);
         if matches!(
             &result,

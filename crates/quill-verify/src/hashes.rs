@@ -43,10 +43,19 @@ pub fn redacted_revision_hash(metadata: &Element, data_hash: &Hash) -> Hash {
 /// parameters. With parameters, `S = dot(S, H(p))` for each parameter in order: the drivers'
 /// CommitDigest rule, Quill's documented choice since QLDB's is unknown.
 pub fn statement_digest(text: &str, parameters: &[Element]) -> Hash {
+    fold_statement_digest(text, parameters.iter().map(ion_hash))
+}
+
+/// [`statement_digest`] from `H(p)` of each parameter, in order, for a caller that keeps those
+/// hashes (a server inserting a parameter as a document reuses its hash as the revision's
+/// data hash rather than hashing the document again).
+pub fn statement_digest_of_hashes(text: &str, parameter_hashes: &[Hash]) -> Hash {
+    fold_statement_digest(text, parameter_hashes.iter().copied())
+}
+
+fn fold_statement_digest(text: &str, parameter_hashes: impl Iterator<Item = Hash>) -> Hash {
     let text_hash = ion_hash(&Element::string(text));
-    parameters.iter().fold(text_hash, |digest, parameter| {
-        dot(&digest, &ion_hash(parameter))
-    })
+    parameter_hashes.fold(text_hash, |digest, parameter| dot(&digest, &parameter))
 }
 
 /// The transaction digest QLDB drivers send with CommitTransaction and expect back.
@@ -218,6 +227,18 @@ mod tests {
             digest.value(),
             hex("fe7fa63794dfbe52e236e2ffec026a2205723af9c8864851ad2f74a92b73c392")
         );
+    }
+
+    #[test]
+    fn a_statement_digest_from_parameter_hashes_equals_the_one_from_parameters() {
+        let parameters = [ion(r#"{name:"Alice", age:30}"#), ion("1.50"), ion("a::[b]")];
+        let hashes: Vec<Hash> = parameters.iter().map(ion_hash).collect();
+        for count in 0..=parameters.len() {
+            assert_eq!(
+                statement_digest_of_hashes("UPDATE t SET a = ? WHERE b = ?", &hashes[..count]),
+                statement_digest("UPDATE t SET a = ? WHERE b = ?", &parameters[..count])
+            );
+        }
     }
 
     /// Wire protocol §2 vectors (pyqldb QldbHash).

@@ -51,7 +51,7 @@ pub use hash::{dot, ion_hash, Hash};
 pub use hashes::{
     block_hash, block_header, block_header_hash, entries_hash, entries_hash_list,
     entries_hash_list_of, redacted_revision_hash, revision_hash, revision_to_block_path,
-    revisions_root, statement_digest, CommitDigest, QUILL_ENTRIES,
+    revisions_root, statement_digest, statement_digest_of_hashes, CommitDigest, QUILL_ENTRIES,
 };
 pub use header::BlockHeaderHasher;
 pub use merkle::{fold, merkle_path, merkle_root, verify_proof};

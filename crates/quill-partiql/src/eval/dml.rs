@@ -182,9 +182,17 @@ fn insert(ctx: &mut Ctx<'_>, table: &str, source: &InsertSource) -> Result<Vec<E
             "INSERT: the inserted value is MISSING",
         ));
     };
-    let documents: Vec<Element> = match value.value() {
-        Value::List(items) | Value::SExp(items) if !single => items.iter().cloned().collect(),
-        _ => vec![value],
+    let (documents, whole_value): (Vec<Element>, bool) = match value.value() {
+        Value::List(items) | Value::SExp(items) if !single => {
+            (items.iter().cloned().collect(), false)
+        }
+        _ => (vec![value], true),
+    };
+    // A parameter inserted as it is was hashed for the statement's digest: that hash is its
+    // revision's data hash.
+    let data_hash = match expr {
+        Expr::Param(index) if whole_value => ctx.param_hashes.get(*index as usize).copied(),
+        _ => None,
     };
     // Check every document before writing any, so a bad element fails the statement cleanly.
     if let Some(bad) = documents
@@ -198,7 +206,11 @@ fn insert(ctx: &mut Ctx<'_>, table: &str, source: &InsertSource) -> Result<Vec<E
     }
     let mut rows = Vec::with_capacity(documents.len());
     for document in documents {
-        let id = ctx.tx()?.insert(table, document)?;
+        let tx = ctx.tx()?;
+        let id = match data_hash {
+            Some(hash) => tx.insert_hashed(table, document, hash)?,
+            None => tx.insert(table, document)?,
+        };
         rows.push(id_row("documentId", &id));
     }
     Ok(rows)

@@ -21,6 +21,7 @@ use std::rc::Rc;
 
 use ion_rs::Element;
 use quill_ledger::Transaction;
+use quill_verify::Hash;
 
 use crate::ast::Statement;
 use crate::error::{PartiqlError, Result};
@@ -35,6 +36,8 @@ pub(crate) struct Ctx<'t> {
     tx: Option<&'t mut Transaction>,
     /// The `?` values.
     pub params: &'t [Element],
+    /// `H(p)` of each `?` value, parallel to `params` (empty when not computed).
+    pub param_hashes: &'t [Hash],
     /// UTCNOW / TXID.
     pub functions: FunctionContext,
     /// Subquery nesting, bounded by `SUBQUERY_DEPTH_MAX`.
@@ -44,7 +47,12 @@ pub(crate) struct Ctx<'t> {
 }
 
 impl<'t> Ctx<'t> {
-    pub(crate) fn new(tx: &'t mut Transaction, params: &'t [Element], bytes_max: usize) -> Ctx<'t> {
+    pub(crate) fn new(
+        tx: &'t mut Transaction,
+        params: &'t [Element],
+        param_hashes: &'t [Hash],
+        bytes_max: usize,
+    ) -> Ctx<'t> {
         let functions = FunctionContext {
             now: tx.start_time(),
             transaction_id: tx.id().to_string(),
@@ -52,6 +60,7 @@ impl<'t> Ctx<'t> {
         Ctx {
             tx: Some(tx),
             params,
+            param_hashes,
             functions,
             depth: 0,
             budget: Budget::new(bytes_max),
@@ -73,6 +82,7 @@ impl<'t> Ctx<'t> {
         let inner = Ctx {
             tx: None,
             params: self.params,
+            param_hashes: self.param_hashes,
             functions: self.functions.clone(),
             depth: self.depth,
             budget: Rc::clone(&self.budget),
@@ -205,9 +215,10 @@ pub(crate) fn execute_statement(
     tx: &mut Transaction,
     statement: &Statement,
     params: &[Element],
+    param_hashes: &[Hash],
     execute_limits: crate::ExecuteLimits,
 ) -> Result<Vec<Element>> {
-    let mut ctx = Ctx::new(tx, params, execute_limits.result_bytes_max);
+    let mut ctx = Ctx::new(tx, params, param_hashes, execute_limits.result_bytes_max);
     match statement {
         Statement::Select(query) => {
             let rows = query::run_query(&mut ctx, query, None)?;
@@ -242,7 +253,7 @@ pub(crate) fn explain_statement(ctx: &mut Ctx<'_>, statement: &Statement) -> Res
 
 /// Explains from a bare transaction (the public `explain`).
 pub(crate) fn explain_with(tx: &mut Transaction, statement: &Statement) -> Result<String> {
-    let mut ctx = Ctx::new(tx, &[], limits::RESULT_BYTES_MAX_DEFAULT);
+    let mut ctx = Ctx::new(tx, &[], &[], limits::RESULT_BYTES_MAX_DEFAULT);
     explain_statement(&mut ctx, statement)
 }
 
