@@ -149,6 +149,7 @@ pub async fn bind(
         &config.data_dir,
         config.log.clone(),
         registry.postgres().cloned(),
+        config.replica.is_none(),
     )?);
     let data_dir = config.data_dir.clone();
     let runtime = tokio::runtime::Handle::current();

@@ -244,7 +244,8 @@ struct WitnessCounters {
 
 /// The logs of every ledger of a server.
 pub(crate) struct Logs {
-    key: NoteSigner,
+    /// `None` on a mirror's copy, which signs nothing (its log is the mirror's own routes).
+    key: Option<NoteSigner>,
     config: LogConfig,
     data_dir: PathBuf,
     ledgers: Mutex<HashMap<String, Arc<Mutex<LedgerLog>>>>,
@@ -266,14 +267,16 @@ pub(crate) struct Tick {
 
 impl Logs {
     /// The logs of a server whose ledgers are files under `data_dir`, or in PostgreSQL
-    /// (`postgres`: the tree caches are still kept under `data_dir`).
+    /// (`postgres`: the tree caches are still kept under `data_dir`). A server that `signs`
+    /// nothing (a mirror's copy) neither reads nor creates a log key.
     pub(crate) fn open(
         data_dir: &Path,
         config: LogConfig,
         postgres: Option<quill_ledger::PostgresStore>,
+        signs: bool,
     ) -> Result<Logs, ServerError> {
         Ok(Logs {
-            key: config.load_key(data_dir)?,
+            key: signs.then(|| config.load_key(data_dir)).transpose()?,
             config,
             data_dir: data_dir.to_owned(),
             ledgers: Mutex::new(HashMap::new()),
@@ -316,6 +319,12 @@ impl Logs {
         )
     }
 
+    fn key(&self) -> Result<&NoteSigner, String> {
+        self.key
+            .as_ref()
+            .ok_or_else(|| "this server signs no transparency log (a mirror's copy)".to_owned())
+    }
+
     pub(crate) fn is_public(&self) -> bool {
         self.config.public
     }
@@ -347,7 +356,7 @@ impl Logs {
         let error = |e: LogError| e.to_string();
         let mut store = LogStore::open(&dir).map_err(error)?;
         let signer = self
-            .key
+            .key()?
             .with_name(&self.config.origin(name))
             .map_err(|e| e.to_string())?;
         let publisher = match &self.shared {
@@ -457,7 +466,7 @@ impl Logs {
         };
         let ours = self
             .config
-            .verifier_key(&self.key, ledger)
+            .verifier_key(self.key()?, ledger)
             .map_err(|e| e.to_string())?;
         let mut refusals = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
         match shared.lead(ledger, &ours) {
@@ -895,7 +904,7 @@ mod tests {
                 key_file: Some(key_file.to_owned()),
                 ..LogConfig::default()
             };
-            let logs = Logs::open(dir.path(), config, Some(store)).unwrap();
+            let logs = Logs::open(dir.path(), config, Some(store), true).unwrap();
             PgServer {
                 registry,
                 logs,
@@ -1070,7 +1079,7 @@ mod tests {
         let ours = other
             .logs
             .config
-            .verifier_key(&other.logs.key, "shop")
+            .verifier_key(other.logs.key().unwrap(), "shop")
             .unwrap();
         let recorded = VerifierKey::parse(
             &store

@@ -538,6 +538,8 @@ fn a_mirror_serves_its_copy_over_https() {
         let output = query(&["--ca-cert", &cert]);
         output.status.success() && String::from_utf8_lossy(&output.stdout).contains("n: 2")
     });
+    // A copy signs nothing, so the mirror neither needs nor creates a log key.
+    assert!(!dir.path().join("mirror/shop/log-key").exists());
     // Plain HTTP gets no answer from the TLS listener, and an untrusted certificate is refused.
     assert!(mirror
         .request("GET", "/mirror/status", b"")
