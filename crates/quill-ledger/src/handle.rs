@@ -10,8 +10,9 @@ use crate::error::{LedgerError, Result};
 use crate::ids::IdGenerator;
 use crate::occ::ReadSet;
 use crate::options::{LedgerOptions, RecoveryReport};
+use crate::redaction;
 use crate::storage::LockGuard;
-use crate::types::CommitReceipt;
+use crate::types::{CommitReceipt, RedactionRequest};
 
 pub(crate) struct LedgerInner {
     pub name: String,
@@ -59,6 +60,25 @@ impl LedgerInner {
         commit: PreparedCommit,
     ) -> Result<tokio::sync::oneshot::Receiver<Result<CommitReceipt>>> {
         Ok(commit::enqueue(&self.core, &self.committer()?, commit))
+    }
+
+    /// Step 2 of a committed redaction (see `redaction`): erases the revisions' data from the
+    /// journal. The requests are durable (their block is), so after a failure they stay
+    /// pending and the next open completes them.
+    pub fn erase_committed_redactions(&self, requests: &[RedactionRequest]) {
+        if requests.is_empty() {
+            return;
+        }
+        let _erasing = self.redactions.lock().unwrap_or_else(|e| e.into_inner());
+        let erased = redaction::erase_committed(
+            &self.options.storage,
+            &self.dir,
+            &self.core.journal,
+            requests,
+        );
+        if let Err(error) = erased {
+            tracing::warn!(%error, "redaction pending: its journal copy is erased when the ledger is next opened");
+        }
     }
 
     /// Whether a blocking commit now would run (and fsync) in the calling thread.

@@ -573,24 +573,7 @@ impl Ledger {
     /// erased it never held the data). The hashes are unchanged, so the copy still verifies.
     pub fn append_verified(&self, blocks: &[(&[u8], Hash)]) -> Result<()> {
         let (redactions, refused) = commit::append_verified(&self.inner.core, blocks)?;
-        if !redactions.is_empty() {
-            let _erasing = self
-                .inner
-                .redactions
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            let erased = redaction::erase_committed(
-                &self.inner.options.storage,
-                &self.inner.dir,
-                &self.inner.core.journal,
-                &redactions,
-            );
-            // As after a commit: the request is durable (its block is), it stays pending and
-            // the next open completes it.
-            if let Err(error) = erased {
-                tracing::warn!(%error, "redaction pending: its journal copy is erased when the ledger is next opened");
-            }
-        }
+        self.inner.erase_committed_redactions(&redactions);
         refused.map_or(Ok(()), Err)
     }
 

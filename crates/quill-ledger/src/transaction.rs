@@ -15,7 +15,6 @@ use crate::equality::equality_key;
 use crate::error::{LedgerError, Result};
 use crate::handle::LedgerInner;
 use crate::occ::ReadSet;
-use crate::redaction;
 use crate::state::{field_key, Record, Snapshot};
 use crate::types::{BlockAddress, CommitReceipt, Document, RedactionRequest, Revision, TableInfo};
 
@@ -859,23 +858,8 @@ impl Transaction {
         self.finished = true;
         let result = self.ledger.commit(prepared);
         self.ledger.end_transaction(self.start);
-        if result.is_ok() && !redactions.is_empty() {
-            let _erasing = self
-                .ledger
-                .redactions
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            let erased = redaction::erase_committed(
-                &self.ledger.options.storage,
-                &self.ledger.dir,
-                &self.ledger.core.journal,
-                &redactions,
-            );
-            // The request is durable: after a failure it stays pending, and the next open
-            // completes it.
-            if let Err(error) = erased {
-                tracing::warn!(%error, "redaction pending: its journal copy is erased when the ledger is next opened");
-            }
+        if result.is_ok() {
+            self.ledger.erase_committed_redactions(&redactions);
         }
         result
     }
