@@ -817,9 +817,6 @@ fn absorb(
     sequencer.next = next;
     sequencer.previous_hash = previous_hash;
     sequencer.last_millis = last_millis;
-    if let Some(pg) = core.journal.shared() {
-        pg.saw(next);
-    }
     let mut shared = core.shared_mut();
     shared.snapshot = Arc::new(base);
     for (sequence_no, writes) in logged {
@@ -829,6 +826,12 @@ fn absorb(
     shared.catalog = Arc::new(catalog);
     shared.last_hash = previous_hash;
     shared.last_millis = last_millis;
+    // Only now, with their writes in the conflict log and the lock still held: `catch_up`
+    // skips reading blocks below `len`, so a read-only transaction validated in between would
+    // be checked against a log without them (a stale read accepted).
+    if let Some(pg) = core.journal.shared() {
+        pg.saw(next);
+    }
     Ok(redactions)
 }
 

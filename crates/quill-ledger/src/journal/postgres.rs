@@ -722,7 +722,10 @@ pub fn redact_url(url: &str) -> String {
 pub(crate) struct PgJournal {
     store: PostgresStore,
     ledger: String,
-    /// Blocks this server knows are committed (published or being appended by it).
+    /// Blocks this server knows are committed. Every block below it is published here (its
+    /// writes in the conflict log) or belongs to a batch of this server's own whose COMMIT
+    /// succeeded and which is about to be published (so nobody was told of it yet):
+    /// `commit::catch_up` reads nothing when the tip is below it.
     len: AtomicU64,
     /// The connection whose transaction holds the tip lock, between `lock_tip` and `sync`.
     batch: Mutex<Option<Client>>,
