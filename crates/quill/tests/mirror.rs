@@ -13,7 +13,9 @@ use std::sync::Arc;
 
 mod common;
 
-use common::{quill, run_quill, wait_for, witness_key, write_log_only_policy, Listening};
+use common::{
+    quill, run_quill, start_witness, wait_for, witness_key, write_log_only_policy, Listening,
+};
 use quill_tlog::keys::NoteSigner;
 use quill_tlog::witness::AddCheckpoint;
 use quill_verify::tlog::{verify_cosigned_checkpoint, Checkpoint, Note, Policy};
@@ -344,19 +346,7 @@ fn a_mirror_is_a_witness_that_cosigns_only_what_its_copy_agrees_with() {
     quill(&["ledger", "create", "shop", "--data-dir", &data]);
     let vkey = common::log_key(&data);
     std::fs::write(path("logs"), format!("log {vkey}")).unwrap();
-    let (w1_key, w1_vkey) = witness_key(dir.path(), "w1");
-    let w1 = Listening::start(&[
-        "witness",
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--key",
-        &w1_key,
-        "--logs",
-        &path("logs"),
-        "--state-dir",
-        &path("w1-state"),
-    ]);
+    let (w1_vkey, w1) = start_witness(dir.path(), "w1");
     let (mirror_key, mirror_vkey) = witness_key(dir.path(), "mirror");
     // Both must cosign, so every checkpoint the mirror advances to went through its own
     // witness check first.

@@ -12,7 +12,7 @@ use quill_verify::tlog::{verify_cosigned_checkpoint, Checkpoint, Note, Policy, V
 
 mod common;
 
-use common::{quill, run_quill, wait_for, witness_key, Listening};
+use common::{quill, run_quill, start_witness, wait_for, Listening};
 
 /// `quill serve --storage URL` with its own data directory and the log key `key`.
 fn serve(dir: &Path, name: &str, url: &str, key: &str, policy: &str) -> Listening {
@@ -111,19 +111,7 @@ fn two_servers_keep_one_witnessed_log_through_the_signers_death() {
     .unwrap();
     let key = path("keys/log-key");
     std::fs::write(path("logs"), format!("log {log_vkey}")).unwrap();
-    let (witness_key_file, witness_vkey) = witness_key(dir.path(), "w1");
-    let witness = Listening::start(&[
-        "witness",
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--key",
-        &witness_key_file,
-        "--logs",
-        &path("logs"),
-        "--state-dir",
-        &path("w1-state"),
-    ]);
+    let (witness_vkey, witness) = start_witness(dir.path(), "w1");
     let policy_text = format!(
         "log {log_vkey}witness w1 {witness_vkey} http://{}\nquorum w1\n",
         witness.address

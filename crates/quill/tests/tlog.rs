@@ -16,7 +16,10 @@ use quill_verify::{parse_proof, Hash};
 
 mod common;
 
-use common::{log_key, quill, run_quill, wait_for, witness_key, write_log_only_policy, Listening};
+use common::{
+    log_key, quill, run_quill, start_witness, wait_for, witness_key, write_log_only_policy,
+    Listening,
+};
 
 struct Server(Listening);
 
@@ -305,26 +308,6 @@ fn the_served_log_checks_out_offline_and_grows() {
     let (status, _) = server.get("/ledgers/shop/log/checkpoint");
     assert_eq!(status / 100, 4, "unsigned request to a private log");
     assert_ne!(status, 404);
-}
-
-/// Creates witness `name`'s key in `dir` and starts `quill witness serve` for the logs listed
-/// in `dir/logs`, keeping its state in `dir/<name>-state`; returns its verifier key.
-fn start_witness(dir: &Path, name: &str) -> (String, Listening) {
-    let path = |file: &str| dir.join(file).to_str().unwrap().to_owned();
-    let (key, vkey) = witness_key(dir, name);
-    let witness = Listening::start(&[
-        "witness",
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--key",
-        &key,
-        "--logs",
-        &path("logs"),
-        "--state-dir",
-        &path(&format!("{name}-state")),
-    ]);
-    (vkey, witness)
 }
 
 /// A witness that accepts connections and never answers; returns its address and how many

@@ -60,6 +60,26 @@ pub fn witness_key(dir: &Path, name: &str) -> (String, String) {
     (key, String::from_utf8(vkey).unwrap().trim().to_owned())
 }
 
+/// Starts witness `name` (its key made by [`witness_key`]) trusting the logs listed in
+/// `dir/logs`, with its state in `dir/name-state`: returns its verifier key and the process.
+pub fn start_witness(dir: &Path, name: &str) -> (String, Listening) {
+    let path = |file: &str| dir.join(file).to_str().unwrap().to_owned();
+    let (key, vkey) = witness_key(dir, name);
+    let witness = Listening::start(&[
+        "witness",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--key",
+        &key,
+        "--logs",
+        &path("logs"),
+        "--state-dir",
+        &path(&format!("{name}-state")),
+    ]);
+    (vkey, witness)
+}
+
 /// The log verifier key line(s) `quill log-key` prints for the ledgers of `data_dir`
 /// (`log` lines of a policy end with it).
 pub fn log_key(data_dir: &str) -> String {
