@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use quill_ledger::storage::Storage;
-use quill_ledger::{Ledger, LedgerError, LedgerOptions, PostgresStore};
+use quill_ledger::{remove_unused_caches, Ledger, LedgerError, LedgerOptions, PostgresStore};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, ErrorKind, Plane, ServerError};
@@ -268,8 +268,9 @@ impl Registry {
     }
 
     /// Serves the ledgers kept in PostgreSQL. `data_dir` holds only what this server keeps
-    /// for itself: derived-state caches (`cache/`, rebuilt from PostgreSQL, stale ones removed
-    /// here) and the files beside each ledger (`ledgers/<name>/`).
+    /// for itself: derived-state caches (`cache/<name>`, kept across restarts and caught up
+    /// from PostgreSQL; those of deleted ledgers are removed here) and the files beside each
+    /// ledger (`ledgers/<name>/`).
     pub fn open_postgres(
         data_dir: &Path,
         store: PostgresStore,
@@ -286,8 +287,7 @@ impl Registry {
                     source,
                 })?;
         }
-        remove_stale_caches(&storage, &cache);
-        options.cache_dir = Some(cache);
+        options.cache_dir = Some(cache.clone());
         let registry = Registry {
             root,
             options,
@@ -299,6 +299,10 @@ impl Registry {
         registry
             .refresh()
             .map_err(|e| ServerError::Config(e.to_string()))?;
+        {
+            let entries = registry.lock();
+            remove_unused_caches(&storage, &cache, &|name| entries.contains_key(name));
+        }
         Ok(registry)
     }
 
@@ -717,6 +721,9 @@ impl Registry {
             store
                 .delete_ledger(name)
                 .map_err(|e| ApiError::from_ledger(&e, Plane::Control))?;
+            if let Some(cache) = &self.options.cache_dir {
+                remove_unused_caches(&self.options.storage, cache, &|other| other != name);
+            }
             let sidecars = self.root.join(name);
             if self.options.storage.exists(&sidecars).unwrap_or(false) {
                 if let Err(error) = self.options.storage.remove_dir_all(&sidecars) {
@@ -758,22 +765,6 @@ fn new_control(new: &NewLedger) -> ControlRecord {
         kms_key: new.kms_key.clone(),
         tags: new.tags.clone(),
         table_tags: BTreeMap::new(),
-    }
-}
-
-/// Removes derived-state caches a killed process left behind (their lock is free).
-fn remove_stale_caches(storage: &Storage, cache: &Path) {
-    let Ok(names) = storage.list_dir(cache) else {
-        return;
-    };
-    for name in names {
-        let dir = cache.join(&name);
-        let stale = storage.lock_is_free(&dir.join("LOCK")).unwrap_or(false);
-        if stale {
-            if let Err(error) = storage.remove_dir_all(&dir) {
-                tracing::warn!(?dir, %error, "cannot remove a stale cache");
-            }
-        }
     }
 }
 
