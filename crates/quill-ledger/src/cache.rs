@@ -95,30 +95,44 @@ fn lock_temporary(
     Ok((CacheDir::Temporary(dir), lock))
 }
 
+/// What [`validate`] found.
+pub(crate) struct Validated {
+    /// Why the cache was emptied, if it held anything.
+    pub discarded: Option<CacheDiscarded>,
+    /// The derived state it kept, opened for the check (opening a large one costs).
+    pub state: Option<State>,
+}
+
 /// Makes the cache in `dir` (locked) one that ledger `name`, of strand `strand_id`, can
 /// catch up from the journal: kept when it reflects a prefix of the journal's chain, emptied
-/// otherwise. Returns why it was emptied, if it held anything. Errors are the journal's
-/// (PostgreSQL unreachable) and the file system's, never the cache content's.
+/// otherwise. Errors are the journal's (PostgreSQL unreachable) and the file system's, never
+/// the cache content's.
 pub(crate) fn validate(
     storage: &Storage,
     dir: &Path,
     name: &str,
     strand_id: &str,
     journal: &JournalStore,
-) -> Result<Option<CacheDiscarded>> {
-    let discarded = match read_identity(storage, dir) {
-        Err(()) => Some(CacheDiscarded::Unreadable),
-        Ok(None) if holds_more_than_lock(storage, dir)? => Some(CacheDiscarded::Unreadable),
+) -> Result<Validated> {
+    let kept = |state| {
+        Ok(Validated {
+            discarded: None,
+            state,
+        })
+    };
+    let reason = match read_identity(storage, dir) {
+        Err(()) => CacheDiscarded::Unreadable,
+        Ok(None) if holds_more_than_lock(storage, dir)? => CacheDiscarded::Unreadable,
         Ok(None) => {
             // A new cache: nothing to check or to remove.
             write_identity(storage, dir, name, strand_id)?;
-            return Ok(None);
+            return kept(None);
         }
-        Ok(Some(cached)) if cached != strand_id => Some(CacheDiscarded::OtherLedger),
-        Ok(Some(_)) => check_chain(storage, dir, strand_id, journal)?,
-    };
-    let Some(reason) = discarded else {
-        return Ok(None);
+        Ok(Some(cached)) if cached != strand_id => CacheDiscarded::OtherLedger,
+        Ok(Some(_)) => match check_chain(storage, dir, strand_id, journal)? {
+            Ok(state) => return kept(state),
+            Err(reason) => reason,
+        },
     };
     match reason {
         CacheDiscarded::OtherLedger => tracing::info!(
@@ -140,34 +154,42 @@ pub(crate) fn validate(
     }
     empty(storage, dir)?;
     write_identity(storage, dir, name, strand_id)?;
-    Ok(Some(reason))
+    Ok(Validated {
+        discarded: Some(reason),
+        state: None,
+    })
 }
 
 /// Whether derived state in `dir` reflects a prefix of the journal's chain: its last
-/// applied block must be in the journal with the hash the state recorded for it.
+/// applied block must be in the journal with the hash the state recorded for it. Returns the
+/// state (if there is one) when it does, why not otherwise.
 fn check_chain(
     storage: &Storage,
     dir: &Path,
     strand_id: &str,
     journal: &JournalStore,
-) -> Result<Option<CacheDiscarded>> {
+) -> Result<std::result::Result<Option<State>, CacheDiscarded>> {
     let state_path = dir.join("state.redb");
     if !storage.exists(&state_path)? {
-        return Ok(None);
+        return Ok(Ok(None));
     }
     // A state redb cannot open is a damaged cache, not a reason to refuse the ledger.
-    let Ok((applied, hash)) = State::open(storage, &state_path).and_then(|s| s.applied_position())
+    let Ok((state, (applied, hash))) = State::open(storage, &state_path)
+        .and_then(|state| state.applied_position().map(|position| (state, position)))
     else {
-        return Ok(Some(CacheDiscarded::Unreadable));
+        return Ok(Err(CacheDiscarded::Unreadable));
     };
     if applied == 0 {
-        return Ok(None);
+        return Ok(Ok(Some(state)));
     }
     if applied > journal.len() {
-        return Ok(Some(CacheDiscarded::AheadOfJournal));
+        return Ok(Err(CacheDiscarded::AheadOfJournal));
     }
     let theirs = journal.hashes(strand_id, applied - 1, applied)?;
-    Ok((hash.as_ref() != theirs.first()).then_some(CacheDiscarded::Forked))
+    if hash.as_ref() != theirs.first() {
+        return Ok(Err(CacheDiscarded::Forked));
+    }
+    Ok(Ok(Some(state)))
 }
 
 /// The strand id `cache.ion` names; `Ok(None)` when absent, `Err` when unreadable.

@@ -164,6 +164,7 @@ impl Ledger {
                 journal: JournalStore::Files(journal),
                 lock,
                 cache: None,
+                state: None,
             },
             recovery,
             options,
@@ -191,7 +192,7 @@ impl Ledger {
         let (cache, lock) = cache::open(&options, name)?;
         let journal =
             JournalStore::Postgres(Box::new(PgJournal::new(store.clone(), name, stored.blocks)));
-        let cache_discarded = cache::validate(
+        let validated = cache::validate(
             &options.storage,
             cache.path(),
             name,
@@ -206,9 +207,10 @@ impl Ledger {
                 journal,
                 lock,
                 cache: Some(cache),
+                state: validated.state,
             },
             RecoveryReport {
-                cache_discarded,
+                cache_discarded: validated.discarded,
                 ..Default::default()
             },
             options,
@@ -229,12 +231,16 @@ impl Ledger {
             journal,
             lock,
             cache,
+            state,
         } = parts;
         let dir = dir.as_path();
         let storage = &options.storage;
         let tree = TreeStore::open(storage, &dir.join("tree"))?;
         let state_path = dir.join("state.redb");
-        let mut state = State::open(storage, &state_path)?;
+        let mut state = match state {
+            Some(state) => state,
+            None => State::open(storage, &state_path)?,
+        };
         let blocks = journal.len();
         if blocks == 0 {
             return Err(LedgerError::Corrupted {
@@ -808,6 +814,8 @@ struct OpenParts {
     lock: crate::storage::LockGuard,
     /// A PostgreSQL ledger's cache directory.
     cache: Option<CacheDir>,
+    /// Derived state, when the backend opened it already (to check a cache).
+    state: Option<State>,
 }
 
 fn genesis_changes(name: &str) -> [CatalogChange; 1] {

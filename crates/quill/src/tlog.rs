@@ -382,7 +382,7 @@ pub fn log_proof(args: LogProofArgs) -> anyhow::Result<()> {
                 bail!("block {index} is not in the log of {size} blocks");
             }
             let revision = match &args.document_id {
-                Some(id) => Some(revision_in_block(&ledger, index, id)?),
+                Some(id) => Some(revision_in_block(ledger, index, id)?),
                 None => None,
             };
             print!(
