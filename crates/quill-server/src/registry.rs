@@ -393,8 +393,13 @@ impl Registry {
                 }
             }
         }
-        for name in gone {
+        for name in &gone {
             tracing::info!(ledger = %name, "ledger deleted by another server");
+        }
+        if let Some(cache) = self.options.cache_dir.as_ref().filter(|_| !gone.is_empty()) {
+            remove_unused_caches(&self.options.storage, cache, &|name| {
+                !gone.iter().any(|g| g == name)
+            });
         }
         for control in to_open {
             let name = control.name.clone();
@@ -967,5 +972,51 @@ mod tests {
             registry.delete("unfinished").unwrap_err().kind,
             ErrorKind::ResourceNotFound
         );
+    }
+
+    fn new_ledger(name: &str) -> NewLedger {
+        NewLedger {
+            name: name.into(),
+            permissions_mode: "ALLOW_ALL".into(),
+            deletion_protection: false,
+            kms_key: AWS_OWNED_KMS_KEY.into(),
+            tags: BTreeMap::new(),
+        }
+    }
+
+    /// A PostgreSQL server's caches (`<data dir>/cache/<ledger>`) outlive it; those of
+    /// ledgers deleted (by it or by another server) and temporary ones a killed process left
+    /// behind are removed.
+    #[test]
+    fn postgres_caches_are_kept_and_removed_with_their_ledgers() {
+        let url = quill_pgtest::PgServer::shared()
+            .and_then(|cluster| cluster.create_database("registry_caches"))
+            .unwrap();
+        let store = PostgresStore::connect(&url).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cache = |name: &str| dir.path().join("cache").join(name);
+        let open = || {
+            Registry::open_postgres(dir.path(), store.clone(), LedgerOptions::default()).unwrap()
+        };
+        let registry = open();
+        for name in ["shop", "gone", "deleted"] {
+            registry.create(new_ledger(name)).unwrap();
+        }
+        drop(registry);
+        fs::create_dir_all(cache("shop.tmp-abc123")).unwrap();
+
+        let registry = open();
+        let (ledger, _) = registry.get("shop").unwrap();
+        assert_eq!(ledger.recovery_report().blocks_replayed, 0);
+        assert!(cache("shop").join("state.redb").exists());
+        assert!(!cache("shop.tmp-abc123").exists());
+        drop(ledger);
+        registry.delete("deleted").unwrap();
+        assert!(!cache("deleted").exists());
+        // Another server deletes one: this one drops it, and its cache, when it notices.
+        store.delete_ledger("gone").unwrap();
+        assert_eq!(registry.list().len(), 1);
+        assert!(!cache("gone").exists());
+        assert!(cache("shop").join("state.redb").exists());
     }
 }
