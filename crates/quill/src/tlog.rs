@@ -82,7 +82,8 @@ pub struct LogKeyArgs {
     /// FILE`, if given, against them. Creates no key (PostgreSQL never holds one).
     #[arg(long, value_name = "URL", conflicts_with = "data_dir")]
     storage: Option<String>,
-    /// Print only this ledger's key (default: every ledger in the data directory).
+    /// Print only this ledger's key (default: every ledger of the data directory, or of the
+    /// database with `--storage`).
     #[arg(long)]
     ledger: Option<String>,
     #[command(flatten)]
