@@ -29,9 +29,9 @@ pub(crate) struct LedgerInner {
     pub _lock: LockGuard,
     pub commits: Mutex<Option<SyncSender<CommitRequest>>>,
     pub committer: Mutex<Option<JoinHandle<()>>>,
-    /// A PostgreSQL ledger's cache directory (derived state), removed after everything else
-    /// is closed.
-    pub _cache: Option<tempfile::TempDir>,
+    /// A PostgreSQL ledger's cache directory (derived state); a temporary one is removed
+    /// after everything else is closed.
+    pub _cache: Option<crate::cache::CacheDir>,
 }
 
 impl LedgerInner {

@@ -18,6 +18,7 @@ use ion_rs::Element;
 use quill_verify::{Hash, TreeError};
 
 use crate::block::{self, BlockDraft, StoredBlock};
+use crate::cache::{self, CacheDir};
 use crate::catalog::{Catalog, CatalogChange};
 use crate::clock;
 use crate::commit::{self, Core, Shared};
@@ -133,7 +134,7 @@ impl Ledger {
             &genesis_changes(name),
             &[],
         )?;
-        writer.set_applied(1)?;
+        writer.set_applied(1, Some(genesis.hash))?;
         writer.commit(true)?;
         // ledger.ion last: a directory without it is an unfinished creation, not a ledger.
         write_ledger_file(storage, dir, name, &strand_id)?;
@@ -163,6 +164,7 @@ impl Ledger {
                 journal: JournalStore::Files(journal),
                 lock,
                 cache: None,
+                state: None,
             },
             recovery,
             options,
@@ -181,39 +183,36 @@ impl Ledger {
     }
 
     /// Opens a ledger kept in PostgreSQL. Any number of servers may open it at once; each
-    /// keeps derived state (documents, indexes, the digest tree) as a cache in a private
-    /// directory (under `options.cache_dir`, else the system's temporary directory), built
-    /// from the blocks in PostgreSQL and removed at close.
+    /// keeps derived state (documents, indexes, the digest tree) as a cache on its own disk:
+    /// `<options.cache_dir>/<name>`, kept across restarts, checked against PostgreSQL's
+    /// chain and caught up with the blocks committed since (see `cache`); without a
+    /// `cache_dir`, a private directory built from all blocks and removed at close.
     pub fn open_in(store: &PostgresStore, name: &str, options: LedgerOptions) -> Result<Ledger> {
         let stored = store.ledger(name)?;
-        let prefix = format!("quill-{name}-");
-        let mut cache = tempfile::Builder::new();
-        cache.prefix(&prefix);
-        let cache = match &options.cache_dir {
-            Some(root) => {
-                options.storage.create_dir_all(root)?;
-                cache.tempdir_in(root)?
-            }
-            None => cache.tempdir()?,
-        };
-        let lock = options
-            .storage
-            .try_lock(&cache.path().join("LOCK"))?
-            .ok_or_else(|| LedgerError::InUse(name.to_owned()))?;
+        let (cache, lock) = cache::open(&options, name)?;
+        let journal =
+            JournalStore::Postgres(Box::new(PgJournal::new(store.clone(), name, stored.blocks)));
+        let validated = cache::validate(
+            &options.storage,
+            cache.path(),
+            name,
+            &stored.strand_id,
+            &journal,
+        )?;
         Ledger::open_parts(
             OpenParts {
                 name: stored.name,
                 strand_id: stored.strand_id,
                 dir: cache.path().to_owned(),
-                journal: JournalStore::Postgres(Box::new(PgJournal::new(
-                    store.clone(),
-                    name,
-                    stored.blocks,
-                ))),
+                journal,
                 lock,
                 cache: Some(cache),
+                state: validated.state,
             },
-            RecoveryReport::default(),
+            RecoveryReport {
+                cache_discarded: validated.discarded,
+                ..Default::default()
+            },
             options,
         )
     }
@@ -232,12 +231,16 @@ impl Ledger {
             journal,
             lock,
             cache,
+            state,
         } = parts;
         let dir = dir.as_path();
         let storage = &options.storage;
         let tree = TreeStore::open(storage, &dir.join("tree"))?;
         let state_path = dir.join("state.redb");
-        let mut state = State::open(storage, &state_path)?;
+        let mut state = match state {
+            Some(state) => state,
+            None => State::open(storage, &state_path)?,
+        };
         let blocks = journal.len();
         if blocks == 0 {
             return Err(LedgerError::Corrupted {
@@ -320,9 +323,14 @@ impl Ledger {
             },
         ));
         if cache.is_some() {
-            // A PostgreSQL ledger's derived state is a fresh cache: catching up is the normal
-            // way of opening it, not a recovery.
-            tracing::info!(ledger = %name, blocks, "derived state built from PostgreSQL");
+            // A PostgreSQL ledger's cache catches up with what other servers committed since
+            // it was last open: the normal way of opening it, not a recovery.
+            tracing::info!(
+                ledger = %name,
+                blocks,
+                caught_up = recovery.blocks_replayed,
+                "derived state caught up from PostgreSQL"
+            );
         } else if recovery != RecoveryReport::default() {
             tracing::warn!(ledger = %name, ?recovery, "recovered ledger after an unclean shutdown");
         }
@@ -804,8 +812,10 @@ struct OpenParts {
     dir: PathBuf,
     journal: JournalStore,
     lock: crate::storage::LockGuard,
-    /// A PostgreSQL ledger's cache directory, removed when the ledger closes.
-    cache: Option<tempfile::TempDir>,
+    /// A PostgreSQL ledger's cache directory.
+    cache: Option<CacheDir>,
+    /// Derived state, when the backend opened it already (to check a cache).
+    state: Option<State>,
 }
 
 fn genesis_changes(name: &str) -> [CatalogChange; 1] {
@@ -913,18 +923,25 @@ pub(crate) fn catch_up_state(
         None
     };
     let mut writer = state.writer()?;
-    for seq in applied..blocks {
-        let decoded = read_block(journal, strand_id, seq)?;
-        if decoded.previous_hash != previous {
+    let mut next = applied;
+    // One pass over the journal (a range query per chunk with PostgreSQL, not one per block).
+    journal.scan(applied, &mut |seq, bytes| {
+        if seq >= blocks {
+            return Ok(false);
+        }
+        let address = BlockAddress {
+            strand_id: strand_id.to_owned(),
+            sequence_no: seq,
+        };
+        let decoded = block::decode_payload(bytes, &address)?;
+        if seq != next || decoded.previous_hash != previous {
             return Err(LedgerError::Corrupted {
-                block_address: BlockAddress {
-                    strand_id: strand_id.to_owned(),
-                    sequence_no: seq,
-                },
+                block_address: address,
                 detail: "previousBlockHash does not match the previous block".into(),
             });
         }
         previous = Some(decoded.hash);
+        next += 1;
         let rows = commit::replayed_rows(&decoded);
         commit::apply_block(
             &mut writer,
@@ -933,8 +950,14 @@ pub(crate) fn catch_up_state(
             &decoded.catalog_changes,
             &rows,
         )?;
+        Ok(true)
+    })?;
+    if next != blocks {
+        return Err(LedgerError::UnknownBlock(format!(
+            "blocks {next}..{blocks}: the journal ended before them"
+        )));
     }
-    writer.set_applied(blocks)?;
+    writer.set_applied(blocks, previous)?;
     writer.commit(true)?;
     Ok(blocks - applied)
 }

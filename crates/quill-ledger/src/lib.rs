@@ -45,6 +45,7 @@
 //! ```
 
 mod block;
+mod cache;
 pub mod calendar;
 mod catalog;
 mod clock;
@@ -69,6 +70,7 @@ mod types;
 mod verbatim;
 
 pub use block::{BlockPieces, PayloadData, PayloadHeader, PayloadRevision, StoredBlock};
+pub use cache::remove_unused_caches;
 pub use catalog::table_to_element;
 pub use clock::{millis_from_timestamp, now_millis, timestamp_from_millis};
 pub use error::{LedgerError, Result};
@@ -80,7 +82,7 @@ pub use journal::postgres::{
 };
 pub use ledger::{ledger_dir, validate_ledger_name, Ledger};
 pub use limits::Limits;
-pub use options::{LedgerOptions, RecoveryReport};
+pub use options::{CacheDiscarded, LedgerOptions, RecoveryReport};
 /// The PostgreSQL client the backend uses, for crates that keep their own state beside it.
 pub use postgres;
 pub use transaction::{DocumentRef, Savepoint, Transaction};

@@ -17,8 +17,10 @@ pub struct LedgerOptions {
     pub occ_read_holes: bool,
     /// Where the ledger's files live: the OS file system unless a test simulates a disk.
     pub storage: Storage,
-    /// Where a PostgreSQL ledger keeps its derived-state cache (a private directory per open
-    /// ledger, removed at close); `None` uses the system's temporary directory.
+    /// Where PostgreSQL ledgers keep their derived-state caches: `<cache_dir>/<name>`, kept
+    /// across restarts and caught up from PostgreSQL on open (see `cache`). `None`: a private
+    /// directory under the system's temporary directory, built from all blocks and removed
+    /// at close.
     pub cache_dir: Option<std::path::PathBuf>,
     /// A mirror's copy of another ledger: it grows only by
     /// [`Ledger::append_verified`](crate::Ledger::append_verified), so a block of its own
@@ -41,4 +43,23 @@ pub struct RecoveryReport {
     /// Redactions whose erasure this open completed: journal frames still holding the data
     /// were erased, then derived state was rebuilt so no old copy of it is left in redb.
     pub redactions_completed: u64,
+    /// A PostgreSQL ledger's cache that was thrown away and built again from all blocks,
+    /// and why.
+    pub cache_discarded: Option<CacheDiscarded>,
+}
+
+/// Why opening a PostgreSQL ledger threw its cached derived state away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheDiscarded {
+    /// It belonged to another ledger of the same name (deleted and created again: another
+    /// strand id).
+    OtherLedger,
+    /// It reflected more blocks than PostgreSQL holds (blocks lost in a failover, a database
+    /// restored to an earlier point).
+    AheadOfJournal,
+    /// Its last block is not PostgreSQL's block at that position (another database, or
+    /// blocks lost and others committed in their place).
+    Forked,
+    /// Its identity file or its state could not be read.
+    Unreadable,
 }

@@ -12,8 +12,9 @@
 //! `ledger.ion`, all on the simulated disk.
 //!
 //! Embedded only: these are the embedded backend's files. A PostgreSQL ledger's journal is
-//! as durable as PostgreSQL's COMMIT, and its server keeps only a cache that dies with it (a
-//! killed PostgreSQL primary: tests/python/test_postgres_backend.py).
+//! as durable as PostgreSQL's COMMIT (a killed PostgreSQL primary:
+//! tests/python/test_postgres_backend.py), and its server keeps only a cache, checked and
+//! rebuilt if need be after a power cut (tests/pg_cache.rs).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;

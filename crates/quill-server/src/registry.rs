@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use quill_ledger::storage::Storage;
-use quill_ledger::{Ledger, LedgerError, LedgerOptions, PostgresStore};
+use quill_ledger::{remove_unused_caches, Ledger, LedgerError, LedgerOptions, PostgresStore};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, ErrorKind, Plane, ServerError};
@@ -268,8 +268,9 @@ impl Registry {
     }
 
     /// Serves the ledgers kept in PostgreSQL. `data_dir` holds only what this server keeps
-    /// for itself: derived-state caches (`cache/`, rebuilt from PostgreSQL, stale ones removed
-    /// here) and the files beside each ledger (`ledgers/<name>/`).
+    /// for itself: derived-state caches (`cache/<name>`, kept across restarts and caught up
+    /// from PostgreSQL; those of deleted ledgers are removed here) and the files beside each
+    /// ledger (`ledgers/<name>/`).
     pub fn open_postgres(
         data_dir: &Path,
         store: PostgresStore,
@@ -286,8 +287,7 @@ impl Registry {
                     source,
                 })?;
         }
-        remove_stale_caches(&storage, &cache);
-        options.cache_dir = Some(cache);
+        options.cache_dir = Some(cache.clone());
         let registry = Registry {
             root,
             options,
@@ -299,6 +299,10 @@ impl Registry {
         registry
             .refresh()
             .map_err(|e| ServerError::Config(e.to_string()))?;
+        {
+            let entries = registry.lock();
+            remove_unused_caches(&storage, &cache, &|name| entries.contains_key(name));
+        }
         Ok(registry)
     }
 
@@ -389,8 +393,13 @@ impl Registry {
                 }
             }
         }
-        for name in gone {
+        for name in &gone {
             tracing::info!(ledger = %name, "ledger deleted by another server");
+        }
+        if let Some(cache) = self.options.cache_dir.as_ref().filter(|_| !gone.is_empty()) {
+            remove_unused_caches(&self.options.storage, cache, &|name| {
+                !gone.iter().any(|g| g == name)
+            });
         }
         for control in to_open {
             let name = control.name.clone();
@@ -717,6 +726,9 @@ impl Registry {
             store
                 .delete_ledger(name)
                 .map_err(|e| ApiError::from_ledger(&e, Plane::Control))?;
+            if let Some(cache) = &self.options.cache_dir {
+                remove_unused_caches(&self.options.storage, cache, &|other| other != name);
+            }
             let sidecars = self.root.join(name);
             if self.options.storage.exists(&sidecars).unwrap_or(false) {
                 if let Err(error) = self.options.storage.remove_dir_all(&sidecars) {
@@ -758,22 +770,6 @@ fn new_control(new: &NewLedger) -> ControlRecord {
         kms_key: new.kms_key.clone(),
         tags: new.tags.clone(),
         table_tags: BTreeMap::new(),
-    }
-}
-
-/// Removes derived-state caches a killed process left behind (their lock is free).
-fn remove_stale_caches(storage: &Storage, cache: &Path) {
-    let Ok(names) = storage.list_dir(cache) else {
-        return;
-    };
-    for name in names {
-        let dir = cache.join(&name);
-        let stale = storage.lock_is_free(&dir.join("LOCK")).unwrap_or(false);
-        if stale {
-            if let Err(error) = storage.remove_dir_all(&dir) {
-                tracing::warn!(?dir, %error, "cannot remove a stale cache");
-            }
-        }
     }
 }
 
@@ -976,5 +972,51 @@ mod tests {
             registry.delete("unfinished").unwrap_err().kind,
             ErrorKind::ResourceNotFound
         );
+    }
+
+    fn new_ledger(name: &str) -> NewLedger {
+        NewLedger {
+            name: name.into(),
+            permissions_mode: "ALLOW_ALL".into(),
+            deletion_protection: false,
+            kms_key: AWS_OWNED_KMS_KEY.into(),
+            tags: BTreeMap::new(),
+        }
+    }
+
+    /// A PostgreSQL server's caches (`<data dir>/cache/<ledger>`) outlive it; those of
+    /// ledgers deleted (by it or by another server) and temporary ones a killed process left
+    /// behind are removed.
+    #[test]
+    fn postgres_caches_are_kept_and_removed_with_their_ledgers() {
+        let url = quill_pgtest::PgServer::shared()
+            .and_then(|cluster| cluster.create_database("registry_caches"))
+            .unwrap();
+        let store = PostgresStore::connect(&url).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cache = |name: &str| dir.path().join("cache").join(name);
+        let open = || {
+            Registry::open_postgres(dir.path(), store.clone(), LedgerOptions::default()).unwrap()
+        };
+        let registry = open();
+        for name in ["shop", "gone", "deleted"] {
+            registry.create(new_ledger(name)).unwrap();
+        }
+        drop(registry);
+        fs::create_dir_all(cache("shop.tmp-abc123")).unwrap();
+
+        let registry = open();
+        let (ledger, _) = registry.get("shop").unwrap();
+        assert_eq!(ledger.recovery_report().blocks_replayed, 0);
+        assert!(cache("shop").join("state.redb").exists());
+        assert!(!cache("shop.tmp-abc123").exists());
+        drop(ledger);
+        registry.delete("deleted").unwrap();
+        assert!(!cache("deleted").exists());
+        // Another server deletes one: this one drops it, and its cache, when it notices.
+        store.delete_ledger("gone").unwrap();
+        assert_eq!(registry.list().len(), 1);
+        assert!(!cache("gone").exists());
+        assert!(cache("shop").join("state.redb").exists());
     }
 }

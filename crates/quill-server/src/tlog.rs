@@ -40,7 +40,7 @@ use std::time::{Duration, SystemTime};
 use axum::body::Body;
 use axum::http::{HeaderValue, Method, Response, StatusCode};
 use ion_rs::Element;
-use quill_ledger::{Ledger, LedgerError};
+use quill_ledger::{Ledger, LedgerError, PostgresStore};
 use quill_tlog::keys::NoteSigner;
 pub use quill_tlog::log::proof_bundle;
 use quill_tlog::log::{LogError, LogStore, Publisher};
@@ -53,7 +53,14 @@ use tokio::sync::watch;
 
 use crate::error::ServerError;
 use crate::registry::Registry;
+pub use crate::tlog_store::StoredLog;
 use crate::tlog_store::{LeaseError, PgCheckpoints, PgLogs};
+
+/// A ledger's log as PostgreSQL keeps it (`quill_tlogs`: the checkpoints the servers signed
+/// and the recorded verifier key), for commands that read it without serving it.
+pub fn read_stored_log(store: &PostgresStore, ledger: &str) -> Result<StoredLog, LedgerError> {
+    PgLogs::new(store.clone()).read(ledger)
+}
 
 /// Where the log key lives when `--log-key` is not given.
 pub fn default_key_path(data_dir: &Path) -> PathBuf {

@@ -57,6 +57,8 @@ pub struct StoredLog {
     pub checkpoint: Option<String>,
     /// The newest checkpoint note with its witnesses' cosignatures.
     pub cosigned: Option<String>,
+    /// The log's verifier key (`name+keyid+base64`), recorded with the first checkpoint.
+    pub verifier_key: Option<String>,
 }
 
 /// Every ledger's log in one PostgreSQL database, and this server's signer leases.
@@ -126,7 +128,7 @@ impl PgLogs {
         let row = self.store.with_client(|client| {
             client
                 .query_opt(
-                    "SELECT checkpoint, cosigned FROM quill_tlogs WHERE ledger = $1",
+                    "SELECT checkpoint, cosigned, verifier_key FROM quill_tlogs WHERE ledger = $1",
                     &[&ledger],
                 )
                 .map_err(postgres_error)
@@ -134,6 +136,7 @@ impl PgLogs {
         Ok(row.map_or_else(StoredLog::default, |row| StoredLog {
             checkpoint: row.get(0),
             cosigned: row.get(1),
+            verifier_key: row.get(2),
         }))
     }
 

@@ -67,7 +67,7 @@ pub enum Command {
     LogKey(crate::tlog::LogKeyArgs),
     /// Check a block's transparency log proof offline against a tlog-policy.
     VerifyProof(crate::tlog::VerifyProofArgs),
-    /// Print a transparency log proof of a block, or between two log sizes (embedded).
+    /// Print a transparency log proof of a block, or between two log sizes.
     LogProof(crate::tlog::LogProofArgs),
     /// Print a served ledger's journal as it is committed (QLDB stream records, one Ion text
     /// line each), resuming after connection losses.

@@ -2,7 +2,7 @@
 //! or a PostgreSQL database (`--storage URL`), and opening one ledger from either. Every command
 //! that opens a ledger goes through [`LedgerTarget::open`], so both backends behave alike.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::bail;
 use quill_ledger::{Ledger, LedgerError, LedgerOptions, PostgresStore};
@@ -95,18 +95,6 @@ impl LedgerTarget {
             other => anyhow::Error::new(other).context(format!("cannot open ledger {name}")),
         })
     }
-
-    /// The data directory, for commands that read files kept beside an embedded ledger (its
-    /// transparency log); `command` names the command in the error for a PostgreSQL ledger.
-    pub fn data_dir(&self, command: &str) -> anyhow::Result<&Path> {
-        match &self.store {
-            LedgerStore::DataDir(dir) => Ok(dir),
-            LedgerStore::Postgres(_) => bail!(
-                "{command} reads the transparency log kept beside an embedded ledger: it takes \
-                 --data-dir, not --storage"
-            ),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -136,23 +124,5 @@ mod tests {
             );
             assert!(!error.contains("s3cret"), "{error}");
         }
-    }
-
-    #[test]
-    fn tlog_commands_need_a_data_directory() {
-        let embedded = LedgerTarget {
-            store: LedgerStore::DataDir("d".into()),
-            ledger: "shop".into(),
-        };
-        assert_eq!(
-            embedded.data_dir("quill log-proof").unwrap(),
-            Path::new("d")
-        );
-        let shared = LedgerTarget {
-            store: LedgerStore::Postgres("postgres://db/q".into()),
-            ledger: "shop".into(),
-        };
-        let error = shared.data_dir("quill log-proof").unwrap_err().to_string();
-        assert!(error.contains("--data-dir, not --storage"), "{error}");
     }
 }

@@ -1,6 +1,6 @@
 //! The transparency log commands and flags: `quill witness` (a C2SP tlog-witness server,
 //! `quill_tlog::witness`, and its key), `quill log-key` (a ledger log's verifier key), and
-//! the `--log-*` flags of `quill serve`, `quill log-proof` (embedded proofs) and
+//! the `--log-*` flags of `quill serve`, `quill log-proof` (proofs from the command line) and
 //! `quill verify-proof` (offline, no network).
 //!
 //! `witness serve` prints `quill: listening on http://ADDR` on stdout once bound, as `quill serve`
@@ -8,16 +8,21 @@
 
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::Context as _;
+use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
-use quill_server::tlog::{proof_bundle, proof_json, revision_in_block, LogConfig, ProofRequest};
+use quill_ledger::{Ledger, LedgerError};
+use quill_server::tlog::{
+    proof_bundle, proof_json, read_stored_log, revision_in_block, LogConfig, ProofRequest,
+};
 use quill_tlog::keys::NoteSigner;
 use quill_tlog::log::{LogStore, Publisher};
 use quill_tlog::witness::{parse_logs, Witness};
-use quill_verify::tlog::{verify_proof_bundle, Policy};
+use quill_verify::tlog::{verify_proof_bundle, Checkpoint, Note, Policy};
+
+use crate::store::{connect, postgres_url, LedgerStore, LedgerTarget};
 
 /// The transparency log flags of `quill serve` (and `quill log-key`).
 #[derive(Args, Debug)]
@@ -46,7 +51,7 @@ impl LogArgs {
             .with_context(|| format!("--checkpoint-interval {:?}", self.checkpoint_interval))?;
         if self.log_origin_prefix.is_empty() || self.log_origin_prefix.contains(char::is_whitespace)
         {
-            anyhow::bail!("--log-origin-prefix must be non-empty, without spaces");
+            bail!("--log-origin-prefix must be non-empty, without spaces");
         }
         let witness_policy = match &self.witness_policy {
             Some(path) => {
@@ -72,7 +77,13 @@ pub struct LogKeyArgs {
     /// The data directory (its `log-key` is created if missing).
     #[arg(long, default_value = "./quill-data")]
     data_dir: PathBuf,
-    /// Print only this ledger's key (default: every ledger in the data directory).
+    /// The PostgreSQL database of the ledgers, instead of a data directory: prints the
+    /// verifier keys recorded there with each log's first checkpoint and checks `--log-key
+    /// FILE`, if given, against them. Creates no key (PostgreSQL never holds one).
+    #[arg(long, value_name = "URL", conflicts_with = "data_dir")]
+    storage: Option<String>,
+    /// Print only this ledger's key (default: every ledger of the data directory, or of the
+    /// database with `--storage`).
     #[arg(long)]
     ledger: Option<String>,
     #[command(flatten)]
@@ -82,6 +93,10 @@ pub struct LogKeyArgs {
 /// Prints `name+keyid+base64` verifier keys of the ledgers' logs, one a line.
 pub fn log_key(args: LogKeyArgs) -> anyhow::Result<()> {
     let config = args.log.check()?;
+    if let Some(url) = args.storage {
+        let url = postgres_url(url, "--storage")?;
+        return recorded_log_keys(&url, args.ledger, &config);
+    }
     // An operator prints the key to publish it before the first `quill serve` made the
     // directory; the key is then created where the server will find it.
     std::fs::create_dir_all(&args.data_dir)
@@ -105,6 +120,73 @@ pub fn log_key(args: LogKeyArgs) -> anyhow::Result<()> {
     };
     for ledger in ledgers {
         println!("{}", config.verifier_key(&key, &ledger)?);
+    }
+    Ok(())
+}
+
+/// `quill log-key --storage`: the verifier keys `quill_tlogs` recorded (the servers' key,
+/// which only they hold), checked against `--log-key FILE` when given: a server given that
+/// file signs the log only if they match.
+fn recorded_log_keys(url: &str, ledger: Option<String>, config: &LogConfig) -> anyhow::Result<()> {
+    let store = connect(url)?;
+    let key = match &config.key_file {
+        Some(path) => Some(
+            NoteSigner::read_file(path)
+                .with_context(|| format!("cannot read the log key {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let ledgers = match ledger {
+        Some(name) => match store.ledger(&name) {
+            Ok(stored) => vec![stored.name],
+            Err(LedgerError::UnknownLedger(_)) => {
+                bail!("no ledger {name} in PostgreSQL at {}", store.display_url())
+            }
+            Err(error) => return Err(error.into()),
+        },
+        None => {
+            let mut names: Vec<String> = store.ledgers()?.into_iter().map(|l| l.name).collect();
+            names.sort();
+            names
+        }
+    };
+    let mut mismatches = Vec::new();
+    let mut unrecorded = Vec::new();
+    for name in ledgers {
+        let recorded = read_stored_log(&store, &name)?.verifier_key;
+        let given = key
+            .as_ref()
+            .map(|key| config.verifier_key(key, &name))
+            .transpose()?
+            .map(|key| key.to_string());
+        match (recorded, given) {
+            (Some(recorded), Some(given)) if recorded != given => {
+                println!("{recorded}");
+                mismatches.push(format!(
+                    "ledger {name}: its log is signed with {recorded}, the key file gives {given}"
+                ));
+            }
+            (Some(recorded), _) => println!("{recorded}"),
+            (None, Some(given)) => {
+                println!("{given}");
+                eprintln!(
+                    "quill: ledger {name}: no checkpoint signed yet; the first server to sign                      records its key (this file's, if it is given this file)"
+                );
+            }
+            (None, None) => unrecorded.push(name),
+        }
+    }
+    if !mismatches.is_empty() {
+        bail!(
+            "{}: a server given this --log-key refuses to sign these logs (it would fork them);              give every server the key file the logs were started with",
+            mismatches.join("; ")
+        );
+    }
+    if !unrecorded.is_empty() {
+        bail!(
+            "no verifier key recorded yet for {}: the first checkpoint a server signs records              it (or give --log-key FILE to print that file's key)",
+            unrecorded.join(", ")
+        );
     }
     Ok(())
 }
@@ -262,12 +344,68 @@ pub struct LogProofArgs {
     log: LogArgs,
 }
 
-/// Embedded: brings the ledger's log up to date (signing a checkpoint if it grew, as the
-/// server would) and prints a proof against the latest checkpoint.
+/// A ledger's log, ready to prove from: its tree, and its latest checkpoint and newest
+/// cosigned one as `(size, note)`.
+struct ProvableLog {
+    ledger: Ledger,
+    store: LogStore,
+    latest: (u64, String),
+    cosigned: Option<(u64, String)>,
+    /// Where the tree of a PostgreSQL ledger's log is built (removed when done).
+    _tree: Option<tempfile::TempDir>,
+}
+
+/// Prints a proof against the ledger's latest checkpoint. Embedded: brings the log up to
+/// date first (signing a checkpoint if it grew, as the server would). With `--storage`:
+/// against the checkpoints the servers signed (`quill_tlogs`), signing nothing.
 pub fn log_proof(args: LogProofArgs) -> anyhow::Result<()> {
     let target = args.target.check()?;
     let config = args.log.check()?;
-    let data_dir = target.data_dir("quill log-proof")?;
+    let log = match &target.store {
+        LedgerStore::DataDir(data_dir) => signed_here(&target, data_dir, &config)?,
+        LedgerStore::Postgres(url) => signed_by_servers(&target, url, &config)?,
+    };
+    let ProvableLog {
+        ledger,
+        store,
+        latest,
+        cosigned,
+        ..
+    } = &log;
+    // A block the witnesses already cosigned is proven in their checkpoint, as served.
+    let (size, note) = match cosigned {
+        Some((size, note)) if args.index.is_some_and(|index| index < *size) => (*size, note),
+        _ => (latest.0, &latest.1),
+    };
+    match (args.index, args.old) {
+        (Some(index), _) => {
+            if index >= size {
+                bail!("block {index} is not in the log of {size} blocks");
+            }
+            let revision = match &args.document_id {
+                Some(id) => Some(revision_in_block(ledger, index, id)?),
+                None => None,
+            };
+            print!(
+                "{}",
+                proof_bundle(store, index, size, note, revision)?.to_text()
+            );
+        }
+        (None, Some(old)) => {
+            let json = proof_json(store, ProofRequest::Consistency { old }, size, note)?;
+            println!("{json:#}");
+        }
+        (None, None) => bail!("--index or --old is required"),
+    }
+    Ok(())
+}
+
+/// An embedded ledger's log, in files beside it, signed here with the data directory's key.
+fn signed_here(
+    target: &LedgerTarget,
+    data_dir: &Path,
+    config: &LogConfig,
+) -> anyhow::Result<ProvableLog> {
     let signer = config
         .load_key(data_dir)?
         .with_name(&config.origin(&target.ledger))?;
@@ -277,30 +415,60 @@ pub fn log_proof(args: LogProofArgs) -> anyhow::Result<()> {
     store.sync(&ledger)?;
     let mut publisher = Publisher::open(signer, &dir.join("checkpoint"))?;
     publisher.publish(&store)?;
-    // A block the witnesses already cosigned is proven in their checkpoint, as served.
-    let (size, note) = match publisher.cosigned() {
-        Some((size, note)) if args.index.is_some_and(|index| index < size) => (size, note),
-        _ => (publisher.size(), publisher.checkpoint().unwrap_or_default()),
-    };
-    match (args.index, args.old) {
-        (Some(index), _) => {
-            if index >= size {
-                anyhow::bail!("block {index} is not in the log of {size} blocks");
-            }
-            let revision = match &args.document_id {
-                Some(id) => Some(revision_in_block(&ledger, index, id)?),
-                None => None,
-            };
-            print!(
-                "{}",
-                proof_bundle(&store, index, size, note, revision)?.to_text()
-            );
-        }
-        (None, Some(old)) => {
-            let json = proof_json(&store, ProofRequest::Consistency { old }, size, note)?;
-            println!("{json:#}");
-        }
-        (None, None) => anyhow::bail!("--index or --old is required"),
+    let latest = (
+        publisher.size(),
+        publisher.checkpoint().unwrap_or_default().to_owned(),
+    );
+    let cosigned = publisher
+        .cosigned()
+        .map(|(size, note)| (size, note.to_owned()));
+    Ok(ProvableLog {
+        ledger,
+        store,
+        latest,
+        cosigned,
+        _tree: None,
+    })
+}
+
+/// A PostgreSQL ledger's log as its servers signed it: the checkpoints of `quill_tlogs`, and
+/// a tree built here from the ledger's blocks.
+fn signed_by_servers(
+    target: &LedgerTarget,
+    url: &str,
+    config: &LogConfig,
+) -> anyhow::Result<ProvableLog> {
+    if config.key_file.is_some() {
+        bail!(
+            "--log-key is not used with --storage: the proof is against the checkpoints the \
+             servers signed, and nothing is signed here"
+        );
     }
-    Ok(())
+    let ledger = target.open()?;
+    // Read before the catch-up below, so the tree reaches every block the checkpoints cover.
+    let stored = read_stored_log(&connect(url)?, &target.ledger)?;
+    ledger.catch_up()?;
+    let sized = |note: String| -> anyhow::Result<(u64, String)> {
+        let parsed = Note::parse(&note).context("a checkpoint note in quill_tlogs")?;
+        let checkpoint = Checkpoint::parse(&parsed.text).context("a checkpoint in quill_tlogs")?;
+        Ok((checkpoint.size, note))
+    };
+    let Some(latest) = stored.checkpoint.map(sized).transpose()? else {
+        bail!(
+            "ledger {}'s transparency log has no checkpoint in PostgreSQL yet: a `quill serve \
+             --storage` signs one within its --checkpoint-interval",
+            target.ledger
+        );
+    };
+    let cosigned = stored.cosigned.map(sized).transpose()?;
+    let tree = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let mut store = LogStore::open(tree.path())?;
+    store.sync(&ledger)?;
+    Ok(ProvableLog {
+        ledger,
+        store,
+        latest,
+        cosigned,
+        _tree: Some(tree),
+    })
 }

@@ -4,8 +4,11 @@
 
 use std::net::TcpListener;
 
+mod common;
 #[path = "common/workspace.rs"]
 mod workspace;
+
+use common::Listening;
 
 use workspace::{base64_of, parse_ion, Workspace};
 
@@ -350,16 +353,12 @@ fn storage_and_data_dir_are_exclusive_and_storage_takes_a_postgres_url() {
         error.contains("--storage takes a PostgreSQL URL"),
         "{error}"
     );
-    let error = work.fails(&[
-        "log-proof",
-        "--ledger",
-        "x",
-        "--index",
-        "0",
-        "--storage",
-        "postgres://db/q",
-    ]);
-    assert!(error.contains("--data-dir, not --storage"), "{error}");
+    // `log-key` takes `--storage` too (tests/postgres_tlog.rs), checked the same way.
+    let error = work.fails(&["log-key", "--storage", "mysql://db/quill"]);
+    assert!(
+        error.contains("--storage takes a PostgreSQL URL"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -376,4 +375,67 @@ fn a_read_only_standby_is_refused_clearly() {
         assert!(error.contains("read-only"), "{args:?}: {error}");
         assert!(error.contains(&url), "{args:?}: {error}");
     }
+}
+
+/// `quill serve --storage` keeps each ledger's derived state in `--data-dir/cache/<ledger>`:
+/// restarted after a SIGKILL, and after a graceful stop, it serves the ledger from that cache
+/// (caught up, not rebuilt) instead of replaying it from PostgreSQL.
+#[test]
+fn a_restarted_server_serves_from_its_cache_without_replaying_the_ledger() {
+    let work = Workspace::new();
+    let url = postgres_url("serve_restart");
+    let data = work.path().join("server").to_str().unwrap().to_owned();
+    work.ok(&["ledger", "create", "shop", "--storage", &url]);
+    let serve = |run: u32| {
+        let log = work.path().join(format!("serve-{run}.log"));
+        let args = [
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--storage",
+            &url,
+            "--data-dir",
+            &data,
+        ];
+        (Listening::start_logging(&args, &log), log)
+    };
+    let shell = |server: &Listening, statements: &str| {
+        let endpoint = format!("http://{}", server.address);
+        work.ok(&[
+            "shell",
+            "--endpoint",
+            &endpoint,
+            "--ledger",
+            "shop",
+            "-e",
+            statements,
+        ])
+    };
+    let count = |server: &Listening| shell(server, "SELECT COUNT(*) AS c FROM Item;");
+
+    let (server, _) = serve(1);
+    shell(
+        &server,
+        "CREATE TABLE Item; INSERT INTO Item {'n': 1}; INSERT INTO Item {'n': 2};",
+    );
+    let cache = std::path::Path::new(&data).join("cache").join("shop");
+    assert!(cache.join("cache.ion").exists() && cache.join("state.redb").exists());
+    drop(server); // SIGKILL
+
+    let (server, log) = serve(2);
+    assert!(count(&server).contains("c: 2"), "{}", count(&server));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("derived state caught up from PostgreSQL"),
+        "{text}"
+    );
+    assert!(!text.contains("building it again"), "{text}");
+    shell(&server, "INSERT INTO Item {'n': 3};");
+    server.terminate();
+
+    let (server, log) = serve(3);
+    assert!(count(&server).contains("c: 3"), "{}", count(&server));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("caught_up=0"), "{text}");
+    assert!(!text.contains("building it again"), "{text}");
 }

@@ -232,3 +232,105 @@ fn two_servers_keep_one_witnessed_log_through_the_signers_death() {
     });
     assert!(!signs(&other) && signs(survivor));
 }
+
+/// The stderr of a `quill` run that must fail.
+fn fails(args: &[&str]) -> String {
+    let output = run_quill(args);
+    assert!(!output.status.success(), "quill {args:?} succeeded");
+    String::from_utf8(output.stderr).unwrap()
+}
+
+fn stdout(args: &[&str]) -> String {
+    String::from_utf8(quill(args).stdout).unwrap()
+}
+
+/// `quill log-key --storage` prints the verifier key PostgreSQL recorded and checks a key
+/// file against it; `quill log-proof --storage` proves against the checkpoint the servers
+/// signed, exactly as the server's own proof endpoint does, signing nothing itself.
+#[test]
+fn log_key_and_log_proof_read_the_log_the_servers_keep_in_postgresql() {
+    let url = quill_pgtest::PgServer::shared()
+        .and_then(|server| server.create_database("tlog_commands"))
+        .expect("a PostgreSQL database");
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    quill(&["ledger", "create", "shop", "--storage", &url]);
+    let log_vkey = stdout(&["log-key", "--data-dir", &path("keys"), "--ledger", "shop"]);
+    let key = path("keys/log-key");
+    let other_vkey = stdout(&["log-key", "--data-dir", &path("other"), "--ledger", "shop"]);
+    let other_key = path("other/log-key");
+    let storage = ["--storage", url.as_str()];
+    let shop = [&storage[..], &["--ledger", "shop"]].concat();
+
+    // Before any server signed: nothing recorded, no checkpoint to prove against.
+    let error = fails(&[&["log-key"][..], &shop].concat());
+    assert!(
+        error.contains("no verifier key recorded yet for shop"),
+        "{error}"
+    );
+    assert_eq!(
+        stdout(&[&["log-key", "--log-key", &key][..], &shop].concat()),
+        log_vkey
+    );
+    let error = fails(&[&["log-proof", "--index", "0"][..], &shop].concat());
+    assert!(error.contains("no checkpoint in PostgreSQL yet"), "{error}");
+    let error = fails(&[&["log-key", "--ledger", "nope"][..], &storage].concat());
+    assert!(error.contains("no ledger nope in PostgreSQL"), "{error}");
+    let error = fails(&["log-key", "--storage", &url, "--data-dir", &path("keys")]);
+    assert!(error.contains("cannot be used with"), "{error}");
+
+    let server = Listening::start(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--storage",
+        &url,
+        "--data-dir",
+        &path("server"),
+        "--log-key",
+        &key,
+        "--public-log",
+        "--checkpoint-interval",
+        "100ms",
+    ]);
+    execute(&server, "CREATE TABLE Item; INSERT INTO Item {'n': 1};");
+    wait_for("a checkpoint of the three blocks", || {
+        served(&server).is_some_and(|(_, checkpoint)| checkpoint.size >= 3)
+    });
+
+    assert_eq!(stdout(&[&["log-key"][..], &storage].concat()), log_vkey);
+    assert_eq!(
+        stdout(&[&["log-key", "--log-key", &key][..], &shop].concat()),
+        log_vkey
+    );
+    // Another key file: both keys named, and a failure (its server would not sign).
+    let error = fails(&[&["log-key", "--log-key", &other_key][..], &shop].concat());
+    assert!(error.contains("refuses to sign"), "{error}");
+    assert!(error.contains(other_vkey.trim()), "{error}");
+    assert!(error.contains(log_vkey.trim()), "{error}");
+
+    // The proof of block 2 is the one the server serves, and it verifies offline.
+    let bundle = stdout(&[&["log-proof", "--index", "2"][..], &shop].concat());
+    let served_bundle =
+        String::from_utf8(server.get_ok("/ledgers/shop/log/proof/bundle?index=2")).unwrap();
+    assert_eq!(bundle, served_bundle);
+    std::fs::write(path("block2.tlog-proof"), &bundle).unwrap();
+    std::fs::write(path("log.policy"), format!("log {log_vkey}quorum none\n")).unwrap();
+    let verified = stdout(&[
+        "verify-proof",
+        &path("block2.tlog-proof"),
+        "--policy",
+        &path("log.policy"),
+    ]);
+    assert!(verified.contains("verified: block 2"), "{verified}");
+    let consistency: serde_json::Value =
+        serde_json::from_str(&stdout(&[&["log-proof", "--old", "1"][..], &shop].concat())).unwrap();
+    let size = served(&server).unwrap().1.size;
+    assert_eq!(consistency["OldTreeSize"], 1);
+    assert_eq!(consistency["TreeSize"], size);
+    let error = fails(&[&["log-proof", "--index", "0", "--log-key", &key][..], &shop].concat());
+    assert!(
+        error.contains("--log-key is not used with --storage"),
+        "{error}"
+    );
+}

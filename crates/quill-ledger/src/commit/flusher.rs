@@ -6,6 +6,8 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::Instant;
 
+use quill_verify::Hash;
+
 use crate::error::{LedgerError, Result};
 use crate::limits::{LAYERS_MAX, LAYER_REVISIONS_MAX};
 use crate::state::{Layer, Snapshot};
@@ -42,8 +44,8 @@ pub(super) struct Flushing {
 /// Layers for the flusher thread to write to redb in one transaction.
 pub(super) struct FlushJob {
     layers: Vec<Arc<Layer>>,
-    /// Blocks the layers bring derived state up to.
-    applied: u64,
+    /// Blocks the layers bring derived state up to, and the last one's hash.
+    applied: Applied,
     /// Whether the commit is a durable checkpoint (the journal is synced first).
     durable: bool,
     done: SyncSender<Result<Snapshot>>,
@@ -57,17 +59,20 @@ pub(super) fn flush_loop(core: &Core, jobs: Receiver<FlushJob>) {
     }
 }
 
-/// Writes `layers` to redb in one transaction that brings derived state up to block
-/// `applied`, and returns the new redb snapshot.
+/// Blocks applied to derived state and the hash of the last of them.
+pub(super) type Applied = (u64, Option<Hash>);
+
+/// Writes `layers` to redb in one transaction that brings derived state up to `applied`, and
+/// returns the new redb snapshot.
 pub(super) fn write_layers_to_redb(
     core: &Core,
     layers: &[Arc<Layer>],
-    applied: u64,
+    (applied, last_hash): Applied,
     durable: bool,
 ) -> Result<Snapshot> {
     let mut writer = core.state.writer()?;
     writer.write_layers(layers)?;
-    writer.set_applied(applied)?;
+    writer.set_applied(applied, last_hash)?;
     // A durable state checkpoint must not get ahead of the journal on disk; the digest tree
     // checkpoints with it.
     let durable =
@@ -135,9 +140,9 @@ impl LayeredState {
     }
 
     /// Hands every layer to the flusher, unless a flush is running; the flush brings derived
-    /// state up to block `applied`, and is a durable checkpoint when one is due or `durable`
-    /// asks for it.
-    pub(super) fn start_flush(&mut self, durable: bool, applied: u64) {
+    /// state up to `applied`, and is a durable checkpoint when one is due or `durable` asks
+    /// for it.
+    pub(super) fn start_flush(&mut self, durable: bool, applied: Applied) {
         let Some(flusher) = &self.flusher else {
             return;
         };

@@ -251,7 +251,12 @@ pub fn run(core: Arc<Core>, requests: Receiver<CommitRequest>) {
         let _ = flusher.join();
     }
     if !sequencer.layered.layers.is_empty() && core.shared().poisoned.is_none() {
-        let written = write_layers_to_redb(&core, &sequencer.layered.layers, sequencer.next, true);
+        let written = write_layers_to_redb(
+            &core,
+            &sequencer.layered.layers,
+            (sequencer.next, sequencer.previous_hash),
+            true,
+        );
         if let Err(e) = written {
             tracing::warn!(error = %e, "derived state not saved at close; it is replayed from the journal on open");
         }
@@ -398,7 +403,7 @@ fn flush_while_idle(core: &Core) {
     layered.collect_flush(core, false);
     if layered.flushing.is_none() {
         // Durable: an idle ledger's redb then holds everything, and a crash replays nothing.
-        layered.start_flush(true, sequencer.next);
+        layered.start_flush(true, (sequencer.next, sequencer.previous_hash));
     }
     if layered.layers.len() == layers_before {
         return;
@@ -603,7 +608,7 @@ fn sequence_commits(
     }
     let last_hash = previous_hash.filter(|_| !accepted.is_empty())?;
     if let Sink::Direct(writer) = &mut sink {
-        if let Err(e) = writer.set_applied(next) {
+        if let Err(e) = writer.set_applied(next, previous_hash) {
             fail_all(accepted.into_iter().map(|a| a.reply), &e);
             return None;
         }
@@ -650,7 +655,7 @@ fn sequence_commits(
                 .with_layers(sequencer.layered.layers.clone(), next);
             // A shared journal's batch may still be rolled back: its flush waits for the commit.
             if undo.is_none() && sequencer.layered.flush_due() {
-                sequencer.layered.start_flush(false, next);
+                sequencer.layered.start_flush(false, (next, previous_hash));
             }
             StateUpdate::Layered(snapshot)
         }
@@ -697,7 +702,9 @@ fn commit_shared(core: &Core, sequencer: &mut Sequencer, sequenced: Sequenced) {
             let snapshot = state.finish(core, sequencer, true);
             publish(core, job, snapshot);
             if sequencer.layered.flush_due() {
-                sequencer.layered.start_flush(false, sequencer.next);
+                sequencer
+                    .layered
+                    .start_flush(false, (sequencer.next, sequencer.previous_hash));
             }
         }
         Err(error) => {
@@ -805,7 +812,7 @@ fn absorb(
         last_millis = last_millis.max(decoded.time_millis);
         next += 1;
     }
-    writer.set_applied(next)?;
+    writer.set_applied(next, previous_hash)?;
     writer.commit(false)?;
     let base = core.state.snapshot()?;
     core.tree.push_leaves(&leaves)?;

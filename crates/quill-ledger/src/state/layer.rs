@@ -429,7 +429,7 @@ mod tests {
                 for r in &applied {
                     writer.apply_revision(&catalog, r).unwrap();
                 }
-                writer.set_applied(batch + 1).unwrap();
+                writer.set_applied(batch + 1, None).unwrap();
             };
             let mut writer = direct.writer().unwrap();
             write(&mut writer);

@@ -48,8 +48,9 @@ type HistoryTable<'t> = redb::Table<'t, (&'static str, &'static str, u64), &'sta
 type IndexTable<'t> =
     redb::Table<'t, (&'static str, &'static str, &'static [u8], &'static str), ()>;
 
-/// Small values: `format` (u64 LE: [`FORMAT`]), `applied` (u64 LE: blocks applied), `catalog`
-/// (Ion binary).
+/// Small values: `format` (u64 LE: [`FORMAT`]), `applied` (u64 LE: blocks applied),
+/// `applied_hash` (the hash of block `applied - 1`, written with `applied`: what says which
+/// chain the state reflects), `catalog` (Ion binary).
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// (table id, document id) → record of the current revision of a live document.
 const DOCS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("docs");
@@ -246,6 +247,23 @@ impl State {
         let meta = txn.open_table(META).map_err(storage)?;
         let format = meta.get("format").map_err(storage)?;
         Ok(format.is_some_and(|v| v.value() == FORMAT.to_le_bytes()))
+    }
+
+    /// Blocks applied and the hash of the last of them (`None` when nothing is applied, or
+    /// when a state written before the hash was recorded does not say).
+    pub fn applied_position(&self) -> Result<(u64, Option<Hash>)> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let meta = txn.open_table(META).map_err(storage)?;
+        let applied = meta
+            .get("applied")
+            .map_err(storage)?
+            .map(|v| u64::from_le_bytes(v.value().try_into().unwrap_or([0; 8])))
+            .unwrap_or(0);
+        let hash = meta
+            .get("applied_hash")
+            .map_err(storage)?
+            .and_then(|v| Hash::from_slice(v.value()));
+        Ok((applied, hash))
     }
 
     /// A consistent snapshot for reading.
@@ -684,11 +702,17 @@ impl StateWriter {
         Ok(())
     }
 
-    /// Records that blocks `0..applied` are reflected.
-    pub fn set_applied(&mut self, applied: u64) -> Result<()> {
+    /// Records that blocks `0..applied` are reflected, the last of them hashing to
+    /// `last_hash`.
+    pub fn set_applied(&mut self, applied: u64, last_hash: Option<Hash>) -> Result<()> {
         let mut meta = self.txn.open_table(META).map_err(storage)?;
         meta.insert("applied", applied.to_le_bytes().as_slice())
             .map_err(storage)?;
+        match last_hash {
+            Some(hash) => meta.insert("applied_hash", hash.as_bytes().as_slice()),
+            None => meta.remove("applied_hash"),
+        }
+        .map_err(storage)?;
         Ok(())
     }
 

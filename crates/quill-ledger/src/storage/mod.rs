@@ -164,12 +164,6 @@ impl Storage {
         }
     }
 
-    /// Whether nobody holds the lock file at `path` (taken and released at once): a
-    /// directory whose lock is free belongs to no running process.
-    pub fn lock_is_free(&self, path: &Path) -> io::Result<bool> {
-        Ok(self.try_lock(path)?.is_some())
-    }
-
     /// Takes the exclusive lock of `path` (created if missing) for as long as the returned
     /// guard lives; `Ok(None)` if someone else holds it.
     pub(crate) fn try_lock(&self, path: &Path) -> io::Result<Option<LockGuard>> {

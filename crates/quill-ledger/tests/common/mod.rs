@@ -159,13 +159,16 @@ impl Home {
     }
 
     /// Throws away the derived state (documents, indexes, digest tree) of closed ledger
-    /// `name`, so that opening it must rebuild all of it from the journal. A PostgreSQL
-    /// ledger's derived state is a cache that its handle removes at close: nothing is left.
+    /// `name`, so that opening it must rebuild all of it from the journal: the ledger
+    /// directory's files, or a PostgreSQL ledger's whole cache directory.
     pub fn discard_derived_state(&self, name: &str) {
-        if self.backend == Backend::Embedded {
-            let dir = self.ledger_dir(name);
-            std::fs::remove_file(dir.join("state.redb")).unwrap();
-            std::fs::remove_dir_all(dir.join("tree")).unwrap();
+        let dir = self.ledger_dir(name);
+        match self.backend {
+            Backend::Embedded => {
+                std::fs::remove_file(dir.join("state.redb")).unwrap();
+                std::fs::remove_dir_all(dir.join("tree")).unwrap();
+            }
+            Backend::Postgres => std::fs::remove_dir_all(dir).unwrap(),
         }
     }
 

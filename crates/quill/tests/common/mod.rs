@@ -101,11 +101,30 @@ pub struct Listening {
 impl Listening {
     /// Starts `quill <args>` (which must include `--listen 127.0.0.1:0`) and reads its address.
     pub fn start(args: &[&str]) -> Listening {
+        Listening::spawn(args, Stdio::null())
+    }
+
+    /// [`Listening::start`], its log (stderr) written to the file `log`.
+    pub fn start_logging(args: &[&str], log: &Path) -> Listening {
+        let file = std::fs::File::create(log).expect("create the log file");
+        Listening::spawn(args, Stdio::from(file))
+    }
+
+    /// Stops the process with SIGTERM (a graceful shutdown) and waits for it.
+    pub fn terminate(mut self) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -TERM {pid}");
+        let status = self.child.wait().expect("it exits");
+        assert!(status.success(), "exit status after SIGTERM: {status}");
+    }
+
+    fn spawn(args: &[&str], stderr: Stdio) -> Listening {
         let mut child = Command::new(env!("CARGO_BIN_EXE_quill"))
             .args(args)
             .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("quill starts");
         let mut line = String::new();
