@@ -501,33 +501,23 @@ async fn handle(State(state): State<Arc<AppState>>, request: Request<Body>) -> R
             };
         }
         if let Some(ledger) = journal_events::ledger_of(path) {
-            return match start_journal_events(
-                &state,
-                &caller,
-                &ledger,
-                path,
-                query,
-                &parts.headers,
-            ) {
+            return match start_journal_events(&state, &caller, &ledger, path, query, &parts.headers)
+            {
                 Ok(response) => response,
                 Err(error) => error_reply(&error, plane, &request_id),
             };
         }
     }
     let result = match plane {
-        Plane::Control => {
-            control_plane(&state, caller, parts.method.as_str(), path, query, body)
-                .await
-                .map(|(status, value)| (status, "application/json", value.to_string().into_bytes()))
-        }
+        Plane::Control => control_plane(&state, caller, parts.method.as_str(), path, query, body)
+            .await
+            .map(|(status, value)| (status, "application/json", value.to_string().into_bytes())),
         Plane::Data => data_plane(&state, caller, &parts.method, path, &parts.headers, body)
             .await
             .map(|rendered| (200, "application/x-amz-json-1.0", rendered)),
     };
     match result {
-        Ok((status, content_type, body)) => {
-            reply(status, content_type, body, &request_id)
-        }
+        Ok((status, content_type, body)) => reply(status, content_type, body, &request_id),
         Err(error) => error_reply(&error, plane, &request_id),
     }
 }
@@ -711,7 +701,15 @@ impl<'a> SignableParts<'a> {
 fn header_pairs(headers: &HeaderMap) -> Vec<HeaderRef<'_>> {
     headers
         .iter()
-        .map(|(name, value)| (name.as_str(), String::from_utf8_lossy(value.as_bytes())))
+        .map(|(name, value)| {
+            // `from_utf8` checks ASCII a word at a time; `from_utf8_lossy` walks every value
+            // chunk by chunk, about half of this function's cost when every value is valid.
+            let value = match std::str::from_utf8(value.as_bytes()) {
+                Ok(text) => Cow::Borrowed(text),
+                Err(_) => String::from_utf8_lossy(value.as_bytes()),
+            };
+            (name.as_str(), value)
+        })
         .collect()
 }
 
