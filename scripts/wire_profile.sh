@@ -9,8 +9,8 @@
 #
 # With CPU=1 the server runs natively instead and the figures are its CPU time (user + system,
 # from /proc, so the kernel's share of thread hand-offs and syscalls counts) and its threads'
-# context switches per transaction; callgrind cannot see that share, and runs software SHA-256
-# (valgrind hides SHA-NI).
+# context switches per transaction, in total and by thread name; callgrind cannot see that
+# share, and runs software SHA-256 (valgrind hides SHA-NI).
 #
 # Usage: scripts/wire_profile.sh [OUT_DIR]   (default: a temporary directory, kept)
 # Environment: QUILL_BIN (default target/release/quill), KIND (insert), SESSIONS (4), RUN_SECONDS (20),
