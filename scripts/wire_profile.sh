@@ -9,8 +9,8 @@
 #
 # With CPU=1 the server runs natively instead and the figures are its CPU time (user + system,
 # from /proc, so the kernel's share of thread hand-offs and syscalls counts) and its threads'
-# context switches per transaction; callgrind cannot see that share, and runs software SHA-256
-# (valgrind hides SHA-NI).
+# context switches per transaction, in total and by thread name; callgrind cannot see that
+# share, and runs software SHA-256 (valgrind hides SHA-NI).
 #
 # Usage: scripts/wire_profile.sh [OUT_DIR]   (default: a temporary directory, kept)
 # Environment: QUILL_BIN (default target/release/quill), KIND (insert), SESSIONS (4), RUN_SECONDS (20),
@@ -50,17 +50,30 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$server/stat"; }
 # Context switches (voluntary + involuntary) of the server's threads alive now: each thread
 # hand-off or wait costs one. Threads that exit during the run take theirs with them.
 switches() { cat /proc/"$server"/task/*/status 2>/dev/null | awk '/ctxt_switches/ { sum += $2 } END { print sum + 0 }'; }
+# The same by thread name (`name voluntary involuntary`, threads of one name summed), to see
+# which hand-off or wait the switches come from.
+switches_by_thread() {
+    for task in /proc/"$server"/task/*; do
+        awk -v name="$(cat "$task/comm" 2>/dev/null)" '/^voluntary_ctxt_switches/ { v = $2 } /^nonvoluntary_ctxt_switches/ { n = $2 } END { print name "\t" v + 0 "\t" n + 0 }' "$task/status" 2>/dev/null
+    done | awk -F'\t' '{ v[$1] += $2; n[$1] += $3 } END { for (name in v) print name "\t" v[name] "\t" n[name] }' | sort
+}
 if [[ -n "${CPU:-}" ]]; then
     before=$(cpu_ticks)
     switches_before=$(switches)
+    switches_by_thread >"$OUT/switches-before.tsv"
     bench --sessions "$SESSIONS" --seconds "$SECONDS_RUN" >"$OUT/bench.txt"
     after=$(cpu_ticks)
     switches_after=$(switches)
+    switches_by_thread >"$OUT/switches-after.tsv"
     kill -INT "$server"
     wait "$server" 2>/dev/null || true
     trap - EXIT
     transactions=$(sed -n 's/^wire .* transactions=\([0-9]*\).*/\1/p' "$OUT/bench.txt")
     tps=$(sed -n 's/^wire .* tx_per_sec=\([0-9.]*\).*/\1/p' "$OUT/bench.txt")
+    echo "context switches per transaction by thread (voluntary, involuntary; threads that exited during the run are missing):"
+    awk -F'\t' -v n="$transactions" 'NR == FNR { v[$1] = $2; i[$1] = $3; next }
+        { dv = $2 - v[$1]; di = $3 - i[$1]; if (dv + di > 0) printf "  %-24s %6.2f %6.2f\n", $1, dv / n, di / n }' \
+        "$OUT/switches-before.tsv" "$OUT/switches-after.tsv"
     echo "wire_profile: $KIND, $SESSIONS sessions, $transactions transactions ($tps tx/s), $(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n="$transactions" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }') µs of server CPU and $(awk -v s=$((switches_after - switches_before)) -v n="$transactions" 'BEGIN { printf "%.1f", s / n }') context switches per transaction, load average $(cut -d' ' -f1-3 /proc/loadavg)"
     exit 0
 fi

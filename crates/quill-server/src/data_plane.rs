@@ -5,12 +5,14 @@
 
 use std::time::Duration;
 
+use base64::display::Base64Display;
 use base64::Engine as _;
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::de::IgnoredAny;
+use serde::ser::{SerializeSeq, SerializeStruct};
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::error::{ApiError, ErrorKind};
-use crate::ion_codec::{decode_parameter, to_base64, ValueHolder};
+use crate::ion_codec::{decode_parameter, ValueHolder};
 use crate::limits::{PARAMETERS_PER_STATEMENT_MAX, STATEMENT_LENGTH_MAX_CHARS};
 use crate::session::{millis, Command, Outcome};
 
@@ -22,10 +24,11 @@ pub const TARGET: &str = "QLDBSession.SendCommand";
 struct SendCommandRequest {
     session_token: Option<String>,
     start_session: Option<StartSessionRequest>,
-    start_transaction: Option<Value>,
-    end_session: Option<Value>,
+    // The empty commands' members are read only to see they are there.
+    start_transaction: Option<IgnoredAny>,
+    end_session: Option<IgnoredAny>,
     commit_transaction: Option<CommitTransactionRequest>,
-    abort_transaction: Option<Value>,
+    abort_transaction: Option<IgnoredAny>,
     execute_statement: Option<ExecuteStatementRequest>,
     fetch_page: Option<FetchPageRequest>,
 }
@@ -79,7 +82,7 @@ fn is_token_shaped(token: &str) -> bool {
 
 /// Decodes and checks a `SendCommand` body.
 pub fn parse_request(body: &[u8]) -> Result<Request, ApiError> {
-    let request: SendCommandRequest = serde_json::from_slice(body).map_err(|e| {
+    let mut request: SendCommandRequest = serde_json::from_slice(body).map_err(|e| {
         ApiError::new(
             ErrorKind::Serialization,
             format!("Request body is not valid JSON: {e}"),
@@ -107,7 +110,7 @@ pub fn parse_request(body: &[u8]) -> Result<Request, ApiError> {
             "SendCommand needs exactly one command member",
         ));
     }
-    let session_token = request.session_token.clone();
+    let session_token = request.session_token.take();
     let command = command_of(request)?;
     if session_token.is_none() && !matches!(command, Command::StartSession { .. }) {
         return Err(ApiError::bad_request(
@@ -198,65 +201,156 @@ pub fn command_name(command: &Command) -> &'static str {
     }
 }
 
-/// Renders a result as `{"<CommandName>": {...}}`.
-pub fn render(name: &str, outcome: &Outcome, elapsed: Duration) -> Value {
-    let mut result = Map::new();
-    result.insert(
-        "TimingInformation".into(),
-        json!({"ProcessingTimeMilliseconds": millis(elapsed)}),
-    );
-    match outcome {
-        Outcome::SessionStarted { session_token } => {
-            result.insert("SessionToken".into(), json!(session_token));
-        }
-        Outcome::TransactionStarted { transaction_id } => {
-            result.insert("TransactionId".into(), json!(transaction_id));
-        }
-        Outcome::Page {
-            values,
-            next_page_token,
-            read_ios,
-        } => {
-            let values: Vec<Value> = values
-                .iter()
-                .map(|v| json!({"IonBinary": to_base64(v)}))
-                .collect();
-            let mut page = Map::new();
-            page.insert("Values".into(), Value::Array(values));
-            if let Some(token) = next_page_token {
-                page.insert("NextPageToken".into(), json!(token));
+/// Renders a result as `{"<CommandName>": {...}}`, serialised straight from the outcome.
+pub fn render(name: &str, outcome: &Outcome, elapsed: Duration) -> Vec<u8> {
+    let mut body = Vec::with_capacity(160);
+    body.extend_from_slice(b"{\"");
+    // A command name is a fixed identifier: nothing in it needs escaping.
+    body.extend_from_slice(name.as_bytes());
+    body.extend_from_slice(b"\":");
+    let result = CommandResult {
+        name,
+        outcome,
+        elapsed,
+    };
+    // Writing into a `Vec` cannot fail, and every value here is a string or a number.
+    serde_json::to_writer(&mut body, &result).expect("a command result always serialises");
+    body.push(b'}');
+    body
+}
+
+/// The members of one command's result.
+struct CommandResult<'a> {
+    name: &'a str,
+    outcome: &'a Outcome,
+    elapsed: Duration,
+}
+
+impl Serialize for CommandResult<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut result = serializer.serialize_struct("Result", 4)?;
+        result.serialize_field(
+            "TimingInformation",
+            &Timing {
+                processing_time_milliseconds: millis(self.elapsed),
+            },
+        )?;
+        match self.outcome {
+            Outcome::SessionStarted { session_token } => {
+                result.serialize_field("SessionToken", session_token)?;
             }
-            let member = if name == "FetchPage" {
-                "Page"
-            } else {
-                "FirstPage"
-            };
-            result.insert(member.into(), Value::Object(page));
-            result.insert(
-                "ConsumedIOs".into(),
-                json!({"ReadIOs": read_ios, "WriteIOs": 0}),
-            );
+            Outcome::TransactionStarted { transaction_id } => {
+                result.serialize_field("TransactionId", transaction_id)?;
+            }
+            Outcome::Page {
+                values,
+                next_page_token,
+                read_ios,
+            } => {
+                let page = Page {
+                    values: IonBinaryValues(values),
+                    next_page_token: next_page_token.as_deref(),
+                };
+                let member = if self.name == "FetchPage" {
+                    "Page"
+                } else {
+                    "FirstPage"
+                };
+                result.serialize_field(member, &page)?;
+                result.serialize_field(
+                    "ConsumedIOs",
+                    &ConsumedIos {
+                        read_ios: *read_ios,
+                        write_ios: 0,
+                    },
+                )?;
+            }
+            Outcome::Committed {
+                transaction_id,
+                commit_digest,
+                write_ios,
+            } => {
+                result.serialize_field("TransactionId", transaction_id)?;
+                result.serialize_field("CommitDigest", &Base64(commit_digest.as_bytes()))?;
+                result.serialize_field(
+                    "ConsumedIOs",
+                    &ConsumedIos {
+                        read_ios: 0,
+                        write_ios: *write_ios,
+                    },
+                )?;
+            }
+            Outcome::Done => {}
         }
-        Outcome::Committed {
-            transaction_id,
-            commit_digest,
-            write_ios,
-        } => {
-            result.insert("TransactionId".into(), json!(transaction_id));
-            result.insert("CommitDigest".into(), json!(commit_digest.to_base64()));
-            result.insert(
-                "ConsumedIOs".into(),
-                json!({"ReadIOs": 0, "WriteIOs": write_ios}),
-            );
-        }
-        Outcome::Done => {}
+        result.end()
     }
-    json!({ name: Value::Object(result) })
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Timing {
+    processing_time_milliseconds: u64,
+}
+
+#[derive(Serialize)]
+struct ConsumedIos {
+    #[serde(rename = "ReadIOs")]
+    read_ios: u64,
+    #[serde(rename = "WriteIOs")]
+    write_ios: u64,
+}
+
+/// `FirstPage` or `Page`; `Values` is always present, even when empty.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Page<'a> {
+    values: IonBinaryValues<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_page_token: Option<&'a str>,
+}
+
+/// Ion binary streams as `[{"IonBinary": "<base64>"}, …]`.
+struct IonBinaryValues<'a>(&'a [Vec<u8>]);
+
+impl Serialize for IonBinaryValues<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut values = serializer.serialize_seq(Some(self.0.len()))?;
+        for value in self.0 {
+            values.serialize_element(&IonBinary {
+                ion_binary: Base64(value),
+            })?;
+        }
+        values.end()
+    }
+}
+
+#[derive(Serialize)]
+struct IonBinary<'a> {
+    #[serde(rename = "IonBinary")]
+    ion_binary: Base64<'a>,
+}
+
+/// Bytes as standard base64, written into the output as it is encoded (no `String` first).
+struct Base64<'a>(&'a [u8]);
+
+impl Serialize for Base64<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&Base64Display::new(
+            self.0,
+            &base64::engine::general_purpose::STANDARD,
+        ))
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::{json, Value};
+
     use super::*;
+
+    fn render_value(name: &str, outcome: &Outcome, elapsed: Duration) -> Value {
+        serde_json::from_slice(&render(name, outcome, elapsed)).unwrap()
+    }
 
     #[test]
     fn start_session_needs_no_token() {
@@ -301,13 +395,67 @@ mod tests {
     }
 
     #[test]
+    fn every_outcome_renders_as_the_drivers_read_it() {
+        let digest = quill_verify::Hash([7; 32]);
+        let committed = Outcome::Committed {
+            transaction_id: "Tx1".into(),
+            commit_digest: digest,
+            write_ios: 2,
+        };
+        assert_eq!(
+            render_value("CommitTransaction", &committed, Duration::from_millis(1)),
+            json!({"CommitTransaction": {
+                "TimingInformation": {"ProcessingTimeMilliseconds": 1},
+                "TransactionId": "Tx1",
+                "CommitDigest": digest.to_base64(),
+                "ConsumedIOs": {"ReadIOs": 0, "WriteIOs": 2},
+            }})
+        );
+        let started = Outcome::TransactionStarted {
+            transaction_id: "Tx\"2".into(),
+        };
+        assert_eq!(
+            render_value("StartTransaction", &started, Duration::ZERO),
+            json!({"StartTransaction": {
+                "TimingInformation": {"ProcessingTimeMilliseconds": 0},
+                "TransactionId": "Tx\"2",
+            }})
+        );
+        let session = Outcome::SessionStarted {
+            session_token: "abcd".into(),
+        };
+        assert_eq!(
+            render_value("StartSession", &session, Duration::ZERO)["StartSession"]["SessionToken"],
+            "abcd"
+        );
+        assert_eq!(
+            render_value("EndSession", &Outcome::Done, Duration::ZERO),
+            json!({"EndSession": {"TimingInformation": {"ProcessingTimeMilliseconds": 0}}})
+        );
+        let values = Outcome::Page {
+            values: vec![vec![0xe0, 1, 0, 0xea], vec![]],
+            next_page_token: None,
+            read_ios: 3,
+        };
+        let rendered = render_value("ExecuteStatement", &values, Duration::ZERO);
+        assert_eq!(
+            rendered["ExecuteStatement"]["FirstPage"]["Values"],
+            json!([{"IonBinary": "4AEA6g=="}, {"IonBinary": ""}])
+        );
+        assert_eq!(
+            rendered["ExecuteStatement"]["ConsumedIOs"],
+            json!({"ReadIOs": 3, "WriteIOs": 0})
+        );
+    }
+
+    #[test]
     fn first_page_always_has_values() {
         let outcome = Outcome::Page {
             values: vec![],
             next_page_token: None,
             read_ios: 0,
         };
-        let rendered = render("ExecuteStatement", &outcome, Duration::from_millis(3));
+        let rendered = render_value("ExecuteStatement", &outcome, Duration::from_millis(3));
         assert_eq!(
             rendered["ExecuteStatement"]["FirstPage"]["Values"],
             json!([])
@@ -324,7 +472,7 @@ mod tests {
             next_page_token: Some("tok".into()),
             read_ios: 1,
         };
-        let rendered = render("FetchPage", &page, Duration::ZERO);
+        let rendered = render_value("FetchPage", &page, Duration::ZERO);
         assert_eq!(
             rendered["FetchPage"]["Page"]["Values"][0]["IonBinary"],
             "AQ=="

@@ -15,6 +15,7 @@
 //! The signing service must be `qldb`; any region is accepted (the client's configuration
 //! decides it). Requests signed more than [`CLOCK_SKEW_MAX`] away from our clock are refused.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -34,7 +35,7 @@ pub const SERVICE: &str = "qldb";
 
 /// The parts of an HTTP request a signature covers.
 #[derive(Debug, Clone)]
-pub struct SignableRequest<'a> {
+pub struct SignableRequest<'a, H = (String, String)> {
     /// `GET`, `POST`, …
     pub method: &'a str,
     /// The path exactly as sent on the request line (percent-encoded).
@@ -42,9 +43,37 @@ pub struct SignableRequest<'a> {
     /// The query string as sent, without `?` (empty when absent).
     pub raw_query: &'a str,
     /// Headers with lowercase names, in any order; repeated names allowed.
-    pub headers: &'a [(String, String)],
+    pub headers: &'a [H],
     /// The body bytes.
     pub body: &'a [u8],
+}
+
+/// One header of a [`SignableRequest`]: a lowercase name and its value. Clients sign owned
+/// pairs; the server verifies pairs borrowed from the request it received, so checking a
+/// signature copies no header.
+pub trait HeaderPair {
+    /// The lowercase name.
+    fn name(&self) -> &str;
+    /// The value as sent.
+    fn value(&self) -> &str;
+}
+
+impl HeaderPair for (String, String) {
+    fn name(&self) -> &str {
+        &self.0
+    }
+    fn value(&self) -> &str {
+        &self.1
+    }
+}
+
+impl HeaderPair for (&str, Cow<'_, str>) {
+    fn name(&self) -> &str {
+        self.0
+    }
+    fn value(&self) -> &str {
+        &self.1
+    }
 }
 
 /// Access key id → secret access key.
@@ -57,6 +86,8 @@ pub struct Credentials {
 
 /// Signing keys already derived. A key depends only on (secret, date, region, service), so a
 /// client signing with one secret derives it once a day instead of four HMACs per request.
+/// What is kept is the HMAC already keyed with it (its inner and outer pads absorbed), which
+/// spares each signature two of its SHA-256 blocks too.
 #[derive(Debug, Default)]
 pub struct SigningKeys {
     /// Most recently derived last; a handful in practice (one per secret, region and day).
@@ -69,7 +100,7 @@ struct CachedKey {
     date: String,
     region: String,
     service: String,
-    key: [u8; 32],
+    mac: Hmac<Sha256>,
 }
 
 /// Keys a [`SigningKeys`] holds; the oldest goes first. Bounds the memory a client rotating
@@ -77,8 +108,9 @@ struct CachedKey {
 const SIGNING_KEYS_MAX: usize = 64;
 
 impl SigningKeys {
-    /// The signing key of (`secret`, `date`, `region`, `service`), derived on first use.
-    pub fn get(&self, secret: &str, date: &str, region: &str, service: &str) -> [u8; 32] {
+    /// The HMAC keyed with the signing key of (`secret`, `date`, `region`, `service`), derived
+    /// on first use.
+    fn mac(&self, secret: &str, date: &str, region: &str, service: &str) -> Hmac<Sha256> {
         let mut keys = self
             .keys
             .lock()
@@ -87,9 +119,9 @@ impl SigningKeys {
             k.date == date && k.region == region && k.service == service && k.secret == secret
         });
         if let Some(cached) = cached {
-            return cached.key;
+            return cached.mac.clone();
         }
-        let key = signing_key(secret, date, region, service);
+        let mac = keyed_mac(&signing_key(secret, date, region, service));
         if keys.len() >= SIGNING_KEYS_MAX {
             keys.remove(0);
         }
@@ -98,9 +130,9 @@ impl SigningKeys {
             date: date.to_owned(),
             region: region.to_owned(),
             service: service.to_owned(),
-            key,
+            mac: mac.clone(),
         });
-        key
+        mac
     }
 }
 
@@ -181,7 +213,9 @@ struct Authorization<'a> {
     date: &'a str,
     region: &'a str,
     service: &'a str,
-    signed_headers: Vec<&'a str>,
+    /// As sent: lowercase names separated by `;`, which is also how the canonical request
+    /// lists them.
+    signed_headers: &'a str,
     signature: &'a str,
 }
 
@@ -210,16 +244,20 @@ fn parse_authorization(value: &str) -> Result<Authorization<'_>, ApiError> {
         }
     }
     let credential = credential.ok_or_else(|| incomplete("missing Credential"))?;
-    let scope: Vec<&str> = credential.split('/').collect();
-    let [access_key_id, date, region, service, "aws4_request"] = scope[..] else {
+    let mut scope = credential.split('/');
+    let (Some(access_key_id), Some(date), Some(region), Some(service), Some("aws4_request"), None) = (
+        scope.next(),
+        scope.next(),
+        scope.next(),
+        scope.next(),
+        scope.next(),
+        scope.next(),
+    ) else {
         return Err(incomplete(
             "Credential must be KEY/DATE/REGION/SERVICE/aws4_request",
         ));
     };
-    let signed_headers: Vec<&str> = signed
-        .ok_or_else(|| incomplete("missing SignedHeaders"))?
-        .split(';')
-        .collect();
+    let signed_headers = signed.ok_or_else(|| incomplete("missing SignedHeaders"))?;
     let signature = signature.ok_or_else(|| incomplete("missing Signature"))?;
     Ok(Authorization {
         access_key_id,
@@ -233,8 +271,8 @@ fn parse_authorization(value: &str) -> Result<Authorization<'_>, ApiError> {
 
 /// Checks the request's signature and returns the access key id that signed it. `now` is
 /// injected so tests are deterministic.
-pub fn verify(
-    request: &SignableRequest<'_>,
+pub fn verify<H: HeaderPair>(
+    request: &SignableRequest<'_, H>,
     credentials: &Credentials,
     now: SystemTime,
 ) -> Result<String, ApiError> {
@@ -252,8 +290,8 @@ pub fn verify(
 /// The part of a signature check that needs only the headers: a well-formed `Authorization`,
 /// a known access key, service `qldb`, a signed `host`, and a fresh `X-Amz-Date`. What it
 /// returns finishes the check once the payload hash is known.
-pub fn check_headers<'a>(
-    headers: &'a [(String, String)],
+pub fn check_headers<'a, H: HeaderPair>(
+    headers: &'a [H],
     credentials: &'a Credentials,
     now: SystemTime,
 ) -> Result<HeaderCheck<'a>, ApiError> {
@@ -273,7 +311,7 @@ pub fn check_headers<'a>(
     if auth.service != SERVICE {
         return Err(incomplete("the signing service must be qldb"));
     }
-    if !auth.signed_headers.contains(&"host") {
+    if !auth.signed_headers.split(';').any(|name| name == "host") {
         return Err(incomplete("the host header must be signed"));
     }
     let amz_date =
@@ -325,22 +363,20 @@ impl HeaderCheck<'_> {
     }
 
     /// Verifies the signature over `request` (its `body` is not read) with this payload hash.
-    pub fn verify(
+    pub fn verify<H: HeaderPair>(
         &self,
-        request: &SignableRequest<'_>,
+        request: &SignableRequest<'_, H>,
         payload_hash: &str,
     ) -> Result<(), ApiError> {
         let auth = &self.auth;
-        let canonical = canonical_request(request, &auth.signed_headers, payload_hash);
-        let scope = format!(
-            "{}/{}/{}/aws4_request",
-            auth.date, auth.region, auth.service
-        );
-        let key = self
+        let mut canonical = Sha256::new();
+        write_canonical_request(&mut canonical, request, auth.signed_headers, payload_hash);
+        let mac = self
             .signing_keys
-            .get(self.secret, auth.date, auth.region, auth.service);
-        let expected = signature(&key, self.amz_date, &scope, &canonical);
-        if !constant_time_eq(expected.as_bytes(), auth.signature.as_bytes()) {
+            .mac(self.secret, auth.date, auth.region, auth.service);
+        let scope = [auth.date, auth.region, auth.service];
+        let expected = signature(mac, self.amz_date, scope, canonical);
+        if !constant_time_eq(&expected, auth.signature.as_bytes()) {
             return Err(ApiError::new(
                 ErrorKind::InvalidSignature,
                 "The request signature we calculated does not match the signature you provided.",
@@ -355,14 +391,26 @@ pub fn payload_sha256(body: &[u8]) -> String {
     lower_hex(&Sha256::digest(body))
 }
 
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
 /// Bytes in lowercase hex, as SigV4 (and the server's request ids) spell them. Three to four
 /// per request: `hex::encode` collects them through a `char` iterator, several times slower.
 pub(crate) fn lower_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut text = String::with_capacity(2 * bytes.len());
     for byte in bytes {
-        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        text.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+        text.push(char::from(HEX_DIGITS[usize::from(byte >> 4)]));
+        text.push(char::from(HEX_DIGITS[usize::from(byte & 0x0f)]));
+    }
+    text
+}
+
+/// A SHA-256 in lowercase hex, on the stack: the hashes a signature check only feeds onward or
+/// compares need no `String`.
+fn lower_hex_32(bytes: &[u8; 32]) -> [u8; 64] {
+    let mut text = [0u8; 64];
+    for (pair, byte) in text.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = HEX_DIGITS[usize::from(byte >> 4)];
+        pair[1] = HEX_DIGITS[usize::from(byte & 0x0f)];
     }
     text
 }
@@ -399,7 +447,9 @@ fn check_time(amz_date: &str, scope_date: &str, now: SystemTime) -> Result<(), A
 }
 
 /// Signs a request: returns the `Authorization` header value. The request's headers must
-/// already hold `host` and `x-amz-date` (as [`format_amz_date`] writes it).
+/// already hold `host` and `x-amz-date` (as [`format_amz_date`] writes it). When they hold
+/// `x-amz-content-sha256`, that value is signed as the payload hash (as botocore does), so it
+/// must be the body's ([`payload_sha256`]).
 pub fn sign(
     request: &SignableRequest<'_>,
     access_key_id: &str,
@@ -432,24 +482,51 @@ pub fn sign_with(
     let mut signed_headers: Vec<&str> = request.headers.iter().map(|(n, _)| n.as_str()).collect();
     signed_headers.sort_unstable();
     signed_headers.dedup();
-    let payload_hash = payload_sha256(request.body);
-    let canonical = canonical_request(request, &signed_headers, &payload_hash);
-    let scope = format!("{date}/{region}/{service}/aws4_request");
-    let key = signing_keys.get(secret_access_key, date, region, service);
-    let signature = signature(&key, amz_date, &scope, &canonical);
+    let signed_headers = signed_headers.join(";");
+    // A client that declares the payload hash (as `quill`'s own does) signs that value: the
+    // body need not be hashed a second time.
+    let payload_hash = match header(request.headers, "x-amz-content-sha256") {
+        Some(declared) => Cow::Borrowed(declared),
+        None => Cow::Owned(payload_sha256(request.body)),
+    };
+    let mut canonical = Sha256::new();
+    write_canonical_request(&mut canonical, request, &signed_headers, &payload_hash);
+    let mac = signing_keys.mac(secret_access_key, date, region, service);
+    let signature = signature(mac, amz_date, [date, region, service], canonical);
+    let signature = String::from_utf8_lossy(&signature);
     Some(format!(
-        "{ALGORITHM} Credential={access_key_id}/{scope}, SignedHeaders={}, Signature={signature}",
-        signed_headers.join(";")
+        "{ALGORITHM} Credential={access_key_id}/{date}/{region}/{service}/aws4_request, \
+         SignedHeaders={signed_headers}, Signature={signature}"
     ))
 }
 
-/// The hex signature of a canonical request with the scope's signing key.
-fn signature(key: &[u8; 32], amz_date: &str, scope: &str, canonical_request: &str) -> String {
-    let string_to_sign = format!(
-        "{ALGORITHM}\n{amz_date}\n{scope}\n{}",
-        lower_hex(&Sha256::digest(canonical_request.as_bytes()))
-    );
-    lower_hex(&hmac(key, string_to_sign.as_bytes()))
+/// The hex signature of a canonical request (its hash so far, `canonical_request`) with `mac`,
+/// keyed with the scope's signing key. `scope` is (date, region, service). The string to sign
+/// goes straight into the HMAC rather than through a `String`.
+fn signature(
+    mut mac: Hmac<Sha256>,
+    amz_date: &str,
+    scope: [&str; 3],
+    canonical_request: Sha256,
+) -> [u8; 64] {
+    let canonical_hash = lower_hex_32(&canonical_request.finalize().into());
+    let [date, region, service] = scope;
+    for part in [
+        ALGORITHM.as_bytes(),
+        b"\n",
+        amz_date.as_bytes(),
+        b"\n",
+        date.as_bytes(),
+        b"/",
+        region.as_bytes(),
+        b"/",
+        service.as_bytes(),
+        b"/aws4_request\n",
+        &canonical_hash,
+    ] {
+        mac.update(part);
+    }
+    lower_hex_32(&mac.finalize().into_bytes().into())
 }
 
 /// SigV4's derived key: HMAC chained over the date, region, service and `aws4_request`.
@@ -461,56 +538,97 @@ fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8; 32
 }
 
 fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
-    // HMAC accepts keys of any length, so `new_from_slice` cannot fail here.
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    let mut mac = keyed_mac(key);
     mac.update(data);
     mac.finalize().into_bytes().into()
 }
 
-fn canonical_request(
-    request: &SignableRequest<'_>,
-    signed_headers: &[&str],
-    payload_hash: &str,
-) -> String {
-    let mut canonical = String::new();
-    canonical.push_str(request.method);
-    canonical.push('\n');
-    canonical.push_str(&canonical_uri(request.raw_path));
-    canonical.push('\n');
-    canonical.push_str(&canonical_query(request.raw_query));
-    canonical.push('\n');
-    for name in signed_headers {
-        canonical.push_str(name);
-        canonical.push(':');
-        canonical.push_str(&header_values(request.headers, name));
-        canonical.push('\n');
-    }
-    canonical.push('\n');
-    canonical.push_str(&signed_headers.join(";"));
-    canonical.push('\n');
-    canonical.push_str(payload_hash);
-    canonical
+fn keyed_mac(key: &[u8]) -> Hmac<Sha256> {
+    // HMAC accepts keys of any length, so `new_from_slice` cannot fail here.
+    Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length")
 }
 
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+/// Where a canonical request is written: the SHA-256 it is signed through (no copy of it is
+/// ever assembled), or bytes in tests.
+trait Sink {
+    fn put(&mut self, bytes: &[u8]);
+
+    fn put_str(&mut self, text: &str) {
+        self.put(text.as_bytes());
+    }
+}
+
+impl Sink for Sha256 {
+    fn put(&mut self, bytes: &[u8]) {
+        self.update(bytes);
+    }
+}
+
+#[cfg(test)]
+impl Sink for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// Writes the canonical request of `request` covering `signed_headers` (lowercase names
+/// separated by `;`, in the order given) and `payload_hash`.
+fn write_canonical_request<H: HeaderPair>(
+    sink: &mut impl Sink,
+    request: &SignableRequest<'_, H>,
+    signed_headers: &str,
+    payload_hash: &str,
+) {
+    sink.put_str(request.method);
+    sink.put(b"\n");
+    write_canonical_uri(sink, request.raw_path);
+    sink.put(b"\n");
+    write_canonical_query(sink, request.raw_query);
+    sink.put(b"\n");
+    for name in signed_headers.split(';') {
+        sink.put_str(name);
+        sink.put(b":");
+        write_header_values(sink, request.headers, name);
+        sink.put(b"\n");
+    }
+    sink.put(b"\n");
+    sink.put_str(signed_headers);
+    sink.put(b"\n");
+    sink.put_str(payload_hash);
+}
+
+fn header<'a, H: HeaderPair>(headers: &'a [H], name: &str) -> Option<&'a str> {
     headers
         .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_str())
+        .find(|pair| pair.name() == name)
+        .map(HeaderPair::value)
 }
 
-fn header_values(headers: &[(String, String)], name: &str) -> String {
-    let values: Vec<String> = headers
-        .iter()
-        .filter(|(n, _)| n == name)
-        .map(|(_, v)| v.split_whitespace().collect::<Vec<_>>().join(" "))
-        .collect();
-    values.join(",")
+/// Every value of header `name`, each trimmed with inner runs of spaces collapsed to one,
+/// joined with `,`.
+fn write_header_values<H: HeaderPair>(sink: &mut impl Sink, headers: &[H], name: &str) {
+    let values = headers.iter().filter(|pair| pair.name() == name);
+    for (index, pair) in values.enumerate() {
+        if index > 0 {
+            sink.put(b",");
+        }
+        for (word_index, word) in pair.value().split_whitespace().enumerate() {
+            if word_index > 0 {
+                sink.put(b" ");
+            }
+            sink.put_str(word);
+        }
+    }
 }
 
 /// The canonical URI: dot and empty segments removed, then every byte outside the unreserved
 /// set and `/` percent-encoded (so an already encoded `%3A` becomes `%253A`).
-fn canonical_uri(raw_path: &str) -> String {
+fn write_canonical_uri(sink: &mut impl Sink, raw_path: &str) {
+    if raw_path == "/" {
+        // The data plane's only path.
+        sink.put(b"/");
+        return;
+    }
     let segments: Vec<&str> = raw_path
         .split('/')
         .filter(|s| !s.is_empty() && *s != ".")
@@ -527,10 +645,13 @@ fn canonical_uri(raw_path: &str) -> String {
     if raw_path.ends_with('/') && !segments.is_empty() {
         path.push('/');
     }
-    uri_encode(path.as_bytes(), false)
+    sink.put_str(&uri_encode(path.as_bytes(), false));
 }
 
-fn canonical_query(raw_query: &str) -> String {
+fn write_canonical_query(sink: &mut impl Sink, raw_query: &str) {
+    if raw_query.is_empty() {
+        return;
+    }
     let mut pairs: Vec<(String, String)> = raw_query
         .split('&')
         .filter(|p| !p.is_empty())
@@ -543,11 +664,14 @@ fn canonical_query(raw_query: &str) -> String {
         })
         .collect();
     pairs.sort();
-    pairs
-        .iter()
-        .map(|(n, v)| format!("{n}={v}"))
-        .collect::<Vec<_>>()
-        .join("&")
+    for (index, (name, value)) in pairs.iter().enumerate() {
+        if index > 0 {
+            sink.put(b"&");
+        }
+        sink.put_str(name);
+        sink.put(b"=");
+        sink.put_str(value);
+    }
 }
 
 /// AWS's URI encoding: unreserved characters stay, everything else becomes `%XX` (upper case).
@@ -713,6 +837,18 @@ mod tests {
         assert!(auth.contains("SignedHeaders=host;x-amz-date,"));
     }
 
+    fn canonical_uri(raw_path: &str) -> String {
+        let mut written = Vec::new();
+        write_canonical_uri(&mut written, raw_path);
+        String::from_utf8(written).unwrap()
+    }
+
+    fn canonical_query(raw_query: &str) -> String {
+        let mut written = Vec::new();
+        write_canonical_query(&mut written, raw_query);
+        String::from_utf8(written).unwrap()
+    }
+
     #[test]
     fn tags_path_is_signed_double_encoded() {
         assert_eq!(
@@ -767,30 +903,137 @@ mod tests {
 
     #[test]
     fn cached_signing_keys_match_fresh_derivations() {
+        // A cached keyed HMAC must sign as a fresh HMAC with the freshly derived key.
+        let signed = |keys: &SigningKeys, secret: &str, date: &str, region: &str| {
+            let mut mac = keys.mac(secret, date, region, "qldb");
+            mac.update(b"string to sign");
+            <[u8; 32]>::from(mac.finalize().into_bytes())
+        };
+        let fresh = |secret: &str, date: &str, region: &str| {
+            hmac(
+                &signing_key(secret, date, region, "qldb"),
+                b"string to sign",
+            )
+        };
         let keys = SigningKeys::default();
-        let fresh = signing_key("secret", "20261207", "us-east-1", "qldb");
-        assert_eq!(keys.get("secret", "20261207", "us-east-1", "qldb"), fresh);
-        assert_eq!(keys.get("secret", "20261207", "us-east-1", "qldb"), fresh);
+        let expected = fresh("secret", "20261207", "us-east-1");
+        assert_eq!(signed(&keys, "secret", "20261207", "us-east-1"), expected);
+        assert_eq!(signed(&keys, "secret", "20261207", "us-east-1"), expected);
         // Every part of the scope, and the secret, selects its own key.
         for (secret, date, region) in [
             ("other", "20261207", "us-east-1"),
             ("secret", "20261208", "us-east-1"),
             ("secret", "20261207", "eu-west-1"),
         ] {
-            let key = keys.get(secret, date, region, "qldb");
-            assert_ne!(key, fresh);
-            assert_eq!(key, signing_key(secret, date, region, "qldb"));
+            let signature = signed(&keys, secret, date, region);
+            assert_ne!(signature, expected);
+            assert_eq!(signature, fresh(secret, date, region));
         }
         // Past the bound the oldest keys are dropped and derived again, still correctly.
         for day in 0..2 * SIGNING_KEYS_MAX {
             let date = format!("2027{day:04}");
             assert_eq!(
-                keys.get("secret", &date, "us-east-1", "qldb"),
-                signing_key("secret", &date, "us-east-1", "qldb")
+                signed(&keys, "secret", &date, "us-east-1"),
+                fresh("secret", &date, "us-east-1")
             );
         }
         assert_eq!(keys.keys.lock().unwrap().len(), SIGNING_KEYS_MAX);
-        assert_eq!(keys.get("secret", "20261207", "us-east-1", "qldb"), fresh);
+        assert_eq!(signed(&keys, "secret", "20261207", "us-east-1"), expected);
+    }
+
+    #[test]
+    fn aws_test_suite_get_header_key_duplicate() {
+        // aws-sig-v4-test-suite `get-header-key-duplicate`: a header sent three times is
+        // signed as its values joined with `,`, in the order sent.
+        let headers = headers(&[
+            ("host", "example.amazonaws.com"),
+            ("my-header1", "value2"),
+            ("my-header1", "value2"),
+            ("my-header1", "value1"),
+            ("x-amz-date", "20150830T123600Z"),
+        ]);
+        let request = SignableRequest {
+            method: "GET",
+            raw_path: "/",
+            raw_query: "",
+            headers: &headers,
+            body: b"",
+        };
+        let auth = sign(&request, "AKIDEXAMPLE", SECRET, "us-east-1", "service").unwrap();
+        assert_eq!(
+            signature_of(&auth),
+            "c9d5ea9f3f72853aea855b47ea873832890dbdd183b4468f858259531a5138ea"
+        );
+    }
+
+    #[test]
+    fn borrowed_headers_verify_as_owned_ones_sign() {
+        // The server checks headers borrowed from the request (`(&str, Cow<str>)`); values
+        // with runs of spaces and a repeated header must canonicalize as the signer's did.
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut owned = headers(&[
+            ("host", "localhost:8080"),
+            ("x-amz-target", "QLDBSession.SendCommand"),
+            ("x-custom", "  a   b  c "),
+            ("x-custom", "d"),
+        ]);
+        owned.push(("x-amz-date".into(), format_amz_date(now)));
+        let body = br#"{"StartTransaction":{}}"#;
+        let request = SignableRequest {
+            method: "POST",
+            raw_path: "/",
+            raw_query: "",
+            headers: &owned,
+            body,
+        };
+        let auth = sign(&request, "AKID", "secret", "eu-west-1", SERVICE).unwrap();
+        assert!(auth.contains("SignedHeaders=host;x-amz-date;x-amz-target;x-custom,"));
+        owned.push(("authorization".into(), auth));
+        let mut credentials = Credentials::default();
+        credentials.insert("AKID", "secret");
+        let verify_borrowed = |headers: &[(String, String)], body: &[u8]| {
+            let borrowed: Vec<(&str, Cow<'_, str>)> = headers
+                .iter()
+                .map(|(name, value)| (name.as_str(), Cow::Borrowed(value.as_str())))
+                .collect();
+            let request = SignableRequest {
+                method: "POST",
+                raw_path: "/",
+                raw_query: "",
+                headers: &borrowed,
+                body,
+            };
+            verify(&request, &credentials, now)
+        };
+        assert_eq!(verify_borrowed(&owned, body), Ok("AKID".to_string()));
+        assert_eq!(
+            verify_borrowed(&owned, b"{}").unwrap_err().kind,
+            ErrorKind::InvalidSignature
+        );
+        // Whitespace inside a value is covered: one space more fails.
+        let mut changed = owned.clone();
+        changed[2].1 = "  a   b  c d".into();
+        assert_eq!(
+            verify_borrowed(&changed, body).unwrap_err().kind,
+            ErrorKind::InvalidSignature
+        );
+        // And a client that declares the payload hash signs it: the server checks both.
+        let mut declared = owned[..5].to_vec();
+        declared.push(("x-amz-content-sha256".into(), payload_sha256(body)));
+        let request = SignableRequest {
+            method: "POST",
+            raw_path: "/",
+            raw_query: "",
+            headers: &declared,
+            body,
+        };
+        let auth = sign(&request, "AKID", "secret", "eu-west-1", SERVICE).unwrap();
+        declared.push(("authorization".into(), auth));
+        assert_eq!(verify_borrowed(&declared, body), Ok("AKID".to_string()));
+        assert_eq!(
+            verify_borrowed(&declared, b"{}").unwrap_err().kind,
+            ErrorKind::InvalidSignature
+        );
     }
 
     #[test]
