@@ -13,23 +13,31 @@
 //! Order: the records of a delivery are pipelined on one connection, which JetStream stores in
 //! the order it receives them; a delivery that fails anywhere is sent again from its first record.
 //!
+//! Acknowledgements: every publish names a reply subject of its own under one subscription per
+//! connection (`<inbox>.<n>`), and a delivery succeeds only when each of its publishes has
+//! been acknowledged without error (a duplicate counts: JetStream already holds the record);
+//! an error acknowledgement, a "no responders" status (no stream captures the subject) or an
+//! acknowledgement missing for [`NATS_TIMEOUT`] fails it, and the worker retries it.
+//!
 //! Security, as NATS URLs carry it: `user:password@` or `token@` before the host, and the
 //! `tls://` scheme for a server that requires TLS. TLS trusts the system's roots, or instead the
 //! PEM certificates of the file `NATS_CA` names (the `nats` CLI's variable), as `async-nats` does.
 
-use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use async_nats::jetstream;
-use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
-use async_nats::jetstream::message::PublishMessage;
-use quill_stream::{BoxFuture, Sink, SinkError, StreamRecord};
+use async_nats::header::NATS_MESSAGE_ID;
+use async_nats::{HeaderMap, StatusCode, Subject, Subscriber};
+use futures_util::StreamExt;
+use quill_stream::{BoxFuture, RecordType, Sink, SinkError, StreamRecord};
 use serde::{Deserialize, Serialize};
 
-/// Publishes awaiting their acknowledgement at once: bounded so a large delivery cannot
-/// exhaust the client's in-flight permits.
+/// Publishes awaiting their acknowledgement at once. Below the client's command buffer (2,048
+/// commands), so that a publish never waits for a connection that is down (reconnecting): the
+/// acknowledgement timeout fails the delivery first. The acknowledgement subscription buffers
+/// 64 Ki messages, far more.
 const ACK_WINDOW: usize = 1024;
+const RECORD_TYPE_HEADER: &str = "Quill-Record-Type";
 /// How long connecting, and each acknowledgement, may take before the delivery fails (and the
 /// stream turns `IMPAIRED` until it goes through).
 const NATS_TIMEOUT: Duration = Duration::from_secs(5);
@@ -210,98 +218,243 @@ fn validate_subject(subject: &str) -> Result<(), String> {
 pub struct NatsSink {
     target: NatsTarget,
     /// Connected on first delivery, and again after a delivery failed.
-    context: Option<jetstream::Context>,
+    publisher: Option<Publisher>,
 }
 
-impl NatsSink {
-    pub fn new(target: NatsTarget) -> NatsSink {
-        NatsSink {
-            target,
-            context: None,
-        }
-    }
+/// One connection to the NATS server and the subscription all of its acknowledgements arrive
+/// on. JetStream answers a publish on the publish's reply subject; giving each publish
+/// `<inbox>.<number>` under one subscription to `<inbox>.*` costs one subject per message,
+/// where the client's request API sets up a reply inbox, a channel, a permit and a timer each.
+struct Publisher {
+    client: async_nats::Client,
+    subject: Subject,
+    acks: Subscriber,
+    /// `<inbox>.`: the reply subject of publish n is this followed by n.
+    reply_prefix: String,
+    /// The number of the next publish on this connection.
+    next: u64,
+    /// The `Quill-Record-Type` header of each record type, cloned for every message.
+    control: HeaderMap,
+    block_summary: HeaderMap,
+    revision_details: HeaderMap,
+}
 
-    async fn connect(&self) -> Result<jetstream::Context, SinkError> {
+/// The fields of JetStream's publish acknowledgement that delivery needs: `{"stream", "seq",
+/// "duplicate"?}` when stored (a duplicate `Nats-Msg-Id` is acknowledged with the first
+/// copy's `seq`, so it counts as delivered), `{"error": {…}}` when not.
+#[derive(Deserialize)]
+struct PublishAck {
+    error: Option<JetStreamError>,
+    seq: Option<u64>,
+    #[serde(default)]
+    duplicate: bool,
+}
+
+#[derive(Deserialize)]
+struct JetStreamError {
+    code: u16,
+    #[serde(default)]
+    description: String,
+}
+
+/// The acknowledgements of one delivery's publishes, numbered `first..first + records`.
+struct Acks {
+    first: u64,
+    received: Vec<bool>,
+    sent: usize,
+    acknowledged: usize,
+    duplicates: usize,
+}
+
+impl Acks {
+    fn in_flight(&self) -> usize {
+        self.sent - self.acknowledged
+    }
+}
+
+fn record_type_headers(record_type: RecordType) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(RECORD_TYPE_HEADER, record_type.as_str());
+    headers
+}
+
+impl Publisher {
+    async fn connect(target: &NatsTarget) -> Result<Publisher, SinkError> {
         let mut options = async_nats::ConnectOptions::new().connection_timeout(NATS_TIMEOUT);
-        match &self.target.auth {
+        match &target.auth {
             Some(NatsAuth::UserPassword { user, password }) => {
                 options = options.user_and_password(user.clone(), password.clone());
             }
             Some(NatsAuth::Token(token)) => options = options.token(token.clone()),
             None => {}
         }
-        if self.target.tls {
+        if target.tls {
             options = options.require_tls(true);
-            if let Some(ca_file) = &self.target.ca_file {
+            if let Some(ca_file) = &target.ca_file {
                 options = options.add_root_certificates(ca_file.clone());
             }
         }
-        let client = options
-            .connect(self.target.server.as_str())
-            .await
-            .map_err(|e| {
-                SinkError::transient(format!(
-                    "cannot connect to NATS at {}: {e}",
-                    self.target.url()
-                ))
-            })?;
-        Ok(jetstream::ContextBuilder::new()
-            .timeout(NATS_TIMEOUT)
-            .build(client))
+        let client = options.connect(target.server.as_str()).await.map_err(|e| {
+            SinkError::transient(format!("cannot connect to NATS at {}: {e}", target.url()))
+        })?;
+        let inbox = client.new_inbox();
+        let acks = client.subscribe(format!("{inbox}.*")).await.map_err(|e| {
+            SinkError::transient(format!(
+                "cannot subscribe to acknowledgements on {}: {e}",
+                target.url()
+            ))
+        })?;
+        Ok(Publisher {
+            client,
+            subject: Subject::from(target.subject.as_str()),
+            acks,
+            reply_prefix: format!("{inbox}."),
+            next: 0,
+            control: record_type_headers(RecordType::Control),
+            block_summary: record_type_headers(RecordType::BlockSummary),
+            revision_details: record_type_headers(RecordType::RevisionDetails),
+        })
     }
 
+    /// Publishes `records` in order, at most [`ACK_WINDOW`] unacknowledged at once, and
+    /// returns once JetStream acknowledged every one; fails at the first error or missing
+    /// acknowledgement.
     async fn publish_all(
-        &self,
-        context: &jetstream::Context,
+        &mut self,
+        target: &NatsTarget,
         records: &[StreamRecord],
     ) -> Result<(), SinkError> {
-        let mut pending: VecDeque<PublishAckFuture> = VecDeque::new();
-        let mut failure = None;
+        let mut acks = Acks {
+            first: self.next,
+            received: vec![false; records.len()],
+            sent: 0,
+            acknowledged: 0,
+            duplicates: 0,
+        };
         for record in records {
-            if pending.len() >= ACK_WINDOW {
-                let ack = pending.pop_front().expect("the window is not empty");
-                if let Err(e) = ack.await {
-                    failure = Some(e);
-                    break;
-                }
+            while acks.in_flight() >= ACK_WINDOW {
+                self.receive_ack(target, &mut acks).await?;
             }
-            let message = PublishMessage::build()
-                .payload(record.ion.clone().into())
-                .message_id(&record.dedupe_key)
-                .header("Quill-Record-Type", record.record_type.as_str());
-            match context
-                .send_publish(self.target.subject.clone(), message)
+            let mut headers = match record.record_type {
+                RecordType::Control => self.control.clone(),
+                RecordType::BlockSummary => self.block_summary.clone(),
+                RecordType::RevisionDetails => self.revision_details.clone(),
+            };
+            headers.insert(NATS_MESSAGE_ID, record.dedupe_key.as_str());
+            let reply = format!("{}{}", self.reply_prefix, self.next);
+            self.next += 1;
+            self.client
+                .publish_with_reply_and_headers(
+                    self.subject.clone(),
+                    reply,
+                    headers,
+                    record.ion.clone().into(),
+                )
                 .await
-            {
-                Ok(ack) => pending.push_back(ack),
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
-            }
+                .map_err(|e| {
+                    SinkError::transient(format!(
+                        "JetStream publish to {} failed: {e}",
+                        target.url()
+                    ))
+                })?;
+            acks.sent += 1;
         }
-        // After the first failure the rest are dropped, not awaited: each would wait out its
-        // own timeout while the server is gone (the client settles dropped ones itself).
-        if failure.is_none() {
-            for ack in pending {
-                if let Err(e) = ack.await {
-                    failure = Some(e);
-                    break;
-                }
-            }
+        while acks.acknowledged < records.len() {
+            self.receive_ack(target, &mut acks).await?;
         }
-        match failure {
-            None => Ok(()),
-            Some(e) if e.kind() == PublishErrorKind::StreamNotFound => {
-                Err(SinkError::transient(format!(
-                    "no JetStream stream captures the subject {:?} on {}: create one first",
-                    self.target.subject, self.target.server
-                )))
+        if acks.duplicates > 0 {
+            tracing::debug!(
+                "{} of {} records were already in JetStream (sent again)",
+                acks.duplicates,
+                records.len()
+            );
+        }
+        Ok(())
+    }
+
+    /// Waits for the next acknowledgement of this delivery and checks it.
+    async fn receive_ack(&mut self, target: &NatsTarget, acks: &mut Acks) -> Result<(), SinkError> {
+        loop {
+            let message = match tokio::time::timeout(NATS_TIMEOUT, self.acks.next()).await {
+                Ok(Some(message)) => message,
+                Ok(None) => {
+                    return Err(SinkError::transient(format!(
+                        "the connection to {} closed before JetStream acknowledged",
+                        target.url()
+                    )))
+                }
+                Err(_) => {
+                    return Err(SinkError::transient(format!(
+                        "JetStream did not acknowledge a publish to {} within {NATS_TIMEOUT:?}",
+                        target.url()
+                    )))
+                }
+            };
+            // An acknowledgement of an earlier delivery's publish cannot arrive here (a
+            // delivery returns only when all of its own are in, and a failed one drops the
+            // connection), but one outside this delivery's numbers is ignored all the same.
+            let Some(index) = message
+                .subject
+                .strip_prefix(self.reply_prefix.as_str())
+                .and_then(|number| number.parse::<u64>().ok())
+                .and_then(|number| number.checked_sub(acks.first))
+                .and_then(|index| usize::try_from(index).ok())
+                .filter(|&index| index < acks.sent && !acks.received[index])
+            else {
+                continue;
+            };
+            if check_ack(target, &message)? {
+                acks.duplicates += 1;
             }
-            Some(e) => Err(SinkError::transient(format!(
-                "JetStream publish to {} failed: {e}",
-                self.target.url()
-            ))),
+            acks.received[index] = true;
+            acks.acknowledged += 1;
+            return Ok(());
+        }
+    }
+}
+
+/// Whether JetStream stored the message `ack` answers: `Ok(true)` if it already held one with
+/// the same `Nats-Msg-Id`, `Ok(false)` if stored now.
+fn check_ack(target: &NatsTarget, ack: &async_nats::Message) -> Result<bool, SinkError> {
+    if ack.status == Some(StatusCode::NO_RESPONDERS) {
+        return Err(SinkError::transient(format!(
+            "no JetStream stream captures the subject {:?} on {}: create one first",
+            target.subject, target.server
+        )));
+    }
+    let rejected = |why: String| {
+        SinkError::transient(format!(
+            "JetStream publish to {} failed: {why}",
+            target.url()
+        ))
+    };
+    if let Some(status) = ack.status {
+        return Err(rejected(format!("status {status}")));
+    }
+    match serde_json::from_slice::<PublishAck>(&ack.payload) {
+        Ok(PublishAck {
+            error: Some(error), ..
+        }) => Err(rejected(format!(
+            "{} (code {})",
+            error.description, error.code
+        ))),
+        Ok(PublishAck {
+            seq: Some(_),
+            duplicate,
+            ..
+        }) => Ok(duplicate),
+        Ok(PublishAck { seq: None, .. }) | Err(_) => Err(rejected(format!(
+            "unexpected acknowledgement {:?}",
+            String::from_utf8_lossy(&ack.payload)
+        ))),
+    }
+}
+
+impl NatsSink {
+    pub fn new(target: NatsTarget) -> NatsSink {
+        NatsSink {
+            target,
+            publisher: None,
         }
     }
 }
@@ -312,18 +465,17 @@ impl Sink for NatsSink {
         records: &'a [StreamRecord],
     ) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
-            let context = match &self.context {
-                Some(context) => context.clone(),
-                None => {
-                    let context = self.connect().await?;
-                    self.context = Some(context.clone());
-                    context
-                }
+            let publisher = match &mut self.publisher {
+                Some(publisher) => publisher,
+                None => self
+                    .publisher
+                    .insert(Publisher::connect(&self.target).await?),
             };
-            let outcome = self.publish_all(&context, records).await;
+            let outcome = publisher.publish_all(&self.target, records).await;
             if outcome.is_err() {
-                // A fresh connection next time, rather than trusting one that just failed.
-                self.context = None;
+                // A fresh connection next time, rather than trusting one that just failed
+                // (its acknowledgements still on the way would also be left behind with it).
+                self.publisher = None;
             }
             outcome
         })
