@@ -824,6 +824,17 @@ impl PgJournal {
     /// so it includes every commit acknowledged before the call. Calls at the same time share
     /// one query instead of each taking a connection for its own (a transaction begins with
     /// this: see `commit::catch_up`).
+    ///
+    /// Why a query and not a `LISTEN`ed notification of each commit: PostgreSQL delivers a
+    /// `NOTIFY` after its transaction committed, asynchronously, so another server's client
+    /// can have its commit acknowledged and tell a client of this server, which begins here,
+    /// before the notification arrives. A notification proves only that the tip is at least
+    /// so far, never that nothing newer was acknowledged; only a read that started after the
+    /// call proves that. Notifications could replace the polling of an idle ledger, and they
+    /// could drop this read for a server committing alone if combined with a lease that keeps
+    /// other servers from committing until its holder went back to reading; but the holder
+    /// learns it lost the lease (its connection dropped, PostgreSQL released the lock) only
+    /// later, so such a lease needs a time bound PostgreSQL's locks do not give.
     pub fn fresh_tip(&self) -> Result<u64> {
         let lock = || {
             self.tip_reads
