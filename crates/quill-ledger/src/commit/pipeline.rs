@@ -199,6 +199,10 @@ pub fn run(core: Arc<Core>, requests: Receiver<CommitRequest>) {
         let first = match requests.recv_timeout(IDLE_FLUSH_AFTER) {
             Ok(first) => first,
             Err(mpsc::RecvTimeoutError::Timeout) => {
+                if let Some(pg) = core.journal.shared() {
+                    // The tip lock taken for a batch that did not come: other servers wait.
+                    pg.rollback();
+                }
                 flush_while_idle(&core);
                 continue;
             }
@@ -686,7 +690,14 @@ fn commit_shared(core: &Core, sequencer: &mut Sequencer, sequenced: Sequenced) {
         undo,
     } = sequenced;
     let pg = core.journal.shared().expect("called for a shared journal");
-    let committed = match pg.sync(job.end) {
+    // With the next batch waiting and no other server committing lately, lock the tip for it
+    // in the COMMIT's round trip: one round trip per batch less.
+    let synced = if core.pipeline.queued.load(Ordering::SeqCst) > 0 && !pg.contended() {
+        pg.sync_and_relock(job.end)
+    } else {
+        pg.sync(job.end)
+    };
+    let committed = match synced {
         Ok(()) => Ok(()),
         Err(error) => match settle_lost_commit(pg, job.end, job.last_hash) {
             Ok(true) => {

@@ -141,6 +141,8 @@ const MIGRATIONS: &[(i32, &str)] = &[
 const MIGRATION_LOCK_KEY: i64 = 0x5155_494c_4c00_0001;
 /// Connections kept idle per store; more are opened when needed and closed when returned.
 const IDLE_CONNECTIONS_MAX: usize = 16;
+/// Connections kept for tip reads (one read of each ledger is in flight at a time).
+const TIP_READERS_MAX: usize = 4;
 /// Blocks fetched per query when scanning.
 const SCAN_CHUNK_BLOCKS: i64 = 512;
 /// Connect timeout when the URL sets none: an unreachable server fails a commit quickly.
@@ -173,13 +175,20 @@ struct StoreInner {
     /// The URL without its password, for messages.
     display: String,
     idle: Mutex<Vec<Client>>,
+    /// Connections kept for tip reads, each with the read prepared on it.
+    tip_readers: Mutex<Vec<(Client, postgres::Statement)>>,
 }
 
 impl Drop for StoreInner {
     fn drop(&mut self) {
         // Closing a connection blocks on it too.
         let idle = std::mem::take(self.idle.get_mut().unwrap_or_else(PoisonError::into_inner));
-        blocking(move || drop(idle));
+        let readers = std::mem::take(
+            self.tip_readers
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        blocking(move || drop((idle, readers)));
     }
 }
 
@@ -227,6 +236,7 @@ impl PostgresStore {
                 config,
                 display: redact_url(url),
                 idle: Mutex::new(Vec::new()),
+                tip_readers: Mutex::new(Vec::new()),
             }),
         };
         store.migrate()?;
@@ -462,6 +472,44 @@ impl PostgresStore {
                 self.give_back(client);
             }
             result
+        })
+    }
+
+    /// A ledger's row `(blocks, last_hash)`, read with the statement prepared for it on a
+    /// connection kept for tip reads: every transaction begins with one (see
+    /// `PgJournal::fresh_tip`), and a prepared statement spares PostgreSQL parsing and
+    /// planning it each time.
+    fn read_tip(&self, ledger: &str) -> Result<Option<postgres::Row>> {
+        blocking(|| {
+            let reader = self
+                .inner
+                .tip_readers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop();
+            let (mut client, statement) = match reader {
+                Some((client, statement)) if !client.is_closed() => (client, statement),
+                _ => {
+                    let mut client = self.client()?;
+                    let statement = client
+                        .prepare_typed(
+                            "SELECT blocks, last_hash FROM quill_ledgers WHERE name = $1",
+                            &[Type::TEXT],
+                        )
+                        .map_err(db_error)?;
+                    (client, statement)
+                }
+            };
+            let row = client.query_opt(&statement, &[&ledger]).map_err(db_error)?;
+            let mut readers = self
+                .inner
+                .tip_readers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if readers.len() < TIP_READERS_MAX {
+                readers.push((client, statement));
+            }
+            Ok(row)
         })
     }
 
@@ -727,11 +775,24 @@ pub(crate) struct PgJournal {
     /// succeeded and which is about to be published (so nobody was told of it yet):
     /// `commit::catch_up` reads nothing when the tip is below it.
     len: AtomicU64,
-    /// The connection whose transaction holds the tip lock, between `lock_tip` and `sync`.
-    batch: Mutex<Option<Client>>,
+    /// The connection whose transaction holds the tip lock, between `lock_tip` and `sync`
+    /// (or from `sync_and_relock` to the next `lock_tip`).
+    batch: Mutex<Option<Batch>>,
+    /// `SELECT blocks FROM quill_ledgers WHERE name = '<ledger>' FOR UPDATE`, for the simple
+    /// query protocol, which sends it together with `BEGIN` (and `COMMIT`) in one round trip.
+    lock_sql: String,
+    /// Whether the last `lock_tip` found blocks other servers committed.
+    contended: std::sync::atomic::AtomicBool,
     /// Shares tip reads between transactions that begin at the same time (see `fresh_tip`).
     tip_reads: Mutex<TipReads>,
     tip_read_done: Condvar,
+}
+
+/// A batch's transaction, holding the tip lock.
+struct Batch {
+    client: Client,
+    /// The tip read when `sync_and_relock` took the lock for a batch not sequenced yet.
+    relocked: Option<u64>,
 }
 
 /// Tip reads in flight and done, numbered in the order they started.
@@ -752,6 +813,11 @@ impl PgJournal {
             ledger: ledger.to_owned(),
             len: AtomicU64::new(blocks),
             batch: Mutex::new(None),
+            lock_sql: format!(
+                "SELECT blocks FROM quill_ledgers WHERE name = '{}' FOR UPDATE",
+                ledger.replace('\'', "''")
+            ),
+            contended: std::sync::atomic::AtomicBool::new(false),
             tip_reads: Mutex::default(),
             tip_read_done: Condvar::new(),
         }
@@ -761,6 +827,17 @@ impl PgJournal {
     /// so it includes every commit acknowledged before the call. Calls at the same time share
     /// one query instead of each taking a connection for its own (a transaction begins with
     /// this: see `commit::catch_up`).
+    ///
+    /// Why a query and not a `LISTEN`ed notification of each commit: PostgreSQL delivers a
+    /// `NOTIFY` after its transaction committed, asynchronously, so another server's client
+    /// can have its commit acknowledged and tell a client of this server, which begins here,
+    /// before the notification arrives. A notification proves only that the tip is at least
+    /// so far, never that nothing newer was acknowledged; only a read that started after the
+    /// call proves that. Notifications could replace the polling of an idle ledger, and they
+    /// could drop this read for a server committing alone if combined with a lease that keeps
+    /// other servers from committing until its holder went back to reading; but the holder
+    /// learns it lost the lease (its connection dropped, PostgreSQL released the lock) only
+    /// later, so such a lease needs a time bound PostgreSQL's locks do not give.
     pub fn fresh_tip(&self) -> Result<u64> {
         let lock = || {
             self.tip_reads
@@ -806,38 +883,59 @@ impl PgJournal {
         self.len.load(Ordering::SeqCst)
     }
 
-    /// Opens the batch's transaction and locks the tip. Returns the blocks from `next` on
-    /// that other servers committed (empty when this server is at the tip).
+    /// Opens the batch's transaction and locks the tip, or takes the lock
+    /// [`PgJournal::sync_and_relock`] already holds. Returns the blocks from `next` on that
+    /// other servers committed (empty when this server is at the tip).
     pub fn lock_tip(&self, next: u64) -> Result<Vec<(u64, Vec<u8>)>> {
-        self.rollback();
+        let held = self.batch().take();
         blocking(|| {
-            let mut client = self.store.client()?;
-            // BEGIN and the lock in one round trip (the simple query protocol takes both).
-            let lock = format!(
-                "BEGIN; SELECT blocks FROM quill_ledgers WHERE name = '{}' FOR UPDATE",
-                self.ledger.replace('\'', "''")
-            );
-            let answer = client.simple_query(&lock).map_err(db_error)?;
-            let blocks = answer
-                .iter()
-                .find_map(|message| match message {
-                    postgres::SimpleQueryMessage::Row(row) => row.get(0),
-                    _ => None,
-                })
-                .ok_or_else(|| LedgerError::UnknownLedger(self.ledger.clone()))?;
-            let blocks: u64 = blocks.parse().map_err(|_| {
-                LedgerError::Storage(format!("quill_ledgers.blocks is not a count: {blocks}"))
-            })?;
+            let (mut client, blocks) = match held {
+                Some(Batch {
+                    client,
+                    relocked: Some(blocks),
+                }) => (client, blocks),
+                held => {
+                    if let Some(Batch { client, .. }) = held {
+                        self.roll_back(client);
+                    }
+                    let mut client = self.store.client()?;
+                    // BEGIN and the lock in one round trip (the simple query protocol takes both).
+                    let answer = client
+                        .simple_query(&format!("BEGIN; {}", self.lock_sql))
+                        .map_err(db_error)?;
+                    let blocks = self.locked_blocks(&answer)?;
+                    (client, blocks)
+                }
+            };
+            // From here, an error drops the connection, which rolls the transaction back.
             if blocks < next {
                 return Err(lost_blocks(&self.ledger, blocks, next));
             }
+            self.contended.store(blocks > next, Ordering::Relaxed);
             let foreign = if blocks > next {
                 fetch(&mut client, &self.ledger, next, blocks)?
             } else {
                 Vec::new()
             };
-            *self.batch() = Some(client);
+            *self.batch() = Some(Batch {
+                client,
+                relocked: None,
+            });
             Ok(foreign)
+        })
+    }
+
+    /// The tip count in the answer to `lock_sql`.
+    fn locked_blocks(&self, answer: &[postgres::SimpleQueryMessage]) -> Result<u64> {
+        let blocks = answer
+            .iter()
+            .find_map(|message| match message {
+                postgres::SimpleQueryMessage::Row(row) => row.get(0),
+                _ => None,
+            })
+            .ok_or_else(|| LedgerError::UnknownLedger(self.ledger.clone()))?;
+        blocks.parse().map_err(|_| {
+            LedgerError::Storage(format!("quill_ledgers.blocks is not a count: {blocks}"))
         })
     }
 
@@ -850,9 +948,17 @@ impl PgJournal {
         let end = first + blocks.len() as u64;
         blocking(|| {
             let mut slot = self.batch();
-            let client = slot.as_mut().ok_or_else(|| {
-                LedgerError::Storage("append without the tip lock (lock_tip first)".into())
-            })?;
+            let client = match slot.as_mut() {
+                Some(Batch {
+                    client,
+                    relocked: None,
+                }) => client,
+                _ => {
+                    return Err(LedgerError::Storage(
+                        "append without the tip lock (lock_tip first)".into(),
+                    ))
+                }
+            };
             // The blocks and the tip in one statement: one round trip.
             let BlockColumns {
                 seqs,
@@ -886,7 +992,7 @@ impl PgJournal {
     /// Commits the batch's transaction (nothing to do when none is open). After an error
     /// the outcome may be unknown: see [`PgJournal::committed_tip`].
     pub fn sync(&self, end: u64) -> Result<()> {
-        let Some(mut client) = self.batch().take() else {
+        let Some(Batch { mut client, .. }) = self.batch().take() else {
             return Ok(());
         };
         blocking(|| -> Result<()> {
@@ -898,28 +1004,55 @@ impl PgJournal {
         Ok(())
     }
 
-    /// Abandons the batch's transaction, if one is open.
+    /// Like [`PgJournal::sync`], and in the same round trip opens the next batch's
+    /// transaction and locks the tip again (`COMMIT; BEGIN; SELECT … FOR UPDATE`), for a
+    /// committer that has the next batch waiting already: the next [`PgJournal::lock_tip`]
+    /// takes this lock instead of a round trip of its own. The answer comes once the lock is
+    /// taken, so with another server committing too it waits for that server's batch: worth
+    /// it only while this server commits alone (see [`PgJournal::contended`]). An error
+    /// after the COMMIT was sent leaves its outcome unknown, as for `sync`.
+    pub fn sync_and_relock(&self, end: u64) -> Result<()> {
+        let Some(Batch { mut client, .. }) = self.batch().take() else {
+            return Ok(());
+        };
+        let blocks = blocking(|| {
+            let answer = client
+                .simple_query(&format!("COMMIT; BEGIN; {}", self.lock_sql))
+                .map_err(db_error)?;
+            self.locked_blocks(&answer)
+        })?;
+        *self.batch() = Some(Batch {
+            client,
+            relocked: Some(blocks),
+        });
+        self.len.fetch_max(end, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Whether the last batch found blocks other servers committed since the one before.
+    pub fn contended(&self) -> bool {
+        self.contended.load(Ordering::Relaxed)
+    }
+
+    /// Abandons the batch's transaction, if one is open (or the next one's lock, taken early).
     pub fn rollback(&self) {
-        if let Some(mut client) = self.batch().take() {
-            blocking(|| {
-                if client.batch_execute("ROLLBACK").is_ok() {
-                    self.store.give_back(client);
-                }
-            });
+        if let Some(Batch { client, .. }) = self.batch().take() {
+            blocking(|| self.roll_back(client));
+        }
+    }
+
+    /// Rolls back `client`'s transaction and pools it (dropped if that fails). Call through
+    /// [`blocking`].
+    fn roll_back(&self, mut client: Client) {
+        if client.batch_execute("ROLLBACK").is_ok() {
+            self.store.give_back(client);
         }
     }
 
     /// The committed tip: number of blocks and the last block's hash, read on a fresh
     /// transaction (without the lock).
     pub fn committed_tip(&self) -> Result<(u64, Hash)> {
-        let row = self.store.with_client(|client| {
-            client
-                .query_typed_opt(
-                    "SELECT blocks, last_hash FROM quill_ledgers WHERE name = $1",
-                    &[(&self.ledger, Type::TEXT)],
-                )
-                .map_err(db_error)
-        })?;
+        let row = self.store.read_tip(&self.ledger)?;
         let row = row.ok_or_else(|| LedgerError::UnknownLedger(self.ledger.clone()))?;
         Ok((row.get::<_, i64>(0) as u64, hash_column(&row, 1)?))
     }
@@ -1039,7 +1172,7 @@ impl PgJournal {
         Ok(())
     }
 
-    fn batch(&self) -> std::sync::MutexGuard<'_, Option<Client>> {
+    fn batch(&self) -> std::sync::MutexGuard<'_, Option<Batch>> {
         self.batch.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -1111,7 +1244,71 @@ fn lost_blocks(ledger: &str, blocks: u64, seen: u64) -> LedgerError {
 
 #[cfg(test)]
 mod tests {
-    use super::{pending_migrations, redact_url, MIGRATIONS};
+    use super::{pending_migrations, redact_url, PgJournal, PostgresStore, MIGRATIONS};
+    use quill_verify::Hash;
+
+    /// Whether another connection finds the ledger's tip row locked.
+    fn tip_locked(server: &quill_pgtest::PgServer, database: &str) -> bool {
+        let mut other = postgres::Client::connect(
+            &format!(
+                "host=127.0.0.1 port={} user=postgres dbname={database}",
+                server.port()
+            ),
+            postgres::NoTls,
+        )
+        .unwrap();
+        other
+            .simple_query("SELECT blocks FROM quill_ledgers WHERE name = 'l' FOR UPDATE NOWAIT")
+            .is_err()
+    }
+
+    #[test]
+    fn a_relocked_tip_serves_the_next_batch_and_is_released_by_its_commit_or_rollback() {
+        let server = quill_pgtest::PgServer::shared().unwrap();
+        let url = server.create_database("relock").unwrap();
+        let store = PostgresStore::connect(&url).unwrap();
+        let hash = |n: u8| Hash([n; 32]);
+        store
+            .insert_ledger("l", "strand", &[(b"genesis".as_slice(), hash(0))], None)
+            .unwrap();
+        let journal = PgJournal::new(store.clone(), "l", 1);
+
+        assert!(journal.lock_tip(1).unwrap().is_empty());
+        journal.append(1, &[(b"one".as_slice(), hash(1))]).unwrap();
+        journal.sync_and_relock(2).unwrap();
+        // Block 1 is committed (readable elsewhere and counted), and the tip stays locked
+        // for the next batch.
+        assert_eq!(journal.committed_tip().unwrap(), (2, hash(1)));
+        assert_eq!(journal.len(), 2);
+        assert!(tip_locked(server, "relock"));
+
+        // The next batch takes that lock: no round trip, and nothing new from others.
+        assert!(journal.lock_tip(2).unwrap().is_empty());
+        journal.append(2, &[(b"two".as_slice(), hash(2))]).unwrap();
+        journal.sync(3).unwrap();
+        assert!(!tip_locked(server, "relock"));
+        assert_eq!(journal.fetch(1, 3).unwrap().len(), 2);
+
+        // A lock taken for a batch that does not come is given up.
+        assert!(journal.lock_tip(3).unwrap().is_empty());
+        journal
+            .append(3, &[(b"three".as_slice(), hash(3))])
+            .unwrap();
+        journal.sync_and_relock(4).unwrap();
+        journal.rollback();
+        assert!(!tip_locked(server, "relock"));
+        assert_eq!(journal.committed_tip().unwrap(), (4, hash(3)));
+
+        // Blocks another server committed meanwhile are returned by the next lock_tip.
+        let other = PgJournal::new(store, "l", 4);
+        assert!(other.lock_tip(4).unwrap().is_empty());
+        other.append(4, &[(b"four".as_slice(), hash(4))]).unwrap();
+        other.sync(5).unwrap();
+        let foreign = journal.lock_tip(4).unwrap();
+        assert_eq!(foreign, vec![(4, b"four".to_vec())]);
+        assert!(journal.contended());
+        journal.rollback();
+    }
 
     #[test]
     fn migrations_apply_in_version_order_whatever_was_applied_before() {
