@@ -608,6 +608,17 @@ mod tests {
         ledger
     }
 
+    /// Commits one more block to `ledger` and takes it into `store`.
+    fn grow_by_one_block(ledger: &Ledger, store: &mut LogStore) {
+        ledger
+            .transact(|tx| {
+                tx.insert("Item", Element::read_one("{n: 9}").unwrap())
+                    .map(|_| ())
+            })
+            .unwrap();
+        store.sync(ledger).unwrap();
+    }
+
     #[test]
     fn the_store_matches_the_in_memory_tree_and_survives_torn_files() {
         let dir = tempfile::tempdir().unwrap();
@@ -778,13 +789,7 @@ mod tests {
             "no growth, no checkpoint"
         );
 
-        ledger
-            .transact(|tx| {
-                tx.insert("Item", Element::read_one("{n: 9}").unwrap())
-                    .map(|_| ())
-            })
-            .unwrap();
-        store.sync(&ledger).unwrap();
+        grow_by_one_block(&ledger, &mut store);
         // A restarted publisher resumes from the persisted checkpoint.
         let mut publisher = Publisher::open(signer(), &path).unwrap();
         assert_eq!(publisher.checkpoint(), Some(note.as_str()));
@@ -853,13 +858,7 @@ mod tests {
             "nothing new to sign"
         );
 
-        ledger
-            .transact(|tx| {
-                tx.insert("Item", Element::read_one("{n: 9}").unwrap())
-                    .map(|_| ())
-            })
-            .unwrap();
-        store.sync(&ledger).unwrap();
+        grow_by_one_block(&ledger, &mut store);
         // A checkpoint the store refuses is not published.
         refuse.store(true, std::sync::atomic::Ordering::SeqCst);
         assert!(matches!(publisher.publish(&store), Err(LogError::Store(_))));
@@ -896,13 +895,7 @@ mod tests {
         let first_cosigned = cosign(&first);
         publisher.record_cosigned(&first_cosigned).unwrap();
 
-        ledger
-            .transact(|tx| {
-                tx.insert("Item", Element::read_one("{n: 9}").unwrap())
-                    .map(|_| ())
-            })
-            .unwrap();
-        store.sync(&ledger).unwrap();
+        grow_by_one_block(&ledger, &mut store);
         let second = publisher.publish(&store).unwrap().unwrap();
         // Until the new round finishes, the cosigned view stays at the first checkpoint.
         assert_eq!(publisher.cosigned(), Some((3, first_cosigned.as_str())));
