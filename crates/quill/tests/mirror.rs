@@ -14,7 +14,8 @@ use std::sync::Arc;
 mod common;
 
 use common::{
-    quill, run_quill, start_witness, wait_for, witness_key, write_log_only_policy, Listening,
+    quill, run_quill, shell, shell_ok, start_witness, wait_for, witness_key, write_log_only_policy,
+    Listening,
 };
 use quill_tlog::keys::NoteSigner;
 use quill_tlog::witness::AddCheckpoint;
@@ -142,31 +143,6 @@ fn start_mirror(dir: &Path, name: &str, from: &str, policy: &str) -> Listening {
         "--listen",
         "127.0.0.1:0",
     ])
-}
-
-/// `quill shell` against `endpoint` (`host:port`) running `statements`.
-fn shell(endpoint: &str, statements: &str) -> std::process::Output {
-    let endpoint = format!("http://{endpoint}");
-    run_quill(&[
-        "shell",
-        "--endpoint",
-        &endpoint,
-        "--ledger",
-        "shop",
-        "-e",
-        statements,
-    ])
-}
-
-/// `quill shell` that must succeed; returns its stdout.
-fn shell_ok(endpoint: &str, statements: &str) -> String {
-    let output = shell(endpoint, statements);
-    assert!(
-        output.status.success(),
-        "{statements}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
 }
 
 /// GetDigest through the control plane: the digest and its tip address.
@@ -399,16 +375,10 @@ fn a_mirror_is_a_witness_that_cosigns_only_what_its_copy_agrees_with() {
         "--data-dir",
         &data,
     ]);
-    let endpoint = format!("http://{}", server.address);
-    quill(&[
-        "shell",
-        "--endpoint",
-        &endpoint,
-        "--ledger",
-        "shop",
-        "-e",
+    shell_ok(
+        &server.address,
         "CREATE TABLE Item; INSERT INTO Item {'n': 1}; INSERT INTO Item {'n': 2};",
-    ]);
+    );
     wait_for("the mirror to follow its own cosignatures", || {
         status(&mirror)["size"] == 4
     });

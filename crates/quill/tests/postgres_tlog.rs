@@ -12,7 +12,7 @@ use quill_verify::tlog::{verify_cosigned_checkpoint, Checkpoint, Note, Policy, V
 
 mod common;
 
-use common::{quill, run_quill, start_witness, wait_for, Listening};
+use common::{quill, run_quill, shell, shell_ok, start_witness, wait_for, Listening};
 
 /// `quill serve --storage URL` with its own data directory and the log key `key`.
 fn serve(dir: &Path, name: &str, url: &str, key: &str, policy: &str) -> Listening {
@@ -68,20 +68,6 @@ fn cosigned(server: &Listening, policy: &Policy, size: u64) -> (String, Checkpoi
     found.unwrap()
 }
 
-/// Runs `statement` through `server`, which must succeed.
-fn execute(server: &Listening, statement: &str) {
-    let endpoint = format!("http://{}", server.address);
-    quill(&[
-        "shell",
-        "--endpoint",
-        &endpoint,
-        "--ledger",
-        "shop",
-        "-e",
-        statement,
-    ]);
-}
-
 /// The consistency proof from `old` to `new` that `server` serves, checked.
 fn check_consistent(server: &Listening, old: &Checkpoint, new: &Checkpoint) {
     let body = server.get_ok(&format!(
@@ -126,7 +112,7 @@ fn two_servers_keep_one_witnessed_log_through_the_signers_death() {
     wait_for("one signer", || {
         servers.iter().filter(|s| signs(s)).count() == 1
     });
-    execute(&servers[1], "CREATE TABLE Item;");
+    shell_ok(&servers[1].address, "CREATE TABLE Item;");
     // Both serve the same cosigned checkpoint once the follower took it up.
     let (note, first) = cosigned(&servers[0], &policy, 2);
     wait_for("the same checkpoint on both", || {
@@ -144,19 +130,9 @@ fn two_servers_keep_one_witnessed_log_through_the_signers_death() {
             let mut n = 1;
             while !stop.load(Ordering::SeqCst) {
                 for address in &addresses {
-                    let endpoint = format!("http://{address}");
                     let statement = format!("INSERT INTO Item {{'n': {n}}};");
                     n += 1;
-                    let args = [
-                        "shell",
-                        "--endpoint",
-                        &endpoint,
-                        "--ledger",
-                        "shop",
-                        "-e",
-                        &statement,
-                    ];
-                    if run_quill(&args).status.success() {
+                    if shell(address, &statement).status.success() {
                         committed.fetch_add(1, Ordering::SeqCst);
                     }
                 }
@@ -181,7 +157,7 @@ fn two_servers_keep_one_witnessed_log_through_the_signers_death() {
     });
     stop.store(true, Ordering::SeqCst);
     writer.join().unwrap();
-    execute(survivor, "INSERT INTO Item {'n': 0};");
+    shell_ok(&survivor.address, "INSERT INTO Item {'n': 0};");
 
     // The survivor continues the same log: the witness cosigns its checkpoints of the whole
     // journal, consistent with what it cosigned from the dead signer.
@@ -225,7 +201,7 @@ fn two_servers_keep_one_witnessed_log_through_the_signers_death() {
     assert!(refused.contains(&hex(&other_vkey)), "{refused}");
     assert!(refused.contains(&hex(&log_vkey)), "{refused}");
     assert!(!signs(&other));
-    execute(&other, "INSERT INTO Item {'n': 0};");
+    shell_ok(&other.address, "INSERT INTO Item {'n': 0};");
     let (note, _) = cosigned(survivor, &policy, after.size + 1);
     wait_for("the same checkpoint on the refusing server", || {
         served(&other).is_some_and(|(served, _)| served == note)
@@ -293,7 +269,10 @@ fn log_key_and_log_proof_read_the_log_the_servers_keep_in_postgresql() {
         "--checkpoint-interval",
         "100ms",
     ]);
-    execute(&server, "CREATE TABLE Item; INSERT INTO Item {'n': 1};");
+    shell_ok(
+        &server.address,
+        "CREATE TABLE Item; INSERT INTO Item {'n': 1};",
+    );
     wait_for("a checkpoint of the three blocks", || {
         served(&server).is_some_and(|(_, checkpoint)| checkpoint.size >= 3)
     });

@@ -17,8 +17,8 @@ use quill_verify::{parse_proof, Hash};
 mod common;
 
 use common::{
-    log_key, quill, run_quill, start_witness, wait_for, witness_key, write_log_only_policy,
-    Listening,
+    log_key, quill, run_quill, shell_ok, start_witness, wait_for, witness_key,
+    write_log_only_policy, Listening,
 };
 
 struct Server(Listening);
@@ -162,16 +162,7 @@ fn the_served_log_checks_out_offline_and_grows() {
     rfc6962::verify_inclusion(2, 4, &from_leaves[2], &proof, &checkpoint.root).unwrap();
 
     // The ledger grows through the server: a new checkpoint, consistent with the first.
-    let endpoint = format!("http://{}", server.address());
-    quill(&[
-        "shell",
-        "--endpoint",
-        &endpoint,
-        "--ledger",
-        "shop",
-        "-e",
-        "INSERT INTO Item {'sku': 'c'};",
-    ]);
+    shell_ok(server.address(), "INSERT INTO Item {'sku': 'c'};");
     let (_, grown) = server.checkpoint(5);
     assert_eq!(grown.size, 5);
     let consistency = json(&server.get_ok("/ledgers/shop/log/proof/consistency?old=4&size=5"));
@@ -372,22 +363,13 @@ fn a_hanging_witness_does_not_delay_the_quorum() {
         }
     };
     assert_eq!(cosigned(1, Duration::from_secs(20)), 2);
-    let endpoint = format!("http://{}", server.address());
     let statements = [
         "CREATE TABLE Item;",
         "INSERT INTO Item {'a': 1};",
         "INSERT INTO Item {'a': 2};",
     ];
     for (size, statement) in (2..).zip(statements) {
-        quill(&[
-            "shell",
-            "--endpoint",
-            &endpoint,
-            "--ledger",
-            "shop",
-            "-e",
-            statement,
-        ]);
+        shell_ok(server.address(), statement);
         let committed = Instant::now();
         // Generous for two loopback witnesses and a 50 ms cadence, and well short of the 5 s
         // the hanging witness would cost if anything waited for it.
@@ -444,16 +426,7 @@ fn checkpoints_are_cosigned_by_the_policy_witnesses() {
     );
 
     // The ledger grows: the witnesses check the consistency proof from size 1 and cosign.
-    let endpoint = format!("http://{}", server.address());
-    quill(&[
-        "shell",
-        "--endpoint",
-        &endpoint,
-        "--ledger",
-        "shop",
-        "-e",
-        "CREATE TABLE Item;",
-    ]);
+    shell_ok(server.address(), "CREATE TABLE Item;");
     let second = cosigned(2);
     assert_eq!(
         verify_cosigned_checkpoint(&second, &policy)
@@ -467,15 +440,7 @@ fn checkpoints_are_cosigned_by_the_policy_witnesses() {
     // cosigned one of size 2 stays served (tiles and proofs bounded by it).
     let stopped = witnesses.pop().unwrap();
     drop(stopped);
-    quill(&[
-        "shell",
-        "--endpoint",
-        &endpoint,
-        "--ledger",
-        "shop",
-        "-e",
-        "INSERT INTO Item {'a': 1};",
-    ]);
+    shell_ok(server.address(), "INSERT INTO Item {'a': 1};");
     let metrics = || String::from_utf8(server.get_ok("/metrics")).unwrap();
     wait_for("a failed submission", || {
         !metrics().contains("quill_witness_failures_total 0")

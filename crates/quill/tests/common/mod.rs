@@ -35,6 +35,32 @@ pub fn quill(args: &[&str]) -> Output {
     output
 }
 
+/// `quill shell` against the server at `endpoint` (`host:port`) running `statements` on
+/// ledger `shop`.
+pub fn shell(endpoint: &str, statements: &str) -> Output {
+    let endpoint = format!("http://{endpoint}");
+    run_quill(&[
+        "shell",
+        "--endpoint",
+        &endpoint,
+        "--ledger",
+        "shop",
+        "-e",
+        statements,
+    ])
+}
+
+/// `quill shell` that must succeed; returns its stdout.
+pub fn shell_ok(endpoint: &str, statements: &str) -> String {
+    let output = shell(endpoint, statements);
+    assert!(
+        output.status.success(),
+        "{statements}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
 /// Polls `done` every 50 ms until it holds, failing the test after 60 s.
 pub fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
