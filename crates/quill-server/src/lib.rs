@@ -42,6 +42,7 @@
 //! # }
 //! ```
 
+mod connection_threads;
 pub mod control;
 pub mod data_plane;
 pub mod error;

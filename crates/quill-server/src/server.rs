@@ -29,6 +29,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
+use crate::connection_threads::ConnectionThreads;
 use crate::control::{self, ControlRequest};
 use crate::data_plane;
 use crate::error::{ApiError, ErrorKind, Plane, ServerError};
@@ -286,6 +287,8 @@ async fn run(
         }
     };
     let connections = Arc::new(Semaphore::new(CONNECTIONS_MAX));
+    let connection_threads = ConnectionThreads::start()
+        .map_err(|e| ServerError::Internal(format!("cannot start the connection threads: {e}")))?;
     let sweeper = tokio::spawn(sweep_sessions(state.sessions.clone(), stop.clone()));
     let stream_takeover = tokio::spawn(Streams::keep_taking_over(
         Arc::clone(&state.streams),
@@ -320,9 +323,20 @@ async fn run(
                 }
             },
         };
+        // Handed to a connection thread, whose runtime registers it anew.
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::warn!(%peer, %error, "cannot hand a connection over");
+                continue;
+            }
+        };
         let (router, tls, stop) = (router.clone(), tls.clone(), stop.clone());
-        tokio::spawn(async move {
-            serve_connection(stream, peer, tls, router, stop).await;
+        connection_threads.spawn(move || async move {
+            match tokio::net::TcpStream::from_std(stream) {
+                Ok(stream) => serve_connection(stream, peer, tls, router, stop).await,
+                Err(error) => tracing::warn!(%peer, %error, "cannot serve a connection"),
+            }
             drop(permit);
         });
     }
@@ -338,6 +352,8 @@ async fn run(
     if drained.is_err() {
         tracing::warn!("connections still open after the shutdown grace period");
     }
+    // Whatever requests spawned and left running (a journal tail's feed) ends here.
+    drop(connection_threads);
     sweeper.abort();
     stream_takeover.abort();
     if let Some(takeover) = export_takeover {
@@ -359,6 +375,10 @@ async fn serve_connection(
     router: Router,
     stop: watch::Receiver<bool>,
 ) {
+    // A reply is one write, but a TLS record split or a large page must not wait for an ACK.
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
+    }
     let service = TowerToHyperService::new(router);
     match tls {
         None => drive(TokioIo::new(stream), service, stop).await,

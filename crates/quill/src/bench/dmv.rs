@@ -427,13 +427,11 @@ async fn run_step(
     let mut tasks = Vec::with_capacity(sessions);
     for worker in 0..sessions {
         let (ledger, start_line) = (ledger.to_owned(), Arc::clone(&start_line));
-        // Connected here, not in the task: the task cannot borrow `target`.
-        let http = target.connect_worker(worker).await?;
-        tasks.push(tokio::spawn(async move {
+        tasks.push(target.spawn_session(worker, move |http| async move {
             let session = Session::start(http, &ledger).await?;
             start_line.wait().await;
             session_loop(session, preload, worker as u64, duration).await
-        }));
+        })?);
     }
     let began = Instant::now();
     let mut step = Step::new();

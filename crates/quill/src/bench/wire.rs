@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use hyper::Method;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::ledger::XorShift;
@@ -207,6 +208,7 @@ impl RunningServer {
 }
 
 /// The server under load and how to sign for it.
+#[derive(Clone)]
 pub(super) struct Target {
     pub(super) endpoint: Endpoint,
     /// Other servers of the same ledgers; session `n` goes to server `n` modulo their number.
@@ -222,6 +224,23 @@ impl Target {
         })
     }
 
+    /// Runs session `worker` on its client thread ([`client_thread`]), connected there: its
+    /// connection is then registered with, polled by and woken on that one thread.
+    pub(super) fn spawn_session<T, F, Fut>(
+        &self,
+        worker: usize,
+        session: F,
+    ) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<T>>>
+    where
+        T: Send + 'static,
+        F: FnOnce(Http) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = anyhow::Result<T>> + Send + 'static,
+    {
+        let target = self.clone();
+        Ok(client_thread(worker)?
+            .spawn(async move { session(target.connect_worker(worker).await?).await }))
+    }
+
     /// A connection for session `worker` (see `more_endpoints`).
     pub(super) async fn connect_worker(&self, worker: usize) -> anyhow::Result<Http> {
         let endpoint = match worker % (1 + self.more_endpoints.len()) {
@@ -232,6 +251,51 @@ impl Target {
             connection: endpoint.connect().await?,
             signer: self.signer.clone(),
         })
+    }
+}
+
+/// Threads the load generator's sessions run on, as pgbench's `-j 2` threads: each a
+/// single-threaded runtime, so a session's request, reply and wake-up stay on one thread. On a
+/// multi-threaded runtime every reply woke a parked worker and often its sibling too, and the
+/// load generator spent 2–3 times the CPU per transaction of these threads, CPU it took from
+/// the server on a 2-core machine.
+const CLIENT_THREADS: usize = 2;
+
+/// The runtime session `worker` runs on: `worker` modulo [`CLIENT_THREADS`], started on first
+/// use and kept for the life of the process.
+fn client_thread(worker: usize) -> anyhow::Result<&'static tokio::runtime::Handle> {
+    static THREADS: std::sync::OnceLock<Result<Vec<tokio::runtime::Handle>, String>> =
+        std::sync::OnceLock::new();
+    let started = THREADS.get_or_init(|| {
+        (0..CLIENT_THREADS)
+            .map(|n| {
+                let (handle, started) = std::sync::mpsc::channel();
+                std::thread::Builder::new()
+                    .name(format!("bench-client-{n}"))
+                    .spawn(move || {
+                        match tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                        {
+                            Ok(runtime) => {
+                                let _ = handle.send(Ok(runtime.handle().clone()));
+                                runtime.block_on(std::future::pending::<()>());
+                            }
+                            Err(error) => drop(handle.send(Err(error.to_string()))),
+                        }
+                    })
+                    .map_err(|error| error.to_string())?;
+                started
+                    .recv()
+                    .map_err(|_| "a bench client thread stopped".to_owned())?
+            })
+            .collect()
+    });
+    match started {
+        Ok(threads) => Ok(&threads[worker % threads.len()]),
+        Err(error) => Err(anyhow::anyhow!(
+            "cannot start the bench client threads: {error}"
+        )),
     }
 }
 
@@ -426,13 +490,11 @@ pub(super) async fn run_step(
     for worker in 0..sessions {
         let (ledger, start_line, workload) =
             (ledger.to_owned(), Arc::clone(&start_line), workload.clone());
-        // Connected here, not in the task: the task cannot borrow `target`.
-        let http = target.connect_worker(worker).await?;
-        tasks.push(tokio::spawn(async move {
+        tasks.push(target.spawn_session(worker, move |http| async move {
             let session = Session::start(http, &ledger).await?;
             start_line.wait().await;
             session_loop(session, &workload, worker as u64, duration).await
-        }));
+        })?);
     }
     let began = Instant::now();
     let mut outcome = StepOutcome {
@@ -531,7 +593,8 @@ pub(super) async fn one_transaction(
     let id = session.start_transaction().await?;
     let mut digest = quill_verify::CommitDigest::new(&id);
     digest.add_statement(statement, parameters);
-    session.execute(&id, statement, encoded).await?;
+    // The statement's result (the inserted document's id) is not used here: left encoded.
+    session.execute_encoded(&id, statement, encoded).await?;
     session.commit(&id, &digest).await
 }
 
@@ -543,28 +606,56 @@ pub(super) struct Session {
 
 impl Session {
     pub(super) async fn start(mut http: Http, ledger: &str) -> anyhow::Result<Session> {
-        let reply = send(&mut http, &json!({"StartSession": {"LedgerName": ledger}})).await?;
-        let token = reply["StartSession"]["SessionToken"]
-            .as_str()
-            .ok_or_else(|| anyhow::anyhow!("StartSession reply has no SessionToken: {reply}"))?;
-        Ok(Session {
-            token: token.to_owned(),
-            http,
-        })
+        let request = json!({"StartSession": {"LedgerName": ledger}});
+        let reply = send(&mut http, serde_json::to_vec(&request)?).await?;
+        let token = reply
+            .start_session
+            .ok_or_else(|| anyhow::anyhow!("StartSession reply has no SessionToken"))?
+            .session_token;
+        Ok(Session { token, http })
+    }
+
+    /// One command of this session: `{"SessionToken": …, NAME: body}`.
+    async fn send(&mut self, name: &str, body: &impl Serialize) -> anyhow::Result<Reply> {
+        use serde::ser::{SerializeMap as _, Serializer as _};
+        let mut request = Vec::with_capacity(256);
+        let mut serializer = serde_json::Serializer::new(&mut request);
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry("SessionToken", &self.token)?;
+        map.serialize_entry(name, body)?;
+        map.end()?;
+        send(&mut self.http, request).await
     }
 
     pub(super) async fn start_transaction(&mut self) -> anyhow::Result<String> {
-        let reply = send(
-            &mut self.http,
-            &json!({"SessionToken": self.token, "StartTransaction": {}}),
-        )
-        .await?;
-        let id = reply["StartTransaction"]["TransactionId"]
-            .as_str()
-            .ok_or_else(|| {
-                anyhow::anyhow!("StartTransaction reply has no TransactionId: {reply}")
-            })?;
-        Ok(id.to_owned())
+        let reply = self.send("StartTransaction", &Empty {}).await?;
+        Ok(reply
+            .start_transaction
+            .ok_or_else(|| anyhow::anyhow!("StartTransaction reply has no TransactionId"))?
+            .transaction_id)
+    }
+
+    /// ExecuteStatement; returns the first page's values, still encoded.
+    async fn execute_encoded(
+        &mut self,
+        transaction_id: &str,
+        statement: &str,
+        parameters: &[&str],
+    ) -> anyhow::Result<Vec<IonBinary<String>>> {
+        let body = ExecuteStatement {
+            transaction_id,
+            statement,
+            parameters: parameters
+                .iter()
+                .map(|&ion_binary| IonBinary { ion_binary })
+                .collect(),
+        };
+        let reply = self.send("ExecuteStatement", &body).await?;
+        Ok(reply
+            .execute_statement
+            .ok_or_else(|| anyhow::anyhow!("ExecuteStatement reply has no FirstPage"))?
+            .first_page
+            .values)
     }
 
     pub(super) async fn execute(
@@ -573,19 +664,13 @@ impl Session {
         statement: &str,
         parameters: &[&str],
     ) -> anyhow::Result<Vec<ion_rs::Element>> {
-        let parameters: Vec<Value> = parameters.iter().map(|p| json!({"IonBinary": p})).collect();
-        let request = json!({"SessionToken": self.token, "ExecuteStatement": {"TransactionId": transaction_id, "Statement": statement, "Parameters": parameters}});
-        let reply = send(&mut self.http, &request).await?;
-        let values = reply["ExecuteStatement"]["FirstPage"]["Values"]
-            .as_array()
-            .ok_or_else(|| anyhow::anyhow!("ExecuteStatement reply has no FirstPage: {reply}"))?;
+        let values = self
+            .execute_encoded(transaction_id, statement, parameters)
+            .await?;
         values
             .iter()
             .map(|value| {
-                let encoded = value["IonBinary"]
-                    .as_str()
-                    .ok_or_else(|| anyhow::anyhow!("a result value is not IonBinary: {value}"))?;
-                let bytes = base64::engine::general_purpose::STANDARD.decode(encoded)?;
+                let bytes = base64::engine::general_purpose::STANDARD.decode(&value.ion_binary)?;
                 Ok(ion_rs::Element::read_one(bytes)?)
             })
             .collect()
@@ -597,10 +682,14 @@ impl Session {
         digest: &quill_verify::CommitDigest,
     ) -> anyhow::Result<()> {
         let ours = base64::engine::general_purpose::STANDARD.encode(digest.value().as_bytes());
-        let request = json!({"SessionToken": self.token, "CommitTransaction": {"TransactionId": transaction_id, "CommitDigest": ours}});
-        let reply = send(&mut self.http, &request).await?;
-        let theirs = reply["CommitTransaction"]["CommitDigest"]
-            .as_str()
+        let body = CommitTransaction {
+            transaction_id,
+            commit_digest: &ours,
+        };
+        let reply = self.send("CommitTransaction", &body).await?;
+        let theirs = reply
+            .commit_transaction
+            .map(|committed| committed.commit_digest)
             .unwrap_or_default();
         anyhow::ensure!(
             theirs == ours,
@@ -610,32 +699,90 @@ impl Session {
     }
 
     async fn abort(&mut self) -> anyhow::Result<()> {
-        send(
-            &mut self.http,
-            &json!({"SessionToken": self.token, "AbortTransaction": {}}),
-        )
-        .await
-        .map(drop)
+        self.send("AbortTransaction", &Empty {}).await.map(drop)
     }
 
     /// EndSession; errors are ignored, as the drivers do.
     pub(super) async fn end(mut self) {
-        let _ = send(
-            &mut self.http,
-            &json!({"SessionToken": self.token, "EndSession": {}}),
-        )
-        .await;
+        let _ = self.send("EndSession", &Empty {}).await;
     }
 }
 
+/// A command without members (`{}`).
+#[derive(Serialize)]
+struct Empty {}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ExecuteStatement<'a> {
+    transaction_id: &'a str,
+    statement: &'a str,
+    parameters: Vec<IonBinary<&'a str>>,
+}
+
+/// A value as the protocol carries it: the base64 of its Ion binary encoding.
+#[derive(Serialize, Deserialize)]
+struct IonBinary<S> {
+    #[serde(rename = "IonBinary")]
+    ion_binary: S,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct CommitTransaction<'a> {
+    transaction_id: &'a str,
+    commit_digest: &'a str,
+}
+
+/// The members of a SendCommand reply the bench reads; others are skipped unparsed.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Reply {
+    start_session: Option<SessionStarted>,
+    start_transaction: Option<TransactionStarted>,
+    execute_statement: Option<Executed>,
+    commit_transaction: Option<Committed>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SessionStarted {
+    session_token: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TransactionStarted {
+    transaction_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Executed {
+    first_page: Page,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Page {
+    values: Vec<IonBinary<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Committed {
+    commit_digest: String,
+}
+
 /// One SendCommand; a non-200 reply becomes an error naming its `__type`.
-async fn send(http: &mut Http, request: &Value) -> anyhow::Result<Value> {
+async fn send(http: &mut Http, request: Vec<u8>) -> anyhow::Result<Reply> {
     let headers = [
         ("content-type", "application/x-amz-json-1.0"),
         ("x-amz-target", "QLDBSession.SendCommand"),
     ];
-    let (status, reply) = http.request(Method::POST, "/", &headers, request).await?;
+    let (status, reply) = http.send(Method::POST, "/", &headers, request).await?;
     if status != 200 {
+        let reply: Value = serde_json::from_slice(&reply).unwrap_or(Value::Null);
         let kind = reply["__type"].as_str().unwrap_or("unknown");
         let message = reply["Message"]
             .as_str()
@@ -643,7 +790,8 @@ async fn send(http: &mut Http, request: &Value) -> anyhow::Result<Value> {
             .unwrap_or_default();
         anyhow::bail!("HTTP {status} {kind}: {message}");
     }
-    Ok(reply)
+    serde_json::from_slice(&reply)
+        .map_err(|e| anyhow::anyhow!("a SendCommand reply is not what QLDB sends: {e}"))
 }
 
 /// One session's keep-alive connection, sending JSON and signing when credentials are set.
@@ -653,6 +801,7 @@ pub(super) struct Http {
 }
 
 impl Http {
+    /// Sends a JSON request and reads the reply as JSON (`Null` when empty).
     pub(super) async fn request(
         &mut self,
         method: Method,
@@ -660,21 +809,33 @@ impl Http {
         headers: &[(&str, &str)],
         body: &Value,
     ) -> anyhow::Result<(u16, Value)> {
-        let body = serde_json::to_vec(body)?;
-        let exchange =
-            self.connection
-                .request(method.clone(), path, headers, body, self.signer.as_ref());
-        let (status, reply) = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
-            .await
-            .map_err(|_| {
-                anyhow::anyhow!("{method} {path}: no reply within {REQUEST_TIMEOUT:?}")
-            })??;
+        let (status, reply) = self
+            .send(method, path, headers, serde_json::to_vec(body)?)
+            .await?;
         let value = if reply.is_empty() {
             Value::Null
         } else {
             serde_json::from_slice(&reply)?
         };
         Ok((status, value))
+    }
+
+    /// Sends `body` as it is; returns the status and the reply's bytes.
+    async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> anyhow::Result<(u16, bytes::Bytes)> {
+        let exchange =
+            self.connection
+                .request(method.clone(), path, headers, body, self.signer.as_ref());
+        Ok(tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!("{method} {path}: no reply within {REQUEST_TIMEOUT:?}")
+            })??)
     }
 }
 
