@@ -353,19 +353,26 @@ async fn load_steps(
         let tps = rate(step.transactions, step.elapsed);
         let mut latencies = step.latencies;
         let (p50, p99) = latencies.p50_p99();
+        let [start, execute, commit] = step.requests.map(|mut each| each.percentile(50.0));
         println!(
-            "{sessions:>9} {tps:>10.0} {:>12} {:>12} {:>10}",
+            "{sessions:>9} {tps:>10.0} {:>12} {:>12} {:>10}   requests p50: StartTransaction {}, ExecuteStatement {}, CommitTransaction {}",
             fmt_duration(p50),
             fmt_duration(p99),
-            step.conflicts
+            step.conflicts,
+            fmt_duration(start),
+            fmt_duration(execute),
+            fmt_duration(commit),
         );
         println!(
-            "wire kind={} sessions={sessions} tx_per_sec={tps:.1} p50_us={} p99_us={} transactions={} occ={}",
+            "wire kind={} sessions={sessions} tx_per_sec={tps:.1} p50_us={} p99_us={} transactions={} occ={} start_p50_us={} execute_p50_us={} commit_p50_us={}",
             args.kind.name(),
             p50.as_micros(),
             p99.as_micros(),
             step.transactions,
-            step.conflicts
+            step.conflicts,
+            start.as_micros(),
+            execute.as_micros(),
+            commit.as_micros(),
         );
         if sessions == 1 {
             summary.row(
@@ -424,11 +431,27 @@ pub(super) async fn create_ledger(http: &mut Http, ledger: &str) -> anyhow::Resu
     Ok(())
 }
 
+#[derive(Default)]
 pub(super) struct StepOutcome {
     pub(super) transactions: u64,
     pub(super) conflicts: u64,
     pub(super) elapsed: Duration,
     pub(super) latencies: Latencies,
+    /// StartTransaction, ExecuteStatement and CommitTransaction of the committed transactions,
+    /// each from sending the request to reading its reply.
+    pub(super) requests: [Latencies; 3],
+}
+
+impl StepOutcome {
+    /// Adds another session's counts and samples.
+    fn merge(&mut self, other: StepOutcome) {
+        self.transactions += other.transactions;
+        self.conflicts += other.conflicts;
+        self.latencies.merge(other.latencies);
+        for (mine, theirs) in self.requests.iter_mut().zip(other.requests) {
+            mine.merge(theirs);
+        }
+    }
 }
 
 /// Inserts `documents` documents into `BenchTable`, `PRELOAD_BATCH` per transaction, and
@@ -497,17 +520,9 @@ pub(super) async fn run_step(
         })?);
     }
     let began = Instant::now();
-    let mut outcome = StepOutcome {
-        transactions: 0,
-        conflicts: 0,
-        elapsed: Duration::ZERO,
-        latencies: Latencies::new(),
-    };
+    let mut outcome = StepOutcome::default();
     for task in tasks {
-        let (transactions, conflicts, latencies) = task.await??;
-        outcome.transactions += transactions;
-        outcome.conflicts += conflicts;
-        outcome.latencies.merge(latencies);
+        outcome.merge(task.await??);
     }
     outcome.elapsed = began
         .elapsed()
@@ -516,15 +531,15 @@ pub(super) async fn run_step(
     Ok(outcome)
 }
 
-/// One session's transactions until `duration` has passed: (committed, OCC conflicts, latencies).
+/// One session's transactions until `duration` has passed (`elapsed` is left to the caller).
 async fn session_loop(
     mut session: Session,
     workload: &Workload,
     worker: u64,
     duration: Duration,
-) -> anyhow::Result<(u64, u64, Latencies)> {
+) -> anyhow::Result<StepOutcome> {
     let began = Instant::now();
-    let (mut committed, mut conflicts, mut latencies) = (0u64, 0u64, Latencies::new());
+    let mut outcome = StepOutcome::default();
     let mut n = worker << 40;
     // One stream per session. (Seeding a generator per iteration from `n` made sessions pick
     // the same documents far more often than chance: at 2,000 documents, 8 sessions collided
@@ -558,13 +573,16 @@ async fn session_loop(
         // Retries stop only at the deadline, so a hot workload shows as conflicts, not an error.
         loop {
             match one_transaction(&mut session, statement, &parameters, &encoded).await {
-                Ok(()) => {
-                    latencies.record(started.elapsed());
-                    committed += 1;
+                Ok(requests) => {
+                    outcome.latencies.record(started.elapsed());
+                    for (latencies, took) in outcome.requests.iter_mut().zip(requests) {
+                        latencies.record(took);
+                    }
+                    outcome.transactions += 1;
                     break;
                 }
                 Err(e) if e.to_string().contains("OccConflictException") => {
-                    conflicts += 1;
+                    outcome.conflicts += 1;
                     if began.elapsed() >= duration {
                         break;
                     }
@@ -574,7 +592,7 @@ async fn session_loop(
         }
     }
     session.end().await;
-    Ok((committed, conflicts, latencies))
+    Ok(outcome)
 }
 
 /// A value as the base64 of its Ion binary encoding, as drivers send parameters.
@@ -583,19 +601,26 @@ pub(super) fn ion_base64(value: &ion_rs::Element) -> anyhow::Result<String> {
     Ok(base64::engine::general_purpose::STANDARD.encode(encoded))
 }
 
-/// StartTransaction, one statement, CommitTransaction.
+/// StartTransaction, one statement, CommitTransaction; returns how long each request took,
+/// from sending it to reading its reply, in that order.
 pub(super) async fn one_transaction(
     session: &mut Session,
     statement: &str,
     parameters: &[ion_rs::Element],
     encoded: &[&str],
-) -> anyhow::Result<()> {
+) -> anyhow::Result<[Duration; 3]> {
+    let started = Instant::now();
     let id = session.start_transaction().await?;
+    let start = started.elapsed();
     let mut digest = quill_verify::CommitDigest::new(&id);
     digest.add_statement(statement, parameters);
+    let executing = Instant::now();
     // The statement's result (the inserted document's id) is not used here: left encoded.
     session.execute_encoded(&id, statement, encoded).await?;
-    session.commit(&id, &digest).await
+    let execute = executing.elapsed();
+    let committing = Instant::now();
+    session.commit(&id, &digest).await?;
+    Ok([start, execute, committing.elapsed()])
 }
 
 /// A QLDB session over one connection.
@@ -866,6 +891,30 @@ pub(super) mod tests {
             preload: 1,
         };
         run(args).unwrap();
+    }
+
+    #[test]
+    fn each_request_of_a_committed_transaction_is_timed_within_its_transaction() {
+        let scratch = tempfile::tempdir().unwrap();
+        let bench = Bench::start(&in_process(&scratch), &scratch.path().join("data")).unwrap();
+        let workload = Workload {
+            kind: WireKind::Insert,
+            ids: Vec::<String>::new().into(),
+        };
+        let outcome = bench.client.block_on(async {
+            prepare_ledger(&bench.target, "bench").await?;
+            run_step(&bench.target, "bench", &workload, 2, Duration::from_secs(1)).await
+        });
+        bench.stop().unwrap();
+        let mut outcome = outcome.unwrap();
+        assert!(outcome.transactions > 0);
+        let committed = usize::try_from(outcome.transactions).unwrap();
+        let slowest = outcome.latencies.percentile(100.0);
+        for mut request in outcome.requests {
+            assert_eq!(request.len(), committed.min(stats::LATENCY_SAMPLES_MAX));
+            let fastest = request.percentile(0.0);
+            assert!(fastest > Duration::ZERO && request.percentile(100.0) <= slowest);
+        }
     }
 
     #[test]
