@@ -273,6 +273,9 @@ async fn run(
     replica_routes: Option<Router>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    // First: failing here leaves nothing started behind.
+    let connection_threads = ConnectionThreads::start()
+        .map_err(|e| ServerError::Internal(format!("cannot start the connection threads: {e}")))?;
     let apis = Router::new().fallback(handle).with_state(state.clone());
     let (stop_sender, stop) = watch::channel(false);
     let router = match replica_routes {
@@ -287,8 +290,6 @@ async fn run(
         }
     };
     let connections = Arc::new(Semaphore::new(CONNECTIONS_MAX));
-    let connection_threads = ConnectionThreads::start()
-        .map_err(|e| ServerError::Internal(format!("cannot start the connection threads: {e}")))?;
     let sweeper = tokio::spawn(sweep_sessions(state.sessions.clone(), stop.clone()));
     let stream_takeover = tokio::spawn(Streams::keep_taking_over(
         Arc::clone(&state.streams),
