@@ -27,8 +27,7 @@ pub(crate) struct ConnectionThreads {
 }
 
 struct ConnectionThread {
-    /// Taken on drop: a runtime must be shut down without blocking when dropped from a task.
-    runtime: Option<tokio::runtime::Runtime>,
+    runtime: tokio::runtime::Runtime,
     /// Connections being served on it.
     connections: Arc<AtomicUsize>,
 }
@@ -59,7 +58,7 @@ impl ConnectionThreads {
                     .thread_name(format!("quill-conn-{n}"))
                     .build()?;
                 Ok(ConnectionThread {
-                    runtime: Some(runtime),
+                    runtime,
                     connections: Arc::new(AtomicUsize::new(0)),
                 })
             })
@@ -74,17 +73,16 @@ impl ConnectionThreads {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let Some((thread, runtime)) = self
+        let Some(thread) = self
             .threads
             .iter()
-            .filter_map(|thread| thread.runtime.as_ref().map(|runtime| (thread, runtime)))
-            .min_by_key(|(thread, _)| thread.connections.load(Ordering::Relaxed))
+            .min_by_key(|thread| thread.connections.load(Ordering::Relaxed))
         else {
             return;
         };
         thread.connections.fetch_add(1, Ordering::Relaxed);
         let served = Served(Arc::clone(&thread.connections));
-        runtime.spawn(async move {
+        thread.runtime.spawn(async move {
             let _served = served;
             serve().await;
         });
@@ -99,11 +97,10 @@ impl ConnectionThreads {
 }
 
 impl Drop for ConnectionThreads {
+    /// Without blocking: dropping a runtime blocks, which panics inside a task.
     fn drop(&mut self) {
-        for thread in &mut self.threads {
-            if let Some(runtime) = thread.runtime.take() {
-                runtime.shutdown_background();
-            }
+        for thread in self.threads.drain(..) {
+            thread.runtime.shutdown_background();
         }
     }
 }
