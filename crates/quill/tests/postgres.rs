@@ -399,18 +399,8 @@ fn a_restarted_server_serves_from_its_cache_without_replaying_the_ledger() {
         ];
         (Listening::start_logging(&args, &log), log)
     };
-    let shell = |server: &Listening, statements: &str| {
-        let endpoint = format!("http://{}", server.address);
-        work.ok(&[
-            "shell",
-            "--endpoint",
-            &endpoint,
-            "--ledger",
-            "shop",
-            "-e",
-            statements,
-        ])
-    };
+    let shell =
+        |server: &Listening, statements: &str| common::shell_ok(&server.address, statements);
     let count = |server: &Listening| shell(server, "SELECT COUNT(*) AS c FROM Item;");
 
     let (server, _) = serve(1);
