@@ -9,6 +9,16 @@ use std::time::Duration;
 /// dominated by one fsync, so the range spans a fast NVMe to a slow network disk.
 const COMMIT_BUCKETS_MS: [u64; 12] = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000];
 
+/// Values read at render time from the state that owns them.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Gauges {
+    pub active_sessions: usize,
+    pub ledgers: usize,
+    pub failed_ledgers: usize,
+    /// Bytes reserved by request bodies being read before their signature can be checked.
+    pub unverified_body_bytes: usize,
+}
+
 /// Server-wide counters.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -54,7 +64,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of every counter.
-    pub fn render(&self, active_sessions: usize, ledgers: usize, failed_ledgers: usize) -> String {
+    pub fn render(&self, gauges: Gauges) -> String {
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         let mut out = String::new();
         let mut counter = |name: &str, help: &str, kind: &str, value: u64| {
@@ -97,19 +107,25 @@ impl Metrics {
             "quill_active_sessions",
             "Open sessions.",
             "gauge",
-            active_sessions as u64,
+            gauges.active_sessions as u64,
         );
         counter(
             "quill_ledgers",
             "Ledgers held by this server.",
             "gauge",
-            ledgers as u64,
+            gauges.ledgers as u64,
         );
         counter(
             "quill_ledgers_failed",
             "Ledgers that cannot serve (failed to open, or read-only after an I/O failure).",
             "gauge",
-            failed_ledgers as u64,
+            gauges.failed_ledgers as u64,
+        );
+        counter(
+            "quill_unverified_body_bytes",
+            "Bytes reserved by request bodies awaiting signature verification (bounded by the budget).",
+            "gauge",
+            gauges.unverified_body_bytes as u64,
         );
         self.render_histogram(&mut out);
         out
@@ -146,7 +162,12 @@ mod tests {
         metrics.commit(Duration::from_millis(30));
         metrics.commit(Duration::from_secs(60));
         metrics.occ_conflict();
-        let text = metrics.render(3, 1, 0);
+        let text = metrics.render(Gauges {
+            active_sessions: 3,
+            ledgers: 1,
+            failed_ledgers: 0,
+            unverified_body_bytes: 512,
+        });
         assert!(text.contains("quill_commit_latency_seconds_bucket{le=\"0.001\"} 1\n"));
         assert!(text.contains("quill_commit_latency_seconds_bucket{le=\"0.05\"} 2\n"));
         assert!(text.contains("quill_commit_latency_seconds_bucket{le=\"5\"} 2\n"));
@@ -154,5 +175,6 @@ mod tests {
         assert!(text.contains("quill_commit_latency_seconds_count 3\n"));
         assert!(text.contains("quill_occ_conflicts_total 1\n"));
         assert!(text.contains("quill_active_sessions 3\n"));
+        assert!(text.contains("quill_unverified_body_bytes 512\n"));
     }
 }

@@ -37,7 +37,7 @@ use crate::journal_events;
 use crate::limits::{
     CONNECTIONS_MAX, REQUEST_BODY_MAX_BYTES, SESSION_SWEEP_INTERVAL, SHUTDOWN_GRACE,
 };
-use crate::metrics::Metrics;
+use crate::metrics::{Gauges, Metrics};
 use crate::permissions::{Caller, Permissions};
 use crate::registry::Registry;
 use crate::session::{Inline, Sessions};
@@ -60,6 +60,8 @@ struct AppState {
     body_read_timeout: Duration,
     /// Bytes of bodies being read before their signature could be checked; see [`read_body`].
     unverified_body_budget: Arc<Semaphore>,
+    /// The budget's size, to report how much of it is in use.
+    unverified_body_budget_bytes: usize,
     logs: Arc<crate::tlog::Logs>,
     /// Journal streams to Kinesis.
     streams: Arc<Streams>,
@@ -190,6 +192,7 @@ pub async fn bind(
         unverified_body_budget: Arc::new(Semaphore::new(
             config.limits.unverified_body_budget_bytes,
         )),
+        unverified_body_budget_bytes: config.limits.unverified_body_budget_bytes,
         logs,
         stopping: watch::channel(false).0,
         read_only: config.replica.is_some(),
@@ -681,9 +684,13 @@ fn operations_reply(state: &AppState, path: &str, request_id: &str) -> Response<
             request_id,
         );
     }
-    let mut text = state
-        .metrics
-        .render(state.sessions.len(), ledgers, failed.len());
+    let mut text = state.metrics.render(Gauges {
+        active_sessions: state.sessions.len(),
+        ledgers,
+        failed_ledgers: failed.len(),
+        unverified_body_bytes: state.unverified_body_budget_bytes
+            - state.unverified_body_budget.available_permits(),
+    });
     text.push_str(&state.streams.render_metrics());
     text.push_str(&state.logs.render_metrics());
     reply(

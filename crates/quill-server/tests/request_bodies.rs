@@ -235,6 +235,9 @@ async fn bodies_awaiting_authentication_share_a_bounded_budget() {
         b"  ",
     )
     .await;
+    // The hog's connection may be served by another connection thread than the next one:
+    // wait until its reservation is taken.
+    wait_for_reserved(server.address, 64 * 1024).await;
     let reply = send_raw(
         server.address,
         &signed_headers(server.address, body.as_bytes(), false),
@@ -256,6 +259,7 @@ async fn bodies_awaiting_authentication_share_a_bounded_budget() {
     // Once the slow body is cut off, its reservation is returned.
     let (status, _) = read_until_closed(&mut hog, PROMPTLY).await;
     assert_eq!(status, 408);
+    wait_for_reserved(server.address, 0).await;
     let reply = send_raw(
         server.address,
         &signed_headers(server.address, body.as_bytes(), false),
@@ -264,6 +268,20 @@ async fn bodies_awaiting_authentication_share_a_bounded_budget() {
     .await;
     assert!(reply.1.contains("BadRequestException"), "{}", reply.1);
     server.shutdown().await;
+}
+
+/// Waits until `/metrics` reports `bytes` of the unverified-body budget reserved.
+async fn wait_for_reserved(address: SocketAddr, bytes: usize) {
+    let expected = format!("\nquill_unverified_body_bytes {bytes}\n");
+    let deadline = Instant::now() + PROMPTLY;
+    loop {
+        let metrics = http(address, "GET", "/metrics", &[], b"").await.body;
+        if String::from_utf8_lossy(&metrics).contains(&expected) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never reserved {bytes} bytes");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 async fn send_raw(address: SocketAddr, headers: &[(String, String)], body: &[u8]) -> (u16, String) {
