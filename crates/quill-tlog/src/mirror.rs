@@ -226,8 +226,8 @@ impl Mirror {
                         checkpoint.size
                     ))
                 })?;
-                store.append(leaf)?;
             }
+            store.append(&leaves)?;
             if store.root(checkpoint.size)? != checkpoint.root {
                 return Err(MirrorError::Inconsistent(format!(
                     "blocks {old_size}..{} do not hash to the root of the checkpoint of size {} \
