@@ -30,6 +30,7 @@ pub mod error;
 mod eval;
 pub mod functions;
 pub mod lexer;
+mod parse_cache;
 pub mod parser;
 pub mod plan;
 pub mod value;
@@ -95,7 +96,7 @@ pub fn execute_with_limits(
     execute_parsed(
         tx,
         &HashedStatement::new(statement, parameters),
-        &parsed,
+        &parsed.statement,
         limits,
     )
 }
@@ -139,7 +140,7 @@ pub fn execute_hashed(
     limits: ExecuteLimits,
 ) -> Result<Vec<Element>> {
     let parsed = parse_checked(statement.text, statement.parameters)?;
-    execute_parsed(tx, statement, &parsed, limits)
+    execute_parsed(tx, statement, &parsed.statement, limits)
 }
 
 fn execute_parsed(
@@ -186,8 +187,12 @@ fn check_length(statement: &str) -> Result<()> {
     Ok(())
 }
 
-/// Parses and checks the length and the parameter count.
-fn parse_checked(statement: &str, parameters: &[Element]) -> Result<ast::Statement> {
+/// Parses (or finds in the thread's [`parse_cache`]) and checks the length and the parameter
+/// count.
+fn parse_checked(
+    statement: &str,
+    parameters: &[Element],
+) -> Result<std::rc::Rc<parse_cache::Parsed>> {
     check_length(statement)?;
     if parameters.len() > limits::PARAMETERS_MAX {
         return Err(PartiqlError::Limit {
@@ -196,8 +201,8 @@ fn parse_checked(statement: &str, parameters: &[Element]) -> Result<ast::Stateme
             actual: parameters.len(),
         });
     }
-    let parsed = parser::parse(statement)?;
-    let expected = parsed.parameter_count();
+    let parsed = parse_cache::parse(statement)?;
+    let expected = parsed.parameter_count;
     if expected != parameters.len() {
         return Err(PartiqlError::ParameterCount {
             expected,
