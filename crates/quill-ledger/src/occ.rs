@@ -56,13 +56,14 @@ pub struct WriteSet {
 impl WriteSet {
     /// Describes the first thing `reads` read that this write set changed.
     pub fn conflict_with(&self, reads: &ReadSet) -> Option<String> {
-        for (table, doc) in &self.documents {
+        for written in &self.documents {
+            let (table, doc) = written;
             if reads.tables.contains(table) {
                 return Some(format!(
                     "table {table} was scanned and document {doc} changed"
                 ));
             }
-            if reads.documents.contains(&(table.clone(), doc.clone())) {
+            if reads.documents.contains(written) {
                 return Some(format!("document {doc} changed"));
             }
         }

@@ -54,10 +54,14 @@ pub struct ControlRequest<'a> {
 
 /// True when the path belongs to the control plane.
 pub fn is_control_path(path: &str) -> bool {
+    // Every data-plane request asks this: no allocation.
     ["/ledgers", "/tags/", "/journal-s3-exports"]
         .iter()
         .any(|prefix| {
-            path == *prefix || path.starts_with(&format!("{}/", prefix.trim_end_matches('/')))
+            path == *prefix
+                || path
+                    .strip_prefix(prefix.trim_end_matches('/'))
+                    .is_some_and(|rest| rest.starts_with('/'))
         })
 }
 
