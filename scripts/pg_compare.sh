@@ -108,6 +108,13 @@ QUILL="$WORK/quill"
 # --- PostgreSQL cluster in a temp dir, removed at exit ------------------------------------
 PGDATA="$WORK/pgdata"
 QUILL_PIDS=()
+stop_quill() {
+    local pid
+    for pid in "${QUILL_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${QUILL_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    QUILL_PIDS=()
+}
+
 cleanup() {
     stop_quill
     if [[ -f "$PGDATA/postmaster.pid" ]]; then
@@ -219,13 +226,6 @@ quill_wire() {
         done < <(grep '^wire ' "$WORK/wire.$label.$kind")
     done
     stop_quill
-}
-
-stop_quill() {
-    local pid
-    for pid in "${QUILL_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${QUILL_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    QUILL_PIDS=()
 }
 
 # --- Wire: pgbench over TCP vs quill bench wire against quill serve (SigV4) ---------------
