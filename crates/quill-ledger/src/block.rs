@@ -10,8 +10,10 @@
 //! time into the block hash (QLDB left them unbound). The rules live in `quill_verify` so a
 //! client can re-check a block on its own.
 
+use std::sync::LazyLock;
+
 use ion_rs::{Element, Struct};
-use quill_verify::{ion_hash, Hash};
+use quill_verify::{ion_hash, Hash, RevisionMetadataHasher};
 
 use crate::catalog::CatalogChange;
 use crate::clock;
@@ -84,19 +86,33 @@ pub fn body(
     catalog_changes: &[CatalogChange],
 ) -> Result<BlockBody> {
     let tx_time = clock::timestamp_from_millis(time_millis)?;
+    let metadata = RevisionMetadataHasher::new(&tx_time, transaction_id);
     let metadata_hashes = revisions
         .iter()
-        .map(|r| ion_hash(&metadata_element(&r.metadata(&tx_time, transaction_id))))
+        .map(|r| metadata.hash(&r.document_id, r.version))
         .collect();
     let transaction_info = transaction_info(statements, revisions)?;
-    let catalog_changes = list(catalog_changes.iter().map(CatalogChange::to_element));
+    let (catalog_changes_hash, catalog_changes_ion) = if catalog_changes.is_empty() {
+        // Almost every block: the empty list's hash and encoding never change.
+        static NO_CHANGES: LazyLock<(Hash, Vec<u8>)> = LazyLock::new(|| {
+            let empty = list([]);
+            let ion = empty
+                .encode_as(ion_rs::v1_0::Binary)
+                .expect("an empty list encodes");
+            (ion_hash(&empty), ion)
+        });
+        NO_CHANGES.clone()
+    } else {
+        let changes = list(catalog_changes.iter().map(CatalogChange::to_element));
+        (ion_hash(&changes), changes.encode_as(ion_rs::v1_0::Binary)?)
+    };
     Ok(BlockBody {
         time_millis,
         metadata_hashes,
         transaction_info_hash: ion_hash(&transaction_info),
         transaction_info_ion: transaction_info.encode_as(ion_rs::v1_0::Binary)?,
-        catalog_changes_hash: ion_hash(&catalog_changes),
-        catalog_changes_ion: catalog_changes.encode_as(ion_rs::v1_0::Binary)?,
+        catalog_changes_hash,
+        catalog_changes_ion,
     })
 }
 
@@ -937,6 +953,38 @@ impl RevisionMetadata {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        /// The commit path's metadata hashes equal the Ion-value path's, escapes included.
+        #[test]
+        fn metadata_hashes_equal_the_ion_value_path(
+            id in "[A-Za-z0-9\u{b}\u{c}\u{e}]{1,30}",
+            tx in "[A-Za-z0-9\u{b}\u{e}]{1,30}",
+            version in proptest::prop_oneof![0u64..300, 0u64..(1u64 << 40), 0x0B0C0E_u64..0x0B0C0F, (1u64 << 62)..(1u64 << 62) + 5],
+            millis in 0i64..4_102_444_800_000,
+        ) {
+            let tx_time = clock::timestamp_from_millis(millis).unwrap();
+            let expected = ion_hash(&metadata_element(&RevisionMetadata {
+                id: id.clone(),
+                version,
+                tx_time: tx_time.clone(),
+                tx_id: tx.clone(),
+            }));
+            proptest::prop_assert_eq!(RevisionMetadataHasher::new(&tx_time, &tx).hash(&id, version), expected);
+        }
+    }
+
+    #[test]
+    fn a_block_without_catalog_changes_hashes_and_encodes_the_empty_list() {
+        let built = body("tx", 1_700_000_000_000, &[], &[], &[]).unwrap();
+        let empty = list([]);
+        assert_eq!(built.catalog_changes_hash, ion_hash(&empty));
+        assert_eq!(
+            built.catalog_changes_ion,
+            empty.encode_as(ion_rs::v1_0::Binary).unwrap()
+        );
+    }
 
     fn sample() -> (BuiltBlock, BlockAddress) {
         let data = Element::read_one(&b"{VIN: \"1N4AL11D75C109151\", price: 90.25}"[..]).unwrap();

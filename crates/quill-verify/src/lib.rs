@@ -53,7 +53,7 @@ pub use hashes::{
     entries_hash_list_of, redacted_revision_hash, revision_hash, revision_to_block_path,
     revisions_root, statement_digest, statement_digest_of_hashes, CommitDigest, QUILL_ENTRIES,
 };
-pub use header::BlockHeaderHasher;
+pub use header::{BlockHeaderHasher, RevisionMetadataHasher};
 pub use merkle::{fold, merkle_path, merkle_root, verify_proof};
 pub use tree::{
     consistency_proof, inclusion_proof, tree_root, verify_consistency, verify_digest_consistency,
