@@ -170,9 +170,18 @@ impl LogStore {
         }
         // Leaves first: a crash between the writes leaves more leaves than hashes, which
         // `open` cuts back to the shorter.
-        self.leaves.write_all(&records)?;
         let before = self.counts[0];
-        self.levels[0].write_all(&hashes)?;
+        let written = self
+            .leaves
+            .write_all(&records)
+            .and_then(|()| self.levels[0].write_all(&hashes));
+        if let Err(error) = written {
+            // Back to what both files held, so that the next append (the files are opened
+            // for appending) lands where `counts` says and not after a partial write.
+            let _ = self.leaves.set_len(before * LEAF_RECORD);
+            let _ = self.levels[0].set_len(before * 32);
+            return Err(error.into());
+        }
         self.counts[0] += leaves.len() as u64;
         for tile in before / TILE_WIDTH..self.counts[0] / TILE_WIDTH {
             let parent = self.complete_subtree(0, tile * TILE_WIDTH, TILE_WIDTH)?;
