@@ -187,12 +187,12 @@ fn check_length(statement: &str) -> Result<()> {
     Ok(())
 }
 
-/// Parses (or finds in the thread's [`parse_cache`]) and checks the length and the parameter
+/// Parses (or finds in the [`parse_cache`]) and checks the length and the parameter
 /// count.
 fn parse_checked(
     statement: &str,
     parameters: &[Element],
-) -> Result<std::rc::Rc<parse_cache::Parsed>> {
+) -> Result<std::sync::Arc<parse_cache::Parsed>> {
     check_length(statement)?;
     if parameters.len() > limits::PARAMETERS_MAX {
         return Err(PartiqlError::Limit {
