@@ -183,11 +183,7 @@ impl LogStore {
             return Err(error.into());
         }
         self.counts[0] += leaves.len() as u64;
-        for tile in before / TILE_WIDTH..self.counts[0] / TILE_WIDTH {
-            let parent = self.complete_subtree(0, tile * TILE_WIDTH, TILE_WIDTH)?;
-            self.push_hash(1, parent)?;
-        }
-        Ok(())
+        self.push_completed_tiles(0, before)
     }
 
     fn push_hash(&mut self, level: usize, hash: Hash) -> Result<(), LogError> {
@@ -203,9 +199,14 @@ impl LogStore {
         }
         self.levels[level].write_all(&hash.0)?;
         self.counts[level] += 1;
-        if self.counts[level].is_multiple_of(TILE_WIDTH) {
-            let index = self.counts[level] / TILE_WIDTH - 1;
-            let parent = self.complete_subtree(level, index * TILE_WIDTH, TILE_WIDTH)?;
+        self.push_completed_tiles(level, self.counts[level] - 1)
+    }
+
+    /// Pushes to `level + 1` the root of every tile of `level` completed since that level held
+    /// `before` hashes.
+    fn push_completed_tiles(&mut self, level: usize, before: u64) -> Result<(), LogError> {
+        for tile in before / TILE_WIDTH..self.counts[level] / TILE_WIDTH {
+            let parent = self.complete_subtree(level, tile * TILE_WIDTH, TILE_WIDTH)?;
             self.push_hash(level + 1, parent)?;
         }
         Ok(())
