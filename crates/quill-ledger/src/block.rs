@@ -49,17 +49,6 @@ pub struct RevisionDraft {
     pub previous: Option<Element>,
 }
 
-impl RevisionDraft {
-    fn metadata(&self, tx_time: &ion_rs::Timestamp, transaction_id: &str) -> RevisionMetadata {
-        RevisionMetadata {
-            id: self.document_id.clone(),
-            version: self.version,
-            tx_time: tx_time.clone(),
-            tx_id: transaction_id.to_owned(),
-        }
-    }
-}
-
 /// The parts of a block that do not depend on its place in the chain (sequence number, time,
 /// previous hash). The committing thread computes them, so the serial commit path does not.
 #[derive(Debug, Clone)]
@@ -213,12 +202,16 @@ pub fn build(
     let timestamp = clock::timestamp_from_millis(draft.time_millis)?;
     let proposed_time = draft.time_millis == draft.body.time_millis;
     let mut revision_hashes = Vec::with_capacity(draft.revisions.len());
+    // Only when the block's time is not the one the body was hashed with.
+    let mut retimed = None;
     for (i, r) in draft.revisions.iter().enumerate() {
         let metadata_hash = match draft.body.metadata_hashes.get(i) {
             Some(hash) if proposed_time => *hash,
-            _ => ion_hash(&metadata_element(
-                &r.metadata(&timestamp, draft.transaction_id),
-            )),
+            _ => retimed
+                .get_or_insert_with(|| {
+                    RevisionMetadataHasher::new(&timestamp, draft.transaction_id)
+                })
+                .hash(&r.document_id, r.version),
         };
         revision_hashes.push(match &r.data_hash {
             Some(data_hash) => quill_verify::dot(&metadata_hash, data_hash),
@@ -987,6 +980,11 @@ mod tests {
     }
 
     fn sample() -> (BuiltBlock, BlockAddress) {
+        sample_at(1_568_662_625_344)
+    }
+
+    /// The sample block, committed at `block_millis` (its body hashed at ..344).
+    fn sample_at(block_millis: i64) -> (BuiltBlock, BlockAddress) {
         let data = Element::read_one(&b"{VIN: \"1N4AL11D75C109151\", price: 90.25}"[..]).unwrap();
         let revisions = vec![
             RevisionDraft {
@@ -1025,7 +1023,7 @@ mod tests {
         let draft = BlockDraft {
             address: address.clone(),
             transaction_id: &tx,
-            time_millis: 1_568_662_625_344,
+            time_millis: block_millis,
             previous_hash: Some(Hash([9; 32])),
             revisions: &revisions,
             body: &body,
@@ -1049,6 +1047,22 @@ mod tests {
         for (i, (_, revision)) in decoded.revisions.iter().enumerate() {
             assert_eq!(revision.hash, built.revision_hashes[i]);
         }
+    }
+
+    #[test]
+    fn a_block_committed_later_than_its_body_was_hashed_verifies() {
+        // The committer's clock may be ahead of the body's: the metadata is hashed again.
+        let (built, address) = sample_at(1_568_662_626_000);
+        let (on_time, _) = sample();
+        assert_ne!(built.revision_hashes, on_time.revision_hashes);
+        let element = decode_payload(&built.payload, &address)
+            .unwrap()
+            .to_element()
+            .unwrap();
+        assert_eq!(
+            quill_verify::verify_quill_block(&element).unwrap(),
+            built.hash
+        );
     }
 
     #[test]
